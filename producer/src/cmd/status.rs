@@ -1,0 +1,32 @@
+//! `agentq status ID`.
+
+use agentq_shared::config::Config;
+
+use crate::{output, Failure};
+
+/// Show one job's record.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job id printed by `agentq enqueue`.
+    pub id: String,
+    /// Print the record as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let Some(rec) = store.get(&args.id).await? else {
+        return Err(Failure::refused(format!(
+            "no job with id {} (list jobs with `agentq list`)",
+            args.id
+        )));
+    };
+    if args.json {
+        output::print_json(&rec);
+    } else {
+        output::print_record(&rec);
+    }
+    Ok(0)
+}

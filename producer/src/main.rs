@@ -1,0 +1,100 @@
+//! `agentq`: enqueue AI coding agent dispatch jobs into Redis and inspect them.
+//!
+//! Exit codes: 0 success; 1 a job or input was refused, or no such job;
+//! 2 Redis unreachable or configuration invalid.
+
+mod cmd;
+mod output;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use agentq_shared::{config::Config, store::JobStore};
+use clap::{Parser, Subcommand};
+
+/// agentq: a job queue that dispatches AI coding agents (codex, claude, gemini,
+/// coderabbit, local) to repositories on a Forgejo forge.
+///
+/// Jobs go into Redis; `agentq-worker` processes on any number of hosts run them.
+///
+/// Exit codes: 0 success; 1 input refused or job not found; 2 Redis unreachable
+/// or configuration invalid.
+#[derive(Debug, Parser)]
+#[command(name = "agentq", version, about, long_about)]
+struct Cli {
+    /// Redis URL (redis:// or rediss://, with auth if needed).
+    #[arg(long, global = true, env = "AGENTQ_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Configuration file [default: $AGENTQ_CONFIG, else ./agentq.toml if present].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enqueue one job from flags, or many from NDJSON on stdin (`agentq enqueue -`).
+    Enqueue(cmd::enqueue::Args),
+    /// Show one job's record.
+    Status(cmd::status::Args),
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Process exit code.
+    pub code: u8,
+    /// What to print on stderr.
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit 1: refused input or missing job.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self { code: 1, message: message.into() }
+    }
+    /// Exit 2: Redis or configuration.
+    pub fn setup(message: impl Into<String>) -> Self {
+        Self { code: 2, message: message.into() }
+    }
+}
+
+impl From<agentq_shared::store::StoreError> for Failure {
+    fn from(e: agentq_shared::store::StoreError) -> Self {
+        Failure::setup(e.to_string())
+    }
+}
+
+/// Loads the configuration and applies global flags.
+pub fn load_config(cli_config: Option<PathBuf>, redis_url: Option<String>) -> Result<Config, Failure> {
+    let mut cfg = Config::load(cli_config).map_err(|e| Failure::setup(e.to_string()))?;
+    if let Some(u) = redis_url {
+        cfg.redis_url = u;
+    }
+    Ok(cfg)
+}
+
+/// Connects to the store, failing within a few seconds with exit code 2.
+pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
+    Ok(JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(3)).await?)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = async {
+        let cfg = load_config(cli.config, cli.redis_url)?;
+        match cli.command {
+            Command::Enqueue(a) => cmd::enqueue::run(&cfg, a).await,
+            Command::Status(a) => cmd::status::run(&cfg, a).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("agentq: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

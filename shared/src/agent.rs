@@ -1,0 +1,226 @@
+//! The agent table: which program runs for an agent name, with which arguments
+//! (the seed's `agentCommand`).
+
+use std::fmt;
+
+/// Agent pools agentq knows how to run.
+pub const AGENTS: &[&str] = &["codex", "claude", "gemini", "coderabbit", "local"];
+
+/// Default model of the `local` agent (seed: `devstral-24b`).
+pub const DEFAULT_LOCAL_MODEL: &str = "devstral-24b";
+
+/// The fixed prompt of `codex:review` (seed).
+pub const CODEX_REVIEW_PROMPT: &str = "Review the last 2 commits via git diff HEAD~2. Check for bugs, security issues, missing tests, naming issues. Report pass/fail with specifics. Do NOT make changes.";
+
+/// The sandbox note appended to claude's system prompt (seed).
+pub const CLAUDE_SANDBOX_PROMPT: &str = "SANDBOX: You are restricted to the current directory only. Do NOT use absolute paths. Do NOT navigate outside this repository.";
+
+/// The `local` agent's launcher. The model and the prompt arrive as positional
+/// parameters `$1` and `$2`: they are never part of the script text, so nothing in a
+/// task can be run by the shell (the seed interpolated the prompt with `%q`).
+pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o ../.meta/agent-codex.log "$2""#;
+
+/// An agent name split into its pool and optional model: `claude:haiku` is pool
+/// `claude`, model `haiku`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// The pool: the part before `:`.
+    pub base: String,
+    /// The model or variant: the part after `:`, if any.
+    pub model: Option<String>,
+}
+
+/// An agent name that agentq cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// The pool is not one of [`AGENTS`].
+    #[error("unknown agent `{0}` (known: codex, claude, gemini, coderabbit, local, each with an optional :model)")]
+    Unknown(String),
+    /// The model part has characters that are not allowed.
+    #[error("invalid model `{0}` (letters, digits, . _ -; at most 64 characters)")]
+    BadModel(String),
+}
+
+impl AgentSpec {
+    /// Parses `base[:model]`, refusing unknown pools and unsafe model names.
+    ///
+    /// # Errors
+    /// [`AgentError`] for an unknown pool or a bad model.
+    ///
+    /// ```
+    /// use agentq_shared::agent::AgentSpec;
+    /// let a = AgentSpec::parse("claude:haiku").unwrap();
+    /// assert_eq!((a.base.as_str(), a.model.as_deref()), ("claude", Some("haiku")));
+    /// assert!(AgentSpec::parse("gpt").is_err());
+    /// ```
+    pub fn parse(agent: &str) -> Result<Self, AgentError> {
+        let (base, model) = match agent.split_once(':') {
+            Some((b, m)) => (b, Some(m)),
+            None => (agent, None),
+        };
+        if !AGENTS.contains(&base) {
+            return Err(AgentError::Unknown(agent.to_string()));
+        }
+        if let Some(m) = model {
+            let ok = !m.is_empty()
+                && m.len() <= 64
+                && m.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && m.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(AgentError::BadModel(m.to_string()));
+            }
+        }
+        Ok(Self {
+            base: base.to_string(),
+            model: model.map(str::to_string),
+        })
+    }
+
+    /// The pool name (the part before `:`), which limits and backoff key on.
+    pub fn pool(&self) -> &str {
+        &self.base
+    }
+
+    /// The program and its argument vector inside the container (the seed's
+    /// `agentCommand`). The prompt is one vector entry, never shell text.
+    pub fn command(&self, prompt: &str) -> (String, Vec<String>) {
+        let model = self.model.as_deref();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        match self.base.as_str() {
+            "gemini" => {
+                let mut args = s(&["-p", prompt, "--yolo", "--sandbox"]);
+                if let Some(m) = model {
+                    args.extend(["-m".to_string(), format!("gemini-2.5-{m}")]);
+                }
+                ("gemini".into(), args)
+            }
+            "codex" if model == Some("review") => (
+                "codex".into(),
+                s(&[
+                    "exec",
+                    "--dangerously-bypass-approvals-and-sandbox",
+                    CODEX_REVIEW_PROMPT,
+                ]),
+            ),
+            "codex" => {
+                let mut args = s(&[
+                    "exec",
+                    "--dangerously-bypass-approvals-and-sandbox",
+                    "-o",
+                    "../.meta/agent-codex.log",
+                ]);
+                if let Some(m) = model {
+                    args.extend(s(&["--model", m]));
+                }
+                args.push(prompt.to_string());
+                ("codex".into(), args)
+            }
+            "claude" => {
+                let mut args = s(&[
+                    "-p",
+                    prompt,
+                    "--output-format",
+                    "text",
+                    "--dangerously-skip-permissions",
+                    "--no-session-persistence",
+                    "--append-system-prompt",
+                    CLAUDE_SANDBOX_PROMPT,
+                ]);
+                if let Some(m) = model {
+                    args.extend(s(&["--model", m]));
+                }
+                ("claude".into(), args)
+            }
+            "coderabbit" => {
+                let mut args = s(&["review", "--plain", "--base", "HEAD~1"]);
+                if let Some(m) = model {
+                    args.extend(s(&["--type", m]));
+                }
+                if !prompt.is_empty() {
+                    args.extend(s(&["--config", "CLAUDE.md"]));
+                }
+                ("coderabbit".into(), args)
+            }
+            _ => {
+                // "local": parse() admits no other pool.
+                let m = model.unwrap_or(DEFAULT_LOCAL_MODEL);
+                ("sh".into(), s(&["-c", LOCAL_SCRIPT, "sh", m, prompt]))
+            }
+        }
+    }
+}
+
+impl fmt::Display for AgentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.model {
+            Some(m) => write!(f, "{}:{m}", self.base),
+            None => f.write_str(&self.base),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(agent: &str, prompt: &str) -> (String, Vec<String>) {
+        AgentSpec::parse(agent).unwrap().command(prompt)
+    }
+
+    #[test]
+    fn gemini_matches_seed() {
+        assert_eq!(argv("gemini", "P"), ("gemini".into(), vec!["-p".into(), "P".into(), "--yolo".into(), "--sandbox".into()]));
+        assert_eq!(argv("gemini:flash", "P").1[4..], ["-m".to_string(), "gemini-2.5-flash".to_string()]);
+    }
+
+    #[test]
+    fn codex_matches_seed() {
+        let (cmd, a) = argv("codex", "P");
+        assert_eq!(cmd, "codex");
+        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", "-o", "../.meta/agent-codex.log", "P"]);
+        let (_, a) = argv("codex:gpt-5", "P");
+        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", "-o", "../.meta/agent-codex.log", "--model", "gpt-5", "P"]);
+        let (_, a) = argv("codex:review", "P");
+        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", CODEX_REVIEW_PROMPT]);
+    }
+
+    #[test]
+    fn claude_matches_seed() {
+        let (cmd, a) = argv("claude:opus", "P");
+        assert_eq!(cmd, "claude");
+        assert_eq!(
+            a,
+            ["-p", "P", "--output-format", "text", "--dangerously-skip-permissions", "--no-session-persistence",
+             "--append-system-prompt", CLAUDE_SANDBOX_PROMPT, "--model", "opus"]
+        );
+        assert_eq!(argv("claude", "P").1.len(), 8);
+    }
+
+    #[test]
+    fn coderabbit_matches_seed() {
+        assert_eq!(argv("coderabbit", "").1, ["review", "--plain", "--base", "HEAD~1"]);
+        assert_eq!(
+            argv("coderabbit:committed", "P").1,
+            ["review", "--plain", "--base", "HEAD~1", "--type", "committed", "--config", "CLAUDE.md"]
+        );
+    }
+
+    #[test]
+    fn local_never_puts_the_prompt_in_shell_text() {
+        let p = "$(touch /tmp/pwned) `id`";
+        let (cmd, a) = argv("local", p);
+        assert_eq!(cmd, "sh");
+        assert_eq!(a[0], "-c");
+        assert!(!a[1].contains("pwned"));
+        assert_eq!(&a[2..], ["sh", DEFAULT_LOCAL_MODEL, p]);
+        assert_eq!(argv("local:qwen3", "P").1[3], "qwen3");
+    }
+
+    #[test]
+    fn unknown_and_bad_models_are_refused() {
+        assert!(matches!(AgentSpec::parse("gpt"), Err(AgentError::Unknown(_))));
+        assert!(matches!(AgentSpec::parse("claude:"), Err(AgentError::BadModel(_))));
+        assert!(matches!(AgentSpec::parse("claude:$(x)"), Err(AgentError::BadModel(_))));
+    }
+}

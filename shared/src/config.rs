@@ -1,0 +1,254 @@
+//! Configuration: one TOML file (`agentq.toml`) with environment overrides.
+//!
+//! Precedence, lowest first: built-in defaults, the file (`--config`, `AGENTQ_CONFIG`,
+//! or `./agentq.toml` if present), environment variables, command-line flags.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::Deserialize;
+
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default agent image (seed: `core-dev`).
+pub const DEFAULT_IMAGE: &str = "core-dev";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `redis://` or `rediss://` URL, with auth if needed.
+    pub redis_url: String,
+    /// Prefix of every agentq Redis key.
+    pub namespace: String,
+    /// Where workspaces are made.
+    pub workspace_root: PathBuf,
+    /// Where repositories are cloned from: `{git_base}/{org}/{repo}.git`. A URL or a
+    /// local directory of bare repositories.
+    pub git_base: String,
+    /// Infrastructure attempts per job before it fails for good.
+    pub max_attempts: u32,
+    /// First infrastructure retry delay in seconds; doubles per attempt, capped at 300.
+    pub retry_base_secs: u64,
+    /// apalis-redis worker heartbeat, seconds. A worker silent for
+    /// `heartbeat_secs * missed_heartbeats` is dead and its jobs are re-delivered.
+    pub heartbeat_secs: u64,
+    /// See `heartbeat_secs`.
+    pub missed_heartbeats: u32,
+    /// Container settings for every agent.
+    pub docker: DockerConfig,
+    /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// Container settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Agent image (env `AGENT_DOCKER_IMAGE`).
+    pub image: String,
+    /// Kill the agent after this many seconds; the job ends `timed_out`.
+    pub timeout_secs: u64,
+    /// Memory limit in MiB (0: none).
+    pub memory_mb: u64,
+    /// CPU limit in cores (0: none).
+    pub cpus: f64,
+    /// Process limit (0: none).
+    pub pids_limit: i64,
+    /// Home directory whose `.codex`, `.claude`, `.gemini` are mounted read-only
+    /// (seed: `DIR_HOME`). Empty: `$DIR_HOME`, else `$HOME`.
+    pub agent_home: String,
+    /// API keys forwarded to every agent by name, when set in the worker's env.
+    pub env_keys: Vec<String>,
+    /// Git identity inside the container.
+    pub git_user_name: String,
+    /// Git identity inside the container.
+    pub git_user_email: String,
+    /// `OLLAMA_HOST` inside the container.
+    pub ollama_host: String,
+}
+
+/// Overrides for one agent pool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Image for this pool.
+    pub image: Option<String>,
+    /// Timeout for this pool, seconds.
+    pub timeout_secs: Option<u64>,
+    /// Extra env keys forwarded by name.
+    pub env_keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis_url: DEFAULT_REDIS_URL.into(),
+            namespace: "agentq".into(),
+            workspace_root: default_workspace_root(),
+            git_base: "http://127.0.0.1:3000".into(),
+            max_attempts: 3,
+            retry_base_secs: 5,
+            heartbeat_secs: 10,
+            missed_heartbeats: 3,
+            docker: DockerConfig::default(),
+            agents: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_IMAGE.into(),
+            timeout_secs: 3600,
+            memory_mb: 4096,
+            cpus: 2.0,
+            pids_limit: 1024,
+            agent_home: String::new(),
+            env_keys: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"]
+                .map(String::from)
+                .to_vec(),
+            git_user_name: "Virgil".into(),
+            git_user_email: "virgil@lethean.io".into(),
+            ollama_host: "http://host.docker.internal:11434".into(),
+        }
+    }
+}
+
+fn default_workspace_root() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".agentq/workspace")
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid for agentq.
+    #[error("invalid config {0}: {1}")]
+    Parse(PathBuf, String),
+    /// An environment override has a bad value.
+    #[error("invalid value for {0}: {1}")]
+    Env(&'static str, String),
+}
+
+impl Config {
+    /// Loads `path` (or `AGENTQ_CONFIG`, or `./agentq.toml` if it exists), then
+    /// applies environment overrides.
+    ///
+    /// # Errors
+    /// A named file that cannot be read or parsed, or a bad environment value.
+    pub fn load(path: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let path = path
+            .or_else(|| std::env::var_os("AGENTQ_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let p = PathBuf::from("agentq.toml");
+                p.exists().then_some(p)
+            });
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;
+                Self::from_toml(&text).map_err(|e| ConfigError::Parse(p, e))?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML document.
+    ///
+    /// # Errors
+    /// TOML syntax errors and unknown keys, as text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies `AGENTQ_*` and `AGENT_DOCKER_IMAGE` overrides from `get`.
+    ///
+    /// # Errors
+    /// A numeric override that does not parse.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("AGENTQ_REDIS_URL") {
+            self.redis_url = v;
+        }
+        if let Some(v) = get("AGENTQ_NAMESPACE") {
+            self.namespace = v;
+        }
+        if let Some(v) = get("AGENTQ_WORKSPACE_ROOT") {
+            self.workspace_root = v.into();
+        }
+        if let Some(v) = get("AGENTQ_GIT_BASE") {
+            self.git_base = v;
+        }
+        if let Some(v) = get("AGENT_DOCKER_IMAGE") {
+            self.docker.image = v;
+        }
+        if let Some(v) = get("AGENTQ_MAX_ATTEMPTS") {
+            self.max_attempts = v
+                .parse()
+                .map_err(|_| ConfigError::Env("AGENTQ_MAX_ATTEMPTS", v))?;
+        }
+        if let Some(v) = get("AGENTQ_AGENT_TIMEOUT_SECS") {
+            self.docker.timeout_secs = v
+                .parse()
+                .map_err(|_| ConfigError::Env("AGENTQ_AGENT_TIMEOUT_SECS", v))?;
+        }
+        Ok(())
+    }
+
+    /// The image for an agent pool: the pool's override, else the global image.
+    pub fn image_for(&self, pool: &str) -> &str {
+        self.agents
+            .get(pool)
+            .and_then(|a| a.image.as_deref())
+            .unwrap_or(&self.docker.image)
+    }
+
+    /// The timeout for an agent pool, seconds.
+    pub fn timeout_for(&self, pool: &str) -> u64 {
+        self.agents
+            .get(pool)
+            .and_then(|a| a.timeout_secs)
+            .unwrap_or(self.docker.timeout_secs)
+    }
+
+    /// The home whose agent config directories are mounted.
+    pub fn agent_home(&self) -> PathBuf {
+        if !self.docker.agent_home.is_empty() {
+            return PathBuf::from(&self.docker.agent_home);
+        }
+        std::env::var_os("DIR_HOME")
+            .or_else(|| std::env::var_os("HOME"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env() {
+        let mut cfg = Config::from_toml(
+            "namespace = \"x\"\n[docker]\nimage = \"a\"\n[agents.claude]\nimage = \"c\"\ntimeout_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.image_for("claude"), "c");
+        assert_eq!(cfg.image_for("codex"), "a");
+        assert_eq!(cfg.timeout_for("claude"), 5);
+        cfg.apply_env(|k| (k == "AGENT_DOCKER_IMAGE").then(|| "b".to_string())).unwrap();
+        assert_eq!(cfg.image_for("codex"), "b");
+        assert_eq!(cfg.namespace, "x");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("nope = 1").unwrap_err().contains("nope"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The agent container as data (the seed's `containerCommand`, as a Docker API
+//! create-container body rather than a `docker run` line), with hardening.
+
+use std::{collections::HashMap, path::Path};
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
+
+use crate::{agent::AgentSpec, config::Config};
+
+/// Label: the job id.
+pub const LABEL_JOB: &str = "agentq.job";
+/// Label: the job's attempt.
+pub const LABEL_ATTEMPT: &str = "agentq.attempt";
+/// Label: the worker id that started the container.
+pub const LABEL_WORKER: &str = "agentq.worker";
+/// Label: the namespace, so reaping never touches another installation's containers.
+pub const LABEL_NAMESPACE: &str = "agentq.namespace";
+
+/// Everything that identifies one agent container.
+#[derive(Debug, Clone)]
+pub struct ContainerJob<'a> {
+    /// Job id.
+    pub job_id: &'a str,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Worker id.
+    pub worker_id: &'a str,
+    /// Redis namespace.
+    pub namespace: &'a str,
+    /// The agent.
+    pub agent: &'a AgentSpec,
+    /// The prompt.
+    pub prompt: &'a str,
+    /// `{workspace}/repo` on the host.
+    pub repo_dir: &'a Path,
+    /// `{workspace}/.meta` on the host.
+    pub meta_dir: &'a Path,
+    /// `uid:gid` to run as (the owner of the workspace), if known.
+    pub user: Option<String>,
+}
+
+fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.to_string()),
+        source: Some(source.to_string_lossy().into_owned()),
+        typ: Some(MountTypeEnum::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// The create-container body for an agent run.
+///
+/// `env` looks up the worker's environment: API keys are forwarded by name, only
+/// when set. Mounts: repo → `/workspace`, meta → `/workspace/.meta`, the agent's
+/// config directories read-only (`~/.codex` always, `~/.claude` for claude,
+/// `~/.gemini` for gemini; only those that exist). Never the Docker socket or SSH keys.
+pub fn agent_container(
+    cfg: &Config,
+    job: &ContainerJob<'_>,
+    env: impl Fn(&str) -> Option<String>,
+) -> ContainerCreateBody {
+    let pool = job.agent.pool();
+    let (cmd, args) = job.agent.command(job.prompt);
+    let mut command = vec![cmd];
+    command.extend(args);
+
+    let mut env_list = Vec::new();
+    let mut keys: Vec<&String> = cfg.docker.env_keys.iter().collect();
+    if let Some(a) = cfg.agents.get(pool) {
+        keys.extend(a.env_keys.iter());
+    }
+    for key in keys {
+        if let Some(v) = env(key) {
+            env_list.push(format!("{key}={v}"));
+        }
+    }
+    let d = &cfg.docker;
+    env_list.extend([
+        "TERM=dumb".to_string(),
+        "NO_COLOR=1".to_string(),
+        "CI=true".to_string(),
+        "HOME=/home/dev".to_string(),
+        format!("GIT_USER_NAME={}", d.git_user_name),
+        format!("GIT_USER_EMAIL={}", d.git_user_email),
+        format!("GIT_AUTHOR_NAME={}", d.git_user_name),
+        format!("GIT_AUTHOR_EMAIL={}", d.git_user_email),
+        format!("GIT_COMMITTER_NAME={}", d.git_user_name),
+        format!("GIT_COMMITTER_EMAIL={}", d.git_user_email),
+        format!("OLLAMA_HOST={}", d.ollama_host),
+    ]);
+
+    let mut mounts = vec![
+        bind(job.repo_dir, "/workspace", false),
+        bind(job.meta_dir, "/workspace/.meta", false),
+    ];
+    let home = cfg.agent_home();
+    let mut config_dirs = vec![".codex"];
+    match pool {
+        "claude" => config_dirs.push(".claude"),
+        "gemini" => config_dirs.push(".gemini"),
+        _ => {}
+    }
+    for dir in config_dirs {
+        let src = home.join(dir);
+        if src.is_dir() {
+            mounts.push(bind(&src, &format!("/home/dev/{dir}"), true));
+        }
+    }
+
+    let labels = HashMap::from([
+        (LABEL_JOB.to_string(), job.job_id.to_string()),
+        (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
+        (LABEL_WORKER.to_string(), job.worker_id.to_string()),
+        (LABEL_NAMESPACE.to_string(), job.namespace.to_string()),
+    ]);
+
+    let host_config = HostConfig {
+        mounts: Some(mounts),
+        extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        privileged: Some(false),
+        memory: (d.memory_mb > 0).then(|| (d.memory_mb * 1024 * 1024) as i64),
+        nano_cpus: (d.cpus > 0.0).then(|| (d.cpus * 1e9) as i64),
+        pids_limit: (d.pids_limit > 0).then_some(d.pids_limit),
+        tmpfs: Some(HashMap::from([("/tmp".to_string(), "rw,nosuid,size=512m".to_string())])),
+        init: Some(true),
+        ..Default::default()
+    };
+
+    ContainerCreateBody {
+        image: Some(cfg.image_for(pool).to_string()),
+        cmd: Some(command),
+        entrypoint: Some(vec![]),
+        env: Some(env_list),
+        working_dir: Some("/workspace".into()),
+        labels: Some(labels),
+        user: job.user.clone(),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_follows_the_seed_and_hardens() {
+        let cfg = Config::default();
+        let agent = AgentSpec::parse("claude").unwrap();
+        let job = ContainerJob {
+            job_id: "J",
+            attempt: 2,
+            worker_id: "W",
+            namespace: "agentq",
+            agent: &agent,
+            prompt: "P",
+            repo_dir: Path::new("/ws/repo"),
+            meta_dir: Path::new("/ws/.meta"),
+            user: Some("1000:1000".into()),
+        };
+        let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk".to_string());
+        let body = agent_container(&cfg, &job, env);
+        assert_eq!(body.image.as_deref(), Some("core-dev"));
+        let cmd = body.cmd.unwrap();
+        assert_eq!(cmd[0], "claude");
+        assert_eq!(cmd[1..3], ["-p".to_string(), "P".to_string()]);
+        let env = body.env.unwrap();
+        assert!(env.contains(&"ANTHROPIC_API_KEY=sk".to_string()));
+        assert!(!env.iter().any(|e| e.starts_with("OPENAI_API_KEY")), "unset keys are not passed");
+        assert!(env.contains(&"CI=true".to_string()));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_JOB], "J");
+        assert_eq!(labels[LABEL_ATTEMPT], "2");
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.cap_drop.unwrap(), ["ALL"]);
+        let mounts = hc.mounts.unwrap();
+        assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
+        assert_eq!(mounts[1].target.as_deref(), Some("/workspace/.meta"));
+        assert!(!mounts.iter().any(|m| m.source.as_deref().unwrap_or("").contains("docker.sock")));
+    }
+}

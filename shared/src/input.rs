@@ -1,0 +1,396 @@
+//! The job input (the seed's `DispatchInput`), its defaults and its validation.
+//!
+//! Every rule that decides whether a job may enter the queue lives here, so the
+//! producer refuses bad input before anything reaches Redis, and the worker can
+//! re-check a record it reads back without a second copy of the rules.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentSpec;
+
+/// Default Forge organisation (seed: `core`).
+pub const DEFAULT_ORG: &str = "core";
+/// Default agent (seed: `codex`).
+pub const DEFAULT_AGENT: &str = "codex";
+/// Default prompt template set (seed: `coding`).
+pub const DEFAULT_TEMPLATE: &str = "coding";
+/// Template sets a job may name.
+pub const TEMPLATES: &[&str] = &["coding", "conventions", "security"];
+
+const MAX_TASK_BYTES: usize = 64 * 1024;
+const MAX_VAR_VALUE_BYTES: usize = 8 * 1024;
+const MAX_VARS: usize = 64;
+
+/// What a script asks agentq to do: the seed's `DispatchInput`, field for field,
+/// with the same JSON names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchInput {
+    /// Target repository on the Forge, e.g. `go-io`.
+    #[serde(default)]
+    pub repo: String,
+    /// Forge organisation (default `core`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub org: String,
+    /// What the agent should do.
+    #[serde(default)]
+    pub task: String,
+    /// `codex` (default), `claude`, `gemini`, `coderabbit`, `local`, with an optional `:model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent: String,
+    /// Prompt template set: `coding` (default), `conventions` or `security`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
+    /// Plan template slug.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_template: String,
+    /// Template variable substitution.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Persona slug.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub persona: String,
+    /// Forge issue number: workspace `task-{n}`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub issue: u64,
+    /// Pull request number: workspace `pr-{n}`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pr: u64,
+    /// Branch: workspace `{branch}`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub branch: String,
+    /// Tag: workspace `{tag}` (immutable).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+    /// Prepare the workspace and prompt, but run no agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Why a job input was refused. The message always names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidInput {
+    /// The JSON name of the offending field (or `json` for a malformed document).
+    pub field: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl InvalidInput {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl DispatchInput {
+    /// Parses one JSON document (one NDJSON line) into an input, naming the field
+    /// on a type error, which serde's own messages do not do.
+    ///
+    /// # Errors
+    /// Malformed JSON, a non-object, an unknown field or a field of the wrong type.
+    pub fn from_json(text: &str) -> Result<Self, InvalidInput> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| InvalidInput::new("json", format!("malformed JSON: {e}")))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(InvalidInput::new("json", "expected a JSON object"));
+        };
+        let mut input = DispatchInput::default();
+        for (key, value) in map {
+            let field = key.as_str();
+            let bad = |want: &str| InvalidInput::new(field, format!("expected {want}, got {value}"));
+            match field {
+                "repo" | "org" | "task" | "agent" | "template" | "plan_template" | "persona"
+                | "branch" | "tag" => {
+                    let s = match &value {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        _ => return Err(bad("a string")),
+                    };
+                    *input.string_field_mut(field) = s;
+                }
+                "issue" | "pr" => {
+                    let n = match &value {
+                        serde_json::Value::Null => 0,
+                        v => v.as_u64().ok_or_else(|| bad("a positive integer"))?,
+                    };
+                    if field == "issue" {
+                        input.issue = n;
+                    } else {
+                        input.pr = n;
+                    }
+                }
+                "dry_run" => {
+                    input.dry_run = match &value {
+                        serde_json::Value::Null => false,
+                        v => v.as_bool().ok_or_else(|| bad("true or false"))?,
+                    }
+                }
+                "variables" => {
+                    input.variables = serde_json::from_value(value.clone())
+                        .map_err(|_| bad("an object of string values"))?;
+                }
+                other => {
+                    return Err(InvalidInput::new(
+                        other,
+                        "unknown field (known: repo, org, task, agent, template, plan_template, \
+                         variables, persona, issue, pr, branch, tag, dry_run)",
+                    ))
+                }
+            }
+        }
+        Ok(input)
+    }
+
+    fn string_field_mut(&mut self, field: &str) -> &mut String {
+        match field {
+            "repo" => &mut self.repo,
+            "org" => &mut self.org,
+            "task" => &mut self.task,
+            "agent" => &mut self.agent,
+            "template" => &mut self.template,
+            "plan_template" => &mut self.plan_template,
+            "persona" => &mut self.persona,
+            "branch" => &mut self.branch,
+            _ => &mut self.tag,
+        }
+    }
+
+    /// Fills in the seed's defaults (org `core`, agent `codex`, template `coding`).
+    pub fn with_defaults(mut self) -> Self {
+        if self.org.is_empty() {
+            self.org = DEFAULT_ORG.into();
+        }
+        if self.agent.is_empty() {
+            self.agent = DEFAULT_AGENT.into();
+        }
+        if self.template.is_empty() {
+            self.template = DEFAULT_TEMPLATE.into();
+        }
+        self
+    }
+
+    /// Applies the defaults and checks every field.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, by name.
+    ///
+    /// ```
+    /// use agentq_shared::input::DispatchInput;
+    /// let input = DispatchInput { repo: "go-io".into(), task: "Fix tests".into(), issue: 15, ..Default::default() };
+    /// let input = input.validated().unwrap();
+    /// assert_eq!(input.org, "core");
+    /// assert_eq!(input.agent, "codex");
+    /// ```
+    pub fn validated(self) -> Result<Self, InvalidInput> {
+        let input = self.with_defaults();
+        if input.repo.trim().is_empty() {
+            return Err(InvalidInput::new("repo", "is required"));
+        }
+        check_name("repo", &input.repo)?;
+        check_name("org", &input.org)?;
+        if input.task.trim().is_empty() {
+            return Err(InvalidInput::new("task", "is required"));
+        }
+        if input.task.len() > MAX_TASK_BYTES {
+            return Err(InvalidInput::new(
+                "task",
+                format!("is longer than {MAX_TASK_BYTES} bytes"),
+            ));
+        }
+        if input.task.contains('\0') {
+            return Err(InvalidInput::new("task", "contains a NUL byte"));
+        }
+        AgentSpec::parse(&input.agent).map_err(|e| InvalidInput::new("agent", e.to_string()))?;
+        if !TEMPLATES.contains(&input.template.as_str()) {
+            return Err(InvalidInput::new(
+                "template",
+                format!(
+                    "unknown template `{}` (known: {})",
+                    input.template,
+                    TEMPLATES.join(", ")
+                ),
+            ));
+        }
+        if !input.plan_template.is_empty() {
+            check_slug("plan_template", &input.plan_template)?;
+        }
+        if !input.persona.is_empty() {
+            check_slug("persona", &input.persona)?;
+        }
+        if input.issue == 0 && input.pr == 0 && input.branch.is_empty() && input.tag.is_empty() {
+            return Err(InvalidInput::new(
+                "issue",
+                "one of issue, pr, branch or tag is required",
+            ));
+        }
+        if !input.branch.is_empty() {
+            check_ref("branch", &input.branch)?;
+        }
+        if !input.tag.is_empty() {
+            check_ref("tag", &input.tag)?;
+        }
+        if input.variables.len() > MAX_VARS {
+            return Err(InvalidInput::new(
+                "variables",
+                format!("at most {MAX_VARS} variables"),
+            ));
+        }
+        for (key, value) in &input.variables {
+            let ok_key = !key.is_empty()
+                && key.len() <= 64
+                && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok_key {
+                return Err(InvalidInput::new(
+                    "variables",
+                    format!("invalid variable name `{key}` (letters, digits, _ - . ; at most 64)"),
+                ));
+            }
+            if value.len() > MAX_VAR_VALUE_BYTES || value.contains('\0') {
+                return Err(InvalidInput::new(
+                    "variables",
+                    format!("value of `{key}` is over {MAX_VAR_VALUE_BYTES} bytes or has a NUL"),
+                ));
+            }
+        }
+        Ok(input)
+    }
+}
+
+/// A repository or organisation name: one path segment, no `..`, no leading `-`.
+fn check_name(field: &str, value: &str) -> Result<(), InvalidInput> {
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !value.contains("..")
+        && !value.ends_with(".git");
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            field,
+            format!(
+                "`{value}` is not a safe name (letters, digits, . _ -; must start with a letter \
+                 or digit; no `..`; at most 100 characters)"
+            ),
+        ))
+    }
+}
+
+/// A persona or plan slug: lowercase segments separated by `/`, no `..`.
+fn check_slug(field: &str, value: &str) -> Result<(), InvalidInput> {
+    let ok = value.len() <= 100
+        && value.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            field,
+            format!("`{value}` is not a slug (letters, digits, _ -, segments separated by /)"),
+        ))
+    }
+}
+
+/// A git branch or tag name that is safe on a command line and as a directory name
+/// (a subset of `git check-ref-format`).
+fn check_ref(field: &str, value: &str) -> Result<(), InvalidInput> {
+    let ok = value.len() <= 200
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        && !value.contains("..")
+        && !value.contains("//")
+        && !value.contains("/.")
+        && !value.ends_with('/')
+        && !value.ends_with('.')
+        && !value.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            field,
+            format!(
+                "`{value}` is not a safe git ref (letters, digits, . _ - /; must start with a \
+                 letter or digit; no `..`, `//`, trailing `/` or `.lock`)"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> DispatchInput {
+        DispatchInput {
+            repo: "go-io".into(),
+            task: "Fix the failing tests".into(),
+            issue: 15,
+            ..Default::default()
+        }
+    }
+
+    fn field_of(input: DispatchInput) -> String {
+        input.validated().unwrap_err().field
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let v = ok().validated().unwrap();
+        assert_eq!((v.org.as_str(), v.agent.as_str(), v.template.as_str()), ("core", "codex", "coding"));
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(field_of(DispatchInput { repo: String::new(), ..ok() }), "repo");
+        assert_eq!(field_of(DispatchInput { task: " ".into(), ..ok() }), "task");
+        assert_eq!(field_of(DispatchInput { issue: 0, ..ok() }), "issue");
+        assert_eq!(field_of(DispatchInput { repo: "../../etc".into(), ..ok() }), "repo");
+        assert_eq!(field_of(DispatchInput { org: "a/b".into(), ..ok() }), "org");
+        assert_eq!(field_of(DispatchInput { branch: "--upload-pack=x".into(), ..ok() }), "branch");
+        assert_eq!(field_of(DispatchInput { tag: "v1/../../x".into(), ..ok() }), "tag");
+        assert_eq!(field_of(DispatchInput { agent: "gpt".into(), ..ok() }), "agent");
+        assert_eq!(field_of(DispatchInput { template: "x".into(), ..ok() }), "template");
+        assert_eq!(field_of(DispatchInput { persona: "../x".into(), ..ok() }), "persona");
+    }
+
+    #[test]
+    fn branch_with_slashes_is_fine() {
+        let v = DispatchInput { issue: 0, branch: "feature/x-1".into(), ..ok() };
+        assert!(v.validated().is_ok());
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(DispatchInput::from_json("{").unwrap_err().field, "json");
+        assert_eq!(DispatchInput::from_json("[1]").unwrap_err().field, "json");
+        assert_eq!(DispatchInput::from_json(r#"{"issue":"x"}"#).unwrap_err().field, "issue");
+        assert_eq!(DispatchInput::from_json(r#"{"issue":-1}"#).unwrap_err().field, "issue");
+        assert_eq!(DispatchInput::from_json(r#"{"bogus":1}"#).unwrap_err().field, "bogus");
+        let v = DispatchInput::from_json(r#"{"repo":"r","task":"t","pr":3,"variables":{"a":"b"}}"#).unwrap();
+        assert_eq!(v.pr, 3);
+        assert_eq!(v.variables["a"], "b");
+    }
+}

@@ -1,0 +1,81 @@
+//! Every Redis key agentq uses, in one place. apalis-redis keeps its own keys under
+//! [`Keys::apalis_queue`].
+
+/// Key names under one namespace (default `agentq`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Keys under `namespace`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self { ns: namespace.into() }
+    }
+
+    /// The namespace itself.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The apalis-redis queue name; apalis derives `{queue}:active`, `:scheduled`, … from it.
+    pub fn apalis_queue(&self) -> String {
+        format!("{}:q", self.ns)
+    }
+
+    /// Hash: one job's record.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.ns)
+    }
+
+    /// Prefix of job hashes (for scripts that build the key themselves).
+    pub fn job_prefix(&self) -> String {
+        format!("{}:job:", self.ns)
+    }
+
+    /// Sorted set: every job id, scored by creation time (ms).
+    pub fn jobs(&self) -> String {
+        format!("{}:jobs", self.ns)
+    }
+
+    /// Sorted set: ids of jobs in `state`, scored by when they got there (ms).
+    pub fn state(&self, state: &str) -> String {
+        format!("{}:state:{state}", self.ns)
+    }
+
+    /// Prefix of the per-state sets.
+    pub fn state_prefix(&self) -> String {
+        format!("{}:state:", self.ns)
+    }
+
+    /// Stream: job events, trimmed to a bounded length.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.ns)
+    }
+
+    /// String with TTL: which worker runs the job now (a run lease).
+    pub fn run_lease(&self, id: &str) -> String {
+        format!("{}:run:{id}", self.ns)
+    }
+
+    /// String: a cancel request for a job.
+    pub fn cancel(&self, id: &str) -> String {
+        format!("{}:cancel:{id}", self.ns)
+    }
+
+    /// Hash: live workers (id → JSON with host, concurrency, heartbeat).
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.ns)
+    }
+
+    /// List: the bounded agent-log tail of a running job.
+    pub fn log_tail(&self, id: &str) -> String {
+        format!("{}:log:{id}", self.ns)
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new("agentq")
+    }
+}

@@ -1,0 +1,22 @@
+//! # agentq-shared
+//!
+//! The domain of agentq, a Redis job queue that dispatches AI coding agents to
+//! repositories on a Forgejo forge: the job input and its validation, the agent
+//! table, the container spec, workspace layout, final-status rules, the Redis key
+//! layout and job store, and configuration. The `agentq` CLI and the
+//! `agentq-worker` binary are thin layers over this crate.
+
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod config;
+pub mod container;
+pub mod fsutil;
+pub mod input;
+pub mod keys;
+pub mod lease;
+pub mod prompt;
+pub mod record;
+pub mod status;
+pub mod store;
+pub mod workspace;

@@ -1,0 +1,169 @@
+//! A job's record: one Redis hash that every host and the CLI read.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{input::DispatchInput, status::JobState};
+
+/// The job record. Stored as a flat Redis hash (see [`JobRecord::to_fields`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// ULID.
+    pub id: String,
+    /// Current state.
+    pub state: JobState,
+    /// Why the job waits (`slot`, `backoff`, `retry`), when `waiting`.
+    pub reason: String,
+    /// The validated input.
+    pub input: DispatchInput,
+    /// Deliveries started so far (1 on the first run).
+    pub attempt: u32,
+    /// Infrastructure attempts allowed before the job fails for good.
+    pub max_attempts: u32,
+    /// Enqueue sequence: a delivery carrying an older number is stale and skipped.
+    pub seq: u64,
+    /// Agent runs in this workspace (the seed's `runs`).
+    pub runs: u32,
+    /// Host of the last worker that picked the job up.
+    pub host: String,
+    /// Id of that worker.
+    pub worker: String,
+    /// Agent container id of the current or last run.
+    pub container: String,
+    /// Agent exit code of the last run.
+    pub exit_code: Option<i64>,
+    /// Blocked question or failure reason.
+    pub question: String,
+    /// Last infrastructure error.
+    pub error: String,
+    /// Workspace directory on the worker's host.
+    pub workspace_dir: String,
+    /// The agent's branch.
+    pub branch: String,
+    /// The prompt, kept for dry runs.
+    pub prompt: String,
+    /// The workspace already existed when the job was prepared.
+    pub resumed: bool,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Current run's start (RFC 3339).
+    pub started_at: String,
+    /// Reached its final state (RFC 3339).
+    pub finished_at: String,
+}
+
+impl JobRecord {
+    /// A fresh record in state `queued`.
+    pub fn new(id: String, input: DispatchInput, max_attempts: u32, now: &str) -> Self {
+        Self {
+            id,
+            state: JobState::Queued,
+            reason: String::new(),
+            input,
+            attempt: 0,
+            max_attempts,
+            seq: 1,
+            runs: 0,
+            host: String::new(),
+            worker: String::new(),
+            container: String::new(),
+            exit_code: None,
+            question: String::new(),
+            error: String::new(),
+            workspace_dir: String::new(),
+            branch: String::new(),
+            prompt: String::new(),
+            resumed: false,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            started_at: String::new(),
+            finished_at: String::new(),
+        }
+    }
+
+    /// The record as hash fields: strings as they are, the input as JSON.
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("id", self.id.clone()),
+            ("state", self.state.as_str().to_string()),
+            ("reason", self.reason.clone()),
+            ("input", serde_json::to_string(&self.input).unwrap_or_default()),
+            ("attempt", self.attempt.to_string()),
+            ("max_attempts", self.max_attempts.to_string()),
+            ("seq", self.seq.to_string()),
+            ("runs", self.runs.to_string()),
+            ("host", self.host.clone()),
+            ("worker", self.worker.clone()),
+            ("container", self.container.clone()),
+            ("exit_code", self.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            ("question", self.question.clone()),
+            ("error", self.error.clone()),
+            ("workspace_dir", self.workspace_dir.clone()),
+            ("branch", self.branch.clone()),
+            ("prompt", self.prompt.clone()),
+            ("resumed", if self.resumed { "1" } else { "0" }.to_string()),
+            ("created_at", self.created_at.clone()),
+            ("updated_at", self.updated_at.clone()),
+            ("started_at", self.started_at.clone()),
+            ("finished_at", self.finished_at.clone()),
+        ]
+    }
+
+    /// Reads a record back from its hash fields. Missing fields take empty values,
+    /// so records written by an older agentq still load.
+    ///
+    /// # Errors
+    /// A hash without an id, an unknown state or an unreadable input.
+    pub fn from_fields(mut f: HashMap<String, String>) -> Result<Self, String> {
+        let mut take = |k: &str| f.remove(k).unwrap_or_default();
+        let id = take("id");
+        if id.is_empty() {
+            return Err("record has no id".into());
+        }
+        let state = take("state").parse()?;
+        let input = serde_json::from_str(&take("input")).map_err(|e| format!("input: {e}"))?;
+        let num = |s: String| s.parse::<u64>().unwrap_or(0);
+        Ok(Self {
+            id,
+            state,
+            reason: take("reason"),
+            input,
+            attempt: num(take("attempt")) as u32,
+            max_attempts: num(take("max_attempts")) as u32,
+            seq: num(take("seq")),
+            runs: num(take("runs")) as u32,
+            host: take("host"),
+            worker: take("worker"),
+            container: take("container"),
+            exit_code: take("exit_code").parse().ok(),
+            question: take("question"),
+            error: take("error"),
+            workspace_dir: take("workspace_dir"),
+            branch: take("branch"),
+            prompt: take("prompt"),
+            resumed: take("resumed") == "1",
+            created_at: take("created_at"),
+            updated_at: take("updated_at"),
+            started_at: take("started_at"),
+            finished_at: take("finished_at"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let input = DispatchInput { repo: "r".into(), task: "t".into(), issue: 1, ..Default::default() };
+        let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        rec.exit_code = Some(3);
+        rec.resumed = true;
+        let map = rec.to_fields().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(JobRecord::from_fields(map).unwrap(), rec);
+    }
+}

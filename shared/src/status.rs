@@ -1,0 +1,228 @@
+//! Job states, the workspace `status.json` (the seed's `WorkspaceStatus`), and the
+//! rule that turns an agent's exit into a final state (the seed's `detectFinalStatus`).
+
+use std::{fmt, io, path::Path, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life. Final states are [`JobState::is_final`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// In the queue, not picked up yet.
+    Queued,
+    /// Put back to run later (no slot, pool paused, or an infrastructure retry).
+    Waiting,
+    /// Cloning and writing the prompt.
+    Preparing,
+    /// The agent container runs.
+    Running,
+    /// Build and test checks run.
+    Qa,
+    /// Writing back to the forge.
+    Reporting,
+    /// The agent finished and nothing failed.
+    Completed,
+    /// The agent or an infrastructure step failed for good.
+    Failed,
+    /// The agent wrote `BLOCKED.md`: it needs an answer.
+    Blocked,
+    /// Cancelled by a person.
+    Cancelled,
+    /// The agent ran past its timeout and was killed.
+    TimedOut,
+}
+
+/// Every state, in lifecycle order.
+pub const ALL_STATES: &[JobState] = &[
+    JobState::Queued,
+    JobState::Waiting,
+    JobState::Preparing,
+    JobState::Running,
+    JobState::Qa,
+    JobState::Reporting,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Blocked,
+    JobState::Cancelled,
+    JobState::TimedOut,
+];
+
+impl JobState {
+    /// The state's name as stored in Redis and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Waiting => "waiting",
+            Self::Preparing => "preparing",
+            Self::Running => "running",
+            Self::Qa => "qa",
+            Self::Reporting => "reporting",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Blocked => "blocked",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// True for states a job leaves only by an explicit retry or resume.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Blocked | Self::Cancelled | Self::TimedOut
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ALL_STATES
+            .iter()
+            .copied()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ALL_STATES.iter().map(|s| s.as_str()).collect();
+                format!("unknown state `{s}` (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// The workspace's `status.json`: the seed's fields, plus agentq's job id and attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceStatus {
+    /// Job state name.
+    pub status: String,
+    /// Agent name, with model.
+    pub agent: String,
+    /// Repository.
+    pub repo: String,
+    /// Organisation.
+    pub org: String,
+    /// Task text.
+    pub task: String,
+    /// The agent's branch.
+    pub branch: String,
+    /// Kept for the seed's readers; agents run in containers, so always 0.
+    pub pid: u32,
+    /// When the current run started (RFC 3339).
+    pub started_at: String,
+    /// How many times an agent ran in this workspace.
+    pub runs: u32,
+    /// The blocked question or failure reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub question: String,
+    /// Forge issue number, 0 if none.
+    #[serde(default)]
+    pub issue: u64,
+    /// agentq job id.
+    #[serde(default)]
+    pub job_id: String,
+    /// Delivery attempt of the job.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Agent exit code, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// When the job reached its state (RFC 3339).
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+impl WorkspaceStatus {
+    /// Reads `status.json`.
+    ///
+    /// # Errors
+    /// I/O errors, or a file that is not a status document.
+    pub fn read(path: &Path) -> io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Writes `status.json` atomically: a temp file beside it, then a rename, so a
+    /// reader never sees half a document.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_atomic(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        crate::fsutil::write_atomic(path, &text)
+    }
+}
+
+/// The outcome of an agent run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalStatus {
+    /// `Completed`, `Blocked` or `Failed`.
+    pub state: JobState,
+    /// The blocked question or the failure reason; empty on success.
+    pub question: String,
+}
+
+/// The seed's `detectFinalStatus`: a non-empty `BLOCKED.md` means blocked (its text
+/// is the question); a non-zero exit means failed ("Agent exited with code N");
+/// otherwise completed.
+pub fn detect_final_status(repo_dir: &Path, exit_code: i64) -> FinalStatus {
+    if let Ok(text) = std::fs::read_to_string(repo_dir.join("BLOCKED.md")) {
+        let text = text.trim();
+        if !text.is_empty() {
+            return FinalStatus {
+                state: JobState::Blocked,
+                question: text.to_string(),
+            };
+        }
+    }
+    if exit_code != 0 {
+        return FinalStatus {
+            state: JobState::Failed,
+            question: format!("Agent exited with code {exit_code}"),
+        };
+    }
+    FinalStatus {
+        state: JobState::Completed,
+        question: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_status_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(detect_final_status(dir.path(), 0).state, JobState::Completed);
+        let f = detect_final_status(dir.path(), 3);
+        assert_eq!((f.state, f.question.as_str()), (JobState::Failed, "Agent exited with code 3"));
+        std::fs::write(dir.path().join("BLOCKED.md"), "  \n").unwrap();
+        assert_eq!(detect_final_status(dir.path(), 0).state, JobState::Completed);
+        std::fs::write(dir.path().join("BLOCKED.md"), "Which DB?\n").unwrap();
+        let f = detect_final_status(dir.path(), 1);
+        assert_eq!((f.state, f.question.as_str()), (JobState::Blocked, "Which DB?"));
+    }
+
+    #[test]
+    fn status_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let st = WorkspaceStatus { status: "running".into(), runs: 1, ..Default::default() };
+        st.write_atomic(&path).unwrap();
+        assert_eq!(WorkspaceStatus::read(&path).unwrap(), st);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn states_parse() {
+        for s in ALL_STATES {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), *s);
+        }
+        assert!("nope".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,59 @@
+#!/bin/sh
+# agentq's test agent. Installed as codex, claude, gemini and coderabbit in the
+# test image. It does what `@agentq-test ...` lines in its arguments say, and
+# never evaluates any of its arguments: they are data, as a real agent's prompt is.
+#
+#   @agentq-test commit            change agentq-change.txt and commit it
+#   @agentq-test block "question"  write the question to BLOCKED.md
+#   @agentq-test sleep N           sleep N seconds
+#   @agentq-test exit N            exit with code N (at once)
+#   @agentq-test require FILE      exit 9 unless FILE exists in the repo
+#   @agentq-test print TEXT        print TEXT
+set -f
+name=$(basename "$0")
+up() { cut -d' ' -f1 /proc/uptime; }
+started=$(up)
+echo "agentq-test-agent: $name"
+i=0
+for a in "$@"; do
+  i=$((i + 1))
+  printf 'argv[%d]=%s\n' "$i" "$a"
+done
+log=/workspace/.meta/agent-runs.log
+finish() {
+  printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$(up)" "$1" >> "$log" 2>/dev/null
+  exit "$1"
+}
+directives=$(for a in "$@"; do printf '%s\n' "$a"; done | grep -o '@agentq-test .*' || true)
+printf '%s\n' "$directives" | while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  rest=${line#@agentq-test }
+  verb=${rest%% *}
+  arg=${rest#"$verb"}
+  arg=${arg# }
+  case "$verb" in
+    commit)
+      echo "change by $name at $(date -u +%Y-%m-%dT%H:%M:%SZ)" >> agentq-change.txt
+      git add agentq-change.txt && git commit -q -m "agentq test: change by $name" || exit 70
+      echo "committed"
+      ;;
+    block)
+      q=$(printf '%s' "$arg" | sed -e 's/^"//' -e 's/"[^"]*$//')
+      printf '%s\n' "$q" > BLOCKED.md
+      echo "blocked: $q"
+      ;;
+    sleep)
+      case "$arg" in *[!0-9]*|'') ;; *) sleep "$arg" ;; esac
+      ;;
+    exit)
+      case "$arg" in *[!0-9]*|'') ;; *) exit "$arg" ;; esac
+      ;;
+    require)
+      [ -e "$arg" ] || { echo "missing $arg"; exit 9; }
+      ;;
+    print)
+      printf '%s\n' "$arg"
+      ;;
+  esac
+done
+finish $?

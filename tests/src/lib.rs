@@ -1,0 +1,421 @@
+//! Test harness for agentq's end-to-end tests: a real `redis-server` per test on a
+//! loopback port, the real Docker engine, real git remotes (bare repositories in a
+//! temp directory), and the built `agentq` and `agentq-worker` binaries.
+//!
+//! Anything missing (redis-server, Docker, the test image, the binaries) fails the
+//! test at once with a message that says how to fix it; nothing is skipped.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use agentq_shared::{record::JobRecord, status::JobState, store::JobStore};
+
+/// The image the tests run agents in (built by `scripts/build-test-images`).
+pub const TEST_IMAGE: &str = "agentq-test-agent:latest";
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Path of a built binary, panicking with advice if it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, or `scripts/test`)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private redis-server on a loopback port, stopped on drop.
+pub struct Redis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server and waits until it answers.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts redis-server on `port`.
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it with `apt-get install -y redis-server`"));
+        let r = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = redis::Client::open(r.url()).and_then(|c| c.get_connection()) {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = &r.dir;
+        r
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A blocking connection.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fails the test unless the Docker engine answers and the test image exists.
+pub fn require_docker() {
+    let out = Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", TEST_IMAGE]).output();
+    match out {
+        Err(e) => panic!("cannot run the docker CLI ({e}): a Docker engine is required for this test"),
+        Ok(o) if !o.status.success() => panic!(
+            "test image {TEST_IMAGE} is missing or Docker is down ({}): run scripts/build-test-images",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// Bare git repositories under `{base}/{org}/{repo}.git`, the worker's `git_base`.
+pub struct GitRemotes {
+    /// The temp directory holding them.
+    pub base: tempfile::TempDir,
+}
+
+fn run_git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs git in `dir` and returns its stdout, failing the test on error.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    run_git(dir, args)
+}
+
+impl GitRemotes {
+    /// An empty set of remotes.
+    pub fn new() -> Self {
+        Self { base: tempfile::tempdir().unwrap() }
+    }
+
+    /// `git_base` for the worker.
+    pub fn base(&self) -> String {
+        self.base.path().to_string_lossy().into_owned()
+    }
+
+    /// Creates `{org}/{repo}.git` with one commit holding `files`.
+    pub fn create(&self, org: &str, repo: &str, files: &[(&str, &str)]) -> PathBuf {
+        let bare = self.base.path().join(org).join(format!("{repo}.git"));
+        std::fs::create_dir_all(&bare).unwrap();
+        run_git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
+        let work = tempfile::tempdir().unwrap();
+        run_git(work.path(), &["init", "--quiet", "--initial-branch=main"]);
+        let mut files = files.to_vec();
+        if files.is_empty() {
+            files.push(("README.md", "# test repo\n"));
+        }
+        for (name, body) in files {
+            let p = work.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        run_git(work.path(), &["add", "-A"]);
+        run_git(work.path(), &["commit", "--quiet", "-m", "initial"]);
+        run_git(work.path(), &["push", "--quiet", bare.to_str().unwrap(), "main"]);
+        bare
+    }
+}
+
+impl Default for GitRemotes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One test's world: Redis, remotes, a workspace root and a config file.
+pub struct TestEnv {
+    /// The Redis server.
+    pub redis: Redis,
+    /// Git remotes.
+    pub remotes: GitRemotes,
+    /// Holds the workspace root, config and logs.
+    pub dir: tempfile::TempDir,
+    config_path: PathBuf,
+    /// This world's Redis namespace (unique, so tests sharing one Docker engine
+    /// never touch each other's containers).
+    pub ns: String,
+}
+
+/// The base config every test starts from: fast heartbeats and retries.
+pub const BASE_CONFIG: &str = r#"
+heartbeat_secs = 1
+missed_heartbeats = 3
+retry_base_secs = 1
+max_attempts = 3
+
+[docker]
+image = "agentq-test-agent:latest"
+memory_mb = 256
+cpus = 0.5
+pids_limit = 256
+timeout_secs = 120
+env_keys = []
+"#;
+
+impl TestEnv {
+    /// A new world with the base config.
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// A new world whose config is the base plus `extra` (TOML; later keys win only
+    /// where TOML allows, so put tables at the end).
+    pub fn with_config(extra: &str) -> Self {
+        let redis = Redis::start();
+        let remotes = GitRemotes::new();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let config_path = dir.path().join("agentq.toml");
+        std::fs::write(&config_path, format!("{BASE_CONFIG}\n{extra}")).unwrap();
+        let ns = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
+        Self { redis, remotes, dir, config_path, ns }
+    }
+
+    /// The workspace root.
+    pub fn workspace_root(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    /// Environment for agentq processes.
+    pub fn env(&self) -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("AGENTQ_REDIS_URL", self.redis.url()),
+            ("AGENTQ_CONFIG", self.config_path.to_string_lossy().into_owned()),
+            ("AGENTQ_WORKSPACE_ROOT", self.workspace_root().to_string_lossy().into_owned()),
+            ("AGENTQ_GIT_BASE", self.remotes.base()),
+            ("AGENTQ_NAMESPACE", self.ns.clone()),
+            ("RUST_LOG", "info,agentq_worker=debug".to_string()),
+        ])
+    }
+
+    /// The Redis key `{ns}:{suffix}`.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.ns)
+    }
+
+    /// Runs `agentq args...` with `stdin`, returning its output.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli_with_env(&self.env(), args, stdin)
+    }
+
+    /// Runs `agentq args...` and returns stdout, failing the test on a non-zero exit.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args, None);
+        assert!(
+            out.status.success(),
+            "agentq {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Enqueues a job with `agentq enqueue` and returns its id.
+    pub fn enqueue(&self, args: &[&str]) -> String {
+        let mut all = vec!["enqueue"];
+        all.extend_from_slice(args);
+        self.cli_ok(&all)
+    }
+
+    /// Starts a worker process with `--concurrency n`.
+    pub fn worker(&self, name: &str, concurrency: u32) -> WorkerProc {
+        let log = self.dir.path().join("logs").join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin("agentq-worker"))
+            .args(["--concurrency", &concurrency.to_string()])
+            .envs(self.env())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start agentq-worker");
+        WorkerProc { child: Some(child), log }
+    }
+
+    /// An async store on this world's Redis.
+    pub async fn store(&self) -> JobStore {
+        JobStore::connect(&self.redis.url(), &self.ns, Duration::from_secs(5)).await.unwrap()
+    }
+
+    /// Waits until job `id` is in a final state; fails the test after `timeout`.
+    pub async fn wait_final(&self, id: &str, timeout: Duration) -> JobRecord {
+        self.wait_for(id, timeout, |r| r.state.is_final()).await
+    }
+
+    /// Waits until job `id`'s record satisfies `pred`; fails the test after `timeout`.
+    pub async fn wait_for(&self, id: &str, timeout: Duration, pred: impl Fn(&JobRecord) -> bool) -> JobRecord {
+        let store = self.store().await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let rec = store.get(id).await.unwrap();
+            if let Some(r) = &rec {
+                if pred(r) {
+                    return r.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not reach the expected state within {timeout:?}; last record: {rec:#?}\n{}",
+                self.worker_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// All worker logs, for failure messages.
+    pub fn worker_logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in rd.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("--- {} (last 40 lines)\n", e.path().display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `agentq` with exactly `env` added.
+pub fn cli_with_env(env: &HashMap<&'static str, String>, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin("agentq"))
+        .args(args)
+        .envs(env)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start agentq");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A running `agentq-worker`, killed on drop.
+pub struct WorkerProc {
+    child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl WorkerProc {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let ok = Command::new("kill").args([&format!("-{signal}"), &c.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("worker did not exit within {timeout:?} after SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Containers (id) on the engine carrying label `key=value`, running or not.
+pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={key}={value}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Whether a job is in a final state named `state`.
+pub fn is_state(rec: &JobRecord, state: JobState) -> bool {
+    rec.state == state
+}

@@ -1,0 +1,40 @@
+//! What every job handler shares: configuration, the store, the Docker engine and
+//! this worker's identity.
+
+use std::time::Duration;
+
+use agentq_shared::{config::Config, store::JobStore};
+use bollard::Docker;
+
+/// Shared by all handlers of one worker process.
+#[derive(Debug)]
+pub struct WorkerCtx {
+    /// Configuration.
+    pub cfg: Config,
+    /// Redis.
+    pub store: JobStore,
+    /// The local Docker engine.
+    pub docker: Docker,
+    /// This process's unique worker id (fresh on every start).
+    pub worker_id: String,
+    /// Host name.
+    pub host: String,
+}
+
+impl WorkerCtx {
+    /// How long a run lease lasts without renewal: the same as apalis-redis's
+    /// orphan threshold, so a dead worker's jobs and leases free up together.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.cfg.heartbeat_secs.max(1) * u64::from(self.cfg.missed_heartbeats.max(1)))
+    }
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}

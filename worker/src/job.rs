@@ -1,0 +1,366 @@
+//! One delivery of one job, start to finish: admission checks, then the stages
+//! prep → run → finish, with infrastructure errors retried and agent outcomes final.
+
+use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
+
+use agentq_shared::{
+    agent::AgentSpec,
+    container::{agent_container, ContainerJob},
+    lease::Acquire,
+    record::JobRecord,
+    status::{detect_final_status, FinalStatus, JobState, WorkspaceStatus},
+    store::{now_rfc3339, Delivery},
+    workspace::Workspace,
+};
+use tokio::sync::watch;
+
+use crate::{
+    context::WorkerCtx,
+    docker::{self, Ended},
+    prep::{prepare, Prepared},
+};
+
+/// Handles one delivery. Never fails: every outcome is written to the job's record.
+pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
+    let id = delivery.job_id.clone();
+    if let Err(e) = try_process(&ctx, delivery).await {
+        // Only Redis itself failing gets here; the record could not be written.
+        tracing::error!(job = %id, error = %e, "job handling failed; the delivery is done, the record may be stale");
+    }
+}
+
+async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result<()> {
+    let store = &ctx.store;
+    let id = delivery.job_id.as_str();
+    let Some(rec) = store.get(id).await? else {
+        tracing::warn!(job = id, "delivery for a job with no record; skipped");
+        return Ok(());
+    };
+    if rec.seq != delivery.seq || rec.state.is_final() {
+        tracing::debug!(job = id, seq = delivery.seq, record_seq = rec.seq, state = %rec.state, "stale delivery; skipped");
+        return Ok(());
+    }
+    if store.cancel_requested(id).await? {
+        store
+            .transition(id, JobState::Cancelled, Some(rec.seq), &[("finished_at", now_rfc3339())])
+            .await?;
+        return Ok(());
+    }
+    match store.acquire_run_lease(id, &ctx.worker_id, ctx.lease_ttl()).await? {
+        Acquire::Acquired => {}
+        Acquire::HeldBy(holder, left) => {
+            tracing::info!(job = id, holder = %holder, "job is held by another worker; delivering again later");
+            store.redeliver(delivery, left + Duration::from_millis(500)).await?;
+            return Ok(());
+        }
+    }
+    let result = run_with_lease(ctx, rec).await;
+    store.release_run_lease(id, &ctx.worker_id).await?;
+    result
+}
+
+/// Renews the run lease and watches for a cancel request while the job runs.
+fn spawn_guard(ctx: Arc<WorkerCtx>, id: String) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(async move {
+        let ttl = ctx.lease_ttl();
+        let mut renew = tokio::time::interval(ttl / 3);
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = renew.tick() => {
+                    if let Err(e) = ctx.store.renew_run_lease(&id, &ctx.worker_id, ttl).await {
+                        tracing::warn!(job = %id, error = %e, "cannot renew run lease");
+                    }
+                }
+                _ = poll.tick() => {
+                    if matches!(ctx.store.cancel_requested(&id).await, Ok(true)) {
+                        let _ = tx.send(true);
+                    }
+                }
+            }
+        }
+    });
+    (rx, handle)
+}
+
+async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<()> {
+    let store = &ctx.store;
+    let id = rec.id.clone();
+    let attempt = store.bump_attempt(&id).await?;
+    let started = now_rfc3339();
+    store
+        .transition(
+            &id,
+            JobState::Preparing,
+            Some(rec.seq),
+            &[
+                ("host", ctx.host.clone()),
+                ("worker", ctx.worker_id.clone()),
+                ("started_at", started.clone()),
+                ("reason", String::new()),
+            ],
+        )
+        .await?;
+    let reaped = docker::reap_job(&ctx.docker, store.keys().namespace(), &id).await;
+    if reaped > 0 {
+        tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
+    }
+    let (stop, guard) = spawn_guard(ctx.clone(), id.clone());
+    let outcome = stages(ctx, &rec, attempt, &started, stop).await;
+    guard.abort();
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(StageError::Redis(e)) => Err(e),
+        Err(StageError::Infra(e, ws)) => infra_failure(ctx, &rec, attempt, &started, e, ws).await,
+    }
+}
+
+enum StageError {
+    /// An infrastructure step failed; maybe with the workspace, if prep got that far.
+    Infra(anyhow::Error, Option<Workspace>),
+    /// Redis failed while recording.
+    Redis(anyhow::Error),
+}
+
+fn redis_err(e: impl Into<anyhow::Error>) -> StageError {
+    StageError::Redis(e.into())
+}
+
+async fn stages(
+    ctx: &Arc<WorkerCtx>,
+    rec: &JobRecord,
+    attempt: u32,
+    started: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let store = &ctx.store;
+    let input = &rec.input;
+    let agent = AgentSpec::parse(&input.agent).map_err(|e| StageError::Infra(e.into(), None))?;
+
+    // Stage 1: prep.
+    let prepared = prepare(&ctx.cfg, input).await.map_err(|e| StageError::Infra(e, None))?;
+    let ws = prepared.workspace.clone();
+    let ws_dir = ws.dir.to_string_lossy().into_owned();
+    let common = [
+        ("workspace_dir", ws_dir.clone()),
+        ("branch", prepared.branch.clone()),
+        ("resumed", if prepared.resumed { "1" } else { "0" }.to_string()),
+    ];
+    store.set_fields(&rec.id, &common).await.map_err(redis_err)?;
+
+    if input.dry_run {
+        write_status(rec, &prepared, JobState::Completed, rec.runs, attempt, started, "", None);
+        store
+            .transition(
+                &rec.id,
+                JobState::Completed,
+                Some(rec.seq),
+                &[("prompt", prepared.prompt.clone()), ("finished_at", now_rfc3339())],
+            )
+            .await
+            .map_err(redis_err)?;
+        return Ok(());
+    }
+
+    // Stage 2: run the agent.
+    let runs = rec.runs + 1;
+    write_status(rec, &prepared, JobState::Running, runs, attempt, started, "", None);
+    store
+        .transition(&rec.id, JobState::Running, Some(rec.seq), &[("runs", runs.to_string())])
+        .await
+        .map_err(redis_err)?;
+    let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop)
+        .await
+        .map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+
+    // Stage 3: finish.
+    let (state, question, exit_code) = match ended {
+        Ended::Exited(code) => {
+            let FinalStatus { state, question } = detect_final_status(&ws.repo_dir(), code);
+            (state, question, Some(code))
+        }
+        Ended::TimedOut => (
+            JobState::TimedOut,
+            format!("Agent ran past its timeout of {}s and was killed", ctx.cfg.timeout_for(agent.pool())),
+            None,
+        ),
+        Ended::Cancelled => (JobState::Cancelled, "Cancelled".to_string(), None),
+    };
+    write_status(rec, &prepared, state, runs, attempt, started, &question, exit_code);
+    let mut fields = vec![
+        ("question", question),
+        ("finished_at", now_rfc3339()),
+        ("error", String::new()),
+    ];
+    if let Some(c) = exit_code {
+        fields.push(("exit_code", c.to_string()));
+    }
+    store
+        .transition(&rec.id, state, Some(rec.seq), &fields)
+        .await
+        .map_err(redis_err)?;
+    tracing::info!(job = %rec.id, state = %state, "job finished");
+    Ok(())
+}
+
+async fn run_agent(
+    ctx: &Arc<WorkerCtx>,
+    rec: &JobRecord,
+    attempt: u32,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Ended> {
+    let ws = &prepared.workspace;
+    let user = std::fs::metadata(&ws.dir)
+        .ok()
+        .map(|m| format!("{}:{}", m.uid(), m.gid()));
+    let job = ContainerJob {
+        job_id: &rec.id,
+        attempt,
+        worker_id: &ctx.worker_id,
+        namespace: ctx.store.keys().namespace(),
+        agent,
+        prompt: &prepared.prompt,
+        repo_dir: &ws.repo_dir(),
+        meta_dir: &ws.meta_dir(),
+        user,
+    };
+    let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
+    let name = format!("agentq-{}-{}", rec.id.to_lowercase(), attempt);
+    let timeout = Duration::from_secs(ctx.cfg.timeout_for(agent.pool()));
+    let store = ctx.store.clone();
+    let id = rec.id.clone();
+    let (container, ended) = docker::run_container(
+        &ctx.docker,
+        &name,
+        body,
+        &ws.agent_log(agent.pool()),
+        timeout,
+        stop,
+        |cid| {
+            let cid = cid.to_string();
+            tokio::spawn(async move {
+                let _ = store.set_fields(&id, &[("container", cid)]).await;
+            });
+        },
+    )
+    .await?;
+    ctx.store
+        .set_fields(&rec.id, &[("container", container)])
+        .await?;
+    Ok(ended)
+}
+
+/// Records an infrastructure failure: another delivery later while attempts remain,
+/// else the job fails with the error.
+async fn infra_failure(
+    ctx: &Arc<WorkerCtx>,
+    rec: &JobRecord,
+    attempt: u32,
+    started: &str,
+    err: anyhow::Error,
+    ws: Option<Workspace>,
+) -> anyhow::Result<()> {
+    let text = format!("{err:#}");
+    let max = rec.max_attempts.max(1);
+    if attempt < max {
+        let delay = retry_delay(ctx.cfg.retry_base_secs, attempt);
+        tracing::warn!(job = %rec.id, attempt, max, error = %text, ?delay, "infrastructure error; retrying");
+        ctx.store
+            .requeue(
+                &rec.id,
+                JobState::Waiting,
+                delay,
+                &[("reason", "retry".to_string()), ("error", text)],
+            )
+            .await?;
+        return Ok(());
+    }
+    tracing::error!(job = %rec.id, attempt, error = %text, "infrastructure error; giving up");
+    let question = format!("Infrastructure error after {attempt} attempts: {text}");
+    if let Some(ws) = ws {
+        let st = WorkspaceStatus {
+            status: JobState::Failed.to_string(),
+            question: question.clone(),
+            ..base_status(rec, rec.runs, attempt, started, ws_branch(rec))
+        };
+        let _ = st.write_atomic(&ws.status_file());
+    }
+    ctx.store
+        .transition(
+            &rec.id,
+            JobState::Failed,
+            Some(rec.seq),
+            &[("error", text), ("question", question), ("finished_at", now_rfc3339())],
+        )
+        .await?;
+    Ok(())
+}
+
+fn ws_branch(rec: &JobRecord) -> String {
+    agentq_shared::workspace::agent_branch(&rec.input)
+}
+
+/// `base * 2^(attempt-1)` seconds, at most 300.
+pub fn retry_delay(base_secs: u64, attempt: u32) -> Duration {
+    let secs = base_secs.saturating_mul(1u64 << attempt.saturating_sub(1).min(16));
+    Duration::from_secs(secs.min(300))
+}
+
+fn base_status(rec: &JobRecord, runs: u32, attempt: u32, started: &str, branch: String) -> WorkspaceStatus {
+    let i = &rec.input;
+    WorkspaceStatus {
+        status: String::new(),
+        agent: i.agent.clone(),
+        repo: i.repo.clone(),
+        org: i.org.clone(),
+        task: i.task.clone(),
+        branch,
+        pid: 0,
+        started_at: started.to_string(),
+        runs,
+        question: String::new(),
+        issue: i.issue,
+        job_id: rec.id.clone(),
+        attempt,
+        exit_code: None,
+        updated_at: now_rfc3339(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_status(
+    rec: &JobRecord,
+    prepared: &Prepared,
+    state: JobState,
+    runs: u32,
+    attempt: u32,
+    started: &str,
+    question: &str,
+    exit_code: Option<i64>,
+) {
+    let st = WorkspaceStatus {
+        status: state.to_string(),
+        question: question.to_string(),
+        exit_code,
+        ..base_status(rec, runs, attempt, started, prepared.branch.clone())
+    };
+    if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {
+        tracing::warn!(job = %rec.id, error = %e, "cannot write status.json");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        assert_eq!(retry_delay(5, 1), Duration::from_secs(5));
+        assert_eq!(retry_delay(5, 2), Duration::from_secs(10));
+        assert_eq!(retry_delay(5, 3), Duration::from_secs(20));
+        assert_eq!(retry_delay(5, 30), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,153 @@
+//! `agentq-worker`: pulls dispatch jobs from Redis (apalis + apalis-redis) and runs
+//! each through prep → agent container → finish. Run as many as you like, on as
+//! many hosts as you like, against one Redis.
+
+mod context;
+mod docker;
+mod git;
+mod job;
+mod prep;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use agentq_shared::{config::Config, store::{apalis_config, Delivery, JobStore}};
+use apalis::prelude::*;
+use clap::Parser;
+
+use crate::context::{hostname, WorkerCtx};
+
+/// Runs agentq dispatch jobs: clones the repo, runs the agent in Docker, records the outcome.
+#[derive(Debug, Parser)]
+#[command(name = "agentq-worker", version, about, long_about = None)]
+struct Cli {
+    /// Jobs this worker runs at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Redis URL [default: redis://127.0.0.1:6379, or the config file's].
+    #[arg(long, env = "AGENTQ_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Where workspaces are made [default: ~/.agentq/workspace, or the config file's].
+    #[arg(long, env = "AGENTQ_WORKSPACE_ROOT")]
+    workspace_root: Option<PathBuf>,
+    /// Where repos are cloned from: `{git_base}/{org}/{repo}.git` (URL or directory).
+    #[arg(long, env = "AGENTQ_GIT_BASE")]
+    git_base: Option<String>,
+    /// Configuration file [default: $AGENTQ_CONFIG, else ./agentq.toml if present].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+    job::process((*ctx).clone(), delivery).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    if let Err(e) = run(cli).await {
+        eprintln!("agentq-worker: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,apalis=warn,apalis_core=warn,apalis_redis=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config)?;
+    if let Some(u) = cli.redis_url {
+        cfg.redis_url = u;
+    }
+    if let Some(w) = cli.workspace_root {
+        cfg.workspace_root = w;
+    }
+    if let Some(g) = cli.git_base {
+        cfg.git_base = g;
+    }
+    std::fs::create_dir_all(&cfg.workspace_root)?;
+    cfg.workspace_root = cfg.workspace_root.canonicalize()?;
+
+    let store = JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(5)).await?;
+    let docker = docker::connect().await?;
+    let host = hostname();
+    // A fresh id on every start: a reused id hides a dead worker from orphan
+    // recovery (apalis #504).
+    let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
+    let ctx = Arc::new(WorkerCtx {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        docker,
+        worker_id: worker_id.clone(),
+        host,
+    });
+
+    let reaped = reap(&ctx).await;
+    tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
+
+    let reaper_ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            reap(&reaper_ctx).await;
+        }
+    });
+
+    let keys = store.keys().clone();
+    let apalis_cfg = apalis_config(&keys)
+        .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
+        .missed_heartbeats(cfg.missed_heartbeats.max(1) as usize)
+        // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
+        .batch_size(1);
+    let backend = store.queue().with_config(apalis_cfg);
+    let worker = WorkerBuilder::new(worker_id)
+        .backend(backend)
+        .data(ctx.clone())
+        .concurrency(cli.concurrency as usize)
+        .build(handle);
+    worker
+        .run_until(async {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested; finishing running jobs");
+            Ok::<(), std::io::Error>(())
+        })
+        .await?;
+    Ok(())
+}
+
+async fn reap(ctx: &Arc<WorkerCtx>) -> usize {
+    let store = ctx.store.clone();
+    docker::reap_stale(&ctx.docker, ctx.store.keys().namespace(), move |job| {
+        let store = store.clone();
+        async move { store.run_lease_holder(&job).await.ok().flatten() }
+    })
+    .await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
