@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Enqueue one job from flags, or many from NDJSON on stdin (`agentq enqueue -`).
-    Enqueue(cmd::enqueue::Args),
+    Enqueue(Box<cmd::enqueue::Args>),
     /// Show one job's record.
     Status(cmd::status::Args),
 }
@@ -51,11 +51,17 @@ pub struct Failure {
 impl Failure {
     /// Exit 1: refused input or missing job.
     pub fn refused(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self {
+            code: 1,
+            message: message.into(),
+        }
     }
     /// Exit 2: Redis or configuration.
     pub fn setup(message: impl Into<String>) -> Self {
-        Self { code: 2, message: message.into() }
+        Self {
+            code: 2,
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +72,10 @@ impl From<agentq_shared::store::StoreError> for Failure {
 }
 
 /// Loads the configuration and applies global flags.
-pub fn load_config(cli_config: Option<PathBuf>, redis_url: Option<String>) -> Result<Config, Failure> {
+pub fn load_config(
+    cli_config: Option<PathBuf>,
+    redis_url: Option<String>,
+) -> Result<Config, Failure> {
     let mut cfg = Config::load(cli_config).map_err(|e| Failure::setup(e.to_string()))?;
     if let Some(u) = redis_url {
         cfg.redis_url = u;
@@ -85,7 +94,7 @@ async fn main() -> ExitCode {
     let result = async {
         let cfg = load_config(cli.config, cli.redis_url)?;
         match cli.command {
-            Command::Enqueue(a) => cmd::enqueue::run(&cfg, a).await,
+            Command::Enqueue(a) => cmd::enqueue::run(&cfg, *a).await,
             Command::Status(a) => cmd::status::run(&cfg, a).await,
         }
     }

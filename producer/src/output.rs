@@ -12,12 +12,18 @@ pub fn print_record(rec: &JobRecord) {
         ("agent", i.agent.clone()),
         ("repo", format!("{}/{}", i.org, i.repo)),
         ("task", first_line(&i.task)),
-        ("attempt", format!("{} of {}", rec.attempt, rec.max_attempts)),
+        (
+            "attempt",
+            format!("{} of {}", rec.attempt, rec.max_attempts),
+        ),
         ("runs", rec.runs.to_string()),
         ("host", rec.host.clone()),
         ("worker", rec.worker.clone()),
         ("container", rec.container.clone()),
-        ("exit_code", rec.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+        (
+            "exit_code",
+            rec.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        ),
         ("question", rec.question.clone()),
         ("error", rec.error.clone()),
         ("branch", rec.branch.clone()),
@@ -51,5 +57,8 @@ fn first_line(s: &str) -> String {
 
 /// One JSON document on one line.
 pub fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+    println!(
+        "{}",
+        serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    );
 }

@@ -170,19 +170,55 @@ mod tests {
 
     #[test]
     fn gemini_matches_seed() {
-        assert_eq!(argv("gemini", "P"), ("gemini".into(), vec!["-p".into(), "P".into(), "--yolo".into(), "--sandbox".into()]));
-        assert_eq!(argv("gemini:flash", "P").1[4..], ["-m".to_string(), "gemini-2.5-flash".to_string()]);
+        assert_eq!(
+            argv("gemini", "P"),
+            (
+                "gemini".into(),
+                vec!["-p".into(), "P".into(), "--yolo".into(), "--sandbox".into()]
+            )
+        );
+        assert_eq!(
+            argv("gemini:flash", "P").1[4..],
+            ["-m".to_string(), "gemini-2.5-flash".to_string()]
+        );
     }
 
     #[test]
     fn codex_matches_seed() {
         let (cmd, a) = argv("codex", "P");
         assert_eq!(cmd, "codex");
-        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", "-o", "../.meta/agent-codex.log", "P"]);
+        assert_eq!(
+            a,
+            [
+                "exec",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "-o",
+                "../.meta/agent-codex.log",
+                "P"
+            ]
+        );
         let (_, a) = argv("codex:gpt-5", "P");
-        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", "-o", "../.meta/agent-codex.log", "--model", "gpt-5", "P"]);
+        assert_eq!(
+            a,
+            [
+                "exec",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "-o",
+                "../.meta/agent-codex.log",
+                "--model",
+                "gpt-5",
+                "P"
+            ]
+        );
         let (_, a) = argv("codex:review", "P");
-        assert_eq!(a, ["exec", "--dangerously-bypass-approvals-and-sandbox", CODEX_REVIEW_PROMPT]);
+        assert_eq!(
+            a,
+            [
+                "exec",
+                "--dangerously-bypass-approvals-and-sandbox",
+                CODEX_REVIEW_PROMPT
+            ]
+        );
     }
 
     #[test]
@@ -191,18 +227,40 @@ mod tests {
         assert_eq!(cmd, "claude");
         assert_eq!(
             a,
-            ["-p", "P", "--output-format", "text", "--dangerously-skip-permissions", "--no-session-persistence",
-             "--append-system-prompt", CLAUDE_SANDBOX_PROMPT, "--model", "opus"]
+            [
+                "-p",
+                "P",
+                "--output-format",
+                "text",
+                "--dangerously-skip-permissions",
+                "--no-session-persistence",
+                "--append-system-prompt",
+                CLAUDE_SANDBOX_PROMPT,
+                "--model",
+                "opus"
+            ]
         );
         assert_eq!(argv("claude", "P").1.len(), 8);
     }
 
     #[test]
     fn coderabbit_matches_seed() {
-        assert_eq!(argv("coderabbit", "").1, ["review", "--plain", "--base", "HEAD~1"]);
+        assert_eq!(
+            argv("coderabbit", "").1,
+            ["review", "--plain", "--base", "HEAD~1"]
+        );
         assert_eq!(
             argv("coderabbit:committed", "P").1,
-            ["review", "--plain", "--base", "HEAD~1", "--type", "committed", "--config", "CLAUDE.md"]
+            [
+                "review",
+                "--plain",
+                "--base",
+                "HEAD~1",
+                "--type",
+                "committed",
+                "--config",
+                "CLAUDE.md"
+            ]
         );
     }
 
@@ -219,8 +277,17 @@ mod tests {
 
     #[test]
     fn unknown_and_bad_models_are_refused() {
-        assert!(matches!(AgentSpec::parse("gpt"), Err(AgentError::Unknown(_))));
-        assert!(matches!(AgentSpec::parse("claude:"), Err(AgentError::BadModel(_))));
-        assert!(matches!(AgentSpec::parse("claude:$(x)"), Err(AgentError::BadModel(_))));
+        assert!(matches!(
+            AgentSpec::parse("gpt"),
+            Err(AgentError::Unknown(_))
+        ));
+        assert!(matches!(
+            AgentSpec::parse("claude:"),
+            Err(AgentError::BadModel(_))
+        ));
+        assert!(matches!(
+            AgentSpec::parse("claude:$(x)"),
+            Err(AgentError::BadModel(_))
+        ));
     }
 }

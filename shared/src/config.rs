@@ -105,9 +105,14 @@ impl Default for DockerConfig {
             cpus: 2.0,
             pids_limit: 1024,
             agent_home: String::new(),
-            env_keys: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"]
-                .map(String::from)
-                .to_vec(),
+            env_keys: [
+                "OPENAI_API_KEY",
+                "ANTHROPIC_API_KEY",
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+            ]
+            .map(String::from)
+            .to_vec(),
             git_user_name: "Virgil".into(),
             git_user_email: "virgil@lethean.io".into(),
             ollama_host: "http://host.docker.internal:11434".into(),
@@ -151,7 +156,8 @@ impl Config {
             });
         let mut cfg = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;
+                let text =
+                    std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;
                 Self::from_toml(&text).map_err(|e| ConfigError::Parse(p, e))?
             }
             None => Self::default(),
@@ -242,7 +248,8 @@ mod tests {
         assert_eq!(cfg.image_for("claude"), "c");
         assert_eq!(cfg.image_for("codex"), "a");
         assert_eq!(cfg.timeout_for("claude"), 5);
-        cfg.apply_env(|k| (k == "AGENT_DOCKER_IMAGE").then(|| "b".to_string())).unwrap();
+        cfg.apply_env(|k| (k == "AGENT_DOCKER_IMAGE").then(|| "b".to_string()))
+            .unwrap();
         assert_eq!(cfg.image_for("codex"), "b");
         assert_eq!(cfg.namespace, "x");
     }

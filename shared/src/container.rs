@@ -122,9 +122,12 @@ pub fn agent_container(
         security_opt: Some(vec!["no-new-privileges".into()]),
         privileged: Some(false),
         memory: (d.memory_mb > 0).then(|| (d.memory_mb * 1024 * 1024) as i64),
-        nano_cpus: (d.cpus > 0.0).then(|| (d.cpus * 1e9) as i64),
+        nano_cpus: (d.cpus > 0.0).then_some((d.cpus * 1e9) as i64),
         pids_limit: (d.pids_limit > 0).then_some(d.pids_limit),
-        tmpfs: Some(HashMap::from([("/tmp".to_string(), "rw,nosuid,size=512m".to_string())])),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,size=512m".to_string(),
+        )])),
         init: Some(true),
         ..Default::default()
     };
@@ -172,7 +175,10 @@ mod tests {
         assert_eq!(cmd[1..3], ["-p".to_string(), "P".to_string()]);
         let env = body.env.unwrap();
         assert!(env.contains(&"ANTHROPIC_API_KEY=sk".to_string()));
-        assert!(!env.iter().any(|e| e.starts_with("OPENAI_API_KEY")), "unset keys are not passed");
+        assert!(
+            !env.iter().any(|e| e.starts_with("OPENAI_API_KEY")),
+            "unset keys are not passed"
+        );
         assert!(env.contains(&"CI=true".to_string()));
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_JOB], "J");
@@ -182,6 +188,8 @@ mod tests {
         let mounts = hc.mounts.unwrap();
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
         assert_eq!(mounts[1].target.as_deref(), Some("/workspace/.meta"));
-        assert!(!mounts.iter().any(|m| m.source.as_deref().unwrap_or("").contains("docker.sock")));
+        assert!(!mounts
+            .iter()
+            .any(|m| m.source.as_deref().unwrap_or("").contains("docker.sock")));
     }
 }

@@ -107,7 +107,8 @@ impl DispatchInput {
         let mut input = DispatchInput::default();
         for (key, value) in map {
             let field = key.as_str();
-            let bad = |want: &str| InvalidInput::new(field, format!("expected {want}, got {value}"));
+            let bad =
+                |want: &str| InvalidInput::new(field, format!("expected {want}, got {value}"));
             match field {
                 "repo" | "org" | "task" | "agent" | "template" | "plan_template" | "persona"
                 | "branch" | "tag" => {
@@ -359,26 +360,87 @@ mod tests {
     #[test]
     fn defaults_follow_the_seed() {
         let v = ok().validated().unwrap();
-        assert_eq!((v.org.as_str(), v.agent.as_str(), v.template.as_str()), ("core", "codex", "coding"));
+        assert_eq!(
+            (v.org.as_str(), v.agent.as_str(), v.template.as_str()),
+            ("core", "codex", "coding")
+        );
     }
 
     #[test]
     fn refusals_name_the_field() {
-        assert_eq!(field_of(DispatchInput { repo: String::new(), ..ok() }), "repo");
-        assert_eq!(field_of(DispatchInput { task: " ".into(), ..ok() }), "task");
+        assert_eq!(
+            field_of(DispatchInput {
+                repo: String::new(),
+                ..ok()
+            }),
+            "repo"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                task: " ".into(),
+                ..ok()
+            }),
+            "task"
+        );
         assert_eq!(field_of(DispatchInput { issue: 0, ..ok() }), "issue");
-        assert_eq!(field_of(DispatchInput { repo: "../../etc".into(), ..ok() }), "repo");
-        assert_eq!(field_of(DispatchInput { org: "a/b".into(), ..ok() }), "org");
-        assert_eq!(field_of(DispatchInput { branch: "--upload-pack=x".into(), ..ok() }), "branch");
-        assert_eq!(field_of(DispatchInput { tag: "v1/../../x".into(), ..ok() }), "tag");
-        assert_eq!(field_of(DispatchInput { agent: "gpt".into(), ..ok() }), "agent");
-        assert_eq!(field_of(DispatchInput { template: "x".into(), ..ok() }), "template");
-        assert_eq!(field_of(DispatchInput { persona: "../x".into(), ..ok() }), "persona");
+        assert_eq!(
+            field_of(DispatchInput {
+                repo: "../../etc".into(),
+                ..ok()
+            }),
+            "repo"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                org: "a/b".into(),
+                ..ok()
+            }),
+            "org"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                branch: "--upload-pack=x".into(),
+                ..ok()
+            }),
+            "branch"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                tag: "v1/../../x".into(),
+                ..ok()
+            }),
+            "tag"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                agent: "gpt".into(),
+                ..ok()
+            }),
+            "agent"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                template: "x".into(),
+                ..ok()
+            }),
+            "template"
+        );
+        assert_eq!(
+            field_of(DispatchInput {
+                persona: "../x".into(),
+                ..ok()
+            }),
+            "persona"
+        );
     }
 
     #[test]
     fn branch_with_slashes_is_fine() {
-        let v = DispatchInput { issue: 0, branch: "feature/x-1".into(), ..ok() };
+        let v = DispatchInput {
+            issue: 0,
+            branch: "feature/x-1".into(),
+            ..ok()
+        };
         assert!(v.validated().is_ok());
     }
 
@@ -386,10 +448,26 @@ mod tests {
     fn json_errors_name_the_field() {
         assert_eq!(DispatchInput::from_json("{").unwrap_err().field, "json");
         assert_eq!(DispatchInput::from_json("[1]").unwrap_err().field, "json");
-        assert_eq!(DispatchInput::from_json(r#"{"issue":"x"}"#).unwrap_err().field, "issue");
-        assert_eq!(DispatchInput::from_json(r#"{"issue":-1}"#).unwrap_err().field, "issue");
-        assert_eq!(DispatchInput::from_json(r#"{"bogus":1}"#).unwrap_err().field, "bogus");
-        let v = DispatchInput::from_json(r#"{"repo":"r","task":"t","pr":3,"variables":{"a":"b"}}"#).unwrap();
+        assert_eq!(
+            DispatchInput::from_json(r#"{"issue":"x"}"#)
+                .unwrap_err()
+                .field,
+            "issue"
+        );
+        assert_eq!(
+            DispatchInput::from_json(r#"{"issue":-1}"#)
+                .unwrap_err()
+                .field,
+            "issue"
+        );
+        assert_eq!(
+            DispatchInput::from_json(r#"{"bogus":1}"#)
+                .unwrap_err()
+                .field,
+            "bogus"
+        );
+        let v = DispatchInput::from_json(r#"{"repo":"r","task":"t","pr":3,"variables":{"a":"b"}}"#)
+            .unwrap();
         assert_eq!(v.pr, 3);
         assert_eq!(v.variables["a"], "b");
     }

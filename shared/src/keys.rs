@@ -10,7 +10,9 @@ pub struct Keys {
 impl Keys {
     /// Keys under `namespace`.
     pub fn new(namespace: impl Into<String>) -> Self {
-        Self { ns: namespace.into() }
+        Self {
+            ns: namespace.into(),
+        }
     }
 
     /// The namespace itself.

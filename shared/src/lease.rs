@@ -40,7 +40,12 @@ impl JobStore {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn acquire_run_lease(&self, id: &str, worker: &str, ttl: Duration) -> Result<Acquire, StoreError> {
+    pub async fn acquire_run_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        ttl: Duration,
+    ) -> Result<Acquire, StoreError> {
         let key = self.keys().run_lease(id);
         let mut conn = self.conn();
         let ok: Option<String> = redis::cmd("SET")
@@ -64,7 +69,10 @@ impl JobStore {
                 self.renew_run_lease(id, worker, ttl).await?;
                 Ok(Acquire::Acquired)
             }
-            Some(h) => Ok(Acquire::HeldBy(h, Duration::from_millis(pttl.max(100) as u64))),
+            Some(h) => Ok(Acquire::HeldBy(
+                h,
+                Duration::from_millis(pttl.max(100) as u64),
+            )),
             // Expired between the two calls: try once more next delivery.
             None => Ok(Acquire::HeldBy(String::new(), Duration::from_millis(100))),
         }
@@ -74,7 +82,12 @@ impl JobStore {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn renew_run_lease(&self, id: &str, worker: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn renew_run_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let n: i64 = redis::Script::new(RENEW)
             .key(self.keys().run_lease(id))

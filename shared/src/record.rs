@@ -90,7 +90,10 @@ impl JobRecord {
             ("id", self.id.clone()),
             ("state", self.state.as_str().to_string()),
             ("reason", self.reason.clone()),
-            ("input", serde_json::to_string(&self.input).unwrap_or_default()),
+            (
+                "input",
+                serde_json::to_string(&self.input).unwrap_or_default(),
+            ),
             ("attempt", self.attempt.to_string()),
             ("max_attempts", self.max_attempts.to_string()),
             ("seq", self.seq.to_string()),
@@ -98,7 +101,10 @@ impl JobRecord {
             ("host", self.host.clone()),
             ("worker", self.worker.clone()),
             ("container", self.container.clone()),
-            ("exit_code", self.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            (
+                "exit_code",
+                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
             ("question", self.question.clone()),
             ("error", self.error.clone()),
             ("workspace_dir", self.workspace_dir.clone()),
@@ -159,11 +165,20 @@ mod tests {
 
     #[test]
     fn fields_round_trip() {
-        let input = DispatchInput { repo: "r".into(), task: "t".into(), issue: 1, ..Default::default() };
+        let input = DispatchInput {
+            repo: "r".into(),
+            task: "t".into(),
+            issue: 1,
+            ..Default::default()
+        };
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
         rec.exit_code = Some(3);
         rec.resumed = true;
-        let map = rec.to_fields().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let map = rec
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         assert_eq!(JobRecord::from_fields(map).unwrap(), rec);
     }
 }

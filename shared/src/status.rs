@@ -198,24 +198,44 @@ mod tests {
     #[test]
     fn final_status_rules() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(detect_final_status(dir.path(), 0).state, JobState::Completed);
+        assert_eq!(
+            detect_final_status(dir.path(), 0).state,
+            JobState::Completed
+        );
         let f = detect_final_status(dir.path(), 3);
-        assert_eq!((f.state, f.question.as_str()), (JobState::Failed, "Agent exited with code 3"));
+        assert_eq!(
+            (f.state, f.question.as_str()),
+            (JobState::Failed, "Agent exited with code 3")
+        );
         std::fs::write(dir.path().join("BLOCKED.md"), "  \n").unwrap();
-        assert_eq!(detect_final_status(dir.path(), 0).state, JobState::Completed);
+        assert_eq!(
+            detect_final_status(dir.path(), 0).state,
+            JobState::Completed
+        );
         std::fs::write(dir.path().join("BLOCKED.md"), "Which DB?\n").unwrap();
         let f = detect_final_status(dir.path(), 1);
-        assert_eq!((f.state, f.question.as_str()), (JobState::Blocked, "Which DB?"));
+        assert_eq!(
+            (f.state, f.question.as_str()),
+            (JobState::Blocked, "Which DB?")
+        );
     }
 
     #[test]
     fn status_round_trips_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
-        let st = WorkspaceStatus { status: "running".into(), runs: 1, ..Default::default() };
+        let st = WorkspaceStatus {
+            status: "running".into(),
+            runs: 1,
+            ..Default::default()
+        };
         st.write_atomic(&path).unwrap();
         assert_eq!(WorkspaceStatus::read(&path).unwrap(), st);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ pub struct JobStore {
 
 impl std::fmt::Debug for JobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobStore").field("keys", &self.keys).finish()
+        f.debug_struct("JobStore")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
@@ -113,7 +115,11 @@ impl JobStore {
     ///
     /// # Errors
     /// [`StoreError::Unreachable`] naming the (redacted) URL.
-    pub async fn connect(url: &str, namespace: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let unreachable = |reason: String| StoreError::Unreachable {
             url: redact_url(url),
             reason,
@@ -124,10 +130,11 @@ impl JobStore {
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = tokio::time::timeout(timeout, client.get_connection_manager_with_config(cfg))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
+        let mut conn =
+            tokio::time::timeout(timeout, client.get_connection_manager_with_config(cfg))
+                .await
+                .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+                .map_err(|e| unreachable(e.to_string()))?;
         let _: String = tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut conn))
             .await
             .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
@@ -170,7 +177,8 @@ impl JobStore {
         let mut pipe = redis::pipe();
         let now = now_ms();
         for rec in records {
-            pipe.hset_multiple(self.keys.job(&rec.id), &rec.to_fields()).ignore();
+            pipe.hset_multiple(self.keys.job(&rec.id), &rec.to_fields())
+                .ignore();
             pipe.zadd(self.keys.jobs(), &rec.id, now).ignore();
             pipe.zadd(self.keys.state(rec.state.as_str()), &rec.id, now)
                 .ignore();
@@ -343,7 +351,11 @@ impl JobStore {
         }
         let mut conn = self.conn.clone();
         let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
-        Ok(crate::status::ALL_STATES.iter().copied().zip(counts).collect())
+        Ok(crate::status::ALL_STATES
+            .iter()
+            .copied()
+            .zip(counts)
+            .collect())
     }
 
     /// Deliveries waiting in the apalis queue (active list plus scheduled set).
@@ -373,7 +385,13 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -133,21 +133,65 @@ mod tests {
 
     #[test]
     fn naming_precedence() {
-        let all = DispatchInput { pr: 2, issue: 3, branch: "b".into(), tag: "v1".into(), ..input() };
+        let all = DispatchInput {
+            pr: 2,
+            issue: 3,
+            branch: "b".into(),
+            tag: "v1".into(),
+            ..input()
+        };
         assert_eq!(workspace_name(&all), "pr-2");
-        assert_eq!(workspace_name(&DispatchInput { pr: 0, ..all.clone() }), "task-3");
-        assert_eq!(workspace_name(&DispatchInput { pr: 0, issue: 0, ..all.clone() }), "b");
-        assert_eq!(workspace_name(&DispatchInput { pr: 0, issue: 0, branch: String::new(), ..all }), "v1");
-        let ws = Workspace::for_input(Path::new("/ws"), &DispatchInput { issue: 3, ..input() }).unwrap();
+        assert_eq!(
+            workspace_name(&DispatchInput {
+                pr: 0,
+                ..all.clone()
+            }),
+            "task-3"
+        );
+        assert_eq!(
+            workspace_name(&DispatchInput {
+                pr: 0,
+                issue: 0,
+                ..all.clone()
+            }),
+            "b"
+        );
+        assert_eq!(
+            workspace_name(&DispatchInput {
+                pr: 0,
+                issue: 0,
+                branch: String::new(),
+                ..all
+            }),
+            "v1"
+        );
+        let ws = Workspace::for_input(
+            Path::new("/ws"),
+            &DispatchInput {
+                issue: 3,
+                ..input()
+            },
+        )
+        .unwrap();
         assert_eq!(ws.dir, Path::new("/ws/core/go-io/task-3"));
-        assert_eq!(ws.agent_log("codex"), Path::new("/ws/core/go-io/task-3/.meta/agent-codex.log"));
+        assert_eq!(
+            ws.agent_log("codex"),
+            Path::new("/ws/core/go-io/task-3/.meta/agent-codex.log")
+        );
     }
 
     #[test]
     fn escaping_paths_are_refused() {
-        let bad = DispatchInput { repo: "..".into(), issue: 1, ..input() };
+        let bad = DispatchInput {
+            repo: "..".into(),
+            issue: 1,
+            ..input()
+        };
         assert!(Workspace::for_input(Path::new("/ws"), &bad).is_err());
-        let bad = DispatchInput { branch: "../x".into(), ..input() };
+        let bad = DispatchInput {
+            branch: "../x".into(),
+            ..input()
+        };
         assert!(Workspace::for_input(Path::new("/ws"), &bad).is_err());
     }
 
@@ -156,7 +200,21 @@ mod tests {
         assert_eq!(slug("  Hello, World!! ", 40), "hello-world");
         assert_eq!(slug(&"a".repeat(50), 40).len(), 40);
         assert_eq!(slug("aaaa bbbb", 5), "aaaa");
-        assert_eq!(agent_branch(&DispatchInput { task: "!!!".into(), issue: 7, ..input() }), "agent/issue-7");
-        assert_eq!(agent_branch(&DispatchInput { task: "!!!".into(), pr: 4, ..input() }), "agent/pr-4");
+        assert_eq!(
+            agent_branch(&DispatchInput {
+                task: "!!!".into(),
+                issue: 7,
+                ..input()
+            }),
+            "agent/issue-7"
+        );
+        assert_eq!(
+            agent_branch(&DispatchInput {
+                task: "!!!".into(),
+                pr: 4,
+                ..input()
+            }),
+            "agent/pr-4"
+        );
     }
 }

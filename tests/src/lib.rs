@@ -20,7 +20,10 @@ pub const TEST_IMAGE: &str = "agentq-test-agent:latest";
 
 /// Repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Path of a built binary, panicking with advice if it is missing.
@@ -39,7 +42,11 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A private redis-server on a loopback port, stopped on drop.
@@ -75,7 +82,10 @@ impl Redis {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not answer within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = &r.dir;
@@ -89,7 +99,10 @@ impl Redis {
 
     /// A blocking connection.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 }
 
@@ -102,7 +115,9 @@ impl Drop for Redis {
 
 /// Fails the test unless the Docker engine answers and the test image exists.
 pub fn require_docker() {
-    let out = Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", TEST_IMAGE]).output();
+    let out = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Id}}", TEST_IMAGE])
+        .output();
     match out {
         Err(e) => panic!("cannot run the docker CLI ({e}): a Docker engine is required for this test"),
         Ok(o) if !o.status.success() => panic!(
@@ -129,7 +144,11 @@ fn run_git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -141,7 +160,9 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 impl GitRemotes {
     /// An empty set of remotes.
     pub fn new() -> Self {
-        Self { base: tempfile::tempdir().unwrap() }
+        Self {
+            base: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// `git_base` for the worker.
@@ -153,7 +174,10 @@ impl GitRemotes {
     pub fn create(&self, org: &str, repo: &str, files: &[(&str, &str)]) -> PathBuf {
         let bare = self.base.path().join(org).join(format!("{repo}.git"));
         std::fs::create_dir_all(&bare).unwrap();
-        run_git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
+        run_git(
+            &bare,
+            &["init", "--quiet", "--bare", "--initial-branch=main"],
+        );
         let work = tempfile::tempdir().unwrap();
         run_git(work.path(), &["init", "--quiet", "--initial-branch=main"]);
         let mut files = files.to_vec();
@@ -167,7 +191,10 @@ impl GitRemotes {
         }
         run_git(work.path(), &["add", "-A"]);
         run_git(work.path(), &["commit", "--quiet", "-m", "initial"]);
-        run_git(work.path(), &["push", "--quiet", bare.to_str().unwrap(), "main"]);
+        run_git(
+            work.path(),
+            &["push", "--quiet", bare.to_str().unwrap(), "main"],
+        );
         bare
     }
 }
@@ -225,7 +252,13 @@ impl TestEnv {
         let config_path = dir.path().join("agentq.toml");
         std::fs::write(&config_path, format!("{BASE_CONFIG}\n{extra}")).unwrap();
         let ns = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
-        Self { redis, remotes, dir, config_path, ns }
+        Self {
+            redis,
+            remotes,
+            dir,
+            config_path,
+            ns,
+        }
     }
 
     /// The workspace root.
@@ -237,8 +270,14 @@ impl TestEnv {
     pub fn env(&self) -> HashMap<&'static str, String> {
         HashMap::from([
             ("AGENTQ_REDIS_URL", self.redis.url()),
-            ("AGENTQ_CONFIG", self.config_path.to_string_lossy().into_owned()),
-            ("AGENTQ_WORKSPACE_ROOT", self.workspace_root().to_string_lossy().into_owned()),
+            (
+                "AGENTQ_CONFIG",
+                self.config_path.to_string_lossy().into_owned(),
+            ),
+            (
+                "AGENTQ_WORKSPACE_ROOT",
+                self.workspace_root().to_string_lossy().into_owned(),
+            ),
             ("AGENTQ_GIT_BASE", self.remotes.base()),
             ("AGENTQ_NAMESPACE", self.ns.clone()),
             ("RUST_LOG", "info,agentq_worker=debug".to_string()),
@@ -286,12 +325,17 @@ impl TestEnv {
             .stderr(file)
             .spawn()
             .expect("cannot start agentq-worker");
-        WorkerProc { child: Some(child), log }
+        WorkerProc {
+            child: Some(child),
+            log,
+        }
     }
 
     /// An async store on this world's Redis.
     pub async fn store(&self) -> JobStore {
-        JobStore::connect(&self.redis.url(), &self.ns, Duration::from_secs(5)).await.unwrap()
+        JobStore::connect(&self.redis.url(), &self.ns, Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 
     /// Waits until job `id` is in a final state; fails the test after `timeout`.
@@ -300,7 +344,12 @@ impl TestEnv {
     }
 
     /// Waits until job `id`'s record satisfies `pred`; fails the test after `timeout`.
-    pub async fn wait_for(&self, id: &str, timeout: Duration, pred: impl Fn(&JobRecord) -> bool) -> JobRecord {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&JobRecord) -> bool,
+    ) -> JobRecord {
         let store = self.store().await;
         let deadline = Instant::now() + timeout;
         loop {
@@ -344,18 +393,31 @@ impl Default for TestEnv {
 }
 
 /// Runs `agentq` with exactly `env` added.
-pub fn cli_with_env(env: &HashMap<&'static str, String>, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn cli_with_env(
+    env: &HashMap<&'static str, String>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     use std::io::Write;
     let mut child = Command::new(bin("agentq"))
         .args(args)
         .envs(env)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start agentq");
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
@@ -384,7 +446,10 @@ impl WorkerProc {
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
-        let ok = Command::new("kill").args([&format!("-{signal}"), &c.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &c.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
         let deadline = Instant::now() + timeout;
         loop {
@@ -412,7 +477,10 @@ pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
         .args(["ps", "-aq", "--filter", &format!("label={key}={value}")])
         .output()
         .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether a job is in a final state named `state`.

@@ -18,11 +18,32 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let commit = env.enqueue(&["--repo", "demo", "--task", "Add a change @agentq-test commit", "--issue", "1"]);
-    let block = env.enqueue(&[
-        "--repo", "demo", "--task", "Ask first @agentq-test block \"Which database should I use?\"", "--issue", "2",
+    let commit = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Add a change @agentq-test commit",
+        "--issue",
+        "1",
     ]);
-    let fail = env.enqueue(&["--repo", "demo", "--task", "Break @agentq-test exit 3", "--issue", "3", "--agent", "claude"]);
+    let block = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Ask first @agentq-test block \"Which database should I use?\"",
+        "--issue",
+        "2",
+    ]);
+    let fail = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Break @agentq-test exit 3",
+        "--issue",
+        "3",
+        "--agent",
+        "claude",
+    ]);
     let _w = env.worker("w1", 2);
 
     let c = env.wait_final(&commit, LONG).await;
@@ -54,17 +75,36 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
         assert!(st.branch.starts_with("agent/"));
         let pool = rec.input.agent.split(':').next().unwrap();
         let log = std::path::Path::new(&rec.workspace_dir).join(format!(".meta/agent-{pool}.log"));
-        let log_text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        assert!(log_text.contains("agentq-test-agent"), "agent log: {log_text}");
-        assert!(std::path::Path::new(&rec.workspace_dir).join(".meta/prompt.md").is_file());
-        assert!(containers_with_label("agentq.job", &rec.id).is_empty(), "container removed");
+        let log_text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(
+            log_text.contains("agentq-test-agent"),
+            "agent log: {log_text}"
+        );
+        assert!(std::path::Path::new(&rec.workspace_dir)
+            .join(".meta/prompt.md")
+            .is_file());
+        assert!(
+            containers_with_label("agentq.job", &rec.id).is_empty(),
+            "container removed"
+        );
     }
-    assert_eq!(c.workspace_dir, env.workspace_root().canonicalize().unwrap().join("core/demo/task-1").to_string_lossy());
+    assert_eq!(
+        c.workspace_dir,
+        env.workspace_root()
+            .canonicalize()
+            .unwrap()
+            .join("core/demo/task-1")
+            .to_string_lossy()
+    );
     assert_eq!(f.input.agent, "claude");
 
     // The committed change is in the clone, on the agent branch.
     let repo = std::path::Path::new(&c.workspace_dir).join("repo");
-    assert_eq!(git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]), "agent/add-a-change-agentq-test-commit");
+    assert_eq!(
+        git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "agent/add-a-change-agentq-test-commit"
+    );
     assert_eq!(c.branch, "agent/add-a-change-agentq-test-commit");
     let log = git(&repo, &["log", "--format=%s", "main..HEAD"]);
     assert_eq!(log, "agentq test: change by codex");
@@ -72,8 +112,12 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
 
     // `agentq status` shows the record from a separate process.
     let text = env.cli_ok(&["status", &block]);
-    assert!(text.contains("blocked") && text.contains("Which database should I use?"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&env.cli_ok(&["status", &fail, "--json"])).unwrap();
+    assert!(
+        text.contains("blocked") && text.contains("Which database should I use?"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.cli_ok(&["status", &fail, "--json"])).unwrap();
     assert_eq!(json["state"], "failed");
     assert_eq!(json["exit_code"], 3);
     assert_eq!(json["attempt"], 1);
@@ -88,10 +132,19 @@ async fn two_workers_run_twenty_jobs_exactly_once() {
         .map(|i| format!("{{\"repo\":\"demo\",\"task\":\"job {i} @agentq-test print hello\",\"issue\":{i}}}\n"))
         .collect();
     let out = env.cli(&["enqueue", "-", "--json"], Some(&lines));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(ids.len(), 20);
 
@@ -104,11 +157,28 @@ async fn two_workers_run_twenty_jobs_exactly_once() {
         assert_eq!(rec.attempt, 1, "job {id} ran more than once: {rec:#?}");
         assert_eq!(rec.runs, 1);
         // The agent itself appends one line per run to the workspace.
-        let runs = std::fs::read_to_string(std::path::Path::new(&rec.workspace_dir).join(".meta/agent-runs.log")).unwrap();
-        assert_eq!(runs.lines().count(), 1, "job {id} agent ran {} times", runs.lines().count());
+        let runs = std::fs::read_to_string(
+            std::path::Path::new(&rec.workspace_dir).join(".meta/agent-runs.log"),
+        )
+        .unwrap();
+        assert_eq!(
+            runs.lines().count(),
+            1,
+            "job {id} agent ran {} times",
+            runs.lines().count()
+        );
         workers.insert(rec.worker.clone());
     }
-    assert_eq!(env.store().await.ids_in_state(JobState::Completed).await.unwrap().len(), 20, "none lost");
+    assert_eq!(
+        env.store()
+            .await
+            .ids_in_state(JobState::Completed)
+            .await
+            .unwrap()
+            .len(),
+        20,
+        "none lost"
+    );
     assert!(!workers.is_empty());
 }
 
@@ -117,11 +187,26 @@ async fn a_job_survives_its_worker_being_killed() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let id = env.enqueue(&["--repo", "demo", "--task", "Slow @agentq-test sleep 6", "--issue", "9"]);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Slow @agentq-test sleep 6",
+        "--issue",
+        "9",
+    ]);
     let mut w1 = env.worker("w1", 1);
-    let first = env.wait_for(&id, LONG, |r| r.state == JobState::Running && !r.container.is_empty()).await;
+    let first = env
+        .wait_for(&id, LONG, |r| {
+            r.state == JobState::Running && !r.container.is_empty()
+        })
+        .await;
     assert_eq!(first.attempt, 1);
-    assert_eq!(containers_with_label("agentq.job", &id).len(), 1, "the first attempt's container runs");
+    assert_eq!(
+        containers_with_label("agentq.job", &id).len(),
+        1,
+        "the first attempt's container runs"
+    );
     w1.kill9();
 
     let _w2 = env.worker("w2", 1);
@@ -131,7 +216,10 @@ async fn a_job_survives_its_worker_being_killed() {
     assert_ne!(rec.worker, first.worker);
     assert_eq!(rec.runs, 2, "the agent ran again in the same workspace");
     assert!(rec.resumed, "the second run reused the workspace");
-    assert!(containers_with_label("agentq.job", &id).is_empty(), "no container of either attempt is left");
+    assert!(
+        containers_with_label("agentq.job", &id).is_empty(),
+        "no container of either attempt is left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,17 +229,63 @@ async fn bad_input_is_refused_with_the_field_named() {
         (&["enqueue", "--task", "t", "--issue", "1"], "--repo"),
         (&["enqueue", "--repo", "r", "--issue", "1"], "--task"),
         (&["enqueue", "--repo", "r", "--task", "t"], "issue"),
-        (&["enqueue", "--repo", "../../etc", "--task", "t", "--issue", "1"], "repo"),
-        (&["enqueue", "--repo", "r", "--task", "t", "--branch", "--upload-pack=x"], "branch"),
-        (&["enqueue", "--repo", "r", "--task", "t", "--issue", "1", "--agent", "gpt4"], "agent"),
-        (&["enqueue", "--repo", "r", "--task", "", "--issue", "1"], "task"),
-        (&["enqueue", "--repo", "r", "--task", "t", "--issue", "1", "--template", "x"], "template"),
+        (
+            &[
+                "enqueue",
+                "--repo",
+                "../../etc",
+                "--task",
+                "t",
+                "--issue",
+                "1",
+            ],
+            "repo",
+        ),
+        (
+            &[
+                "enqueue",
+                "--repo",
+                "r",
+                "--task",
+                "t",
+                "--branch",
+                "--upload-pack=x",
+            ],
+            "branch",
+        ),
+        (
+            &[
+                "enqueue", "--repo", "r", "--task", "t", "--issue", "1", "--agent", "gpt4",
+            ],
+            "agent",
+        ),
+        (
+            &["enqueue", "--repo", "r", "--task", "", "--issue", "1"],
+            "task",
+        ),
+        (
+            &[
+                "enqueue",
+                "--repo",
+                "r",
+                "--task",
+                "t",
+                "--issue",
+                "1",
+                "--template",
+                "x",
+            ],
+            "template",
+        ),
     ];
     for (args, needle) in cases {
         let out = env.cli(args, None);
         assert!(!out.status.success(), "{args:?} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: error does not name {needle}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: error does not name {needle}: {err}"
+        );
     }
     // NDJSON: each bad line gets an error line naming its number and field; good lines go in.
     let input = concat!(
@@ -167,7 +301,10 @@ async fn bad_input_is_refused_with_the_field_named() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("line 1: queued "), "{text}");
-    assert!(lines[1].starts_with("line 2: refused: json: malformed JSON"), "{text}");
+    assert!(
+        lines[1].starts_with("line 2: refused: json: malformed JSON"),
+        "{text}"
+    );
     assert!(lines[2].starts_with("line 3: refused: repo"), "{text}");
     assert!(lines[3].starts_with("line 4: refused: issue"), "{text}");
     assert!(lines[4].starts_with("line 5: refused: agent"), "{text}");
@@ -184,7 +321,11 @@ async fn redis_down_exits_2_quickly_naming_the_url() {
     let url = format!("redis://127.0.0.1:{port}");
     let env = std::collections::HashMap::from([("AGENTQ_REDIS_URL", url.clone())]);
     let started = Instant::now();
-    let out = cli_with_env(&env, &["enqueue", "--repo", "r", "--task", "t", "--issue", "1"], None);
+    let out = cli_with_env(
+        &env,
+        &["enqueue", "--repo", "r", "--task", "t", "--issue", "1"],
+        None,
+    );
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

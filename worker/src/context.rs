@@ -25,7 +25,9 @@ impl WorkerCtx {
     /// How long a run lease lasts without renewal: the same as apalis-redis's
     /// orphan threshold, so a dead worker's jobs and leases free up together.
     pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.cfg.heartbeat_secs.max(1) * u64::from(self.cfg.missed_heartbeats.max(1)))
+        Duration::from_secs(
+            self.cfg.heartbeat_secs.max(1) * u64::from(self.cfg.missed_heartbeats.max(1)),
+        )
     }
 }
 

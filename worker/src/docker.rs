@@ -33,7 +33,9 @@ pub enum Ended {
 pub async fn connect() -> anyhow::Result<Docker> {
     let docker = Docker::connect_with_local_defaults()?;
     let docker = docker.negotiate_version().await.map_err(|e| {
-        anyhow::anyhow!("cannot reach the Docker engine ({e}); is dockerd running and DOCKER_HOST right?")
+        anyhow::anyhow!(
+            "cannot reach the Docker engine ({e}); is dockerd running and DOCKER_HOST right?"
+        )
     })?;
     Ok(docker)
 }
@@ -70,12 +72,20 @@ async fn drive(
     timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Ended> {
-    docker.start_container(id, None::<bollard::query_parameters::StartContainerOptions>).await?;
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await?;
 
     let mut file = tokio::fs::File::create(log).await?;
     let mut logs = docker.logs(
         id,
-        Some(LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build()),
+        Some(
+            LogsOptionsBuilder::new()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build(),
+        ),
     );
     let log_task = tokio::spawn(async move {
         while let Some(Ok(chunk)) = logs.next().await {
@@ -89,7 +99,11 @@ async fn drive(
     let wait = async {
         let mut stream = docker.wait_container(
             id,
-            Some(WaitContainerOptionsBuilder::new().condition("not-running").build()),
+            Some(
+                WaitContainerOptionsBuilder::new()
+                    .condition("not-running")
+                    .build(),
+            ),
         );
         match stream.next().await {
             Some(Ok(resp)) => Ok(resp.status_code),
@@ -125,13 +139,18 @@ async fn drive(
 
 async fn kill(docker: &Docker, id: &str) {
     let _ = docker
-        .kill_container(id, Some(KillContainerOptionsBuilder::new().signal("KILL").build()))
+        .kill_container(
+            id,
+            Some(KillContainerOptionsBuilder::new().signal("KILL").build()),
+        )
         .await;
 }
 
 /// SIGTERM, up to 5 s of grace, then SIGKILL.
 pub async fn stop_gracefully(docker: &Docker, id: &str) {
-    let opts = bollard::query_parameters::StopContainerOptionsBuilder::new().t(5).build();
+    let opts = bollard::query_parameters::StopContainerOptionsBuilder::new()
+        .t(5)
+        .build();
     if docker.stop_container(id, Some(opts)).await.is_err() {
         kill(docker, id).await;
     }
@@ -139,9 +158,18 @@ pub async fn stop_gracefully(docker: &Docker, id: &str) {
 
 /// Force-removes a container, ignoring "no such container".
 pub async fn remove(docker: &Docker, id: &str) {
-    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
     if let Err(e) = docker.remove_container(id, Some(opts)).await {
-        if !matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) {
+        if !matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        ) {
             tracing::warn!(container = id, error = %e, "cannot remove container");
         }
     }
@@ -160,7 +188,10 @@ pub async fn list_labelled(
     let mut labels = vec![format!("{LABEL_NAMESPACE}={ns}")];
     labels.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     let filters = HashMap::from([("label".to_string(), labels)]);
-    let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
     let list = docker.list_containers(Some(opts)).await?;
     Ok(list
         .into_iter()

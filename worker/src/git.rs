@@ -37,7 +37,15 @@ pub async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 /// Whether `branch` exists locally in the repository at `dir`.
 pub async fn has_branch(dir: &Path, branch: &str) -> bool {
-    git(dir, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
-        .await
-        .is_ok()
+    git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ],
+    )
+    .await
+    .is_ok()
 }

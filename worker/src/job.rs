@@ -42,15 +42,25 @@ async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result
     }
     if store.cancel_requested(id).await? {
         store
-            .transition(id, JobState::Cancelled, Some(rec.seq), &[("finished_at", now_rfc3339())])
+            .transition(
+                id,
+                JobState::Cancelled,
+                Some(rec.seq),
+                &[("finished_at", now_rfc3339())],
+            )
             .await?;
         return Ok(());
     }
-    match store.acquire_run_lease(id, &ctx.worker_id, ctx.lease_ttl()).await? {
+    match store
+        .acquire_run_lease(id, &ctx.worker_id, ctx.lease_ttl())
+        .await?
+    {
         Acquire::Acquired => {}
         Acquire::HeldBy(holder, left) => {
             tracing::info!(job = id, holder = %holder, "job is held by another worker; delivering again later");
-            store.redeliver(delivery, left + Duration::from_millis(500)).await?;
+            store
+                .redeliver(delivery, left + Duration::from_millis(500))
+                .await?;
             return Ok(());
         }
     }
@@ -60,7 +70,10 @@ async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result
 }
 
 /// Renews the run lease and watches for a cancel request while the job runs.
-fn spawn_guard(ctx: Arc<WorkerCtx>, id: String) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+fn spawn_guard(
+    ctx: Arc<WorkerCtx>,
+    id: String,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let handle = tokio::spawn(async move {
         let ttl = ctx.lease_ttl();
@@ -139,24 +152,44 @@ async fn stages(
     let agent = AgentSpec::parse(&input.agent).map_err(|e| StageError::Infra(e.into(), None))?;
 
     // Stage 1: prep.
-    let prepared = prepare(&ctx.cfg, input).await.map_err(|e| StageError::Infra(e, None))?;
+    let prepared = prepare(&ctx.cfg, input)
+        .await
+        .map_err(|e| StageError::Infra(e, None))?;
     let ws = prepared.workspace.clone();
     let ws_dir = ws.dir.to_string_lossy().into_owned();
     let common = [
         ("workspace_dir", ws_dir.clone()),
         ("branch", prepared.branch.clone()),
-        ("resumed", if prepared.resumed { "1" } else { "0" }.to_string()),
+        (
+            "resumed",
+            if prepared.resumed { "1" } else { "0" }.to_string(),
+        ),
     ];
-    store.set_fields(&rec.id, &common).await.map_err(redis_err)?;
+    store
+        .set_fields(&rec.id, &common)
+        .await
+        .map_err(redis_err)?;
 
     if input.dry_run {
-        write_status(rec, &prepared, JobState::Completed, rec.runs, attempt, started, "", None);
+        write_status(
+            rec,
+            &prepared,
+            JobState::Completed,
+            rec.runs,
+            attempt,
+            started,
+            "",
+            None,
+        );
         store
             .transition(
                 &rec.id,
                 JobState::Completed,
                 Some(rec.seq),
-                &[("prompt", prepared.prompt.clone()), ("finished_at", now_rfc3339())],
+                &[
+                    ("prompt", prepared.prompt.clone()),
+                    ("finished_at", now_rfc3339()),
+                ],
             )
             .await
             .map_err(redis_err)?;
@@ -165,9 +198,23 @@ async fn stages(
 
     // Stage 2: run the agent.
     let runs = rec.runs + 1;
-    write_status(rec, &prepared, JobState::Running, runs, attempt, started, "", None);
+    write_status(
+        rec,
+        &prepared,
+        JobState::Running,
+        runs,
+        attempt,
+        started,
+        "",
+        None,
+    );
     store
-        .transition(&rec.id, JobState::Running, Some(rec.seq), &[("runs", runs.to_string())])
+        .transition(
+            &rec.id,
+            JobState::Running,
+            Some(rec.seq),
+            &[("runs", runs.to_string())],
+        )
         .await
         .map_err(redis_err)?;
     let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop)
@@ -182,12 +229,17 @@ async fn stages(
         }
         Ended::TimedOut => (
             JobState::TimedOut,
-            format!("Agent ran past its timeout of {}s and was killed", ctx.cfg.timeout_for(agent.pool())),
+            format!(
+                "Agent ran past its timeout of {}s and was killed",
+                ctx.cfg.timeout_for(agent.pool())
+            ),
             None,
         ),
         Ended::Cancelled => (JobState::Cancelled, "Cancelled".to_string(), None),
     };
-    write_status(rec, &prepared, state, runs, attempt, started, &question, exit_code);
+    write_status(
+        rec, &prepared, state, runs, attempt, started, &question, exit_code,
+    );
     let mut fields = vec![
         ("question", question),
         ("finished_at", now_rfc3339()),
@@ -293,7 +345,11 @@ async fn infra_failure(
             &rec.id,
             JobState::Failed,
             Some(rec.seq),
-            &[("error", text), ("question", question), ("finished_at", now_rfc3339())],
+            &[
+                ("error", text),
+                ("question", question),
+                ("finished_at", now_rfc3339()),
+            ],
         )
         .await?;
     Ok(())
@@ -309,7 +365,13 @@ pub fn retry_delay(base_secs: u64, attempt: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
-fn base_status(rec: &JobRecord, runs: u32, attempt: u32, started: &str, branch: String) -> WorkspaceStatus {
+fn base_status(
+    rec: &JobRecord,
+    runs: u32,
+    attempt: u32,
+    started: &str,
+    branch: String,
+) -> WorkspaceStatus {
     let i = &rec.input;
     WorkspaceStatus {
         status: String::new(),

@@ -10,7 +10,10 @@ mod prep;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use agentq_shared::{config::Config, store::{apalis_config, Delivery, JobStore}};
+use agentq_shared::{
+    config::Config,
+    store::{apalis_config, Delivery, JobStore},
+};
 use apalis::prelude::*;
 use clap::Parser;
 
@@ -62,9 +65,12 @@ async fn main() {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,apalis=warn,apalis_core=warn,apalis_redis=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,apalis=warn,apalis_core=warn,apalis_redis=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

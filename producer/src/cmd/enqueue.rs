@@ -23,7 +23,9 @@ const BATCH: usize = 500;
 /// bad lines are refused with their line number and field, good lines still go in.
 /// Exit code 1 if any line was refused.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  agentq enqueue --repo go-io --task 'Fix the failing tests' --issue 15\n  agentq enqueue --repo go-io --task 'Review' --agent codex:review --pr 7 --json\n  jq -c '.[]' jobs.json | agentq enqueue -")]
+#[command(
+    after_help = "Examples:\n  agentq enqueue --repo go-io --task 'Fix the failing tests' --issue 15\n  agentq enqueue --repo go-io --task 'Review' --agent codex:review --pr 7 --json\n  jq -c '.[]' jobs.json | agentq enqueue -"
+)]
 pub struct Args {
     /// `-` to read NDJSON jobs from stdin.
     #[arg(value_parser = ["-"])]
@@ -159,7 +161,12 @@ async fn run_stdin(cfg: &Config, json: bool) -> Result<u8, Failure> {
     Ok(if refused_n > 0 { 1 } else { 0 })
 }
 
-fn flush(pending: &mut Vec<(usize, LineResult)>, json: bool, queued: &mut usize, refused: &mut usize) {
+fn flush(
+    pending: &mut Vec<(usize, LineResult)>,
+    json: bool,
+    queued: &mut usize,
+    refused: &mut usize,
+) {
     for (n, r) in pending.drain(..) {
         match r {
             LineResult::Queued(id) => {
@@ -173,7 +180,9 @@ fn flush(pending: &mut Vec<(usize, LineResult)>, json: bool, queued: &mut usize,
             LineResult::Refused(e) => {
                 *refused += 1;
                 if json {
-                    output::print_json(&json!({"line": n, "error": e.to_string(), "field": e.field}));
+                    output::print_json(
+                        &json!({"line": n, "error": e.to_string(), "field": e.field}),
+                    );
                 } else {
                     println!("line {n}: refused: {e}");
                 }
