@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 /// Jobs go into Redis; `agentq-worker` processes on any number of hosts run them.
 ///
 /// Exit codes: 0 success; 1 input refused or job not found; 2 Redis unreachable
-/// or configuration invalid.
+/// or configuration invalid; with --wait: 3 failed, 4 blocked, 5 cancelled,
+/// 6 timed out.
 #[derive(Debug, Parser)]
 #[command(name = "agentq", version, about, long_about)]
 struct Cli {
@@ -37,6 +38,8 @@ enum Command {
     Enqueue(Box<cmd::enqueue::Args>),
     /// Show one job's record.
     Status(cmd::status::Args),
+    /// Answer a blocked job and run it again in the same workspace.
+    Resume(cmd::resume::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -96,6 +99,7 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Enqueue(a) => cmd::enqueue::run(&cfg, *a).await,
             Command::Status(a) => cmd::status::run(&cfg, a).await,
+            Command::Resume(a) => cmd::resume::run(&cfg, a).await,
         }
     }
     .await;

@@ -34,6 +34,10 @@ pub struct Config {
     pub heartbeat_secs: u64,
     /// See `heartbeat_secs`.
     pub missed_heartbeats: u32,
+    /// A directory overriding the built-in templates (`sets/`, `personas/`, `plans/`).
+    pub templates_dir: Option<PathBuf>,
+    /// The Forgejo forge.
+    pub forge: ForgeConfig,
     /// Container settings for every agent.
     pub docker: DockerConfig,
     /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
@@ -67,6 +71,25 @@ pub struct DockerConfig {
     pub ollama_host: String,
 }
 
+/// The Forgejo forge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForgeConfig {
+    /// Base URL, e.g. `https://forge.example` (env `AGENTQ_FORGE_URL`). Empty: no forge.
+    pub url: String,
+    /// Name of the environment variable holding the API token (never the token itself).
+    pub token_env: String,
+}
+
+impl Default for ForgeConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token_env: "FORGE_TOKEN".into(),
+        }
+    }
+}
+
 /// Overrides for one agent pool.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +111,8 @@ impl Default for Config {
             git_base: "http://127.0.0.1:3000".into(),
             max_attempts: 3,
             retry_base_secs: 5,
+            templates_dir: None,
+            forge: ForgeConfig::default(),
             heartbeat_secs: 10,
             missed_heartbeats: 3,
             docker: DockerConfig::default(),
@@ -190,6 +215,12 @@ impl Config {
         }
         if let Some(v) = get("AGENTQ_GIT_BASE") {
             self.git_base = v;
+        }
+        if let Some(v) = get("AGENTQ_FORGE_URL") {
+            self.forge.url = v;
+        }
+        if let Some(v) = get("AGENTQ_TEMPLATES_DIR") {
+            self.templates_dir = Some(v.into());
         }
         if let Some(v) = get("AGENT_DOCKER_IMAGE") {
             self.docker.image = v;

@@ -11,12 +11,15 @@
 pub mod agent;
 pub mod config;
 pub mod container;
+pub mod forge;
 pub mod fsutil;
 pub mod input;
 pub mod keys;
+pub mod language;
 pub mod lease;
 pub mod prompt;
 pub mod record;
 pub mod status;
 pub mod store;
+pub mod templates;
 pub mod workspace;

@@ -17,8 +17,11 @@ pub struct JobRecord {
     pub reason: String,
     /// The validated input.
     pub input: DispatchInput,
-    /// Deliveries started so far (1 on the first run).
+    /// Deliveries started so far (1 on the first run); never reset.
     pub attempt: u32,
+    /// Deliveries since the job was last enqueued, retried or resumed: what
+    /// `max_attempts` limits.
+    pub tries: u32,
     /// Infrastructure attempts allowed before the job fails for good.
     pub max_attempts: u32,
     /// Enqueue sequence: a delivery carrying an older number is stale and skipped.
@@ -45,6 +48,8 @@ pub struct JobRecord {
     pub prompt: String,
     /// The workspace already existed when the job was prepared.
     pub resumed: bool,
+    /// The answer given with `agentq resume`, written to `ANSWER.md`.
+    pub answer: String,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -64,6 +69,7 @@ impl JobRecord {
             reason: String::new(),
             input,
             attempt: 0,
+            tries: 0,
             max_attempts,
             seq: 1,
             runs: 0,
@@ -77,6 +83,7 @@ impl JobRecord {
             branch: String::new(),
             prompt: String::new(),
             resumed: false,
+            answer: String::new(),
             created_at: now.to_string(),
             updated_at: now.to_string(),
             started_at: String::new(),
@@ -95,6 +102,7 @@ impl JobRecord {
                 serde_json::to_string(&self.input).unwrap_or_default(),
             ),
             ("attempt", self.attempt.to_string()),
+            ("tries", self.tries.to_string()),
             ("max_attempts", self.max_attempts.to_string()),
             ("seq", self.seq.to_string()),
             ("runs", self.runs.to_string()),
@@ -111,6 +119,7 @@ impl JobRecord {
             ("branch", self.branch.clone()),
             ("prompt", self.prompt.clone()),
             ("resumed", if self.resumed { "1" } else { "0" }.to_string()),
+            ("answer", self.answer.clone()),
             ("created_at", self.created_at.clone()),
             ("updated_at", self.updated_at.clone()),
             ("started_at", self.started_at.clone()),
@@ -138,6 +147,7 @@ impl JobRecord {
             reason: take("reason"),
             input,
             attempt: num(take("attempt")) as u32,
+            tries: num(take("tries")) as u32,
             max_attempts: num(take("max_attempts")) as u32,
             seq: num(take("seq")),
             runs: num(take("runs")) as u32,
@@ -151,6 +161,7 @@ impl JobRecord {
             branch: take("branch"),
             prompt: take("prompt"),
             resumed: take("resumed") == "1",
+            answer: take("answer"),
             created_at: take("created_at"),
             updated_at: take("updated_at"),
             started_at: take("started_at"),

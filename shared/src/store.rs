@@ -277,14 +277,19 @@ impl JobStore {
         Ok(())
     }
 
-    /// Adds one to the attempt counter and returns the new value.
+    /// Adds one to the attempt and tries counters; returns (attempt, tries).
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn bump_attempt(&self, id: &str) -> Result<u32, StoreError> {
+    pub async fn bump_attempt(&self, id: &str) -> Result<(u32, u32), StoreError> {
         let mut conn = self.conn.clone();
-        let n: u32 = conn.hincr(self.keys.job(id), "attempt", 1).await?;
-        Ok(n)
+        let key = self.keys.job(id);
+        let (a, t): (u32, u32) = redis::pipe()
+            .hincr(&key, "attempt", 1)
+            .hincr(&key, "tries", 1)
+            .query_async(&mut conn)
+            .await?;
+        Ok((a, t))
     }
 
     /// Puts a job back on the queue after `delay` as a new delivery of the same
@@ -329,6 +334,56 @@ impl JobStore {
             .push_task(TaskBuilder::new(delivery).run_after(delay).build())
             .await
             .map_err(|e| StoreError::Queue(e.to_string()))
+    }
+
+    /// Runs a finished job again as a new delivery of the same record (for retry
+    /// and resume): clears the outcome, resets `tries`, lifts any cancel request,
+    /// applies `fields`, and queues it. The attempt counter keeps counting.
+    ///
+    /// # Errors
+    /// Redis or queue errors.
+    pub async fn rerun(&self, id: &str, fields: &[(&str, String)]) -> Result<(), StoreError> {
+        let mut all: Vec<(&str, String)> = vec![
+            ("tries", "0".into()),
+            ("question", String::new()),
+            ("error", String::new()),
+            ("exit_code", String::new()),
+            ("finished_at", String::new()),
+            ("reason", String::new()),
+        ];
+        all.extend(fields.iter().cloned());
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(self.keys.cancel(id)).await?;
+        self.requeue(id, JobState::Queued, Duration::ZERO, &all)
+            .await?;
+        Ok(())
+    }
+
+    /// Polls job `id` until it reaches a final state, calling `progress` on each
+    /// state change. Returns `None` if the job does not exist.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn wait_final(
+        &self,
+        id: &str,
+        poll: Duration,
+        mut progress: impl FnMut(&JobRecord),
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let mut last = None;
+        loop {
+            let Some(rec) = self.get(id).await? else {
+                return Ok(None);
+            };
+            if last != Some(rec.state) {
+                progress(&rec);
+                last = Some(rec.state);
+            }
+            if rec.state.is_final() {
+                return Ok(Some(rec));
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// Ids of jobs in `state`, oldest first.

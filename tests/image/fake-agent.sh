@@ -5,6 +5,7 @@
 #
 #   @agentq-test commit            change agentq-change.txt and commit it
 #   @agentq-test block "question"  write the question to BLOCKED.md
+#   @agentq-test block-unless FILE "question"   the same, unless FILE exists
 #   @agentq-test sleep N           sleep N seconds
 #   @agentq-test exit N            exit with code N (at once)
 #   @agentq-test require FILE      exit 9 unless FILE exists in the repo
@@ -41,6 +42,16 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       q=$(printf '%s' "$arg" | sed -e 's/^"//' -e 's/"[^"]*$//')
       printf '%s\n' "$q" > BLOCKED.md
       echo "blocked: $q"
+      ;;
+    block-unless)
+      file=${arg%% *}
+      if [ ! -e "$file" ]; then
+        q=$(printf '%s' "${arg#"$file"}" | sed -e 's/^ *"//' -e 's/"[^"]*$//')
+        printf '%s\n' "$q" > BLOCKED.md
+        echo "blocked: $q"
+      else
+        echo "found $file: $(cat "$file")"
+      fi
       ;;
     sleep)
       case "$arg" in *[!0-9]*|'') ;; *) sleep "$arg" ;; esac

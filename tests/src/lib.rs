@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod forge_sim;
+
 use agentq_shared::{record::JobRecord, status::JobState, store::JobStore};
 
 /// The image the tests run agents in (built by `scripts/build-test-images`).

@@ -19,6 +19,8 @@ pub struct WorkerCtx {
     pub worker_id: String,
     /// Host name.
     pub host: String,
+    /// The forge, if one is configured.
+    pub forge: Option<()>,
 }
 
 impl WorkerCtx {

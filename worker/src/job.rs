@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
-    prep::{prepare, Prepared},
+    prep::{prepare, PrepError, Prepared},
 };
 
 /// Handles one delivery. Never fails: every outcome is written to the job's record.
@@ -100,7 +100,7 @@ fn spawn_guard(
 async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<()> {
     let store = &ctx.store;
     let id = rec.id.clone();
-    let attempt = store.bump_attempt(&id).await?;
+    let (attempt, tries) = store.bump_attempt(&id).await?;
     let started = now_rfc3339();
     store
         .transition(
@@ -125,7 +125,25 @@ async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<
     match outcome {
         Ok(()) => Ok(()),
         Err(StageError::Redis(e)) => Err(e),
-        Err(StageError::Infra(e, ws)) => infra_failure(ctx, &rec, attempt, &started, e, ws).await,
+        Err(StageError::Infra(e, ws)) => {
+            infra_failure(ctx, &rec, attempt, tries, &started, e, ws).await
+        }
+        Err(StageError::Job(msg)) => {
+            tracing::warn!(job = %id, error = %msg, "job cannot run");
+            store
+                .transition(
+                    &id,
+                    JobState::Failed,
+                    Some(rec.seq),
+                    &[
+                        ("error", msg.clone()),
+                        ("question", msg),
+                        ("finished_at", now_rfc3339()),
+                    ],
+                )
+                .await?;
+            Ok(())
+        }
     }
 }
 
@@ -134,6 +152,8 @@ enum StageError {
     Infra(anyhow::Error, Option<Workspace>),
     /// Redis failed while recording.
     Redis(anyhow::Error),
+    /// The job itself cannot run (missing persona or plan): final, no retry.
+    Job(String),
 }
 
 fn redis_err(e: impl Into<anyhow::Error>) -> StageError {
@@ -152,9 +172,11 @@ async fn stages(
     let agent = AgentSpec::parse(&input.agent).map_err(|e| StageError::Infra(e.into(), None))?;
 
     // Stage 1: prep.
-    let prepared = prepare(&ctx.cfg, input)
-        .await
-        .map_err(|e| StageError::Infra(e, None))?;
+    let issue = crate::forge::issue_for_prompt(ctx, input).await;
+    let prepared = prepare(&ctx.cfg, rec, issue).await.map_err(|e| match e {
+        PrepError::Job(m) => StageError::Job(m),
+        PrepError::Infra(e) => StageError::Infra(e, None),
+    })?;
     let ws = prepared.workspace.clone();
     let ws_dir = ws.dir.to_string_lossy().into_owned();
     let common = [
@@ -307,18 +329,20 @@ async fn run_agent(
 
 /// Records an infrastructure failure: another delivery later while attempts remain,
 /// else the job fails with the error.
+#[allow(clippy::too_many_arguments)]
 async fn infra_failure(
     ctx: &Arc<WorkerCtx>,
     rec: &JobRecord,
     attempt: u32,
+    tries: u32,
     started: &str,
     err: anyhow::Error,
     ws: Option<Workspace>,
 ) -> anyhow::Result<()> {
     let text = format!("{err:#}");
     let max = rec.max_attempts.max(1);
-    if attempt < max {
-        let delay = retry_delay(ctx.cfg.retry_base_secs, attempt);
+    if tries < max {
+        let delay = retry_delay(ctx.cfg.retry_base_secs, tries);
         tracing::warn!(job = %rec.id, attempt, max, error = %text, ?delay, "infrastructure error; retrying");
         ctx.store
             .requeue(
@@ -331,7 +355,7 @@ async fn infra_failure(
         return Ok(());
     }
     tracing::error!(job = %rec.id, attempt, error = %text, "infrastructure error; giving up");
-    let question = format!("Infrastructure error after {attempt} attempts: {text}");
+    let question = format!("Infrastructure error after {tries} attempts: {text}");
     if let Some(ws) = ws {
         let st = WorkspaceStatus {
             status: JobState::Failed.to_string(),

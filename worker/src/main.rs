@@ -4,6 +4,7 @@
 
 mod context;
 mod docker;
+mod forge;
 mod git;
 mod job;
 mod prep;
@@ -103,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         docker,
         worker_id: worker_id.clone(),
         host,
+        forge: forge::client(&cfg)?,
     });
 
     let reaped = reap(&ctx).await;

@@ -5,7 +5,10 @@ use std::path::Path;
 use agentq_shared::{
     config::Config,
     input::DispatchInput,
-    prompt::{build_prompt, PromptContext},
+    language::Language,
+    prompt::{build_prompt, PromptParts},
+    record::JobRecord,
+    templates::{TemplateError, Templates},
     workspace::{agent_branch, Workspace},
 };
 
@@ -34,12 +37,81 @@ pub fn clone_url(cfg: &Config, input: &DispatchInput) -> String {
     )
 }
 
-/// Makes (or reuses) the workspace of `input`: clones into `repo/` or reuses the
-/// clone, checks out `agent/{slug}`, removes a stale `BLOCKED.md`, writes the prompt.
+/// Why prep failed.
+#[derive(Debug)]
+pub enum PrepError {
+    /// The job itself is wrong (a missing persona or plan): retrying cannot help.
+    Job(String),
+    /// File system or git trouble: worth another attempt.
+    Infra(anyhow::Error),
+}
+
+impl From<TemplateError> for PrepError {
+    fn from(e: TemplateError) -> Self {
+        PrepError::Job(e.to_string())
+    }
+}
+
+/// Makes (or reuses) the workspace of the job, then writes the prompt from the
+/// templates, the repository and `issue` (title, body) if the forge gave one.
 ///
 /// # Errors
-/// File system or git failures: infrastructure errors, retried by the caller.
-pub async fn prepare(cfg: &Config, input: &DispatchInput) -> anyhow::Result<Prepared> {
+/// [`PrepError::Job`] for template problems, [`PrepError::Infra`] for the rest.
+pub async fn prepare(
+    cfg: &Config,
+    rec: &JobRecord,
+    issue: Option<(String, String)>,
+) -> Result<Prepared, PrepError> {
+    let input = &rec.input;
+    let templates = Templates::new(cfg.templates_dir.clone());
+    // Template problems are the job's fault: find them before cloning anything.
+    let template_text = templates.template_set(&input.template)?;
+    let persona = (!input.persona.is_empty())
+        .then(|| templates.persona(&input.persona))
+        .transpose()?;
+    let plan = (!input.plan_template.is_empty())
+        .then(|| templates.plan(&input.plan_template, &input.variables))
+        .transpose()?;
+    let (workspace, branch, resumed) = checkout(cfg, input).await.map_err(PrepError::Infra)?;
+    let repo = workspace.repo_dir();
+    let infra = |e: std::io::Error| PrepError::Infra(e.into());
+    if !rec.answer.is_empty() {
+        std::fs::write(
+            repo.join("ANSWER.md"),
+            format!("{}\n", rec.answer.trim_end()),
+        )
+        .map_err(infra)?;
+    }
+    let recent_changes = git(&repo, &["log", "--oneline", "-20"])
+        .await
+        .unwrap_or_default();
+    let parts = PromptParts {
+        branch: branch.clone(),
+        language: Language::detect(&repo),
+        template_text,
+        persona,
+        issue,
+        recent_changes,
+        plan,
+        answer: (!rec.answer.is_empty()).then(|| rec.answer.clone()),
+        resumed,
+    };
+    let prompt = build_prompt(input, &parts);
+    agentq_shared::fsutil::write_atomic(&workspace.prompt_file(), prompt.as_bytes())
+        .map_err(infra)?;
+    Ok(Prepared {
+        workspace,
+        branch,
+        prompt,
+        resumed,
+    })
+}
+
+/// The workspace and the clone on the agent branch: (workspace, branch, resumed).
+async fn checkout(
+    cfg: &Config,
+    input: &DispatchInput,
+) -> anyhow::Result<(Workspace, String, bool)> {
     let workspace = Workspace::for_input(&cfg.workspace_root, input)?;
     let repo = workspace.repo_dir();
     std::fs::create_dir_all(workspace.meta_dir())?;
@@ -64,21 +136,7 @@ pub async fn prepare(cfg: &Config, input: &DispatchInput) -> anyhow::Result<Prep
     if blocked.exists() {
         std::fs::remove_file(&blocked)?;
     }
-
-    let prompt = build_prompt(
-        input,
-        &PromptContext {
-            branch: branch.clone(),
-            resumed,
-        },
-    );
-    agentq_shared::fsutil::write_atomic(&workspace.prompt_file(), prompt.as_bytes())?;
-    Ok(Prepared {
-        workspace,
-        branch,
-        prompt,
-        resumed,
-    })
+    Ok((workspace, branch, resumed))
 }
 
 async fn clone(cfg: &Config, input: &DispatchInput, ws: &Path, repo: &Path) -> anyhow::Result<()> {

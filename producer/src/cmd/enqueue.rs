@@ -69,6 +69,10 @@ pub struct Args {
     /// Prepare the workspace and prompt only; run no agent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait until the job is final and print its record (the prompt, for a dry
+    /// run). Exit code 0 completed, 3 failed, 4 blocked, 5 cancelled, 6 timed out.
+    #[arg(long, conflicts_with = "stdin")]
+    pub wait: bool,
     /// Print JSON: one object per job.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +108,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
     store.create(std::slice::from_ref(&rec)).await?;
+    if args.wait {
+        if !args.json {
+            eprintln!("agentq: enqueued {}", rec.id);
+        }
+        return crate::cmd::wait::wait_and_print(&store, &rec.id, args.json).await;
+    }
     if args.json {
         output::print_json(&json!({"id": rec.id, "status": rec.state}));
     } else {

@@ -1,0 +1,66 @@
+//! `agentq resume ID --answer TEXT`: answer a blocked job and run it again.
+
+use agentq_shared::{agent::AgentSpec, config::Config};
+
+use crate::{cmd::wait, output, Failure};
+
+/// Answer a blocked (or finished) job and run it again in the same workspace.
+///
+/// The answer is written to `ANSWER.md` in the job's repository and the agent gets
+/// the resume prompt ("Resume from where you left off…"). The job keeps its id;
+/// its `runs` count goes up by one when the agent runs.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job id.
+    pub id: String,
+    /// The answer to the job's question.
+    #[arg(long, allow_hyphen_values = true)]
+    pub answer: String,
+    /// Run a different agent this time (e.g. claude:opus).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Wait for the job to finish and print its record (exit codes as for `enqueue --wait`).
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let Some(rec) = store.get(&args.id).await? else {
+        return Err(Failure::refused(format!("no job with id {}", args.id)));
+    };
+    if !rec.state.is_final() {
+        return Err(Failure::refused(format!(
+            "job {} is {}; only a finished job (blocked, failed, completed, …) can be resumed",
+            rec.id, rec.state
+        )));
+    }
+    if args.answer.trim().is_empty() {
+        return Err(Failure::refused("answer: must not be empty"));
+    }
+    let mut input = rec.input.clone();
+    if let Some(agent) = args.agent {
+        AgentSpec::parse(&agent).map_err(|e| Failure::refused(format!("agent: {e}")))?;
+        input.agent = agent;
+    }
+    let input_json = serde_json::to_string(&input).map_err(|e| Failure::setup(e.to_string()))?;
+    store
+        .rerun(
+            &rec.id,
+            &[("answer", args.answer.clone()), ("input", input_json)],
+        )
+        .await?;
+    if args.wait {
+        return wait::wait_and_print(&store, &rec.id, args.json).await;
+    }
+    if args.json {
+        output::print_json(&serde_json::json!({"id": rec.id, "status": "queued"}));
+    } else {
+        println!("{}", rec.id);
+    }
+    Ok(0)
+}

@@ -1,0 +1,1 @@
+//! Forgejo API v1 client (placeholder: being written).

@@ -1,0 +1,1 @@
+//! A simulated Forgejo (placeholder: being written).

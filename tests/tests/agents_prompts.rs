@@ -1,0 +1,322 @@
+//! Issue 3's acceptance: agents, workspaces and prompts, end to end.
+
+use std::{path::Path, time::Duration};
+
+use agentq_shared::status::JobState;
+use agentq_tests::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_text_in_a_task_never_runs_for_any_agent() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let host_marker = format!("/tmp/agentq-pwned-{}", env.ns);
+    let _ = std::fs::remove_file(&host_marker);
+    let task = format!(
+        "Do nothing $(touch {host_marker}) $(touch /workspace/.meta/pwned-dollar) `touch /workspace/.meta/pwned-tick` ; touch /workspace/.meta/pwned-semi"
+    );
+    let mut ids = Vec::new();
+    for (i, agent) in [
+        "local",
+        "codex",
+        "claude",
+        "gemini",
+        "coderabbit",
+        "local:qwen3",
+        "codex:gpt-5",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            &task,
+            "--agent",
+            agent,
+            "--issue",
+            &(i + 1).to_string(),
+        ]);
+        ids.push((agent.to_string(), id));
+    }
+    let _w = env.worker("w1", 4);
+    for (agent, id) in &ids {
+        let rec = env.wait_final(id, LONG).await;
+        assert_eq!(rec.state, JobState::Completed, "{agent}: {rec:#?}");
+        let meta = Path::new(&rec.workspace_dir).join(".meta");
+        for f in ["pwned-dollar", "pwned-tick", "pwned-semi"] {
+            assert!(
+                !meta.join(f).exists(),
+                "{agent}: {f} was created inside the container"
+            );
+        }
+        let pool = agent.split(':').next().unwrap();
+        let log = std::fs::read_to_string(meta.join(format!("agent-{pool}.log"))).unwrap();
+        if pool != "coderabbit" {
+            // The prompt reached the agent as one literal argument.
+            assert!(
+                log.contains(&format!("$(touch {host_marker})")),
+                "{agent}: {log}"
+            );
+            assert!(
+                log.contains("`touch /workspace/.meta/pwned-tick`"),
+                "{agent}: {log}"
+            );
+        }
+        if pool == "local" {
+            let model = agent.split(':').nth(1).unwrap_or("devstral-24b");
+            assert!(
+                log.contains("--oss") && log.contains(&format!("={model}\n")),
+                "{agent}: {log}"
+            );
+        }
+    }
+    assert!(
+        !Path::new(&host_marker).exists(),
+        "a task's shell text ran on the host"
+    );
+}
+
+fn dry_run_prompt(env: &TestEnv, args: &[&str]) -> String {
+    let mut all = vec!["enqueue", "--repo", "demo", "--dry-run", "--wait"];
+    all.extend_from_slice(args);
+    env.cli_ok(&all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn templates_plans_and_personas_shape_the_prompt() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create(
+        "core",
+        "demo",
+        &[("go.mod", "module demo\n"), ("main.go", "package main\n")],
+    );
+    let _w = env.worker("w1", 2);
+
+    let coding = dry_run_prompt(
+        &env,
+        &[
+            "--task",
+            "Tidy up",
+            "--branch",
+            "main",
+            "--template",
+            "coding",
+        ],
+    );
+    let security = dry_run_prompt(
+        &env,
+        &[
+            "--task",
+            "Tidy up",
+            "--issue",
+            "2",
+            "--template",
+            "security",
+        ],
+    );
+    assert_ne!(coding, security);
+    assert!(security.contains("security review"), "{security}");
+    assert!(coding.contains("## TASK\n\nTidy up"), "{coding}");
+    assert!(
+        coding.contains("Language: Go")
+            && coding.contains("`go test ./... -count=1 -timeout 120s`"),
+        "{coding}"
+    );
+    assert!(
+        coding.contains("## RECENT CHANGES") && coding.contains("initial"),
+        "{coding}"
+    );
+    assert!(!coding.contains("## PLAN"));
+
+    let planned = dry_run_prompt(
+        &env,
+        &[
+            "--task",
+            "Fix login",
+            "--pr",
+            "4",
+            "--plan-template",
+            "bug-fix",
+            "--var",
+            "bug=the login crash",
+            "--persona",
+            "reviewer",
+        ],
+    );
+    assert!(planned.contains("## PLAN"), "{planned}");
+    assert!(planned.contains("### Phase 1: Reproduce"), "{planned}");
+    assert!(
+        planned.contains("- [ ] Write a test that shows the login crash"),
+        "{planned}"
+    );
+    assert!(
+        planned.contains("## PERSONA\n\nYou are an exacting code reviewer"),
+        "{planned}"
+    );
+
+    // A dry run is prepped but runs no agent; its record has the prompt and workspace.
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Peek",
+        "--issue",
+        "3",
+        "--dry-run",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed);
+    assert_eq!(rec.runs, 0);
+    assert!(rec.prompt.contains("Peek"));
+    assert!(Path::new(&rec.workspace_dir).join("repo/go.mod").is_file());
+    assert!(!Path::new(&rec.workspace_dir)
+        .join(".meta/agent-codex.log")
+        .exists());
+
+    // Missing persona or plan variables: a clear error on the job, no retry.
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "x",
+        "--issue",
+        "4",
+        "--persona",
+        "nobody",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed);
+    assert!(
+        rec.question.contains("persona `nobody` not found"),
+        "{rec:#?}"
+    );
+    assert_eq!(rec.attempt, 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "x",
+        "--issue",
+        "5",
+        "--plan-template",
+        "bug-fix",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed);
+    assert!(
+        rec.question.contains("needs variables") && rec.question.contains("bug"),
+        "{rec:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_by_outcome() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 2);
+    let ok = env.cli(
+        &[
+            "enqueue", "--repo", "demo", "--task", "fine", "--issue", "1", "--wait", "--json",
+        ],
+        None,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let rec: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(rec["state"], "completed");
+    let failed = env.cli(
+        &[
+            "enqueue",
+            "--repo",
+            "demo",
+            "--task",
+            "@agentq-test exit 2",
+            "--issue",
+            "2",
+            "--wait",
+        ],
+        None,
+    );
+    assert_eq!(failed.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("Agent exited with code 2"));
+    let blocked = env.cli(
+        &[
+            "enqueue",
+            "--repo",
+            "demo",
+            "--task",
+            "@agentq-test block \"why?\"",
+            "--issue",
+            "3",
+            "--wait",
+        ],
+        None,
+    );
+    assert_eq!(blocked.status.code(), Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_job_resumes_with_an_answer() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo", "demo", "--issue", "8",
+        "--task", "Pick a database @agentq-test block-unless ANSWER.md \"Postgres or SQLite?\" @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
+    assert_eq!(rec.question, "Postgres or SQLite?");
+
+    let out = env.cli(
+        &["resume", &id, "--answer", "Use SQLite", "--wait", "--json"],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.runs, 2);
+    assert!(rec.resumed);
+    let ws = Path::new(&rec.workspace_dir);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("repo/ANSWER.md")).unwrap(),
+        "Use SQLite\n"
+    );
+    assert!(!ws.join("repo/BLOCKED.md").exists());
+    let prompt = std::fs::read_to_string(ws.join(".meta/prompt.md")).unwrap();
+    assert!(
+        prompt.starts_with("## RESUME\n\nResume from where you left off."),
+        "{prompt}"
+    );
+    let log = std::fs::read_to_string(ws.join(".meta/agent-codex.log")).unwrap();
+    assert!(log.contains("found ANSWER.md: Use SQLite"), "{log}");
+    let status = agentq_shared::status::WorkspaceStatus::read(&ws.join("status.json")).unwrap();
+    assert_eq!((status.status.as_str(), status.runs), ("completed", 2));
+
+    // A job that is not finished cannot be resumed.
+    let running = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "9",
+        "--task",
+        "@agentq-test sleep 30",
+    ]);
+    env.wait_for(&running, LONG, |r| r.state == JobState::Running)
+        .await;
+    let out = env.cli(&["resume", &running, "--answer", "x"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only a finished job"));
+}
