@@ -40,6 +40,13 @@ pub struct Config {
     pub forge: ForgeConfig,
     /// Container settings for every agent.
     pub docker: DockerConfig,
+    /// Per-pool limits (`[limits]`), pacing (`[rates]`) and backoff (`[backoff]`).
+    #[serde(flatten)]
+    pub admission: crate::limits::AdmissionConfig,
+    /// How often a job that waits for a slot asks again, milliseconds.
+    pub slot_retry_ms: u64,
+    /// How often an idle worker looks for due and new jobs, milliseconds.
+    pub poll_ms: u64,
     /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
     pub agents: BTreeMap<String, AgentConfig>,
 }
@@ -116,6 +123,9 @@ impl Default for Config {
             heartbeat_secs: 10,
             missed_heartbeats: 3,
             docker: DockerConfig::default(),
+            admission: Default::default(),
+            slot_retry_ms: 1000,
+            poll_ms: 500,
             agents: BTreeMap::new(),
         }
     }

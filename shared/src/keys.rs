@@ -70,6 +70,41 @@ impl Keys {
         format!("{}:workers", self.ns)
     }
 
+    /// Sorted set: slot leases of a pool (job id → lease expiry, ms).
+    pub fn limit(&self, pool: &str) -> String {
+        format!("{}:limit:{pool}", self.ns)
+    }
+
+    /// Sorted set: slot leases of one model of a pool.
+    pub fn limit_model(&self, pool: &str, model: &str) -> String {
+        format!("{}:limit:{pool}:{model}", self.ns)
+    }
+
+    /// String with TTL: the pool is paused while it exists.
+    pub fn backoff(&self, pool: &str) -> String {
+        format!("{}:backoff:{pool}", self.ns)
+    }
+
+    /// Counter: consecutive fast failures of a pool.
+    pub fn fails(&self, pool: &str) -> String {
+        format!("{}:fails:{pool}", self.ns)
+    }
+
+    /// Sorted set: jobs waiting for a pool, by first-wait time (FIFO order).
+    pub fn waiting(&self, pool: &str) -> String {
+        format!("{}:waiting:{pool}", self.ns)
+    }
+
+    /// Sorted set: jobs waiting for a pool, by when they last asked.
+    pub fn waitseen(&self, pool: &str) -> String {
+        format!("{}:waitseen:{pool}", self.ns)
+    }
+
+    /// String: when a pool last started a job (pacing).
+    pub fn rate(&self, pool: &str) -> String {
+        format!("{}:rate:{pool}", self.ns)
+    }
+
     /// List: the bounded agent-log tail of a running job.
     pub fn log_tail(&self, id: &str) -> String {
         format!("{}:log:{id}", self.ns)

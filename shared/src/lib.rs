@@ -17,6 +17,7 @@ pub mod input;
 pub mod keys;
 pub mod language;
 pub mod lease;
+pub mod limits;
 pub mod prompt;
 pub mod record;
 pub mod status;

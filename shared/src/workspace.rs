@@ -189,7 +189,7 @@ mod tests {
         };
         assert!(Workspace::for_input(Path::new("/ws"), &bad).is_err());
         let bad = DispatchInput {
-            branch: "../x".into(),
+            branch: "..".into(),
             ..input()
         };
         assert!(Workspace::for_input(Path::new("/ws"), &bad).is_err());

@@ -19,6 +19,9 @@ pub struct WorkerCtx {
     pub worker_id: String,
     /// Host name.
     pub host: String,
+    /// [`StopReason::Shutdown`](crate::job::StopReason) once the shutdown grace
+    /// period has run out: running agents stop and their jobs go back to the queue.
+    pub shutdown: tokio::sync::watch::Receiver<crate::job::StopReason>,
     /// The forge, if one is configured.
     pub forge: Option<()>,
 }

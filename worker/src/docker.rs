@@ -15,6 +15,8 @@ use bollard::{
 use futures::StreamExt;
 use tokio::{io::AsyncWriteExt, sync::watch};
 
+use crate::job::StopReason;
+
 /// Why a container run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
@@ -24,6 +26,8 @@ pub enum Ended {
     TimedOut,
     /// The job was cancelled and the container stopped.
     Cancelled,
+    /// The worker is shutting down; the container was stopped and the job goes back.
+    Interrupted,
 }
 
 /// Connects to the local engine and agrees an API version with it.
@@ -43,7 +47,8 @@ pub async fn connect() -> anyhow::Result<Docker> {
 /// Runs one agent container to its end, streaming stdout and stderr into `log`.
 /// The container is removed afterwards, whatever happened.
 ///
-/// `stop` turning true means cancel: SIGTERM, a grace period, then kill.
+/// `stop` leaving [`StopReason::None`] stops the agent: SIGTERM, a grace period,
+/// then kill.
 ///
 /// # Errors
 /// Docker API errors (infrastructure: the caller retries).
@@ -53,7 +58,7 @@ pub async fn run_container(
     body: ContainerCreateBody,
     log: &Path,
     timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<StopReason>,
     on_created: impl FnOnce(&str),
 ) -> anyhow::Result<(String, Ended)> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
@@ -70,7 +75,7 @@ async fn drive(
     id: &str,
     log: &Path,
     timeout: Duration,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
@@ -113,8 +118,12 @@ async fn drive(
             None => Err(anyhow::anyhow!("container wait ended without a status")),
         }
     };
-    let cancelled = async {
-        while !*stop.borrow() {
+    let stopped = async {
+        loop {
+            let reason = *stop.borrow();
+            if reason != StopReason::None {
+                return reason;
+            }
             if stop.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
@@ -127,9 +136,9 @@ async fn drive(
             kill(docker, id).await;
             Ended::TimedOut
         }
-        _ = cancelled => {
+        reason = stopped => {
             stop_gracefully(docker, id).await;
-            Ended::Cancelled
+            if reason == StopReason::Cancel { Ended::Cancelled } else { Ended::Interrupted }
         }
     };
     // Logs end when the container does; give them a moment to drain.

@@ -7,6 +7,7 @@ use agentq_shared::{
     agent::AgentSpec,
     container::{agent_container, ContainerJob},
     lease::Acquire,
+    limits::Admission,
     record::JobRecord,
     status::{detect_final_status, FinalStatus, JobState, WorkspaceStatus},
     store::{now_rfc3339, Delivery},
@@ -20,18 +21,38 @@ use crate::{
     prep::{prepare, PrepError, Prepared},
 };
 
+/// Why the guard asks a running agent to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Keep going.
+    None,
+    /// A person cancelled the job.
+    Cancel,
+    /// The worker is shutting down and its grace period ran out.
+    Shutdown,
+}
+
 /// Handles one delivery. Never fails: every outcome is written to the job's record.
+///
+/// The work runs on its own task, so that if apalis drops the handler (its stream
+/// failing on a Redis outage) the job still finishes and records its outcome.
 pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
     let id = delivery.job_id.clone();
-    if let Err(e) = try_process(&ctx, delivery).await {
+    let task = tokio::spawn(async move { try_process(&ctx, delivery).await });
+    match task.await {
+        Ok(Ok(())) => {}
         // Only Redis itself failing gets here; the record could not be written.
-        tracing::error!(job = %id, error = %e, "job handling failed; the delivery is done, the record may be stale");
+        Ok(Err(e)) => {
+            tracing::error!(job = %id, error = %format!("{e:#}"), "job handling failed; the record may be stale")
+        }
+        Err(e) => tracing::error!(job = %id, error = %e, "job task panicked"),
     }
 }
 
 async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result<()> {
     let store = &ctx.store;
-    let id = delivery.job_id.as_str();
+    let id_owned = delivery.job_id.clone();
+    let id = id_owned.as_str();
     let Some(rec) = store.get(id).await? else {
         tracing::warn!(job = id, "delivery for a job with no record; skipped");
         return Ok(());
@@ -51,6 +72,11 @@ async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result
             .await?;
         return Ok(());
     }
+    if *ctx.shutdown.borrow() != StopReason::None {
+        // Shutting down: hand the job straight back.
+        store.redeliver(delivery, Duration::ZERO).await?;
+        return Ok(());
+    }
     match store
         .acquire_run_lease(id, &ctx.worker_id, ctx.lease_ttl())
         .await?
@@ -64,31 +90,93 @@ async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result
             return Ok(());
         }
     }
-    let result = run_with_lease(ctx, rec).await;
+    let result = admit_and_run(ctx, rec, delivery).await;
     store.release_run_lease(id, &ctx.worker_id).await?;
     result
 }
 
-/// Renews the run lease and watches for a cancel request while the job runs.
+/// Takes a slot in the job's pool (or puts the job back to wait), then runs it.
+async fn admit_and_run(
+    ctx: &Arc<WorkerCtx>,
+    rec: JobRecord,
+    delivery: Delivery,
+) -> anyhow::Result<()> {
+    let store = &ctx.store;
+    let Ok(agent) = AgentSpec::parse(&rec.input.agent) else {
+        // Validated at enqueue; a record edited by hand gets here.
+        let msg = format!("unknown agent `{}`", rec.input.agent);
+        store
+            .transition(
+                &rec.id,
+                JobState::Failed,
+                Some(rec.seq),
+                &[("question", msg), ("finished_at", now_rfc3339())],
+            )
+            .await?;
+        return Ok(());
+    };
+    let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ctx.lease_ttl();
+    let admission = store
+        .admit(&ctx.cfg.admission, &agent, &rec.id, ctx.lease_ttl(), stale)
+        .await?;
+    let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
+    let (reason, delay) = match admission {
+        Admission::Admitted => ("", Duration::ZERO),
+        Admission::NoSlot => ("slot", retry),
+        Admission::Paced(d) => ("slot", d.max(Duration::from_millis(100))),
+        // Ask again at least every 5 s, so a pause lifted by hand takes effect soon.
+        Admission::Paused(d) => ("backoff", d.min(Duration::from_secs(5)).max(retry)),
+    };
+    if !reason.is_empty() {
+        if rec.state != JobState::Waiting || rec.reason != reason {
+            store
+                .transition(
+                    &rec.id,
+                    JobState::Waiting,
+                    Some(rec.seq),
+                    &[("reason", reason.to_string())],
+                )
+                .await?;
+        }
+        store.redeliver(delivery, delay).await?;
+        return Ok(());
+    }
+    let result = run_admitted(ctx, rec.clone(), &agent).await;
+    store.release_slot(&agent, &rec.id).await?;
+    result
+}
+
+/// Renews the run lease and the slot, and watches for cancel and shutdown, while
+/// the job runs.
 fn spawn_guard(
     ctx: Arc<WorkerCtx>,
     id: String,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = watch::channel(false);
+    agent: AgentSpec,
+) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(StopReason::None);
     let handle = tokio::spawn(async move {
         let ttl = ctx.lease_ttl();
         let mut renew = tokio::time::interval(ttl / 3);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown = ctx.shutdown.clone();
         loop {
             tokio::select! {
                 _ = renew.tick() => {
                     if let Err(e) = ctx.store.renew_run_lease(&id, &ctx.worker_id, ttl).await {
                         tracing::warn!(job = %id, error = %e, "cannot renew run lease");
                     }
+                    if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
+                        tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
+                    }
                 }
                 _ = poll.tick() => {
                     if matches!(ctx.store.cancel_requested(&id).await, Ok(true)) {
-                        let _ = tx.send(true);
+                        let _ = tx.send(StopReason::Cancel);
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_ok() && *shutdown.borrow() == StopReason::Shutdown {
+                        let _ = tx.send(StopReason::Shutdown);
                     }
                 }
             }
@@ -97,7 +185,11 @@ fn spawn_guard(
     (rx, handle)
 }
 
-async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<()> {
+async fn run_admitted(
+    ctx: &Arc<WorkerCtx>,
+    rec: JobRecord,
+    agent: &AgentSpec,
+) -> anyhow::Result<()> {
     let store = &ctx.store;
     let id = rec.id.clone();
     let (attempt, tries) = store.bump_attempt(&id).await?;
@@ -119,7 +211,7 @@ async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<
     if reaped > 0 {
         tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
     }
-    let (stop, guard) = spawn_guard(ctx.clone(), id.clone());
+    let (stop, guard) = spawn_guard(ctx.clone(), id.clone(), agent.clone());
     let outcome = stages(ctx, &rec, attempt, &started, stop).await;
     guard.abort();
     match outcome {
@@ -144,6 +236,18 @@ async fn run_with_lease(ctx: &Arc<WorkerCtx>, rec: JobRecord) -> anyhow::Result<
                 .await?;
             Ok(())
         }
+        Err(StageError::Interrupted) => {
+            tracing::info!(job = %id, "worker shutting down; job handed back to the queue");
+            store
+                .requeue(
+                    &id,
+                    JobState::Queued,
+                    Duration::ZERO,
+                    &[("reason", "shutdown".to_string())],
+                )
+                .await?;
+            Ok(())
+        }
     }
 }
 
@@ -154,6 +258,8 @@ enum StageError {
     Redis(anyhow::Error),
     /// The job itself cannot run (missing persona or plan): final, no retry.
     Job(String),
+    /// The worker shut down before the job could finish: hand it back.
+    Interrupted,
 }
 
 fn redis_err(e: impl Into<anyhow::Error>) -> StageError {
@@ -165,7 +271,7 @@ async fn stages(
     rec: &JobRecord,
     attempt: u32,
     started: &str,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<StopReason>,
 ) -> Result<(), StageError> {
     let store = &ctx.store;
     let input = &rec.input;
@@ -239,9 +345,14 @@ async fn stages(
         )
         .await
         .map_err(redis_err)?;
+    if *stop.borrow() == StopReason::Shutdown {
+        return Err(StageError::Interrupted);
+    }
+    let ran = std::time::Instant::now();
     let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop)
         .await
         .map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+    let ran_for = ran.elapsed();
 
     // Stage 3: finish.
     let (state, question, exit_code) = match ended {
@@ -258,7 +369,25 @@ async fn stages(
             None,
         ),
         Ended::Cancelled => (JobState::Cancelled, "Cancelled".to_string(), None),
+        Ended::Interrupted => return Err(StageError::Interrupted),
     };
+    // Fast failures of a pool are a sign of rate limits: pause it on every host.
+    match store
+        .record_outcome(
+            &ctx.cfg.admission.backoff,
+            agent.pool(),
+            state == JobState::Failed,
+            ran_for,
+        )
+        .await
+    {
+        Ok(true) => tracing::warn!(
+            pool = agent.pool(),
+            "fast failures: pool paused on every host"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record the outcome for pool backoff"),
+    }
     write_status(
         rec, &prepared, state, runs, attempt, started, &question, exit_code,
     );
@@ -284,7 +413,7 @@ async fn run_agent(
     attempt: u32,
     agent: &AgentSpec,
     prepared: &Prepared,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     let ws = &prepared.workspace;
     let user = std::fs::metadata(&ws.dir)

@@ -39,6 +39,10 @@ struct Cli {
     /// Configuration file [default: $AGENTQ_CONFIG, else ./agentq.toml if present].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, how long running jobs may go on before their agents are
+    /// stopped and the jobs handed back to the queue, seconds.
+    #[arg(long, default_value_t = 60)]
+    shutdown_timeout: u64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -98,12 +102,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(job::StopReason::None);
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
         docker,
         worker_id: worker_id.clone(),
         host,
+        shutdown: stop_rx,
         forge: forge::client(&cfg)?,
     });
 
@@ -120,25 +126,82 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     });
 
+    // Shutdown: the first signal stops new work (draining); after the timeout, or a
+    // second signal, running agents are stopped and their jobs handed back.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_secs(cli.shutdown_timeout);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(
+            ?grace,
+            "shutdown requested: taking no new jobs, letting running ones finish"
+        );
+        let _ = drain_tx.send(true);
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = shutdown_signal() => {}
+        }
+        tracing::warn!(
+            "shutdown grace period over: stopping running agents and handing their jobs back"
+        );
+        let _ = stop_tx.send(job::StopReason::Shutdown);
+    });
+
     let keys = store.keys().clone();
-    let apalis_cfg = apalis_config(&keys)
-        .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
-        .missed_heartbeats(cfg.missed_heartbeats.max(1) as usize)
-        // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
-        .batch_size(1);
-    let backend = store.queue().with_config(apalis_cfg);
-    let worker = WorkerBuilder::new(worker_id)
-        .backend(backend)
-        .data(ctx.clone())
-        .concurrency(cli.concurrency as usize)
-        .build(handle);
-    worker
-        .run_until(async {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested; finishing running jobs");
-            Ok::<(), std::io::Error>(())
-        })
-        .await?;
+    let poll = Duration::from_millis(cfg.poll_ms.max(50));
+    // apalis-redis ends a worker's stream when Redis fails under it (apalis-redis
+    // #76): run generation after generation until shutdown.
+    for generation in 1u64.. {
+        let apalis_cfg = apalis_config(&keys)
+            .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
+            .missed_heartbeats(cfg.missed_heartbeats.max(1) as usize)
+            // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
+            .batch_size(1);
+        let backend = store.queue().with_config(apalis_cfg);
+        let worker = WorkerBuilder::new(format!("{worker_id}-g{generation}"))
+            .backend(backend)
+            .data(ctx.clone())
+            .concurrency(cli.concurrency as usize)
+            .build(handle);
+        let drain = drain_rx.clone();
+        let result = worker
+            .run_with_ctx(move |wctx| {
+                let mut drain = drain.clone();
+                async move {
+                    let mut tick = tokio::time::interval(poll);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {
+                                if wctx.is_stopped() || wctx.is_shutting_down() {
+                                    return Ok(());
+                                }
+                                // apalis-redis fetches only when woken; wake it to look
+                                // for due and newly pushed jobs.
+                                if wctx.is_running() && wctx.pause().is_ok() {
+                                    let _ = wctx.resume();
+                                }
+                            }
+                            _ = drain.wait_for(|d| *d) => {
+                                let _ = wctx.stop();
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        if *drain_rx.borrow() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::warn!(generation, "worker stream ended; starting again"),
+            Err(e) => {
+                tracing::error!(generation, error = %e, "worker stream failed (Redis gone?); starting again in 1 s")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::info!("agentq-worker stopped");
     Ok(())
 }
 

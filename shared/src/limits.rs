@@ -1,0 +1,403 @@
+//! Admission: per-pool concurrency limits that hold across every host, pacing
+//! between starts, and pool backoff after fast failures.
+//!
+//! Running jobs hold *slot leases*: members of a sorted set per pool (and per
+//! pool+model) scored by lease expiry, taken and released by Lua scripts and
+//! renewed while the job runs, so a crashed host's slots free themselves. Jobs that
+//! get no slot wait in a per-pool FIFO (a sorted set by first-wait time) and only
+//! the oldest waiters may take the slots that free up.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    agent::AgentSpec,
+    store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
+};
+
+/// A pool's limit in the config: `claude = 2` or `claude = { total = 3, opus = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LimitSpec {
+    /// Jobs of the pool at once (0: unlimited).
+    Total(u32),
+    /// `total` for the pool and one entry per model.
+    Detailed(BTreeMap<String, u32>),
+}
+
+impl LimitSpec {
+    /// The pool-wide limit (0: unlimited).
+    pub fn total(&self) -> u32 {
+        match self {
+            Self::Total(n) => *n,
+            Self::Detailed(m) => m.get("total").copied().unwrap_or(0),
+        }
+    }
+
+    /// The limit for one model (0: unlimited).
+    pub fn model(&self, model: &str) -> u32 {
+        match self {
+            Self::Total(_) => 0,
+            Self::Detailed(m) if model != "total" => m.get(model).copied().unwrap_or(0),
+            Self::Detailed(_) => 0,
+        }
+    }
+}
+
+/// Pool backoff (the seed's `trackFailureRate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// Consecutive fast failures that pause a pool.
+    pub failures: u32,
+    /// A failure is fast when the agent ran less than this, seconds.
+    pub window_secs: u64,
+    /// How long the pool pauses, seconds.
+    pub pause_secs: u64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            window_secs: 60,
+            pause_secs: 1800,
+        }
+    }
+}
+
+/// Everything admission needs to know, from the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Per-pool limits.
+    pub limits: BTreeMap<String, LimitSpec>,
+    /// Minimum seconds between two starts in a pool (upstream's `rates`).
+    pub rates: BTreeMap<String, f64>,
+    /// Pool backoff.
+    pub backoff: BackoffConfig,
+}
+
+/// The answer to "may this job start now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The job holds a slot now.
+    Admitted,
+    /// No free slot (or older jobs wait for it): try again shortly.
+    NoSlot,
+    /// The pool is paused for this long still.
+    Paused(Duration),
+    /// Pacing: the pool's last start was too recent; try again after this.
+    Paced(Duration),
+}
+
+/// A pool's numbers for `agentq stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PoolStats {
+    /// Pool name.
+    pub pool: String,
+    /// Jobs holding a slot.
+    pub running: u64,
+    /// The pool's limit (0: unlimited).
+    pub limit: u32,
+    /// Jobs waiting for a slot or for the pause to end.
+    pub waiting: u64,
+    /// When the pause ends (RFC 3339), if paused.
+    pub paused_until: Option<String>,
+}
+
+const ADMIT: &str = r#"
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local id = ARGV[3]
+local pool_limit = tonumber(ARGV[4])
+local model_limit = tonumber(ARGV[5])
+local rate = tonumber(ARGV[6])
+local stale = tonumber(ARGV[7])
+local has_model = ARGV[8] == '1'
+local function waitmark()
+  redis.call('ZADD', KEYS[4], 'NX', now, id)
+  redis.call('ZADD', KEYS[5], now, id)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if has_model then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - stale)) do
+  redis.call('ZREM', KEYS[4], g)
+  redis.call('ZREM', KEYS[5], g)
+end
+if redis.call('ZSCORE', KEYS[1], id) then
+  redis.call('ZADD', KEYS[1], now + lease, id)
+  if has_model then redis.call('ZADD', KEYS[2], now + lease, id) end
+  return {1, 0}
+end
+local pttl = redis.call('PTTL', KEYS[3])
+if pttl > 0 then waitmark() return {-1, pttl} end
+local free = 1000000
+if pool_limit > 0 then free = pool_limit - redis.call('ZCARD', KEYS[1]) end
+if has_model and model_limit > 0 then
+  local mfree = model_limit - redis.call('ZCARD', KEYS[2])
+  if mfree <= 0 then waitmark() return {0, 0} end
+end
+if free <= 0 then waitmark() return {0, 0} end
+local rank = redis.call('ZRANK', KEYS[4], id)
+if not rank then rank = redis.call('ZCARD', KEYS[4]) end
+if rank >= free then waitmark() return {0, 0} end
+if rate > 0 then
+  local last = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if now - last < rate then waitmark() return {-2, rate - (now - last)} end
+  redis.call('SET', KEYS[6], now, 'PX', rate * 2 + 1000)
+end
+redis.call('ZADD', KEYS[1], now + lease, id)
+if has_model then redis.call('ZADD', KEYS[2], now + lease, id) end
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZREM', KEYS[5], id)
+return {1, 0}
+"#;
+
+const RENEW: &str = r#"
+local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2])
+if KEYS[2] ~= KEYS[1] then redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2]) end
+return n
+"#;
+
+const OUTCOME: &str = r#"
+if ARGV[1] == '1' then
+  local n = redis.call('INCR', KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  if n >= tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+    redis.call('DEL', KEYS[1])
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'event', 'pool_paused', 'pool', ARGV[5],
+      'until', ARGV[4], 'at', ARGV[7])
+    return 1
+  end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 0
+"#;
+
+impl AdmissionConfig {
+    /// The limit of `pool` (0: unlimited).
+    pub fn pool_limit(&self, pool: &str) -> u32 {
+        self.limits.get(pool).map(LimitSpec::total).unwrap_or(0)
+    }
+
+    fn model_limit(&self, agent: &AgentSpec) -> u32 {
+        match (&agent.model, self.limits.get(agent.pool())) {
+            (Some(m), Some(spec)) => spec.model(m),
+            _ => 0,
+        }
+    }
+
+    fn rate_ms(&self, pool: &str) -> u64 {
+        self.rates
+            .get(pool)
+            .map(|s| (s * 1000.0) as u64)
+            .unwrap_or(0)
+    }
+}
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
+    match &agent.model {
+        Some(m) => store.keys().limit_model(agent.pool(), m),
+        None => store.keys().limit(agent.pool()),
+    }
+}
+
+impl JobStore {
+    /// Asks for a slot for job `id` of `agent`, holding it for `lease`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn admit(
+        &self,
+        cfg: &AdmissionConfig,
+        agent: &AgentSpec,
+        id: &str,
+        lease: Duration,
+        stale_after: Duration,
+    ) -> Result<Admission, StoreError> {
+        let k = self.keys();
+        let pool = agent.pool();
+        let (code, ms): (i64, i64) = redis::Script::new(ADMIT)
+            .key(k.limit(pool))
+            .key(model_key(self, agent))
+            .key(k.backoff(pool))
+            .key(k.waiting(pool))
+            .key(k.waitseen(pool))
+            .key(k.rate(pool))
+            .arg(now_ms())
+            .arg(lease.as_millis() as u64)
+            .arg(id)
+            .arg(cfg.pool_limit(pool))
+            .arg(cfg.model_limit(agent))
+            .arg(cfg.rate_ms(pool))
+            .arg(stale_after.as_millis() as u64)
+            .arg(if agent.model.is_some() { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match code {
+            1 => Admission::Admitted,
+            -1 => Admission::Paused(Duration::from_millis(ms.max(0) as u64)),
+            -2 => Admission::Paced(Duration::from_millis(ms.max(0) as u64)),
+            _ => Admission::NoSlot,
+        })
+    }
+
+    /// Extends job `id`'s slot lease, if it still holds one.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn renew_slot(
+        &self,
+        agent: &AgentSpec,
+        id: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let _: i64 = redis::Script::new(RENEW)
+            .key(self.keys().limit(agent.pool()))
+            .key(model_key(self, agent))
+            .arg(now_ms() + lease.as_millis() as u64)
+            .arg(id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives job `id`'s slot back.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn release_slot(&self, agent: &AgentSpec, id: &str) -> Result<(), StoreError> {
+        let _: () = redis::pipe()
+            .zrem(self.keys().limit(agent.pool()), id)
+            .ignore()
+            .zrem(model_key(self, agent), id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Feeds an agent outcome to the pool's backoff counter: a fast failure counts,
+    /// anything else resets it. Returns whether this outcome paused the pool.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn record_outcome(
+        &self,
+        cfg: &BackoffConfig,
+        pool: &str,
+        failed: bool,
+        ran_for: Duration,
+    ) -> Result<bool, StoreError> {
+        let fast_failure = failed && ran_for < Duration::from_secs(cfg.window_secs);
+        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause_secs as i64);
+        let paused: i64 = redis::Script::new(OUTCOME)
+            .key(self.keys().fails(pool))
+            .key(self.keys().backoff(pool))
+            .key(self.keys().events())
+            .arg(if fast_failure { "1" } else { "0" })
+            .arg(cfg.failures.max(1))
+            .arg(cfg.pause_secs.max(1) * 1000)
+            .arg(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .arg(pool)
+            .arg(EVENTS_MAX_LEN)
+            .arg(now_rfc3339())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(paused == 1)
+    }
+
+    /// Lifts a pool's pause by hand. Returns whether it was paused.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn resume_pool(&self, pool: &str) -> Result<bool, StoreError> {
+        let (n, _): (i64, i64) = redis::pipe()
+            .del(self.keys().backoff(pool))
+            .del(self.keys().fails(pool))
+            .query_async(&mut self.conn())
+            .await?;
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys().events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_MAX_LEN)
+            .arg("*")
+            .arg("event")
+            .arg("pool_resumed")
+            .arg("pool")
+            .arg(pool)
+            .arg("at")
+            .arg(now_rfc3339())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Numbers for each of `pools`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn pool_stats(
+        &self,
+        cfg: &AdmissionConfig,
+        pools: &[String],
+        stale_after: Duration,
+    ) -> Result<Vec<PoolStats>, StoreError> {
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for pool in pools {
+            pipe.zcount(self.keys().limit(pool), now, "+inf")
+                .zcount(
+                    self.keys().waitseen(pool),
+                    now.saturating_sub(stale_after.as_millis() as u64),
+                    "+inf",
+                )
+                .pttl(self.keys().backoff(pool));
+        }
+        let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
+        Ok(pools
+            .iter()
+            .zip(raw.chunks(3))
+            .map(|(pool, c)| PoolStats {
+                pool: pool.clone(),
+                running: c[0].max(0) as u64,
+                limit: cfg.pool_limit(pool),
+                waiting: c[1].max(0) as u64,
+                paused_until: (c[2] > 0).then(|| {
+                    (chrono::Utc::now() + chrono::Duration::milliseconds(c[2]))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_as_number_or_table() {
+        let cfg: AdmissionConfig = toml::from_str(
+            "[limits]\nclaude = { total = 3, opus = 1 }\ncodex = 2\n[rates]\ngemini = 1.5\n[backoff]\npause_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.pool_limit("claude"), 3);
+        assert_eq!(cfg.pool_limit("codex"), 2);
+        assert_eq!(cfg.pool_limit("gemini"), 0);
+        assert_eq!(cfg.limits["claude"].model("opus"), 1);
+        assert_eq!(cfg.limits["claude"].model("haiku"), 0);
+        assert_eq!(cfg.rate_ms("gemini"), 1500);
+        assert_eq!(cfg.backoff.pause_secs, 5);
+        assert_eq!(cfg.backoff.failures, 3);
+    }
+}
