@@ -40,6 +40,10 @@ enum Command {
     Status(cmd::status::Args),
     /// Answer a blocked job and run it again in the same workspace.
     Resume(cmd::resume::Args),
+    /// Pools (running/limit, waiting, paused) and job counts by state.
+    Stats(cmd::stats::Args),
+    /// Manage agent pools (lift a backoff pause).
+    Pool(cmd::pool::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -100,6 +104,8 @@ async fn main() -> ExitCode {
             Command::Enqueue(a) => cmd::enqueue::run(&cfg, *a).await,
             Command::Status(a) => cmd::status::run(&cfg, a).await,
             Command::Resume(a) => cmd::resume::run(&cfg, a).await,
+            Command::Stats(a) => cmd::stats::run(&cfg, a).await,
+            Command::Pool(a) => cmd::pool::run(&cfg, a).await,
         }
     }
     .await;

@@ -1,0 +1,59 @@
+//! `agentq stats`: pools (running/limit, waiting, paused) and jobs per state.
+
+use std::time::Duration;
+
+use agentq_shared::{agent::AGENTS, config::Config};
+use serde_json::json;
+
+use crate::{output, Failure};
+
+/// Show each agent pool's running/limit, waiting jobs and pause, and job counts by state.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The pools to report: every known agent, plus any pool the config limits.
+pub fn pools(cfg: &Config) -> Vec<String> {
+    let mut pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
+    for p in cfg.admission.limits.keys().chain(cfg.admission.rates.keys()) {
+        if !pools.contains(p) {
+            pools.push(p.clone());
+        }
+    }
+    pools
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let stale = Duration::from_millis(cfg.slot_retry_ms.max(100) * 10)
+        + Duration::from_secs(cfg.heartbeat_secs.max(1) * u64::from(cfg.missed_heartbeats.max(1)));
+    let pools = store.pool_stats(&cfg.admission, &pools(cfg), stale).await?;
+    let states = store.state_counts().await?;
+    let depth = store.queue_depth().await?;
+    if args.json {
+        let states: serde_json::Map<String, serde_json::Value> =
+            states.iter().map(|(s, n)| (s.to_string(), json!(n))).collect();
+        output::print_json(&json!({"pools": pools, "states": states, "queue_depth": depth}));
+        return Ok(0);
+    }
+    println!("{:<12} {:>9} {:>8}  paused until", "pool", "running", "waiting");
+    for p in &pools {
+        let limit = if p.limit == 0 { "-".to_string() } else { p.limit.to_string() };
+        println!(
+            "{:<12} {:>9} {:>8}  {}",
+            p.pool,
+            format!("{}/{}", p.running, limit),
+            p.waiting,
+            p.paused_until.as_deref().unwrap_or("-")
+        );
+    }
+    println!();
+    let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("jobs: {}", line.join(", "));
+    println!("deliveries queued: {depth}");
+    Ok(0)
+}

@@ -1,0 +1,222 @@
+//! Issue 4's acceptance: per-agent limits that hold across worker processes, slot
+//! leases that free themselves, pool backoff, and waiting that costs no attempts.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use agentq_shared::{record::JobRecord, status::JobState};
+use agentq_tests::*;
+use redis::Commands;
+
+const LONG: Duration = Duration::from_secs(240);
+
+/// (start, end) of every agent run in a job's workspace, from the test agent's
+/// own record (host-wide uptime, so runs in different containers compare).
+fn intervals(rec: &JobRecord) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-runs.log")).unwrap();
+    text.lines()
+        .map(|l| {
+            let field = |k: &str| -> f64 {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            (field("start="), field("end="))
+        })
+        .collect()
+}
+
+/// The most intervals that overlap at any instant.
+fn max_overlap(iv: &[(f64, f64)]) -> usize {
+    let mut points: Vec<(f64, i32)> = iv.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
+    // Ends before starts at the same instant: touching is not overlapping.
+    points.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in points {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+fn enqueue_many(env: &TestEnv, agent: &str, task: &str, first_issue: u64, n: u64) -> Vec<String> {
+    let lines: String = (first_issue..first_issue + n)
+        .map(|i| {
+            serde_json::json!({"repo": "demo", "task": task, "agent": agent, "issue": i}).to_string() + "\n"
+        })
+        .collect();
+    let out = env.cli(&["enqueue", "-", "--json"], Some(&lines));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn finish_all(env: &TestEnv, ids: &[String]) -> Vec<JobRecord> {
+    let mut out = Vec::new();
+    for id in ids {
+        let rec = env.wait_final(id, LONG).await;
+        assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+        out.push(rec);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_limit_holds_across_three_worker_processes() {
+    require_docker();
+    let env = TestEnv::with_config("[limits]\nclaude = 2\n");
+    env.remotes.create("core", "demo", &[]);
+    let claude = enqueue_many(&env, "claude", "@agentq-test sleep 3", 1, 12);
+    let codex = enqueue_many(&env, "codex", "@agentq-test sleep 3", 100, 6);
+    let _w: Vec<_> = (1..=3).map(|i| env.worker(&format!("w{i}"), 4)).collect();
+
+    let claude_recs = finish_all(&env, &claude).await;
+    let codex_recs = finish_all(&env, &codex).await;
+    let claude_iv: Vec<_> = claude_recs.iter().flat_map(intervals).collect();
+    let codex_iv: Vec<_> = codex_recs.iter().flat_map(intervals).collect();
+    assert_eq!(claude_iv.len(), 12, "each claude job ran exactly once");
+    assert_eq!(max_overlap(&claude_iv), 2, "claude ran more than 2 at once, or never 2: {claude_iv:?}");
+    assert!(max_overlap(&codex_iv) >= 3, "codex was held back by claude's limit: {codex_iv:?}");
+    let codex_done = codex_iv.iter().map(|i| i.1).fold(0.0, f64::max);
+    let claude_done = claude_iv.iter().map(|i| i.1).fold(0.0, f64::max);
+    assert!(codex_done < claude_done, "codex jobs waited behind claude's queue");
+    for r in claude_recs.iter().chain(&codex_recs) {
+        assert_eq!(r.attempt, 1, "waiting for a slot spent an attempt: {r:#?}");
+    }
+    let hosts: std::collections::HashSet<_> = claude_recs.iter().map(|r| r.worker.clone()).collect();
+    assert!(hosts.len() >= 2, "the limit was only tested within one worker: {hosts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_model_limit_holds() {
+    require_docker();
+    let env = TestEnv::with_config("[limits]\nclaude = { total = 3, opus = 1 }\n");
+    env.remotes.create("core", "demo", &[]);
+    let opus = enqueue_many(&env, "claude:opus", "@agentq-test sleep 2", 1, 4);
+    let haiku = enqueue_many(&env, "claude:haiku", "@agentq-test sleep 2", 10, 5);
+    let _w1 = env.worker("w1", 6);
+    let _w2 = env.worker("w2", 6);
+    let opus_iv: Vec<_> = finish_all(&env, &opus).await.iter().flat_map(intervals).collect();
+    let haiku_iv: Vec<_> = finish_all(&env, &haiku).await.iter().flat_map(intervals).collect();
+    assert_eq!(max_overlap(&opus_iv), 1, "opus: {opus_iv:?}");
+    let all: Vec<_> = opus_iv.iter().chain(&haiku_iv).copied().collect();
+    assert!(max_overlap(&all) <= 3, "claude total: {all:?}");
+    assert!(max_overlap(&haiku_iv) >= 2, "haiku should run beside each other: {haiku_iv:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_slot_frees_itself() {
+    require_docker();
+    let env = TestEnv::with_config("[limits]\nclaude = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let holder = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "@agentq-test sleep 4", "--issue", "1"]);
+    let mut w1 = env.worker("w1", 2);
+    env.wait_for(&holder, LONG, |r| r.state == JobState::Running).await;
+    let next = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "quick", "--issue", "2"]);
+    let mut conn = env.redis.conn();
+    let slots = env.key("limit:claude");
+    let held: u64 = conn.zcard(&slots).unwrap();
+    assert_eq!(held, 1);
+    w1.kill9();
+    let killed = Instant::now();
+    // Lease TTL in the test config: heartbeat 1 s × 3 missed = 3 s.
+    loop {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let live: u64 = conn.zcount(&slots, now_ms, "+inf").unwrap();
+        if live == 0 {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "the dead worker's slot is still held after 5 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _w2 = env.worker("w2", 2);
+    let a = env.wait_final(&holder, LONG).await;
+    let b = env.wait_final(&next, LONG).await;
+    assert_eq!((a.state, b.state), (JobState::Completed, JobState::Completed));
+    assert_eq!(a.attempt, 2);
+    assert_eq!(b.attempt, 1);
+}
+
+fn stats(env: &TestEnv) -> serde_json::Value {
+    serde_json::from_str(&env.cli_ok(&["stats", "--json"])).unwrap()
+}
+
+fn pool<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["pools"].as_array().unwrap().iter().find(|p| p["pool"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_failures_pause_the_pool_on_every_host() {
+    require_docker();
+    let env = TestEnv::with_config("[backoff]\nfailures = 3\nwindow_secs = 60\npause_secs = 600\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w1 = env.worker("w1", 2);
+    let _w2 = env.worker("w2", 2);
+    for id in enqueue_many(&env, "claude", "@agentq-test exit 1", 1, 3) {
+        assert_eq!(env.wait_final(&id, LONG).await.state, JobState::Failed);
+    }
+    let s = stats(&env);
+    assert!(pool(&s, "claude")["paused_until"].is_string(), "{s}");
+    assert!(pool(&s, "codex")["paused_until"].is_null(), "{s}");
+    let events: Vec<redis::Value> = redis::cmd("XRANGE").arg(env.key("events")).arg("-").arg("+").query(&mut env.redis.conn()).unwrap();
+    assert!(format!("{events:?}").contains("pool_paused"), "no pool_paused event");
+
+    let waiting = env.enqueue(&["--repo", "demo", "--agent", "claude:haiku", "--task", "after the pause", "--issue", "10"]);
+    let rec = env.wait_for(&waiting, LONG, |r| r.state == JobState::Waiting).await;
+    assert_eq!(rec.reason, "backoff");
+    let other = env.enqueue(&["--repo", "demo", "--agent", "codex", "--task", "other pool", "--issue", "11"]);
+    assert_eq!(env.wait_final(&other, LONG).await.state, JobState::Completed);
+    // Still paused on both workers a while later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rec = env.store().await.get(&waiting).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempt), (JobState::Waiting, 0), "{rec:#?}");
+    assert_eq!(pool(&stats(&env), "claude")["waiting"], 1);
+
+    assert_eq!(env.cli_ok(&["pool", "resume", "claude"]), "pool claude resumed");
+    let rec = env.wait_final(&waiting, LONG).await;
+    assert_eq!((rec.state, rec.attempt), (JobState::Completed, 1));
+    assert!(pool(&stats(&env), "claude")["paused_until"].is_null());
+}
+
+fn total_commands(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|l| l.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_costs_no_attempts_and_little_redis() {
+    require_docker();
+    let env = TestEnv::with_config("[limits]\nclaude = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let blocker = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "@agentq-test sleep 8", "--issue", "1"]);
+    let _w = env.worker("w1", 4);
+    env.wait_for(&blocker, LONG, |r| r.state == JobState::Running).await;
+    let waiters = enqueue_many(&env, "claude", "quick", 10, 5);
+    for id in &waiters {
+        env.wait_for(id, LONG, |r| r.state == JobState::Waiting && r.reason == "slot").await;
+    }
+    let mut conn = env.redis.conn();
+    let before = total_commands(&mut conn);
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rate = (total_commands(&mut conn) - before) as f64 / t.elapsed().as_secs_f64();
+    // A busy loop would be thousands per second. Re-asking once a second costs
+    // about 30 commands per waiting job (counting those run inside Lua scripts),
+    // plus the worker's own polling and heartbeats.
+    assert!(rate < 60.0 * 5.0 + 60.0, "{rate:.0} Redis commands/s while 5 jobs wait");
+    for rec in finish_all(&env, &waiters).await {
+        assert_eq!(rec.attempt, 1, "{rec:#?}");
+    }
+    let rec = env.wait_final(&blocker, LONG).await;
+    assert_eq!(rec.attempt, 1);
+    eprintln!("redis commands/s while 5 jobs waited: {rate:.1}");
+}
