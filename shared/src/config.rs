@@ -65,6 +65,8 @@ pub struct DockerConfig {
     pub cpus: f64,
     /// Process limit (0: none).
     pub pids_limit: i64,
+    /// On cancel or shutdown, seconds between SIGTERM and SIGKILL.
+    pub stop_grace_secs: u64,
     /// Home directory whose `.codex`, `.claude`, `.gemini` are mounted read-only
     /// (seed: `DIR_HOME`). Empty: `$DIR_HOME`, else `$HOME`.
     pub agent_home: String,
@@ -139,6 +141,7 @@ impl Default for DockerConfig {
             memory_mb: 4096,
             cpus: 2.0,
             pids_limit: 1024,
+            stop_grace_secs: 10,
             agent_home: String::new(),
             env_keys: [
                 "OPENAI_API_KEY",

@@ -105,9 +105,14 @@ impl Keys {
         format!("{}:rate:{pool}", self.ns)
     }
 
-    /// List: the bounded agent-log tail of a running job.
+    /// Stream: the bounded agent-log tail of a job (chunks of output).
     pub fn log_tail(&self, id: &str) -> String {
         format!("{}:log:{id}", self.ns)
+    }
+
+    /// List: a job's state history (JSON entries, bounded).
+    pub fn history(&self, id: &str) -> String {
+        format!("{}:history:{id}", self.ns)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod language;
 pub mod lease;
 pub mod limits;
+pub mod ops;
 pub mod prompt;
 pub mod record;
 pub mod status;

@@ -72,6 +72,7 @@ fn now_ms() -> i64 {
 const TRANSITION: &str = r#"
 local job = KEYS[1]
 local events = KEYS[2]
+local history = KEYS[3]
 local state_prefix = ARGV[1]
 local new_state = ARGV[2]
 local now_ms = ARGV[3]
@@ -86,10 +87,20 @@ if old then redis.call('ZREM', state_prefix .. old, id) end
 redis.call('ZADD', state_prefix .. new_state, now_ms, id)
 redis.call('HSET', job, 'state', new_state, 'updated_at', now)
 for i = 7, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
-local attempt = redis.call('HGET', job, 'attempt') or '0'
-local host = redis.call('HGET', job, 'host') or ''
+local f = redis.call('HMGET', job, 'attempt', 'host', 'worker', 'reason', 'error', 'question', 'exit_code')
+local attempt = f[1] or '0'
+local host = f[2] or ''
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
+local entry = {state = new_state, from = old or '', at = now, attempt = tonumber(attempt) or 0,
+  host = host, worker = f[3] or '', reason = f[4] or ''}
+if new_state == 'waiting' or new_state == 'failed' or new_state == 'queued' then entry.error = f[5] or '' end
+if new_state == 'failed' or new_state == 'blocked' or new_state == 'timed_out' then
+  entry.question = f[6] or ''
+  entry.exit_code = f[7] or ''
+end
+redis.call('RPUSH', history, cjson.encode(entry))
+redis.call('LTRIM', history, -200, -1)
 return 1
 "#;
 
@@ -100,6 +111,17 @@ pub struct JobStore {
     keys: Keys,
     queue: RedisStorage<Delivery>,
     transition: redis::Script,
+    event_log: Option<std::path::PathBuf>,
+}
+
+/// One line of `events.jsonl`: the job, its new state and when.
+fn append_event_line(path: &std::path::Path, id: &str, state: JobState) {
+    use std::io::Write;
+    let line = serde_json::json!({"job": id, "state": state, "at": now_rfc3339()}).to_string();
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+    if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot append to events.jsonl");
+    }
 }
 
 impl std::fmt::Debug for JobStore {
@@ -146,7 +168,15 @@ impl JobStore {
             keys,
             queue,
             transition: redis::Script::new(TRANSITION),
+            event_log: None,
         })
+    }
+
+    /// Also appends every state change this store makes to `path` as JSON lines
+    /// (the worker's `{workspace_root}/events.jsonl`, as upstream keeps).
+    pub fn with_event_log(mut self, path: std::path::PathBuf) -> Self {
+        self.event_log = Some(path);
+        self
     }
 
     /// The key layout.
@@ -253,6 +283,7 @@ impl JobStore {
     ) -> Result<bool, StoreError> {
         let mut inv = self.transition.key(self.keys.job(id));
         inv.key(self.keys.events())
+            .key(self.keys.history(id))
             .arg(self.keys.state_prefix())
             .arg(state.as_str())
             .arg(now_ms())
@@ -264,6 +295,11 @@ impl JobStore {
         }
         let mut conn = self.conn.clone();
         let n: i64 = inv.invoke_async(&mut conn).await?;
+        if n == 1 {
+            if let Some(path) = &self.event_log {
+                append_event_line(path, id, state);
+            }
+        }
         Ok(n == 1)
     }
 

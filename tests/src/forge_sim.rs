@@ -759,7 +759,10 @@ fn validate(schema: &Schema, body: &Value) -> Result<Map<String, Value>, String>
                 ));
             }
             Some(Value::String(s)) if *required && s.trim().is_empty() => {
-                return Err(format!("{}: field `{name}` is required (empty)", schema.name));
+                return Err(format!(
+                    "{}: field `{name}` is required (empty)",
+                    schema.name
+                ));
             }
             Some(_) => {}
         }
@@ -783,16 +786,21 @@ async fn read_json(
         });
     let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
-        .map_err(|e| api_error(sh, StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        .map_err(|e| {
+            api_error(
+                sh,
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
     if !json_type {
         return Err(validation_error(
             sh,
             format!("{}: Content-Type must be application/json", schema.name),
         ));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        validation_error(sh, format!("{}: the body is not JSON: {e}", schema.name))
-    })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| validation_error(sh, format!("{}: the body is not JSON: {e}", schema.name)))?;
     validate(schema, &value).map_err(|m| validation_error(sh, m))
 }
 
@@ -873,7 +881,13 @@ fn list_comments(sh: &Shared, o: &str, r: &str, index: &str) -> Response {
     json_response(StatusCode::OK, Value::Array(list))
 }
 
-fn create_comment(sh: &Shared, o: &str, r: &str, index: &str, body: &Map<String, Value>) -> Response {
+fn create_comment(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    index: &str,
+    body: &Map<String, Value>,
+) -> Response {
     let mut st = sh.lock();
     let Some(n) = issue_exists(&st, o, r, index) else {
         return not_found(sh);
@@ -895,7 +909,12 @@ fn create_comment(sh: &Shared, o: &str, r: &str, index: &str, body: &Map<String,
     json_response(StatusCode::CREATED, v)
 }
 
-fn find_comment<'a>(st: &'a SimState, o: &str, r: &str, id: &str) -> Option<(usize, &'a CommentState)> {
+fn find_comment<'a>(
+    st: &'a SimState,
+    o: &str,
+    r: &str,
+    id: &str,
+) -> Option<(usize, &'a CommentState)> {
     let id = id.parse::<u64>().ok()?;
     st.comments
         .iter()
@@ -951,7 +970,10 @@ fn stopwatch(sh: &Shared, o: &str, r: &str, index: &str, action: &str) -> Respon
 async fn list_pulls(sh: &Shared, o: &str, r: &str, query: &HashMap<String, String>) -> Response {
     let state = query.get("state").map_or("open", String::as_str);
     if !matches!(state, "open" | "closed" | "all") {
-        return validation_error(sh, format!("state must be open, closed or all, got `{state}`"));
+        return validation_error(
+            sh,
+            format!("state must be open, closed or all, got `{state}`"),
+        );
     }
     let page = match query.get("page").map(|p| p.parse::<usize>()) {
         None => 1,
@@ -963,41 +985,43 @@ async fn list_pulls(sh: &Shared, o: &str, r: &str, query: &HashMap<String, Strin
         Some(Ok(l)) => l.min(MAX_PAGE_SIZE),
         Some(Err(_)) => return validation_error(sh, "limit must be an integer"),
     };
-    let (rs_id, selected) = {
+    let selected: Vec<(u64, PullState)> = {
         let st = sh.lock();
         let Some(rs) = st.repos.get(&key(o, r)) else {
             return not_found(sh);
         };
         // Newest first, as Forgejo lists them by default.
-        let selected: Vec<(u64, PullState)> = rs
-            .pulls
+        rs.pulls
             .iter()
             .rev()
             .filter(|(_, p)| state == "all" || p.state == state)
             .map(|(n, p)| (*n, p.clone()))
-            .collect();
-        (rs.id, selected)
+            .collect()
     };
     let total = selected.len();
-    let page_items: Vec<(u64, PullState)> = selected
+    let mut page_items: Vec<(u64, PullState)> = selected
         .into_iter()
         .skip((page - 1).saturating_mul(limit))
         .take(limit)
         .collect();
-    let mut list = Vec::new();
-    for (n, mut p) in page_items {
+    for (_, p) in &mut page_items {
         if p.state == "open" {
             // Like Forgejo after a push: an open pull request shows its branch's head.
             if let Some(sha) = resolve_branch(sh, o, r, &p.head).await {
                 p.head_sha = sha;
             }
         }
+    }
+    let list: Vec<Value> = {
         let st = sh.lock();
-        let Some(rs) = st.repos.get(&key(o, r)).filter(|rs| rs.id == rs_id) else {
+        let Some(rs) = st.repos.get(&key(o, r)) else {
             return not_found(sh);
         };
-        list.push(pull_json(sh, o, r, rs, n, &p));
-    }
+        page_items
+            .iter()
+            .map(|(n, p)| pull_json(sh, o, r, rs, *n, p))
+            .collect()
+    };
     let mut resp = json_response(StatusCode::OK, Value::Array(list));
     resp.headers_mut()
         .insert("x-total-count", HeaderValue::from(total));
@@ -1023,12 +1047,16 @@ async fn create_pull(sh: &Shared, o: &str, r: &str, body: &Map<String, Value>) -
         Some((user, branch)) if user == o => branch,
         Some(_) => return not_found(sh),
     };
-    // As upstream parseCompareInfo: a head or base that is not a branch is a 404.
+    // As upstream parseCompareInfo (Forgejo and Gitea): an unknown base or head is a
+    // 404, not a 422. The sim only knows branches.
     let Some(base_sha) = resolve_branch(sh, o, r, base).await else {
         return not_found_msg(sh, format!("base branch `{base}` does not exist"));
     };
     let Some(head_sha) = resolve_branch(sh, o, r, head).await else {
-        return not_found_msg(sh, format!("head branch `{head}` does not exist"));
+        return not_found_msg(
+            sh,
+            format!("could not find '{head}' to be a commit, branch or tag in the head repository {o}/{r}"),
+        );
     };
     let mut st = sh.lock();
     let id = st.next_id();
@@ -1074,7 +1102,9 @@ async fn create_pull(sh: &Shared, o: &str, r: &str, body: &Map<String, Value>) -
     json_response(StatusCode::CREATED, v)
 }
 
-const STATUS_STATES: [&str; 6] = ["pending", "success", "error", "failure", "warning", "skipped"];
+const STATUS_STATES: [&str; 6] = [
+    "pending", "success", "error", "failure", "warning", "skipped",
+];
 
 fn list_statuses(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
     let st = sh.lock();
@@ -1084,12 +1114,23 @@ fn list_statuses(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
     let list: Vec<Value> = rs
         .statuses
         .get(sha)
-        .map(|v| v.iter().rev().map(|s| status_json(sh, o, r, sha, s)).collect())
+        .map(|v| {
+            v.iter()
+                .rev()
+                .map(|s| status_json(sh, o, r, sha, s))
+                .collect()
+        })
         .unwrap_or_default();
     json_response(StatusCode::OK, Value::Array(list))
 }
 
-async fn create_status(sh: &Shared, o: &str, r: &str, sha: &str, body: &Map<String, Value>) -> Response {
+async fn create_status(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    sha: &str,
+    body: &Map<String, Value>,
+) -> Response {
     if !sh.lock().repos.contains_key(&key(o, r)) {
         return not_found(sh);
     }
@@ -1105,10 +1146,26 @@ async fn create_status(sh: &Shared, o: &str, r: &str, sha: &str, body: &Map<Stri
         );
     }
     if sha.is_empty() || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return api_error(sh, StatusCode::BAD_REQUEST, format!("`{sha}` is not a commit sha"));
+        return api_error(
+            sh,
+            StatusCode::BAD_REQUEST,
+            format!("`{sha}` is not a commit sha"),
+        );
     }
     let bare = sh.bare_repo(o, r);
-    if bare.is_dir() && git_output(&bare, &["rev-parse", "--verify", "--quiet", &format!("{sha}^{{commit}}")]).await.is_none() {
+    if bare.is_dir()
+        && git_output(
+            &bare,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{sha}^{{commit}}"),
+            ],
+        )
+        .await
+        .is_none()
+    {
         return not_found_msg(sh, format!("commit `{sha}` does not exist"));
     }
     let mut st = sh.lock();
@@ -1161,7 +1218,7 @@ fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
     let open_issues = rs.issues.values().filter(|i| i.state == "open").count();
     let open_pulls = rs.pulls.values().filter(|p| p.state == "open").count();
     let host = sh.url.trim_start_matches("http://");
-    json!({
+    let mut v = json!({
         "id": rs.id,
         "owner": user_json(sh, o),
         "name": r,
@@ -1183,6 +1240,8 @@ fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
         "clone_url": format!("{}/{o}/{r}.git", sh.url),
         "original_url": "",
         "website": "",
+    });
+    let more = json!({
         "stars_count": 0,
         "forks_count": 0,
         "watchers_count": 0,
@@ -1216,7 +1275,11 @@ fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
         "internal": false,
         "mirror_interval": "",
         "object_format_name": "sha1",
-    })
+    });
+    if let (Some(v), Value::Object(m)) = (v.as_object_mut(), more) {
+        v.extend(m);
+    }
+    v
 }
 
 fn issue_json(
@@ -1277,9 +1340,7 @@ fn comment_json(sh: &Shared, c: &CommentState, is_pull: bool) -> Value {
 
 fn pull_json(sh: &Shared, o: &str, r: &str, rs: &RepoState, n: u64, p: &PullState) -> Value {
     let repo = repo_json(sh, o, r, rs);
-    let branch = |name: &str, sha: &str| {
-        json!({"label": name, "ref": name, "sha": sha, "repo_id": rs.id, "repo": repo.clone()})
-    };
+    let branch = |name: &str, sha: &str| json!({"label": name, "ref": name, "sha": sha, "repo_id": rs.id, "repo": repo.clone()});
     json!({
         "id": p.id,
         "url": format!("{}/{o}/{r}/pulls/{n}", sh.url),
@@ -1395,8 +1456,12 @@ fn parse_git_path(path: &str) -> Option<(String, String, String)> {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     };
-    let tail_ok = !tail.is_empty() && tail.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
-    (safe(owner) && safe(repo) && tail_ok).then(|| (owner.to_string(), repo.to_string(), tail.to_string()))
+    let tail_ok = !tail.is_empty()
+        && tail
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+    (safe(owner) && safe(repo) && tail_ok)
+        .then(|| (owner.to_string(), repo.to_string(), tail.to_string()))
 }
 
 enum GitAuth {
@@ -1420,14 +1485,20 @@ fn git_auth(sh: &Shared, headers: &HeaderMap) -> GitAuth {
         let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
         // As Forgejo: the token as password (any user), or as user name.
         if password == sh.token {
-            return GitAuth::User(if user.is_empty() { SIM_USER.into() } else { user.to_string() });
+            return GitAuth::User(if user.is_empty() {
+                SIM_USER.into()
+            } else {
+                user.to_string()
+            });
         }
         if user == sh.token {
             return GitAuth::User(SIM_USER.into());
         }
         return GitAuth::Invalid;
     }
-    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) && cred == sh.token {
+    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        && cred == sh.token
+    {
         return GitAuth::User(SIM_USER.into());
     }
     GitAuth::Invalid
@@ -1440,16 +1511,20 @@ fn git_challenge() -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"forge\""),
     );
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response {
     let mut resp = Response::new(Body::from(text.into()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -1461,14 +1536,23 @@ struct PushCtx {
     before: BTreeMap<String, String>,
 }
 
-async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, tail: String) -> Response {
+async fn git_http(
+    sh: &Arc<Shared>,
+    req: Request,
+    owner: String,
+    repo: String,
+    tail: String,
+) -> Response {
     let bare = sh.bare_repo(&owner, &repo);
     if !bare.is_dir() {
         return plain(StatusCode::NOT_FOUND, "Repository not found\n");
     }
     let query = req.uri().query().unwrap_or_default().to_string();
     let is_push = tail == "git-receive-pack"
-        || (tail == "info/refs" && parse_query(&query).get("service").is_some_and(|s| s == "git-receive-pack"));
+        || (tail == "info/refs"
+            && parse_query(&query)
+                .get("service")
+                .is_some_and(|s| s == "git-receive-pack"));
     let user = match git_auth(sh, req.headers()) {
         GitAuth::Invalid => return git_challenge(),
         GitAuth::Anonymous if is_push => return git_challenge(),
@@ -1476,8 +1560,11 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
         GitAuth::User(u) => Some(u),
     };
 
+    let headers = req.headers().clone();
+    let method = req.method().clone();
+    let body = req.into_body();
     let header_str = |name: &str| {
-        req.headers()
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -1492,8 +1579,11 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("PATH_INFO", format!("/{owner}/{repo}.git/{tail}"))
         .env("QUERY_STRING", &query)
-        .env("REQUEST_METHOD", req.method().as_str())
-        .env("CONTENT_TYPE", header_str("content-type").unwrap_or_default())
+        .env("REQUEST_METHOD", method.as_str())
+        .env(
+            "CONTENT_TYPE",
+            header_str("content-type").unwrap_or_default(),
+        )
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
         .env("REMOTE_ADDR", "127.0.0.1")
@@ -1530,10 +1620,15 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
 
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot run git http-backend: {e}\n")),
+        Err(e) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot run git http-backend: {e}\n"),
+            )
+        }
     };
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut body = req.into_body().into_data_stream();
+    let mut body = body.into_data_stream();
     tokio::spawn(async move {
         while let Some(chunk) = body.next().await {
             match chunk {
@@ -1569,12 +1664,18 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
         match stdout.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 let _ = child.wait().await;
-                return plain(StatusCode::BAD_GATEWAY, "git http-backend wrote no CGI headers\n");
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "git http-backend wrote no CGI headers\n",
+                );
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         if buf.len() > 64 * 1024 {
-            return plain(StatusCode::BAD_GATEWAY, "git http-backend: CGI headers too long\n");
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "git http-backend: CGI headers too long\n",
+            );
         }
     };
     let mut status = StatusCode::OK;
@@ -1585,7 +1686,11 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("status") {
-            if let Some(code) = value.split_whitespace().next().and_then(|c| c.parse::<u16>().ok()) {
+            if let Some(code) = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+            {
                 status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             }
         } else if let (Ok(n), Ok(v)) = (
@@ -1624,7 +1729,8 @@ async fn git_http(sh: &Arc<Shared>, req: Request, owner: String, repo: String, t
             }
         }
     });
-    let stream = futures::stream::iter((!first.is_empty()).then(|| Ok(Bytes::from(first)))).chain(rest);
+    let stream =
+        futures::stream::iter((!first.is_empty()).then(|| Ok(Bytes::from(first)))).chain(rest);
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
@@ -1681,8 +1787,14 @@ impl CgiTail {
 }
 
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4));
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -1712,7 +1824,12 @@ async fn resolve_branch(sh: &Shared, o: &str, r: &str, branch: &str) -> Option<S
     }
     git_output(
         &bare,
-        &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}^{{commit}}")],
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}^{{commit}}"),
+        ],
     )
     .await
     .filter(|s| !s.is_empty())
@@ -1736,7 +1853,7 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
             if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(b);
@@ -1755,7 +1872,10 @@ fn parse_query(q: &str) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            (
+                percent_decode(&k.replace('+', " ")),
+                percent_decode(&v.replace('+', " ")),
+            )
         })
         .collect()
 }
@@ -1851,9 +1971,17 @@ mod tests {
         assert!(e.contains("`body` is required"), "{e}");
         let e = validate(&CREATE_ISSUE_COMMENT, &json!({"body": 3})).unwrap_err();
         assert!(e.contains("must be a string"), "{e}");
-        let e = validate(&CREATE_STATUS, &json!({"state": "success", "target-url": "x"})).unwrap_err();
+        let e = validate(
+            &CREATE_STATUS,
+            &json!({"state": "success", "target-url": "x"}),
+        )
+        .unwrap_err();
         assert!(e.contains("unknown field `target-url`"), "{e}");
-        let e = validate(&CREATE_PULL_REQUEST, &json!({"head": "a", "base": "b", "title": " "})).unwrap_err();
+        let e = validate(
+            &CREATE_PULL_REQUEST,
+            &json!({"head": "a", "base": "b", "title": " "}),
+        )
+        .unwrap_err();
         assert!(e.contains("`title` is required"), "{e}");
         assert!(validate(&CREATE_PULL_REQUEST, &json!([1])).is_err());
     }

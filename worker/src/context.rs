@@ -22,6 +22,10 @@ pub struct WorkerCtx {
     /// [`StopReason::Shutdown`](crate::job::StopReason) once the shutdown grace
     /// period has run out: running agents stop and their jobs go back to the queue.
     pub shutdown: tokio::sync::watch::Receiver<crate::job::StopReason>,
+    /// Ids of the jobs this worker runs now (for the worker registry and metrics).
+    pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
     /// The forge, if one is configured.
     pub forge: Option<()>,
 }

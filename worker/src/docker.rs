@@ -17,6 +17,15 @@ use tokio::{io::AsyncWriteExt, sync::watch};
 
 use crate::job::StopReason;
 
+/// Where the agent's output is mirrored in Redis, for `agentq logs` on any host.
+#[derive(Debug, Clone)]
+pub struct LogTail {
+    /// The store.
+    pub store: agentq_shared::store::JobStore,
+    /// The job.
+    pub job_id: String,
+}
+
 /// Why a container run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
@@ -52,12 +61,15 @@ pub async fn connect() -> anyhow::Result<Docker> {
 ///
 /// # Errors
 /// Docker API errors (infrastructure: the caller retries).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_container(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
     log: &Path,
+    tail: LogTail,
     timeout: Duration,
+    grace: Duration,
     mut stop: watch::Receiver<StopReason>,
     on_created: impl FnOnce(&str),
 ) -> anyhow::Result<(String, Ended)> {
@@ -65,7 +77,7 @@ pub async fn run_container(
     let created = docker.create_container(Some(opts), body).await?;
     let id = created.id;
     on_created(&id);
-    let result = drive(docker, &id, log, timeout, &mut stop).await;
+    let result = drive(docker, &id, log, tail, timeout, grace, &mut stop).await;
     remove(docker, &id).await;
     result.map(|ended| (id, ended))
 }
@@ -74,7 +86,9 @@ async fn drive(
     docker: &Docker,
     id: &str,
     log: &Path,
+    tail: LogTail,
     timeout: Duration,
+    grace: Duration,
     stop: &mut watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     docker
@@ -94,11 +108,16 @@ async fn drive(
     );
     let log_task = tokio::spawn(async move {
         while let Some(Ok(chunk)) = logs.next().await {
-            if file.write_all(&chunk.into_bytes()).await.is_err() {
+            let bytes = chunk.into_bytes();
+            if let Err(e) = tail.store.append_log(&tail.job_id, &bytes).await {
+                tracing::debug!(job = %tail.job_id, error = %e, "cannot append to the log tail");
+            }
+            if file.write_all(&bytes).await.is_err() {
                 break;
             }
         }
         let _ = file.flush().await;
+        let _ = tail.store.expire_log(&tail.job_id).await;
     });
 
     let wait = async {
@@ -137,7 +156,7 @@ async fn drive(
             Ended::TimedOut
         }
         reason = stopped => {
-            stop_gracefully(docker, id).await;
+            stop_gracefully(docker, id, grace).await;
             if reason == StopReason::Cancel { Ended::Cancelled } else { Ended::Interrupted }
         }
     };
@@ -155,10 +174,10 @@ async fn kill(docker: &Docker, id: &str) {
         .await;
 }
 
-/// SIGTERM, up to 5 s of grace, then SIGKILL.
-pub async fn stop_gracefully(docker: &Docker, id: &str) {
+/// SIGTERM, up to `grace` for the agent to exit, then SIGKILL.
+pub async fn stop_gracefully(docker: &Docker, id: &str, grace: Duration) {
     let opts = bollard::query_parameters::StopContainerOptionsBuilder::new()
-        .t(5)
+        .t(grace.as_secs() as i32)
         .build();
     if docker.stop_container(id, Some(opts)).await.is_err() {
         kill(docker, id).await;

@@ -212,13 +212,36 @@ async fn run_admitted(
         tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
     }
     let (stop, guard) = spawn_guard(ctx.clone(), id.clone(), agent.clone());
+    ctx.running.lock().unwrap().insert(id.clone());
+    let began = std::time::Instant::now();
     let outcome = stages(ctx, &rec, attempt, &started, stop).await;
+    ctx.running.lock().unwrap().remove(&id);
     guard.abort();
+    let result = record_outcome(ctx, &rec, attempt, tries, &started, outcome).await;
+    if let Ok(Some(after)) = store.get(&id).await {
+        if after.state.is_final() && after.seq == rec.seq {
+            ctx.metrics.job_finished(agent.pool(), after.state, began.elapsed());
+        }
+    }
+    result
+}
+
+/// Writes what the stages' result means for the job.
+async fn record_outcome(
+    ctx: &Arc<WorkerCtx>,
+    rec: &JobRecord,
+    attempt: u32,
+    tries: u32,
+    started: &str,
+    outcome: Result<(), StageError>,
+) -> anyhow::Result<()> {
+    let store = &ctx.store;
+    let id = rec.id.clone();
     match outcome {
         Ok(()) => Ok(()),
         Err(StageError::Redis(e)) => Err(e),
         Err(StageError::Infra(e, ws)) => {
-            infra_failure(ctx, &rec, attempt, tries, &started, e, ws).await
+            infra_failure(ctx, rec, attempt, tries, started, e, ws).await
         }
         Err(StageError::Job(msg)) => {
             tracing::warn!(job = %id, error = %msg, "job cannot run");
@@ -440,7 +463,12 @@ async fn run_agent(
         &name,
         body,
         &ws.agent_log(agent.pool()),
+        docker::LogTail {
+            store: ctx.store.clone(),
+            job_id: rec.id.clone(),
+        },
         timeout,
+        Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
         stop,
         |cid| {
             let cid = cid.to_string();

@@ -7,6 +7,7 @@ mod docker;
 mod forge;
 mod git;
 mod job;
+mod metrics;
 mod prep;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -43,6 +44,9 @@ struct Cli {
     /// stopped and the jobs handed back to the queue, seconds.
     #[arg(long, default_value_t = 60)]
     shutdown_timeout: u64,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9187).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -96,7 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.workspace_root)?;
     cfg.workspace_root = cfg.workspace_root.canonicalize()?;
 
-    let store = JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(5)).await?;
+    let store = JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(5))
+        .await?
+        .with_event_log(cfg.workspace_root.join("events.jsonl"));
     let docker = docker::connect().await?;
     let host = hostname();
     // A fresh id on every start: a reused id hides a dead worker from orphan
@@ -110,8 +116,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         worker_id: worker_id.clone(),
         host,
         shutdown: stop_rx,
+        running: Default::default(),
+        metrics: Default::default(),
         forge: forge::client(&cfg)?,
     });
+
+    if let Some(addr) = cli.metrics_addr {
+        let bound = metrics::serve(addr, ctx.clone()).await?;
+        tracing::info!(%bound, "serving /metrics and /healthz");
+    }
+    spawn_registry(ctx.clone(), cli.concurrency);
 
     let reaped = reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
@@ -201,8 +215,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let _ = ctx.store.worker_gone(&ctx.worker_id).await;
     tracing::info!("agentq-worker stopped");
     Ok(())
+}
+
+/// Keeps this worker's entry in the live-worker registry (`agentq workers`) fresh.
+fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
+    let started_at = agentq_shared::store::now_rfc3339();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let mut running: Vec<String> = ctx.running.lock().unwrap().iter().cloned().collect();
+            running.sort();
+            let info = agentq_shared::ops::WorkerInfo {
+                id: ctx.worker_id.clone(),
+                host: ctx.host.clone(),
+                pid: std::process::id(),
+                concurrency,
+                running,
+                started_at: started_at.clone(),
+                heartbeat_at: agentq_shared::store::now_rfc3339(),
+                heartbeat_ms: chrono::Utc::now().timestamp_millis(),
+                stale_after_ms: (every * 3).as_millis() as i64,
+            };
+            if let Err(e) = ctx.store.worker_heartbeat(&info).await {
+                tracing::warn!(error = %e, "cannot update the worker registry");
+            }
+        }
+    });
 }
 
 async fn reap(ctx: &Arc<WorkerCtx>) -> usize {

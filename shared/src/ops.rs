@@ -1,0 +1,389 @@
+//! What operators do with the queue: list, history, log tails, cancel, purge,
+//! events, and the live-worker registry.
+
+use std::{collections::HashMap, time::Duration};
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    record::JobRecord,
+    status::JobState,
+    store::{now_rfc3339, JobStore, StoreError},
+};
+
+/// Log chunks kept per job in Redis (the full log stays in the workspace).
+pub const LOG_TAIL_MAX: usize = 2_000;
+/// How long a finished job's log tail stays in Redis.
+pub const LOG_TAIL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Which jobs `agentq list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this agent pool (`claude`) or exact agent (`claude:opus`).
+    pub agent: Option<String>,
+    /// Only this repo (`repo` or `org/repo`).
+    pub repo: Option<String>,
+    /// Only jobs created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl ListFilter {
+    fn matches(&self, rec: &JobRecord) -> bool {
+        let i = &rec.input;
+        let agent_ok = match &self.agent {
+            None => true,
+            Some(a) if a.contains(':') => &i.agent == a,
+            Some(a) => i.agent.split(':').next() == Some(a.as_str()),
+        };
+        let repo_ok = match &self.repo {
+            None => true,
+            Some(r) if r.contains('/') => format!("{}/{}", i.org, i.repo) == *r,
+            Some(r) => &i.repo == r,
+        };
+        agent_ok && repo_ok && self.state.is_none_or(|s| rec.state == s)
+    }
+}
+
+/// One entry of a job's state history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// New state.
+    pub state: String,
+    /// Previous state.
+    #[serde(default)]
+    pub from: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Attempt at the time.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Host of the worker.
+    #[serde(default)]
+    pub host: String,
+    /// Worker id.
+    #[serde(default)]
+    pub worker: String,
+    /// Waiting reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Error text, for waiting/failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Question, for failed/blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+}
+
+/// A live worker, as it reports itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Worker id.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Jobs it runs at once.
+    pub concurrency: u32,
+    /// Ids of the jobs it runs now.
+    pub running: Vec<String>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339).
+    pub heartbeat_at: String,
+    /// Its last heartbeat, ms since the epoch.
+    pub heartbeat_ms: i64,
+    /// After this many ms without a heartbeat it counts as gone.
+    pub stale_after_ms: i64,
+}
+
+/// One event from the events stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Stream entry id.
+    pub id: String,
+    /// The entry's fields (`job`, `state`, `from`, `attempt`, `host`, `at`, or
+    /// `event`, `pool`, … for pool events).
+    pub fields: HashMap<String, String>,
+}
+
+impl JobStore {
+    /// Jobs newest first, filtered.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let key = match filter.state {
+            Some(s) => self.keys().state(s.as_str()),
+            None => self.keys().jobs(),
+        };
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        let page = 200isize;
+        let mut start = 0isize;
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        loop {
+            let ids: Vec<String> = conn.zrevrange(&key, start, start + page - 1).await?;
+            if ids.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hgetall(self.keys().job(id));
+            }
+            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for map in maps {
+                if map.is_empty() {
+                    continue;
+                }
+                let Ok(rec) = JobRecord::from_fields(map) else { continue };
+                if let Some(since) = filter.since_ms {
+                    let created = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0);
+                    if created < since {
+                        continue;
+                    }
+                }
+                if filter.matches(&rec) {
+                    out.push(rec);
+                    if out.len() >= limit {
+                        out.sort_by(|a, b| b.id.cmp(&a.id));
+                        return Ok(out);
+                    }
+                }
+            }
+            start += page;
+        }
+        // The per-state sets are scored by when the job got there; order by id
+        // (ULIDs sort by creation) so "newest first" means newest job.
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    /// A job's state history, oldest first.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let raw: Vec<String> = self.conn().lrange(self.keys().history(id), 0, -1).await?;
+        Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+    }
+
+    /// Appends a chunk of agent output to the job's log tail in Redis.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn append_log(&self, id: &str, chunk: &[u8]) -> Result<(), StoreError> {
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys().log_tail(id))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(LOG_TAIL_MAX)
+            .arg("*")
+            .arg("d")
+            .arg(chunk)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the log tail to expire (after the job's run).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn expire_log(&self, id: &str) -> Result<(), StoreError> {
+        let _: bool = self
+            .conn()
+            .expire(self.keys().log_tail(id), LOG_TAIL_TTL.as_secs() as i64)
+            .await?;
+        Ok(())
+    }
+
+    /// Log chunks after stream id `after` (`0` for all), waiting up to `block` for
+    /// new ones: (last id, bytes).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn read_log(&self, id: &str, after: &str, block: Option<Duration>) -> Result<(String, Vec<u8>), StoreError> {
+        let mut cmd = redis::cmd("XREAD");
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(self.keys().log_tail(id)).arg(after);
+        let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
+        let mut last = after.to_string();
+        let mut bytes = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                if let Some(redis::Value::BulkString(b)) = entry.map.get("d") {
+                    bytes.extend_from_slice(b);
+                }
+                last = entry.id;
+            }
+        }
+        Ok((last, bytes))
+    }
+
+    /// Asks for job `id` to be cancelled. A queued or waiting job is cancelled at
+    /// once; a running one is stopped by its worker within about a second.
+    /// Returns the job's state after the request, `None` if there is no such job.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+        let Some(rec) = self.get(id).await? else {
+            return Ok(None);
+        };
+        if rec.state.is_final() {
+            return Ok(Some(rec.state));
+        }
+        let _: () = self
+            .conn()
+            .set_ex(self.keys().cancel(id), now_rfc3339(), 7 * 24 * 3600)
+            .await?;
+        if matches!(rec.state, JobState::Queued | JobState::Waiting)
+            && self
+                .transition(id, JobState::Cancelled, Some(rec.seq), &[("finished_at", now_rfc3339())])
+                .await?
+        {
+            return Ok(Some(JobState::Cancelled));
+        }
+        Ok(self.get(id).await?.map(|r| r.state))
+    }
+
+    /// Deletes finished jobs in `state` that finished before `before_ms`; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn purge(&self, state: JobState, before_ms: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = conn
+            .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
+            .await?;
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.del(self.keys().job(id))
+                    .ignore()
+                    .del(self.keys().history(id))
+                    .ignore()
+                    .del(self.keys().log_tail(id))
+                    .ignore()
+                    .del(self.keys().cancel(id))
+                    .ignore()
+                    .zrem(self.keys().jobs(), id)
+                    .ignore()
+                    .zrem(self.keys().state(state.as_str()), id)
+                    .ignore();
+            }
+            let _: () = pipe.query_async(&mut conn).await?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Events after stream id `after` (`0` for all, `$` for only new ones), at most
+    /// `count`, waiting up to `block` when there are none.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn events(&self, after: &str, count: usize, block: Option<Duration>) -> Result<Vec<Event>, StoreError> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(count.max(1));
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(self.keys().events()).arg(after);
+        let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
+        Ok(reply
+            .map(|r| r.keys)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|k| k.ids)
+            .map(|e| Event {
+                fields: e
+                    .map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
+                    .collect(),
+                id: e.id,
+            })
+            .collect())
+    }
+
+    /// The last `count` events, oldest first.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn recent_events(&self, count: usize) -> Result<Vec<Event>, StoreError> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.keys().events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        let mut out: Vec<Event> = reply
+            .ids
+            .into_iter()
+            .map(|e| Event {
+                fields: e
+                    .map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
+                    .collect(),
+                id: e.id,
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Records a worker's heartbeat in the registry.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_string(info).unwrap_or_default();
+        let _: () = self.conn().hset(self.keys().workers(), &info.id, json).await?;
+        Ok(())
+    }
+
+    /// Removes a worker from the registry (on clean shutdown).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+        let _: () = self.conn().hdel(self.keys().workers(), id).await?;
+        Ok(())
+    }
+
+    /// Live workers; entries whose heartbeat is older than their own stale limit
+    /// are dropped from the registry.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn live_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let mut conn = self.conn();
+        let all: HashMap<String, String> = conn.hgetall(self.keys().workers()).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut live = Vec::new();
+        for (id, json) in all {
+            match serde_json::from_str::<WorkerInfo>(&json) {
+                Ok(w) if now - w.heartbeat_ms <= w.stale_after_ms => live.push(w),
+                _ => {
+                    let _: () = conn.hdel(self.keys().workers(), &id).await?;
+                }
+            }
+        }
+        live.sort_by(|a, b| a.host.cmp(&b.host).then(a.id.cmp(&b.id)));
+        Ok(live)
+    }
+}
