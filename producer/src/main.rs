@@ -44,6 +44,22 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Manage agent pools (lift a backoff pause).
     Pool(cmd::pool::Args),
+    /// List jobs, newest first.
+    List(cmd::list::Args),
+    /// Everything about one job: record, history, attempts, log tail.
+    Inspect(cmd::inspect::Args),
+    /// A job's agent output, from any host.
+    Logs(cmd::logs::Args),
+    /// Run finished jobs again (by id, or all in a state).
+    Retry(cmd::retry::Args),
+    /// Cancel jobs (queued: never run; running: agent stopped).
+    Cancel(cmd::cancel::Args),
+    /// Delete old records of finished jobs.
+    Purge(cmd::purge::Args),
+    /// Job and pool events.
+    Events(cmd::events::Args),
+    /// Live workers.
+    Workers(cmd::workers::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -106,6 +122,14 @@ async fn main() -> ExitCode {
             Command::Resume(a) => cmd::resume::run(&cfg, a).await,
             Command::Stats(a) => cmd::stats::run(&cfg, a).await,
             Command::Pool(a) => cmd::pool::run(&cfg, a).await,
+            Command::List(a) => cmd::list::run(&cfg, a).await,
+            Command::Inspect(a) => cmd::inspect::run(&cfg, a).await,
+            Command::Logs(a) => cmd::logs::run(&cfg, a).await,
+            Command::Retry(a) => cmd::retry::run(&cfg, a).await,
+            Command::Cancel(a) => cmd::cancel::run(&cfg, a).await,
+            Command::Purge(a) => cmd::purge::run(&cfg, a).await,
+            Command::Events(a) => cmd::events::run(&cfg, a).await,
+            Command::Workers(a) => cmd::workers::run(&cfg, a).await,
         }
     }
     .await;

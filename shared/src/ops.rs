@@ -126,7 +126,11 @@ impl JobStore {
         let mut out = Vec::new();
         let page = 200isize;
         let mut start = 0isize;
-        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
         loop {
             let ids: Vec<String> = conn.zrevrange(&key, start, start + page - 1).await?;
             if ids.is_empty() {
@@ -141,7 +145,9 @@ impl JobStore {
                 if map.is_empty() {
                     continue;
                 }
-                let Ok(rec) = JobRecord::from_fields(map) else { continue };
+                let Ok(rec) = JobRecord::from_fields(map) else {
+                    continue;
+                };
                 if let Some(since) = filter.since_ms {
                     let created = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
                         .map(|t| t.timestamp_millis())
@@ -172,7 +178,10 @@ impl JobStore {
     /// Redis errors.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let raw: Vec<String> = self.conn().lrange(self.keys().history(id), 0, -1).await?;
-        Ok(raw.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect())
     }
 
     /// Appends a chunk of agent output to the job's log tail in Redis.
@@ -210,13 +219,19 @@ impl JobStore {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn read_log(&self, id: &str, after: &str, block: Option<Duration>) -> Result<(String, Vec<u8>), StoreError> {
+    pub async fn read_log(
+        &self,
+        id: &str,
+        after: &str,
+        block: Option<Duration>,
+    ) -> Result<(String, Vec<u8>), StoreError> {
         let mut cmd = redis::cmd("XREAD");
         if let Some(b) = block {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(self.keys().log_tail(id)).arg(after);
-        let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
+        let reply: Option<redis::streams::StreamReadReply> =
+            cmd.query_async(&mut self.conn()).await?;
         let mut last = after.to_string();
         let mut bytes = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
@@ -249,7 +264,12 @@ impl JobStore {
             .await?;
         if matches!(rec.state, JobState::Queued | JobState::Waiting)
             && self
-                .transition(id, JobState::Cancelled, Some(rec.seq), &[("finished_at", now_rfc3339())])
+                .transition(
+                    id,
+                    JobState::Cancelled,
+                    Some(rec.seq),
+                    &[("finished_at", now_rfc3339())],
+                )
                 .await?
         {
             return Ok(Some(JobState::Cancelled));
@@ -293,14 +313,20 @@ impl JobStore {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn events(&self, after: &str, count: usize, block: Option<Duration>) -> Result<Vec<Event>, StoreError> {
+    pub async fn events(
+        &self,
+        after: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Event>, StoreError> {
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT").arg(count.max(1));
         if let Some(b) = block {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(self.keys().events()).arg(after);
-        let reply: Option<redis::streams::StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
+        let reply: Option<redis::streams::StreamReadReply> =
+            cmd.query_async(&mut self.conn()).await?;
         Ok(reply
             .map(|r| r.keys)
             .unwrap_or_default()
@@ -310,7 +336,12 @@ impl JobStore {
                 fields: e
                     .map
                     .iter()
-                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
+                        )
+                    })
                     .collect(),
                 id: e.id,
             })
@@ -337,7 +368,12 @@ impl JobStore {
                 fields: e
                     .map
                     .iter()
-                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
+                        )
+                    })
                     .collect(),
                 id: e.id,
             })
@@ -352,7 +388,10 @@ impl JobStore {
     /// Redis errors.
     pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
         let json = serde_json::to_string(info).unwrap_or_default();
-        let _: () = self.conn().hset(self.keys().workers(), &info.id, json).await?;
+        let _: () = self
+            .conn()
+            .hset(self.keys().workers(), &info.id, json)
+            .await?;
         Ok(())
     }
 

@@ -118,7 +118,10 @@ pub struct JobStore {
 fn append_event_line(path: &std::path::Path, id: &str, state: JobState) {
     use std::io::Write;
     let line = serde_json::json!({"job": id, "state": state, "at": now_rfc3339()}).to_string();
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
     if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
         tracing::warn!(path = %path.display(), error = %e, "cannot append to events.jsonl");
     }

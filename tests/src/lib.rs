@@ -234,6 +234,7 @@ memory_mb = 256
 cpus = 0.5
 pids_limit = 256
 timeout_secs = 120
+stop_grace_secs = 2
 env_keys = []
 "#;
 
@@ -318,10 +319,23 @@ impl TestEnv {
 
     /// Starts a worker process with `--concurrency n`.
     pub fn worker(&self, name: &str, concurrency: u32) -> WorkerProc {
+        self.worker_with_args(name, &["--concurrency", &concurrency.to_string()])
+    }
+
+    /// Stops this world's Redis and starts a new, empty one on the same port.
+    pub fn restart_redis(&mut self) {
+        let port = self.redis.port;
+        let _ = self.redis.child.kill();
+        let _ = self.redis.child.wait();
+        self.redis = Redis::start_on(port);
+    }
+
+    /// Starts a worker process with exactly these arguments.
+    pub fn worker_with_args(&self, name: &str, args: &[&str]) -> WorkerProc {
         let log = self.dir.path().join("logs").join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin("agentq-worker"))
-            .args(["--concurrency", &concurrency.to_string()])
+            .args(args)
             .envs(self.env())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -15,7 +15,8 @@ const LONG: Duration = Duration::from_secs(240);
 /// (start, end) of every agent run in a job's workspace, from the test agent's
 /// own record (host-wide uptime, so runs in different containers compare).
 fn intervals(rec: &JobRecord) -> Vec<(f64, f64)> {
-    let text = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-runs.log")).unwrap();
+    let text = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-runs.log"))
+        .unwrap();
     text.lines()
         .map(|l| {
             let field = |k: &str| -> f64 {
@@ -46,14 +47,25 @@ fn max_overlap(iv: &[(f64, f64)]) -> usize {
 fn enqueue_many(env: &TestEnv, agent: &str, task: &str, first_issue: u64, n: u64) -> Vec<String> {
     let lines: String = (first_issue..first_issue + n)
         .map(|i| {
-            serde_json::json!({"repo": "demo", "task": task, "agent": agent, "issue": i}).to_string() + "\n"
+            serde_json::json!({"repo": "demo", "task": task, "agent": agent, "issue": i})
+                .to_string()
+                + "\n"
         })
         .collect();
     let out = env.cli(&["enqueue", "-", "--json"], Some(&lines));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -81,16 +93,30 @@ async fn a_pool_limit_holds_across_three_worker_processes() {
     let claude_iv: Vec<_> = claude_recs.iter().flat_map(intervals).collect();
     let codex_iv: Vec<_> = codex_recs.iter().flat_map(intervals).collect();
     assert_eq!(claude_iv.len(), 12, "each claude job ran exactly once");
-    assert_eq!(max_overlap(&claude_iv), 2, "claude ran more than 2 at once, or never 2: {claude_iv:?}");
-    assert!(max_overlap(&codex_iv) >= 3, "codex was held back by claude's limit: {codex_iv:?}");
+    assert_eq!(
+        max_overlap(&claude_iv),
+        2,
+        "claude ran more than 2 at once, or never 2: {claude_iv:?}"
+    );
+    assert!(
+        max_overlap(&codex_iv) >= 3,
+        "codex was held back by claude's limit: {codex_iv:?}"
+    );
     let codex_done = codex_iv.iter().map(|i| i.1).fold(0.0, f64::max);
     let claude_done = claude_iv.iter().map(|i| i.1).fold(0.0, f64::max);
-    assert!(codex_done < claude_done, "codex jobs waited behind claude's queue");
+    assert!(
+        codex_done < claude_done,
+        "codex jobs waited behind claude's queue"
+    );
     for r in claude_recs.iter().chain(&codex_recs) {
         assert_eq!(r.attempt, 1, "waiting for a slot spent an attempt: {r:#?}");
     }
-    let hosts: std::collections::HashSet<_> = claude_recs.iter().map(|r| r.worker.clone()).collect();
-    assert!(hosts.len() >= 2, "the limit was only tested within one worker: {hosts:?}");
+    let hosts: std::collections::HashSet<_> =
+        claude_recs.iter().map(|r| r.worker.clone()).collect();
+    assert!(
+        hosts.len() >= 2,
+        "the limit was only tested within one worker: {hosts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,12 +128,23 @@ async fn a_per_model_limit_holds() {
     let haiku = enqueue_many(&env, "claude:haiku", "@agentq-test sleep 2", 10, 5);
     let _w1 = env.worker("w1", 6);
     let _w2 = env.worker("w2", 6);
-    let opus_iv: Vec<_> = finish_all(&env, &opus).await.iter().flat_map(intervals).collect();
-    let haiku_iv: Vec<_> = finish_all(&env, &haiku).await.iter().flat_map(intervals).collect();
+    let opus_iv: Vec<_> = finish_all(&env, &opus)
+        .await
+        .iter()
+        .flat_map(intervals)
+        .collect();
+    let haiku_iv: Vec<_> = finish_all(&env, &haiku)
+        .await
+        .iter()
+        .flat_map(intervals)
+        .collect();
     assert_eq!(max_overlap(&opus_iv), 1, "opus: {opus_iv:?}");
     let all: Vec<_> = opus_iv.iter().chain(&haiku_iv).copied().collect();
     assert!(max_overlap(&all) <= 3, "claude total: {all:?}");
-    assert!(max_overlap(&haiku_iv) >= 2, "haiku should run beside each other: {haiku_iv:?}");
+    assert!(
+        max_overlap(&haiku_iv) >= 2,
+        "haiku should run beside each other: {haiku_iv:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,10 +152,22 @@ async fn a_killed_workers_slot_frees_itself() {
     require_docker();
     let env = TestEnv::with_config("[limits]\nclaude = 1\n");
     env.remotes.create("core", "demo", &[]);
-    let holder = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "@agentq-test sleep 4", "--issue", "1"]);
+    let holder = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "claude",
+        "--task",
+        "@agentq-test sleep 4",
+        "--issue",
+        "1",
+    ]);
     let mut w1 = env.worker("w1", 2);
-    env.wait_for(&holder, LONG, |r| r.state == JobState::Running).await;
-    let next = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "quick", "--issue", "2"]);
+    env.wait_for(&holder, LONG, |r| r.state == JobState::Running)
+        .await;
+    let next = env.enqueue(&[
+        "--repo", "demo", "--agent", "claude", "--task", "quick", "--issue", "2",
+    ]);
     let mut conn = env.redis.conn();
     let slots = env.key("limit:claude");
     let held: u64 = conn.zcard(&slots).unwrap();
@@ -127,18 +176,27 @@ async fn a_killed_workers_slot_frees_itself() {
     let killed = Instant::now();
     // Lease TTL in the test config: heartbeat 1 s × 3 missed = 3 s.
     loop {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let live: u64 = conn.zcount(&slots, now_ms, "+inf").unwrap();
         if live == 0 {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(5), "the dead worker's slot is still held after 5 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the dead worker's slot is still held after 5 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _w2 = env.worker("w2", 2);
     let a = env.wait_final(&holder, LONG).await;
     let b = env.wait_final(&next, LONG).await;
-    assert_eq!((a.state, b.state), (JobState::Completed, JobState::Completed));
+    assert_eq!(
+        (a.state, b.state),
+        (JobState::Completed, JobState::Completed)
+    );
     assert_eq!(a.attempt, 2);
     assert_eq!(b.attempt, 1);
 }
@@ -148,7 +206,12 @@ fn stats(env: &TestEnv) -> serde_json::Value {
 }
 
 fn pool<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    stats["pools"].as_array().unwrap().iter().find(|p| p["pool"] == name).unwrap()
+    stats["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pool"] == name)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,21 +227,55 @@ async fn fast_failures_pause_the_pool_on_every_host() {
     let s = stats(&env);
     assert!(pool(&s, "claude")["paused_until"].is_string(), "{s}");
     assert!(pool(&s, "codex")["paused_until"].is_null(), "{s}");
-    let events: Vec<redis::Value> = redis::cmd("XRANGE").arg(env.key("events")).arg("-").arg("+").query(&mut env.redis.conn()).unwrap();
-    assert!(format!("{events:?}").contains("pool_paused"), "no pool_paused event");
+    let events: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(env.key("events"))
+        .arg("-")
+        .arg("+")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    assert!(
+        format!("{events:?}").contains("pool_paused"),
+        "no pool_paused event"
+    );
 
-    let waiting = env.enqueue(&["--repo", "demo", "--agent", "claude:haiku", "--task", "after the pause", "--issue", "10"]);
-    let rec = env.wait_for(&waiting, LONG, |r| r.state == JobState::Waiting).await;
+    let waiting = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "claude:haiku",
+        "--task",
+        "after the pause",
+        "--issue",
+        "10",
+    ]);
+    let rec = env
+        .wait_for(&waiting, LONG, |r| r.state == JobState::Waiting)
+        .await;
     assert_eq!(rec.reason, "backoff");
-    let other = env.enqueue(&["--repo", "demo", "--agent", "codex", "--task", "other pool", "--issue", "11"]);
-    assert_eq!(env.wait_final(&other, LONG).await.state, JobState::Completed);
+    let other = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "codex",
+        "--task",
+        "other pool",
+        "--issue",
+        "11",
+    ]);
+    assert_eq!(
+        env.wait_final(&other, LONG).await.state,
+        JobState::Completed
+    );
     // Still paused on both workers a while later.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rec = env.store().await.get(&waiting).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempt), (JobState::Waiting, 0), "{rec:#?}");
     assert_eq!(pool(&stats(&env), "claude")["waiting"], 1);
 
-    assert_eq!(env.cli_ok(&["pool", "resume", "claude"]), "pool claude resumed");
+    assert_eq!(
+        env.cli_ok(&["pool", "resume", "claude"]),
+        "pool claude resumed"
+    );
     let rec = env.wait_final(&waiting, LONG).await;
     assert_eq!((rec.state, rec.attempt), (JobState::Completed, 1));
     assert!(pool(&stats(&env), "claude")["paused_until"].is_null());
@@ -197,12 +294,25 @@ async fn waiting_costs_no_attempts_and_little_redis() {
     require_docker();
     let env = TestEnv::with_config("[limits]\nclaude = 1\n");
     env.remotes.create("core", "demo", &[]);
-    let blocker = env.enqueue(&["--repo", "demo", "--agent", "claude", "--task", "@agentq-test sleep 8", "--issue", "1"]);
+    let blocker = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "claude",
+        "--task",
+        "@agentq-test sleep 8",
+        "--issue",
+        "1",
+    ]);
     let _w = env.worker("w1", 4);
-    env.wait_for(&blocker, LONG, |r| r.state == JobState::Running).await;
+    env.wait_for(&blocker, LONG, |r| r.state == JobState::Running)
+        .await;
     let waiters = enqueue_many(&env, "claude", "quick", 10, 5);
     for id in &waiters {
-        env.wait_for(id, LONG, |r| r.state == JobState::Waiting && r.reason == "slot").await;
+        env.wait_for(id, LONG, |r| {
+            r.state == JobState::Waiting && r.reason == "slot"
+        })
+        .await;
     }
     let mut conn = env.redis.conn();
     let before = total_commands(&mut conn);
@@ -212,7 +322,10 @@ async fn waiting_costs_no_attempts_and_little_redis() {
     // A busy loop would be thousands per second. Re-asking once a second costs
     // about 30 commands per waiting job (counting those run inside Lua scripts),
     // plus the worker's own polling and heartbeats.
-    assert!(rate < 60.0 * 5.0 + 60.0, "{rate:.0} Redis commands/s while 5 jobs wait");
+    assert!(
+        rate < 60.0 * 5.0 + 60.0,
+        "{rate:.0} Redis commands/s while 5 jobs wait"
+    );
     for rec in finish_all(&env, &waiters).await {
         assert_eq!(rec.attempt, 1, "{rec:#?}");
     }

@@ -27,7 +27,7 @@ pub struct WorkerCtx {
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// The forge, if one is configured.
-    pub forge: Option<()>,
+    pub forge: Option<agentq_shared::forge::ForgeClient>,
 }
 
 impl WorkerCtx {

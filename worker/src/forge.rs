@@ -1,20 +1,53 @@
-//! The worker's use of the Forgejo forge (temporary stub until the client lands).
+//! The worker's use of the Forgejo forge.
 
 use std::sync::Arc;
 
-use agentq_shared::{config::Config, input::DispatchInput};
+use agentq_shared::{
+    config::Config,
+    forge::{ForgeClient, RetryPolicy},
+    input::DispatchInput,
+};
 
 use crate::context::WorkerCtx;
 
-/// Stub.
-pub fn client(_cfg: &Config) -> anyhow::Result<Option<()>> {
-    Ok(None)
+/// A forge client from the configuration, `None` when no forge is configured.
+/// The token is read from the environment variable the config names.
+///
+/// # Errors
+/// An invalid base URL.
+pub fn client(cfg: &Config) -> anyhow::Result<Option<ForgeClient>> {
+    if cfg.forge.url.is_empty() {
+        return Ok(None);
+    }
+    let token = std::env::var(&cfg.forge.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    Ok(Some(ForgeClient::new(
+        &cfg.forge.url,
+        token,
+        RetryPolicy::default(),
+    )?))
 }
 
-/// Stub.
+/// The issue's title and body for the prompt, when the job has an issue and a
+/// forge is configured. A forge that cannot answer does not stop the job: the
+/// prompt says the issue could not be read.
 pub async fn issue_for_prompt(
-    _ctx: &Arc<WorkerCtx>,
-    _input: &DispatchInput,
+    ctx: &Arc<WorkerCtx>,
+    input: &DispatchInput,
 ) -> Option<(String, String)> {
-    None
+    if input.issue == 0 {
+        return None;
+    }
+    let forge = ctx.forge.as_ref()?;
+    match forge.get_issue(&input.org, &input.repo, input.issue).await {
+        Ok(issue) => Some((issue.title, issue.body)),
+        Err(e) => {
+            tracing::warn!(org = %input.org, repo = %input.repo, issue = input.issue, error = %e, "cannot read the issue from the forge");
+            Some((
+                format!("Issue #{}", input.issue),
+                format!("(agentq could not read this issue from the forge: {e})"),
+            ))
+        }
+    }
 }

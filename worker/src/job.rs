@@ -220,7 +220,8 @@ async fn run_admitted(
     let result = record_outcome(ctx, &rec, attempt, tries, &started, outcome).await;
     if let Ok(Some(after)) = store.get(&id).await {
         if after.state.is_final() && after.seq == rec.seq {
-            ctx.metrics.job_finished(agent.pool(), after.state, began.elapsed());
+            ctx.metrics
+                .job_finished(agent.pool(), after.state, began.elapsed());
         }
     }
     result

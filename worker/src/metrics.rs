@@ -47,17 +47,37 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("agentq");
         let jobs = Family::<JobLabels, Counter>::default();
-        registry.register("jobs", "Jobs this worker finished, by agent pool and final state", jobs.clone());
+        registry.register(
+            "jobs",
+            "Jobs this worker finished, by agent pool and final state",
+            jobs.clone(),
+        );
         let duration = Family::<PoolLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0])
         });
-        registry.register("job_duration_seconds", "Time from prep to final state, by agent pool", duration.clone());
+        registry.register(
+            "job_duration_seconds",
+            "Time from prep to final state, by agent pool",
+            duration.clone(),
+        );
         let running = Family::<PoolLabels, Gauge>::default();
-        registry.register("running", "Jobs holding a slot, by agent pool (all hosts)", running.clone());
+        registry.register(
+            "running",
+            "Jobs holding a slot, by agent pool (all hosts)",
+            running.clone(),
+        );
         let waiting = Family::<ReasonLabels, Gauge>::default();
-        registry.register("waiting", "Jobs waiting, by reason (all hosts)", waiting.clone());
+        registry.register(
+            "waiting",
+            "Jobs waiting, by reason (all hosts)",
+            waiting.clone(),
+        );
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Deliveries in the queue, due or scheduled", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Deliveries in the queue, due or scheduled",
+            queue_depth.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -79,7 +99,9 @@ impl Metrics {
             })
             .inc();
         self.duration
-            .get_or_create(&PoolLabels { pool: pool.to_string() })
+            .get_or_create(&PoolLabels {
+                pool: pool.to_string(),
+            })
             .observe(took.as_secs_f64());
     }
 
@@ -87,8 +109,13 @@ impl Metrics {
         let store = &ctx.store;
         self.queue_depth.set(store.queue_depth().await? as i64);
         let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
-        for p in store.pool_stats(&ctx.cfg.admission, &pools, ctx.lease_ttl() * 2).await? {
-            self.running.get_or_create(&PoolLabels { pool: p.pool }).set(p.running as i64);
+        for p in store
+            .pool_stats(&ctx.cfg.admission, &pools, ctx.lease_ttl() * 2)
+            .await?
+        {
+            self.running
+                .get_or_create(&PoolLabels { pool: p.pool })
+                .set(p.running as i64);
         }
         let waiting = store
             .list(&agentq_shared::ops::ListFilter {
@@ -100,7 +127,9 @@ impl Metrics {
         for reason in ["slot", "backoff", "retry"] {
             let n = waiting.iter().filter(|r| r.reason == reason).count();
             self.waiting
-                .get_or_create(&ReasonLabels { reason: reason.into() })
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
                 .set(n as i64);
         }
         Ok(())
@@ -109,14 +138,21 @@ impl Metrics {
 
 async fn metrics(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
     if let Err(e) = ctx.metrics.refresh(&ctx).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read Redis: {e}\n")).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read Redis: {e}\n"),
+        )
+            .into_response();
     }
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &ctx.metrics.registry) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     (
-        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()

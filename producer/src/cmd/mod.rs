@@ -1,8 +1,17 @@
 //! One module per subcommand.
 
+pub mod cancel;
 pub mod enqueue;
+pub mod events;
+pub mod inspect;
+pub mod list;
+pub mod logs;
 pub mod pool;
+pub mod purge;
 pub mod resume;
+pub mod retry;
 pub mod stats;
 pub mod status;
 pub mod wait;
+pub mod when;
+pub mod workers;

@@ -31,7 +31,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         PoolCommand::Resume { pool, json } => {
             AgentSpec::parse(&pool).map_err(|e| Failure::refused(format!("pool: {e}")))?;
             if pool.contains(':') {
-                return Err(Failure::refused("pool: give the pool without a model (e.g. claude)"));
+                return Err(Failure::refused(
+                    "pool: give the pool without a model (e.g. claude)",
+                ));
             }
             let store = crate::connect(cfg).await?;
             let was_paused = store.resume_pool(&pool).await?;

@@ -18,7 +18,12 @@ pub struct Args {
 /// The pools to report: every known agent, plus any pool the config limits.
 pub fn pools(cfg: &Config) -> Vec<String> {
     let mut pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
-    for p in cfg.admission.limits.keys().chain(cfg.admission.rates.keys()) {
+    for p in cfg
+        .admission
+        .limits
+        .keys()
+        .chain(cfg.admission.rates.keys())
+    {
         if !pools.contains(p) {
             pools.push(p.clone());
         }
@@ -35,14 +40,23 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let states = store.state_counts().await?;
     let depth = store.queue_depth().await?;
     if args.json {
-        let states: serde_json::Map<String, serde_json::Value> =
-            states.iter().map(|(s, n)| (s.to_string(), json!(n))).collect();
+        let states: serde_json::Map<String, serde_json::Value> = states
+            .iter()
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect();
         output::print_json(&json!({"pools": pools, "states": states, "queue_depth": depth}));
         return Ok(0);
     }
-    println!("{:<12} {:>9} {:>8}  paused until", "pool", "running", "waiting");
+    println!(
+        "{:<12} {:>9} {:>8}  paused until",
+        "pool", "running", "waiting"
+    );
     for p in &pools {
-        let limit = if p.limit == 0 { "-".to_string() } else { p.limit.to_string() };
+        let limit = if p.limit == 0 {
+            "-".to_string()
+        } else {
+            p.limit.to_string()
+        };
         println!(
             "{:<12} {:>9} {:>8}  {}",
             p.pool,

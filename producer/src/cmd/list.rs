@@ -1,0 +1,79 @@
+//! `agentq list`.
+
+use agentq_shared::{config::Config, ops::ListFilter, status::JobState};
+
+use crate::{cmd::when, output, Failure};
+
+/// List jobs, newest first.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only jobs in this state (queued, waiting, preparing, running, completed, failed, blocked, cancelled, timed_out).
+    #[arg(long)]
+    pub state: Option<JobState>,
+    /// Only this agent pool (claude) or exact agent (claude:opus).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this repo (repo or org/repo).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only jobs created since (RFC 3339, or an age like 2h).
+    #[arg(long, value_parser = when::parse_since)]
+    pub since: Option<i64>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let jobs = store
+        .list(&ListFilter {
+            state: args.state,
+            agent: args.agent,
+            repo: args.repo,
+            since_ms: args.since,
+            limit: args.limit,
+        })
+        .await?;
+    if args.json {
+        for j in &jobs {
+            output::print_json(j);
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  reason",
+        "id", "state", "agent", "repo", "age", "att"
+    );
+    for j in &jobs {
+        let reason = if !j.question.is_empty() {
+            &j.question
+        } else if !j.error.is_empty() {
+            &j.error
+        } else {
+            &j.reason
+        };
+        let reason: String = reason
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        println!(
+            "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  {}",
+            j.id,
+            j.state.as_str(),
+            j.input.agent,
+            format!("{}/{}", j.input.org, j.input.repo),
+            when::short_age(&j.created_at),
+            j.attempt,
+            reason
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,53 @@
+//! `agentq logs ID [--follow]`: the agent's output, from any host.
+
+use std::{io::Write, time::Duration};
+
+use agentq_shared::config::Config;
+
+use crate::Failure;
+
+/// Print a job's agent output (the tail kept in Redis; the full log is in the
+/// workspace's `.meta/agent-{agent}.log` on the worker's host).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job id.
+    pub id: String,
+    /// Keep printing new output until the job is final.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    if store.get(&args.id).await?.is_none() {
+        return Err(Failure::refused(format!("no job with id {}", args.id)));
+    }
+    let mut last = "0".to_string();
+    let mut out = std::io::stdout();
+    loop {
+        let block = args.follow.then_some(Duration::from_millis(500));
+        let (next, bytes) = store.read_log(&args.id, &last, block).await?;
+        if !bytes.is_empty() {
+            let _ = out.write_all(&bytes);
+            let _ = out.flush();
+        }
+        let advanced = next != last;
+        last = next;
+        if !args.follow {
+            return Ok(0);
+        }
+        if !advanced {
+            let done = store
+                .get(&args.id)
+                .await?
+                .is_none_or(|r| r.state.is_final());
+            if done {
+                // One last read for output that raced the final state.
+                let (_, bytes) = store.read_log(&args.id, &last, None).await?;
+                let _ = out.write_all(&bytes);
+                return Ok(0);
+            }
+        }
+    }
+}

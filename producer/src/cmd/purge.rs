@@ -1,0 +1,40 @@
+//! `agentq purge --state S --older-than AGE`.
+
+use agentq_shared::{config::Config, status::JobState};
+use serde_json::json;
+
+use crate::{cmd::when, output, Failure};
+
+/// Delete the records of finished jobs in a state that got there longer ago than
+/// --older-than (workspaces on disk are left alone).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which finished state (completed, failed, blocked, cancelled, timed_out).
+    #[arg(long)]
+    pub state: JobState,
+    /// Age, like 7d, 12h, 30m.
+    #[arg(long, value_parser = when::parse_age)]
+    pub older_than: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    if !args.state.is_final() {
+        return Err(Failure::refused(format!(
+            "state: {} jobs are not finished; only finished jobs can be purged",
+            args.state
+        )));
+    }
+    let store = crate::connect(cfg).await?;
+    let before = chrono::Utc::now().timestamp_millis() - args.older_than * 1000;
+    let n = store.purge(args.state, before).await?;
+    if args.json {
+        output::print_json(&json!({"purged": n, "state": args.state}));
+    } else {
+        println!("purged {n} {} job(s)", args.state);
+    }
+    Ok(0)
+}

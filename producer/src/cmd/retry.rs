@@ -1,0 +1,85 @@
+//! `agentq retry`: run finished jobs again (a new attempt of the same job).
+
+use agentq_shared::{config::Config, ops::ListFilter, status::JobState};
+use serde_json::json;
+
+use crate::{cmd::when, output, Failure};
+
+/// Re-enqueue jobs: by id, or every job in a state (failed by default with
+/// --state), optionally of one agent and since a time. Each keeps its id and
+/// workspace; its attempt count goes up.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  agentq retry 01J...\n  agentq retry --state failed --agent claude --since 2h"
+)]
+pub struct Args {
+    /// Job ids.
+    #[arg(required_unless_present = "state")]
+    pub ids: Vec<String>,
+    /// Retry every job in this state (failed, timed_out, cancelled, blocked, completed).
+    #[arg(long, conflicts_with = "ids")]
+    pub state: Option<JobState>,
+    /// With --state: only this agent pool or agent.
+    #[arg(long, requires = "state")]
+    pub agent: Option<String>,
+    /// With --state: only jobs created since (RFC 3339, or an age like 2h).
+    #[arg(long, requires = "state", value_parser = when::parse_since)]
+    pub since: Option<i64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let ids: Vec<String> = match args.state {
+        Some(state) => {
+            if !state.is_final() {
+                return Err(Failure::refused(format!(
+                    "state: {state} jobs are not finished; only finished jobs can be retried"
+                )));
+            }
+            store
+                .list(&ListFilter {
+                    state: Some(state),
+                    agent: args.agent,
+                    since_ms: args.since,
+                    ..Default::default()
+                })
+                .await?
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        }
+        None => args.ids,
+    };
+    let mut retried = Vec::new();
+    let mut refused = Vec::new();
+    for id in ids {
+        match store.get(&id).await? {
+            None => refused.push((id, "no such job".to_string())),
+            Some(r) if !r.state.is_final() => {
+                refused.push((id, format!("is {}, not finished", r.state)))
+            }
+            Some(_) => {
+                store.rerun(&id, &[]).await?;
+                retried.push(id);
+            }
+        }
+    }
+    if args.json {
+        output::print_json(
+            &json!({"retried": retried, "refused": refused.iter().map(|(i, w)| json!({"id": i, "error": w})).collect::<Vec<_>>()}),
+        );
+    } else {
+        for id in &retried {
+            println!("retried {id}");
+        }
+        for (id, why) in &refused {
+            eprintln!("agentq: not retried: {id} {why}");
+        }
+        println!("{} re-enqueued", retried.len());
+    }
+    Ok(if refused.is_empty() { 0 } else { 1 })
+}

@@ -1,0 +1,449 @@
+//! Issue 6's acceptance: list, inspect, logs, retry, cancel, purge, events,
+//! workers, metrics and graceful shutdown, from CLI processes that share nothing
+//! with the worker but Redis.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use agentq_shared::status::JobState;
+use agentq_tests::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_inspect_logs_events_and_workers_show_the_right_jobs() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    env.remotes.create("core", "other", &[]);
+    let _w = env.worker("w1", 3);
+    let done = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test print hello-from-agent",
+        "--issue",
+        "1",
+    ]);
+    let failed = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "claude",
+        "--task",
+        "@agentq-test exit 5",
+        "--issue",
+        "2",
+    ]);
+    let blocked = env.enqueue(&[
+        "--repo",
+        "other",
+        "--task",
+        "@agentq-test block \"Which way?\"",
+        "--issue",
+        "3",
+    ]);
+    for id in [&done, &failed, &blocked] {
+        env.wait_final(id, LONG).await;
+    }
+
+    let all = json_lines(&env.cli_ok(&["list", "--json"]));
+    let ids: Vec<&str> = all.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [blocked.as_str(), failed.as_str(), done.as_str()],
+        "newest first"
+    );
+    let f = json_lines(&env.cli_ok(&["list", "--state", "failed", "--json"]));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["id"], failed.as_str());
+    assert_eq!(
+        json_lines(&env.cli_ok(&["list", "--agent", "claude", "--json"])).len(),
+        1
+    );
+    assert_eq!(
+        json_lines(&env.cli_ok(&["list", "--repo", "core/other", "--json"])).len(),
+        1
+    );
+    assert_eq!(
+        json_lines(&env.cli_ok(&["list", "--limit", "2", "--json"])).len(),
+        2
+    );
+    let table = env.cli_ok(&["list"]);
+    assert!(
+        table.contains(&failed)
+            && table.contains("Agent exited with code 5")
+            && table.contains("Which way?"),
+        "{table}"
+    );
+
+    let ins: serde_json::Value =
+        serde_json::from_str(&env.cli_ok(&["inspect", &failed, "--json"])).unwrap();
+    assert_eq!(ins["record"]["state"], "failed");
+    assert_eq!(ins["record"]["exit_code"], 5);
+    assert_eq!(ins["record"]["input"]["agent"], "claude");
+    assert!(ins["record"]["workspace_dir"]
+        .as_str()
+        .unwrap()
+        .ends_with("core/demo/task-2"));
+    let states: Vec<&str> = ins["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["preparing", "running", "failed"]);
+    assert!(ins["history"][0]["host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    assert!(
+        ins["log_tail"]
+            .as_str()
+            .unwrap()
+            .contains("argv[5]=--dangerously-skip-permissions"),
+        "{}",
+        ins["log_tail"]
+    );
+    let text = env.cli_ok(&["inspect", &blocked]);
+    assert!(
+        text.contains("Which way?") && text.contains("history"),
+        "{text}"
+    );
+
+    let log = env.cli_ok(&["logs", &done]);
+    assert!(log.contains("hello-from-agent"), "{log}");
+    let followed = env.cli_ok(&["logs", &done, "--follow"]);
+    assert_eq!(
+        log, followed,
+        "--follow of a finished job prints the same and ends"
+    );
+
+    let events = json_lines(&env.cli_ok(&["events", "--json"]));
+    let for_failed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["fields"]["job"] == failed.as_str())
+        .map(|e| e["fields"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(for_failed, ["queued", "preparing", "running", "failed"]);
+    let jsonl = std::fs::read_to_string(env.workspace_root().join("events.jsonl")).unwrap();
+    assert!(
+        jsonl
+            .lines()
+            .any(|l| l.contains(&failed) && l.contains("\"failed\"")),
+        "{jsonl}"
+    );
+
+    let workers = json_lines(&env.cli_ok(&["workers", "--json"]));
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!(workers[0]["concurrency"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_reruns_failed_jobs_as_new_attempts() {
+    require_docker();
+    let env = TestEnv::with_config("[backoff]\nfailures = 100\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 5);
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        ids.push(env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            "@agentq-test exit 1",
+            "--issue",
+            &i.to_string(),
+        ]));
+    }
+    let ok = env.enqueue(&["--repo", "demo", "--task", "fine", "--issue", "9"]);
+    for id in ids.iter().chain([&ok]) {
+        env.wait_final(id, LONG).await;
+    }
+    let out: serde_json::Value =
+        serde_json::from_str(&env.cli_ok(&["retry", "--state", "failed", "--json"])).unwrap();
+    assert_eq!(out["retried"].as_array().unwrap().len(), 5, "{out}");
+    for id in &ids {
+        let rec = env
+            .wait_for(id, LONG, |r| r.attempt == 2 && r.state.is_final())
+            .await;
+        assert_eq!(rec.state, JobState::Failed);
+        assert_eq!(rec.attempt, 2);
+        assert_eq!(rec.runs, 2);
+    }
+    assert_eq!(
+        env.store().await.get(&ok).await.unwrap().unwrap().attempt,
+        1,
+        "completed job untouched"
+    );
+    // By id, with a count; a running or unknown job is refused.
+    let text = env.cli_ok(&["retry", &ids[0]]);
+    assert!(text.ends_with("1 re-enqueued"), "{text}");
+    let out = env.cli(&["retry", "01NOSUCHJOB"], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_agent_and_keeps_a_queued_job_from_running() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // Queued, no worker yet: cancelled at once, never starts.
+    let queued = env.enqueue(&["--repo", "demo", "--task", "never", "--issue", "1"]);
+    let text = env.cli_ok(&["cancel", &queued]);
+    assert!(text.contains("cancelled"), "{text}");
+
+    let _w = env.worker("w1", 2);
+    let running = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test sleep 60",
+        "--issue",
+        "2",
+    ]);
+    env.wait_for(&running, LONG, |r| {
+        r.state == JobState::Running && !r.container.is_empty()
+    })
+    .await;
+    assert_eq!(containers_with_label("agentq.job", &running).len(), 1);
+    let asked = Instant::now();
+    env.cli_ok(&["cancel", &running]);
+    let rec = env.wait_final(&running, LONG).await;
+    assert_eq!(rec.state, JobState::Cancelled);
+    while !containers_with_label("agentq.job", &running).is_empty() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "container still there 5 s after cancel"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "cancel took {:?}",
+        asked.elapsed()
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let q = env.store().await.get(&queued).await.unwrap().unwrap();
+    assert_eq!(
+        (q.state, q.attempt, q.runs),
+        (JobState::Cancelled, 0, 0),
+        "{q:#?}"
+    );
+    assert!(q.workspace_dir.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_removes_old_finished_records() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 2);
+    let a = env.enqueue(&["--repo", "demo", "--task", "a", "--issue", "1"]);
+    let b = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test exit 1",
+        "--issue",
+        "2",
+    ]);
+    env.wait_final(&a, LONG).await;
+    env.wait_final(&b, LONG).await;
+    assert_eq!(
+        env.cli_ok(&["purge", "--state", "completed", "--older-than", "1h"]),
+        "purged 0 completed job(s)"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.cli_ok(&["purge", "--state", "completed", "--older-than", "1s"]),
+        "purged 1 completed job(s)"
+    );
+    assert!(env.store().await.get(&a).await.unwrap().is_none());
+    assert!(
+        env.store().await.get(&b).await.unwrap().is_some(),
+        "other states untouched"
+    );
+    let out = env.cli(&["purge", "--state", "running", "--older-than", "1s"], None);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_a_long_job_to_another_worker() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test sleep 8",
+        "--issue",
+        "1",
+    ]);
+    let mut w1 = env.worker_with_args("w1", &["--concurrency", "1", "--shutdown-timeout", "1"]);
+    let first = env
+        .wait_for(&id, LONG, |r| {
+            r.state == JobState::Running && !r.container.is_empty()
+        })
+        .await;
+    let status = w1.signal_and_wait("TERM", Duration::from_secs(30));
+    assert!(status.success(), "worker exited with {status}");
+    assert!(
+        containers_with_label("agentq.job", &id).is_empty(),
+        "the agent container was left behind"
+    );
+    let rec = env.store().await.get(&id).await.unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Queued, "{rec:#?}");
+
+    let _w2 = env.worker("w2", 1);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_ne!(rec.worker, first.worker);
+    assert_eq!(rec.attempt, 2);
+}
+
+/// Minimal Prometheus/OpenMetrics text check: every sample line is
+/// `name{labels} value`, with a numeric value; returns samples by name+labels.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line: {line}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in: {line}"));
+        let name_end = key.find('{').unwrap_or(key.len());
+        let name = &key[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in: {line}"
+        );
+        if name_end < key.len() {
+            assert!(key.ends_with('}'), "bad labels in: {line}");
+        }
+        out.insert(key.to_string(), v);
+    }
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_and_count_the_jobs_run() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let port = free_port();
+    let _w = env.worker_with_args(
+        "w1",
+        &[
+            "--concurrency",
+            "3",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let ids = [
+        env.enqueue(&["--repo", "demo", "--task", "a", "--issue", "1"]),
+        env.enqueue(&["--repo", "demo", "--task", "b", "--issue", "2"]),
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            "@agentq-test exit 2",
+            "--issue",
+            "3",
+        ]),
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--agent",
+            "gemini",
+            "--task",
+            "@agentq-test block \"?\"",
+            "--issue",
+            "4",
+        ]),
+    ];
+    for id in &ids {
+        env.wait_final(id, LONG).await;
+    }
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m = parse_metrics(&text);
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("{k} missing in:\n{text}"))
+    };
+    assert_eq!(
+        get(r#"agentq_jobs_total{agent="codex",state="completed"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"agentq_jobs_total{agent="codex",state="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"agentq_jobs_total{agent="gemini",state="blocked"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"agentq_job_duration_seconds_count{pool="codex"}"#),
+        3.0
+    );
+    assert_eq!(get("agentq_queue_depth"), 0.0);
+    assert_eq!(get(r#"agentq_running{pool="codex"}"#), 0.0);
+    assert_eq!(get(r#"agentq_waiting{reason="slot"}"#), 0.0);
+    assert!(Path::new(&env.workspace_root())
+        .join("events.jsonl")
+        .is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_survives_a_redis_restart() {
+    require_docker();
+    let mut env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 2);
+    let before = env.enqueue(&["--repo", "demo", "--task", "before", "--issue", "1"]);
+    env.wait_final(&before, LONG).await;
+    env.restart_redis();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Redis came back empty (no persistence in tests): new work must still flow.
+    let after = env.enqueue(&["--repo", "demo", "--task", "after", "--issue", "2"]);
+    let rec = env.wait_final(&after, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+}
