@@ -47,6 +47,10 @@ pub struct Config {
     pub slot_retry_ms: u64,
     /// How often an idle worker looks for due and new jobs, milliseconds.
     pub poll_ms: u64,
+    /// Run build/lint/test checks after a completed agent run.
+    pub auto_qa: bool,
+    /// Time limit of each QA command, seconds.
+    pub qa_timeout_secs: u64,
     /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
     pub agents: BTreeMap<String, AgentConfig>,
 }
@@ -87,7 +91,20 @@ pub struct ForgeConfig {
     /// Base URL, e.g. `https://forge.example` (env `AGENTQ_FORGE_URL`). Empty: no forge.
     pub url: String,
     /// Name of the environment variable holding the API token (never the token itself).
+    /// The same token authenticates `git push` (as the password of `git_user`).
     pub token_env: String,
+    /// User name for `git push` over HTTP.
+    pub git_user: String,
+    /// Push the agent's branch and open a pull request when it has new commits.
+    pub auto_pr: bool,
+    /// Open the pull request even when QA failed.
+    pub pr_on_qa_failure: bool,
+    /// Base branch of pull requests; empty: the repository's default branch.
+    pub base_branch: String,
+    /// Retries of a forge call on 429/5xx/connection errors.
+    pub max_retries: u32,
+    /// First retry delay in ms (doubles per retry; `Retry-After` wins).
+    pub retry_base_ms: u64,
 }
 
 impl Default for ForgeConfig {
@@ -95,6 +112,12 @@ impl Default for ForgeConfig {
         Self {
             url: String::new(),
             token_env: "FORGE_TOKEN".into(),
+            git_user: "agentq".into(),
+            auto_pr: true,
+            pr_on_qa_failure: false,
+            base_branch: String::new(),
+            max_retries: 4,
+            retry_base_ms: 500,
         }
     }
 }
@@ -109,6 +132,8 @@ pub struct AgentConfig {
     pub timeout_secs: Option<u64>,
     /// Extra env keys forwarded by name.
     pub env_keys: Vec<String>,
+    /// QA commands for this pool, replacing the detected ones (each an argument vector).
+    pub qa: Option<Vec<Vec<String>>>,
 }
 
 impl Default for Config {
@@ -128,6 +153,8 @@ impl Default for Config {
             admission: Default::default(),
             slot_retry_ms: 1000,
             poll_ms: 500,
+            auto_qa: true,
+            qa_timeout_secs: 900,
             agents: BTreeMap::new(),
         }
     }

@@ -13,6 +13,8 @@ pub const LABEL_JOB: &str = "agentq.job";
 pub const LABEL_ATTEMPT: &str = "agentq.attempt";
 /// Label: the worker id that started the container.
 pub const LABEL_WORKER: &str = "agentq.worker";
+/// Label: `agent` or `qa`.
+pub const LABEL_STAGE: &str = "agentq.stage";
 /// Label: the namespace, so reaping never touches another installation's containers.
 pub const LABEL_NAMESPACE: &str = "agentq.namespace";
 
@@ -60,11 +62,32 @@ pub fn agent_container(
     job: &ContainerJob<'_>,
     env: impl Fn(&str) -> Option<String>,
 ) -> ContainerCreateBody {
-    let pool = job.agent.pool();
     let (cmd, args) = job.agent.command(job.prompt);
     let mut command = vec![cmd];
     command.extend(args);
+    container_body(cfg, job, command, Some(&env), "agent")
+}
 
+/// The create-container body for one QA command: the job's image, the repository
+/// at `/workspace`, the same hardening as the agent, no API keys and no agent
+/// config directories.
+pub fn qa_container(
+    cfg: &Config,
+    job: &ContainerJob<'_>,
+    command: Vec<String>,
+) -> ContainerCreateBody {
+    container_body(cfg, job, command, None::<&fn(&str) -> Option<String>>, "qa")
+}
+
+fn container_body<F: Fn(&str) -> Option<String>>(
+    cfg: &Config,
+    job: &ContainerJob<'_>,
+    command: Vec<String>,
+    env: Option<&F>,
+    stage: &str,
+) -> ContainerCreateBody {
+    let pool = job.agent.pool();
+    let env = |k: &str| env.and_then(|f| f(k));
     let mut env_list = Vec::new();
     let mut keys: Vec<&String> = cfg.docker.env_keys.iter().collect();
     if let Some(a) = cfg.agents.get(pool) {
@@ -81,6 +104,8 @@ pub fn agent_container(
         "NO_COLOR=1".to_string(),
         "CI=true".to_string(),
         "HOME=/home/dev".to_string(),
+        "GOCACHE=/tmp/go-cache".to_string(),
+        "GOPATH=/tmp/go".to_string(),
         format!("GIT_USER_NAME={}", d.git_user_name),
         format!("GIT_USER_EMAIL={}", d.git_user_email),
         format!("GIT_AUTHOR_NAME={}", d.git_user_name),
@@ -101,6 +126,9 @@ pub fn agent_container(
         "gemini" => config_dirs.push(".gemini"),
         _ => {}
     }
+    if stage != "agent" {
+        config_dirs.clear();
+    }
     for dir in config_dirs {
         let src = home.join(dir);
         if src.is_dir() {
@@ -113,6 +141,7 @@ pub fn agent_container(
         (LABEL_ATTEMPT.to_string(), job.attempt.to_string()),
         (LABEL_WORKER.to_string(), job.worker_id.to_string()),
         (LABEL_NAMESPACE.to_string(), job.namespace.to_string()),
+        (LABEL_STAGE.to_string(), stage.to_string()),
     ]);
 
     let host_config = HostConfig {
@@ -126,7 +155,7 @@ pub fn agent_container(
         pids_limit: (d.pids_limit > 0).then_some(d.pids_limit),
         tmpfs: Some(HashMap::from([(
             "/tmp".to_string(),
-            "rw,nosuid,size=512m".to_string(),
+            "rw,exec,nosuid,nodev,size=1g".to_string(),
         )])),
         init: Some(true),
         ..Default::default()

@@ -50,6 +50,16 @@ pub struct JobRecord {
     pub resumed: bool,
     /// The answer given with `agentq resume`, written to `ANSWER.md`.
     pub answer: String,
+    /// QA result: `passed`, `failed`, `skipped`, or empty when QA did not run.
+    pub qa_status: String,
+    /// The QA command that failed.
+    pub qa_command: String,
+    /// The end of the QA output.
+    pub qa_output: String,
+    /// The pull request, if one was opened or found.
+    pub pr_url: String,
+    /// Forge errors met while reporting (the job's own outcome stands).
+    pub forge_error: String,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -84,6 +94,11 @@ impl JobRecord {
             prompt: String::new(),
             resumed: false,
             answer: String::new(),
+            qa_status: String::new(),
+            qa_command: String::new(),
+            qa_output: String::new(),
+            pr_url: String::new(),
+            forge_error: String::new(),
             created_at: now.to_string(),
             updated_at: now.to_string(),
             started_at: String::new(),
@@ -120,6 +135,11 @@ impl JobRecord {
             ("prompt", self.prompt.clone()),
             ("resumed", if self.resumed { "1" } else { "0" }.to_string()),
             ("answer", self.answer.clone()),
+            ("qa_status", self.qa_status.clone()),
+            ("qa_command", self.qa_command.clone()),
+            ("qa_output", self.qa_output.clone()),
+            ("pr_url", self.pr_url.clone()),
+            ("forge_error", self.forge_error.clone()),
             ("created_at", self.created_at.clone()),
             ("updated_at", self.updated_at.clone()),
             ("started_at", self.started_at.clone()),
@@ -162,6 +182,11 @@ impl JobRecord {
             prompt: take("prompt"),
             resumed: take("resumed") == "1",
             answer: take("answer"),
+            qa_status: take("qa_status"),
+            qa_command: take("qa_command"),
+            qa_output: take("qa_output"),
+            pr_url: take("pr_url"),
+            forge_error: take("forge_error"),
             created_at: take("created_at"),
             updated_at: take("updated_at"),
             started_at: take("started_at"),

@@ -134,6 +134,28 @@ pub struct WorkspaceStatus {
     /// When the job reached its state (RFC 3339).
     #[serde(default)]
     pub updated_at: String,
+    /// QA result, when QA ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qa: Option<QaSummary>,
+    /// The pull request, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pr_url: String,
+    /// Forge errors met while reporting.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub forge_error: String,
+}
+
+/// QA's result as `status.json` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QaSummary {
+    /// `passed`, `failed` or `skipped`.
+    pub status: String,
+    /// The command that failed, if one did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// The end of the output.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
 }
 
 impl WorkspaceStatus {

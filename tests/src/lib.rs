@@ -219,6 +219,7 @@ pub struct TestEnv {
     /// This world's Redis namespace (unique, so tests sharing one Docker engine
     /// never touch each other's containers).
     pub ns: String,
+    extra_env: std::sync::Mutex<HashMap<&'static str, String>>,
 }
 
 /// The base config every test starts from: fast heartbeats and retries.
@@ -261,6 +262,7 @@ impl TestEnv {
             dir,
             config_path,
             ns,
+            extra_env: Default::default(),
         }
     }
 
@@ -269,8 +271,20 @@ impl TestEnv {
         self.dir.path().join("ws")
     }
 
+    /// Sets (or overrides) an environment variable for every agentq process
+    /// started from now on.
+    pub fn set_env(&self, key: &'static str, value: impl Into<String>) {
+        self.extra_env.lock().unwrap().insert(key, value.into());
+    }
+
     /// Environment for agentq processes.
     pub fn env(&self) -> HashMap<&'static str, String> {
+        let mut env = self.base_env();
+        env.extend(self.extra_env.lock().unwrap().clone());
+        env
+    }
+
+    fn base_env(&self) -> HashMap<&'static str, String> {
         HashMap::from([
             ("AGENTQ_REDIS_URL", self.redis.url()),
             (

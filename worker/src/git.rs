@@ -13,11 +13,21 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// # Errors
 /// Spawn failure, timeout, or a non-zero exit (with git's stderr).
 pub async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    git_env(dir, args, &[]).await
+}
+
+/// [`git`] with extra environment variables for this one process (e.g. the askpass
+/// helper and the credentials it prints). Their values never reach errors or logs.
+///
+/// # Errors
+/// As [`git`].
+pub async fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(GIT_TIMEOUT, cmd.output())

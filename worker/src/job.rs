@@ -6,10 +6,11 @@ use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
 use agentq_shared::{
     agent::AgentSpec,
     container::{agent_container, ContainerJob},
+    forge::CommitState,
     lease::Acquire,
     limits::Admission,
     record::JobRecord,
-    status::{detect_final_status, FinalStatus, JobState, WorkspaceStatus},
+    status::{detect_final_status, FinalStatus, JobState, QaSummary, WorkspaceStatus},
     store::{now_rfc3339, Delivery},
     workspace::Workspace,
 };
@@ -19,6 +20,8 @@ use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
     prep::{prepare, PrepError, Prepared},
+    qa::QaResult,
+    report,
 };
 
 /// Why the guard asks a running agent to stop.
@@ -372,14 +375,15 @@ async fn stages(
     if *stop.borrow() == StopReason::Shutdown {
         return Err(StageError::Interrupted);
     }
+    let mut forge_errors = report::ForgeErrors::default();
+    report::start_stopwatch(ctx, rec, &mut forge_errors).await;
     let ran = std::time::Instant::now();
-    let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop)
-        .await
-        .map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+    let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop.clone()).await;
     let ran_for = ran.elapsed();
+    report::stop_stopwatch(ctx, rec, &mut forge_errors).await;
+    let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
 
-    // Stage 3: finish.
-    let (state, question, exit_code) = match ended {
+    let (mut state, mut question, exit_code) = match ended {
         Ended::Exited(code) => {
             let FinalStatus { state, question } = detect_final_status(&ws.repo_dir(), code);
             (state, question, Some(code))
@@ -412,13 +416,122 @@ async fn stages(
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "cannot record the outcome for pool backoff"),
     }
-    write_status(
-        rec, &prepared, state, runs, attempt, started, &question, exit_code,
-    );
+
+    // Stage 3: QA, with the branch pushed first so its head can carry a status.
+    let mut qa = None;
+    let mut pr_url = None;
+    if state == JobState::Completed {
+        let pushed = report::push_branch(ctx, rec, &prepared, &mut forge_errors).await;
+        if ctx.cfg.auto_qa {
+            store
+                .transition(&rec.id, JobState::Qa, Some(rec.seq), &[])
+                .await
+                .map_err(redis_err)?;
+            if let Some(p) = &pushed {
+                report::set_status(
+                    ctx,
+                    rec,
+                    p,
+                    CommitState::Pending,
+                    "QA running",
+                    &mut forge_errors,
+                )
+                .await;
+            }
+            let result = crate::qa::run(ctx, rec, attempt, &agent, &prepared, stop)
+                .await
+                .map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+            let result = match result {
+                Ok(r) => r,
+                Err(Ended::Interrupted) => return Err(StageError::Interrupted),
+                Err(_) => QaResult {
+                    status: "failed",
+                    command: String::new(),
+                    detail: "cancelled".into(),
+                    output_tail: String::new(),
+                },
+            };
+            if result.status == "failed" {
+                state = JobState::Failed;
+                question = result.question();
+            }
+            if let Some(p) = &pushed {
+                let (st, desc) = match result.status {
+                    "failed" => (CommitState::Failure, question.clone()),
+                    "passed" => (CommitState::Success, "QA passed".to_string()),
+                    _ => (
+                        CommitState::Success,
+                        "QA skipped: nothing to build or test".to_string(),
+                    ),
+                };
+                report::set_status(ctx, rec, p, st, &desc, &mut forge_errors).await;
+            }
+            qa = Some(result);
+        }
+        if let Some(p) = &pushed {
+            if state == JobState::Completed || ctx.cfg.forge.pr_on_qa_failure {
+                pr_url = report::open_pull(ctx, rec, &prepared, p, &mut forge_errors).await;
+            }
+        }
+    }
+
+    // Stage 4: report.
+    if rec.input.issue > 0 && ctx.forge.is_some() {
+        store
+            .transition(&rec.id, JobState::Reporting, Some(rec.seq), &[])
+            .await
+            .map_err(redis_err)?;
+        let outcome = report::Outcome {
+            state,
+            question: &question,
+            qa: qa.as_ref(),
+            pr_url: pr_url.as_deref(),
+            branch: &prepared.branch,
+        };
+        report::comment(ctx, rec, &outcome, &mut forge_errors).await;
+    }
+    let forge_error = forge_errors.text();
+    let qa_summary = qa.as_ref().map(|q| QaSummary {
+        status: q.status.to_string(),
+        command: q.command.clone(),
+        output_tail: q.output_tail.clone(),
+    });
+    let st = WorkspaceStatus {
+        status: state.to_string(),
+        question: question.clone(),
+        exit_code,
+        qa: qa_summary.clone(),
+        pr_url: pr_url.clone().unwrap_or_default(),
+        forge_error: forge_error.clone(),
+        ..base_status(rec, runs, attempt, started, prepared.branch.clone())
+    };
+    if let Err(e) = st.write_atomic(&ws.status_file()) {
+        tracing::warn!(job = %rec.id, error = %e, "cannot write status.json");
+    }
     let mut fields = vec![
         ("question", question),
         ("finished_at", now_rfc3339()),
         ("error", String::new()),
+        ("forge_error", forge_error),
+        ("pr_url", pr_url.unwrap_or_default()),
+        (
+            "qa_status",
+            qa_summary
+                .as_ref()
+                .map(|q| q.status.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "qa_command",
+            qa_summary
+                .as_ref()
+                .map(|q| q.command.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "qa_output",
+            qa_summary.map(|q| q.output_tail).unwrap_or_default(),
+        ),
     ];
     if let Some(c) = exit_code {
         fields.push(("exit_code", c.to_string()));
@@ -431,6 +544,13 @@ async fn stages(
     Ok(())
 }
 
+/// `uid:gid` owning the workspace: containers run as the workspace's owner.
+pub fn workspace_user(ws: &Workspace) -> Option<String> {
+    std::fs::metadata(&ws.dir)
+        .ok()
+        .map(|m| format!("{}:{}", m.uid(), m.gid()))
+}
+
 async fn run_agent(
     ctx: &Arc<WorkerCtx>,
     rec: &JobRecord,
@@ -440,9 +560,7 @@ async fn run_agent(
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     let ws = &prepared.workspace;
-    let user = std::fs::metadata(&ws.dir)
-        .ok()
-        .map(|m| format!("{}:{}", m.uid(), m.gid()));
+    let user = workspace_user(ws);
     let job = ContainerJob {
         job_id: &rec.id,
         attempt,
@@ -571,6 +689,7 @@ fn base_status(
         attempt,
         exit_code: None,
         updated_at: now_rfc3339(),
+        ..Default::default()
     }
 }
 

@@ -9,6 +9,8 @@ mod git;
 mod job;
 mod metrics;
 mod prep;
+mod qa;
+mod report;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

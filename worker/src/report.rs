@@ -1,0 +1,294 @@
+//! Write-back to the forge: issue stopwatch, branch push, commit status, pull
+//! request and the outcome comment (upstream `auto_pr.go`). Forge trouble is
+//! recorded on the job and never changes the job's own outcome.
+
+use std::{path::Path, sync::Arc};
+
+use agentq_shared::{
+    forge::{job_marker, CommitState, CreatePull, CreateStatus, ForgeClient, StopwatchOutcome},
+    record::JobRecord,
+    status::JobState,
+};
+
+use crate::{context::WorkerCtx, git::git_env, prep::Prepared, qa::QaResult};
+
+/// Commit status context agentq reports under.
+pub const STATUS_CONTEXT: &str = "agentq/qa";
+
+/// The askpass helper git runs for push credentials. It holds no secret: it
+/// prints what the worker passes in its environment for that one git process.
+const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$AGENTQ_GIT_USER\" ;;\n  *) printf '%s\\n' \"$AGENTQ_GIT_TOKEN\" ;;\nesac\n";
+
+/// Errors met while talking to the forge, for the job record.
+#[derive(Debug, Default)]
+pub struct ForgeErrors(Vec<String>);
+
+impl ForgeErrors {
+    fn add(&mut self, what: &str, e: impl std::fmt::Display) {
+        tracing::warn!(error = %e, "forge: {what} failed");
+        self.0.push(format!("{what}: {e}"));
+    }
+
+    /// All errors, one per line.
+    pub fn text(&self) -> String {
+        self.0.join("\n")
+    }
+}
+
+fn forge_for<'a>(ctx: &'a WorkerCtx, rec: &JobRecord) -> Option<&'a ForgeClient> {
+    (rec.input.issue > 0).then_some(()).and(ctx.forge.as_ref())
+}
+
+/// Starts the issue's stopwatch ("already started" is fine).
+pub async fn start_stopwatch(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErrors) {
+    if let Some(f) = forge_for(ctx, rec) {
+        match f
+            .start_stopwatch(&rec.input.org, &rec.input.repo, rec.input.issue)
+            .await
+        {
+            Ok(StopwatchOutcome::Done | StopwatchOutcome::AlreadyInState) => {}
+            Err(e) => errors.add("start stopwatch", e),
+        }
+    }
+}
+
+/// Stops the issue's stopwatch ("not started" is fine).
+pub async fn stop_stopwatch(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErrors) {
+    if let Some(f) = forge_for(ctx, rec) {
+        match f
+            .stop_stopwatch(&rec.input.org, &rec.input.repo, rec.input.issue)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => errors.add("stop stopwatch", e),
+        }
+    }
+}
+
+/// The pushed branch: its head and the base it is ahead of.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// Head commit.
+    pub sha: String,
+    /// Base branch.
+    pub base: String,
+}
+
+/// Pushes the agent's branch when it has commits ahead of the base branch.
+/// Credentials go to git through an askpass helper, never in the URL or logs.
+pub async fn push_branch(
+    ctx: &Arc<WorkerCtx>,
+    rec: &JobRecord,
+    prepared: &Prepared,
+    errors: &mut ForgeErrors,
+) -> Option<Pushed> {
+    let forge = ctx.forge.as_ref()?;
+    if !ctx.cfg.forge.auto_pr {
+        return None;
+    }
+    let repo = prepared.workspace.repo_dir();
+    let base = if !ctx.cfg.forge.base_branch.is_empty() {
+        ctx.cfg.forge.base_branch.clone()
+    } else {
+        match forge.get_repo(&rec.input.org, &rec.input.repo).await {
+            Ok(r) if !r.default_branch.is_empty() => r.default_branch,
+            Ok(_) => "main".into(),
+            Err(e) => {
+                errors.add("read repository", &e);
+                return None;
+            }
+        }
+    };
+    let ahead = git_env(
+        &repo,
+        &["rev-list", "--count", &format!("origin/{base}..HEAD")],
+        &[],
+    )
+    .await;
+    match ahead.as_deref().map(str::parse::<u64>) {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(_) => return None,
+        Err(e) => {
+            errors.add("count commits ahead of the base", e);
+            return None;
+        }
+    }
+    let sha = match git_env(&repo, &["rev-parse", "HEAD"], &[]).await {
+        Ok(s) => s,
+        Err(e) => {
+            errors.add("read head", e);
+            return None;
+        }
+    };
+    let helper = match askpass_helper(&ctx.cfg.workspace_root) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.add("write askpass helper", e);
+            return None;
+        }
+    };
+    let token = std::env::var(&ctx.cfg.forge.token_env).unwrap_or_default();
+    let helper_s = helper.to_string_lossy().into_owned();
+    let env = [
+        ("GIT_ASKPASS", helper_s.as_str()),
+        ("AGENTQ_GIT_USER", ctx.cfg.forge.git_user.as_str()),
+        ("AGENTQ_GIT_TOKEN", token.as_str()),
+    ];
+    let refspec = format!("HEAD:refs/heads/{}", prepared.branch);
+    let push = git_env(
+        &repo,
+        &[
+            "-c",
+            "credential.helper=",
+            "push",
+            "--quiet",
+            "--force-with-lease",
+            "origin",
+            &refspec,
+        ],
+        &env,
+    )
+    .await;
+    if let Err(e) = push {
+        errors.add("push branch", e);
+        return None;
+    }
+    Some(Pushed { sha, base })
+}
+
+fn askpass_helper(root: &Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(".agentq-askpass");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
+        agentq_shared::fsutil::write_atomic(&path, ASKPASS.as_bytes())?;
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+    Ok(path)
+}
+
+/// Sets the commit status of the pushed head.
+pub async fn set_status(
+    ctx: &WorkerCtx,
+    rec: &JobRecord,
+    pushed: &Pushed,
+    state: CommitState,
+    description: &str,
+    errors: &mut ForgeErrors,
+) {
+    let Some(forge) = ctx.forge.as_ref() else {
+        return;
+    };
+    let status = CreateStatus {
+        state,
+        target_url: None,
+        description: Some(description.chars().take(140).collect()),
+        context: STATUS_CONTEXT.into(),
+    };
+    if let Err(e) = forge
+        .create_status(&rec.input.org, &rec.input.repo, &pushed.sha, &status)
+        .await
+    {
+        errors.add("set commit status", e);
+    }
+}
+
+/// Opens the pull request for the pushed branch, or finds the one already open.
+pub async fn open_pull(
+    ctx: &WorkerCtx,
+    rec: &JobRecord,
+    prepared: &Prepared,
+    pushed: &Pushed,
+    errors: &mut ForgeErrors,
+) -> Option<String> {
+    let forge = ctx.forge.as_ref()?;
+    let i = &rec.input;
+    let repo = prepared.workspace.repo_dir();
+    let commits = git_env(
+        &repo,
+        &["log", "--oneline", &format!("origin/{}..HEAD", pushed.base)],
+        &[],
+    )
+    .await
+    .unwrap_or_default();
+    let first_line = i.task.lines().next().unwrap_or("").trim();
+    let short: String = first_line.chars().take(60).collect();
+    let mut body = format!("{}\n\n", i.task.trim());
+    if i.issue > 0 {
+        body.push_str(&format!("Closes #{}\n\n", i.issue));
+    }
+    body.push_str(&format!(
+        "- Agent: `{}`\n- Branch: `{}`\n- Job: `{}`\n\nCommits:\n```\n{}\n```\n",
+        i.agent, prepared.branch, rec.id, commits
+    ));
+    let pull = CreatePull {
+        head: prepared.branch.clone(),
+        base: pushed.base.clone(),
+        title: format!("[agent/{}] {}", i.agent, short),
+        body,
+    };
+    match forge.find_or_create_pull(&i.org, &i.repo, &pull).await {
+        Ok((pr, _created)) => Some(pr.html_url),
+        Err(e) => {
+            errors.add("open pull request", e);
+            None
+        }
+    }
+}
+
+/// What the outcome comment says.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    /// Final state.
+    pub state: JobState,
+    /// Question or failure reason.
+    pub question: &'a str,
+    /// QA result.
+    pub qa: Option<&'a QaResult>,
+    /// Pull request URL.
+    pub pr_url: Option<&'a str>,
+    /// The agent's branch.
+    pub branch: &'a str,
+}
+
+/// Posts the outcome on the issue, or edits agentq's earlier comment for this job
+/// (found by a hidden marker), so a re-run never posts twice.
+pub async fn comment(
+    ctx: &WorkerCtx,
+    rec: &JobRecord,
+    outcome: &Outcome<'_>,
+    errors: &mut ForgeErrors,
+) {
+    let Some(forge) = forge_for(ctx, rec) else {
+        return;
+    };
+    let mut body = format!(
+        "**agentq** job `{}`: **{}**\n\n- Agent: `{}`\n- Branch: `{}`\n",
+        rec.id, outcome.state, rec.input.agent, outcome.branch
+    );
+    if let Some(qa) = outcome.qa {
+        let detail = if qa.command.is_empty() {
+            String::new()
+        } else {
+            format!(" (`{}` {})", qa.command, qa.detail)
+        };
+        body.push_str(&format!("- QA: {}{}\n", qa.status, detail));
+    }
+    if let Some(url) = outcome.pr_url {
+        body.push_str(&format!("- Pull request: {url}\n"));
+    }
+    if !outcome.question.is_empty() {
+        let label = if outcome.state == JobState::Blocked {
+            "Question"
+        } else {
+            "Reason"
+        };
+        body.push_str(&format!("\n**{label}:** {}\n", outcome.question));
+    }
+    let i = &rec.input;
+    if let Err(e) = forge
+        .upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body)
+        .await
+    {
+        errors.add("comment on issue", e);
+    }
+}
