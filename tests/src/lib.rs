@@ -33,10 +33,15 @@ pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let path = target.join("debug").join(name);
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let path = target.join(profile).join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`, or `scripts/test`)",
+        "{} is missing: build the binaries first (`cargo build --workspace --bins [--release]`, or `scripts/test`)",
         path.display()
     );
     path

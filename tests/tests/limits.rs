@@ -333,3 +333,25 @@ async fn waiting_costs_no_attempts_and_little_redis() {
     assert_eq!(rec.attempt, 1);
     eprintln!("redis commands/s while 5 jobs waited: {rate:.1}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pacing_spaces_the_starts_of_a_pool() {
+    require_docker();
+    let env = TestEnv::with_config("[rates]\ngemini = 2\n");
+    env.remotes.create("core", "demo", &[]);
+    let ids = enqueue_many(&env, "gemini", "paced", 1, 3);
+    let _w = env.worker("w1", 4);
+    let mut starts: Vec<f64> = finish_all(&env, &ids)
+        .await
+        .iter()
+        .flat_map(intervals)
+        .map(|i| i.0)
+        .collect();
+    starts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    for w in starts.windows(2) {
+        assert!(
+            w[1] - w[0] >= 1.9,
+            "gemini starts closer than the 2 s pace: {starts:?}"
+        );
+    }
+}

@@ -15,6 +15,9 @@ pub struct Args {
     /// Keep printing new output until the job is final.
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Print JSON: one object per chunk of output (`{"job", "data"}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the command.
@@ -29,8 +32,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         let block = args.follow.then_some(Duration::from_millis(500));
         let (next, bytes) = store.read_log(&args.id, &last, block).await?;
         if !bytes.is_empty() {
-            let _ = out.write_all(&bytes);
-            let _ = out.flush();
+            emit(&mut out, &args, &bytes);
         }
         let advanced = next != last;
         last = next;
@@ -45,9 +47,21 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             if done {
                 // One last read for output that raced the final state.
                 let (_, bytes) = store.read_log(&args.id, &last, None).await?;
-                let _ = out.write_all(&bytes);
+                if !bytes.is_empty() {
+                    emit(&mut out, &args, &bytes);
+                }
                 return Ok(0);
             }
         }
     }
+}
+
+fn emit(out: &mut std::io::Stdout, args: &Args, bytes: &[u8]) {
+    if args.json {
+        let line = serde_json::json!({"job": args.id, "data": String::from_utf8_lossy(bytes)});
+        let _ = writeln!(out, "{line}");
+    } else {
+        let _ = out.write_all(bytes);
+    }
+    let _ = out.flush();
 }

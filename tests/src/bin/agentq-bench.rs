@@ -1,0 +1,154 @@
+//! Measures agentq on this machine: enqueue throughput (batch and single), the cost
+//! of the admission script, and end-to-end dispatch throughput and latency through
+//! a real worker, Redis and Docker. Results go to stdout as a Markdown table.
+//!
+//! Run: `cargo build --release --workspace --bins && cargo run --release -p agentq-tests --bin agentq-bench`
+
+use std::time::{Duration, Instant};
+
+use agentq_shared::{agent::AgentSpec, limits::AdmissionConfig, status::JobState};
+use agentq_tests::*;
+
+fn ndjson(n: usize, first_issue: usize, task: &str) -> String {
+    (first_issue..first_issue + n)
+        .map(|i| format!("{{\"repo\":\"demo\",\"task\":\"{task}\",\"issue\":{i}}}\n"))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    require_docker();
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    // 1. Batch enqueue: 10 000 NDJSON lines through one `agentq enqueue -`.
+    let env = TestEnv::new();
+    let lines = ndjson(10_000, 1, "bench");
+    let t = Instant::now();
+    let out = env.cli(&["enqueue", "-"], Some(&lines));
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rows.push((
+        "batch enqueue, 10 000 NDJSON jobs, one process".into(),
+        format!(
+            "{:.0} jobs/s ({:.2} s)",
+            10_000.0 / took.as_secs_f64(),
+            took.as_secs_f64()
+        ),
+    ));
+
+    // 2. Single enqueue: one process per job, as a script calling the CLI would.
+    let t = Instant::now();
+    for i in 0..100 {
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            "one",
+            "--issue",
+            &(20_000 + i).to_string(),
+        ]);
+    }
+    let took = t.elapsed();
+    rows.push((
+        "single enqueue, 100 `agentq enqueue` processes".into(),
+        format!("{:.1} ms per job", took.as_secs_f64() * 10.0),
+    ));
+
+    // 3. Admission: admit + release on one pool, in-process.
+    let store = env.store().await;
+    let cfg: AdmissionConfig = toml_limits();
+    let agent = AgentSpec::parse("claude:opus").unwrap();
+    let t = Instant::now();
+    for i in 0..5_000 {
+        let id = format!("bench-{i}");
+        store
+            .admit(
+                &cfg,
+                &agent,
+                &id,
+                Duration::from_secs(30),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        store.release_slot(&agent, &id).await.unwrap();
+    }
+    let took = t.elapsed();
+    rows.push((
+        "admission: admit + release (Lua), 5 000 cycles".into(),
+        format!("{:.0} cycles/s", 5_000.0 / took.as_secs_f64()),
+    ));
+    drop(env);
+
+    // 4. End to end: 60 trivial jobs, one worker, concurrency 4.
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("bench", 4);
+    // Warm-up: the first job pays for the worker's start.
+    let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
+    env.wait_final(&warm, Duration::from_secs(120)).await;
+    let out = env.cli(&["enqueue", "-", "--json"], Some(&ndjson(60, 1, "trivial")));
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut latencies = Vec::new();
+    for id in &ids {
+        let rec = env.wait_final(id, Duration::from_secs(600)).await;
+        assert_eq!(rec.state, JobState::Completed);
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        latencies.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+    }
+    let took = t.elapsed();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rows.push((
+        "dispatch: 60 trivial jobs, 1 worker × 4, clone + container + QA skip".into(),
+        format!(
+            "{:.2} jobs/s ({:.1} s)",
+            60.0 / took.as_secs_f64(),
+            took.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        "per job, prep start → final state (p50 / p95)".into(),
+        format!(
+            "{:.2} s / {:.2} s",
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() * 95 / 100]
+        ),
+    ));
+
+    println!("| measurement | result |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+}
+
+fn toml_limits() -> AdmissionConfig {
+    let mut cfg = AdmissionConfig::default();
+    cfg.limits.insert(
+        "claude".into(),
+        agentq_shared::limits::LimitSpec::Detailed(
+            [
+                ("total".to_string(), 1000u32),
+                ("opus".to_string(), 1000u32),
+            ]
+            .into(),
+        ),
+    );
+    cfg
+}
