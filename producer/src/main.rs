@@ -106,6 +106,17 @@ pub fn load_config(
     Ok(cfg)
 }
 
+/// Reads job `id`, or refuses (exit 1) with a hint when there is no such job.
+pub async fn job_or_refuse(
+    store: &JobStore,
+    id: &str,
+) -> Result<agentq_shared::record::JobRecord, Failure> {
+    store
+        .get(id)
+        .await?
+        .ok_or_else(|| Failure::refused(format!("no job with id {id} (see `agentq list`)")))
+}
+
 /// Connects to the store, failing within a few seconds with exit code 2.
 pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
     Ok(JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(3)).await?)

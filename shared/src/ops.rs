@@ -112,6 +112,22 @@ pub struct Event {
     pub fields: HashMap<String, String>,
 }
 
+impl From<redis::streams::StreamId> for Event {
+    fn from(e: redis::streams::StreamId) -> Self {
+        let fields = e
+            .map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        Self { id: e.id, fields }
+    }
+}
+
 impl JobStore {
     /// Jobs newest first, filtered.
     ///
@@ -332,19 +348,7 @@ impl JobStore {
             .unwrap_or_default()
             .into_iter()
             .flat_map(|k| k.ids)
-            .map(|e| Event {
-                fields: e
-                    .map
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
-                        )
-                    })
-                    .collect(),
-                id: e.id,
-            })
+            .map(Event::from)
             .collect())
     }
 
@@ -361,23 +365,7 @@ impl JobStore {
             .arg(count.max(1))
             .query_async(&mut self.conn())
             .await?;
-        let mut out: Vec<Event> = reply
-            .ids
-            .into_iter()
-            .map(|e| Event {
-                fields: e
-                    .map
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
-                        )
-                    })
-                    .collect(),
-                id: e.id,
-            })
-            .collect();
+        let mut out: Vec<Event> = reply.ids.into_iter().map(Event::from).collect();
         out.reverse();
         Ok(out)
     }

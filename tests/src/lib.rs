@@ -329,6 +329,26 @@ impl TestEnv {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Enqueues NDJSON `lines` with `agentq enqueue - --json` and returns the ids,
+    /// failing the test if any line is refused.
+    pub fn enqueue_ndjson(&self, lines: &str) -> Vec<String> {
+        let out = self.cli(&["enqueue", "-", "--json"], Some(lines));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Enqueues a job with `agentq enqueue` and returns its id.
     pub fn enqueue(&self, args: &[&str]) -> String {
         let mut all = vec!["enqueue"];

@@ -52,21 +52,7 @@ fn enqueue_many(env: &TestEnv, agent: &str, task: &str, first_issue: u64, n: u64
                 + "\n"
         })
         .collect();
-    let out = env.cli(&["enqueue", "-", "--json"], Some(&lines));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
+    env.enqueue_ndjson(&lines)
 }
 
 async fn finish_all(env: &TestEnv, ids: &[String]) -> Vec<JobRecord> {

@@ -131,21 +131,7 @@ async fn two_workers_run_twenty_jobs_exactly_once() {
     let lines: String = (1..=20)
         .map(|i| format!("{{\"repo\":\"demo\",\"task\":\"job {i} @agentq-test print hello\",\"issue\":{i}}}\n"))
         .collect();
-    let out = env.cli(&["enqueue", "-", "--json"], Some(&lines));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: Vec<String> = env.enqueue_ndjson(&lines);
     assert_eq!(ids.len(), 20);
 
     let _w1 = env.worker("w1", 3);

@@ -333,8 +333,6 @@ async fn stages(
             rec.runs,
             attempt,
             started,
-            "",
-            None,
         );
         store
             .transition(
@@ -353,16 +351,7 @@ async fn stages(
 
     // Stage 2: run the agent.
     let runs = rec.runs + 1;
-    write_status(
-        rec,
-        &prepared,
-        JobState::Running,
-        runs,
-        attempt,
-        started,
-        "",
-        None,
-    );
+    write_status(rec, &prepared, JobState::Running, runs, attempt, started);
     store
         .transition(
             &rec.id,
@@ -693,7 +682,7 @@ fn base_status(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Writes `status.json` for a job between stages (no outcome yet).
 fn write_status(
     rec: &JobRecord,
     prepared: &Prepared,
@@ -701,13 +690,9 @@ fn write_status(
     runs: u32,
     attempt: u32,
     started: &str,
-    question: &str,
-    exit_code: Option<i64>,
 ) {
     let st = WorkspaceStatus {
         status: state.to_string(),
-        question: question.to_string(),
-        exit_code,
         ..base_status(rec, runs, attempt, started, prepared.branch.clone())
     };
     if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {

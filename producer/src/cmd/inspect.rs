@@ -22,12 +22,7 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let Some(rec) = store.get(&args.id).await? else {
-        return Err(Failure::refused(format!(
-            "no job with id {} (see `agentq list`)",
-            args.id
-        )));
-    };
+    let rec = crate::job_or_refuse(&store, &args.id).await?;
     let history = store.history(&rec.id).await?;
     let (_, log) = store.read_log(&rec.id, "0", None).await?;
     let log = String::from_utf8_lossy(&log);

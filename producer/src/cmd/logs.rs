@@ -23,9 +23,7 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    if store.get(&args.id).await?.is_none() {
-        return Err(Failure::refused(format!("no job with id {}", args.id)));
-    }
+    crate::job_or_refuse(&store, &args.id).await?;
     let mut last = "0".to_string();
     let mut out = std::io::stdout();
     loop {

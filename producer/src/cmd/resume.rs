@@ -30,9 +30,7 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let Some(rec) = store.get(&args.id).await? else {
-        return Err(Failure::refused(format!("no job with id {}", args.id)));
-    };
+    let rec = crate::job_or_refuse(&store, &args.id).await?;
     if !rec.state.is_final() {
         return Err(Failure::refused(format!(
             "job {} is {}; only a finished job (blocked, failed, completed, …) can be resumed",

@@ -17,12 +17,7 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let Some(rec) = store.get(&args.id).await? else {
-        return Err(Failure::refused(format!(
-            "no job with id {} (list jobs with `agentq list`)",
-            args.id
-        )));
-    };
+    let rec = crate::job_or_refuse(&store, &args.id).await?;
     if args.json {
         output::print_json(&rec);
     } else {

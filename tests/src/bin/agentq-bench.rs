@@ -91,16 +91,7 @@ async fn main() {
     // Warm-up: the first job pays for the worker's start.
     let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
     env.wait_final(&warm, Duration::from_secs(120)).await;
-    let out = env.cli(&["enqueue", "-", "--json"], Some(&ndjson(60, 1, "trivial")));
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: Vec<String> = env.enqueue_ndjson(&ndjson(60, 1, "trivial"));
     let t = Instant::now();
     let mut latencies = Vec::new();
     for id in &ids {
