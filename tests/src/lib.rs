@@ -466,15 +466,20 @@ pub fn cli_with_env(
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start agentq");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+    // Feed stdin from another thread: the child writes results while it reads, and
+    // a full stdout pipe would otherwise block both sides.
+    let feeder = stdin.map(|text| {
+        let mut pipe = child.stdin.take().unwrap();
+        let text = text.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(f) = feeder {
+        f.join().unwrap();
     }
-    child.wait_with_output().unwrap()
+    out
 }
 
 /// A running `agentq-worker`, killed on drop.
