@@ -447,3 +447,27 @@ async fn a_worker_survives_a_redis_restart() {
     let rec = env.wait_final(&after, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_streams_a_running_job_until_it_ends() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "@agentq-test sleep 3\n@agentq-test print done-after-sleep",
+    ]);
+    env.wait_for(&id, LONG, |r| r.state == JobState::Running)
+        .await;
+    // Started while the agent runs; returns only once the job is final.
+    let followed = env.cli_ok(&["logs", &id, "--follow"]);
+    assert!(followed.contains("agentq-test-agent: codex"), "{followed}");
+    assert!(followed.contains("done-after-sleep"), "{followed}");
+    let rec = env.store().await.get(&id).await.unwrap().unwrap();
+    assert!(rec.state.is_final(), "{rec:#?}");
+}
