@@ -47,6 +47,9 @@ pub struct Config {
     pub slot_retry_ms: u64,
     /// How often an idle worker looks for due and new jobs, milliseconds.
     pub poll_ms: u64,
+    /// Delete apalis's copies of finished deliveries this long after they finished,
+    /// seconds (agentq's own records stay until `agentq purge`).
+    pub vacuum_after_secs: u64,
     /// Run build/lint/test checks after a completed agent run.
     pub auto_qa: bool,
     /// Time limit of each QA command, seconds.
@@ -153,6 +156,7 @@ impl Default for Config {
             admission: Default::default(),
             slot_retry_ms: 1000,
             poll_ms: 500,
+            vacuum_after_secs: 600,
             auto_qa: true,
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),

@@ -425,6 +425,20 @@ impl JobStore {
         }
     }
 
+    /// Deletes apalis's task data of deliveries that finished more than `age` ago
+    /// (apalis-redis keeps them forever otherwise). Returns how many.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn vacuum(&self, age: Duration) -> Result<usize, StoreError> {
+        use apalis_core::backend::Vacuum;
+        let mut queue = self.queue.clone();
+        queue
+            .vacuum_before(age)
+            .await
+            .map_err(|e| StoreError::Queue(e.to_string()))
+    }
+
     /// Ids of jobs in `state`, oldest first.
     ///
     /// # Errors

@@ -250,8 +250,8 @@ impl TestEnv {
         Self::with_config("")
     }
 
-    /// A new world whose config is the base plus `extra` (TOML; later keys win only
-    /// where TOML allows, so put tables at the end).
+    /// A new world whose config is the base plus `extra` (TOML): either top-level
+    /// keys (put before the base) or tables (put after it), not both.
     pub fn with_config(extra: &str) -> Self {
         let redis = Redis::start();
         let remotes = GitRemotes::new();
@@ -259,7 +259,13 @@ impl TestEnv {
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         let config_path = dir.path().join("agentq.toml");
-        std::fs::write(&config_path, format!("{BASE_CONFIG}\n{extra}")).unwrap();
+        // Top-level keys must come before the base config's tables; tables after.
+        let text = if extra.trim_start().starts_with('[') || extra.is_empty() {
+            format!("{BASE_CONFIG}\n{extra}")
+        } else {
+            format!("{extra}\n{BASE_CONFIG}")
+        };
+        std::fs::write(&config_path, text).unwrap();
         let ns = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
         Self {
             redis,

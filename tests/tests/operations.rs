@@ -471,3 +471,37 @@ async fn logs_follow_streams_a_running_job_until_it_ends() {
     let rec = env.store().await.get(&id).await.unwrap().unwrap();
     assert!(rec.state.is_final(), "{rec:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_deliveries_are_vacuumed_from_apalis() {
+    require_docker();
+    let env = TestEnv::with_config("vacuum_after_secs = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let ids = env.enqueue_ndjson(
+        "{\"repo\":\"demo\",\"task\":\"a\",\"issue\":1}\n{\"repo\":\"demo\",\"task\":\"b\",\"issue\":2}\n",
+    );
+    let mut conn = env.redis.conn();
+    let data = env.key("q:data");
+    let queued: u64 = redis::Commands::hlen(&mut conn, &data).unwrap();
+    assert_eq!(queued, 2, "apalis keeps each delivery in {data}");
+    let _w = env.worker("w1", 2);
+    for id in &ids {
+        env.wait_final(id, LONG).await;
+    }
+    let started = Instant::now();
+    loop {
+        let n: u64 = redis::Commands::hlen(&mut conn, &data).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{n} finished deliveries still in {data}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // agentq's own records stay.
+    for id in &ids {
+        assert!(env.store().await.get(id).await.unwrap().is_some());
+    }
+}

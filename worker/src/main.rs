@@ -134,11 +134,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let reaper_ctx = ctx.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        tick.tick().await;
+        let age = Duration::from_secs(reaper_ctx.cfg.vacuum_after_secs);
+        let every = (age / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let mut tick = tokio::time::interval(every);
+        let mut last_reap = std::time::Instant::now();
         loop {
             tick.tick().await;
-            reap(&reaper_ctx).await;
+            if last_reap.elapsed() >= Duration::from_secs(30) {
+                reap(&reaper_ctx).await;
+                last_reap = std::time::Instant::now();
+            }
+            match reaper_ctx.store.vacuum(age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "vacuumed finished deliveries"),
+                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished deliveries"),
+            }
         }
     });
 
