@@ -62,6 +62,8 @@ pub struct Redis {
     /// Its port.
     pub port: u16,
     dir: tempfile::TempDir,
+    /// `requirepass`, if set.
+    pub password: Option<String>,
 }
 
 impl Redis {
@@ -72,16 +74,39 @@ impl Redis {
 
     /// Starts redis-server on `port`.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, None)
+    }
+
+    /// Starts redis-server on `port`, with `requirepass` if `password` is set.
+    pub fn start_with(port: u16, password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(p) = password {
+            cmd.args(["--requirepass", p, "--protected-mode", "no"]);
+        }
+        let child = cmd
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it with `apt-get install -y redis-server`"));
-        let r = Self { child, port, dir };
+        let r = Self {
+            child,
+            port,
+            dir,
+            password: password.map(str::to_string),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut c) = redis::Client::open(r.url()).and_then(|c| c.get_connection()) {
@@ -99,9 +124,12 @@ impl Redis {
         r
     }
 
-    /// `redis://127.0.0.1:{port}`.
+    /// `redis://127.0.0.1:{port}` (with `:password@` when one is set).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// A blocking connection.
@@ -253,7 +281,15 @@ impl TestEnv {
     /// A new world whose config is the base plus `extra` (TOML): either top-level
     /// keys (put before the base) or tables (put after it), not both.
     pub fn with_config(extra: &str) -> Self {
-        let redis = Redis::start();
+        Self::with_config_and_redis(extra, Redis::start())
+    }
+
+    /// [`TestEnv::with_config`] with a Redis that requires `password`.
+    pub fn with_config_and_redis_password(extra: &str, password: &str) -> Self {
+        Self::with_config_and_redis(extra, Redis::start_with(free_port(), Some(password)))
+    }
+
+    fn with_config_and_redis(extra: &str, redis: Redis) -> Self {
         let remotes = GitRemotes::new();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
@@ -370,9 +406,10 @@ impl TestEnv {
     /// Stops this world's Redis and starts a new, empty one on the same port.
     pub fn restart_redis(&mut self) {
         let port = self.redis.port;
+        let password = self.redis.password.clone();
         let _ = self.redis.child.kill();
         let _ = self.redis.child.wait();
-        self.redis = Redis::start_on(port);
+        self.redis = Redis::start_with(port, password.as_deref());
     }
 
     /// Starts a worker process with exactly these arguments.

