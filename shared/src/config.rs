@@ -56,6 +56,9 @@ pub struct Config {
     pub qa_timeout_secs: u64,
     /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
     pub agents: BTreeMap<String, AgentConfig>,
+    /// Largest a job's working tree may grow, MiB (checked during and after the
+    /// run; over it the job fails). 0: no limit.
+    pub workspace_limit_mb: u64,
 }
 
 /// Container settings.
@@ -85,6 +88,32 @@ pub struct DockerConfig {
     pub git_user_email: String,
     /// `OLLAMA_HOST` inside the container.
     pub ollama_host: String,
+    /// `uid:gid` agents and QA run as. Never root: a worker running as root gives
+    /// the working tree to this user; a worker running as another user runs its
+    /// agents as itself.
+    pub agent_user: String,
+    /// The Docker network agents run on, created by the worker if missing, with
+    /// traffic between containers disabled.
+    pub network: String,
+    /// Map `host.docker.internal` to the host in agent containers. Always on for
+    /// the `local` pool (it needs Ollama on the host); off otherwise, so an agent
+    /// has no name for the host its worker and Redis run on.
+    pub host_gateway: bool,
+    /// Extra bind mounts for agent and QA containers (caches, fixtures).
+    pub mounts: Vec<ExtraMount>,
+}
+
+/// One extra bind mount.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraMount {
+    /// Host path (absolute).
+    pub source: PathBuf,
+    /// Path in the container (absolute; not `/workspace` or `/agentq`).
+    pub target: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The Forgejo forge.
@@ -160,6 +189,7 @@ impl Default for Config {
             auto_qa: true,
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),
+            workspace_limit_mb: 10 * 1024,
         }
     }
 }
@@ -185,6 +215,10 @@ impl Default for DockerConfig {
             git_user_name: "Virgil".into(),
             git_user_email: "virgil@lethean.io".into(),
             ollama_host: "http://host.docker.internal:11434".into(),
+            agent_user: "1000:1000".into(),
+            network: "agentq-agents".into(),
+            host_gateway: false,
+            mounts: Vec::new(),
         }
     }
 }
@@ -238,9 +272,67 @@ impl Config {
     /// Parses a TOML document.
     ///
     /// # Errors
-    /// TOML syntax errors and unknown keys, as text.
+    /// TOML syntax errors, unknown keys and invalid values, as text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types cannot.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.agent_ids()
+            .map_err(|e| format!("docker.agent_user: {e}"))?;
+        for m in &self.docker.mounts {
+            if !m.source.is_absolute() || !m.target.starts_with('/') {
+                return Err(format!(
+                    "docker.mounts: `{}` → `{}`: both paths must be absolute",
+                    m.source.display(),
+                    m.target
+                ));
+            }
+            let t = m.target.trim_end_matches('/');
+            for reserved in ["/workspace", crate::workspace::AGENT_INPUT_DIR] {
+                if t == reserved || t.starts_with(&format!("{reserved}/")) || t.is_empty() {
+                    return Err(format!(
+                        "docker.mounts: target `{}` is reserved for agentq",
+                        m.target
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker.agent_user` as numbers. Root (`0`) is refused.
+    ///
+    /// # Errors
+    /// Not `uid:gid` in numbers, or uid 0.
+    pub fn agent_ids(&self) -> Result<(u32, u32), String> {
+        let v = &self.docker.agent_user;
+        let (u, g) = v.split_once(':').unwrap_or((v.as_str(), v.as_str()));
+        let (Ok(uid), Ok(gid)) = (u.parse::<u32>(), g.parse::<u32>()) else {
+            return Err(format!(
+                "`{v}` is not `uid:gid` in numbers (e.g. 1000:1000)"
+            ));
+        };
+        if uid == 0 {
+            return Err("agents never run as root (uid 0)".into());
+        }
+        Ok((uid, gid))
+    }
+
+    /// Whether agents of `pool` get `host.docker.internal`.
+    pub fn host_gateway_for(&self, pool: &str) -> bool {
+        self.docker.host_gateway || pool == "local"
+    }
+
+    /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.
+    pub fn workspace_limit_bytes(&self) -> Option<u64> {
+        (self.workspace_limit_mb > 0).then(|| self.workspace_limit_mb * 1024 * 1024)
     }
 
     /// Applies `AGENTQ_*` and `AGENT_DOCKER_IMAGE` overrides from `get`.
@@ -327,6 +419,26 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.image_for("codex"), "b");
         assert_eq!(cfg.namespace, "x");
+    }
+
+    #[test]
+    fn agents_never_run_as_root_and_mounts_stay_out_of_agentqs_paths() {
+        assert_eq!(Config::default().agent_ids().unwrap(), (1000, 1000));
+        let e = Config::from_toml("[docker]\nagent_user = \"0:0\"\n").unwrap_err();
+        assert!(e.contains("docker.agent_user") && e.contains("root"), "{e}");
+        let e = Config::from_toml("[docker]\nagent_user = \"dev\"\n").unwrap_err();
+        assert!(e.contains("uid:gid"), "{e}");
+        let e = Config::from_toml(
+            "[docker]\nmounts = [{ source = \"/x\", target = \"/workspace/y\" }]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("reserved"), "{e}");
+        let ok = Config::from_toml(
+            "[docker]\nmounts = [{ source = \"/x\", target = \"/cache\", read_only = true }]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.docker.mounts[0].target, "/cache");
+        assert!(ok.host_gateway_for("local") && !ok.host_gateway_for("codex"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::Path};
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
 
-use crate::{agent::AgentSpec, config::Config};
+use crate::{agent::AgentSpec, config::Config, workspace::AGENT_INPUT_DIR};
 
 /// Label: the job id.
 pub const LABEL_JOB: &str = "agentq.job";
@@ -35,10 +35,10 @@ pub struct ContainerJob<'a> {
     pub prompt: &'a str,
     /// `{workspace}/repo` on the host.
     pub repo_dir: &'a Path,
-    /// `{workspace}/.meta` on the host.
-    pub meta_dir: &'a Path,
-    /// `uid:gid` to run as (the owner of the workspace), if known.
-    pub user: Option<String>,
+    /// `{workspace}/.meta/input` on the host (prompt, answer), mounted read-only.
+    pub input_dir: &'a Path,
+    /// `uid:gid` to run as (never root).
+    pub user: String,
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
@@ -54,9 +54,11 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
 /// The create-container body for an agent run.
 ///
 /// `env` looks up the worker's environment: API keys are forwarded by name, only
-/// when set. Mounts: repo → `/workspace`, meta → `/workspace/.meta`, the agent's
-/// config directories read-only (`~/.codex` always, `~/.claude` for claude,
-/// `~/.gemini` for gemini; only those that exist). Never the Docker socket or SSH keys.
+/// when set. Mounts: repo → `/workspace`, the input directory (prompt, answer) →
+/// `/agentq` read-only, the agent's config directories read-only (`~/.codex`
+/// always, `~/.claude` for claude, `~/.gemini` for gemini; only those that
+/// exist), and `[docker] mounts`. Never the Docker socket, SSH keys, the worker's
+/// own files, the forge token or Redis credentials.
 pub fn agent_container(
     cfg: &Config,
     job: &ContainerJob<'_>,
@@ -77,6 +79,48 @@ pub fn qa_container(
     command: Vec<String>,
 ) -> ContainerCreateBody {
     container_body(cfg, job, command, None::<&fn(&str) -> Option<String>>, "qa")
+}
+
+/// Shell script of the export container: prints a git bundle of the commits on
+/// the working tree's `HEAD` that are not in `$1` (the commit the run started
+/// from) on stdout. Exit 3: no `HEAD` commit; exit 4: `HEAD` is `$1` (nothing
+/// new). It runs in the sandbox, on a read-only mount, with no network: whatever
+/// the agent did to the repository's configuration only affects this container,
+/// and the worker treats the output as data.
+pub const EXPORT_SCRIPT: &str = r#"cd /workspace || exit 2
+head=$(git rev-parse --verify --quiet 'HEAD^{commit}') || exit 3
+[ "$head" = "$1" ] && exit 4
+exec git bundle create - HEAD "^$1""#;
+
+/// The create-container body that exports the agent's commits as a bundle (see
+/// [`EXPORT_SCRIPT`]): the job's image and user, the working tree read-only, no
+/// network, no environment beyond the basics, no logging (the bundle is read
+/// from the attached stdout).
+pub fn export_container(
+    cfg: &Config,
+    job: &ContainerJob<'_>,
+    start_sha: &str,
+) -> ContainerCreateBody {
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        EXPORT_SCRIPT.to_string(),
+        "sh".to_string(),
+        start_sha.to_string(),
+    ];
+    let mut body = container_body(
+        cfg,
+        job,
+        command,
+        None::<&fn(&str) -> Option<String>>,
+        "export",
+    );
+    if let Some(hc) = body.host_config.as_mut() {
+        hc.mounts = Some(vec![bind(job.repo_dir, "/workspace", true)]);
+        hc.network_mode = Some("none".into());
+        hc.extra_hosts = None;
+    }
+    body
 }
 
 fn container_body<F: Fn(&str) -> Option<String>>(
@@ -113,12 +157,18 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         format!("GIT_COMMITTER_NAME={}", d.git_user_name),
         format!("GIT_COMMITTER_EMAIL={}", d.git_user_email),
         format!("OLLAMA_HOST={}", d.ollama_host),
+        format!("AGENTQ_JOB_ID={}", job.job_id),
+        format!("AGENTQ_PROMPT_FILE={AGENT_INPUT_DIR}/prompt.md"),
+        format!("AGENTQ_ANSWER_FILE={AGENT_INPUT_DIR}/ANSWER.md"),
     ]);
 
     let mut mounts = vec![
         bind(job.repo_dir, "/workspace", false),
-        bind(job.meta_dir, "/workspace/.meta", false),
+        bind(job.input_dir, AGENT_INPUT_DIR, true),
     ];
+    for m in &d.mounts {
+        mounts.push(bind(&m.source, &m.target, m.read_only));
+    }
     let home = cfg.agent_home();
     let mut config_dirs = vec![".codex"];
     match pool {
@@ -146,7 +196,10 @@ fn container_body<F: Fn(&str) -> Option<String>>(
 
     let host_config = HostConfig {
         mounts: Some(mounts),
-        extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
+        network_mode: Some(d.network.clone()),
+        extra_hosts: cfg
+            .host_gateway_for(pool)
+            .then(|| vec!["host.docker.internal:host-gateway".into()]),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         privileged: Some(false),
@@ -158,6 +211,11 @@ fn container_body<F: Fn(&str) -> Option<String>>(
             "rw,exec,nosuid,nodev,size=1g".to_string(),
         )])),
         init: Some(true),
+        // Output is streamed to the worker (capped there); no engine-side copy.
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
         ..Default::default()
     };
 
@@ -168,8 +226,10 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         env: Some(env_list),
         working_dir: Some("/workspace".into()),
         labels: Some(labels),
-        user: job.user.clone(),
+        user: Some(job.user.clone()),
         attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
         open_stdin: Some(false),
         tty: Some(false),
         host_config: Some(host_config),
@@ -193,8 +253,8 @@ mod tests {
             agent: &agent,
             prompt: "P",
             repo_dir: Path::new("/ws/repo"),
-            meta_dir: Path::new("/ws/.meta"),
-            user: Some("1000:1000".into()),
+            input_dir: Path::new("/ws/.meta/input"),
+            user: "1000:1000".into(),
         };
         let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk".to_string());
         let body = agent_container(&cfg, &job, env);
@@ -216,7 +276,40 @@ mod tests {
         assert_eq!(hc.cap_drop.unwrap(), ["ALL"]);
         let mounts = hc.mounts.unwrap();
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
-        assert_eq!(mounts[1].target.as_deref(), Some("/workspace/.meta"));
+        assert_eq!(mounts[1].target.as_deref(), Some("/agentq"));
+        assert_eq!(
+            mounts[1].read_only,
+            Some(true),
+            "the agent cannot change its input"
+        );
+        assert!(
+            !mounts
+                .iter()
+                .any(|m| m.source.as_deref() == Some("/ws/.meta")),
+            "the worker's own files are never mounted"
+        );
+        assert_eq!(hc.network_mode.as_deref(), Some("agentq-agents"));
+        assert_eq!(hc.extra_hosts, None, "no name for the host unless asked");
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let local = AgentSpec::parse("local").unwrap();
+        let body = agent_container(
+            &cfg,
+            &ContainerJob {
+                agent: &local,
+                ..job.clone()
+            },
+            |_| None,
+        );
+        assert!(
+            body.host_config.unwrap().extra_hosts.is_some(),
+            "local needs Ollama on the host"
+        );
+        let export = export_container(&cfg, &job, "abc");
+        let hc = export.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        let m = hc.mounts.unwrap();
+        assert_eq!((m.len(), m[0].read_only), (1, Some(true)));
+        assert_eq!(export.cmd.unwrap().last().map(String::as_str), Some("abc"));
         assert!(!mounts
             .iter()
             .any(|m| m.source.as_deref().unwrap_or("").contains("docker.sock")));

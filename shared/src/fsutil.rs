@@ -1,8 +1,18 @@
-//! Small file-system helpers shared by the stages.
+//! File-system helpers shared by the stages, written for a hostile workspace:
+//! after an agent has run, every entry in its repository may be a symlink to a
+//! host file, a FIFO, a device or a directory. Nothing here follows a symlink
+//! planted there, blocks on a special file, or reads without a bound.
 
-use std::{io, path::Path};
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Read, Write},
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::Path,
+};
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+/// The temp file is created exclusively and without following symlinks, so a
+/// link planted under its name cannot redirect the write.
 ///
 /// # Errors
 /// I/O errors.
@@ -12,7 +22,273 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        ulid::Ulid::new()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.flush());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)
+}
+
+/// Creates (or truncates) `path` for writing without following a symlink at its
+/// last component: a link there makes this fail with `ELOOP` instead of
+/// writing to its target.
+///
+/// # Errors
+/// I/O errors, `ELOOP` for a symlink.
+pub fn create_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(path)
+}
+
+/// Opens `path` for appending, without following a symlink at its last component.
+///
+/// # Errors
+/// I/O errors, `ELOOP` for a symlink.
+pub fn append_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(path)
+}
+
+/// Why a file from the workspace was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UntrustedFileError {
+    /// The entry is a symbolic link.
+    #[error("{0} is a symlink; refusing to read it")]
+    Symlink(String),
+    /// The entry is a FIFO, socket, device or directory.
+    #[error("{0} is not a regular file ({1}); refusing to read it")]
+    NotRegular(String, &'static str),
+    /// Reading failed.
+    #[error("cannot read {0}: {1}")]
+    Io(String, String),
+}
+
+/// Text read from the workspace: at most the cap, the rest cut and said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntrustedText {
+    /// The text (lossy UTF-8), with a note at the end when it was cut.
+    pub text: String,
+    /// Whether the file was longer than the cap.
+    pub truncated: bool,
+}
+
+fn kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
+}
+
+/// Reads a file the agent may have planted: never follows a symlink, never
+/// blocks (FIFOs are opened non-blocking and refused), only regular files, and
+/// at most `cap` bytes. `Ok(None)` when there is no such entry. `name` is how
+/// errors call the file (e.g. `BLOCKED.md`).
+///
+/// # Errors
+/// [`UntrustedFileError`] saying what was wrong.
+pub fn read_untrusted(
+    path: &Path,
+    name: &str,
+    cap: usize,
+) -> Result<Option<UntrustedText>, UntrustedFileError> {
+    let io_err = |e: io::Error| UntrustedFileError::Io(name.to_string(), e.to_string());
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(UntrustedFileError::Symlink(name.to_string()));
+    }
+    if !meta.file_type().is_file() {
+        return Err(UntrustedFileError::NotRegular(
+            name.to_string(),
+            kind(meta.file_type()),
+        ));
+    }
+    // The entry may be swapped between the look and the open: open it without
+    // following links and without blocking, and check what was opened.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                UntrustedFileError::Symlink(name.to_string())
+            } else {
+                io_err(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.file_type().is_file() {
+        return Err(UntrustedFileError::NotRegular(
+            name.to_string(),
+            kind(meta.file_type()),
+        ));
+    }
+    let mut buf = Vec::with_capacity(cap.min(meta.len() as usize) + 1);
+    file.take(cap as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err)?;
+    let truncated = buf.len() > cap;
+    buf.truncate(cap);
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if truncated {
+        text.push_str(&format!(
+            "\n[… {name} is {} bytes; cut at {cap}]",
+            meta.len()
+        ));
+    }
+    Ok(Some(UntrustedText { text, truncated }))
+}
+
+/// Bytes used by regular files under `dir`, counting each inode once and never
+/// following a symlink. Entries that vanish or cannot be read are skipped.
+pub fn tree_size(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// `lchown -R`: gives `dir` and everything under it to `uid:gid`, changing
+/// symlinks themselves, never their targets.
+///
+/// # Errors
+/// The first I/O error.
+pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))?;
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The effective user and group of this process.
+pub fn current_ids() -> (u32, u32) {
+    // SAFETY: geteuid/getegid cannot fail and touch no memory.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_regular_files_with_a_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("BLOCKED.md");
+        assert_eq!(read_untrusted(&p, "BLOCKED.md", 10).unwrap(), None);
+        std::fs::write(&p, "short").unwrap();
+        let t = read_untrusted(&p, "BLOCKED.md", 10).unwrap().unwrap();
+        assert_eq!((t.text.as_str(), t.truncated), ("short", false));
+        std::fs::write(&p, "0123456789abcdef").unwrap();
+        let t = read_untrusted(&p, "BLOCKED.md", 10).unwrap().unwrap();
+        assert!(t.truncated);
+        assert!(t.text.starts_with("0123456789\n[…"), "{}", t.text);
+    }
+
+    #[test]
+    fn refuses_symlinks_fifos_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "SECRET").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert_eq!(
+            read_untrusted(&link, "BLOCKED.md", 100).unwrap_err(),
+            UntrustedFileError::Symlink("BLOCKED.md".into())
+        );
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = read_untrusted(&fifo, "BLOCKED.md", 100).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BLOCKED.md is not a regular file (a FIFO); refusing to read it"
+        );
+        let e = read_untrusted(dir.path(), "BLOCKED.md", 100).unwrap_err();
+        assert!(matches!(
+            e,
+            UntrustedFileError::NotRegular(_, "a directory")
+        ));
+    }
+
+    #[test]
+    fn writes_never_follow_planted_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "ORIGINAL").unwrap();
+        let log = dir.path().join("agent.log");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        assert!(create_nofollow(&log).is_err());
+        assert!(append_nofollow(&log).is_err());
+        // An atomic write replaces the link itself, never the target.
+        write_atomic(&log, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "ORIGINAL");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "new");
+    }
+
+    #[test]
+    fn tree_size_counts_files_not_link_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), vec![1u8; 100_000]).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("big"), vec![1u8; 1_000_000]).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let size = tree_size(dir.path());
+        assert!((100_000..200_000).contains(&size), "{size}");
+    }
 }

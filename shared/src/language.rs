@@ -22,7 +22,8 @@ impl Language {
     /// Detects the language from marker files, in the seed's order (go.mod,
     /// composer.json, package.json), then Cargo.toml, then Python's markers.
     pub fn detect(repo: &Path) -> Option<Self> {
-        let has = |f: &str| repo.join(f).is_file();
+        // Never follows a link the agent planted: only real files count.
+        let has = |f: &str| std::fs::symlink_metadata(repo.join(f)).is_ok_and(|m| m.is_file());
         if has("go.mod") {
             Some(Self::Go)
         } else if has("composer.json") {

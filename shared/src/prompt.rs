@@ -4,7 +4,7 @@
 use crate::{input::DispatchInput, language::Language};
 
 /// The resume prompt's opening (upstream's resume wording).
-pub const RESUME_PROMPT: &str = "Resume from where you left off. You were stopped to ask a question; the answer is in ANSWER.md at the repository root and below. Read it, then continue the task.";
+pub const RESUME_PROMPT: &str = "Resume from where you left off. You were stopped to ask a question; the answer is in /agentq/ANSWER.md (read-only, outside the repository) and below. Read it, then continue the task.";
 
 /// Everything the prompt is made of, gathered by the prep stage.
 #[derive(Debug, Clone, Default)]

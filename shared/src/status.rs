@@ -188,18 +188,37 @@ pub struct FinalStatus {
     pub question: String,
 }
 
-/// The seed's `detectFinalStatus`: a non-empty `BLOCKED.md` means blocked (its text
-/// is the question); a non-zero exit means failed ("Agent exited with code N");
-/// otherwise completed.
-pub fn detect_final_status(repo_dir: &Path, exit_code: i64) -> FinalStatus {
-    if let Ok(text) = std::fs::read_to_string(repo_dir.join("BLOCKED.md")) {
-        let text = text.trim();
-        if !text.is_empty() {
+/// Most of `BLOCKED.md` that is read (the rest is cut, and the question says so).
+pub const BLOCKED_CAP: usize = 64 * 1024;
+
+/// What reading `BLOCKED.md` gave: see [`crate::fsutil::read_untrusted`].
+pub type BlockedFile =
+    Result<Option<crate::fsutil::UntrustedText>, crate::fsutil::UntrustedFileError>;
+
+/// Reads the working tree's `BLOCKED.md` as the hostile file it may be.
+pub fn read_blocked(repo_dir: &Path) -> BlockedFile {
+    crate::fsutil::read_untrusted(&repo_dir.join("BLOCKED.md"), "BLOCKED.md", BLOCKED_CAP)
+}
+
+/// The seed's `detectFinalStatus`, on what [`read_blocked`] found: a non-empty
+/// `BLOCKED.md` means blocked (its text is the question); a non-zero exit means
+/// failed ("Agent exited with code N"); otherwise completed. A `BLOCKED.md` that
+/// is a symlink, FIFO, directory or device fails the job, saying so.
+pub fn detect_final_status(blocked: &BlockedFile, exit_code: i64) -> FinalStatus {
+    match blocked {
+        Err(e) => {
+            return FinalStatus {
+                state: JobState::Failed,
+                question: e.to_string(),
+            }
+        }
+        Ok(Some(t)) if !t.text.trim().is_empty() => {
             return FinalStatus {
                 state: JobState::Blocked,
-                question: text.to_string(),
-            };
+                question: t.text.trim().to_string(),
+            }
         }
+        Ok(_) => {}
     }
     if exit_code != 0 {
         return FinalStatus {
@@ -220,26 +239,39 @@ mod tests {
     #[test]
     fn final_status_rules() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            detect_final_status(dir.path(), 0).state,
-            JobState::Completed
-        );
-        let f = detect_final_status(dir.path(), 3);
+        let decide = |code| detect_final_status(&read_blocked(dir.path()), code);
+        assert_eq!(decide(0).state, JobState::Completed);
+        let f = decide(3);
         assert_eq!(
             (f.state, f.question.as_str()),
             (JobState::Failed, "Agent exited with code 3")
         );
         std::fs::write(dir.path().join("BLOCKED.md"), "  \n").unwrap();
-        assert_eq!(
-            detect_final_status(dir.path(), 0).state,
-            JobState::Completed
-        );
+        assert_eq!(decide(0).state, JobState::Completed);
         std::fs::write(dir.path().join("BLOCKED.md"), "Which DB?\n").unwrap();
-        let f = detect_final_status(dir.path(), 1);
+        let f = decide(1);
         assert_eq!(
             (f.state, f.question.as_str()),
             (JobState::Blocked, "Which DB?")
         );
+    }
+
+    #[test]
+    fn a_hostile_blocked_md_fails_the_job_and_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "SECRET").unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        std::os::unix::fs::symlink(&secret, repo.join("BLOCKED.md")).unwrap();
+        let f = detect_final_status(&read_blocked(&repo), 0);
+        assert_eq!(f.state, JobState::Failed);
+        assert_eq!(f.question, "BLOCKED.md is a symlink; refusing to read it");
+        std::fs::remove_file(repo.join("BLOCKED.md")).unwrap();
+        std::fs::write(repo.join("BLOCKED.md"), "q".repeat(BLOCKED_CAP + 10)).unwrap();
+        let f = detect_final_status(&read_blocked(&repo), 0);
+        assert_eq!(f.state, JobState::Blocked);
+        assert!(f.question.len() < BLOCKED_CAP + 200 && f.question.contains("cut at"));
     }
 
     #[test]

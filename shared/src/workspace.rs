@@ -1,5 +1,12 @@
-//! Workspace layout on disk: `{root}/{org}/{repo}/{pr-N|task-N|branch|tag}/` with
-//! `repo/` (the clone, mounted at `/workspace`) and `.meta/` (prompt, logs, status).
+//! Workspace layout on disk: `{root}/{org}/{repo}/{pr-N|task-N|branch|tag}/`.
+//!
+//! The layout draws the trust boundary. Only `repo/` (the agent's working tree,
+//! mounted read-write at `/workspace`) and `.meta/input/` (prompt and answer,
+//! mounted read-only at `/agentq`) are ever seen by a container. Everything else
+//! is the worker's and never mounted: `.meta/` (logs), `.meta/git` (the
+//! worker-owned repository the agent's commits are imported into and pushed
+//! from) and `status.json`. So nothing the agent writes can be planted where the
+//! worker writes, and `git add -A` in the container never sees agentq's files.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -38,14 +45,33 @@ impl Workspace {
         })
     }
 
-    /// The clone: `{dir}/repo`.
+    /// The agent's working tree: `{dir}/repo` (hostile after a run).
     pub fn repo_dir(&self) -> PathBuf {
         self.dir.join("repo")
     }
 
-    /// Prompt, logs and attempts: `{dir}/.meta`.
+    /// The worker's own files (logs): `{dir}/.meta`, never mounted.
     pub fn meta_dir(&self) -> PathBuf {
         self.dir.join(".meta")
+    }
+
+    /// What the agent reads (prompt, answer): `{dir}/.meta/input`, mounted
+    /// read-only at [`AGENT_INPUT_DIR`].
+    pub fn input_dir(&self) -> PathBuf {
+        self.meta_dir().join("input")
+    }
+
+    /// The worker-owned bare repository: `{dir}/.meta/git`. Prep builds the
+    /// working tree from it; the agent's commits are imported into it as data and
+    /// pushed from it. Never mounted, never written by anything the agent runs.
+    pub fn worker_repo(&self) -> PathBuf {
+        self.meta_dir().join("git")
+    }
+
+    /// The answer to a blocked job's question: `.meta/input/ANSWER.md`
+    /// (`/agentq/ANSWER.md` in the container).
+    pub fn answer_file(&self) -> PathBuf {
+        self.input_dir().join("ANSWER.md")
     }
 
     /// The workspace status file: `{dir}/status.json`.
@@ -58,11 +84,15 @@ impl Workspace {
         self.meta_dir().join(format!("agent-{pool}.log"))
     }
 
-    /// The prompt handed to the agent: `.meta/prompt.md`.
+    /// The prompt handed to the agent: `.meta/input/prompt.md`
+    /// (`/agentq/prompt.md` in the container).
     pub fn prompt_file(&self) -> PathBuf {
-        self.meta_dir().join("prompt.md")
+        self.input_dir().join("prompt.md")
     }
 }
+
+/// Where [`Workspace::input_dir`] appears in the container (read-only).
+pub const AGENT_INPUT_DIR: &str = "/agentq";
 
 /// The last path segment of a workspace: `pr-{n}`, `task-{n}`, `{branch}` or `{tag}`,
 /// with `/` in a branch or tag turned into `-` so the workspace stays one directory.

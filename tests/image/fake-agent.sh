@@ -20,7 +20,9 @@ for a in "$@"; do
   i=$((i + 1))
   printf 'argv[%d]=%s\n' "$i" "$a"
 done
-log=/workspace/.meta/agent-runs.log
+# The run log (one line per run) goes where the tests mount /agentq-test.
+log=/tmp/agent-runs.log
+[ -d /agentq-test ] && log="/agentq-test/${AGENTQ_JOB_ID:-unknown}.runs.log"
 finish() {
   printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$(up)" "$1" >> "$log" 2>/dev/null
   exit "$1"

@@ -295,11 +295,25 @@ impl TestEnv {
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         let config_path = dir.path().join("agentq.toml");
+        // The test agent writes one line per run to /agentq-test/{job}.runs.log.
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let base = BASE_CONFIG.replace(
+            "env_keys = []",
+            &format!(
+                "env_keys = []\nmounts = [{{ source = \"{}\", target = \"/agentq-test\" }}]",
+                runs.display()
+            ),
+        );
         // Top-level keys must come before the base config's tables; tables after.
         let text = if extra.trim_start().starts_with('[') || extra.is_empty() {
-            format!("{BASE_CONFIG}\n{extra}")
+            format!("{base}\n{extra}")
         } else {
-            format!("{extra}\n{BASE_CONFIG}")
+            format!("{extra}\n{base}")
         };
         std::fs::write(&config_path, text).unwrap();
         let ns = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -311,6 +325,24 @@ impl TestEnv {
             ns,
             extra_env: Default::default(),
         }
+    }
+
+    /// The test agent's run log of job `id` (one line per run: agent, start,
+    /// end, exit), empty if it never ran.
+    pub fn agent_runs(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("runs").join(format!("{id}.runs.log")))
+            .unwrap_or_default()
+    }
+
+    /// Appends TOML (tables) to this world's config file, for worlds that need
+    /// both top-level keys and tables; takes effect for processes started later.
+    pub fn append_config(&self, toml: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config_path)
+            .unwrap();
+        writeln!(f, "\n{toml}").unwrap();
     }
 
     /// The workspace root.

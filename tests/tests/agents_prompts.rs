@@ -15,7 +15,7 @@ async fn shell_text_in_a_task_never_runs_for_any_agent() {
     let host_marker = format!("/tmp/agentq-pwned-{}", env.ns);
     let _ = std::fs::remove_file(&host_marker);
     let task = format!(
-        "Do nothing $(touch {host_marker}) $(touch /workspace/.meta/pwned-dollar) `touch /workspace/.meta/pwned-tick` ; touch /workspace/.meta/pwned-semi"
+        "Do nothing $(touch {host_marker}) $(touch /workspace/pwned-dollar) `touch /workspace/pwned-tick` ; touch /workspace/pwned-semi"
     );
     let mut ids = Vec::new();
     for (i, agent) in [
@@ -47,9 +47,10 @@ async fn shell_text_in_a_task_never_runs_for_any_agent() {
         let rec = env.wait_final(id, LONG).await;
         assert_eq!(rec.state, JobState::Completed, "{agent}: {rec:#?}");
         let meta = Path::new(&rec.workspace_dir).join(".meta");
+        let repo = Path::new(&rec.workspace_dir).join("repo");
         for f in ["pwned-dollar", "pwned-tick", "pwned-semi"] {
             assert!(
-                !meta.join(f).exists(),
+                !repo.join(f).exists(),
                 "{agent}: {f} was created inside the container"
             );
         }
@@ -62,7 +63,7 @@ async fn shell_text_in_a_task_never_runs_for_any_agent() {
                 "{agent}: {log}"
             );
             assert!(
-                log.contains("`touch /workspace/.meta/pwned-tick`"),
+                log.contains("`touch /workspace/pwned-tick`"),
                 "{agent}: {log}"
             );
         }
@@ -268,7 +269,7 @@ async fn a_blocked_job_resumes_with_an_answer() {
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
         "--repo", "demo", "--issue", "8",
-        "--task", "Pick a database @agentq-test block-unless ANSWER.md \"Postgres or SQLite?\" @agentq-test commit",
+        "--task", "Pick a database @agentq-test block-unless /agentq/ANSWER.md \"Postgres or SQLite?\" @agentq-test commit",
     ]);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
@@ -291,17 +292,21 @@ async fn a_blocked_job_resumes_with_an_answer() {
     assert!(rec.resumed);
     let ws = Path::new(&rec.workspace_dir);
     assert_eq!(
-        std::fs::read_to_string(ws.join("repo/ANSWER.md")).unwrap(),
+        std::fs::read_to_string(ws.join(".meta/input/ANSWER.md")).unwrap(),
         "Use SQLite\n"
     );
     assert!(!ws.join("repo/BLOCKED.md").exists());
-    let prompt = std::fs::read_to_string(ws.join(".meta/prompt.md")).unwrap();
+    assert!(
+        !ws.join("repo/ANSWER.md").exists(),
+        "agentq's files stay out of the repository"
+    );
+    let prompt = std::fs::read_to_string(ws.join(".meta/input/prompt.md")).unwrap();
     assert!(
         prompt.starts_with("## RESUME\n\nResume from where you left off."),
         "{prompt}"
     );
     let log = std::fs::read_to_string(ws.join(".meta/agent-codex.log")).unwrap();
-    assert!(log.contains("found ANSWER.md: Use SQLite"), "{log}");
+    assert!(log.contains("found /agentq/ANSWER.md: Use SQLite"), "{log}");
     let status = agentq_shared::status::WorkspaceStatus::read(&ws.join("status.json")).unwrap();
     assert_eq!((status.status.as_str(), status.runs), ("completed", 2));
 

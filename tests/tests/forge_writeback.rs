@@ -128,7 +128,8 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
 
     // The prompt had the issue from the forge.
     let prompt =
-        std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/prompt.md")).unwrap();
+        std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/input/prompt.md"))
+            .unwrap();
     assert!(
         prompt.contains("## ISSUE\n\n# Add a change\n\nPlease add a change file."),
         "{prompt}"

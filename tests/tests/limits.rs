@@ -1,10 +1,7 @@
 //! Issue 4's acceptance: per-agent limits that hold across worker processes, slot
 //! leases that free themselves, pool backoff, and waiting that costs no attempts.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use agentq_shared::{record::JobRecord, status::JobState};
 use agentq_tests::*;
@@ -14,9 +11,8 @@ const LONG: Duration = Duration::from_secs(240);
 
 /// (start, end) of every agent run in a job's workspace, from the test agent's
 /// own record (host-wide uptime, so runs in different containers compare).
-fn intervals(rec: &JobRecord) -> Vec<(f64, f64)> {
-    let text = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-runs.log"))
-        .unwrap();
+fn intervals(env: &TestEnv, rec: &JobRecord) -> Vec<(f64, f64)> {
+    let text = env.agent_runs(&rec.id);
     text.lines()
         .map(|l| {
             let field = |k: &str| -> f64 {
@@ -76,8 +72,11 @@ async fn a_pool_limit_holds_across_three_worker_processes() {
 
     let claude_recs = finish_all(&env, &claude).await;
     let codex_recs = finish_all(&env, &codex).await;
-    let claude_iv: Vec<_> = claude_recs.iter().flat_map(intervals).collect();
-    let codex_iv: Vec<_> = codex_recs.iter().flat_map(intervals).collect();
+    let claude_iv: Vec<_> = claude_recs
+        .iter()
+        .flat_map(|r| intervals(&env, r))
+        .collect();
+    let codex_iv: Vec<_> = codex_recs.iter().flat_map(|r| intervals(&env, r)).collect();
     assert_eq!(claude_iv.len(), 12, "each claude job ran exactly once");
     assert_eq!(
         max_overlap(&claude_iv),
@@ -117,12 +116,12 @@ async fn a_per_model_limit_holds() {
     let opus_iv: Vec<_> = finish_all(&env, &opus)
         .await
         .iter()
-        .flat_map(intervals)
+        .flat_map(|r| intervals(&env, r))
         .collect();
     let haiku_iv: Vec<_> = finish_all(&env, &haiku)
         .await
         .iter()
-        .flat_map(intervals)
+        .flat_map(|r| intervals(&env, r))
         .collect();
     assert_eq!(max_overlap(&opus_iv), 1, "opus: {opus_iv:?}");
     let all: Vec<_> = opus_iv.iter().chain(&haiku_iv).copied().collect();
@@ -330,7 +329,7 @@ async fn pacing_spaces_the_starts_of_a_pool() {
     let mut starts: Vec<f64> = finish_all(&env, &ids)
         .await
         .iter()
-        .flat_map(intervals)
+        .flat_map(|r| intervals(&env, r))
         .map(|i| i.0)
         .collect();
     starts.sort_by(|a, b| a.partial_cmp(b).unwrap());

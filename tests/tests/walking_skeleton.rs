@@ -82,7 +82,7 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
             "agent log: {log_text}"
         );
         assert!(std::path::Path::new(&rec.workspace_dir)
-            .join(".meta/prompt.md")
+            .join(".meta/input/prompt.md")
             .is_file());
         assert!(
             containers_with_label("agentq.job", &rec.id).is_empty(),
@@ -143,10 +143,7 @@ async fn two_workers_run_twenty_jobs_exactly_once() {
         assert_eq!(rec.attempt, 1, "job {id} ran more than once: {rec:#?}");
         assert_eq!(rec.runs, 1);
         // The agent itself appends one line per run to the workspace.
-        let runs = std::fs::read_to_string(
-            std::path::Path::new(&rec.workspace_dir).join(".meta/agent-runs.log"),
-        )
-        .unwrap();
+        let runs = env.agent_runs(&rec.id);
         assert_eq!(
             runs.lines().count(),
             1,
@@ -329,7 +326,7 @@ async fn infrastructure_errors_are_retried_then_recorded() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.attempt, 3, "max_attempts = 3 in the test config");
-    assert!(rec.error.contains("git clone failed"), "{rec:#?}");
+    assert!(rec.error.contains("git fetch failed"), "{rec:#?}");
     assert!(rec.question.contains("after 3 attempts"), "{rec:#?}");
     assert_eq!(rec.runs, 0, "no agent ran");
 }

@@ -31,6 +31,24 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// `uid:gid` agents run as: `docker.agent_user` when this worker is root
+    /// (it gives them the working tree), else this worker's own ids.
+    pub fn agent_ids(&self) -> (u32, u32) {
+        let (uid, gid) = agentq_shared::fsutil::current_ids();
+        if uid == 0 {
+            // Validated at load; the fallback is the documented default.
+            self.cfg.agent_ids().unwrap_or((1000, 1000))
+        } else {
+            (uid, gid)
+        }
+    }
+
+    /// [`WorkerCtx::agent_ids`] as Docker's `user`.
+    pub fn agent_user(&self) -> String {
+        let (uid, gid) = self.agent_ids();
+        format!("{uid}:{gid}")
+    }
+
     /// How long a run lease lasts without renewal: the same as apalis-redis's
     /// orphan threshold, so a dead worker's jobs and leases free up together.
     pub fn lease_ttl(&self) -> Duration {

@@ -8,7 +8,7 @@ use bollard::{
     models::ContainerCreateBody,
     query_parameters::{
         CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-        LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+        RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
     },
     Docker,
 };
@@ -37,6 +37,9 @@ pub enum Ended {
     Cancelled,
     /// The worker is shutting down; the container was stopped and the job goes back.
     Interrupted,
+    /// The working tree grew past the limit (its size in bytes) and the agent was
+    /// stopped.
+    WorkspaceTooBig(u64),
 }
 
 /// Connects to the local engine and agrees an API version with it.
@@ -51,6 +54,168 @@ pub async fn connect() -> anyhow::Result<Docker> {
         )
     })?;
     Ok(docker)
+}
+
+/// Makes the agents' network if it is missing (a bridge with traffic between
+/// containers disabled, labelled as agentq's) and returns its id.
+///
+/// Docker 20.10 allows several networks of one name, and workers starting
+/// together may each create one: every worker then picks the oldest of that name
+/// (ties by id), removes the others it can, and uses the network by id.
+///
+/// # Errors
+/// Docker API errors.
+pub async fn ensure_network(docker: &Docker, name: &str) -> anyhow::Result<String> {
+    use bollard::models::NetworkCreateRequest;
+    if named_networks(docker, name).await?.is_empty() {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_string(),
+                "false".to_string(),
+            )])),
+            labels: Some(HashMap::from([(
+                "agentq.network".to_string(),
+                "agents".to_string(),
+            )])),
+            ..Default::default()
+        };
+        if let Err(e) = docker.create_network(req).await {
+            tracing::debug!(error = %e, "create network (another worker may have made it)");
+        }
+    }
+    let mut found = named_networks(docker, name).await?;
+    found.sort();
+    let Some((_, keep)) = found.first().cloned() else {
+        anyhow::bail!("cannot create the agents' network `{name}`");
+    };
+    for (_, other) in found.iter().skip(1) {
+        let _ = docker.remove_network(other).await;
+    }
+    Ok(keep)
+}
+
+/// (created, id) of the networks named exactly `name`.
+async fn named_networks(docker: &Docker, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    let list = docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| Some((n.created.unwrap_or_default(), n.id?)))
+        .collect())
+}
+
+/// How an export container ended.
+#[derive(Debug)]
+pub struct Captured {
+    /// Exit code.
+    pub code: i64,
+    /// Bytes written to the output file.
+    pub bytes: u64,
+    /// The output went past the cap (the file holds only the cap).
+    pub over_cap: bool,
+    /// The start of stderr (at most 4 KiB), lossy.
+    pub stderr: String,
+}
+
+/// Runs a short container whose stdout is data (e.g. a git bundle): attached
+/// before start, stdout into `out` (created new, no symlink following), at most
+/// `cap` bytes; killed after `timeout`. The container is removed afterwards.
+///
+/// # Errors
+/// Docker API errors, I/O errors, the timeout.
+pub async fn run_capture(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    out: &Path,
+    cap: u64,
+    timeout: Duration,
+) -> anyhow::Result<Captured> {
+    let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    let id = docker.create_container(Some(opts), body).await?.id;
+    let result = tokio::time::timeout(timeout, capture(docker, &id, out, cap)).await;
+    remove(docker, &id).await;
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!("ran past {timeout:?}")),
+    }
+}
+
+async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Result<Captured> {
+    use bollard::container::LogOutput;
+    let attach = docker
+        .attach_container(
+            id,
+            Some(
+                bollard::query_parameters::AttachContainerOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .build(),
+            ),
+        )
+        .await?;
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await?;
+    let file = agentq_shared::fsutil::create_nofollow(out)?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut output = attach.output;
+    let (mut bytes, mut over_cap, mut stderr) = (0u64, false, Vec::new());
+    while let Some(frame) = output.next().await {
+        match frame? {
+            LogOutput::StdOut { message } => {
+                if over_cap {
+                    continue;
+                }
+                let room = cap.saturating_sub(bytes) as usize;
+                let take = message.len().min(room);
+                file.write_all(&message[..take]).await?;
+                bytes += take as u64;
+                over_cap = take < message.len();
+            }
+            LogOutput::StdErr { message } => {
+                let room = 4096usize.saturating_sub(stderr.len());
+                stderr.extend_from_slice(&message[..message.len().min(room)]);
+            }
+            _ => {}
+        }
+    }
+    file.flush().await?;
+    let code = wait_exit(docker, id).await?;
+    Ok(Captured {
+        code,
+        bytes,
+        over_cap,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+async fn wait_exit(docker: &Docker, id: &str) -> anyhow::Result<i64> {
+    let mut stream = docker.wait_container(
+        id,
+        Some(
+            WaitContainerOptionsBuilder::new()
+                .condition("not-running")
+                .build(),
+        ),
+    );
+    match stream.next().await {
+        Some(Ok(resp)) => Ok(resp.status_code),
+        // bollard reports a non-zero exit as an error carrying the code.
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(anyhow::Error::from(e)),
+        None => Err(anyhow::anyhow!("container wait ended without a status")),
+    }
 }
 
 /// Runs one agent container to its end, streaming stdout and stderr into `log`.
@@ -91,52 +256,65 @@ async fn drive(
     grace: Duration,
     stop: &mut watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
+    let mut file = crate::caplog::CappedLog::create(log)?;
+    // Attached before start, so no output is missed; agentq's containers keep no
+    // engine-side log (it would be another unbounded copy on the host).
+    let mut logs = docker
+        .attach_container(
+            id,
+            Some(
+                bollard::query_parameters::AttachContainerOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .build(),
+            ),
+        )
+        .await?
+        .output;
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await?;
-
-    let mut file = tokio::fs::File::create(log).await?;
-    let mut logs = docker.logs(
-        id,
-        Some(
-            LogsOptionsBuilder::new()
-                .follow(true)
-                .stdout(true)
-                .stderr(true)
-                .build(),
-        ),
-    );
+    // Output goes to the capped host log as it comes, and to the Redis tail in
+    // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
+    // Redis a bounded number of writes.
     let log_task = tokio::spawn(async move {
-        while let Some(Ok(chunk)) = logs.next().await {
-            let bytes = chunk.into_bytes();
-            if let Err(e) = tail.store.append_log(&tail.job_id, &bytes).await {
-                tracing::debug!(job = %tail.job_id, error = %e, "cannot append to the log tail");
+        let mut pending: Vec<u8> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let flush = |pending: &mut Vec<u8>| {
+            let chunk = std::mem::take(pending);
+            let tail = tail.clone();
+            async move {
+                if chunk.is_empty() {
+                    return;
+                }
+                if let Err(e) = tail.store.append_log(&tail.job_id, &chunk).await {
+                    tracing::debug!(job = %tail.job_id, error = %e, "cannot append to the log tail");
+                }
             }
-            if file.write_all(&bytes).await.is_err() {
-                break;
+        };
+        loop {
+            tokio::select! {
+                chunk = logs.next() => {
+                    let Some(Ok(chunk)) = chunk else { break };
+                    let bytes = chunk.into_bytes();
+                    if file.write(&bytes).is_err() {
+                        break;
+                    }
+                    pending.extend_from_slice(&bytes);
+                    if pending.len() >= 4096 {
+                        flush(&mut pending).await;
+                    }
+                }
+                _ = tick.tick() => flush(&mut pending).await,
             }
         }
-        let _ = file.flush().await;
+        flush(&mut pending).await;
+        let _ = file.finish();
         let _ = tail.store.expire_log(&tail.job_id).await;
     });
 
-    let wait = async {
-        let mut stream = docker.wait_container(
-            id,
-            Some(
-                WaitContainerOptionsBuilder::new()
-                    .condition("not-running")
-                    .build(),
-            ),
-        );
-        match stream.next().await {
-            Some(Ok(resp)) => Ok(resp.status_code),
-            // bollard reports a non-zero exit as an error carrying the code.
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(anyhow::Error::from(e)),
-            None => Err(anyhow::anyhow!("container wait ended without a status")),
-        }
-    };
+    let wait = wait_exit(docker, id);
     let stopped = async {
         loop {
             let reason = *stop.borrow();
@@ -157,11 +335,16 @@ async fn drive(
         }
         reason = stopped => {
             stop_gracefully(docker, id, grace).await;
-            if reason == StopReason::Cancel { Ended::Cancelled } else { Ended::Interrupted }
+            match reason {
+                StopReason::Cancel => Ended::Cancelled,
+                StopReason::WorkspaceTooBig(size) => Ended::WorkspaceTooBig(size),
+                _ => Ended::Interrupted,
+            }
         }
     };
-    // Logs end when the container does; give them a moment to drain.
-    let _ = tokio::time::timeout(Duration::from_secs(5), log_task).await;
+    // Logs end when the container does: let them drain (bounded, in case the
+    // engine never closes the stream).
+    let _ = tokio::time::timeout(Duration::from_secs(60), log_task).await;
     Ok(ended)
 }
 

@@ -1,7 +1,7 @@
 //! One delivery of one job, start to finish: admission checks, then the stages
 //! prep → run → finish, with infrastructure errors retried and agent outcomes final.
 
-use std::{os::unix::fs::MetadataExt, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use agentq_shared::{
     agent::AgentSpec,
@@ -10,7 +10,9 @@ use agentq_shared::{
     lease::Acquire,
     limits::Admission,
     record::JobRecord,
-    status::{detect_final_status, FinalStatus, JobState, QaSummary, WorkspaceStatus},
+    status::{
+        detect_final_status, read_blocked, FinalStatus, JobState, QaSummary, WorkspaceStatus,
+    },
     store::{now_rfc3339, Delivery},
     workspace::Workspace,
 };
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
+    import::{import_commits, ImportError},
     prep::{prepare, PrepError, Prepared},
     qa::QaResult,
     report,
@@ -33,6 +36,21 @@ pub enum StopReason {
     Cancel,
     /// The worker is shutting down and its grace period ran out.
     Shutdown,
+    /// The working tree grew past `workspace_limit_mb` (its size in bytes).
+    WorkspaceTooBig(u64),
+}
+
+/// How often the guard measures the working tree while a job runs.
+const SIZE_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// The failure reason for a working tree over the limit.
+pub fn too_big(size: u64, limit: u64) -> String {
+    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+    format!(
+        "workspace grew to {:.2} GiB ({size} bytes), over the limit of {:.2} GiB ({limit} bytes)",
+        gib(size),
+        gib(limit)
+    )
 }
 
 /// Handles one delivery. Never fails: every outcome is written to the job's record.
@@ -155,15 +173,28 @@ fn spawn_guard(
     ctx: Arc<WorkerCtx>,
     id: String,
     agent: AgentSpec,
+    repo: Option<PathBuf>,
 ) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(StopReason::None);
     let handle = tokio::spawn(async move {
         let ttl = ctx.lease_ttl();
         let mut renew = tokio::time::interval(ttl / 3);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
+        let mut size = tokio::time::interval(SIZE_CHECK_EVERY);
+        let limit = ctx.cfg.workspace_limit_bytes();
         let mut shutdown = ctx.shutdown.clone();
         loop {
             tokio::select! {
+                _ = size.tick(), if limit.is_some() && repo.is_some() => {
+                    let (Some(limit), Some(repo)) = (limit, repo.clone()) else { continue };
+                    let used = tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&repo))
+                        .await
+                        .unwrap_or(0);
+                    if used > limit {
+                        tracing::warn!(job = %id, used, limit, "working tree over the limit; stopping the agent");
+                        let _ = tx.send(StopReason::WorkspaceTooBig(used));
+                    }
+                }
                 _ = renew.tick() => {
                     if let Err(e) = ctx.store.renew_run_lease(&id, &ctx.worker_id, ttl).await {
                         tracing::warn!(job = %id, error = %e, "cannot renew run lease");
@@ -214,7 +245,10 @@ async fn run_admitted(
     if reaped > 0 {
         tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
     }
-    let (stop, guard) = spawn_guard(ctx.clone(), id.clone(), agent.clone());
+    let repo = agentq_shared::workspace::Workspace::for_input(&ctx.cfg.workspace_root, &rec.input)
+        .ok()
+        .map(|w| w.repo_dir());
+    let (stop, guard) = spawn_guard(ctx.clone(), id.clone(), agent.clone(), repo);
     ctx.running.lock().unwrap().insert(id.clone());
     let began = std::time::Instant::now();
     let outcome = stages(ctx, &rec, attempt, &started, stop).await;
@@ -306,10 +340,12 @@ async fn stages(
 
     // Stage 1: prep.
     let issue = crate::forge::issue_for_prompt(ctx, input).await;
-    let prepared = prepare(&ctx.cfg, rec, issue).await.map_err(|e| match e {
-        PrepError::Job(m) => StageError::Job(m),
-        PrepError::Infra(e) => StageError::Infra(e, None),
-    })?;
+    let prepared = prepare(&ctx.cfg, rec, issue, ctx.agent_ids())
+        .await
+        .map_err(|e| match e {
+            PrepError::Job(m) => StageError::Job(m),
+            PrepError::Infra(e) => StageError::Infra(e, None),
+        })?;
     let ws = prepared.workspace.clone();
     let ws_dir = ws.dir.to_string_lossy().into_owned();
     let common = [
@@ -372,9 +408,30 @@ async fn stages(
     report::stop_stopwatch(ctx, rec, &mut forge_errors).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
 
+    // From here on the working tree is the agent's: it is read only through
+    // `read_blocked` (no links, no FIFOs, capped) and the export container.
+    let limit = ctx.cfg.workspace_limit_bytes();
+    let size = match (limit, &ended) {
+        (Some(_), Ended::Exited(_) | Ended::TimedOut) => {
+            let repo = ws.repo_dir();
+            tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&repo))
+                .await
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let over = limit.filter(|l| size > *l);
+    let mut take_commits = over.is_none();
     let (mut state, mut question, exit_code) = match ended {
+        _ if over.is_some() => (JobState::Failed, too_big(size, over.unwrap_or(0)), None),
+        Ended::WorkspaceTooBig(size) => {
+            take_commits = false;
+            (JobState::Failed, too_big(size, limit.unwrap_or(0)), None)
+        }
         Ended::Exited(code) => {
-            let FinalStatus { state, question } = detect_final_status(&ws.repo_dir(), code);
+            let blocked = read_blocked(&ws.repo_dir());
+            take_commits &= blocked.is_ok();
+            let FinalStatus { state, question } = detect_final_status(&blocked, code);
             (state, question, Some(code))
         }
         Ended::TimedOut => (
@@ -385,9 +442,24 @@ async fn stages(
             ),
             None,
         ),
-        Ended::Cancelled => (JobState::Cancelled, "Cancelled".to_string(), None),
+        Ended::Cancelled => {
+            take_commits = false;
+            (JobState::Cancelled, "Cancelled".to_string(), None)
+        }
         Ended::Interrupted => return Err(StageError::Interrupted),
     };
+    // The agent's commits, taken as data into the worker repository.
+    if take_commits {
+        match import_commits(ctx, rec, attempt, &agent, &prepared).await {
+            Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
+            Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
+            Err(e @ ImportError::Refused(_)) => {
+                tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
+                state = JobState::Failed;
+                question = e.to_string();
+            }
+        }
+    }
     // Fast failures of a pool are a sign of rate limits: pause it on every host.
     match store
         .record_outcome(
@@ -497,10 +569,15 @@ async fn stages(
     if let Err(e) = st.write_atomic(&ws.status_file()) {
         tracing::warn!(job = %rec.id, error = %e, "cannot write status.json");
     }
+    let error = if matches!(state, JobState::Failed | JobState::TimedOut) {
+        question.clone()
+    } else {
+        String::new()
+    };
     let mut fields = vec![
         ("question", question),
         ("finished_at", now_rfc3339()),
-        ("error", String::new()),
+        ("error", error),
         ("forge_error", forge_error),
         ("pr_url", pr_url.unwrap_or_default()),
         (
@@ -533,13 +610,6 @@ async fn stages(
     Ok(())
 }
 
-/// `uid:gid` owning the workspace: containers run as the workspace's owner.
-pub fn workspace_user(ws: &Workspace) -> Option<String> {
-    std::fs::metadata(&ws.dir)
-        .ok()
-        .map(|m| format!("{}:{}", m.uid(), m.gid()))
-}
-
 async fn run_agent(
     ctx: &Arc<WorkerCtx>,
     rec: &JobRecord,
@@ -549,7 +619,6 @@ async fn run_agent(
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     let ws = &prepared.workspace;
-    let user = workspace_user(ws);
     let job = ContainerJob {
         job_id: &rec.id,
         attempt,
@@ -558,8 +627,8 @@ async fn run_agent(
         agent,
         prompt: &prepared.prompt,
         repo_dir: &ws.repo_dir(),
-        meta_dir: &ws.meta_dir(),
-        user,
+        input_dir: &ws.input_dir(),
+        user: ctx.agent_user(),
     };
     let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
     let name = format!("agentq-{}-{}", rec.id.to_lowercase(), attempt);

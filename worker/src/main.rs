@@ -2,10 +2,12 @@
 //! each through prep → agent container → finish. Run as many as you like, on as
 //! many hosts as you like, against one Redis.
 
+mod caplog;
 mod context;
 mod docker;
 mod forge;
 mod git;
+mod import;
 mod job;
 mod metrics;
 mod prep;
@@ -106,6 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await?
         .with_event_log(cfg.workspace_root.join("events.jsonl"));
     let docker = docker::connect().await?;
+    // Agents run on agentq's network, referred to by id from here on.
+    cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
     let host = hostname();
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).

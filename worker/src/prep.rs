@@ -1,6 +1,10 @@
-//! Stage 1, prep: the workspace, the clone, the agent branch and the prompt.
-
-use std::path::Path;
+//! Stage 1, prep: the worker-owned repository, a fresh working tree for the
+//! agent, and the prompt.
+//!
+//! The working tree of an earlier run is hostile (its `.git/config`, hooks and
+//! files are the agent's), so prep never runs git in it: it fetches into the
+//! worker-owned bare repository (`.meta/git`), deletes the old tree and builds a
+//! new one from that repository, and gives it to the agents' user.
 
 use agentq_shared::{
     config::Config,
@@ -12,7 +16,12 @@ use agentq_shared::{
     workspace::{agent_branch, Workspace},
 };
 
-use crate::git::{git, has_branch};
+use crate::git::{git, git_with, is_ancestor, rev_parse, Credentials};
+
+/// The ref in the worker repository that holds the job's base commit.
+const BASE_REF: &str = "refs/agentq/base";
+/// The ref in the worker repository the working tree is built from.
+const START_REF: &str = "refs/agentq/start";
 
 /// What prep leaves for the run stage.
 #[derive(Debug, Clone)]
@@ -21,10 +30,16 @@ pub struct Prepared {
     pub workspace: Workspace,
     /// The agent's branch, checked out.
     pub branch: String,
-    /// The prompt, also in `.meta/prompt.md`.
+    /// The prompt, also in `.meta/input/prompt.md`.
     pub prompt: String,
-    /// The clone already existed (an earlier run's work is in it).
+    /// Earlier work of this job or branch is in the working tree.
     pub resumed: bool,
+    /// The commit the working tree starts from: the agent's commits must descend
+    /// from it.
+    pub start_sha: String,
+    /// The agent branch on the remote when prep fetched (`None`: not there). A
+    /// push replaces exactly this commit, or nothing if it moved.
+    pub remote_sha: Option<String>,
 }
 
 /// Where `{org}/{repo}` is cloned from.
@@ -52,8 +67,9 @@ impl From<TemplateError> for PrepError {
     }
 }
 
-/// Makes (or reuses) the workspace of the job, then writes the prompt from the
-/// templates, the repository and `issue` (title, body) if the forge gave one.
+/// Brings the worker repository up to date, builds a fresh working tree on the
+/// agent branch from it, then writes the prompt from the templates, the
+/// repository and `issue` (title, body) if the forge gave one.
 ///
 /// # Errors
 /// [`PrepError::Job`] for template problems, [`PrepError::Infra`] for the rest.
@@ -61,6 +77,7 @@ pub async fn prepare(
     cfg: &Config,
     rec: &JobRecord,
     issue: Option<(String, String)>,
+    agent_ids: (u32, u32),
 ) -> Result<Prepared, PrepError> {
     let input = &rec.input;
     let templates = Templates::new(cfg.templates_dir.clone());
@@ -72,22 +89,40 @@ pub async fn prepare(
     let plan = (!input.plan_template.is_empty())
         .then(|| templates.plan(&input.plan_template, &input.variables))
         .transpose()?;
-    let (workspace, branch, resumed) = checkout(cfg, input).await.map_err(PrepError::Infra)?;
-    let repo = workspace.repo_dir();
+    let workspace =
+        Workspace::for_input(&cfg.workspace_root, input).map_err(|e| PrepError::Infra(e.into()))?;
+    let branch = agent_branch(input);
+    let sync = sync_worker_repo(cfg, input, &workspace, &branch)
+        .await
+        .map_err(PrepError::Infra)?;
+    build_working_tree(cfg, input, &workspace, &branch, agent_ids)
+        .await
+        .map_err(PrepError::Infra)?;
+    let resumed = sync.had_branch || rec.runs > 0;
+
     let infra = |e: std::io::Error| PrepError::Infra(e.into());
-    if !rec.answer.is_empty() {
-        std::fs::write(
-            repo.join("ANSWER.md"),
-            format!("{}\n", rec.answer.trim_end()),
+    let answer = workspace.answer_file();
+    if rec.answer.is_empty() {
+        match std::fs::remove_file(&answer) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(infra(e)),
+            _ => {}
+        }
+    } else {
+        agentq_shared::fsutil::write_atomic(
+            &answer,
+            format!("{}\n", rec.answer.trim_end()).as_bytes(),
         )
         .map_err(infra)?;
     }
-    let recent_changes = git(&repo, &["log", "--oneline", "-20"])
-        .await
-        .unwrap_or_default();
+    let recent_changes = git(
+        &workspace.worker_repo(),
+        &["log", "--oneline", "-20", START_REF],
+    )
+    .await
+    .unwrap_or_default();
     let parts = PromptParts {
         branch: branch.clone(),
-        language: Language::detect(&repo),
+        language: Language::detect(&workspace.repo_dir()),
         template_text,
         persona,
         issue,
@@ -104,60 +139,142 @@ pub async fn prepare(
         branch,
         prompt,
         resumed,
+        start_sha: sync.start,
+        remote_sha: sync.remote,
     })
 }
 
-/// The workspace and the clone on the agent branch: (workspace, branch, resumed).
-async fn checkout(
-    cfg: &Config,
-    input: &DispatchInput,
-) -> anyhow::Result<(Workspace, String, bool)> {
-    let workspace = Workspace::for_input(&cfg.workspace_root, input)?;
-    let repo = workspace.repo_dir();
-    std::fs::create_dir_all(workspace.meta_dir())?;
-
-    let resumed = repo.join(".git").join("HEAD").is_file();
-    if !resumed {
-        if repo.exists() {
-            // A clone that died half-way: start it again.
-            std::fs::remove_dir_all(&repo)?;
-        }
-        clone(cfg, input, &workspace.dir, &repo).await?;
-    }
-
-    let branch = agent_branch(input);
-    if has_branch(&repo, &branch).await {
-        git(&repo, &["checkout", "--quiet", &branch]).await?;
-    } else {
-        git(&repo, &["checkout", "--quiet", "-b", &branch]).await?;
-    }
-
-    let blocked = repo.join("BLOCKED.md");
-    if blocked.exists() {
-        std::fs::remove_file(&blocked)?;
-    }
-    Ok((workspace, branch, resumed))
+/// What [`sync_worker_repo`] found.
+struct Synced {
+    /// The start commit (also at [`START_REF`]).
+    start: String,
+    /// The agent branch existed (on this host or on the remote).
+    had_branch: bool,
+    /// The agent branch on the remote.
+    remote: Option<String>,
 }
 
-async fn clone(cfg: &Config, input: &DispatchInput, ws: &Path, repo: &Path) -> anyhow::Result<()> {
-    let url = clone_url(cfg, input);
-    let mut args = vec!["clone", "--quiet", "--no-tags"];
-    let named = if !input.branch.is_empty() {
-        Some(input.branch.as_str())
-    } else if !input.tag.is_empty() {
-        Some(input.tag.as_str())
-    } else {
-        None
-    };
-    if let Some(r) = named {
-        args.extend(["--branch", r]);
-    }
-    args.extend(["--", url.as_str(), "repo"]);
-    git(ws, &args).await?;
+/// The refspec that fetches the job's base into [`BASE_REF`]: the PR head
+/// (`refs/pull/N/head`, as Forgejo publishes it), the named branch or tag, or
+/// the remote's default branch.
+fn base_refspec(input: &DispatchInput) -> String {
     if input.pr > 0 {
-        let refspec = format!("pull/{}/head:pr-{}", input.pr, input.pr);
-        git(repo, &["fetch", "--quiet", "origin", &refspec]).await?;
-        git(repo, &["checkout", "--quiet", &format!("pr-{}", input.pr)]).await?;
+        format!("+refs/pull/{}/head:{BASE_REF}", input.pr)
+    } else if !input.branch.is_empty() {
+        format!("+refs/heads/{}:{BASE_REF}", input.branch)
+    } else if !input.tag.is_empty() {
+        format!("+refs/tags/{}:{BASE_REF}", input.tag)
+    } else {
+        format!("+HEAD:{BASE_REF}")
+    }
+}
+
+/// Creates the worker repository if needed, fetches the remote's branches and
+/// the job's base into it, and picks the start commit: the agent branch saved
+/// here by an earlier run (moved forward to the remote's if that descends from
+/// it), else the agent branch on the remote, else the base.
+async fn sync_worker_repo(
+    cfg: &Config,
+    input: &DispatchInput,
+    ws: &Workspace,
+    branch: &str,
+) -> anyhow::Result<Synced> {
+    let meta = ws.meta_dir();
+    std::fs::create_dir_all(ws.input_dir())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(ws.input_dir(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let git_dir = ws.worker_repo();
+    if !git_dir.join("HEAD").is_file() {
+        if std::fs::symlink_metadata(&git_dir).is_ok() {
+            std::fs::remove_dir_all(&git_dir)?;
+        }
+        git(&meta, &["init", "--quiet", "--bare", "git"]).await?;
+    }
+    let url = clone_url(cfg, input);
+    let creds = Credentials::for_url(cfg, &url)?;
+    let base_spec = base_refspec(input);
+    git_with(
+        &git_dir,
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--",
+            &url,
+            "+refs/heads/*:refs/remotes/origin/*",
+            &base_spec,
+        ],
+        creds.as_ref(),
+    )
+    .await?;
+    let base = rev_parse(&git_dir, BASE_REF)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the base `{BASE_REF}` is not a commit"))?;
+    let local = rev_parse(&git_dir, &format!("refs/heads/{branch}")).await;
+    let remote = rev_parse(&git_dir, &format!("refs/remotes/origin/{branch}")).await;
+    let start = match (&local, &remote) {
+        (Some(l), Some(r)) if l != r && is_ancestor(&git_dir, l, r).await => r.clone(),
+        (Some(l), _) => l.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => base,
+    };
+    git(&git_dir, &["update-ref", START_REF, &start]).await?;
+    Ok(Synced {
+        start,
+        had_branch: local.is_some() || remote.is_some(),
+        remote,
+    })
+}
+
+/// Replaces the working tree with a fresh one on `branch` at [`START_REF`],
+/// made from the worker repository (objects copied, never hard-linked, so the
+/// agent cannot reach the worker's files), and gives it to the agents' user.
+async fn build_working_tree(
+    cfg: &Config,
+    input: &DispatchInput,
+    ws: &Workspace,
+    branch: &str,
+    (uid, gid): (u32, u32),
+) -> anyhow::Result<()> {
+    let repo = ws.repo_dir();
+    if std::fs::symlink_metadata(&repo).is_ok() {
+        let r = repo.clone();
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(r)).await??;
+    }
+    git(&ws.dir, &["init", "--quiet", "repo"]).await?;
+    let src = ws.worker_repo();
+    let src = src.to_string_lossy();
+    git(
+        &repo,
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--update-head-ok",
+            "--",
+            &src,
+            "+refs/remotes/origin/*:refs/remotes/origin/*",
+            &format!("+{START_REF}:refs/heads/{branch}"),
+        ],
+    )
+    .await?;
+    git(&repo, &["checkout", "--quiet", "--force", branch]).await?;
+    // The seed's rule: a stale BLOCKED.md (even a committed one) is not this
+    // run's question.
+    let blocked = repo.join("BLOCKED.md");
+    if std::fs::symlink_metadata(&blocked).is_ok() {
+        std::fs::remove_file(&blocked)?;
+    }
+    // The agent sees the public URL (never credentials); pushing is the worker's.
+    git(&repo, &["remote", "add", "origin", &clone_url(cfg, input)]).await?;
+    if agentq_shared::fsutil::current_ids().0 == 0 {
+        let r = repo.clone();
+        tokio::task::spawn_blocking(move || agentq_shared::fsutil::chown_tree(&r, uid, gid))
+            .await??;
     }
     Ok(())
 }

@@ -96,8 +96,8 @@ pub async fn run(
             agent,
             prompt: "",
             repo_dir: &ws.repo_dir(),
-            meta_dir: &ws.meta_dir(),
-            user: crate::job::workspace_user(ws),
+            input_dir: &ws.input_dir(),
+            user: ctx.agent_user(),
         };
         let body = qa_container(&ctx.cfg, &job, argv.clone());
         let name = format!("agentq-{}-{}-qa{}", rec.id.to_lowercase(), attempt, i + 1);
@@ -117,7 +117,9 @@ pub async fn run(
             |_| {},
         )
         .await?;
-        let output = std::fs::read_to_string(&step_log).unwrap_or_default();
+        let output = std::fs::read(&step_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         append(&log, &argv.join(" "), &output);
         last_output = output;
         let detail = match ended {
@@ -143,11 +145,7 @@ pub async fn run(
 
 fn append(log: &std::path::Path, command: &str, output: &str) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
+    if let Ok(mut f) = agentq_shared::fsutil::append_nofollow(log) {
         let _ = writeln!(f, "$ {command}\n{output}");
     }
 }

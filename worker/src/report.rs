@@ -2,7 +2,7 @@
 //! request and the outcome comment (upstream `auto_pr.go`). Forge trouble is
 //! recorded on the job and never changes the job's own outcome.
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use agentq_shared::{
     forge::{job_marker, CommitState, CreatePull, CreateStatus, ForgeClient, StopwatchOutcome},
@@ -10,14 +10,15 @@ use agentq_shared::{
     status::JobState,
 };
 
-use crate::{context::WorkerCtx, git::git_env, prep::Prepared, qa::QaResult};
+use crate::{
+    context::WorkerCtx,
+    git::{git, git_with, rev_parse, Credentials},
+    prep::Prepared,
+    qa::QaResult,
+};
 
 /// Commit status context agentq reports under.
 pub const STATUS_CONTEXT: &str = "agentq/qa";
-
-/// The askpass helper git runs for push credentials. It holds no secret: it
-/// prints what the worker passes in its environment for that one git process.
-const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$AGENTQ_GIT_USER\" ;;\n  *) printf '%s\\n' \"$AGENTQ_GIT_TOKEN\" ;;\nesac\n";
 
 /// Errors met while talking to the forge, for the job record.
 #[derive(Debug, Default)]
@@ -74,8 +75,11 @@ pub struct Pushed {
     pub base: String,
 }
 
-/// Pushes the agent's branch when it has commits ahead of the base branch.
-/// Credentials go to git through an askpass helper, never in the URL or logs.
+/// Pushes the agent branch from the worker repository when it has commits
+/// ahead of the base branch, to the URL agentq's configuration names (never one
+/// from the workspace), with credentials pinned to the forge's origin. The push
+/// replaces exactly the commit prep saw on the remote (or creates the branch):
+/// if the remote branch moved to a commit this worker never saw, it is refused.
 pub async fn push_branch(
     ctx: &Arc<WorkerCtx>,
     rec: &JobRecord,
@@ -86,7 +90,7 @@ pub async fn push_branch(
     if !ctx.cfg.forge.auto_pr {
         return None;
     }
-    let repo = prepared.workspace.repo_dir();
+    let git_dir = prepared.workspace.worker_repo();
     let base = if !ctx.cfg.forge.base_branch.is_empty() {
         ctx.cfg.forge.base_branch.clone()
     } else {
@@ -99,10 +103,14 @@ pub async fn push_branch(
             }
         }
     };
-    let ahead = git_env(
-        &repo,
-        &["rev-list", "--count", &format!("origin/{base}..HEAD")],
-        &[],
+    let local = format!("refs/heads/{}", prepared.branch);
+    let ahead = git(
+        &git_dir,
+        &[
+            "rev-list",
+            "--count",
+            &format!("refs/remotes/origin/{base}..{local}"),
+        ],
     )
     .await;
     match ahead.as_deref().map(str::parse::<u64>) {
@@ -113,40 +121,35 @@ pub async fn push_branch(
             return None;
         }
     }
-    let sha = match git_env(&repo, &["rev-parse", "HEAD"], &[]).await {
-        Ok(s) => s,
-        Err(e) => {
-            errors.add("read head", e);
-            return None;
-        }
+    let Some(sha) = rev_parse(&git_dir, &local).await else {
+        errors.add("read head", "the agent branch has no commit");
+        return None;
     };
-    let helper = match askpass_helper(&ctx.cfg.workspace_root) {
-        Ok(p) => p,
+    let url = crate::prep::clone_url(&ctx.cfg, &rec.input);
+    let creds = match Credentials::for_url(&ctx.cfg, &url) {
+        Ok(c) => c,
         Err(e) => {
             errors.add("write askpass helper", e);
             return None;
         }
     };
-    let token = std::env::var(&ctx.cfg.forge.token_env).unwrap_or_default();
-    let helper_s = helper.to_string_lossy().into_owned();
-    let env = [
-        ("GIT_ASKPASS", helper_s.as_str()),
-        ("AGENTQ_GIT_USER", ctx.cfg.forge.git_user.as_str()),
-        ("AGENTQ_GIT_TOKEN", token.as_str()),
-    ];
-    let refspec = format!("HEAD:refs/heads/{}", prepared.branch);
-    let push = git_env(
-        &repo,
+    let lease = format!(
+        "--force-with-lease={local}:{}",
+        prepared.remote_sha.as_deref().unwrap_or("")
+    );
+    let refspec = format!("{local}:{local}");
+    let push = git_with(
+        &git_dir,
         &[
-            "-c",
-            "credential.helper=",
             "push",
             "--quiet",
-            "--force-with-lease",
-            "origin",
+            "--porcelain",
+            &lease,
+            "--",
+            &url,
             &refspec,
         ],
-        &env,
+        creds.as_ref(),
     )
     .await;
     if let Err(e) = push {
@@ -154,16 +157,6 @@ pub async fn push_branch(
         return None;
     }
     Some(Pushed { sha, base })
-}
-
-fn askpass_helper(root: &Path) -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = root.join(".agentq-askpass");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
-        agentq_shared::fsutil::write_atomic(&path, ASKPASS.as_bytes())?;
-    }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-    Ok(path)
 }
 
 /// Sets the commit status of the pushed head.
@@ -202,11 +195,13 @@ pub async fn open_pull(
 ) -> Option<String> {
     let forge = ctx.forge.as_ref()?;
     let i = &rec.input;
-    let repo = prepared.workspace.repo_dir();
-    let commits = git_env(
-        &repo,
-        &["log", "--oneline", &format!("origin/{}..HEAD", pushed.base)],
-        &[],
+    let commits = git(
+        &prepared.workspace.worker_repo(),
+        &[
+            "log",
+            "--oneline",
+            &format!("refs/remotes/origin/{}..{}", pushed.base, pushed.sha),
+        ],
     )
     .await
     .unwrap_or_default();
