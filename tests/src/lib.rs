@@ -170,7 +170,9 @@ pub struct GitRemotes {
 }
 
 fn run_git(dir: &Path, args: &[&str]) -> String {
+    // Workspaces belong to the agents' user; the tests look at them as root.
     let out = Command::new("git")
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "t")
@@ -231,6 +233,18 @@ impl GitRemotes {
             &["push", "--quiet", bare.to_str().unwrap(), "main"],
         );
         bare
+    }
+}
+
+impl GitRemotes {
+    /// Publishes `refs/pull/{n}/head` in `{org}/{repo}.git` at `main`, as Forgejo
+    /// does for pull request `n`.
+    pub fn publish_pull(&self, org: &str, repo: &str, n: u64) {
+        let bare = self.base.path().join(org).join(format!("{repo}.git"));
+        run_git(
+            &bare,
+            &["update-ref", &format!("refs/pull/{n}/head"), "main"],
+        );
     }
 }
 

@@ -96,6 +96,8 @@ async fn templates_plans_and_personas_shape_the_prompt() {
         "demo",
         &[("go.mod", "module demo\n"), ("main.go", "package main\n")],
     );
+    // Forgejo publishes refs/pull/N/head; prep of a --pr job fetches it.
+    env.remotes.publish_pull("core", "demo", 4);
     let _w = env.worker("w1", 2);
 
     let coding = dry_run_prompt(

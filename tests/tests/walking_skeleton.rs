@@ -106,7 +106,7 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
         "agent/add-a-change-agentq-test-commit"
     );
     assert_eq!(c.branch, "agent/add-a-change-agentq-test-commit");
-    let log = git(&repo, &["log", "--format=%s", "main..HEAD"]);
+    let log = git(&repo, &["log", "--format=%s", "origin/main..HEAD"]);
     assert_eq!(log, "agentq test: change by codex");
     assert!(repo.join("agentq-change.txt").is_file());
 

@@ -104,12 +104,14 @@ pub async fn push_branch(
         }
     };
     let local = format!("refs/heads/{}", prepared.branch);
+    // No agent branch in the worker repository: no run has committed anything.
+    let sha = rev_parse(&git_dir, &local).await?;
     let ahead = git(
         &git_dir,
         &[
             "rev-list",
             "--count",
-            &format!("refs/remotes/origin/{base}..{local}"),
+            &format!("refs/remotes/origin/{base}..{sha}"),
         ],
     )
     .await;
@@ -121,10 +123,6 @@ pub async fn push_branch(
             return None;
         }
     }
-    let Some(sha) = rev_parse(&git_dir, &local).await else {
-        errors.add("read head", "the agent branch has no commit");
-        return None;
-    };
     let url = crate::prep::clone_url(&ctx.cfg, &rec.input);
     let creds = match Credentials::for_url(&ctx.cfg, &url) {
         Ok(c) => c,
