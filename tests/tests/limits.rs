@@ -61,14 +61,38 @@ async fn finish_all(env: &TestEnv, ids: &[String]) -> Vec<JobRecord> {
     out
 }
 
+/// Waits until `n` workers are registered and live.
+async fn wait_live_workers(env: &TestEnv, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = env.cli(&["workers", "--json"], None);
+        let live = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .count();
+        if live >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {live} of {n} workers registered\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_limit_holds_across_three_worker_processes() {
     require_docker();
     let env = TestEnv::with_config("[limits]\nclaude = 2\n");
     env.remotes.create("core", "demo", &[]);
+    // All three workers are up and polling before any job exists, so no worker
+    // gets a head start and takes the whole queue (that made this test flaky).
+    let _w: Vec<_> = (1..=3).map(|i| env.worker(&format!("w{i}"), 4)).collect();
+    wait_live_workers(&env, 3).await;
     let claude = enqueue_many(&env, "claude", "@agentq-test sleep 3", 1, 12);
     let codex = enqueue_many(&env, "codex", "@agentq-test sleep 3", 100, 6);
-    let _w: Vec<_> = (1..=3).map(|i| env.worker(&format!("w{i}"), 4)).collect();
 
     let claude_recs = finish_all(&env, &claude).await;
     let codex_recs = finish_all(&env, &codex).await;
