@@ -944,11 +944,12 @@ impl ForgeClient {
         repo: &str,
         reference: &str,
     ) -> Result<CombinedStatus, ForgeError> {
-        let mut segs = vec!["repos", owner, repo, "commits"];
-        segs.extend(reference.split('/'));
-        segs.push("status");
-        self.get(&segs, &[("limit", self.page_size.to_string())])
-            .await
+        // `{ref}` is one path segment; a `/` in it travels encoded.
+        self.get(
+            &["repos", owner, repo, "commits", reference, "status"],
+            &[("limit", self.page_size.to_string())],
+        )
+        .await
     }
 }
 
