@@ -137,6 +137,26 @@ pub struct ForgeConfig {
     pub max_retries: u32,
     /// First retry delay in ms (doubles per retry; `Retry-After` wins).
     pub retry_base_ms: u64,
+    /// How the agent's run time is recorded on the job's issue.
+    pub time_tracking: TimeTracking,
+}
+
+/// How the agent's run time is recorded on the job's issue (`[forge] time_tracking`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeTracking {
+    /// After each agent run, add its duration as a tracked time on the issue
+    /// (`POST …/issues/{index}/times`), once per run. Safe with any number of jobs
+    /// sharing one token.
+    #[default]
+    Times,
+    /// Start the token owner's stopwatch on the issue before the run and stop it
+    /// after. A forge keeps one running stopwatch per user: starting one on another
+    /// issue stops this one, so this is only right when at most one job with this
+    /// token runs at a time.
+    Stopwatch,
+    /// Record nothing.
+    Off,
 }
 
 impl Default for ForgeConfig {
@@ -150,6 +170,7 @@ impl Default for ForgeConfig {
             base_branch: String::new(),
             max_retries: 4,
             retry_base_ms: 500,
+            time_tracking: TimeTracking::Times,
         }
     }
 }
@@ -439,6 +460,20 @@ mod tests {
         .unwrap();
         assert_eq!(ok.docker.mounts[0].target, "/cache");
         assert!(ok.host_gateway_for("local") && !ok.host_gateway_for("codex"));
+    }
+
+    #[test]
+    fn forge_time_tracking_defaults_to_tracked_times() {
+        let cfg = Config::from_toml("[forge]\nurl = \"http://f\"\n").unwrap();
+        assert_eq!(cfg.forge.time_tracking, TimeTracking::Times);
+        assert_eq!((cfg.forge.max_retries, cfg.forge.retry_base_ms), (4, 500));
+        let cfg = Config::from_toml(
+            "[forge]\ntime_tracking = \"stopwatch\"\nmax_retries = 1\nretry_base_ms = 20\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.forge.time_tracking, TimeTracking::Stopwatch);
+        assert_eq!((cfg.forge.max_retries, cfg.forge.retry_base_ms), (1, 20));
+        assert!(Config::from_toml("[forge]\ntime_tracking = \"sometimes\"\n").is_err());
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct JobRecord {
     pub pr_url: String,
     /// Forge errors met while reporting (the job's own outcome stands).
     pub forge_error: String,
+    /// The last agent run (see `runs`) whose time was added to the issue as a
+    /// tracked time, so a repeated report never adds it twice (0: none).
+    pub time_tracked: u32,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -99,6 +102,7 @@ impl JobRecord {
             qa_output: String::new(),
             pr_url: String::new(),
             forge_error: String::new(),
+            time_tracked: 0,
             created_at: now.to_string(),
             updated_at: now.to_string(),
             started_at: String::new(),
@@ -140,6 +144,7 @@ impl JobRecord {
             ("qa_output", self.qa_output.clone()),
             ("pr_url", self.pr_url.clone()),
             ("forge_error", self.forge_error.clone()),
+            ("time_tracked", self.time_tracked.to_string()),
             ("created_at", self.created_at.clone()),
             ("updated_at", self.updated_at.clone()),
             ("started_at", self.started_at.clone()),
@@ -187,6 +192,7 @@ impl JobRecord {
             qa_output: take("qa_output"),
             pr_url: take("pr_url"),
             forge_error: take("forge_error"),
+            time_tracked: num(take("time_tracked")) as u32,
             created_at: take("created_at"),
             updated_at: take("updated_at"),
             started_at: take("started_at"),
@@ -210,6 +216,7 @@ mod tests {
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
         rec.exit_code = Some(3);
         rec.resumed = true;
+        rec.time_tracked = 2;
         let map = rec
             .to_fields()
             .into_iter()

@@ -1,35 +1,61 @@
 //! A simulated Forgejo for end-to-end tests: the part of the REST API v1 agentq uses,
-//! checked against the upstream OpenAPI description, plus git over smart HTTP for the
-//! bare repositories under a directory (served by `git http-backend`).
+//! plus git over smart HTTP for the bare repositories under a directory (served by
+//! `git http-backend`). Paths and bodies follow the upstream OpenAPI description;
+//! answers follow what Forgejo's handlers do, which the description does not always
+//! say. Each such behaviour names, in a comment, the Forgejo source file it follows
+//! (paths in the forgejo repository).
 //!
-//! API (under `/api/v1`; every request needs `Authorization: token <TOKEN>`, else 401):
+//! Users: the token given to [`ForgeSim::start`] belongs to [`SIM_USER`], who may
+//! write to every repository. [`ForgeSim::add_user`] adds users who can read public
+//! repositories and write where [`ForgeSim::add_collaborator`] says so.
+//!
+//! Authentication (`services/auth/oauth2.go`, `services/auth/basic.go`):
+//! `Authorization: token <T>` (scheme in lowercase), `bearer <T>` (any case) or basic
+//! auth with the token as password or user name. An unknown token is a 401; no
+//! recognised credentials is an anonymous request, which may read public
+//! repositories and nothing else: other requests answer 401 "token is required"
+//! (`reqToken` in `routers/api/v1/api.go`). A private repository, or one that does not
+//! exist, is a 404 for whoever cannot see it (`repoAssignment`).
+//!
+//! API (under `/api/v1`):
 //!
 //! | request | answers |
 //! |---|---|
+//! | `GET /user` | 200 `User`, 401 |
 //! | `GET /repos/{owner}/{repo}` | 200 `Repository`, 404 |
 //! | `GET /repos/{owner}/{repo}/issues/{index}` | 200 `Issue`, 404 |
 //! | `GET /repos/{owner}/{repo}/issues/{index}/comments` | 200 `[Comment]`, 404 |
-//! | `POST /repos/{owner}/{repo}/issues/{index}/comments` | 201 `Comment`, 404, 422 |
-//! | `GET`/`PATCH /repos/{owner}/{repo}/issues/comments/{id}` | 200 `Comment`, 404, 422 |
-//! | `POST /repos/{owner}/{repo}/issues/{index}/stopwatch/start` | 201, 404, 409 running |
-//! | `POST /repos/{owner}/{repo}/issues/{index}/stopwatch/stop` | 201, 404, 409 not running |
-//! | `GET /repos/{owner}/{repo}/pulls?state&page&limit` | 200 `[PullRequest]` + `X-Total-Count`, 404, 422 |
-//! | `POST /repos/{owner}/{repo}/pulls` | 201 `PullRequest`, 404 no such branch, 409 exists, 422 |
-//! | `GET`/`POST /repos/{owner}/{repo}/statuses/{sha}` | 200 `[CommitStatus]` / 201 `CommitStatus`, 400, 404, 422 |
+//! | `POST /repos/{owner}/{repo}/issues/{index}/comments` | 201 `Comment`, 401, 404, 422 |
+//! | `GET`/`PATCH /repos/{owner}/{repo}/issues/comments/{id}` | 200 `Comment`, 401, 403 someone else's, 404, 422 |
+//! | `GET /repos/{owner}/{repo}/issues/{index}/times?user&since&before&page&limit` | 200 `[TrackedTime]`, 401, 403, 404 (also: time tracking off), 422 |
+//! | `POST /repos/{owner}/{repo}/issues/{index}/times` | 200 `TrackedTime`, 400 time tracking disabled, 401, 403, 404, 422 |
+//! | `POST /repos/{owner}/{repo}/issues/{index}/stopwatch/start` | 201, 401, 403, 404, 409 running |
+//! | `POST /repos/{owner}/{repo}/issues/{index}/stopwatch/stop` | 201, 401, 403, 404, 409 not running |
+//! | `GET /repos/{owner}/{repo}/pulls?state&page&limit` | 200 `[PullRequest]` + `X-Total-Count`, 404 |
+//! | `GET /repos/{owner}/{repo}/pulls/{base}/{head…}` | 200 `PullRequest` (any state), 404 |
+//! | `POST /repos/{owner}/{repo}/pulls` | 201 `PullRequest`, 401, 404 no such branch, 409 exists, 422 |
+//! | `GET`/`POST /repos/{owner}/{repo}/statuses/{sha}` | 200 `[CommitStatus]` / 201 `CommitStatus`, 401, 403, 404, 500 unknown commit |
+//! | `GET /repos/{owner}/{repo}/commits/{ref}/status` | 200 `CombinedStatus`, 404 |
+//! | `GET /repos/{owner}/{repo}/git/commits/{sha}` | 200 `Commit`, 404 |
 //!
 //! Other paths answer 404, other methods on a known path 405. JSON bodies must be
 //! objects whose fields are the ones the spec's option type defines, with the right
-//! JSON types, and carry the fields Forgejo's binding requires (non-empty); anything
-//! else is a 422 naming the field. Error bodies have the spec's shapes (`APIError`,
-//! `APIValidationError`, `APINotFound`, `APIUnauthorizedError`: `message`, `url`).
+//! JSON types, and carry the fields Forgejo's binding requires (non-empty, non-zero);
+//! anything else is a 422 naming the field. Error bodies have the spec's shapes
+//! (`APIError`, `APIValidationError`, `APINotFound`: `message`, `url`); a bare
+//! `ctx.Status(403)` in Forgejo is an empty 403 here too.
 //!
-//! Git: `{url}/{owner}/{repo}.git` serves `{git_root}/{owner}/{repo}.git`. Clone and
-//! fetch may be anonymous; push needs HTTP basic auth whose password (or user name)
-//! is the token, and is otherwise answered 401 with `WWW-Authenticate: Basic
-//! realm="forge"`. Wrong credentials are a 401 for fetches too.
+//! Git: `{url}/{owner}/{repo}.git` serves `{git_root}/{owner}/{repo}.git`
+//! (`routers/web/repo/githttp.go`): clone and fetch of a public repository may be
+//! anonymous; a push, any access to a private repository and any access to a
+//! repository that does not exist need credentials (basic auth with the token as
+//! password or user name), and are otherwise answered 401 with `WWW-Authenticate:
+//! Basic realm="Gitea"`. Wrong credentials are a 401 too; a signed-in user who cannot
+//! read the repository gets 404 "Repository not found", one who cannot write it has
+//! the push refused.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -56,8 +82,10 @@ use tokio::{
 pub const MAX_PAGE_SIZE: usize = 50;
 /// Forgejo's `DEFAULT_PAGING_NUM`: the page size when `limit` is absent.
 pub const DEFAULT_PAGE_SIZE: usize = 30;
-/// The login the token belongs to.
+/// The login the token given to [`ForgeSim::start`] belongs to.
 pub const SIM_USER: &str = "agentq-bot";
+/// [`SIM_USER`]'s id.
+pub const SIM_USER_ID: u64 = 1;
 
 /// A comment as the sim stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +96,8 @@ pub struct SimComment {
     pub issue: u64,
     /// Its body.
     pub body: String,
+    /// Its author's login.
+    pub author: String,
 }
 
 /// A pull request as the sim stores it.
@@ -81,6 +111,8 @@ pub struct SimPull {
     pub body: String,
     /// Head branch.
     pub head: String,
+    /// The repository the head branch is in, `owner/repo` (a fork's, or this one).
+    pub head_repo: String,
     /// Base branch.
     pub base: String,
     /// The head branch's commit when the pull request was opened.
@@ -92,7 +124,7 @@ pub struct SimPull {
 /// A commit status as the sim stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimStatus {
-    /// `pending`, `success`, `error`, `failure`, `warning` or `skipped`.
+    /// As given (Forgejo does not check it).
     pub state: String,
     /// Link, empty if none was given.
     pub target_url: String,
@@ -100,6 +132,21 @@ pub struct SimStatus {
     pub description: String,
     /// Context.
     pub context: String,
+}
+
+/// A tracked time as the sim stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTrackedTime {
+    /// Its id.
+    pub id: u64,
+    /// Who spent it.
+    pub user: String,
+    /// Seconds.
+    pub seconds: i64,
+    /// When (Unix seconds).
+    pub created_unix: i64,
+    /// Whether a stopwatch made it (stopped, or stopped by a start on another issue).
+    pub from_stopwatch: bool,
 }
 
 /// One request the sim answered.
@@ -133,7 +180,7 @@ pub struct PushRecord {
     pub owner: String,
     /// Repository (without `.git`).
     pub repo: String,
-    /// The basic-auth user name given.
+    /// The login of the user whose token authenticated the push.
     pub user: String,
     /// Whether `git http-backend` exited successfully.
     pub success: bool,
@@ -148,15 +195,27 @@ struct Failure {
     status: u16,
     remaining: usize,
     retry_after: Option<u64>,
+    /// Do the work, then answer `status` (a forge failing after storing).
+    after_effect: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SimUser {
+    id: u64,
+    login: String,
+    token: String,
 }
 
 #[derive(Debug, Default)]
 struct RepoState {
     id: u64,
     default_branch: String,
+    private: bool,
+    time_tracking: bool,
+    /// Users other than [`SIM_USER`] who may write.
+    writers: HashSet<u64>,
     issues: BTreeMap<u64, IssueState>,
     pulls: BTreeMap<u64, PullState>,
-    stopwatches: HashMap<u64, Stopwatch>,
     statuses: HashMap<String, Vec<StatusState>>,
 }
 
@@ -167,6 +226,7 @@ struct IssueState {
     body: String,
     state: String,
     created: String,
+    poster: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -175,17 +235,13 @@ struct PullState {
     title: String,
     body: String,
     head: String,
+    head_repo: (String, String),
     base: String,
     head_sha: String,
     base_sha: String,
     state: String,
     created: String,
-}
-
-#[derive(Debug, Default)]
-struct Stopwatch {
-    running: bool,
-    events: Vec<String>,
+    poster: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +252,7 @@ struct StatusState {
     description: String,
     context: String,
     created: String,
+    creator: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -207,18 +264,45 @@ struct CommentState {
     body: String,
     created: String,
     updated: String,
+    poster: u64,
+}
+
+/// A running stopwatch: at most one per user (`models/issues/stopwatch.go`).
+#[derive(Debug, Clone)]
+struct StopwatchState {
+    owner: String,
+    repo: String,
+    issue: u64,
+    started_unix: i64,
+}
+
+#[derive(Debug, Clone)]
+struct TimeState {
+    id: u64,
+    owner: String,
+    repo: String,
+    issue: u64,
+    user: u64,
+    created_unix: i64,
+    time: i64,
+    from_stopwatch: bool,
 }
 
 #[derive(Debug, Default)]
 struct SimState {
+    users: Vec<SimUser>,
     repos: BTreeMap<(String, String), RepoState>,
     comments: Vec<CommentState>,
+    stopwatches: HashMap<u64, StopwatchState>,
+    stopwatch_events: Vec<(String, String, u64, String)>,
+    times: Vec<TimeState>,
     next_id: u64,
     requests: Vec<RequestRecord>,
     failures: Vec<Failure>,
     down: bool,
     pushes: Vec<PushRecord>,
     git_stderr: Vec<String>,
+    unknown_fields: Vec<String>,
 }
 
 impl SimState {
@@ -226,10 +310,33 @@ impl SimState {
         self.next_id += 1;
         self.next_id
     }
+
+    fn user(&self, id: u64) -> Option<&SimUser> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    fn login(&self, id: u64) -> String {
+        self.user(id)
+            .map_or_else(|| "ghost".into(), |u| u.login.clone())
+    }
+
+    fn user_by_token(&self, token: &str) -> Option<u64> {
+        self.users
+            .iter()
+            .find(|u| !token.is_empty() && u.token == token)
+            .map(|u| u.id)
+    }
+
+    fn can_read(&self, rs: &RepoState, user: Option<u64>) -> bool {
+        !rs.private || user.is_some_and(|u| self.can_write(rs, Some(u)))
+    }
+
+    fn can_write(&self, rs: &RepoState, user: Option<u64>) -> bool {
+        user.is_some_and(|u| u == SIM_USER_ID || rs.writers.contains(&u))
+    }
 }
 
 struct Shared {
-    token: String,
     git_root: PathBuf,
     url: String,
     state: Mutex<SimState>,
@@ -253,19 +360,27 @@ pub struct ForgeSim {
 }
 
 impl ForgeSim {
-    /// Starts a sim accepting `token`, serving the bare repositories under `git_root`
-    /// (`{git_root}/{owner}/{repo}.git`) over HTTP. Binds `127.0.0.1:0` and serves on a
-    /// tokio task of the current runtime.
+    /// Starts a sim where `token` is [`SIM_USER`]'s, serving the bare repositories
+    /// under `git_root` (`{git_root}/{owner}/{repo}.git`) over HTTP. Binds
+    /// `127.0.0.1:0` and serves on a tokio task of the current runtime.
     pub async fn start(token: &str, git_root: PathBuf) -> ForgeSim {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("forge sim: cannot bind a loopback port");
         let addr = listener.local_addr().expect("forge sim: local address");
+        let state = SimState {
+            users: vec![SimUser {
+                id: SIM_USER_ID,
+                login: SIM_USER.into(),
+                token: token.to_string(),
+            }],
+            next_id: 100,
+            ..SimState::default()
+        };
         let shared = Arc::new(Shared {
-            token: token.to_string(),
             git_root,
             url: format!("http://{addr}"),
-            state: Mutex::new(SimState::default()),
+            state: Mutex::new(state),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -298,18 +413,76 @@ impl ForgeSim {
         format!("{}/{owner}/{repo}.git", self.shared.url)
     }
 
-    /// Registers repository `owner/repo` with `default_branch` in the API. Its git data,
-    /// if any, is the bare repository `{git_root}/{owner}/{repo}.git`.
+    /// Adds user `login` whose API token is `token`; returns its id. The user can
+    /// read public repositories and comment there, and write nowhere until
+    /// [`ForgeSim::add_collaborator`].
+    pub fn add_user(&self, login: &str, token: &str) -> u64 {
+        let mut st = self.shared.lock();
+        assert!(
+            st.users
+                .iter()
+                .all(|u| u.login != login && u.token != token),
+            "forge sim: user {login} or its token exists"
+        );
+        let id = st.next_id();
+        st.users.push(SimUser {
+            id,
+            login: login.to_string(),
+            token: token.to_string(),
+        });
+        id
+    }
+
+    /// Gives user `login` write access to `owner/repo` (and sight of it if private).
+    pub fn add_collaborator(&self, owner: &str, repo: &str, login: &str) {
+        let mut st = self.shared.lock();
+        let id = st
+            .users
+            .iter()
+            .find(|u| u.login == login)
+            .map(|u| u.id)
+            .unwrap_or_else(|| panic!("forge sim: no user {login}"));
+        st.repos
+            .get_mut(&key(owner, repo))
+            .unwrap_or_else(|| panic!("forge sim: add_repo({owner}, {repo}) first"))
+            .writers
+            .insert(id);
+    }
+
+    /// Registers repository `owner/repo` with `default_branch` in the API (public,
+    /// time tracking on). Its git data, if any, is the bare repository
+    /// `{git_root}/{owner}/{repo}.git`.
     pub fn add_repo(&self, owner: &str, repo: &str, default_branch: &str) {
         let mut st = self.shared.lock();
         let id = st.next_id();
         st.repos
-            .entry((owner.to_string(), repo.to_string()))
+            .entry(key(owner, repo))
             .or_insert_with(|| RepoState {
                 id,
                 default_branch: default_branch.to_string(),
+                time_tracking: true,
                 ..RepoState::default()
             });
+    }
+
+    fn with_repo<T>(&self, owner: &str, repo: &str, f: impl FnOnce(&mut RepoState) -> T) -> T {
+        let mut st = self.shared.lock();
+        let rs = st
+            .repos
+            .get_mut(&key(owner, repo))
+            .unwrap_or_else(|| panic!("forge sim: add_repo({owner}, {repo}) first"));
+        f(rs)
+    }
+
+    /// Makes `owner/repo` private (or public again): only its writers see it, over
+    /// the API and over git.
+    pub fn set_private(&self, owner: &str, repo: &str, private: bool) {
+        self.with_repo(owner, repo, |rs| rs.private = private);
+    }
+
+    /// Switches time tracking of `owner/repo` on or off.
+    pub fn set_time_tracking(&self, owner: &str, repo: &str, enabled: bool) {
+        self.with_repo(owner, repo, |rs| rs.time_tracking = enabled);
     }
 
     /// Adds open issue `number` to `owner/repo` (which must have been added).
@@ -318,7 +491,7 @@ impl ForgeSim {
         let id = st.next_id();
         let rs = st
             .repos
-            .get_mut(&(owner.to_string(), repo.to_string()))
+            .get_mut(&key(owner, repo))
             .unwrap_or_else(|| panic!("forge sim: add_repo({owner}, {repo}) first"));
         assert!(
             !rs.pulls.contains_key(&number),
@@ -332,8 +505,44 @@ impl ForgeSim {
                 body: body.to_string(),
                 state: "open".into(),
                 created: now_rfc3339(),
+                poster: SIM_USER_ID,
             },
         );
+    }
+
+    /// Adds a comment by user `login` on issue `index`; returns its id.
+    pub fn add_comment_as(
+        &self,
+        owner: &str,
+        repo: &str,
+        index: u64,
+        login: &str,
+        body: &str,
+    ) -> u64 {
+        let mut st = self.shared.lock();
+        let poster = st
+            .users
+            .iter()
+            .find(|u| u.login == login)
+            .map(|u| u.id)
+            .unwrap_or_else(|| panic!("forge sim: no user {login}"));
+        assert!(
+            issue_exists(&st, owner, repo, &index.to_string()).is_some(),
+            "forge sim: no issue {owner}/{repo}#{index}"
+        );
+        let id = st.next_id();
+        let now = now_rfc3339();
+        st.comments.push(CommentState {
+            id,
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+            issue: index,
+            body: body.to_string(),
+            created: now.clone(),
+            updated: now,
+            poster,
+        });
+        id
     }
 
     /// Closes pull request `number`.
@@ -341,7 +550,7 @@ impl ForgeSim {
         let mut st = self.shared.lock();
         let pr = st
             .repos
-            .get_mut(&(owner.to_string(), repo.to_string()))
+            .get_mut(&key(owner, repo))
             .and_then(|rs| rs.pulls.get_mut(&number))
             .unwrap_or_else(|| panic!("forge sim: no pull request {owner}/{repo}#{number}"));
         pr.state = "closed".into();
@@ -349,15 +558,15 @@ impl ForgeSim {
 
     /// Comments on issue or pull request `index`, oldest first.
     pub fn comments(&self, owner: &str, repo: &str, index: u64) -> Vec<SimComment> {
-        self.shared
-            .lock()
-            .comments
+        let st = self.shared.lock();
+        st.comments
             .iter()
             .filter(|c| c.owner == owner && c.repo == repo && c.issue == index)
             .map(|c| SimComment {
                 id: c.id,
                 issue: c.issue,
                 body: c.body.clone(),
+                author: st.login(c.poster),
             })
             .collect()
     }
@@ -365,7 +574,7 @@ impl ForgeSim {
     /// All pull requests of `owner/repo` (open and closed), by number.
     pub fn pulls(&self, owner: &str, repo: &str) -> Vec<SimPull> {
         let st = self.shared.lock();
-        let Some(rs) = st.repos.get(&(owner.to_string(), repo.to_string())) else {
+        let Some(rs) = st.repos.get(&key(owner, repo)) else {
             return Vec::new();
         };
         rs.pulls
@@ -375,6 +584,7 @@ impl ForgeSim {
                 title: p.title.clone(),
                 body: p.body.clone(),
                 head: p.head.clone(),
+                head_repo: format!("{}/{}", p.head_repo.0, p.head_repo.1),
                 base: p.base.clone(),
                 head_sha: p.head_sha.clone(),
                 state: p.state.clone(),
@@ -386,7 +596,7 @@ impl ForgeSim {
     pub fn statuses(&self, owner: &str, repo: &str, sha: &str) -> Vec<SimStatus> {
         let st = self.shared.lock();
         st.repos
-            .get(&(owner.to_string(), repo.to_string()))
+            .get(&key(owner, repo))
             .and_then(|rs| rs.statuses.get(sha))
             .map(|v| {
                 v.iter()
@@ -401,25 +611,41 @@ impl ForgeSim {
             .unwrap_or_default()
     }
 
-    /// The stopwatch changes on `index`, in order: `"start"` and `"stop"` for each
-    /// call that took effect (a 409 changes nothing and is not listed; see
+    /// Tracked times on issue `index`, oldest first.
+    pub fn tracked_times(&self, owner: &str, repo: &str, index: u64) -> Vec<SimTrackedTime> {
+        let st = self.shared.lock();
+        st.times
+            .iter()
+            .filter(|t| t.owner == owner && t.repo == repo && t.issue == index)
+            .map(|t| SimTrackedTime {
+                id: t.id,
+                user: st.login(t.user),
+                seconds: t.time,
+                created_unix: t.created_unix,
+                from_stopwatch: t.from_stopwatch,
+            })
+            .collect()
+    }
+
+    /// The stopwatch changes on `index`, in order: `"start"`, `"stop"` for a stop
+    /// call, and `"stopped by a start elsewhere"` when the same user started one on
+    /// another issue (a 409 changes nothing and is not listed; see
     /// [`ForgeSim::requests`] for every call).
     pub fn stopwatch_events(&self, owner: &str, repo: &str, index: u64) -> Vec<String> {
         let st = self.shared.lock();
-        st.repos
-            .get(&(owner.to_string(), repo.to_string()))
-            .and_then(|rs| rs.stopwatches.get(&index))
-            .map(|s| s.events.clone())
-            .unwrap_or_default()
+        st.stopwatch_events
+            .iter()
+            .filter(|(o, r, n, _)| o == owner && r == repo && *n == index)
+            .map(|(_, _, _, e)| e.clone())
+            .collect()
     }
 
-    /// Whether the stopwatch on `index` is running.
+    /// Whether [`SIM_USER`]'s stopwatch runs on `index`.
     pub fn stopwatch_running(&self, owner: &str, repo: &str, index: u64) -> bool {
         let st = self.shared.lock();
-        st.repos
-            .get(&(owner.to_string(), repo.to_string()))
-            .and_then(|rs| rs.stopwatches.get(&index))
-            .is_some_and(|s| s.running)
+        st.stopwatches
+            .get(&SIM_USER_ID)
+            .is_some_and(|s| s.owner == owner && s.repo == repo && s.issue == index)
     }
 
     /// Every request answered, as (method, path), in order.
@@ -456,7 +682,7 @@ impl ForgeSim {
     /// answer `status` (with an `APIError` body) before normal service resumes. The
     /// prefix may be given with or without `/api/v1`.
     pub fn fail_next(&self, method: &str, path_prefix: &str, status: u16, count: usize) {
-        self.push_failure(method, path_prefix, status, count, None);
+        self.push_failure(method, path_prefix, status, count, None, false);
     }
 
     /// As [`ForgeSim::fail_next`], with a `Retry-After: {retry_after_secs}` header.
@@ -468,7 +694,27 @@ impl ForgeSim {
         count: usize,
         retry_after_secs: u64,
     ) {
-        self.push_failure(method, path_prefix, status, count, Some(retry_after_secs));
+        self.push_failure(
+            method,
+            path_prefix,
+            status,
+            count,
+            Some(retry_after_secs),
+            false,
+        );
+    }
+
+    /// As [`ForgeSim::fail_next`], but each of those requests is carried out first
+    /// and only its answer replaced: a forge failing after it stored the write (as
+    /// Forgejo's `CreateCommitStatus` can, `services/repository/commitstatus`).
+    pub fn fail_next_after_effect(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        status: u16,
+        count: usize,
+    ) {
+        self.push_failure(method, path_prefix, status, count, None, true);
     }
 
     fn push_failure(
@@ -478,6 +724,7 @@ impl ForgeSim {
         status: u16,
         count: usize,
         retry_after: Option<u64>,
+        after_effect: bool,
     ) {
         if count == 0 {
             return;
@@ -488,6 +735,7 @@ impl ForgeSim {
             status,
             remaining: count,
             retry_after,
+            after_effect,
         });
     }
 
@@ -499,6 +747,12 @@ impl ForgeSim {
     /// Pushes served, in order.
     pub fn pushes(&self) -> Vec<PushRecord> {
         self.shared.lock().pushes.clone()
+    }
+
+    /// Body fields sent that their option type does not define (`Type.field`), in
+    /// order. Forgejo ignores them; a client sending one has a bug.
+    pub fn unknown_fields(&self) -> Vec<String> {
+        self.shared.lock().unknown_fields.clone()
     }
 
     /// What `git http-backend` wrote to stderr, one entry per run that wrote any.
@@ -534,26 +788,43 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 
 async fn dispatch(sh: &Arc<Shared>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    if let Some((status, retry_after)) = take_failure(sh, req.method(), &path) {
+    let injected = take_failure(sh, req.method(), &path);
+    let injected_resp = |status: StatusCode, retry_after: Option<u64>| {
         let mut resp = api_error(sh, status, "injected failure");
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        return resp;
+        resp
+    };
+    if let Some((status, retry_after, false)) = injected {
+        return injected_resp(status, retry_after);
     }
+    let resp = route(sh, req, &path).await;
+    match injected {
+        // The work was done; the answer is lost.
+        Some((status, retry_after, true)) => injected_resp(status, retry_after),
+        _ => resp,
+    }
+}
+
+async fn route(sh: &Arc<Shared>, req: Request, path: &str) -> Response {
     if let Some(rest) = path.strip_prefix("/api/v1") {
         if rest.is_empty() || rest.starts_with('/') {
             return api(sh, req, rest.to_string()).await;
         }
     }
-    if let Some((owner, repo, tail)) = parse_git_path(&path) {
+    if let Some((owner, repo, tail)) = parse_git_path(path) {
         return git_http(sh, req, owner, repo, tail).await;
     }
     not_found(sh)
 }
 
-fn take_failure(sh: &Shared, method: &Method, path: &str) -> Option<(StatusCode, Option<u64>)> {
+fn take_failure(
+    sh: &Shared,
+    method: &Method,
+    path: &str,
+) -> Option<(StatusCode, Option<u64>, bool)> {
     let mut st = sh.lock();
     let api_path = path.strip_prefix("/api/v1").unwrap_or(path);
     let idx = st.failures.iter().position(|f| {
@@ -565,6 +836,7 @@ fn take_failure(sh: &Shared, method: &Method, path: &str) -> Option<(StatusCode,
     let out = (
         StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         f.retry_after,
+        f.after_effect,
     );
     if f.remaining == 0 {
         st.failures.remove(idx);
@@ -572,13 +844,76 @@ fn take_failure(sh: &Shared, method: &Method, path: &str) -> Option<(StatusCode,
     Some(out)
 }
 
+/// Who sent a request: `Ok(None)` anonymous, `Err(())` credentials that match no
+/// user (a 401). As Forgejo's `services/auth/oauth2.go` (`Authorization: token T`
+/// with the scheme in lowercase, or `bearer T` in any case) and
+/// `services/auth/basic.go` (basic auth: the token as user name with an empty or
+/// `x-oauth-basic` password, else as password). Other schemes are ignored.
+fn caller(st: &SimState, headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    if fields.len() != 2 {
+        return Ok(None);
+    }
+    let (scheme, cred) = (fields[0], fields[1]);
+    if scheme == "token" || scheme.eq_ignore_ascii_case("bearer") {
+        return st.user_by_token(cred).map(Some).ok_or(());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64_decode(cred)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(())?;
+        let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+        if password.is_empty() || password == "x-oauth-basic" {
+            if let Some(id) = st.user_by_token(user) {
+                return Ok(Some(id));
+            }
+        }
+        // No passwords in the sim: only a token works.
+        return st.user_by_token(password).map(Some).ok_or(());
+    }
+    Ok(None)
+}
+
+/// What a path under `/repos/{owner}/{repo}` asks for.
+enum Route {
+    GetRepo,
+    GetIssue(String),
+    ListComments(String),
+    CreateComment(String),
+    GetComment(String),
+    EditComment(String),
+    ListTimes(String),
+    AddTime(String),
+    Stopwatch(String, bool),
+    ListPulls,
+    CreatePull,
+    PullByBaseHead(String, String),
+    ListStatuses(String),
+    CreateStatus(String),
+    CombinedStatus(String),
+    GetCommit(String),
+}
+
 async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
     if sh.lock().down {
         return api_error(sh, StatusCode::SERVICE_UNAVAILABLE, "the forge is down");
     }
-    if !api_authorized(sh, req.headers()) {
-        return api_error(sh, StatusCode::UNAUTHORIZED, "token is required");
-    }
+    let who = match caller(&sh.lock(), req.headers()) {
+        Ok(who) => who,
+        Err(()) => {
+            return api_error(
+                sh,
+                StatusCode::UNAUTHORIZED,
+                "user does not exist [uid: 0, name: ]",
+            )
+        }
+    };
     let segs: Vec<String> = rest
         .trim_start_matches('/')
         .split('/')
@@ -587,67 +922,109 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
     let query = parse_query(req.uri().query().unwrap_or_default());
-    match segs.as_slice() {
-        ["repos", o, r] => match method {
-            Method::GET => get_repo(sh, o, r),
-            _ => method_not_allowed(sh),
-        },
-        ["repos", o, r, "issues", "comments", id] => match method {
-            Method::GET => get_comment(sh, o, r, id),
-            Method::PATCH => match read_json(sh, req, &EDIT_ISSUE_COMMENT).await {
-                Ok(body) => edit_comment(sh, o, r, id, &body),
-                Err(resp) => resp,
-            },
-            _ => method_not_allowed(sh),
-        },
-        ["repos", o, r, "issues", index] => match method {
-            Method::GET => get_issue(sh, o, r, index),
-            _ => method_not_allowed(sh),
-        },
-        ["repos", o, r, "issues", index, "comments"] => match method {
-            Method::GET => list_comments(sh, o, r, index),
-            Method::POST => match read_json(sh, req, &CREATE_ISSUE_COMMENT).await {
-                Ok(body) => create_comment(sh, o, r, index, &body),
-                Err(resp) => resp,
-            },
-            _ => method_not_allowed(sh),
-        },
-        ["repos", o, r, "issues", index, "stopwatch", action @ ("start" | "stop")] => {
-            match method {
-                Method::POST => stopwatch(sh, o, r, index, action),
-                _ => method_not_allowed(sh),
-            }
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let (o, r, route) = match segs.as_slice() {
+        ["user"] if get => {
+            let st = sh.lock();
+            return match who {
+                Some(id) => json_response(StatusCode::OK, user_json(sh, id, &st.login(id))),
+                None => api_error(sh, StatusCode::UNAUTHORIZED, "token is required"),
+            };
         }
-        ["repos", o, r, "pulls"] => match method {
-            Method::GET => list_pulls(sh, o, r, &query).await,
-            Method::POST => match read_json(sh, req, &CREATE_PULL_REQUEST).await {
-                Ok(body) => create_pull(sh, o, r, &body).await,
-                Err(resp) => resp,
-            },
-            _ => method_not_allowed(sh),
-        },
-        ["repos", o, r, "statuses", sha] => match method {
-            Method::GET => list_statuses(sh, o, r, sha),
-            Method::POST => match read_json(sh, req, &CREATE_STATUS).await {
-                Ok(body) => create_status(sh, o, r, sha, &body).await,
-                Err(resp) => resp,
-            },
-            _ => method_not_allowed(sh),
-        },
-        _ => not_found(sh),
-    }
-}
-
-fn api_authorized(sh: &Shared, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
+        ["user"] => return method_not_allowed(sh),
+        ["repos", o, r, rest @ ..] => {
+            let route = match rest {
+                [] if get => Route::GetRepo,
+                ["issues", "comments", id] if get => Route::GetComment(id.to_string()),
+                ["issues", "comments", id] if method == Method::PATCH => {
+                    Route::EditComment(id.to_string())
+                }
+                ["issues", index] if get => Route::GetIssue(index.to_string()),
+                ["issues", index, "comments"] if get => Route::ListComments(index.to_string()),
+                ["issues", index, "comments"] if post => Route::CreateComment(index.to_string()),
+                ["issues", index, "times"] if get => Route::ListTimes(index.to_string()),
+                ["issues", index, "times"] if post => Route::AddTime(index.to_string()),
+                ["issues", index, "stopwatch", action @ ("start" | "stop")] if post => {
+                    Route::Stopwatch(index.to_string(), *action == "start")
+                }
+                ["pulls"] if get => Route::ListPulls,
+                ["pulls"] if post => Route::CreatePull,
+                // `m.Get("/{base}/*", repo.GetPullRequestByBaseHead)`: the head may
+                // contain `/`.
+                ["pulls", base, head @ ..] if get && !head.is_empty() => {
+                    Route::PullByBaseHead(base.to_string(), head.join("/"))
+                }
+                ["statuses", sha] if get => Route::ListStatuses(sha.to_string()),
+                ["statuses", sha] if post => Route::CreateStatus(sha.to_string()),
+                ["commits", reference @ .., "status"] if get && !reference.is_empty() => {
+                    Route::CombinedStatus(reference.join("/"))
+                }
+                ["git", "commits", sha] if get => Route::GetCommit(sha.to_string()),
+                []
+                | ["issues", "comments", _]
+                | ["issues", _]
+                | ["issues", _, "comments" | "times"]
+                | ["issues", _, "stopwatch", "start" | "stop"]
+                | ["pulls"]
+                | ["statuses", _] => return method_not_allowed(sh),
+                _ => return not_found(sh),
+            };
+            (o.to_string(), r.to_string(), route)
+        }
+        _ => return not_found(sh),
     };
-    match value.trim().split_once(' ') {
-        Some((scheme, token)) => scheme.eq_ignore_ascii_case("token") && token.trim() == sh.token,
-        None => false,
+    // `repoAssignment` (routers/api/v1/api.go): a repository the caller cannot see
+    // is a 404, before anything else.
+    {
+        let st = sh.lock();
+        match st.repos.get(&key(&o, &r)) {
+            Some(rs) if st.can_read(rs, who) => {}
+            _ => return not_found(sh),
+        }
+    }
+    // `reqToken()` guards every write and the whole `/times` group.
+    let needs_token = !get || matches!(route, Route::ListTimes(_));
+    let user = match who {
+        Some(u) => u,
+        None if needs_token => {
+            return api_error(sh, StatusCode::UNAUTHORIZED, "token is required");
+        }
+        None => 0,
+    };
+    let (o, r) = (o.as_str(), r.as_str());
+    match route {
+        Route::GetRepo => get_repo(sh, o, r, who),
+        Route::GetIssue(index) => get_issue(sh, o, r, &index),
+        Route::ListComments(index) => list_comments(sh, o, r, &index),
+        Route::CreateComment(index) => match read_json(sh, req, &CREATE_ISSUE_COMMENT).await {
+            Ok(body) => create_comment(sh, o, r, &index, user, &body),
+            Err(resp) => resp,
+        },
+        Route::GetComment(id) => get_comment(sh, o, r, &id),
+        Route::EditComment(id) => match read_json(sh, req, &EDIT_ISSUE_COMMENT).await {
+            Ok(body) => edit_comment(sh, o, r, &id, user, &body),
+            Err(resp) => resp,
+        },
+        Route::ListTimes(index) => list_times(sh, o, r, &index, user, &query),
+        Route::AddTime(index) => match read_json(sh, req, &ADD_TIME).await {
+            Ok(body) => add_time(sh, o, r, &index, user, &body),
+            Err(resp) => resp,
+        },
+        Route::Stopwatch(index, start) => stopwatch(sh, o, r, &index, user, start),
+        Route::ListPulls => list_pulls(sh, o, r, who, &query).await,
+        Route::CreatePull => match read_json(sh, req, &CREATE_PULL_REQUEST).await {
+            Ok(body) => create_pull(sh, o, r, user, &body).await,
+            Err(resp) => resp,
+        },
+        Route::PullByBaseHead(base, head) => pull_by_base_head(sh, o, r, who, &base, &head).await,
+        Route::ListStatuses(sha) => list_statuses(sh, o, r, &sha),
+        Route::CreateStatus(sha) => match read_json(sh, req, &CREATE_STATUS).await {
+            Ok(body) => create_status(sh, o, r, &sha, user, &body).await,
+            Err(resp) => resp,
+        },
+        Route::CombinedStatus(reference) => combined_status(sh, o, r, &reference, who).await,
+        Route::GetCommit(sha) => get_commit(sh, o, r, &sha).await,
     }
 }
 
@@ -730,21 +1107,37 @@ const CREATE_STATUS: Schema = Schema {
     ],
 };
 
-/// Checks a body against `schema`; the message names the offending field.
+/// `AddTimeOption` (`modules/structs/issue_tracked_time.go`: `time` is
+/// `binding:"Required"`, so it must be non-zero).
+const ADD_TIME: Schema = Schema {
+    name: "AddTimeOption",
+    fields: &[
+        ("created", Ty::Str, false),
+        ("time", Ty::Int, true),
+        ("user_name", Ty::Str, false),
+    ],
+};
+
+/// Fields of a body that its option type does not define, as `Type.field`. Go's
+/// JSON decoding ignores them, so the request goes on; the sim records them for
+/// tests to check ([`ForgeSim::unknown_fields`]).
+fn unknown_fields(schema: &Schema, body: &Value) -> Vec<String> {
+    body.as_object()
+        .map(|obj| {
+            obj.keys()
+                .filter(|k| !schema.fields.iter().any(|(name, _, _)| name == k))
+                .map(|k| format!("{}.{k}", schema.name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks a body against `schema` as Forgejo's binding does; the message names the
+/// offending field.
 fn validate(schema: &Schema, body: &Value) -> Result<Map<String, Value>, String> {
     let Some(obj) = body.as_object() else {
         return Err(format!("{}: the body must be a JSON object", schema.name));
     };
-    for key in obj.keys() {
-        if !schema.fields.iter().any(|(name, _, _)| name == key) {
-            let known: Vec<&str> = schema.fields.iter().map(|(n, _, _)| *n).collect();
-            return Err(format!(
-                "{}: unknown field `{key}` (fields: {})",
-                schema.name,
-                known.join(", ")
-            ));
-        }
-    }
     for (name, ty, required) in schema.fields {
         match obj.get(*name) {
             None | Some(Value::Null) if *required => {
@@ -761,6 +1154,12 @@ fn validate(schema: &Schema, body: &Value) -> Result<Map<String, Value>, String>
             Some(Value::String(s)) if *required && s.trim().is_empty() => {
                 return Err(format!(
                     "{}: field `{name}` is required (empty)",
+                    schema.name
+                ));
+            }
+            Some(Value::Number(n)) if *required && n.as_i64() == Some(0) => {
+                return Err(format!(
+                    "{}: field `{name}` is required (zero)",
                     schema.name
                 ));
             }
@@ -801,6 +1200,9 @@ async fn read_json(
     }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| validation_error(sh, format!("{}: the body is not JSON: {e}", schema.name)))?;
+    sh.lock()
+        .unknown_fields
+        .extend(unknown_fields(schema, &value));
     validate(schema, &value).map_err(|m| validation_error(sh, m))
 }
 
@@ -809,16 +1211,22 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> &'a str {
 }
 
 // ---------------------------------------------------------------------------------
-// Handlers
+// Handlers (the caller may see the repository: checked in `api`)
 
 fn key(o: &str, r: &str) -> (String, String) {
     (o.to_string(), r.to_string())
 }
 
-fn get_repo(sh: &Shared, o: &str, r: &str) -> Response {
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn get_repo(sh: &Shared, o: &str, r: &str, who: Option<u64>) -> Response {
     let st = sh.lock();
     match st.repos.get(&key(o, r)) {
-        Some(rs) => json_response(StatusCode::OK, repo_json(sh, o, r, rs)),
+        Some(rs) => json_response(StatusCode::OK, repo_json(sh, &st, o, r, rs, who)),
         None => not_found(sh),
     }
 }
@@ -837,7 +1245,10 @@ fn get_issue(sh: &Shared, o: &str, r: &str, index: &str) -> Response {
         .filter(|c| c.owner == o && c.repo == r && c.issue == n)
         .count();
     if let Some(issue) = rs.issues.get(&n) {
-        return json_response(StatusCode::OK, issue_json(sh, o, r, rs, n, issue, comments));
+        return json_response(
+            StatusCode::OK,
+            issue_json(sh, &st, o, r, rs, n, issue, comments),
+        );
     }
     if let Some(pr) = rs.pulls.get(&n) {
         let as_issue = IssueState {
@@ -846,8 +1257,9 @@ fn get_issue(sh: &Shared, o: &str, r: &str, index: &str) -> Response {
             body: pr.body.clone(),
             state: pr.state.clone(),
             created: pr.created.clone(),
+            poster: pr.poster,
         };
-        let mut v = issue_json(sh, o, r, rs, n, &as_issue, comments);
+        let mut v = issue_json(sh, &st, o, r, rs, n, &as_issue, comments);
         v["pull_request"] = json!({
             "draft": false,
             "html_url": format!("{}/{o}/{r}/pulls/{n}", sh.url),
@@ -866,6 +1278,15 @@ fn issue_exists(st: &SimState, o: &str, r: &str, index: &str) -> Option<u64> {
     (rs.issues.contains_key(&n) || rs.pulls.contains_key(&n)).then_some(n)
 }
 
+/// The poster of issue or pull request `n`.
+fn issue_poster(rs: &RepoState, n: u64) -> u64 {
+    rs.issues
+        .get(&n)
+        .map(|i| i.poster)
+        .or_else(|| rs.pulls.get(&n).map(|p| p.poster))
+        .unwrap_or(0)
+}
+
 fn list_comments(sh: &Shared, o: &str, r: &str, index: &str) -> Response {
     let st = sh.lock();
     let Some(n) = issue_exists(&st, o, r, index) else {
@@ -876,7 +1297,7 @@ fn list_comments(sh: &Shared, o: &str, r: &str, index: &str) -> Response {
         .comments
         .iter()
         .filter(|c| c.owner == o && c.repo == r && c.issue == n)
-        .map(|c| comment_json(sh, c, is_pull))
+        .map(|c| comment_json(sh, &st, c, is_pull))
         .collect();
     json_response(StatusCode::OK, Value::Array(list))
 }
@@ -886,6 +1307,7 @@ fn create_comment(
     o: &str,
     r: &str,
     index: &str,
+    user: u64,
     body: &Map<String, Value>,
 ) -> Response {
     let mut st = sh.lock();
@@ -903,8 +1325,9 @@ fn create_comment(
         body: str_field(body, "body").to_string(),
         created: now.clone(),
         updated: now,
+        poster: user,
     };
-    let v = comment_json(sh, &comment, is_pull);
+    let v = comment_json(sh, &st, &comment, is_pull);
     st.comments.push(comment);
     json_response(StatusCode::CREATED, v)
 }
@@ -927,99 +1350,316 @@ fn get_comment(sh: &Shared, o: &str, r: &str, id: &str) -> Response {
     match find_comment(&st, o, r, id) {
         Some((_, c)) => {
             let is_pull = st.repos[&key(o, r)].pulls.contains_key(&c.issue);
-            json_response(StatusCode::OK, comment_json(sh, c, is_pull))
+            json_response(StatusCode::OK, comment_json(sh, &st, c, is_pull))
         }
         None => not_found(sh),
     }
 }
 
-fn edit_comment(sh: &Shared, o: &str, r: &str, id: &str, body: &Map<String, Value>) -> Response {
+fn edit_comment(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    id: &str,
+    user: u64,
+    body: &Map<String, Value>,
+) -> Response {
     let mut st = sh.lock();
-    let Some((i, _)) = find_comment(&st, o, r, id) else {
+    let Some((i, c)) = find_comment(&st, o, r, id) else {
         return not_found(sh);
     };
+    // routers/api/v1/repo/issue_comment.go, editIssueComment: only the author or
+    // someone who may write issues edits a comment; anyone else gets a bare 403.
+    let writer = st.can_write(&st.repos[&key(o, r)], Some(user));
+    if c.poster != user && !writer {
+        return empty_response(StatusCode::FORBIDDEN);
+    }
     let c = &mut st.comments[i];
     c.body = str_field(body, "body").to_string();
     c.updated = now_rfc3339();
     let c = c.clone();
     let is_pull = st.repos[&key(o, r)].pulls.contains_key(&c.issue);
-    json_response(StatusCode::OK, comment_json(sh, &c, is_pull))
+    json_response(StatusCode::OK, comment_json(sh, &st, &c, is_pull))
 }
 
-fn stopwatch(sh: &Shared, o: &str, r: &str, index: &str, action: &str) -> Response {
+/// Whether `user` may track time on issue `n` (`CanUseTimetracker` in
+/// services/context/repo.go: time tracking on, and — with the default
+/// `AllowOnlyContributorsToTrackTime` — a writer or the issue's poster).
+fn can_use_timetracker(st: &SimState, rs: &RepoState, n: u64, user: u64) -> bool {
+    rs.time_tracking && (st.can_write(rs, Some(user)) || issue_poster(rs, n) == user)
+}
+
+/// Stops `sw`, recording its time on its issue (`FinishIssueStopwatch` in
+/// models/issues/stopwatch.go: now minus the start, in seconds).
+fn finish_stopwatch(st: &mut SimState, user: u64, sw: &StopwatchState, event: &str) {
+    let now = now_unix();
+    let id = st.next_id();
+    st.times.push(TimeState {
+        id,
+        owner: sw.owner.clone(),
+        repo: sw.repo.clone(),
+        issue: sw.issue,
+        user,
+        created_unix: now,
+        time: now - sw.started_unix,
+        from_stopwatch: true,
+    });
+    st.stopwatch_events.push((
+        sw.owner.clone(),
+        sw.repo.clone(),
+        sw.issue,
+        event.to_string(),
+    ));
+}
+
+/// routers/api/v1/repo/issue_stopwatch.go (`prepareIssueStopwatch`) and
+/// models/issues/stopwatch.go: one stopwatch per user; starting one stops (and
+/// records) the one running on another issue.
+fn stopwatch(sh: &Shared, o: &str, r: &str, index: &str, user: u64, start: bool) -> Response {
     let mut st = sh.lock();
     let Some(n) = issue_exists(&st, o, r, index) else {
         return not_found(sh);
     };
-    let rs = st.repos.get_mut(&key(o, r)).expect("checked");
-    let sw = rs.stopwatches.entry(n).or_default();
-    let start = action == "start";
-    if sw.running == start {
+    let rs = &st.repos[&key(o, r)];
+    if !st.can_write(rs, Some(user)) || !can_use_timetracker(&st, rs, n, user) {
+        return empty_response(StatusCode::FORBIDDEN);
+    }
+    let here = st
+        .stopwatches
+        .get(&user)
+        .is_some_and(|s| s.owner == o && s.repo == r && s.issue == n);
+    if here == start {
         let message = if start {
-            "Cannot start a stopwatch again if it already exists"
+            "cannot start a stopwatch again if it already exists"
         } else {
-            "Cannot stop a non existent stopwatch"
+            "cannot stop/cancel a non existent stopwatch"
         };
         return api_error(sh, StatusCode::CONFLICT, message);
     }
-    sw.running = start;
-    sw.events.push(action.to_string());
+    if start {
+        if let Some(other) = st.stopwatches.remove(&user) {
+            finish_stopwatch(&mut st, user, &other, "stopped by a start elsewhere");
+        }
+        st.stopwatches.insert(
+            user,
+            StopwatchState {
+                owner: o.to_string(),
+                repo: r.to_string(),
+                issue: n,
+                started_unix: now_unix(),
+            },
+        );
+        st.stopwatch_events
+            .push((o.to_string(), r.to_string(), n, "start".into()));
+    } else if let Some(sw) = st.stopwatches.remove(&user) {
+        finish_stopwatch(&mut st, user, &sw, "stop");
+    }
     empty_response(StatusCode::CREATED)
 }
 
-async fn list_pulls(sh: &Shared, o: &str, r: &str, query: &HashMap<String, String>) -> Response {
-    let state = query.get("state").map_or("open", String::as_str);
-    if !matches!(state, "open" | "closed" | "all") {
-        return validation_error(
-            sh,
-            format!("state must be open, closed or all, got `{state}`"),
-        );
+/// routers/api/v1/repo/issue_tracked_time.go, `AddTime`: 400 "time tracking
+/// disabled" when it is off, a bare 403 when the user may not track time, else 200
+/// with the `TrackedTime` (`created` as given, else now).
+fn add_time(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    index: &str,
+    user: u64,
+    body: &Map<String, Value>,
+) -> Response {
+    let created = match body.get("created").and_then(Value::as_str) {
+        None => now_unix(),
+        Some(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.timestamp(),
+            Err(e) => {
+                return validation_error(sh, format!("AddTimeOption: created: {e}"));
+            }
+        },
+    };
+    let time = body.get("time").and_then(Value::as_i64).unwrap_or(0);
+    let mut st = sh.lock();
+    let Some(n) = issue_exists(&st, o, r, index) else {
+        return not_found(sh);
+    };
+    let rs = &st.repos[&key(o, r)];
+    if !can_use_timetracker(&st, rs, n, user) {
+        if !rs.time_tracking {
+            return api_error(sh, StatusCode::BAD_REQUEST, "time tracking disabled");
+        }
+        return empty_response(StatusCode::FORBIDDEN);
     }
-    let page = match query.get("page").map(|p| p.parse::<usize>()) {
-        None => 1,
-        Some(Ok(p)) => p.max(1),
-        Some(Err(_)) => return validation_error(sh, "page must be an integer"),
+    let id = st.next_id();
+    let t = TimeState {
+        id,
+        owner: o.to_string(),
+        repo: r.to_string(),
+        issue: n,
+        user,
+        created_unix: created,
+        time,
+        from_stopwatch: false,
     };
-    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
-        None | Some(Ok(0)) => DEFAULT_PAGE_SIZE,
-        Some(Ok(l)) => l.min(MAX_PAGE_SIZE),
-        Some(Err(_)) => return validation_error(sh, "limit must be an integer"),
+    let v = tracked_time_json(&st, &t);
+    st.times.push(t);
+    json_response(StatusCode::OK, v)
+}
+
+/// routers/api/v1/repo/issue_tracked_time.go, `ListTrackedTimes`: 404 when time
+/// tracking is off; `since`/`before` (RFC 3339) bound `created` inclusively; a user
+/// who may not write issues sees only their own times and may not ask for others'.
+fn list_times(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    index: &str,
+    user: u64,
+    query: &HashMap<String, String>,
+) -> Response {
+    let st = sh.lock();
+    let rs = &st.repos[&key(o, r)];
+    if !rs.time_tracking {
+        return not_found_msg(sh, "Timetracker is disabled");
+    }
+    let Some(n) = issue_exists(&st, o, r, index) else {
+        return not_found(sh);
     };
+    let mut filter_user = match query.get("user").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(login) => match st.users.iter().find(|u| u.login == login) {
+            Some(u) => Some(u.id),
+            None => return not_found_msg(sh, "User does not exist"),
+        },
+    };
+    let bound = |name: &str| -> Result<Option<i64>, String> {
+        match query.get(name).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.timestamp()))
+                .map_err(|e| format!("{name}: {e}")),
+        }
+    };
+    let (since, before) = match (bound("since"), bound("before")) {
+        (Ok(s), Ok(b)) => (s, b),
+        (Err(e), _) | (_, Err(e)) => return validation_error(sh, e),
+    };
+    if !st.can_write(rs, Some(user)) && filter_user != Some(user) {
+        if filter_user.is_some() {
+            return api_error(
+                sh,
+                StatusCode::FORBIDDEN,
+                "query by user not allowed; not enough rights",
+            );
+        }
+        filter_user = Some(user);
+    }
+    let selected: Vec<&TimeState> = st
+        .times
+        .iter()
+        .filter(|t| t.owner == o && t.repo == r && t.issue == n)
+        .filter(|t| filter_user.is_none_or(|u| t.user == u))
+        .filter(|t| since.is_none_or(|s| t.created_unix >= s))
+        .filter(|t| before.is_none_or(|b| t.created_unix <= b))
+        .collect();
+    let (page, limit) = page_and_limit(query);
+    let total = selected.len();
+    let list: Vec<Value> = selected
+        .into_iter()
+        .skip((page - 1).saturating_mul(limit))
+        .take(limit)
+        .map(|t| tracked_time_json(&st, t))
+        .collect();
+    let mut resp = json_response(StatusCode::OK, Value::Array(list));
+    resp.headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
+    resp
+}
+
+/// `utils.GetListOptions`: `page` below 1 (or not a number) is 1, `limit` 0 (or not a
+/// number) is the default, and at most `MAX_RESPONSE_ITEMS`.
+fn page_and_limit(query: &HashMap<String, String>) -> (usize, usize) {
+    let page = query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let limit = match query.get("limit").and_then(|l| l.parse::<usize>().ok()) {
+        None | Some(0) => DEFAULT_PAGE_SIZE,
+        Some(l) => l.min(MAX_PAGE_SIZE),
+    };
+    (page, limit)
+}
+
+/// What `ToAPIPullRequest` (services/convert/pull.go) reads from git for a pull
+/// request: the head's `ref` is the branch while it exists in the head repository,
+/// else `refs/pull/{n}/head` (and its sha from there).
+struct PullView {
+    head_ref: String,
+    head_sha: String,
+    base_sha: String,
+}
+
+async fn pull_view(sh: &Shared, o: &str, r: &str, n: u64, p: &PullState) -> PullView {
+    let (ho, hr) = (&p.head_repo.0, &p.head_repo.1);
+    let (head_ref, head_sha) = match resolve_branch(sh, ho, hr, &p.head).await {
+        Some(sha) => (p.head.clone(), sha),
+        None => {
+            let pull_ref = format!("refs/pull/{n}/head");
+            let sha = resolve_ref(sh, o, r, &pull_ref)
+                .await
+                .unwrap_or_else(|| p.head_sha.clone());
+            (pull_ref, sha)
+        }
+    };
+    let base_sha = resolve_branch(sh, o, r, &p.base)
+        .await
+        .unwrap_or_else(|| p.base_sha.clone());
+    PullView {
+        head_ref,
+        head_sha,
+        base_sha,
+    }
+}
+
+/// models/issues/pull_list.go (`listPullRequestStatement`): only `open` and `closed`
+/// filter; no `state` (or any other value) lists every pull request, newest first.
+async fn list_pulls(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    who: Option<u64>,
+    query: &HashMap<String, String>,
+) -> Response {
+    let state = query.get("state").map(String::as_str).unwrap_or_default();
+    let (page, limit) = page_and_limit(query);
     let selected: Vec<(u64, PullState)> = {
         let st = sh.lock();
         let Some(rs) = st.repos.get(&key(o, r)) else {
             return not_found(sh);
         };
-        // Newest first, as Forgejo lists them by default.
         rs.pulls
             .iter()
             .rev()
-            .filter(|(_, p)| state == "all" || p.state == state)
+            .filter(|(_, p)| !matches!(state, "open" | "closed") || p.state == state)
             .map(|(n, p)| (*n, p.clone()))
             .collect()
     };
     let total = selected.len();
-    let mut page_items: Vec<(u64, PullState)> = selected
+    let page_items: Vec<(u64, PullState)> = selected
         .into_iter()
         .skip((page - 1).saturating_mul(limit))
         .take(limit)
         .collect();
-    for (_, p) in &mut page_items {
-        if p.state == "open" {
-            // Like Forgejo after a push: an open pull request shows its branch's head.
-            if let Some(sha) = resolve_branch(sh, o, r, &p.head).await {
-                p.head_sha = sha;
-            }
-        }
+    let mut views = Vec::new();
+    for (n, p) in &page_items {
+        views.push(pull_view(sh, o, r, *n, p).await);
     }
     let list: Vec<Value> = {
         let st = sh.lock();
-        let Some(rs) = st.repos.get(&key(o, r)) else {
-            return not_found(sh);
-        };
         page_items
             .iter()
-            .map(|(n, p)| pull_json(sh, o, r, rs, *n, p))
+            .zip(&views)
+            .map(|((n, p), v)| pull_json(sh, &st, o, r, *n, p, v, who))
             .collect()
     };
     let mut resp = json_response(StatusCode::OK, Value::Array(list));
@@ -1028,10 +1668,58 @@ async fn list_pulls(sh: &Shared, o: &str, r: &str, query: &HashMap<String, Strin
     resp
 }
 
-async fn create_pull(sh: &Shared, o: &str, r: &str, body: &Map<String, Value>) -> Response {
-    if !sh.lock().repos.contains_key(&key(o, r)) {
-        return not_found(sh);
+/// The head repository a `head` names (routers/api/v1/repo/pull.go): `branch` is in
+/// this repository, `owner:branch` in `owner`'s repository of the same name,
+/// `owner/repo:branch` in that one.
+fn head_repo_of(o: &str, r: &str, head: &str) -> ((String, String), String) {
+    match head.split_once(':') {
+        None => (key(o, r), head.to_string()),
+        Some((who, branch)) => match who.split_once('/') {
+            Some((ho, hr)) => (key(ho, hr), branch.to_string()),
+            None => (key(who, r), branch.to_string()),
+        },
     }
+}
+
+/// routers/api/v1/repo/pull.go, `GetPullRequestByBaseHead`, and
+/// models/issues/pull.go, `GetPullRequestByBaseHeadInfo`: the pull request joining
+/// exactly these branches and repositories, whatever its state (the first found:
+/// the oldest here); 404 if none.
+async fn pull_by_base_head(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    who: Option<u64>,
+    base: &str,
+    head: &str,
+) -> Response {
+    let (head_repo, branch) = head_repo_of(o, r, head);
+    let found = {
+        let st = sh.lock();
+        if !st.repos.contains_key(&head_repo) {
+            return not_found(sh);
+        }
+        st.repos[&key(o, r)]
+            .pulls
+            .iter()
+            .find(|(_, p)| p.base == base && p.head == branch && p.head_repo == head_repo)
+            .map(|(n, p)| (*n, p.clone()))
+    };
+    let Some((n, p)) = found else {
+        return not_found(sh);
+    };
+    let view = pull_view(sh, o, r, n, &p).await;
+    let st = sh.lock();
+    json_response(StatusCode::OK, pull_json(sh, &st, o, r, n, &p, &view, who))
+}
+
+async fn create_pull(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    user: u64,
+    body: &Map<String, Value>,
+) -> Response {
     let head_given = str_field(body, "head");
     let base = str_field(body, "base");
     // As upstream CreatePullRequest: same head and base is refused first.
@@ -1041,70 +1729,94 @@ async fn create_pull(sh: &Shared, o: &str, r: &str, body: &Map<String, Value>) -
             "Invalid PullRequest: There are no changes between the head and the base",
         );
     }
-    // `owner:branch` names a fork's branch; the sim has no forks.
-    let head = match head_given.split_once(':') {
-        None => head_given,
-        Some((user, branch)) if user == o => branch,
-        Some(_) => return not_found(sh),
-    };
+    let (head_repo, head) = head_repo_of(o, r, head_given);
+    {
+        let st = sh.lock();
+        match st.repos.get(&head_repo) {
+            Some(hr) if st.can_read(hr, Some(user)) => {}
+            _ => return not_found(sh),
+        }
+    }
     // As upstream parseCompareInfo (Forgejo and Gitea): an unknown base or head is a
     // 404, not a 422. The sim only knows branches.
     let Some(base_sha) = resolve_branch(sh, o, r, base).await else {
         return not_found_msg(sh, format!("base branch `{base}` does not exist"));
     };
-    let Some(head_sha) = resolve_branch(sh, o, r, head).await else {
+    let Some(head_sha) = resolve_branch(sh, &head_repo.0, &head_repo.1, &head).await else {
         return not_found_msg(
             sh,
-            format!("could not find '{head}' to be a commit, branch or tag in the head repository {o}/{r}"),
-        );
-    };
-    let mut st = sh.lock();
-    let id = st.next_id();
-    let Some(rs) = st.repos.get_mut(&key(o, r)) else {
-        return not_found(sh);
-    };
-    if let Some((n, p)) = rs
-        .pulls
-        .iter()
-        .find(|(_, p)| p.state == "open" && p.head == head && p.base == base)
-    {
-        return api_error(
-            sh,
-            StatusCode::CONFLICT,
             format!(
-                "pull request already exists for these targets [id: {}, issue_id: {n}, head_repo_id: {rid}, base_repo_id: {rid}, head_branch: {head}, base_branch: {base}]",
-                p.id,
-                rid = rs.id
+                "could not find '{head}' to be a commit, branch or tag in the head repository {}/{}",
+                head_repo.0, head_repo.1
             ),
         );
-    }
-    let number = rs
-        .issues
-        .keys()
-        .chain(rs.pulls.keys())
-        .max()
-        .copied()
-        .unwrap_or(0)
-        + 1;
-    let pr = PullState {
-        id,
-        title: str_field(body, "title").to_string(),
-        body: str_field(body, "body").to_string(),
-        head: head.to_string(),
-        base: base.to_string(),
-        head_sha,
-        base_sha,
-        state: "open".into(),
-        created: now_rfc3339(),
     };
-    rs.pulls.insert(number, pr.clone());
-    let v = pull_json(sh, o, r, rs, number, &pr);
-    json_response(StatusCode::CREATED, v)
+    let number = {
+        let mut st = sh.lock();
+        let Some(rs) = st.repos.get(&key(o, r)) else {
+            return not_found(sh);
+        };
+        let head_repo_id = st.repos[&head_repo].id;
+        if let Some((n, p)) = rs.pulls.iter().find(|(_, p)| {
+            p.state == "open" && p.head == head && p.base == base && p.head_repo == head_repo
+        }) {
+            return api_error(
+                sh,
+                StatusCode::CONFLICT,
+                format!(
+                    "pull request already exists for these targets [id: {}, issue_id: {n}, head_repo_id: {head_repo_id}, base_repo_id: {}, head_branch: {head}, base_branch: {base}]",
+                    p.id, rs.id
+                ),
+            );
+        }
+        let number = rs
+            .issues
+            .keys()
+            .chain(rs.pulls.keys())
+            .max()
+            .copied()
+            .unwrap_or(0)
+            + 1;
+        let id = st.next_id();
+        let pr = PullState {
+            id,
+            title: str_field(body, "title").to_string(),
+            body: str_field(body, "body").to_string(),
+            head: head.clone(),
+            head_repo: head_repo.clone(),
+            base: base.to_string(),
+            head_sha: head_sha.clone(),
+            base_sha,
+            state: "open".into(),
+            created: now_rfc3339(),
+            poster: user,
+        };
+        st.repos
+            .get_mut(&key(o, r))
+            .expect("checked")
+            .pulls
+            .insert(number, pr);
+        number
+    };
+    // As Forgejo (services/pull/pull.go, PushToBaseRepo): the head is kept in the base
+    // repository as refs/pull/{n}/head, which outlives the branch.
+    let bare = sh.bare_repo(o, r);
+    let pull_ref = format!("refs/pull/{number}/head");
+    if head_repo == key(o, r) {
+        let _ = git_output(&bare, &["update-ref", &pull_ref, &head_sha]).await;
+    } else {
+        let from = sh.bare_repo(&head_repo.0, &head_repo.1);
+        let spec = format!("+refs/heads/{head}:{pull_ref}");
+        let _ = git_output(&bare, &["fetch", "--quiet", &from.to_string_lossy(), &spec]).await;
+    }
+    let p = sh.lock().repos[&key(o, r)].pulls[&number].clone();
+    let view = pull_view(sh, o, r, number, &p).await;
+    let st = sh.lock();
+    json_response(
+        StatusCode::CREATED,
+        pull_json(sh, &st, o, r, number, &p, &view, Some(user)),
+    )
 }
-
-const STATUS_STATES: [&str; 6] = [
-    "pending", "success", "error", "failure", "warning", "skipped",
-];
 
 fn list_statuses(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
     let st = sh.lock();
@@ -1117,81 +1829,156 @@ fn list_statuses(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
         .map(|v| {
             v.iter()
                 .rev()
-                .map(|s| status_json(sh, o, r, sha, s))
+                .map(|s| status_json(sh, &st, o, r, sha, s))
                 .collect()
         })
         .unwrap_or_default();
     json_response(StatusCode::OK, Value::Array(list))
 }
 
+/// routers/api/v1/repo/status.go (`NewCommitStatus`) and
+/// services/repository/commitstatus (`CreateCommitStatus`): writers only (a 403
+/// from `reqRepoWriter`); a commit the repository does not have makes `GetCommit`
+/// fail, which the handler answers 500, storing nothing. The state is not checked.
+/// A repository registered without git data takes any sha.
 async fn create_status(
     sh: &Shared,
     o: &str,
     r: &str,
     sha: &str,
+    user: u64,
     body: &Map<String, Value>,
 ) -> Response {
-    if !sh.lock().repos.contains_key(&key(o, r)) {
-        return not_found(sh);
-    }
-    let state = str_field(body, "state");
-    if !STATUS_STATES.contains(&state) {
-        return api_error(
-            sh,
-            StatusCode::BAD_REQUEST,
-            format!(
-                "CreateStatusOption: state must be one of {}, got `{state}`",
-                STATUS_STATES.join(", ")
-            ),
-        );
-    }
-    if sha.is_empty() || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return api_error(
-            sh,
-            StatusCode::BAD_REQUEST,
-            format!("`{sha}` is not a commit sha"),
-        );
+    {
+        let st = sh.lock();
+        if !st.can_write(&st.repos[&key(o, r)], Some(user)) {
+            return api_error(
+                sh,
+                StatusCode::FORBIDDEN,
+                "user should have a permission to write to a repo",
+            );
+        }
     }
     let bare = sh.bare_repo(o, r);
-    if bare.is_dir()
-        && git_output(
-            &bare,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{sha}^{{commit}}"),
-            ],
-        )
-        .await
-        .is_none()
-    {
-        return not_found_msg(sh, format!("commit `{sha}` does not exist"));
+    if bare.is_dir() && resolve_commit(&bare, sha).await.is_none() {
+        return api_error(
+            sh,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("GetCommit[{sha}]: object does not exist [id: {sha}, rel_path: ]"),
+        );
     }
     let mut st = sh.lock();
     let id = st.next_id();
-    let Some(rs) = st.repos.get_mut(&key(o, r)) else {
-        return not_found(sh);
-    };
     let status = StatusState {
         id,
-        state: state.to_string(),
-        target_url: str_field(body, "target_url").to_string(),
-        description: str_field(body, "description").to_string(),
-        context: str_field(body, "context").to_string(),
+        state: str_field(body, "state").to_string(),
+        target_url: str_field(body, "target_url").trim().to_string(),
+        description: str_field(body, "description").trim().to_string(),
+        context: str_field(body, "context").trim().to_string(),
         created: now_rfc3339(),
+        creator: user,
     };
-    let v = status_json(sh, o, r, sha, &status);
-    rs.statuses.entry(sha.to_string()).or_default().push(status);
+    let v = status_json(sh, &st, o, r, sha, &status);
+    st.repos
+        .get_mut(&key(o, r))
+        .expect("checked")
+        .statuses
+        .entry(sha.to_string())
+        .or_default()
+        .push(status);
     json_response(StatusCode::CREATED, v)
+}
+
+/// routers/api/v1/repo/status.go, `GetCombinedCommitStatusByRef`: the latest status
+/// per context on the commit `reference` resolves to; an empty `CombinedStatus`
+/// when there is none.
+async fn combined_status(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    reference: &str,
+    who: Option<u64>,
+) -> Response {
+    let bare = sh.bare_repo(o, r);
+    let sha = match resolve_commit(&bare, reference).await {
+        Some(sha) if bare.is_dir() => sha,
+        _ => reference.to_string(),
+    };
+    let st = sh.lock();
+    let rs = &st.repos[&key(o, r)];
+    let all = rs.statuses.get(&sha).cloned().unwrap_or_default();
+    let mut latest: BTreeMap<String, StatusState> = BTreeMap::new();
+    for s in all {
+        latest.insert(s.context.clone(), s);
+    }
+    if latest.is_empty() {
+        return json_response(
+            StatusCode::OK,
+            json!({"state": "", "sha": "", "total_count": 0, "statuses": null,
+                   "repository": null, "commit_url": "", "url": ""}),
+        );
+    }
+    let rank = |s: &str| match s {
+        "error" => 4,
+        "failure" => 3,
+        "warning" => 2,
+        "pending" => 1,
+        _ => 0,
+    };
+    let state = latest
+        .values()
+        .map(|s| s.state.as_str())
+        .max_by_key(|s| rank(s))
+        .unwrap_or("success")
+        .to_string();
+    let statuses: Vec<Value> = latest
+        .values()
+        .map(|s| status_json(sh, &st, o, r, &sha, s))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "state": state,
+            "sha": sha,
+            "total_count": statuses.len(),
+            "statuses": statuses,
+            "repository": repo_json(sh, &st, o, r, rs, who),
+            "commit_url": format!("{}/api/v1/repos/{o}/{r}/commits/{sha}", sh.url),
+            "url": format!("{}/api/v1/repos/{o}/{r}/commits/{sha}/status", sh.url),
+        }),
+    )
+}
+
+/// routers/api/v1/repo/commits.go, `GetSingleCommit`: 404 for a commit the
+/// repository does not have.
+async fn get_commit(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
+    let bare = sh.bare_repo(o, r);
+    let Some(full) = resolve_commit(&bare, sha).await else {
+        return not_found_msg(sh, format!("sha not found [{sha}]"));
+    };
+    let message = git_output(&bare, &["log", "-1", "--format=%B", &full])
+        .await
+        .unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "url": format!("{}/api/v1/repos/{o}/{r}/git/commits/{full}", sh.url),
+            "sha": full,
+            "html_url": format!("{}/{o}/{r}/commit/{full}", sh.url),
+            "commit": {"message": message, "tree": {"sha": ""}},
+            "parents": [],
+            "files": null,
+            "stats": null,
+        }),
+    )
 }
 
 // ---------------------------------------------------------------------------------
 // Response bodies (the spec's definitions)
 
-fn user_json(sh: &Shared, login: &str) -> Value {
+fn user_json(sh: &Shared, id: u64, login: &str) -> Value {
     json!({
-        "id": 1,
+        "id": id,
         "login": login,
         "login_name": "",
         "full_name": "",
@@ -1214,18 +2001,30 @@ fn user_json(sh: &Shared, login: &str) -> Value {
     })
 }
 
-fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
+fn user_json_of(sh: &Shared, st: &SimState, id: u64) -> Value {
+    user_json(sh, id, &st.login(id))
+}
+
+fn repo_json(
+    sh: &Shared,
+    st: &SimState,
+    o: &str,
+    r: &str,
+    rs: &RepoState,
+    who: Option<u64>,
+) -> Value {
     let open_issues = rs.issues.values().filter(|i| i.state == "open").count();
     let open_pulls = rs.pulls.values().filter(|p| p.state == "open").count();
     let host = sh.url.trim_start_matches("http://");
+    let write = st.can_write(rs, who);
     let mut v = json!({
         "id": rs.id,
-        "owner": user_json(sh, o),
+        "owner": user_json(sh, 0, o),
         "name": r,
         "full_name": format!("{o}/{r}"),
         "description": "",
         "empty": false,
-        "private": false,
+        "private": rs.private,
         "fork": false,
         "template": false,
         "parent": null,
@@ -1253,8 +2052,13 @@ fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
         "created_at": "2024-01-01T00:00:00Z",
         "updated_at": "2024-01-01T00:00:00Z",
         "archived_at": "1970-01-01T00:00:00Z",
-        "permissions": {"admin": true, "push": true, "pull": true},
+        "permissions": {"admin": write, "push": write, "pull": true},
         "has_issues": true,
+        "internal_tracker": {
+            "enable_time_tracker": rs.time_tracking,
+            "allow_only_contributors_to_track_time": true,
+            "enable_issue_dependencies": true,
+        },
         "has_wiki": false,
         "has_pull_requests": true,
         "has_projects": false,
@@ -1282,8 +2086,10 @@ fn repo_json(sh: &Shared, o: &str, r: &str, rs: &RepoState) -> Value {
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 fn issue_json(
     sh: &Shared,
+    st: &SimState,
     o: &str,
     r: &str,
     rs: &RepoState,
@@ -1296,7 +2102,7 @@ fn issue_json(
         "url": format!("{}/api/v1/repos/{o}/{r}/issues/{n}", sh.url),
         "html_url": format!("{}/{o}/{r}/issues/{n}", sh.url),
         "number": n,
-        "user": user_json(sh, SIM_USER),
+        "user": user_json_of(sh, st, issue.poster),
         "original_author": "",
         "original_author_id": 0,
         "title": issue.title,
@@ -1320,7 +2126,7 @@ fn issue_json(
     })
 }
 
-fn comment_json(sh: &Shared, c: &CommentState, is_pull: bool) -> Value {
+fn comment_json(sh: &Shared, st: &SimState, c: &CommentState, is_pull: bool) -> Value {
     let (o, r, n) = (&c.owner, &c.repo, c.issue);
     let kind = if is_pull { "pulls" } else { "issues" };
     json!({
@@ -1328,7 +2134,7 @@ fn comment_json(sh: &Shared, c: &CommentState, is_pull: bool) -> Value {
         "html_url": format!("{}/{o}/{r}/{kind}/{n}#issuecomment-{}", sh.url, c.id),
         "pull_request_url": if is_pull { format!("{}/{o}/{r}/pulls/{n}", sh.url) } else { String::new() },
         "issue_url": if is_pull { String::new() } else { format!("{}/{o}/{r}/issues/{n}", sh.url) },
-        "user": user_json(sh, SIM_USER),
+        "user": user_json_of(sh, st, c.poster),
         "original_author": "",
         "original_author_id": 0,
         "body": c.body,
@@ -1338,14 +2144,33 @@ fn comment_json(sh: &Shared, c: &CommentState, is_pull: bool) -> Value {
     })
 }
 
-fn pull_json(sh: &Shared, o: &str, r: &str, rs: &RepoState, n: u64, p: &PullState) -> Value {
-    let repo = repo_json(sh, o, r, rs);
-    let branch = |name: &str, sha: &str| json!({"label": name, "ref": name, "sha": sha, "repo_id": rs.id, "repo": repo.clone()});
+/// services/convert/pull.go, `ToAPIPullRequest`: `label` is the branch name, `ref`
+/// the branch or `refs/pull/{n}/head`, `repo_id` the repository holding the branch.
+#[allow(clippy::too_many_arguments)]
+fn pull_json(
+    sh: &Shared,
+    st: &SimState,
+    o: &str,
+    r: &str,
+    n: u64,
+    p: &PullState,
+    view: &PullView,
+    who: Option<u64>,
+) -> Value {
+    let rs = &st.repos[&key(o, r)];
+    let base_repo = repo_json(sh, st, o, r, rs, who);
+    let (head_repo_id, head_repo) = match st.repos.get(&p.head_repo) {
+        Some(hr) => (
+            i64::try_from(hr.id).unwrap_or(-1),
+            repo_json(sh, st, &p.head_repo.0, &p.head_repo.1, hr, who),
+        ),
+        None => (-1, Value::Null),
+    };
     json!({
         "id": p.id,
         "url": format!("{}/{o}/{r}/pulls/{n}", sh.url),
         "number": n,
-        "user": user_json(sh, SIM_USER),
+        "user": user_json_of(sh, st, p.poster),
         "title": p.title,
         "body": p.body,
         "labels": [],
@@ -1371,8 +2196,8 @@ fn pull_json(sh: &Shared, o: &str, r: &str, rs: &RepoState, n: u64, p: &PullStat
         "merge_commit_sha": null,
         "merged_by": null,
         "allow_maintainer_edit": false,
-        "base": branch(&p.base, &p.base_sha),
-        "head": branch(&p.head, &p.head_sha),
+        "base": {"label": p.base, "ref": p.base, "sha": view.base_sha, "repo_id": rs.id, "repo": base_repo},
+        "head": {"label": p.head, "ref": view.head_ref, "sha": view.head_sha, "repo_id": head_repo_id, "repo": head_repo},
         "merge_base": p.base_sha,
         "due_date": null,
         "created_at": p.created,
@@ -1383,7 +2208,7 @@ fn pull_json(sh: &Shared, o: &str, r: &str, rs: &RepoState, n: u64, p: &PullStat
     })
 }
 
-fn status_json(sh: &Shared, o: &str, r: &str, sha: &str, s: &StatusState) -> Value {
+fn status_json(sh: &Shared, st: &SimState, o: &str, r: &str, sha: &str, s: &StatusState) -> Value {
     json!({
         "id": s.id,
         "status": s.state,
@@ -1391,9 +2216,34 @@ fn status_json(sh: &Shared, o: &str, r: &str, sha: &str, s: &StatusState) -> Val
         "description": s.description,
         "url": format!("{}/api/v1/repos/{o}/{r}/statuses/{sha}", sh.url),
         "context": s.context,
-        "creator": user_json(sh, SIM_USER),
+        "creator": user_json_of(sh, st, s.creator),
         "created_at": s.created,
         "updated_at": s.created,
+    })
+}
+
+fn tracked_time_json(st: &SimState, t: &TimeState) -> Value {
+    let created = chrono::DateTime::from_timestamp(t.created_unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let issue_id = st
+        .repos
+        .get(&key(&t.owner, &t.repo))
+        .and_then(|rs| {
+            rs.issues
+                .get(&t.issue)
+                .map(|i| i.id)
+                .or_else(|| rs.pulls.get(&t.issue).map(|p| p.id))
+        })
+        .unwrap_or(0);
+    json!({
+        "id": t.id,
+        "created": created,
+        "time": t.time,
+        "user_id": t.user,
+        "user_name": st.login(t.user),
+        "issue_id": issue_id,
+        "issue": null,
     })
 }
 
@@ -1464,52 +2314,12 @@ fn parse_git_path(path: &str) -> Option<(String, String, String)> {
         .then(|| (owner.to_string(), repo.to_string(), tail.to_string()))
 }
 
-enum GitAuth {
-    Anonymous,
-    User(String),
-    Invalid,
-}
-
-fn git_auth(sh: &Shared, headers: &HeaderMap) -> GitAuth {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return GitAuth::Anonymous;
-    };
-    let Some((scheme, cred)) = value.to_str().ok().and_then(|v| v.trim().split_once(' ')) else {
-        return GitAuth::Invalid;
-    };
-    let cred = cred.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
-        let Some(decoded) = base64_decode(cred).and_then(|b| String::from_utf8(b).ok()) else {
-            return GitAuth::Invalid;
-        };
-        let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-        // As Forgejo: the token as password (any user), or as user name.
-        if password == sh.token {
-            return GitAuth::User(if user.is_empty() {
-                SIM_USER.into()
-            } else {
-                user.to_string()
-            });
-        }
-        if user == sh.token {
-            return GitAuth::User(SIM_USER.into());
-        }
-        return GitAuth::Invalid;
-    }
-    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
-        && cred == sh.token
-    {
-        return GitAuth::User(SIM_USER.into());
-    }
-    GitAuth::Invalid
-}
-
 fn git_challenge() -> Response {
     let mut resp = Response::new(Body::from("Unauthorized\n"));
     *resp.status_mut() = StatusCode::UNAUTHORIZED;
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"forge\""),
+        HeaderValue::from_static("Basic realm=\"Gitea\""),
     );
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -1544,21 +2354,44 @@ async fn git_http(
     tail: String,
 ) -> Response {
     let bare = sh.bare_repo(&owner, &repo);
-    if !bare.is_dir() {
-        return plain(StatusCode::NOT_FOUND, "Repository not found\n");
-    }
     let query = req.uri().query().unwrap_or_default().to_string();
     let is_push = tail == "git-receive-pack"
         || (tail == "info/refs"
             && parse_query(&query)
                 .get("service")
                 .is_some_and(|s| s == "git-receive-pack"));
-    let user = match git_auth(sh, req.headers()) {
-        GitAuth::Invalid => return git_challenge(),
-        GitAuth::Anonymous if is_push => return git_challenge(),
-        GitAuth::Anonymous => None,
-        GitAuth::User(u) => Some(u),
+    // routers/web/repo/githttp.go (`httpBase`): only a pull from a public repository
+    // that exists goes without credentials; everything else asks for them (401 with
+    // a basic-auth challenge), a signed-in user who cannot read the repository gets
+    // 404 "Repository not found".
+    let (user, can_write) = {
+        let st = sh.lock();
+        let who = match caller(&st, req.headers()) {
+            Ok(who) => who,
+            Err(()) => return git_challenge(),
+        };
+        let exists = bare.is_dir();
+        // A bare repository the API does not know is served as a public one.
+        let rs = st.repos.get(&key(&owner, &repo));
+        let private = rs.is_some_and(|rs| rs.private);
+        let public_pull = exists && !private && !is_push;
+        if !public_pull && who.is_none() {
+            return git_challenge();
+        }
+        let can_read = rs.is_none_or(|rs| st.can_read(rs, who));
+        if !exists || !can_read {
+            return plain(StatusCode::NOT_FOUND, "Repository not found");
+        }
+        let can_write = match rs {
+            Some(rs) => st.can_write(rs, who),
+            None => who.is_some(),
+        };
+        (who.map(|id| st.login(id)), can_write)
     };
+    if is_push && !can_write {
+        // Forgejo refuses it in its pre-receive hook; the push fails either way.
+        return plain(StatusCode::FORBIDDEN, "User permission denied for writing.");
+    }
 
     let headers = req.headers().clone();
     let method = req.method().clone();
@@ -1835,6 +2668,29 @@ async fn resolve_branch(sh: &Shared, o: &str, r: &str, branch: &str) -> Option<S
     .filter(|s| !s.is_empty())
 }
 
+/// The commit `rev` names in `bare`, if any.
+async fn resolve_commit(bare: &Path, rev: &str) -> Option<String> {
+    if rev.is_empty() || rev.starts_with('-') || !bare.is_dir() {
+        return None;
+    }
+    git_output(
+        bare,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )
+    .await
+    .filter(|s| !s.is_empty())
+}
+
+/// The commit full ref `name` points at in `o/r`.
+async fn resolve_ref(sh: &Shared, o: &str, r: &str, name: &str) -> Option<String> {
+    resolve_commit(&sh.bare_repo(o, r), name).await
+}
+
 async fn refs_of(bare: &Path) -> BTreeMap<String, String> {
     git_output(bare, &["for-each-ref", "--format=%(refname) %(objectname)"])
         .await
@@ -1971,12 +2827,14 @@ mod tests {
         assert!(e.contains("`body` is required"), "{e}");
         let e = validate(&CREATE_ISSUE_COMMENT, &json!({"body": 3})).unwrap_err();
         assert!(e.contains("must be a string"), "{e}");
-        let e = validate(
-            &CREATE_STATUS,
-            &json!({"state": "success", "target-url": "x"}),
-        )
-        .unwrap_err();
-        assert!(e.contains("unknown field `target-url`"), "{e}");
+        let odd = json!({"state": "success", "target-url": "x"});
+        assert!(validate(&CREATE_STATUS, &odd).is_ok());
+        assert_eq!(
+            unknown_fields(&CREATE_STATUS, &odd),
+            ["CreateStatusOption.target-url"]
+        );
+        let e = validate(&ADD_TIME, &json!({"time": 0})).unwrap_err();
+        assert!(e.contains("`time` is required"), "{e}");
         let e = validate(
             &CREATE_PULL_REQUEST,
             &json!({"head": "a", "base": "b", "title": " "}),

@@ -1,5 +1,7 @@
 //! The Forgejo client against the simulated Forgejo: every call, retries, failures,
-//! token hygiene, and git over HTTP (anonymous clone, authenticated push).
+//! token hygiene, time tracking with parallel jobs, pull request lookup, commit
+//! statuses on unknown commits, comment ownership, and git over HTTP (anonymous
+//! clone of a public repository, credentials for a private one and for push).
 
 use std::{
     path::{Path, PathBuf},
@@ -7,10 +9,13 @@ use std::{
 };
 
 use agentq_shared::forge::{
-    job_marker, CommitState, CreatePull, CreateStatus, ForgeClient, ForgeError, RetryPolicy,
-    StopwatchOutcome,
+    job_marker, AddTime, CommitState, CreatePull, CreateStatus, ForgeClient, ForgeError,
+    IssueState, RetryPolicy, StopwatchOutcome, TimeOutcome, TrackingUnavailable,
 };
-use agentq_tests::{forge_sim::ForgeSim, git, GitRemotes};
+use agentq_tests::{
+    forge_sim::{ForgeSim, SIM_USER},
+    git, GitRemotes,
+};
 
 const TOKEN: &str = "sim-token-5f2c9a7e41d3";
 const OWNER: &str = "acme";
@@ -91,12 +96,14 @@ async fn get_repo_and_issue() {
     assert_eq!(repo.default_branch, "main");
     assert_eq!(repo.clone_url, w.sim.clone_url(OWNER, REPO));
     assert_eq!(repo.html_url, format!("{}/acme/widget", w.sim.url()));
+    assert!(repo.id > 0);
+    assert!(!repo.private);
 
     let issue = c.get_issue(OWNER, REPO, 7).await.unwrap();
     assert_eq!(issue.number, 7);
     assert_eq!(issue.title, "Fix the widget");
     assert_eq!(issue.body, "It wobbles.");
-    assert_eq!(issue.state, "open");
+    assert_eq!(issue.state, IssueState::Open);
     assert_eq!(
         issue.html_url,
         format!("{}/acme/widget/issues/7", w.sim.url())
@@ -114,53 +121,268 @@ async fn get_repo_and_issue() {
     assert_eq!(err.status(), Some(404), "{err:?}");
 }
 
+/// `n` seconds before now, to the second.
+fn secs_ago(n: i64) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now().timestamp();
+    chrono::DateTime::from_timestamp(now - n, 0).unwrap()
+}
+
 #[tokio::test]
-async fn stopwatch_start_twice_then_stop() {
+async fn stopwatches_are_per_user_as_on_forgejo() {
     let w = World::new().await;
+    w.sim.add_issue(OWNER, REPO, 8, "Second", "");
     let c = w.client();
 
+    // Job A starts its stopwatch on #7, job B (same token) on #8.
     assert_eq!(
         c.start_stopwatch(OWNER, REPO, 7).await.unwrap(),
-        StopwatchOutcome::Done
+        StopwatchOutcome::Started
+    );
+    assert_eq!(
+        c.start_stopwatch(OWNER, REPO, 7).await.unwrap(),
+        StopwatchOutcome::AlreadyRunning
     );
     assert!(w.sim.stopwatch_running(OWNER, REPO, 7));
-    // Already running: the forge's 409 is an outcome, not an error.
     assert_eq!(
-        c.start_stopwatch(OWNER, REPO, 7).await.unwrap(),
-        StopwatchOutcome::AlreadyInState
+        c.start_stopwatch(OWNER, REPO, 8).await.unwrap(),
+        StopwatchOutcome::Started
     );
-    assert_eq!(
-        c.stop_stopwatch(OWNER, REPO, 7).await.unwrap(),
-        StopwatchOutcome::Done
-    );
+    // One stopwatch per user: B's start stopped A's and recorded it on #7.
     assert!(!w.sim.stopwatch_running(OWNER, REPO, 7));
+    assert!(w.sim.stopwatch_running(OWNER, REPO, 8));
+    assert_eq!(
+        w.sim.stopwatch_events(OWNER, REPO, 7),
+        ["start", "stopped by a start elsewhere"]
+    );
+    // A's stop finds nothing running: the forge's 409, which the client reports.
     assert_eq!(
         c.stop_stopwatch(OWNER, REPO, 7).await.unwrap(),
-        StopwatchOutcome::AlreadyInState
+        StopwatchOutcome::NotRunning
     );
-
-    assert_eq!(w.sim.stopwatch_events(OWNER, REPO, 7), ["start", "stop"]);
+    assert_eq!(
+        c.stop_stopwatch(OWNER, REPO, 8).await.unwrap(),
+        StopwatchOutcome::Stopped
+    );
+    assert_eq!(w.sim.stopwatch_events(OWNER, REPO, 8), ["start", "stop"]);
     let calls: Vec<(String, u16)> = w
         .sim
         .requests()
         .into_iter()
         .filter(|r| r.path.contains("/stopwatch/"))
-        .map(|r| (r.path.rsplit('/').next().unwrap().to_string(), r.status))
+        .map(|r| {
+            (
+                r.path.rsplit('/').take(3).collect::<Vec<_>>().join("<"),
+                r.status,
+            )
+        })
         .collect();
-    assert_eq!(
-        calls,
-        [
-            ("start".to_string(), 201),
-            ("start".to_string(), 409),
-            ("stop".to_string(), 201),
-            ("stop".to_string(), 409)
-        ]
-    );
-    assert!(w.sim.requests().iter().all(|r| r.method == "POST"));
+    let want: Vec<(String, u16)> = [
+        ("start<stopwatch<7", 201),
+        ("start<stopwatch<7", 409),
+        ("start<stopwatch<8", 201),
+        ("stop<stopwatch<7", 409),
+        ("stop<stopwatch<8", 201),
+    ]
+    .iter()
+    .map(|(p, s)| (p.to_string(), *s))
+    .collect();
+    assert_eq!(calls, want);
+    let on7 = w.sim.tracked_times(OWNER, REPO, 7);
+    assert_eq!(on7.len(), 1, "{on7:?}");
+    assert!(on7[0].from_stopwatch);
 
     // A stopwatch on a missing issue is a real error.
     let err = c.start_stopwatch(OWNER, REPO, 404).await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err:?}");
+}
+
+#[tokio::test]
+async fn two_jobs_on_one_token_each_get_their_own_tracked_time() {
+    let w = World::new().await;
+    w.sim.add_issue(OWNER, REPO, 8, "Second", "");
+    let c = w.client();
+
+    // Two jobs run at once with one token; each adds its run when it ends.
+    let job = |index: u64, started: chrono::DateTime<chrono::Utc>, seconds: u64| {
+        let c = c.clone();
+        async move {
+            c.add_time(
+                OWNER,
+                REPO,
+                index,
+                &AddTime {
+                    seconds,
+                    created: started,
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(job(7, secs_ago(40), 40), job(8, secs_ago(25), 25));
+    assert!(matches!(&a, TimeOutcome::Added(t) if t.time == 40), "{a:?}");
+    assert!(matches!(&b, TimeOutcome::Added(t) if t.time == 25), "{b:?}");
+    let on7 = w.sim.tracked_times(OWNER, REPO, 7);
+    let on8 = w.sim.tracked_times(OWNER, REPO, 8);
+    assert_eq!(on7.len(), 1, "{on7:?}");
+    assert_eq!(on8.len(), 1, "{on8:?}");
+    assert_eq!((on7[0].seconds, on8[0].seconds), (40, 25));
+    assert_eq!(on7[0].user, SIM_USER);
+    assert!(!on7[0].from_stopwatch);
+    if let TimeOutcome::Added(t) = &a {
+        assert_eq!(t.created.timestamp(), on7[0].created_unix);
+        assert_eq!(t.user_name, SIM_USER);
+    }
+    // No stopwatch was touched.
+    assert!(w.sim.stopwatch_events(OWNER, REPO, 7).is_empty());
+
+    // The list reads them back, filtered by user and time (inclusive bounds).
+    let created = chrono::DateTime::from_timestamp(on7[0].created_unix, 0).unwrap();
+    let listed = c
+        .list_tracked_times(OWNER, REPO, 7, Some(SIM_USER), Some(created), Some(created))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].time, 40);
+    let later = created + chrono::Duration::seconds(1);
+    assert!(c
+        .list_tracked_times(OWNER, REPO, 7, None, Some(later), None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Zero seconds is refused before anything is sent (the forge requires `time`).
+    let err = c
+        .add_time(
+            OWNER,
+            REPO,
+            7,
+            &AddTime {
+                seconds: 0,
+                created,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForgeError::InvalidArgument(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_tracked_time_stored_before_a_failure_is_not_added_twice() {
+    let w = World::new().await;
+    let c = w.client();
+    let times = w.api("/issues/7/times");
+    // The forge stores the time, then answers 500.
+    w.sim.fail_next_after_effect("POST", &times, 500, 1);
+    let time = AddTime {
+        seconds: 90,
+        created: secs_ago(90),
+    };
+    let got = c.add_time(OWNER, REPO, 7, &time).await.unwrap();
+    assert!(
+        matches!(&got, TimeOutcome::AlreadyAdded(t) if t.time == 90),
+        "{got:?}"
+    );
+    assert_eq!(w.sim.tracked_times(OWNER, REPO, 7).len(), 1);
+    assert_eq!(w.sim.count_requests("POST", &times), 1);
+    assert_eq!(w.sim.count_requests("GET", &times), 1);
+
+    // Failing before storing: looked for, not found, sent again.
+    w.sim.fail_next("POST", &times, 503, 1);
+    let time = AddTime {
+        seconds: 30,
+        created: secs_ago(30),
+    };
+    let got = c.add_time(OWNER, REPO, 7, &time).await.unwrap();
+    assert!(
+        matches!(&got, TimeOutcome::Added(t) if t.time == 30),
+        "{got:?}"
+    );
+    assert_eq!(w.sim.tracked_times(OWNER, REPO, 7).len(), 2);
+    assert_eq!(w.sim.count_requests("POST", &times), 3);
+    // The user was asked for once and remembered.
+    assert_eq!(w.sim.count_requests("GET", "/api/v1/user"), 1);
+}
+
+#[tokio::test]
+async fn time_tracking_off_is_an_outcome_learnt_once() {
+    let w = World::new().await;
+    w.sim.set_time_tracking(OWNER, REPO, false);
+    let c = w.client();
+    let time = AddTime {
+        seconds: 5,
+        created: secs_ago(5),
+    };
+    let times = w.api("/issues/7/times");
+
+    let got = c.add_time(OWNER, REPO, 7, &time).await.unwrap();
+    assert_eq!(
+        got,
+        TimeOutcome::Unavailable {
+            reason: TrackingUnavailable::Disabled,
+            first: true
+        }
+    );
+    // As Forgejo's AddTime: 400 "time tracking disabled".
+    let answered: Vec<u16> = w
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == times)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(answered, [400]);
+    // Known now: the next job does not ask (and a clone of the client knows too).
+    let again = c.clone().add_time(OWNER, REPO, 7, &time).await.unwrap();
+    assert_eq!(
+        again,
+        TimeOutcome::Unavailable {
+            reason: TrackingUnavailable::Disabled,
+            first: false
+        }
+    );
+    assert_eq!(
+        c.start_stopwatch(OWNER, REPO, 7).await.unwrap(),
+        StopwatchOutcome::Unavailable {
+            reason: TrackingUnavailable::Disabled,
+            first: false
+        }
+    );
+    assert_eq!(w.sim.count_requests("POST", &times), 1);
+    assert!(w.sim.tracked_times(OWNER, REPO, 7).is_empty());
+
+    // The stopwatch answers a bare 403 (prepareIssueStopwatch) on a repository
+    // with time tracking off.
+    let fresh = w.client();
+    assert_eq!(
+        fresh.start_stopwatch(OWNER, REPO, 7).await.unwrap(),
+        StopwatchOutcome::Unavailable {
+            reason: TrackingUnavailable::Forbidden,
+            first: true
+        }
+    );
+
+    // A user who may not track time here (not a writer, not the poster): 403.
+    w.sim.set_time_tracking(OWNER, REPO, true);
+    w.sim.add_user("helper", "helper-token-77aa");
+    let helper = ForgeClient::new(
+        &w.sim.url(),
+        Some("helper-token-77aa".into()),
+        fast_retry(3),
+    )
+    .unwrap();
+    assert_eq!(
+        helper.add_time(OWNER, REPO, 7, &time).await.unwrap(),
+        TimeOutcome::Unavailable {
+            reason: TrackingUnavailable::Forbidden,
+            first: true
+        }
+    );
+    // The bot still can.
+    assert!(matches!(
+        w.client().add_time(OWNER, REPO, 7, &time).await.unwrap(),
+        TimeOutcome::Added(_)
+    ));
 }
 
 #[tokio::test]
@@ -232,6 +454,60 @@ async fn upsert_comment_keeps_exactly_one_comment() {
 }
 
 #[tokio::test]
+async fn upsert_comment_never_edits_someone_elses_marked_comment() {
+    let w = World::new().await;
+    w.sim.add_user("human", "human-token-1b2c");
+    let marker = job_marker("01JOBA");
+    // A human quotes agentq's marker first (say, replying to an older comment).
+    let quoted = w.sim.add_comment_as(
+        OWNER,
+        REPO,
+        7,
+        "human",
+        &format!("> earlier run\n\n{marker}\n\nPlease look again."),
+    );
+    let c = w.client();
+    let mine = c
+        .upsert_comment(OWNER, REPO, 7, &marker, "Job completed.")
+        .await
+        .unwrap();
+    assert_ne!(mine.id, quoted);
+    assert_eq!(mine.user.as_ref().map(|u| u.login.as_str()), Some(SIM_USER));
+    let comments = w.sim.comments(OWNER, REPO, 7);
+    assert_eq!(comments.len(), 2, "{comments:?}");
+    assert_eq!(comments[0].author, "human");
+    assert!(comments[0].body.ends_with("Please look again."));
+    assert!(!w.sim.request_log().iter().any(|(m, _)| m == "PATCH"));
+    // A second run edits agentq's own comment, still not the human's.
+    c.upsert_comment(OWNER, REPO, 7, &marker, "Job failed.")
+        .await
+        .unwrap();
+    let comments = w.sim.comments(OWNER, REPO, 7);
+    assert_eq!(comments.len(), 2);
+    assert!(comments[1].body.starts_with("Job failed."));
+    assert!(comments[0].body.ends_with("Please look again."));
+
+    // The forge itself refuses: editing another user's comment without write
+    // access is a bare 403 (editIssueComment).
+    let human =
+        ForgeClient::new(&w.sim.url(), Some("human-token-1b2c".into()), fast_retry(3)).unwrap();
+    let err = human
+        .edit_comment(OWNER, REPO, mine.id, "hijacked")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err:?}");
+    // With that token, upsert makes the human's own comment instead of trying.
+    let theirs = human
+        .upsert_comment(OWNER, REPO, 7, &job_marker("01JOBH"), "mine")
+        .await
+        .unwrap();
+    assert_eq!(theirs.user.map(|u| u.login), Some("human".to_string()));
+    assert!(w.sim.comments(OWNER, REPO, 7)[1]
+        .body
+        .starts_with("Job failed."));
+}
+
+#[tokio::test]
 async fn find_or_create_pull_twice_yields_one_pull_request() {
     let w = World::new().await;
     let c = w.client();
@@ -245,22 +521,27 @@ async fn find_or_create_pull_twice_yields_one_pull_request() {
     assert_eq!(pr.head.ref_name, "agentq/job-1");
     assert_eq!(pr.head.sha, sha);
     assert_eq!(pr.base.ref_name, "main");
-    assert_eq!(pr.state, "open");
+    assert_eq!(pr.state, IssueState::Open);
     // Pull requests share the index space with issues (#7 exists).
     assert_eq!(pr.number, 8);
     assert_eq!(pr.html_url, format!("{}/acme/widget/pulls/8", w.sim.url()));
 
+    w.sim.clear_request_log();
     let (again, created) = c
         .find_or_create_pull(OWNER, REPO, &pull("agentq/job-1"))
         .await
         .unwrap();
     assert!(!created);
     assert_eq!(again.number, pr.number);
+    // One request: the base/head probe answered the open pull request.
+    assert_eq!(
+        w.sim.request_log(),
+        [("GET".to_string(), w.api("/pulls/main/agentq/job-1"))]
+    );
     let pulls = w.sim.pulls(OWNER, REPO);
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert_eq!(pulls[0].head_sha, sha);
     assert_eq!(pulls[0].title, "agentq: agentq/job-1");
-    assert_eq!(w.sim.count_requests("POST", &w.api("/pulls")), 1);
 
     // Creating the same pull request directly is the forge's 409.
     let err = c
@@ -289,6 +570,171 @@ async fn find_or_create_pull_twice_yields_one_pull_request() {
         .unwrap();
     assert!(created);
     assert_ne!(fresh.number, pr.number);
+}
+
+#[tokio::test]
+async fn pull_lookup_probes_base_and_head_and_creates_after_a_404() {
+    let w = World::new().await;
+    let c = w.client();
+    w.branch_with_commit("agentq/deep/job-2");
+
+    // Nothing yet: the probe's 404 means no pull request at all, so no listing.
+    let (pr, created) = c
+        .find_or_create_pull(OWNER, REPO, &pull("agentq/deep/job-2"))
+        .await
+        .unwrap();
+    assert!(created);
+    let calls: Vec<(String, String, u16)> = w
+        .sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "GET".to_string(),
+                w.api("/pulls/main/agentq/deep/job-2"),
+                404
+            ),
+            ("POST".to_string(), w.api("/pulls"), 201),
+        ]
+    );
+    // Branch names with `/` go through the probe as path segments.
+    let found = c
+        .get_pull_by_base_head(OWNER, REPO, "main", "agentq/deep/job-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.number, pr.number);
+    assert_eq!(found.head.branch(), "agentq/deep/job-2");
+    assert!(c
+        .get_pull_by_base_head(OWNER, REPO, "main", "agentq/other")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn pull_lookup_matches_label_head_repository_and_base() {
+    let w = World::new().await;
+    let c = w.client();
+    let branch = "agentq/job-1";
+    w.branch_with_commit(branch);
+    // A fork with a branch of the same name, and its pull request into main.
+    let fork = w.remotes.create("bob", REPO, &[("README.md", "# fork\n")]);
+    let tree = git(&fork, &["rev-parse", "main^{tree}"]);
+    let fsha = git(
+        &fork,
+        &["commit-tree", &tree, "-p", "main", "-m", "bob's work"],
+    );
+    git(
+        &fork,
+        &["update-ref", &format!("refs/heads/{branch}"), &fsha],
+    );
+    w.sim.add_repo("bob", REPO, "main");
+    let from_fork = c
+        .create_pull(OWNER, REPO, &pull(&format!("bob:{branch}")))
+        .await
+        .unwrap();
+    assert_eq!(from_fork.head.branch(), branch);
+    assert_ne!(from_fork.head.repo_id, from_fork.base.repo_id);
+    // The same branch into another base.
+    let tree = git(&w.bare, &["rev-parse", "main^{tree}"]);
+    let dsha = git(
+        &w.bare,
+        &["commit-tree", &tree, "-p", "main", "-m", "develop"],
+    );
+    git(&w.bare, &["update-ref", "refs/heads/develop", &dsha]);
+    let mut to_develop = pull(branch);
+    to_develop.base = "develop".into();
+    let into_develop = c.create_pull(OWNER, REPO, &to_develop).await.unwrap();
+    // An older pull request of ours from the branch, closed: the probe answers it.
+    let old = c.create_pull(OWNER, REPO, &pull(branch)).await.unwrap();
+    w.sim.close_pull(OWNER, REPO, old.number);
+
+    // None of them is the open one from our branch into main.
+    w.sim.clear_request_log();
+    assert_eq!(
+        c.find_open_pull(OWNER, REPO, "main", branch).await.unwrap(),
+        None
+    );
+    let paths: Vec<String> = w.sim.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [w.api("/pulls/main/agentq/job-1"), w.api("/pulls")],
+        "a closed answer to the probe falls back to the list"
+    );
+    let (ours, created) = c
+        .find_or_create_pull(OWNER, REPO, &pull(branch))
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(![from_fork.number, into_develop.number, old.number].contains(&ours.number));
+
+    // Deleting the branch: Forgejo's head.ref becomes refs/pull/N/head; the label
+    // still names the branch, and the lookup (through the list, as the probe still
+    // answers the closed one) still finds it.
+    git(
+        &w.bare,
+        &["update-ref", "-d", &format!("refs/heads/{branch}")],
+    );
+    let open = c.list_open_pulls(OWNER, REPO).await.unwrap();
+    let listed = open.iter().find(|p| p.number == ours.number).unwrap();
+    assert_eq!(
+        listed.head.ref_name,
+        format!("refs/pull/{}/head", ours.number)
+    );
+    assert_eq!(listed.head.sha, ours.head.sha);
+    let found = c
+        .find_open_pull(OWNER, REPO, "main", branch)
+        .await
+        .unwrap()
+        .expect("found by label");
+    assert_eq!(found.number, ours.number);
+    // And the fork's pull request is found as the fork's.
+    let theirs = c
+        .find_open_pull(OWNER, REPO, "main", &format!("bob:{branch}"))
+        .await
+        .unwrap()
+        .expect("the fork's");
+    assert_eq!(theirs.number, from_fork.number);
+}
+
+#[tokio::test]
+async fn a_pull_list_without_state_is_every_pull_request() {
+    let w = World::new().await;
+    let c = w.client();
+    for name in ["agentq/a", "agentq/b"] {
+        w.branch_with_commit(name);
+    }
+    let a = c.create_pull(OWNER, REPO, &pull("agentq/a")).await.unwrap();
+    c.create_pull(OWNER, REPO, &pull("agentq/b")).await.unwrap();
+    w.sim.close_pull(OWNER, REPO, a.number);
+    let http = reqwest::Client::new();
+    let count = |query: &'static str| {
+        let url = format!("{}{}{query}", w.sim.url(), w.api("/pulls"));
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(url)
+                .header("Authorization", format!("token {TOKEN}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Vec<serde_json::Value>>().await.unwrap().len()
+        }
+    };
+    // pull_list.go filters only on `open` and `closed`.
+    assert_eq!(count("").await, 2);
+    assert_eq!(count("?state=all").await, 2);
+    assert_eq!(count("?state=bogus").await, 2);
+    assert_eq!(count("?state=open").await, 1);
+    assert_eq!(count("?state=closed").await, 1);
+    // The client always asks for open ones.
+    assert_eq!(c.list_open_pulls(OWNER, REPO).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -379,8 +825,10 @@ async fn create_status_is_recorded_in_order() {
         2
     );
 
-    // A commit the repository does not have is a 404.
+    // A commit the repository does not have: Forgejo answers 500 (status.go) and
+    // stores nothing. The client looks the commit up instead of retrying.
     let missing = "0".repeat(40);
+    w.sim.clear_request_log();
     let err = c
         .create_status(
             OWNER,
@@ -395,8 +843,84 @@ async fn create_status_is_recorded_in_order() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.status(), Some(404), "{err:?}");
+    assert!(
+        matches!(&err, ForgeError::UnknownCommit { sha, status: 500 } if *sha == missing),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
     assert!(w.sim.statuses(OWNER, REPO, &missing).is_empty());
+    let calls: Vec<(String, String, u16)> = w
+        .sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "POST".to_string(),
+                w.api(&format!("/statuses/{missing}")),
+                500
+            ),
+            (
+                "GET".to_string(),
+                w.api(&format!("/git/commits/{missing}")),
+                404
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_status_stored_before_a_500_is_not_sent_again() {
+    let w = World::new().await;
+    let c = w.client();
+    let sha = git(&w.bare, &["rev-parse", "main"]);
+    let path = w.api(&format!("/statuses/{sha}"));
+    let status = CreateStatus {
+        state: CommitState::Success,
+        target_url: None,
+        description: Some("QA passed".into()),
+        context: "agentq/qa".into(),
+    };
+    // Stored, then a 500 (as CreateCommitStatus failing after its transaction).
+    w.sim.fail_next_after_effect("POST", &path, 500, 1);
+    c.create_status(OWNER, REPO, &sha, &status).await.unwrap();
+    assert_eq!(w.sim.statuses(OWNER, REPO, &sha).len(), 1);
+    assert_eq!(w.sim.count_requests("POST", &path), 1);
+    assert_eq!(
+        w.sim
+            .count_requests("GET", &w.api(&format!("/commits/{sha}/status"))),
+        1
+    );
+    let combined = c.combined_status(OWNER, REPO, &sha).await.unwrap();
+    let latest = combined.statuses.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert!(latest[0].is(&status));
+
+    // A 503 before storing: looked up, then sent again, stored once.
+    let failing = CreateStatus {
+        state: CommitState::Failure,
+        description: Some("QA failed".into()),
+        ..status
+    };
+    w.sim.fail_next("POST", &path, 503, 1);
+    c.create_status(OWNER, REPO, &sha, &failing).await.unwrap();
+    let stored = w.sim.statuses(OWNER, REPO, &sha);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[1].state, "failure");
+    assert_eq!(w.sim.count_requests("POST", &path), 3);
+    // The combined status shows the latest per context; an unknown commit has none.
+    let combined = c.combined_status(OWNER, REPO, "main").await.unwrap();
+    assert_eq!(combined.statuses.unwrap()[0].status, "failure");
+    assert!(c
+        .combined_status(OWNER, REPO, &"1".repeat(40))
+        .await
+        .unwrap()
+        .statuses
+        .is_none());
+    assert!(c.commit_exists(OWNER, REPO, &sha).await.unwrap());
 }
 
 #[tokio::test]
@@ -508,10 +1032,26 @@ async fn wrong_token_is_a_401_that_never_shows_the_token() {
     // Not retried.
     assert_eq!(w.sim.count_requests("GET", &w.api("/issues/7")), 1);
 
-    // No token at all is refused the same way.
+    // No token at all: a public repository can be read (as on Forgejo), nothing
+    // can be written (reqToken: 401), and a private one does not exist (404).
     let anonymous = ForgeClient::new(&w.sim.url(), None, fast_retry(3)).unwrap();
-    let err = anonymous.get_repo(OWNER, REPO).await.unwrap_err();
+    assert_eq!(anonymous.get_issue(OWNER, REPO, 7).await.unwrap().number, 7);
+    let err = anonymous
+        .create_comment(OWNER, REPO, 7, "hi")
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(401), "{err:?}");
+    let err = anonymous.current_user().await.unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
+    w.sim.set_private(OWNER, REPO, true);
+    let err = anonymous.get_repo(OWNER, REPO).await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err:?}");
+    let err = anonymous
+        .create_comment(OWNER, REPO, 7, "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err:?}");
+    assert!(w.client().get_repo(OWNER, REPO).await.unwrap().private);
 }
 
 #[tokio::test]
@@ -550,20 +1090,16 @@ async fn sim_checks_requests_against_the_spec() {
     )
     .await;
     assert_eq!(status, 422);
-    let (status, body) = send(
+    let (status, _) = send(
         http.post(url("/pulls"))
             .header("Authorization", &auth)
             .json(&serde_json::json!({"head": "x", "base": "main", "title": "t", "draft": true})),
     )
     .await;
-    assert_eq!(status, 422);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field `draft`"),
-        "{body}"
-    );
+    // Go's JSON decoding ignores an unknown field (the sim records it); head `x`
+    // does not exist: 404.
+    assert_eq!(status, 404);
+    assert_eq!(w.sim.unknown_fields(), ["CreatePullRequestOption.draft"]);
     let (status, _) = send(
         http.post(url("/issues/7/comments"))
             .header("Authorization", &auth)
@@ -572,18 +1108,18 @@ async fn sim_checks_requests_against_the_spec() {
     )
     .await;
     assert_eq!(status, 422);
-    // Invalid commit state: the spec's 400.
-    let sha = git(&w.bare, &["rev-parse", "main"]);
-    let (status, _) = send(
-        http.post(url(&format!("/statuses/{sha}")))
-            .header("Authorization", &auth)
-            .json(&serde_json::json!({"state": "great", "context": "c"})),
+    // Auth (services/auth/oauth2.go): `token` in lowercase or `bearer` in any case;
+    // another scheme is no credentials; an unknown token is a 401.
+    let (status, body) = send(http.get(url("/issues/7"))).await;
+    assert_eq!(
+        status, 200,
+        "public repositories can be read anonymously: {body}"
+    );
+    let (status, body) = send(
+        http.post(url("/issues/7/comments"))
+            .json(&serde_json::json!({"body": "hi"})),
     )
     .await;
-    assert_eq!(status, 400);
-
-    // Auth, routes, methods.
-    let (status, body) = send(http.get(url("/issues/7"))).await;
     assert_eq!(status, 401);
     assert!(
         body["message"].is_string() && body["url"].is_string(),
@@ -594,16 +1130,38 @@ async fn sim_checks_requests_against_the_spec() {
             .header("Authorization", format!("Bearer {TOKEN}")),
     )
     .await;
-    assert_eq!(status, 401, "only `token <TOKEN>` is accepted");
+    assert_eq!(status, 200, "bearer tokens are accepted");
+    let (status, _) = send(
+        http.post(url("/issues/7/comments"))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .json(&serde_json::json!({"body": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 401, "`Token` is not the token scheme: anonymous");
+    let (status, _) = send(
+        http.get(url("/issues/7"))
+            .header("Authorization", "token not-a-known-token"),
+    )
+    .await;
+    assert_eq!(status, 401);
     let (status, body) = send(http.get(url("/labels")).header("Authorization", &auth)).await;
     assert_eq!(status, 404);
     assert!(body["errors"].is_array(), "{body}");
     let (status, _) = send(http.delete(url("/issues/7")).header("Authorization", &auth)).await;
     assert_eq!(status, 405);
+    // AddTimeOption's `time` is required: zero is a 422.
+    let (status, body) = send(
+        http.post(url("/issues/7/times"))
+            .header("Authorization", &auth)
+            .json(&serde_json::json!({"time": 0})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
 
     // Nothing was stored by the refused requests.
     assert!(w.sim.comments(OWNER, REPO, 7).is_empty());
     assert!(w.sim.pulls(OWNER, REPO).is_empty());
+    assert!(w.sim.tracked_times(OWNER, REPO, 7).is_empty());
 }
 
 /// Runs network git asynchronously (the sim serves on this runtime).
@@ -779,4 +1337,202 @@ async fn git_clone_is_anonymous_and_push_needs_the_token() {
     );
     // The remotes directory is the sim's git root.
     assert!(w.remotes.base.path().join("acme/widget.git").is_dir());
+}
+
+/// An askpass script answering `user` and the token in `$AGENTQ_FORGE_TOKEN`.
+fn askpass_script(dir: &Path, user: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("askpass-{user}.sh"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  Username*) echo {user} ;;\n  *) echo \"$AGENTQ_FORGE_TOKEN\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_needs_credentials_to_clone_fetch_and_push() {
+    let w = World::new().await;
+    w.sim.set_private(OWNER, REPO, true);
+    w.sim.add_user("outsider", "outsider-token-3c4d");
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let clone_url = w.sim.clone_url(OWNER, REPO);
+    let bot = askpass_script(tmp.path(), "agentq-bot");
+    let with_token = |token: &'static str| {
+        let bot = bot.clone();
+        move || {
+            vec![
+                ("GIT_ASKPASS", bot.clone()),
+                ("AGENTQ_FORGE_TOKEN", token.to_string()),
+            ]
+        }
+    };
+    let run = |dir: PathBuf, args: Vec<String>, envs: Vec<(&'static str, String)>| {
+        let home = home.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            git_net(&dir, &home, &args, &envs).await
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Anonymous: the API has no such repository, git asks for credentials.
+    let anonymous = ForgeClient::new(&w.sim.url(), None, fast_retry(1)).unwrap();
+    let err = anonymous.get_repo(OWNER, REPO).await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err:?}");
+    let out = run(
+        tmp.path().to_path_buf(),
+        args(&["clone", "--quiet", &clone_url, "anon"]),
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "anonymous clone of a private repository"
+    );
+    let challenged = w.sim.requests().into_iter().any(|r| {
+        r.path == "/acme/widget.git/info/refs"
+            && r.query == "service=git-upload-pack"
+            && r.status == 401
+    });
+    assert!(challenged, "{:#?}", w.sim.requests());
+    assert!(!tmp.path().join("anon/README.md").exists());
+
+    // A signed-in user who cannot see it: "Repository not found".
+    let out = run(
+        tmp.path().to_path_buf(),
+        args(&["clone", "--quiet", &clone_url, "outsider"]),
+        with_token("outsider-token-3c4d")(),
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "a non-member cloned a private repository"
+    );
+    assert!(w
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.path == "/acme/widget.git/info/refs" && r.status == 404));
+
+    // The token: clone, commit, push, fetch.
+    let out = run(
+        tmp.path().to_path_buf(),
+        args(&["clone", "--quiet", &clone_url, "work"]),
+        with_token(TOKEN)(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "clone with the token failed: {}\n{:?}",
+        String::from_utf8_lossy(&out.stderr),
+        w.sim.git_stderr()
+    );
+    let work = tmp.path().join("work");
+    assert_eq!(
+        std::fs::read_to_string(work.join("README.md")).unwrap(),
+        "# widget\n"
+    );
+    git(&work, &["checkout", "--quiet", "-b", "agentq/private-1"]);
+    std::fs::write(work.join("fix.txt"), "fixed\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Fix in private"]);
+    let head = git(&work, &["rev-parse", "HEAD"]);
+    // Without credentials the push is refused.
+    let out = run(
+        work.clone(),
+        args(&["push", "origin", "agentq/private-1"]),
+        Vec::new(),
+    )
+    .await;
+    assert!(!out.status.success());
+    assert_eq!(branch_sha(&w.bare, "agentq/private-1"), None);
+    let out = run(
+        work.clone(),
+        args(&["push", "origin", "agentq/private-1"]),
+        with_token(TOKEN)(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        branch_sha(&w.bare, "agentq/private-1").as_deref(),
+        Some(head.as_str())
+    );
+    let pushes = w.sim.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].user, SIM_USER);
+    // A new commit on the forge side, fetched with the token (and not without).
+    let tree = git(&w.bare, &["rev-parse", "main^{tree}"]);
+    let upstream = git(
+        &w.bare,
+        &["commit-tree", &tree, "-p", "main", "-m", "upstream"],
+    );
+    git(&w.bare, &["update-ref", "refs/heads/main", &upstream]);
+    let out = run(
+        work.clone(),
+        args(&["fetch", "--quiet", "origin"]),
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "anonymous fetch of a private repository"
+    );
+    let out = run(
+        work.clone(),
+        args(&["fetch", "--quiet", "origin"]),
+        with_token(TOKEN)(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "fetch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(git(&work, &["rev-parse", "origin/main"]), upstream);
+
+    // A collaborator's token works too; the outsider's still does not push.
+    let out = run(
+        work.clone(),
+        args(&["push", "origin", "HEAD:refs/heads/agentq/outsider"]),
+        with_token("outsider-token-3c4d")(),
+    )
+    .await;
+    assert!(!out.status.success());
+    w.sim.add_collaborator(OWNER, REPO, "outsider");
+    let out = run(
+        tmp.path().to_path_buf(),
+        args(&["clone", "--quiet", &clone_url, "collab"]),
+        with_token("outsider-token-3c4d")(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Made public again: anonymous clone works.
+    w.sim.set_private(OWNER, REPO, false);
+    let out = run(
+        tmp.path().to_path_buf(),
+        args(&["clone", "--quiet", &clone_url, "public"]),
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,10 +1,15 @@
 //! Issue 5's acceptance: QA after the agent (real `go build/vet/test` in a
-//! container) and write-back to a simulated Forgejo that follows the API spec.
+//! container) and write-back to a simulated Forgejo that follows the API spec;
+//! issue 16's: the agent's run time on the issue as tracked times, right with jobs
+//! running in parallel on one token.
 
 use std::{path::Path, time::Duration};
 
 use agentq_shared::status::{JobState, WorkspaceStatus};
-use agentq_tests::{forge_sim::ForgeSim, *};
+use agentq_tests::{
+    forge_sim::{ForgeSim, SIM_USER},
+    *,
+};
 use redis::Commands;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -28,11 +33,16 @@ fn require_go_image() {
 }
 
 async fn world() -> (TestEnv, ForgeSim) {
+    world_with("").await
+}
+
+/// The world with more `[forge]` keys.
+async fn world_with(forge_keys: &str) -> (TestEnv, ForgeSim) {
     require_docker();
     require_go_image();
-    let env = TestEnv::with_config(
-        "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\nmax_retries = 3\nretry_base_ms = 50\n\n[agents.codex]\nimage = \"agentq-test-go:latest\"\n",
-    );
+    let env = TestEnv::with_config(&format!(
+        "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\nmax_retries = 3\nretry_base_ms = 50\n{forge_keys}\n[agents.codex]\nimage = \"agentq-test-go:latest\"\n",
+    ));
     // Allow Go a little more memory than the base test config.
     let cfg_path = env.dir.path().join("agentq.toml");
     let cfg = std::fs::read_to_string(&cfg_path)
@@ -135,7 +145,16 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
         "{prompt}"
     );
 
-    assert_eq!(sim.stopwatch_events("core", "demo", 5), ["start", "stop"]);
+    // The run's time is on the issue, as a tracked time (no stopwatch).
+    let times = sim.tracked_times("core", "demo", 5);
+    assert_eq!(times.len(), 1, "{times:?}");
+    assert_eq!(times[0].user, SIM_USER);
+    assert!(
+        times[0].seconds >= 1 && !times[0].from_stopwatch,
+        "{times:?}"
+    );
+    assert!(sim.stopwatch_events("core", "demo", 5).is_empty());
+    assert_eq!(rec.time_tracked, 1);
     // The branch is on the remote with the agent's commit.
     let head = git(
         &bare(&env, "demo"),
@@ -182,6 +201,9 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
     assert_eq!(sim.pulls("core", "demo").len(), 1);
     assert_eq!(sim.comments("core", "demo", 5).len(), 1);
     assert_eq!(again.pr_url, rec.pr_url);
+    // The second run has its own time; the first one's is not added again.
+    assert_eq!(sim.tracked_times("core", "demo", 5).len(), 2);
+    assert_eq!(again.time_tracked, 2);
 
     assert_token_nowhere(&env);
 }
@@ -276,6 +298,119 @@ async fn forge_trouble_is_retried_or_recorded_never_fatal() {
     assert!(rec.forge_error.contains("503"), "{}", rec.forge_error);
     let st = WorkspaceStatus::read(&Path::new(&rec.workspace_dir).join("status.json")).unwrap();
     assert_eq!(st.status, "completed");
-    assert!(st.forge_error.contains("stopwatch"), "{}", st.forge_error);
+    assert!(st.forge_error.contains("track time"), "{}", st.forge_error);
+    // The worker retries as `[forge] max_retries = 3` says: 4 attempts, not the
+    // built-in default's 5.
+    assert_eq!(
+        sim.count_requests("GET", "/api/v1/repos/core/demo/issues/8"),
+        4
+    );
     assert_token_nowhere(&env);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_jobs_on_one_token_each_track_their_own_time() {
+    let (env, sim) = world().await;
+    env.remotes.create("core", "demo", &[]);
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 5, "Long", "");
+    sim.add_issue("core", "demo", 6, "Short", "");
+    let _w = env.worker("w1", 2);
+    let long = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "5",
+        "--task",
+        "long @agentq-test sleep 5",
+    ]);
+    let short = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "6",
+        "--task",
+        "short @agentq-test sleep 2",
+    ]);
+    let long_rec = env.wait_final(&long, LONG).await;
+    let short_rec = env.wait_final(&short, LONG).await;
+    for rec in [&long_rec, &short_rec] {
+        assert_eq!(
+            rec.state,
+            JobState::Completed,
+            "{rec:#?}\n{}",
+            env.worker_logs()
+        );
+        assert!(rec.forge_error.is_empty(), "{}", rec.forge_error);
+        assert_eq!(rec.time_tracked, 1);
+    }
+    let on5 = sim.tracked_times("core", "demo", 5);
+    let on6 = sim.tracked_times("core", "demo", 6);
+    assert_eq!((on5.len(), on6.len()), (1, 1), "{on5:?} {on6:?}");
+    let (a, b) = (&on5[0], &on6[0]);
+    assert!(a.seconds >= 5 && a.seconds < 60, "{a:?}");
+    assert!(b.seconds >= 2 && b.seconds < a.seconds, "{b:?}");
+    assert!(a.user == SIM_USER && b.user == SIM_USER);
+    // The runs overlapped: with a per-user stopwatch one would have cut the other.
+    let overlap = a.created_unix.max(b.created_unix)
+        < (a.created_unix + a.seconds).min(b.created_unix + b.seconds);
+    assert!(overlap, "the two runs did not overlap: {a:?} {b:?}");
+    assert!(sim.stopwatch_events("core", "demo", 5).is_empty());
+    assert!(sim.stopwatch_events("core", "demo", 6).is_empty());
+
+    // A repository without time tracking: one note, on the first job only.
+    env.remotes.create("core", "quiet", &[]);
+    sim.add_repo("core", "quiet", "main");
+    sim.set_time_tracking("core", "quiet", false);
+    sim.add_issue("core", "quiet", 1, "One", "");
+    sim.add_issue("core", "quiet", 2, "Two", "");
+    let first = env.enqueue(&["--repo", "quiet", "--issue", "1", "--task", "plain"]);
+    let first = env.wait_final(&first, LONG).await;
+    let second = env.enqueue(&["--repo", "quiet", "--issue", "2", "--task", "plain"]);
+    let second = env.wait_final(&second, LONG).await;
+    assert_eq!(first.state, JobState::Completed, "{first:#?}");
+    assert_eq!(second.state, JobState::Completed, "{second:#?}");
+    assert!(
+        first
+            .forge_error
+            .starts_with("note: time not tracked on core/quiet: time tracking is disabled"),
+        "{}",
+        first.forge_error
+    );
+    assert!(second.forge_error.is_empty(), "{}", second.forge_error);
+    assert_eq!(
+        sim.count_requests("POST", "/api/v1/repos/core/quiet/issues/1/times")
+            + sim.count_requests("POST", "/api/v1/repos/core/quiet/issues/2/times"),
+        1
+    );
+    assert_eq!(sim.comments("core", "quiet", 2).len(), 1);
+    assert_token_nowhere(&env);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stopwatch_remains_an_option_for_one_job_at_a_time() {
+    let (env, sim) = world_with("time_tracking = \"stopwatch\"\n").await;
+    env.remotes.create("core", "demo", &[]);
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 3, "Timed", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "3",
+        "--task",
+        "timed @agentq-test sleep 1",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(rec.forge_error.is_empty(), "{}", rec.forge_error);
+    assert_eq!(sim.stopwatch_events("core", "demo", 3), ["start", "stop"]);
+    let times = sim.tracked_times("core", "demo", 3);
+    assert_eq!(times.len(), 1, "{times:?}");
+    assert!(times[0].from_stopwatch);
+    assert!(sim
+        .requests()
+        .iter()
+        .all(|r| !(r.method == "POST" && r.path.ends_with("/times"))));
 }

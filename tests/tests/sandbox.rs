@@ -532,3 +532,35 @@ async fn agents_run_unprivileged_with_a_bounded_workspace_and_log() {
     );
     assert!(text.contains("bytes cut"), "no marker of what was cut");
 }
+
+/// Pinned credentials serve prep too: a private repository (anonymous access
+/// refused by the forge) is fetched, worked on and pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_repository_is_fetched_and_pushed_with_the_pinned_token() {
+    let (env, sim) = redteam_forge("").await;
+    demo_repo(&env, Some(&sim), &[11]);
+    sim.set_private("core", "demo", true);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "11",
+        "--task",
+        "Private work @redteam commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(rec.forge_error.is_empty(), "{}", rec.forge_error);
+    assert!(
+        sim.pushes().iter().any(|p| p.success && p.repo == "demo"),
+        "the branch was not pushed: {:?}",
+        sim.pushes()
+    );
+    assert_eq!(redis_key_containing(&env, TOKEN), None);
+}

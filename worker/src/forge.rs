@@ -11,7 +11,8 @@ use agentq_shared::{
 use crate::context::WorkerCtx;
 
 /// A forge client from the configuration, `None` when no forge is configured.
-/// The token is read from the environment variable the config names.
+/// The token is read from the environment variable the config names; retries
+/// follow `[forge] max_retries` and `retry_base_ms`.
 ///
 /// # Errors
 /// An invalid base URL.
@@ -25,7 +26,7 @@ pub fn client(cfg: &Config) -> anyhow::Result<Option<ForgeClient>> {
     Ok(Some(ForgeClient::new(
         &cfg.forge.url,
         token,
-        RetryPolicy::default(),
+        RetryPolicy::from(&cfg.forge),
     )?))
 }
 

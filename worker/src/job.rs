@@ -401,11 +401,11 @@ async fn stages(
         return Err(StageError::Interrupted);
     }
     let mut forge_errors = report::ForgeErrors::default();
-    report::start_stopwatch(ctx, rec, &mut forge_errors).await;
+    let clock = report::start_timer(ctx, rec, &mut forge_errors).await;
     let ran = std::time::Instant::now();
     let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop.clone()).await;
     let ran_for = ran.elapsed();
-    report::stop_stopwatch(ctx, rec, &mut forge_errors).await;
+    report::track_time(ctx, rec, runs, &clock, &mut forge_errors).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
 
     // From here on the working tree is the agent's: it is read only through

@@ -1,11 +1,15 @@
-//! Write-back to the forge: issue stopwatch, branch push, commit status, pull
+//! Write-back to the forge: time tracked on the issue, branch push, commit status, pull
 //! request and the outcome comment (upstream `auto_pr.go`). Forge trouble is
 //! recorded on the job and never changes the job's own outcome.
 
 use std::sync::Arc;
 
 use agentq_shared::{
-    forge::{job_marker, CommitState, CreatePull, CreateStatus, ForgeClient, StopwatchOutcome},
+    config::TimeTracking,
+    forge::{
+        job_marker, AddTime, CommitState, CreatePull, CreateStatus, ForgeClient, StopwatchOutcome,
+        TimeOutcome, TrackingUnavailable,
+    },
     record::JobRecord,
     status::JobState,
 };
@@ -30,6 +34,13 @@ impl ForgeErrors {
         self.0.push(format!("{what}: {e}"));
     }
 
+    /// Something worth knowing that is not a failure (e.g. time tracking is off on
+    /// the repository), recorded with the errors as `note: …`.
+    fn note(&mut self, text: String) {
+        tracing::info!("forge: {text}");
+        self.0.push(format!("note: {text}"));
+    }
+
     /// All errors, one per line.
     pub fn text(&self) -> String {
         self.0.join("\n")
@@ -40,29 +51,125 @@ fn forge_for<'a>(ctx: &'a WorkerCtx, rec: &JobRecord) -> Option<&'a ForgeClient>
     (rec.input.issue > 0).then_some(()).and(ctx.forge.as_ref())
 }
 
-/// Starts the issue's stopwatch ("already started" is fine).
-pub async fn start_stopwatch(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErrors) {
-    if let Some(f) = forge_for(ctx, rec) {
-        match f
-            .start_stopwatch(&rec.input.org, &rec.input.repo, rec.input.issue)
-            .await
-        {
-            Ok(StopwatchOutcome::Done | StopwatchOutcome::AlreadyInState) => {}
-            Err(e) => errors.add("start stopwatch", e),
+/// When the agent's run started, for the time recorded on the issue.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    started_at: chrono::DateTime<chrono::Utc>,
+    started: std::time::Instant,
+}
+
+impl RunClock {
+    /// Whole seconds since the start, rounded up (a run always counts at least 1 s:
+    /// the forge refuses a zero time).
+    fn seconds(&self) -> u64 {
+        self.started.elapsed().as_secs_f64().ceil().max(1.0) as u64
+    }
+}
+
+/// Starts timing the agent's run. With `[forge] time_tracking = "stopwatch"` it
+/// also starts the token owner's stopwatch on the issue ("already running" is fine).
+pub async fn start_timer(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErrors) -> RunClock {
+    if ctx.cfg.forge.time_tracking == TimeTracking::Stopwatch {
+        if let Some(f) = forge_for(ctx, rec) {
+            let i = &rec.input;
+            match f.start_stopwatch(&i.org, &i.repo, i.issue).await {
+                Ok(StopwatchOutcome::Unavailable { reason, first }) => {
+                    tracking_unavailable(rec, reason, first, errors)
+                }
+                Ok(_) => {}
+                Err(e) => errors.add("start stopwatch", e),
+            }
+        }
+    }
+    RunClock {
+        started_at: chrono::Utc::now(),
+        started: std::time::Instant::now(),
+    }
+}
+
+/// Records the time of agent run number `run` (the record's `runs`) on the issue,
+/// per `[forge] time_tracking`:
+///
+/// - `times` (default): adds the run's duration as a tracked time of the token's
+///   user, created at the run's start. Once per run: the job record's
+///   `time_tracked` says which run was added last, and the client checks the forge
+///   before retrying a failed request. Any number of jobs can do this at once.
+/// - `stopwatch`: stops the issue's stopwatch. A stopwatch that is no longer
+///   running (another job with the same token started one) is reported.
+/// - `off`: nothing.
+///
+/// A repository without time tracking is noted once per worker, not on every job.
+pub async fn track_time(
+    ctx: &WorkerCtx,
+    rec: &JobRecord,
+    run: u32,
+    clock: &RunClock,
+    errors: &mut ForgeErrors,
+) {
+    let Some(f) = forge_for(ctx, rec) else {
+        return;
+    };
+    let i = &rec.input;
+    match ctx.cfg.forge.time_tracking {
+        TimeTracking::Off => {}
+        TimeTracking::Stopwatch => match f.stop_stopwatch(&i.org, &i.repo, i.issue).await {
+            Ok(StopwatchOutcome::NotRunning) => errors.add(
+                "stop stopwatch",
+                "it was not running: another start with the same token stopped it \
+                 (a forge keeps one stopwatch per user), so the time on the issue is short; \
+                 use time_tracking = \"times\" when jobs run in parallel",
+            ),
+            Ok(StopwatchOutcome::Unavailable { reason, first }) => {
+                tracking_unavailable(rec, reason, first, errors)
+            }
+            Ok(_) => {}
+            Err(e) => errors.add("stop stopwatch", e),
+        },
+        TimeTracking::Times => {
+            match ctx.store.get(&rec.id).await {
+                Ok(Some(now)) if now.time_tracked >= run => return,
+                Ok(_) => {}
+                Err(e) => {
+                    errors.add("track time (read the job record)", e);
+                    return;
+                }
+            }
+            let time = AddTime {
+                seconds: clock.seconds(),
+                created: clock.started_at,
+            };
+            match f.add_time(&i.org, &i.repo, i.issue, &time).await {
+                Ok(TimeOutcome::Added(_) | TimeOutcome::AlreadyAdded(_)) => {
+                    if let Err(e) = ctx
+                        .store
+                        .set_fields(&rec.id, &[("time_tracked", run.to_string())])
+                        .await
+                    {
+                        tracing::warn!(job = %rec.id, error = %e, "cannot record that the run's time was tracked");
+                    }
+                }
+                Ok(TimeOutcome::Unavailable { reason, first }) => {
+                    tracking_unavailable(rec, reason, first, errors)
+                }
+                Err(e) => errors.add("track time", e),
+            }
         }
     }
 }
 
-/// Stops the issue's stopwatch ("not started" is fine).
-pub async fn stop_stopwatch(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErrors) {
-    if let Some(f) = forge_for(ctx, rec) {
-        match f
-            .stop_stopwatch(&rec.input.org, &rec.input.repo, rec.input.issue)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => errors.add("stop stopwatch", e),
-        }
+fn tracking_unavailable(
+    rec: &JobRecord,
+    reason: TrackingUnavailable,
+    first: bool,
+    errors: &mut ForgeErrors,
+) {
+    if first {
+        errors.note(format!(
+            "time not tracked on {}/{}: {}; not asking again for a while",
+            rec.input.org,
+            rec.input.repo,
+            reason.describe()
+        ));
     }
 }
 
