@@ -65,6 +65,22 @@ impl Keys {
         format!("{}:cancel:{id}", self.ns)
     }
 
+    /// String: the id of the job enqueued with idempotency key `key`.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:key:{key}", self.ns)
+    }
+
+    /// String with TTL: held by the worker running the safety sweep now.
+    pub fn sweep_lock(&self) -> String {
+        format!("{}:sweep", self.ns)
+    }
+
+    /// Counter: jobs the sweep found with neither a delivery nor a live run
+    /// (should stay 0).
+    pub fn rescued(&self) -> String {
+        format!("{}:rescued", self.ns)
+    }
+
     /// Hash: live workers (id → JSON with host, concurrency, heartbeat).
     pub fn workers(&self) -> String {
         format!("{}:workers", self.ns)

@@ -1,16 +1,37 @@
-//! Run leases: which worker runs a job right now.
+//! Run leases and fencing tokens: which run of a job may write its record.
 //!
-//! apalis-redis re-delivers a job whose worker stopped heart-beating. If that worker
-//! was only slow, not dead, two workers would run the same agent. The run lease is
-//! the second lock: a key with a TTL, held by one worker id and renewed while the job
-//! runs; a worker that gets a delivery while another holds the lease delivers it
-//! again after the lease's remaining time instead of running it.
+//! A worker that takes a delivery takes the job's *run lease* (a key with a TTL,
+//! renewed while it runs) and, in the same Lua call, a *fencing token*
+//! `{worker}/{n}` with `n` counted up at every take-over, which it writes to the
+//! record's `owner`. Every later write of that run (state moves, fields, the log
+//! tail, the next delivery) passes the token and is refused once `owner` is
+//! another: a worker that was cut off, or only slow, can never overwrite what the
+//! worker that took over recorded. Final moves and hand-backs clear `owner`.
 
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::store::{JobStore, StoreError};
+use crate::{
+    status::JobState,
+    store::{Delivery, JobStore, StoreError},
+};
+
+/// KEYS: job, run lease. ARGV: worker, ttl (ms), the delivery's seq.
+/// Returns {'gone'} | {'stale'} | {'held', holder, pttl} | {'ok', token, previous owner, state}.
+const ACQUIRE: &str = r#"
+local job, lease = KEYS[1], KEYS[2]
+if redis.call('EXISTS', job) == 0 then return {'gone'} end
+local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
+if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
+local cur = redis.call('GET', lease)
+if cur then return {'held', cur, tostring(redis.call('PTTL', lease))} end
+local n = redis.call('HINCRBY', job, 'fence', 1)
+local token = ARGV[1] .. '/' .. n
+redis.call('SET', lease, token, 'PX', ARGV[2])
+redis.call('HSET', job, 'owner', token)
+return {'ok', token, f[3] or '', f[2]}
+"#;
 
 const RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -26,99 +47,165 @@ end
 return 0
 "#;
 
-/// Result of trying to take a run lease.
+/// KEYS: job. ARGV: token, then field/value pairs.
+const SET_FENCED: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"#;
+
+/// KEYS: job, log stream. ARGV: token, max length, chunk.
+const LOG_FENCED: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[3])
+return 1
+"#;
+
+/// What taking a delivery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {
-    /// This worker holds the lease now.
-    Acquired,
-    /// Another worker holds it for about this long still.
-    HeldBy(String, Duration),
+    /// This run holds the job now, with this fencing token. `previous` is the
+    /// owner recorded before (non-empty: a take-over from a run that never
+    /// finished); `state` the record's state when taken.
+    Acquired {
+        /// The fencing token for every write of this run.
+        token: String,
+        /// The owner before this take-over, if any.
+        previous: String,
+        /// The state the record was in.
+        state: JobState,
+    },
+    /// Another run holds the job (its token, and the lease's time left): this
+    /// delivery is a duplicate, and that run moves the job on.
+    Held(String, Duration),
+    /// The record moved past this delivery (newer seq, or final).
+    Stale,
+    /// There is no such job.
+    Gone,
+}
+
+/// The worker id in a fencing token (`{worker}/{n}`).
+pub fn token_worker(token: &str) -> &str {
+    token.rsplit_once('/').map_or(token, |(w, _)| w)
 }
 
 impl JobStore {
-    /// Tries to take the run lease of job `id` for `worker` for `ttl`.
+    /// Takes job `delivery.job_id` for `worker` for `ttl`, if the delivery is
+    /// current and no run holds the job.
     ///
     /// # Errors
-    /// Redis errors.
-    pub async fn acquire_run_lease(
+    /// Redis errors (then the outcome is unknown: retry).
+    pub async fn acquire(
         &self,
-        id: &str,
+        delivery: &Delivery,
         worker: &str,
         ttl: Duration,
     ) -> Result<Acquire, StoreError> {
-        let key = self.keys().run_lease(id);
-        let mut conn = self.conn();
-        let ok: Option<String> = redis::cmd("SET")
-            .arg(&key)
+        let script = redis::Script::new(&format!("{}{ACQUIRE}", crate::store::final_states_lua()));
+        let reply: Vec<String> = script
+            .key(self.keys().job(&delivery.job_id))
+            .key(self.keys().run_lease(&delivery.job_id))
             .arg(worker)
-            .arg("NX")
-            .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async(&mut conn)
+            .arg(delivery.seq)
+            .invoke_async(&mut self.conn())
             .await?;
-        if ok.is_some() {
-            return Ok(Acquire::Acquired);
-        }
-        let (holder, pttl): (Option<String>, i64) = redis::pipe()
-            .get(&key)
-            .pttl(&key)
-            .query_async(&mut conn)
-            .await?;
-        match holder {
-            Some(h) if h == worker => {
-                self.renew_run_lease(id, worker, ttl).await?;
-                Ok(Acquire::Acquired)
-            }
-            Some(h) => Ok(Acquire::HeldBy(
-                h,
-                Duration::from_millis(pttl.max(100) as u64),
-            )),
-            // Expired between the two calls: try once more next delivery.
-            None => Ok(Acquire::HeldBy(String::new(), Duration::from_millis(100))),
-        }
+        let field = |i: usize| reply.get(i).cloned().unwrap_or_default();
+        Ok(match field(0).as_str() {
+            "ok" => Acquire::Acquired {
+                token: field(1),
+                previous: field(2),
+                state: field(3).parse().unwrap_or(JobState::Queued),
+            },
+            "held" => Acquire::Held(
+                field(1),
+                Duration::from_millis(field(2).parse::<u64>().unwrap_or(100).max(100)),
+            ),
+            "stale" => Acquire::Stale,
+            _ => Acquire::Gone,
+        })
     }
 
-    /// Extends the lease if `worker` still holds it; returns whether it did.
+    /// Extends the run lease if `token` still holds it; returns whether it did.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn renew_run_lease(
         &self,
         id: &str,
-        worker: &str,
+        token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
         let n: i64 = redis::Script::new(RENEW)
             .key(self.keys().run_lease(id))
-            .arg(worker)
+            .arg(token)
             .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut conn)
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)
     }
 
-    /// Drops the lease if `worker` holds it.
+    /// Drops the run lease if `token` holds it.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn release_run_lease(&self, id: &str, worker: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+    pub async fn release_run_lease(&self, id: &str, token: &str) -> Result<(), StoreError> {
         let _: i64 = redis::Script::new(RELEASE)
             .key(self.keys().run_lease(id))
-            .arg(worker)
-            .invoke_async(&mut conn)
+            .arg(token)
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
-    /// Who holds job `id`'s run lease, if anyone.
+    /// The fencing token holding job `id`'s run lease, if any.
+    ///
+    /// # Errors
+    /// Redis errors: the holder is then unknown, not "nobody".
+    pub async fn run_lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn().get(self.keys().run_lease(id)).await?)
+    }
+
+    /// Sets fields on job `id` if run `token` still owns it; returns whether it did.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn run_lease_holder(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn();
-        Ok(conn.get(self.keys().run_lease(id)).await?)
+    pub async fn set_fields_fenced(
+        &self,
+        id: &str,
+        token: &str,
+        fields: &[(&str, String)],
+    ) -> Result<bool, StoreError> {
+        let script = redis::Script::new(SET_FENCED);
+        let mut inv = script.key(self.keys().job(id));
+        inv.arg(token);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
+        Ok(n == 1)
+    }
+
+    /// Appends a chunk of agent output to job `id`'s log tail if run `token`
+    /// still owns it; returns whether it did.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn append_log_fenced(
+        &self,
+        id: &str,
+        token: &str,
+        chunk: &[u8],
+    ) -> Result<bool, StoreError> {
+        let n: i64 = redis::Script::new(LOG_FENCED)
+            .key(self.keys().job(id))
+            .key(self.keys().log_tail(id))
+            .arg(token)
+            .arg(crate::ops::LOG_TAIL_MAX)
+            .arg(chunk)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
     }
 
     /// Whether someone asked to cancel job `id`.
@@ -128,5 +215,16 @@ impl JobStore {
     pub async fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         Ok(conn.exists(self.keys().cancel(id)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_names_its_worker() {
+        assert_eq!(token_worker("host-1-01J/7"), "host-1-01J");
+        assert_eq!(token_worker("plain"), "plain");
     }
 }

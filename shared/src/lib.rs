@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod config;
 pub mod container;
+pub mod delivery;
 pub mod forge;
 pub mod fsutil;
 pub mod input;
@@ -23,5 +24,6 @@ pub mod prompt;
 pub mod record;
 pub mod status;
 pub mod store;
+pub mod sweep;
 pub mod templates;
 pub mod workspace;

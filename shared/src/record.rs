@@ -71,6 +71,13 @@ pub struct JobRecord {
     pub started_at: String,
     /// Reached its final state (RFC 3339).
     pub finished_at: String,
+    /// Idempotency key given at enqueue (`--key`), or empty.
+    pub key: String,
+    /// Fencing token of the run that holds the job now (`{worker}/{n}`), or
+    /// empty: writes of any other run are refused.
+    pub owner: String,
+    /// apalis task id of the job's latest delivery.
+    pub task: String,
 }
 
 impl JobRecord {
@@ -107,6 +114,9 @@ impl JobRecord {
             updated_at: now.to_string(),
             started_at: String::new(),
             finished_at: String::new(),
+            key: String::new(),
+            owner: String::new(),
+            task: String::new(),
         }
     }
 
@@ -149,6 +159,8 @@ impl JobRecord {
             ("updated_at", self.updated_at.clone()),
             ("started_at", self.started_at.clone()),
             ("finished_at", self.finished_at.clone()),
+            ("key", self.key.clone()),
+            ("owner", self.owner.clone()),
         ]
     }
 
@@ -197,6 +209,9 @@ impl JobRecord {
             updated_at: take("updated_at"),
             started_at: take("started_at"),
             finished_at: take("finished_at"),
+            key: take("key"),
+            owner: take("owner"),
+            task: take("task"),
         })
     }
 }

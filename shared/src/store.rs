@@ -8,7 +8,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -66,34 +65,64 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Moves a job to a new state: updates the hash, the per-state sorted sets and
-/// appends an event, atomically. With a non-empty expected seq, does nothing
-/// (returns 0) when the record's seq differs.
-const TRANSITION: &str = r#"
-local job = KEYS[1]
-local events = KEYS[2]
-local history = KEYS[3]
-local state_prefix = ARGV[1]
-local new_state = ARGV[2]
-local now_ms = ARGV[3]
-local now = ARGV[4]
-local expect_seq = ARGV[5]
-local maxlen = ARGV[6]
-if redis.call('EXISTS', job) == 0 then return -1 end
-if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return 0 end
+/// Moves a job to a new state, atomically: the hash, the per-state sorted sets,
+/// an event, a history entry, and (when asked) the next delivery and the end of
+/// the current run's lease. Refused (0) when the record's `seq` is not the
+/// expected one, or when a fencing token is given and the record's `owner` is
+/// another: a run that lost its job to a takeover can no longer write.
+///
+/// KEYS: the five queue keys (see [`crate::delivery`]), job, events, history,
+/// run lease. ARGV: state prefix, new state, now (ms), now (RFC 3339), expected
+/// seq or '', token or '', events max length, task id to push or '', run-at
+/// (ms), front ('1'), release ('1'), bump attempt ('1'), quiet ('1': no event
+/// when state and reason stay the same), then field/value pairs.
+/// Returns {status, seq, attempt, tries}: status -1 no record, 0 refused, 1 done.
+const MOVE: &str = r#"
+local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
+local push_task, run_at, front = ARGV[8], ARGV[9], ARGV[10] == '1'
+local release, bump, quiet = ARGV[11] == '1', ARGV[12] == '1', ARGV[13] == '1'
+if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
+if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
+if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
 local id = redis.call('HGET', job, 'id')
 local old = redis.call('HGET', job, 'state')
+local old_reason = redis.call('HGET', job, 'reason') or ''
+local new_reason = old_reason
+for i = 14, #ARGV, 2 do
+  if ARGV[i] == 'reason' then new_reason = ARGV[i + 1] end
+  redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+end
+if bump then
+  redis.call('HINCRBY', job, 'attempt', 1)
+  redis.call('HINCRBY', job, 'tries', 1)
+end
+local seq = tonumber(redis.call('HGET', job, 'seq') or '0')
+if push_task ~= '' then
+  seq = redis.call('HINCRBY', job, 'seq', 1)
+  redis.call('HSET', job, 'task', push_task, 'task_at', now_ms)
+  push_delivery(push_task, id, seq, run_at, now_ms, front)
+  wake()
+end
+if release or FINAL[new_state] then
+  redis.call('HSET', job, 'owner', '')
+  if token == '' or redis.call('GET', lease) == token then redis.call('DEL', lease) end
+end
+local f = redis.call('HMGET', job, 'attempt', 'tries', 'host', 'worker', 'error', 'question', 'exit_code')
+local attempt, tries = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
+if quiet and old == new_state and old_reason == new_reason then
+  redis.call('HSET', job, 'updated_at', now)
+  return {1, seq, attempt, tries}
+end
 if old then redis.call('ZREM', state_prefix .. old, id) end
 redis.call('ZADD', state_prefix .. new_state, now_ms, id)
 redis.call('HSET', job, 'state', new_state, 'updated_at', now)
-for i = 7, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
-local f = redis.call('HMGET', job, 'attempt', 'host', 'worker', 'reason', 'error', 'question', 'exit_code')
-local attempt = f[1] or '0'
-local host = f[2] or ''
+local host = f[3] or ''
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
-local entry = {state = new_state, from = old or '', at = now, attempt = tonumber(attempt) or 0,
-  host = host, worker = f[3] or '', reason = f[4] or ''}
+local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
+  host = host, worker = f[4] or '', reason = new_reason}
 if new_state == 'waiting' or new_state == 'failed' or new_state == 'queued' then entry.error = f[5] or '' end
 if new_state == 'failed' or new_state == 'blocked' or new_state == 'timed_out' then
   entry.question = f[6] or ''
@@ -101,8 +130,165 @@ if new_state == 'failed' or new_state == 'blocked' or new_state == 'timed_out' t
 end
 redis.call('RPUSH', history, cjson.encode(entry))
 redis.call('LTRIM', history, -200, -1)
-return 1
+return {1, seq, attempt, tries}
 "#;
+
+/// Lua: `FINAL[state]` is true for the final states (generated from
+/// [`JobState::is_final`], so the scripts never spell them out).
+pub(crate) fn final_states_lua() -> String {
+    let names: Vec<String> = crate::status::ALL_STATES
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| format!("['{}'] = true", s.as_str()))
+        .collect();
+    format!("local FINAL = {{{}}}\n", names.join(", "))
+}
+
+/// A change of a job's record, applied atomically by [`JobStore::apply`].
+#[derive(Debug, Clone)]
+pub struct Move<'a> {
+    /// The new state.
+    pub state: JobState,
+    /// Only if the record's `seq` is still this.
+    pub expect_seq: Option<u64>,
+    /// Only if the record's `owner` is this fencing token (a run's writes).
+    pub token: Option<&'a str>,
+    /// Fields to set.
+    pub fields: Vec<(&'a str, String)>,
+    /// Push the next delivery (new `seq`) due after this delay; `front` puts it
+    /// first in line.
+    pub push: Option<(Duration, bool)>,
+    /// End the run: clear `owner` and drop the run lease. Implied by a final state.
+    pub release: bool,
+    /// Count a new attempt (`attempt` and `tries` + 1).
+    pub bump_attempt: bool,
+    /// No event or history entry when the state and reason stay the same.
+    pub quiet: bool,
+}
+
+impl<'a> Move<'a> {
+    /// A move to `state` with nothing else.
+    pub fn to(state: JobState) -> Self {
+        Self {
+            state,
+            expect_seq: None,
+            token: None,
+            fields: Vec::new(),
+            push: None,
+            release: false,
+            bump_attempt: false,
+            quiet: false,
+        }
+    }
+
+    /// Only as the run holding `token`.
+    pub fn fenced(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Only while the record's seq is `seq`.
+    pub fn seq(mut self, seq: u64) -> Self {
+        self.expect_seq = Some(seq);
+        self
+    }
+
+    /// With these fields.
+    pub fn fields(mut self, fields: &[(&'a str, String)]) -> Self {
+        self.fields.extend(fields.iter().cloned());
+        self
+    }
+
+    /// And a new delivery after `delay` (first in line when `front`); ends the run.
+    pub fn deliver(mut self, delay: Duration, front: bool) -> Self {
+        self.push = Some((delay, front));
+        self.release = true;
+        self
+    }
+}
+
+/// What [`JobStore::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// Applied; the record's seq, attempt and tries after it.
+    Done {
+        /// `seq` after the move.
+        seq: u64,
+        /// `attempt` after the move.
+        attempt: u32,
+        /// `tries` after the move.
+        tries: u32,
+    },
+    /// Refused: the seq moved on or another run owns the job.
+    Refused,
+    /// There is no such job.
+    NoRecord,
+}
+
+impl Moved {
+    /// Whether the move was applied.
+    pub fn done(&self) -> bool {
+        matches!(self, Moved::Done { .. })
+    }
+}
+
+/// Writes new records and their first deliveries (see [`JobStore::create`]).
+/// KEYS: the five queue keys, jobs, events. ARGV: now (ms), events max length,
+/// idempotency key prefix, job prefix, state prefix, then per job: id, key or
+/// '', task id, seq, state, created at, field count, field/value pairs.
+/// Returns per job the id of an existing job with the same key, or ''.
+const ENQUEUE: &str = r#"
+local jobs, events = KEYS[6], KEYS[7]
+local now_ms, maxlen, key_prefix, job_prefix, state_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local out = {}
+local i = 6
+while i <= #ARGV do
+  local id, key, task, seq, state, created, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], tonumber(ARGV[i+6])
+  local first = i + 7
+  i = first + 2 * n
+  local dup = ''
+  if key ~= '' then
+    local had = redis.call('GET', key_prefix .. key)
+    if had and redis.call('EXISTS', job_prefix .. had) == 1 then dup = had end
+  end
+  if dup == '' then
+    if key ~= '' then redis.call('SET', key_prefix .. key, id) end
+    local job = job_prefix .. id
+    for j = first, first + 2 * n - 1, 2 do redis.call('HSET', job, ARGV[j], ARGV[j + 1]) end
+    redis.call('HSET', job, 'task_at', now_ms)
+    redis.call('ZADD', jobs, now_ms, id)
+    redis.call('ZADD', state_prefix .. state, now_ms, id)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', state,
+      'from', '', 'attempt', 0, 'host', '', 'at', created)
+    push_delivery(task, id, seq, 0, now_ms, false)
+  end
+  table.insert(out, dup)
+end
+wake()
+return out
+"#;
+
+/// Jobs per [`JobStore::create`] call when enqueueing a batch: each call is one
+/// atomic Lua script, short enough not to hold Redis up.
+pub const ENQUEUE_CHUNK: usize = 500;
+
+/// What happened to one record given to [`JobStore::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Written, with this id.
+    New(String),
+    /// Not written: a job with the same idempotency key exists, with this id.
+    Existing(String),
+}
+
+impl Created {
+    /// The job's id (new or existing).
+    pub fn id(&self) -> &str {
+        match self {
+            Created::New(id) | Created::Existing(id) => id,
+        }
+    }
+}
 
 /// Handle on the job store. Cheap to clone.
 #[derive(Clone)]
@@ -110,7 +296,8 @@ pub struct JobStore {
     conn: ConnectionManager,
     keys: Keys,
     queue: RedisStorage<Delivery>,
-    transition: redis::Script,
+    mover: redis::Script,
+    enqueue: redis::Script,
     event_log: Option<std::path::PathBuf>,
 }
 
@@ -170,7 +357,12 @@ impl JobStore {
             conn,
             keys,
             queue,
-            transition: redis::Script::new(TRANSITION),
+            mover: redis::Script::new(&format!(
+                "{}{}{MOVE}",
+                crate::delivery::PUSH_LUA,
+                final_states_lua()
+            )),
+            enqueue: redis::Script::new(&format!("{}{ENQUEUE}", crate::delivery::PUSH_LUA)),
             event_log: None,
         })
     }
@@ -197,64 +389,59 @@ impl JobStore {
         self.queue.clone()
     }
 
-    /// Writes new records and pushes their first deliveries: one pipeline for the
-    /// records, one apalis batch push for the deliveries.
+    /// Writes new records with their first deliveries, atomically per call: after
+    /// an error none of `records` is in (Lua is all or nothing), so the caller
+    /// knows exactly what was accepted. A record with an idempotency `key` that an
+    /// existing job already has is not written: its slot in the answer holds that
+    /// job's id instead.
+    ///
+    /// Callers send large batches in chunks (see [`ENQUEUE_CHUNK`]).
     ///
     /// # Errors
-    /// Redis or queue errors; records written before a failed push stay `queued`
-    /// with the error recorded.
-    pub async fn create(&self, records: &[JobRecord]) -> Result<(), StoreError> {
+    /// Redis errors: nothing of this call was written.
+    pub async fn create(&self, records: &[JobRecord]) -> Result<Vec<Created>, StoreError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        let now = now_ms();
+        let mut inv = self.enqueue.prepare_invoke();
+        for k in crate::delivery::queue_keys(&self.keys) {
+            inv.key(k);
+        }
+        inv.key(self.keys.jobs())
+            .key(self.keys.events())
+            .arg(now_ms())
+            .arg(EVENTS_MAX_LEN)
+            .arg(self.keys.idempotency(""))
+            .arg(self.keys.job_prefix())
+            .arg(self.keys.state_prefix());
         for rec in records {
-            pipe.hset_multiple(self.keys.job(&rec.id), &rec.to_fields())
-                .ignore();
-            pipe.zadd(self.keys.jobs(), &rec.id, now).ignore();
-            pipe.zadd(self.keys.state(rec.state.as_str()), &rec.id, now)
-                .ignore();
-            pipe.cmd("XADD")
-                .arg(self.keys.events())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(EVENTS_MAX_LEN)
-                .arg("*")
-                .arg("job")
-                .arg(&rec.id)
-                .arg("state")
+            let task = crate::delivery::new_task_id();
+            let mut fields = rec.to_fields();
+            fields.push(("task", task.clone()));
+            inv.arg(&rec.id)
+                .arg(&rec.key)
+                .arg(&task)
+                .arg(rec.seq)
                 .arg(rec.state.as_str())
-                .arg("from")
-                .arg("")
-                .arg("attempt")
-                .arg(0)
-                .arg("host")
-                .arg("")
-                .arg("at")
                 .arg(&rec.created_at)
-                .ignore();
+                .arg(fields.len());
+            for (k, v) in fields {
+                inv.arg(k).arg(v);
+            }
         }
         let mut conn = self.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await?;
-        let deliveries = records
+        let existing: Vec<String> = inv.invoke_async(&mut conn).await?;
+        Ok(records
             .iter()
-            .map(|r| Delivery {
-                job_id: r.id.clone(),
-                seq: r.seq,
+            .zip(existing)
+            .map(|(rec, dup)| {
+                if dup.is_empty() {
+                    Created::New(rec.id.clone())
+                } else {
+                    Created::Existing(dup)
+                }
             })
-            .collect::<Vec<_>>();
-        let mut queue = self.queue.clone();
-        if let Err(e) = queue.push_bulk(deliveries).await {
-            let msg = format!("queue push failed: {e}");
-            for rec in records {
-                let _ = self
-                    .transition(&rec.id, JobState::Failed, None, &[("error", msg.clone())])
-                    .await;
-            }
-            return Err(StoreError::Queue(msg));
-        }
-        Ok(())
+            .collect())
     }
 
     /// Reads a record, `None` if there is no such job.
@@ -272,8 +459,68 @@ impl JobStore {
             .map_err(|e| StoreError::Corrupt(id.to_string(), e))
     }
 
-    /// Moves a job to `state`, setting `fields` too. With `expect_seq`, only if the
-    /// record's seq still matches. Returns whether the move happened.
+    /// Applies a [`Move`] to job `id` in one Lua call.
+    ///
+    /// # Errors
+    /// Redis errors (then nothing was changed, or everything was: a retry of a
+    /// fenced or seq-checked move is refused if the first one went through).
+    pub async fn apply(&self, id: &str, m: &Move<'_>) -> Result<Moved, StoreError> {
+        let mut inv = self.mover.prepare_invoke();
+        for k in crate::delivery::queue_keys(&self.keys) {
+            inv.key(k);
+        }
+        let now = now_ms();
+        let (task, run_at, front) = match m.push {
+            Some((delay, front)) => (
+                crate::delivery::new_task_id(),
+                now + delay.as_millis() as i64,
+                front,
+            ),
+            None => (String::new(), 0, false),
+        };
+        let flag = |b: bool| if b { "1" } else { "" };
+        inv.key(self.keys.job(id))
+            .key(self.keys.events())
+            .key(self.keys.history(id))
+            .key(self.keys.run_lease(id))
+            .arg(self.keys.state_prefix())
+            .arg(m.state.as_str())
+            .arg(now)
+            .arg(now_rfc3339())
+            .arg(m.expect_seq.map(|s| s.to_string()).unwrap_or_default())
+            .arg(m.token.unwrap_or_default())
+            .arg(EVENTS_MAX_LEN)
+            .arg(&task)
+            .arg(run_at)
+            .arg(flag(front))
+            .arg(flag(m.release))
+            .arg(flag(m.bump_attempt))
+            .arg(flag(m.quiet));
+        for (k, v) in &m.fields {
+            inv.arg(*k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let (status, seq, attempt, tries): (i64, u64, u32, u32) =
+            inv.invoke_async(&mut conn).await?;
+        Ok(match status {
+            1 => {
+                if let Some(path) = &self.event_log {
+                    append_event_line(path, id, m.state);
+                }
+                Moved::Done {
+                    seq,
+                    attempt,
+                    tries,
+                }
+            }
+            0 => Moved::Refused,
+            _ => Moved::NoRecord,
+        })
+    }
+
+    /// Moves a job to `state`, setting `fields` too, as an operator (no fencing
+    /// token). With `expect_seq`, only if the record's seq still matches.
+    /// Returns whether the move happened.
     ///
     /// # Errors
     /// Redis errors.
@@ -284,26 +531,9 @@ impl JobStore {
         expect_seq: Option<u64>,
         fields: &[(&str, String)],
     ) -> Result<bool, StoreError> {
-        let mut inv = self.transition.key(self.keys.job(id));
-        inv.key(self.keys.events())
-            .key(self.keys.history(id))
-            .arg(self.keys.state_prefix())
-            .arg(state.as_str())
-            .arg(now_ms())
-            .arg(now_rfc3339())
-            .arg(expect_seq.map(|s| s.to_string()).unwrap_or_default())
-            .arg(EVENTS_MAX_LEN);
-        for (k, v) in fields {
-            inv.arg(*k).arg(v);
-        }
-        let mut conn = self.conn.clone();
-        let n: i64 = inv.invoke_async(&mut conn).await?;
-        if n == 1 {
-            if let Some(path) = &self.event_log {
-                append_event_line(path, id, state);
-            }
-        }
-        Ok(n == 1)
+        let mut m = Move::to(state).fields(fields);
+        m.expect_seq = expect_seq;
+        Ok(self.apply(id, &m).await?.done())
     }
 
     /// Sets fields without a state change.
@@ -316,72 +546,20 @@ impl JobStore {
         Ok(())
     }
 
-    /// Adds one to the attempt and tries counters; returns (attempt, tries).
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub async fn bump_attempt(&self, id: &str) -> Result<(u32, u32), StoreError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.job(id);
-        let (a, t): (u32, u32) = redis::pipe()
-            .hincr(&key, "attempt", 1)
-            .hincr(&key, "tries", 1)
-            .query_async(&mut conn)
-            .await?;
-        Ok((a, t))
-    }
-
-    /// Puts a job back on the queue after `delay` as a new delivery of the same
-    /// record: bumps `seq` (so older deliveries become stale), sets `state`, pushes.
-    ///
-    /// # Errors
-    /// Redis or queue errors.
-    pub async fn requeue(
-        &self,
-        id: &str,
-        state: JobState,
-        delay: Duration,
-        fields: &[(&str, String)],
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        let seq: u64 = conn.hincr(self.keys.job(id), "seq", 1).await?;
-        self.transition(id, state, None, fields).await?;
-        let delivery = Delivery {
-            job_id: id.to_string(),
-            seq,
-        };
-        let mut task = TaskBuilder::new(delivery);
-        if !delay.is_zero() {
-            task = task.run_after(delay);
-        }
-        let mut queue = self.queue.clone();
-        queue
-            .push_task(task.build())
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string()))?;
-        Ok(seq)
-    }
-
-    /// Pushes `delivery` again after `delay`, unchanged: for a delivery that arrived
-    /// while another worker still held the job's run lease.
-    ///
-    /// # Errors
-    /// Queue errors.
-    pub async fn redeliver(&self, delivery: Delivery, delay: Duration) -> Result<(), StoreError> {
-        let mut queue = self.queue.clone();
-        queue
-            .push_task(TaskBuilder::new(delivery).run_after(delay).build())
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string()))
-    }
-
     /// Runs a finished job again as a new delivery of the same record (for retry
     /// and resume): clears the outcome, resets `tries`, lifts any cancel request,
     /// applies `fields`, and queues it. The attempt counter keeps counting.
+    /// Only while the record's seq is `seq` (the one the caller checked); returns
+    /// whether it happened.
     ///
     /// # Errors
     /// Redis or queue errors.
-    pub async fn rerun(&self, id: &str, fields: &[(&str, String)]) -> Result<(), StoreError> {
+    pub async fn rerun(
+        &self,
+        id: &str,
+        seq: u64,
+        fields: &[(&str, String)],
+    ) -> Result<bool, StoreError> {
         let mut all: Vec<(&str, String)> = vec![
             ("tries", "0".into()),
             ("question", String::new()),
@@ -393,9 +571,11 @@ impl JobStore {
         all.extend(fields.iter().cloned());
         let mut conn = self.conn.clone();
         let _: () = conn.del(self.keys.cancel(id)).await?;
-        self.requeue(id, JobState::Queued, Duration::ZERO, &all)
-            .await?;
-        Ok(())
+        let m = Move::to(JobState::Queued)
+            .seq(seq)
+            .fields(&all)
+            .deliver(Duration::ZERO, false);
+        Ok(self.apply(id, &m).await?.done())
     }
 
     /// Polls job `id` until it reaches a final state, calling `progress` on each

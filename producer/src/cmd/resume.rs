@@ -46,12 +46,19 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         input.agent = agent;
     }
     let input_json = serde_json::to_string(&input).map_err(|e| Failure::setup(e.to_string()))?;
-    store
+    let rerun = store
         .rerun(
             &rec.id,
+            rec.seq,
             &[("answer", args.answer.clone()), ("input", input_json)],
         )
         .await?;
+    if !rerun {
+        return Err(Failure::refused(format!(
+            "job {} changed while resuming it (retried or resumed by someone else?); look at `agentq inspect {}`",
+            rec.id, rec.id
+        )));
+    }
     if args.wait {
         return wait::wait_and_print(&store, &rec.id, args.json).await;
     }

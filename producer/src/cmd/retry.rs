@@ -62,9 +62,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             Some(r) if !r.state.is_final() => {
                 refused.push((id, format!("is {}, not finished", r.state)))
             }
-            Some(_) => {
-                store.rerun(&id, &[]).await?;
-                retried.push(id);
+            Some(r) => {
+                if store.rerun(&id, r.seq, &[]).await? {
+                    retried.push(id);
+                } else {
+                    refused.push((id, "changed while retrying; try again".to_string()));
+                }
             }
         }
     }

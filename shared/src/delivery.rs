@@ -1,0 +1,67 @@
+//! Deliveries written in the same Lua call as the record change they belong to.
+//!
+//! apalis-redis carries deliveries (a job id and the record's `seq`), but its own
+//! push is a separate Redis call: a record change followed by a push can be cut
+//! in two by a Redis fault, leaving a record that waits for a delivery that was
+//! never written (a ghost) or a delivery for a change that never happened. So
+//! agentq's scripts write the delivery themselves, in apalis-redis 1.0's layout
+//! (the same keys and fields as its `batch_push.lua`), inside the script that
+//! changes the record: both happen or neither does.
+//!
+//! [`PUSH_LUA`] is the Lua prelude; a script that uses it takes the five queue
+//! keys of [`queue_keys`] as its *first* five `KEYS`.
+
+use crate::{keys::Keys, store::apalis_config};
+
+/// Number of `KEYS` [`PUSH_LUA`] takes, first in the script's key list.
+pub const QUEUE_KEYS: usize = 5;
+
+/// The queue keys scripts using [`PUSH_LUA`] take first, in order: task data
+/// hash, active list, signal list, task metadata prefix, scheduled set.
+pub fn queue_keys(keys: &Keys) -> [String; QUEUE_KEYS] {
+    let c = apalis_config(keys);
+    [
+        c.job_data_hash(),
+        c.active_jobs_list(),
+        c.signal_list(),
+        c.job_meta_hash(),
+        c.scheduled_jobs_set(),
+    ]
+}
+
+/// A fresh apalis task id (apalis parses them as ULIDs).
+pub fn new_task_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Lua prelude: `push_delivery(task_id, job_id, seq, run_at_ms, now_ms, front)`
+/// writes one delivery as apalis-redis 1.0 would (task data is the JSON of
+/// [`crate::store::Delivery`]); `front` puts it at the head of the active list
+/// (orphans and lost deliveries go first). `wake()` signals idle workers once a
+/// script pushed something due now.
+pub const PUSH_LUA: &str = r#"
+local Q_DATA, Q_ACTIVE, Q_SIGNAL, Q_META, Q_SCHEDULED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local pushed_now = false
+local function push_delivery(task_id, job_id, seq, run_at_ms, now_ms, front)
+  redis.call('HSET', Q_DATA, task_id, cjson.encode({job_id = job_id, seq = tonumber(seq)}))
+  redis.call('HSET', Q_META .. ':' .. task_id, 'attempts', 0, 'max_attempts', 25,
+    'status', 'Pending', 'idempotency_key', '')
+  local at = tonumber(run_at_ms)
+  if at > tonumber(now_ms) then
+    -- apalis schedules in whole seconds
+    redis.call('ZADD', Q_SCHEDULED, math.ceil(at / 1000), task_id)
+  elseif front then
+    redis.call('LPUSH', Q_ACTIVE, task_id)
+    pushed_now = true
+  else
+    redis.call('RPUSH', Q_ACTIVE, task_id)
+    pushed_now = true
+  end
+end
+local function wake()
+  if pushed_now then
+    redis.call('DEL', Q_SIGNAL)
+    redis.call('LPUSH', Q_SIGNAL, 1)
+  end
+end
+"#;
