@@ -3,6 +3,7 @@
 //! Precedence, lowest first: built-in defaults, the file (`--config`, `AGENTQ_CONFIG`,
 //! or `./agentq.toml` if present), environment variables, command-line flags.
 
+use std::time::Duration;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::Deserialize;
@@ -59,6 +60,15 @@ pub struct Config {
     /// Largest a job's working tree may grow, MiB (checked during and after the
     /// run; over it the job fails). 0: no limit.
     pub workspace_limit_mb: u64,
+    /// Host circuit breaker: after this many infrastructure failures in a row a
+    /// worker stops taking jobs for `host_cooldown_secs` and shows as degraded.
+    pub host_failures: u32,
+    /// See `host_failures`, seconds.
+    pub host_cooldown_secs: u64,
+    /// How often one worker of the pool looks for waiting jobs whose delivery
+    /// was lost, seconds (jobs whose run lease expired are looked for every
+    /// heartbeat).
+    pub sweep_secs: u64,
 }
 
 /// Container settings.
@@ -211,6 +221,9 @@ impl Default for Config {
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),
             workspace_limit_mb: 10 * 1024,
+            host_failures: 3,
+            host_cooldown_secs: 60,
+            sweep_secs: 30,
         }
     }
 }
@@ -349,6 +362,32 @@ impl Config {
     /// Whether agents of `pool` get `host.docker.internal`.
     pub fn host_gateway_for(&self, pool: &str) -> bool {
         self.docker.host_gateway || pool == "local"
+    }
+
+    /// How long a run lease (and a job's slot) lasts without renewal:
+    /// `heartbeat_secs × missed_heartbeats`. A dead worker's jobs are taken
+    /// over after this.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1) * u64::from(self.missed_heartbeats.max(1)))
+    }
+
+    /// How often a running job's lease is renewed: a third of its TTL.
+    pub fn lease_renew_every(&self) -> Duration {
+        self.lease_ttl() / 3
+    }
+
+    /// A run whose lease went unrenewed this long stops its agent (self-fencing),
+    /// and the agent's watchdog stops it too if the worker is gone: two thirds
+    /// of the TTL, so the agent is down before another worker may take over.
+    pub fn fence_after(&self) -> Duration {
+        self.lease_ttl() * 2 / 3
+    }
+
+    /// apalis-redis's own orphan threshold, in heartbeats: two more than the
+    /// lease's, so agentq's sweep (which puts orphans first in line and fences
+    /// the dead run) always acts before apalis re-queues at the back.
+    pub fn apalis_missed_heartbeats(&self) -> usize {
+        self.missed_heartbeats.max(1) as usize + 2
     }
 
     /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.

@@ -100,6 +100,10 @@ pub struct WorkerInfo {
     pub heartbeat_ms: i64,
     /// After this many ms without a heartbeat it counts as gone.
     pub stale_after_ms: i64,
+    /// Why the worker takes no jobs now (its host circuit breaker is open), or
+    /// empty.
+    #[serde(default)]
+    pub degraded: String,
 }
 
 /// One event from the events stream.

@@ -300,3 +300,65 @@ mod tests {
         assert!("nope".parse::<JobState>().is_err());
     }
 }
+
+/// Every [`WaitReason`].
+pub const WAIT_REASONS: &[WaitReason] = &[
+    WaitReason::Slot,
+    WaitReason::Backoff,
+    WaitReason::Retry,
+    WaitReason::Shutdown,
+    WaitReason::Orphaned,
+    WaitReason::Lost,
+    WaitReason::Fenced,
+    WaitReason::HostError,
+    WaitReason::HostDegraded,
+];
+
+/// Why a job is `waiting` (the record's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// No free slot in its pool (or model), or pacing between starts.
+    Slot,
+    /// Its pool is paused after fast failures.
+    Backoff,
+    /// An infrastructure error; tried again after a delay.
+    Retry,
+    /// Its worker shut down before it finished; handed back.
+    Shutdown,
+    /// Its worker stopped renewing the run lease mid-run (died or was cut off);
+    /// put back first in line.
+    Orphaned,
+    /// Its delivery was lost (a Redis fault); put back first in line by the sweep.
+    Lost,
+    /// Its run could not renew the lease and stopped the agent; handed back.
+    Fenced,
+    /// The host could not start a container (e.g. a missing image); handed
+    /// back without spending an attempt.
+    HostError,
+    /// The worker that got it is degraded (circuit breaker); handed back.
+    HostDegraded,
+}
+
+impl WaitReason {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slot => "slot",
+            Self::Backoff => "backoff",
+            Self::Retry => "retry",
+            Self::Shutdown => "shutdown",
+            Self::Orphaned => "orphaned",
+            Self::Lost => "lost",
+            Self::Fenced => "fenced",
+            Self::HostError => "host_error",
+            Self::HostDegraded => "host_degraded",
+        }
+    }
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -27,6 +27,10 @@ finish() {
   printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$(up)" "$1" >> "$log" 2>/dev/null
   exit "$1"
 }
+# Every start is logged at once too (a run that is killed never reaches finish),
+# and a stopped run records its end, so tests can tell whether two runs overlapped.
+printf '%s start=%s\n' "$name" "$started" >> "${log%.runs.log}.starts.log" 2>/dev/null
+trap 'finish 143' TERM
 directives=$(for a in "$@"; do printf '%s\n' "$a"; done | grep -o '@agentq-test .*' || true)
 printf '%s\n' "$directives" | while IFS= read -r line; do
   [ -n "$line" ] || continue
@@ -56,7 +60,7 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       fi
       ;;
     sleep)
-      case "$arg" in *[!0-9]*|'') ;; *) sleep "$arg" ;; esac
+      case "$arg" in *[!0-9]*|'') ;; *) sleep "$arg" & wait $! ;; esac
       ;;
     exit)
       case "$arg" in *[!0-9]*|'') ;; *) exit "$arg" ;; esac

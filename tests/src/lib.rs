@@ -64,6 +64,15 @@ pub struct Redis {
     dir: tempfile::TempDir,
     /// `requirepass`, if set.
     pub password: Option<String>,
+    aof: bool,
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid} failed");
 }
 
 impl Redis {
@@ -79,7 +88,40 @@ impl Redis {
 
     /// Starts redis-server on `port`, with `requirepass` if `password` is set.
     pub fn start_with(port: u16, password: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::spawn(port, password, false, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts redis-server with an append-only file (`appendfsync everysec`), so
+    /// [`Redis::bounce`] keeps its data, as a production Redis would.
+    pub fn start_durable() -> Self {
+        Self::spawn(free_port(), None, true, tempfile::tempdir().unwrap())
+    }
+
+    /// Shuts Redis down (it writes its append-only file), keeps it down for
+    /// `down`, and starts it again on the same port and data.
+    pub fn bounce(&mut self, down: Duration) {
+        let mut c = self.conn();
+        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let aof = self.aof;
+        let new = Self::spawn(self.port, self.password.clone().as_deref(), aof, dir);
+        drop(std::mem::replace(self, new));
+    }
+
+    /// Stops the server process (SIGSTOP): clients' connections stay open and
+    /// get no answer, as with a network partition, until [`Redis::resume`].
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
+    fn spawn(port: u16, password: Option<&str>, aof: bool, dir: tempfile::TempDir) -> Self {
         let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
@@ -89,7 +131,9 @@ impl Redis {
             "--save",
             "",
             "--appendonly",
-            "no",
+            if aof { "yes" } else { "no" },
+            "--appendfsync",
+            "everysec",
         ]);
         if let Some(p) = password {
             cmd.args(["--requirepass", p, "--protected-mode", "no"]);
@@ -106,6 +150,7 @@ impl Redis {
             port,
             dir,
             password: password.map(str::to_string),
+            aof,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -303,7 +348,9 @@ impl TestEnv {
         Self::with_config_and_redis(extra, Redis::start_with(free_port(), Some(password)))
     }
 
-    fn with_config_and_redis(extra: &str, redis: Redis) -> Self {
+    /// A new world on `redis` whose config is the base plus `extra` (see
+    /// [`TestEnv::with_config`]).
+    pub fn with_config_and_redis(extra: &str, redis: Redis) -> Self {
         let remotes = GitRemotes::new();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
@@ -324,9 +371,22 @@ impl TestEnv {
             ),
         );
         // Top-level keys must come before the base config's tables; tables after.
+        // A top-level key in `extra` replaces the base's.
         let text = if extra.trim_start().starts_with('[') || extra.is_empty() {
             format!("{base}\n{extra}")
         } else {
+            let keys: Vec<&str> = extra
+                .lines()
+                .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+                .collect();
+            let base: String = base
+                .lines()
+                .filter(|l| {
+                    !l.split_once('=')
+                        .is_some_and(|(k, _)| keys.contains(&k.trim()) && !l.starts_with(' '))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
             format!("{extra}\n{base}")
         };
         std::fs::write(&config_path, text).unwrap();
@@ -339,6 +399,23 @@ impl TestEnv {
             ns,
             extra_env: Default::default(),
         }
+    }
+
+    /// The test agent's start log of job `id` (one line per start), empty if it
+    /// never ran.
+    pub fn agent_starts(&self, id: &str) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join("runs")
+                .join(format!("{id}.starts.log")),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Path of this world's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     /// The test agent's run log of job `id` (one line per run: agent, start,

@@ -1,8 +1,6 @@
 //! What every job handler shares: configuration, the store, the Docker engine and
 //! this worker's identity.
 
-use std::time::Duration;
-
 use agentq_shared::{config::Config, store::JobStore};
 use bollard::Docker;
 
@@ -28,6 +26,10 @@ pub struct WorkerCtx {
     pub metrics: crate::metrics::Metrics,
     /// The forge, if one is configured.
     pub forge: Option<agentq_shared::forge::ForgeClient>,
+    /// The host circuit breaker.
+    pub breaker: crate::breaker::Breaker,
+    /// Where the agents' watchdog binary is installed (mounted read-only).
+    pub watchdog_dir: std::path::PathBuf,
 }
 
 impl WorkerCtx {
@@ -47,14 +49,6 @@ impl WorkerCtx {
     pub fn agent_user(&self) -> String {
         let (uid, gid) = self.agent_ids();
         format!("{uid}:{gid}")
-    }
-
-    /// How long a run lease lasts without renewal: the same as apalis-redis's
-    /// orphan threshold, so a dead worker's jobs and leases free up together.
-    pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(
-            self.cfg.heartbeat_secs.max(1) * u64::from(self.cfg.missed_heartbeats.max(1)),
-        )
     }
 }
 

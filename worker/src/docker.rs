@@ -20,10 +20,19 @@ use crate::job::StopReason;
 /// Where the agent's output is mirrored in Redis, for `agentq logs` on any host.
 #[derive(Debug, Clone)]
 pub struct LogTail {
-    /// The store.
-    pub store: agentq_shared::store::JobStore,
-    /// The job.
-    pub job_id: String,
+    /// The run whose output it is (writes are fenced by its token).
+    pub hold: crate::hold::Hold,
+}
+
+/// The engine could not create or start a container: the host's problem (a
+/// missing image, a broken engine), not the job's. Such a failure spends no
+/// attempt and counts toward the host circuit breaker.
+#[derive(Debug, thiserror::Error)]
+#[error("this host cannot start a container: {0}")]
+pub struct HostError(pub String);
+
+fn host_err(e: bollard::errors::Error) -> anyhow::Error {
+    HostError(e.to_string()).into()
 }
 
 /// Why a container run ended.
@@ -37,6 +46,9 @@ pub enum Ended {
     Cancelled,
     /// The worker is shutting down; the container was stopped and the job goes back.
     Interrupted,
+    /// The run lost its job (lease lost or not renewable): the container was
+    /// killed, and this run records nothing more.
+    Fenced,
     /// The working tree grew past the limit (its size in bytes) and the agent was
     /// stopped.
     WorkspaceTooBig(u64),
@@ -141,7 +153,11 @@ pub async fn run_capture(
     timeout: Duration,
 ) -> anyhow::Result<Captured> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
-    let id = docker.create_container(Some(opts), body).await?.id;
+    let id = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(host_err)?
+        .id;
     let result = tokio::time::timeout(timeout, capture(docker, &id, out, cap)).await;
     remove(docker, &id).await;
     match result {
@@ -163,10 +179,12 @@ async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Res
                     .build(),
             ),
         )
-        .await?;
+        .await
+        .map_err(host_err)?;
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await?;
+        .await
+        .map_err(host_err)?;
     let file = agentq_shared::fsutil::create_nofollow(out)?;
     let mut file = tokio::fs::File::from_std(file);
     let mut output = attach.output;
@@ -239,7 +257,10 @@ pub async fn run_container(
     on_created: impl FnOnce(&str),
 ) -> anyhow::Result<(String, Ended)> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
-    let created = docker.create_container(Some(opts), body).await?;
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(host_err)?;
     let id = created.id;
     on_created(&id);
     let result = drive(docker, &id, log, tail, timeout, grace, &mut stop).await;
@@ -270,11 +291,13 @@ async fn drive(
                     .build(),
             ),
         )
-        .await?
+        .await
+        .map_err(host_err)?
         .output;
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await?;
+        .await
+        .map_err(host_err)?;
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes.
@@ -288,8 +311,14 @@ async fn drive(
                 if chunk.is_empty() {
                     return;
                 }
-                if let Err(e) = tail.store.append_log(&tail.job_id, &chunk).await {
-                    tracing::debug!(job = %tail.job_id, error = %e, "cannot append to the log tail");
+                match tail.hold.append_log(&chunk).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(job = %tail.hold.id, "log tail not written: the job is another run's now")
+                    }
+                    Err(e) => {
+                        tracing::debug!(job = %tail.hold.id, error = %e, "cannot append to the log tail")
+                    }
                 }
             }
         };
@@ -311,7 +340,7 @@ async fn drive(
         }
         flush(&mut pending).await;
         let _ = file.finish();
-        let _ = tail.store.expire_log(&tail.job_id).await;
+        let _ = tail.hold.store().expire_log(&tail.hold.id).await;
     });
 
     let wait = wait_exit(docker, id);
@@ -334,8 +363,14 @@ async fn drive(
             Ended::TimedOut
         }
         reason = stopped => {
-            stop_gracefully(docker, id, grace).await;
+            if reason == StopReason::Fenced {
+                // Another worker may take the job over soon: no grace period.
+                kill(docker, id).await;
+            } else {
+                stop_gracefully(docker, id, grace).await;
+            }
             match reason {
+                StopReason::Fenced => Ended::Fenced,
                 StopReason::Cancel => Ended::Cancelled,
                 StopReason::WorkspaceTooBig(size) => Ended::WorkspaceTooBig(size),
                 _ => Ended::Interrupted,
@@ -423,12 +458,14 @@ pub async fn reap_job(docker: &Docker, ns: &str, job_id: &str) -> usize {
 }
 
 /// Removes agent containers on this engine whose worker no longer holds their job's
-/// run lease (the worker died, or the job moved on). `holder` answers who holds a
-/// job's lease.
-pub async fn reap_stale<F, Fut>(docker: &Docker, ns: &str, holder: F) -> usize
+/// run lease (the worker died, or the job moved on). `holder` answers which
+/// fencing token holds a job's lease; when it cannot tell (Redis unreachable),
+/// the container is left alone: "unknown" is not "nobody".
+pub async fn reap_stale<F, Fut, E>(docker: &Docker, ns: &str, holder: F) -> usize
 where
     F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Option<String>>,
+    Fut: std::future::Future<Output = Result<Option<String>, E>>,
+    E: std::fmt::Display,
 {
     let Ok(list) = list_labelled(docker, ns, &[]).await else {
         return 0;
@@ -438,7 +475,17 @@ where
         let (Some(job), Some(worker)) = (labels.get(LABEL_JOB), labels.get(LABEL_WORKER)) else {
             continue;
         };
-        if holder(job.clone()).await.as_deref() != Some(worker.as_str()) {
+        let held_by = match holder(job.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(job = %job, error = %e, "cannot tell who holds the job; container left alone");
+                continue;
+            }
+        };
+        let ours = held_by
+            .as_deref()
+            .is_some_and(|t| agentq_shared::lease::token_worker(t) == worker);
+        if !ours {
             tracing::info!(job = %job, container = %id, worker = %worker, "reaping stale agent container");
             remove(docker, &id).await;
             n += 1;

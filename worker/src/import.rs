@@ -10,18 +10,14 @@
 //! commit, and only then moves the agent branch there. Whatever the export
 //! printed is untrusted bytes until git has parsed and checked it.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use agentq_shared::{
-    agent::AgentSpec,
-    container::{export_container, ContainerJob},
-    record::JobRecord,
-};
+use agentq_shared::{agent::AgentSpec, container::export_container};
 
 use crate::{
-    context::WorkerCtx,
     docker,
     git::{git, is_ancestor, rev_parse},
+    job::{Run, RunDirs},
     prep::Prepared,
 };
 
@@ -57,25 +53,15 @@ pub enum ImportError {
 /// # Errors
 /// [`ImportError`].
 pub async fn import_commits(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
+    run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
 ) -> Result<Imported, ImportError> {
+    let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let ws = &prepared.workspace;
     let git_dir = ws.worker_repo();
-    let job = ContainerJob {
-        job_id: &rec.id,
-        attempt,
-        worker_id: &ctx.worker_id,
-        namespace: ctx.store.keys().namespace(),
-        agent,
-        prompt: "",
-        repo_dir: &ws.repo_dir(),
-        input_dir: &ws.input_dir(),
-        user: ctx.agent_user(),
-    };
+    let dirs = RunDirs::of(ws);
+    let job = run.container_job(agent, "", &dirs);
     let body = export_container(&ctx.cfg, &job, &prepared.start_sha);
     let name = format!("agentq-{}-{}-export", rec.id.to_lowercase(), attempt);
     let bundle = ws.meta_dir().join(format!("import-{attempt}.bundle"));

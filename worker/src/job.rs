@@ -5,15 +5,16 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use agentq_shared::{
     agent::AgentSpec,
-    container::{agent_container, ContainerJob},
+    container::{agent_container, ContainerJob, Watchdog},
     forge::CommitState,
     lease::Acquire,
     limits::Admission,
     record::JobRecord,
     status::{
-        detect_final_status, read_blocked, FinalStatus, JobState, QaSummary, WorkspaceStatus,
+        detect_final_status, read_blocked, FinalStatus, JobState, QaSummary, WaitReason,
+        WorkspaceStatus,
     },
-    store::{now_rfc3339, Delivery},
+    store::{now_rfc3339, Delivery, Move, Moved},
     workspace::Workspace,
 };
 use tokio::sync::watch;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
+    hold::{until_redis_answers, Fenced, Hold},
     import::{import_commits, ImportError},
     prep::{prepare, PrepError, Prepared},
     qa::QaResult,
@@ -36,6 +38,9 @@ pub enum StopReason {
     Cancel,
     /// The worker is shutting down and its grace period ran out.
     Shutdown,
+    /// The run lease could not be renewed in time, or another run took the job:
+    /// stop at once, before another worker may start it.
+    Fenced,
     /// The working tree grew past `workspace_limit_mb` (its size in bytes).
     WorkspaceTooBig(u64),
 }
@@ -59,130 +64,175 @@ pub fn too_big(size: u64, limit: u64) -> String {
 /// failing on a Redis outage) the job still finishes and records its outcome.
 pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
     let id = delivery.job_id.clone();
-    let task = tokio::spawn(async move { try_process(&ctx, delivery).await });
-    match task.await {
-        Ok(Ok(())) => {}
-        // Only Redis itself failing gets here; the record could not be written.
-        Ok(Err(e)) => {
-            tracing::error!(job = %id, error = %format!("{e:#}"), "job handling failed; the record may be stale")
-        }
-        Err(e) => tracing::error!(job = %id, error = %e, "job task panicked"),
+    let task = tokio::spawn(async move { take(&ctx, delivery).await });
+    if let Err(e) = task.await {
+        tracing::error!(job = %id, error = %e, "job task panicked; the sweep puts the job back once its lease expires");
     }
 }
 
-async fn try_process(ctx: &Arc<WorkerCtx>, delivery: Delivery) -> anyhow::Result<()> {
+/// Takes the delivery's job (run lease and fencing token), decides what to do
+/// with it, and lets the lease go. A delivery is acknowledged only after this
+/// returns, and this returns only once the record says how the job goes on.
+async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     let store = &ctx.store;
-    let id_owned = delivery.job_id.clone();
-    let id = id_owned.as_str();
-    let Some(rec) = store.get(id).await? else {
-        tracing::warn!(job = id, "delivery for a job with no record; skipped");
-        return Ok(());
+    let id = delivery.job_id.clone();
+    let ttl = ctx.cfg.lease_ttl();
+    let taken = until_redis_answers("take the delivery", &id, || {
+        store.acquire(&delivery, &ctx.worker_id, ttl)
+    })
+    .await;
+    let (token, previous) = match taken {
+        Acquire::Acquired {
+            token, previous, ..
+        } => (token, previous),
+        Acquire::Held(holder, _) => {
+            // A duplicate: the holder moves the job on, or the sweep does if it dies.
+            tracing::debug!(job = %id, holder = %holder, "job is held by another run; duplicate delivery dropped");
+            return;
+        }
+        Acquire::Stale => {
+            tracing::debug!(job = %id, seq = delivery.seq, "stale delivery; skipped");
+            return;
+        }
+        Acquire::Gone => {
+            tracing::warn!(job = %id, "delivery for a job with no record; skipped");
+            return;
+        }
     };
-    if rec.seq != delivery.seq || rec.state.is_final() {
-        tracing::debug!(job = id, seq = delivery.seq, record_seq = rec.seq, state = %rec.state, "stale delivery; skipped");
-        return Ok(());
+    if !previous.is_empty() {
+        tracing::info!(job = %id, previous = %previous, "taking over a job whose run never finished");
     }
-    if store.cancel_requested(id).await? {
-        store
-            .transition(
-                id,
-                JobState::Cancelled,
-                Some(rec.seq),
-                &[("finished_at", now_rfc3339())],
-            )
-            .await?;
-        return Ok(());
+    let hold = Hold::new(store.clone(), id.clone(), token);
+    let rec = until_redis_answers("read the record", &id, || store.get(&id)).await;
+    if let Some(rec) = rec {
+        if let Err(Fenced) = decide(ctx, &hold, rec).await {
+            tracing::info!(job = %id, "run fenced out: another worker owns the job");
+        }
+    }
+    hold.release().await;
+}
+
+/// Hands the job back to the queue, first in line, spending no attempt.
+async fn hand_back(
+    hold: &Hold,
+    state: JobState,
+    reason: WaitReason,
+    delay: Duration,
+    refund: Option<u32>,
+) -> Result<(), Fenced> {
+    let mut fields = vec![("reason", reason.as_str().to_string())];
+    if let Some(tries) = refund {
+        fields.push(("tries", tries.saturating_sub(1).to_string()));
+    }
+    hold.apply(Move::to(state).fields(&fields).deliver(delay, true))
+        .await
+        .map(|_| ())
+}
+
+/// Cancel, shutdown, a degraded host, admission: then the run itself.
+async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(), Fenced> {
+    let store = &ctx.store;
+    let id = rec.id.as_str();
+    let cancel =
+        until_redis_answers("read the cancel flag", id, || store.cancel_requested(id)).await;
+    if cancel {
+        return hold
+            .move_to(JobState::Cancelled, &[("finished_at", now_rfc3339())])
+            .await;
     }
     if *ctx.shutdown.borrow() != StopReason::None {
-        // Shutting down: hand the job straight back.
-        store.redeliver(delivery, Duration::ZERO).await?;
-        return Ok(());
+        return hand_back(
+            hold,
+            JobState::Queued,
+            WaitReason::Shutdown,
+            Duration::ZERO,
+            None,
+        )
+        .await;
     }
-    match store
-        .acquire_run_lease(id, &ctx.worker_id, ctx.lease_ttl())
-        .await?
-    {
-        Acquire::Acquired => {}
-        Acquire::HeldBy(holder, left) => {
-            tracing::info!(job = id, holder = %holder, "job is held by another worker; delivering again later");
-            store
-                .redeliver(delivery, left + Duration::from_millis(500))
-                .await?;
-            return Ok(());
-        }
+    if let Some((why, left)) = ctx.breaker.degraded() {
+        tracing::info!(job = id, reason = %why, "host degraded: job handed back");
+        let delay = left.min(Duration::from_secs(1));
+        return hand_back(
+            hold,
+            JobState::Waiting,
+            WaitReason::HostDegraded,
+            delay,
+            None,
+        )
+        .await;
     }
-    let result = admit_and_run(ctx, rec, delivery).await;
-    store.release_run_lease(id, &ctx.worker_id).await?;
-    result
-}
-
-/// Takes a slot in the job's pool (or puts the job back to wait), then runs it.
-async fn admit_and_run(
-    ctx: &Arc<WorkerCtx>,
-    rec: JobRecord,
-    delivery: Delivery,
-) -> anyhow::Result<()> {
-    let store = &ctx.store;
     let Ok(agent) = AgentSpec::parse(&rec.input.agent) else {
         // Validated at enqueue; a record edited by hand gets here.
         let msg = format!("unknown agent `{}`", rec.input.agent);
-        store
-            .transition(
-                &rec.id,
+        return hold
+            .move_to(
                 JobState::Failed,
-                Some(rec.seq),
-                &[("question", msg), ("finished_at", now_rfc3339())],
+                &[
+                    ("error", msg.clone()),
+                    ("question", msg),
+                    ("finished_at", now_rfc3339()),
+                ],
             )
-            .await?;
-        return Ok(());
+            .await;
     };
-    let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ctx.lease_ttl();
-    let admission = store
-        .admit(&ctx.cfg.admission, &agent, &rec.id, ctx.lease_ttl(), stale)
-        .await?;
+    let ttl = ctx.cfg.lease_ttl();
+    let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ttl;
+    let admission = until_redis_answers("admission", id, || {
+        store.admit(&ctx.cfg.admission, &agent, id, ttl, stale)
+    })
+    .await;
     let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
-    let (reason, delay) = match admission {
-        Admission::Admitted => ("", Duration::ZERO),
-        Admission::NoSlot => ("slot", retry),
-        Admission::Paced(d) => ("slot", d.max(Duration::from_millis(100))),
+    let wait = match admission {
+        Admission::Admitted => None,
+        Admission::NoSlot => Some((WaitReason::Slot, retry)),
+        Admission::Paced(d) => Some((WaitReason::Slot, d.max(Duration::from_millis(100)))),
         // Ask again at least every 5 s, so a pause lifted by hand takes effect soon.
-        Admission::Paused(d) => ("backoff", d.min(Duration::from_secs(5)).max(retry)),
+        Admission::Paused(d) => Some((
+            WaitReason::Backoff,
+            d.min(Duration::from_secs(5)).max(retry),
+        )),
     };
-    if !reason.is_empty() {
-        if rec.state != JobState::Waiting || rec.reason != reason {
-            store
-                .transition(
-                    &rec.id,
-                    JobState::Waiting,
-                    Some(rec.seq),
-                    &[("reason", reason.to_string())],
-                )
-                .await?;
-        }
-        store.redeliver(delivery, delay).await?;
-        return Ok(());
+    if let Some((reason, delay)) = wait {
+        let mut m = Move::to(JobState::Waiting)
+            .fields(&[("reason", reason.as_str().to_string())])
+            .deliver(delay, false);
+        m.quiet = true;
+        return hold.apply(m).await.map(|_| ());
     }
-    let result = run_admitted(ctx, rec.clone(), &agent).await;
-    store.release_slot(&agent, &rec.id).await?;
+    let result = run_admitted(ctx, hold, rec.clone(), &agent).await;
+    if let Err(e) = store.release_slot(&agent, id).await {
+        tracing::debug!(job = id, error = %e, "cannot release the slot; its lease expires by itself");
+    }
     result
 }
 
 /// Renews the run lease and the slot, and watches for cancel and shutdown, while
-/// the job runs.
+/// the job runs. A run that cannot renew its lease for [`Config::fence_after`]
+/// stops its agent (self-fencing), so it is down before another worker may take
+/// the job over; the agent's watchdog does the same if this worker is gone.
+///
+/// [`Config::fence_after`]: agentq_shared::config::Config::fence_after
 fn spawn_guard(
     ctx: Arc<WorkerCtx>,
-    id: String,
+    hold: Hold,
     agent: AgentSpec,
     repo: Option<PathBuf>,
+    beat: Option<Arc<crate::deadman::Beat>>,
 ) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(StopReason::None);
     let handle = tokio::spawn(async move {
-        let ttl = ctx.lease_ttl();
-        let mut renew = tokio::time::interval(ttl / 3);
+        let ttl = ctx.cfg.lease_ttl();
+        let every = ctx.cfg.lease_renew_every();
+        let fence_after = ctx.cfg.fence_after();
+        let mut renew = tokio::time::interval(every);
+        let mut watch_renewals = tokio::time::interval(Duration::from_millis(250));
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         let mut size = tokio::time::interval(SIZE_CHECK_EVERY);
         let limit = ctx.cfg.workspace_limit_bytes();
         let mut shutdown = ctx.shutdown.clone();
+        let mut last_renewed = std::time::Instant::now();
+        let id = hold.id.clone();
         loop {
             tokio::select! {
                 _ = size.tick(), if limit.is_some() && repo.is_some() => {
@@ -196,11 +246,32 @@ fn spawn_guard(
                     }
                 }
                 _ = renew.tick() => {
-                    if let Err(e) = ctx.store.renew_run_lease(&id, &ctx.worker_id, ttl).await {
-                        tracing::warn!(job = %id, error = %e, "cannot renew run lease");
+                    let sent = std::time::SystemTime::now();
+                    let began = std::time::Instant::now();
+                    match tokio::time::timeout(every, hold.renew(ttl)).await {
+                        Ok(Ok(true)) => {
+                            last_renewed = began;
+                            if let Some(b) = &beat {
+                                if let Err(e) = b.touch(sent) {
+                                    tracing::warn!(job = %id, error = %e, "cannot refresh the agent's heartbeat file");
+                                }
+                            }
+                            if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
+                                tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
+                            }
+                        }
+                        Ok(Ok(false)) => {
+                            tracing::warn!(job = %id, "run lease lost to another run; stopping the agent");
+                            let _ = tx.send(StopReason::Fenced);
+                        }
+                        Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "cannot renew run lease"),
+                        Err(_) => tracing::warn!(job = %id, "run lease renewal timed out"),
                     }
-                    if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
-                        tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
+                }
+                _ = watch_renewals.tick() => {
+                    if last_renewed.elapsed() > fence_after && *tx.borrow() != StopReason::Fenced {
+                        tracing::warn!(job = %id, unrenewed = ?last_renewed.elapsed(), "run lease not renewable; stopping the agent before another worker may take over (self-fencing)");
+                        let _ = tx.send(StopReason::Fenced);
                     }
                 }
                 _ = poll.tick() => {
@@ -221,42 +292,58 @@ fn spawn_guard(
 
 async fn run_admitted(
     ctx: &Arc<WorkerCtx>,
+    hold: &Hold,
     rec: JobRecord,
     agent: &AgentSpec,
-) -> anyhow::Result<()> {
-    let store = &ctx.store;
+) -> Result<(), Fenced> {
     let id = rec.id.clone();
-    let (attempt, tries) = store.bump_attempt(&id).await?;
     let started = now_rfc3339();
-    store
-        .transition(
-            &id,
-            JobState::Preparing,
-            Some(rec.seq),
-            &[
-                ("host", ctx.host.clone()),
-                ("worker", ctx.worker_id.clone()),
-                ("started_at", started.clone()),
-                ("reason", String::new()),
-            ],
-        )
-        .await?;
-    let reaped = docker::reap_job(&ctx.docker, store.keys().namespace(), &id).await;
+    let mut m = Move::to(JobState::Preparing).fields(&[
+        ("host", ctx.host.clone()),
+        ("worker", ctx.worker_id.clone()),
+        ("started_at", started.clone()),
+        ("reason", String::new()),
+    ]);
+    m.bump_attempt = true;
+    let Moved::Done { attempt, tries, .. } = hold.apply(m).await? else {
+        return Err(Fenced);
+    };
+    let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
     if reaped > 0 {
         tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
     }
     let repo = agentq_shared::workspace::Workspace::for_input(&ctx.cfg.workspace_root, &rec.input)
         .ok()
         .map(|w| w.repo_dir());
-    let (stop, guard) = spawn_guard(ctx.clone(), id.clone(), agent.clone(), repo);
+    let beat =
+        match crate::deadman::Beat::create(&ctx.cfg.workspace_root, &format!("{id}-{attempt}")) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot make the agent's heartbeat file");
+                None
+            }
+        };
+    let (stop, guard) = spawn_guard(ctx.clone(), hold.clone(), agent.clone(), repo, beat.clone());
     ctx.running.lock().unwrap().insert(id.clone());
     let began = std::time::Instant::now();
-    let outcome = stages(ctx, &rec, attempt, &started, stop).await;
+    let run = Run {
+        ctx,
+        hold,
+        rec: &rec,
+        attempt,
+        started: &started,
+        beat: beat.as_deref(),
+    };
+    let outcome = stages(&run, stop).await;
     ctx.running.lock().unwrap().remove(&id);
     guard.abort();
-    let result = record_outcome(ctx, &rec, attempt, tries, &started, outcome).await;
-    if let Ok(Some(after)) = store.get(&id).await {
-        if after.state.is_final() && after.seq == rec.seq {
+    match &outcome {
+        Err(StageError::Infra(..)) => {}
+        _ => ctx.breaker.success(),
+    }
+    let result = record_outcome(&run, tries, outcome).await;
+    if let Ok(Some(after)) = ctx.store.get(&id).await {
+        if after.state.is_final() {
             ctx.metrics
                 .job_finished(agent.pool(), after.state, began.elapsed());
         }
@@ -264,50 +351,121 @@ async fn run_admitted(
     result
 }
 
+/// One admitted run of a job: what every stage needs.
+pub(crate) struct Run<'a> {
+    pub(crate) ctx: &'a Arc<WorkerCtx>,
+    pub(crate) hold: &'a Hold,
+    pub(crate) rec: &'a JobRecord,
+    pub(crate) attempt: u32,
+    pub(crate) started: &'a str,
+    pub(crate) beat: Option<&'a crate::deadman::Beat>,
+}
+
+impl Run<'_> {
+    /// Identifies this run's containers, with the watchdog wired in.
+    pub(crate) fn container_job<'b>(
+        &'b self,
+        agent: &'b AgentSpec,
+        prompt: &'b str,
+        dirs: &'b RunDirs,
+    ) -> ContainerJob<'b> {
+        ContainerJob {
+            job_id: &self.rec.id,
+            attempt: self.attempt,
+            worker_id: &self.ctx.worker_id,
+            namespace: self.ctx.store.keys().namespace(),
+            agent,
+            prompt,
+            repo_dir: &dirs.repo,
+            input_dir: &dirs.input,
+            user: self.ctx.agent_user(),
+            watchdog: self.beat.map(|b| Watchdog {
+                bin_dir: &self.ctx.watchdog_dir,
+                beat_dir: b.dir(),
+                stale_after: self.ctx.cfg.fence_after(),
+            }),
+        }
+    }
+}
+
+/// A workspace's directories that containers mount.
+pub(crate) struct RunDirs {
+    repo: PathBuf,
+    input: PathBuf,
+}
+
+impl RunDirs {
+    pub(crate) fn of(ws: &Workspace) -> Self {
+        Self {
+            repo: ws.repo_dir(),
+            input: ws.input_dir(),
+        }
+    }
+}
+
 /// Writes what the stages' result means for the job.
 async fn record_outcome(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
+    run: &Run<'_>,
     tries: u32,
-    started: &str,
     outcome: Result<(), StageError>,
-) -> anyhow::Result<()> {
-    let store = &ctx.store;
-    let id = rec.id.clone();
+) -> Result<(), Fenced> {
+    let (ctx, hold, rec) = (run.ctx, run.hold, run.rec);
     match outcome {
         Ok(()) => Ok(()),
-        Err(StageError::Redis(e)) => Err(e),
+        Err(StageError::Fenced) => Err(Fenced),
         Err(StageError::Infra(e, ws)) => {
-            infra_failure(ctx, rec, attempt, tries, started, e, ws).await
+            let text = format!("{e:#}");
+            if ctx.breaker.failure(&text) {
+                tracing::error!(reason = %text, cooldown_secs = ctx.cfg.host_cooldown_secs, "host degraded: taking no jobs for a while");
+            }
+            if e.downcast_ref::<docker::HostError>().is_some() {
+                tracing::warn!(job = %rec.id, error = %text, "this host cannot run the job; handed back without spending an attempt");
+                let fields = [("error", text)];
+                let mut m = Move::to(JobState::Waiting)
+                    .fields(&fields)
+                    .fields(&[
+                        ("reason", WaitReason::HostError.as_str().to_string()),
+                        ("tries", tries.saturating_sub(1).to_string()),
+                    ])
+                    .deliver(Duration::ZERO, true);
+                m.quiet = false;
+                return hold.apply(m).await.map(|_| ());
+            }
+            infra_failure(run, tries, e, ws).await
         }
         Err(StageError::Job(msg)) => {
-            tracing::warn!(job = %id, error = %msg, "job cannot run");
-            store
-                .transition(
-                    &id,
-                    JobState::Failed,
-                    Some(rec.seq),
-                    &[
-                        ("error", msg.clone()),
-                        ("question", msg),
-                        ("finished_at", now_rfc3339()),
-                    ],
-                )
-                .await?;
-            Ok(())
+            tracing::warn!(job = %rec.id, error = %msg, "job cannot run");
+            hold.move_to(
+                JobState::Failed,
+                &[
+                    ("error", msg.clone()),
+                    ("question", msg),
+                    ("finished_at", now_rfc3339()),
+                ],
+            )
+            .await
         }
         Err(StageError::Interrupted) => {
-            tracing::info!(job = %id, "worker shutting down; job handed back to the queue");
-            store
-                .requeue(
-                    &id,
-                    JobState::Queued,
-                    Duration::ZERO,
-                    &[("reason", "shutdown".to_string())],
-                )
-                .await?;
-            Ok(())
+            tracing::info!(job = %rec.id, "worker shutting down; job handed back to the queue");
+            hand_back(
+                hold,
+                JobState::Queued,
+                WaitReason::Shutdown,
+                Duration::ZERO,
+                Some(tries),
+            )
+            .await
+        }
+        Err(StageError::SelfFenced) => {
+            tracing::warn!(job = %rec.id, "agent stopped (lease not renewable); handing the job back if it is still ours");
+            hand_back(
+                hold,
+                JobState::Waiting,
+                WaitReason::Fenced,
+                Duration::ZERO,
+                Some(tries),
+            )
+            .await
         }
     }
 }
@@ -315,26 +473,25 @@ async fn record_outcome(
 enum StageError {
     /// An infrastructure step failed; maybe with the workspace, if prep got that far.
     Infra(anyhow::Error, Option<Workspace>),
-    /// Redis failed while recording.
-    Redis(anyhow::Error),
     /// The job itself cannot run (missing persona or plan): final, no retry.
     Job(String),
     /// The worker shut down before the job could finish: hand it back.
     Interrupted,
+    /// The agent was stopped because the run lease could not be renewed: hand the
+    /// job back if no other run took it.
+    SelfFenced,
+    /// A write was refused: another run owns the job. Record nothing more.
+    Fenced,
 }
 
-fn redis_err(e: impl Into<anyhow::Error>) -> StageError {
-    StageError::Redis(e.into())
+impl From<Fenced> for StageError {
+    fn from(_: Fenced) -> Self {
+        StageError::Fenced
+    }
 }
 
-async fn stages(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
-    started: &str,
-    stop: watch::Receiver<StopReason>,
-) -> Result<(), StageError> {
-    let store = &ctx.store;
+async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), StageError> {
+    let (ctx, hold, rec, attempt, started) = (run.ctx, run.hold, run.rec, run.attempt, run.started);
     let input = &rec.input;
     let agent = AgentSpec::parse(&input.agent).map_err(|e| StageError::Infra(e.into(), None))?;
 
@@ -348,18 +505,15 @@ async fn stages(
         })?;
     let ws = prepared.workspace.clone();
     let ws_dir = ws.dir.to_string_lossy().into_owned();
-    let common = [
+    hold.set_fields(&[
         ("workspace_dir", ws_dir.clone()),
         ("branch", prepared.branch.clone()),
         (
             "resumed",
             if prepared.resumed { "1" } else { "0" }.to_string(),
         ),
-    ];
-    store
-        .set_fields(&rec.id, &common)
-        .await
-        .map_err(redis_err)?;
+    ])
+    .await?;
 
     if input.dry_run {
         write_status(
@@ -370,40 +524,31 @@ async fn stages(
             attempt,
             started,
         );
-        store
-            .transition(
-                &rec.id,
-                JobState::Completed,
-                Some(rec.seq),
-                &[
-                    ("prompt", prepared.prompt.clone()),
-                    ("finished_at", now_rfc3339()),
-                ],
-            )
-            .await
-            .map_err(redis_err)?;
+        hold.move_to(
+            JobState::Completed,
+            &[
+                ("prompt", prepared.prompt.clone()),
+                ("finished_at", now_rfc3339()),
+            ],
+        )
+        .await?;
         return Ok(());
     }
 
     // Stage 2: run the agent.
     let runs = rec.runs + 1;
     write_status(rec, &prepared, JobState::Running, runs, attempt, started);
-    store
-        .transition(
-            &rec.id,
-            JobState::Running,
-            Some(rec.seq),
-            &[("runs", runs.to_string())],
-        )
-        .await
-        .map_err(redis_err)?;
-    if *stop.borrow() == StopReason::Shutdown {
-        return Err(StageError::Interrupted);
+    hold.move_to(JobState::Running, &[("runs", runs.to_string())])
+        .await?;
+    match *stop.borrow() {
+        StopReason::Shutdown => return Err(StageError::Interrupted),
+        StopReason::Fenced => return Err(StageError::SelfFenced),
+        _ => {}
     }
     let mut forge_errors = report::ForgeErrors::default();
     let clock = report::start_timer(ctx, rec, &mut forge_errors).await;
     let ran = std::time::Instant::now();
-    let ended = run_agent(ctx, rec, attempt, &agent, &prepared, stop.clone()).await;
+    let ended = run_agent(run, &agent, &prepared, stop.clone()).await;
     let ran_for = ran.elapsed();
     report::track_time(ctx, rec, runs, &clock, &mut forge_errors).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
@@ -447,10 +592,11 @@ async fn stages(
             (JobState::Cancelled, "Cancelled".to_string(), None)
         }
         Ended::Interrupted => return Err(StageError::Interrupted),
+        Ended::Fenced => return Err(StageError::SelfFenced),
     };
     // The agent's commits, taken as data into the worker repository.
     if take_commits {
-        match import_commits(ctx, rec, attempt, &agent, &prepared).await {
+        match import_commits(run, &agent, &prepared).await {
             Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
             Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
             Err(e @ ImportError::Refused(_)) => {
@@ -461,7 +607,8 @@ async fn stages(
         }
     }
     // Fast failures of a pool are a sign of rate limits: pause it on every host.
-    match store
+    match ctx
+        .store
         .record_outcome(
             &ctx.cfg.admission.backoff,
             agent.pool(),
@@ -479,15 +626,16 @@ async fn stages(
     }
 
     // Stage 3: QA, with the branch pushed first so its head can carry a status.
+    // Nothing leaves for the forge from a run that lost its job.
     let mut qa = None;
     let mut pr_url = None;
     if state == JobState::Completed {
+        if *stop.borrow() == StopReason::Fenced {
+            return Err(StageError::SelfFenced);
+        }
         let pushed = report::push_branch(ctx, rec, &prepared, &mut forge_errors).await;
         if ctx.cfg.auto_qa {
-            store
-                .transition(&rec.id, JobState::Qa, Some(rec.seq), &[])
-                .await
-                .map_err(redis_err)?;
+            hold.move_to(JobState::Qa, &[]).await?;
             if let Some(p) = &pushed {
                 report::set_status(
                     ctx,
@@ -499,12 +647,13 @@ async fn stages(
                 )
                 .await;
             }
-            let result = crate::qa::run(ctx, rec, attempt, &agent, &prepared, stop)
+            let result = crate::qa::run(run, &agent, &prepared, stop.clone())
                 .await
                 .map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
             let result = match result {
                 Ok(r) => r,
                 Err(Ended::Interrupted) => return Err(StageError::Interrupted),
+                Err(Ended::Fenced) => return Err(StageError::SelfFenced),
                 Err(_) => QaResult {
                     status: "failed",
                     command: String::new(),
@@ -538,10 +687,7 @@ async fn stages(
 
     // Stage 4: report.
     if rec.input.issue > 0 && ctx.forge.is_some() {
-        store
-            .transition(&rec.id, JobState::Reporting, Some(rec.seq), &[])
-            .await
-            .map_err(redis_err)?;
+        hold.move_to(JobState::Reporting, &[]).await?;
         let outcome = report::Outcome {
             state,
             question: &question,
@@ -602,47 +748,32 @@ async fn stages(
     if let Some(c) = exit_code {
         fields.push(("exit_code", c.to_string()));
     }
-    store
-        .transition(&rec.id, state, Some(rec.seq), &fields)
-        .await
-        .map_err(redis_err)?;
+    hold.move_to(state, &fields).await?;
     tracing::info!(job = %rec.id, state = %state, "job finished");
     Ok(())
 }
 
 async fn run_agent(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
+    run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
+    let (ctx, rec) = (run.ctx, run.rec);
     let ws = &prepared.workspace;
-    let job = ContainerJob {
-        job_id: &rec.id,
-        attempt,
-        worker_id: &ctx.worker_id,
-        namespace: ctx.store.keys().namespace(),
-        agent,
-        prompt: &prepared.prompt,
-        repo_dir: &ws.repo_dir(),
-        input_dir: &ws.input_dir(),
-        user: ctx.agent_user(),
-    };
+    let dirs = RunDirs::of(ws);
+    let job = run.container_job(agent, &prepared.prompt, &dirs);
     let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
-    let name = format!("agentq-{}-{}", rec.id.to_lowercase(), attempt);
+    let name = format!("agentq-{}-{}", rec.id.to_lowercase(), run.attempt);
     let timeout = Duration::from_secs(ctx.cfg.timeout_for(agent.pool()));
-    let store = ctx.store.clone();
-    let id = rec.id.clone();
+    let hold = run.hold.clone();
     let (container, ended) = docker::run_container(
         &ctx.docker,
         &name,
         body,
         &ws.agent_log(agent.pool()),
         docker::LogTail {
-            store: ctx.store.clone(),
-            job_id: rec.id.clone(),
+            hold: run.hold.clone(),
         },
         timeout,
         Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
@@ -650,43 +781,40 @@ async fn run_agent(
         |cid| {
             let cid = cid.to_string();
             tokio::spawn(async move {
-                let _ = store.set_fields(&id, &[("container", cid)]).await;
+                let _ = hold.set_fields(&[("container", cid)]).await;
             });
         },
     )
     .await?;
-    ctx.store
-        .set_fields(&rec.id, &[("container", container)])
-        .await?;
+    let _ = run.hold.set_fields(&[("container", container)]).await;
     Ok(ended)
 }
 
 /// Records an infrastructure failure: another delivery later while attempts remain,
 /// else the job fails with the error.
-#[allow(clippy::too_many_arguments)]
 async fn infra_failure(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
+    run: &Run<'_>,
     tries: u32,
-    started: &str,
     err: anyhow::Error,
     ws: Option<Workspace>,
-) -> anyhow::Result<()> {
+) -> Result<(), Fenced> {
+    let (ctx, hold, rec, attempt) = (run.ctx, run.hold, run.rec, run.attempt);
     let text = format!("{err:#}");
     let max = rec.max_attempts.max(1);
     if tries < max {
         let delay = retry_delay(ctx.cfg.retry_base_secs, tries);
         tracing::warn!(job = %rec.id, attempt, max, error = %text, ?delay, "infrastructure error; retrying");
-        ctx.store
-            .requeue(
-                &rec.id,
-                JobState::Waiting,
-                delay,
-                &[("reason", "retry".to_string()), ("error", text)],
+        return hold
+            .apply(
+                Move::to(JobState::Waiting)
+                    .fields(&[
+                        ("reason", WaitReason::Retry.as_str().to_string()),
+                        ("error", text),
+                    ])
+                    .deliver(delay, false),
             )
-            .await?;
-        return Ok(());
+            .await
+            .map(|_| ());
     }
     tracing::error!(job = %rec.id, attempt, error = %text, "infrastructure error; giving up");
     let question = format!("Infrastructure error after {tries} attempts: {text}");
@@ -694,23 +822,19 @@ async fn infra_failure(
         let st = WorkspaceStatus {
             status: JobState::Failed.to_string(),
             question: question.clone(),
-            ..base_status(rec, rec.runs, attempt, started, ws_branch(rec))
+            ..base_status(rec, rec.runs, attempt, run.started, ws_branch(rec))
         };
         let _ = st.write_atomic(&ws.status_file());
     }
-    ctx.store
-        .transition(
-            &rec.id,
-            JobState::Failed,
-            Some(rec.seq),
-            &[
-                ("error", text),
-                ("question", question),
-                ("finished_at", now_rfc3339()),
-            ],
-        )
-        .await?;
-    Ok(())
+    hold.move_to(
+        JobState::Failed,
+        &[
+            ("error", text),
+            ("question", question),
+            ("finished_at", now_rfc3339()),
+        ],
+    )
+    .await
 }
 
 fn ws_branch(rec: &JobRecord) -> String {

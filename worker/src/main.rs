@@ -2,11 +2,15 @@
 //! each through prep → agent container → finish. Run as many as you like, on as
 //! many hosts as you like, against one Redis.
 
+mod background;
+mod breaker;
 mod caplog;
 mod context;
+mod deadman;
 mod docker;
 mod forge;
 mod git;
+mod hold;
 mod import;
 mod job;
 mod metrics;
@@ -125,36 +129,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         running: Default::default(),
         metrics: Default::default(),
         forge: forge::client(&cfg)?,
+        breaker: breaker::Breaker::new(
+            cfg.host_failures,
+            Duration::from_secs(cfg.host_cooldown_secs),
+        ),
+        watchdog_dir: deadman::install(&cfg.workspace_root)?,
     });
 
     if let Some(addr) = cli.metrics_addr {
         let bound = metrics::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
-    spawn_registry(ctx.clone(), cli.concurrency);
-
-    let reaped = reap(&ctx).await;
+    background::spawn_registry(ctx.clone(), cli.concurrency);
+    let reaped = background::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
-
-    let reaper_ctx = ctx.clone();
-    tokio::spawn(async move {
-        let age = Duration::from_secs(reaper_ctx.cfg.vacuum_after_secs);
-        let every = (age / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        let mut tick = tokio::time::interval(every);
-        let mut last_reap = std::time::Instant::now();
-        loop {
-            tick.tick().await;
-            if last_reap.elapsed() >= Duration::from_secs(30) {
-                reap(&reaper_ctx).await;
-                last_reap = std::time::Instant::now();
-            }
-            match reaper_ctx.store.vacuum(age).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(n, "vacuumed finished deliveries"),
-                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished deliveries"),
-            }
-        }
-    });
+    background::spawn_sweeper(ctx.clone());
+    background::spawn_janitor(ctx.clone());
 
     // Shutdown: the first signal stops new work (draining); after the timeout, or a
     // second signal, running agents are stopped and their jobs handed back.
@@ -184,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for generation in 1u64.. {
         let apalis_cfg = apalis_config(&keys)
             .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
-            .missed_heartbeats(cfg.missed_heartbeats.max(1) as usize)
+            .missed_heartbeats(cfg.apalis_missed_heartbeats())
             // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
             .batch_size(1);
         let backend = store.queue().with_config(apalis_cfg);
@@ -194,9 +184,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .concurrency(cli.concurrency as usize)
             .build(handle);
         let drain = drain_rx.clone();
+        let wctx_ctx = ctx.clone();
         let result = worker
             .run_with_ctx(move |wctx| {
                 let mut drain = drain.clone();
+                let wctx_ctx = wctx_ctx.clone();
                 async move {
                     let mut tick = tokio::time::interval(poll);
                     loop {
@@ -205,9 +197,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 if wctx.is_stopped() || wctx.is_shutting_down() {
                                     return Ok(());
                                 }
+                                // A degraded host takes nothing (its breaker is open).
+                                if wctx_ctx.breaker.degraded().is_some() {
+                                    if wctx.is_running() {
+                                        let _ = wctx.pause();
+                                    }
+                                    continue;
+                                }
                                 // apalis-redis fetches only when woken; wake it to look
                                 // for due and newly pushed jobs.
                                 if wctx.is_running() && wctx.pause().is_ok() {
+                                    let _ = wctx.resume();
+                                } else if wctx.is_paused() {
                                     let _ = wctx.resume();
                                 }
                             }
@@ -234,43 +235,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = ctx.store.worker_gone(&ctx.worker_id).await;
     tracing::info!("agentq-worker stopped");
     Ok(())
-}
-
-/// Keeps this worker's entry in the live-worker registry (`agentq workers`) fresh.
-fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
-    let started_at = agentq_shared::store::now_rfc3339();
-    tokio::spawn(async move {
-        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let mut running: Vec<String> = ctx.running.lock().unwrap().iter().cloned().collect();
-            running.sort();
-            let info = agentq_shared::ops::WorkerInfo {
-                id: ctx.worker_id.clone(),
-                host: ctx.host.clone(),
-                pid: std::process::id(),
-                concurrency,
-                running,
-                started_at: started_at.clone(),
-                heartbeat_at: agentq_shared::store::now_rfc3339(),
-                heartbeat_ms: chrono::Utc::now().timestamp_millis(),
-                stale_after_ms: (every * 3).as_millis() as i64,
-            };
-            if let Err(e) = ctx.store.worker_heartbeat(&info).await {
-                tracing::warn!(error = %e, "cannot update the worker registry");
-            }
-        }
-    });
-}
-
-async fn reap(ctx: &Arc<WorkerCtx>) -> usize {
-    let store = ctx.store.clone();
-    docker::reap_stale(&ctx.docker, ctx.store.keys().namespace(), move |job| {
-        let store = store.clone();
-        async move { store.run_lease_holder(&job).await.ok().flatten() }
-    })
-    .await
 }
 
 async fn shutdown_signal() {

@@ -41,6 +41,8 @@ pub struct Metrics {
     running: Family<PoolLabels, Gauge>,
     waiting: Family<ReasonLabels, Gauge>,
     queue_depth: Gauge,
+    rescued: Gauge,
+    degraded: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,8 +80,22 @@ impl Default for Metrics {
             "Deliveries in the queue, due or scheduled",
             queue_depth.clone(),
         );
+        let rescued = Gauge::default();
+        registry.register(
+            "jobs_rescued",
+            "Jobs the safety sweep found with neither a delivery nor a live run, since the namespace began (should stay 0)",
+            rescued.clone(),
+        );
+        let degraded = Gauge::default();
+        registry.register(
+            "worker_degraded",
+            "1 while this worker's host circuit breaker is open (it takes no jobs)",
+            degraded.clone(),
+        );
         Self {
             registry,
+            rescued,
+            degraded,
             jobs,
             duration,
             running,
@@ -108,9 +124,12 @@ impl Metrics {
     async fn refresh(&self, ctx: &WorkerCtx) -> anyhow::Result<()> {
         let store = &ctx.store;
         self.queue_depth.set(store.queue_depth().await? as i64);
+        self.rescued.set(store.rescued_total().await? as i64);
+        self.degraded
+            .set(i64::from(ctx.breaker.degraded().is_some()));
         let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
         for p in store
-            .pool_stats(&ctx.cfg.admission, &pools, ctx.lease_ttl() * 2)
+            .pool_stats(&ctx.cfg.admission, &pools, ctx.cfg.lease_ttl() * 2)
             .await?
         {
             self.running
@@ -124,11 +143,14 @@ impl Metrics {
                 ..Default::default()
             })
             .await?;
-        for reason in ["slot", "backoff", "retry"] {
-            let n = waiting.iter().filter(|r| r.reason == reason).count();
+        for reason in agentq_shared::status::WAIT_REASONS {
+            let n = waiting
+                .iter()
+                .filter(|r| r.reason == reason.as_str())
+                .count();
             self.waiting
                 .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
+                    reason: reason.as_str().into(),
                 })
                 .set(n as i64);
         }
@@ -159,6 +181,12 @@ async fn metrics(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
 }
 
 async fn healthz(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
+    if let Some((why, left)) = ctx.breaker.degraded() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded for {}s more: {why}\n", left.as_secs()),
+        );
+    }
     match ctx.store.queue_depth().await {
         Ok(_) => (StatusCode::OK, "ok\n".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}\n")),

@@ -1,20 +1,15 @@
 //! Stage 3, QA: build, lint and test the agent's work inside a container from the
 //! job's image (never on the worker host), per the seed's `runQA`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use agentq_shared::{
-    agent::AgentSpec,
-    container::{qa_container, ContainerJob},
-    language::Language,
-    record::JobRecord,
-};
+use agentq_shared::{agent::AgentSpec, container::qa_container, language::Language};
 use tokio::sync::watch;
 
 use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
-    job::StopReason,
+    job::{Run, RunDirs, StopReason},
     prep::Prepared,
 };
 
@@ -68,13 +63,12 @@ fn tail(text: &str) -> String {
 /// # Errors
 /// Docker API errors (infrastructure).
 pub async fn run(
-    ctx: &Arc<WorkerCtx>,
-    rec: &JobRecord,
-    attempt: u32,
+    run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
+    let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let cmds = commands(ctx, agent, prepared);
     if cmds.is_empty() {
         return Ok(Ok(QaResult {
@@ -87,18 +81,9 @@ pub async fn run(
     let ws = &prepared.workspace;
     let log = ws.meta_dir().join("qa.log");
     let mut last_output = String::new();
+    let dirs = RunDirs::of(ws);
     for (i, argv) in cmds.iter().enumerate() {
-        let job = ContainerJob {
-            job_id: &rec.id,
-            attempt,
-            worker_id: &ctx.worker_id,
-            namespace: ctx.store.keys().namespace(),
-            agent,
-            prompt: "",
-            repo_dir: &ws.repo_dir(),
-            input_dir: &ws.input_dir(),
-            user: ctx.agent_user(),
-        };
+        let job = run.container_job(agent, "", &dirs);
         let body = qa_container(&ctx.cfg, &job, argv.clone());
         let name = format!("agentq-{}-{}-qa{}", rec.id.to_lowercase(), attempt, i + 1);
         let step_log = ws.meta_dir().join(format!("qa-{}.log", i + 1));
@@ -108,8 +93,7 @@ pub async fn run(
             body,
             &step_log,
             docker::LogTail {
-                store: ctx.store.clone(),
-                job_id: rec.id.clone(),
+                hold: run.hold.clone(),
             },
             Duration::from_secs(ctx.cfg.qa_timeout_secs),
             Duration::from_secs(ctx.cfg.docker.stop_grace_secs),

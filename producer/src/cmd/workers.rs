@@ -36,6 +36,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             format!("{} ago", when::short_age(&w.heartbeat_at)),
             w.running.join(",")
         );
+        if !w.degraded.is_empty() {
+            println!("{:<16} degraded (takes no jobs): {}", "", w.degraded);
+        }
     }
     if workers.is_empty() {
         eprintln!("agentq: no live workers");

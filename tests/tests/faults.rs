@@ -1,0 +1,338 @@
+//! Issue 10's acceptance: no job lost, none finalized twice, no agent outliving
+//! its lease, under the faults a pool of hosts sees (Redis refusing writes, a
+//! Redis restart, a frozen Redis, `kill -9` of a worker, a host that cannot run
+//! containers). Every count comes from somewhere the workers cannot fake: the
+//! record's history (written in the same Lua call as the state) and the test
+//! agent's own start/end log.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use agentq_shared::{
+    container::LABEL_JOB,
+    status::{JobState, ALL_STATES},
+};
+use agentq_tests::*;
+use redis::Commands;
+
+/// Final-state entries in each job's history: 1 for every job, or it was
+/// finalized twice (or never).
+async fn finalized_counts(env: &TestEnv, ids: &[String]) -> HashMap<String, usize> {
+    let store = env.store().await;
+    let mut out = HashMap::new();
+    for id in ids {
+        let h = store.history(id).await.unwrap();
+        let n = h
+            .iter()
+            .filter(|e| {
+                e.state
+                    .parse::<JobState>()
+                    .map(|s| s.is_final())
+                    .unwrap_or(false)
+            })
+            .count();
+        out.insert(id.clone(), n);
+    }
+    out
+}
+
+/// Waits until `n` jobs are final (or `timeout`), returning the state counts.
+async fn wait_all_final(env: &TestEnv, n: u64, timeout: Duration) -> Vec<(JobState, u64)> {
+    let store = env.store().await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = match store.state_counts().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let done: u64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_final())
+            .map(|(_, c)| c)
+            .sum();
+        if done >= n {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {n} jobs final after {timeout:?}: {counts:?}\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// (start, end) of every run of a job from the test agent's logs; a run that
+/// started and never logged its end lasts forever.
+fn runs(env: &TestEnv, id: &str) -> Vec<(f64, f64)> {
+    let field = |l: &str, k: &str| -> Option<f64> {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+    };
+    let ended: Vec<(f64, f64)> = env
+        .agent_runs(id)
+        .lines()
+        .filter_map(|l| Some((field(l, "start=")?, field(l, "end=")?)))
+        .collect();
+    env.agent_starts(id)
+        .lines()
+        .filter_map(|l| field(l, "start="))
+        .map(|s| {
+            ended
+                .iter()
+                .find(|(st, _)| (*st - s).abs() < 1e-6)
+                .copied()
+                .unwrap_or((s, f64::INFINITY))
+        })
+        .collect()
+}
+
+fn overlapping(iv: &[(f64, f64)]) -> bool {
+    let mut v = iv.to_vec();
+    v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    v.windows(2).any(|w| w[1].0 < w[0].1)
+}
+
+fn running_containers(id: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label={LABEL_JOB}={id}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_redis_faults_lose_no_job_and_finalize_none_twice() {
+    let n = 1000usize;
+    let mut env = TestEnv::with_config_and_redis("", Redis::start_durable());
+    env.remotes.create("core", "demo", &[]);
+    let _a = env.worker("a", 4);
+    let _b = env.worker("b", 4);
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"repo":"demo","org":"core","issue":{},"task":"fault","agent":"codex","dry_run":true}}"#,
+                i + 1
+            ) + "\n"
+        })
+        .collect();
+    let ids = env.enqueue_ndjson(&lines);
+    assert_eq!(ids.len(), n);
+
+    // 25 short spells of Redis refusing every write, then a restart.
+    let mut c = env.redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut c)
+        .unwrap();
+    for _ in 0..25 {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("1")
+            .query(&mut c)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("0")
+            .query(&mut c)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(c);
+    env.redis.bounce(Duration::from_secs(2));
+
+    let counts = wait_all_final(&env, n as u64, Duration::from_secs(600)).await;
+    let completed = counts
+        .iter()
+        .find(|(s, _)| *s == JobState::Completed)
+        .map_or(0, |(_, c)| *c);
+    assert_eq!(completed, n as u64, "every job completes: {counts:?}");
+    let twice: Vec<_> = finalized_counts(&env, &ids)
+        .await
+        .into_iter()
+        .filter(|(_, c)| *c != 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "jobs finalized other than once: {twice:?}"
+    );
+    for st in ALL_STATES.iter().filter(|s| !s.is_final()) {
+        let left = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, c)| *c);
+        assert_eq!(left, 0, "nothing left {st}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_a_killed_worker_stop_before_anyone_takes_their_jobs_over() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let mut a = env.worker("a", 2);
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            env.enqueue(&[
+                "--repo",
+                "demo",
+                "--org",
+                "core",
+                "--issue",
+                &(i + 1).to_string(),
+                "--task",
+                "dead @agentq-test sleep 20",
+                "--agent",
+                "codex",
+            ])
+        })
+        .collect();
+    for id in &ids {
+        env.wait_for(id, Duration::from_secs(60), |r| {
+            r.state == JobState::Running
+        })
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.iter().any(|id| env.agent_starts(id).is_empty()) {
+        assert!(Instant::now() < deadline, "agents did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill9();
+    let killed = Instant::now();
+    // heartbeat 1 s × 3 missed: the lease dies 3 s after the last renewal, the
+    // watchdog stops the agent 2 s after it.
+    let bound = Duration::from_secs(3 + 5);
+    loop {
+        let left: Vec<String> = ids.iter().flat_map(|id| running_containers(id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            killed.elapsed() < bound,
+            "agents still running {:?} after their worker died: {left:?}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _b = env.worker("b", 2);
+    for id in &ids {
+        let rec = env.wait_final(id, Duration::from_secs(120)).await;
+        assert_eq!(rec.state, JobState::Completed, "{id}: {rec:?}");
+        let iv = runs(&env, id);
+        assert_eq!(
+            iv.len(),
+            2,
+            "{id} ran twice (killed, then taken over): {iv:?}"
+        );
+        assert!(!overlapping(&iv), "{id}'s runs overlap: {iv:?}");
+        let store = env.store().await;
+        let h = store.history(id).await.unwrap();
+        assert!(
+            h.iter()
+                .any(|e| e.state == "waiting" && e.reason == "orphaned"),
+            "{id} was put back as orphaned: {h:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_neither_reaps_nor_reruns_a_running_agent() {
+    require_docker();
+    // A 60 s lease: a 30 s outage is within what a run rides out.
+    let env = TestEnv::with_config("heartbeat_secs = 2\nmissed_heartbeats = 30\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--org",
+        "core",
+        "--issue",
+        "1",
+        "--task",
+        "outage @agentq-test sleep 40",
+        "--agent",
+        "codex",
+    ]);
+    env.wait_for(&id, Duration::from_secs(60), |r| {
+        r.state == JobState::Running
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.agent_starts(&id).is_empty() {
+        assert!(Instant::now() < deadline, "agent did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = running_containers(&id);
+    assert_eq!(before.len(), 1);
+    env.redis.freeze();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = running_containers(&id);
+    env.redis.resume();
+    assert_eq!(during, before, "the agent's container survives the outage");
+    let rec = env.wait_final(&id, Duration::from_secs(120)).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+    assert_eq!(runs(&env, &id).len(), 1, "the agent ran once");
+    assert_eq!(finalized_counts(&env, &[id.clone()]).await[&id], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_run_containers_spends_no_attempts() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // The bad host's config: an image that exists nowhere.
+    let bad_cfg = env.dir.path().join("bad.toml");
+    let cfg = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("agentq-test-agent:latest", "agentq-no-such-image:latest");
+    std::fs::write(&bad_cfg, cfg).unwrap();
+    let _bad = env.worker_with_args(
+        "bad",
+        &["--concurrency", "2", "--config", bad_cfg.to_str().unwrap()],
+    );
+    let _good = env.worker("good", 2);
+    let lines: String = (0..20)
+        .map(|i| {
+            format!(r#"{{"repo":"demo","org":"core","issue":{},"task":"host @agentq-test commit","agent":"codex"}}"#,
+                i + 1)
+                + "\n"
+        })
+        .collect();
+    let ids = env.enqueue_ndjson(&lines);
+    let mut states = HashMap::new();
+    for id in &ids {
+        let rec = env.wait_final(id, Duration::from_secs(240)).await;
+        *states.entry(rec.state).or_insert(0) += 1;
+    }
+    assert_eq!(states.get(&JobState::Completed), Some(&20), "{states:?}");
+    let workers = env.cli_ok(&["workers", "--json"]);
+    let v: Vec<serde_json::Value> = workers
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let degraded: Vec<_> = v
+        .iter()
+        .filter(|w| !w["degraded"].as_str().unwrap_or("").is_empty())
+        .collect();
+    assert_eq!(degraded.len(), 1, "the bad host shows as degraded: {v:?}");
+    assert!(degraded[0]["degraded"]
+        .as_str()
+        .unwrap()
+        .contains("agentq-no-such-image"));
+    let mut c = env.redis.conn();
+    let rescued: Option<u64> = c.get(env.key("rescued")).unwrap();
+    assert_eq!(rescued.unwrap_or(0), 0, "no job was lost on the way");
+}

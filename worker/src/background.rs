@@ -1,0 +1,116 @@
+//! The worker's background loops: its entry in the live-worker registry, the
+//! safety sweep (orphans and lost deliveries), and the janitor (stale agent
+//! containers, apalis's finished deliveries).
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{context::WorkerCtx, docker};
+
+/// Keeps this worker's entry in the live-worker registry (`agentq workers`) fresh.
+pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
+    let started_at = agentq_shared::store::now_rfc3339();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let mut running: Vec<String> = ctx.running.lock().unwrap().iter().cloned().collect();
+            running.sort();
+            let info = agentq_shared::ops::WorkerInfo {
+                id: ctx.worker_id.clone(),
+                host: ctx.host.clone(),
+                pid: std::process::id(),
+                concurrency,
+                running,
+                started_at: started_at.clone(),
+                heartbeat_at: agentq_shared::store::now_rfc3339(),
+                heartbeat_ms: chrono::Utc::now().timestamp_millis(),
+                stale_after_ms: ctx.cfg.lease_ttl().as_millis() as i64,
+                degraded: ctx
+                    .breaker
+                    .degraded()
+                    .map(|(why, _)| why)
+                    .unwrap_or_default(),
+            };
+            if let Err(e) = ctx.store.worker_heartbeat(&info).await {
+                tracing::warn!(error = %e, "cannot update the worker registry");
+            }
+        }
+    });
+}
+
+/// Every heartbeat, one worker of the pool (a lock) puts back jobs whose run
+/// lease expired mid-run; every `sweep_secs`, also waiting jobs whose delivery
+/// was lost. Redis errors skip a round: nothing is concluded from them.
+pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
+    tokio::spawn(async move {
+        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
+        let lost_every = Duration::from_secs(ctx.cfg.sweep_secs.max(1));
+        // A delivery younger than this is never called lost (it may be on its
+        // way from one list to another).
+        let grace = ctx.cfg.lease_ttl() * 2 + Duration::from_secs(5);
+        let mut tick = tokio::time::interval(every);
+        let mut last_lost = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            match ctx.store.try_sweep_lock(&ctx.worker_id, every).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "sweep skipped: Redis unreachable");
+                    continue;
+                }
+            }
+            if let Err(e) = ctx.store.sweep_orphans().await {
+                tracing::debug!(error = %e, "orphan sweep interrupted");
+            }
+            if last_lost.elapsed() >= lost_every {
+                last_lost = std::time::Instant::now();
+                match ctx.store.sweep_lost(grace).await {
+                    Ok(lost) if !lost.is_empty() => {
+                        tracing::error!(
+                            n = lost.len(),
+                            "jobs without a delivery were put back (agentq_jobs_rescued)"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "lost-delivery sweep interrupted"),
+                }
+            }
+        }
+    });
+}
+
+/// Removes agent containers on this engine whose run is over, and apalis's
+/// copies of deliveries finished more than `vacuum_after_secs` ago.
+pub fn spawn_janitor(ctx: Arc<WorkerCtx>) {
+    tokio::spawn(async move {
+        let age = Duration::from_secs(ctx.cfg.vacuum_after_secs);
+        let every = (age / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let mut tick = tokio::time::interval(every);
+        let mut last_reap = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            if last_reap.elapsed() >= Duration::from_secs(30) {
+                reap(&ctx).await;
+                last_reap = std::time::Instant::now();
+            }
+            match ctx.store.vacuum(age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "vacuumed finished deliveries"),
+                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished deliveries"),
+            }
+        }
+    });
+}
+
+/// Removes this engine's agent containers whose worker no longer holds their
+/// job; returns how many.
+pub async fn reap(ctx: &Arc<WorkerCtx>) -> usize {
+    let store = ctx.store.clone();
+    docker::reap_stale(&ctx.docker, ctx.store.keys().namespace(), move |job| {
+        let store = store.clone();
+        async move { store.run_lease_holder(&job).await }
+    })
+    .await
+}

@@ -1,0 +1,104 @@
+//! The host circuit breaker: a worker that cannot run anything (a missing image,
+//! a broken Docker engine) must not spend the queue's attempts.
+//!
+//! After `host_failures` infrastructure failures in a row the worker is
+//! *degraded* for `host_cooldown_secs`: it takes no deliveries, hands back what
+//! it gets without spending attempts, and says why in `agentq workers`,
+//! `/healthz` and one log line. After the cooling period it tries again; one
+//! more failure degrades it again at once, one success closes the breaker.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+/// Breaker state of one worker process.
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    failures: u32,
+    until: Option<Instant>,
+    reason: String,
+}
+
+impl Breaker {
+    /// Degrades after `threshold` failures in a row (0: never), for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold,
+            cooldown,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// An infrastructure failure; returns true when it degrades the worker now.
+    pub fn failure(&self, reason: &str) -> bool {
+        let mut i = self.inner.lock().unwrap();
+        i.failures += 1;
+        if self.threshold == 0 || i.failures < self.threshold {
+            return false;
+        }
+        i.until = Some(Instant::now() + self.cooldown);
+        i.reason = format!(
+            "{} infrastructure failures in a row; last: {reason}",
+            i.failures
+        );
+        true
+    }
+
+    /// A run that got past the infrastructure: closes the breaker.
+    pub fn success(&self) {
+        let mut i = self.inner.lock().unwrap();
+        *i = Inner::default();
+    }
+
+    /// Why the worker is degraded and for how long still, if it is.
+    pub fn degraded(&self) -> Option<(String, Duration)> {
+        let i = self.inner.lock().unwrap();
+        let left = i.until?.checked_duration_since(Instant::now())?;
+        Some((i.reason.clone(), left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_closes_on_success() {
+        let b = Breaker::new(3, Duration::from_secs(60));
+        assert!(!b.failure("x"));
+        assert!(!b.failure("x"));
+        assert!(b.degraded().is_none());
+        assert!(b.failure("no such image"));
+        let (why, left) = b.degraded().unwrap();
+        assert!(why.contains("3 infrastructure failures") && why.contains("no such image"));
+        assert!(left <= Duration::from_secs(60));
+        b.success();
+        assert!(b.degraded().is_none());
+    }
+
+    #[test]
+    fn after_cooling_one_more_failure_degrades_again() {
+        let b = Breaker::new(2, Duration::ZERO);
+        b.failure("a");
+        assert!(b.failure("a"));
+        assert!(b.degraded().is_none(), "zero cooldown is over at once");
+        assert!(b.failure("a"), "still failing: degraded again");
+    }
+
+    #[test]
+    fn zero_threshold_never_opens() {
+        let b = Breaker::new(0, Duration::from_secs(60));
+        for _ in 0..10 {
+            assert!(!b.failure("a"));
+        }
+        assert!(b.degraded().is_none());
+    }
+}
