@@ -8,7 +8,7 @@
 //! another: a worker that was cut off, or only slow, can never overwrite what the
 //! worker that took over recorded. Final moves and hand-backs clear `owner`.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::AsyncCommands;
 
@@ -61,6 +61,15 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[3])
 return 1
 "#;
 
+static ACQUIRE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{}{ACQUIRE}", crate::store::final_states_lua())));
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+static SET_FENCED_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(SET_FENCED));
+static LOG_FENCED_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(LOG_FENCED));
+
 /// What taking a delivery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {
@@ -101,8 +110,7 @@ impl JobStore {
         worker: &str,
         ttl: Duration,
     ) -> Result<Acquire, StoreError> {
-        let script = redis::Script::new(&format!("{}{ACQUIRE}", crate::store::final_states_lua()));
-        let reply: Vec<String> = script
+        let reply: Vec<String> = ACQUIRE_SCRIPT
             .key(self.keys().job(&delivery.job_id))
             .key(self.keys().run_lease(&delivery.job_id))
             .arg(worker)
@@ -136,7 +144,7 @@ impl JobStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let n: i64 = redis::Script::new(RENEW)
+        let n: i64 = RENEW_SCRIPT
             .key(self.keys().run_lease(id))
             .arg(token)
             .arg(ttl.as_millis() as u64)
@@ -150,7 +158,7 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn release_run_lease(&self, id: &str, token: &str) -> Result<(), StoreError> {
-        let _: i64 = redis::Script::new(RELEASE)
+        let _: i64 = RELEASE_SCRIPT
             .key(self.keys().run_lease(id))
             .arg(token)
             .invoke_async(&mut self.conn())
@@ -176,8 +184,7 @@ impl JobStore {
         token: &str,
         fields: &[(&str, String)],
     ) -> Result<bool, StoreError> {
-        let script = redis::Script::new(SET_FENCED);
-        let mut inv = script.key(self.keys().job(id));
+        let mut inv = SET_FENCED_SCRIPT.key(self.keys().job(id));
         inv.arg(token);
         for (k, v) in fields {
             inv.arg(*k).arg(v);
@@ -197,7 +204,7 @@ impl JobStore {
         token: &str,
         chunk: &[u8],
     ) -> Result<bool, StoreError> {
-        let n: i64 = redis::Script::new(LOG_FENCED)
+        let n: i64 = LOG_FENCED_SCRIPT
             .key(self.keys().job(id))
             .key(self.keys().log_tail(id))
             .arg(token)

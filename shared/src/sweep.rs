@@ -16,7 +16,7 @@
 //! Each rescue re-checks everything in one Lua call, so a job a worker picks up
 //! meanwhile is left alone. One worker sweeps at a time (a lock key).
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::LazyLock, time::Duration};
 
 use redis::AsyncCommands;
 
@@ -75,6 +75,14 @@ wake()
 return reason
 "#;
 
+static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{PUSH_LUA}{}{}{RESCUE}",
+        final_states_lua(),
+        active_states_lua()
+    ))
+});
+
 /// States in which a job is under a run (the rest wait or are final).
 pub const ACTIVE_STATES: &[JobState] = &[
     JobState::Preparing,
@@ -118,12 +126,7 @@ impl JobStore {
     }
 
     async fn rescue(&self, id: &str, grace: Duration) -> Result<String, StoreError> {
-        let script = redis::Script::new(&format!(
-            "{PUSH_LUA}{}{}{RESCUE}",
-            final_states_lua(),
-            active_states_lua()
-        ));
-        let mut inv = script.prepare_invoke();
+        let mut inv = RESCUE_SCRIPT.prepare_invoke();
         for k in queue_keys(self.keys()) {
             inv.key(k);
         }

@@ -65,6 +65,7 @@ pub struct Redis {
     /// `requirepass`, if set.
     pub password: Option<String>,
     aof: bool,
+    bind: String,
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -88,13 +89,37 @@ impl Redis {
 
     /// Starts redis-server on `port`, with `requirepass` if `password` is set.
     pub fn start_with(port: u16, password: Option<&str>) -> Self {
-        Self::spawn(port, password, false, tempfile::tempdir().unwrap())
+        Self::spawn(
+            port,
+            password,
+            false,
+            tempfile::tempdir().unwrap(),
+            "127.0.0.1",
+        )
+    }
+
+    /// Starts redis-server listening on loopback and on `addr` too (an address of
+    /// a test network, e.g. a veth end).
+    pub fn start_listening_on(addr: &str) -> Self {
+        Self::spawn(
+            free_port(),
+            None,
+            false,
+            tempfile::tempdir().unwrap(),
+            &format!("127.0.0.1 {addr}"),
+        )
     }
 
     /// Starts redis-server with an append-only file (`appendfsync everysec`), so
     /// [`Redis::bounce`] keeps its data, as a production Redis would.
     pub fn start_durable() -> Self {
-        Self::spawn(free_port(), None, true, tempfile::tempdir().unwrap())
+        Self::spawn(
+            free_port(),
+            None,
+            true,
+            tempfile::tempdir().unwrap(),
+            "127.0.0.1",
+        )
     }
 
     /// Shuts Redis down (it writes its append-only file), keeps it down for
@@ -105,8 +130,8 @@ impl Redis {
         let _ = self.child.wait();
         std::thread::sleep(down);
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        let aof = self.aof;
-        let new = Self::spawn(self.port, self.password.clone().as_deref(), aof, dir);
+        let (aof, bind) = (self.aof, self.bind.clone());
+        let new = Self::spawn(self.port, self.password.clone().as_deref(), aof, dir, &bind);
         drop(std::mem::replace(self, new));
     }
 
@@ -121,13 +146,21 @@ impl Redis {
         signal(self.child.id(), "CONT");
     }
 
-    fn spawn(port: u16, password: Option<&str>, aof: bool, dir: tempfile::TempDir) -> Self {
+    fn spawn(
+        port: u16,
+        password: Option<&str>,
+        aof: bool,
+        dir: tempfile::TempDir,
+        bind: &str,
+    ) -> Self {
         let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind"]);
+        cmd.args(bind.split_whitespace());
+        if bind != "127.0.0.1" && password.is_none() {
+            // Only a test network's address besides loopback.
+            cmd.args(["--protected-mode", "no"]);
+        }
         cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
             "--save",
             "",
             "--appendonly",
@@ -151,6 +184,7 @@ impl Redis {
             dir,
             password: password.map(str::to_string),
             aof,
+            bind: bind.to_string(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -537,11 +571,39 @@ impl TestEnv {
 
     /// Starts a worker process with exactly these arguments.
     pub fn worker_with_args(&self, name: &str, args: &[&str]) -> WorkerProc {
+        self.spawn_worker(name, Command::new(bin("agentq-worker")), args, None)
+    }
+
+    /// Starts a worker in network namespace `netns` (as another host would be),
+    /// reaching Redis at `redis_url`.
+    pub fn worker_in_netns(
+        &self,
+        name: &str,
+        netns: &str,
+        redis_url: &str,
+        args: &[&str],
+    ) -> WorkerProc {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(bin("agentq-worker"));
+        self.spawn_worker(name, cmd, args, Some(redis_url))
+    }
+
+    fn spawn_worker(
+        &self,
+        name: &str,
+        mut cmd: Command,
+        args: &[&str],
+        redis_url: Option<&str>,
+    ) -> WorkerProc {
         let log = self.dir.path().join("logs").join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin("agentq-worker"))
+        let mut env = self.env();
+        if let Some(u) = redis_url {
+            env.insert("AGENTQ_REDIS_URL", u.to_string());
+        }
+        let child = cmd
             .args(args)
-            .envs(self.env())
+            .envs(env)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
@@ -712,4 +774,90 @@ pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
 /// Whether a job is in a final state named `state`.
 pub fn is_state(rec: &JobRecord, state: JobState) -> bool {
     rec.state == state
+}
+
+/// A network namespace joined to the host by a veth pair: a test "host" with an
+/// address of its own, whose link the test can cut and heal. Removed on drop.
+pub struct NetNs {
+    /// The namespace's name (for `ip netns exec`).
+    pub name: String,
+    host_if: String,
+    /// The host end's address (listen here for the namespace to reach you).
+    pub host_addr: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run `ip` ({e}): install iproute2; network namespaces need root")
+    });
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {} (network namespaces need root and iproute2)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    /// Makes a namespace and a veth pair on a /30 of its own.
+    pub fn new() -> Self {
+        let n = (std::process::id() as u16 ^ free_port()) % 250 + 1;
+        let tag = format!("{:x}", ulid::Ulid::new().random() as u32);
+        let name = format!("aq{tag}");
+        let host_if = format!("aqh{tag}");
+        let ns_if = format!("aqn{tag}");
+        let host_addr = format!("10.213.{n}.1");
+        let ns_addr = format!("10.213.{n}.2");
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_addr}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_addr}/30"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Self {
+            name,
+            host_if,
+            host_addr,
+        }
+    }
+
+    /// Cuts the namespace off (its link goes down).
+    pub fn cut(&self) {
+        ip(&["link", "set", &self.host_if, "down"]);
+    }
+
+    /// Heals the link.
+    pub fn heal(&self) {
+        ip(&["link", "set", &self.host_if, "up"]);
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }

@@ -336,3 +336,69 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
     let rescued: Option<u64> = c.get(env.key("rescued")).unwrap();
     assert_eq!(rescued.unwrap_or(0), 0, "no job was lost on the way");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
+    require_docker();
+    let net = NetNs::new();
+    let env = TestEnv::with_config_and_redis("", Redis::start_listening_on(&net.host_addr));
+    env.remotes.create("core", "demo", &[]);
+    let url = format!("redis://{}:{}", net.host_addr, env.redis.port);
+    let _a = env.worker_in_netns("a", &net.name, &url, &["--concurrency", "1"]);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--org",
+        "core",
+        "--issue",
+        "1",
+        "--task",
+        "partition @agentq-test sleep 15",
+        "--agent",
+        "codex",
+    ]);
+    env.wait_for(&id, Duration::from_secs(60), |r| {
+        r.state == JobState::Running
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.agent_starts(&id).is_empty() {
+        assert!(Instant::now() < deadline, "agent did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a_worker = env.store().await.get(&id).await.unwrap().unwrap().worker;
+    net.cut();
+    let cut = Instant::now();
+    // The lease (3 s) outlives the cut-off agent: it is stopped within ⅔ of it.
+    while !running_containers(&id).is_empty() {
+        assert!(
+            cut.elapsed() < Duration::from_secs(3 + 5),
+            "the cut-off worker's agent still runs after {:?}",
+            cut.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _b = env.worker("b", 1);
+    let rec = env.wait_final(&id, Duration::from_secs(120)).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+    assert_ne!(rec.worker, a_worker, "the takeover finished it");
+    net.heal();
+    // Give the fenced worker time to try its pending writes once Redis answers.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = env.store().await.get(&id).await.unwrap().unwrap();
+    assert_eq!(after.state, JobState::Completed, "nothing reopened it");
+    assert_eq!(after.seq, rec.seq, "the fenced worker changed nothing");
+    assert_eq!(
+        after.updated_at, rec.updated_at,
+        "the fenced worker changed nothing"
+    );
+    assert_eq!(finalized_counts(&env, &[id.clone()]).await[&id], 1);
+    let iv = runs(&env, &id);
+    assert_eq!(iv.len(), 2, "{iv:?}");
+    assert!(!overlapping(&iv), "runs overlap: {iv:?}");
+    let a_log = std::fs::read_to_string(env.dir.path().join("logs/a.log")).unwrap();
+    assert!(
+        a_log.contains("self-fencing") || a_log.contains("lease lost"),
+        "the cut-off worker says it stopped its agent:\n{a_log}"
+    );
+}
