@@ -285,7 +285,10 @@ async fn a_frozen_redis_neither_reaps_nor_reruns_a_running_agent() {
     let rec = env.wait_final(&id, Duration::from_secs(120)).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:?}");
     assert_eq!(runs(&env, &id).len(), 1, "the agent ran once");
-    assert_eq!(finalized_counts(&env, &[id.clone()]).await[&id], 1);
+    assert_eq!(
+        finalized_counts(&env, std::slice::from_ref(&id)).await[&id],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +395,10 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
         after.updated_at, rec.updated_at,
         "the fenced worker changed nothing"
     );
-    assert_eq!(finalized_counts(&env, &[id.clone()]).await[&id], 1);
+    assert_eq!(
+        finalized_counts(&env, std::slice::from_ref(&id)).await[&id],
+        1
+    );
     let iv = runs(&env, &id);
     assert_eq!(iv.len(), 2, "{iv:?}");
     assert!(!overlapping(&iv), "runs overlap: {iv:?}");

@@ -51,7 +51,7 @@ where
                 return v;
             }
             Err(e) => {
-                if tries % 10 == 0 {
+                if tries.is_multiple_of(10) {
                     tracing::warn!(job = id, what, error = %e, "cannot reach Redis; keeping it and trying again");
                 }
                 tokio::time::sleep(write_backoff(tries)).await;

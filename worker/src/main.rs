@@ -206,9 +206,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 }
                                 // apalis-redis fetches only when woken; wake it to look
                                 // for due and newly pushed jobs.
-                                if wctx.is_running() && wctx.pause().is_ok() {
-                                    let _ = wctx.resume();
-                                } else if wctx.is_paused() {
+                                // (A worker paused while degraded is resumed here too.)
+                                if wctx.is_paused() || (wctx.is_running() && wctx.pause().is_ok()) {
                                     let _ = wctx.resume();
                                 }
                             }
