@@ -1,7 +1,7 @@
 //! The agent container as data (the seed's `containerCommand`, as a Docker API
 //! create-container body rather than a `docker run` line), with hardening.
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
 
@@ -17,6 +17,56 @@ pub const LABEL_WORKER: &str = "agentq.worker";
 pub const LABEL_STAGE: &str = "agentq.stage";
 /// Label: the namespace, so reaping never touches another installation's containers.
 pub const LABEL_NAMESPACE: &str = "agentq.namespace";
+
+/// Where the watchdog's directory is mounted in the container (read-only).
+pub const WATCHDOG_MOUNT: &str = "/agentq-bin";
+/// Where the run's heartbeat directory is mounted in the container (read-only).
+pub const BEAT_MOUNT: &str = "/agentq-beat";
+/// The watchdog's file name in [`Watchdog::bin_dir`].
+pub const WATCHDOG_EXE: &str = "agentq-watchdog";
+/// The heartbeat's file name in [`Watchdog::beat_dir`].
+pub const BEAT_FILE: &str = "beat";
+
+/// The dead-man switch of one container run: the container's process is the
+/// watchdog (`{bin_dir}/agentq-watchdog`, from the host, never from the image),
+/// which runs the command and stops it once `{beat_dir}/beat` has not been
+/// touched for `stale_after`, so the container cannot outlive the worker that
+/// touches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Watchdog<'a> {
+    /// Host directory holding the watchdog executable; mounted read-only at
+    /// [`WATCHDOG_MOUNT`].
+    pub bin_dir: &'a Path,
+    /// Host directory of this run's heartbeat file; mounted read-only at
+    /// [`BEAT_MOUNT`].
+    pub beat_dir: &'a Path,
+    /// How old the heartbeat may get before the command is stopped (rounded to
+    /// whole milliseconds, at least 1).
+    pub stale_after: Duration,
+}
+
+impl Watchdog<'_> {
+    fn mounts(&self) -> [Mount; 2] {
+        [
+            bind(self.bin_dir, WATCHDOG_MOUNT, true),
+            bind(self.beat_dir, BEAT_MOUNT, true),
+        ]
+    }
+
+    /// The container's entrypoint: the watchdog, its options and `--`; the
+    /// command follows as `cmd`.
+    fn entrypoint(&self) -> Vec<String> {
+        let ms = self.stale_after.as_millis().clamp(1, u128::from(u64::MAX));
+        vec![
+            format!("{WATCHDOG_MOUNT}/{WATCHDOG_EXE}"),
+            "--beat".into(),
+            format!("{BEAT_MOUNT}/{BEAT_FILE}"),
+            "--stale-ms".into(),
+            ms.to_string(),
+            "--".into(),
+        ]
+    }
+}
 
 /// Everything that identifies one agent container.
 #[derive(Debug, Clone)]
@@ -39,6 +89,9 @@ pub struct ContainerJob<'a> {
     pub input_dir: &'a Path,
     /// `uid:gid` to run as (never root).
     pub user: String,
+    /// The dead-man switch, if any: see [`Watchdog`]. It applies to every
+    /// container of the job (agent, QA, export).
+    pub watchdog: Option<Watchdog<'a>>,
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
@@ -57,8 +110,9 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
 /// when set. Mounts: repo → `/workspace`, the input directory (prompt, answer) →
 /// `/agentq` read-only, the agent's config directories read-only (`~/.codex`
 /// always, `~/.claude` for claude, `~/.gemini` for gemini; only those that
-/// exist), and `[docker] mounts`. Never the Docker socket, SSH keys, the worker's
-/// own files, the forge token or Redis credentials.
+/// exist), and `[docker] mounts`; with a [`Watchdog`], its two directories
+/// read-only and the watchdog as entrypoint. Never the Docker socket, SSH keys,
+/// the worker's own files, the forge token or Redis credentials.
 pub fn agent_container(
     cfg: &Config,
     job: &ContainerJob<'_>,
@@ -95,7 +149,8 @@ exec git bundle create - HEAD "^$1""#;
 /// The create-container body that exports the agent's commits as a bundle (see
 /// [`EXPORT_SCRIPT`]): the job's image and user, the working tree read-only, no
 /// network, no environment beyond the basics, no logging (the bundle is read
-/// from the attached stdout).
+/// from the attached stdout); with a [`Watchdog`], its two read-only directories
+/// too.
 pub fn export_container(
     cfg: &Config,
     job: &ContainerJob<'_>,
@@ -116,7 +171,11 @@ pub fn export_container(
         "export",
     );
     if let Some(hc) = body.host_config.as_mut() {
-        hc.mounts = Some(vec![bind(job.repo_dir, "/workspace", true)]);
+        let mut mounts = vec![bind(job.repo_dir, "/workspace", true)];
+        if let Some(w) = &job.watchdog {
+            mounts.extend(w.mounts());
+        }
+        hc.mounts = Some(mounts);
         hc.network_mode = Some("none".into());
         hc.extra_hosts = None;
     }
@@ -169,6 +228,9 @@ fn container_body<F: Fn(&str) -> Option<String>>(
     for m in &d.mounts {
         mounts.push(bind(&m.source, &m.target, m.read_only));
     }
+    if let Some(w) = &job.watchdog {
+        mounts.extend(w.mounts());
+    }
     let home = cfg.agent_home();
     let mut config_dirs = vec![".codex"];
     match pool {
@@ -210,6 +272,8 @@ fn container_body<F: Fn(&str) -> Option<String>>(
             "/tmp".to_string(),
             "rw,exec,nosuid,nodev,size=1g".to_string(),
         )])),
+        // tini as PID 1: reaps, and passes `docker stop`'s SIGTERM to its child (the
+        // watchdog when there is one, which passes it to the command's group).
         init: Some(true),
         // Output is streamed to the worker (capped there); no engine-side copy.
         log_config: Some(bollard::models::HostConfigLogConfig {
@@ -222,7 +286,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
     ContainerCreateBody {
         image: Some(cfg.image_for(pool).to_string()),
         cmd: Some(command),
-        entrypoint: Some(vec![]),
+        entrypoint: Some(job.watchdog.map_or_else(Vec::new, |w| w.entrypoint())),
         env: Some(env_list),
         working_dir: Some("/workspace".into()),
         labels: Some(labels),
@@ -255,6 +319,7 @@ mod tests {
             repo_dir: Path::new("/ws/repo"),
             input_dir: Path::new("/ws/.meta/input"),
             user: "1000:1000".into(),
+            watchdog: None,
         };
         let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk".to_string());
         let body = agent_container(&cfg, &job, env);
@@ -291,6 +356,18 @@ mod tests {
         assert_eq!(hc.network_mode.as_deref(), Some("agentq-agents"));
         assert_eq!(hc.extra_hosts, None, "no name for the host unless asked");
         assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            body.entrypoint,
+            Some(vec![]),
+            "the image's entrypoint is not used"
+        );
+        assert!(
+            !mounts
+                .iter()
+                .any(|m| m.target.as_deref() == Some(WATCHDOG_MOUNT)
+                    || m.target.as_deref() == Some(BEAT_MOUNT)),
+            "no watchdog unless asked"
+        );
         let local = AgentSpec::parse("local").unwrap();
         let body = agent_container(
             &cfg,
@@ -313,5 +390,93 @@ mod tests {
         assert!(!mounts
             .iter()
             .any(|m| m.source.as_deref().unwrap_or("").contains("docker.sock")));
+    }
+
+    #[test]
+    fn watchdog_wraps_every_container() {
+        let cfg = Config::default();
+        let agent = AgentSpec::parse("codex").unwrap();
+        let wd = Watchdog {
+            bin_dir: Path::new("/run/agentq/bin"),
+            beat_dir: Path::new("/run/agentq/beat/J-2-agent"),
+            stale_after: Duration::from_secs(90),
+        };
+        let job = ContainerJob {
+            job_id: "J",
+            attempt: 2,
+            worker_id: "W",
+            namespace: "agentq",
+            agent: &agent,
+            prompt: "P",
+            repo_dir: Path::new("/ws/repo"),
+            input_dir: Path::new("/ws/.meta/input"),
+            user: "1000:1000".into(),
+            watchdog: Some(wd),
+        };
+        let entrypoint: Vec<String> = [
+            "/agentq-bin/agentq-watchdog",
+            "--beat",
+            "/agentq-beat/beat",
+            "--stale-ms",
+            "90000",
+            "--",
+        ]
+        .map(String::from)
+        .to_vec();
+        let watchdog_mounts = |mounts: &[Mount]| {
+            let find = |target: &str| {
+                mounts
+                    .iter()
+                    .find(|m| m.target.as_deref() == Some(target))
+                    .map(|m| (m.source.clone().unwrap(), m.read_only))
+            };
+            assert_eq!(
+                find(WATCHDOG_MOUNT),
+                Some(("/run/agentq/bin".to_string(), Some(true)))
+            );
+            assert_eq!(
+                find(BEAT_MOUNT),
+                Some(("/run/agentq/beat/J-2-agent".to_string(), Some(true)))
+            );
+        };
+
+        let agent_body = agent_container(&cfg, &job, |_| None);
+        let qa_body = qa_container(&cfg, &job, vec!["go".into(), "test".into()]);
+        let export_body = export_container(&cfg, &job, "abc");
+        for (body, first) in [
+            (&agent_body, "codex"),
+            (&qa_body, "go"),
+            (&export_body, "sh"),
+        ] {
+            assert_eq!(body.entrypoint.as_ref(), Some(&entrypoint));
+            assert_eq!(
+                body.cmd.as_ref().unwrap()[0],
+                first,
+                "the command stays the cmd"
+            );
+            let hc = body.host_config.as_ref().unwrap();
+            assert_eq!(hc.init, Some(true), "tini stays PID 1");
+            watchdog_mounts(hc.mounts.as_ref().unwrap());
+        }
+        let export_mounts = export_body.host_config.unwrap().mounts.unwrap();
+        assert_eq!(
+            export_mounts.len(),
+            3,
+            "the repository and the watchdog's two"
+        );
+        assert_eq!(export_mounts[0].target.as_deref(), Some("/workspace"));
+        assert_eq!(export_mounts[0].read_only, Some(true));
+
+        let short = ContainerJob {
+            watchdog: Some(Watchdog {
+                stale_after: Duration::from_micros(10),
+                ..wd
+            }),
+            ..job.clone()
+        };
+        let ep = qa_container(&cfg, &short, vec!["true".into()])
+            .entrypoint
+            .unwrap();
+        assert_eq!(ep[4], "1", "never 0 ms");
     }
 }

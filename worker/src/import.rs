@@ -75,6 +75,7 @@ pub async fn import_commits(
         repo_dir: &ws.repo_dir(),
         input_dir: &ws.input_dir(),
         user: ctx.agent_user(),
+        watchdog: None,
     };
     let body = export_container(&ctx.cfg, &job, &prepared.start_sha);
     let name = format!("agentq-{}-{}-export", rec.id.to_lowercase(), attempt);

@@ -629,6 +629,7 @@ async fn run_agent(
         repo_dir: &ws.repo_dir(),
         input_dir: &ws.input_dir(),
         user: ctx.agent_user(),
+        watchdog: None,
     };
     let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
     let name = format!("agentq-{}-{}", rec.id.to_lowercase(), attempt);

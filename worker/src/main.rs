@@ -4,6 +4,7 @@
 
 mod caplog;
 mod context;
+mod deadman;
 mod docker;
 mod forge;
 mod git;

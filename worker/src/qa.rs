@@ -98,6 +98,7 @@ pub async fn run(
             repo_dir: &ws.repo_dir(),
             input_dir: &ws.input_dir(),
             user: ctx.agent_user(),
+            watchdog: None,
         };
         let body = qa_container(&ctx.cfg, &job, argv.clone());
         let name = format!("agentq-{}-{}-qa{}", rec.id.to_lowercase(), attempt, i + 1);

@@ -1,0 +1,251 @@
+//! `agentq-watchdog`: the dead-man switch an agent container runs as its process
+//! (under Docker's init, tini), so the agent cannot outlive the worker that started
+//! it.
+//!
+//! Usage: `agentq-watchdog --beat FILE --stale-ms N -- CMD [ARGS...]`
+//!
+//! It runs CMD (same stdio, environment and working directory) in a process group
+//! of its own and, every 250 ms, looks at FILE's modification time: the worker
+//! touches that file while it still owns the run. When the file is missing or older
+//! than N ms, it says so on stderr (one line), sends SIGTERM to CMD's process
+//! group, waits up to a second, sends SIGKILL to the group and exits 137. In a
+//! container the watchdog's exit ends tini, and the kernel then kills whatever is
+//! left in the container's PID namespace, process group or not.
+//!
+//! SIGTERM, SIGINT and SIGHUP sent to the watchdog are passed on to CMD's process
+//! group (`docker stop` signals tini, which signals only its direct child: us).
+//! When CMD exits, the watchdog exits with CMD's code, or 128 + the signal that
+//! killed it. Bad usage: exit 125; CMD not found: 127; CMD not runnable: 126.
+//!
+//! Built by `worker/build.rs` as a static executable with std only, so it runs in
+//! any image (glibc, musl or none at all) and is never taken from the image.
+
+use std::{
+    ffi::OsString,
+    io::ErrorKind,
+    os::unix::process::{CommandExt, ExitStatusExt},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime},
+};
+
+type CInt = i32;
+
+extern "C" {
+    fn kill(pid: CInt, sig: CInt) -> CInt;
+    fn signal(signum: CInt, handler: usize) -> usize;
+}
+
+const SIGHUP: CInt = 1;
+const SIGINT: CInt = 2;
+const SIGKILL: CInt = 9;
+const SIGTERM: CInt = 15;
+const FORWARDED: [CInt; 3] = [SIGTERM, SIGINT, SIGHUP];
+
+const EXIT_USAGE: i32 = 125;
+const EXIT_STALE: i32 = 137;
+const TICK: Duration = Duration::from_millis(50);
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+const TERM_GRACE: Duration = Duration::from_secs(1);
+
+/// Signals received and not yet passed on, one bit per signal number.
+static PENDING: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_signal(sig: CInt) {
+    // Only an atomic store: async-signal-safe.
+    PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+}
+
+const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N -- CMD [ARGS...]";
+
+struct Args {
+    beat: PathBuf,
+    stale: Duration,
+    command: Vec<OsString>,
+}
+
+fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
+    let mut beat = None;
+    let mut stale_ms = None;
+    loop {
+        let Some(arg) = args.next() else {
+            return Err("no command: `-- CMD [ARGS...]` is missing".into());
+        };
+        match arg.to_str() {
+            Some("--") => break,
+            Some("--beat") => {
+                let v = args.next().ok_or("--beat needs a file")?;
+                if v.is_empty() {
+                    return Err("--beat needs a file".into());
+                }
+                beat = Some(PathBuf::from(v));
+            }
+            Some("--stale-ms") => {
+                let v = args.next().ok_or("--stale-ms needs a number")?;
+                let n = v
+                    .to_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("--stale-ms needs a positive number of milliseconds, not {v:?}")
+                    })?;
+                stale_ms = Some(n);
+            }
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    let command: Vec<OsString> = args.collect();
+    if command.is_empty() {
+        return Err("no command after `--`".into());
+    }
+    Ok(Args {
+        beat: beat.ok_or("--beat is required")?,
+        stale: Duration::from_millis(stale_ms.ok_or("--stale-ms is required")?),
+        command,
+    })
+}
+
+/// Why the agent has to stop, or `None` while the heartbeat is fresh.
+fn stale(beat: &std::path::Path, limit: Duration) -> Option<String> {
+    let ms = limit.as_millis();
+    match std::fs::metadata(beat).and_then(|m| m.modified()) {
+        Ok(mtime) => {
+            // A modification time in the future (clock adjustments) counts as fresh.
+            let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
+            (age > limit).then(|| {
+                format!(
+                    "the worker's heartbeat is {} ms old (limit {ms} ms)",
+                    age.as_millis()
+                )
+            })
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Some(format!(
+            "the worker's heartbeat file is missing (limit {ms} ms)"
+        )),
+        Err(e) => Some(format!(
+            "the worker's heartbeat file cannot be read ({e}) (limit {ms} ms)"
+        )),
+    }
+}
+
+fn signal_group(pgid: u32, sig: CInt) {
+    // A pid is at most 2^22; never 0 or negative, which would mean "everyone".
+    let Ok(pgid) = CInt::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals that process group; no memory
+    // is involved. ESRCH (the group is gone) is fine.
+    unsafe {
+        kill(-pgid, sig);
+    }
+}
+
+fn forward_pending(pgid: u32) {
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    for sig in FORWARDED {
+        if pending & (1 << sig) != 0 {
+            signal_group(pgid, sig);
+        }
+    }
+}
+
+fn code_of(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+fn wait_for(child: &mut Child) -> i32 {
+    match child.wait() {
+        Ok(status) => code_of(status),
+        Err(e) => {
+            eprintln!("agentq-watchdog: waiting for the agent failed: {e}");
+            1
+        }
+    }
+}
+
+/// SIGTERM to the group, up to [`TERM_GRACE`] for the agent to go, SIGKILL to the
+/// group (whatever ignored SIGTERM), reap, exit 137.
+fn stop(child: &mut Child, why: &str) -> ! {
+    let pgid = child.id();
+    eprintln!("agentq-watchdog: {why}; stopping the agent");
+    signal_group(pgid, SIGTERM);
+    let deadline = Instant::now() + TERM_GRACE;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(TICK);
+    }
+    // If the agent was reaped just above and its group is empty, the group id is
+    // free again; a new process would need the same pid within microseconds
+    // (a full wrap of pid_max) to be hit, which cannot happen in practice.
+    signal_group(pgid, SIGKILL);
+    let _ = child.wait();
+    std::process::exit(EXIT_STALE);
+}
+
+fn main() {
+    let args = match parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("agentq-watchdog: {e}\n{USAGE}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+
+    // Handlers first, so a signal that arrives while the agent starts is kept and
+    // passed on. The child gets default dispositions back at exec.
+    for sig in FORWARDED {
+        // SAFETY: installs a handler that only touches an atomic.
+        unsafe {
+            signal(sig, on_signal as extern "C" fn(CInt) as usize);
+        }
+    }
+
+    let mut child = match Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "agentq-watchdog: cannot run {:?}: {e}",
+                args.command[0].to_string_lossy()
+            );
+            std::process::exit(if e.kind() == ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let pgid = child.id();
+
+    let mut next_check = Instant::now();
+    loop {
+        forward_pending(pgid);
+        match child.try_wait() {
+            Ok(Some(status)) => std::process::exit(code_of(status)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("agentq-watchdog: cannot check on the agent: {e}");
+                std::process::exit(wait_for(&mut child));
+            }
+        }
+        if Instant::now() >= next_check {
+            if let Some(why) = stale(&args.beat, args.stale) {
+                stop(&mut child, &why);
+            }
+            next_check = Instant::now() + CHECK_EVERY;
+        }
+        std::thread::sleep(TICK);
+    }
+}
