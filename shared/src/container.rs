@@ -111,8 +111,8 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
 /// `/agentq` read-only, the agent's config directories read-only (`~/.codex`
 /// always, `~/.claude` for claude, `~/.gemini` for gemini; only those that
 /// exist), and `[docker] mounts`; with a [`Watchdog`], its two directories
-/// read-only and the watchdog as entrypoint. Never the Docker socket, SSH keys, the worker's
-/// own files, the forge token or Redis credentials.
+/// read-only and the watchdog as entrypoint. Never the Docker socket, SSH keys,
+/// the worker's own files, the forge token or Redis credentials.
 pub fn agent_container(
     cfg: &Config,
     job: &ContainerJob<'_>,

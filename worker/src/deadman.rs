@@ -32,7 +32,6 @@
 
 // Not yet called by the job runner (`job.rs` is wired up separately); the tests
 // use everything.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::{
     fs, io,
@@ -260,6 +259,32 @@ mod tests {
         c
     }
 
+    /// Waits for the watchdog, at most 30 s: past that it and its command's group
+    /// are killed and the test fails, rather than hanging.
+    fn bounded(mut child: std::process::Child) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let wd = child.id();
+                let children = fs::read_to_string(format!("/proc/{wd}/task/{wd}/children"))
+                    .unwrap_or_default();
+                for pid in children.split_whitespace() {
+                    let pid: i32 = pid.parse().unwrap();
+                    // SAFETY: kill(2) on the group of the watchdog's own command.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the watchdog still ran after 30 s; stderr: {}",
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+
     fn code(out: &Output) -> i32 {
         out.status.code().unwrap_or_else(|| {
             panic!(
@@ -391,14 +416,16 @@ mod tests {
         let (_root, bin, beat) = setup();
         let file = beat.dir().join(BEAT_FILE);
         let _keeper = Keeper::new(file.clone());
-        let out = watchdog(
-            &bin,
-            &file,
-            3000,
-            &["sh", "-c", "echo out; sleep 1; exit 7"],
-        )
-        .output()
-        .unwrap();
+        let out = bounded(
+            watchdog(
+                &bin,
+                &file,
+                3000,
+                &["sh", "-c", "echo out; sleep 1; exit 7"],
+            )
+            .spawn()
+            .unwrap(),
+        );
         assert_eq!(code(&out), 7, "{}", stderr(&out));
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -419,9 +446,11 @@ mod tests {
             child.display()
         );
         let started = Instant::now();
-        let out = watchdog(&bin, &file, 1000, &["sh", "-c", &script])
-            .output()
-            .unwrap();
+        let out = bounded(
+            watchdog(&bin, &file, 1000, &["sh", "-c", &script])
+                .spawn()
+                .unwrap(),
+        );
         let took = started.elapsed();
         assert_eq!(code(&out), 137, "{}", stderr(&out));
         assert!(took < Duration::from_secs(20), "took {took:?}");
@@ -446,9 +475,11 @@ mod tests {
     fn a_missing_heartbeat_stops_the_command() {
         let (root, bin, _beat) = setup();
         let started = Instant::now();
-        let out = watchdog(&bin, &root.path().join("nope"), 60_000, &["sleep", "60"])
-            .output()
-            .unwrap();
+        let out = bounded(
+            watchdog(&bin, &root.path().join("nope"), 60_000, &["sleep", "60"])
+                .spawn()
+                .unwrap(),
+        );
         assert_eq!(code(&out), 137, "{}", stderr(&out));
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(
@@ -474,7 +505,7 @@ mod tests {
         wait_for_file(&ready);
         // SAFETY: signals the watchdog we just started (still unreaped).
         assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-        let out = child.wait_with_output().unwrap();
+        let out = bounded(child);
         assert_eq!(code(&out), 3, "{}", stderr(&out));
     }
 
@@ -483,9 +514,11 @@ mod tests {
         let (_root, bin, beat) = setup();
         let file = beat.dir().join(BEAT_FILE);
         let _keeper = Keeper::new(file.clone());
-        let out = watchdog(&bin, &file, 5000, &["sh", "-c", "kill -USR1 $$"])
-            .output()
-            .unwrap();
+        let out = bounded(
+            watchdog(&bin, &file, 5000, &["sh", "-c", "kill -USR1 $$"])
+                .spawn()
+                .unwrap(),
+        );
         assert_eq!(code(&out), 128 + libc::SIGUSR1, "{}", stderr(&out));
     }
 

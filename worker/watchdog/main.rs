@@ -231,7 +231,7 @@ fn main() {
 
     let mut next_check = Instant::now();
     loop {
-        let _ = forward_pending;
+        forward_pending(pgid);
         match child.try_wait() {
             Ok(Some(status)) => std::process::exit(code_of(status)),
             Ok(None) => {}
