@@ -1,14 +1,22 @@
 //! `agentq`: enqueue AI coding agent dispatch jobs into Redis and inspect them.
 //!
 //! Exit codes: 0 success; 1 a job or input was refused, or no such job;
-//! 2 Redis unreachable or configuration invalid.
+//! 2 Redis unreachable or failing, configuration invalid, or stdout unwritable.
+//! All output goes through [`output`] (a closed stdout pipe ends the process
+//! quietly, by SIGPIPE).
 
-mod cmd;
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
 mod output;
+mod cmd;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::OnceLock, time::Duration};
 
-use agentq_shared::{config::Config, store::JobStore};
+use agentq_shared::{
+    config::Config,
+    store::{redact_url, JobStore, StoreError},
+};
 use clap::{Parser, Subcommand};
 
 /// agentq: a job queue that dispatches AI coding agents (codex, claude, gemini,
@@ -17,8 +25,10 @@ use clap::{Parser, Subcommand};
 /// Jobs go into Redis; `agentq-worker` processes on any number of hosts run them.
 ///
 /// Exit codes: 0 success; 1 input refused or job not found; 2 Redis unreachable
-/// or configuration invalid; with --wait: 3 failed, 4 blocked, 5 cancelled,
-/// 6 timed out.
+/// or failing (the message names the URL; for a batch, after saying which lines
+/// went in), or configuration invalid; with --wait: 3 failed, 4 blocked,
+/// 5 cancelled, 6 timed out. A closed stdout pipe (`agentq list | head -1`) ends
+/// agentq quietly, by SIGPIPE, like other Unix tools.
 #[derive(Debug, Parser)]
 #[command(name = "agentq", version, about, long_about)]
 struct Cli {
@@ -88,10 +98,29 @@ impl Failure {
     }
 }
 
-impl From<agentq_shared::store::StoreError> for Failure {
-    fn from(e: agentq_shared::store::StoreError) -> Self {
-        Failure::setup(e.to_string())
+/// Exit code of a Redis failure (unreachable, or a command failed).
+pub const EXIT_REDIS: u8 = 2;
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self {
+            code: EXIT_REDIS,
+            message: redis_error(&e),
+        }
     }
+}
+
+/// The configured Redis URL without its password (set by [`load_config`]).
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
+/// A store error as the CLI prints it: naming the Redis URL (without password),
+/// at most a few lines (see [`output::brief`]).
+pub fn redis_error(e: &StoreError) -> String {
+    let url = REDIS_URL
+        .get()
+        .map(String::as_str)
+        .unwrap_or("(not configured)");
+    output::store_error(e, url)
 }
 
 /// Loads the configuration and applies global flags.
@@ -103,6 +132,7 @@ pub fn load_config(
     if let Some(u) = redis_url {
         cfg.redis_url = u;
     }
+    let _ = REDIS_URL.set(redact_url(&cfg.redis_url));
     Ok(cfg)
 }
 
@@ -147,7 +177,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("agentq: {}", f.message);
+            errln!("agentq: {}", f.message);
             ExitCode::from(f.code)
         }
     }

@@ -1,6 +1,104 @@
-//! Printing records for people and for scripts.
+//! Printing records for people and for scripts, and the one place that writes to
+//! stdout and stderr: every command prints through [`outln!`], [`out!`] and
+//! [`errln!`].
+//!
+//! A closed stdout (`agentq list --json | head -1`) ends the process the way it
+//! ends any Unix tool, by SIGPIPE, quietly; any other write error on stdout is
+//! reported on stderr (exit 2). Rust ignores SIGPIPE by default, and agentq keeps
+//! it ignored for everything else (a Redis connection closed mid-write must come
+//! back as an error the CLI can report, not kill the process).
 
-use agentq_shared::record::JobRecord;
+use std::io::Write;
+
+use agentq_shared::{record::JobRecord, store::StoreError};
+
+/// Like `println!`, through [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Like `print!`, through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
+}
+
+/// Like `eprintln!`, through [`write_stderr`].
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to stdout. A closed pipe ends the process by SIGPIPE (no message, no
+/// panic); another error is reported on stderr and exits with code 2.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    stdout_result(out.write_fmt(args).and_then(|()| out.flush()));
+}
+
+/// Writes raw bytes (an agent's log) to stdout, like [`write_stdout`].
+pub fn write_stdout_bytes(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    stdout_result(out.write_all(bytes).and_then(|()| out.flush()));
+}
+
+fn stdout_result(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // SAFETY: restoring a signal's default action and raising it in our
+            // own process; nothing runs after (the default action ends it).
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(141);
+        }
+        write_stderr(format_args!("agentq: cannot write to stdout: {e}\n"));
+        std::process::exit(2);
+    }
+}
+
+/// Writes to stderr; errors are ignored (there is nowhere left to report them).
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// Most lines of an error message shown by [`brief`].
+pub const BRIEF_LINES: usize = 3;
+/// Most characters of an error message shown by [`brief`] (with the `…`).
+pub const BRIEF_CHARS: usize = 300;
+
+/// `text` cut to at most [`BRIEF_LINES`] lines and [`BRIEF_CHARS`] characters,
+/// ending in `…` when something was cut.
+pub fn brief(text: &str) -> String {
+    let text = text.trim();
+    let mut lines = text.lines();
+    let mut out = lines
+        .by_ref()
+        .take(BRIEF_LINES)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut cut = lines.next().is_some();
+    if out.chars().count() > BRIEF_CHARS {
+        out = out.chars().take(BRIEF_CHARS - 1).collect();
+        cut = true;
+    }
+    if cut {
+        out.truncate(out.trim_end().len());
+        out.push('…');
+    }
+    out
+}
+
+/// A store error for people: names the Redis URL (`redacted_url`, without its
+/// password) and is [`brief`].
+pub fn store_error(e: &StoreError, redacted_url: &str) -> String {
+    brief(&match e {
+        // Already names the URL, with a hint.
+        StoreError::Unreachable { .. } => e.to_string(),
+        StoreError::Redis(r) => format!("Redis at {redacted_url}: {r}"),
+        other => format!("Redis at {redacted_url}: {other}"),
+    })
+}
 
 /// One record, as `key: value` lines, empty fields left out.
 pub fn print_record(rec: &JobRecord) {
@@ -41,7 +139,7 @@ pub fn print_record(rec: &JobRecord) {
     }
     for (k, v) in rows {
         if !v.is_empty() {
-            println!("{k:<12} {v}");
+            outln!("{k:<12} {v}");
         }
     }
 }
@@ -57,8 +155,40 @@ fn first_line(s: &str) -> String {
 
 /// One JSON document on one line.
 pub fn print_json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brief_keeps_short_text_and_cuts_long_text() {
+        assert_eq!(brief("ERR short\n"), "ERR short");
+        assert_eq!(brief("a\nb\nc"), "a\nb\nc");
+        assert_eq!(brief("a\nb\nc\nd"), "a\nb\nc…");
+        let long = "x".repeat(1000);
+        let b = brief(&long);
+        assert_eq!(b.chars().count(), BRIEF_CHARS);
+        assert!(b.ends_with('…'));
+        let wide = "é".repeat(400);
+        assert_eq!(brief(&wide).chars().count(), BRIEF_CHARS);
+    }
+
+    #[test]
+    fn store_errors_name_the_url_and_are_brief() {
+        let e = StoreError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connection lost",
+            "line\n".repeat(100),
+        )));
+        let text = store_error(&e, "redis://***@db:6379");
+        assert!(text.starts_with("Redis at redis://***@db:6379: "), "{text}");
+        assert!(text.lines().count() <= BRIEF_LINES, "{text}");
+        assert!(text.chars().count() <= BRIEF_CHARS, "{text}");
+        assert!(text.ends_with('…'), "{text}");
+    }
 }

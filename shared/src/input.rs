@@ -99,11 +99,36 @@ impl DispatchInput {
     /// # Errors
     /// Malformed JSON, a non-object, an unknown field or a field of the wrong type.
     pub fn from_json(text: &str) -> Result<Self, InvalidInput> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| InvalidInput::new("json", format!("malformed JSON: {e}")))?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(InvalidInput::new("json", "expected a JSON object"));
+        Self::from_map(json_object(text)?, false)
+    }
+
+    /// Parses one line of `agentq enqueue -`: the input's fields plus an optional
+    /// idempotency `key` (see [`check_idempotency_key`]; `null` means none).
+    ///
+    /// # Errors
+    /// As [`DispatchInput::from_json`], and a `key` that is not a valid key.
+    pub fn from_json_with_key(text: &str) -> Result<(Self, Option<String>), InvalidInput> {
+        let mut map = json_object(text)?;
+        let key = match map.remove("key") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(k)) => {
+                check_idempotency_key(&k)?;
+                Some(k)
+            }
+            Some(other) => {
+                return Err(InvalidInput::new(
+                    "key",
+                    format!("expected a string, got {other}"),
+                ))
+            }
         };
+        Ok((Self::from_map(map, true)?, key))
+    }
+
+    fn from_map(
+        map: serde_json::Map<String, serde_json::Value>,
+        with_key: bool,
+    ) -> Result<Self, InvalidInput> {
         let mut input = DispatchInput::default();
         for (key, value) in map {
             let field = key.as_str();
@@ -143,8 +168,12 @@ impl DispatchInput {
                 other => {
                     return Err(InvalidInput::new(
                         other,
-                        "unknown field (known: repo, org, task, agent, template, plan_template, \
-                         variables, persona, issue, pr, branch, tag, dry_run)",
+                        format!(
+                            "unknown field (known: repo, org, task, agent, template, \
+                             plan_template, variables, persona, issue, pr, branch, tag, \
+                             dry_run{})",
+                            if with_key { ", key" } else { "" }
+                        ),
                     ))
                 }
             }
@@ -267,6 +296,47 @@ impl DispatchInput {
             }
         }
         Ok(input)
+    }
+}
+
+/// Longest idempotency key, in characters.
+pub const MAX_KEY_CHARS: usize = 200;
+
+/// Checks an idempotency key (`--key`, `"key"` in NDJSON): 1 to
+/// [`MAX_KEY_CHARS`] characters, none of them whitespace or a control character.
+///
+/// # Errors
+/// Names the field `key`.
+///
+/// ```
+/// use agentq_shared::input::check_idempotency_key;
+/// assert!(check_idempotency_key("go-io#15").is_ok());
+/// assert_eq!(check_idempotency_key("a b").unwrap_err().field, "key");
+/// ```
+pub fn check_idempotency_key(key: &str) -> Result<(), InvalidInput> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_KEY_CHARS {
+        return Err(InvalidInput::new(
+            "key",
+            format!("must be 1 to {MAX_KEY_CHARS} characters (got {n})"),
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(InvalidInput::new(
+            "key",
+            format!("must not contain whitespace or control characters (found {c:?})"),
+        ));
+    }
+    Ok(())
+}
+
+/// One JSON document that must be an object.
+fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, InvalidInput> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| InvalidInput::new("json", format!("malformed JSON: {e}")))?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(InvalidInput::new("json", "expected a JSON object")),
     }
 }
 
@@ -470,5 +540,35 @@ mod tests {
             .unwrap();
         assert_eq!(v.pr, 3);
         assert_eq!(v.variables["a"], "b");
+    }
+
+    #[test]
+    fn keys_are_checked_and_kept_out_of_the_input() {
+        let line = r#"{"repo":"r","task":"t","issue":1,"key":"r#1"}"#;
+        let (v, key) = DispatchInput::from_json_with_key(line).unwrap();
+        assert_eq!((v.repo.as_str(), key.as_deref()), ("r", Some("r#1")));
+        assert_eq!(
+            DispatchInput::from_json(line).unwrap_err().field,
+            "key",
+            "without the key variant it is an unknown field"
+        );
+        let (_, none) = DispatchInput::from_json_with_key(r#"{"repo":"r","key":null}"#).unwrap();
+        assert_eq!(none, None);
+        for bad in [
+            r#"{"key":""}"#,
+            r#"{"key":"a b"}"#,
+            r#"{"key":"a\tb"}"#,
+            r#"{"key":"a\u0000"}"#,
+            r#"{"key":"a\u00a0b"}"#,
+            r#"{"key":7}"#,
+        ] {
+            assert_eq!(
+                DispatchInput::from_json_with_key(bad).unwrap_err().field,
+                "key",
+                "{bad}"
+            );
+        }
+        assert!(check_idempotency_key(&"é".repeat(MAX_KEY_CHARS)).is_ok());
+        assert!(check_idempotency_key(&"k".repeat(MAX_KEY_CHARS + 1)).is_err());
     }
 }

@@ -297,8 +297,9 @@ impl JobStore {
         Ok(self.get(id).await?.map(|r| r.state))
     }
 
-    /// Deletes finished jobs in `state` that finished before `before_ms`; returns
-    /// how many.
+    /// Deletes finished jobs in `state` that finished before `before_ms`, with
+    /// their history, log tail, cancel request and idempotency key (so the key
+    /// can be used again); returns how many.
     ///
     /// # Errors
     /// Redis errors.
@@ -308,8 +309,21 @@ impl JobStore {
             .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
             .await?;
         for chunk in ids.chunks(500) {
-            let mut pipe = redis::pipe();
+            // Each job's idempotency key, read before anything is deleted.
+            let mut read = redis::pipe();
             for id in chunk {
+                read.hget(self.keys().job(id), "key");
+            }
+            let keys: Vec<Option<String>> = read.query_async(&mut conn).await?;
+            // One MULTI per chunk: a job and its key go together. While the job
+            // exists its key names it (enqueue only reuses a key whose job is
+            // gone), so the key deleted here is this job's own.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (id, key) in chunk.iter().zip(&keys) {
+                if let Some(key) = key.as_deref().filter(|k| !k.is_empty()) {
+                    pipe.del(self.keys().idempotency(key)).ignore();
+                }
                 pipe.del(self.keys().job(id))
                     .ignore()
                     .del(self.keys().history(id))

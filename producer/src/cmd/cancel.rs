@@ -28,7 +28,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 if args.json {
                     output::print_json(&json!({"id": id, "error": "no such job"}));
                 } else {
-                    eprintln!("agentq: no job with id {id}");
+                    errln!("agentq: no job with id {id}");
                 }
             }
             Some(state) => {
@@ -47,7 +47,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 if args.json {
                     output::print_json(&json!({"id": id, "state": state, "note": note}));
                 } else {
-                    println!("{id} {state}: {note}");
+                    outln!("{id} {state}: {note}");
                 }
             }
         }

@@ -1,35 +1,63 @@
 //! `agentq enqueue`: one job from flags, or NDJSON from stdin.
+//!
+//! A batch goes into Redis in chunks of [`ENQUEUE_CHUNK`] jobs, each chunk one
+//! atomic call (records and deliveries together). A line's result is printed
+//! only once its chunk is in, so stdout says exactly which lines went in; after
+//! a Redis failure every line that did not go in is named.
 
 use std::{collections::BTreeMap, io::BufRead};
 
 use agentq_shared::{
     config::Config,
-    input::{DispatchInput, InvalidInput},
+    input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
-    store::now_rfc3339,
+    store::{now_rfc3339, Created, JobStore, StoreError, ENQUEUE_CHUNK},
 };
 use serde_json::json;
 
-use crate::{output, Failure};
+use crate::{output, Failure, EXIT_REDIS};
 
-/// Lines written to Redis per pipeline when reading NDJSON.
-const BATCH: usize = 500;
+/// Examples, shown by `-h` and `--help`.
+const EXAMPLES: &str = "Examples:
+  agentq enqueue --repo go-io --task 'Fix the failing tests' --issue 15 --key go-io#15
+  agentq enqueue --repo go-io --task 'Review' --agent codex:review --pr 7 --json
+  jq -c '.[] | . + {key: \"\\(.repo)#\\(.issue)\"}' jobs.json | agentq enqueue -";
 
-/// Enqueue a dispatch job.
-///
-/// With `-` instead of flags, reads NDJSON from stdin: one job per line, with the
-/// seed's field names (repo, org, task, agent, template, plan_template, variables,
-/// persona, issue, pr, branch, tag, dry_run). Prints one result line per input line;
-/// bad lines are refused with their line number and field, good lines still go in.
-/// Exit code 1 if any line was refused.
+/// How a batch goes in and what it prints, shown by `--help`.
+const BATCH_HELP: &str = r#"Batch (`agentq enqueue -`): NDJSON on stdin, one job per line, with the seed's
+field names (repo, org, task, agent, template, plan_template, variables, persona,
+issue, pr, branch, tag, dry_run) plus an optional idempotency "key". Empty lines
+are skipped; a line that is not valid UTF-8 is refused (field json). Jobs go in
+in chunks of 500, each one atomic write; a line's result is printed once its
+chunk is in:
+  line N: queued ID                                {"id":ID,"line":N,"status":"queued"}
+  line N: exists ID (already enqueued with key K)  {"id":ID,"key":K,"line":N,"status":"exists"}
+  line N: refused: FIELD: why                      {"error":E,"field":F,"line":N,"status":"refused"}
+Exit code 0 when every line is in (new or already there), 1 if any was refused.
+
+If Redis fails mid-batch, agentq stops writing and names every line that did
+not go in: the failed chunk's lines and all later ones (refused lines are still
+shown as refused):
+  line N: not enqueued (redis error)   (stderr)    {"line":N,"status":"not_enqueued"}
+If the connection broke during a write, agentq asks Redis whether the chunk went
+in; if Redis cannot answer, its lines are
+  line N: unknown (...)                (stderr)    {"line":N,"status":"unknown"}
+then a summary with the error on stderr, exit code 2. Stdout lists as queued
+exactly what is in Redis. Resubmit the lines not enqueued; with a key on every
+line, resubmitting the whole input is safe (lines already in print exists)."#;
+
+/// Enqueue a dispatch job: from flags, or NDJSON on stdin with `-`.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  agentq enqueue --repo go-io --task 'Fix the failing tests' --issue 15\n  agentq enqueue --repo go-io --task 'Review' --agent codex:review --pr 7 --json\n  jq -c '.[]' jobs.json | agentq enqueue -"
-)]
+#[command(after_help = EXAMPLES, after_long_help = format!("{BATCH_HELP}\n\n{EXAMPLES}"))]
 pub struct Args {
     /// `-` to read NDJSON jobs from stdin.
     #[arg(value_parser = ["-"])]
     pub stdin: Option<String>,
+    /// Idempotency key (e.g. go-io#15; 1-200 characters, no whitespace or control
+    /// characters). If a job with this key exists, no job is added: its id is
+    /// printed (JSON: "status":"exists") and the exit code is 0. In NDJSON: "key".
+    #[arg(long, conflicts_with = "stdin", allow_hyphen_values = true)]
+    pub key: Option<String>,
     /// Target repository (e.g. go-io).
     #[arg(long, required_unless_present = "stdin", allow_hyphen_values = true)]
     pub repo: Option<String>,
@@ -87,7 +115,8 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     if args.stdin.is_some() {
-        return run_stdin(cfg, args.json).await;
+        let stdin = std::io::stdin();
+        return run_batch(cfg, stdin.lock(), args.json).await;
     }
     let input = DispatchInput {
         repo: args.repo.unwrap_or_default(),
@@ -105,26 +134,88 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         dry_run: args.dry_run,
     };
     let input = input.validated().map_err(|e| refused(&e, args.json))?;
+    if let Some(key) = &args.key {
+        check_idempotency_key(key).map_err(|e| refused(&e, args.json))?;
+    }
+    let key = args.key.unwrap_or_default();
     let store = crate::connect(cfg).await?;
-    let rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
-    store.create(std::slice::from_ref(&rec)).await?;
+    let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
+    rec.key = key;
+    let created = match create(&store, std::slice::from_ref(&rec)).await {
+        Ok(mut c) => c.pop().expect("one answer per record"),
+        Err(e) => {
+            let settled = if answered_by_redis(&e) {
+                Settled::NotWritten
+            } else {
+                settle(cfg, &store, std::slice::from_ref(&rec)).await
+            };
+            match settled {
+                Settled::Written(mut c) if matches!(c.first(), Some(Some(_))) => {
+                    errln!(
+                        "agentq: the job went in, though the answer was lost: {}",
+                        crate::redis_error(&e)
+                    );
+                    c.swap_remove(0).expect("checked above")
+                }
+                Settled::NotWritten => {
+                    return Err(Failure {
+                        code: EXIT_REDIS,
+                        message: format!("not enqueued: {}", crate::redis_error(&e)),
+                    })
+                }
+                _ => {
+                    return Err(Failure {
+                        code: EXIT_REDIS,
+                        message: format!(
+                            "unknown whether job {} went in (the connection broke during the \
+                             write; see `agentq status {}`): {}",
+                            rec.id,
+                            rec.id,
+                            crate::redis_error(&e)
+                        ),
+                    })
+                }
+            }
+        }
+    };
+    let id = created.id().to_string();
     if args.wait {
         if !args.json {
-            eprintln!("agentq: enqueued {}", rec.id);
+            match &created {
+                Created::New(_) => errln!("agentq: enqueued {id}"),
+                Created::Existing(_) => errln!("agentq: {}", exists_note(&id, &rec.key)),
+            }
         }
-        return crate::cmd::wait::wait_and_print(&store, &rec.id, args.json).await;
+        return crate::cmd::wait::wait_and_print(&store, &id, args.json).await;
     }
-    if args.json {
-        output::print_json(&json!({"id": rec.id, "status": rec.state}));
-    } else {
-        println!("{}", rec.id);
+    match (&created, args.json) {
+        (Created::New(_), true) if rec.key.is_empty() => {
+            output::print_json(&json!({"id": id, "status": "queued"}))
+        }
+        (Created::New(_), true) => {
+            output::print_json(&json!({"id": id, "status": "queued", "key": rec.key}))
+        }
+        (Created::Existing(_), true) => {
+            output::print_json(&json!({"id": id, "status": "exists", "key": rec.key}))
+        }
+        (Created::New(_), false) => outln!("{id}"),
+        // The id alone on stdout, as for a new job (scripts capture it); the
+        // note on stderr.
+        (Created::Existing(_), false) => {
+            outln!("{id}");
+            errln!("agentq: {}", exists_note(&id, &rec.key));
+        }
     }
     Ok(0)
 }
 
+fn exists_note(id: &str, key: &str) -> String {
+    format!("{id} (already enqueued with key {key})")
+}
+
 fn refused(e: &InvalidInput, json: bool) -> Failure {
     if json {
-        output::print_json(&json!({"error": e.to_string(), "field": e.field}));
+        output::print_json(&json!({"status": "refused", "error": e.to_string(), "field": e.field}));
     }
     Failure::refused(format!("refused: {e}"))
 }
@@ -133,70 +224,371 @@ fn new_id() -> String {
     ulid::Ulid::new().to_string()
 }
 
-enum LineResult {
-    Queued(String),
-    Refused(InvalidInput),
+/// [`JobStore::create`]: one answer per record, in order.
+async fn create(store: &JobStore, records: &[JobRecord]) -> Result<Vec<Created>, StoreError> {
+    let created = store.create(records).await?;
+    // The script answers for every record it was given; anything else is a bug
+    // in agentq, and guessing which lines went in would be worse than stopping.
+    assert_eq!(
+        created.len(),
+        records.len(),
+        "enqueue script answered for {} of {} jobs",
+        created.len(),
+        records.len()
+    );
+    Ok(created)
 }
 
-async fn run_stdin(cfg: &Config, json: bool) -> Result<u8, Failure> {
-    let store = crate::connect(cfg).await?;
-    let stdin = std::io::stdin();
-    let (mut queued, mut refused_n) = (0usize, 0usize);
-    let mut pending: Vec<(usize, LineResult)> = Vec::new();
-    let mut records: Vec<JobRecord> = Vec::new();
-    let now = now_rfc3339();
-    for (idx, line) in stdin.lock().lines().enumerate() {
-        let n = idx + 1;
-        let line = line.map_err(|e| Failure::refused(format!("cannot read stdin: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
+/// Most lines (refused ones included) held back waiting for one chunk's write,
+/// so a long run of refused lines does not pile up in memory.
+const MAX_PENDING_LINES: usize = 4 * ENQUEUE_CHUNK;
+
+/// One non-empty input line: its number and what became of it so far.
+enum Line {
+    /// A valid job, `records[i]` of its chunk.
+    Job(usize, usize),
+    /// Refused, with the reason.
+    Refused(usize, InvalidInput),
+}
+
+/// Counts for the summary.
+#[derive(Default)]
+struct Tally {
+    new: usize,
+    existing: usize,
+    refused: usize,
+    not_enqueued: usize,
+    unknown: usize,
+}
+
+impl Tally {
+    fn summary(&self) -> String {
+        let mut s = format!("{} enqueued", self.new);
+        if self.existing > 0 {
+            s.push_str(&format!(", {} already enqueued (same key)", self.existing));
         }
-        match DispatchInput::from_json(&line).and_then(DispatchInput::validated) {
-            Ok(input) => {
-                let rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now);
-                pending.push((n, LineResult::Queued(rec.id.clone())));
-                records.push(rec);
+        s.push_str(&format!(", {} refused", self.refused));
+        s
+    }
+}
+
+/// What a failed chunk write left in Redis.
+enum Settled {
+    /// Nothing of the chunk was written.
+    NotWritten,
+    /// The write went through before the error reached us: each job's result,
+    /// `None` where it could not be told.
+    Written(Vec<Option<Created>>),
+    /// Redis could not be asked; the chunk may or may not be in.
+    Unknown,
+}
+
+/// Whether Redis itself answered the write with an error (OOM, a script error):
+/// then, by [`JobStore::create`]'s contract, nothing of the call was written.
+/// Anything else (connection lost, timeout) may have come after Redis ran it.
+fn answered_by_redis(e: &StoreError) -> bool {
+    matches!(e, StoreError::Redis(r)
+        if matches!(r.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension))
+}
+
+/// After a write whose outcome is not known: asks Redis (once, on a new
+/// connection, within a few seconds) whether the chunk's records exist. The
+/// write is one Lua call, so either all of its new records are there or none is.
+async fn settle(cfg: &Config, store: &JobStore, records: &[JobRecord]) -> Settled {
+    let ask = async {
+        let mut conn = redis::Client::open(cfg.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let mut pipe = redis::pipe();
+        for r in records {
+            pipe.exists(store.keys().job(&r.id));
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        if !exists.contains(&true) {
+            // Not run, or run with every job a duplicate: nothing new either way.
+            return Ok(Settled::NotWritten);
+        }
+        let mut pipe = redis::pipe();
+        for r in records {
+            pipe.get(store.keys().idempotency(&r.key));
+        }
+        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok::<_, redis::RedisError>(Settled::Written(
+            records
+                .iter()
+                .zip(exists)
+                .zip(owners)
+                .map(|((r, there), owner)| match (there, owner) {
+                    (true, _) => Some(Created::New(r.id.clone())),
+                    (false, Some(other)) if !r.key.is_empty() => Some(Created::Existing(other)),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
+        Ok(Ok(settled)) => settled,
+        _ => Settled::Unknown,
+    }
+}
+
+/// The lines read since the last chunk went in.
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<Line>,
+    records: Vec<JobRecord>,
+}
+
+impl Chunk {
+    fn full(&self) -> bool {
+        self.records.len() >= ENQUEUE_CHUNK || self.lines.len() >= MAX_PENDING_LINES
+    }
+
+    /// Writes the chunk's jobs in one atomic call, then prints every line's
+    /// result. On error nothing is printed and the chunk is kept for
+    /// [`Chunk::report_failed`].
+    async fn commit(
+        &mut self,
+        store: &JobStore,
+        json: bool,
+        tally: &mut Tally,
+    ) -> Result<(), StoreError> {
+        let created = create(store, &self.records).await?;
+        self.print(
+            &created.into_iter().map(Some).collect::<Vec<_>>(),
+            json,
+            tally,
+        );
+        Ok(())
+    }
+
+    /// Prints every line's result: `created[i]` for `records[i]`, `None` when
+    /// it is not known.
+    fn print(&mut self, created: &[Option<Created>], json: bool, tally: &mut Tally) {
+        for line in self.lines.drain(..) {
+            match line {
+                Line::Job(n, i) => {
+                    let key = &self.records[i].key;
+                    match &created[i] {
+                        Some(Created::New(id)) => {
+                            tally.new += 1;
+                            match (json, key.is_empty()) {
+                                (true, true) => output::print_json(
+                                    &json!({"line": n, "id": id, "status": "queued"}),
+                                ),
+                                (true, false) => output::print_json(
+                                    &json!({"line": n, "id": id, "status": "queued", "key": key}),
+                                ),
+                                (false, _) => outln!("line {n}: queued {id}"),
+                            }
+                        }
+                        Some(Created::Existing(id)) => {
+                            tally.existing += 1;
+                            if json {
+                                output::print_json(
+                                    &json!({"line": n, "id": id, "status": "exists", "key": key}),
+                                );
+                            } else {
+                                outln!("line {n}: exists {}", exists_note(id, key));
+                            }
+                        }
+                        None => print_unknown(n, json, tally),
+                    }
+                }
+                Line::Refused(n, e) => print_refused(n, &e, json, tally),
             }
-            Err(e) => pending.push((n, LineResult::Refused(e))),
         }
-        if records.len() >= BATCH {
-            store.create(&records).await?;
-            records.clear();
-            flush(&mut pending, json, &mut queued, &mut refused_n);
+        self.records.clear();
+    }
+
+    /// After a failed write: finds out what it left (see [`settle`]) and prints
+    /// the chunk's lines accordingly.
+    async fn report_failed(
+        &mut self,
+        cfg: &Config,
+        store: &JobStore,
+        e: &StoreError,
+        json: bool,
+        tally: &mut Tally,
+    ) {
+        let settled = if answered_by_redis(e) {
+            Settled::NotWritten
+        } else {
+            settle(cfg, store, &self.records).await
+        };
+        let known = match settled {
+            Settled::Written(created) => return self.print(&created, json, tally),
+            Settled::NotWritten => true,
+            Settled::Unknown => false,
+        };
+        for line in self.lines.drain(..) {
+            match line {
+                Line::Job(n, _) if known => print_not_enqueued(n, json, tally),
+                Line::Job(n, _) => print_unknown(n, json, tally),
+                Line::Refused(n, e) => print_refused(n, &e, json, tally),
+            }
+        }
+        self.records.clear();
+    }
+}
+
+fn print_refused(n: usize, e: &InvalidInput, json: bool, tally: &mut Tally) {
+    tally.refused += 1;
+    if json {
+        output::print_json(
+            &json!({"line": n, "status": "refused", "error": e.to_string(), "field": e.field}),
+        );
+    } else {
+        outln!("line {n}: refused: {e}");
+    }
+}
+
+fn print_not_enqueued(n: usize, json: bool, tally: &mut Tally) {
+    tally.not_enqueued += 1;
+    if json {
+        output::print_json(&json!({"line": n, "status": "not_enqueued"}));
+    } else {
+        errln!("line {n}: not enqueued (redis error)");
+    }
+}
+
+fn print_unknown(n: usize, json: bool, tally: &mut Tally) {
+    tally.unknown += 1;
+    if json {
+        output::print_json(&json!({"line": n, "status": "unknown"}));
+    } else {
+        errln!("line {n}: unknown (the connection to Redis broke during its write)");
+    }
+}
+
+/// Reads NDJSON lines as bytes, split on `\n`.
+struct Lines<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// Number of the last line read (1-based; empty lines count).
+    n: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// The next non-empty line (without its `\n` or `\r\n`) and its number;
+    /// `None` at the end.
+    fn next_line(&mut self) -> std::io::Result<Option<(usize, &[u8])>> {
+        loop {
+            self.buf.clear();
+            if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+                return Ok(None);
+            }
+            self.n += 1;
+            if self.buf.ends_with(b"\n") {
+                self.buf.pop();
+                if self.buf.ends_with(b"\r") {
+                    self.buf.pop();
+                }
+            }
+            if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some((self.n, &self.buf)));
+            }
         }
     }
-    store.create(&records).await?;
-    flush(&mut pending, json, &mut queued, &mut refused_n);
-    eprintln!("agentq: {queued} enqueued, {refused_n} refused");
-    Ok(if refused_n > 0 { 1 } else { 0 })
 }
 
-fn flush(
-    pending: &mut Vec<(usize, LineResult)>,
-    json: bool,
-    queued: &mut usize,
-    refused: &mut usize,
-) {
-    for (n, r) in pending.drain(..) {
-        match r {
-            LineResult::Queued(id) => {
-                *queued += 1;
-                if json {
-                    output::print_json(&json!({"line": n, "id": id, "status": "queued"}));
-                } else {
-                    println!("line {n}: queued {id}");
-                }
+/// Parses and checks one line: a job input and its optional key.
+fn parse_line(line: &[u8]) -> Result<(DispatchInput, Option<String>), InvalidInput> {
+    let text = std::str::from_utf8(line).map_err(|e| InvalidInput {
+        field: "json".into(),
+        message: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+    })?;
+    let (input, key) = DispatchInput::from_json_with_key(text)?;
+    Ok((input.validated()?, key))
+}
+
+async fn run_batch(cfg: &Config, input: impl BufRead, json: bool) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    let now = now_rfc3339();
+    let mut lines = Lines {
+        input,
+        buf: Vec::new(),
+        n: 0,
+    };
+    let mut chunk = Chunk::default();
+    let mut tally = Tally::default();
+    let read_error = loop {
+        let (n, parsed) = match lines.next_line() {
+            Ok(None) => break None,
+            Ok(Some((n, line))) => (n, parse_line(line)),
+            Err(e) => break Some(e),
+        };
+        match parsed {
+            Ok((input, key)) => {
+                let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now);
+                rec.key = key.unwrap_or_default();
+                chunk.lines.push(Line::Job(n, chunk.records.len()));
+                chunk.records.push(rec);
             }
-            LineResult::Refused(e) => {
-                *refused += 1;
-                if json {
-                    output::print_json(
-                        &json!({"line": n, "error": e.to_string(), "field": e.field}),
-                    );
-                } else {
-                    println!("line {n}: refused: {e}");
-                }
+            Err(e) => chunk.lines.push(Line::Refused(n, e)),
+        }
+        if chunk.full() {
+            if let Err(e) = chunk.commit(&store, json, &mut tally).await {
+                return Err(
+                    redis_failed(cfg, &store, &mut chunk, &mut lines, &e, json, tally).await,
+                );
             }
         }
+    };
+    if let Err(e) = chunk.commit(&store, json, &mut tally).await {
+        return Err(redis_failed(cfg, &store, &mut chunk, &mut lines, &e, json, tally).await);
+    }
+    if let Some(e) = read_error {
+        return Err(Failure::refused(format!(
+            "{}; cannot read stdin after line {}: {e}; lines after it were not read",
+            tally.summary(),
+            lines.n
+        )));
+    }
+    errln!("agentq: {}", tally.summary());
+    Ok(if tally.refused > 0 { 1 } else { 0 })
+}
+
+/// A chunk failed: report its lines and every later one, then the summary.
+async fn redis_failed<R: BufRead>(
+    cfg: &Config,
+    store: &JobStore,
+    chunk: &mut Chunk,
+    lines: &mut Lines<R>,
+    e: &StoreError,
+    json: bool,
+    mut tally: Tally,
+) -> Failure {
+    chunk.report_failed(cfg, store, e, json, &mut tally).await;
+    // Read the rest, so every line is accounted for; nothing more is written.
+    let mut unread = String::new();
+    loop {
+        match lines.next_line() {
+            Ok(None) => break,
+            Ok(Some((n, line))) => match parse_line(line) {
+                Ok(_) => print_not_enqueued(n, json, &mut tally),
+                Err(e) => print_refused(n, &e, json, &mut tally),
+            },
+            Err(err) => {
+                unread = format!("; cannot read stdin after line {}: {err}", lines.n);
+                break;
+            }
+        }
+    }
+    let mut counts = format!("{}, {} not enqueued", tally.summary(), tally.not_enqueued);
+    let mut advice =
+        "resubmit the lines not enqueued (with keys, resubmitting everything is safe)".to_string();
+    if tally.unknown > 0 {
+        counts.push_str(&format!(
+            ", {} unknown (the connection broke during their write; they may be in)",
+            tally.unknown
+        ));
+        advice.push_str(
+            "; without keys, check the unknown ones with `agentq list` before resubmitting them",
+        );
+    }
+    Failure {
+        code: EXIT_REDIS,
+        message: format!("{counts}: {}{unread}; {advice}", crate::redis_error(e)),
     }
 }

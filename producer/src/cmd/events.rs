@@ -28,9 +28,9 @@ fn print(e: &Event, json: bool) {
     }
     let f = |k: &str| e.fields.get(k).map(String::as_str).unwrap_or("");
     if let Some(ev) = e.fields.get("event") {
-        println!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until"));
+        outln!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until"));
     } else {
-        println!(
+        outln!(
             "{} {} {} -> {} attempt {} {}",
             f("at"),
             f("job"),

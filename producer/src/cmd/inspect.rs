@@ -33,11 +33,11 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         return Ok(0);
     }
     output::print_record(&rec);
-    println!(
+    outln!(
         "\ninput        {}",
         serde_json::to_string(&rec.input).unwrap_or_default()
     );
-    println!("\nhistory");
+    outln!("\nhistory");
     for h in &history {
         let mut extra = String::new();
         if !h.reason.is_empty() {
@@ -50,13 +50,17 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             extra.push_str(&format!(" question: {q}"));
         }
         let host = if h.host.is_empty() { "-" } else { &h.host };
-        println!(
+        outln!(
             "  {}  {:<10} attempt {} on {}{}",
-            h.at, h.state, h.attempt, host, extra
+            h.at,
+            h.state,
+            h.attempt,
+            host,
+            extra
         );
     }
     if !tail.is_empty() {
-        println!("\nlog (last {LOG_LINES} lines)\n{tail}");
+        outln!("\nlog (last {LOG_LINES} lines)\n{tail}");
     }
     Ok(0)
 }

@@ -45,9 +45,14 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         }
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  reason",
-        "id", "state", "agent", "repo", "age", "att"
+        "id",
+        "state",
+        "agent",
+        "repo",
+        "age",
+        "att"
     );
     for j in &jobs {
         let reason = if !j.question.is_empty() {
@@ -64,7 +69,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             .chars()
             .take(60)
             .collect();
-        println!(
+        outln!(
             "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  {}",
             j.id,
             j.state.as_str(),

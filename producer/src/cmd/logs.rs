@@ -1,6 +1,6 @@
 //! `agentq logs ID [--follow]`: the agent's output, from any host.
 
-use std::{io::Write, time::Duration};
+use std::time::Duration;
 
 use agentq_shared::config::Config;
 
@@ -25,12 +25,11 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     crate::job_or_refuse(&store, &args.id).await?;
     let mut last = "0".to_string();
-    let mut out = std::io::stdout();
     loop {
         let block = args.follow.then_some(Duration::from_millis(500));
         let (next, bytes) = store.read_log(&args.id, &last, block).await?;
         if !bytes.is_empty() {
-            emit(&mut out, &args, &bytes);
+            emit(&args, &bytes);
         }
         let advanced = next != last;
         last = next;
@@ -46,7 +45,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 // One last read for output that raced the final state.
                 let (_, bytes) = store.read_log(&args.id, &last, None).await?;
                 if !bytes.is_empty() {
-                    emit(&mut out, &args, &bytes);
+                    emit(&args, &bytes);
                 }
                 return Ok(0);
             }
@@ -54,12 +53,11 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     }
 }
 
-fn emit(out: &mut std::io::Stdout, args: &Args, bytes: &[u8]) {
+fn emit(args: &Args, bytes: &[u8]) {
     if args.json {
         let line = serde_json::json!({"job": args.id, "data": String::from_utf8_lossy(bytes)});
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
     } else {
-        let _ = out.write_all(bytes);
+        crate::output::write_stdout_bytes(bytes);
     }
-    let _ = out.flush();
 }

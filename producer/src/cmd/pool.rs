@@ -40,9 +40,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             if json {
                 output::print_json(&json!({"pool": pool, "was_paused": was_paused}));
             } else if was_paused {
-                println!("pool {pool} resumed");
+                outln!("pool {pool} resumed");
             } else {
-                println!("pool {pool} was not paused");
+                outln!("pool {pool} was not paused");
             }
             Ok(0)
         }

@@ -6,7 +6,8 @@ use serde_json::json;
 use crate::{cmd::when, output, Failure};
 
 /// Delete the records of finished jobs in a state that got there longer ago than
-/// --older-than (workspaces on disk are left alone).
+/// --older-than, with their history, log tail and idempotency key (the key can
+/// then be used again). Workspaces on disk are left alone.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which finished state (completed, failed, blocked, cancelled, timed_out).
@@ -34,7 +35,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     if args.json {
         output::print_json(&json!({"purged": n, "state": args.state}));
     } else {
-        println!("purged {n} {} job(s)", args.state);
+        outln!("purged {n} {} job(s)", args.state);
     }
     Ok(0)
 }

@@ -65,7 +65,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     if args.json {
         output::print_json(&serde_json::json!({"id": rec.id, "status": "queued"}));
     } else {
-        println!("{}", rec.id);
+        outln!("{}", rec.id);
     }
     Ok(0)
 }

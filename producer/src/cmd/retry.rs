@@ -77,12 +77,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         );
     } else {
         for id in &retried {
-            println!("retried {id}");
+            outln!("retried {id}");
         }
         for (id, why) in &refused {
-            eprintln!("agentq: not retried: {id} {why}");
+            errln!("agentq: not retried: {id} {why}");
         }
-        println!("{} re-enqueued", retried.len());
+        outln!("{} re-enqueued", retried.len());
     }
     Ok(if refused.is_empty() { 0 } else { 1 })
 }

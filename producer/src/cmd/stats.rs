@@ -47,9 +47,11 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         output::print_json(&json!({"pools": pools, "states": states, "queue_depth": depth}));
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<12} {:>9} {:>8}  paused until",
-        "pool", "running", "waiting"
+        "pool",
+        "running",
+        "waiting"
     );
     for p in &pools {
         let limit = if p.limit == 0 {
@@ -57,7 +59,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         } else {
             p.limit.to_string()
         };
-        println!(
+        outln!(
             "{:<12} {:>9} {:>8}  {}",
             p.pool,
             format!("{}/{}", p.running, limit),
@@ -65,9 +67,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             p.paused_until.as_deref().unwrap_or("-")
         );
     }
-    println!();
+    outln!();
     let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!("jobs: {}", line.join(", "));
-    println!("deliveries queued: {depth}");
+    outln!("jobs: {}", line.join(", "));
+    outln!("deliveries queued: {depth}");
     Ok(0)
 }

@@ -27,7 +27,7 @@ pub async fn wait_and_print(store: &JobStore, id: &str, json: bool) -> Result<u8
     let rec = store
         .wait_final(id, Duration::from_millis(250), |r| {
             if !json {
-                eprintln!("agentq: {id} {}", r.state);
+                errln!("agentq: {id} {}", r.state);
             }
         })
         .await?
@@ -35,7 +35,7 @@ pub async fn wait_and_print(store: &JobStore, id: &str, json: bool) -> Result<u8
     if json {
         output::print_json(&rec);
     } else if rec.input.dry_run && !rec.prompt.is_empty() {
-        print!("{}", rec.prompt);
+        out!("{}", rec.prompt);
     } else {
         output::print_record(&rec);
     }

@@ -22,12 +22,16 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         }
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<16} {:<48} {:>4} {:>7} {:>9}  jobs",
-        "host", "id", "conc", "running", "heartbeat"
+        "host",
+        "id",
+        "conc",
+        "running",
+        "heartbeat"
     );
     for w in &workers {
-        println!(
+        outln!(
             "{:<16} {:<48} {:>4} {:>7} {:>9}  {}",
             w.host,
             w.id,
@@ -41,7 +45,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         }
     }
     if workers.is_empty() {
-        eprintln!("agentq: no live workers");
+        errln!("agentq: no live workers");
     }
     Ok(0)
 }
