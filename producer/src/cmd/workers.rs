@@ -41,7 +41,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             w.running.join(",")
         );
         if !w.degraded.is_empty() {
-            println!("{:<16} degraded (takes no jobs): {}", "", w.degraded);
+            outln!("{:<16} degraded (takes no jobs): {}", "", w.degraded);
         }
     }
     if workers.is_empty() {
