@@ -12,25 +12,22 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::AsyncCommands;
 
-use crate::{
-    status::JobState,
-    store::{Delivery, JobStore, StoreError},
-};
+use crate::store::{Delivery, JobStore, StoreError};
 
 /// KEYS: job, run lease. ARGV: worker, ttl (ms), the delivery's seq.
-/// Returns {'gone'} | {'stale'} | {'held', holder, pttl} | {'ok', token, previous owner, state}.
+/// Returns {'gone'} | {'stale'} | {'held', holder} | {'ok', token, previous owner}.
 const ACQUIRE: &str = r#"
 local job, lease = KEYS[1], KEYS[2]
 if redis.call('EXISTS', job) == 0 then return {'gone'} end
 local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
 if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
 local cur = redis.call('GET', lease)
-if cur then return {'held', cur, tostring(redis.call('PTTL', lease))} end
+if cur then return {'held', cur} end
 local n = redis.call('HINCRBY', job, 'fence', 1)
 local token = ARGV[1] .. '/' .. n
 redis.call('SET', lease, token, 'PX', ARGV[2])
 redis.call('HSET', job, 'owner', token)
-return {'ok', token, f[3] or '', f[2]}
+return {'ok', token, f[3] or ''}
 "#;
 
 const RENEW: &str = r#"
@@ -75,18 +72,16 @@ static LOG_FENCED_SCRIPT: LazyLock<redis::Script> =
 pub enum Acquire {
     /// This run holds the job now, with this fencing token. `previous` is the
     /// owner recorded before (non-empty: a take-over from a run that never
-    /// finished); `state` the record's state when taken.
+    /// finished).
     Acquired {
         /// The fencing token for every write of this run.
         token: String,
         /// The owner before this take-over, if any.
         previous: String,
-        /// The state the record was in.
-        state: JobState,
     },
-    /// Another run holds the job (its token, and the lease's time left): this
-    /// delivery is a duplicate, and that run moves the job on.
-    Held(String, Duration),
+    /// Another run holds the job (its token): this delivery is a duplicate, and
+    /// that run moves the job on.
+    Held(String),
     /// The record moved past this delivery (newer seq, or final).
     Stale,
     /// There is no such job.
@@ -123,12 +118,8 @@ impl JobStore {
             "ok" => Acquire::Acquired {
                 token: field(1),
                 previous: field(2),
-                state: field(3).parse().unwrap_or(JobState::Queued),
             },
-            "held" => Acquire::Held(
-                field(1),
-                Duration::from_millis(field(2).parse::<u64>().unwrap_or(100).max(100)),
-            ),
+            "held" => Acquire::Held(field(1)),
             "stale" => Acquire::Stale,
             _ => Acquire::Gone,
         })

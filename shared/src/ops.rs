@@ -204,24 +204,6 @@ impl JobStore {
             .collect())
     }
 
-    /// Appends a chunk of agent output to the job's log tail in Redis.
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub async fn append_log(&self, id: &str, chunk: &[u8]) -> Result<(), StoreError> {
-        let _: String = redis::cmd("XADD")
-            .arg(self.keys().log_tail(id))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(LOG_TAIL_MAX)
-            .arg("*")
-            .arg("d")
-            .arg(chunk)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
     /// Marks the log tail to expire (after the job's run).
     ///
     /// # Errors

@@ -68,14 +68,6 @@ pub struct Redis {
     bind: String,
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "kill -{sig} {pid} failed");
-}
-
 impl Redis {
     /// Starts redis-server and waits until it answers.
     pub fn start() -> Self {
@@ -125,25 +117,40 @@ impl Redis {
     /// Shuts Redis down (it writes its append-only file), keeps it down for
     /// `down`, and starts it again on the same port and data.
     pub fn bounce(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.start_again();
+    }
+
+    /// Shuts Redis down (it writes its append-only file): clients get
+    /// "connection refused" until [`Redis::start_again`].
+    pub fn stop(&mut self) {
         let mut c = self.conn();
         let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
         let _ = self.child.wait();
-        std::thread::sleep(down);
+    }
+
+    /// Starts a stopped Redis again on the same port and data.
+    pub fn start_again(&mut self) {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let (aof, bind) = (self.aof, self.bind.clone());
         let new = Self::spawn(self.port, self.password.clone().as_deref(), aof, dir, &bind);
         drop(std::mem::replace(self, new));
     }
 
-    /// Stops the server process (SIGSTOP): clients' connections stay open and
-    /// get no answer, as with a network partition, until [`Redis::resume`].
-    pub fn freeze(&self) {
-        signal(self.child.id(), "STOP");
-    }
-
-    /// Resumes a frozen server (SIGCONT).
-    pub fn resume(&self) {
-        signal(self.child.id(), "CONT");
+    /// Makes Redis refuse every write (`maxmemory 1`, `noeviction`), as a full
+    /// Redis does, or accept them again.
+    pub fn refuse_writes(&self, refuse: bool) {
+        let mut c = self.conn();
+        let max = if refuse { "1" } else { "0" };
+        for (k, v) in [("maxmemory-policy", "noeviction"), ("maxmemory", max)] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(k)
+                .arg(v)
+                .query(&mut c)
+                .unwrap();
+        }
     }
 
     fn spawn(
@@ -761,8 +768,17 @@ impl Drop for WorkerProc {
 
 /// Containers (id) on the engine carrying label `key=value`, running or not.
 pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
+    docker_ps("-aq", key, value)
+}
+
+/// Running containers (id) on the engine carrying label `key=value`.
+pub fn running_containers_with_label(key: &str, value: &str) -> Vec<String> {
+    docker_ps("-q", key, value)
+}
+
+fn docker_ps(flags: &str, key: &str, value: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={key}={value}")])
+        .args(["ps", flags, "--filter", &format!("label={key}={value}")])
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout)

@@ -400,19 +400,7 @@ async fn after_redis_refuses_a_chunk_the_cli_says_exactly_which_lines_went_in() 
     let env = TestEnv::new();
     let (code, out, err) = interrupted_batch(&env, &["enqueue", "-"], || {
         // Redis now refuses every write (OOM), as a full Redis does.
-        let mut c = env.redis.conn();
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory-policy")
-            .arg("noeviction")
-            .query(&mut c)
-            .unwrap();
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg("1")
-            .query(&mut c)
-            .unwrap();
+        env.redis.refuse_writes(true);
     });
     assert_eq!(code, Some(2), "the Redis-failure exit code\n{err}");
     // stdout is exactly what went in: the first chunk.
@@ -447,12 +435,7 @@ async fn after_redis_refuses_a_chunk_the_cli_says_exactly_which_lines_went_in() 
     );
 
     // Healed, the whole file again: the 700 go in, the 500 are not doubled.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query(&mut env.redis.conn())
-        .unwrap();
+    env.redis.refuse_writes(false);
     resubmit_all_with_keys(&env, 1200, &printed).await;
 }
 
@@ -771,15 +754,7 @@ async fn purge_frees_the_idempotency_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_errors_name_the_url_without_its_password_and_are_brief() {
     let env = TestEnv::with_config_and_redis_password("", "s3cret-pw");
-    let mut c = env.redis.conn();
-    for (k, v) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(k)
-            .arg(v)
-            .query(&mut c)
-            .unwrap();
-    }
+    env.redis.refuse_writes(true);
     let out = env.cli(
         &["enqueue", "--repo", "demo", "--task", "t", "--issue", "1"],
         None,

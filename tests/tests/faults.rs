@@ -100,14 +100,34 @@ fn overlapping(iv: &[(f64, f64)]) -> bool {
 }
 
 fn running_containers(id: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", &format!("label={LABEL_JOB}={id}")])
-        .output()
-        .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    running_containers_with_label(LABEL_JOB, id)
+}
+
+/// Enqueues a codex job on `core/demo` for `issue` whose agent sleeps `secs`,
+/// and waits until the agent itself has started.
+async fn start_sleeping_job(env: &TestEnv, issue: u32, secs: u32) -> String {
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--org",
+        "core",
+        "--issue",
+        &issue.to_string(),
+        "--task",
+        &format!("fault @agentq-test sleep {secs}"),
+        "--agent",
+        "codex",
+    ]);
+    env.wait_for(&id, Duration::from_secs(60), |r| {
+        r.state == JobState::Running
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.agent_starts(&id).is_empty() {
+        assert!(Instant::now() < deadline, "agent of {id} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,30 +149,12 @@ async fn transient_redis_faults_lose_no_job_and_finalize_none_twice() {
     assert_eq!(ids.len(), n);
 
     // 25 short spells of Redis refusing every write, then a restart.
-    let mut c = env.redis.conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query(&mut c)
-        .unwrap();
     for _ in 0..25 {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg("1")
-            .query(&mut c)
-            .unwrap();
+        env.redis.refuse_writes(true);
         std::thread::sleep(Duration::from_millis(300));
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg("0")
-            .query(&mut c)
-            .unwrap();
+        env.redis.refuse_writes(false);
         std::thread::sleep(Duration::from_millis(300));
     }
-    drop(c);
     env.redis.bounce(Duration::from_secs(2));
 
     let counts = wait_all_final(&env, n as u64, Duration::from_secs(600)).await;
@@ -182,32 +184,9 @@ async fn agents_of_a_killed_worker_stop_before_anyone_takes_their_jobs_over() {
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     let mut a = env.worker("a", 2);
-    let ids: Vec<String> = (0..2)
-        .map(|i| {
-            env.enqueue(&[
-                "--repo",
-                "demo",
-                "--org",
-                "core",
-                "--issue",
-                &(i + 1).to_string(),
-                "--task",
-                "dead @agentq-test sleep 20",
-                "--agent",
-                "codex",
-            ])
-        })
-        .collect();
-    for id in &ids {
-        env.wait_for(id, Duration::from_secs(60), |r| {
-            r.state == JobState::Running
-        })
-        .await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ids.iter().any(|id| env.agent_starts(id).is_empty()) {
-        assert!(Instant::now() < deadline, "agents did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ids = Vec::new();
+    for issue in 1..=2 {
+        ids.push(start_sleeping_job(&env, issue, 20).await);
     }
     a.kill9();
     let killed = Instant::now();
@@ -248,39 +227,24 @@ async fn agents_of_a_killed_worker_stop_before_anyone_takes_their_jobs_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_redis_neither_reaps_nor_reruns_a_running_agent() {
+async fn redis_down_for_30_s_neither_reaps_nor_reruns_a_running_agent() {
     require_docker();
-    // A 60 s lease: a 30 s outage is within what a run rides out.
-    let env = TestEnv::with_config("heartbeat_secs = 2\nmissed_heartbeats = 30\n");
+    // A 60 s lease: a 30 s outage is within what a run rides out. The reaper
+    // runs 30 s after the worker starts, inside the outage, where every lookup
+    // of the lease fails.
+    let mut env = TestEnv::with_config_and_redis(
+        "heartbeat_secs = 2\nmissed_heartbeats = 30\n",
+        Redis::start_durable(),
+    );
     env.remotes.create("core", "demo", &[]);
     let _w = env.worker("w", 1);
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--org",
-        "core",
-        "--issue",
-        "1",
-        "--task",
-        "outage @agentq-test sleep 40",
-        "--agent",
-        "codex",
-    ]);
-    env.wait_for(&id, Duration::from_secs(60), |r| {
-        r.state == JobState::Running
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.agent_starts(&id).is_empty() {
-        assert!(Instant::now() < deadline, "agent did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let id = start_sleeping_job(&env, 1, 45).await;
     let before = running_containers(&id);
     assert_eq!(before.len(), 1);
-    env.redis.freeze();
+    env.redis.stop();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let during = running_containers(&id);
-    env.redis.resume();
+    env.redis.start_again();
     assert_eq!(during, before, "the agent's container survives the outage");
     let rec = env.wait_final(&id, Duration::from_secs(120)).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:?}");
@@ -348,27 +312,7 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     env.remotes.create("core", "demo", &[]);
     let url = format!("redis://{}:{}", net.host_addr, env.redis.port);
     let _a = env.worker_in_netns("a", &net.name, &url, &["--concurrency", "1"]);
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--org",
-        "core",
-        "--issue",
-        "1",
-        "--task",
-        "partition @agentq-test sleep 15",
-        "--agent",
-        "codex",
-    ]);
-    env.wait_for(&id, Duration::from_secs(60), |r| {
-        r.state == JobState::Running
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.agent_starts(&id).is_empty() {
-        assert!(Instant::now() < deadline, "agent did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let id = start_sleeping_job(&env, 1, 15).await;
     let a_worker = env.store().await.get(&id).await.unwrap().unwrap().worker;
     net.cut();
     let cut = Instant::now();

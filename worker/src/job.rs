@@ -82,10 +82,8 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     })
     .await;
     let (token, previous) = match taken {
-        Acquire::Acquired {
-            token, previous, ..
-        } => (token, previous),
-        Acquire::Held(holder, _) => {
+        Acquire::Acquired { token, previous } => (token, previous),
+        Acquire::Held(holder) => {
             // A duplicate: the holder moves the job on, or the sweep does if it dies.
             tracing::debug!(job = %id, holder = %holder, "job is held by another run; duplicate delivery dropped");
             return;
@@ -112,18 +110,21 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     hold.release().await;
 }
 
-/// Hands the job back to the queue, first in line, spending no attempt.
+/// Hands the job back to the queue, first in line. `refund`: the run's `tries`,
+/// given back (the run spends no attempt). `extra`: more fields to set.
 async fn hand_back(
     hold: &Hold,
     state: JobState,
     reason: WaitReason,
     delay: Duration,
     refund: Option<u32>,
+    extra: &[(&str, String)],
 ) -> Result<(), Fenced> {
     let mut fields = vec![("reason", reason.as_str().to_string())];
     if let Some(tries) = refund {
         fields.push(("tries", tries.saturating_sub(1).to_string()));
     }
+    fields.extend(extra.iter().cloned());
     hold.apply(Move::to(state).fields(&fields).deliver(delay, true))
         .await
         .map(|_| ())
@@ -147,6 +148,7 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
             WaitReason::Shutdown,
             Duration::ZERO,
             None,
+            &[],
         )
         .await;
     }
@@ -159,6 +161,7 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
             WaitReason::HostDegraded,
             delay,
             None,
+            &[],
         )
         .await;
     }
@@ -420,16 +423,15 @@ async fn record_outcome(
             }
             if e.downcast_ref::<docker::HostError>().is_some() {
                 tracing::warn!(job = %rec.id, error = %text, "this host cannot run the job; handed back without spending an attempt");
-                let fields = [("error", text)];
-                let mut m = Move::to(JobState::Waiting)
-                    .fields(&fields)
-                    .fields(&[
-                        ("reason", WaitReason::HostError.as_str().to_string()),
-                        ("tries", tries.saturating_sub(1).to_string()),
-                    ])
-                    .deliver(Duration::ZERO, true);
-                m.quiet = false;
-                return hold.apply(m).await.map(|_| ());
+                return hand_back(
+                    hold,
+                    JobState::Waiting,
+                    WaitReason::HostError,
+                    Duration::ZERO,
+                    Some(tries),
+                    &[("error", text)],
+                )
+                .await;
             }
             infra_failure(run, tries, e, ws).await
         }
@@ -453,6 +455,7 @@ async fn record_outcome(
                 WaitReason::Shutdown,
                 Duration::ZERO,
                 Some(tries),
+                &[],
             )
             .await
         }
@@ -464,6 +467,7 @@ async fn record_outcome(
                 WaitReason::Fenced,
                 Duration::ZERO,
                 Some(tries),
+                &[],
             )
             .await
         }
