@@ -101,6 +101,21 @@ impl Keys {
         format!("{}:backoff:{pool}", self.ns)
     }
 
+    /// String with TTL: the job running in workspace `ws` (`{org}/{repo}/{name}`).
+    pub fn workspace_lease(&self, ws: &str) -> String {
+        format!("{}:ws:{ws}", self.ns)
+    }
+
+    /// Sorted set: jobs waiting for workspace `ws`, by first-wait time (FIFO).
+    pub fn workspace_waiters(&self, ws: &str) -> String {
+        format!("{}:wswait:{ws}", self.ns)
+    }
+
+    /// Sorted set: jobs waiting for workspace `ws`, by when they last asked.
+    pub fn workspace_seen(&self, ws: &str) -> String {
+        format!("{}:wsseen:{ws}", self.ns)
+    }
+
     /// Counter: consecutive fast failures of a pool.
     pub fn fails(&self, pool: &str) -> String {
         format!("{}:fails:{pool}", self.ns)

@@ -27,3 +27,4 @@ pub mod store;
 pub mod sweep;
 pub mod templates;
 pub mod workspace;
+pub mod wslease;

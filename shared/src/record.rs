@@ -78,6 +78,9 @@ pub struct JobRecord {
     pub owner: String,
     /// apalis task id of the job's latest delivery.
     pub task: String,
+    /// While `waiting` for its workspace: the id of the job running in it (empty
+    /// when an older waiter is first in line).
+    pub waiting_on: String,
 }
 
 impl JobRecord {
@@ -117,6 +120,7 @@ impl JobRecord {
             key: String::new(),
             owner: String::new(),
             task: String::new(),
+            waiting_on: String::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl JobRecord {
             ("finished_at", self.finished_at.clone()),
             ("key", self.key.clone()),
             ("owner", self.owner.clone()),
+            ("waiting_on", self.waiting_on.clone()),
         ]
     }
 
@@ -212,6 +217,7 @@ impl JobRecord {
             key: take("key"),
             owner: take("owner"),
             task: take("task"),
+            waiting_on: take("waiting_on"),
         })
     }
 }

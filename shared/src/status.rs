@@ -312,6 +312,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Fenced,
     WaitReason::HostError,
     WaitReason::HostDegraded,
+    WaitReason::Workspace,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -338,6 +339,8 @@ pub enum WaitReason {
     HostError,
     /// The worker that got it is degraded (circuit breaker); handed back.
     HostDegraded,
+    /// Another job runs in its workspace (the record's `waiting_on` names it).
+    Workspace,
 }
 
 impl WaitReason {
@@ -353,6 +356,7 @@ impl WaitReason {
             Self::Fenced => "fenced",
             Self::HostError => "host_error",
             Self::HostDegraded => "host_degraded",
+            Self::Workspace => "workspace",
         }
     }
 }

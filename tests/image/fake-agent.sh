@@ -10,6 +10,8 @@
 #   @agentq-test exit N            exit with code N (at once)
 #   @agentq-test require FILE      exit 9 unless FILE exists in the repo
 #   @agentq-test print TEXT        print TEXT
+#
+# Several directives on one line run in order: `@agentq-test commit @agentq-test exit 3`.
 set -f
 name=$(basename "$0")
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -31,7 +33,9 @@ finish() {
 # and a stopped run records its end, so tests can tell whether two runs overlapped.
 printf '%s start=%s\n' "$name" "$started" >> "${log%.runs.log}.starts.log" 2>/dev/null
 trap 'finish 143' TERM
-directives=$(for a in "$@"; do printf '%s\n' "$a"; done | grep -o '@agentq-test .*' || true)
+# Several directives may share a line: each `@agentq-test` starts one.
+directives=$(for a in "$@"; do printf '%s\n' "$a"; done | grep -o '@agentq-test .*' | sed 's/ @agentq-test /\
+@agentq-test /g' || true)
 printf '%s\n' "$directives" | while IFS= read -r line; do
   [ -n "$line" ] || continue
   rest=${line#@agentq-test }

@@ -162,7 +162,8 @@ async fn templates_plans_and_personas_shape_the_prompt() {
         "{planned}"
     );
 
-    // A dry run is prepped but runs no agent; its record has the prompt and workspace.
+    // A dry run is prepped in a throwaway copy but runs no agent; its record has
+    // the prompt, and the real workspace is not touched (here: never made).
     let id = env.enqueue(&[
         "--repo",
         "demo",
@@ -176,10 +177,14 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     assert_eq!(rec.state, JobState::Completed);
     assert_eq!(rec.runs, 0);
     assert!(rec.prompt.contains("Peek"));
-    assert!(Path::new(&rec.workspace_dir).join("repo/go.mod").is_file());
-    assert!(!Path::new(&rec.workspace_dir)
-        .join(".meta/agent-codex.log")
-        .exists());
+    assert!(
+        rec.prompt.contains("Language: Go\n"),
+        "prep saw the repository (go.mod): {}",
+        rec.prompt
+    );
+    assert_eq!(rec.workspace_dir, "");
+    assert!(!env.workspace_root().join("core/demo/task-3").exists());
+    assert!(!env.workspace_root().join(".agentq-run/dry").join(id.to_lowercase()).exists());
 
     // Missing persona or plan variables: a clear error on the job, no retry.
     let id = env.enqueue(&[

@@ -16,6 +16,7 @@ use agentq_shared::{
     },
     store::{now_rfc3339, Delivery, Move, Moved},
     workspace::Workspace,
+    wslease::{workspace_key, WorkspaceTake},
 };
 use tokio::sync::watch;
 
@@ -27,6 +28,7 @@ use crate::{
     prep::{prepare, PrepError, Prepared},
     qa::QaResult,
     report,
+    save::{save_branch, SaveError, Saved},
 };
 
 /// Why the guard asks a running agent to stop.
@@ -179,13 +181,36 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
             )
             .await;
     };
+    if rec.input.dry_run {
+        // A dry run prepares a throwaway copy: no slot, no pacing, no workspace.
+        return run_admitted(ctx, hold, rec.clone(), &agent, None).await;
+    }
     let ttl = ctx.cfg.lease_ttl();
     let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ttl;
+    let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
+    // The workspace first, so a job waiting for it holds no pool slot.
+    let ws = workspace_key(&rec.input);
+    let taken = until_redis_answers("workspace", id, || {
+        store.take_workspace(&ws, id, ttl, stale)
+    })
+    .await;
+    let since = match taken {
+        WorkspaceTake::Taken { since } => since,
+        WorkspaceTake::Busy(holder) => {
+            let mut m = Move::to(JobState::Waiting)
+                .fields(&[
+                    ("reason", WaitReason::Workspace.as_str().to_string()),
+                    ("waiting_on", holder),
+                ])
+                .deliver(retry, false);
+            m.quiet = true;
+            return hold.apply(m).await.map(|_| ());
+        }
+    };
     let admission = until_redis_answers("admission", id, || {
         store.admit(&ctx.cfg.admission, &agent, id, ttl, stale)
     })
     .await;
-    let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
     let wait = match admission {
         Admission::Admitted => None,
         Admission::NoSlot => Some((WaitReason::Slot, retry)),
@@ -197,15 +222,26 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         )),
     };
     if let Some((reason, delay)) = wait {
+        // Keep the job's place in the workspace's line while it waits for a slot.
+        until_redis_answers("give the workspace back", id, || {
+            store.give_back_workspace(&ws, id, Some(since))
+        })
+        .await;
         let mut m = Move::to(JobState::Waiting)
-            .fields(&[("reason", reason.as_str().to_string())])
+            .fields(&[
+                ("reason", reason.as_str().to_string()),
+                ("waiting_on", String::new()),
+            ])
             .deliver(delay, false);
         m.quiet = true;
         return hold.apply(m).await.map(|_| ());
     }
-    let result = run_admitted(ctx, hold, rec.clone(), &agent).await;
+    let result = run_admitted(ctx, hold, rec.clone(), &agent, Some(&ws)).await;
     if let Err(e) = store.release_slot(&agent, id).await {
         tracing::debug!(job = id, error = %e, "cannot release the slot; its lease expires by itself");
+    }
+    if let Err(e) = store.give_back_workspace(&ws, id, None).await {
+        tracing::debug!(job = id, error = %e, "cannot give the workspace back; its lease expires by itself");
     }
     result
 }
@@ -220,6 +256,7 @@ fn spawn_guard(
     ctx: Arc<WorkerCtx>,
     hold: Hold,
     agent: AgentSpec,
+    workspace: Option<String>,
     repo: Option<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
 ) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
@@ -262,6 +299,16 @@ fn spawn_guard(
                             if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
                                 tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
                             }
+                            if let Some(ws) = &workspace {
+                                match ctx.store.renew_workspace(ws, &id, ttl).await {
+                                    Ok(true) => {}
+                                    Ok(false) => {
+                                        tracing::warn!(job = %id, workspace = %ws, "workspace lease lost; stopping the agent");
+                                        let _ = tx.send(StopReason::Fenced);
+                                    }
+                                    Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew workspace lease"),
+                                }
+                            }
                         }
                         Ok(Ok(false)) => {
                             tracing::warn!(job = %id, "run lease lost to another run; stopping the agent");
@@ -298,6 +345,7 @@ async fn run_admitted(
     hold: &Hold,
     rec: JobRecord,
     agent: &AgentSpec,
+    workspace: Option<&str>,
 ) -> Result<(), Fenced> {
     let id = rec.id.clone();
     let started = now_rfc3339();
@@ -306,6 +354,7 @@ async fn run_admitted(
         ("worker", ctx.worker_id.clone()),
         ("started_at", started.clone()),
         ("reason", String::new()),
+        ("waiting_on", String::new()),
     ]);
     m.bump_attempt = true;
     let Moved::Done { attempt, tries, .. } = hold.apply(m).await? else {
@@ -326,7 +375,14 @@ async fn run_admitted(
                 None
             }
         };
-    let (stop, guard) = spawn_guard(ctx.clone(), hold.clone(), agent.clone(), repo, beat.clone());
+    let (stop, guard) = spawn_guard(
+        ctx.clone(),
+        hold.clone(),
+        agent.clone(),
+        workspace.map(str::to_string),
+        repo,
+        beat.clone(),
+    );
     ctx.running.lock().unwrap().insert(id.clone());
     let began = std::time::Instant::now();
     let run = Run {
@@ -508,6 +564,24 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
             PrepError::Infra(e) => StageError::Infra(e, None),
         })?;
     let ws = prepared.workspace.clone();
+
+    if input.dry_run {
+        // The throwaway copy goes; the real workspace was never touched.
+        let root = crate::prep::workspace_root(&ctx.cfg, rec);
+        if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root)).await {
+            tracing::warn!(job = %rec.id, error = %e, "cannot remove the dry run's copy");
+        }
+        hold.move_to(
+            JobState::Completed,
+            &[
+                ("branch", prepared.branch.clone()),
+                ("prompt", prepared.prompt.clone()),
+                ("finished_at", now_rfc3339()),
+            ],
+        )
+        .await?;
+        return Ok(());
+    }
     let ws_dir = ws.dir.to_string_lossy().into_owned();
     hold.set_fields(&[
         ("workspace_dir", ws_dir.clone()),
@@ -518,26 +592,6 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
         ),
     ])
     .await?;
-
-    if input.dry_run {
-        write_status(
-            rec,
-            &prepared,
-            JobState::Completed,
-            rec.runs,
-            attempt,
-            started,
-        );
-        hold.move_to(
-            JobState::Completed,
-            &[
-                ("prompt", prepared.prompt.clone()),
-                ("finished_at", now_rfc3339()),
-            ],
-        )
-        .await?;
-        return Ok(());
-    }
 
     // Stage 2: run the agent.
     let runs = rec.runs + 1;
@@ -629,15 +683,35 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
         Err(e) => tracing::warn!(error = %e, "cannot record the outcome for pool backoff"),
     }
 
-    // Stage 3: QA, with the branch pushed first so its head can carry a status.
-    // Nothing leaves for the forge from a run that lost its job.
+    // The agent branch goes to the shared remote after every run that could
+    // leave commits, so any host can carry on from it. Nothing leaves from a run
+    // that lost its job.
+    if *stop.borrow() == StopReason::Fenced {
+        return Err(StageError::SelfFenced);
+    }
+    let saved = if take_commits {
+        match save_branch(&ctx.cfg, input, &prepared, &ctx.host).await {
+            Ok(s) => s,
+            Err(e @ SaveError::Moved { .. }) => {
+                tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");
+                state = JobState::Failed;
+                question = e.to_string();
+                Saved::Nothing
+            }
+            Err(e @ SaveError::Failed(_)) => {
+                forge_errors.add("save branch", e);
+                Saved::Nothing
+            }
+        }
+    } else {
+        Saved::Nothing
+    };
+
+    // Stage 3: QA, with the branch saved first so its head can carry a status.
     let mut qa = None;
     let mut pr_url = None;
     if state == JobState::Completed {
-        if *stop.borrow() == StopReason::Fenced {
-            return Err(StageError::SelfFenced);
-        }
-        let pushed = report::push_branch(ctx, rec, &prepared, &mut forge_errors).await;
+        let pushed = report::pull_branch(ctx, rec, &prepared, &saved, &mut forge_errors).await;
         if ctx.cfg.auto_qa {
             hold.move_to(JobState::Qa, &[]).await?;
             if let Some(p) = &pushed {

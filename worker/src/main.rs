@@ -17,6 +17,7 @@ mod metrics;
 mod prep;
 mod qa;
 mod report;
+mod save;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -55,6 +56,10 @@ struct Cli {
     /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9187).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// This host's name in records, `agentq workers` and worker ids [default:
+    /// the machine's host name].
+    #[arg(long, env = "AGENTQ_HOST")]
+    host: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -114,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let docker = docker::connect().await?;
     // Agents run on agentq's network, referred to by id from here on.
     cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
-    let host = hostname();
+    let host = cli.host.clone().unwrap_or_else(hostname);
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());

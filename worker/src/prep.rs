@@ -52,6 +52,20 @@ pub fn clone_url(cfg: &Config, input: &DispatchInput) -> String {
     )
 }
 
+/// Where job `rec`'s workspace is made: the workspace root, or for a dry run a
+/// throwaway root of its own (removed after), so a dry run never touches the
+/// workspace a real (maybe blocked) job owns.
+pub fn workspace_root(cfg: &Config, rec: &JobRecord) -> std::path::PathBuf {
+    if rec.input.dry_run {
+        cfg.workspace_root
+            .join(crate::deadman::RUN_DIR)
+            .join("dry")
+            .join(rec.id.to_lowercase())
+    } else {
+        cfg.workspace_root.clone()
+    }
+}
+
 /// Why prep failed.
 #[derive(Debug)]
 pub enum PrepError {
@@ -89,8 +103,8 @@ pub async fn prepare(
     let plan = (!input.plan_template.is_empty())
         .then(|| templates.plan(&input.plan_template, &input.variables))
         .transpose()?;
-    let workspace =
-        Workspace::for_input(&cfg.workspace_root, input).map_err(|e| PrepError::Infra(e.into()))?;
+    let workspace = Workspace::for_input(&workspace_root(cfg, rec), input)
+        .map_err(|e| PrepError::Infra(e.into()))?;
     let branch = agent_branch(input);
     let sync = sync_worker_repo(cfg, input, &workspace, &branch)
         .await
@@ -170,9 +184,9 @@ fn base_refspec(input: &DispatchInput) -> String {
 }
 
 /// Creates the worker repository if needed, fetches the remote's branches and
-/// the job's base into it, and picks the start commit: the agent branch saved
-/// here by an earlier run (moved forward to the remote's if that descends from
-/// it), else the agent branch on the remote, else the base.
+/// the job's base into it, and picks the start commit: the agent branch on the
+/// remote (saved by whichever host ran the workspace last), unless this host's
+/// is ahead of it; else this host's; else the base.
 async fn sync_worker_repo(
     cfg: &Config,
     input: &DispatchInput,
@@ -216,9 +230,18 @@ async fn sync_worker_repo(
         .ok_or_else(|| anyhow::anyhow!("the base `{BASE_REF}` is not a commit"))?;
     let local = rev_parse(&git_dir, &format!("refs/heads/{branch}")).await;
     let remote = rev_parse(&git_dir, &format!("refs/remotes/origin/{branch}")).await;
+    // The remote's agent branch is the shared truth (any host may have saved
+    // to it); this host's own branch wins only when it is the same or ahead
+    // (commits a failed save left here).
     let start = match (&local, &remote) {
-        (Some(l), Some(r)) if l != r && is_ancestor(&git_dir, l, r).await => r.clone(),
-        (Some(l), _) => l.clone(),
+        (Some(l), Some(r)) if l == r || is_ancestor(&git_dir, r, l).await => l.clone(),
+        (Some(l), Some(r)) => {
+            if !is_ancestor(&git_dir, l, r).await {
+                tracing::warn!(branch, local = %l, remote = %r, "this host's agent branch diverged from the remote's; starting from the remote's");
+            }
+            r.clone()
+        }
+        (Some(l), None) => l.clone(),
         (None, Some(r)) => r.clone(),
         (None, None) => base,
     };

@@ -16,7 +16,8 @@ use agentq_shared::{
 
 use crate::{
     context::WorkerCtx,
-    git::{git, git_with, rev_parse, Credentials},
+    git::git,
+    save::Saved,
     prep::Prepared,
     qa::QaResult,
 };
@@ -29,7 +30,8 @@ pub const STATUS_CONTEXT: &str = "agentq/qa";
 pub struct ForgeErrors(Vec<String>);
 
 impl ForgeErrors {
-    fn add(&mut self, what: &str, e: impl std::fmt::Display) {
+    /// A failure of `what`, with its error.
+    pub fn add(&mut self, what: &str, e: impl std::fmt::Display) {
         tracing::warn!(error = %e, "forge: {what} failed");
         self.0.push(format!("{what}: {e}"));
     }
@@ -182,22 +184,22 @@ pub struct Pushed {
     pub base: String,
 }
 
-/// Pushes the agent branch from the worker repository when it has commits
-/// ahead of the base branch, to the URL agentq's configuration names (never one
-/// from the workspace), with credentials pinned to the forge's origin. The push
-/// replaces exactly the commit prep saw on the remote (or creates the branch):
-/// if the remote branch moved to a commit this worker never saw, it is refused.
-pub async fn push_branch(
+/// The saved agent branch, when it has commits ahead of the base branch and a
+/// forge is there to open a pull request for it.
+pub async fn pull_branch(
     ctx: &Arc<WorkerCtx>,
     rec: &JobRecord,
     prepared: &Prepared,
+    saved: &Saved,
     errors: &mut ForgeErrors,
 ) -> Option<Pushed> {
     let forge = ctx.forge.as_ref()?;
     if !ctx.cfg.forge.auto_pr {
         return None;
     }
-    let git_dir = prepared.workspace.worker_repo();
+    let Saved::At(sha) = saved else {
+        return None;
+    };
     let base = if !ctx.cfg.forge.base_branch.is_empty() {
         ctx.cfg.forge.base_branch.clone()
     } else {
@@ -210,9 +212,7 @@ pub async fn push_branch(
             }
         }
     };
-    let local = format!("refs/heads/{}", prepared.branch);
-    // No agent branch in the worker repository: no run has committed anything.
-    let sha = rev_parse(&git_dir, &local).await?;
+    let git_dir = prepared.workspace.worker_repo();
     let ahead = git(
         &git_dir,
         &[
@@ -223,45 +223,16 @@ pub async fn push_branch(
     )
     .await;
     match ahead.as_deref().map(str::parse::<u64>) {
-        Ok(Ok(n)) if n > 0 => {}
-        Ok(_) => return None,
+        Ok(Ok(n)) if n > 0 => Some(Pushed {
+            sha: sha.clone(),
+            base,
+        }),
+        Ok(_) => None,
         Err(e) => {
             errors.add("count commits ahead of the base", e);
-            return None;
+            None
         }
     }
-    let url = crate::prep::clone_url(&ctx.cfg, &rec.input);
-    let creds = match Credentials::for_url(&ctx.cfg, &url) {
-        Ok(c) => c,
-        Err(e) => {
-            errors.add("write askpass helper", e);
-            return None;
-        }
-    };
-    let lease = format!(
-        "--force-with-lease={local}:{}",
-        prepared.remote_sha.as_deref().unwrap_or("")
-    );
-    let refspec = format!("{local}:{local}");
-    let push = git_with(
-        &git_dir,
-        &[
-            "push",
-            "--quiet",
-            "--porcelain",
-            &lease,
-            "--",
-            &url,
-            &refspec,
-        ],
-        creds.as_ref(),
-    )
-    .await;
-    if let Err(e) = push {
-        errors.add("push branch", e);
-        return None;
-    }
-    Some(Pushed { sha, base })
 }
 
 /// Sets the commit status of the pushed head.

@@ -1,0 +1,236 @@
+//! Issue 11's acceptance (its first part): a workspace is used by one job at a
+//! time on any host, and its truth lives on the shared remote, so any host can
+//! carry on. Two worker processes with their own workspace roots and host names
+//! stand in for two hosts.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use agentq_shared::status::JobState;
+use agentq_tests::*;
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// A worker standing in for host `name`: its own workspace root.
+fn host(env: &TestEnv, name: &str, concurrency: u32) -> (WorkerProc, PathBuf) {
+    let root = env.dir.path().join(format!("ws-{name}"));
+    std::fs::create_dir_all(&root).unwrap();
+    let w = env.worker_with_args(
+        name,
+        &[
+            "--concurrency",
+            &concurrency.to_string(),
+            "--host",
+            name,
+            "--workspace-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    (w, root)
+}
+
+/// Commits on `branch` of the bare remote `core/demo`, newest first (empty if
+/// the branch is not there).
+fn remote_log(remote: &Path, branch: &str) -> Vec<String> {
+    let out = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "log", "--format=%H %s"])
+        .arg(format!("refs/heads/{branch}"))
+        .arg("--")
+        .current_dir(remote)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn agent_commits(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains("agentq test: change by"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+fn intervals(env: &TestEnv, id: &str) -> Vec<(f64, f64)> {
+    env.agent_runs(id)
+        .lines()
+        .map(|l| {
+            let f = |k: &str| -> f64 {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            (f("start="), f("end="))
+        })
+        .collect()
+}
+
+fn enqueue(env: &TestEnv, issue: u32, task: &str) -> String {
+    env.enqueue(&[
+        "--repo",
+        "demo",
+        "--org",
+        "core",
+        "--issue",
+        &issue.to_string(),
+        "--task",
+        task,
+        "--agent",
+        "codex",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let (_a, _) = host(&env, "host-a", 2);
+    let ids = [
+        enqueue(&env, 1, "first @agentq-test sleep 2 @agentq-test commit"),
+        enqueue(&env, 1, "second @agentq-test block \"which way?\""),
+        enqueue(&env, 1, "third @agentq-test exit 3"),
+    ];
+    let mut recs = Vec::new();
+    for id in &ids {
+        recs.push(env.wait_final(id, LONG).await);
+    }
+    let states: Vec<JobState> = recs.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [JobState::Completed, JobState::Blocked, JobState::Failed],
+        "{recs:#?}"
+    );
+    for r in &recs {
+        assert_eq!(r.attempt, 1, "waiting for the workspace spends no attempt: {r:?}");
+    }
+    let mut all: Vec<(f64, f64)> = ids.iter().flat_map(|id| intervals(&env, id)).collect();
+    assert_eq!(all.len(), 3);
+    all.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    assert!(
+        all.windows(2).all(|w| w[0].1 <= w[1].0),
+        "no two runs in one workspace overlap: {all:?}"
+    );
+    let store = env.store().await;
+    let mut histories = Vec::new();
+    for id in &ids[1..] {
+        histories.push(store.history(id).await.unwrap());
+    }
+    assert!(
+        histories
+            .iter()
+            .flatten()
+            .any(|e| e.state == "waiting" && e.reason == "workspace"),
+        "a later job waited for the workspace: {histories:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_another_host_starts_from_the_first_hosts_commits() {
+    require_docker();
+    let env = TestEnv::new();
+    let remote = env.remotes.create("core", "demo", &[]);
+    let (mut a, _) = host(&env, "host-a", 1);
+    let id = enqueue(
+        &env,
+        2,
+        "carry on @agentq-test commit @agentq-test block-unless /agentq/ANSWER.md \"which way?\"",
+    );
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
+    assert_eq!(rec.host, "host-a");
+    let first = agent_commits(&remote_log(&remote, &rec.branch));
+    assert_eq!(first.len(), 1, "the blocked run's commit is on the remote");
+    a.kill9();
+
+    let (_b, root_b) = host(&env, "host-b", 1);
+    env.cli_ok(&["resume", &id, "--answer", "left"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.host, "host-b");
+    assert!(Path::new(&rec.workspace_dir).starts_with(&root_b));
+    let both = agent_commits(&remote_log(&remote, &rec.branch));
+    assert_eq!(both.len(), 2, "both runs' commits, in order: {both:?}");
+    assert_eq!(both[1], first[0], "host B built on host A's commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_host_keeps_the_failed_runs_commits() {
+    require_docker();
+    let env = TestEnv::new();
+    let remote = env.remotes.create("core", "demo", &[]);
+    let (mut a, _) = host(&env, "host-a", 1);
+    let id = enqueue(&env, 3, "try again @agentq-test commit @agentq-test exit 3");
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    let first = agent_commits(&remote_log(&remote, &rec.branch));
+    assert_eq!(first.len(), 1, "the failed run's commit is saved");
+    a.kill9();
+    let (_b, _) = host(&env, "host-b", 1);
+    env.cli_ok(&["retry", &id]);
+    let deadline = Instant::now() + LONG;
+    let rec = loop {
+        let r = env.wait_final(&id, LONG).await;
+        if r.host == "host-b" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the retry did not run: {r:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rec.state, JobState::Failed);
+    let both = agent_commits(&remote_log(&remote, &rec.branch));
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(both[1], first[0], "the retry started from the failed run's commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
+    require_docker();
+    let env = TestEnv::new();
+    let remote = env.remotes.create("core", "demo", &[]);
+    let (_a, _) = host(&env, "host-a", 1);
+    let id = enqueue(&env, 4, "race @agentq-test sleep 4 @agentq-test commit");
+    let rec = env
+        .wait_for(&id, LONG, |r| r.state == JobState::Running && !r.branch.is_empty())
+        .await;
+    // Someone else pushes to the agent branch while the agent works.
+    let other = tempfile::tempdir().unwrap();
+    git(other.path(), &["clone", "-q", remote.to_str().unwrap(), "c"]);
+    let c = other.path().join("c");
+    git(&c, &["checkout", "-q", "-b", &rec.branch]);
+    std::fs::write(c.join("theirs.txt"), "theirs\n").unwrap();
+    git(&c, &["add", "theirs.txt"]);
+    git(
+        &c,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "someone else's commit",
+        ],
+    );
+    git(&c, &["push", "-q", "origin", &rec.branch]);
+    let theirs = git(&c, &["rev-parse", "HEAD"]);
+
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert!(
+        rec.question.contains("moved while the job ran") && rec.question.contains("host-a"),
+        "{}",
+        rec.question
+    );
+    let log = remote_log(&remote, &rec.branch);
+    assert!(
+        log[0].starts_with(theirs.trim()),
+        "their commit is still the branch head: {log:?}"
+    );
+}
