@@ -100,6 +100,30 @@ pub fn store_error(e: &StoreError, redacted_url: &str) -> String {
     })
 }
 
+/// What a waiting job waits for, in words (empty unless it waits).
+pub fn waits_for(rec: &JobRecord) -> String {
+    use agentq_shared::status::{JobState, WaitReason};
+    if rec.state != JobState::Waiting {
+        return String::new();
+    }
+    let pool = rec.input.agent.split(':').next().unwrap_or_default();
+    match rec.reason.as_str() {
+        r if r == WaitReason::Workspace.as_str() && rec.waiting_on.is_empty() => {
+            "its workspace (older jobs for it are first in line)".to_string()
+        }
+        r if r == WaitReason::Workspace.as_str() => {
+            format!("its workspace, held by job {}", rec.waiting_on)
+        }
+        r if r == WaitReason::Affinity.as_str() => format!(
+            "host {}, which has its workspace (for a few seconds, then any host)",
+            rec.waiting_on
+        ),
+        r if r == WaitReason::Slot.as_str() => format!("a slot in the {pool} pool"),
+        r if r == WaitReason::Backoff.as_str() => format!("the {pool} pool's pause to end"),
+        _ => String::new(),
+    }
+}
+
 /// One record, as `key: value` lines, empty fields left out.
 pub fn print_record(rec: &JobRecord) {
     let i = &rec.input;
@@ -107,6 +131,7 @@ pub fn print_record(rec: &JobRecord) {
         ("id", rec.id.clone()),
         ("state", rec.state.to_string()),
         ("reason", rec.reason.clone()),
+        ("waits for", waits_for(rec)),
         ("agent", i.agent.clone()),
         ("repo", format!("{}/{}", i.org, i.repo)),
         ("task", first_line(&i.task)),

@@ -69,6 +69,10 @@ pub struct Config {
     /// was lost, seconds (jobs whose run lease expired are looked for every
     /// heartbeat).
     pub sweep_secs: u64,
+    /// A job whose workspace is on another live host is left to that host for
+    /// this long (it has the tree and the history); then any host takes it and
+    /// rebuilds the workspace from the shared remote. 0: no affinity.
+    pub affinity_secs: u64,
 }
 
 /// Container settings.
@@ -224,6 +228,7 @@ impl Default for Config {
             host_failures: 3,
             host_cooldown_secs: 60,
             sweep_secs: 30,
+            affinity_secs: 10,
         }
     }
 }

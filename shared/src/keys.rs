@@ -116,6 +116,17 @@ impl Keys {
         format!("{}:wsseen:{ws}", self.ns)
     }
 
+    /// Hash: workspace (`{org}/{repo}/{name}`) → the host that last ran a job in it.
+    pub fn workspace_hosts(&self) -> String {
+        format!("{}:wshost", self.ns)
+    }
+
+    /// Sorted set: jobs another host left to `host` because it has their
+    /// workspace (job id → until when, ms).
+    pub fn affinity(&self, host: &str) -> String {
+        format!("{}:affinity:{host}", self.ns)
+    }
+
     /// Counter: consecutive fast failures of a pool.
     pub fn fails(&self, pool: &str) -> String {
         format!("{}:fails:{pool}", self.ns)

@@ -81,6 +81,9 @@ pub struct JobRecord {
     /// While `waiting` for its workspace: the id of the job running in it (empty
     /// when an older waiter is first in line).
     pub waiting_on: String,
+    /// When other hosts first left the job to the host that has its workspace
+    /// (ms since the epoch; empty when it never waited for that).
+    pub affinity_since: String,
 }
 
 impl JobRecord {
@@ -121,6 +124,7 @@ impl JobRecord {
             owner: String::new(),
             task: String::new(),
             waiting_on: String::new(),
+            affinity_since: String::new(),
         }
     }
 
@@ -166,6 +170,7 @@ impl JobRecord {
             ("key", self.key.clone()),
             ("owner", self.owner.clone()),
             ("waiting_on", self.waiting_on.clone()),
+            ("affinity_since", self.affinity_since.clone()),
         ]
     }
 
@@ -218,6 +223,7 @@ impl JobRecord {
             owner: take("owner"),
             task: take("task"),
             waiting_on: take("waiting_on"),
+            affinity_since: take("affinity_since"),
         })
     }
 }

@@ -313,6 +313,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::HostError,
     WaitReason::HostDegraded,
     WaitReason::Workspace,
+    WaitReason::Affinity,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -341,6 +342,9 @@ pub enum WaitReason {
     HostDegraded,
     /// Another job runs in its workspace (the record's `waiting_on` names it).
     Workspace,
+    /// Its workspace is on a live host (the record's `waiting_on` names it);
+    /// other hosts leave it to that host for `affinity_secs`.
+    Affinity,
 }
 
 impl WaitReason {
@@ -357,6 +361,7 @@ impl WaitReason {
             Self::HostError => "host_error",
             Self::HostDegraded => "host_degraded",
             Self::Workspace => "workspace",
+            Self::Affinity => "affinity",
         }
     }
 }

@@ -68,9 +68,32 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 "#;
 
+/// KEYS: the five queue keys, the host's affinity set. ARGV: now (ms), most,
+/// job prefix. Takes up to `most` jobs left to this host whose delivery still
+/// waits in the scheduled set: removes the delivery from apalis's lists (it is
+/// consumed here) and returns the deliveries' data.
+const CLAIM: &str = r#"
+local set, now, most, job_prefix = KEYS[6], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+  if #out >= most then break end
+  redis.call('ZREM', set, id)
+  local task = redis.call('HGET', job_prefix .. id, 'task')
+  if task and redis.call('ZREM', Q_SCHEDULED, task) == 1 then
+    local data = redis.call('HGET', Q_DATA, task)
+    redis.call('HDEL', Q_DATA, task)
+    redis.call('DEL', Q_META .. ':' .. task)
+    if data then table.insert(out, data) end
+  end
+end
+return out
+"#;
+
+static CLAIM_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{}{CLAIM}", crate::delivery::PUSH_LUA)));
 static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
-static GIVE_BACK_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(GIVE_BACK));
+static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GIVE_BACK));
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 
 /// The workspace a job runs in, as a key: `{org}/{repo}/{pr-N|task-N|branch|tag}`.
@@ -151,6 +174,67 @@ impl JobStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Notes that `host` has workspace `ws` now (for affinity).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn set_workspace_host(&self, ws: &str, host: &str) -> Result<(), StoreError> {
+        let _: () =
+            redis::AsyncCommands::hset(&mut self.conn(), self.keys().workspace_hosts(), ws, host)
+                .await?;
+        Ok(())
+    }
+
+    /// Leaves job `id` to `host` (it has the job's workspace) until `until_ms`;
+    /// `host` claims it with [`JobStore::claim_left_jobs`] when it has room.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn leave_to_host(
+        &self,
+        host: &str,
+        id: &str,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _: () =
+            redis::AsyncCommands::zadd(&mut self.conn(), self.keys().affinity(host), id, until_ms)
+                .await?;
+        Ok(())
+    }
+
+    /// Up to `most` jobs other hosts left to `host`, as deliveries this host now
+    /// owns (taken out of the queue).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn claim_left_jobs(
+        &self,
+        host: &str,
+        most: usize,
+    ) -> Result<Vec<crate::store::Delivery>, StoreError> {
+        let mut inv = CLAIM_SCRIPT.prepare_invoke();
+        for k in crate::delivery::queue_keys(self.keys()) {
+            inv.key(k);
+        }
+        inv.key(self.keys().affinity(host))
+            .arg(now_ms())
+            .arg(most)
+            .arg(self.keys().job_prefix());
+        let data: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn()).await?;
+        Ok(data
+            .iter()
+            .filter_map(|d| serde_json::from_slice(d).ok())
+            .collect())
+    }
+
+    /// The host that last ran a job in workspace `ws`, if any.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn workspace_host(&self, ws: &str) -> Result<Option<String>, StoreError> {
+        Ok(redis::AsyncCommands::hget(&mut self.conn(), self.keys().workspace_hosts(), ws).await?)
     }
 
     /// Extends job `id`'s lease on workspace `ws`; returns whether it still holds it.

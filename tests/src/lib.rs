@@ -766,6 +766,27 @@ impl Drop for WorkerProc {
     }
 }
 
+/// Waits until `n` workers are registered and live (`agentq workers`).
+pub async fn wait_live_workers(env: &TestEnv, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = env.cli(&["workers", "--json"], None);
+        let live = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .count();
+        if live >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {live} of {n} workers registered\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Containers (id) on the engine carrying label `key=value`, running or not.
 pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
     docker_ps("-aq", key, value)

@@ -184,7 +184,11 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     );
     assert_eq!(rec.workspace_dir, "");
     assert!(!env.workspace_root().join("core/demo/task-3").exists());
-    assert!(!env.workspace_root().join(".agentq-run/dry").join(id.to_lowercase()).exists());
+    assert!(!env
+        .workspace_root()
+        .join(".agentq-run/dry")
+        .join(id.to_lowercase())
+        .exists());
 
     // Missing persona or plan variables: a clear error on the job, no retry.
     let id = env.enqueue(&[

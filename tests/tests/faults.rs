@@ -273,7 +273,8 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
     let _good = env.worker("good", 2);
     let lines: String = (0..20)
         .map(|i| {
-            format!(r#"{{"repo":"demo","org":"core","issue":{},"task":"host @agentq-test commit","agent":"codex"}}"#,
+            format!(r#"{{"repo":"demo","org":"core","issue":{},"task":"host {} @agentq-test commit","agent":"codex"}}"#,
+                i + 1,
                 i + 1)
                 + "\n"
         })

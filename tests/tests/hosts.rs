@@ -107,7 +107,10 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
         "{recs:#?}"
     );
     for r in &recs {
-        assert_eq!(r.attempt, 1, "waiting for the workspace spends no attempt: {r:?}");
+        assert_eq!(
+            r.attempt, 1,
+            "waiting for the workspace spends no attempt: {r:?}"
+        );
     }
     let mut all: Vec<(f64, f64)> = ids.iter().flat_map(|id| intervals(&env, id)).collect();
     assert_eq!(all.len(), 3);
@@ -185,7 +188,10 @@ async fn a_retry_on_another_host_keeps_the_failed_runs_commits() {
     assert_eq!(rec.state, JobState::Failed);
     let both = agent_commits(&remote_log(&remote, &rec.branch));
     assert_eq!(both.len(), 2, "{both:?}");
-    assert_eq!(both[1], first[0], "the retry started from the failed run's commit");
+    assert_eq!(
+        both[1], first[0],
+        "the retry started from the failed run's commit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,11 +202,16 @@ async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
     let (_a, _) = host(&env, "host-a", 1);
     let id = enqueue(&env, 4, "race @agentq-test sleep 4 @agentq-test commit");
     let rec = env
-        .wait_for(&id, LONG, |r| r.state == JobState::Running && !r.branch.is_empty())
+        .wait_for(&id, LONG, |r| {
+            r.state == JobState::Running && !r.branch.is_empty()
+        })
         .await;
     // Someone else pushes to the agent branch while the agent works.
     let other = tempfile::tempdir().unwrap();
-    git(other.path(), &["clone", "-q", remote.to_str().unwrap(), "c"]);
+    git(
+        other.path(),
+        &["clone", "-q", remote.to_str().unwrap(), "c"],
+    );
     let c = other.path().join("c");
     git(&c, &["checkout", "-q", "-b", &rec.branch]);
     std::fs::write(c.join("theirs.txt"), "theirs\n").unwrap();
@@ -233,4 +244,31 @@ async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
         log[0].starts_with(theirs.trim()),
         "their commit is still the branch head: {log:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_goes_back_to_the_live_host_that_has_the_workspace() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let (_a, root_a) = host(&env, "host-a", 1);
+    let id = enqueue(
+        &env,
+        5,
+        "stay @agentq-test block-unless /agentq/ANSWER.md \"which way?\"",
+    );
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        (rec.state, rec.host.as_str()),
+        (JobState::Blocked, "host-a")
+    );
+    // Host B is up and idle too; the resume still goes to host A.
+    let (_b, _) = host(&env, "host-b", 4);
+    wait_live_workers(&env, 2).await;
+    env.cli_ok(&["resume", &id, "--answer", "left"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let history = env.store().await.history(&id).await.unwrap();
+    assert_eq!(rec.host, "host-a", "{history:#?}\n{}", env.worker_logs());
+    assert!(Path::new(&rec.workspace_dir).starts_with(&root_a));
 }

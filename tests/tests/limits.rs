@@ -61,27 +61,6 @@ async fn finish_all(env: &TestEnv, ids: &[String]) -> Vec<JobRecord> {
     out
 }
 
-/// Waits until `n` workers are registered and live.
-async fn wait_live_workers(env: &TestEnv, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = env.cli(&["workers", "--json"], None);
-        let live = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.trim_start().starts_with('{'))
-            .count();
-        if live >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {live} of {n} workers registered\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_limit_holds_across_three_worker_processes() {
     require_docker();

@@ -188,8 +188,27 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
     let ttl = ctx.cfg.lease_ttl();
     let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ttl;
     let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
-    // The workspace first, so a job waiting for it holds no pool slot.
     let ws = workspace_key(&rec.input);
+    if let Some((host, since)) = affinity(ctx, &rec, &ws).await {
+        // The delivery waits out the grace period; the host with the workspace
+        // claims it before then if it has room.
+        let until = since + ctx.cfg.affinity_secs as i64 * 1000;
+        let left = (until - chrono::Utc::now().timestamp_millis()).max(0) as u64;
+        let mut m = Move::to(JobState::Waiting)
+            .fields(&[
+                ("reason", WaitReason::Affinity.as_str().to_string()),
+                ("waiting_on", host.clone()),
+                ("affinity_since", since.to_string()),
+            ])
+            .deliver(Duration::from_millis(left), false);
+        m.quiet = true;
+        hold.apply(m).await?;
+        if let Err(e) = store.leave_to_host(&host, id, until).await {
+            tracing::debug!(job = id, error = %e, "cannot leave the job to its workspace's host; it runs after the grace period");
+        }
+        return Ok(());
+    }
+    // The workspace first, so a job waiting for it holds no pool slot.
     let taken = until_redis_answers("workspace", id, || {
         store.take_workspace(&ws, id, ttl, stale)
     })
@@ -244,6 +263,30 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         tracing::debug!(job = id, error = %e, "cannot give the workspace back; its lease expires by itself");
     }
     result
+}
+
+/// Whether to leave the job to the live host that has its workspace: that host
+/// and since when (ms), while `affinity_secs` have not passed. Redis errors
+/// mean no affinity (any host may run any job).
+async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String, i64)> {
+    let grace = ctx.cfg.affinity_secs as i64 * 1000;
+    if grace == 0 {
+        return None;
+    }
+    let owner = ctx.store.workspace_host(ws).await.ok()??;
+    if owner == ctx.host {
+        return None;
+    }
+    let live = ctx.store.live_workers().await.ok()?;
+    if !live
+        .iter()
+        .any(|w| w.host == owner && w.degraded.is_empty())
+    {
+        return None;
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let since = rec.affinity_since.parse().unwrap_or(now);
+    (now - since < grace).then_some((owner, since))
 }
 
 /// Renews the run lease and the slot, and watches for cancel and shutdown, while
@@ -355,11 +398,17 @@ async fn run_admitted(
         ("started_at", started.clone()),
         ("reason", String::new()),
         ("waiting_on", String::new()),
+        ("affinity_since", String::new()),
     ]);
     m.bump_attempt = true;
     let Moved::Done { attempt, tries, .. } = hold.apply(m).await? else {
         return Err(Fenced);
     };
+    if let Some(ws) = workspace {
+        if let Err(e) = ctx.store.set_workspace_host(ws, &ctx.host).await {
+            tracing::debug!(job = %id, error = %e, "cannot note this host as the workspace's");
+        }
+    }
     let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
     if reaped > 0 {
         tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");

@@ -14,6 +14,7 @@ mod hold;
 mod import;
 mod job;
 mod metrics;
+mod mirror;
 mod prep;
 mod qa;
 mod report;
@@ -154,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Shutdown: the first signal stops new work (draining); after the timeout, or a
     // second signal, running agents are stopped and their jobs handed back.
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, drain_rx.clone());
     let grace = Duration::from_secs(cli.shutdown_timeout);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -13,10 +13,10 @@ use agentq_shared::{
     prompt::{build_prompt, PromptParts},
     record::JobRecord,
     templates::{TemplateError, Templates},
-    workspace::{agent_branch, Workspace},
+    workspace::{agent_branch, workspace_name, Workspace},
 };
 
-use crate::git::{git, git_with, is_ancestor, rev_parse, Credentials};
+use crate::git::{git, is_ancestor, rev_parse, Credentials};
 
 /// The ref in the worker repository that holds the job's base commit.
 const BASE_REF: &str = "refs/agentq/base";
@@ -168,18 +168,18 @@ struct Synced {
     remote: Option<String>,
 }
 
-/// The refspec that fetches the job's base into [`BASE_REF`]: the PR head
+/// The refspec that fetches the job's base into `target`: the PR head
 /// (`refs/pull/N/head`, as Forgejo publishes it), the named branch or tag, or
 /// the remote's default branch.
-fn base_refspec(input: &DispatchInput) -> String {
+fn base_refspec(input: &DispatchInput, target: &str) -> String {
     if input.pr > 0 {
-        format!("+refs/pull/{}/head:{BASE_REF}", input.pr)
+        format!("+refs/pull/{}/head:{target}", input.pr)
     } else if !input.branch.is_empty() {
-        format!("+refs/heads/{}:{BASE_REF}", input.branch)
+        format!("+refs/heads/{}:{target}", input.branch)
     } else if !input.tag.is_empty() {
-        format!("+refs/tags/{}:{BASE_REF}", input.tag)
+        format!("+refs/tags/{}:{target}", input.tag)
     } else {
-        format!("+HEAD:{BASE_REF}")
+        format!("+HEAD:{target}")
     }
 }
 
@@ -207,10 +207,21 @@ async fn sync_worker_repo(
         }
         git(&meta, &["init", "--quiet", "--bare", "git"]).await?;
     }
+    // The network fetch goes to this host's mirror of the repository (only what
+    // is new); the worker repository borrows its objects and fetches from it.
     let url = clone_url(cfg, input);
     let creds = Credentials::for_url(cfg, &url)?;
-    let base_spec = base_refspec(input);
-    git_with(
+    let mirror = crate::mirror::mirror_dir(cfg, input);
+    let mirror_base = format!("refs/agentq/base/{}", workspace_name(input));
+    crate::mirror::update(
+        &mirror,
+        &url,
+        &base_refspec(input, &mirror_base),
+        creds.as_ref(),
+    )
+    .await?;
+    crate::mirror::borrow_objects(&git_dir, &mirror)?;
+    git(
         &git_dir,
         &[
             "fetch",
@@ -218,11 +229,10 @@ async fn sync_worker_repo(
             "--no-tags",
             "--prune",
             "--",
-            &url,
+            &mirror.to_string_lossy(),
             "+refs/heads/*:refs/remotes/origin/*",
-            &base_spec,
+            &format!("+{mirror_base}:{BASE_REF}"),
         ],
-        creds.as_ref(),
     )
     .await?;
     let base = rev_parse(&git_dir, BASE_REF)

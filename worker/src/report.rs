@@ -14,13 +14,7 @@ use agentq_shared::{
     status::JobState,
 };
 
-use crate::{
-    context::WorkerCtx,
-    git::git,
-    save::Saved,
-    prep::Prepared,
-    qa::QaResult,
-};
+use crate::{context::WorkerCtx, git::git, prep::Prepared, qa::QaResult, save::Saved};
 
 /// Commit status context agentq reports under.
 pub const STATUS_CONTEXT: &str = "agentq/qa";

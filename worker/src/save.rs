@@ -77,9 +77,14 @@ pub async fn save_branch(
         Ok(_) => Ok(Saved::At(sha)),
         Err(e) => {
             let text = format!("{e:#}");
-            if ["stale info", "[rejected]", "fetch first", "non-fast-forward"]
-                .iter()
-                .any(|m| text.contains(m))
+            if [
+                "stale info",
+                "[rejected]",
+                "fetch first",
+                "non-fast-forward",
+            ]
+            .iter()
+            .any(|m| text.contains(m))
             {
                 Err(SaveError::Moved {
                     branch: prepared.branch.clone(),

@@ -123,10 +123,81 @@ async fn main() {
         ),
     ));
 
+    drop(env);
+
+    // 5. Preparing workspaces of a big repository on one host (the mirror cache):
+    // 5 000 commits, ~100 MB of history; ten dry runs, each in a new workspace.
+    let env = TestEnv::new();
+    let bare = env.remotes.create("core", "big", &[]);
+    grow_history(&bare, 5_000, 20 * 1024);
+    let _w = env.worker("bench", 1);
+    let mut prep = Vec::new();
+    for issue in 1..=10 {
+        let id = env.enqueue(&[
+            "--repo",
+            "big",
+            "--task",
+            "prep",
+            "--issue",
+            &issue.to_string(),
+            "--dry-run",
+        ]);
+        let rec = env.wait_final(&id, Duration::from_secs(600)).await;
+        assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        prep.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+    }
+    rows.push((
+        "prepare a workspace, 5 000-commit ~100 MB repository: first / tenth on one host".into(),
+        format!("{:.2} s / {:.2} s", prep[0], prep[9]),
+    ));
+
     println!("| measurement | result |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
+}
+
+/// Adds `commits` commits to `main` of the bare repository `bare`, each with a
+/// new file of `size` incompressible bytes (git fast-import).
+fn grow_history(bare: &std::path::Path, commits: usize, size: usize) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(bare)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    let mut input = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut data = vec![0u8; size];
+    writeln!(input, "reset refs/heads/main\nfrom refs/heads/main^0").unwrap();
+    for i in 0..commits {
+        for b in data.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        writeln!(input, "blob\nmark :{}\ndata {}", i + 1, data.len()).unwrap();
+        input.write_all(&data).unwrap();
+        let msg = format!("commit {i}");
+        writeln!(
+            input,
+            "\ncommit refs/heads/main\ncommitter Bench <b@b> {} +0000\ndata {}\n{msg}\nM 100644 :{} f{}.bin",
+            1_700_000_000 + i,
+            msg.len(),
+            i + 1,
+            i % 500
+        )
+        .unwrap();
+    }
+    drop(input);
+    assert!(child.wait().unwrap().success(), "git fast-import failed");
 }
 
 fn toml_limits() -> AdmissionConfig {
