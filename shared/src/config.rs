@@ -73,6 +73,15 @@ pub struct Config {
     /// this long (it has the tree and the history); then any host takes it and
     /// rebuilds the workspace from the shared remote. 0: no affinity.
     pub affinity_secs: u64,
+    /// A finished workspace is kept this long after its last use, seconds
+    /// (default 7 days); one whose last job is blocked is kept for the resume.
+    pub workspace_keep_secs: u64,
+    /// Most disk this host's workspaces may use, GB (0: no budget). Over it, the
+    /// least recently used ones go first; never one with a running or blocked job.
+    pub workspace_budget_gb: f64,
+    /// How often each host looks at its workspaces (keep, budget, purged jobs),
+    /// seconds.
+    pub workspace_sweep_secs: u64,
 }
 
 /// Container settings.
@@ -229,6 +238,9 @@ impl Default for Config {
             host_cooldown_secs: 60,
             sweep_secs: 30,
             affinity_secs: 10,
+            workspace_keep_secs: 7 * 24 * 3600,
+            workspace_budget_gb: 0.0,
+            workspace_sweep_secs: 300,
         }
     }
 }

@@ -121,6 +121,11 @@ impl Keys {
         format!("{}:wshost", self.ns)
     }
 
+    /// Hash: workspace (`{org}/{repo}/{name}`) → the last job run in it.
+    pub fn workspace_jobs(&self) -> String {
+        format!("{}:wsjob", self.ns)
+    }
+
     /// Sorted set: jobs another host left to `host` because it has their
     /// workspace (job id → until when, ms).
     pub fn affinity(&self, host: &str) -> String {

@@ -104,6 +104,9 @@ pub struct WorkerInfo {
     /// empty.
     #[serde(default)]
     pub degraded: String,
+    /// Bytes this host's workspaces and git mirrors use (at its last look).
+    #[serde(default)]
+    pub workspace_bytes: u64,
 }
 
 /// One event from the events stream.

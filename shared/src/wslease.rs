@@ -90,6 +90,16 @@ end
 return out
 "#;
 
+/// KEYS: lease, waiters. ARGV: id, ttl (ms). Takes the lease only if the
+/// workspace is free and nobody waits for it (for housekeeping, which must never
+/// hold a job up). Returns 1 if taken.
+const TRY_TAKE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRY_TAKE));
 static CLAIM_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{}{CLAIM}", crate::delivery::PUSH_LUA)));
 static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
@@ -185,6 +195,49 @@ impl JobStore {
             redis::AsyncCommands::hset(&mut self.conn(), self.keys().workspace_hosts(), ws, host)
                 .await?;
         Ok(())
+    }
+
+    /// Takes workspace `ws` for housekeeping (`id`, e.g. `janitor:{host}`) only
+    /// if no job runs in it or waits for it; returns whether it did.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn try_take_workspace(
+        &self,
+        ws: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let k = self.keys();
+        let n: i64 = TRY_TAKE_SCRIPT
+            .key(k.workspace_lease(ws))
+            .key(k.workspace_waiters(ws))
+            .arg(id)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Notes that job `id` is the last job run in workspace `ws` (housekeeping
+    /// keeps a workspace whose last job is blocked, and drops one whose last job
+    /// was purged).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn set_workspace_job(&self, ws: &str, id: &str) -> Result<(), StoreError> {
+        let _: () =
+            redis::AsyncCommands::hset(&mut self.conn(), self.keys().workspace_jobs(), ws, id)
+                .await?;
+        Ok(())
+    }
+
+    /// The last job run in workspace `ws`, if known.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn workspace_job(&self, ws: &str) -> Result<Option<String>, StoreError> {
+        Ok(redis::AsyncCommands::hget(&mut self.conn(), self.keys().workspace_jobs(), ws).await?)
     }
 
     /// Leaves job `id` to `host` (it has the job's workspace) until `until_ms`;

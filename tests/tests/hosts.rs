@@ -272,3 +272,62 @@ async fn a_resume_goes_back_to_the_live_host_that_has_the_workspace() {
     assert_eq!(rec.host, "host-a", "{history:#?}\n{}", env.worker_logs());
     assert!(Path::new(&rec.workspace_dir).starts_with(&root_a));
 }
+
+/// Waits until `cond` holds (checked every 200 ms), or fails saying `what`.
+async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_jobs_workspace_is_removed_on_the_host_that_has_it() {
+    require_docker();
+    let env = TestEnv::with_config("workspace_sweep_secs = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let (_a, root) = host(&env, "host-a", 2);
+    let kept = enqueue(&env, 1, "kept @agentq-test commit");
+    let gone = enqueue(&env, 2, "gone @agentq-test exit 3");
+    assert_eq!(env.wait_final(&kept, LONG).await.state, JobState::Completed);
+    assert_eq!(env.wait_final(&gone, LONG).await.state, JobState::Failed);
+    let ws = |n: u32| root.join(format!("core/demo/task-{n}"));
+    assert!(ws(1).is_dir() && ws(2).is_dir());
+    env.cli_ok(&["purge", "--state", "failed", "--older-than", "0s"]);
+    eventually("the purged job's workspace is removed", LONG, || {
+        !ws(2).exists()
+    })
+    .await;
+    assert!(
+        ws(1).is_dir(),
+        "a finished workspace is kept for workspace_keep_secs"
+    );
+    // The host reports its workspaces' disk use.
+    let out = env.cli_ok(&["workers", "--json"]);
+    let w: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(w["workspace_bytes"].as_u64().unwrap_or(0) > 0, "{w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_workspaces_go_but_a_blocked_jobs_stays_for_its_resume() {
+    require_docker();
+    let env = TestEnv::with_config("workspace_sweep_secs = 1\nworkspace_keep_secs = 2\n");
+    env.remotes.create("core", "demo", &[]);
+    let (_a, root) = host(&env, "host-a", 2);
+    let done = enqueue(&env, 1, "old @agentq-test commit");
+    let blocked = enqueue(&env, 2, "stuck @agentq-test block \"which way?\"");
+    assert_eq!(env.wait_final(&done, LONG).await.state, JobState::Completed);
+    assert_eq!(
+        env.wait_final(&blocked, LONG).await.state,
+        JobState::Blocked
+    );
+    let ws = |n: u32| root.join(format!("core/demo/task-{n}"));
+    eventually("the old workspace is removed", LONG, || !ws(1).exists()).await;
+    // Several more rounds: the blocked job's workspace stays.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        ws(2).is_dir(),
+        "a blocked job's workspace is kept for its resume"
+    );
+}

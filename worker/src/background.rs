@@ -31,6 +31,9 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                     .degraded()
                     .map(|(why, _)| why)
                     .unwrap_or_default(),
+                workspace_bytes: ctx
+                    .workspace_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed),
             };
             if let Err(e) = ctx.store.worker_heartbeat(&info).await {
                 tracing::warn!(error = %e, "cannot update the worker registry");
@@ -110,6 +113,22 @@ pub fn spawn_affinity_claimer(
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot claim jobs left to this host"),
+            }
+        }
+    });
+}
+
+/// Looks after this host's workspaces every `workspace_sweep_secs` (see
+/// [`crate::housekeeping`]), and measures their disk use for `agentq workers`.
+pub fn spawn_housekeeping(ctx: Arc<WorkerCtx>) {
+    tokio::spawn(async move {
+        let mut tick =
+            tokio::time::interval(Duration::from_secs(ctx.cfg.workspace_sweep_secs.max(1)));
+        loop {
+            tick.tick().await;
+            if let Some(bytes) = crate::housekeeping::sweep(&ctx).await {
+                ctx.workspace_bytes
+                    .store(bytes, std::sync::atomic::Ordering::Relaxed);
             }
         }
     });

@@ -30,6 +30,8 @@ pub struct WorkerCtx {
     pub breaker: crate::breaker::Breaker,
     /// Where the agents' watchdog binary is installed (mounted read-only).
     pub watchdog_dir: std::path::PathBuf,
+    /// Bytes this host's workspaces and mirrors used at the last housekeeping.
+    pub workspace_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl WorkerCtx {

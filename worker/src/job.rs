@@ -405,8 +405,12 @@ async fn run_admitted(
         return Err(Fenced);
     };
     if let Some(ws) = workspace {
-        if let Err(e) = ctx.store.set_workspace_host(ws, &ctx.host).await {
-            tracing::debug!(job = %id, error = %e, "cannot note this host as the workspace's");
+        let noted = async {
+            ctx.store.set_workspace_host(ws, &ctx.host).await?;
+            ctx.store.set_workspace_job(ws, &id).await
+        };
+        if let Err(e) = noted.await {
+            tracing::debug!(job = %id, error = %e, "cannot note this host and job as the workspace's");
         }
     }
     let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;

@@ -11,6 +11,7 @@ mod docker;
 mod forge;
 mod git;
 mod hold;
+mod housekeeping;
 mod import;
 mod job;
 mod metrics;
@@ -140,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Duration::from_secs(cfg.host_cooldown_secs),
         ),
         watchdog_dir: deadman::install(&cfg.workspace_root)?,
+        workspace_bytes: Default::default(),
     });
 
     if let Some(addr) = cli.metrics_addr {
@@ -151,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
     background::spawn_sweeper(ctx.clone());
     background::spawn_janitor(ctx.clone());
+    background::spawn_housekeeping(ctx.clone());
 
     // Shutdown: the first signal stops new work (draining); after the timeout, or a
     // second signal, running agents are stopped and their jobs handed back.

@@ -23,21 +23,23 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         return Ok(0);
     }
     outln!(
-        "{:<16} {:<48} {:>4} {:>7} {:>9}  jobs",
+        "{:<16} {:<48} {:>4} {:>7} {:>9} {:>9}  jobs",
         "host",
         "id",
         "conc",
         "running",
-        "heartbeat"
+        "heartbeat",
+        "disk"
     );
     for w in &workers {
         outln!(
-            "{:<16} {:<48} {:>4} {:>7} {:>9}  {}",
+            "{:<16} {:<48} {:>4} {:>7} {:>9} {:>9}  {}",
             w.host,
             w.id,
             w.concurrency,
             w.running.len(),
             format!("{} ago", when::short_age(&w.heartbeat_at)),
+            human_bytes(w.workspace_bytes),
             w.running.join(",")
         );
         if !w.degraded.is_empty() {
@@ -48,4 +50,25 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         errln!("agentq: no live workers");
     }
     Ok(0)
+}
+
+/// `1.5G`, `320M`, `12K`, `0`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (u, n) in UNITS {
+        if b >= n {
+            return format!("{:.1}{u}", b as f64 / n as f64);
+        }
+    }
+    b.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(super::human_bytes(0), "0");
+        assert_eq!(super::human_bytes(1536), "1.5K");
+        assert_eq!(super::human_bytes(3 << 30), "3.0G");
+    }
 }
