@@ -189,6 +189,26 @@ pub fn print_json(value: &impl serde::Serialize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentq_shared::{input::DispatchInput, status::JobState};
+
+    #[test]
+    fn a_waiting_job_says_what_it_waits_for() {
+        let input = DispatchInput {
+            agent: "claude:opus".into(),
+            ..Default::default()
+        };
+        let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        assert_eq!(waits_for(&rec), "");
+        rec.state = JobState::Waiting;
+        rec.reason = "workspace".into();
+        rec.waiting_on = "01HOLDER".into();
+        assert_eq!(waits_for(&rec), "its workspace, held by job 01HOLDER");
+        rec.reason = "slot".into();
+        assert_eq!(waits_for(&rec), "a slot in the claude pool");
+        rec.reason = "affinity".into();
+        rec.waiting_on = "host-a".into();
+        assert!(waits_for(&rec).starts_with("host host-a"));
+    }
 
     #[test]
     fn brief_keeps_short_text_and_cuts_long_text() {

@@ -82,6 +82,10 @@ pub struct Config {
     /// How often each host looks at its workspaces (keep, budget, purged jobs),
     /// seconds.
     pub workspace_sweep_secs: u64,
+    /// Commits of history the agent's working tree gets (a shallow copy), so
+    /// preparing a workspace costs the same whatever the repository's age. 0:
+    /// all of it.
+    pub agent_history_depth: u32,
 }
 
 /// Container settings.
@@ -241,6 +245,7 @@ impl Default for Config {
             workspace_keep_secs: 7 * 24 * 3600,
             workspace_budget_gb: 0.0,
             workspace_sweep_secs: 300,
+            agent_history_depth: 200,
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct JobRecord {
     pub workspace_dir: String,
     /// The agent's branch.
     pub branch: String,
-    /// The prompt, kept for dry runs.
+    /// The prompt of the latest run (or dry run).
     pub prompt: String,
     /// The workspace already existed when the job was prepared.
     pub resumed: bool,

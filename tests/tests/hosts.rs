@@ -96,6 +96,23 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
         enqueue(&env, 1, "second @agentq-test block \"which way?\""),
         enqueue(&env, 1, "third @agentq-test exit 3"),
     ];
+    // While one runs, a waiting one names it as the holder of the workspace.
+    let store = env.store().await;
+    let deadline = Instant::now() + LONG;
+    'seen: loop {
+        for id in &ids {
+            let r = store.get(id).await.unwrap().unwrap();
+            if r.state == JobState::Waiting && r.reason == "workspace" && !r.waiting_on.is_empty() {
+                assert!(ids.contains(&r.waiting_on) && r.waiting_on != *id, "{r:#?}");
+                break 'seen;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job was seen waiting for the workspace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut recs = Vec::new();
     for id in &ids {
         recs.push(env.wait_final(id, LONG).await);
@@ -119,7 +136,6 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
         all.windows(2).all(|w| w[0].1 <= w[1].0),
         "no two runs in one workspace overlap: {all:?}"
     );
-    let store = env.store().await;
     let mut histories = Vec::new();
     for id in &ids[1..] {
         histories.push(store.history(id).await.unwrap());

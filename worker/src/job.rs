@@ -190,10 +190,10 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
     let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
     let ws = workspace_key(&rec.input);
     if let Some((host, since)) = affinity(ctx, &rec, &ws).await {
-        // The delivery waits out the grace period; the host with the workspace
-        // claims it before then if it has room.
+        // The host with the workspace claims the job when it has room; this host
+        // looks again every few seconds, in case that host died meanwhile.
         let until = since + ctx.cfg.affinity_secs as i64 * 1000;
-        let left = (until - chrono::Utc::now().timestamp_millis()).max(0) as u64;
+        let left = (until - chrono::Utc::now().timestamp_millis()).clamp(0, 2_000) as u64;
         let mut m = Move::to(JobState::Waiting)
             .fields(&[
                 ("reason", WaitReason::Affinity.as_str().to_string()),
@@ -649,8 +649,15 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
     // Stage 2: run the agent.
     let runs = rec.runs + 1;
     write_status(rec, &prepared, JobState::Running, runs, attempt, started);
-    hold.move_to(JobState::Running, &[("runs", runs.to_string())])
-        .await?;
+    // The prompt goes on the record too: a resume on another host has it all.
+    hold.move_to(
+        JobState::Running,
+        &[
+            ("runs", runs.to_string()),
+            ("prompt", prepared.prompt.clone()),
+        ],
+    )
+    .await?;
     match *stop.borrow() {
         StopReason::Shutdown => return Err(StageError::Interrupted),
         StopReason::Fenced => return Err(StageError::SelfFenced),

@@ -279,22 +279,22 @@ async fn build_working_tree(
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(r)).await??;
     }
     git(&ws.dir, &["init", "--quiet", "repo"]).await?;
-    let src = ws.worker_repo();
-    let src = src.to_string_lossy();
-    git(
-        &repo,
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--update-head-ok",
-            "--",
-            &src,
-            "+refs/remotes/origin/*:refs/remotes/origin/*",
-            &format!("+{START_REF}:refs/heads/{branch}"),
-        ],
-    )
-    .await?;
+    // At most `agent_history_depth` commits of history: preparing a workspace
+    // then costs the same whatever the repository's age.
+    let src = format!("file://{}", ws.worker_repo().display());
+    let depth = format!("--depth={}", cfg.agent_history_depth);
+    let start = format!("+{START_REF}:refs/heads/{branch}");
+    let mut args = vec!["fetch", "--quiet", "--no-tags", "--update-head-ok"];
+    if cfg.agent_history_depth > 0 {
+        args.push(&depth);
+    }
+    args.extend([
+        "--",
+        src.as_str(),
+        "+refs/remotes/origin/*:refs/remotes/origin/*",
+        start.as_str(),
+    ]);
+    git(&repo, &args).await?;
     git(&repo, &["checkout", "--quiet", "--force", branch]).await?;
     // The seed's rule: a stale BLOCKED.md (even a committed one) is not this
     // run's question.
