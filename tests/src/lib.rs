@@ -454,6 +454,42 @@ impl TestEnv {
         .unwrap_or_default()
     }
 
+    /// (start, end) of every finished agent run of job `id`, from the test
+    /// agent's own log (host-wide uptime, so runs in different containers and
+    /// on different "hosts" compare).
+    pub fn agent_intervals(&self, id: &str) -> Vec<(f64, f64)> {
+        self.agent_runs(id)
+            .lines()
+            .map(|l| {
+                let field = |k: &str| -> f64 {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k))
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                };
+                (field("start="), field("end="))
+            })
+            .collect()
+    }
+
+    /// Enqueues a `codex` job on `core/demo` for `issue` with `task` (test
+    /// agent directives go in the task) and returns its id.
+    pub fn enqueue_for_issue(&self, issue: u32, task: &str) -> String {
+        self.enqueue(&[
+            "--repo",
+            "demo",
+            "--org",
+            "core",
+            "--issue",
+            &issue.to_string(),
+            "--task",
+            task,
+            "--agent",
+            "codex",
+        ])
+    }
+
     /// Path of this world's config file.
     pub fn config_path(&self) -> &Path {
         &self.config_path

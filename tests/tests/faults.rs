@@ -106,18 +106,7 @@ fn running_containers(id: &str) -> Vec<String> {
 /// Enqueues a codex job on `core/demo` for `issue` whose agent sleeps `secs`,
 /// and waits until the agent itself has started.
 async fn start_sleeping_job(env: &TestEnv, issue: u32, secs: u32) -> String {
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--org",
-        "core",
-        "--issue",
-        &issue.to_string(),
-        "--task",
-        &format!("fault @agentq-test sleep {secs}"),
-        "--agent",
-        "codex",
-    ]);
+    let id = env.enqueue_for_issue(issue, &format!("fault @agentq-test sleep {secs}"));
     env.wait_for(&id, Duration::from_secs(60), |r| {
         r.state == JobState::Running
     })

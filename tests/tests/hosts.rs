@@ -54,37 +54,6 @@ fn agent_commits(log: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn intervals(env: &TestEnv, id: &str) -> Vec<(f64, f64)> {
-    env.agent_runs(id)
-        .lines()
-        .map(|l| {
-            let f = |k: &str| -> f64 {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix(k))
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
-            (f("start="), f("end="))
-        })
-        .collect()
-}
-
-fn enqueue(env: &TestEnv, issue: u32, task: &str) -> String {
-    env.enqueue(&[
-        "--repo",
-        "demo",
-        "--org",
-        "core",
-        "--issue",
-        &issue.to_string(),
-        "--task",
-        task,
-        "--agent",
-        "codex",
-    ])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
     require_docker();
@@ -92,9 +61,9 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
     env.remotes.create("core", "demo", &[]);
     let (_a, _) = host(&env, "host-a", 2);
     let ids = [
-        enqueue(&env, 1, "first @agentq-test sleep 2 @agentq-test commit"),
-        enqueue(&env, 1, "second @agentq-test block \"which way?\""),
-        enqueue(&env, 1, "third @agentq-test exit 3"),
+        env.enqueue_for_issue(1, "first @agentq-test sleep 2 @agentq-test commit"),
+        env.enqueue_for_issue(1, "second @agentq-test block \"which way?\""),
+        env.enqueue_for_issue(1, "third @agentq-test exit 3"),
     ];
     // While one runs, a waiting one names it as the holder of the workspace.
     let store = env.store().await;
@@ -129,7 +98,7 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
             "waiting for the workspace spends no attempt: {r:?}"
         );
     }
-    let mut all: Vec<(f64, f64)> = ids.iter().flat_map(|id| intervals(&env, id)).collect();
+    let mut all: Vec<(f64, f64)> = ids.iter().flat_map(|id| env.agent_intervals(id)).collect();
     assert_eq!(all.len(), 3);
     all.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
     assert!(
@@ -155,8 +124,7 @@ async fn a_resume_on_another_host_starts_from_the_first_hosts_commits() {
     let env = TestEnv::new();
     let remote = env.remotes.create("core", "demo", &[]);
     let (mut a, _) = host(&env, "host-a", 1);
-    let id = enqueue(
-        &env,
+    let id = env.enqueue_for_issue(
         2,
         "carry on @agentq-test commit @agentq-test block-unless /agentq/ANSWER.md \"which way?\"",
     );
@@ -184,7 +152,7 @@ async fn a_retry_on_another_host_keeps_the_failed_runs_commits() {
     let env = TestEnv::new();
     let remote = env.remotes.create("core", "demo", &[]);
     let (mut a, _) = host(&env, "host-a", 1);
-    let id = enqueue(&env, 3, "try again @agentq-test commit @agentq-test exit 3");
+    let id = env.enqueue_for_issue(3, "try again @agentq-test commit @agentq-test exit 3");
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     let first = agent_commits(&remote_log(&remote, &rec.branch));
@@ -216,7 +184,7 @@ async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
     let env = TestEnv::new();
     let remote = env.remotes.create("core", "demo", &[]);
     let (_a, _) = host(&env, "host-a", 1);
-    let id = enqueue(&env, 4, "race @agentq-test sleep 4 @agentq-test commit");
+    let id = env.enqueue_for_issue(4, "race @agentq-test sleep 4 @agentq-test commit");
     let rec = env
         .wait_for(&id, LONG, |r| {
             r.state == JobState::Running && !r.branch.is_empty()
@@ -268,8 +236,7 @@ async fn a_resume_goes_back_to_the_live_host_that_has_the_workspace() {
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     let (_a, root_a) = host(&env, "host-a", 1);
-    let id = enqueue(
-        &env,
+    let id = env.enqueue_for_issue(
         5,
         "stay @agentq-test block-unless /agentq/ANSWER.md \"which way?\"",
     );
@@ -304,8 +271,8 @@ async fn a_purged_jobs_workspace_is_removed_on_the_host_that_has_it() {
     let env = TestEnv::with_config("workspace_sweep_secs = 1\n");
     env.remotes.create("core", "demo", &[]);
     let (_a, root) = host(&env, "host-a", 2);
-    let kept = enqueue(&env, 1, "kept @agentq-test commit");
-    let gone = enqueue(&env, 2, "gone @agentq-test exit 3");
+    let kept = env.enqueue_for_issue(1, "kept @agentq-test commit");
+    let gone = env.enqueue_for_issue(2, "gone @agentq-test exit 3");
     assert_eq!(env.wait_final(&kept, LONG).await.state, JobState::Completed);
     assert_eq!(env.wait_final(&gone, LONG).await.state, JobState::Failed);
     let ws = |n: u32| root.join(format!("core/demo/task-{n}"));
@@ -331,8 +298,8 @@ async fn old_workspaces_go_but_a_blocked_jobs_stays_for_its_resume() {
     let env = TestEnv::with_config("workspace_sweep_secs = 1\nworkspace_keep_secs = 2\n");
     env.remotes.create("core", "demo", &[]);
     let (_a, root) = host(&env, "host-a", 2);
-    let done = enqueue(&env, 1, "old @agentq-test commit");
-    let blocked = enqueue(&env, 2, "stuck @agentq-test block \"which way?\"");
+    let done = env.enqueue_for_issue(1, "old @agentq-test commit");
+    let blocked = env.enqueue_for_issue(2, "stuck @agentq-test block \"which way?\"");
     assert_eq!(env.wait_final(&done, LONG).await.state, JobState::Completed);
     assert_eq!(
         env.wait_final(&blocked, LONG).await.state,

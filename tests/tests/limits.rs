@@ -9,24 +9,6 @@ use redis::Commands;
 
 const LONG: Duration = Duration::from_secs(240);
 
-/// (start, end) of every agent run in a job's workspace, from the test agent's
-/// own record (host-wide uptime, so runs in different containers compare).
-fn intervals(env: &TestEnv, rec: &JobRecord) -> Vec<(f64, f64)> {
-    let text = env.agent_runs(&rec.id);
-    text.lines()
-        .map(|l| {
-            let field = |k: &str| -> f64 {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix(k))
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
-            (field("start="), field("end="))
-        })
-        .collect()
-}
-
 /// The most intervals that overlap at any instant.
 fn max_overlap(iv: &[(f64, f64)]) -> usize {
     let mut points: Vec<(f64, i32)> = iv.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
@@ -75,7 +57,7 @@ async fn a_pool_limit_holds_across_three_worker_processes() {
     let claude_recs = finish_all(&env, &claude).await;
     let claude_iv: Vec<_> = claude_recs
         .iter()
-        .flat_map(|r| intervals(&env, r))
+        .flat_map(|r| env.agent_intervals(&r.id))
         .collect();
     assert_eq!(claude_iv.len(), 6, "each claude job ran exactly once");
     assert_eq!(
@@ -108,9 +90,12 @@ async fn a_full_pool_does_not_hold_back_another_pool() {
     let codex_recs = finish_all(&env, &codex).await;
     let claude_iv: Vec<_> = claude_recs
         .iter()
-        .flat_map(|r| intervals(&env, r))
+        .flat_map(|r| env.agent_intervals(&r.id))
         .collect();
-    let codex_iv: Vec<_> = codex_recs.iter().flat_map(|r| intervals(&env, r)).collect();
+    let codex_iv: Vec<_> = codex_recs
+        .iter()
+        .flat_map(|r| env.agent_intervals(&r.id))
+        .collect();
     assert_eq!(max_overlap(&claude_iv), 1, "{claude_iv:?}");
     assert!(
         max_overlap(&codex_iv) >= 3,
@@ -139,12 +124,12 @@ async fn a_per_model_limit_holds() {
     let opus_iv: Vec<_> = finish_all(&env, &opus)
         .await
         .iter()
-        .flat_map(|r| intervals(&env, r))
+        .flat_map(|r| env.agent_intervals(&r.id))
         .collect();
     let haiku_iv: Vec<_> = finish_all(&env, &haiku)
         .await
         .iter()
-        .flat_map(|r| intervals(&env, r))
+        .flat_map(|r| env.agent_intervals(&r.id))
         .collect();
     assert_eq!(max_overlap(&opus_iv), 1, "opus: {opus_iv:?}");
     let all: Vec<_> = opus_iv.iter().chain(&haiku_iv).copied().collect();
