@@ -405,11 +405,14 @@ impl Config {
         self.lease_ttl() * 2 / 3
     }
 
-    /// apalis-redis's own orphan threshold, in heartbeats: two more than the
-    /// lease's, so agentq's sweep (which puts orphans first in line and fences
-    /// the dead run) always acts before apalis re-queues at the back.
+    /// apalis-redis's own orphan threshold, in heartbeats: three times the
+    /// lease's plus two, so agentq's sweep (which puts orphans first in line,
+    /// as `orphaned`, and fences the dead run) always acts first; apalis counts
+    /// in whole seconds from its own heartbeat phase, so a margin of a heartbeat
+    /// or two is not enough. apalis's recovery is left only for deliveries a
+    /// dead worker fetched but never took.
     pub fn apalis_missed_heartbeats(&self) -> usize {
-        self.missed_heartbeats.max(1) as usize + 2
+        self.missed_heartbeats.max(1) as usize * 3 + 2
     }
 
     /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.

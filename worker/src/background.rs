@@ -64,9 +64,7 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
                     continue;
                 }
             }
-            if let Err(e) = ctx.store.sweep_orphans().await {
-                tracing::debug!(error = %e, "orphan sweep interrupted");
-            }
+            sweep_orphans_now(&ctx).await;
             if last_lost.elapsed() >= lost_every {
                 last_lost = std::time::Instant::now();
                 match ctx.store.sweep_lost(grace).await {
@@ -82,6 +80,17 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
             }
         }
     });
+}
+
+/// Puts back, first in line, the jobs whose run lease expired mid-run. Run once
+/// at start too, before this worker takes deliveries: a dead worker's jobs then
+/// go back as `orphaned` and first, rather than through apalis's own orphan
+/// recovery (which queues them last). Each rescue is atomic, so two workers
+/// sweeping at once is harmless.
+pub async fn sweep_orphans_now(ctx: &WorkerCtx) {
+    if let Err(e) = ctx.store.sweep_orphans().await {
+        tracing::debug!(error = %e, "orphan sweep interrupted");
+    }
 }
 
 /// Claims, while this worker has room, the jobs other hosts left to this host

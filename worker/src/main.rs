@@ -151,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     background::spawn_registry(ctx.clone(), cli.concurrency);
     let reaped = background::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
+    background::sweep_orphans_now(&ctx).await;
     background::spawn_sweeper(ctx.clone());
     background::spawn_janitor(ctx.clone());
     background::spawn_housekeeping(ctx.clone());
