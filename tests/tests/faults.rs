@@ -218,11 +218,13 @@ async fn agents_of_a_killed_worker_stop_before_anyone_takes_their_jobs_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_for_30_s_neither_reaps_nor_reruns_a_running_agent() {
     require_docker();
-    // A 60 s lease: a 30 s outage is within what a run rides out. The reaper
+    // A 120 s lease (renewed every 40 s, self-fencing after 80 s unrenewed): a
+    // 30 s outage is within what a run rides out whatever the renewal's phase
+    // (at most 40 + 30 s unrenewed). The reaper
     // runs 30 s after the worker starts, inside the outage, where every lookup
     // of the lease fails.
     let mut env = TestEnv::with_config_and_redis(
-        "heartbeat_secs = 2\nmissed_heartbeats = 30\n",
+        "heartbeat_secs = 2\nmissed_heartbeats = 60\n",
         Redis::start_durable(),
     );
     env.remotes.create("core", "demo", &[]);
