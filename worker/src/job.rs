@@ -610,20 +610,20 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
 
     // Stage 1: prep.
     let issue = crate::forge::issue_for_prompt(ctx, input).await;
-    let prepared = prepare(&ctx.cfg, rec, issue, ctx.agent_ids())
-        .await
-        .map_err(|e| match e {
-            PrepError::Job(m) => StageError::Job(m),
-            PrepError::Infra(e) => StageError::Infra(e, None),
-        })?;
+    let prepared = prepare(&ctx.cfg, rec, issue, ctx.agent_ids()).await;
+    if input.dry_run {
+        // The throwaway copy goes, whatever prep did; the real workspace was
+        // never touched.
+        let root = crate::prep::workspace_root(&ctx.cfg, rec);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root)).await;
+    }
+    let prepared = prepared.map_err(|e| match e {
+        PrepError::Job(m) => StageError::Job(m),
+        PrepError::Infra(e) => StageError::Infra(e, None),
+    })?;
     let ws = prepared.workspace.clone();
 
     if input.dry_run {
-        // The throwaway copy goes; the real workspace was never touched.
-        let root = crate::prep::workspace_root(&ctx.cfg, rec);
-        if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root)).await {
-            tracing::warn!(job = %rec.id, error = %e, "cannot remove the dry run's copy");
-        }
         hold.move_to(
             JobState::Completed,
             &[
