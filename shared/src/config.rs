@@ -44,9 +44,9 @@ pub struct Config {
     /// Per-pool limits (`[limits]`), pacing (`[rates]`) and backoff (`[backoff]`).
     #[serde(flatten)]
     pub admission: crate::limits::AdmissionConfig,
-    /// How often a job that waits for a slot asks again, milliseconds.
-    pub slot_retry_ms: u64,
-    /// How often an idle worker looks for due and new jobs, milliseconds.
+    /// How often an idle worker looks for due deliveries (retries after their
+    /// delay), milliseconds. New work wakes it at once (pub/sub); jobs that
+    /// wait are parked and never polled.
     pub poll_ms: u64,
     /// Delete apalis's copies of finished deliveries this long after they finished,
     /// seconds (agentq's own records stay until `agentq purge`).
@@ -231,7 +231,6 @@ impl Default for Config {
             missed_heartbeats: 3,
             docker: DockerConfig::default(),
             admission: Default::default(),
-            slot_retry_ms: 1000,
             poll_ms: 500,
             vacuum_after_secs: 600,
             auto_qa: true,

@@ -106,14 +106,10 @@ impl Keys {
         format!("{}:ws:{ws}", self.ns)
     }
 
-    /// Sorted set: jobs waiting for workspace `ws`, by first-wait time (FIFO).
+    /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order
+    /// (its name is built the same way in [`crate::park::PARK_LUA`]).
     pub fn workspace_waiters(&self, ws: &str) -> String {
-        format!("{}:wswait:{ws}", self.ns)
-    }
-
-    /// Sorted set: jobs waiting for workspace `ws`, by when they last asked.
-    pub fn workspace_seen(&self, ws: &str) -> String {
-        format!("{}:wsseen:{ws}", self.ns)
+        format!("{}:wsq:{ws}", self.ns)
     }
 
     /// Hash: workspace (`{org}/{repo}/{name}`) → the host that last ran a job in it.
@@ -135,16 +131,6 @@ impl Keys {
     /// Counter: consecutive fast failures of a pool.
     pub fn fails(&self, pool: &str) -> String {
         format!("{}:fails:{pool}", self.ns)
-    }
-
-    /// Sorted set: jobs waiting for a pool, by first-wait time (FIFO order).
-    pub fn waiting(&self, pool: &str) -> String {
-        format!("{}:waiting:{pool}", self.ns)
-    }
-
-    /// Sorted set: jobs waiting for a pool, by when they last asked.
-    pub fn waitseen(&self, pool: &str) -> String {
-        format!("{}:waitseen:{pool}", self.ns)
     }
 
     /// String: when a pool last started a job (pacing).

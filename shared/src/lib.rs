@@ -20,6 +20,7 @@ pub mod language;
 pub mod lease;
 pub mod limits;
 pub mod ops;
+pub mod park;
 pub mod prompt;
 pub mod record;
 pub mod status;

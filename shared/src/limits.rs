@@ -2,12 +2,13 @@
 //! between starts, and pool backoff after fast failures.
 //!
 //! Running jobs hold *slot leases*: members of a sorted set per pool (and per
-//! pool+model) scored by lease expiry, taken and released by Lua scripts and
-//! renewed while the job runs, so a crashed host's slots free themselves. Jobs that
-//! get no slot wait in a per-pool FIFO (a sorted set by first-wait time) and only
-//! the oldest waiters may take the slots that free up.
+//! pool+model) scored by lease expiry, renewed while the job runs, so a crashed
+//! host's slots free themselves. Slots are granted to parked jobs, oldest first,
+//! by the wake script of [`crate::park`], which also applies pacing and pauses;
+//! a job's run ends by giving its slot back in the same Lua call that records
+//! how it ended ([`crate::store::Move`]).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
 use serde::Deserialize;
 
@@ -79,19 +80,6 @@ pub struct AdmissionConfig {
     pub backoff: BackoffConfig,
 }
 
-/// The answer to "may this job start now?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// The job holds a slot now.
-    Admitted,
-    /// No free slot (or older jobs wait for it): try again shortly.
-    NoSlot,
-    /// The pool is paused for this long still.
-    Paused(Duration),
-    /// Pacing: the pool's last start was too recent; try again after this.
-    Paced(Duration),
-}
-
 /// A pool's numbers for `agentq stats`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PoolStats {
@@ -101,58 +89,21 @@ pub struct PoolStats {
     pub running: u64,
     /// The pool's limit (0: unlimited).
     pub limit: u32,
-    /// Jobs waiting for a slot or for the pause to end.
+    /// Jobs parked in the pool's lanes (for a slot, pacing or the pause to end).
     pub waiting: u64,
     /// When the pause ends (RFC 3339), if paused.
     pub paused_until: Option<String>,
 }
 
-const ADMIT: &str = r#"
-local now = tonumber(ARGV[1])
-local lease = tonumber(ARGV[2])
-local id = ARGV[3]
-local pool_limit = tonumber(ARGV[4])
-local model_limit = tonumber(ARGV[5])
-local rate = tonumber(ARGV[6])
-local stale = tonumber(ARGV[7])
-local has_model = ARGV[8] == '1'
-local function waitmark()
-  redis.call('ZADD', KEYS[4], 'NX', now, id)
-  redis.call('ZADD', KEYS[5], now, id)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if has_model then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
-for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - stale)) do
-  redis.call('ZREM', KEYS[4], g)
-  redis.call('ZREM', KEYS[5], g)
-end
-if redis.call('ZSCORE', KEYS[1], id) then
-  redis.call('ZADD', KEYS[1], now + lease, id)
-  if has_model then redis.call('ZADD', KEYS[2], now + lease, id) end
-  return {1, 0}
-end
-local pttl = redis.call('PTTL', KEYS[3])
-if pttl > 0 then waitmark() return {-1, pttl} end
-local free = 1000000
-if pool_limit > 0 then free = pool_limit - redis.call('ZCARD', KEYS[1]) end
-if has_model and model_limit > 0 then
-  local mfree = model_limit - redis.call('ZCARD', KEYS[2])
-  if mfree <= 0 then waitmark() return {0, 0} end
-end
-if free <= 0 then waitmark() return {0, 0} end
-local rank = redis.call('ZRANK', KEYS[4], id)
-if not rank then rank = redis.call('ZCARD', KEYS[4]) end
-if rank >= free then waitmark() return {0, 0} end
-if rate > 0 then
-  local last = tonumber(redis.call('GET', KEYS[6]) or '0')
-  if now - last < rate then waitmark() return {-2, rate - (now - last)} end
-  redis.call('SET', KEYS[6], now, 'PX', rate * 2 + 1000)
-end
-redis.call('ZADD', KEYS[1], now + lease, id)
-if has_model then redis.call('ZADD', KEYS[2], now + lease, id) end
-redis.call('ZREM', KEYS[4], id)
-redis.call('ZREM', KEYS[5], id)
-return {1, 0}
+/// KEYS: pool slots, model slots. ARGV: now (ms), lease (ms), id, has model.
+/// Returns 1 when the job holds a slot granted by a wake (its lease renewed
+/// here), 0 when it holds none.
+const HOLDS: &str = r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 0 end
+local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], until_ms, ARGV[3])
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], until_ms, ARGV[3]) end
+return 1
 "#;
 
 const RENEW: &str = r#"
@@ -178,20 +129,18 @@ redis.call('DEL', KEYS[1])
 return 0
 "#;
 
+static HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(HOLDS));
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(OUTCOME));
+
 impl AdmissionConfig {
     /// The limit of `pool` (0: unlimited).
     pub fn pool_limit(&self, pool: &str) -> u32 {
         self.limits.get(pool).map(LimitSpec::total).unwrap_or(0)
     }
 
-    fn model_limit(&self, agent: &AgentSpec) -> u32 {
-        match (&agent.model, self.limits.get(agent.pool())) {
-            (Some(m), Some(spec)) => spec.model(m),
-            _ => 0,
-        }
-    }
-
-    fn rate_ms(&self, pool: &str) -> u64 {
+    /// Pacing of `pool`: least time between two starts, ms (0: none).
+    pub fn rate_ms(&self, pool: &str) -> u64 {
         self.rates
             .get(pool)
             .map(|s| (s * 1000.0) as u64)
@@ -211,43 +160,29 @@ fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
 }
 
 impl JobStore {
-    /// Asks for a slot for job `id` of `agent`, holding it for `lease`.
+    /// Whether job `id` holds a slot of its pool (granted to it by a wake, see
+    /// [`crate::park`]); if so its lease is renewed for `lease`. A job without
+    /// one parks in its pool's lane.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn admit(
+    pub async fn holds_slot(
         &self,
-        cfg: &AdmissionConfig,
         agent: &AgentSpec,
         id: &str,
         lease: Duration,
-        stale_after: Duration,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<bool, StoreError> {
         let k = self.keys();
-        let pool = agent.pool();
-        let (code, ms): (i64, i64) = redis::Script::new(ADMIT)
-            .key(k.limit(pool))
+        let held: i64 = HOLDS_SCRIPT
+            .key(k.limit(agent.pool()))
             .key(model_key(self, agent))
-            .key(k.backoff(pool))
-            .key(k.waiting(pool))
-            .key(k.waitseen(pool))
-            .key(k.rate(pool))
             .arg(now_ms())
             .arg(lease.as_millis() as u64)
             .arg(id)
-            .arg(cfg.pool_limit(pool))
-            .arg(cfg.model_limit(agent))
-            .arg(cfg.rate_ms(pool))
-            .arg(stale_after.as_millis() as u64)
             .arg(if agent.model.is_some() { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(match code {
-            1 => Admission::Admitted,
-            -1 => Admission::Paused(Duration::from_millis(ms.max(0) as u64)),
-            -2 => Admission::Paced(Duration::from_millis(ms.max(0) as u64)),
-            _ => Admission::NoSlot,
-        })
+        Ok(held == 1)
     }
 
     /// Extends job `id`'s slot lease, if it still holds one.
@@ -260,27 +195,12 @@ impl JobStore {
         id: &str,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let _: i64 = redis::Script::new(RENEW)
+        let _: i64 = RENEW_SCRIPT
             .key(self.keys().limit(agent.pool()))
             .key(model_key(self, agent))
             .arg(now_ms() + lease.as_millis() as u64)
             .arg(id)
             .invoke_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
-    /// Gives job `id`'s slot back.
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub async fn release_slot(&self, agent: &AgentSpec, id: &str) -> Result<(), StoreError> {
-        let _: () = redis::pipe()
-            .zrem(self.keys().limit(agent.pool()), id)
-            .ignore()
-            .zrem(model_key(self, agent), id)
-            .ignore()
-            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
@@ -299,7 +219,7 @@ impl JobStore {
     ) -> Result<bool, StoreError> {
         let fast_failure = failed && ran_for < Duration::from_secs(cfg.window_secs);
         let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause_secs as i64);
-        let paused: i64 = redis::Script::new(OUTCOME)
+        let paused: i64 = OUTCOME_SCRIPT
             .key(self.keys().fails(pool))
             .key(self.keys().backoff(pool))
             .key(self.keys().events())
@@ -350,34 +270,28 @@ impl JobStore {
         &self,
         cfg: &AdmissionConfig,
         pools: &[String],
-        stale_after: Duration,
     ) -> Result<Vec<PoolStats>, StoreError> {
         let now = now_ms();
         let mut pipe = redis::pipe();
         for pool in pools {
             pipe.zcount(self.keys().limit(pool), now, "+inf")
-                .zcount(
-                    self.keys().waitseen(pool),
-                    now.saturating_sub(stale_after.as_millis() as u64),
-                    "+inf",
-                )
                 .pttl(self.keys().backoff(pool));
         }
         let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
-        Ok(pools
-            .iter()
-            .zip(raw.chunks(3))
-            .map(|(pool, c)| PoolStats {
+        let mut out = Vec::new();
+        for (pool, c) in pools.iter().zip(raw.chunks(2)) {
+            out.push(PoolStats {
                 pool: pool.clone(),
                 running: c[0].max(0) as u64,
                 limit: cfg.pool_limit(pool),
-                waiting: c[1].max(0) as u64,
-                paused_until: (c[2] > 0).then(|| {
-                    (chrono::Utc::now() + chrono::Duration::milliseconds(c[2]))
+                waiting: self.parked(pool).await?.total(),
+                paused_until: (c[1] > 0).then(|| {
+                    (chrono::Utc::now() + chrono::Duration::milliseconds(c[1]))
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 }),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 }
 

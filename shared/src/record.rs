@@ -228,6 +228,17 @@ impl JobRecord {
     }
 }
 
+/// Where a job waits for its turn: its pool and its model (empty: none), as the
+/// record's `pool` and `model` fields (see [`crate::park`]).
+pub fn placement(input: &DispatchInput) -> (String, String) {
+    match crate::agent::AgentSpec::parse(&input.agent) {
+        Ok(a) => (a.base, a.model.unwrap_or_default()),
+        // Refused at enqueue; a record edited by hand waits under its own name
+        // and fails when a worker gets it.
+        Err(_) => (input.agent.clone(), String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

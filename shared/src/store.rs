@@ -71,11 +71,17 @@ fn now_ms() -> i64 {
 /// expected one, or when a fencing token is given and the record's `owner` is
 /// another: a run that lost its job to a takeover can no longer write.
 ///
+/// A run's end (release, or a final state) gives the job's slot back unless
+/// told to keep it; a final state takes the job out of any line it is parked
+/// in; `park` parks it (see [`crate::park`]) instead of pushing a delivery.
+///
 /// KEYS: the five queue keys (see [`crate::delivery`]), job, events, history,
 /// run lease. ARGV: state prefix, new state, now (ms), now (RFC 3339), expected
 /// seq or '', token or '', events max length, task id to push or '', run-at
 /// (ms), front ('1'), release ('1'), bump attempt ('1'), quiet ('1': no event
-/// when state and reason stay the same), then field/value pairs.
+/// when state and reason stay the same), namespace, park ('', 'lane' or
+/// 'ws:{workspace}'), keep slot ('1'), new order ('1': to the back of the
+/// line), then field/value pairs.
 /// Returns {status, seq, attempt, tries}: status -1 no record, 0 refused, 1 done.
 const MOVE: &str = r#"
 local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -83,6 +89,7 @@ local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
 local push_task, run_at, front = ARGV[8], ARGV[9], ARGV[10] == '1'
 local release, bump, quiet = ARGV[11] == '1', ARGV[12] == '1', ARGV[13] == '1'
+local park, keep_slot, reorder = ARGV[15], ARGV[16] == '1', ARGV[17] == '1'
 if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
 if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
 if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
@@ -90,10 +97,11 @@ local id = redis.call('HGET', job, 'id')
 local old = redis.call('HGET', job, 'state')
 local old_reason = redis.call('HGET', job, 'reason') or ''
 local new_reason = old_reason
-for i = 14, #ARGV, 2 do
+for i = 18, #ARGV, 2 do
   if ARGV[i] == 'reason' then new_reason = ARGV[i + 1] end
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end
+if reorder then redis.call('HSET', job, 'order', redis.call('INCR', NS .. ':order')) end
 if bump then
   redis.call('HINCRBY', job, 'attempt', 1)
   redis.call('HINCRBY', job, 'tries', 1)
@@ -102,12 +110,24 @@ local seq = tonumber(redis.call('HGET', job, 'seq') or '0')
 if push_task ~= '' then
   seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', push_task, 'task_at', now_ms)
+  redis.call('ZADD', NS .. ':transit', run_at, id)
   push_delivery(push_task, id, seq, run_at, now_ms, front)
   wake()
+  redis.call('PUBLISH', NS .. ':deliver', 1)
 end
 if release or FINAL[new_state] then
   redis.call('HSET', job, 'owner', '')
   if token == '' or redis.call('GET', lease) == token then redis.call('DEL', lease) end
+  if not keep_slot then unslot(job, id) end
+end
+if FINAL[new_state] then unpark(job, id) end
+if FINAL[new_state] or ACTIVE[new_state] then redis.call('ZREM', NS .. ':transit', id) end
+if park == 'lane' then
+  unpark(job, id)
+  park_job(job, id, '')
+elseif park ~= '' then
+  unpark(job, id)
+  park_job(job, id, string.sub(park, 4))
 end
 local f = redis.call('HMGET', job, 'attempt', 'tries', 'host', 'worker', 'error', 'question', 'exit_code')
 local attempt, tries = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
@@ -164,6 +184,21 @@ pub struct Move<'a> {
     pub bump_attempt: bool,
     /// No event or history entry when the state and reason stay the same.
     pub quiet: bool,
+    /// Park the job (no delivery): in its pool's lane, or in a workspace's line.
+    pub park: Option<ParkIn>,
+    /// Keep the job's granted slot although the run ends (left to another host).
+    pub keep_slot: bool,
+    /// Give the job a new place at the back of its line.
+    pub reorder: bool,
+}
+
+/// Where [`Move::park`] parks a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParkIn {
+    /// Its pool's lane (it waits for a slot, pacing or a pause).
+    Lane,
+    /// The line of this workspace (it waits for the job running there).
+    Workspace(String),
 }
 
 impl<'a> Move<'a> {
@@ -178,7 +213,17 @@ impl<'a> Move<'a> {
             release: false,
             bump_attempt: false,
             quiet: false,
+            park: None,
+            keep_slot: false,
+            reorder: false,
         }
+    }
+
+    /// Parks the job instead of pushing a delivery; ends the run.
+    pub fn park(mut self, at: ParkIn) -> Self {
+        self.park = Some(at);
+        self.release = true;
+        self
     }
 
     /// Only as the run holding `token`.
@@ -232,20 +277,29 @@ impl Moved {
     }
 }
 
-/// Writes new records and their first deliveries (see [`JobStore::create`]).
+/// Writes new records and parks them in their pools' lanes (see
+/// [`JobStore::create`]); dry runs, which need no slot, get a delivery at once.
+/// A constant number of commands per call besides one `HSET` per job: the
+/// indexes, lanes and the `enqueued` event are written once per call.
+///
 /// KEYS: the five queue keys, jobs, events. ARGV: now (ms), events max length,
-/// idempotency key prefix, job prefix, state prefix, then per job: id, key or
-/// '', task id, seq, state, created at, field count, field/value pairs.
+/// idempotency key prefix, job prefix, state prefix, namespace, created at,
+/// number of jobs, then per job: id, key or '', task id ('' : park it), pool,
+/// model, field count, field/value pairs.
 /// Returns per job the id of an existing job with the same key, or ''.
 const ENQUEUE: &str = r#"
 local jobs, events = KEYS[6], KEYS[7]
 local now_ms, maxlen, key_prefix, job_prefix, state_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local out = {}
-local i = 6
+local NS, created, count = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local order = redis.call('INCRBY', NS .. ':order', count) - count
+local out, index, queued, lanes, pools = {}, {}, {}, {}, {}
+local first, last = nil, nil
+local i = 9
 while i <= #ARGV do
-  local id, key, task, seq, state, created, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], tonumber(ARGV[i+6])
-  local first = i + 7
-  i = first + 2 * n
+  local id, key, task, pool, model, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], tonumber(ARGV[i+5])
+  local f0 = i + 6
+  i = f0 + 2 * n
+  order = order + 1
   local dup = ''
   if key ~= '' then
     local had = redis.call('GET', key_prefix .. key)
@@ -253,16 +307,45 @@ while i <= #ARGV do
   end
   if dup == '' then
     if key ~= '' then redis.call('SET', key_prefix .. key, id) end
-    local job = job_prefix .. id
-    for j = first, first + 2 * n - 1, 2 do redis.call('HSET', job, ARGV[j], ARGV[j + 1]) end
-    redis.call('HSET', job, 'task_at', now_ms)
-    redis.call('ZADD', jobs, now_ms, id)
-    redis.call('ZADD', state_prefix .. state, now_ms, id)
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', state,
-      'from', '', 'attempt', 0, 'host', '', 'at', created)
-    push_delivery(task, id, seq, 0, now_ms, false)
+    local lane = '-'
+    if model ~= '' then lane = model end
+    local parked = 'lane'
+    if task ~= '' then parked = '' end
+    redis.call('HSET', job_prefix .. id, 'order', order, 'pool', pool, 'model', model,
+      'task', task, 'task_at', now_ms, 'parked', parked, unpack(ARGV, f0, i - 1))
+    table.insert(index, now_ms)
+    table.insert(index, id)
+    if task ~= '' then
+      push_delivery(task, id, 1, 0, now_ms, false)
+      redis.call('ZADD', NS .. ':transit', now_ms, id)
+    else
+      local lk = pool .. ':' .. lane
+      if not lanes[lk] then
+        lanes[lk] = {}
+        pools[pool] = pools[pool] or {}
+        table.insert(pools[pool], lane)
+      end
+      table.insert(lanes[lk], order)
+      table.insert(lanes[lk], id)
+    end
+    first = first or id
+    last = id
   end
   table.insert(out, dup)
+end
+if #index > 0 then
+  redis.call('ZADD', jobs, unpack(index))
+  redis.call('ZADD', state_prefix .. 'queued', unpack(index))
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', 'enqueued', 'jobs', #index / 2,
+    'first', first, 'last', last, 'at', created)
+end
+for lk, members in pairs(lanes) do
+  redis.call('ZADD', NS .. ':lane:' .. lk, unpack(members))
+end
+for pool, ms in pairs(pools) do
+  redis.call('SADD', NS .. ':lanes:' .. pool, unpack(ms))
+  redis.call('SADD', NS .. ':pools', pool)
+  redis.call('PUBLISH', NS .. ':wake', pool)
 end
 wake()
 return out
@@ -293,6 +376,7 @@ impl Created {
 /// Handle on the job store. Cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
+    client: redis::Client,
     conn: ConnectionManager,
     keys: Keys,
     queue: RedisStorage<Delivery>,
@@ -354,13 +438,16 @@ impl JobStore {
         let keys = Keys::new(namespace);
         let queue = RedisStorage::new(conn.clone()).with_config(apalis_config(&keys));
         Ok(Self {
+            client,
             conn,
             keys,
             queue,
             mover: redis::Script::new(&format!(
-                "{}{}{MOVE}",
+                "{}{}{}local NS = ARGV[14]\n{}{MOVE}",
                 crate::delivery::PUSH_LUA,
-                final_states_lua()
+                final_states_lua(),
+                crate::sweep::active_states_lua(),
+                crate::park::PARK_LUA,
             )),
             enqueue: redis::Script::new(&format!("{}{ENQUEUE}", crate::delivery::PUSH_LUA)),
             event_log: None,
@@ -377,6 +464,18 @@ impl JobStore {
     /// The key layout.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// A new pub/sub connection subscribed to `channels`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn subscribe(&self, channels: &[String]) -> Result<redis::aio::PubSub, StoreError> {
+        let mut ps = self.client.get_async_pubsub().await?;
+        for c in channels {
+            ps.subscribe(c).await?;
+        }
+        Ok(ps)
     }
 
     /// A connection for commands this module does not wrap.
@@ -413,17 +512,29 @@ impl JobStore {
             .arg(EVENTS_MAX_LEN)
             .arg(self.keys.idempotency(""))
             .arg(self.keys.job_prefix())
-            .arg(self.keys.state_prefix());
+            .arg(self.keys.state_prefix())
+            .arg(self.keys.namespace())
+            .arg(now_rfc3339())
+            .arg(records.len());
         for rec in records {
-            let task = crate::delivery::new_task_id();
-            let mut fields = rec.to_fields();
-            fields.push(("task", task.clone()));
+            let (pool, model) = crate::record::placement(&rec.input);
+            // A dry run needs no slot: it gets its delivery at once.
+            let task = if rec.input.dry_run {
+                crate::delivery::new_task_id()
+            } else {
+                String::new()
+            };
+            // Empty fields are not written: a missing field reads as empty.
+            let fields: Vec<(&str, String)> = rec
+                .to_fields()
+                .into_iter()
+                .filter(|(k, v)| !v.is_empty() && !matches!(*k, "task"))
+                .collect();
             inv.arg(&rec.id)
                 .arg(&rec.key)
                 .arg(&task)
-                .arg(rec.seq)
-                .arg(rec.state.as_str())
-                .arg(&rec.created_at)
+                .arg(pool)
+                .arg(model)
                 .arg(fields.len());
             for (k, v) in fields {
                 inv.arg(k).arg(v);
@@ -495,7 +606,15 @@ impl JobStore {
             .arg(flag(front))
             .arg(flag(m.release))
             .arg(flag(m.bump_attempt))
-            .arg(flag(m.quiet));
+            .arg(flag(m.quiet))
+            .arg(self.keys.namespace())
+            .arg(match &m.park {
+                None => String::new(),
+                Some(ParkIn::Lane) => "lane".to_string(),
+                Some(ParkIn::Workspace(ws)) => format!("ws:{ws}"),
+            })
+            .arg(flag(m.keep_slot))
+            .arg(flag(m.reorder));
         for (k, v) in &m.fields {
             inv.arg(*k).arg(v);
         }
@@ -548,7 +667,8 @@ impl JobStore {
 
     /// Runs a finished job again as a new delivery of the same record (for retry
     /// and resume): clears the outcome, resets `tries`, lifts any cancel request,
-    /// applies `fields`, and queues it. The attempt counter keeps counting.
+    /// applies `fields`, and parks it in its pool's lane (`to_back`: behind every
+    /// job waiting now; else at its first place in line). The attempt counter keeps counting.
     /// Only while the record's seq is `seq` (the one the caller checked); returns
     /// whether it happened.
     ///
@@ -559,6 +679,7 @@ impl JobStore {
         id: &str,
         seq: u64,
         fields: &[(&str, String)],
+        to_back: bool,
     ) -> Result<bool, StoreError> {
         let mut all: Vec<(&str, String)> = vec![
             ("tries", "0".into()),
@@ -571,10 +692,11 @@ impl JobStore {
         all.extend(fields.iter().cloned());
         let mut conn = self.conn.clone();
         let _: () = conn.del(self.keys.cancel(id)).await?;
-        let m = Move::to(JobState::Queued)
+        let mut m = Move::to(JobState::Queued)
             .seq(seq)
             .fields(&all)
-            .deliver(Duration::ZERO, false);
+            .park(ParkIn::Lane);
+        m.reorder = to_back;
         Ok(self.apply(id, &m).await?.done())
     }
 

@@ -1,44 +1,56 @@
 //! The safety sweep: no accepted job is ever left without a way to go on.
 //!
-//! A non-final job must always be in one of three places: held by a live run
-//! (its run lease exists), or waiting as a delivery apalis will hand out
-//! (active list, scheduled set, or a registered worker's in-flight set). The
-//! sweep finds the two ways out of that and puts the job back, first in line,
-//! as `waiting`:
+//! A non-final job must always be in one of four places: held by a live run
+//! (its run lease exists), parked in a line (see [`crate::park`]), or waiting
+//! as a delivery apalis will hand out (active list, scheduled set, or a
+//! registered worker's in-flight set). The sweep finds the two ways out of that
+//! and parks the job again at its first place in line, as `waiting`:
 //!
 //! - **orphaned**: the record says a run is under way (preparing, running, QA,
 //!   reporting) but the run lease expired (its worker died or was cut off). The
 //!   new `seq` and the cleared `owner` fence the old run out.
-//! - **lost**: the record waits, but its delivery is nowhere (a write that Redis
-//!   refused mid-way, a failed acknowledgement). Counted in `{ns}:rescued`, which
-//!   should stay 0.
+//! - **lost**: the record waits, not parked, but its delivery is nowhere (a
+//!   write that Redis refused mid-way, a failed acknowledgement). Counted in
+//!   `{ns}:rescued`, which should stay 0. Only deliveries overdue in
+//!   `{ns}:transit` are looked at.
 //!
 //! Each rescue re-checks everything in one Lua call, so a job a worker picks up
 //! meanwhile is left alone. One worker sweeps at a time (a lock key).
 
-use std::{collections::HashSet, sync::LazyLock, time::Duration};
+use std::{sync::LazyLock, time::Duration};
 
 use redis::AsyncCommands;
 
 use crate::{
-    delivery::{new_task_id, queue_keys, PUSH_LUA},
+    delivery::{queue_keys, PUSH_LUA},
+    park::PARK_LUA,
     status::JobState,
     store::{apalis_config, final_states_lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
 };
 
 /// KEYS: five queue keys, job, run lease, events, history, apalis workers set,
 /// rescued counter. ARGV: state prefix, now (ms), now, events max length, grace
-/// (ms), new task id, in-flight prefix, waiting-set prefix.
-/// Returns '' (left alone), 'orphaned' or 'lost'.
+/// (ms), namespace, in-flight prefix.
+/// Returns '' (left alone), 'orphaned' or 'lost'. A rescued job gives back any
+/// slot it held and is parked in its pool's lane at its first place in line.
 const RESCUE: &str = r#"
 local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local task, inflight_prefix, waiting_prefix = ARGV[6], ARGV[7], ARGV[8]
+local inflight_prefix = ARGV[7]
 if redis.call('EXISTS', job) == 0 then return '' end
+local id = redis.call('HGET', job, 'id')
 local state = redis.call('HGET', job, 'state')
-if FINAL[state] or redis.call('EXISTS', lease) == 1 then return '' end
+if FINAL[state] then
+  redis.call('ZREM', NS .. ':transit', id)
+  return ''
+end
+if redis.call('EXISTS', lease) == 1 then return '' end
 local reason = 'orphaned'
 if not ACTIVE[state] then
+  if (redis.call('HGET', job, 'parked') or '') ~= '' then
+    redis.call('ZREM', NS .. ':transit', id)
+    return ''
+  end
   local cur = redis.call('HGET', job, 'task') or ''
   local at = tonumber(redis.call('HGET', job, 'task_at') or '0') or 0
   if at > now_ms - grace then return '' end
@@ -52,32 +64,25 @@ if not ACTIVE[state] then
   reason = 'lost'
   redis.call('INCR', rescued)
 end
-local id = redis.call('HGET', job, 'id')
-local seq = redis.call('HINCRBY', job, 'seq', 1)
-redis.call('HSET', job, 'owner', '', 'reason', reason, 'task', task, 'task_at', now_ms,
+redis.call('HINCRBY', job, 'seq', 1)
+redis.call('HSET', job, 'owner', '', 'reason', reason, 'task', '', 'task_at', now_ms,
   'state', 'waiting', 'updated_at', now)
 redis.call('ZREM', state_prefix .. state, id)
 redis.call('ZADD', state_prefix .. 'waiting', now_ms, id)
--- First in its pool's line too.
-local ok, input = pcall(cjson.decode, redis.call('HGET', job, 'input') or '{}')
-if ok and type(input) == 'table' and type(input.agent) == 'string' then
-  local pool = string.match(input.agent, '^[^:]+')
-  if pool then redis.call('ZADD', waiting_prefix .. pool, 1, id) end
-end
+unslot(job, id)
+park_job(job, id, '')
 local f = redis.call('HMGET', job, 'attempt', 'host', 'worker')
 redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', 'waiting',
   'from', state, 'attempt', f[1] or '0', 'host', f[2] or '', 'at', now)
 redis.call('RPUSH', history, cjson.encode({state = 'waiting', from = state, at = now,
   attempt = tonumber(f[1] or '0') or 0, host = f[2] or '', worker = f[3] or '', reason = reason}))
 redis.call('LTRIM', history, -200, -1)
-push_delivery(task, id, seq, 0, now_ms, true)
-wake()
 return reason
 "#;
 
 static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{PUSH_LUA}{}{}{RESCUE}",
+        "{PUSH_LUA}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
         final_states_lua(),
         active_states_lua()
     ))
@@ -91,7 +96,7 @@ pub const ACTIVE_STATES: &[JobState] = &[
     JobState::Reporting,
 ];
 
-fn active_states_lua() -> String {
+pub(crate) fn active_states_lua() -> String {
     let names: Vec<String> = ACTIVE_STATES
         .iter()
         .map(|s| format!("['{}'] = true", s.as_str()))
@@ -131,7 +136,6 @@ impl JobStore {
             inv.key(k);
         }
         let cfg = apalis_config(self.keys());
-        let waiting_prefix = self.keys().waiting("");
         inv.key(self.keys().job(id))
             .key(self.keys().run_lease(id))
             .key(self.keys().events())
@@ -143,9 +147,8 @@ impl JobStore {
             .arg(now_rfc3339())
             .arg(EVENTS_MAX_LEN)
             .arg(grace.as_millis() as u64)
-            .arg(new_task_id())
-            .arg(cfg.inflight_jobs_set())
-            .arg(waiting_prefix);
+            .arg(self.keys().namespace())
+            .arg(cfg.inflight_jobs_set());
         Ok(inv.invoke_async(&mut self.conn()).await?)
     }
 
@@ -177,44 +180,29 @@ impl JobStore {
         Ok(out)
     }
 
-    /// Puts back queued or waiting jobs whose delivery is nowhere and that were
-    /// last handed a delivery more than `grace` ago.
+    /// Puts back queued or waiting jobs whose delivery is nowhere and was due
+    /// more than `grace` ago. Reads only overdue deliveries (`{ns}:transit`),
+    /// never the jobs parked in lanes: its cost does not grow with what waits.
     ///
     /// # Errors
     /// Redis errors (nothing is assumed from them).
     pub async fn sweep_lost(&self, grace: Duration) -> Result<Vec<String>, StoreError> {
-        let cfg = apalis_config(self.keys());
         let mut conn = self.conn();
-        let (active, scheduled): (Vec<String>, Vec<String>) = redis::pipe()
-            .lrange(cfg.active_jobs_list(), 0, -1)
-            .zrange(cfg.scheduled_jobs_set(), 0, -1)
-            .query_async(&mut conn)
+        let before = chrono::Utc::now().timestamp_millis() - grace.as_millis() as i64;
+        let ids: Vec<String> = conn
+            .zrangebyscore_limit(
+                format!("{}:transit", self.keys().namespace()),
+                "-inf",
+                before,
+                0,
+                1000,
+            )
             .await?;
-        let queued: HashSet<String> = active.into_iter().chain(scheduled).collect();
-        let now = chrono::Utc::now().timestamp_millis();
         let mut out = Vec::new();
-        for st in [JobState::Queued, JobState::Waiting] {
-            let ids: Vec<String> = conn.zrange(self.keys().state(st.as_str()), 0, -1).await?;
-            for chunk in ids.chunks(500) {
-                let mut pipe = redis::pipe();
-                for id in chunk {
-                    pipe.cmd("HMGET")
-                        .arg(self.keys().job(id))
-                        .arg("task")
-                        .arg("task_at");
-                }
-                let rows: Vec<(Option<String>, Option<i64>)> = pipe.query_async(&mut conn).await?;
-                for (id, (task, at)) in chunk.iter().zip(rows) {
-                    let in_queue = task.as_ref().is_some_and(|t| queued.contains(t));
-                    let recent = at.unwrap_or(0) > now - grace.as_millis() as i64;
-                    if in_queue || recent {
-                        continue;
-                    }
-                    if self.rescue(id, grace).await? == "lost" {
-                        tracing::error!(job = %id, "job had no delivery: put back first in line");
-                        out.push(id.clone());
-                    }
-                }
+        for id in ids {
+            if self.rescue(&id, grace).await? == "lost" {
+                tracing::error!(job = %id, "job had no delivery: put back first in line");
+                out.push(id);
             }
         }
         Ok(out)

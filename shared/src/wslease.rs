@@ -4,11 +4,11 @@
 //! for the same target: a second dispatch for an issue, a review next to a fix, a
 //! retry, a resume. Its lease is a key holding the running job's id, with a TTL
 //! renewed while the job runs, so a dead holder frees it after `heartbeat ×
-//! missed`. Jobs that find it taken wait in a FIFO per workspace (a sorted set
-//! by first-wait time); only the oldest waiter may take a lease that frees up.
-//! Waiting for a workspace spends no attempt and holds no pool slot: the
-//! workspace is taken before the slot, and given back (keeping the job's place)
-//! when no slot is free.
+//! missed`. A job that finds it taken is parked in the workspace's line (a
+//! sorted set by enqueue order, see [`crate::park`]) and gives its pool slot
+//! back; when the workspace is given back, the first job in line goes to its
+//! pool's lane, keeping its place there. Waiting for a workspace spends no
+//! attempt and holds no pool slot.
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -18,48 +18,28 @@ use crate::{
     workspace::workspace_name,
 };
 
-/// KEYS: lease, waiters (id → first wait), seen (id → last ask).
-/// ARGV: now (ms), ttl (ms), id, stale (ms).
-/// Returns {1, first_wait} (taken; first_wait 0 if it never waited) or
-/// {0, holder} (busy; holder '' when an older waiter is first in line).
+/// KEYS: lease. ARGV: ttl (ms), id. Returns '' (taken) or the holder's id.
 const TAKE: &str = r#"
-local lease, waiters, seen = KEYS[1], KEYS[2], KEYS[3]
-local now, ttl, id, stale = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-for _, g in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', now - stale)) do
-  redis.call('ZREM', waiters, g)
-  redis.call('ZREM', seen, g)
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return ''
 end
-local function wait(holder)
-  redis.call('ZADD', waiters, 'NX', now, id)
-  redis.call('ZADD', seen, now, id)
-  return {0, holder}
-end
-local cur = redis.call('GET', lease)
-if cur == id then
-  redis.call('PEXPIRE', lease, ttl)
-  return {1, 0}
-end
-if cur then return wait(cur) end
-local first = redis.call('ZRANGE', waiters, 0, 0)[1]
-if first and first ~= id then return wait('') end
-local since = tonumber(redis.call('ZSCORE', waiters, id) or '0')
-redis.call('SET', lease, id, 'PX', ttl)
-redis.call('ZREM', waiters, id)
-redis.call('ZREM', seen, id)
-return {1, since}
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+return ''
 "#;
 
-/// KEYS: lease, waiters, seen. ARGV: id, first_wait ('' : the job leaves the
-/// line), now (ms). Drops the lease if `id` holds it; with a first-wait time the
-/// job keeps its place in line.
+/// KEYS: lease, line. ARGV: id, namespace, job prefix. Drops the lease if `id`
+/// holds it; then, the workspace being free, the first job in its line goes to
+/// its pool's lane (and its pool is woken).
 const GIVE_BACK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if ARGV[2] ~= '' then
-  local since = tonumber(ARGV[2])
-  if since == 0 then since = tonumber(ARGV[3]) end
-  redis.call('ZADD', KEYS[2], 'NX', since, ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if not head then return 0 end
+redis.call('ZREM', KEYS[2], head)
+park_job(JOB_PREFIX .. head, head, '')
 return 1
 "#;
 
@@ -103,7 +83,12 @@ static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script
 static CLAIM_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{}{CLAIM}", crate::delivery::PUSH_LUA)));
 static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
-static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GIVE_BACK));
+static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "local NS, JOB_PREFIX = ARGV[2], ARGV[3]\n{}{GIVE_BACK}",
+        crate::park::PARK_LUA
+    ))
+});
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 
 /// The workspace a job runs in, as a key: `{org}/{repo}/{pr-N|task-N|branch|tag}`.
@@ -114,13 +99,9 @@ pub fn workspace_key(input: &DispatchInput) -> String {
 /// The answer to "may this job use its workspace now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceTake {
-    /// Taken. `since`: when the job first waited for it (ms), 0 if it never
-    /// did; give it back with [`JobStore::give_back_workspace`] to keep that place.
-    Taken {
-        /// First-wait time, ms since the epoch (0: never waited).
-        since: i64,
-    },
-    /// Busy: held by this job (empty: an older waiter is first in line).
+    /// Taken (or held already): give it back with [`JobStore::give_back_workspace`].
+    Taken,
+    /// Busy: held by this job.
     Busy(String),
 }
 
@@ -129,8 +110,9 @@ fn now_ms() -> i64 {
 }
 
 impl JobStore {
-    /// Takes workspace `ws` for job `id` for `ttl`, or puts the job in its line.
-    /// Waiters not seen for `stale` lose their place.
+    /// Takes workspace `ws` for job `id` for `ttl`, unless another job holds it.
+    /// A job that finds it busy parks in the workspace's line (see
+    /// [`crate::store::ParkIn::Workspace`]) until it is given back.
     ///
     /// # Errors
     /// Redis errors.
@@ -139,48 +121,34 @@ impl JobStore {
         ws: &str,
         id: &str,
         ttl: Duration,
-        stale: Duration,
     ) -> Result<WorkspaceTake, StoreError> {
-        let k = self.keys();
-        let (code, v): (i64, redis::Value) = TAKE_SCRIPT
-            .key(k.workspace_lease(ws))
-            .key(k.workspace_waiters(ws))
-            .key(k.workspace_seen(ws))
-            .arg(now_ms())
+        let holder: String = TAKE_SCRIPT
+            .key(self.keys().workspace_lease(ws))
             .arg(ttl.as_millis() as u64)
             .arg(id)
-            .arg(stale.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(if code == 1 {
-            WorkspaceTake::Taken {
-                since: redis::from_redis_value(v).unwrap_or(0),
-            }
+        Ok(if holder.is_empty() {
+            WorkspaceTake::Taken
         } else {
-            WorkspaceTake::Busy(redis::from_redis_value(v).unwrap_or_default())
+            WorkspaceTake::Busy(holder)
         })
     }
 
-    /// Gives workspace `ws` back if job `id` holds it. `keep_place`: the first-wait
-    /// time from [`WorkspaceTake::Taken`], to stay first in line (the job goes on
-    /// waiting, e.g. for a pool slot); `None` when the job is done with it.
+    /// Gives workspace `ws` back if job `id` holds it; the first job in its line
+    /// then goes to its pool's lane.
     ///
     /// # Errors
-    /// Redis errors (the lease then expires by itself).
-    pub async fn give_back_workspace(
-        &self,
-        ws: &str,
-        id: &str,
-        keep_place: Option<i64>,
-    ) -> Result<(), StoreError> {
+    /// Redis errors (the lease then expires by itself, and the sweep moves the
+    /// line on).
+    pub async fn give_back_workspace(&self, ws: &str, id: &str) -> Result<(), StoreError> {
         let k = self.keys();
         let _: i64 = GIVE_BACK_SCRIPT
             .key(k.workspace_lease(ws))
             .key(k.workspace_waiters(ws))
-            .key(k.workspace_seen(ws))
             .arg(id)
-            .arg(keep_place.map(|s| s.to_string()).unwrap_or_default())
-            .arg(now_ms())
+            .arg(k.namespace())
+            .arg(k.job_prefix())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())

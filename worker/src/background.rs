@@ -43,8 +43,8 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
 }
 
 /// Every heartbeat, one worker of the pool (a lock) puts back jobs whose run
-/// lease expired mid-run; every `sweep_secs`, also waiting jobs whose delivery
-/// was lost. Redis errors skip a round: nothing is concluded from them.
+/// lease expired mid-run and wakes every parked pool (for slots that expired);
+/// every `sweep_secs`, also waiting jobs whose delivery was lost. Redis errors skip a round: nothing is concluded from them.
 pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
     tokio::spawn(async move {
         let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
@@ -65,6 +65,14 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
                 }
             }
             sweep_orphans_now(&ctx).await;
+            // Slots of dead workers expire without a release: wake every parked
+            // pool, and move on the lines of workspaces whose holder is gone.
+            match ctx.store.free_dead_workspaces().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "jobs waiting for a dead run's workspace moved on"),
+                Err(e) => tracing::debug!(error = %e, "workspace lines not looked at"),
+            }
+            crate::waker::wake_all(&ctx).await;
             if last_lost.elapsed() >= lost_every {
                 last_lost = std::time::Instant::now();
                 match ctx.store.sweep_lost(grace).await {

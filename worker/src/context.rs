@@ -32,6 +32,11 @@ pub struct WorkerCtx {
     pub watchdog_dir: std::path::PathBuf,
     /// Bytes this host's workspaces and mirrors used at the last housekeeping.
     pub workspace_bytes: std::sync::atomic::AtomicU64,
+    /// Room of a pool without a limit: the live workers' total concurrency
+    /// (refreshed by [`crate::waker`]).
+    pub window: std::sync::atomic::AtomicU32,
+    /// Notified when deliveries were pushed: the apalis worker looks at once.
+    pub poke: tokio::sync::Notify,
 }
 
 impl WorkerCtx {

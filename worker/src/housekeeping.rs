@@ -158,7 +158,7 @@ pub async fn sweep(ctx: &Arc<WorkerCtx>) -> Option<u64> {
             Ok(Err(e)) => tracing::warn!(workspace = %f.key, error = %e, "cannot remove workspace"),
             Err(e) => tracing::warn!(workspace = %f.key, error = %e, "cannot remove workspace"),
         }
-        let _ = ctx.store.give_back_workspace(&f.key, &janitor, None).await;
+        let _ = ctx.store.give_back_workspace(&f.key, &janitor).await;
     }
     let root = ctx.cfg.workspace_root.clone();
     tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&root))

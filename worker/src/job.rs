@@ -8,13 +8,12 @@ use agentq_shared::{
     container::{agent_container, ContainerJob, Watchdog},
     forge::CommitState,
     lease::Acquire,
-    limits::Admission,
     record::JobRecord,
     status::{
         detect_final_status, read_blocked, FinalStatus, JobState, QaSummary, WaitReason,
         WorkspaceStatus,
     },
-    store::{now_rfc3339, Delivery, Move, Moved},
+    store::{now_rfc3339, Delivery, Move, Moved, ParkIn},
     workspace::Workspace,
     wslease::{workspace_key, WorkspaceTake},
 };
@@ -112,13 +111,13 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     hold.release().await;
 }
 
-/// Hands the job back to the queue, first in line. `refund`: the run's `tries`,
-/// given back (the run spends no attempt). `extra`: more fields to set.
+/// Hands the job back: parked in its pool's lane at its first place in line
+/// (see [`agentq_shared::park`]), its slot given back. `refund`: the run's
+/// `tries`, given back (the run spends no attempt). `extra`: more fields to set.
 async fn hand_back(
     hold: &Hold,
     state: JobState,
     reason: WaitReason,
-    delay: Duration,
     refund: Option<u32>,
     extra: &[(&str, String)],
 ) -> Result<(), Fenced> {
@@ -127,9 +126,21 @@ async fn hand_back(
         fields.push(("tries", tries.saturating_sub(1).to_string()));
     }
     fields.extend(extra.iter().cloned());
-    hold.apply(Move::to(state).fields(&fields).deliver(delay, true))
+    hold.apply(Move::to(state).fields(&fields).park(ParkIn::Lane))
         .await
         .map(|_| ())
+}
+
+/// Parks the job until what it waits for changes: no delivery, no re-check.
+async fn park(hold: &Hold, at: ParkIn, reason: WaitReason, waiting_on: String) -> Result<(), Fenced> {
+    let mut m = Move::to(JobState::Waiting)
+        .fields(&[
+            ("reason", reason.as_str().to_string()),
+            ("waiting_on", waiting_on),
+        ])
+        .park(at);
+    m.quiet = true;
+    hold.apply(m).await.map(|_| ())
 }
 
 /// Cancel, shutdown, a degraded host, admission: then the run itself.
@@ -144,28 +155,11 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
             .await;
     }
     if *ctx.shutdown.borrow() != StopReason::None {
-        return hand_back(
-            hold,
-            JobState::Queued,
-            WaitReason::Shutdown,
-            Duration::ZERO,
-            None,
-            &[],
-        )
-        .await;
+        return hand_back(hold, JobState::Queued, WaitReason::Shutdown, None, &[]).await;
     }
-    if let Some((why, left)) = ctx.breaker.degraded() {
+    if let Some((why, _)) = ctx.breaker.degraded() {
         tracing::info!(job = id, reason = %why, "host degraded: job handed back");
-        let delay = left.min(Duration::from_secs(1));
-        return hand_back(
-            hold,
-            JobState::Waiting,
-            WaitReason::HostDegraded,
-            delay,
-            None,
-            &[],
-        )
-        .await;
+        return hand_back(hold, JobState::Waiting, WaitReason::HostDegraded, None, &[]).await;
     }
     let Ok(agent) = AgentSpec::parse(&rec.input.agent) else {
         // Validated at enqueue; a record edited by hand gets here.
@@ -186,12 +180,17 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         return run_admitted(ctx, hold, rec.clone(), &agent, None).await;
     }
     let ttl = ctx.cfg.lease_ttl();
-    let stale = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100) * 10) + ttl;
-    let retry = Duration::from_millis(ctx.cfg.slot_retry_ms.max(100));
+    // A job starts only with a slot a wake granted it (oldest first, pacing and
+    // pauses applied there); a delivery without one (a retry after its delay, a
+    // hand-back) parks the job in its lane, at its first place in line.
+    let granted = until_redis_answers("slot", id, || store.holds_slot(&agent, id, ttl)).await;
+    if !granted {
+        return park(hold, ParkIn::Lane, WaitReason::Slot, String::new()).await;
+    }
     let ws = workspace_key(&rec.input);
     if let Some((host, since)) = affinity(ctx, &rec, &ws).await {
-        // The host with the workspace claims the job when it has room; this host
-        // looks again every few seconds, in case that host died meanwhile.
+        // The host with the workspace claims the job (and its slot) when it has
+        // room; this host looks again every few seconds, in case that host died.
         let until = since + ctx.cfg.affinity_secs as i64 * 1000;
         let left = (until - chrono::Utc::now().timestamp_millis()).clamp(0, 2_000) as u64;
         let mut m = Move::to(JobState::Waiting)
@@ -202,64 +201,21 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
             ])
             .deliver(Duration::from_millis(left), false);
         m.quiet = true;
+        m.keep_slot = true;
         hold.apply(m).await?;
         if let Err(e) = store.leave_to_host(&host, id, until).await {
             tracing::debug!(job = id, error = %e, "cannot leave the job to its workspace's host; it runs after the grace period");
         }
         return Ok(());
     }
-    // The workspace first, so a job waiting for it holds no pool slot.
-    let taken = until_redis_answers("workspace", id, || {
-        store.take_workspace(&ws, id, ttl, stale)
-    })
-    .await;
-    let since = match taken {
-        WorkspaceTake::Taken { since } => since,
-        WorkspaceTake::Busy(holder) => {
-            let mut m = Move::to(JobState::Waiting)
-                .fields(&[
-                    ("reason", WaitReason::Workspace.as_str().to_string()),
-                    ("waiting_on", holder),
-                ])
-                .deliver(retry, false);
-            m.quiet = true;
-            return hold.apply(m).await.map(|_| ());
-        }
-    };
-    let admission = until_redis_answers("admission", id, || {
-        store.admit(&ctx.cfg.admission, &agent, id, ttl, stale)
-    })
-    .await;
-    let wait = match admission {
-        Admission::Admitted => None,
-        Admission::NoSlot => Some((WaitReason::Slot, retry)),
-        Admission::Paced(d) => Some((WaitReason::Slot, d.max(Duration::from_millis(100)))),
-        // Ask again at least every 5 s, so a pause lifted by hand takes effect soon.
-        Admission::Paused(d) => Some((
-            WaitReason::Backoff,
-            d.min(Duration::from_secs(5)).max(retry),
-        )),
-    };
-    if let Some((reason, delay)) = wait {
-        // Keep the job's place in the workspace's line while it waits for a slot.
-        until_redis_answers("give the workspace back", id, || {
-            store.give_back_workspace(&ws, id, Some(since))
-        })
-        .await;
-        let mut m = Move::to(JobState::Waiting)
-            .fields(&[
-                ("reason", reason.as_str().to_string()),
-                ("waiting_on", String::new()),
-            ])
-            .deliver(delay, false);
-        m.quiet = true;
-        return hold.apply(m).await.map(|_| ());
+    // A busy workspace: the job parks in its line and gives its slot back.
+    let taken = until_redis_answers("workspace", id, || store.take_workspace(&ws, id, ttl)).await;
+    if let WorkspaceTake::Busy(holder) = taken {
+        return park(hold, ParkIn::Workspace(ws), WaitReason::Workspace, holder).await;
     }
+    // The run's last move gives the slot back (in the same Lua call).
     let result = run_admitted(ctx, hold, rec.clone(), &agent, Some(&ws)).await;
-    if let Err(e) = store.release_slot(&agent, id).await {
-        tracing::debug!(job = id, error = %e, "cannot release the slot; its lease expires by itself");
-    }
-    if let Err(e) = store.give_back_workspace(&ws, id, None).await {
+    if let Err(e) = store.give_back_workspace(&ws, id).await {
         tracing::debug!(job = id, error = %e, "cannot give the workspace back; its lease expires by itself");
     }
     result
@@ -536,7 +492,6 @@ async fn record_outcome(
                     hold,
                     JobState::Waiting,
                     WaitReason::HostError,
-                    Duration::ZERO,
                     Some(tries),
                     &[("error", text)],
                 )
@@ -562,7 +517,6 @@ async fn record_outcome(
                 hold,
                 JobState::Queued,
                 WaitReason::Shutdown,
-                Duration::ZERO,
                 Some(tries),
                 &[],
             )
@@ -574,7 +528,6 @@ async fn record_outcome(
                 hold,
                 JobState::Waiting,
                 WaitReason::Fenced,
-                Duration::ZERO,
                 Some(tries),
                 &[],
             )

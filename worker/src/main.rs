@@ -20,6 +20,7 @@ mod prep;
 mod qa;
 mod report;
 mod save;
+mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -142,6 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         watchdog_dir: deadman::install(&cfg.workspace_root)?,
         workspace_bytes: Default::default(),
+        window: Default::default(),
+        poke: Default::default(),
     });
 
     if let Some(addr) = cli.metrics_addr {
@@ -152,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let reaped = background::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
     background::sweep_orphans_now(&ctx).await;
+    waker::spawn(ctx.clone(), cli.concurrency);
     background::spawn_sweeper(ctx.clone());
     background::spawn_janitor(ctx.clone());
     background::spawn_housekeeping(ctx.clone());
@@ -204,7 +208,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let mut tick = tokio::time::interval(poll);
                     loop {
                         tokio::select! {
-                            _ = tick.tick() => {
+                            _ = async {
+                                tokio::select! {
+                                    _ = tick.tick() => {}
+                                    _ = wctx_ctx.poke.notified() => {}
+                                }
+                            } => {
                                 if wctx.is_stopped() || wctx.is_shutting_down() {
                                     return Ok(());
                                 }

@@ -129,7 +129,7 @@ impl Metrics {
             .set(i64::from(ctx.breaker.degraded().is_some()));
         let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
         for p in store
-            .pool_stats(&ctx.cfg.admission, &pools, ctx.cfg.lease_ttl() * 2)
+            .pool_stats(&ctx.cfg.admission, &pools)
             .await?
         {
             self.running

@@ -46,11 +46,19 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         input.agent = agent;
     }
     let input_json = serde_json::to_string(&input).map_err(|e| Failure::setup(e.to_string()))?;
+    let (pool, model) = agentq_shared::record::placement(&input);
+    // An answered job keeps its first place in line: a person is waiting for it.
     let rerun = store
         .rerun(
             &rec.id,
             rec.seq,
-            &[("answer", args.answer.clone()), ("input", input_json)],
+            &[
+                ("answer", args.answer.clone()),
+                ("input", input_json),
+                ("pool", pool),
+                ("model", model),
+            ],
+            false,
         )
         .await?;
     if !rerun {

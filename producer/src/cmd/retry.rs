@@ -63,7 +63,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 refused.push((id, format!("is {}, not finished", r.state)))
             }
             Some(r) => {
-                if store.rerun(&id, r.seq, &[]).await? {
+                if store.rerun(&id, r.seq, &[], true).await? {
                     retried.push(id);
                 } else {
                     refused.push((id, "changed while retrying; try again".to_string()));

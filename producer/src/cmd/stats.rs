@@ -1,7 +1,5 @@
 //! `agentq stats`: pools (running/limit, waiting, paused) and jobs per state.
 
-use std::time::Duration;
-
 use agentq_shared::{agent::AGENTS, config::Config};
 use serde_json::json;
 
@@ -34,9 +32,7 @@ pub fn pools(cfg: &Config) -> Vec<String> {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let stale = Duration::from_millis(cfg.slot_retry_ms.max(100) * 10)
-        + Duration::from_secs(cfg.heartbeat_secs.max(1) * u64::from(cfg.missed_heartbeats.max(1)));
-    let pools = store.pool_stats(&cfg.admission, &pools(cfg), stale).await?;
+    let pools = store.pool_stats(&cfg.admission, &pools(cfg)).await?;
     let states = store.state_counts().await?;
     let depth = store.queue_depth().await?;
     if args.json {

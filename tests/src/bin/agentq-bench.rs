@@ -58,30 +58,6 @@ async fn main() {
         format!("{:.1} ms per job", took.as_secs_f64() * 10.0),
     ));
 
-    // 3. Admission: admit + release on one pool, in-process.
-    let store = env.store().await;
-    let cfg: AdmissionConfig = toml_limits();
-    let agent = AgentSpec::parse("claude:opus").unwrap();
-    let t = Instant::now();
-    for i in 0..5_000 {
-        let id = format!("bench-{i}");
-        store
-            .admit(
-                &cfg,
-                &agent,
-                &id,
-                Duration::from_secs(30),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
-        store.release_slot(&agent, &id).await.unwrap();
-    }
-    let took = t.elapsed();
-    rows.push((
-        "admission: admit + release (Lua), 5 000 cycles".into(),
-        format!("{:.0} cycles/s", 5_000.0 / took.as_secs_f64()),
-    ));
     drop(env);
 
     // 4. End to end: 60 trivial jobs, one worker, concurrency 4.

@@ -1,0 +1,367 @@
+//! Parked waiters: a job that cannot start costs Redis nothing while it waits.
+//!
+//! A job that waits for its pool (a slot, a model's slot, pacing, a pause) is
+//! *parked*: a member of its pool's *lane* (a sorted set per pool and model,
+//! scored by the job's enqueue `order`), with no apalis delivery at all. A job
+//! that waits for a busy workspace is parked the same way in that workspace's
+//! line. Nothing re-checks a parked job; it moves only when something changes:
+//!
+//! - **wake** ([`JobStore::wake_pool`], one Lua call): frees expired slot leases,
+//!   then, while the pool has room and is not paused or paced, takes the oldest
+//!   job among the heads of the pool's lanes whose model has room, *grants* it a
+//!   slot (the slot lease is taken here, for it) and pushes its delivery. So the
+//!   order is exact FIFO within a lane, and a job blocked only by its model's
+//!   limit never holds back jobs of other models (no head-of-line blocking).
+//! - Every script that frees a slot, parks a job or gives a workspace back
+//!   publishes the pool's name on `{ns}:wake`; every worker listens and wakes
+//!   that pool. A pause's end and the next pacing start are *timers* (a sorted
+//!   set of pool → due time) that workers look at a few times a second; a slow
+//!   sweep wakes every pool with parked jobs, for the wake-ups lost with a dead
+//!   worker (its slot leases expire; nobody released them).
+//! - A delivery that reaches a worker for a job that holds no granted slot (a
+//!   retry after its delay, a hand-back) parks the job again, with its original
+//!   `order`: it keeps its place in line.
+//!
+//! Every delivery pushed is also noted in `{ns}:transit` (job → due time) until
+//! the job runs, parks or ends, so the lost-job sweep reads only deliveries that
+//! are overdue, never the jobs that wait.
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::AsyncCommands;
+
+use crate::{
+    delivery::{new_task_id, queue_keys, PUSH_LUA},
+    limits::AdmissionConfig,
+    status::JobState,
+    store::{JobStore, StoreError},
+};
+
+/// States a parked job may be in (anything else is skipped and dropped from its
+/// lane when it reaches the head: cancelled, purged).
+pub const PARKED_STATES: &[JobState] = &[JobState::Queued, JobState::Waiting];
+
+/// Most grants one wake call may make (task ids are passed in): a pool with
+/// more room is woken again at once.
+const GRANTS_PER_CALL: usize = 64;
+
+/// Lua prelude (needs `NS` and `JOB_PREFIX` locals): `park_job(job, id, ws)`
+/// puts a job in its lane (`ws` empty) or in workspace `ws`'s line, with its
+/// `order`; `unslot(job, id)` gives the job's slot back (and wakes the pool);
+/// `unpark(job, id)` takes a job out of wherever it is parked.
+pub const PARK_LUA: &str = r#"
+local function lane_model(model) if model == nil or model == '' then return '-' end return model end
+local function park_job(job, id, ws)
+  local f = redis.call('HMGET', job, 'pool', 'model', 'order')
+  local pool, model, order = f[1] or '', lane_model(f[2]), tonumber(f[3] or '0') or 0
+  redis.call('ZREM', NS .. ':transit', id)
+  if ws ~= '' then
+    redis.call('ZADD', NS .. ':wsq:' .. ws, order, id)
+    redis.call('SADD', NS .. ':wsqueued', ws)
+    redis.call('HSET', job, 'parked', 'ws:' .. ws)
+  else
+    redis.call('ZADD', NS .. ':lane:' .. pool .. ':' .. model, order, id)
+    redis.call('SADD', NS .. ':lanes:' .. pool, model)
+    redis.call('SADD', NS .. ':pools', pool)
+    redis.call('HSET', job, 'parked', 'lane')
+    redis.call('PUBLISH', NS .. ':wake', pool)
+  end
+end
+local function unpark(job, id)
+  local f = redis.call('HMGET', job, 'parked', 'pool', 'model')
+  local where = f[1] or ''
+  if where == 'lane' then
+    redis.call('ZREM', NS .. ':lane:' .. (f[2] or '') .. ':' .. lane_model(f[3]), id)
+  elseif string.sub(where, 1, 3) == 'ws:' then
+    redis.call('ZREM', NS .. ':wsq:' .. string.sub(where, 4), id)
+  end
+  if where ~= '' then redis.call('HSET', job, 'parked', '') end
+end
+local function unslot(job, id)
+  local f = redis.call('HMGET', job, 'pool', 'model')
+  local pool, model = f[1] or '', f[2] or ''
+  if pool == '' then return end
+  local freed = redis.call('ZREM', NS .. ':limit:' .. pool, id)
+  if model ~= '' then redis.call('ZREM', NS .. ':limit:' .. pool .. ':' .. model, id) end
+  if freed == 1 then redis.call('PUBLISH', NS .. ':wake', pool) end
+end
+"#;
+
+/// KEYS: the five queue keys. ARGV: namespace, job prefix, pool, now (ms),
+/// slot lease (ms), pool limit (0: none), window (room of a pool without a
+/// limit), pacing (ms, 0: none), number of task ids n, n task ids, then
+/// model/limit pairs. Returns the number of jobs granted a slot.
+const WAKE: &str = r#"
+local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
+local now, lease, plimit, window, rate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local ntasks = tonumber(ARGV[9])
+local mlimit = {}
+for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local slots = NS .. ':limit:' .. pool
+local lanes = NS .. ':lanes:' .. pool
+redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+local models = redis.call('SMEMBERS', lanes)
+if #models == 0 then
+  redis.call('SREM', NS .. ':pools', pool)
+  return 0
+end
+for _, m in ipairs(models) do
+  if m ~= '-' then redis.call('ZREMRANGEBYSCORE', slots .. ':' .. m, '-inf', now) end
+end
+local pttl = redis.call('PTTL', NS .. ':backoff:' .. pool)
+if pttl > 0 then
+  redis.call('ZADD', NS .. ':timers', now + pttl, pool)
+  return 0
+end
+local cap = window
+if plimit > 0 then cap = plimit end
+local running = redis.call('ZCARD', slots)
+local mcount = {}
+local granted = 0
+while running < cap and granted < ntasks do
+  local best, best_score, best_m = nil, nil, nil
+  for _, m in ipairs(models) do
+    local lim = mlimit[m] or 0
+    local room = true
+    if lim > 0 and m ~= '-' then
+      if mcount[m] == nil then mcount[m] = redis.call('ZCARD', slots .. ':' .. m) end
+      room = mcount[m] < lim
+    end
+    if room then
+      local lane = NS .. ':lane:' .. pool .. ':' .. m
+      while true do
+        local h = redis.call('ZRANGE', lane, 0, 0, 'WITHSCORES')
+        if #h == 0 then
+          if redis.call('EXISTS', lane) == 0 then redis.call('SREM', lanes, m) end
+          break
+        end
+        local st = redis.call('HGET', JOB_PREFIX .. h[1], 'state')
+        if st and PARKED[st] then
+          local s = tonumber(h[2])
+          if best_score == nil or s < best_score then best, best_score, best_m = h[1], s, m end
+          break
+        end
+        redis.call('ZREM', lane, h[1])
+      end
+    end
+  end
+  if best == nil then break end
+  if rate > 0 then
+    local last = tonumber(redis.call('GET', NS .. ':rate:' .. pool) or '0')
+    if now - last < rate then
+      redis.call('ZADD', NS .. ':timers', last + rate, pool)
+      break
+    end
+    redis.call('SET', NS .. ':rate:' .. pool, now, 'PX', rate * 2 + 1000)
+  end
+  redis.call('ZREM', NS .. ':lane:' .. pool .. ':' .. best_m, best)
+  redis.call('ZADD', slots, now + lease, best)
+  if best_m ~= '-' then
+    redis.call('ZADD', slots .. ':' .. best_m, now + lease, best)
+    if mcount[best_m] then mcount[best_m] = mcount[best_m] + 1 end
+  end
+  running = running + 1
+  granted = granted + 1
+  local job = JOB_PREFIX .. best
+  local task = ARGV[9 + granted]
+  local seq = redis.call('HINCRBY', job, 'seq', 1)
+  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '')
+  redis.call('ZADD', NS .. ':transit', now, best)
+  push_delivery(task, best, seq, 0, now, false)
+end
+wake()
+if granted > 0 then redis.call('PUBLISH', NS .. ':deliver', granted) end
+return granted
+"#;
+
+/// KEYS: none. ARGV: namespace, now (ms). Takes the due timers; returns their pools.
+const DUE: &str = r#"
+local t = ARGV[1] .. ':timers'
+local due = redis.call('ZRANGEBYSCORE', t, '-inf', ARGV[2], 'LIMIT', 0, 100)
+if #due > 0 then redis.call('ZREM', t, unpack(due)) end
+return due
+"#;
+
+/// KEYS: none. ARGV: namespace, job prefix. For each workspace with a line
+/// whose lease is gone (its holder died): the first in line goes to its lane.
+/// Returns how many moved.
+const FREE_WORKSPACES: &str = r#"
+local moved = 0
+for _, ws in ipairs(redis.call('SMEMBERS', NS .. ':wsqueued')) do
+  if redis.call('EXISTS', NS .. ':ws:' .. ws) == 0 then
+    local line = NS .. ':wsq:' .. ws
+    local head = redis.call('ZRANGE', line, 0, 0)[1]
+    if head then
+      redis.call('ZREM', line, head)
+      park_job(JOB_PREFIX .. head, head, '')
+      moved = moved + 1
+    end
+  end
+  if redis.call('EXISTS', NS .. ':wsq:' .. ws) == 0 then redis.call('SREM', NS .. ':wsqueued', ws) end
+end
+return moved
+"#;
+
+/// `local PARKED = {...}` for Lua, from [`PARKED_STATES`].
+pub(crate) fn parked_states_lua() -> String {
+    let names: Vec<String> = PARKED_STATES
+        .iter()
+        .map(|s| format!("['{}'] = true", s.as_str()))
+        .collect();
+    format!("local PARKED = {{{}}}\n", names.join(", "))
+}
+
+static WAKE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PUSH_LUA}{}{WAKE}", parked_states_lua())));
+static DUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DUE));
+static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "local NS, JOB_PREFIX = ARGV[1], ARGV[2]\n{PARK_LUA}{FREE_WORKSPACES}"
+    ))
+});
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Jobs parked in one pool, per model lane (`-`: jobs without a model).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Parked {
+    /// Model → jobs parked in that lane.
+    pub lanes: Vec<(String, u64)>,
+}
+
+impl Parked {
+    /// All jobs parked in the pool.
+    pub fn total(&self) -> u64 {
+        self.lanes.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl JobStore {
+    /// Wakes pool `pool`: grants free slots to the oldest parked jobs that can
+    /// start and pushes their deliveries. `window`: how many jobs of a pool
+    /// without a limit may hold slots at once (the pool's room is the workers'
+    /// room). Returns how many jobs were granted a slot.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn wake_pool(
+        &self,
+        cfg: &AdmissionConfig,
+        pool: &str,
+        lease: Duration,
+        window: u32,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut inv = WAKE_SCRIPT.prepare_invoke();
+            for k in queue_keys(self.keys()) {
+                inv.key(k);
+            }
+            inv.arg(self.keys().namespace())
+                .arg(self.keys().job_prefix())
+                .arg(pool)
+                .arg(now_ms())
+                .arg(lease.as_millis() as u64)
+                .arg(cfg.pool_limit(pool))
+                .arg(window.max(1))
+                .arg(cfg.rate_ms(pool))
+                .arg(GRANTS_PER_CALL);
+            for _ in 0..GRANTS_PER_CALL {
+                inv.arg(new_task_id());
+            }
+            if let Some(crate::limits::LimitSpec::Detailed(m)) = cfg.limits.get(pool) {
+                for (model, n) in m.iter().filter(|(k, _)| k.as_str() != "total") {
+                    inv.arg(model).arg(*n);
+                }
+            }
+            let n: usize = inv.invoke_async(&mut self.conn()).await?;
+            total += n;
+            if n < GRANTS_PER_CALL {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Pools that have parked jobs (or had, until their next wake).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn parked_pools(&self) -> Result<Vec<String>, StoreError> {
+        let mut pools: Vec<String> = self
+            .conn()
+            .smembers(format!("{}:pools", self.keys().namespace()))
+            .await?;
+        pools.sort();
+        Ok(pools)
+    }
+
+    /// Takes the timers that are due (a pause that ended, a pacing interval that
+    /// passed) and returns their pools, to be woken.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn due_timers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(DUE_SCRIPT
+            .prepare_invoke()
+            .arg(self.keys().namespace())
+            .arg(now_ms())
+            .invoke_async(&mut self.conn())
+            .await?)
+    }
+
+    /// Moves the first in line of every workspace whose holder is gone (its
+    /// lease expired) to its pool's lane. Returns how many moved.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn free_dead_workspaces(&self) -> Result<usize, StoreError> {
+        Ok(FREE_WORKSPACES_SCRIPT
+            .prepare_invoke()
+            .arg(self.keys().namespace())
+            .arg(self.keys().job_prefix())
+            .invoke_async(&mut self.conn())
+            .await?)
+    }
+
+    /// Jobs parked in `pool`, per lane.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn parked(&self, pool: &str) -> Result<Parked, StoreError> {
+        let ns = self.keys().namespace();
+        let mut models: Vec<String> = self.conn().smembers(format!("{ns}:lanes:{pool}")).await?;
+        models.sort();
+        let mut pipe = redis::pipe();
+        for m in &models {
+            pipe.zcard(format!("{ns}:lane:{pool}:{m}"));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
+        Ok(Parked {
+            lanes: models.into_iter().zip(counts).collect(),
+        })
+    }
+
+    /// Publishes a wake-up for `pool` (after a pause is lifted by hand).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn publish_wake(&self, pool: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn()
+            .publish(format!("{}:wake", self.keys().namespace()), pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The pub/sub channel on which pools to wake are published.
+pub fn wake_channel(ns: &str) -> String {
+    format!("{ns}:wake")
+}
+
+/// The pub/sub channel on which "deliveries were pushed" is published.
+pub fn deliver_channel(ns: &str) -> String {
+    format!("{ns}:deliver")
+}
