@@ -62,6 +62,22 @@ pub fn write_stderr(args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(args);
 }
 
+/// A progress reporter for long bulk work: `{verb} {done}/{total}` on one
+/// rewritten stderr line, only when stderr is a terminal and the work is large
+/// enough to be worth it (scripts and pipes see nothing).
+pub fn progress(verb: &'static str) -> impl FnMut(usize, usize) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty && total > 500 {
+            write_stderr(format_args!("\ragentq: {verb} {done}/{total}"));
+            if done == total {
+                write_stderr(format_args!("\n"));
+            }
+        }
+    }
+}
+
 /// Most lines of an error message shown by [`brief`].
 pub const BRIEF_LINES: usize = 3;
 /// Most characters of an error message shown by [`brief`] (with the `…`).

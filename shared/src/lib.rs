@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod bulk;
 pub mod config;
 pub mod container;
 pub mod delivery;

@@ -333,6 +333,9 @@ impl JobStore {
         let ns = self.keys().namespace();
         let mut models: Vec<String> = self.conn().smembers(format!("{ns}:lanes:{pool}")).await?;
         models.sort();
+        if models.is_empty() {
+            return Ok(Parked::default());
+        }
         let mut pipe = redis::pipe();
         for m in &models {
             pipe.zcard(format!("{ns}:lane:{pool}:{m}"));

@@ -28,7 +28,17 @@ fn print(e: &Event, json: bool) {
     }
     let f = |k: &str| e.fields.get(k).map(String::as_str).unwrap_or("");
     if let Some(ev) = e.fields.get("event") {
-        outln!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until"));
+        match ev.as_str() {
+            "enqueued" => outln!(
+                "{} enqueued {} jobs ({} .. {})",
+                f("at"),
+                f("jobs"),
+                f("first"),
+                f("last")
+            ),
+            "cancelled" | "retried" => outln!("{} {} {} jobs", f("at"), ev, f("jobs")),
+            _ => outln!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until")),
+        }
     } else {
         outln!(
             "{} {} {} -> {} attempt {} {}",

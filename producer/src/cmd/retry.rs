@@ -1,6 +1,6 @@
 //! `agentq retry`: run finished jobs again (a new attempt of the same job).
 
-use agentq_shared::{config::Config, ops::ListFilter, status::JobState};
+use agentq_shared::{bulk::BulkResult, config::Config, ops::ListFilter, status::JobState};
 use serde_json::json;
 
 use crate::{cmd::when, output, Failure};
@@ -54,21 +54,16 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         }
         None => args.ids,
     };
+    let results = store
+        .retry_many(&ids, &mut output::progress("retried"))
+        .await?;
     let mut retried = Vec::new();
     let mut refused = Vec::new();
-    for id in ids {
-        match store.get(&id).await? {
-            None => refused.push((id, "no such job".to_string())),
-            Some(r) if !r.state.is_final() => {
-                refused.push((id, format!("is {}, not finished", r.state)))
-            }
-            Some(r) => {
-                if store.rerun(&id, r.seq, &[], true).await? {
-                    retried.push(id);
-                } else {
-                    refused.push((id, "changed while retrying; try again".to_string()));
-                }
-            }
+    for (id, r) in ids.into_iter().zip(results) {
+        match r {
+            BulkResult::Done(_) => retried.push(id),
+            BulkResult::NoSuchJob => refused.push((id, "no such job".to_string())),
+            BulkResult::Left(st) => refused.push((id, format!("is {st}, not finished"))),
         }
     }
     if args.json {
