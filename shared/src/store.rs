@@ -768,7 +768,8 @@ impl JobStore {
             .collect())
     }
 
-    /// Deliveries waiting in the apalis queue (active list plus scheduled set).
+    /// Jobs waiting to start: parked in a pool's lane (see [`crate::park`]) or
+    /// as a delivery in the apalis queue (active list plus scheduled set).
     ///
     /// # Errors
     /// Redis errors.
@@ -780,7 +781,11 @@ impl JobStore {
             .zcard(cfg.scheduled_jobs_set())
             .query_async(&mut conn)
             .await?;
-        Ok(active + scheduled)
+        let mut parked = 0;
+        for pool in self.parked_pools().await? {
+            parked += self.parked(&pool).await?.total();
+        }
+        Ok(active + scheduled + parked)
     }
 }
 

@@ -655,7 +655,7 @@ async fn a_chunk_that_went_in_before_the_connection_broke_is_reported_in() {
     assert_eq!(
         queue_depth(&env).await,
         1000,
-        "the script ran once: one delivery per job"
+        "the script ran once: one place in line per job"
     );
     assert_eq!(
         numbered(&err, ": not enqueued (redis error)"),

@@ -198,7 +198,10 @@ async fn a_killed_workers_slot_frees_itself() {
 async fn wait_until(timeout: Duration, cond: impl Fn() -> bool) {
     let t = Instant::now();
     while !cond() {
-        assert!(t.elapsed() < timeout, "condition not reached in {timeout:?}");
+        assert!(
+            t.elapsed() < timeout,
+            "condition not reached in {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -336,10 +339,17 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
     let store = env.store().await;
     for id in &waiters {
         let rec = store.get(id).await.unwrap().unwrap();
-        assert_eq!((rec.state, rec.attempt), (JobState::Cancelled, 0), "{rec:#?}");
+        assert_eq!(
+            (rec.state, rec.attempt),
+            (JobState::Cancelled, 0),
+            "{rec:#?}"
+        );
     }
     env.cli_ok(&["cancel", &blocker]);
-    assert_eq!(env.wait_final(&blocker, LONG).await.state, JobState::Cancelled);
+    assert_eq!(
+        env.wait_final(&blocker, LONG).await.state,
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,7 +373,10 @@ async fn a_job_blocked_by_its_models_limit_does_not_hold_back_another_model() {
         assert_eq!((rec.state, rec.attempt), (JobState::Queued, 0), "{rec:#?}");
     }
     env.cli_ok(&["cancel", &running[0], &opus[0], &opus[1], &opus[2]]);
-    assert_eq!(env.wait_final(&running[0], LONG).await.state, JobState::Cancelled);
+    assert_eq!(
+        env.wait_final(&running[0], LONG).await.state,
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -133,7 +133,10 @@ async fn a_paused_pool_grants_nothing_and_wakes_when_the_pause_ends() {
     // The pause's end is a timer: not due yet, then due.
     assert!(store.due_timers().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(store.due_timers().await.unwrap(), vec!["claude".to_string()]);
+    assert_eq!(
+        store.due_timers().await.unwrap(),
+        vec!["claude".to_string()]
+    );
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 2);
     let mut held = holders(&redis, "limit:claude");
     held.sort();
@@ -160,7 +163,10 @@ async fn pacing_grants_one_start_per_interval_and_sets_a_timer_for_the_next() {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].0, "gemini");
     let now = chrono::Utc::now().timestamp_millis() as f64;
-    assert!(due[0].1 > now + 25_000.0 && due[0].1 <= now + 30_000.0, "{due:?}");
+    assert!(
+        due[0].1 > now + 25_000.0 && due[0].1 <= now + 30_000.0,
+        "{due:?}"
+    );
 }
 
 #[tokio::test]

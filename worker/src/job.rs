@@ -132,7 +132,12 @@ async fn hand_back(
 }
 
 /// Parks the job until what it waits for changes: no delivery, no re-check.
-async fn park(hold: &Hold, at: ParkIn, reason: WaitReason, waiting_on: String) -> Result<(), Fenced> {
+async fn park(
+    hold: &Hold,
+    at: ParkIn,
+    reason: WaitReason,
+    waiting_on: String,
+) -> Result<(), Fenced> {
     let mut m = Move::to(JobState::Waiting)
         .fields(&[
             ("reason", reason.as_str().to_string()),

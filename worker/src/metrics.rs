@@ -128,10 +128,7 @@ impl Metrics {
         self.degraded
             .set(i64::from(ctx.breaker.degraded().is_some()));
         let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
-        for p in store
-            .pool_stats(&ctx.cfg.admission, &pools)
-            .await?
-        {
+        for p in store.pool_stats(&ctx.cfg.admission, &pools).await? {
             self.running
                 .get_or_create(&PoolLabels { pool: p.pool })
                 .set(p.running as i64);

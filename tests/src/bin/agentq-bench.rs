@@ -1,140 +1,366 @@
-//! Measures agentq on this machine: enqueue throughput (batch and single), the cost
-//! of the admission script, and end-to-end dispatch throughput and latency through
-//! a real worker, Redis and Docker. Results go to stdout as a Markdown table.
+//! Measures agentq on this machine, with its peers side by side in the same run
+//! against the same Redis: batch enqueue (Sidekiq `push_bulk`, RQ
+//! `enqueue_many`), single enqueue, the Redis cost of waiting at 10, 1 000 and
+//! 10 000 parked jobs, bulk cancel and retry, dispatch overhead beside `docker
+//! run --rm` of the same image, worker memory, and workspace preparation of a
+//! big repository. Prints a Markdown table (ratios are agentq ÷ peer).
 //!
-//! Run: `cargo build --release --workspace --bins && cargo run --release -p agentq-tests --bin agentq-bench`
+//! Run it with `scripts/bench`, which installs the peers and builds everything.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use agentq_shared::{agent::AgentSpec, limits::AdmissionConfig, status::JobState};
+use agentq_shared::status::JobState;
 use agentq_tests::*;
 
-fn ndjson(n: usize, first_issue: usize, task: &str) -> String {
+struct Row {
+    what: String,
+    agentq: String,
+    peer: String,
+    ratio: String,
+}
+
+impl Row {
+    fn solo(what: &str, agentq: String) -> Self {
+        Self {
+            what: what.into(),
+            agentq,
+            peer: "—".into(),
+            ratio: "—".into(),
+        }
+    }
+}
+
+fn ndjson(n: usize, first_issue: usize, task: &str, agent: &str) -> String {
     (first_issue..first_issue + n)
-        .map(|i| format!("{{\"repo\":\"demo\",\"task\":\"{task}\",\"issue\":{i}}}\n"))
+        .map(|i| {
+            format!(
+                "{{\"repo\":\"demo\",\"task\":\"{task}\",\"issue\":{i},\"agent\":\"{agent}\"}}\n"
+            )
+        })
         .collect()
+}
+
+fn total_commands(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.conn())
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn flushall(redis: &Redis) {
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+}
+
+/// Runs a peer benchmark script; its one JSON line.
+fn peer(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().expect("peer benchmark");
+    assert!(
+        out.status.success(),
+        "peer benchmark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("peer benchmark JSON")
+}
+
+/// (user + system CPU seconds, RSS in KiB) of process `pid`.
+fn proc_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // Fields 14 and 15 of stat (utime, stime): 11 and 12 after the name.
+    let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ms(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+async fn wait_parked(env: &TestEnv, pool: &str, n: u64) {
+    let store = env.store().await;
+    let t = Instant::now();
+    while store.parked(pool).await.unwrap().total() < n {
+        assert!(t.elapsed() < Duration::from_secs(300), "jobs not parked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::main]
 async fn main() {
     require_docker();
-    let mut rows: Vec<(String, String)> = Vec::new();
+    let peers = repo_root().join("scripts/bench-peers");
+    let mut rows: Vec<Row> = Vec::new();
 
-    // 1. Batch enqueue: 10 000 NDJSON lines through one `agentq enqueue -`.
+    // 1. Batch enqueue, 50 000 jobs, one process each, same Redis, in turn.
     let env = TestEnv::new();
-    let lines = ndjson(10_000, 1, "bench");
+    let n = 50_000usize;
+    let lines = ndjson(n, 1, "bench", "claude");
+    flushall(&env.redis);
+    let before = total_commands(&env.redis);
     let t = Instant::now();
     let out = env.cli(&["enqueue", "-"], Some(&lines));
-    let took = t.elapsed();
+    let took = t.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    rows.push((
-        "batch enqueue, 10 000 NDJSON jobs, one process".into(),
-        format!(
-            "{:.0} jobs/s ({:.2} s)",
-            10_000.0 / took.as_secs_f64(),
-            took.as_secs_f64()
-        ),
-    ));
+    let per_job = (total_commands(&env.redis) - before) as f64 / n as f64;
+    let ours = n as f64 / took;
+    flushall(&env.redis);
+    let sidekiq = peer(
+        Command::new("ruby")
+            .arg(peers.join("sidekiq_push_bulk.rb"))
+            .arg(env.redis.url())
+            .arg(n.to_string()),
+    );
+    flushall(&env.redis);
+    let rq = peer(
+        Command::new(peers.join(".venv/bin/python"))
+            .arg(peers.join("rq_enqueue_many.py"))
+            .arg(env.redis.url())
+            .arg(n.to_string()),
+    );
+    flushall(&env.redis);
+    for (name, call, p) in [
+        ("Sidekiq", "push_bulk", &sidekiq),
+        ("RQ", "enqueue_many", &rq),
+    ] {
+        let theirs = p["jobs_per_s"].as_f64().unwrap();
+        rows.push(Row {
+            what: format!("batch enqueue, {n} jobs, one process (agentq: NDJSON on stdin)"),
+            agentq: format!("{ours:.0} jobs/s, {per_job:.2} Redis commands/job"),
+            peer: format!(
+                "{name} {} `{call}`: {theirs:.0} jobs/s",
+                p["version"].as_str().unwrap_or("?")
+            ),
+            ratio: format!("{:.2}×", ours / theirs),
+        });
+    }
 
     // 2. Single enqueue: one process per job, as a script calling the CLI would.
-    let t = Instant::now();
+    let mut single = Vec::new();
     for i in 0..100 {
+        let t = Instant::now();
         env.enqueue(&[
             "--repo",
             "demo",
             "--task",
             "one",
             "--issue",
-            &(20_000 + i).to_string(),
+            &(100_000 + i).to_string(),
         ]);
+        single.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let took = t.elapsed();
-    rows.push((
-        "single enqueue, 100 `agentq enqueue` processes".into(),
-        format!("{:.1} ms per job", took.as_secs_f64() * 10.0),
+    rows.push(Row::solo(
+        "single enqueue, one `agentq enqueue` process, end to end (p50 of 100)",
+        format!("{:.1} ms", median(&mut single)),
     ));
-
     drop(env);
 
-    // 4. End to end: 60 trivial jobs, one worker, concurrency 4.
+    // 3. Waiting: N jobs parked behind `claude = 1` whose slot is held, one idle
+    // worker; Redis commands/s of everything (worker heartbeats and polling
+    // included), the worker's CPU and memory.
+    let env = TestEnv::with_config("[limits]\nclaude = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("bench", 4);
+    wait_live_workers(&env, 1).await;
+    let (_, rss_idle) = proc_usage(w.pid());
+    let _: () = redis::cmd("ZADD")
+        .arg(env.key("limit:claude"))
+        .arg(i64::MAX / 2)
+        .arg("held-by-a-long-job")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    let mut waiting = Vec::new();
+    let mut queued = 0usize;
+    for target in [10usize, 1_000, 10_000] {
+        env.enqueue_ndjson(&ndjson(target - queued, 1 + queued, "wait", "claude"));
+        queued = target;
+        wait_parked(&env, "claude", target as u64).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (c0, k0) = (total_commands(&env.redis), proc_usage(w.pid()).0);
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let secs = t.elapsed().as_secs_f64();
+        let rate = (total_commands(&env.redis) - c0) as f64 / secs;
+        let cpu = (proc_usage(w.pid()).0 - k0) / secs * 100.0;
+        waiting.push((target, rate, cpu));
+    }
+    rows.push(Row {
+        what: "Redis commands/s of the whole pool (1 worker) with 10 / 1 000 / 10 000 jobs waiting"
+            .into(),
+        agentq: waiting
+            .iter()
+            .map(|(_, r, _)| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        peer: "before parking: 18 246 with 2 000 waiting (issue 12)".into(),
+        ratio: format!("{:.2}× (10 000 ÷ 10)", waiting[2].1 / waiting[0].1),
+    });
+    rows.push(Row::solo(
+        "worker CPU while 10 / 1 000 / 10 000 jobs wait",
+        waiting
+            .iter()
+            .map(|(_, _, c)| format!("{c:.1}%"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    ));
+
+    // 4. Bulk operations on those 10 000.
+    let t = Instant::now();
+    env.cli_ok(&["cancel", "--state", "queued"]);
+    let cancel = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    env.cli_ok(&["retry", "--state", "cancelled"]);
+    let retry = t.elapsed().as_secs_f64();
+    rows.push(Row::solo(
+        "`agentq cancel --state queued` / `agentq retry --state cancelled`, 10 000 jobs",
+        format!("{cancel:.2} s / {retry:.2} s"),
+    ));
+    env.cli_ok(&["cancel", "--state", "queued"]);
+    drop(w);
+    drop(env);
+
+    // 5. Dispatch overhead: trivial jobs on a warm mirror beside `docker run --rm`.
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let _w = env.worker("bench", 4);
-    // Warm-up: the first job pays for the worker's start.
+    let w = env.worker("bench", 1);
     let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
     env.wait_final(&warm, Duration::from_secs(120)).await;
-    let ids: Vec<String> = env.enqueue_ndjson(&ndjson(60, 1, "trivial"));
-    let t = Instant::now();
-    let mut latencies = Vec::new();
-    for id in &ids {
-        let rec = env.wait_final(id, Duration::from_secs(600)).await;
-        assert_eq!(rec.state, JobState::Completed);
-        let ms = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .timestamp_millis()
-        };
-        latencies.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
-    }
-    let took = t.elapsed();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    rows.push((
-        "dispatch: 60 trivial jobs, 1 worker × 4, clone + container + QA skip".into(),
-        format!(
-            "{:.2} jobs/s ({:.1} s)",
-            60.0 / took.as_secs_f64(),
-            took.as_secs_f64()
-        ),
-    ));
-    rows.push((
-        "per job, prep start → final state (p50 / p95)".into(),
-        format!(
-            "{:.2} s / {:.2} s",
-            latencies[latencies.len() / 2],
-            latencies[latencies.len() * 95 / 100]
-        ),
-    ));
-
-    drop(env);
-
-    // 5. Preparing workspaces of a big repository on one host (the mirror cache):
-    // 5 000 commits, ~100 MB of history; ten dry runs, each in a new workspace.
-    let env = TestEnv::new();
-    let bare = env.remotes.create("core", "big", &[]);
-    grow_history(&bare, 5_000, 20 * 1024);
-    let _w = env.worker("bench", 1);
-    let mut prep = Vec::new();
-    for issue in 1..=10 {
+    let mut per_job = Vec::new();
+    for i in 0..20 {
         let id = env.enqueue(&[
             "--repo",
-            "big",
+            "demo",
             "--task",
-            "prep",
+            "trivial",
             "--issue",
-            &issue.to_string(),
-            "--dry-run",
+            &(i + 1).to_string(),
         ]);
-        let rec = env.wait_final(&id, Duration::from_secs(600)).await;
+        let rec = env.wait_final(&id, Duration::from_secs(300)).await;
         assert_eq!(rec.state, JobState::Completed, "{rec:?}");
-        let ms = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .unwrap()
-                .timestamp_millis()
-        };
-        prep.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+        per_job.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
     }
-    rows.push((
-        "prepare a workspace, 5 000-commit ~100 MB repository: first / tenth on one host".into(),
-        format!("{:.2} s / {:.2} s", prep[0], prep[9]),
-    ));
+    let mut docker_run = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let ok = Command::new("docker")
+            .args(["run", "--rm", "--init", TEST_IMAGE, "true"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "docker run failed");
+        docker_run.push(t.elapsed().as_secs_f64());
+    }
+    let (job_p50, docker_p50) = (median(&mut per_job), median(&mut docker_run));
+    rows.push(Row {
+        what: "one trivial job, prep start → final state, p50 of 20 (1 worker, warm mirror; two containers: agent + export)".into(),
+        agentq: format!("{job_p50:.2} s"),
+        peer: format!("`docker run --rm` of the same image: {docker_p50:.2} s"),
+        ratio: format!("{:.2}× ({:+.0} ms)", job_p50 / docker_p50, (job_p50 - docker_p50) * 1000.0),
+    });
+    drop(w);
+    drop(env);
 
-    println!("| measurement | result |\n|---|---|");
-    for (k, v) in rows {
-        println!("| {k} | {v} |");
+    // 6. Memory: worker RSS idle, after 100 jobs and after `mem_jobs` (dry runs:
+    // a workspace each, no container).
+    let mem_jobs: usize = std::env::var("AGENTQ_BENCH_MEMORY_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("bench", 4);
+    let mut rss = vec![rss_idle];
+    let mut done = 0usize;
+    for target in [100usize, mem_jobs] {
+        let lines: String = (done..target)
+            .map(|i| {
+                format!(
+                    "{{\"repo\":\"demo\",\"task\":\"m\",\"issue\":{},\"dry_run\":true}}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let ids = env.enqueue_ndjson(&lines);
+        for id in &ids {
+            env.wait_final(id, Duration::from_secs(600)).await;
+        }
+        done = target;
+        rss.push(proc_usage(w.pid()).1);
+    }
+    rows.push(Row::solo(
+        &format!("worker RSS: idle / after 100 jobs / after {mem_jobs} jobs"),
+        format!(
+            "{:.1} / {:.1} / {:.1} MiB ({:+.1}% from 100 to {mem_jobs})",
+            rss[0] as f64 / 1024.0,
+            rss[1] as f64 / 1024.0,
+            rss[2] as f64 / 1024.0,
+            (rss[2] as f64 / rss[1] as f64 - 1.0) * 100.0
+        ),
+    ));
+    drop(w);
+    drop(env);
+
+    if std::env::var_os("AGENTQ_BENCH_QUICK").is_none() {
+        // 8. Preparing workspaces of a big repository on one host (the mirror cache):
+        // 5 000 commits, ~100 MB of history; ten dry runs, each in a new workspace.
+        let env = TestEnv::new();
+        let bare = env.remotes.create("core", "big", &[]);
+        grow_history(&bare, 5_000, 20 * 1024);
+        let _w = env.worker("bench", 1);
+        let mut prep = Vec::new();
+        for issue in 1..=10 {
+            let id = env.enqueue(&[
+                "--repo",
+                "big",
+                "--task",
+                "prep",
+                "--issue",
+                &issue.to_string(),
+                "--dry-run",
+            ]);
+            let rec = env.wait_final(&id, Duration::from_secs(600)).await;
+            assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+            let ms = |s: &str| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .unwrap()
+                    .timestamp_millis()
+            };
+            prep.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+        }
+        rows.push(Row::solo(
+            "prepare a workspace, 5 000-commit ~100 MB repository: first / tenth on one host",
+            format!("{:.2} s / {:.2} s", prep[0], prep[9]),
+        ));
+    }
+
+    println!("| measurement | agentq | side by side | ratio |\n|---|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {} | {} |", r.what, r.agentq, r.peer, r.ratio);
     }
 }
 
@@ -174,19 +400,4 @@ fn grow_history(bare: &std::path::Path, commits: usize, size: usize) {
     }
     drop(input);
     assert!(child.wait().unwrap().success(), "git fast-import failed");
-}
-
-fn toml_limits() -> AdmissionConfig {
-    let mut cfg = AdmissionConfig::default();
-    cfg.limits.insert(
-        "claude".into(),
-        agentq_shared::limits::LimitSpec::Detailed(
-            [
-                ("total".to_string(), 1000u32),
-                ("opus".to_string(), 1000u32),
-            ]
-            .into(),
-        ),
-    );
-    cfg
 }
