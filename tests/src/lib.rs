@@ -218,6 +218,19 @@ impl Redis {
         }
     }
 
+    /// Commands Redis has run since it started, as `INFO commandstats` counts
+    /// them (commands run inside Lua scripts included).
+    pub fn total_commands(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn())
+            .unwrap();
+        info.lines()
+            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// A blocking connection.
     pub fn conn(&self) -> redis::Connection {
         redis::Client::open(self.url())

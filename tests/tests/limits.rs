@@ -283,22 +283,13 @@ async fn fast_failures_pause_the_pool_on_every_host() {
     assert!(pool(&stats(&env), "claude")["paused_until"].is_null());
 }
 
-fn total_commands(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .filter_map(|l| l.split("calls=").nth(1))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// Redis commands per second over `secs`, counted by Redis (commands run
 /// inside Lua scripts included).
 async fn commands_per_s(env: &TestEnv, secs: u64) -> f64 {
-    let mut conn = env.redis.conn();
-    let before = total_commands(&mut conn);
+    let before = env.redis.total_commands();
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    (total_commands(&mut conn) - before) as f64 / t.elapsed().as_secs_f64()
+    (env.redis.total_commands() - before) as f64 / t.elapsed().as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -207,29 +207,18 @@ async fn a_dead_runs_slot_expires_and_the_next_wake_grants_it() {
     assert_eq!(holders(&redis, "limit:claude"), vec![ids[1].clone()]);
 }
 
-fn total_commands(redis: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.conn())
-        .unwrap();
-    info.lines()
-        .filter_map(|l| l.split("calls=").nth(1))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn enqueue_costs_at_most_two_redis_commands_per_job() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let recs: Vec<JobRecord> = (1..=5_000).map(|i| record(i, "claude")).collect();
-    let before = total_commands(&redis);
+    let before = redis.total_commands();
     for chunk in recs.chunks(agentq_shared::store::ENQUEUE_CHUNK) {
         store.create(chunk).await.unwrap();
     }
     // Counted by Redis itself, commands run inside Lua scripts included (the
     // INFO that reads the count is one more).
-    let per_job = (total_commands(&redis) - before) as f64 / 5_000.0;
+    let per_job = (redis.total_commands() - before) as f64 / 5_000.0;
     eprintln!("Redis commands per enqueued job: {per_job:.3}");
     assert!(per_job > 0.9, "{per_job}: the count is not counting");
     assert!(per_job <= 2.0, "{per_job} Redis commands per enqueued job");

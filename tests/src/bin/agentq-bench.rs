@@ -43,17 +43,6 @@ fn ndjson(n: usize, first_issue: usize, task: &str, agent: &str) -> String {
         .collect()
 }
 
-fn total_commands(redis: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.conn())
-        .unwrap();
-    info.lines()
-        .filter_map(|l| l.split("calls=").nth(1))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn flushall(redis: &Redis) {
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
 }
@@ -117,7 +106,7 @@ async fn main() {
     let n = 50_000usize;
     let lines = ndjson(n, 1, "bench", "claude");
     flushall(&env.redis);
-    let before = total_commands(&env.redis);
+    let before = env.redis.total_commands();
     let t = Instant::now();
     let out = env.cli(&["enqueue", "-"], Some(&lines));
     let took = t.elapsed().as_secs_f64();
@@ -126,7 +115,7 @@ async fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let per_job = (total_commands(&env.redis) - before) as f64 / n as f64;
+    let per_job = (env.redis.total_commands() - before) as f64 / n as f64;
     let ours = n as f64 / took;
     flushall(&env.redis);
     let sidekiq = peer(
@@ -200,11 +189,11 @@ async fn main() {
         queued = target;
         wait_parked(&env, "claude", target as u64).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (c0, k0) = (total_commands(&env.redis), proc_usage(w.pid()).0);
+        let (c0, k0) = (env.redis.total_commands(), proc_usage(w.pid()).0);
         let t = Instant::now();
         tokio::time::sleep(Duration::from_secs(10)).await;
         let secs = t.elapsed().as_secs_f64();
-        let rate = (total_commands(&env.redis) - c0) as f64 / secs;
+        let rate = (env.redis.total_commands() - c0) as f64 / secs;
         let cpu = (proc_usage(w.pid()).0 - k0) / secs * 100.0;
         waiting.push((target, rate, cpu));
     }
