@@ -1,4 +1,4 @@
-//! Issue 4's acceptance: per-agent limits that hold across worker processes, slot
+//! Issue 4's and 12's acceptance: per-agent limits that hold across worker processes, slot
 //! leases that free themselves, pool backoff, and waiting that costs no attempts.
 
 use std::time::{Duration, Instant};
