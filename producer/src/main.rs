@@ -154,7 +154,15 @@ pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and succeed; anything else is input
+            // refused (exit 1, as the README says), clap's message naming the flag.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let result = async {
         let cfg = load_config(cli.config, cli.redis_url)?;
         match cli.command {

@@ -278,6 +278,15 @@ impl Default for DockerConfig {
     }
 }
 
+/// `~` or `~/…` at the start of `path` as `home` (the README's example config
+/// says `workspace_root = "~/.agentq/workspace"`); any other path as it is.
+pub fn expand_home(path: &std::path::Path, home: Option<&std::ffi::OsStr>) -> PathBuf {
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
 fn default_workspace_root() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -321,6 +330,11 @@ impl Config {
             None => Self::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        let home = std::env::var_os("HOME");
+        cfg.workspace_root = expand_home(&cfg.workspace_root, home.as_deref());
+        if let Some(t) = &cfg.templates_dir {
+            cfg.templates_dir = Some(expand_home(t, home.as_deref()));
+        }
         Ok(cfg)
     }
 
@@ -489,6 +503,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tilde_is_the_home_directory() {
+        let home = Some(std::ffi::OsStr::new("/home/ann"));
+        let p = |s: &str| std::path::PathBuf::from(s);
+        assert_eq!(
+            expand_home(&p("~/.agentq/workspace"), home),
+            p("/home/ann/.agentq/workspace")
+        );
+        assert_eq!(expand_home(&p("~"), home), p("/home/ann"));
+        assert_eq!(expand_home(&p("/srv/ws"), home), p("/srv/ws"));
+        assert_eq!(expand_home(&p("~bob/x"), home), p("~bob/x"));
+        assert_eq!(expand_home(&p("~/x"), None), p("~/x"));
+    }
 
     #[test]
     fn file_then_env() {

@@ -273,6 +273,74 @@ async fn wait_exits_by_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wait_exits_6_for_a_timeout_and_5_for_a_cancel() {
+    require_docker();
+    let env = TestEnv::with_config("[agents.codex]\ntimeout_secs = 2\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 2);
+    let timed_out = env.cli(
+        &[
+            "enqueue",
+            "--repo",
+            "demo",
+            "--agent",
+            "codex",
+            "--task",
+            "@agentq-test sleep 60",
+            "--issue",
+            "1",
+            "--wait",
+        ],
+        None,
+    );
+    assert_eq!(
+        timed_out.status.code(),
+        Some(6),
+        "{}{}",
+        String::from_utf8_lossy(&timed_out.stdout),
+        String::from_utf8_lossy(&timed_out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&timed_out.stdout).contains("timeout of 2s"));
+
+    // A second `agentq` waits for a job that a third one cancels.
+    let waiting = std::process::Command::new(bin("agentq"))
+        .envs(env.env())
+        .args([
+            "enqueue",
+            "--repo",
+            "demo",
+            "--task",
+            "@agentq-test sleep 60",
+            "--issue",
+            "2",
+            "--wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = env.store().await;
+    let started = std::time::Instant::now();
+    let id = loop {
+        let running = store.ids_in_state(JobState::Running).await.unwrap();
+        if let Some(id) = running.into_iter().next() {
+            break id;
+        }
+        assert!(started.elapsed() < LONG, "the job never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    env.cli_ok(&["cancel", &id]);
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_blocked_job_resumes_with_an_answer() {
     require_docker();
     let env = TestEnv::new();

@@ -210,6 +210,16 @@ async fn bad_input_is_refused_with_the_field_named() {
     let env = TestEnv::new();
     let cases: &[(&[&str], &str)] = &[
         (&["enqueue", "--task", "t", "--issue", "1"], "--repo"),
+        (
+            &["enqueue", "--repo", "r", "--task", "t", "--issue", "seven"],
+            "--issue",
+        ),
+        (
+            &[
+                "enqueue", "--repo", "r", "--task", "t", "--issue", "1", "--var", "novalue",
+            ],
+            "novalue",
+        ),
         (&["enqueue", "--repo", "r", "--issue", "1"], "--task"),
         (&["enqueue", "--repo", "r", "--task", "t"], "issue"),
         (
@@ -263,8 +273,10 @@ async fn bad_input_is_refused_with_the_field_named() {
     ];
     for (args, needle) in cases {
         let out = env.cli(args, None);
-        assert!(!out.status.success(), "{args:?} was accepted");
+        // Refused input exits 1, whether clap or agentq refuses it (2 is for
+        // Redis and configuration).
         let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
             err.contains(needle),
             "{args:?}: error does not name {needle}: {err}"
