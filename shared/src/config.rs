@@ -505,6 +505,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_example_config_is_accepted_and_read() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("README has a ```toml block");
+        // Unknown keys are refused (deny_unknown_fields), so every key parses
+        // into a field; the values that differ from the defaults arrive.
+        let cfg = Config::from_toml(block).unwrap();
+        assert_eq!(cfg.workspace_root, PathBuf::from("~/.agentq/workspace"));
+        assert_eq!(
+            expand_home(&cfg.workspace_root, Some(std::ffi::OsStr::new("/h"))),
+            PathBuf::from("/h/.agentq/workspace")
+        );
+        assert_eq!(cfg.git_base, "http://127.0.0.1:3000");
+        assert_eq!(cfg.admission.pool_limit("claude"), 3);
+        assert_eq!(cfg.admission.limits["claude"].model("opus"), 1);
+        assert_eq!(cfg.admission.pool_limit("codex"), 4);
+        assert_eq!(cfg.admission.rate_ms("gemini"), 10_000);
+        assert_eq!(cfg.forge.url, "https://forge.example");
+        assert_eq!(cfg.forge.token_env, "FORGE_TOKEN");
+        assert_eq!(cfg.docker.memory_mb, 4096);
+        assert_eq!(cfg.timeout_for("claude"), 1800);
+        assert_eq!(cfg.timeout_for("codex"), 3600);
+        assert_eq!(
+            cfg.agents["claude"].qa,
+            Some(vec![vec!["make".to_string(), "check".to_string()]])
+        );
+    }
+
+    #[test]
     fn a_tilde_is_the_home_directory() {
         let home = Some(std::ffi::OsStr::new("/home/ann"));
         let p = |s: &str| std::path::PathBuf::from(s);
