@@ -518,3 +518,59 @@ async fn finished_deliveries_are_vacuumed_from_apalis() {
         assert!(env.store().await.get(id).await.unwrap().is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workers_own_flags_win_over_env_and_config_and_json_logs_are_json() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // The environment and the default config point nowhere; the flags are right.
+    let root = env.dir.path().join("flag-root");
+    let log = env.dir.path().join("logs").join("flags.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(bin("agentq-worker"))
+        .args([
+            "--concurrency",
+            "1",
+            "--config",
+            &env.config_path().to_string_lossy(),
+            "--redis-url",
+            &env.redis.url(),
+            "--workspace-root",
+            &root.to_string_lossy(),
+            "--git-base",
+            &env.remotes.base(),
+            "--log-format",
+            "json",
+        ])
+        .env("AGENTQ_NAMESPACE", &env.ns)
+        .env("AGENTQ_CONFIG", "/nonexistent/agentq.toml")
+        .env("AGENTQ_REDIS_URL", "redis://127.0.0.1:1")
+        .env("AGENTQ_WORKSPACE_ROOT", "/nonexistent/ws")
+        .env("AGENTQ_GIT_BASE", "/nonexistent/git")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let id = env.enqueue(&["--repo", "demo", "--task", "flags", "--issue", "1"]);
+    let rec = env.wait_final(&id, LONG).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(
+        rec.workspace_dir
+            .starts_with(&*root.canonicalize().unwrap().to_string_lossy()),
+        "{} is not under {}",
+        rec.workspace_dir,
+        root.display()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the worker logged nothing");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(text.contains("agentq-worker started"), "{text}");
+}
