@@ -414,3 +414,90 @@ async fn the_stopwatch_remains_an_option_for_one_job_at_a_time() {
         .iter()
         .all(|r| !(r.method == "POST" && r.path.ends_with("/times"))));
 }
+
+/// Rewrites the world's config file with `f`.
+fn edit_config(env: &TestEnv, f: impl FnOnce(String) -> String) {
+    let path = env.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, f(text)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auto_qa_off_a_completed_run_is_not_checked_and_gets_its_pull_request() {
+    let (env, sim) = world().await;
+    edit_config(&env, |t| format!("auto_qa = false\n{t}"));
+    env.remotes.create(
+        "core",
+        "broken",
+        &[
+            ("go.mod", GO_MOD),
+            ("demo.go", GO_LIB),
+            ("demo_test.go", GO_TEST_BAD),
+        ],
+    );
+    sim.add_repo("core", "broken", "main");
+    sim.add_issue("core", "broken", 6, "Fix it", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "broken",
+        "--issue",
+        "6",
+        "--task",
+        "Try @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    // The failing test was never run: no QA state, no QA result, a PR.
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.qa_status, "", "{rec:#?}");
+    let history = env.store().await.history(&id).await.unwrap();
+    assert!(!history.iter().any(|h| h.state == "qa"), "{history:#?}");
+    assert_eq!(sim.pulls("core", "broken").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pools_own_qa_commands_replace_detection_and_pr_on_qa_failure_opens_a_pull_request() {
+    let (env, sim) = world_with("pr_on_qa_failure = true").await;
+    // `go vet` on a package that does not exist fails; `go test` (detected)
+    // would pass on this repository.
+    edit_config(&env, |t| {
+        t.replace(
+            "image = \"agentq-test-go:latest\"",
+            "image = \"agentq-test-go:latest\"\nqa = [[\"go\", \"vet\", \"./no/such/package\"]]",
+        )
+    });
+    env.remotes.create(
+        "core",
+        "demo",
+        &[
+            ("go.mod", GO_MOD),
+            ("demo.go", GO_LIB),
+            ("demo_test.go", GO_TEST_OK),
+        ],
+    );
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 5, "Add a change", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "5",
+        "--task",
+        "Add a change @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert_eq!(rec.qa_status, "failed");
+    assert!(
+        rec.question
+            .starts_with("QA check failed: `go vet ./no/such/package`"),
+        "{}",
+        rec.question
+    );
+    assert_eq!(
+        sim.pulls("core", "demo").len(),
+        1,
+        "pr_on_qa_failure opens the PR anyway"
+    );
+}
