@@ -145,11 +145,41 @@ pub struct WorkspaceStatus {
     pub forge_error: String,
 }
 
+/// How the QA stage went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QaStatus {
+    /// Every command passed.
+    Passed,
+    /// A command failed or timed out.
+    Failed,
+    /// Nothing to build or test.
+    #[default]
+    Skipped,
+}
+
+impl QaStatus {
+    /// The lowercase name, as in `status.json` and the record's `qa_status`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QaStatus::Passed => "passed",
+            QaStatus::Failed => "failed",
+            QaStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for QaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// QA's result as `status.json` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QaSummary {
-    /// `passed`, `failed` or `skipped`.
-    pub status: String,
+    /// How QA went.
+    pub status: QaStatus,
     /// The command that failed, if one did.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,

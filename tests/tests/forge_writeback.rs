@@ -190,7 +190,7 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
     assert_eq!(states, ["pending", "success"]);
     let st = WorkspaceStatus::read(&Path::new(&rec.workspace_dir).join("status.json")).unwrap();
     assert_eq!(st.pr_url, rec.pr_url);
-    assert_eq!(st.qa.unwrap().status, "passed");
+    assert_eq!(st.qa.unwrap().status.as_str(), "passed");
 
     // Running the same job again makes no second PR or comment.
     env.cli_ok(&["retry", &id]);

@@ -9,10 +9,7 @@ use agentq_shared::{
     forge::CommitState,
     lease::Acquire,
     record::JobRecord,
-    status::{
-        detect_final_status, read_blocked, FinalStatus, JobState, QaSummary, WaitReason,
-        WorkspaceStatus,
-    },
+    status::{read_blocked, JobState, QaStatus, QaSummary, WaitReason, WorkspaceStatus},
     store::{now_rfc3339, Delivery, Move, Moved, ParkIn},
     workspace::Workspace,
     wslease::{workspace_key, WorkspaceTake},
@@ -24,6 +21,7 @@ use crate::{
     docker::{self, Ended},
     hold::{until_redis_answers, Fenced, Hold},
     import::{import_commits, ImportError},
+    outcome::{decide_outcome, RunOutcome},
     prep::{prepare, PrepError, Prepared},
     qa::QaResult,
     report,
@@ -48,16 +46,6 @@ pub enum StopReason {
 
 /// How often the guard measures the working tree while a job runs.
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(10);
-
-/// The failure reason for a working tree over the limit.
-pub fn too_big(size: u64, limit: u64) -> String {
-    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
-    format!(
-        "workspace grew to {:.2} GiB ({size} bytes), over the limit of {:.2} GiB ({limit} bytes)",
-        gib(size),
-        gib(limit)
-    )
-}
 
 /// Handles one delivery. Never fails: every outcome is written to the job's record.
 ///
@@ -641,34 +629,22 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
         }
         _ => 0,
     };
-    let over = limit.filter(|l| size > *l);
-    let mut take_commits = over.is_none();
-    let (mut state, mut question, exit_code) = match ended {
-        _ if over.is_some() => (JobState::Failed, too_big(size, over.unwrap_or(0)), None),
-        Ended::WorkspaceTooBig(size) => {
-            take_commits = false;
-            (JobState::Failed, too_big(size, limit.unwrap_or(0)), None)
-        }
-        Ended::Exited(code) => {
-            let blocked = read_blocked(&ws.repo_dir());
-            take_commits &= blocked.is_ok();
-            let FinalStatus { state, question } = detect_final_status(&blocked, code);
-            (state, question, Some(code))
-        }
-        Ended::TimedOut => (
-            JobState::TimedOut,
-            format!(
-                "Agent ran past its timeout of {}s and was killed",
-                ctx.cfg.timeout_for(agent.pool())
-            ),
-            None,
-        ),
-        Ended::Cancelled => {
-            take_commits = false;
-            (JobState::Cancelled, "Cancelled".to_string(), None)
-        }
-        Ended::Interrupted => return Err(StageError::Interrupted),
-        Ended::Fenced => return Err(StageError::SelfFenced),
+    let repo = ws.repo_dir();
+    let (mut state, mut question, exit_code, take_commits) = match decide_outcome(
+        &ended,
+        size,
+        limit,
+        || read_blocked(&repo),
+        ctx.cfg.timeout_for(agent.pool()),
+    ) {
+        RunOutcome::Ended {
+            state,
+            message,
+            exit_code,
+            take_commits,
+        } => (state, message, exit_code, take_commits),
+        RunOutcome::Interrupted => return Err(StageError::Interrupted),
+        RunOutcome::SelfFenced => return Err(StageError::SelfFenced),
     };
     // The agent's commits, taken as data into the worker repository.
     if take_commits {
@@ -751,21 +727,21 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
                 Err(Ended::Interrupted) => return Err(StageError::Interrupted),
                 Err(Ended::Fenced) => return Err(StageError::SelfFenced),
                 Err(_) => QaResult {
-                    status: "failed",
+                    status: QaStatus::Failed,
                     command: String::new(),
                     detail: "cancelled".into(),
                     output_tail: String::new(),
                 },
             };
-            if result.status == "failed" {
+            if result.status == QaStatus::Failed {
                 state = JobState::Failed;
                 question = result.question();
             }
             if let Some(p) = &pushed {
                 let (st, desc) = match result.status {
-                    "failed" => (CommitState::Failure, question.clone()),
-                    "passed" => (CommitState::Success, "QA passed".to_string()),
-                    _ => (
+                    QaStatus::Failed => (CommitState::Failure, question.clone()),
+                    QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),
+                    QaStatus::Skipped => (
                         CommitState::Success,
                         "QA skipped: nothing to build or test".to_string(),
                     ),
@@ -795,7 +771,7 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
     }
     let forge_error = forge_errors.text();
     let qa_summary = qa.as_ref().map(|q| QaSummary {
-        status: q.status.to_string(),
+        status: q.status,
         command: q.command.clone(),
         output_tail: q.output_tail.clone(),
     });
@@ -826,7 +802,7 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
             "qa_status",
             qa_summary
                 .as_ref()
-                .map(|q| q.status.clone())
+                .map(|q| q.status.to_string())
                 .unwrap_or_default(),
         ),
         (

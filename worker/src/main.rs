@@ -16,6 +16,7 @@ mod import;
 mod job;
 mod metrics;
 mod mirror;
+mod outcome;
 mod prep;
 mod qa;
 mod report;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use agentq_shared::{agent::AgentSpec, container::qa_container, language::Language};
+use agentq_shared::{
+    agent::AgentSpec, container::qa_container, language::Language, status::QaStatus,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -19,8 +21,8 @@ const TAIL_BYTES: usize = 4_000;
 /// What QA found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QaResult {
-    /// `passed`, `failed` or `skipped`.
-    pub status: &'static str,
+    /// How QA went.
+    pub status: QaStatus,
     /// The command that failed (joined with spaces).
     pub command: String,
     /// How it failed: exit code or timeout.
@@ -72,7 +74,7 @@ pub async fn run(
     let cmds = commands(ctx, agent, prepared);
     if cmds.is_empty() {
         return Ok(Ok(QaResult {
-            status: "skipped",
+            status: QaStatus::Skipped,
             command: String::new(),
             detail: "no build or test commands for this repository".into(),
             output_tail: String::new(),
@@ -113,14 +115,14 @@ pub async fn run(
             other => return Ok(Err(other)),
         };
         return Ok(Ok(QaResult {
-            status: "failed",
+            status: QaStatus::Failed,
             command: argv.join(" "),
             detail,
             output_tail: tail(&last_output),
         }));
     }
     Ok(Ok(QaResult {
-        status: "passed",
+        status: QaStatus::Passed,
         command: String::new(),
         detail: String::new(),
         output_tail: tail(&last_output),

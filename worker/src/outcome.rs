@@ -1,0 +1,219 @@
+//! What an agent's run means for its job, as pure rules: no Docker, no Redis,
+//! no file system, so each rule has its own unit test. The run stage measures
+//! (how the agent ended, the working tree's size) and this module decides.
+
+use agentq_shared::status::{detect_final_status, BlockedFile, FinalStatus, JobState};
+
+use crate::docker::Ended;
+
+/// The verdict on one agent run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The run is over: the job's state (`Completed` goes on to QA), what to
+    /// tell about it (the blocked question or the failure reason; empty on
+    /// success), the agent's exit code, and whether the agent's commits are
+    /// taken (never from a cancelled run, an oversized tree or a refused
+    /// `BLOCKED.md`).
+    Ended {
+        /// The job's state after the run.
+        state: JobState,
+        /// The blocked question or the failure reason.
+        message: String,
+        /// The agent's exit code, if it exited by itself.
+        exit_code: Option<i64>,
+        /// Whether the agent's commits are imported and saved.
+        take_commits: bool,
+    },
+    /// The worker is shutting down: the job goes back, spending no attempt.
+    Interrupted,
+    /// The run lost its lease: the job goes back if it is still this run's.
+    SelfFenced,
+}
+
+/// The failure reason for a working tree over the limit.
+pub fn too_big(size: u64, limit: u64) -> String {
+    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+    format!(
+        "workspace grew to {:.2} GiB ({size} bytes), over the limit of {:.2} GiB ({limit} bytes)",
+        gib(size),
+        gib(limit)
+    )
+}
+
+/// Decides what a run means. `size`: the working tree's size after an agent
+/// that exited or timed out (0 when not measured); `limit`: the size limit, if
+/// any; `blocked`: reads `BLOCKED.md`, called only when the agent exited;
+/// `timeout_secs`: the pool's timeout, for the message.
+pub fn decide_outcome(
+    ended: &Ended,
+    size: u64,
+    limit: Option<u64>,
+    blocked: impl FnOnce() -> BlockedFile,
+    timeout_secs: u64,
+) -> RunOutcome {
+    let end = |state, message: String, exit_code, take_commits| RunOutcome::Ended {
+        state,
+        message,
+        exit_code,
+        take_commits,
+    };
+    let over = limit.filter(|l| size > *l);
+    match ended {
+        Ended::Interrupted => RunOutcome::Interrupted,
+        Ended::Fenced => RunOutcome::SelfFenced,
+        Ended::Exited(_) | Ended::TimedOut if over.is_some() => end(
+            JobState::Failed,
+            too_big(size, over.unwrap_or(0)),
+            None,
+            false,
+        ),
+        Ended::WorkspaceTooBig(size) => end(
+            JobState::Failed,
+            too_big(*size, limit.unwrap_or(0)),
+            None,
+            false,
+        ),
+        Ended::Exited(code) => {
+            let file = blocked();
+            let FinalStatus { state, question } = detect_final_status(&file, *code);
+            end(state, question, Some(*code), file.is_ok())
+        }
+        Ended::TimedOut => end(
+            JobState::TimedOut,
+            format!("Agent ran past its timeout of {timeout_secs}s and was killed"),
+            None,
+            true,
+        ),
+        Ended::Cancelled => end(JobState::Cancelled, "Cancelled".to_string(), None, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentq_shared::fsutil::{UntrustedFileError, UntrustedText};
+
+    use super::*;
+
+    fn none() -> BlockedFile {
+        Ok(None)
+    }
+
+    fn text(t: &str) -> BlockedFile {
+        Ok(Some(UntrustedText {
+            text: t.to_string(),
+            truncated: false,
+        }))
+    }
+
+    fn never() -> BlockedFile {
+        panic!("BLOCKED.md must not be read here")
+    }
+
+    fn ended(state: JobState, message: &str, code: Option<i64>, take: bool) -> RunOutcome {
+        RunOutcome::Ended {
+            state,
+            message: message.to_string(),
+            exit_code: code,
+            take_commits: take,
+        }
+    }
+
+    #[test]
+    fn exit_0_without_blocked_md_completes_with_the_commits() {
+        assert_eq!(
+            decide_outcome(&Ended::Exited(0), 10, Some(100), none, 60),
+            ended(JobState::Completed, "", Some(0), true)
+        );
+    }
+
+    #[test]
+    fn a_non_zero_exit_fails_and_keeps_the_commits() {
+        assert_eq!(
+            decide_outcome(&Ended::Exited(3), 0, None, none, 60),
+            ended(JobState::Failed, "Agent exited with code 3", Some(3), true)
+        );
+    }
+
+    #[test]
+    fn blocked_md_blocks_with_its_text_as_the_question() {
+        assert_eq!(
+            decide_outcome(&Ended::Exited(0), 0, None, || text("  Which DB?\n"), 60),
+            ended(JobState::Blocked, "Which DB?", Some(0), true)
+        );
+    }
+
+    #[test]
+    fn an_empty_blocked_md_does_not_block() {
+        assert_eq!(
+            decide_outcome(&Ended::Exited(0), 0, None, || text(" \n"), 60),
+            ended(JobState::Completed, "", Some(0), true)
+        );
+    }
+
+    #[test]
+    fn a_refused_blocked_md_fails_and_takes_nothing() {
+        let refused = || Err(UntrustedFileError::Symlink("BLOCKED.md".into()));
+        let RunOutcome::Ended {
+            state,
+            message,
+            take_commits,
+            ..
+        } = decide_outcome(&Ended::Exited(0), 0, None, refused, 60)
+        else {
+            panic!("not ended");
+        };
+        assert_eq!((state, take_commits), (JobState::Failed, false));
+        assert!(message.contains("symlink"), "{message}");
+    }
+
+    #[test]
+    fn a_timeout_times_out_naming_the_limit_and_keeps_the_commits() {
+        assert_eq!(
+            decide_outcome(&Ended::TimedOut, 0, None, never, 1800),
+            ended(
+                JobState::TimedOut,
+                "Agent ran past its timeout of 1800s and was killed",
+                None,
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn a_tree_over_the_limit_fails_before_blocked_md_is_read() {
+        for how in [Ended::Exited(0), Ended::TimedOut] {
+            assert_eq!(
+                decide_outcome(&how, 200, Some(100), never, 60),
+                ended(JobState::Failed, &too_big(200, 100), None, false)
+            );
+        }
+    }
+
+    #[test]
+    fn an_agent_stopped_for_its_tree_size_fails_without_commits() {
+        assert_eq!(
+            decide_outcome(&Ended::WorkspaceTooBig(300), 0, Some(100), never, 60),
+            ended(JobState::Failed, &too_big(300, 100), None, false)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_run_is_cancelled_without_commits() {
+        assert_eq!(
+            decide_outcome(&Ended::Cancelled, 0, None, never, 60),
+            ended(JobState::Cancelled, "Cancelled", None, false)
+        );
+    }
+
+    #[test]
+    fn shutdown_and_a_lost_lease_hand_the_job_back() {
+        assert_eq!(
+            decide_outcome(&Ended::Interrupted, 0, None, never, 60),
+            RunOutcome::Interrupted
+        );
+        assert_eq!(
+            decide_outcome(&Ended::Fenced, 0, None, never, 60),
+            RunOutcome::SelfFenced
+        );
+    }
+}
