@@ -1,0 +1,35 @@
+# Sourced by scripts/demo, scripts/test and .ci/run: installs what a fresh Debian
+# machine lacks, idempotently.
+#   need_packages [--go] [--netns]
+# Missing: redis-server, git, a static busybox (the test agent image), and with
+# --go Debian's golang-go (the Go QA image), with --netns iproute2 (the partition
+# test). As root it installs them with apt (one `apt-get update`); otherwise it
+# prints the one command to run and returns 1.
+is_static_busybox() {
+  local b
+  for b in "$(command -v busybox || true)" /bin/busybox /usr/bin/busybox; do
+    [ -n "$b" ] && [ -x "$b" ] && { ldd "$b" 2>&1 || true; } | grep -q 'not a dynamic' && return 0
+  done
+  return 1
+}
+
+need_packages() {
+  local want=() arg
+  command -v redis-server >/dev/null || want+=(redis-server)
+  command -v git >/dev/null || want+=(git)
+  is_static_busybox || want+=(busybox-static)
+  for arg in "$@"; do
+    case "$arg" in
+      --go) command -v go >/dev/null || want+=(golang-go) ;;
+      --netns) command -v ip >/dev/null || want+=(iproute2) ;;
+    esac
+  done
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing: ${want[*]}; install them with: sudo apt-get install -y ${want[*]}" >&2
+    return 1
+  fi
+  echo "installing ${want[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+}
