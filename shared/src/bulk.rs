@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use crate::{
     park::{parked_states_lua, PARK_LUA},
     status::JobState,
-    store::{final_states_lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
+    store::{final_states_lua, now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN},
 };
 
 /// Ids per bulk call: each call is atomic and short enough not to hold Redis up.
@@ -47,14 +47,14 @@ for i = 10, #ARGV do
   else
     redis.call('SET', CANCEL_PREFIX .. id, NOW, 'EX', 604800)
     if PARKED[st] then
-      set_state(job, id, st, 'cancelled')
+      set_state(job, id, st, ST.Cancelled)
       redis.call('HSET', job, 'finished_at', NOW, 'owner', '')
       redis.call('DEL', RUN_PREFIX .. id)
       unpark(job, id)
       unslot(job, id)
       redis.call('ZREM', NS .. ':transit', id)
       n = n + 1
-      table.insert(out, 'cancelled')
+      table.insert(out, ST.Cancelled)
     else
       table.insert(out, st)
     end
@@ -84,10 +84,10 @@ for i = 10, #ARGV do
     redis.call('HINCRBY', job, 'seq', 1)
     redis.call('HSET', job, 'tries', 0, 'question', '', 'error', '', 'exit_code', '',
       'finished_at', '', 'reason', '', 'owner', '', 'order', redis.call('INCR', NS .. ':order'))
-    set_state(job, id, st, 'queued')
+    set_state(job, id, st, ST.Queued)
     park_job(job, id, '')
     n = n + 1
-    table.insert(out, 'queued')
+    table.insert(out, ST.Queued)
   end
 end
 if n > 0 then
@@ -98,7 +98,8 @@ return out
 
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!(
-        "{PRELUDE}{}{}{PARK_LUA}{body}",
+        "{PRELUDE}{}{}{}{PARK_LUA}{body}",
+        states_lua(),
         final_states_lua(),
         parked_states_lua()
     ))

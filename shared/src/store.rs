@@ -143,8 +143,8 @@ redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_s
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
 local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
   host = host, worker = f[4] or '', reason = new_reason}
-if new_state == 'waiting' or new_state == 'failed' or new_state == 'queued' then entry.error = f[5] or '' end
-if new_state == 'failed' or new_state == 'blocked' or new_state == 'timed_out' then
+if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued then entry.error = f[5] or '' end
+if new_state == ST.Failed or new_state == ST.Blocked or new_state == ST.TimedOut then
   entry.question = f[6] or ''
   entry.exit_code = f[7] or ''
 end
@@ -162,6 +162,16 @@ pub(crate) fn final_states_lua() -> String {
         .map(|s| format!("['{}'] = true", s.as_str()))
         .collect();
     format!("local FINAL = {{{}}}\n", names.join(", "))
+}
+
+/// Lua: `ST.Queued`, `ST.TimedOut`, … hold the states' names, keyed by their
+/// Rust variant names, so no script spells a state out (one source: [`JobState`]).
+pub(crate) fn states_lua() -> String {
+    let names: Vec<String> = crate::status::ALL_STATES
+        .iter()
+        .map(|s| format!("{s:?} = '{}'", s.as_str()))
+        .collect();
+    format!("local ST = {{{}}}\n", names.join(", "))
 }
 
 /// A change of a job's record, applied atomically by [`JobStore::apply`].
@@ -336,7 +346,7 @@ while i <= #ARGV do
 end
 if #index > 0 then
   redis.call('ZADD', jobs, unpack(index))
-  redis.call('ZADD', state_prefix .. 'queued', unpack(index))
+  redis.call('ZADD', state_prefix .. ST.Queued, unpack(index))
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', 'enqueued', 'jobs', #index / 2,
     'first', first, 'last', last, 'at', created)
 end
@@ -444,13 +454,18 @@ impl JobStore {
             keys,
             queue,
             mover: redis::Script::new(&format!(
-                "{}{}{}local NS = ARGV[14]\n{}{MOVE}",
+                "{}{}{}{}local NS = ARGV[14]\n{}{MOVE}",
                 crate::delivery::PUSH_LUA,
+                states_lua(),
                 final_states_lua(),
                 crate::sweep::active_states_lua(),
                 crate::park::PARK_LUA,
             )),
-            enqueue: redis::Script::new(&format!("{}{ENQUEUE}", crate::delivery::PUSH_LUA)),
+            enqueue: redis::Script::new(&format!(
+                "{}{}{ENQUEUE}",
+                crate::delivery::PUSH_LUA,
+                states_lua()
+            )),
             event_log: None,
         })
     }
@@ -807,6 +822,13 @@ pub fn apalis_config(keys: &Keys) -> apalis_redis::Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_get_state_names_from_job_state() {
+        let lua = states_lua();
+        assert!(lua.contains("TimedOut = 'timed_out'"), "{lua}");
+        assert!(lua.contains("Queued = 'queued'"), "{lua}");
+    }
 
     #[test]
     fn urls_are_redacted() {

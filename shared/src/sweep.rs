@@ -25,7 +25,10 @@ use crate::{
     delivery::{queue_keys, PUSH_LUA},
     park::PARK_LUA,
     status::JobState,
-    store::{apalis_config, final_states_lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
+    store::{
+        apalis_config, final_states_lua, now_rfc3339, states_lua, JobStore, StoreError,
+        EVENTS_MAX_LEN,
+    },
 };
 
 /// KEYS: five queue keys, job, run lease, events, history, apalis workers set,
@@ -66,15 +69,15 @@ if not ACTIVE[state] then
 end
 redis.call('HINCRBY', job, 'seq', 1)
 redis.call('HSET', job, 'owner', '', 'reason', reason, 'task', '', 'task_at', now_ms,
-  'state', 'waiting', 'updated_at', now)
+  'state', ST.Waiting, 'updated_at', now)
 redis.call('ZREM', state_prefix .. state, id)
-redis.call('ZADD', state_prefix .. 'waiting', now_ms, id)
+redis.call('ZADD', state_prefix .. ST.Waiting, now_ms, id)
 unslot(job, id)
 park_job(job, id, '')
 local f = redis.call('HMGET', job, 'attempt', 'host', 'worker')
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', 'waiting',
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', ST.Waiting,
   'from', state, 'attempt', f[1] or '0', 'host', f[2] or '', 'at', now)
-redis.call('RPUSH', history, cjson.encode({state = 'waiting', from = state, at = now,
+redis.call('RPUSH', history, cjson.encode({state = ST.Waiting, from = state, at = now,
   attempt = tonumber(f[1] or '0') or 0, host = f[2] or '', worker = f[3] or '', reason = reason}))
 redis.call('LTRIM', history, -200, -1)
 return reason
@@ -82,7 +85,8 @@ return reason
 
 static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{PUSH_LUA}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
+        "{PUSH_LUA}{}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
+        states_lua(),
         final_states_lua(),
         active_states_lua()
     ))
