@@ -6,10 +6,11 @@ use std::{fmt, io, path::Path, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life. Final states are [`JobState::is_final`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// In the queue, not picked up yet.
+    #[default]
     Queued,
     /// Put back to run later (no slot, pool paused, or an infrastructure retry).
     Waiting,
@@ -98,8 +99,8 @@ impl FromStr for JobState {
 /// The workspace's `status.json`: the seed's fields, plus agentq's job id and attempt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceStatus {
-    /// Job state name.
-    pub status: String,
+    /// The job's state.
+    pub status: JobState,
     /// Agent name, with model.
     pub agent: String,
     /// Repository.
@@ -309,7 +310,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
         let st = WorkspaceStatus {
-            status: "running".into(),
+            status: JobState::Running,
             runs: 1,
             ..Default::default()
         };

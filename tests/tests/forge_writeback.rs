@@ -297,7 +297,7 @@ async fn forge_trouble_is_retried_or_recorded_never_fatal() {
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert!(rec.forge_error.contains("503"), "{}", rec.forge_error);
     let st = WorkspaceStatus::read(&Path::new(&rec.workspace_dir).join("status.json")).unwrap();
-    assert_eq!(st.status, "completed");
+    assert_eq!(st.status.as_str(), "completed");
     assert!(st.forge_error.contains("track time"), "{}", st.forge_error);
     // The worker retries as `[forge] max_retries = 3` says: 4 attempts, not the
     // built-in default's 5.

@@ -66,7 +66,7 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
         assert_eq!(rec.attempt, 1);
         assert_eq!(rec.runs, 1);
         let st = status_json(rec);
-        assert_eq!(st.status, state);
+        assert_eq!(st.status.as_str(), state);
         assert_eq!(st.question, question);
         assert_eq!(st.repo, "demo");
         assert_eq!(st.org, "core");

@@ -776,7 +776,7 @@ async fn stages(run: &Run<'_>, stop: watch::Receiver<StopReason>) -> Result<(), 
         output_tail: q.output_tail.clone(),
     });
     let st = WorkspaceStatus {
-        status: state.to_string(),
+        status: state,
         question: question.clone(),
         exit_code,
         qa: qa_summary.clone(),
@@ -892,7 +892,7 @@ async fn infra_failure(
     let question = format!("Infrastructure error after {tries} attempts: {text}");
     if let Some(ws) = ws {
         let st = WorkspaceStatus {
-            status: JobState::Failed.to_string(),
+            status: JobState::Failed,
             question: question.clone(),
             ..base_status(rec, rec.runs, attempt, run.started, ws_branch(rec))
         };
@@ -928,7 +928,7 @@ fn base_status(
 ) -> WorkspaceStatus {
     let i = &rec.input;
     WorkspaceStatus {
-        status: String::new(),
+        status: JobState::Running,
         agent: i.agent.clone(),
         repo: i.repo.clone(),
         org: i.org.clone(),
@@ -957,7 +957,7 @@ fn write_status(
     started: &str,
 ) {
     let st = WorkspaceStatus {
-        status: state.to_string(),
+        status: state,
         ..base_status(rec, runs, attempt, started, prepared.branch.clone())
     };
     if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {
