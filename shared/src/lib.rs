@@ -11,8 +11,10 @@
 pub mod agent;
 pub mod bulk;
 pub mod config;
+#[cfg(feature = "docker")]
 pub mod container;
 pub mod delivery;
+#[cfg(feature = "forge")]
 pub mod forge;
 pub mod fsutil;
 pub mod input;
