@@ -195,6 +195,24 @@ impl JobStore {
         Ok(out)
     }
 
+    /// Ids of the jobs `filter` matches (its `limit` ignored). A filter on the
+    /// state alone reads only that state's index, not the records.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ids_matching(&self, filter: &ListFilter) -> Result<Vec<String>, StoreError> {
+        if let (Some(state), None, None, None) =
+            (filter.state, &filter.agent, &filter.repo, filter.since_ms)
+        {
+            return self.ids_in_state(state).await;
+        }
+        let all = ListFilter {
+            limit: 0,
+            ..filter.clone()
+        };
+        Ok(self.list(&all).await?.into_iter().map(|r| r.id).collect())
+    }
+
     /// A job's state history, oldest first.
     ///
     /// # Errors

@@ -37,20 +37,13 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             )))
         }
         Some(state) => {
-            if args.agent.is_none() {
-                store.ids_in_state(state).await?
-            } else {
-                store
-                    .list(&ListFilter {
-                        state: Some(state),
-                        agent: args.agent,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect()
-            }
+            store
+                .ids_matching(&ListFilter {
+                    state: Some(state),
+                    agent: args.agent,
+                    ..Default::default()
+                })
+                .await?
         }
         None => args.ids,
     };

@@ -41,16 +41,13 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 )));
             }
             store
-                .list(&ListFilter {
+                .ids_matching(&ListFilter {
                     state: Some(state),
                     agent: args.agent,
                     since_ms: args.since,
                     ..Default::default()
                 })
                 .await?
-                .into_iter()
-                .map(|r| r.id)
-                .collect()
         }
         None => args.ids,
     };
