@@ -203,10 +203,7 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     ]);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed);
-    assert!(
-        rec.question.contains("persona `nobody` not found"),
-        "{rec:#?}"
-    );
+    assert!(rec.error.contains("persona `nobody` not found"), "{rec:#?}");
     assert_eq!(rec.attempt, 1);
     let id = env.enqueue(&[
         "--repo",
@@ -221,7 +218,7 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed);
     assert!(
-        rec.question.contains("needs variables") && rec.question.contains("bug"),
+        rec.error.contains("needs variables") && rec.error.contains("bug"),
         "{rec:#?}"
     );
 }

@@ -235,9 +235,9 @@ async fn a_failing_test_fails_the_job_without_a_pull_request() {
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.qa_status, "failed");
     assert!(
-        rec.question.starts_with("QA check failed: `go test"),
+        rec.error.starts_with("QA check failed: `go test"),
         "{}",
-        rec.question
+        rec.error
     );
     assert!(rec.qa_output.contains("2+2 is not 5"), "{}", rec.qa_output);
     assert!(
@@ -490,10 +490,10 @@ async fn a_pools_own_qa_commands_replace_detection_and_pr_on_qa_failure_opens_a_
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.qa_status, "failed");
     assert!(
-        rec.question
+        rec.error
             .starts_with("QA check failed: `go vet ./no/such/package`"),
         "{}",
-        rec.question
+        rec.error
     );
     assert_eq!(
         sim.pulls("core", "demo").len(),

@@ -55,7 +55,7 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
     assert_eq!(b.state, JobState::Blocked, "{b:#?}");
     assert_eq!(b.question, "Which database should I use?");
     assert_eq!(f.state, JobState::Failed, "{f:#?}");
-    assert_eq!(f.question, "Agent exited with code 3");
+    assert_eq!(f.error, "Agent exited with code 3");
     assert_eq!(f.exit_code, Some(3));
 
     for (rec, state, question) in [
@@ -339,6 +339,6 @@ async fn infrastructure_errors_are_retried_then_recorded() {
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.attempt, 3, "max_attempts = 3 in the test config");
     assert!(rec.error.contains("git fetch failed"), "{rec:#?}");
-    assert!(rec.question.contains("after 3 attempts"), "{rec:#?}");
+    assert!(rec.error.contains("after 3 attempts"), "{rec:#?}");
     assert_eq!(rec.runs, 0, "no agent ran");
 }

@@ -24,7 +24,7 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                 running,
                 started_at: started_at.clone(),
                 heartbeat_at: agentq_shared::store::now_rfc3339(),
-                heartbeat_ms: chrono::Utc::now().timestamp_millis(),
+                heartbeat_ms: agentq_shared::clock::now_ms(),
                 stale_after_ms: ctx.cfg.lease_ttl().as_millis() as i64,
                 degraded: ctx
                     .breaker

@@ -10,17 +10,21 @@ mod deadman;
 mod docker;
 mod forge;
 mod git;
+mod guard;
 mod hold;
 mod housekeeping;
+mod http;
 mod import;
 mod job;
 mod metrics;
 mod mirror;
-mod outcome;
 mod prep;
 mod qa;
 mod report;
+mod run;
 mod save;
+mod stages;
+mod stop;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -127,7 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(job::StopReason::None);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(guard::StopReason::None);
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -149,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
 
     if let Some(addr) = cli.metrics_addr {
-        let bound = metrics::serve(addr, ctx.clone()).await?;
+        let bound = http::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
     background::spawn_registry(ctx.clone(), cli.concurrency);
@@ -180,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(
             "shutdown grace period over: stopping running agents and handing their jobs back"
         );
-        let _ = stop_tx.send(job::StopReason::Shutdown);
+        let _ = stop_tx.send(guard::StopReason::Shutdown);
     });
 
     let keys = store.keys().clone();

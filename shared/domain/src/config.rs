@@ -43,7 +43,7 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Per-pool limits (`[limits]`), pacing (`[rates]`) and backoff (`[backoff]`).
     #[serde(flatten)]
-    pub admission: crate::limits::AdmissionConfig,
+    pub admission: crate::admission::AdmissionConfig,
     /// How often an idle worker looks for due deliveries (retries after their
     /// delay), milliseconds. New work wakes it at once (pub/sub); jobs that
     /// wait are parked and never polled.
@@ -406,6 +406,16 @@ impl Config {
         Duration::from_secs(self.heartbeat_secs.max(1) * u64::from(self.missed_heartbeats.max(1)))
     }
 
+    /// The wait before the next delivery after the `tries`-th infrastructure
+    /// failure: `retry_base_secs * 2^(tries-1)`, at most 300 s.
+    pub fn infra_retry_delay(&self, tries: u32) -> Duration {
+        crate::backoff::doubling(
+            Duration::from_secs(self.retry_base_secs),
+            tries.saturating_sub(1),
+            Duration::from_secs(300),
+        )
+    }
+
     /// How often a running job's lease is renewed: a third of its TTL.
     pub fn lease_renew_every(&self) -> Duration {
         self.lease_ttl() / 3
@@ -505,8 +515,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn infra_retries_double_from_retry_base_secs_up_to_five_minutes() {
+        let cfg = Config {
+            retry_base_secs: 5,
+            ..Config::default()
+        };
+        let secs: Vec<u64> = [1, 2, 3, 30]
+            .map(|t| cfg.infra_retry_delay(t).as_secs())
+            .to_vec();
+        assert_eq!(secs, [5, 10, 20, 300]);
+    }
+
+    #[test]
     fn the_readme_example_config_is_accepted_and_read() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let block = readme
             .split("```toml\n")
             .nth(1)
