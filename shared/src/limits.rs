@@ -137,14 +137,14 @@ impl JobStore {
         ran_for: Duration,
     ) -> Result<bool, StoreError> {
         let fast_failure = failed && ran_for < Duration::from_secs(cfg.window_secs);
-        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause_secs as i64);
+        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause().as_secs() as i64);
         let paused: i64 = OUTCOME_SCRIPT
             .key(self.keys().fails(pool))
             .key(self.keys().backoff(pool))
             .key(self.keys().events())
             .arg(if fast_failure { "1" } else { "0" })
-            .arg(cfg.failures.max(1))
-            .arg(cfg.pause_secs.max(1) * 1000)
+            .arg(cfg.failures_to_pause())
+            .arg(cfg.pause().as_millis() as u64)
             .arg(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .arg(pool)
             .arg(EVENTS_MAX_LEN)

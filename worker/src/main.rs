@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // #76): run generation after generation until shutdown.
     for generation in 1u64.. {
         let apalis_cfg = apalis_config(&keys)
-            .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
+            .heartbeat_interval(cfg.heartbeat_every())
             .missed_heartbeats(cfg.apalis_missed_heartbeats())
             // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
             .batch_size(1);

@@ -69,6 +69,18 @@ pub struct AdmissionConfig {
     pub backoff: BackoffConfig,
 }
 
+impl BackoffConfig {
+    /// Consecutive fast failures that pause a pool (at least 1).
+    pub fn failures_to_pause(&self) -> u32 {
+        self.failures.max(1)
+    }
+
+    /// How long a pool pauses (at least 1 s).
+    pub fn pause(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.pause_secs.max(1))
+    }
+}
+
 impl AdmissionConfig {
     /// The limit of `pool` (0: unlimited).
     pub fn pool_limit(&self, pool: &str) -> u32 {
