@@ -439,11 +439,40 @@ impl JobStore {
         namespace: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        Self::connect_with_ca(url, None, namespace, timeout).await
+    }
+
+    /// [`JobStore::connect`], trusting the CA in PEM file `ca_file` for a
+    /// `rediss://` URL (the system's roots when `None`).
+    ///
+    /// # Errors
+    /// As [`JobStore::connect`]; a CA file that cannot be read.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let unreachable = |reason: String| StoreError::Unreachable {
             url: redact_url(url),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
+        let client = match ca_file {
+            None => redis::Client::open(url),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    unreachable(format!("cannot read redis_ca_file {}: {e}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(Duration::from_secs(30)))
@@ -504,6 +533,15 @@ impl JobStore {
             ps.subscribe(c).await?;
         }
         Ok(ps)
+    }
+
+    /// A new connection of its own (not the shared, multiplexed one), to the
+    /// same server with the same TLS settings.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn own_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        Ok(self.client.get_multiplexed_async_connection().await?)
     }
 
     /// A connection for commands this module does not wrap.

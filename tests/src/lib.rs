@@ -508,8 +508,7 @@ impl TestEnv {
         &self.config_path
     }
 
-    /// The test agent's run log of job `id` (one line per run: agent, start,
-    /// end, exit), empty if it never ran.
+    /// The agent's own run log for job `id`: one line per finished or stopped run.
     pub fn agent_runs(&self, id: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("runs").join(format!("{id}.runs.log")))
             .unwrap_or_default()
@@ -785,6 +784,15 @@ impl WorkerProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (e.g. "TERM") without waiting.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
     }
 
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.

@@ -121,9 +121,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.workspace_root)?;
     cfg.workspace_root = cfg.workspace_root.canonicalize()?;
 
-    let store = JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(5))
-        .await?
-        .with_event_log(cfg.workspace_root.join("events.jsonl"));
+    let store = JobStore::connect_with_ca(
+        &cfg.redis_url,
+        cfg.redis_ca_file.as_deref(),
+        &cfg.namespace,
+        Duration::from_secs(5),
+    )
+    .await?
+    .with_event_log(cfg.workspace_root.join("events.jsonl"));
     let docker = docker::connect().await?;
     // Agents run on agentq's network, referred to by id from here on.
     cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
@@ -170,8 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, drain_rx.clone());
     let grace = Duration::from_secs(cli.shutdown_timeout);
+    let mut signals = ShutdownSignals::listen()?;
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.next().await;
         tracing::info!(
             ?grace,
             "shutdown requested: taking no new jobs, letting running ones finish"
@@ -179,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = drain_tx.send(true);
         tokio::select! {
             _ = tokio::time::sleep(grace) => {}
-            _ = shutdown_signal() => {}
+            _ = signals.next() => {}
         }
         tracing::warn!(
             "shutdown grace period over: stopping running agents and handing their jobs back"
@@ -261,11 +267,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, listened to from the worker's start, so that a second
+/// signal sent right after the first is never missed.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

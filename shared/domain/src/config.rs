@@ -17,8 +17,12 @@ pub const DEFAULT_IMAGE: &str = "core-dev";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `redis://` or `rediss://` URL, with auth if needed.
+    /// `redis://` or `rediss://` URL, with auth if needed
+    /// (`rediss://user:password@host:port/`).
     pub redis_url: String,
+    /// For `rediss://`: a PEM file of the CA that signed the server's
+    /// certificate, trusted instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every agentq Redis key.
     pub namespace: String,
     /// Where workspaces are made.
@@ -220,6 +224,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             redis_url: DEFAULT_REDIS_URL.into(),
+            redis_ca_file: None,
             namespace: "agentq".into(),
             workspace_root: default_workspace_root(),
             git_base: "http://127.0.0.1:3000".into(),
@@ -471,6 +476,10 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("AGENTQ_REDIS_URL") {
             self.redis_url = v;
+        }
+        if let Some(v) = get("AGENTQ_REDIS_CA_FILE") {
+            // Empty: the system's roots.
+            self.redis_ca_file = (!v.is_empty()).then(|| v.into());
         }
         if let Some(v) = get("AGENTQ_NAMESPACE") {
             self.namespace = v;
