@@ -508,6 +508,46 @@ impl TestEnv {
         &self.config_path
     }
 
+    /// Jobs whose test agent is at an `@agentq-test hold` now (or was, before
+    /// [`TestEnv::release_holds`]).
+    pub fn holding(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.path().join("runs"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".holding").map(str::to_string)
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Lets every test agent at an `@agentq-test hold` (and every later one) go on.
+    pub fn release_holds(&self) {
+        std::fs::write(self.dir.path().join("runs").join("release"), "").unwrap();
+    }
+
+    /// Waits (checking every 100 ms, failing after 4 minutes) until `n` test
+    /// agents are at an `@agentq-test hold` together.
+    pub async fn wait_holding(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let h = self.holding();
+            if h.len() >= n {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} agents held together, not {n}: {h:?}\n{}",
+                h.len(),
+                self.worker_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The agent's own run log for job `id`: one line per finished or stopped run.
     pub fn agent_runs(&self, id: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("runs").join(format!("{id}.runs.log")))

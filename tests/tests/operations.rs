@@ -222,30 +222,33 @@ async fn cancel_stops_a_running_agent_and_keeps_a_queued_job_from_running() {
     })
     .await;
     assert_eq!(containers_with_label("agentq.job", &running).len(), 1);
-    let asked = Instant::now();
     env.cli_ok(&["cancel", &running]);
     let rec = env.wait_final(&running, LONG).await;
     assert_eq!(rec.state, JobState::Cancelled);
+    // The agent itself says it was stopped (SIGTERM, exit 143) long before its
+    // 60 s were up; its container goes.
+    let runs = env.agent_runs(&running);
+    assert!(
+        runs.contains("exit=143"),
+        "the agent was not stopped: {runs}"
+    );
+    let (start, end) = env.agent_intervals(&running)[0];
+    assert!(end - start < 50.0, "the agent ran {}s", end - start);
+    let gone = Instant::now();
     while !containers_with_label("agentq.job", &running).is_empty() {
-        assert!(
-            asked.elapsed() < Duration::from_secs(5),
-            "container still there 5 s after cancel"
-        );
+        assert!(gone.elapsed() < LONG, "container still there after cancel");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "cancel took {:?}",
-        asked.elapsed()
-    );
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The job cancelled while queued was never run, though the worker has run a
+    // job enqueued after it.
     let q = env.store().await.get(&queued).await.unwrap().unwrap();
     assert_eq!(
         (q.state, q.attempt, q.runs),
         (JobState::Cancelled, 0, 0),
         "{q:#?}"
     );
+    assert!(env.agent_starts(&queued).is_empty());
     assert!(q.workspace_dir.is_empty());
 }
 
