@@ -107,6 +107,9 @@ pub struct WorkerInfo {
     /// Bytes this host's workspaces and git mirrors use (at its last look).
     #[serde(default)]
     pub workspace_bytes: u64,
+    /// The agent pools it runs (those whose image it has).
+    #[serde(default)]
+    pub pools: Vec<String>,
 }
 
 /// One event from the events stream.
@@ -397,10 +400,24 @@ impl JobStore {
     /// Redis errors.
     pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
         let json = serde_json::to_string(info).unwrap_or_default();
-        let _: () = self
-            .conn()
-            .hset(self.keys().workers(), &info.id, json)
-            .await?;
+        let until = info.heartbeat_ms + info.stale_after_ms;
+        let mut pipe = redis::pipe();
+        pipe.hset(self.keys().workers(), &info.id, json)
+            .ignore()
+            .zadd(self.keys().servers(), &info.id, until)
+            .ignore()
+            .zrembyscore(self.keys().servers(), "-inf", info.heartbeat_ms)
+            .ignore();
+        for pool in crate::agent::AGENTS {
+            let key = self.keys().serves(pool);
+            if info.pools.iter().any(|p| p == pool) {
+                pipe.zadd(&key, &info.id, until).ignore();
+            } else {
+                pipe.zrem(&key, &info.id).ignore();
+            }
+            pipe.zrembyscore(&key, "-inf", info.heartbeat_ms).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -409,7 +426,15 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
-        let _: () = self.conn().hdel(self.keys().workers(), id).await?;
+        let mut pipe = redis::pipe();
+        pipe.hdel(self.keys().workers(), id)
+            .ignore()
+            .zrem(self.keys().servers(), id)
+            .ignore();
+        for pool in crate::agent::AGENTS {
+            pipe.zrem(self.keys().serves(pool), id).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 

@@ -108,6 +108,12 @@ end
 for _, m in ipairs(models) do
   if m ~= '-' then redis.call('ZREMRANGEBYSCORE', slots .. ':' .. m, '-inf', now) end
 end
+-- While workers are live but none can run this pool (its image is missing
+-- on every one), its jobs stay parked: a delivery would only come back.
+if redis.call('ZCOUNT', NS .. ':servers', now, '+inf') > 0
+    and redis.call('ZCOUNT', NS .. ':serves:' .. pool, now, '+inf') == 0 then
+  return 0
+end
 local pttl = redis.call('PTTL', NS .. ':backoff:' .. pool)
 if pttl > 0 then
   redis.call('ZADD', NS .. ':timers', now + pttl, pool)

@@ -826,6 +826,22 @@ impl WorkerProc {
         }
     }
 
+    /// Waits up to `timeout` for the worker to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("worker did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends `signal` (e.g. "TERM") without waiting.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
@@ -837,23 +853,8 @@ impl WorkerProc {
 
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.take().unwrap();
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &c.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("worker did not exit within {timeout:?} after SIG{signal}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.signal(signal);
+        self.wait_exit(timeout)
     }
 }
 

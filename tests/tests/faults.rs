@@ -251,17 +251,27 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    // The bad host's config: an image that exists nowhere.
+    // The bad host mounts a directory into agents that disappears once it
+    // runs: the engine refuses every container it asks for.
+    let gone = env.dir.path().join("gone-after-start");
+    std::fs::create_dir_all(&gone).unwrap();
     let bad_cfg = env.dir.path().join("bad.toml");
-    let cfg = std::fs::read_to_string(env.config_path())
-        .unwrap()
-        .replace("agentq-test-agent:latest", "agentq-no-such-image:latest");
+    let cfg = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "target = \"/agentq-test\" }]",
+        &format!(
+            "target = \"/agentq-test\" }}, {{ source = \"{}\", target = \"/gone\" }}]",
+            gone.display()
+        ),
+    );
+    assert!(cfg.contains("/gone"), "{cfg}");
     std::fs::write(&bad_cfg, cfg).unwrap();
     let _bad = env.worker_with_args(
         "bad",
         &["--concurrency", "2", "--config", bad_cfg.to_str().unwrap()],
     );
     let _good = env.worker("good", 2);
+    wait_live_workers(&env, 2).await;
+    std::fs::remove_dir(&gone).unwrap();
     let lines: String = (0..20)
         .map(|i| {
             format!(r#"{{"repo":"demo","org":"core","issue":{},"task":"host {} @agentq-test commit","agent":"codex"}}"#,
@@ -287,10 +297,8 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
         .filter(|w| !w["degraded"].as_str().unwrap_or("").is_empty())
         .collect();
     assert_eq!(degraded.len(), 1, "the bad host shows as degraded: {v:?}");
-    assert!(degraded[0]["degraded"]
-        .as_str()
-        .unwrap()
-        .contains("agentq-no-such-image"));
+    let why = degraded[0]["degraded"].as_str().unwrap();
+    assert!(why.contains("gone-after-start"), "{why}");
     let mut c = env.redis.conn();
     let rescued: Option<u64> = c.get(env.key("rescued")).unwrap();
     assert_eq!(rescued.unwrap_or(0), 0, "no job was lost on the way");

@@ -34,6 +34,7 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                 workspace_bytes: ctx
                     .workspace_bytes
                     .load(std::sync::atomic::Ordering::Relaxed),
+                pools: ctx.served.pools(),
             };
             if let Err(e) = ctx.store.worker_heartbeat(&info).await {
                 tracing::warn!(error = %e, "cannot update the worker registry");

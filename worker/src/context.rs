@@ -24,6 +24,8 @@ pub struct WorkerCtx {
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The agent pools this worker runs (see [`crate::preflight`]).
+    pub served: crate::preflight::Served,
     /// The forge, if one is configured.
     pub forge: Option<agentq_shared::forge::ForgeClient>,
     /// The host circuit breaker.

@@ -35,6 +35,13 @@ fn host_err(e: bollard::errors::Error) -> anyhow::Error {
     HostError(e.to_string()).into()
 }
 
+/// Whether `e` says the image to run is not on this host (the engine's 404
+/// "No such image").
+pub fn is_missing_image(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<HostError>()
+        .is_some_and(|h| h.0.contains("No such image"))
+}
+
 pub use agentq_shared::outcome::Ended;
 
 /// Connects to the local engine and agrees an API version with it.

@@ -108,6 +108,16 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         // A dry run prepares a throwaway copy: no slot, no pacing, no workspace.
         return run_admitted(ctx, hold, &rec, &agent, None).await;
     }
+    if !ctx.served.serves(agent.pool()) {
+        // Its image is missing here: back to its lane, for a worker that has it.
+        tracing::info!(
+            job = id,
+            pool = agent.pool(),
+            "this worker does not run the pool; job handed back"
+        );
+        let back = Transition::handed_back(JobState::Queued, WaitReason::Unserved, None, None);
+        return go(hold, back).await;
+    }
     let ttl = ctx.cfg.lease_ttl();
     // A job starts only with a slot a wake granted it (oldest first, pacing and
     // pauses applied there); a delivery without one (a retry after its delay, a
@@ -235,7 +245,7 @@ async fn run_admitted(
     if !matches!(outcome, Err(StageError::Infra(..))) {
         ctx.breaker.success();
     }
-    let result = after_stages(&run, tries, outcome).await;
+    let result = after_stages(&run, agent, tries, outcome).await;
     if let Ok(Some(after)) = ctx.store.get(&id).await {
         if after.state.is_final() {
             ctx.metrics
@@ -249,6 +259,7 @@ async fn run_admitted(
 /// record an outcome themselves.
 async fn after_stages(
     run: &Run<'_>,
+    agent: &AgentSpec,
     tries: u32,
     result: Result<(), StageError>,
 ) -> Result<(), Fenced> {
@@ -256,6 +267,21 @@ async fn after_stages(
     match result {
         Ok(()) => Ok(()),
         Err(StageError::Fenced) => Err(Fenced),
+        Err(StageError::Infra(e, _)) if docker::is_missing_image(&e) => {
+            // The pool's image went away on this host: this worker stops taking
+            // the pool, and the job goes to one that has it, spending nothing.
+            let pool = agent.pool();
+            if ctx.served.drop_pool(pool) {
+                tracing::error!(pool, image = ctx.cfg.image_for(pool), "image of pool {pool} is gone from this host; this worker takes no {pool} jobs any more (build or pull it, then restart the worker)");
+            }
+            let back = Transition::handed_back(
+                JobState::Queued,
+                WaitReason::Unserved,
+                Some(tries),
+                Some(&format!("{e:#}")),
+            );
+            go(hold, back).await
+        }
         Err(StageError::Infra(e, ws)) => {
             let text = format!("{e:#}");
             if ctx.breaker.failure(&text) {

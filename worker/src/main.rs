@@ -18,6 +18,7 @@ mod import;
 mod job;
 mod metrics;
 mod mirror;
+mod preflight;
 mod prep;
 mod qa;
 mod report;
@@ -90,7 +91,13 @@ async fn main() {
     init_tracing(cli.log_format);
     if let Err(e) = run(cli).await {
         eprintln!("agentq-worker: {e:#}");
-        std::process::exit(1);
+        // A host that cannot run agents (preflight) is a configuration problem.
+        let code = if e.downcast_ref::<preflight::Unfit>().is_some() {
+            2
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }
 
@@ -138,6 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(guard::StopReason::None);
+    let forge = forge::client(&cfg)?;
+    let served = preflight::check(&cfg, &docker, forge.as_ref()).await?;
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -147,7 +156,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown: stop_rx,
         running: Default::default(),
         metrics: Default::default(),
-        forge: forge::client(&cfg)?,
+        forge,
+        served,
         breaker: breaker::Breaker::new(
             cfg.host_failures,
             Duration::from_secs(cfg.host_cooldown_secs),

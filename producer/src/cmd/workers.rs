@@ -4,7 +4,8 @@ use agentq_shared::config::Config;
 
 use crate::{cmd::when, output, Failure};
 
-/// Live workers: host, id, concurrency, running jobs, last heartbeat.
+/// Live workers: host, id, concurrency, running jobs, last heartbeat, and the
+/// pools a worker does not run (their image is missing on its host).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One JSON object per line.
@@ -42,6 +43,20 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             human_bytes(w.workspace_bytes),
             w.running.join(",")
         );
+        let all = agentq_shared::agent::AGENTS;
+        if !w.pools.is_empty() && w.pools.len() < all.len() {
+            let missing: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|p| !w.pools.iter().any(|s| s == p))
+                .collect();
+            outln!(
+                "{:<16} runs pools: {} (not {}: image missing)",
+                "",
+                w.pools.join(","),
+                missing.join(",")
+            );
+        }
         if !w.degraded.is_empty() {
             outln!("{:<16} degraded (takes no jobs): {}", "", w.degraded);
         }

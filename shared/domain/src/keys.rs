@@ -86,6 +86,18 @@ impl Keys {
         format!("{}:workers", self.ns)
     }
 
+    /// Sorted set: live workers (id → heartbeat expiry, ms), for the wake.
+    pub fn servers(&self) -> String {
+        format!("{}:servers", self.ns)
+    }
+
+    /// Sorted set: live workers that can run pool `pool` (id → heartbeat
+    /// expiry, ms). A pool no live worker serves gets no slot while others are
+    /// live (see `agentq_shared::park`).
+    pub fn serves(&self, pool: &str) -> String {
+        format!("{}:serves:{pool}", self.ns)
+    }
+
     /// Sorted set: slot leases of a pool (job id → lease expiry, ms).
     pub fn limit(&self, pool: &str) -> String {
         format!("{}:limit:{pool}", self.ns)

@@ -345,6 +345,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::HostDegraded,
     WaitReason::Workspace,
     WaitReason::Affinity,
+    WaitReason::Unserved,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -376,6 +377,9 @@ pub enum WaitReason {
     /// Its workspace is on a live host (the record's `waiting_on` names it);
     /// other hosts leave it to that host for `affinity_secs`.
     Affinity,
+    /// The worker that got it cannot run its pool (the pool's image is missing
+    /// there); handed back, spending no attempt, to a worker that can.
+    Unserved,
 }
 
 impl WaitReason {
@@ -393,6 +397,7 @@ impl WaitReason {
             Self::HostDegraded => "host_degraded",
             Self::Workspace => "workspace",
             Self::Affinity => "affinity",
+            Self::Unserved => "unserved",
         }
     }
 }

@@ -1,0 +1,177 @@
+//! What a worker checks before it takes jobs, each failure one clear line:
+//! the Docker engine (its API version), each agent pool's image present
+//! locally, the workspace root writable with free space, git, and with a forge
+//! configured, that the forge answers and the token is valid (`GET /user`).
+//!
+//! A pool whose image is missing is not served by this worker: it takes no job
+//! of that pool (the registry says which pools each worker serves, and a pool
+//! no live worker serves gets no slot), and it stops serving a pool whose image
+//! disappears while it runs. Without any pool left the worker exits with
+//! status 2.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, RwLock},
+};
+
+use agentq_shared::{agent::AGENTS, config::Config, forge::ForgeClient};
+use bollard::Docker;
+
+/// This host cannot run agents at all: the worker exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unfit(String);
+
+fn unfit(why: impl Into<String>) -> anyhow::Error {
+    Unfit(why.into()).into()
+}
+
+/// Less free space than this on the workspace root is reported.
+const LOW_SPACE_BYTES: u64 = 1 << 30;
+
+/// The pools this worker runs now; shared by the job handler, the registry
+/// heartbeat and the run stage (which drops a pool whose image vanished).
+#[derive(Debug, Clone, Default)]
+pub struct Served(Arc<RwLock<BTreeSet<String>>>);
+
+impl Served {
+    /// Serves exactly `pools`.
+    pub fn new(pools: impl IntoIterator<Item = String>) -> Self {
+        Self(Arc::new(RwLock::new(pools.into_iter().collect())))
+    }
+
+    /// Whether this worker runs pool `pool`.
+    pub fn serves(&self, pool: &str) -> bool {
+        self.0.read().unwrap().contains(pool)
+    }
+
+    /// The pools, sorted.
+    pub fn pools(&self) -> Vec<String> {
+        self.0.read().unwrap().iter().cloned().collect()
+    }
+
+    /// Stops serving `pool`; true if it was served.
+    pub fn drop_pool(&self, pool: &str) -> bool {
+        self.0.write().unwrap().remove(pool)
+    }
+}
+
+/// The checks' verdict: the pools this worker can run, or why it cannot run.
+pub async fn check(
+    cfg: &Config,
+    docker: &Docker,
+    forge: Option<&ForgeClient>,
+) -> anyhow::Result<Served> {
+    match docker.version().await {
+        Ok(v) => tracing::info!(
+            engine = v.version.as_deref().unwrap_or("?"),
+            api = v.api_version.as_deref().unwrap_or("?"),
+            "preflight: Docker engine answers"
+        ),
+        Err(e) => {
+            return Err(unfit(format!(
+                "preflight: the Docker engine does not answer ({e}); is dockerd running and DOCKER_HOST right?"
+            )))
+        }
+    }
+    check_workspace_root(&cfg.workspace_root)?;
+    match tokio::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            return Err(unfit(
+                "preflight: git is not installed on this host (apt-get install -y git)",
+            ))
+        }
+    }
+    if let Some(forge) = forge {
+        match forge.current_user().await {
+            Ok(u) => {
+                tracing::info!(user = %u.login, "preflight: the forge answers and the token is valid")
+            }
+            // Forge trouble never stops jobs (write-back errors are recorded on
+            // them), so it is said, not fatal.
+            Err(e) => {
+                tracing::error!(forge = %cfg.forge.url, error = %e, "preflight: the forge does not accept this worker's token (check [forge] url and the variable named by token_env)")
+            }
+        }
+    }
+    let mut served = Vec::new();
+    for pool in AGENTS {
+        let image = cfg.image_for(pool);
+        match docker.inspect_image(image).await {
+            Ok(_) => served.push(pool.to_string()),
+            Err(e) => tracing::error!(
+                pool,
+                image,
+                error = %e,
+                "preflight: image {image} of pool {pool} is not on this host; this worker takes no {pool} jobs (build or pull it, e.g. `docker pull {image}`, then restart the worker)"
+            ),
+        }
+    }
+    if served.is_empty() {
+        return Err(unfit(
+            "preflight: no agent pool can run on this host (no pool's image is present)",
+        ));
+    }
+    tracing::info!(pools = ?served, "preflight: serving these pools");
+    Ok(Served::new(served))
+}
+
+/// The workspace root: writable, and how much room it has.
+fn check_workspace_root(root: &Path) -> anyhow::Result<()> {
+    let probe = root.join(format!(".agentq-preflight-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        unfit(format!(
+            "preflight: the workspace root {} is not writable ({e})",
+            root.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    if let Some(free) = free_bytes(root) {
+        if free < LOW_SPACE_BYTES {
+            tracing::warn!(
+                root = %root.display(),
+                free_mib = free >> 20,
+                "preflight: the workspace root has less than 1 GiB free"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Free bytes on the file system of `path` (for an unprivileged user).
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_can_be_dropped_once() {
+        let s = Served::new(["claude".to_string(), "codex".to_string()]);
+        assert!(s.serves("codex"));
+        assert!(s.drop_pool("codex"));
+        assert!(!s.drop_pool("codex"));
+        assert_eq!(s.pools(), ["claude"]);
+    }
+
+    #[test]
+    fn the_workspace_root_must_be_writable_and_has_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        check_workspace_root(dir.path()).unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(check_workspace_root(&dir.path().join("missing")).is_err());
+    }
+}
