@@ -1011,3 +1011,41 @@ async fn drive(
     std::fs::write(screenshot_dir().join("overview.png"), b.screenshot().await?).unwrap();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_pauses_a_pool_and_searches_like_the_console() {
+    let env = TestEnv::new();
+    let a = enqueue(&env, "rename the widget", 41);
+    let _b = enqueue(&env, "something else", 42);
+    let out = env.cli_ok(&["pool", "pause", "codex", "--for", "10m"]);
+    assert!(out.starts_with("pool codex paused until 20"), "{out}");
+    let stats: Value = serde_json::from_str(&env.cli_ok(&["stats", "--json"])).unwrap();
+    let codex = stats["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pool"] == "codex")
+        .unwrap()
+        .clone();
+    assert!(codex["paused_until"].is_string(), "{codex}");
+    assert_eq!(
+        env.cli_ok(&["pool", "resume", "codex"]),
+        "pool codex resumed"
+    );
+    let out = env.cli(&["pool", "pause", "claude:opus"], None);
+    assert_eq!(out.status.code(), Some(1));
+    // `list --search` and the console's `q` are one filter.
+    for q in ["WIDGET", "#41", &a[..10]] {
+        let lines = env.cli_ok(&["list", "--search", q, "--json"]);
+        let ids: Vec<String> = lines
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids, std::slice::from_ref(&a), "search {q}");
+    }
+}
