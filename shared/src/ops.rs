@@ -357,6 +357,34 @@ impl JobStore {
         }
     }
 
+    /// Jobs in state `waiting` per reason (every reason, 0 included), from
+    /// the newest `limit` of them: what `agentq_waiting` and the console show.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn waiting_by_reason(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::status::WaitReason, u64)>, StoreError> {
+        let waiting = self
+            .list(&ListFilter {
+                state: Some(JobState::Waiting),
+                limit,
+                ..Default::default()
+            })
+            .await?;
+        Ok(crate::status::WAIT_REASONS
+            .iter()
+            .map(|reason| {
+                let n = waiting
+                    .iter()
+                    .filter(|r| r.reason == reason.as_str())
+                    .count();
+                (*reason, n as u64)
+            })
+            .collect())
+    }
+
     /// How many jobs entered `state` in each of `buckets` consecutive windows
     /// of `bucket_ms` ending now, oldest first (from the state's index, scored
     /// by when the job got there; a job retried since counts no more).

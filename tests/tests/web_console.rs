@@ -108,9 +108,38 @@ async fn user_text_is_escaped_on_every_page() {
     );
     assert!(job.contains("&lt;img src=x onerror=alert(2)&gt;?"), "{job}");
     assert!(job.contains("&lt;/pre&gt;&lt;b&gt;bold&lt;/b&gt;"), "{job}");
-    // The only scripts are the console's own file.
+    // The only scripts are the console's own file, and the browser is told
+    // to run no other (no inline script, no framing).
     assert_eq!(job.matches("<script").count(), 1, "{job}");
     assert!(!job.contains(TOKEN), "the token is never rendered");
+    let r = c
+        .get(format!("{}/jobs/{id}", web.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    // A page of another site reaching the console by DNS rebinding (its own
+    // name in Host) is refused; the loopback names are answered.
+    let port = web.url.rsplit(':').next().unwrap();
+    let r = c
+        .get(format!("{}/api/jobs", web.url))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    let r = c
+        .get(format!("{}/api/jobs", web.url))
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]

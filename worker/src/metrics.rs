@@ -133,18 +133,7 @@ impl Metrics {
                 .get_or_create(&PoolLabels { pool: p.pool })
                 .set(p.running as i64);
         }
-        let waiting = store
-            .list(&agentq_shared::ops::ListFilter {
-                state: Some(JobState::Waiting),
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await?;
-        for reason in agentq_shared::status::WAIT_REASONS {
-            let n = waiting
-                .iter()
-                .filter(|r| r.reason == reason.as_str())
-                .count();
+        for (reason, n) in store.waiting_by_reason(10_000).await? {
             self.waiting
                 .get_or_create(&ReasonLabels {
                     reason: reason.as_str().into(),

@@ -11,7 +11,7 @@ use agentq_shared::{
         WorkerInfo,
     },
     record::JobRecord,
-    status::JobState,
+    status::{JobState, WaitReason},
 };
 use axum::{
     body::Bytes,
@@ -53,6 +53,8 @@ pub struct Overview {
     pub states: Vec<(JobState, u64)>,
     /// Deliveries queued for workers.
     pub queue_depth: u64,
+    /// Jobs in state `waiting`, per reason (the newest 10 000 looked at).
+    pub waiting: Vec<(WaitReason, u64)>,
     /// Live workers.
     pub workers: Vec<WorkerInfo>,
     /// The last hour, 5-minute buckets.
@@ -90,6 +92,7 @@ pub async fn overview_data(app: &AppState) -> Result<Overview, ApiError> {
         pools: app.store.pool_stats(&app.cfg.admission, &pools).await?,
         states: app.store.state_counts().await?,
         queue_depth: app.store.queue_depth().await?,
+        waiting: app.store.waiting_by_reason(10_000).await?,
         workers: app.store.live_workers().await?,
         hour: series(app, 300, 12).await?,
         day: series(app, 3600, 24).await?,

@@ -36,6 +36,70 @@ pub struct App {
     pub token: Option<String>,
     /// Logged-in sessions: session id → CSRF token.
     pub sessions: std::sync::Mutex<HashMap<String, String>>,
+    /// Host headers taken (`127.0.0.1:9188`, `localhost:9188`, …) when bound to
+    /// loopback, against DNS rebinding; `None`: any.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// The Host headers a console bound to `addr` answers: for a loopback address,
+/// the loopback names with its port; otherwise any.
+pub fn loopback_hosts(addr: SocketAddr) -> Option<Vec<String>> {
+    let port = addr.port();
+    addr.ip().is_loopback().then(|| {
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+    })
+}
+
+/// Refuses a request whose Host is not the console's (a page of another site
+/// reaching it by DNS rebinding), and adds headers every answer carries: no
+/// framing, no inline scripts, no sniffing.
+async fn guard(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(hosts) = &app.hosts {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "unexpected Host `{host}`: this console answers {}",
+                    hosts.join(", ")
+                ),
+            )
+            .into_response();
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    resp
 }
 
 /// Shared state as handlers get it.
@@ -68,6 +132,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/events", get(api::events))
         .route("/api/events/stream", get(sse::events_stream))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
 
@@ -84,6 +149,7 @@ pub async fn serve(
         cfg,
         token,
         sessions: Default::default(),
+        hosts: loopback_hosts(addr),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

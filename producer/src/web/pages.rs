@@ -182,7 +182,13 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                     }
                 }
             }
-            p.muted { "Deliveries queued for workers: " (o.queue_depth) }
+            p #waiting-reasons {
+                "Jobs waiting, by reason: "
+                @let nonzero: Vec<_> = o.waiting.iter().filter(|(_, n)| *n > 0).collect();
+                @if nonzero.is_empty() { span.muted { "none" } }
+                @for (reason, n) in nonzero { span.reason { (reason.as_str()) " " strong { (n) } } " " }
+                span.muted { " · deliveries queued for workers: " (o.queue_depth) }
+            }
         }
         section {
             h2 { "Jobs by state" }
