@@ -234,6 +234,16 @@ async fn changes_need_the_token_and_a_csrf_token_with_the_cookie() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A refused form post says why as a page (escaped like every page).
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("CSRF token missing or wrong"));
     assert_eq!(
         store.get(&b).await.unwrap().unwrap().state,
         JobState::Queued

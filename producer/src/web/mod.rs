@@ -79,7 +79,25 @@ async fn guard(
             .into_response();
         }
     }
+    let form_post = req.method() == axum::http::Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let mut resp = next.run(req).await;
+    if form_post && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // A refused form post (a page's button): the reason as a page, not JSON.
+        let status = resp.status();
+        let body = axum::body::to_bytes(std::mem::take(resp.body_mut()), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        resp = (status, pages::message_page(status, &msg)).into_response();
+    }
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -548,6 +548,23 @@ pub async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response
     layout("Events", &v, body).into_response()
 }
 
+/// A refused form post, as a page: its status and reason.
+pub fn message_page(status: StatusCode, message: &str) -> Markup {
+    let v = Viewer {
+        read_only: false,
+        csrf: None,
+    };
+    layout(
+        "Refused",
+        &v,
+        html! {
+            h1 { "Not done" }
+            p.error #refused { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) ": " (message) }
+            p { a href="/" { "Overview" } " · " a href="/jobs" { "Jobs" } }
+        },
+    )
+}
+
 /// The login page.
 pub fn login_page(read_only: bool, error: Option<&str>) -> Markup {
     let v = Viewer {
