@@ -1088,3 +1088,110 @@ async fn the_cli_pauses_a_pool_and_searches_like_the_console() {
         assert_eq!(ids, std::slice::from_ref(&a), "search {q}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
+    let env = TestEnv::with_config("[forge]\nurl = \"https://bot:hunter2@forge.example/\"\n");
+    let done1 = enqueue(&env, "one", 11);
+    let done2 = enqueue(&env, "two", 12);
+    let failed = enqueue(&env, "three", 13);
+    let _queued = enqueue(&env, "four", 14);
+    for id in [&done1, &done2] {
+        force_state(
+            &env,
+            id,
+            JobState::Completed,
+            &[("branch", "agent/one".into())],
+        )
+        .await;
+    }
+    force_state(
+        &env,
+        &failed,
+        JobState::Failed,
+        &[("pr_url", "https://forge.example/core/demo/pulls/5".into())],
+    )
+    .await;
+    let web = env.web(None);
+    let c = http();
+    let o: Value = c
+        .get(format!("{}/api/overview", web.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sum = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for series in ["hour", "day"] {
+        assert_eq!(sum(&o[series]["completed"]), 2, "{o}");
+        assert_eq!(sum(&o[series]["failed"]), 1, "{o}");
+        // The newest bucket holds them.
+        assert_eq!(
+            o[series]["completed"].as_array().unwrap().last().unwrap(),
+            2
+        );
+    }
+    let states: Vec<(String, u64)> = serde_json::from_value(o["states"].clone()).unwrap();
+    assert!(states.contains(&("completed".into(), 2)) && states.contains(&("queued".into(), 1)));
+    let page = c
+        .get(format!("{}/", web.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("completed: <strong>2</strong>"), "{page}");
+    assert!(
+        page.contains("failed or timed out: <strong>1</strong>"),
+        "{page}"
+    );
+
+    // Links to the issue, branch, commit status and PR, without the
+    // credentials written into the forge URL.
+    let job = c
+        .get(format!("{}/jobs/{done1}", web.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        job.contains("href=\"https://forge.example/core/demo/issues/11\""),
+        "{job}"
+    );
+    assert!(
+        job.contains("href=\"https://forge.example/core/demo/src/branch/agent/one\""),
+        "{job}"
+    );
+    assert!(
+        job.contains("href=\"https://forge.example/core/demo/commits/branch/agent/one\""),
+        "{job}"
+    );
+    let job = c
+        .get(format!("{}/jobs/{failed}", web.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        job.contains("href=\"https://forge.example/core/demo/pulls/5\""),
+        "{job}"
+    );
+    for page in [&job, &page] {
+        assert!(
+            !page.contains("hunter2") && !page.contains("bot:"),
+            "{page}"
+        );
+    }
+}

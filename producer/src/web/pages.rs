@@ -360,12 +360,11 @@ pub async fn bulk_confirm(
 }
 
 fn forge_base(app: &AppState) -> Option<String> {
-    let url = app.cfg.forge.url.trim_end_matches('/');
-    if url.is_empty() {
-        return None;
-    }
+    let mut url = url::Url::parse(app.cfg.forge.url.trim()).ok()?;
     // Never show credentials written into the URL.
-    Some(agentq_shared::store::redact_url(url))
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// `GET /jobs/{id}`: record, timeline, error, question and answer form,
@@ -486,7 +485,11 @@ pub async fn job(
         }
         section {
             h2 { "Agent output" span.muted #log-status { @if !r.state.is_final() { " (live)" } } }
-            pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}", r.id, last)) { (log) }
+            @if r.state.is_final() {
+                pre #log { (log) }
+            } @else {
+                pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}", r.id, last)) { (log) }
+            }
         }
         @if !r.prompt.is_empty() {
             section { details { summary { "Prompt" } pre #prompt { (r.prompt) } } }
