@@ -932,11 +932,17 @@ async fn drive(
         store.get(&id).await.unwrap().unwrap().state,
         JobState::Completed
     );
-    b.refresh().await?;
+    b.goto(&u("/")).await?;
+    b.goto(&u(&format!("/jobs/{id}"))).await?;
     wait_text(b, "#history", LONG, "the timeline", |t| {
         t.contains("running") && t.contains("completed")
     })
     .await;
+    wait_text(b, "#log", LONG, "the whole output after", |t| {
+        t.contains("live-line-4711")
+    })
+    .await;
+    b.execute("window.scrollTo(0, 0);", vec![]).await?;
     std::fs::write(screenshot_dir().join("job.png"), b.screenshot().await?).unwrap();
 
     // A blocked job answered from its page, then completing.
@@ -968,7 +974,17 @@ async fn drive(
     );
 
     // A failed job retried from its page: a second attempt runs.
-    let failing = enqueue(env, "@agentq-test exit 3", 3);
+    // (On codex: three fast failures would pause claude, paused by hand below.)
+    let failing = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test exit 3",
+        "--issue",
+        "3",
+    ]);
     let rec = env.wait_final(&failing, LONG).await;
     assert_eq!(rec.state, JobState::Failed);
     b.goto(&u(&format!("/jobs/{failing}"))).await?;
@@ -980,6 +996,17 @@ async fn drive(
         t.matches("failed").count() >= 2
     })
     .await;
+
+    // Bulk retry of the failed jobs, after a page that says how many.
+    b.goto(&u("/jobs?state=failed")).await?;
+    click(b, "#bulk-retry").await;
+    wait_text(b, "#bulk-count", LONG, "the count", |t| {
+        t.contains("retry 1 jobs")
+    })
+    .await;
+    click(b, "#bulk-confirm").await;
+    env.wait_for(&failing, LONG, |r| r.attempt >= 3 && r.state.is_final())
+        .await;
 
     // Pause the claude pool from the overview (confirming), see a job wait,
     // resume it, see the job run.

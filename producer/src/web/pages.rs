@@ -469,6 +469,7 @@ pub async fn job(
         section {
             h2 { "History" }
             ol.timeline #history {
+                li { time { (r.created_at) } " " span.state.queued { "queued" } span.muted { " enqueued" } }
                 @for h in &d.history {
                     li {
                         time { (h.at) } " "
