@@ -21,8 +21,10 @@ use super::{local_path, pages, parse_params, ApiError, AppState};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "agentq_session";
-/// Most sessions kept at once (the oldest are forgotten past this).
+/// Most sessions kept at once (all are forgotten past this).
 const MAX_SESSIONS: usize = 1_000;
+/// How long a login lasts.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -61,7 +63,8 @@ pub fn csrf_of(app: &AppState, headers: &HeaderMap) -> Option<String> {
     sessions
         .iter()
         .find(|(k, _)| ct_eq(k.as_bytes(), sid.as_bytes()))
-        .map(|(_, c)| c.clone())
+        .filter(|(_, (_, at))| at.elapsed() < SESSION_TTL)
+        .map(|(_, (c, _))| c.clone())
 }
 
 /// Checks that a state-changing request may go ahead; `params` are its form
@@ -149,10 +152,11 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     let sid = random_hex();
     {
         let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
         if sessions.len() >= MAX_SESSIONS {
             sessions.clear();
         }
-        sessions.insert(sid.clone(), random_hex());
+        sessions.insert(sid.clone(), (random_hex(), std::time::Instant::now()));
     }
     let next = params
         .get("next")
@@ -162,7 +166,10 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     (
         [(
             header::SET_COOKIE,
-            format!("{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/"),
+            format!(
+                "{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                SESSION_TTL.as_secs()
+            ),
         )],
         Redirect::to(&next),
     )

@@ -34,8 +34,8 @@ pub struct App {
     pub cfg: Config,
     /// The operator token; `None`: read-only.
     pub token: Option<String>,
-    /// Logged-in sessions: session id → CSRF token.
-    pub sessions: std::sync::Mutex<HashMap<String, String>>,
+    /// Logged-in sessions: session id → (CSRF token, when it logged in).
+    pub sessions: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Host headers taken (`127.0.0.1:9188`, `localhost:9188`, …) when bound to
     /// loopback, against DNS rebinding; `None`: any.
     pub hosts: Option<Vec<String>>,
@@ -313,4 +313,70 @@ pub fn filter_from(params: &HashMap<String, String>) -> Result<ListFilter, ApiEr
         limit,
         search: text("q"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_stay_on_the_server() {
+        assert!(local_path("/jobs/01J"));
+        assert!(!local_path("//evil.example/"));
+        assert!(!local_path("https://evil.example/"));
+        assert!(!local_path("/\\evil.example"));
+    }
+
+    #[test]
+    fn filters_read_from_a_query() {
+        let q: HashMap<String, String> = [
+            ("state", "failed"),
+            ("agent", " claude "),
+            ("q", ""),
+            ("limit", "7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let f = filter_from(&q).unwrap();
+        assert_eq!(f.state, Some(JobState::Failed));
+        assert_eq!(f.agent.as_deref(), Some("claude"));
+        assert_eq!((f.search, f.limit), (None, 7));
+        for bad in [
+            ("state", "nope"),
+            ("limit", "0"),
+            ("limit", "501"),
+            ("since", "3w"),
+        ] {
+            let q = HashMap::from([(bad.0.to_string(), bad.1.to_string())]);
+            assert_eq!(
+                filter_from(&q).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn posts_take_forms_and_json() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let p = parse_params(&h, br#"{"answer": "a <b>", "n": 3}"#).unwrap();
+        assert_eq!((p["answer"].as_str(), p["n"].as_str()), ("a <b>", "3"));
+        assert!(parse_params(&h, b"[1]").is_err());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let p = parse_params(&h, b"answer=x+y%26z&csrf=1").unwrap();
+        assert_eq!(p["answer"], "x y&z");
+        assert!(parse_params(&h, b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn loopback_binds_answer_loopback_names_only() {
+        let hosts = loopback_hosts("127.0.0.1:9188".parse().unwrap()).unwrap();
+        assert!(hosts.contains(&"localhost:9188".to_string()));
+        assert!(loopback_hosts("0.0.0.0:9188".parse().unwrap()).is_none());
+    }
 }
