@@ -286,6 +286,60 @@ async fn changes_need_the_token_and_a_csrf_token_with_the_cookie() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
+    // Bulk: the list offers what the state allows; the confirmation page
+    // says how many; the form does it.
+    let c3 = enqueue(&env, "third", 3);
+    let list = c
+        .get(format!("{}/jobs?state=queued", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("id=\"bulk-cancel\"") && !list.contains("id=\"bulk-retry\""),
+        "{list}"
+    );
+    let r = c
+        .get(format!("{}/jobs/bulk?op=cancel&state=completed", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("finished already"));
+    let confirm = c
+        .get(format!("{}/jobs/bulk?op=cancel&state=queued", web.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains("cancel <strong>1</strong> jobs"),
+        "{confirm}"
+    );
+    let r = c
+        .post(format!("{}/api/jobs/bulk/cancel", web.url))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("state", "queued"),
+            ("next", "/jobs"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        store.get(&c3).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+
     // Without a cookie the same page shows no forms and no CSRF token.
     let page = c
         .get(format!("{}/jobs/{b}", web.url))

@@ -6,7 +6,11 @@
 
 use std::collections::HashMap;
 
-use agentq_shared::{ops::Event, record::JobRecord, status::ALL_STATES};
+use agentq_shared::{
+    ops::{cancel_state_refusal, retry_state_refusal, Event},
+    record::JobRecord,
+    status::{JobState, ALL_STATES},
+};
 use axum::{
     extract::{Path, Query, State},
     http::{header, HeaderMap, StatusCode},
@@ -282,11 +286,14 @@ pub async fn jobs(
             label { "search " input name="q" value=(get("q")) placeholder="id, task, issue or PR" size="20"; }
             button type="submit" { "Filter" }
         }
-        @if let (Some(_), false) = (&v.csrf, state.is_empty()) {
+        @if let (Some(_), Some(st)) = (&v.csrf, state.parse::<JobState>().ok()) {
             p.bulk {
-                "All " (state) " jobs matching this filter: "
-                a #bulk-retry href=(format!("/jobs/bulk?op=retry&{base}")) { "retry…" } " "
-                a #bulk-cancel href=(format!("/jobs/bulk?op=cancel&{base}")) { "cancel…" }
+                "All " (st.as_str()) " jobs matching this filter: "
+                @if st.is_final() {
+                    a #bulk-retry href=(format!("/jobs/bulk?op=retry&{base}")) { "retry…" }
+                } @else {
+                    a #bulk-cancel href=(format!("/jobs/bulk?op=cancel&{base}")) { "cancel…" }
+                }
             }
         }
         table #jobs {
@@ -331,10 +338,17 @@ pub async fn bulk_confirm(
         return error_page(&v, &ApiError::bad("op: retry or cancel"));
     }
     let filter = match filter_from(&q) {
-        Ok(f) if f.state.is_some() => f,
-        Ok(_) => return error_page(&v, &ApiError::bad("state: a bulk operation needs a state")),
+        Ok(f) => f,
         Err(e) => return error_page(&v, &e),
     };
+    let refusal = match filter.state {
+        None => Some("state: a bulk operation needs a state".to_string()),
+        Some(st) if op == "retry" => retry_state_refusal(st),
+        Some(st) => cancel_state_refusal(st),
+    };
+    if let Some(why) = refusal {
+        return error_page(&v, &ApiError::bad(why));
+    }
     let ids = match app.store.ids_matching(&filter).await {
         Ok(ids) => ids,
         Err(e) => return error_page(&v, &e.into()),
