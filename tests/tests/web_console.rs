@@ -904,18 +904,25 @@ async fn wait_text(
     }
 }
 
+/// Clicks `css`; finds it again if the page swapped it out meanwhile (the
+/// overview refreshes its sections in place).
 async fn click(b: &fantoccini::Client, css: &str) {
     let url = b
         .current_url()
         .await
         .map(|u| u.to_string())
         .unwrap_or_default();
-    b.find(fantoccini::Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no `{css}` on {url}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    for tries in 1.. {
+        let el = b
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on {url}: {e}"));
+        match el.click().await {
+            Ok(()) => return,
+            Err(e) if tries < 5 && e.to_string().contains("stale") => continue,
+            Err(e) => panic!("cannot click `{css}` on {url}: {e}"),
+        }
+    }
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -1098,6 +1105,19 @@ async fn drive(
     .await;
     let rec = env.wait_final(&held, LONG).await;
     assert_eq!(rec.state, JobState::Completed);
+    // The overview, not reloaded, catches up by itself.
+    let completed = store
+        .state_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| *s == JobState::Completed)
+        .unwrap()
+        .1;
+    wait_text(b, "#states", LONG, "the overview refreshing itself", |t| {
+        t.contains(&format!("completed {completed}"))
+    })
+    .await;
 
     // Requests without the token, from the page itself: refused; with the
     // session cookie but no CSRF token: refused too.

@@ -154,7 +154,8 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
     };
     let body = html! {
         h1 { "Overview" }
-        section {
+        div #overview data-refresh="3000" {
+        section #ov-pools data-live {
             h2 { "Pools" }
             table #pools {
                 thead { tr { th { "pool" } th { "running / limit" } th { "waiting" } th { "paused until" } th {} } }
@@ -194,7 +195,7 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 span.muted { " · deliveries queued for workers: " (o.queue_depth) }
             }
         }
-        section {
+        section #ov-states data-live {
             h2 { "Jobs by state" }
             ul.states #states {
                 @for (st, n) in &o.states {
@@ -202,11 +203,11 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 }
             }
         }
-        section.row {
+        section.row #ov-charts data-live {
             (charts("Last hour (5-minute bars)", &o.hour))
             (charts("Last day (1-hour bars)", &o.day))
         }
-        section {
+        section #ov-workers data-live {
             h2 { "Workers" }
             @if o.workers.is_empty() {
                 p.muted #no-workers { "No live workers." }
@@ -229,6 +230,7 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                     }
                 }
             }
+        }
         }
     };
     layout("Overview", &v, body).into_response()

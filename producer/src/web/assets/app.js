@@ -43,6 +43,29 @@
       });
     }
 
+    // The overview: its live sections again every few seconds, unless the
+    // tab is hidden or someone is in one of its forms.
+    var ov = document.querySelector("[data-refresh]");
+    if (ov && window.fetch && window.DOMParser) {
+      var every = parseInt(ov.dataset.refresh, 10) || 5000;
+      setInterval(function () {
+        if (document.hidden) return;
+        var a = document.activeElement;
+        if (a && a !== document.body && ov.contains(a) && a.tagName !== "A") return;
+        fetch(location.href, { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.text() : null; })
+          .then(function (html) {
+            if (!html) return;
+            var doc = new DOMParser().parseFromString(html, "text/html");
+            ov.querySelectorAll("[data-live]").forEach(function (el) {
+              var fresh = doc.getElementById(el.id);
+              if (fresh) el.replaceWith(document.importNode(fresh, true));
+            });
+          })
+          .catch(function () {});
+      }, every);
+    }
+
     // The event stream.
     var table = document.getElementById("events");
     if (table && table.dataset.stream && window.EventSource) {
