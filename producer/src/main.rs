@@ -152,7 +152,13 @@ pub async fn job_or_refuse(
 
 /// Connects to the store, failing within a few seconds with exit code 2.
 pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
-    Ok(JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(3)).await?)
+    Ok(JobStore::connect_with_ca(
+        &cfg.redis_url,
+        cfg.redis_ca_file.as_deref(),
+        &cfg.namespace,
+        Duration::from_secs(3),
+    )
+    .await?)
 }
 
 #[tokio::main(flavor = "current_thread")]

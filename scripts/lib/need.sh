@@ -1,7 +1,7 @@
 # Sourced by scripts/demo, scripts/test and .ci/run: installs what a fresh Debian
 # machine lacks, idempotently.
 #   need_packages [--go] [--netns] [--browser]
-# Missing: redis-server, git, a static busybox (the test agent image), and with
+# Missing: redis-server, git, openssl (the TLS test's certificates), a static busybox (the test agent image), and with
 # --go Debian's golang-go (the Go QA image), with --netns iproute2 (the partition
 # test), with --browser chromium and chromium-driver (the web console's browser
 # test). As root it installs them with apt (one `apt-get update`); otherwise it
@@ -18,6 +18,7 @@ need_packages() {
   local want=() arg
   command -v redis-server >/dev/null || want+=(redis-server)
   command -v git >/dev/null || want+=(git)
+  command -v openssl >/dev/null || want+=(openssl)
   is_static_busybox || want+=(busybox-static)
   for arg in "$@"; do
     case "$arg" in

@@ -29,71 +29,62 @@ local function set_state(job, id, from, to)
   redis.call('HSET', job, 'state', to, 'updated_at', NOW)
   history(id, to, from)
 end
+-- Runs act(job, id, state) on each job named in ARGV from 10 on; act returns
+-- the state it moved the job to, or nil to leave it. Answers per id: '' (no
+-- such job), else the job's state after; one `event` for all moved jobs.
+local function each_job(event, act)
+  local out, n = {}, 0
+  for i = 10, #ARGV do
+    local id = ARGV[i]
+    local job = JOB_PREFIX .. id
+    local st = redis.call('HGET', job, 'state')
+    if not st then
+      table.insert(out, '')
+    else
+      local to = act(job, id, st)
+      if to then n = n + 1 end
+      table.insert(out, to or st)
+    end
+  end
+  if n > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', MAXLEN, '*', 'event', event, 'jobs', n, 'at', NOW)
+  end
+  return out
+end
 "#;
 
 /// KEYS: events. ARGV: the prelude's, then ids. Per id: '' (no such job), the
 /// final state it already had, `cancelled`, or the active state it is in (its
 /// worker stops it: the cancel flag is set).
 const CANCEL_MANY: &str = r#"
-local out, n = {}, 0
-for i = 10, #ARGV do
-  local id = ARGV[i]
-  local job = JOB_PREFIX .. id
-  local st = redis.call('HGET', job, 'state')
-  if not st then
-    table.insert(out, '')
-  elseif FINAL[st] then
-    table.insert(out, st)
-  else
-    redis.call('SET', CANCEL_PREFIX .. id, NOW, 'EX', 604800)
-    if PARKED[st] then
-      set_state(job, id, st, ST.Cancelled)
-      redis.call('HSET', job, 'finished_at', NOW, 'owner', '')
-      redis.call('DEL', RUN_PREFIX .. id)
-      unpark(job, id)
-      unslot(job, id)
-      redis.call('ZREM', NS .. ':transit', id)
-      n = n + 1
-      table.insert(out, ST.Cancelled)
-    else
-      table.insert(out, st)
-    end
-  end
-end
-if n > 0 then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', MAXLEN, '*', 'event', 'cancelled', 'jobs', n, 'at', NOW)
-end
-return out
+return each_job('cancelled', function(job, id, st)
+  if FINAL[st] then return nil end
+  redis.call('SET', CANCEL_PREFIX .. id, NOW, 'EX', 604800)
+  if not PARKED[st] then return nil end
+  set_state(job, id, st, ST.Cancelled)
+  redis.call('HSET', job, 'finished_at', NOW, 'owner', '')
+  redis.call('DEL', RUN_PREFIX .. id)
+  unpark(job, id)
+  unslot(job, id)
+  redis.call('ZREM', NS .. ':transit', id)
+  return ST.Cancelled
+end)
 "#;
 
 /// KEYS: events. ARGV: the prelude's, then ids. Per id: '' (no such job),
 /// `queued` (retried: parked at the back of its lane), or the unfinished state
 /// it is in (left alone).
 const RETRY_MANY: &str = r#"
-local out, n = {}, 0
-for i = 10, #ARGV do
-  local id = ARGV[i]
-  local job = JOB_PREFIX .. id
-  local st = redis.call('HGET', job, 'state')
-  if not st then
-    table.insert(out, '')
-  elseif not FINAL[st] then
-    table.insert(out, st)
-  else
-    redis.call('DEL', CANCEL_PREFIX .. id)
-    redis.call('HINCRBY', job, 'seq', 1)
-    redis.call('HSET', job, 'tries', 0, 'question', '', 'error', '', 'exit_code', '',
-      'finished_at', '', 'reason', '', 'owner', '', 'order', redis.call('INCR', NS .. ':order'))
-    set_state(job, id, st, ST.Queued)
-    park_job(job, id, '')
-    n = n + 1
-    table.insert(out, ST.Queued)
-  end
-end
-if n > 0 then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', MAXLEN, '*', 'event', 'retried', 'jobs', n, 'at', NOW)
-end
-return out
+return each_job('retried', function(job, id, st)
+  if not FINAL[st] then return nil end
+  redis.call('DEL', CANCEL_PREFIX .. id)
+  redis.call('HINCRBY', job, 'seq', 1)
+  redis.call('HSET', job, 'tries', 0, 'question', '', 'error', '', 'exit_code', '',
+    'finished_at', '', 'reason', '', 'owner', '', 'order', redis.call('INCR', NS .. ':order'))
+  set_state(job, id, st, ST.Queued)
+  park_job(job, id, '')
+  return ST.Queued
+end)
 "#;
 
 fn script(body: &str) -> redis::Script {
@@ -136,7 +127,7 @@ impl JobStore {
                 .arg(k.namespace())
                 .arg(k.job_prefix())
                 .arg(k.state_prefix())
-                .arg(chrono::Utc::now().timestamp_millis())
+                .arg(crate::clock::now_ms())
                 .arg(now_rfc3339())
                 .arg(k.run_lease(""))
                 .arg(k.cancel(""))

@@ -305,22 +305,26 @@ fn container_body<F: Fn(&str) -> Option<String>>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn spec_follows_the_seed_and_hardens() {
-        let cfg = Config::default();
-        let agent = AgentSpec::parse("claude").unwrap();
-        let job = ContainerJob {
+    fn test_job<'a>(agent: &'a AgentSpec, watchdog: Option<Watchdog<'a>>) -> ContainerJob<'a> {
+        ContainerJob {
             job_id: "J",
             attempt: 2,
             worker_id: "W",
             namespace: "agentq",
-            agent: &agent,
+            agent,
             prompt: "P",
             repo_dir: Path::new("/ws/repo"),
             input_dir: Path::new("/ws/.meta/input"),
             user: "1000:1000".into(),
-            watchdog: None,
-        };
+            watchdog,
+        }
+    }
+
+    #[test]
+    fn spec_follows_the_seed_and_hardens() {
+        let cfg = Config::default();
+        let agent = AgentSpec::parse("claude").unwrap();
+        let job = test_job(&agent, None);
         let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk".to_string());
         let body = agent_container(&cfg, &job, env);
         assert_eq!(body.image.as_deref(), Some("core-dev"));
@@ -401,18 +405,7 @@ mod tests {
             beat_dir: Path::new("/run/agentq/beat/J-2-agent"),
             stale_after: Duration::from_secs(90),
         };
-        let job = ContainerJob {
-            job_id: "J",
-            attempt: 2,
-            worker_id: "W",
-            namespace: "agentq",
-            agent: &agent,
-            prompt: "P",
-            repo_dir: Path::new("/ws/repo"),
-            input_dir: Path::new("/ws/.meta/input"),
-            user: "1000:1000".into(),
-            watchdog: Some(wd),
-        };
+        let job = test_job(&agent, Some(wd));
         let entrypoint: Vec<String> = [
             "/agentq-bin/agentq-watchdog",
             "--beat",

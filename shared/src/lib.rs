@@ -1,34 +1,29 @@
 //! # agentq-shared
 //!
-//! The domain of agentq, a Redis job queue that dispatches AI coding agents to
-//! repositories on a Forgejo forge: the job input and its validation, the agent
-//! table, the container spec, workspace layout, final-status rules, the Redis key
-//! layout and job store, and configuration. The `agentq` CLI and the
-//! `agentq-worker` binary are thin layers over this crate.
+//! The services of agentq over its domain ([`agentq_domain`], re-exported here
+//! module by module): the Redis job store and its Lua scripts (records, leases
+//! and fencing, parked waiters, deliveries, sweeps, bulk operations), and behind
+//! features the Forgejo client (`forge`, reqwest) and the container specs
+//! (`docker`, bollard). The `agentq` CLI and the `agentq-worker` binary are thin
+//! layers over this crate.
 
 #![warn(missing_docs)]
 
-pub mod agent;
+pub use agentq_domain::{
+    admission, agent, backoff, clock, config, fsutil, input, keys, language, outcome, prompt,
+    record, status, templates, transition, workspace,
+};
+
 pub mod bulk;
-pub mod config;
 #[cfg(feature = "docker")]
 pub mod container;
 pub mod delivery;
 #[cfg(feature = "forge")]
 pub mod forge;
-pub mod fsutil;
-pub mod input;
-pub mod keys;
-pub mod language;
 pub mod lease;
 pub mod limits;
 pub mod ops;
 pub mod park;
-pub mod prompt;
-pub mod record;
-pub mod status;
 pub mod store;
 pub mod sweep;
-pub mod templates;
-pub mod workspace;
 pub mod wslease;

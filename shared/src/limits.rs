@@ -8,77 +8,13 @@
 //! a job's run ends by giving its slot back in the same Lua call that records
 //! how it ended ([`crate::store::Move`]).
 
-use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
+use std::{sync::LazyLock, time::Duration};
 
-use serde::Deserialize;
-
+pub use crate::admission::{AdmissionConfig, BackoffConfig, LimitSpec};
 use crate::{
     agent::AgentSpec,
     store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
 };
-
-/// A pool's limit in the config: `claude = 2` or `claude = { total = 3, opus = 1 }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum LimitSpec {
-    /// Jobs of the pool at once (0: unlimited).
-    Total(u32),
-    /// `total` for the pool and one entry per model.
-    Detailed(BTreeMap<String, u32>),
-}
-
-impl LimitSpec {
-    /// The pool-wide limit (0: unlimited).
-    pub fn total(&self) -> u32 {
-        match self {
-            Self::Total(n) => *n,
-            Self::Detailed(m) => m.get("total").copied().unwrap_or(0),
-        }
-    }
-
-    /// The limit for one model (0: unlimited).
-    pub fn model(&self, model: &str) -> u32 {
-        match self {
-            Self::Total(_) => 0,
-            Self::Detailed(m) if model != "total" => m.get(model).copied().unwrap_or(0),
-            Self::Detailed(_) => 0,
-        }
-    }
-}
-
-/// Pool backoff (the seed's `trackFailureRate`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackoffConfig {
-    /// Consecutive fast failures that pause a pool.
-    pub failures: u32,
-    /// A failure is fast when the agent ran less than this, seconds.
-    pub window_secs: u64,
-    /// How long the pool pauses, seconds.
-    pub pause_secs: u64,
-}
-
-impl Default for BackoffConfig {
-    fn default() -> Self {
-        Self {
-            failures: 3,
-            window_secs: 60,
-            pause_secs: 1800,
-        }
-    }
-}
-
-/// Everything admission needs to know, from the config.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdmissionConfig {
-    /// Per-pool limits.
-    pub limits: BTreeMap<String, LimitSpec>,
-    /// Minimum seconds between two starts in a pool (upstream's `rates`).
-    pub rates: BTreeMap<String, f64>,
-    /// Pool backoff.
-    pub backoff: BackoffConfig,
-}
 
 /// A pool's numbers for `agentq stats`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -145,24 +81,7 @@ pub fn check_pool_name(pool: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl AdmissionConfig {
-    /// The limit of `pool` (0: unlimited).
-    pub fn pool_limit(&self, pool: &str) -> u32 {
-        self.limits.get(pool).map(LimitSpec::total).unwrap_or(0)
-    }
-
-    /// Pacing of `pool`: least time between two starts, ms (0: none).
-    pub fn rate_ms(&self, pool: &str) -> u64 {
-        self.rates
-            .get(pool)
-            .map(|s| (s * 1000.0) as u64)
-            .unwrap_or(0)
-    }
-}
-
-fn now_ms() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
-}
+use crate::clock::now_ms;
 
 fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
     match &agent.model {
@@ -210,7 +129,7 @@ impl JobStore {
         let _: i64 = RENEW_SCRIPT
             .key(self.keys().limit(agent.pool()))
             .key(model_key(self, agent))
-            .arg(now_ms() + lease.as_millis() as u64)
+            .arg(now_ms() + lease.as_millis() as i64)
             .arg(id)
             .invoke_async(&mut self.conn())
             .await?;
@@ -230,14 +149,14 @@ impl JobStore {
         ran_for: Duration,
     ) -> Result<bool, StoreError> {
         let fast_failure = failed && ran_for < Duration::from_secs(cfg.window_secs);
-        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause_secs as i64);
+        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause().as_secs() as i64);
         let paused: i64 = OUTCOME_SCRIPT
             .key(self.keys().fails(pool))
             .key(self.keys().backoff(pool))
             .key(self.keys().events())
             .arg(if fast_failure { "1" } else { "0" })
-            .arg(cfg.failures.max(1))
-            .arg(cfg.pause_secs.max(1) * 1000)
+            .arg(cfg.failures_to_pause())
+            .arg(cfg.pause().as_millis() as u64)
             .arg(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .arg(pool)
             .arg(EVENTS_MAX_LEN)

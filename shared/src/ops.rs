@@ -671,7 +671,7 @@ impl JobStore {
     pub async fn live_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let mut conn = self.conn();
         let all: HashMap<String, String> = conn.hgetall(self.keys().workers()).await?;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         let mut live = Vec::new();
         for (id, json) in all {
             match serde_json::from_str::<WorkerInfo>(&json) {

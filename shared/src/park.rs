@@ -220,9 +220,7 @@ static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     ))
 });
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use crate::clock::now_ms;
 
 /// Jobs parked in one pool, per model lane (`-`: jobs without a model).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

@@ -12,7 +12,12 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::{keys::Keys, record::JobRecord, status::JobState};
+use crate::{
+    keys::Keys,
+    record::JobRecord,
+    status::JobState,
+    transition::{Next, Transition},
+};
 
 /// Most events kept in the events stream (approximate trim).
 pub const EVENTS_MAX_LEN: usize = 10_000;
@@ -57,13 +62,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Current time as RFC 3339 with milliseconds, UTC.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::clock::{now_ms, now_rfc3339};
 
 /// Moves a job to a new state, atomically: the hash, the per-state sorted sets,
 /// an event, a history entry, and (when asked) the next delivery and the end of
@@ -202,13 +201,26 @@ pub struct Move<'a> {
     pub reorder: bool,
 }
 
-/// Where [`Move::park`] parks a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParkIn {
-    /// Its pool's lane (it waits for a slot, pacing or a pause).
-    Lane,
-    /// The line of this workspace (it waits for the job running there).
-    Workspace(String),
+pub use crate::transition::ParkIn;
+
+impl From<Transition> for Move<'_> {
+    /// The store's form of a run's typed transition (to be fenced by its token).
+    fn from(t: Transition) -> Self {
+        let mut m = Move::to(t.state).fields(&t.fields);
+        m = match t.next {
+            Next::Continue => m,
+            Next::Park(at) => m.park(at),
+            Next::Deliver { delay, front } => m.deliver(delay, front),
+            Next::End => {
+                m.release = true;
+                m
+            }
+        };
+        m.bump_attempt = t.bump_attempt;
+        m.quiet = t.quiet;
+        m.keep_slot = t.keep_slot;
+        m
+    }
 }
 
 impl<'a> Move<'a> {
@@ -427,11 +439,40 @@ impl JobStore {
         namespace: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        Self::connect_with_ca(url, None, namespace, timeout).await
+    }
+
+    /// [`JobStore::connect`], trusting the CA in PEM file `ca_file` for a
+    /// `rediss://` URL (the system's roots when `None`).
+    ///
+    /// # Errors
+    /// As [`JobStore::connect`]; a CA file that cannot be read.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let unreachable = |reason: String| StoreError::Unreachable {
             url: redact_url(url),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
+        let client = match ca_file {
+            None => redis::Client::open(url),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    unreachable(format!("cannot read redis_ca_file {}: {e}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(Duration::from_secs(30)))
@@ -492,6 +533,15 @@ impl JobStore {
             ps.subscribe(c).await?;
         }
         Ok(ps)
+    }
+
+    /// A new connection of its own (not the shared, multiplexed one), to the
+    /// same server with the same TLS settings.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn own_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        Ok(self.client.get_multiplexed_async_connection().await?)
     }
 
     /// A connection for commands this module does not wrap.

@@ -147,7 +147,7 @@ impl JobStore {
             .key(cfg.workers_set())
             .key(self.keys().rescued())
             .arg(self.keys().state_prefix())
-            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(crate::clock::now_ms())
             .arg(now_rfc3339())
             .arg(EVENTS_MAX_LEN)
             .arg(grace.as_millis() as u64)
@@ -192,7 +192,7 @@ impl JobStore {
     /// Redis errors (nothing is assumed from them).
     pub async fn sweep_lost(&self, grace: Duration) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn();
-        let before = chrono::Utc::now().timestamp_millis() - grace.as_millis() as i64;
+        let before = crate::clock::now_ms() - grace.as_millis() as i64;
         let ids: Vec<String> = conn
             .zrangebyscore_limit(
                 format!("{}:transit", self.keys().namespace()),

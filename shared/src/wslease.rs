@@ -105,9 +105,7 @@ pub enum WorkspaceTake {
     Busy(String),
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use crate::clock::now_ms;
 
 impl JobStore {
     /// Takes workspace `ws` for job `id` for `ttl`, unless another job holds it.

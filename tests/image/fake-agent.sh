@@ -7,6 +7,8 @@
 #   @agentq-test block "question"  write the question to BLOCKED.md
 #   @agentq-test block-unless FILE "question"   the same, unless FILE exists
 #   @agentq-test sleep N           sleep N seconds
+#   @agentq-test hold              say so (/agentq-test/{job}.holding), then wait
+#                                  until the test creates /agentq-test/release
 #   @agentq-test exit N            exit with code N (at once)
 #   @agentq-test require FILE      exit 9 unless FILE exists in the repo
 #   @agentq-test print TEXT        print TEXT
@@ -62,6 +64,10 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       else
         echo "found $file: $(cat "$file")"
       fi
+      ;;
+    hold)
+      [ -d /agentq-test ] && : > "/agentq-test/${AGENTQ_JOB_ID:-unknown}.holding"
+      while [ ! -e /agentq-test/release ]; do sleep 1 & wait $!; done
       ;;
     sleep)
       case "$arg" in *[!0-9]*|'') ;; *) sleep "$arg" & wait $! ;; esac

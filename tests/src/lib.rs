@@ -508,8 +508,47 @@ impl TestEnv {
         &self.config_path
     }
 
-    /// The test agent's run log of job `id` (one line per run: agent, start,
-    /// end, exit), empty if it never ran.
+    /// Jobs whose test agent is at an `@agentq-test hold` now (or was, before
+    /// [`TestEnv::release_holds`]).
+    pub fn holding(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.path().join("runs"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".holding").map(str::to_string)
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Lets every test agent at an `@agentq-test hold` (and every later one) go on.
+    pub fn release_holds(&self) {
+        std::fs::write(self.dir.path().join("runs").join("release"), "").unwrap();
+    }
+
+    /// Waits (checking every 100 ms, failing after 4 minutes) until `n` test
+    /// agents are at an `@agentq-test hold` together.
+    pub async fn wait_holding(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let h = self.holding();
+            if h.len() >= n {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} agents held together, not {n}: {h:?}\n{}",
+                h.len(),
+                self.worker_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The agent's own run log for job `id`: one line per finished or stopped run.
     pub fn agent_runs(&self, id: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("runs").join(format!("{id}.runs.log")))
             .unwrap_or_default()
@@ -785,6 +824,15 @@ impl WorkerProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (e.g. "TERM") without waiting.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
     }
 
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.

@@ -203,10 +203,7 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     ]);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed);
-    assert!(
-        rec.question.contains("persona `nobody` not found"),
-        "{rec:#?}"
-    );
+    assert!(rec.error.contains("persona `nobody` not found"), "{rec:#?}");
     assert_eq!(rec.attempt, 1);
     let id = env.enqueue(&[
         "--repo",
@@ -221,7 +218,7 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed);
     assert!(
-        rec.question.contains("needs variables") && rec.question.contains("bug"),
+        rec.error.contains("needs variables") && rec.error.contains("bug"),
         "{rec:#?}"
     );
 }
@@ -403,4 +400,74 @@ async fn a_blocked_job_resumes_with_an_answer() {
     let out = env.cli(&["resume", &running, "--answer", "x"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only a finished job"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn templates_dir_overrides_sets_personas_and_plans_and_adds_new_ones() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let dir = env.dir.path().join("my-templates");
+    for sub in ["sets", "personas", "plans"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::write(dir.join("sets/coding.md"), "OUR CODING RULES\n").unwrap();
+    std::fs::write(dir.join("personas/engineer.md"), "OUR ENGINEER\n").unwrap();
+    std::fs::write(dir.join("personas/gardener.md"), "A NEW GARDENER\n").unwrap();
+    std::fs::write(
+        dir.join("plans/bug-fix.toml"),
+        "title = \"Our fix\"\ndescription = \"Squash {{ bug }}\"\n\n[[phases]]\nname = \"Squash\"\ntasks = [\"Step on {{ bug }}\"]\n",
+    )
+    .unwrap();
+    // A top-level key: before the config's tables.
+    let path = env.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("templates_dir = \"{}\"\n{text}", dir.display()),
+    )
+    .unwrap();
+    let _w = env.worker("w1", 1);
+
+    let coding = dry_run_prompt(
+        &env,
+        &[
+            "--task",
+            "Tidy",
+            "--issue",
+            "1",
+            "--template",
+            "coding",
+            "--persona",
+            "engineer",
+        ],
+    );
+    assert!(coding.contains("OUR CODING RULES"), "{coding}");
+    assert!(coding.contains("OUR ENGINEER"), "{coding}");
+    let added = dry_run_prompt(
+        &env,
+        &["--task", "Tidy", "--issue", "2", "--persona", "gardener"],
+    );
+    assert!(added.contains("A NEW GARDENER"), "{added}");
+    let plan = dry_run_prompt(
+        &env,
+        &[
+            "--task",
+            "Fix",
+            "--issue",
+            "3",
+            "--plan-template",
+            "bug-fix",
+            "--var",
+            "bug=the crash",
+        ],
+    );
+    assert!(
+        plan.contains("Squash") && plan.contains("Step on the crash"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("Reproduce"),
+        "the shipped plan was used: {plan}"
+    );
 }

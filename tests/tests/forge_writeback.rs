@@ -235,9 +235,9 @@ async fn a_failing_test_fails_the_job_without_a_pull_request() {
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.qa_status, "failed");
     assert!(
-        rec.question.starts_with("QA check failed: `go test"),
+        rec.error.starts_with("QA check failed: `go test"),
         "{}",
-        rec.question
+        rec.error
     );
     assert!(rec.qa_output.contains("2+2 is not 5"), "{}", rec.qa_output);
     assert!(
@@ -490,14 +490,186 @@ async fn a_pools_own_qa_commands_replace_detection_and_pr_on_qa_failure_opens_a_
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.qa_status, "failed");
     assert!(
-        rec.question
+        rec.error
             .starts_with("QA check failed: `go vet ./no/such/package`"),
         "{}",
-        rec.question
+        rec.error
     );
     assert_eq!(
         sim.pulls("core", "demo").len(),
         1,
         "pr_on_qa_failure opens the PR anyway"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outcome_comment_is_edited_when_a_resumed_run_ends_differently() {
+    let (env, sim) = world().await;
+    env.remotes.create("core", "demo", &[]);
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 9, "Which way", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "9",
+        "--task",
+        "go @agentq-test block-unless /agentq/ANSWER.md \"Left or right?\" @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
+    let first = sim.comments("core", "demo", 9);
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0].body.contains("blocked") && first[0].body.contains("Left or right?"),
+        "{}",
+        first[0].body
+    );
+
+    env.cli_ok(&["resume", &id, "--answer", "left"]);
+    let rec = env
+        .wait_for(&id, LONG, |r| r.runs == 2 && r.state.is_final())
+        .await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let after = sim.comments("core", "demo", 9);
+    assert_eq!(after.len(), 1, "the same comment, not a second one");
+    assert_eq!(after[0].id, first[0].id);
+    assert!(
+        after[0].body.contains("completed") && !after[0].body.contains("Left or right?"),
+        "edited to the new outcome: {}",
+        after[0].body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_pr_off_saves_the_branch_but_opens_no_pull_request() {
+    let (env, sim) = world_with("auto_pr = false").await;
+    env.remotes.create("core", "demo", &[]);
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 3, "No PR", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "3",
+        "--task",
+        "Change @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(sim.pulls("core", "demo").is_empty(), "no pull request");
+    assert!(rec.pr_url.is_empty(), "{rec:#?}");
+    // The agent's commit is still saved on the shared remote, as agentq's own
+    // branch, and the outcome is still told on the issue.
+    let head = git(
+        &bare(&env, "demo"),
+        &["rev-parse", &format!("refs/heads/{}", rec.branch)],
+    );
+    let subject = git(&bare(&env, "demo"), &["log", "-1", "--format=%s", &head]);
+    assert_eq!(subject, "agentq test: change by codex");
+    assert_eq!(sim.comments("core", "demo", 3).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_branch_is_the_pull_requests_base() {
+    let (env, sim) = world_with("base_branch = \"release\"").await;
+    env.remotes.create("core", "demo", &[]);
+    git(&bare(&env, "demo"), &["branch", "release", "main"]);
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 4, "Into release", "");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "4",
+        "--task",
+        "Change @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let pulls = sim.pulls("core", "demo");
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls[0].base, "release", "{pulls:?}");
+    assert_eq!(pulls[0].head, rec.branch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qa_runs_each_languages_commands_in_order_inside_the_container() {
+    require_docker();
+    let env = TestEnv::new();
+    // The stand-ins for composer, npm, cargo and pytest exist only in the test
+    // image; each fails at the command `.qa-fail` names, after the ones before
+    // it passed.
+    let cases = [
+        (
+            "php",
+            "composer.json",
+            "{}",
+            "composer test",
+            "composer install",
+        ),
+        ("node", "package.json", "{}", "npm test", "npm install"),
+        (
+            "rust",
+            "Cargo.toml",
+            "[package]\nname = \"x\"\n",
+            "cargo test",
+            "cargo build",
+        ),
+        (
+            "python",
+            "pyproject.toml",
+            "[project]\nname = \"x\"\n",
+            "pytest",
+            "",
+        ),
+    ];
+    for (repo, file, text, failing, _) in &cases {
+        env.remotes
+            .create("core", repo, &[(file, text), (".qa-fail", failing)]);
+    }
+    let _w = env.worker("w1", 4);
+    let ids: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (repo, ..))| {
+            env.enqueue(&[
+                "--repo",
+                repo,
+                "--issue",
+                &(i + 1).to_string(),
+                "--task",
+                "plain",
+            ])
+        })
+        .collect();
+    for ((repo, _, _, failing, before), id) in cases.iter().zip(&ids) {
+        let rec = env.wait_final(id, LONG).await;
+        assert_eq!(rec.state, JobState::Failed, "{repo}: {rec:#?}");
+        assert_eq!(rec.qa_status, "failed", "{repo}: {rec:#?}");
+        assert!(
+            rec.error
+                .starts_with(&format!("QA check failed: `{failing}")),
+            "{repo}: {}",
+            rec.error
+        );
+        assert!(
+            rec.qa_output
+                .contains(&format!("fake {failing} ran in the agentq test image")),
+            "{repo}: QA did not run in the container: {}",
+            rec.qa_output
+        );
+        let log =
+            std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta").join("qa.log"))
+                .unwrap_or_default();
+        if !before.is_empty() {
+            assert!(
+                log.contains(&format!("fake {before} ran in the agentq test image")),
+                "{repo}: `{before}` did not run first: {log}"
+            );
+        }
+    }
 }

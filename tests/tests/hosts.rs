@@ -219,9 +219,9 @@ async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert!(
-        rec.question.contains("moved while the job ran") && rec.question.contains("host-a"),
+        rec.error.contains("moved while the job ran") && rec.error.contains("host-a"),
         "{}",
-        rec.question
+        rec.error
     );
     let log = remote_log(&remote, &rec.branch);
     assert!(

@@ -10,7 +10,7 @@ use crate::{context::WorkerCtx, docker};
 pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
     let started_at = agentq_shared::store::now_rfc3339();
     tokio::spawn(async move {
-        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
+        let every = ctx.cfg.heartbeat_every();
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
@@ -24,8 +24,8 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                 running,
                 started_at: started_at.clone(),
                 heartbeat_at: agentq_shared::store::now_rfc3339(),
-                heartbeat_ms: chrono::Utc::now().timestamp_millis(),
-                stale_after_ms: ctx.cfg.lease_ttl().as_millis() as i64,
+                heartbeat_ms: agentq_shared::clock::now_ms(),
+                stale_after_ms: ctx.cfg.worker_stale_after().as_millis() as i64,
                 degraded: ctx
                     .breaker
                     .degraded()
@@ -47,8 +47,8 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
 /// every `sweep_secs`, also waiting jobs whose delivery was lost. Redis errors skip a round: nothing is concluded from them.
 pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
     tokio::spawn(async move {
-        let every = Duration::from_secs(ctx.cfg.heartbeat_secs.max(1));
-        let lost_every = Duration::from_secs(ctx.cfg.sweep_secs.max(1));
+        let every = ctx.cfg.heartbeat_every();
+        let lost_every = ctx.cfg.sweep_every();
         // A delivery younger than this is never called lost (it may be on its
         // way from one list to another).
         let grace = ctx.cfg.lease_ttl() * 2 + Duration::from_secs(5);
@@ -139,8 +139,7 @@ pub fn spawn_affinity_claimer(
 /// [`crate::housekeeping`]), and measures their disk use for `agentq workers`.
 pub fn spawn_housekeeping(ctx: Arc<WorkerCtx>) {
     tokio::spawn(async move {
-        let mut tick =
-            tokio::time::interval(Duration::from_secs(ctx.cfg.workspace_sweep_secs.max(1)));
+        let mut tick = tokio::time::interval(ctx.cfg.workspace_sweep_every());
         loop {
             tick.tick().await;
             if let Some(bytes) = crate::housekeeping::sweep(&ctx).await {

@@ -17,9 +17,9 @@ pub struct WorkerCtx {
     pub worker_id: String,
     /// Host name.
     pub host: String,
-    /// [`StopReason::Shutdown`](crate::job::StopReason) once the shutdown grace
+    /// [`StopReason::Shutdown`](crate::stop::StopReason) once the shutdown grace
     /// period has run out: running agents stop and their jobs go back to the queue.
-    pub shutdown: tokio::sync::watch::Receiver<crate::job::StopReason>,
+    pub shutdown: tokio::sync::watch::Receiver<crate::stop::StopReason>,
     /// Ids of the jobs this worker runs now (for the worker registry and metrics).
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Prometheus metrics.

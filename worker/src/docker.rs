@@ -15,7 +15,7 @@ use bollard::{
 use futures::StreamExt;
 use tokio::{io::AsyncWriteExt, sync::watch};
 
-use crate::job::StopReason;
+use crate::stop::StopReason;
 
 /// Where the agent's output is mirrored in Redis, for `agentq logs` on any host.
 #[derive(Debug, Clone)]
@@ -35,24 +35,7 @@ fn host_err(e: bollard::errors::Error) -> anyhow::Error {
     HostError(e.to_string()).into()
 }
 
-/// Why a container run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
-    /// The agent exited with this code.
-    Exited(i64),
-    /// The agent ran past its timeout and was killed.
-    TimedOut,
-    /// The job was cancelled and the container stopped.
-    Cancelled,
-    /// The worker is shutting down; the container was stopped and the job goes back.
-    Interrupted,
-    /// The run lost its job (lease lost or not renewable): the container was
-    /// killed, and this run records nothing more.
-    Fenced,
-    /// The working tree grew past the limit (its size in bytes) and the agent was
-    /// stopped.
-    WorkspaceTooBig(u64),
-}
+pub use agentq_shared::outcome::Ended;
 
 /// Connects to the local engine and agrees an API version with it.
 ///
@@ -166,8 +149,20 @@ pub async fn run_capture(
     }
 }
 
-async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Result<Captured> {
-    use bollard::container::LogOutput;
+/// Attaches to the container's stdout and stderr, then starts it (attached
+/// first, so no output is missed).
+async fn attach_and_start(
+    docker: &Docker,
+    id: &str,
+) -> anyhow::Result<
+    std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+> {
     let attach = docker
         .attach_container(
             id,
@@ -185,9 +180,14 @@ async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Res
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(host_err)?;
+    Ok(attach.output)
+}
+
+async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Result<Captured> {
+    use bollard::container::LogOutput;
+    let mut output = attach_and_start(docker, id).await?;
     let file = agentq_shared::fsutil::create_nofollow(out)?;
     let mut file = tokio::fs::File::from_std(file);
-    let mut output = attach.output;
     let (mut bytes, mut over_cap, mut stderr) = (0u64, false, Vec::new());
     while let Some(frame) = output.next().await {
         match frame? {
@@ -280,24 +280,7 @@ async fn drive(
     let mut file = crate::caplog::CappedLog::create(log)?;
     // Attached before start, so no output is missed; agentq's containers keep no
     // engine-side log (it would be another unbounded copy on the host).
-    let mut logs = docker
-        .attach_container(
-            id,
-            Some(
-                bollard::query_parameters::AttachContainerOptionsBuilder::new()
-                    .stdout(true)
-                    .stderr(true)
-                    .stream(true)
-                    .build(),
-            ),
-        )
-        .await
-        .map_err(host_err)?
-        .output;
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(host_err)?;
+    let mut logs = attach_and_start(docker, id).await?;
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes.

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use agentq_shared::{
-    status::JobState,
     store::{JobStore, Move, Moved, StoreError},
+    transition::Transition,
 };
 
 /// Another run owns the job now: this run must stop writing.
@@ -71,7 +71,7 @@ impl Hold {
     ///
     /// # Errors
     /// [`Fenced`] when another run owns the job (or it was purged).
-    pub async fn apply(&self, m: Move<'_>) -> Result<Moved, Fenced> {
+    async fn apply(&self, m: Move<'_>) -> Result<Moved, Fenced> {
         let m = m.fenced(&self.token);
         let state = m.state;
         let moved =
@@ -85,12 +85,12 @@ impl Hold {
         }
     }
 
-    /// Moves the job to `state` with `fields`.
+    /// Makes `t`, the run's next step (see [`Transition`]), as this run.
     ///
     /// # Errors
     /// [`Fenced`].
-    pub async fn move_to(&self, state: JobState, fields: &[(&str, String)]) -> Result<(), Fenced> {
-        self.apply(Move::to(state).fields(fields)).await.map(|_| ())
+    pub async fn go(&self, t: Transition) -> Result<Moved, Fenced> {
+        self.apply(t.into()).await
     }
 
     /// Sets fields, retrying Redis errors.

@@ -17,8 +17,8 @@ use agentq_shared::{agent::AgentSpec, container::export_container};
 use crate::{
     docker,
     git::{git, is_ancestor, rev_parse},
-    job::{Run, RunDirs},
     prep::Prepared,
+    run::{Run, RunDirs},
 };
 
 /// Longest the export container may run.

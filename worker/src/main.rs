@@ -10,17 +10,21 @@ mod deadman;
 mod docker;
 mod forge;
 mod git;
+mod guard;
 mod hold;
 mod housekeeping;
+mod http;
 mod import;
 mod job;
 mod metrics;
 mod mirror;
-mod outcome;
 mod prep;
 mod qa;
 mod report;
+mod run;
 mod save;
+mod stages;
+mod stop;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -117,9 +121,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.workspace_root)?;
     cfg.workspace_root = cfg.workspace_root.canonicalize()?;
 
-    let store = JobStore::connect(&cfg.redis_url, &cfg.namespace, Duration::from_secs(5))
-        .await?
-        .with_event_log(cfg.workspace_root.join("events.jsonl"));
+    let store = JobStore::connect_with_ca(
+        &cfg.redis_url,
+        cfg.redis_ca_file.as_deref(),
+        &cfg.namespace,
+        Duration::from_secs(5),
+    )
+    .await?
+    .with_event_log(cfg.workspace_root.join("events.jsonl"));
     let docker = docker::connect().await?;
     // Agents run on agentq's network, referred to by id from here on.
     cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
@@ -127,7 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(job::StopReason::None);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(guard::StopReason::None);
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -149,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
 
     if let Some(addr) = cli.metrics_addr {
-        let bound = metrics::serve(addr, ctx.clone()).await?;
+        let bound = http::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
     background::spawn_registry(ctx.clone(), cli.concurrency);
@@ -166,8 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, drain_rx.clone());
     let grace = Duration::from_secs(cli.shutdown_timeout);
+    let mut signals = ShutdownSignals::listen()?;
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.next().await;
         tracing::info!(
             ?grace,
             "shutdown requested: taking no new jobs, letting running ones finish"
@@ -175,12 +185,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = drain_tx.send(true);
         tokio::select! {
             _ = tokio::time::sleep(grace) => {}
-            _ = shutdown_signal() => {}
+            _ = signals.next() => {}
         }
         tracing::warn!(
             "shutdown grace period over: stopping running agents and handing their jobs back"
         );
-        let _ = stop_tx.send(job::StopReason::Shutdown);
+        let _ = stop_tx.send(guard::StopReason::Shutdown);
     });
 
     let keys = store.keys().clone();
@@ -189,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // #76): run generation after generation until shutdown.
     for generation in 1u64.. {
         let apalis_cfg = apalis_config(&keys)
-            .heartbeat_interval(Duration::from_secs(cfg.heartbeat_secs.max(1)))
+            .heartbeat_interval(cfg.heartbeat_every())
             .missed_heartbeats(cfg.apalis_missed_heartbeats())
             // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
             .batch_size(1);
@@ -257,11 +267,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, listened to from the worker's start, so that a second
+/// signal sent right after the first is never missed.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

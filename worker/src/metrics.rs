@@ -1,20 +1,17 @@
-//! Prometheus `/metrics` and `/healthz` for one worker.
+//! The worker's Prometheus metrics (served by [`crate::http`]).
 //!
 //! Counters and the duration histogram count what this worker ran; the gauges
 //! (running by pool, queue depth, waiting by reason) are read from Redis at scrape
 //! time, so every worker reports the same pool-wide picture.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::time::Duration;
 
-use agentq_shared::{agent::AGENTS, status::JobState};
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use agentq_shared::status::{JobState, WaitReason};
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-
-use crate::context::WorkerCtx;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -121,79 +118,47 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    async fn refresh(&self, ctx: &WorkerCtx) -> anyhow::Result<()> {
-        let store = &ctx.store;
-        self.queue_depth.set(store.queue_depth().await? as i64);
-        self.rescued.set(store.rescued_total().await? as i64);
-        self.degraded
-            .set(i64::from(ctx.breaker.degraded().is_some()));
-        let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
-        for p in store.pool_stats(&ctx.cfg.admission, &pools).await? {
+    /// Sets the gauges read from Redis at scrape time.
+    pub fn set_gauges(&self, g: &Gauges) {
+        self.queue_depth.set(g.queue_depth as i64);
+        self.rescued.set(g.rescued as i64);
+        self.degraded.set(i64::from(g.degraded));
+        for (pool, running) in &g.running {
             self.running
-                .get_or_create(&PoolLabels { pool: p.pool })
-                .set(p.running as i64);
+                .get_or_create(&PoolLabels { pool: pool.clone() })
+                .set(*running as i64);
         }
-        for (reason, n) in store.waiting_by_reason(10_000).await? {
+        for (reason, n) in &g.waiting {
             self.waiting
                 .get_or_create(&ReasonLabels {
                     reason: reason.as_str().into(),
                 })
-                .set(n as i64);
+                .set(*n as i64);
         }
-        Ok(())
+    }
+
+    /// The registry in the OpenMetrics text format.
+    ///
+    /// # Errors
+    /// Formatting failed.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut body = String::new();
+        encode(&mut body, &self.registry)?;
+        Ok(body)
     }
 }
 
-async fn metrics(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
-    if let Err(e) = ctx.metrics.refresh(&ctx).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read Redis: {e}\n"),
-        )
-            .into_response();
-    }
-    let mut body = String::new();
-    if let Err(e) = encode(&mut body, &ctx.metrics.registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    (
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
-}
-
-async fn healthz(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
-    if let Some((why, left)) = ctx.breaker.degraded() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("degraded for {}s more: {why}\n", left.as_secs()),
-        );
-    }
-    match ctx.store.queue_depth().await {
-        Ok(_) => (StatusCode::OK, "ok\n".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}\n")),
-    }
-}
-
-/// Serves `/metrics` and `/healthz` on `addr` until the process ends.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn serve(addr: SocketAddr, ctx: Arc<WorkerCtx>) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .with_state(ctx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server stopped");
-        }
-    });
-    Ok(bound)
+/// The pool-wide gauges, read from Redis at scrape time.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Jobs waiting or due for a delivery.
+    pub queue_depth: u64,
+    /// Jobs rescued from dead workers, in all.
+    pub rescued: u64,
+    /// Whether this host is degraded.
+    pub degraded: bool,
+    /// Jobs holding a slot, by pool.
+    pub running: Vec<(String, u64)>,
+    /// Waiting jobs, by reason.
+    pub waiting: Vec<(WaitReason, usize)>,
 }

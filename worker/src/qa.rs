@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use crate::{
     context::WorkerCtx,
     docker::{self, Ended},
-    job::{Run, RunDirs, StopReason},
+    guard::StopReason,
     prep::Prepared,
+    run::{Run, RunDirs},
 };
 
 /// Bytes of QA output kept in the record and `status.json`.

@@ -11,7 +11,7 @@ use agentq_shared::{
         TimeOutcome, TrackingUnavailable,
     },
     record::JobRecord,
-    status::JobState,
+    transition::Outcome,
 };
 
 use crate::{context::WorkerCtx, git::git, prep::Prepared, qa::QaResult, save::Saved};
@@ -302,11 +302,9 @@ pub async fn open_pull(
 
 /// What the outcome comment says.
 #[derive(Debug)]
-pub struct Outcome<'a> {
-    /// Final state.
-    pub state: JobState,
-    /// Question or failure reason.
-    pub question: &'a str,
+pub struct Comment<'a> {
+    /// How the run ended.
+    pub outcome: &'a Outcome,
     /// QA result.
     pub qa: Option<&'a QaResult>,
     /// Pull request URL.
@@ -317,20 +315,18 @@ pub struct Outcome<'a> {
 
 /// Posts the outcome on the issue, or edits agentq's earlier comment for this job
 /// (found by a hidden marker), so a re-run never posts twice.
-pub async fn comment(
-    ctx: &WorkerCtx,
-    rec: &JobRecord,
-    outcome: &Outcome<'_>,
-    errors: &mut ForgeErrors,
-) {
+pub async fn comment(ctx: &WorkerCtx, rec: &JobRecord, c: &Comment<'_>, errors: &mut ForgeErrors) {
     let Some(forge) = forge_for(ctx, rec) else {
         return;
     };
     let mut body = format!(
         "**agentq** job `{}`: **{}**\n\n- Agent: `{}`\n- Branch: `{}`\n",
-        rec.id, outcome.state, rec.input.agent, outcome.branch
+        rec.id,
+        c.outcome.state(),
+        rec.input.agent,
+        c.branch
     );
-    if let Some(qa) = outcome.qa {
+    if let Some(qa) = c.qa {
         let detail = if qa.command.is_empty() {
             String::new()
         } else {
@@ -338,16 +334,15 @@ pub async fn comment(
         };
         body.push_str(&format!("- QA: {}{}\n", qa.status, detail));
     }
-    if let Some(url) = outcome.pr_url {
+    if let Some(url) = c.pr_url {
         body.push_str(&format!("- Pull request: {url}\n"));
     }
-    if !outcome.question.is_empty() {
-        let label = if outcome.state == JobState::Blocked {
-            "Question"
-        } else {
-            "Reason"
-        };
-        body.push_str(&format!("\n**{label}:** {}\n", outcome.question));
+    let label = match c.outcome {
+        Outcome::Blocked { .. } => "Question",
+        _ => "Reason",
+    };
+    if !c.outcome.message().is_empty() {
+        body.push_str(&format!("\n**{label}:** {}\n", c.outcome.message()));
     }
     let i = &rec.input;
     if let Err(e) = forge

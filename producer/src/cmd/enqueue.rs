@@ -147,7 +147,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             let settled = if answered_by_redis(&e) {
                 Settled::NotWritten
             } else {
-                settle(cfg, &store, std::slice::from_ref(&rec)).await
+                settle(&store, std::slice::from_ref(&rec)).await
             };
             match settled {
                 Settled::Written(mut c) if matches!(c.first(), Some(Some(_))) => {
@@ -294,16 +294,17 @@ fn answered_by_redis(e: &StoreError) -> bool {
 /// After a write whose outcome is not known: asks Redis (once, on a new
 /// connection, within a few seconds) whether the chunk's records exist. The
 /// write is one Lua call, so either all of its new records are there or none is.
-async fn settle(cfg: &Config, store: &JobStore, records: &[JobRecord]) -> Settled {
+async fn settle(store: &JobStore, records: &[JobRecord]) -> Settled {
     let ask = async {
-        let mut conn = redis::Client::open(cfg.redis_url.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
+        let mut conn = store.own_connection().await?;
         let mut pipe = redis::pipe();
         for r in records {
             pipe.exists(store.keys().job(&r.id));
         }
-        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let exists: Vec<bool> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
         if !exists.contains(&true) {
             // Not run, or run with every job a duplicate: nothing new either way.
             return Ok(Settled::NotWritten);
@@ -312,8 +313,11 @@ async fn settle(cfg: &Config, store: &JobStore, records: &[JobRecord]) -> Settle
         for r in records {
             pipe.get(store.keys().idempotency(&r.key));
         }
-        let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        Ok::<_, redis::RedisError>(Settled::Written(
+        let owners: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok::<_, StoreError>(Settled::Written(
             records
                 .iter()
                 .zip(exists)
@@ -405,7 +409,6 @@ impl Chunk {
     /// the chunk's lines accordingly.
     async fn report_failed(
         &mut self,
-        cfg: &Config,
         store: &JobStore,
         e: &StoreError,
         json: bool,
@@ -414,7 +417,7 @@ impl Chunk {
         let settled = if answered_by_redis(e) {
             Settled::NotWritten
         } else {
-            settle(cfg, store, &self.records).await
+            settle(store, &self.records).await
         };
         let known = match settled {
             Settled::Written(created) => return self.print(&created, json, tally),
@@ -529,14 +532,12 @@ async fn run_batch(cfg: &Config, input: impl BufRead, json: bool) -> Result<u8, 
         }
         if chunk.full() {
             if let Err(e) = chunk.commit(&store, json, &mut tally).await {
-                return Err(
-                    redis_failed(cfg, &store, &mut chunk, &mut lines, &e, json, tally).await,
-                );
+                return Err(redis_failed(&store, &mut chunk, &mut lines, &e, json, tally).await);
             }
         }
     };
     if let Err(e) = chunk.commit(&store, json, &mut tally).await {
-        return Err(redis_failed(cfg, &store, &mut chunk, &mut lines, &e, json, tally).await);
+        return Err(redis_failed(&store, &mut chunk, &mut lines, &e, json, tally).await);
     }
     if let Some(e) = read_error {
         return Err(Failure::refused(format!(
@@ -551,7 +552,6 @@ async fn run_batch(cfg: &Config, input: impl BufRead, json: bool) -> Result<u8, 
 
 /// A chunk failed: report its lines and every later one, then the summary.
 async fn redis_failed<R: BufRead>(
-    cfg: &Config,
     store: &JobStore,
     chunk: &mut Chunk,
     lines: &mut Lines<R>,
@@ -559,7 +559,7 @@ async fn redis_failed<R: BufRead>(
     json: bool,
     mut tally: Tally,
 ) -> Failure {
-    chunk.report_failed(cfg, store, e, json, &mut tally).await;
+    chunk.report_failed(store, e, json, &mut tally).await;
     // Read the rest, so every line is accounted for; nothing more is written.
     let mut unread = String::new();
     loop {

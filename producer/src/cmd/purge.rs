@@ -30,7 +30,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         )));
     }
     let store = crate::connect(cfg).await?;
-    let before = chrono::Utc::now().timestamp_millis() - args.older_than * 1000;
+    let before = agentq_shared::clock::now_ms() - args.older_than * 1000;
     let n = store.purge(args.state, before).await?;
     if args.json {
         output::print_json(&json!({"purged": n, "state": args.state}));

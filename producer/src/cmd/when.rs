@@ -33,7 +33,7 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     }
     let secs = parse_age(s)
         .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor an age like 2h"))?;
-    Ok(chrono::Utc::now().timestamp_millis() - secs * 1000)
+    Ok(agentq_shared::clock::now_ms() - secs * 1000)
 }
 
 /// A short age for people: `5s`, `3m`, `2h`, `4d`.
@@ -41,7 +41,7 @@ pub fn short_age(rfc3339: &str) -> String {
     let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
         return "-".into();
     };
-    let secs = (chrono::Utc::now().timestamp_millis() - t.timestamp_millis()).max(0) / 1000;
+    let secs = (agentq_shared::clock::now_ms() - t.timestamp_millis()).max(0) / 1000;
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -62,6 +62,6 @@ mod tests {
         assert!(parse_age("x").is_err());
         assert!(parse_age("3w").is_err());
         assert!(parse_since("2026-01-01T00:00:00Z").is_ok());
-        assert!(parse_since("1h").unwrap() < chrono::Utc::now().timestamp_millis());
+        assert!(parse_since("1h").unwrap() < agentq_shared::clock::now_ms());
     }
 }

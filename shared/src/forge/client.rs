@@ -152,6 +152,40 @@ impl ForgeClient {
         tokio::time::sleep(delay).await;
     }
 
+    /// Runs a write whose answer may be lost although it took effect, one try
+    /// at a time: `once(retry)` (0 for the first try) does the request and,
+    /// after a failure, looks whether the forge stored it anyway. Its outer
+    /// error ends the operation; its inner error is the request's own, tried
+    /// again after a pause while transient and retries are left.
+    async fn write_looking_first<T, F, Fut>(&self, what: &str, mut once: F) -> Result<T, ForgeError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, ForgeError>, ForgeError>>,
+    {
+        let mut retry = 0;
+        loop {
+            match once(retry).await? {
+                Err(e) if e.is_transient() && retry < self.retry.max_retries => {
+                    self.pause(retry, what, &e).await;
+                    retry += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One `POST` of a multi-step write, not retried by the transport (the
+    /// caller looks whether it took effect before trying again).
+    async fn post_once(
+        &self,
+        segs: &[&str],
+        payload: Option<&serde_json::Value>,
+    ) -> Result<Reply, ForgeError> {
+        self.t
+            .execute(Method::POST, segs, &[], payload, RetryPolicy::no_retries())
+            .await
+    }
+
     /// The user the token belongs to (`GET /user`), asked once and then remembered.
     ///
     /// # Errors
@@ -257,42 +291,35 @@ impl ForgeClient {
         let segs = ["repos", owner, repo, "issues", index_s.as_str(), "times"];
         let created = rfc3339_secs(time.created);
         let payload = serde_json::json!({ "time": time.seconds, "created": created });
-        let mut retry = 0;
-        loop {
-            let result = self
-                .t
-                .execute(
-                    Method::POST,
-                    &segs,
-                    &[],
-                    Some(&payload),
-                    RetryPolicy::no_retries(),
-                )
-                .await;
-            match result {
-                Ok(reply) if reply.status.is_success() => {
-                    self.mark_tracked(owner, repo);
-                    let t: TrackedTime = self.t.decode(&Method::POST, &segs, &reply)?;
-                    return Ok(TimeOutcome::Added(t));
-                }
-                Ok(reply) => {
-                    if let Some(reason) = refusal(&reply, &self.t.message_of(&reply.body)) {
-                        let first = self.mark_untracked(owner, repo, reason);
-                        return Ok(TimeOutcome::Unavailable { reason, first });
+        self.write_looking_first("POST tracked time", |retry| {
+            let (segs, payload) = (&segs, &payload);
+            async move {
+                let result = self.post_once(segs, Some(payload)).await;
+                match result {
+                    Ok(reply) if reply.status.is_success() => {
+                        self.mark_tracked(owner, repo);
+                        let t: TrackedTime = self.t.decode(&Method::POST, segs, &reply)?;
+                        Ok(Ok(TimeOutcome::Added(t)))
                     }
-                    return Err(self.t.client_error(&Method::POST, &segs, &reply));
-                }
-                Err(e) if e.is_transient() && retry < self.retry.max_retries => {
-                    // The forge may have stored it before failing: look first.
-                    if let Some(t) = self.find_tracked_time(owner, repo, index, time).await? {
-                        return Ok(TimeOutcome::AlreadyAdded(t));
+                    Ok(reply) => {
+                        if let Some(reason) = refusal(&reply, &self.t.message_of(&reply.body)) {
+                            let first = self.mark_untracked(owner, repo, reason);
+                            return Ok(Ok(TimeOutcome::Unavailable { reason, first }));
+                        }
+                        Err(self.t.client_error(&Method::POST, segs, &reply))
                     }
-                    self.pause(retry, "POST tracked time", &e).await;
-                    retry += 1;
+                    Err(e) if e.is_transient() && retry < self.retry.max_retries => {
+                        // The forge may have stored it before failing: look first.
+                        match self.find_tracked_time(owner, repo, index, time).await? {
+                            Some(t) => Ok(Ok(TimeOutcome::AlreadyAdded(t))),
+                            None => Ok(Err(e)),
+                        }
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
+        })
+        .await
     }
 
     /// The token user's tracked time on issue `index` matching `time` (created in
@@ -429,44 +456,38 @@ impl ForgeClient {
             "stopwatch",
             action,
         ];
-        let mut retry = 0;
-        loop {
-            let result = self
-                .t
-                .execute(Method::POST, &segs, &[], None, RetryPolicy::no_retries())
-                .await;
-            let reply = match result {
-                Ok(reply) => reply,
-                Err(e) if e.is_transient() && retry < self.retry.max_retries => {
-                    self.pause(retry, "POST stopwatch", &e).await;
-                    retry += 1;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            return match reply.status {
-                s if s.is_success() => {
-                    self.mark_tracked(owner, repo);
-                    Ok(if start {
-                        StopwatchOutcome::Started
-                    } else {
-                        StopwatchOutcome::Stopped
-                    })
-                }
-                StatusCode::CONFLICT if start => Ok(StopwatchOutcome::AlreadyRunning),
-                // After a failed attempt, "not running" most likely means that attempt
-                // stopped it.
-                StatusCode::CONFLICT if retry > 0 => Ok(StopwatchOutcome::Stopped),
-                StatusCode::CONFLICT => Ok(StopwatchOutcome::NotRunning),
-                _ => match refusal(&reply, &self.t.message_of(&reply.body)) {
-                    Some(reason) => {
-                        let first = self.mark_untracked(owner, repo, reason);
-                        Ok(StopwatchOutcome::Unavailable { reason, first })
+        self.write_looking_first("POST stopwatch", |retry| {
+            let segs = &segs;
+            async move {
+                let reply = match self.post_once(segs, None).await {
+                    Ok(reply) => reply,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(match reply.status {
+                    s if s.is_success() => {
+                        self.mark_tracked(owner, repo);
+                        Ok(if start {
+                            StopwatchOutcome::Started
+                        } else {
+                            StopwatchOutcome::Stopped
+                        })
                     }
-                    None => Err(self.t.client_error(&Method::POST, &segs, &reply)),
-                },
-            };
-        }
+                    StatusCode::CONFLICT if start => Ok(StopwatchOutcome::AlreadyRunning),
+                    // After a failed attempt, "not running" most likely means that
+                    // attempt stopped it.
+                    StatusCode::CONFLICT if retry > 0 => Ok(StopwatchOutcome::Stopped),
+                    StatusCode::CONFLICT => Ok(StopwatchOutcome::NotRunning),
+                    _ => match refusal(&reply, &self.t.message_of(&reply.body)) {
+                        Some(reason) => {
+                            let first = self.mark_untracked(owner, repo, reason);
+                            Ok(StopwatchOutcome::Unavailable { reason, first })
+                        }
+                        None => return Err(self.t.client_error(&Method::POST, segs, &reply)),
+                    },
+                })
+            }
+        })
+        .await
     }
 
     // -----------------------------------------------------------------------------
@@ -592,26 +613,23 @@ impl ForgeClient {
         }
         let me = self.current_user().await?;
         let wanted = with_marker(body, marker);
-        let mut retry = 0;
-        loop {
+        let wanted = &wanted;
+        self.write_looking_first("POST comment", |_| async move {
             let comments = self.list_comments(owner, repo, index).await?;
             if let Some(existing) = find_marked(&comments, marker, me.id) {
                 if existing.body.trim_end() == wanted.trim_end() {
-                    return Ok(existing.clone());
+                    return Ok(Ok(existing.clone()));
                 }
-                return self.edit_comment(owner, repo, existing.id, &wanted).await;
+                return self
+                    .edit_comment(owner, repo, existing.id, wanted)
+                    .await
+                    .map(Ok);
             }
-            match self
-                .create_comment_with(owner, repo, index, &wanted, RetryPolicy::no_retries())
-                .await
-            {
-                Err(e) if e.is_transient() && retry < self.retry.max_retries => {
-                    self.pause(retry, "POST comment", &e).await;
-                    retry += 1;
-                }
-                other => return other,
-            }
-        }
+            Ok(self
+                .create_comment_with(owner, repo, index, wanted, RetryPolicy::no_retries())
+                .await)
+        })
+        .await
     }
 
     // -----------------------------------------------------------------------------
@@ -862,44 +880,31 @@ impl ForgeClient {
         let segs = ["repos", owner, repo, "statuses", sha];
         let payload = serde_json::to_value(status)
             .map_err(|e| ForgeError::InvalidArgument(format!("cannot encode the status: {e}")))?;
-        let mut retry = 0;
-        loop {
-            let result = self
-                .t
-                .execute(
-                    Method::POST,
-                    &segs,
-                    &[],
-                    Some(&payload),
-                    RetryPolicy::no_retries(),
-                )
-                .await;
-            match result {
-                Ok(reply) => return self.t.check_success(&Method::POST, &segs, &reply),
-                Err(e) if e.is_transient() => {
-                    if !self.commit_exists(owner, repo, sha).await? {
-                        return Err(ForgeError::UnknownCommit {
-                            sha: sha.to_string(),
-                            status: e.status().unwrap_or(0),
-                        });
+        self.write_looking_first("POST commit status", |_| {
+            let (segs, payload) = (&segs, &payload);
+            async move {
+                let result = self.post_once(segs, Some(payload)).await;
+                match result {
+                    Ok(reply) => self.t.check_success(&Method::POST, segs, &reply).map(Ok),
+                    Err(e) if e.is_transient() => {
+                        if !self.commit_exists(owner, repo, sha).await? {
+                            return Err(ForgeError::UnknownCommit {
+                                sha: sha.to_string(),
+                                status: e.status().unwrap_or(0),
+                            });
+                        }
+                        let combined = self.combined_status(owner, repo, sha).await?;
+                        let latest = combined.statuses.unwrap_or_default();
+                        let stored = latest
+                            .iter()
+                            .any(|s| s.context.trim() == status.context.trim() && s.is(status));
+                        Ok(if stored { Ok(()) } else { Err(e) })
                     }
-                    let combined = self.combined_status(owner, repo, sha).await?;
-                    let latest = combined.statuses.unwrap_or_default();
-                    if latest
-                        .iter()
-                        .any(|s| s.context.trim() == status.context.trim() && s.is(status))
-                    {
-                        return Ok(());
-                    }
-                    if retry >= self.retry.max_retries {
-                        return Err(e);
-                    }
-                    self.pause(retry, "POST commit status", &e).await;
-                    retry += 1;
+                    Err(e) => Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
+        })
+        .await
     }
 
     /// Whether the repository has commit `sha` (`GET /git/commits/{sha}`, without

@@ -64,11 +64,7 @@ impl RetryPolicy {
     /// The backoff ceiling before retry `retry` (0-based): `base_delay * 2^retry`,
     /// capped at `max_delay`. Jitter is applied on top of this by the client.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.base_delay
-            .checked_mul(factor)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay)
+        crate::backoff::doubling(self.base_delay, retry, self.max_delay)
     }
 
     /// The wait before retry `retry` when the server asked for `retry_after`:

@@ -12,35 +12,35 @@ use serde::Deserialize;
 const BUILTIN: &[(&str, &str)] = &[
     (
         "sets/coding.md",
-        include_str!("../../templates/sets/coding.md"),
+        include_str!("../../../templates/sets/coding.md"),
     ),
     (
         "sets/conventions.md",
-        include_str!("../../templates/sets/conventions.md"),
+        include_str!("../../../templates/sets/conventions.md"),
     ),
     (
         "sets/security.md",
-        include_str!("../../templates/sets/security.md"),
+        include_str!("../../../templates/sets/security.md"),
     ),
     (
         "personas/engineer.md",
-        include_str!("../../templates/personas/engineer.md"),
+        include_str!("../../../templates/personas/engineer.md"),
     ),
     (
         "personas/reviewer.md",
-        include_str!("../../templates/personas/reviewer.md"),
+        include_str!("../../../templates/personas/reviewer.md"),
     ),
     (
         "personas/security-auditor.md",
-        include_str!("../../templates/personas/security-auditor.md"),
+        include_str!("../../../templates/personas/security-auditor.md"),
     ),
     (
         "plans/bug-fix.toml",
-        include_str!("../../templates/plans/bug-fix.toml"),
+        include_str!("../../../templates/plans/bug-fix.toml"),
     ),
     (
         "plans/feature.toml",
-        include_str!("../../templates/plans/feature.toml"),
+        include_str!("../../../templates/plans/feature.toml"),
     ),
 ];
 
@@ -167,7 +167,7 @@ impl Templates {
 /// ```
 /// use std::collections::BTreeMap;
 /// let vars = BTreeMap::from([("bug".to_string(), "the crash".to_string())]);
-/// assert_eq!(agentq_shared::templates::substitute("Fix {{ bug }} ({{bug}})", &vars), "Fix the crash (the crash)");
+/// assert_eq!(agentq_domain::templates::substitute("Fix {{ bug }} ({{bug}})", &vars), "Fix the crash (the crash)");
 /// ```
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len());

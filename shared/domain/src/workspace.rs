@@ -112,7 +112,7 @@ pub fn workspace_name(input: &DispatchInput) -> String {
 /// `pr-{n}` when the task has no usable characters.
 ///
 /// ```
-/// use agentq_shared::{input::DispatchInput, workspace::agent_branch};
+/// use agentq_domain::{input::DispatchInput, workspace::agent_branch};
 /// let input = DispatchInput { task: "Fix the failing tests!".into(), issue: 15, ..Default::default() };
 /// assert_eq!(agent_branch(&input), "agent/fix-the-failing-tests");
 /// ```

@@ -17,8 +17,12 @@ pub const DEFAULT_IMAGE: &str = "core-dev";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `redis://` or `rediss://` URL, with auth if needed.
+    /// `redis://` or `rediss://` URL, with auth if needed
+    /// (`rediss://user:password@host:port/`).
     pub redis_url: String,
+    /// For `rediss://`: a PEM file of the CA that signed the server's
+    /// certificate, trusted instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every agentq Redis key.
     pub namespace: String,
     /// Where workspaces are made.
@@ -43,7 +47,7 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Per-pool limits (`[limits]`), pacing (`[rates]`) and backoff (`[backoff]`).
     #[serde(flatten)]
-    pub admission: crate::limits::AdmissionConfig,
+    pub admission: crate::admission::AdmissionConfig,
     /// How often an idle worker looks for due deliveries (retries after their
     /// delay), milliseconds. New work wakes it at once (pub/sub); jobs that
     /// wait are parked and never polled.
@@ -220,6 +224,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             redis_url: DEFAULT_REDIS_URL.into(),
+            redis_ca_file: None,
             namespace: "agentq".into(),
             workspace_root: default_workspace_root(),
             git_base: "http://127.0.0.1:3000".into(),
@@ -406,6 +411,37 @@ impl Config {
         Duration::from_secs(self.heartbeat_secs.max(1) * u64::from(self.missed_heartbeats.max(1)))
     }
 
+    /// How often a worker beats (registry, apalis heartbeat, sweeps): at least 1 s.
+    pub fn heartbeat_every(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    /// How often the lost-delivery sweep runs: at least 1 s.
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_secs(self.sweep_secs.max(1))
+    }
+
+    /// How often dead hosts' workspaces are looked for: at least 1 s.
+    pub fn workspace_sweep_every(&self) -> Duration {
+        Duration::from_secs(self.workspace_sweep_secs.max(1))
+    }
+
+    /// A worker silent this long is no longer live (`agentq workers`, window,
+    /// affinity): the lease TTL, `heartbeat_secs × missed_heartbeats`.
+    pub fn worker_stale_after(&self) -> Duration {
+        self.lease_ttl()
+    }
+
+    /// The wait before the next delivery after the `tries`-th infrastructure
+    /// failure: `retry_base_secs * 2^(tries-1)`, at most 300 s.
+    pub fn infra_retry_delay(&self, tries: u32) -> Duration {
+        crate::backoff::doubling(
+            Duration::from_secs(self.retry_base_secs),
+            tries.saturating_sub(1),
+            Duration::from_secs(300),
+        )
+    }
+
     /// How often a running job's lease is renewed: a third of its TTL.
     pub fn lease_renew_every(&self) -> Duration {
         self.lease_ttl() / 3
@@ -440,6 +476,10 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("AGENTQ_REDIS_URL") {
             self.redis_url = v;
+        }
+        if let Some(v) = get("AGENTQ_REDIS_CA_FILE") {
+            // Empty: the system's roots.
+            self.redis_ca_file = (!v.is_empty()).then(|| v.into());
         }
         if let Some(v) = get("AGENTQ_NAMESPACE") {
             self.namespace = v;
@@ -505,8 +545,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn infra_retries_double_from_retry_base_secs_up_to_five_minutes() {
+        let cfg = Config {
+            retry_base_secs: 5,
+            ..Config::default()
+        };
+        let secs: Vec<u64> = [1, 2, 3, 30]
+            .map(|t| cfg.infra_retry_delay(t).as_secs())
+            .to_vec();
+        assert_eq!(secs, [5, 10, 20, 300]);
+    }
+
+    #[test]
     fn the_readme_example_config_is_accepted_and_read() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let block = readme
             .split("```toml\n")
             .nth(1)
@@ -534,6 +586,66 @@ mod tests {
             cfg.agents["claude"].qa,
             Some(vec![vec!["make".to_string(), "check".to_string()]])
         );
+    }
+
+    /// Another value of the same type, for [`every_key_of_the_readme_example_config_has_an_effect`].
+    fn changed(v: &toml::Value) -> toml::Value {
+        use toml::Value as V;
+        match v {
+            V::Integer(n) => V::Integer(n + 1),
+            V::Float(f) => V::Float(f + 0.5),
+            V::Boolean(b) => V::Boolean(!b),
+            V::String(s) => V::String(format!("{s}x")),
+            V::Array(a) if a.is_empty() => V::Array(vec![V::String("x".into())]),
+            V::Array(a) => V::Array(a[..a.len() - 1].to_vec()),
+            V::Table(t) => V::Table(t.iter().map(|(k, v)| (k.clone(), changed(v))).collect()),
+            V::Datetime(d) => V::Datetime(*d),
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_readme_example_config_has_an_effect() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("README has a ```toml block");
+        let doc: toml::Table = block.parse().unwrap();
+        let base = format!("{:?}", Config::from_toml(block).unwrap());
+        // Every leaf key, changed alone: the loaded configuration changes, or
+        // the new value is refused. A key parsed into nothing would fail here.
+        let mut leaves = Vec::new();
+        for (k, v) in &doc {
+            match v {
+                toml::Value::Table(t) => {
+                    leaves.extend(t.keys().map(|k2| vec![k.clone(), k2.clone()]))
+                }
+                _ => leaves.push(vec![k.clone()]),
+            }
+        }
+        assert!(
+            leaves.len() >= 10,
+            "only {} keys in the README example",
+            leaves.len()
+        );
+        for path in leaves {
+            let mut edited = doc.clone();
+            let mut at = &mut edited;
+            for seg in &path[..path.len() - 1] {
+                at = at.get_mut(seg).unwrap().as_table_mut().unwrap();
+            }
+            let leaf = at.get_mut(&path[path.len() - 1]).unwrap();
+            *leaf = changed(leaf);
+            if let Ok(cfg) = Config::from_toml(&toml::to_string(&edited).unwrap()) {
+                assert_ne!(
+                    format!("{cfg:?}"),
+                    base,
+                    "README key {} has no effect",
+                    path.join(".")
+                );
+            }
+        }
     }
 
     #[test]

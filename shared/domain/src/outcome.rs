@@ -2,23 +2,39 @@
 //! no file system, so each rule has its own unit test. The run stage measures
 //! (how the agent ended, the working tree's size) and this module decides.
 
-use agentq_shared::status::{detect_final_status, BlockedFile, FinalStatus, JobState};
+use crate::{
+    status::{detect_final_status, BlockedFile, FinalStatus, JobState},
+    transition::Outcome,
+};
 
-use crate::docker::Ended;
+/// Why an agent's container run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The agent exited with this code.
+    Exited(i64),
+    /// The agent ran past its timeout and was killed.
+    TimedOut,
+    /// The job was cancelled and the container stopped.
+    Cancelled,
+    /// The worker is shutting down; the container was stopped and the job goes back.
+    Interrupted,
+    /// The run lost its job (lease lost or not renewable): the container was
+    /// killed, and this run records nothing more.
+    Fenced,
+    /// The working tree grew past the limit (its size in bytes) and the agent was
+    /// stopped.
+    WorkspaceTooBig(u64),
+}
 
 /// The verdict on one agent run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// The run is over: the job's state (`Completed` goes on to QA), what to
-    /// tell about it (the blocked question or the failure reason; empty on
-    /// success), the agent's exit code, and whether the agent's commits are
-    /// taken (never from a cancelled run, an oversized tree or a refused
-    /// `BLOCKED.md`).
+    /// The run is over: its outcome (`Completed` goes on to QA), the agent's
+    /// exit code, and whether the agent's commits are taken (never from a
+    /// cancelled run, an oversized tree or a refused `BLOCKED.md`).
     Ended {
-        /// The job's state after the run.
-        state: JobState,
-        /// The blocked question or the failure reason.
-        message: String,
+        /// What the run means for the job.
+        outcome: Outcome,
         /// The agent's exit code, if it exited by itself.
         exit_code: Option<i64>,
         /// Whether the agent's commits are imported and saved.
@@ -52,8 +68,7 @@ pub fn decide_outcome(
     timeout_secs: u64,
 ) -> RunOutcome {
     let end = |state, message: String, exit_code, take_commits| RunOutcome::Ended {
-        state,
-        message,
+        outcome: Outcome::from_state(state, message),
         exit_code,
         take_commits,
     };
@@ -90,7 +105,7 @@ pub fn decide_outcome(
 
 #[cfg(test)]
 mod tests {
-    use agentq_shared::fsutil::{UntrustedFileError, UntrustedText};
+    use crate::fsutil::{UntrustedFileError, UntrustedText};
 
     use super::*;
 
@@ -111,8 +126,7 @@ mod tests {
 
     fn ended(state: JobState, message: &str, code: Option<i64>, take: bool) -> RunOutcome {
         RunOutcome::Ended {
-            state,
-            message: message.to_string(),
+            outcome: Outcome::from_state(state, message.to_string()),
             exit_code: code,
             take_commits: take,
         }
@@ -154,16 +168,15 @@ mod tests {
     fn a_refused_blocked_md_fails_and_takes_nothing() {
         let refused = || Err(UntrustedFileError::Symlink("BLOCKED.md".into()));
         let RunOutcome::Ended {
-            state,
-            message,
+            outcome,
             take_commits,
             ..
         } = decide_outcome(&Ended::Exited(0), 0, None, refused, 60)
         else {
             panic!("not ended");
         };
-        assert_eq!((state, take_commits), (JobState::Failed, false));
-        assert!(message.contains("symlink"), "{message}");
+        assert_eq!((outcome.state(), take_commits), (JobState::Failed, false));
+        assert!(outcome.message().contains("symlink"), "{outcome:?}");
     }
 
     #[test]

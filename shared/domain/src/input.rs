@@ -215,7 +215,7 @@ impl DispatchInput {
     /// The first field that breaks a rule, by name.
     ///
     /// ```
-    /// use agentq_shared::input::DispatchInput;
+    /// use agentq_domain::input::DispatchInput;
     /// let input = DispatchInput { repo: "go-io".into(), task: "Fix tests".into(), issue: 15, ..Default::default() };
     /// let input = input.validated().unwrap();
     /// assert_eq!(input.org, "core");
@@ -309,7 +309,7 @@ pub const MAX_KEY_CHARS: usize = 200;
 /// Names the field `key`.
 ///
 /// ```
-/// use agentq_shared::input::check_idempotency_key;
+/// use agentq_domain::input::check_idempotency_key;
 /// assert!(check_idempotency_key("go-io#15").is_ok());
 /// assert_eq!(check_idempotency_key("a b").unwrap_err().field, "key");
 /// ```
@@ -350,16 +350,21 @@ fn check_name(field: &str, value: &str) -> Result<(), InvalidInput> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !value.contains("..")
         && !value.ends_with(".git");
+    accept(
+        ok,
+        field,
+        value,
+        "a safe name (letters, digits, . _ -; must start with a letter or digit; no `..`; \
+         at most 100 characters)",
+    )
+}
+
+/// `Ok` when `ok`, else the error for `field`: `value` is not `what`.
+fn accept(ok: bool, field: &str, value: &str, what: &str) -> Result<(), InvalidInput> {
     if ok {
         Ok(())
     } else {
-        Err(InvalidInput::new(
-            field,
-            format!(
-                "`{value}` is not a safe name (letters, digits, . _ -; must start with a letter \
-                 or digit; no `..`; at most 100 characters)"
-            ),
-        ))
+        Err(InvalidInput::new(field, format!("`{value}` is not {what}")))
     }
 }
 
@@ -373,14 +378,12 @@ fn check_slug(field: &str, value: &str) -> Result<(), InvalidInput> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidInput::new(
-            field,
-            format!("`{value}` is not a slug (letters, digits, _ -, segments separated by /)"),
-        ))
-    }
+    accept(
+        ok,
+        field,
+        value,
+        "a slug (letters, digits, _ -, segments separated by /)",
+    )
 }
 
 /// A git branch or tag name that is safe on a command line and as a directory name
@@ -397,17 +400,13 @@ fn check_ref(field: &str, value: &str) -> Result<(), InvalidInput> {
         && !value.ends_with('/')
         && !value.ends_with('.')
         && !value.ends_with(".lock");
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidInput::new(
-            field,
-            format!(
-                "`{value}` is not a safe git ref (letters, digits, . _ - /; must start with a \
-                 letter or digit; no `..`, `//`, trailing `/` or `.lock`)"
-            ),
-        ))
-    }
+    accept(
+        ok,
+        field,
+        value,
+        "a safe git ref (letters, digits, . _ - /; must start with a letter or digit; no \
+         `..`, `//`, trailing `/` or `.lock`)",
+    )
 }
 
 #[cfg(test)]

@@ -36,9 +36,10 @@ pub struct JobRecord {
     pub container: String,
     /// Agent exit code of the last run.
     pub exit_code: Option<i64>,
-    /// Blocked question or failure reason.
+    /// A blocked job's question (only that; see [`crate::transition`]).
     pub question: String,
-    /// Last infrastructure error.
+    /// Why the job failed or timed out, or the infrastructure error its retry
+    /// waits out.
     pub error: String,
     /// Workspace directory on the worker's host.
     pub workspace_dir: String,
@@ -229,7 +230,7 @@ impl JobRecord {
 }
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
-/// record's `pool` and `model` fields (see [`crate::park`]).
+/// record's `pool` and `model` fields (see `agentq_shared::park`).
 pub fn placement(input: &DispatchInput) -> (String, String) {
     match crate::agent::AgentSpec::parse(&input.agent) {
         Ok(a) => (a.base, a.model.unwrap_or_default()),

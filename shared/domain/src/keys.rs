@@ -107,7 +107,7 @@ impl Keys {
     }
 
     /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order
-    /// (its name is built the same way in [`crate::park::PARK_LUA`]).
+    /// (its name is built the same way in `agentq_shared::park::PARK_LUA`).
     pub fn workspace_waiters(&self, ws: &str) -> String {
         format!("{}:wsq:{ws}", self.ns)
     }

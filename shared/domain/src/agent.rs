@@ -48,7 +48,7 @@ impl AgentSpec {
     /// [`AgentError`] for an unknown pool or a bad model.
     ///
     /// ```
-    /// use agentq_shared::agent::AgentSpec;
+    /// use agentq_domain::agent::AgentSpec;
     /// let a = AgentSpec::parse("claude:haiku").unwrap();
     /// assert_eq!((a.base.as_str(), a.model.as_deref()), ("claude", Some("haiku")));
     /// assert!(AgentSpec::parse("gpt").is_err());

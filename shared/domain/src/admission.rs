@@ -1,0 +1,97 @@
+//! Admission settings from the config: per-pool limits (`[limits]`), pacing
+//! (`[rates]`) and pool backoff (`[backoff]`). The store applies them
+//! (`agentq_shared::limits`, `agentq_shared::park`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A pool's limit in the config: `claude = 2` or `claude = { total = 3, opus = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LimitSpec {
+    /// Jobs of the pool at once (0: unlimited).
+    Total(u32),
+    /// `total` for the pool and one entry per model.
+    Detailed(BTreeMap<String, u32>),
+}
+
+impl LimitSpec {
+    /// The pool-wide limit (0: unlimited).
+    pub fn total(&self) -> u32 {
+        match self {
+            Self::Total(n) => *n,
+            Self::Detailed(m) => m.get("total").copied().unwrap_or(0),
+        }
+    }
+
+    /// The limit for one model (0: unlimited).
+    pub fn model(&self, model: &str) -> u32 {
+        match self {
+            Self::Total(_) => 0,
+            Self::Detailed(m) if model != "total" => m.get(model).copied().unwrap_or(0),
+            Self::Detailed(_) => 0,
+        }
+    }
+}
+
+/// Pool backoff (the seed's `trackFailureRate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// Consecutive fast failures that pause a pool.
+    pub failures: u32,
+    /// A failure is fast when the agent ran less than this, seconds.
+    pub window_secs: u64,
+    /// How long the pool pauses, seconds.
+    pub pause_secs: u64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            window_secs: 60,
+            pause_secs: 1800,
+        }
+    }
+}
+
+/// Everything admission needs to know, from the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Per-pool limits.
+    pub limits: BTreeMap<String, LimitSpec>,
+    /// Minimum seconds between two starts in a pool (upstream's `rates`).
+    pub rates: BTreeMap<String, f64>,
+    /// Pool backoff.
+    pub backoff: BackoffConfig,
+}
+
+impl BackoffConfig {
+    /// Consecutive fast failures that pause a pool (at least 1).
+    pub fn failures_to_pause(&self) -> u32 {
+        self.failures.max(1)
+    }
+
+    /// How long a pool pauses (at least 1 s).
+    pub fn pause(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.pause_secs.max(1))
+    }
+}
+
+impl AdmissionConfig {
+    /// The limit of `pool` (0: unlimited).
+    pub fn pool_limit(&self, pool: &str) -> u32 {
+        self.limits.get(pool).map(LimitSpec::total).unwrap_or(0)
+    }
+
+    /// Pacing of `pool`: least time between two starts, ms (0: none).
+    pub fn rate_ms(&self, pool: &str) -> u64 {
+        self.rates
+            .get(pool)
+            .map(|s| (s * 1000.0) as u64)
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,28 @@
+//! # agentq-domain
+//!
+//! What a dispatch job *is*, with no Redis, Docker or HTTP: the job input and
+//! its validation, the agent table, job states and the typed transitions
+//! between them, the rules that decide what an agent's run means, the record,
+//! the Redis key names, prompts and templates, the workspace layout and the
+//! configuration with every value derived from it. The store
+//! (`agentq-shared`), the CLI and the worker build on it; its tests need
+//! neither Redis nor Docker.
+
+#![warn(missing_docs)]
+
+pub mod admission;
+pub mod agent;
+pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod fsutil;
+pub mod input;
+pub mod keys;
+pub mod language;
+pub mod outcome;
+pub mod prompt;
+pub mod record;
+pub mod status;
+pub mod templates;
+pub mod transition;
+pub mod workspace;

@@ -1,0 +1,92 @@
+//! The worker's HTTP endpoint: Prometheus `/metrics` (the counters of
+//! [`crate::metrics`], the gauges read from Redis at scrape time) and
+//! `/healthz`.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use agentq_shared::agent::AGENTS;
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+
+use crate::{context::WorkerCtx, metrics::Gauges};
+
+/// Reads the pool-wide gauges from Redis.
+async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
+    let store = &ctx.store;
+    let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
+    let running = store
+        .pool_stats(&ctx.cfg.admission, &pools)
+        .await?
+        .into_iter()
+        .map(|p| (p.pool, p.running))
+        .collect();
+    let waiting = store
+        .waiting_by_reason(10_000)
+        .await?
+        .into_iter()
+        .map(|(reason, n)| (reason, n as usize))
+        .collect();
+    Ok(Gauges {
+        queue_depth: store.queue_depth().await?,
+        rescued: store.rescued_total().await?,
+        degraded: ctx.breaker.degraded().is_some(),
+        running,
+        waiting,
+    })
+}
+
+async fn metrics(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
+    match gauges(&ctx).await {
+        Ok(g) => ctx.metrics.set_gauges(&g),
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read Redis: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+    let body = match ctx.metrics.encode() {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
+    if let Some((why, left)) = ctx.breaker.degraded() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded for {}s more: {why}\n", left.as_secs()),
+        );
+    }
+    match ctx.store.queue_depth().await {
+        Ok(_) => (StatusCode::OK, "ok\n".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}\n")),
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until the process ends.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve(addr: SocketAddr, ctx: Arc<WorkerCtx>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(ctx);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}

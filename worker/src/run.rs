@@ -1,0 +1,99 @@
+//! One admitted run of a job: what every stage needs (the worker, the hold on
+//! the job, its record, the attempt), the directories its containers mount, and
+//! the workspace's `status.json` as the seed wrote it.
+
+use std::{path::PathBuf, sync::Arc};
+
+use agentq_shared::{
+    agent::AgentSpec,
+    clock::now_rfc3339,
+    container::{ContainerJob, Watchdog},
+    record::JobRecord,
+    status::{JobState, WorkspaceStatus},
+    workspace::Workspace,
+};
+
+use crate::{context::WorkerCtx, deadman::Beat, hold::Hold};
+
+/// One admitted run of a job: what every stage needs.
+pub(crate) struct Run<'a> {
+    pub(crate) ctx: &'a Arc<WorkerCtx>,
+    pub(crate) hold: &'a Hold,
+    pub(crate) rec: &'a JobRecord,
+    pub(crate) attempt: u32,
+    pub(crate) started: &'a str,
+    pub(crate) beat: Option<&'a Beat>,
+}
+
+impl Run<'_> {
+    /// Identifies this run's containers, with the watchdog wired in.
+    pub(crate) fn container_job<'b>(
+        &'b self,
+        agent: &'b AgentSpec,
+        prompt: &'b str,
+        dirs: &'b RunDirs,
+    ) -> ContainerJob<'b> {
+        ContainerJob {
+            job_id: &self.rec.id,
+            attempt: self.attempt,
+            worker_id: &self.ctx.worker_id,
+            namespace: self.ctx.store.keys().namespace(),
+            agent,
+            prompt,
+            repo_dir: &dirs.repo,
+            input_dir: &dirs.input,
+            user: self.ctx.agent_user(),
+            watchdog: self.beat.map(|b| Watchdog {
+                bin_dir: &self.ctx.watchdog_dir,
+                beat_dir: b.dir(),
+                stale_after: self.ctx.cfg.fence_after(),
+            }),
+        }
+    }
+
+    /// `status.json` of this run, in `state`, with the job's fields filled in.
+    pub(crate) fn status(&self, state: JobState, runs: u32, branch: String) -> WorkspaceStatus {
+        let i = &self.rec.input;
+        WorkspaceStatus {
+            status: state,
+            agent: i.agent.clone(),
+            repo: i.repo.clone(),
+            org: i.org.clone(),
+            task: i.task.clone(),
+            branch,
+            pid: 0,
+            started_at: self.started.to_string(),
+            runs,
+            question: String::new(),
+            issue: i.issue,
+            job_id: self.rec.id.clone(),
+            attempt: self.attempt,
+            exit_code: None,
+            updated_at: now_rfc3339(),
+            ..Default::default()
+        }
+    }
+
+    /// Writes `st` to the workspace's `status.json` (a failure is logged: the
+    /// record in Redis is the truth).
+    pub(crate) fn write_status(&self, ws: &Workspace, st: &WorkspaceStatus) {
+        if let Err(e) = st.write_atomic(&ws.status_file()) {
+            tracing::warn!(job = %self.rec.id, error = %e, "cannot write status.json");
+        }
+    }
+}
+
+/// A workspace's directories that containers mount.
+pub(crate) struct RunDirs {
+    pub(crate) repo: PathBuf,
+    pub(crate) input: PathBuf,
+}
+
+impl RunDirs {
+    pub(crate) fn of(ws: &Workspace) -> Self {
+        Self {
+            repo: ws.repo_dir(),
+            input: ws.input_dir(),
+        }
+    }
+}

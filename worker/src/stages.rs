@@ -1,0 +1,429 @@
+//! The stages of an admitted run, read top to bottom in [`stages`]:
+//! prep → agent → commits → QA → report → record. Each stage returns a typed
+//! value; what a run *means* is decided by the pure rules of
+//! [`agentq_shared::outcome`], and every state change is a
+//! [`Transition`].
+
+use std::time::Duration;
+
+use agentq_shared::{
+    agent::AgentSpec,
+    container::agent_container,
+    forge::CommitState,
+    outcome::{decide_outcome, Ended, RunOutcome},
+    status::{read_blocked, JobState, QaStatus, QaSummary, WorkspaceStatus},
+    transition::{Outcome, RunReport, Transition},
+    workspace::Workspace,
+};
+use tokio::sync::watch;
+
+use crate::{
+    docker,
+    guard::StopReason,
+    hold::Fenced,
+    import::{import_commits, ImportError},
+    prep::{prepare, PrepError, Prepared},
+    qa::QaResult,
+    report::{self, ForgeErrors},
+    run::{Run, RunDirs},
+    save::{save_branch, SaveError, Saved},
+};
+
+/// Why the stages stopped short of recording an outcome.
+pub(crate) enum StageError {
+    /// An infrastructure step failed; maybe with the workspace, if prep got that far.
+    Infra(anyhow::Error, Option<Workspace>),
+    /// The job itself cannot run (missing persona or plan): final, no retry.
+    Job(String),
+    /// The worker shut down before the job could finish: hand it back.
+    Interrupted,
+    /// The agent was stopped because the run lease could not be renewed: hand the
+    /// job back if no other run took it.
+    SelfFenced,
+    /// A write was refused: another run owns the job. Record nothing more.
+    Fenced,
+}
+
+impl From<Fenced> for StageError {
+    fn from(_: Fenced) -> Self {
+        StageError::Fenced
+    }
+}
+
+/// What the agent stage left: how the run ended and the agent's exit code.
+struct AgentRun {
+    outcome: Outcome,
+    exit_code: Option<i64>,
+    take_commits: bool,
+    /// How long the agent ran (fast failures pause the pool).
+    ran_for: Duration,
+}
+
+/// Runs the job's stages and records its outcome. `Ok` means the record says
+/// how the job ended; errors say why it did not get that far.
+pub(crate) async fn stages(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    stop: watch::Receiver<StopReason>,
+) -> Result<(), StageError> {
+    let Some(prepared) = prep(run).await? else {
+        return Ok(()); // a dry run: done
+    };
+    let mut forge = ForgeErrors::default();
+    let runs = run.rec.runs + 1;
+    let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge).await?;
+    let exit_code = ran.exit_code;
+    let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
+    let (qa, pr_url) = qa_stage(
+        run,
+        agent,
+        &prepared,
+        &saved,
+        &mut outcome,
+        &stop,
+        &mut forge,
+    )
+    .await?;
+    report_stage(
+        run,
+        &prepared,
+        &outcome,
+        qa.as_ref(),
+        pr_url.as_deref(),
+        &mut forge,
+    )
+    .await?;
+    let report = RunReport {
+        exit_code,
+        qa: qa.as_ref().map(QaResult::summary),
+        pr_url,
+        forge_error: forge.text(),
+    };
+    record(run, &prepared, runs, &outcome, &report).await
+}
+
+/// Prep: the workspace, branch and prompt. `None` for a dry run, which is
+/// recorded as done here (its throwaway copy removed, whatever prep did).
+async fn prep(run: &Run<'_>) -> Result<Option<Prepared>, StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let issue = crate::forge::issue_for_prompt(ctx, &rec.input).await;
+    let prepared = prepare(&ctx.cfg, rec, issue, ctx.agent_ids()).await;
+    if rec.input.dry_run {
+        let root = crate::prep::workspace_root(&ctx.cfg, rec);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root)).await;
+    }
+    let prepared = prepared.map_err(|e| match e {
+        PrepError::Job(m) => StageError::Job(m),
+        PrepError::Infra(e) => StageError::Infra(e, None),
+    })?;
+    if rec.input.dry_run {
+        run.hold
+            .go(Transition::dry_run_done(&prepared.branch, &prepared.prompt))
+            .await?;
+        return Ok(None);
+    }
+    run.hold
+        .set_fields(&[
+            (
+                "workspace_dir",
+                prepared.workspace.dir.to_string_lossy().into_owned(),
+            ),
+            ("branch", prepared.branch.clone()),
+            ("resumed", u8::from(prepared.resumed).to_string()),
+        ])
+        .await?;
+    Ok(Some(prepared))
+}
+
+/// The agent runs in its container (time tracked on the forge around it), and
+/// the outcome rules say what its run means.
+async fn agent_stage(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    runs: u32,
+    stop: &watch::Receiver<StopReason>,
+    forge: &mut ForgeErrors,
+) -> Result<AgentRun, StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let ws = &prepared.workspace;
+    run.write_status(
+        ws,
+        &run.status(JobState::Running, runs, prepared.branch.clone()),
+    );
+    run.hold
+        .go(Transition::running(runs, &prepared.prompt))
+        .await?;
+    match *stop.borrow() {
+        StopReason::Shutdown => return Err(StageError::Interrupted),
+        StopReason::Fenced => return Err(StageError::SelfFenced),
+        _ => {}
+    }
+    let clock = report::start_timer(ctx, rec, forge).await;
+    let began = std::time::Instant::now();
+    let ended = run_agent(run, agent, prepared, stop.clone()).await;
+    let ran_for = began.elapsed();
+    report::track_time(ctx, rec, runs, &clock, forge).await;
+    let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+
+    // From here on the working tree is the agent's: it is read only through
+    // `read_blocked` (no links, no FIFOs, capped) and the export container.
+    let limit = ctx.cfg.workspace_limit_bytes();
+    let size = match (limit, &ended) {
+        (Some(_), Ended::Exited(_) | Ended::TimedOut) => {
+            let repo = ws.repo_dir();
+            tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&repo))
+                .await
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let repo = ws.repo_dir();
+    match decide_outcome(
+        &ended,
+        size,
+        limit,
+        || read_blocked(&repo),
+        ctx.cfg.timeout_for(agent.pool()),
+    ) {
+        RunOutcome::Ended {
+            outcome,
+            exit_code,
+            take_commits,
+        } => Ok(AgentRun {
+            outcome,
+            exit_code,
+            take_commits,
+            ran_for,
+        }),
+        RunOutcome::Interrupted => Err(StageError::Interrupted),
+        RunOutcome::SelfFenced => Err(StageError::SelfFenced),
+    }
+}
+
+/// The agent's commits, taken as data into the worker repository and saved to
+/// the shared remote (so any host can carry on from them); the pool's backoff
+/// told how the run went. Nothing leaves from a run that lost its job.
+async fn keep_commits(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    ran: AgentRun,
+    stop: &watch::Receiver<StopReason>,
+    forge: &mut ForgeErrors,
+) -> Result<(Outcome, Saved), StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let AgentRun {
+        mut outcome,
+        take_commits,
+        ran_for,
+        ..
+    } = ran;
+    let ws = &prepared.workspace;
+    if take_commits {
+        match import_commits(run, agent, prepared).await {
+            Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
+            Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
+            Err(e @ ImportError::Refused(_)) => {
+                tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
+                outcome = Outcome::fail(e.to_string());
+            }
+        }
+    }
+    // Fast failures of a pool are a sign of rate limits: pause it on every host.
+    let failed = outcome.state() == JobState::Failed;
+    match ctx
+        .store
+        .record_outcome(&ctx.cfg.admission.backoff, agent.pool(), failed, ran_for)
+        .await
+    {
+        Ok(true) => tracing::warn!(
+            pool = agent.pool(),
+            "fast failures: pool paused on every host"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record the outcome for pool backoff"),
+    }
+    if *stop.borrow() == StopReason::Fenced {
+        return Err(StageError::SelfFenced);
+    }
+    if !take_commits {
+        return Ok((outcome, Saved::Nothing));
+    }
+    let saved = match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host).await {
+        Ok(s) => s,
+        Err(e @ SaveError::Moved { .. }) => {
+            tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");
+            outcome = Outcome::fail(e.to_string());
+            Saved::Nothing
+        }
+        Err(e @ SaveError::Failed(_)) => {
+            forge.add("save branch", e);
+            Saved::Nothing
+        }
+    };
+    Ok((outcome, saved))
+}
+
+/// QA of a completed run, with the branch pushed first so its head can carry a
+/// commit status; then the pull request. A QA failure fails the job.
+async fn qa_stage(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    saved: &Saved,
+    outcome: &mut Outcome,
+    stop: &watch::Receiver<StopReason>,
+    forge: &mut ForgeErrors,
+) -> Result<(Option<QaResult>, Option<String>), StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    if *outcome != Outcome::Completed {
+        return Ok((None, None));
+    }
+    let pushed = report::pull_branch(ctx, rec, prepared, saved, forge).await;
+    let mut qa = None;
+    if ctx.cfg.auto_qa {
+        run.hold.go(Transition::qa()).await?;
+        if let Some(p) = &pushed {
+            report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
+        }
+        let result = crate::qa::run(run, agent, prepared, stop.clone())
+            .await
+            .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
+        let result = match result {
+            Ok(r) => r,
+            Err(Ended::Interrupted) => return Err(StageError::Interrupted),
+            Err(Ended::Fenced) => return Err(StageError::SelfFenced),
+            Err(_) => QaResult::cancelled(),
+        };
+        if result.status == QaStatus::Failed {
+            *outcome = Outcome::fail(result.question());
+        }
+        if let Some(p) = &pushed {
+            let (st, desc) = match result.status {
+                QaStatus::Failed => (CommitState::Failure, result.question()),
+                QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),
+                QaStatus::Skipped => (
+                    CommitState::Success,
+                    "QA skipped: nothing to build or test".to_string(),
+                ),
+            };
+            report::set_status(ctx, rec, p, st, &desc, forge).await;
+        }
+        qa = Some(result);
+    }
+    let mut pr_url = None;
+    if let Some(p) = &pushed {
+        if *outcome == Outcome::Completed || ctx.cfg.forge.pr_on_qa_failure {
+            pr_url = report::open_pull(ctx, rec, prepared, p, forge).await;
+        }
+    }
+    Ok((qa, pr_url))
+}
+
+/// The outcome, told on the job's issue.
+async fn report_stage(
+    run: &Run<'_>,
+    prepared: &Prepared,
+    outcome: &Outcome,
+    qa: Option<&QaResult>,
+    pr_url: Option<&str>,
+    forge: &mut ForgeErrors,
+) -> Result<(), StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    if rec.input.issue == 0 || ctx.forge.is_none() {
+        return Ok(());
+    }
+    run.hold.go(Transition::reporting()).await?;
+    let comment = report::Comment {
+        outcome,
+        qa,
+        pr_url,
+        branch: &prepared.branch,
+    };
+    report::comment(ctx, rec, &comment, forge).await;
+    Ok(())
+}
+
+/// The outcome, written to the workspace's `status.json` (the seed's format:
+/// its `question` holds the question or the failure reason) and to the record.
+async fn record(
+    run: &Run<'_>,
+    prepared: &Prepared,
+    runs: u32,
+    outcome: &Outcome,
+    report: &RunReport,
+) -> Result<(), StageError> {
+    let st = WorkspaceStatus {
+        question: outcome.message().to_string(),
+        exit_code: report.exit_code,
+        qa: report.qa.clone(),
+        pr_url: report.pr_url.clone().unwrap_or_default(),
+        forge_error: report.forge_error.clone(),
+        ..run.status(outcome.state(), runs, prepared.branch.clone())
+    };
+    run.write_status(&prepared.workspace, &st);
+    run.hold.go(Transition::finished(outcome, report)).await?;
+    tracing::info!(job = %run.rec.id, state = %outcome.state(), "job finished");
+    Ok(())
+}
+
+/// Runs the agent's container; the container's id goes on the record as soon
+/// as it exists.
+async fn run_agent(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    stop: watch::Receiver<StopReason>,
+) -> anyhow::Result<Ended> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let ws = &prepared.workspace;
+    let dirs = RunDirs::of(ws);
+    let job = run.container_job(agent, &prepared.prompt, &dirs);
+    let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
+    let name = format!("agentq-{}-{}", rec.id.to_lowercase(), run.attempt);
+    let timeout = Duration::from_secs(ctx.cfg.timeout_for(agent.pool()));
+    let hold = run.hold.clone();
+    let (container, ended) = docker::run_container(
+        &ctx.docker,
+        &name,
+        body,
+        &ws.agent_log(agent.pool()),
+        docker::LogTail {
+            hold: run.hold.clone(),
+        },
+        timeout,
+        Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
+        stop,
+        |cid| {
+            let cid = cid.to_string();
+            tokio::spawn(async move {
+                let _ = hold.set_fields(&[("container", cid)]).await;
+            });
+        },
+    )
+    .await?;
+    let _ = run.hold.set_fields(&[("container", container)]).await;
+    Ok(ended)
+}
+
+impl QaResult {
+    /// `status.json`'s and the record's form of the result.
+    pub(crate) fn summary(&self) -> QaSummary {
+        QaSummary {
+            status: self.status,
+            command: self.command.clone(),
+            output_tail: self.output_tail.clone(),
+        }
+    }
+
+    /// QA stopped by a cancel.
+    fn cancelled() -> Self {
+        QaResult {
+            status: QaStatus::Failed,
+            command: String::new(),
+            detail: "cancelled".into(),
+            output_tail: String::new(),
+        }
+    }
+}
