@@ -1289,6 +1289,27 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
         job.contains("href=\"https://forge.example/core/demo/pulls/5\""),
         "{job}"
     );
+    // A PR URL that is not http(s) is shown as text, never as a link.
+    let odd = enqueue(&env, "five", 15);
+    force_state(
+        &env,
+        &odd,
+        JobState::Failed,
+        &[("pr_url", "javascript:alert(3)".into())],
+    )
+    .await;
+    let odd = c
+        .get(format!("{}/jobs/{odd}", web.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !odd.contains("href=\"javascript:") && odd.contains("pull request: javascript:alert(3)"),
+        "{odd}"
+    );
     for page in [&job, &page] {
         assert!(
             !page.contains("hunter2") && !page.contains("bot:"),

@@ -471,7 +471,9 @@ pub async fn job(
                     } @else {
                         @if i.issue > 0 { li { "issue #" (i.issue) } }
                     }
-                    @if !r.pr_url.is_empty() { li { a #pr href=(r.pr_url) { "pull request" } } }
+                    @if r.pr_url.starts_with("https://") || r.pr_url.starts_with("http://") {
+                        li { a #pr href=(r.pr_url) { "pull request" } }
+                    } @else if !r.pr_url.is_empty() { li { "pull request: " (r.pr_url) } }
                     @else if i.pr > 0 { li { "PR #" (i.pr) } }
                     @if !r.forge_error.is_empty() { li.error { "forge: " (r.forge_error) } }
                 }
