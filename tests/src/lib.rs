@@ -884,6 +884,19 @@ pub async fn wait_live_workers(env: &TestEnv, n: usize) {
     }
 }
 
+/// The most of the (start, end) intervals that overlap at any instant (ends
+/// before starts at the same instant: touching is not overlapping).
+pub fn max_overlap(iv: &[(f64, f64)]) -> usize {
+    let mut points: Vec<(f64, i32)> = iv.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
+    points.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in points {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
 /// Containers (id) on the engine carrying label `key=value`, running or not.
 pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
     docker_ps("-aq", key, value)

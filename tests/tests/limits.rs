@@ -9,19 +9,6 @@ use redis::Commands;
 
 const LONG: Duration = Duration::from_secs(240);
 
-/// The most intervals that overlap at any instant.
-fn max_overlap(iv: &[(f64, f64)]) -> usize {
-    let mut points: Vec<(f64, i32)> = iv.iter().flat_map(|(s, e)| [(*s, 1), (*e, -1)]).collect();
-    // Ends before starts at the same instant: touching is not overlapping.
-    points.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in points {
-        cur += d;
-        max = max.max(cur);
-    }
-    max as usize
-}
-
 fn enqueue_many(env: &TestEnv, agent: &str, task: &str, first_issue: u64, n: u64) -> Vec<String> {
     let lines: String = (first_issue..first_issue + n)
         .map(|i| {

@@ -248,6 +248,28 @@ mod tests {
         (root, bin, beat)
     }
 
+    /// `spawn`, tried again while the executable is busy: another test's
+    /// thread may have forked while this one's install still had the
+    /// watchdog open for writing (ETXTBSY until that child execs).
+    trait SpawnExe {
+        fn spawn_exe(&mut self) -> std::process::Child;
+    }
+
+    impl SpawnExe for Command {
+        fn spawn_exe(&mut self) -> std::process::Child {
+            let mut tries = 0;
+            loop {
+                match self.spawn() {
+                    Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => return other.unwrap(),
+                }
+            }
+        }
+    }
+
     fn watchdog(bin: &Path, beat: &Path, stale_ms: u64, cmd: &[&str]) -> Command {
         let mut c = Command::new(bin.join(WATCHDOG_EXE));
         c.arg("--beat")
@@ -423,8 +445,7 @@ mod tests {
                 3000,
                 &["sh", "-c", "echo out; sleep 1; exit 7"],
             )
-            .spawn()
-            .unwrap(),
+            .spawn_exe(),
         );
         assert_eq!(code(&out), 7, "{}", stderr(&out));
         assert_eq!(
@@ -446,11 +467,7 @@ mod tests {
             child.display()
         );
         let started = Instant::now();
-        let out = bounded(
-            watchdog(&bin, &file, 1000, &["sh", "-c", &script])
-                .spawn()
-                .unwrap(),
-        );
+        let out = bounded(watchdog(&bin, &file, 1000, &["sh", "-c", &script]).spawn_exe());
         let took = started.elapsed();
         assert_eq!(code(&out), 137, "{}", stderr(&out));
         assert!(took < Duration::from_secs(20), "took {took:?}");
@@ -476,9 +493,7 @@ mod tests {
         let (root, bin, _beat) = setup();
         let started = Instant::now();
         let out = bounded(
-            watchdog(&bin, &root.path().join("nope"), 60_000, &["sleep", "60"])
-                .spawn()
-                .unwrap(),
+            watchdog(&bin, &root.path().join("nope"), 60_000, &["sleep", "60"]).spawn_exe(),
         );
         assert_eq!(code(&out), 137, "{}", stderr(&out));
         assert!(started.elapsed() < Duration::from_secs(20));
@@ -499,9 +514,7 @@ mod tests {
             "trap 'exit 3' TERM; echo > '{}'; while :; do sleep 0.1; done",
             ready.display()
         );
-        let child = watchdog(&bin, &file, 5000, &["sh", "-c", &script])
-            .spawn()
-            .unwrap();
+        let child = watchdog(&bin, &file, 5000, &["sh", "-c", &script]).spawn_exe();
         wait_for_file(&ready);
         // SAFETY: signals the watchdog we just started (still unreaped).
         assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -514,11 +527,7 @@ mod tests {
         let (_root, bin, beat) = setup();
         let file = beat.dir().join(BEAT_FILE);
         let _keeper = Keeper::new(file.clone());
-        let out = bounded(
-            watchdog(&bin, &file, 5000, &["sh", "-c", "kill -USR1 $$"])
-                .spawn()
-                .unwrap(),
-        );
+        let out = bounded(watchdog(&bin, &file, 5000, &["sh", "-c", "kill -USR1 $$"]).spawn_exe());
         assert_eq!(code(&out), 128 + libc::SIGUSR1, "{}", stderr(&out));
     }
 

@@ -118,6 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(g) = cli.git_base {
         cfg.git_base = g;
     }
+    let host = cli.host.clone().unwrap_or_else(hostname);
+    cfg.workspace_root = cfg.workspace_root_of(&host);
     std::fs::create_dir_all(&cfg.workspace_root)?;
     cfg.workspace_root = cfg.workspace_root.canonicalize()?;
 
@@ -132,7 +134,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let docker = docker::connect().await?;
     // Agents run on agentq's network, referred to by id from here on.
     cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
-    let host = cli.host.clone().unwrap_or_else(hostname);
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());

@@ -321,7 +321,11 @@ impl Config {
     /// A named file that cannot be read or parsed, or a bad environment value.
     pub fn load(path: Option<PathBuf>) -> Result<Self, ConfigError> {
         let path = path
-            .or_else(|| std::env::var_os("AGENTQ_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("AGENTQ_CONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| {
                 let p = PathBuf::from("agentq.toml");
                 p.exists().then_some(p)
@@ -409,6 +413,18 @@ impl Config {
     /// over after this.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1) * u64::from(self.missed_heartbeats.max(1)))
+    }
+
+    /// The workspace root of host `host`: `{host}` in `workspace_root` is
+    /// replaced by its name, so that workers sharing one mount (a compose pool
+    /// on one machine) each have a root of their own.
+    pub fn workspace_root_of(&self, host: &str) -> PathBuf {
+        let root = self.workspace_root.to_string_lossy();
+        if root.contains("{host}") {
+            PathBuf::from(root.replace("{host}", host))
+        } else {
+            self.workspace_root.clone()
+        }
     }
 
     /// How often a worker beats (registry, apalis heartbeat, sweeps): at least 1 s.
@@ -543,6 +559,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_in_the_workspace_root_is_the_workers_host() {
+        let mut cfg = Config {
+            workspace_root: "/var/lib/agentq/ws/{host}".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.workspace_root_of("a1b2"),
+            PathBuf::from("/var/lib/agentq/ws/a1b2")
+        );
+        cfg.workspace_root = "/srv/ws".into();
+        assert_eq!(cfg.workspace_root_of("a1b2"), PathBuf::from("/srv/ws"));
+    }
 
     #[test]
     fn infra_retries_double_from_retry_base_secs_up_to_five_minutes() {
