@@ -666,6 +666,53 @@ async fn the_openapi_spec_matches_the_server() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.get(format!("{}/api/nope", web.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Every query parameter the spec lists for a GET is taken.
+    for (method, path) in spec_operations(&spec) {
+        let params = spec["paths"][&path][method.to_lowercase()]["parameters"].clone();
+        let query: Vec<String> = params
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| resolve(&spec, p))
+            .filter(|p| p["in"] == "query")
+            .map(|p| {
+                let name = p["name"].as_str().unwrap();
+                let value = match name {
+                    "state" => "queued",
+                    "agent" => "claude",
+                    "repo" => "core/demo",
+                    "since" => "1h",
+                    "q" => "to",
+                    "cursor" => "0",
+                    "limit" | "count" => "5",
+                    "after" => "0",
+                    other => panic!("no test value for query parameter {other} of {path}"),
+                };
+                format!("{name}={value}")
+            })
+            .collect();
+        if method != "GET" || query.is_empty() || path.ends_with("/stream") {
+            continue;
+        }
+        let url = format!(
+            "{}{}?{}",
+            web.url,
+            path.replace("{id}", &queued),
+            query.join("&")
+        );
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{url}: {}",
+            r.text().await.unwrap()
+        );
+        let v: Value = r.json().await.unwrap();
+        let schema = &spec["paths"][&path]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        check_schema(&spec, schema, &v, &url);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
