@@ -10,6 +10,7 @@
 #[macro_use]
 mod output;
 mod cmd;
+mod web;
 
 use std::{path::PathBuf, process::ExitCode, sync::OnceLock, time::Duration};
 
@@ -52,7 +53,7 @@ enum Command {
     Resume(cmd::resume::Args),
     /// Pools (running/limit, waiting, paused) and job counts by state.
     Stats(cmd::stats::Args),
-    /// Manage agent pools (lift a backoff pause).
+    /// Manage agent pools (pause one, lift a pause).
     Pool(cmd::pool::Args),
     /// List jobs, newest first.
     List(cmd::list::Args),
@@ -70,6 +71,8 @@ enum Command {
     Events(cmd::events::Args),
     /// Live workers.
     Workers(cmd::workers::Args),
+    /// Serve the web console and its JSON API (read-only without --token-env).
+    Web(cmd::web::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -185,6 +188,7 @@ async fn main() -> ExitCode {
             Command::Purge(a) => cmd::purge::run(&cfg, a).await,
             Command::Events(a) => cmd::events::run(&cfg, a).await,
             Command::Workers(a) => cmd::workers::run(&cfg, a).await,
+            Command::Web(a) => cmd::web::run(&cfg, a).await,
         }
     }
     .await;

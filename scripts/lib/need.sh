@@ -1,9 +1,11 @@
 # Sourced by scripts/demo, scripts/test and .ci/run: installs what a fresh Debian
 # machine lacks, idempotently.
-#   need_packages [--go] [--netns] [--compose]
+#   need_packages [--go] [--netns] [--compose] [--browser]
 # Missing: redis-server, git, openssl (the TLS test's certificates), a static busybox (the test agent image), and with
 # --go Debian's golang-go (the Go QA image), with --netns iproute2 (the partition
-# test), with --compose docker-compose (the compose pool test). As root it installs them with apt (one `apt-get update`); otherwise it
+# test), with --compose docker-compose (the compose pool test), with --browser
+# chromium and chromium-driver (the web console's browser test). As root it
+# installs them with apt (one `apt-get update`); otherwise it
 # prints the one command to run and returns 1.
 is_static_busybox() {
   local b
@@ -24,6 +26,9 @@ need_packages() {
       --go) command -v go >/dev/null || want+=(golang-go) ;;
       --netns) command -v ip >/dev/null || want+=(iproute2) ;;
       --compose) command -v docker-compose >/dev/null || want+=(docker-compose) ;;
+      --browser)
+        command -v chromium >/dev/null || want+=(chromium)
+        command -v chromedriver >/dev/null || want+=(chromium-driver) ;;
     esac
   done
   [ ${#want[@]} -eq 0 ] && return 0

@@ -117,7 +117,7 @@ impl JobStore {
         script: &redis::Script,
         ids: &[String],
         done: JobState,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
         let k = self.keys();
         let mut out = Vec::with_capacity(ids.len());
@@ -157,7 +157,7 @@ impl JobStore {
     pub async fn cancel_many(
         &self,
         ids: &[String],
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
         self.bulk(&CANCEL_SCRIPT, ids, JobState::Cancelled, progress)
             .await
@@ -172,7 +172,7 @@ impl JobStore {
     pub async fn retry_many(
         &self,
         ids: &[String],
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
         self.bulk(&RETRY_SCRIPT, ids, JobState::Queued, progress)
             .await

@@ -69,6 +69,18 @@ static HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::n
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(OUTCOME));
 
+/// Checks a pool name as `agentq pool` takes it: a known agent, no model.
+///
+/// # Errors
+/// Why the name is refused.
+pub fn check_pool_name(pool: &str) -> Result<(), String> {
+    AgentSpec::parse(pool).map_err(|e| format!("pool: {e}"))?;
+    if pool.contains(':') {
+        return Err("pool: give the pool without a model (e.g. claude)".into());
+    }
+    Ok(())
+}
+
 use crate::clock::now_ms;
 
 fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
@@ -152,6 +164,44 @@ impl JobStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(paused == 1)
+    }
+
+    /// Pauses a pool by hand for `dur` on every host, as a backoff pause does
+    /// (jobs wait; running ones go on): `agentq pool pause`. Returns until when
+    /// (RFC 3339).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn pause_pool(&self, pool: &str, dur: Duration) -> Result<String, StoreError> {
+        let until = (chrono::Utc::now()
+            + chrono::Duration::milliseconds(dur.as_millis().max(1000) as i64))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let _: () = redis::pipe()
+            .set_options(
+                self.keys().backoff(pool),
+                &until,
+                redis::SetOptions::default()
+                    .with_expiration(redis::SetExpiry::PX(dur.as_millis().max(1000) as u64)),
+            )
+            .ignore()
+            .cmd("XADD")
+            .arg(self.keys().events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_MAX_LEN)
+            .arg("*")
+            .arg("event")
+            .arg("pool_paused")
+            .arg("pool")
+            .arg(pool)
+            .arg("until")
+            .arg(&until)
+            .arg("at")
+            .arg(now_rfc3339())
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(until)
     }
 
     /// Lifts a pool's pause by hand. Returns whether it was paused.

@@ -30,7 +30,26 @@ pub struct ListFilter {
     pub since_ms: Option<i64>,
     /// At most this many.
     pub limit: usize,
+    /// Only jobs whose id starts with this, whose task contains it (any
+    /// case), or whose issue or PR is this number (`12`, `#12`), or whose PR
+    /// URL contains it.
+    pub search: Option<String>,
 }
+
+/// One page of [`JobStore::list_page`].
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    /// The jobs, in index order (newest first).
+    pub jobs: Vec<JobRecord>,
+    /// Where the next page starts, `None` at the end.
+    pub next: Option<u64>,
+    /// Index entries read for this page.
+    pub scanned: u64,
+}
+
+/// Index entries [`JobStore::list_page`] reads at most for one page (a narrow
+/// filter over a big index returns fewer jobs and a cursor to go on from).
+pub const PAGE_SCAN_MAX: u64 = 20_000;
 
 impl ListFilter {
     fn matches(&self, rec: &JobRecord) -> bool {
@@ -45,8 +64,51 @@ impl ListFilter {
             Some(r) if r.contains('/') => format!("{}/{}", i.org, i.repo) == *r,
             Some(r) => &i.repo == r,
         };
-        agent_ok && repo_ok && self.state.is_none_or(|s| rec.state == s)
+        agent_ok && repo_ok && self.state.is_none_or(|s| rec.state == s) && self.search_ok(rec)
     }
+
+    fn search_ok(&self, rec: &JobRecord) -> bool {
+        let Some(q) = self
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        else {
+            return true;
+        };
+        let i = &rec.input;
+        let n = q.trim_start_matches('#').parse::<u64>().ok();
+        rec.id.starts_with(&q.to_ascii_uppercase())
+            || i.task.to_lowercase().contains(&q.to_lowercase())
+            || n.is_some_and(|n| n != 0 && (i.issue == n || i.pr == n))
+            || (!rec.pr_url.is_empty() && rec.pr_url.contains(q))
+    }
+}
+
+/// Why [`JobStore::resume_job`] did not resume a job.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// Refused: no such job, not finished, empty answer, bad agent, or the job
+    /// changed meanwhile.
+    #[error("{0}")]
+    Refused(String),
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a bulk retry of the jobs in `state` is refused: only finished jobs run
+/// again.
+pub fn retry_state_refusal(state: JobState) -> Option<String> {
+    (!state.is_final())
+        .then(|| format!("state: {state} jobs are not finished; only finished jobs can be retried"))
+}
+
+/// Why a bulk cancel of the jobs in `state` is refused: finished jobs are.
+pub fn cancel_state_refusal(state: JobState) -> Option<String> {
+    state
+        .is_final()
+        .then(|| format!("state: {state} jobs are finished already; nothing to cancel"))
 }
 
 /// One entry of a job's state history.
@@ -204,9 +266,13 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn ids_matching(&self, filter: &ListFilter) -> Result<Vec<String>, StoreError> {
-        if let (Some(state), None, None, None) =
-            (filter.state, &filter.agent, &filter.repo, filter.since_ms)
-        {
+        if let (Some(state), None, None, None, None) = (
+            filter.state,
+            &filter.agent,
+            &filter.repo,
+            filter.since_ms,
+            &filter.search,
+        ) {
             return self.ids_in_state(state).await;
         }
         let all = ListFilter {
@@ -214,6 +280,190 @@ impl JobStore {
             ..filter.clone()
         };
         Ok(self.list(&all).await?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// One page of jobs matching `filter` (its `limit` is the page size, at
+    /// least 1), starting at index position `cursor` (0 for the first page).
+    /// It walks the state's index when a state is given, else the index of
+    /// all jobs, newest first, reading records a batch at a time, so the first
+    /// page costs the same with 100 or 100,000 jobs. At most
+    /// [`PAGE_SCAN_MAX`] entries are read per page.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn list_page(&self, filter: &ListFilter, cursor: u64) -> Result<JobPage, StoreError> {
+        let key = match filter.state {
+            Some(s) => self.keys().state(s.as_str()),
+            None => self.keys().jobs(),
+        };
+        let limit = filter.limit.max(1);
+        let batch = (limit as u64 * 2).clamp(50, 1_000);
+        let mut conn = self.conn();
+        let mut jobs = Vec::new();
+        let mut pos = cursor;
+        loop {
+            let ids: Vec<String> = conn
+                .zrevrange(&key, pos as isize, (pos + batch - 1) as isize)
+                .await?;
+            if ids.is_empty() {
+                return Ok(JobPage {
+                    jobs,
+                    next: None,
+                    scanned: pos - cursor,
+                });
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hgetall(self.keys().job(id));
+            }
+            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            let n = ids.len() as u64;
+            for (i, map) in maps.into_iter().enumerate() {
+                let Ok(rec) = JobRecord::from_fields(map) else {
+                    continue;
+                };
+                if let Some(since) = filter.since_ms {
+                    let created = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0);
+                    if created < since {
+                        continue;
+                    }
+                }
+                if filter.matches(&rec) {
+                    jobs.push(rec);
+                    if jobs.len() >= limit {
+                        let next = pos + i as u64 + 1;
+                        return Ok(JobPage {
+                            jobs,
+                            next: Some(next),
+                            scanned: next - cursor,
+                        });
+                    }
+                }
+            }
+            pos += n;
+            if n < batch {
+                return Ok(JobPage {
+                    jobs,
+                    next: None,
+                    scanned: pos - cursor,
+                });
+            }
+            if pos - cursor >= PAGE_SCAN_MAX {
+                return Ok(JobPage {
+                    jobs,
+                    next: Some(pos),
+                    scanned: pos - cursor,
+                });
+            }
+        }
+    }
+
+    /// Jobs in state `waiting` per reason (every reason, 0 included), from
+    /// the newest `limit` of them: what `agentq_waiting` and the console show.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn waiting_by_reason(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::status::WaitReason, u64)>, StoreError> {
+        let waiting = self
+            .list(&ListFilter {
+                state: Some(JobState::Waiting),
+                limit,
+                ..Default::default()
+            })
+            .await?;
+        Ok(crate::status::WAIT_REASONS
+            .iter()
+            .map(|reason| {
+                let n = waiting
+                    .iter()
+                    .filter(|r| r.reason == reason.as_str())
+                    .count();
+                (*reason, n as u64)
+            })
+            .collect())
+    }
+
+    /// How many jobs entered `state` in each of `buckets` consecutive windows
+    /// of `bucket_ms` ending now, oldest first (from the state's index, scored
+    /// by when the job got there; a job retried since counts no more).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn entered_per_bucket(
+        &self,
+        state: JobState,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let start = now - bucket_ms * buckets as i64;
+        let key = self.keys().state(state.as_str());
+        let mut pipe = redis::pipe();
+        for b in 0..buckets as i64 {
+            let lo = start + b * bucket_ms;
+            pipe.zcount(&key, lo, format!("({}", lo + bucket_ms));
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    /// Answers finished job `id` (usually blocked) and runs it again in its
+    /// workspace, optionally with another agent: what `agentq resume` does.
+    /// An answered job keeps its first place in line: a person is waiting.
+    ///
+    /// # Errors
+    /// [`ResumeError`]: refused (with the reason) or Redis.
+    pub async fn resume_job(
+        &self,
+        id: &str,
+        answer: &str,
+        agent: Option<&str>,
+    ) -> Result<JobRecord, ResumeError> {
+        let rec = self.get(id).await?.ok_or_else(|| {
+            ResumeError::Refused(format!("no job with id {id} (see `agentq list`)"))
+        })?;
+        if !rec.state.is_final() {
+            return Err(ResumeError::Refused(format!(
+                "job {} is {}; only a finished job (blocked, failed, completed, …) can be resumed",
+                rec.id, rec.state
+            )));
+        }
+        if answer.trim().is_empty() {
+            return Err(ResumeError::Refused("answer: must not be empty".into()));
+        }
+        let mut input = rec.input.clone();
+        if let Some(agent) = agent.map(str::trim).filter(|a| !a.is_empty()) {
+            crate::agent::AgentSpec::parse(agent)
+                .map_err(|e| ResumeError::Refused(format!("agent: {e}")))?;
+            input.agent = agent.to_string();
+        }
+        let input_json =
+            serde_json::to_string(&input).map_err(|e| ResumeError::Refused(e.to_string()))?;
+        let (pool, model) = crate::record::placement(&input);
+        let rerun = self
+            .rerun(
+                &rec.id,
+                rec.seq,
+                &[
+                    ("answer", answer.to_string()),
+                    ("input", input_json),
+                    ("pool", pool),
+                    ("model", model),
+                ],
+                false,
+            )
+            .await?;
+        if !rerun {
+            return Err(ResumeError::Refused(format!(
+                "job {} changed while resuming it (retried or resumed by someone else?); look at `agentq inspect {}`",
+                rec.id, rec.id
+            )));
+        }
+        Ok(rec)
     }
 
     /// A job's state history, oldest first.

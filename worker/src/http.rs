@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use agentq_shared::{agent::AGENTS, ops::ListFilter, status::JobState, status::WAIT_REASONS};
+use agentq_shared::agent::AGENTS;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 
 use crate::{context::WorkerCtx, metrics::Gauges};
@@ -20,21 +20,10 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         .map(|p| (p.pool, p.running))
         .collect();
     let waiting = store
-        .list(&ListFilter {
-            state: Some(JobState::Waiting),
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await?;
-    let waiting = WAIT_REASONS
-        .iter()
-        .map(|reason| {
-            let n = waiting
-                .iter()
-                .filter(|r| r.reason == reason.as_str())
-                .count();
-            (*reason, n)
-        })
+        .waiting_by_reason(10_000)
+        .await?
+        .into_iter()
+        .map(|(reason, n)| (reason, n as usize))
         .collect();
     Ok(Gauges {
         queue_depth: store.queue_depth().await?,

@@ -1,6 +1,11 @@
 //! `agentq cancel ID...` and `agentq cancel --state STATE`.
 
-use agentq_shared::{bulk::BulkResult, config::Config, ops::ListFilter, status::JobState};
+use agentq_shared::{
+    bulk::BulkResult,
+    config::Config,
+    ops::{cancel_state_refusal, ListFilter},
+    status::JobState,
+};
 use serde_json::json;
 
 use crate::{output, Failure};
@@ -31,10 +36,10 @@ pub struct Args {
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let ids: Vec<String> = match args.state {
-        Some(state) if state.is_final() => {
-            return Err(Failure::refused(format!(
-                "state: {state} jobs are finished already; nothing to cancel"
-            )))
+        Some(state) if cancel_state_refusal(state).is_some() => {
+            return Err(Failure::refused(
+                cancel_state_refusal(state).unwrap_or_default(),
+            ))
         }
         Some(state) => {
             store

@@ -19,6 +19,10 @@ pub struct Args {
     /// Only jobs created since (RFC 3339, or an age like 2h).
     #[arg(long, value_parser = when::parse_since)]
     pub since: Option<i64>,
+    /// Only jobs whose id starts with this, whose task contains it, or whose
+    /// issue or PR is this number.
+    #[arg(long)]
+    pub search: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -37,6 +41,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             repo: args.repo,
             since_ms: args.since,
             limit: args.limit,
+            search: args.search,
         })
         .await?;
     if args.json {

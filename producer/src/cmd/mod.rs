@@ -13,5 +13,6 @@ pub mod retry;
 pub mod stats;
 pub mod status;
 pub mod wait;
+pub mod web;
 pub mod when;
 pub mod workers;

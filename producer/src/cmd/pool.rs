@@ -1,9 +1,10 @@
-//! `agentq pool resume POOL`: lift a pool's backoff pause by hand.
+//! `agentq pool resume POOL`: lift a pool's backoff pause by hand;
+//! `agentq pool pause POOL --for 10m`: pause it by hand.
 
-use agentq_shared::{agent::AgentSpec, config::Config};
+use agentq_shared::{config::Config, limits::check_pool_name};
 use serde_json::json;
 
-use crate::{output, Failure};
+use crate::{cmd::when, output, Failure};
 
 /// Manage agent pools.
 #[derive(Debug, clap::Args)]
@@ -23,18 +24,25 @@ pub enum PoolCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a pool on every host (its jobs wait; running ones go on) until
+    /// `pool resume` or the time is up.
+    Pause {
+        /// The pool (claude, codex, gemini, coderabbit, local).
+        pool: String,
+        /// For how long: seconds, or an age like 10m, 2h.
+        #[arg(long = "for", default_value = "1h", value_parser = when::parse_duration)]
+        duration: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     match args.command {
         PoolCommand::Resume { pool, json } => {
-            AgentSpec::parse(&pool).map_err(|e| Failure::refused(format!("pool: {e}")))?;
-            if pool.contains(':') {
-                return Err(Failure::refused(
-                    "pool: give the pool without a model (e.g. claude)",
-                ));
-            }
+            check_pool_name(&pool).map_err(Failure::refused)?;
             let store = crate::connect(cfg).await?;
             let was_paused = store.resume_pool(&pool).await?;
             if json {
@@ -43,6 +51,21 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 outln!("pool {pool} resumed");
             } else {
                 outln!("pool {pool} was not paused");
+            }
+            Ok(0)
+        }
+        PoolCommand::Pause {
+            pool,
+            duration,
+            json,
+        } => {
+            check_pool_name(&pool).map_err(Failure::refused)?;
+            let store = crate::connect(cfg).await?;
+            let until = store.pause_pool(&pool, duration).await?;
+            if json {
+                output::print_json(&json!({"pool": pool, "paused_until": until}));
+            } else {
+                outln!("pool {pool} paused until {until}");
             }
             Ok(0)
         }

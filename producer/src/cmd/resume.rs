@@ -1,6 +1,6 @@
 //! `agentq resume ID --answer TEXT`: answer a blocked job and run it again.
 
-use agentq_shared::{agent::AgentSpec, config::Config};
+use agentq_shared::{config::Config, ops::ResumeError};
 
 use crate::{cmd::wait, output, Failure};
 
@@ -30,43 +30,13 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let rec = crate::job_or_refuse(&store, &args.id).await?;
-    if !rec.state.is_final() {
-        return Err(Failure::refused(format!(
-            "job {} is {}; only a finished job (blocked, failed, completed, …) can be resumed",
-            rec.id, rec.state
-        )));
-    }
-    if args.answer.trim().is_empty() {
-        return Err(Failure::refused("answer: must not be empty"));
-    }
-    let mut input = rec.input.clone();
-    if let Some(agent) = args.agent {
-        AgentSpec::parse(&agent).map_err(|e| Failure::refused(format!("agent: {e}")))?;
-        input.agent = agent;
-    }
-    let input_json = serde_json::to_string(&input).map_err(|e| Failure::setup(e.to_string()))?;
-    let (pool, model) = agentq_shared::record::placement(&input);
-    // An answered job keeps its first place in line: a person is waiting for it.
-    let rerun = store
-        .rerun(
-            &rec.id,
-            rec.seq,
-            &[
-                ("answer", args.answer.clone()),
-                ("input", input_json),
-                ("pool", pool),
-                ("model", model),
-            ],
-            false,
-        )
-        .await?;
-    if !rerun {
-        return Err(Failure::refused(format!(
-            "job {} changed while resuming it (retried or resumed by someone else?); look at `agentq inspect {}`",
-            rec.id, rec.id
-        )));
-    }
+    let rec = store
+        .resume_job(&args.id, &args.answer, args.agent.as_deref())
+        .await
+        .map_err(|e| match e {
+            ResumeError::Refused(why) => Failure::refused(why),
+            ResumeError::Store(e) => Failure::from(e),
+        })?;
     if args.wait {
         return wait::wait_and_print(&store, &rec.id, args.json).await;
     }

@@ -1,6 +1,11 @@
 //! `agentq retry`: run finished jobs again (a new attempt of the same job).
 
-use agentq_shared::{bulk::BulkResult, config::Config, ops::ListFilter, status::JobState};
+use agentq_shared::{
+    bulk::BulkResult,
+    config::Config,
+    ops::{retry_state_refusal, ListFilter},
+    status::JobState,
+};
 use serde_json::json;
 
 use crate::{cmd::when, output, Failure};
@@ -35,10 +40,8 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let ids: Vec<String> = match args.state {
         Some(state) => {
-            if !state.is_final() {
-                return Err(Failure::refused(format!(
-                    "state: {state} jobs are not finished; only finished jobs can be retried"
-                )));
+            if let Some(why) = retry_state_refusal(state) {
+                return Err(Failure::refused(why));
             }
             store
                 .ids_matching(&ListFilter {

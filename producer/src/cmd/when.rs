@@ -17,6 +17,15 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
     Ok(n * mult)
 }
 
+/// Parses a duration: `10m`, `2h`, `45s`, `45`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let secs = parse_age(s)?;
+    if secs <= 0 {
+        return Err(format!("`{s}`: must be more than 0"));
+    }
+    Ok(std::time::Duration::from_secs(secs as u64))
+}
+
 /// Parses an RFC 3339 time or an age (`2h` = two hours ago) into ms since the epoch.
 pub fn parse_since(s: &str) -> Result<i64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {

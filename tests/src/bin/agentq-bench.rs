@@ -3,9 +3,11 @@
 //! `enqueue_many`), single enqueue, the Redis cost of waiting at 10, 1 000 and
 //! 10 000 parked jobs, bulk cancel and retry, dispatch overhead beside `docker
 //! run --rm` of the same image, worker memory, and workspace preparation of a
-//! big repository. Prints a Markdown table (ratios are agentq ÷ peer).
+//! big repository, and the web console's first page of the job list with
+//! 100 000 jobs in Redis. Prints a Markdown table (ratios are agentq ÷ peer).
 //!
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
+//! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed).
 
 use std::{
     process::Command,
@@ -97,6 +99,10 @@ async fn wait_parked(env: &TestEnv, pool: &str, n: u64) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("AGENTQ_BENCH_ONLY").as_deref() == Ok("web") {
+        print_rows(web_first_page().await);
+        return;
+    }
     require_docker();
     let peers = repo_root().join("scripts/bench-peers");
     let mut rows: Vec<Row> = Vec::new();
@@ -347,10 +353,62 @@ async fn main() {
         ));
     }
 
+    rows.extend(web_first_page().await);
+    print_rows(rows);
+}
+
+fn print_rows(rows: Vec<Row>) {
     println!("| measurement | agentq | side by side | ratio |\n|---|---|---|---|");
     for r in rows {
         println!("| {} | {} | {} | {} |", r.what, r.agentq, r.peer, r.ratio);
     }
+}
+
+/// Row 7, the web console: the first page (50 jobs) of the job list with 100 000
+/// jobs in Redis, over HTTP from `agentq web`, p50 of 20 requests each: the
+/// HTML page unfiltered and by state, the JSON API, and a search that
+/// matches nothing (the most a page reads: `PAGE_SCAN_MAX` records).
+async fn web_first_page() -> Vec<Row> {
+    let env = TestEnv::new();
+    let n = 100_000usize;
+    for chunk in 0..10 {
+        let lines = ndjson(n / 10, 1 + chunk * n / 10, "web bench", "claude");
+        let out = env.cli(&["enqueue", "-"], Some(&lines));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let web = env.web(None);
+    let client = reqwest::Client::new();
+    let mut cells = Vec::new();
+    for (label, path) in [
+        ("`/jobs`", "/jobs"),
+        ("`/jobs?state=queued`", "/jobs?state=queued"),
+        ("`/api/jobs`", "/api/jobs"),
+        (
+            "`/jobs?q=no-such-text` (reads 20 000 records)",
+            "/jobs?q=no-such-text",
+        ),
+    ] {
+        let url = format!("{}{path}", web.url);
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            let r = client.get(&url).send().await.unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            let body = r.text().await.unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(body.len() > 1_000, "{path}: a page");
+        }
+        times.remove(0); // the first warms the connection
+        cells.push(format!("{label} {:.1} ms", median(&mut times)));
+    }
+    vec![Row::solo(
+        &format!("web console: first page of the job list (50 rows) with {n} jobs in Redis, over HTTP, p50 of 20"),
+        cells.join(", "),
+    )]
 }
 
 /// Adds `commits` commits to `main` of the bare repository `bare`, each with a

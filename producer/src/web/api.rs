@@ -1,0 +1,354 @@
+//! The JSON API under `/api/` (documented in `producer/openapi.yaml`). Each
+//! handler calls the store function its CLI verb calls.
+
+use std::{collections::HashMap, time::Duration};
+
+use agentq_shared::{
+    bulk::BulkResult,
+    limits::{check_pool_name, PoolStats},
+    ops::{
+        cancel_state_refusal, retry_state_refusal, Event, HistoryEntry, JobPage, ResumeError,
+        WorkerInfo,
+    },
+    record::JobRecord,
+    status::{JobState, WaitReason},
+};
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{auth::authorize, done, filter_from, parse_params, ApiError, AppState};
+
+/// The spec, served as is.
+pub const OPENAPI: &str = include_str!("../../openapi.yaml");
+
+/// `GET /api/openapi.yaml`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
+}
+
+/// Jobs finished per bucket, oldest first.
+#[derive(Debug, Serialize)]
+pub struct Series {
+    /// Bucket width, seconds.
+    pub bucket_secs: u64,
+    /// Jobs completed per bucket.
+    pub completed: Vec<u64>,
+    /// Jobs failed or timed out per bucket.
+    pub failed: Vec<u64>,
+}
+
+/// What the overview shows.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    /// Pools: running/limit, waiting, paused until.
+    pub pools: Vec<PoolStats>,
+    /// Jobs per state.
+    pub states: Vec<(JobState, u64)>,
+    /// Deliveries queued for workers.
+    pub queue_depth: u64,
+    /// Jobs in state `waiting`, per reason (the newest 10 000 looked at).
+    pub waiting: Vec<(WaitReason, u64)>,
+    /// Live workers.
+    pub workers: Vec<WorkerInfo>,
+    /// The last hour, 5-minute buckets.
+    pub hour: Series,
+    /// The last day, 1-hour buckets.
+    pub day: Series,
+}
+
+async fn series(app: &AppState, bucket_secs: u64, n: usize) -> Result<Series, ApiError> {
+    let ms = bucket_secs as i64 * 1000;
+    let completed = app
+        .store
+        .entered_per_bucket(JobState::Completed, ms, n)
+        .await?;
+    let failed = app
+        .store
+        .entered_per_bucket(JobState::Failed, ms, n)
+        .await?;
+    let timed_out = app
+        .store
+        .entered_per_bucket(JobState::TimedOut, ms, n)
+        .await?;
+    Ok(Series {
+        bucket_secs,
+        completed,
+        failed: failed.iter().zip(&timed_out).map(|(a, b)| a + b).collect(),
+    })
+}
+
+/// The overview's numbers (what `agentq stats` and `agentq workers` show, and
+/// the charts).
+pub async fn overview_data(app: &AppState) -> Result<Overview, ApiError> {
+    let pools = crate::cmd::stats::pools(&app.cfg);
+    Ok(Overview {
+        pools: app.store.pool_stats(&app.cfg.admission, &pools).await?,
+        states: app.store.state_counts().await?,
+        queue_depth: app.store.queue_depth().await?,
+        waiting: app.store.waiting_by_reason(10_000).await?,
+        workers: app.store.live_workers().await?,
+        hour: series(app, 300, 12).await?,
+        day: series(app, 3600, 24).await?,
+    })
+}
+
+/// `GET /api/overview`.
+pub async fn overview(State(app): State<AppState>) -> Result<Json<Overview>, ApiError> {
+    Ok(Json(overview_data(&app).await?))
+}
+
+/// `GET /api/jobs?state=&agent=&repo=&q=&since=&cursor=&limit=`.
+pub async fn jobs(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<JobPage>, ApiError> {
+    Ok(Json(jobs_page(&app, &q).await?))
+}
+
+/// One page of the job list for these query parameters.
+pub async fn jobs_page(app: &AppState, q: &HashMap<String, String>) -> Result<JobPage, ApiError> {
+    let filter = filter_from(q)?;
+    let cursor = match q.get("cursor").map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad("cursor: the `next` of the previous page"))?,
+    };
+    Ok(app.store.list_page(&filter, cursor).await?)
+}
+
+/// A job with its history and its log tail.
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    /// The record.
+    pub record: JobRecord,
+    /// State history, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Reads job `id` with its history, or 404.
+pub async fn job_detail(app: &AppState, id: &str) -> Result<JobDetail, ApiError> {
+    let record = app
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let history = app.store.history(id).await?;
+    Ok(JobDetail { record, history })
+}
+
+/// `GET /api/jobs/{id}`.
+pub async fn job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, ApiError> {
+    Ok(Json(job_detail(&app, &id).await?))
+}
+
+/// `GET /api/jobs/{id}/log?after=`: the log tail kept in Redis (after stream id
+/// `after`, default all) and the id to read on from.
+pub async fn log(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rec = app
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let after = q.get("after").map(String::as_str).unwrap_or("0");
+    let (last, bytes) = app.store.read_log(&id, after, None).await?;
+    Ok(Json(json!({
+        "id": id,
+        "state": rec.state,
+        "data": String::from_utf8_lossy(&bytes),
+        "last": last,
+    })))
+}
+
+/// `GET /api/events?after=&count=`: the last `count` events (default 100),
+/// or those after stream id `after`.
+pub async fn events(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    let count = q
+        .get("count")
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1_000);
+    Ok(Json(match q.get("after") {
+        Some(after) => app.store.events(after, count, None).await?,
+        None => app.store.recent_events(count).await?,
+    }))
+}
+
+/// `POST /api/jobs/{id}/retry`: what `agentq retry ID` does.
+pub async fn retry(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    let r = app
+        .store
+        .retry_many(std::slice::from_ref(&id), &mut |_, _| {})
+        .await?;
+    match r.first() {
+        Some(BulkResult::Done(st)) => Ok(done(&params, json!({"id": id, "state": st}))),
+        Some(BulkResult::Left(st)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} is {st}, not finished; only finished jobs can be retried"),
+        )),
+        _ => Err(ApiError::not_found(format!("no job with id {id}"))),
+    }
+}
+
+/// `POST /api/jobs/{id}/cancel`: what `agentq cancel ID` does.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    let r = app
+        .store
+        .cancel_many(std::slice::from_ref(&id), &mut |_, _| {})
+        .await?;
+    match r.first() {
+        Some(BulkResult::Done(st)) => Ok(done(
+            &params,
+            json!({"id": id, "state": st, "note": "cancelled"}),
+        )),
+        Some(BulkResult::Left(st)) if st.is_final() => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} is {st}: already finished"),
+        )),
+        Some(BulkResult::Left(st)) => Ok(done(
+            &params,
+            json!({"id": id, "state": st, "note": "cancel requested; the worker stops it within seconds"}),
+        )),
+        _ => Err(ApiError::not_found(format!("no job with id {id}"))),
+    }
+}
+
+/// `POST /api/jobs/{id}/resume` (`answer`, optional `agent`): what
+/// `agentq resume ID --answer TEXT [--agent A]` does.
+pub async fn resume(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    let answer = params.get("answer").map(String::as_str).unwrap_or("");
+    match app
+        .store
+        .resume_job(&id, answer, params.get("agent").map(String::as_str))
+        .await
+    {
+        Ok(rec) => Ok(done(&params, json!({"id": rec.id, "state": "queued"}))),
+        Err(ResumeError::Refused(why)) if why.starts_with("no job") => {
+            Err(ApiError::not_found(why))
+        }
+        Err(ResumeError::Refused(why)) => Err(ApiError::new(StatusCode::CONFLICT, why)),
+        Err(ResumeError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `POST /api/jobs/bulk/{retry|cancel}` with a filter (`state` required,
+/// `agent`, `repo`, `q`, `since`): what `agentq retry|cancel --state …` does.
+pub async fn bulk(
+    State(app): State<AppState>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    let filter = filter_from(&params)?;
+    let Some(state) = filter.state else {
+        return Err(ApiError::bad("state: a bulk operation needs a state"));
+    };
+    let refusal = match op.as_str() {
+        "retry" => retry_state_refusal(state),
+        "cancel" => cancel_state_refusal(state),
+        _ => return Err(ApiError::not_found(format!("no bulk operation {op}"))),
+    };
+    if let Some(why) = refusal {
+        return Err(ApiError::bad(why));
+    }
+    let ids = app.store.ids_matching(&filter).await?;
+    let results = if op == "retry" {
+        app.store.retry_many(&ids, &mut |_, _| {}).await?
+    } else {
+        app.store.cancel_many(&ids, &mut |_, _| {}).await?
+    };
+    let (mut n_done, mut left, mut missing) = (0u64, 0u64, 0u64);
+    for r in &results {
+        match r {
+            BulkResult::Done(_) => n_done += 1,
+            BulkResult::Left(_) => left += 1,
+            BulkResult::NoSuchJob => missing += 1,
+        }
+    }
+    Ok(done(
+        &params,
+        json!({"op": op, "matched": ids.len(), "done": n_done, "left": left, "missing": missing}),
+    ))
+}
+
+/// `POST /api/pools/{pool}/pause` (`for`: seconds or an age like 10m, default
+/// 1h): what `agentq pool pause POOL --for D` does.
+pub async fn pause_pool(
+    State(app): State<AppState>,
+    Path(pool): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    check_pool_name(&pool).map_err(ApiError::bad)?;
+    let dur = match params
+        .get("for")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        None => Duration::from_secs(3600),
+        Some(d) => {
+            crate::cmd::when::parse_duration(d).map_err(|e| ApiError::bad(format!("for: {e}")))?
+        }
+    };
+    let until = app.store.pause_pool(&pool, dur).await?;
+    Ok(done(&params, json!({"pool": pool, "paused_until": until})))
+}
+
+/// `POST /api/pools/{pool}/resume`: what `agentq pool resume POOL` does.
+pub async fn resume_pool(
+    State(app): State<AppState>,
+    Path(pool): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parse_params(&headers, &body)?;
+    authorize(&app, &headers, &params)?;
+    check_pool_name(&pool).map_err(ApiError::bad)?;
+    let was_paused = app.store.resume_pool(&pool).await?;
+    Ok(done(
+        &params,
+        json!({"pool": pool, "was_paused": was_paused}),
+    ))
+}

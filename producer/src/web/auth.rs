@@ -1,0 +1,217 @@
+//! The operator token and CSRF tokens.
+//!
+//! Reading needs nothing. A state-changing request (always a POST) needs the
+//! operator token, either as `Authorization: Bearer TOKEN` (scripts), or as a
+//! session cookie set by the login form (HttpOnly, SameSite=Strict) together
+//! with that session's CSRF token (a `csrf` form field or an `X-CSRF-Token`
+//! header). Without `--token-env` every POST is refused. Tokens are compared in
+//! constant time; none is ever rendered (the CSRF token, which is not a
+//! secret from the page's own user, aside).
+
+use std::{collections::HashMap, io::Read};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+
+use super::{local_path, pages, parse_params, ApiError, AppState};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "agentq_session";
+/// Most sessions kept at once (all are forgotten past this).
+const MAX_SESSIONS: usize = 1_000;
+/// How long a login lasts.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 32 random bytes from the kernel, hex.
+fn random_hex() -> String {
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("/dev/urandom is readable");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session id in the request's cookie, if any.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The CSRF token of the request's session, when it is logged in: what pages
+/// put in their forms. `None`: show no forms.
+pub fn csrf_of(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    let sid = session_id(headers)?;
+    let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    sessions
+        .iter()
+        .find(|(k, _)| ct_eq(k.as_bytes(), sid.as_bytes()))
+        .filter(|(_, (_, at))| at.elapsed() < SESSION_TTL)
+        .map(|(_, (c, _))| c.clone())
+}
+
+/// Checks that a state-changing request may go ahead; `params` are its form
+/// or JSON fields (for the `csrf` field).
+///
+/// # Errors
+/// 403 when read-only or the CSRF token is missing or wrong, 401 without a
+/// valid token or session.
+pub fn authorize(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let Some(token) = app.token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read-only console: start `agentq web --token-env NAME` to allow changes",
+        ));
+    };
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let given = auth.strip_prefix("Bearer ").unwrap_or("");
+        return if ct_eq(given.trim().as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong operator token",
+            ))
+        };
+    }
+    let Some(csrf) = csrf_of(app, headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the operator token is needed: log in at /login or send Authorization: Bearer TOKEN",
+        ));
+    };
+    let given = params
+        .get("csrf")
+        .cloned()
+        .or_else(|| {
+            headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if ct_eq(given.as_bytes(), csrf.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong: reload the page and try again",
+        ))
+    }
+}
+
+/// `POST /login`: the form's `token`; on success a session cookie and a
+/// redirect to `next`.
+pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match parse_params(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let Some(token) = app.token.as_deref() else {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::login_page(
+                true,
+                Some("This console is read-only; there is nothing to log in to."),
+            ),
+        )
+            .into_response();
+    };
+    let given = params.get("token").map(|s| s.trim()).unwrap_or("");
+    if !ct_eq(given.as_bytes(), token.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            pages::login_page(false, Some("Wrong token.")),
+        )
+            .into_response();
+    }
+    let sid = random_hex();
+    {
+        let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.clear();
+        }
+        sessions.insert(sid.clone(), (random_hex(), std::time::Instant::now()));
+    }
+    let next = params
+        .get("next")
+        .filter(|n| local_path(n))
+        .cloned()
+        .unwrap_or_else(|| "/".into());
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                SESSION_TTL.as_secs()
+            ),
+        )],
+        Redirect::to(&next),
+    )
+        .into_response()
+}
+
+/// `POST /logout`: forgets the session (with its CSRF token).
+pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match parse_params(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = authorize(&app, &headers, &params) {
+        return e.into_response();
+    }
+    if let Some(sid) = session_id(&headers) {
+        app.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sid);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(!ct_eq(b"", b"a"));
+        assert_eq!(random_hex().len(), 64);
+        assert_ne!(random_hex(), random_hex());
+    }
+}

@@ -1,0 +1,382 @@
+//! The web console of `agentq web`: server-rendered pages ([`pages`]), the
+//! JSON API they and scripts use ([`api`], documented in `producer/openapi.yaml`),
+//! live output and events over server-sent events ([`sse`]), and the operator
+//! token with its CSRF tokens ([`auth`]). It calls the same store functions as
+//! the CLI verbs; nothing here talks Redis directly.
+
+pub mod api;
+pub mod auth;
+pub mod pages;
+pub mod sse;
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use agentq_shared::{
+    config::Config,
+    ops::ListFilter,
+    status::JobState,
+    store::{JobStore, StoreError},
+};
+use axum::{
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Json, Router,
+};
+
+use crate::Failure;
+
+/// The console's shared state.
+pub struct App {
+    /// The job store.
+    pub store: JobStore,
+    /// The configuration (pools, limits, forge URL).
+    pub cfg: Config,
+    /// The operator token; `None`: read-only.
+    pub token: Option<String>,
+    /// Logged-in sessions: session id → (CSRF token, when it logged in).
+    pub sessions: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Host headers taken (`127.0.0.1:9188`, `localhost:9188`, …) when bound to
+    /// loopback, against DNS rebinding; `None`: any.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// The Host headers a console bound to `addr` answers: for a loopback address,
+/// the loopback names with its port; otherwise any.
+pub fn loopback_hosts(addr: SocketAddr) -> Option<Vec<String>> {
+    let port = addr.port();
+    addr.ip().is_loopback().then(|| {
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+    })
+}
+
+/// Refuses a request whose Host is not the console's (a page of another site
+/// reaching it by DNS rebinding), and adds headers every answer carries: no
+/// framing, no inline scripts, no sniffing.
+async fn guard(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(hosts) = &app.hosts {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "unexpected Host `{host}`: this console answers {}",
+                    hosts.join(", ")
+                ),
+            )
+            .into_response();
+        }
+    }
+    let form_post = req.method() == axum::http::Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let mut resp = next.run(req).await;
+    if form_post && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // A refused form post (a page's button): the reason as a page, not JSON.
+        let status = resp.status();
+        let body = axum::body::to_bytes(std::mem::take(resp.body_mut()), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        resp = (status, pages::message_page(status, &msg)).into_response();
+    }
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    resp
+}
+
+/// Shared state as handlers get it.
+pub type AppState = Arc<App>;
+
+/// The router: pages, assets, API.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/jobs", get(pages::jobs))
+        .route("/jobs/bulk", get(pages::bulk_confirm))
+        .route("/jobs/{id}", get(pages::job))
+        .route("/events", get(pages::events))
+        .route("/login", get(pages::login).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/assets/app.js", get(pages::app_js))
+        .route("/assets/style.css", get(pages::style_css))
+        .route("/api/openapi.yaml", get(api::openapi))
+        .route("/api/overview", get(api::overview))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/jobs/{id}/log", get(api::log))
+        .route("/api/jobs/{id}/log/stream", get(sse::log_stream))
+        .route("/api/jobs/{id}/retry", post(api::retry))
+        .route("/api/jobs/{id}/cancel", post(api::cancel))
+        .route("/api/jobs/{id}/resume", post(api::resume))
+        .route("/api/jobs/bulk/{op}", post(api::bulk))
+        .route("/api/pools/{pool}/pause", post(api::pause_pool))
+        .route("/api/pools/{pool}/resume", post(api::resume_pool))
+        .route("/api/events", get(api::events))
+        .route("/api/events/stream", get(sse::events_stream))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Serves the console on `addr` until the process is stopped.
+pub async fn serve(
+    cfg: Config,
+    store: JobStore,
+    token: Option<String>,
+    addr: SocketAddr,
+) -> Result<u8, Failure> {
+    let read_only = token.is_none();
+    let app = Arc::new(App {
+        store,
+        cfg,
+        token,
+        sessions: Default::default(),
+        hosts: loopback_hosts(addr),
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::setup(format!("addr: cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    outln!(
+        "agentq web: listening on http://{local}/ ({})",
+        if read_only {
+            "read-only: no --token-env"
+        } else {
+            "changes need the operator token"
+        }
+    );
+    axum::serve(listener, router(app))
+        .await
+        .map_err(|e| Failure::setup(format!("web server: {e}")))?;
+    Ok(0)
+}
+
+/// An error answer: a status and a message, as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    /// 400.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, crate::redis_error(&e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// Parameters of a POST: a form (`application/x-www-form-urlencoded`) or a
+/// JSON object (its values as strings).
+pub fn parse_params(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if body.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if ctype.starts_with("application/json") {
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("body: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::bad("body: a JSON object is expected"))?;
+        return Ok(obj
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                let s = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect());
+    }
+    Ok(url::form_urlencoded::parse(body).into_owned().collect())
+}
+
+/// The answer to a successful POST: JSON, or for a form with a `next` page
+/// (a path on this server), a redirect there.
+pub fn done(params: &HashMap<String, String>, body: serde_json::Value) -> Response {
+    match params.get("next").filter(|n| local_path(n)) {
+        Some(next) => Redirect::to(next).into_response(),
+        None => Json(body).into_response(),
+    }
+}
+
+/// Whether `p` is a path on this server (no open redirects).
+pub fn local_path(p: &str) -> bool {
+    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\')
+}
+
+/// The job filter of a query or form: `state`, `agent`, `repo`, `q`, `since`
+/// (an age like 2h), `limit`.
+pub fn filter_from(params: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+    let text = |k: &str| {
+        params
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let state = match text("state") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<JobState>()
+                .map_err(|_| ApiError::bad(format!("state: `{s}` is not a job state")))?,
+        ),
+    };
+    let since_ms = match text("since") {
+        None => None,
+        Some(s) => Some(
+            crate::cmd::when::parse_since(&s).map_err(|e| ApiError::bad(format!("since: {e}")))?,
+        ),
+    };
+    let limit = match text("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::bad("limit: a number from 1 to 500"))?,
+    };
+    Ok(ListFilter {
+        state,
+        agent: text("agent"),
+        repo: text("repo"),
+        since_ms,
+        limit,
+        search: text("q"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_stay_on_the_server() {
+        assert!(local_path("/jobs/01J"));
+        assert!(!local_path("//evil.example/"));
+        assert!(!local_path("https://evil.example/"));
+        assert!(!local_path("/\\evil.example"));
+    }
+
+    #[test]
+    fn filters_read_from_a_query() {
+        let q: HashMap<String, String> = [
+            ("state", "failed"),
+            ("agent", " claude "),
+            ("q", ""),
+            ("limit", "7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let f = filter_from(&q).unwrap();
+        assert_eq!(f.state, Some(JobState::Failed));
+        assert_eq!(f.agent.as_deref(), Some("claude"));
+        assert_eq!((f.search, f.limit), (None, 7));
+        for bad in [
+            ("state", "nope"),
+            ("limit", "0"),
+            ("limit", "501"),
+            ("since", "3w"),
+        ] {
+            let q = HashMap::from([(bad.0.to_string(), bad.1.to_string())]);
+            assert_eq!(
+                filter_from(&q).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn posts_take_forms_and_json() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let p = parse_params(&h, br#"{"answer": "a <b>", "n": 3}"#).unwrap();
+        assert_eq!((p["answer"].as_str(), p["n"].as_str()), ("a <b>", "3"));
+        assert!(parse_params(&h, b"[1]").is_err());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let p = parse_params(&h, b"answer=x+y%26z&csrf=1").unwrap();
+        assert_eq!(p["answer"], "x y&z");
+        assert!(parse_params(&h, b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn loopback_binds_answer_loopback_names_only() {
+        let hosts = loopback_hosts("127.0.0.1:9188".parse().unwrap()).unwrap();
+        assert!(hosts.contains(&"localhost:9188".to_string()));
+        assert!(loopback_hosts("0.0.0.0:9188".parse().unwrap()).is_none());
+    }
+}
