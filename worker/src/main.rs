@@ -15,6 +15,7 @@ mod hold;
 mod housekeeping;
 mod http;
 mod import;
+mod intake;
 mod job;
 mod metrics;
 mod mirror;
@@ -24,17 +25,14 @@ mod qa;
 mod report;
 mod run;
 mod save;
+mod shutdown;
 mod stages;
 mod stop;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use agentq_shared::{
-    config::Config,
-    store::{apalis_config, Delivery, JobStore},
-};
-use apalis::prelude::*;
+use agentq_shared::{config::Config, store::JobStore};
 use clap::Parser;
 
 use crate::context::{hostname, WorkerCtx};
@@ -78,11 +76,6 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
-}
-
-async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
-    job::process((*ctx).clone(), delivery).await;
-    Ok(())
 }
 
 #[tokio::main]
@@ -144,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(guard::StopReason::None);
+    let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout))?;
     let forge = forge::client(&cfg)?;
     let served = preflight::check(&cfg, &docker, forge.as_ref()).await?;
     let ctx = Arc::new(WorkerCtx {
@@ -153,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         docker,
         worker_id: worker_id.clone(),
         host,
-        shutdown: stop_rx,
+        shutdown: shutdown.stop.clone(),
         running: Default::default(),
         metrics: Default::default(),
         forge,
@@ -181,124 +174,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     background::spawn_janitor(ctx.clone());
     background::spawn_housekeeping(ctx.clone());
 
-    // Shutdown: the first signal stops new work (draining); after the timeout, or a
-    // second signal, running agents are stopped and their jobs handed back.
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, drain_rx.clone());
-    let grace = Duration::from_secs(cli.shutdown_timeout);
-    let mut signals = ShutdownSignals::listen()?;
-    tokio::spawn(async move {
-        signals.next().await;
-        tracing::info!(
-            ?grace,
-            "shutdown requested: taking no new jobs, letting running ones finish"
-        );
-        let _ = drain_tx.send(true);
-        tokio::select! {
-            _ = tokio::time::sleep(grace) => {}
-            _ = signals.next() => {}
-        }
-        tracing::warn!(
-            "shutdown grace period over: stopping running agents and handing their jobs back"
-        );
-        let _ = stop_tx.send(guard::StopReason::Shutdown);
-    });
-
-    let keys = store.keys().clone();
-    let poll = Duration::from_millis(cfg.poll_ms.max(50));
-    // apalis-redis ends a worker's stream when Redis fails under it (apalis-redis
-    // #76): run generation after generation until shutdown.
-    for generation in 1u64.. {
-        let apalis_cfg = apalis_config(&keys)
-            .heartbeat_interval(cfg.heartbeat_every())
-            .missed_heartbeats(cfg.apalis_missed_heartbeats())
-            // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
-            .batch_size(1);
-        let backend = store.queue().with_config(apalis_cfg);
-        let worker = WorkerBuilder::new(format!("{worker_id}-g{generation}"))
-            .backend(backend)
-            .data(ctx.clone())
-            .concurrency(cli.concurrency as usize)
-            .build(handle);
-        let drain = drain_rx.clone();
-        let wctx_ctx = ctx.clone();
-        let result = worker
-            .run_with_ctx(move |wctx| {
-                let mut drain = drain.clone();
-                let wctx_ctx = wctx_ctx.clone();
-                async move {
-                    let mut tick = tokio::time::interval(poll);
-                    loop {
-                        tokio::select! {
-                            _ = async {
-                                tokio::select! {
-                                    _ = tick.tick() => {}
-                                    _ = wctx_ctx.poke.notified() => {}
-                                }
-                            } => {
-                                if wctx.is_stopped() || wctx.is_shutting_down() {
-                                    return Ok(());
-                                }
-                                // A degraded host takes nothing (its breaker is open).
-                                if wctx_ctx.breaker.degraded().is_some() {
-                                    if wctx.is_running() {
-                                        let _ = wctx.pause();
-                                    }
-                                    continue;
-                                }
-                                // apalis-redis fetches only when woken; wake it to look
-                                // for due and newly pushed jobs.
-                                // (A worker paused while degraded is resumed here too.)
-                                if wctx.is_paused() || (wctx.is_running() && wctx.pause().is_ok()) {
-                                    let _ = wctx.resume();
-                                }
-                            }
-                            _ = drain.wait_for(|d| *d) => {
-                                let _ = wctx.stop();
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-            })
-            .await;
-        if *drain_rx.borrow() {
-            break;
-        }
-        match result {
-            Ok(()) => tracing::warn!(generation, "worker stream ended; starting again"),
-            Err(e) => {
-                tracing::error!(generation, error = %e, "worker stream failed (Redis gone?); starting again in 1 s")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
+    intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;
     let _ = ctx.store.worker_gone(&ctx.worker_id).await;
     tracing::info!("agentq-worker stopped");
     Ok(())
-}
-
-/// SIGTERM and SIGINT, listened to from the worker's start, so that a second
-/// signal sent right after the first is never missed.
-struct ShutdownSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn listen() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The next SIGTERM or SIGINT.
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }

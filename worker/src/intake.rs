@@ -1,0 +1,91 @@
+//! The intake: the apalis worker that takes this worker's deliveries from
+//! Redis and hands each to [`crate::job::process`], at most `concurrency` at a
+//! time. apalis-redis ends a worker's stream when Redis fails under it
+//! (apalis-redis #76), so it runs generation after generation until shutdown;
+//! a degraded host (its circuit breaker open) pauses it.
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_shared::store::{apalis_config, Delivery};
+use apalis::prelude::*;
+use tokio::sync::watch;
+
+use crate::context::WorkerCtx;
+
+async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+    crate::job::process((*ctx).clone(), delivery).await;
+    Ok(())
+}
+
+/// Takes deliveries until `drain` turns true.
+pub async fn run(ctx: Arc<WorkerCtx>, concurrency: u32, drain: watch::Receiver<bool>) {
+    let keys = ctx.store.keys().clone();
+    let poll = Duration::from_millis(ctx.cfg.poll_ms.max(50));
+    // apalis-redis ends a worker's stream when Redis fails under it (apalis-redis
+    // #76): run generation after generation until shutdown.
+    for generation in 1u64.. {
+        let apalis_cfg = apalis_config(&keys)
+            .heartbeat_interval(ctx.cfg.heartbeat_every())
+            .missed_heartbeats(ctx.cfg.apalis_missed_heartbeats())
+            // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
+            .batch_size(1);
+        let backend = ctx.store.queue().with_config(apalis_cfg);
+        let worker = WorkerBuilder::new(format!("{}-g{generation}", ctx.worker_id))
+            .backend(backend)
+            .data(ctx.clone())
+            .concurrency(concurrency as usize)
+            .build(handle);
+        let gen_drain = drain.clone();
+        let wctx_ctx = ctx.clone();
+        let result = worker
+            .run_with_ctx(move |wctx| {
+                let mut drain = gen_drain.clone();
+                let wctx_ctx = wctx_ctx.clone();
+                async move {
+                    let mut tick = tokio::time::interval(poll);
+                    loop {
+                        tokio::select! {
+                            _ = async {
+                                tokio::select! {
+                                    _ = tick.tick() => {}
+                                    _ = wctx_ctx.poke.notified() => {}
+                                }
+                            } => {
+                                if wctx.is_stopped() || wctx.is_shutting_down() {
+                                    return Ok(());
+                                }
+                                // A degraded host takes nothing (its breaker is open).
+                                if wctx_ctx.breaker.degraded().is_some() {
+                                    if wctx.is_running() {
+                                        let _ = wctx.pause();
+                                    }
+                                    continue;
+                                }
+                                // apalis-redis fetches only when woken; wake it to look
+                                // for due and newly pushed jobs.
+                                // (A worker paused while degraded is resumed here too.)
+                                if wctx.is_paused() || (wctx.is_running() && wctx.pause().is_ok()) {
+                                    let _ = wctx.resume();
+                                }
+                            }
+                            _ = drain.wait_for(|d| *d) => {
+                                let _ = wctx.stop();
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        if *drain.borrow() {
+            break;
+        }
+        match result {
+            Ok(()) => tracing::warn!(generation, "worker stream ended; starting again"),
+            Err(e) => {
+                tracing::error!(generation, error = %e, "worker stream failed (Redis gone?); starting again in 1 s")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
