@@ -64,7 +64,20 @@ impl ListFilter {
             Some(r) if r.contains('/') => format!("{}/{}", i.org, i.repo) == *r,
             Some(r) => &i.repo == r,
         };
-        agent_ok && repo_ok && self.state.is_none_or(|s| rec.state == s) && self.search_ok(rec)
+        agent_ok
+            && repo_ok
+            && self.state.is_none_or(|s| rec.state == s)
+            && self.since_ok(rec)
+            && self.search_ok(rec)
+    }
+
+    fn since_ok(&self, rec: &JobRecord) -> bool {
+        self.since_ms.is_none_or(|since| {
+            chrono::DateTime::parse_from_rfc3339(&rec.created_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0)
+                >= since
+        })
     }
 
     fn search_ok(&self, rec: &JobRecord) -> bool {
@@ -236,14 +249,6 @@ impl JobStore {
                 let Ok(rec) = JobRecord::from_fields(map) else {
                     continue;
                 };
-                if let Some(since) = filter.since_ms {
-                    let created = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
-                        .map(|t| t.timestamp_millis())
-                        .unwrap_or(0);
-                    if created < since {
-                        continue;
-                    }
-                }
                 if filter.matches(&rec) {
                     out.push(rec);
                     if out.len() >= limit {
@@ -322,14 +327,6 @@ impl JobStore {
                 let Ok(rec) = JobRecord::from_fields(map) else {
                     continue;
                 };
-                if let Some(since) = filter.since_ms {
-                    let created = chrono::DateTime::parse_from_rfc3339(&rec.created_at)
-                        .map(|t| t.timestamp_millis())
-                        .unwrap_or(0);
-                    if created < since {
-                        continue;
-                    }
-                }
                 if filter.matches(&rec) {
                     jobs.push(rec);
                     if jobs.len() >= limit {

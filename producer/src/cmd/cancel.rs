@@ -1,32 +1,21 @@
 //! `agentq cancel ID...` and `agentq cancel --state STATE`.
 
-use agentq_shared::{
-    bulk::BulkResult,
-    config::Config,
-    ops::{cancel_state_refusal, ListFilter},
-    status::JobState,
-};
+use agentq_shared::{bulk::BulkResult, config::Config, ops::cancel_state_refusal};
 use serde_json::json;
 
-use crate::{output, Failure};
+use crate::{cmd::select::Selection, output, Failure};
 
 /// Cancel jobs: a queued or waiting job never runs; a running job's agent is
 /// stopped (SIGTERM, a grace period, then SIGKILL) by whichever host runs it.
+/// With --state: every job in an unfinished state (queued, waiting, preparing,
+/// running, qa, reporting).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  agentq cancel 01J...\n  agentq cancel --state queued --agent claude"
 )]
 pub struct Args {
-    /// Job ids.
-    #[arg(required_unless_present = "state")]
-    pub ids: Vec<String>,
-    /// Cancel every job in this state (queued, waiting, preparing, running, qa,
-    /// reporting).
-    #[arg(long, conflicts_with = "ids")]
-    pub state: Option<JobState>,
-    /// With --state: only this agent pool or agent.
-    #[arg(long, requires = "state")]
-    pub agent: Option<String>,
+    #[command(flatten)]
+    pub jobs: Selection,
     /// Print JSON, one object per job.
     #[arg(long)]
     pub json: bool,
@@ -35,29 +24,13 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let ids: Vec<String> = match args.state {
-        Some(state) if cancel_state_refusal(state).is_some() => {
-            return Err(Failure::refused(
-                cancel_state_refusal(state).unwrap_or_default(),
-            ))
-        }
-        Some(state) => {
-            store
-                .ids_matching(&ListFilter {
-                    state: Some(state),
-                    agent: args.agent,
-                    ..Default::default()
-                })
-                .await?
-        }
-        None => args.ids,
-    };
+    let many = args.jobs.by_state();
+    let ids = args.jobs.ids(&store, cancel_state_refusal).await?;
     let results = store
         .cancel_many(&ids, &mut output::progress("cancelled"))
         .await?;
     let mut code = 0;
     let (mut cancelled, mut stopping) = (0usize, 0usize);
-    let many = args.state.is_some();
     for (id, r) in ids.iter().zip(results) {
         let (state, note) = match r {
             BulkResult::NoSuchJob => {

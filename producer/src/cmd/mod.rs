@@ -10,6 +10,7 @@ pub mod pool;
 pub mod purge;
 pub mod resume;
 pub mod retry;
+pub mod select;
 pub mod stats;
 pub mod status;
 pub mod wait;

@@ -1,14 +1,9 @@
 //! `agentq retry`: run finished jobs again (a new attempt of the same job).
 
-use agentq_shared::{
-    bulk::BulkResult,
-    config::Config,
-    ops::{retry_state_refusal, ListFilter},
-    status::JobState,
-};
+use agentq_shared::{bulk::BulkResult, config::Config, ops::retry_state_refusal};
 use serde_json::json;
 
-use crate::{cmd::when, output, Failure};
+use crate::{cmd::select::Selection, output, Failure};
 
 /// Re-enqueue jobs: by id, or every job in a state (failed by default with
 /// --state), optionally of one agent and since a time. Each keeps its id and
@@ -18,18 +13,8 @@ use crate::{cmd::when, output, Failure};
     after_help = "Examples:\n  agentq retry 01J...\n  agentq retry --state failed --agent claude --since 2h"
 )]
 pub struct Args {
-    /// Job ids.
-    #[arg(required_unless_present = "state")]
-    pub ids: Vec<String>,
-    /// Retry every job in this state (failed, timed_out, cancelled, blocked, completed).
-    #[arg(long, conflicts_with = "ids")]
-    pub state: Option<JobState>,
-    /// With --state: only this agent pool or agent.
-    #[arg(long, requires = "state")]
-    pub agent: Option<String>,
-    /// With --state: only jobs created since (RFC 3339, or an age like 2h).
-    #[arg(long, requires = "state", value_parser = when::parse_since)]
-    pub since: Option<i64>,
+    #[command(flatten)]
+    pub jobs: Selection,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -38,22 +23,7 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let ids: Vec<String> = match args.state {
-        Some(state) => {
-            if let Some(why) = retry_state_refusal(state) {
-                return Err(Failure::refused(why));
-            }
-            store
-                .ids_matching(&ListFilter {
-                    state: Some(state),
-                    agent: args.agent,
-                    since_ms: args.since,
-                    ..Default::default()
-                })
-                .await?
-        }
-        None => args.ids,
-    };
+    let ids = args.jobs.ids(&store, retry_state_refusal).await?;
     let results = store
         .retry_many(&ids, &mut output::progress("retried"))
         .await?;
