@@ -14,16 +14,15 @@ use agentq_shared::{
     status::{JobState, WaitReason},
 };
 use axum::{
-    body::Bytes,
     extract::{Path, Query, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 use serde::Serialize;
 use serde_json::json;
 
-use super::{auth::authorize, done, filter_from, parse_params, ApiError, AppState};
+use super::{auth::Authorized, done, filter_from, ApiError, AppState};
 
 /// The spec, served as is.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
@@ -195,11 +194,8 @@ pub async fn events(
 pub async fn retry(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     let r = app
         .store
         .retry_many(std::slice::from_ref(&id), &mut |_, _| {})
@@ -218,11 +214,8 @@ pub async fn retry(
 pub async fn cancel(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     let r = app
         .store
         .cancel_many(std::slice::from_ref(&id), &mut |_, _| {})
@@ -249,11 +242,8 @@ pub async fn cancel(
 pub async fn resume(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     let answer = params.get("answer").map(String::as_str).unwrap_or("");
     match app
         .store
@@ -274,11 +264,8 @@ pub async fn resume(
 pub async fn bulk(
     State(app): State<AppState>,
     Path(op): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     let filter = filter_from(&params)?;
     let Some(state) = filter.state else {
         return Err(ApiError::bad("state: a bulk operation needs a state"));
@@ -316,11 +303,8 @@ pub async fn bulk(
 pub async fn pause_pool(
     State(app): State<AppState>,
     Path(pool): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     check_pool_name(&pool).map_err(ApiError::bad)?;
     let dur = match params
         .get("for")
@@ -340,11 +324,8 @@ pub async fn pause_pool(
 pub async fn resume_pool(
     State(app): State<AppState>,
     Path(pool): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(&headers, &body)?;
-    authorize(&app, &headers, &params)?;
     check_pool_name(&pool).map_err(ApiError::bad)?;
     let was_paused = app.store.resume_pool(&pool).await?;
     Ok(done(

@@ -12,12 +12,31 @@ use std::{collections::HashMap, io::Read};
 
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{FromRequest, Request, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 
 use super::{local_path, pages, parse_params, ApiError, AppState};
+
+/// A state-changing request that [`authorize`] let through: its form or JSON
+/// fields. As a handler's last argument, it reads the body, parses it and
+/// checks the token (and CSRF token) before the handler runs.
+pub struct Authorized(pub HashMap<String, String>);
+
+impl FromRequest<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, app)
+            .await
+            .map_err(|e| ApiError::bad(format!("body: {e}")))?;
+        let params = parse_params(&headers, &body)?;
+        authorize(app, &headers, &params)?;
+        Ok(Self(params))
+    }
+}
 
 /// The session cookie's name.
 pub const COOKIE: &str = "agentq_session";
