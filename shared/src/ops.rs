@@ -366,19 +366,30 @@ impl JobStore {
         &self,
         limit: usize,
     ) -> Result<Vec<(crate::status::WaitReason, u64)>, StoreError> {
-        let waiting = self
-            .list(&ListFilter {
-                state: Some(JobState::Waiting),
-                limit,
-                ..Default::default()
-            })
+        // Only each job's `reason`, never whole records (a record carries its
+        // prompt): one ZREVRANGE and one pipelined HGET per job.
+        let mut conn = self.conn();
+        let ids: Vec<String> = conn
+            .zrevrange(
+                self.keys().state(JobState::Waiting.as_str()),
+                0,
+                limit.max(1) as isize - 1,
+            )
             .await?;
+        let mut reasons: Vec<Option<String>> = Vec::new();
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hget(self.keys().job(id), "reason");
+            }
+            reasons = pipe.query_async(&mut conn).await?;
+        }
         Ok(crate::status::WAIT_REASONS
             .iter()
             .map(|reason| {
-                let n = waiting
+                let n = reasons
                     .iter()
-                    .filter(|r| r.reason == reason.as_str())
+                    .filter(|r| r.as_deref() == Some(reason.as_str()))
                     .count();
                 (*reason, n as u64)
             })

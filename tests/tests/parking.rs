@@ -8,7 +8,7 @@ use agentq_shared::{
     input::DispatchInput,
     limits::AdmissionConfig,
     record::JobRecord,
-    status::JobState,
+    status::{JobState, WaitReason},
     store::{JobStore, Move},
 };
 use agentq_tests::*;
@@ -226,4 +226,34 @@ async fn enqueue_costs_at_most_two_redis_commands_per_job() {
     let rec = store.get(&recs[4_321].id).await.unwrap().unwrap();
     assert_eq!(rec, recs[4_321]);
     assert_eq!(store.parked("claude").await.unwrap().total(), 5_000);
+}
+
+#[tokio::test]
+async fn waiting_jobs_are_counted_by_reason() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ids = enqueue(&store, "claude", 1, 3).await;
+    for (id, reason) in ids.iter().zip(["retry", "retry", "host_error"]) {
+        let m = Move::to(JobState::Waiting).fields(&[("reason", reason.to_string())]);
+        assert!(store.apply(id, &m).await.unwrap().done());
+    }
+    let counts = store.waiting_by_reason(100).await.unwrap();
+    let n = |r: WaitReason| counts.iter().find(|(x, _)| *x == r).unwrap().1;
+    assert_eq!(
+        (
+            n(WaitReason::Retry),
+            n(WaitReason::HostError),
+            n(WaitReason::Slot)
+        ),
+        (2, 1, 0)
+    );
+    // Only the newest `limit` are read.
+    let one: u64 = store
+        .waiting_by_reason(1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(one, 1);
 }
