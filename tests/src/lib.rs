@@ -851,6 +851,27 @@ impl WorkerProc {
         assert!(ok.success());
     }
 
+    /// Waits up to `timeout` until the worker's log holds `text`.
+    ///
+    /// Signals of one kind sent close together may reach a process as one (the
+    /// kernel keeps one pending SIGTERM, not two), so a test that means two
+    /// separate signals waits for the worker to log the first before sending
+    /// the second.
+    pub fn wait_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker log has no {text:?} after {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for exit; returns the status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
         self.signal(signal);

@@ -380,6 +380,7 @@ async fn sigint_drains_a_short_job_leaves_queued_ones_and_a_second_signal_stops_
     })
     .await;
     w2.signal("TERM");
+    w2.wait_log("shutdown requested", LONG);
     let status = w2.signal_and_wait("TERM", LONG);
     assert!(status.success(), "worker exited with {status}");
     let back = store.get(&long).await.unwrap().unwrap();
