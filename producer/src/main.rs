@@ -158,7 +158,8 @@ pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
         &cfg.namespace,
         Duration::from_secs(3),
     )
-    .await?)
+    .await?
+    .with_min_replicas(cfg.min_replicas()))
 }
 
 #[tokio::main(flavor = "current_thread")]

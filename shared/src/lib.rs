@@ -15,6 +15,7 @@ pub use agentq_domain::{
 };
 
 pub mod bulk;
+pub mod conn;
 #[cfg(feature = "docker")]
 pub mod container;
 pub mod delivery;

@@ -8,16 +8,20 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_redis::RedisStorage;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    conn::{RedisConn, SentinelUrl},
     keys::Keys,
     record::JobRecord,
     status::JobState,
     transition::{Next, Transition},
 };
+
+/// How long [`JobStore::create`] waits for replicas to acknowledge new jobs.
+pub const WAIT_REPLICAS_MS: u64 = 5_000;
 
 /// Most events kept in the events stream (approximate trim).
 pub const EVENTS_MAX_LEN: usize = 10_000;
@@ -48,6 +52,18 @@ pub enum StoreError {
     /// apalis could not push a delivery.
     #[error("queue push failed: {0}")]
     Queue(String),
+    /// New jobs are on the primary but fewer replicas than asked hold them
+    /// (`redis_min_replicas`): they would be lost if the primary failed now.
+    #[error("written to the Redis primary but held by {acked} of {wanted} replicas within {WAIT_REPLICAS_MS} ms (redis_min_replicas); they are queued unless the primary fails before its replicas catch up")]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged.
+        acked: u32,
+    },
+    /// The Redis URL cannot be used.
+    #[error("redis_url: {0}")]
+    BadUrl(String),
     /// A stored record could not be read.
     #[error("job {0}: corrupt record: {1}")]
     Corrupt(String, String),
@@ -399,13 +415,13 @@ impl Created {
 /// Handle on the job store. Cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
-    queue: RedisStorage<Delivery>,
+    queue: RedisStorage<Delivery, RedisConn>,
     mover: redis::Script,
     enqueue: redis::Script,
     event_log: Option<std::path::PathBuf>,
+    min_replicas: u32,
 }
 
 /// One line of `events.jsonl`: the job, its new state and when.
@@ -457,32 +473,49 @@ impl JobStore {
             url: redact_url(url),
             reason,
         };
-        let client = match ca_file {
-            None => redis::Client::open(url),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    unreachable(format!("cannot read redis_ca_file {}: {e}", path.display()))
-                })?;
-                redis::Client::build_with_tls(
-                    url,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-        }
-        .map_err(|e| unreachable(e.to_string()))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn =
-            tokio::time::timeout(timeout, client.get_connection_manager_with_config(cfg))
-                .await
-                .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+        let connecting = match SentinelUrl::parse(url) {
+            Some(Err(why)) => return Err(StoreError::BadUrl(why)),
+            Some(Ok(_)) if ca_file.is_some() => {
+                return Err(StoreError::BadUrl(
+                    "redis_ca_file is for rediss:// URLs; TLS to a Sentinel group is not supported"
+                        .into(),
+                ))
+            }
+            Some(Ok(sentinel)) => {
+                futures::future::Either::Left(RedisConn::sentinel(sentinel, cfg, timeout * 2 / 3))
+            }
+            None => {
+                let client = match ca_file {
+                    None => redis::Client::open(url),
+                    Some(path) => {
+                        let pem = std::fs::read(path).map_err(|e| {
+                            unreachable(format!(
+                                "cannot read redis_ca_file {}: {e}",
+                                path.display()
+                            ))
+                        })?;
+                        redis::Client::build_with_tls(
+                            url,
+                            redis::TlsCertificates {
+                                client_tls: None,
+                                root_cert: Some(pem),
+                            },
+                        )
+                    }
+                }
                 .map_err(|e| unreachable(e.to_string()))?;
+                futures::future::Either::Right(RedisConn::direct(client, cfg))
+            }
+        };
+        let mut conn = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let _: String = tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut conn))
             .await
             .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
@@ -490,7 +523,6 @@ impl JobStore {
         let keys = Keys::new(namespace);
         let queue = RedisStorage::new(conn.clone()).with_config(apalis_config(&keys));
         Ok(Self {
-            client,
             conn,
             keys,
             queue,
@@ -508,6 +540,7 @@ impl JobStore {
                 states_lua()
             )),
             event_log: None,
+            min_replicas: 0,
         })
     }
 
@@ -515,6 +548,13 @@ impl JobStore {
     /// (the worker's `{workspace_root}/events.jsonl`, as upstream keeps).
     pub fn with_event_log(mut self, path: std::path::PathBuf) -> Self {
         self.event_log = Some(path);
+        self
+    }
+
+    /// Makes [`JobStore::create`] wait until `n` replicas hold the new jobs
+    /// (see [`crate::config::Config::min_replicas`]).
+    pub fn with_min_replicas(mut self, n: u32) -> Self {
+        self.min_replicas = n;
         self
     }
 
@@ -528,7 +568,13 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn subscribe(&self, channels: &[String]) -> Result<redis::aio::PubSub, StoreError> {
-        let mut ps = self.client.get_async_pubsub().await?;
+        let mut ps = match self.conn.client().get_async_pubsub().await {
+            Ok(ps) => ps,
+            Err(_) if self.conn.follow_primary().await => {
+                self.conn.client().get_async_pubsub().await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         for c in channels {
             ps.subscribe(c).await?;
         }
@@ -541,16 +587,24 @@ impl JobStore {
     /// # Errors
     /// Redis unreachable.
     pub async fn own_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
-        Ok(self.client.get_multiplexed_async_connection().await?)
+        match self.conn.client().get_multiplexed_async_connection().await {
+            Ok(c) => Ok(c),
+            Err(_) if self.conn.follow_primary().await => Ok(self
+                .conn
+                .client()
+                .get_multiplexed_async_connection()
+                .await?),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A connection for commands this module does not wrap.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 
     /// The apalis storage the worker pulls deliveries from.
-    pub fn queue(&self) -> RedisStorage<Delivery> {
+    pub fn queue(&self) -> RedisStorage<Delivery, RedisConn> {
         self.queue.clone()
     }
 
@@ -617,6 +671,21 @@ impl JobStore {
         }
         let mut conn = self.conn.clone();
         let existing: Vec<String> = inv.invoke_async(&mut conn).await?;
+        if self.min_replicas > 0 {
+            // WAIT covers every write made on this connection so far, the
+            // script's included.
+            let acked: u32 = redis::cmd("WAIT")
+                .arg(self.min_replicas)
+                .arg(WAIT_REPLICAS_MS)
+                .query_async(&mut conn)
+                .await?;
+            if acked < self.min_replicas {
+                return Err(StoreError::NotReplicated {
+                    wanted: self.min_replicas,
+                    acked,
+                });
+            }
+        }
         Ok(records
             .iter()
             .zip(existing)

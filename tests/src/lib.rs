@@ -851,6 +851,13 @@ impl WorkerProc {
         assert!(ok.success());
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// Waits up to `timeout` until the worker's log holds `text`.
     ///
     /// Signals of one kind sent close together may reach a process as one (the

@@ -40,7 +40,8 @@ not go in: the failed chunk's lines and all later ones (refused lines are still
 shown as refused):
   line N: not enqueued (redis error)   (stderr)    {"line":N,"status":"not_enqueued"}
 If the connection broke during a write, agentq asks Redis whether the chunk went
-in; if Redis cannot answer, its lines are
+in; if Redis cannot answer, or the chunk reached the primary but not
+`redis_min_replicas` replicas, its lines are
   line N: unknown (...)                (stderr)    {"line":N,"status":"unknown"}
 then a summary with the error on stderr, exit code 2. Stdout lists as queued
 exactly what is in Redis. Resubmit the lines not enqueued; with a key on every
@@ -414,7 +415,10 @@ impl Chunk {
         json: bool,
         tally: &mut Tally,
     ) {
-        let settled = if answered_by_redis(e) {
+        let settled = if matches!(e, StoreError::NotReplicated { .. }) {
+            // On the primary, not yet on its replicas: it may yet be lost.
+            Settled::Unknown
+        } else if answered_by_redis(e) {
             Settled::NotWritten
         } else {
             settle(store, &self.records).await

@@ -18,8 +18,13 @@ pub const DEFAULT_IMAGE: &str = "core-dev";
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `redis://` or `rediss://` URL, with auth if needed
-    /// (`rediss://user:password@host:port/`).
+    /// (`rediss://user:password@host:port/`), or a Sentinel group:
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/service`.
     pub redis_url: String,
+    /// How many replicas must hold a batch of new jobs before `agentq
+    /// enqueue` reports them queued (Redis `WAIT`); unset: 1 with a Sentinel
+    /// URL, else 0. See [`Config::min_replicas`].
+    pub redis_min_replicas: Option<u32>,
     /// For `rediss://`: a PEM file of the CA that signed the server's
     /// certificate, trusted instead of the system's roots.
     pub redis_ca_file: Option<PathBuf>,
@@ -225,6 +230,7 @@ impl Default for Config {
         Self {
             redis_url: DEFAULT_REDIS_URL.into(),
             redis_ca_file: None,
+            redis_min_replicas: None,
             namespace: "agentq".into(),
             workspace_root: default_workspace_root(),
             git_base: "http://127.0.0.1:3000".into(),
@@ -497,6 +503,12 @@ impl Config {
             // Empty: the system's roots.
             self.redis_ca_file = (!v.is_empty()).then(|| v.into());
         }
+        if let Some(v) = get("AGENTQ_REDIS_MIN_REPLICAS") {
+            self.redis_min_replicas = Some(
+                v.parse()
+                    .map_err(|_| ConfigError::Env("AGENTQ_REDIS_MIN_REPLICAS", v))?,
+            );
+        }
         if let Some(v) = get("AGENTQ_NAMESPACE") {
             self.namespace = v;
         }
@@ -526,6 +538,15 @@ impl Config {
                 .map_err(|_| ConfigError::Env("AGENTQ_AGENT_TIMEOUT_SECS", v))?;
         }
         Ok(())
+    }
+
+    /// Replicas that must acknowledge new jobs before they count as queued:
+    /// [`Config::redis_min_replicas`], else 1 for a Sentinel group (so that
+    /// a job reported queued survives the primary's loss: Sentinel promotes
+    /// the replica that has the most of its data), else 0.
+    pub fn min_replicas(&self) -> u32 {
+        self.redis_min_replicas
+            .unwrap_or(u32::from(self.redis_url.starts_with("redis+sentinel://")))
     }
 
     /// The image for an agent pool: the pool's override, else the global image.
@@ -616,6 +637,20 @@ mod tests {
             cfg.agents["claude"].qa,
             Some(vec![vec!["make".to_string(), "check".to_string()]])
         );
+    }
+
+    #[test]
+    fn min_replicas_is_one_for_a_sentinel_group_unless_set() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.min_replicas(), 0);
+        cfg.redis_url = "redis+sentinel://127.0.0.1:26379/mymaster".into();
+        assert_eq!(cfg.min_replicas(), 1);
+        cfg.apply_env(|k| (k == "AGENTQ_REDIS_MIN_REPLICAS").then(|| "0".to_string()))
+            .unwrap();
+        assert_eq!(cfg.min_replicas(), 0);
+        assert!(cfg
+            .apply_env(|k| (k == "AGENTQ_REDIS_MIN_REPLICAS").then(|| "two".to_string()))
+            .is_err());
     }
 
     /// Another value of the same type, for [`every_key_of_the_readme_example_config_has_an_effect`].

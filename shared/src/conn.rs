@@ -1,0 +1,400 @@
+//! The one Redis connection every part of agentq goes through (records, Lua
+//! scripts, apalis deliveries): to one server named by `redis://` or
+//! `rediss://`, or to the current primary of a Redis Sentinel group named by
+//! `redis+sentinel://`, followed across failovers.
+//!
+//! A Sentinel URL lists the sentinels and names the group:
+//!
+//! ```text
+//! redis+sentinel://[user:password@]host1:26379[,host2:26379,...]/mymaster[/db]
+//! ```
+//!
+//! The user and password are those of the Redis nodes; the sentinels are asked
+//! without credentials. When a command fails the way a lost or demoted primary
+//! fails (connection refused or dropped, a timeout, `READONLY`), the sentinels
+//! are asked for the primary again (at most every [`RECHECK_EVERY`]); when it
+//! moved, every later command goes to the new one, and a command that certainly
+//! did not run on the old one (refused connection, `READONLY`) is sent again
+//! once. Anything else is returned to the caller as it is: a write whose answer
+//! was lost may have run, and only the caller knows whether it may be repeated.
+
+use std::{
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use redis::{
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    sentinel::{Sentinel, SentinelNodeConnectionInfo},
+    Client, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value,
+};
+
+/// Least time between two questions to the sentinels.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The scheme of a Sentinel URL.
+pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+/// Where the data lives, parsed from a `redis+sentinel://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelUrl {
+    /// The sentinels, as `redis://host:port` URLs.
+    pub sentinels: Vec<String>,
+    /// The name of the monitored group (`SENTINEL MONITOR <name> ...`).
+    pub service: String,
+    /// `redis://[user:password@]placeholder/db`: the nodes' credentials and
+    /// database, with no address (the sentinels give it).
+    node: String,
+}
+
+impl SentinelUrl {
+    /// Parses `redis+sentinel://[user:pw@]h:p[,h:p...]/service[/db]`; `None`
+    /// when `url` is not a Sentinel URL.
+    ///
+    /// # Errors
+    /// A Sentinel URL without sentinels or service name, with a bad port or
+    /// database number: a message saying what is wrong.
+    pub fn parse(url: &str) -> Option<Result<Self, String>> {
+        let rest = url.strip_prefix(SENTINEL_SCHEME)?;
+        Some(Self::parse_rest(rest))
+    }
+
+    fn parse_rest(rest: &str) -> Result<Self, String> {
+        let form =
+            "expected redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]";
+        let (auth, rest) = match rest.rfind('@') {
+            Some(at) => (&rest[..=at], &rest[at + 1..]),
+            None => ("", rest),
+        };
+        let (hosts, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("no service name: {form}"))?;
+        let mut sentinels = Vec::new();
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            let (host, port) = h
+                .rsplit_once(':')
+                .ok_or_else(|| format!("sentinel {h:?} has no port: {form}"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("sentinel {h:?}: bad port: {form}"))?;
+            if host.is_empty() {
+                return Err(format!("sentinel {h:?} has no host: {form}"));
+            }
+            sentinels.push(format!("redis://{host}:{port}"));
+        }
+        if sentinels.is_empty() {
+            return Err(format!("no sentinels: {form}"));
+        }
+        let (service, db) = match path.split_once('/') {
+            Some((s, db)) => (s, db),
+            None => (path, ""),
+        };
+        if service.is_empty() {
+            return Err(format!("no service name: {form}"));
+        }
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err(format!("database {db:?} is not a number: {form}"));
+        }
+        Ok(Self {
+            sentinels,
+            service: service.to_string(),
+            node: format!("redis://{auth}localhost/{db}"),
+        })
+    }
+
+    fn node_info(&self) -> Result<SentinelNodeConnectionInfo, RedisError> {
+        let info = self.node.as_str().into_connection_info()?;
+        Ok(SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(info.redis_settings().clone()))
+    }
+}
+
+/// A Redis connection: cheap to clone, all clones share one multiplexed
+/// connection, and with Sentinel they all move to a new primary together.
+#[derive(Clone)]
+pub struct RedisConn {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: RwLock<Current>,
+    sentinel: Option<Source>,
+    cfg: ConnectionManagerConfig,
+    db: i64,
+}
+
+#[derive(Clone)]
+struct Current {
+    client: Client,
+    manager: ConnectionManager,
+    /// The primary's address (`host:port`), with Sentinel.
+    addr: String,
+}
+
+struct Source {
+    url: SentinelUrl,
+    node: SentinelNodeConnectionInfo,
+    sentinel: tokio::sync::Mutex<Sentinel>,
+    last_check: Mutex<Option<Instant>>,
+}
+
+impl RedisConn {
+    /// Connects to the server `client` names.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn direct(client: Client, cfg: ConnectionManagerConfig) -> Result<Self, RedisError> {
+        let manager = client
+            .get_connection_manager_with_config(cfg.clone())
+            .await?;
+        let db = client.get_connection_info().redis_settings().db();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                current: RwLock::new(Current {
+                    client,
+                    manager,
+                    addr: String::new(),
+                }),
+                sentinel: None,
+                cfg,
+                db,
+            }),
+        })
+    }
+
+    /// Asks the sentinels of `url` for the primary and connects to it; during
+    /// a failover, asks again for up to `patience`.
+    ///
+    /// # Errors
+    /// No sentinel answers, none knows the service, or the primary is unreachable.
+    pub async fn sentinel(
+        url: SentinelUrl,
+        cfg: ConnectionManagerConfig,
+        patience: Duration,
+    ) -> Result<Self, RedisError> {
+        let since = Instant::now();
+        let node = url.node_info()?;
+        let db = url
+            .node
+            .as_str()
+            .into_connection_info()?
+            .redis_settings()
+            .db();
+        let mut sentinel = Sentinel::build(url.sentinels.clone())?;
+        // In the middle of a failover no sentinel may name a primary that
+        // answers as one yet: ask again for a while.
+        let client = loop {
+            match sentinel.async_master_for(&url.service, Some(&node)).await {
+                Ok(c) => break c,
+                Err(e)
+                    if e.kind() == ErrorKind::MasterNameNotFoundBySentinel
+                        && since.elapsed() < patience =>
+                {
+                    tracing::debug!(error = %e, "no Redis primary known to the sentinels yet");
+                    tokio::time::sleep(RECHECK_EVERY).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        let manager = client
+            .get_connection_manager_with_config(cfg.clone())
+            .await?;
+        tracing::info!(primary = %addr, service = %url.service, "Redis primary found by Sentinel");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                current: RwLock::new(Current {
+                    client,
+                    manager,
+                    addr,
+                }),
+                sentinel: Some(Source {
+                    url,
+                    node,
+                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    last_check: Mutex::new(Some(Instant::now())),
+                }),
+                cfg,
+                db,
+            }),
+        })
+    }
+
+    fn current(&self) -> Current {
+        self.shared.current.read().unwrap().clone()
+    }
+
+    /// The client of the current server (for pub/sub and connections of
+    /// their own).
+    pub fn client(&self) -> Client {
+        self.current().client
+    }
+
+    /// With Sentinel: asks the sentinels where the primary is and, when it
+    /// moved, switches to it. Returns whether it switched. Without Sentinel,
+    /// or asked less than [`RECHECK_EVERY`] ago: does nothing.
+    pub async fn follow_primary(&self) -> bool {
+        let Some(src) = &self.shared.sentinel else {
+            return false;
+        };
+        let mut sentinel = src.sentinel.lock().await;
+        {
+            let mut last = src.last_check.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < RECHECK_EVERY) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let client = match sentinel
+            .async_master_for(&src.url.service, Some(&src.node))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(service = %src.url.service, error = %e, "no Redis primary known to the sentinels yet");
+                return false;
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        if addr == self.shared.current.read().unwrap().addr {
+            return false;
+        }
+        let manager = match client
+            .get_connection_manager_with_config(self.shared.cfg.clone())
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(primary = %addr, error = %e, "cannot connect to the new Redis primary yet");
+                return false;
+            }
+        };
+        tracing::warn!(primary = %addr, service = %src.url.service, "Redis primary moved (Sentinel failover): following it");
+        *self.shared.current.write().unwrap() = Current {
+            client,
+            manager,
+            addr,
+        };
+        true
+    }
+
+    /// After `e`: whether it looks like a lost or demoted primary, then
+    /// follows the primary; `true` when it moved and the command certainly
+    /// did not run (so it may be sent again).
+    async fn after_error(&self, e: &RedisError) -> bool {
+        if self.shared.sentinel.is_none() || !lost_primary(e) {
+            return false;
+        }
+        self.follow_primary().await && not_run(e)
+    }
+}
+
+/// Errors a lost or demoted primary gives.
+fn lost_primary(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        )
+}
+
+/// Errors after which the command certainly did not run.
+fn not_run(e: &RedisError) -> bool {
+    e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        )
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut manager = self.current().manager;
+            match manager.req_packed_command(cmd).await {
+                Err(e) if self.after_error(&e).await => {
+                    self.current().manager.req_packed_command(cmd).await
+                }
+                r => r,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut manager = self.current().manager;
+            match manager.req_packed_commands(pipeline, offset, count).await {
+                Err(e) if self.after_error(&e).await => {
+                    self.current()
+                        .manager
+                        .req_packed_commands(pipeline, offset, count)
+                        .await
+                }
+                r => r,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_url_is_not_sentinel() {
+        assert!(SentinelUrl::parse("redis://127.0.0.1:6379").is_none());
+        assert!(SentinelUrl::parse("rediss://h:6380/0").is_none());
+    }
+
+    #[test]
+    fn parses_sentinels_service_credentials_and_db() {
+        let u = SentinelUrl::parse(
+            "redis+sentinel://app:s3cret@10.0.0.1:26379,10.0.0.2:26380/mymaster/2",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            u.sentinels,
+            ["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]
+        );
+        assert_eq!(u.service, "mymaster");
+        let info = u.node.as_str().into_connection_info().unwrap();
+        let settings = info.redis_settings();
+        assert_eq!(
+            (settings.username(), settings.password(), settings.db()),
+            (Some("app"), Some("s3cret"), 2)
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        for bad in [
+            "redis+sentinel://h:26379",
+            "redis+sentinel://h:26379/",
+            "redis+sentinel:///mymaster",
+            "redis+sentinel://h/mymaster",
+            "redis+sentinel://h:port/mymaster",
+            "redis+sentinel://h:26379/mymaster/x",
+        ] {
+            let err = SentinelUrl::parse(bad).unwrap().unwrap_err();
+            assert!(
+                err.contains("redis+sentinel://[user:password@]host:port"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
