@@ -158,3 +158,45 @@ async fn an_image_removed_while_the_worker_runs_stops_its_pool_there_and_spends_
     assert_eq!((rec.state, rec.tries), (JobState::Queued, 0), "{rec:#?}");
     assert!(env.agent_starts(&id).is_empty(), "no agent ever started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_config_docker_refuses_fails_the_job_at_once_naming_the_fix() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // A bind mount whose source does not exist on this host: Docker answers
+    // 400 (invalid mount config), and would on every try.
+    let path = env.config_path().to_path_buf();
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    let (before, after) = cfg.split_once("mounts = [{ source = \"").unwrap();
+    let rest = &after[after.find('"').unwrap()..];
+    std::fs::write(
+        &path,
+        format!("{before}mounts = [{{ source = \"/nonexistent/agentq-mount{rest}"),
+    )
+    .unwrap();
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test commit",
+        "--issue",
+        "1",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        (rec.state, rec.attempt, rec.runs),
+        (JobState::Failed, 1, 1),
+        "failed on its first attempt, not retried: {rec:#?}"
+    );
+    for needle in [
+        "bind source path does not exist: /nonexistent/agentq-mount",
+        "agentq.toml",
+        "mounts",
+        "agentq retry",
+    ] {
+        assert!(rec.error.contains(needle), "{needle:?} in {:?}", rec.error);
+    }
+    assert!(env.agent_starts(&id).is_empty(), "the agent never started");
+}

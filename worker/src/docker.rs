@@ -24,22 +24,51 @@ pub struct LogTail {
     pub hold: crate::hold::Hold,
 }
 
-/// The engine could not create or start a container: the host's problem (a
-/// missing image, a broken engine), not the job's. Such a failure spends no
-/// attempt and counts toward the host circuit breaker.
+/// Why the engine could not create or start a container, sorted by what to
+/// do about it.
 #[derive(Debug, thiserror::Error)]
-#[error("this host cannot start a container: {0}")]
-pub struct HostError(pub String);
-
-fn host_err(e: bollard::errors::Error) -> anyhow::Error {
-    HostError(e.to_string()).into()
+pub enum EngineError {
+    /// The image is not on this host (404 "No such image"): this worker stops
+    /// serving the pool and the job goes to a worker that has the image,
+    /// spending no attempt.
+    #[error("the image is not on this host: {0}")]
+    MissingImage(String),
+    /// The engine refused the container's configuration (400: a bind mount
+    /// whose source does not exist, a bad image reference, a limit out of
+    /// range). It would fail the same way on every try: the job fails at once.
+    #[error("Docker refused the container's configuration: {0}. Fix the worker's agentq.toml ([docker] or [agents.POOL]: image, mounts, memory_mb, cpus, pids_limit), restart the worker, then `agentq retry` the job")]
+    BadConfig(String),
+    /// Anything else (engine unreachable, a 5xx, a timeout): the host's
+    /// passing trouble. It spends no attempt and counts toward the host
+    /// circuit breaker.
+    #[error("this host cannot start a container: {0}")]
+    Transient(String),
 }
 
-/// Whether `e` says the image to run is not on this host (the engine's 404
-/// "No such image").
-pub fn is_missing_image(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<HostError>()
-        .is_some_and(|h| h.0.contains("No such image"))
+impl From<bollard::errors::Error> for EngineError {
+    fn from(e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        match e {
+            E::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } if message.contains("No such image") => EngineError::MissingImage(message),
+            E::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } => EngineError::BadConfig(message),
+            e => EngineError::Transient(e.to_string()),
+        }
+    }
+}
+
+fn host_err(e: bollard::errors::Error) -> anyhow::Error {
+    EngineError::from(e).into()
+}
+
+/// The engine error in `e`, if it is one.
+pub fn engine_error(e: &anyhow::Error) -> Option<&EngineError> {
+    e.downcast_ref::<EngineError>()
 }
 
 pub use agentq_shared::outcome::Ended;
@@ -482,4 +511,51 @@ where
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+    use bollard::errors::Error;
+
+    fn server(status_code: u16, message: &str) -> EngineError {
+        Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_missing_image_is_the_hosts_not_the_jobs() {
+        assert!(matches!(
+            server(404, "No such image: core-dev:latest"),
+            EngineError::MissingImage(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_configuration_fails_at_once_and_says_what_to_fix() {
+        let e = server(
+            400,
+            "invalid mount config for type \"bind\": bind source path does not exist: /x",
+        );
+        assert!(matches!(e, EngineError::BadConfig(_)));
+        let text = e.to_string();
+        assert!(
+            text.contains("agentq.toml") && text.contains("agentq retry"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn engine_trouble_is_transient() {
+        for e in [
+            server(500, "driver failed programming external connectivity"),
+            server(404, "No such container: abc"),
+            Error::RequestTimeoutError.into(),
+        ] {
+            assert!(matches!(e, EngineError::Transient(_)), "{e}");
+        }
+    }
 }
