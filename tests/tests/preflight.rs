@@ -160,12 +160,12 @@ async fn an_image_removed_while_the_worker_runs_stops_its_pool_there_and_spends_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_container_config_docker_refuses_fails_the_job_at_once_naming_the_fix() {
+async fn a_container_config_docker_refuses_is_found_before_any_job_is_taken() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     // A bind mount whose source does not exist on this host: Docker answers
-    // 400 (invalid mount config), and would on every try.
+    // 400 (invalid mount config) for every pool's container.
     let path = env.config_path().to_path_buf();
     let cfg = std::fs::read_to_string(&path).unwrap();
     let (before, after) = cfg.split_once("mounts = [{ source = \"").unwrap();
@@ -175,7 +175,6 @@ async fn a_container_config_docker_refuses_fails_the_job_at_once_naming_the_fix(
         format!("{before}mounts = [{{ source = \"/nonexistent/agentq-mount{rest}"),
     )
     .unwrap();
-    let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
         "--repo",
         "demo",
@@ -184,19 +183,26 @@ async fn a_container_config_docker_refuses_fails_the_job_at_once_naming_the_fix(
         "--issue",
         "1",
     ]);
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        (rec.state, rec.attempt, rec.runs),
-        (JobState::Failed, 1, 1),
-        "failed on its first attempt, not retried: {rec:#?}"
-    );
+    let mut w = env.worker("w1", 1);
+    let status = w.wait_exit(LONG);
+    assert_eq!(status.code(), Some(2), "{}", env.worker_logs());
+    let log = whole_logs(&env);
     for needle in [
         "bind source path does not exist: /nonexistent/agentq-mount",
+        "this worker takes no codex jobs",
         "agentq.toml",
-        "mounts",
-        "agentq retry",
+        "no agent pool can run on this host",
     ] {
-        assert!(rec.error.contains(needle), "{needle:?} in {:?}", rec.error);
+        assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
     }
-    assert!(env.agent_starts(&id).is_empty(), "the agent never started");
+    let rec = env.store().await.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.attempt, rec.runs),
+        (JobState::Queued, 0, 0),
+        "the job was not touched: {rec:#?}"
+    );
+    assert!(
+        containers_with_label("agentq.job", "preflight").is_empty(),
+        "preflight left its container behind"
+    );
 }

@@ -35,12 +35,14 @@ pub enum EngineError {
     MissingImage(String),
     /// The engine refused the container's configuration (400: a bind mount
     /// whose source does not exist, a bad image reference, a limit out of
-    /// range). It would fail the same way on every try: the job fails at once.
-    #[error("Docker refused the container's configuration: {0}. Fix the worker's agentq.toml ([docker] or [agents.POOL]: image, mounts, memory_mb, cpus, pids_limit), restart the worker, then `agentq retry` the job")]
+    /// range): it would on every try. Preflight finds these before any job
+    /// is taken (the pool is not served); at run time the host changed since,
+    /// and it is handled as the host's trouble, like [`EngineError::Transient`].
+    #[error("Docker refuses the container's configuration: {0}. Fix this worker's agentq.toml ([docker] or [agents.POOL]: image, mounts, memory_mb, cpus, pids_limit) or the host, then restart the worker")]
     BadConfig(String),
     /// Anything else (engine unreachable, a 5xx, a timeout): the host's
-    /// passing trouble. It spends no attempt and counts toward the host
-    /// circuit breaker.
+    /// passing trouble. The job is handed back, spending no attempt, and the
+    /// failure counts toward the host circuit breaker.
     #[error("this host cannot start a container: {0}")]
     Transient(String),
 }
@@ -535,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_configuration_fails_at_once_and_says_what_to_fix() {
+    fn a_refused_configuration_says_what_to_fix() {
         let e = server(
             400,
             "invalid mount config for type \"bind\": bind source path does not exist: /x",

@@ -22,7 +22,7 @@ use agentq_shared::{
 use crate::{
     context::WorkerCtx,
     deadman::Beat,
-    docker::{self, EngineError},
+    docker,
     guard::spawn_guard,
     hold::{until_redis_answers, Fenced, Hold},
     run::Run,
@@ -268,7 +268,10 @@ async fn after_stages(
         Ok(()) => Ok(()),
         Err(StageError::Fenced) => Err(Fenced),
         Err(StageError::Infra(e, _))
-            if matches!(docker::engine_error(&e), Some(EngineError::MissingImage(_))) =>
+            if matches!(
+                docker::engine_error(&e),
+                Some(docker::EngineError::MissingImage(_))
+            ) =>
         {
             // The pool's image went away on this host: this worker stops taking
             // the pool, and the job goes to one that has it, spending nothing.
@@ -284,20 +287,16 @@ async fn after_stages(
             );
             go(hold, back).await
         }
-        Err(StageError::Infra(e, _))
-            if matches!(docker::engine_error(&e), Some(EngineError::BadConfig(_))) =>
-        {
-            // Not the host's passing trouble nor the job's: the same container
-            // would be refused on every try, so fail now, saying what to fix.
-            let text = format!("{e:#}");
-            tracing::error!(job = %rec.id, error = %text, "Docker refused the container's configuration; the job fails");
-            go(hold, Transition::refused(&text)).await
-        }
         Err(StageError::Infra(e, ws)) => {
             let text = format!("{e:#}");
             if ctx.breaker.failure(&text) {
                 tracing::error!(reason = %text, cooldown_secs = ctx.cfg.host_cooldown_secs, "host degraded: taking no jobs for a while");
             }
+            // A refused container config (400) lands here too: preflight
+            // created this host's containers once at start, so the host
+            // changed since (a mounted directory vanished). Failing jobs on a
+            // broken host would make it a black hole; it degrades instead, and
+            // hosts that can run the job do.
             if docker::engine_error(&e).is_some() {
                 tracing::warn!(job = %rec.id, error = %text, "this host cannot run the job; handed back without spending an attempt");
                 let back = Transition::handed_back(

@@ -1,9 +1,12 @@
 //! What a worker checks before it takes jobs, each failure one clear line:
 //! the Docker engine (its API version), each agent pool's image present
-//! locally, the workspace root writable with free space, git, and with a forge
-//! configured, that the forge answers and the token is valid (`GET /user`).
+//! locally and Docker accepting its containers' configuration (one container
+//! created, never started, and removed per image: mounts, limits, user), the
+//! workspace root writable with free space, git, and with a forge configured,
+//! that the forge answers and the token is valid (`GET /user`).
 //!
-//! A pool whose image is missing is not served by this worker: it takes no job
+//! A pool whose image is missing, or whose container Docker refuses, is not
+//! served by this worker: it takes no job
 //! of that pool (the registry says which pools each worker serves, and a pool
 //! no live worker serves gets no slot), and it stops serving a pool whose image
 //! disappears while it runs. Without any pool left the worker exits with
@@ -15,8 +18,16 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use agentq_shared::{agent::AGENTS, config::Config, forge::ForgeClient};
-use bollard::Docker;
+use agentq_shared::{
+    agent::{AgentSpec, AGENTS},
+    config::Config,
+    container::{agent_container, ContainerJob},
+    forge::ForgeClient,
+    fsutil,
+};
+use bollard::{query_parameters::CreateContainerOptions, Docker};
+
+use crate::docker::EngineError;
 
 /// This host cannot run agents at all: the worker exits with status 2.
 #[derive(Debug, thiserror::Error)]
@@ -101,25 +112,89 @@ pub async fn check(
         }
     }
     let mut served = Vec::new();
+    let mut tried = std::collections::HashMap::new();
     for pool in AGENTS {
         let image = cfg.image_for(pool);
-        match docker.inspect_image(image).await {
-            Ok(_) => served.push(pool.to_string()),
-            Err(e) => tracing::error!(
+        if let Err(e) = docker.inspect_image(image).await {
+            tracing::error!(
                 pool,
                 image,
                 error = %e,
                 "preflight: image {image} of pool {pool} is not on this host; this worker takes no {pool} jobs (build or pull it, e.g. `docker pull {image}`, then restart the worker)"
-            ),
+            );
+            continue;
+        }
+        // Pools whose containers differ only in name are tried once.
+        let key = (image.to_string(), cfg.host_gateway_for(pool));
+        if !tried.contains_key(&key) {
+            let verdict = try_container(cfg, docker, pool).await;
+            tried.insert(key.clone(), verdict);
+        }
+        match &tried[&key] {
+            Ok(()) => served.push(pool.to_string()),
+            Err(why) => tracing::error!(pool, "preflight: this worker takes no {pool} jobs: {why}"),
         }
     }
     if served.is_empty() {
         return Err(unfit(
-            "preflight: no agent pool can run on this host (no pool's image is present)",
+            "preflight: no agent pool can run on this host (no pool's image is present, or Docker refuses their containers: see above)",
         ));
     }
     tracing::info!(pools = ?served, "preflight: serving these pools");
     Ok(Served::new(served))
+}
+
+/// Creates (never starts) and removes an agent container of `pool` as a job
+/// would have it (image, mounts, limits, user), in scratch directories under
+/// the workspace root, so that a configuration Docker refuses is found now
+/// rather than on every job. Only a refusal (400) is an error: other trouble
+/// is the engine's passing state, which jobs meet and handle.
+async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), String> {
+    let scratch = cfg
+        .workspace_root
+        .join(".agentq-run")
+        .join(format!("preflight-{}", std::process::id()));
+    let (repo, input) = (scratch.join("repo"), scratch.join("input"));
+    let made = std::fs::create_dir_all(&repo).and_then(|()| std::fs::create_dir_all(&input));
+    if let Err(e) = made {
+        return Err(format!("cannot make {}: {e}", scratch.display()));
+    }
+    let agent = AgentSpec::parse(pool).map_err(|e| e.to_string())?;
+    let (uid, gid) = match fsutil::current_ids() {
+        (0, _) => cfg.agent_ids().unwrap_or((1000, 1000)),
+        ids => ids,
+    };
+    let job = ContainerJob {
+        job_id: "preflight",
+        attempt: 0,
+        worker_id: "preflight",
+        namespace: &cfg.namespace,
+        agent: &agent,
+        prompt: "",
+        repo_dir: &repo,
+        input_dir: &input,
+        user: format!("{uid}:{gid}"),
+        watchdog: None,
+    };
+    let body = agent_container(cfg, &job, |_| None);
+    let verdict = match docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+    {
+        Ok(c) => {
+            crate::docker::remove(docker, &c.id).await;
+            Ok(())
+        }
+        Err(e) => match EngineError::from(e) {
+            e @ EngineError::BadConfig(_) => Err(e.to_string()),
+            e => {
+                tracing::warn!(pool, error = %e, "preflight: could not try a container of pool {pool}; jobs will");
+                Ok(())
+            }
+        },
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    verdict
 }
 
 /// The workspace root: writable, and how much room it has.

@@ -7,7 +7,8 @@
 //! 100 000 jobs in Redis. Prints a Markdown table (ratios are agentq ÷ peer).
 //!
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
-//! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed).
+//! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
+//! `AGENTQ_BENCH_ONLY=memory` the worker memory row.
 
 use std::{
     process::Command,
@@ -97,11 +98,55 @@ async fn wait_parked(env: &TestEnv, pool: &str, n: u64) {
     }
 }
 
+/// Worker RSS idle (`rss_idle`, KiB, measured by the caller; `None`: here),
+/// after 100 jobs and after `AGENTQ_BENCH_MEMORY_JOBS` (2 000; dry runs: a
+/// workspace each, no container).
+async fn memory(rss_idle: Option<u64>) -> Row {
+    let mem_jobs: usize = std::env::var("AGENTQ_BENCH_MEMORY_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("bench", 4);
+    wait_live_workers(&env, 1).await;
+    let mut rss = vec![rss_idle.unwrap_or_else(|| proc_usage(w.pid()).1)];
+    let mut done = 0usize;
+    for target in [100usize, mem_jobs] {
+        let lines: String = (done..target)
+            .map(|i| {
+                format!(
+                    "{{\"repo\":\"demo\",\"task\":\"m\",\"issue\":{},\"dry_run\":true}}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let ids = env.enqueue_ndjson(&lines);
+        for id in &ids {
+            env.wait_final(id, Duration::from_secs(600)).await;
+        }
+        done = target;
+        rss.push(proc_usage(w.pid()).1);
+        eprintln!("memory: {target} jobs done, RSS {} KiB", rss[rss.len() - 1]);
+    }
+    Row::solo(
+        &format!("worker RSS: idle / after 100 jobs / after {mem_jobs} jobs"),
+        format!(
+            "{:.1} / {:.1} / {:.1} MiB ({:+.1}% from 100 to {mem_jobs})",
+            rss[0] as f64 / 1024.0,
+            rss[1] as f64 / 1024.0,
+            rss[2] as f64 / 1024.0,
+            (rss[2] as f64 / rss[1] as f64 - 1.0) * 100.0
+        ),
+    )
+}
+
 #[tokio::main]
 async fn main() {
-    if std::env::var("AGENTQ_BENCH_ONLY").as_deref() == Ok("web") {
-        print_rows(web_first_page().await);
-        return;
+    match std::env::var("AGENTQ_BENCH_ONLY").as_deref() {
+        Ok("web") => return print_rows(web_first_page().await),
+        Ok("memory") => return print_rows(vec![memory(None).await]),
+        _ => {}
     }
     require_docker();
     let peers = repo_root().join("scripts/bench-peers");
@@ -181,7 +226,7 @@ async fn main() {
     env.remotes.create("core", "demo", &[]);
     let w = env.worker("bench", 4);
     wait_live_workers(&env, 1).await;
-    let (_, rss_idle) = proc_usage(w.pid());
+    let rss_idle = Some(proc_usage(w.pid()).1);
     let _: () = redis::cmd("ZADD")
         .arg(env.key("limit:claude"))
         .arg(i64::MAX / 2)
@@ -280,45 +325,8 @@ async fn main() {
     drop(w);
     drop(env);
 
-    // 6. Memory: worker RSS idle, after 100 jobs and after `mem_jobs` (dry runs:
-    // a workspace each, no container).
-    let mem_jobs: usize = std::env::var("AGENTQ_BENCH_MEMORY_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
-    let env = TestEnv::new();
-    env.remotes.create("core", "demo", &[]);
-    let w = env.worker("bench", 4);
-    let mut rss = vec![rss_idle];
-    let mut done = 0usize;
-    for target in [100usize, mem_jobs] {
-        let lines: String = (done..target)
-            .map(|i| {
-                format!(
-                    "{{\"repo\":\"demo\",\"task\":\"m\",\"issue\":{},\"dry_run\":true}}\n",
-                    i + 1
-                )
-            })
-            .collect();
-        let ids = env.enqueue_ndjson(&lines);
-        for id in &ids {
-            env.wait_final(id, Duration::from_secs(600)).await;
-        }
-        done = target;
-        rss.push(proc_usage(w.pid()).1);
-    }
-    rows.push(Row::solo(
-        &format!("worker RSS: idle / after 100 jobs / after {mem_jobs} jobs"),
-        format!(
-            "{:.1} / {:.1} / {:.1} MiB ({:+.1}% from 100 to {mem_jobs})",
-            rss[0] as f64 / 1024.0,
-            rss[1] as f64 / 1024.0,
-            rss[2] as f64 / 1024.0,
-            (rss[2] as f64 / rss[1] as f64 - 1.0) * 100.0
-        ),
-    ));
-    drop(w);
-    drop(env);
+    // 6. Memory.
+    rows.push(memory(rss_idle).await);
 
     if std::env::var_os("AGENTQ_BENCH_QUICK").is_none() {
         // 8. Preparing workspaces of a big repository on one host (the mirror cache):
