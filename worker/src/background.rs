@@ -147,6 +147,7 @@ pub fn spawn_housekeeping(ctx: Arc<WorkerCtx>) {
                 ctx.workspace_bytes
                     .store(bytes, std::sync::atomic::Ordering::Relaxed);
             }
+            crate::memory::give_back();
         }
     });
 }

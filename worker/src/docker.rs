@@ -545,7 +545,7 @@ mod tests {
         assert!(matches!(e, EngineError::BadConfig(_)));
         let text = e.to_string();
         assert!(
-            text.contains("agentq.toml") && text.contains("agentq retry"),
+            text.contains("agentq.toml") && text.contains("mounts"),
             "{text}"
         );
     }

@@ -39,6 +39,7 @@ pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
     if let Err(e) = task.await {
         tracing::error!(job = %id, error = %e, "job task panicked; the sweep puts the job back once its lease expires");
     }
+    crate::memory::give_back();
 }
 
 /// Takes the delivery's job (run lease and fencing token), decides what to do

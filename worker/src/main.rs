@@ -18,6 +18,7 @@ mod import;
 mod intake;
 mod job;
 mod metrics;
+mod memory;
 mod mirror;
 mod preflight;
 mod prep;
@@ -78,11 +79,15 @@ enum LogFormat {
     Json,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    memory::limit_arenas();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    if let Err(e) = run(cli).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("agentq-worker: {e:#}");
         // A host that cannot run agents (preflight) is a configuration problem.
         let code = if e.downcast_ref::<preflight::Unfit>().is_some() {
