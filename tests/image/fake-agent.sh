@@ -16,7 +16,8 @@
 # Several directives on one line run in order: `@agentq-test commit @agentq-test exit 3`.
 set -f
 name=$(basename "$0")
-up() { cut -d' ' -f1 /proc/uptime; }
+# The kernel's uptime, read by the shell itself (no process to be killed).
+up() { read -r u _ < /proc/uptime; printf '%s' "$u"; }
 started=$(up)
 echo "agentq-test-agent: $name"
 i=0
@@ -28,7 +29,10 @@ done
 log=/tmp/agent-runs.log
 [ -d /agentq-test ] && log="/agentq-test/${AGENTQ_JOB_ID:-unknown}.runs.log"
 finish() {
-  printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$(up)" "$1" >> "$log" 2>/dev/null
+  # A second SIGTERM while the end is logged must not cut the line short.
+  trap '' TERM
+  read -r now _ < /proc/uptime
+  printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$now" "$1" >> "$log" 2>/dev/null
   exit "$1"
 }
 # Every start is logged at once too (a run that is killed never reaches finish),

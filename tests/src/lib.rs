@@ -477,9 +477,8 @@ impl TestEnv {
                 let field = |k: &str| -> f64 {
                     l.split_whitespace()
                         .find_map(|w| w.strip_prefix(k))
-                        .unwrap()
-                        .parse()
-                        .unwrap()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("no {k} in the agent's run line {l:?}"))
                 };
                 (field("start="), field("end="))
             })
