@@ -102,10 +102,19 @@ impl SentinelUrl {
         })
     }
 
-    fn node_info(&self) -> Result<SentinelNodeConnectionInfo, RedisError> {
-        let info = self.node.as_str().into_connection_info()?;
-        Ok(SentinelNodeConnectionInfo::default()
-            .set_redis_connection_info(info.redis_settings().clone()))
+    /// The nodes' connection settings, and their database number.
+    fn node_info(&self) -> Result<(SentinelNodeConnectionInfo, i64), RedisError> {
+        let settings = self
+            .node
+            .as_str()
+            .into_connection_info()?
+            .redis_settings()
+            .clone();
+        let db = settings.db();
+        Ok((
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(settings),
+            db,
+        ))
     }
 }
 
@@ -173,13 +182,7 @@ impl RedisConn {
         patience: Duration,
     ) -> Result<Self, RedisError> {
         let since = Instant::now();
-        let node = url.node_info()?;
-        let db = url
-            .node
-            .as_str()
-            .into_connection_info()?
-            .redis_settings()
-            .db();
+        let (node, db) = url.node_info()?;
         let mut sentinel = Sentinel::build(url.sentinels.clone())?;
         // In the middle of a failover no sentinel may name a primary that
         // answers as one yet: ask again for a while.

@@ -23,7 +23,6 @@ use agentq_shared::{
     config::Config,
     container::{agent_container, ContainerJob},
     forge::ForgeClient,
-    fsutil,
 };
 use bollard::{query_parameters::CreateContainerOptions, Docker};
 
@@ -160,10 +159,7 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
         return Err(format!("cannot make {}: {e}", scratch.display()));
     }
     let agent = AgentSpec::parse(pool).map_err(|e| e.to_string())?;
-    let (uid, gid) = match fsutil::current_ids() {
-        (0, _) => cfg.agent_ids().unwrap_or((1000, 1000)),
-        ids => ids,
-    };
+    let (uid, gid) = crate::context::agent_ids(cfg);
     let job = ContainerJob {
         job_id: "preflight",
         attempt: 0,

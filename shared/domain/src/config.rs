@@ -607,14 +607,18 @@ mod tests {
         assert_eq!(secs, [5, 10, 20, 300]);
     }
 
-    #[test]
-    fn the_readme_example_config_is_accepted_and_read() {
-        let readme = include_str!("../../../README.md");
-        let block = readme
+    /// The README's example `agentq.toml`.
+    fn readme_config() -> &'static str {
+        include_str!("../../../README.md")
             .split("```toml\n")
             .nth(1)
             .and_then(|b| b.split("```").next())
-            .expect("README has a ```toml block");
+            .expect("README has a ```toml block")
+    }
+
+    #[test]
+    fn the_readme_example_config_is_accepted_and_read() {
+        let block = readme_config();
         // Unknown keys are refused (deny_unknown_fields), so every key parses
         // into a field; the values that differ from the defaults arrive.
         let cfg = Config::from_toml(block).unwrap();
@@ -670,12 +674,7 @@ mod tests {
 
     #[test]
     fn every_key_of_the_readme_example_config_has_an_effect() {
-        let readme = include_str!("../../../README.md");
-        let block = readme
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("README has a ```toml block");
+        let block = readme_config();
         let doc: toml::Table = block.parse().unwrap();
         let base = format!("{:?}", Config::from_toml(block).unwrap());
         // Every leaf key, changed alone: the loaded configuration changes, or
