@@ -14,17 +14,10 @@ pub use agentq_domain::{
     record, status, templates, transition, workspace,
 };
 
-pub mod bulk;
 pub mod conn;
 #[cfg(feature = "docker")]
 pub mod container;
 pub mod delivery;
 #[cfg(feature = "forge")]
 pub mod forge;
-pub mod lease;
-pub mod limits;
-pub mod ops;
-pub mod park;
 pub mod store;
-pub mod sweep;
-pub mod wslease;

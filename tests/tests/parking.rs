@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use agentq_shared::{
     input::DispatchInput,
-    limits::AdmissionConfig,
     record::JobRecord,
     status::{JobState, WaitReason},
+    store::limits::AdmissionConfig,
     store::{JobStore, Move},
 };
 use agentq_tests::*;

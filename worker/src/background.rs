@@ -16,7 +16,7 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
             tick.tick().await;
             let mut running: Vec<String> = ctx.running.lock().unwrap().iter().cloned().collect();
             running.sort();
-            let info = agentq_shared::ops::WorkerInfo {
+            let info = agentq_shared::store::ops::WorkerInfo {
                 id: ctx.worker_id.clone(),
                 host: ctx.host.clone(),
                 pid: std::process::id(),

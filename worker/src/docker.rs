@@ -505,7 +505,7 @@ where
         };
         let ours = held_by
             .as_deref()
-            .is_some_and(|t| agentq_shared::lease::token_worker(t) == worker);
+            .is_some_and(|t| agentq_shared::store::lease::token_worker(t) == worker);
         if !ours {
             tracing::info!(job = %job, container = %id, worker = %worker, "reaping stale agent container");
             remove(docker, &id).await;

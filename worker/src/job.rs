@@ -10,13 +10,13 @@ use std::{sync::Arc, time::Duration};
 use agentq_shared::{
     agent::AgentSpec,
     clock::{now_ms, now_rfc3339},
-    lease::Acquire,
     record::JobRecord,
     status::{JobState, WaitReason},
+    store::lease::Acquire,
+    store::wslease::{workspace_key, WorkspaceTake},
     store::{Delivery, Moved},
     transition::{Outcome, ParkIn, RunReport, Transition},
     workspace::Workspace,
-    wslease::{workspace_key, WorkspaceTake},
 };
 
 use crate::{

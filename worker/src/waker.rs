@@ -1,4 +1,4 @@
-//! Wakes parked jobs (see [`agentq_shared::park`]) when what they wait for
+//! Wakes parked jobs (see [`agentq_shared::store::park`]) when what they wait for
 //! changes, and tells this worker's apalis loop when deliveries were pushed.
 //!
 //! - A pub/sub connection listens on `{ns}:wake` (a pool whose slot freed, that
@@ -16,7 +16,7 @@
 
 use std::{collections::BTreeSet, sync::atomic::Ordering, sync::Arc, time::Duration};
 
-use agentq_shared::park::{deliver_channel, wake_channel};
+use agentq_shared::store::park::{deliver_channel, wake_channel};
 use futures::{FutureExt, StreamExt};
 
 use crate::context::WorkerCtx;

@@ -1,6 +1,6 @@
 //! `agentq cancel ID...` and `agentq cancel --state STATE`.
 
-use agentq_shared::{bulk::BulkResult, config::Config, ops::cancel_state_refusal};
+use agentq_shared::{config::Config, store::bulk::BulkResult, store::ops::cancel_state_refusal};
 use serde_json::json;
 
 use crate::{cmd::select::Selection, output, Failure};

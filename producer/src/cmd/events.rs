@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agentq_shared::{config::Config, ops::Event};
+use agentq_shared::{config::Config, store::ops::Event};
 
 use crate::{output, Failure};
 

@@ -1,6 +1,6 @@
 //! `agentq list`.
 
-use agentq_shared::{config::Config, ops::ListFilter, status::JobState};
+use agentq_shared::{config::Config, status::JobState, store::ops::ListFilter};
 
 use crate::{cmd::when, output, Failure};
 

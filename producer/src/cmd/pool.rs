@@ -1,7 +1,7 @@
 //! `agentq pool resume POOL`: lift a pool's backoff pause by hand;
 //! `agentq pool pause POOL --for 10m`: pause it by hand.
 
-use agentq_shared::{config::Config, limits::check_pool_name};
+use agentq_shared::{config::Config, store::limits::check_pool_name};
 use serde_json::json;
 
 use crate::{cmd::when, output, Failure};

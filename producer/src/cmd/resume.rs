@@ -1,6 +1,6 @@
 //! `agentq resume ID --answer TEXT`: answer a blocked job and run it again.
 
-use agentq_shared::{config::Config, ops::ResumeError};
+use agentq_shared::{config::Config, store::ops::ResumeError};
 
 use crate::{cmd::wait, output, Failure};
 

@@ -1,6 +1,6 @@
 //! `agentq retry`: run finished jobs again (a new attempt of the same job).
 
-use agentq_shared::{bulk::BulkResult, config::Config, ops::retry_state_refusal};
+use agentq_shared::{config::Config, store::bulk::BulkResult, store::ops::retry_state_refusal};
 use serde_json::json;
 
 use crate::{cmd::select::Selection, output, Failure};

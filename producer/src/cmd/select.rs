@@ -1,7 +1,7 @@
 //! Which jobs a bulk verb (`retry`, `cancel`) acts on: the ids given, or every
 //! job in a state, optionally of one agent and since a time.
 
-use agentq_shared::{ops::ListFilter, status::JobState, store::JobStore};
+use agentq_shared::{status::JobState, store::ops::ListFilter, store::JobStore};
 
 use crate::{cmd::when, Failure};
 

@@ -4,14 +4,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use agentq_shared::{
-    bulk::BulkResult,
-    limits::{check_pool_name, PoolStats},
-    ops::{
+    record::JobRecord,
+    status::{JobState, WaitReason},
+    store::bulk::BulkResult,
+    store::limits::{check_pool_name, PoolStats},
+    store::ops::{
         cancel_state_refusal, retry_state_refusal, Event, HistoryEntry, JobPage, ResumeError,
         WorkerInfo,
     },
-    record::JobRecord,
-    status::{JobState, WaitReason},
 };
 use axum::{
     extract::{Path, Query, State},

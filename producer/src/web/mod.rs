@@ -13,8 +13,8 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use agentq_shared::{
     config::Config,
-    ops::ListFilter,
     status::JobState,
+    store::ops::ListFilter,
     store::{JobStore, StoreError},
 };
 use axum::{

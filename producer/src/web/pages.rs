@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use agentq_shared::{
-    ops::{cancel_state_refusal, retry_state_refusal, Event},
     record::JobRecord,
     status::{JobState, ALL_STATES},
+    store::ops::{cancel_state_refusal, retry_state_refusal, Event},
 };
 use axum::{
     extract::{Path, Query, State},

@@ -1,6 +1,6 @@
 //! Admission settings from the config: per-pool limits (`[limits]`), pacing
 //! (`[rates]`) and pool backoff (`[backoff]`). The store applies them
-//! (`agentq_shared::limits`, `agentq_shared::park`).
+//! (`agentq_shared::store::limits`, `agentq_shared::store::park`).
 
 use std::collections::BTreeMap;
 

@@ -93,7 +93,7 @@ impl Keys {
 
     /// Sorted set: live workers that can run pool `pool` (id → heartbeat
     /// expiry, ms). A pool no live worker serves gets no slot while others are
-    /// live (see `agentq_shared::park`).
+    /// live (see `agentq_shared::store::park`).
     pub fn serves(&self, pool: &str) -> String {
         format!("{}:serves:{pool}", self.ns)
     }
@@ -119,7 +119,7 @@ impl Keys {
     }
 
     /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order
-    /// (its name is built the same way in `agentq_shared::park::PARK_LUA`).
+    /// (its name is built the same way in `agentq_shared::store::park::PARK_LUA`).
     pub fn workspace_waiters(&self, ws: &str) -> String {
         format!("{}:wsq:{ws}", self.ns)
     }

@@ -230,7 +230,7 @@ impl JobRecord {
 }
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
-/// record's `pool` and `model` fields (see `agentq_shared::park`).
+/// record's `pool` and `model` fields (see `agentq_shared::store::park`).
 pub fn placement(input: &DispatchInput) -> (String, String) {
     match crate::agent::AgentSpec::parse(&input.agent) {
         Ok(a) => (a.base, a.model.unwrap_or_default()),

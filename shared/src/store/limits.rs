@@ -4,7 +4,7 @@
 //! Running jobs hold *slot leases*: members of a sorted set per pool (and per
 //! pool+model) scored by lease expiry, renewed while the job runs, so a crashed
 //! host's slots free themselves. Slots are granted to parked jobs, oldest first,
-//! by the wake script of [`crate::park`], which also applies pacing and pauses;
+//! by the wake script of [`crate::store::park`], which also applies pacing and pauses;
 //! a job's run ends by giving its slot back in the same Lua call that records
 //! how it ended ([`crate::store::Move`]).
 
@@ -92,7 +92,7 @@ fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
 
 impl JobStore {
     /// Whether job `id` holds a slot of its pool (granted to it by a wake, see
-    /// [`crate::park`]); if so its lease is renewed for `lease`. A job without
+    /// [`crate::store::park`]); if so its lease is renewed for `lease`. A job without
     /// one parks in its pool's lane.
     ///
     /// # Errors

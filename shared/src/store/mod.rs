@@ -6,6 +6,14 @@
 //! and the worker skips it. Re-running a job (retry, resume, waiting for a slot, an
 //! infrastructure retry) is a new delivery of the same record, never a copy.
 
+pub mod bulk;
+pub mod lease;
+pub mod limits;
+pub mod ops;
+pub mod park;
+pub mod sweep;
+pub mod wslease;
+
 use std::{collections::HashMap, time::Duration};
 
 use apalis_redis::RedisStorage;
@@ -88,7 +96,7 @@ pub use crate::clock::{now_ms, now_rfc3339};
 ///
 /// A run's end (release, or a final state) gives the job's slot back unless
 /// told to keep it; a final state takes the job out of any line it is parked
-/// in; `park` parks it (see [`crate::park`]) instead of pushing a delivery.
+/// in; `park` parks it (see [`crate::store::park`]) instead of pushing a delivery.
 ///
 /// KEYS: the five queue keys (see [`crate::delivery`]), job, events, history,
 /// run lease. ARGV: state prefix, new state, now (ms), now (RFC 3339), expected
@@ -531,8 +539,8 @@ impl JobStore {
                 crate::delivery::PUSH_LUA,
                 states_lua(),
                 final_states_lua(),
-                crate::sweep::active_states_lua(),
-                crate::park::PARK_LUA,
+                crate::store::sweep::active_states_lua(),
+                crate::store::park::PARK_LUA,
             )),
             enqueue: redis::Script::new(&format!(
                 "{}{}{ENQUEUE}",
@@ -912,7 +920,7 @@ impl JobStore {
             .collect())
     }
 
-    /// Jobs waiting to start: parked in a pool's lane (see [`crate::park`]) or
+    /// Jobs waiting to start: parked in a pool's lane (see [`crate::store::park`]) or
     /// as a delivery in the apalis queue (active list plus scheduled set).
     ///
     /// # Errors

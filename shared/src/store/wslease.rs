@@ -5,7 +5,7 @@
 //! retry, a resume. Its lease is a key holding the running job's id, with a TTL
 //! renewed while the job runs, so a dead holder frees it after `heartbeat ×
 //! missed`. A job that finds it taken is parked in the workspace's line (a
-//! sorted set by enqueue order, see [`crate::park`]) and gives its pool slot
+//! sorted set by enqueue order, see [`crate::store::park`]) and gives its pool slot
 //! back; when the workspace is given back, the first job in line goes to its
 //! pool's lane, keeping its place there. Waiting for a workspace spends no
 //! attempt and holds no pool slot.
@@ -86,7 +86,7 @@ static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::ne
 static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "local NS, JOB_PREFIX = ARGV[2], ARGV[3]\n{}{GIVE_BACK}",
-        crate::park::PARK_LUA
+        crate::store::park::PARK_LUA
     ))
 });
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));

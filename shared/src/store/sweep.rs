@@ -1,7 +1,7 @@
 //! The safety sweep: no accepted job is ever left without a way to go on.
 //!
 //! A non-final job must always be in one of four places: held by a live run
-//! (its run lease exists), parked in a line (see [`crate::park`]), or waiting
+//! (its run lease exists), parked in a line (see [`crate::store::park`]), or waiting
 //! as a delivery apalis will hand out (active list, scheduled set, or a
 //! registered worker's in-flight set). The sweep finds the two ways out of that
 //! and parks the job again at its first place in line, as `waiting`:
@@ -23,8 +23,8 @@ use redis::AsyncCommands;
 
 use crate::{
     delivery::{queue_keys, PUSH_LUA},
-    park::PARK_LUA,
     status::JobState,
+    store::park::PARK_LUA,
     store::{
         apalis_config, final_states_lua, now_rfc3339, states_lua, JobStore, StoreError,
         EVENTS_MAX_LEN,

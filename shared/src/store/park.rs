@@ -32,8 +32,8 @@ use redis::AsyncCommands;
 
 use crate::{
     delivery::{new_task_id, queue_keys, PUSH_LUA},
-    limits::AdmissionConfig,
     status::JobState,
+    store::limits::AdmissionConfig,
     store::{JobStore, StoreError},
 };
 
@@ -275,7 +275,7 @@ impl JobStore {
             for _ in 0..GRANTS_PER_CALL {
                 inv.arg(new_task_id());
             }
-            if let Some(crate::limits::LimitSpec::Detailed(m)) = cfg.limits.get(pool) {
+            if let Some(crate::store::limits::LimitSpec::Detailed(m)) = cfg.limits.get(pool) {
                 for (model, n) in m.iter().filter(|(k, _)| k.as_str() != "total") {
                     inv.arg(model).arg(*n);
                 }

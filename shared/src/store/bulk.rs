@@ -5,8 +5,8 @@
 use std::sync::LazyLock;
 
 use crate::{
-    park::{parked_states_lua, PARK_LUA},
     status::JobState,
+    store::park::{parked_states_lua, PARK_LUA},
     store::{final_states_lua, now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN},
 };
 

@@ -199,7 +199,7 @@ impl JobStore {
             .key(self.keys().job(id))
             .key(self.keys().log_tail(id))
             .arg(token)
-            .arg(crate::ops::LOG_TAIL_MAX)
+            .arg(crate::store::ops::LOG_TAIL_MAX)
             .arg(chunk)
             .invoke_async(&mut self.conn())
             .await?;
