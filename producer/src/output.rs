@@ -123,19 +123,19 @@ pub fn waits_for(rec: &JobRecord) -> String {
         return String::new();
     }
     let pool = rec.input.agent.split(':').next().unwrap_or_default();
-    match rec.reason.as_str() {
-        r if r == WaitReason::Workspace.as_str() && rec.waiting_on.is_empty() => {
+    match rec.reason {
+        Some(WaitReason::Workspace) if rec.waiting_on.is_empty() => {
             "its workspace (older jobs for it are first in line)".to_string()
         }
-        r if r == WaitReason::Workspace.as_str() => {
+        Some(WaitReason::Workspace) => {
             format!("its workspace, held by job {}", rec.waiting_on)
         }
-        r if r == WaitReason::Affinity.as_str() => format!(
+        Some(WaitReason::Affinity) => format!(
             "host {}, which has its workspace (for a few seconds, then any host)",
             rec.waiting_on
         ),
-        r if r == WaitReason::Slot.as_str() => format!("a slot in the {pool} pool"),
-        r if r == WaitReason::Backoff.as_str() => format!("the {pool} pool's pause to end"),
+        Some(WaitReason::Slot) => format!("a slot in the {pool} pool"),
+        Some(WaitReason::Backoff) => format!("the {pool} pool's pause to end"),
         _ => String::new(),
     }
 }
@@ -146,7 +146,10 @@ pub fn print_record(rec: &JobRecord) {
     let mut rows: Vec<(&str, String)> = vec![
         ("id", rec.id.clone()),
         ("state", rec.state.to_string()),
-        ("reason", rec.reason.clone()),
+        (
+            "reason",
+            rec.reason.map(|r| r.to_string()).unwrap_or_default(),
+        ),
         ("waits for", waits_for(rec)),
         ("agent", i.agent.clone()),
         ("repo", format!("{}/{}", i.org, i.repo)),
@@ -205,7 +208,10 @@ pub fn print_json(value: &impl serde::Serialize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentq_shared::{input::DispatchInput, status::JobState};
+    use agentq_shared::{
+        input::DispatchInput,
+        status::{JobState, WaitReason},
+    };
 
     #[test]
     fn a_waiting_job_says_what_it_waits_for() {
@@ -216,12 +222,12 @@ mod tests {
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
         assert_eq!(waits_for(&rec), "");
         rec.state = JobState::Waiting;
-        rec.reason = "workspace".into();
+        rec.reason = Some(WaitReason::Workspace);
         rec.waiting_on = "01HOLDER".into();
         assert_eq!(waits_for(&rec), "its workspace, held by job 01HOLDER");
-        rec.reason = "slot".into();
+        rec.reason = Some(WaitReason::Slot);
         assert_eq!(waits_for(&rec), "a slot in the claude pool");
-        rec.reason = "affinity".into();
+        rec.reason = Some(WaitReason::Affinity);
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
     }

@@ -5,7 +5,7 @@
 
 use std::{path::Path, time::Duration};
 
-use agentq_shared::status::{JobState, WorkspaceStatus};
+use agentq_shared::status::{JobState, QaStatus, WorkspaceStatus};
 use agentq_tests::{
     forge_sim::{ForgeSim, SIM_USER},
     *,
@@ -133,7 +133,7 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
         "{rec:#?}\n{}",
         env.worker_logs()
     );
-    assert_eq!(rec.qa_status, "passed", "{rec:#?}");
+    assert_eq!(rec.qa_status, Some(QaStatus::Passed), "{rec:#?}");
     assert!(rec.forge_error.is_empty(), "{}", rec.forge_error);
 
     // The prompt had the issue from the forge.
@@ -233,7 +233,7 @@ async fn a_failing_test_fails_the_job_without_a_pull_request() {
     ]);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
-    assert_eq!(rec.qa_status, "failed");
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed));
     assert!(
         rec.error.starts_with("QA check failed: `go test"),
         "{}",
@@ -282,7 +282,7 @@ async fn forge_trouble_is_retried_or_recorded_never_fatal() {
         1,
         "posted after two 503s"
     );
-    assert_eq!(rec.qa_status, "skipped");
+    assert_eq!(rec.qa_status, Some(QaStatus::Skipped));
 
     sim.set_down(true);
     let id = env.enqueue(&[
@@ -449,7 +449,7 @@ async fn with_auto_qa_off_a_completed_run_is_not_checked_and_gets_its_pull_reque
     let rec = env.wait_final(&id, LONG).await;
     // The failing test was never run: no QA state, no QA result, a PR.
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    assert_eq!(rec.qa_status, "", "{rec:#?}");
+    assert_eq!(rec.qa_status, None, "{rec:#?}");
     let history = env.store().await.history(&id).await.unwrap();
     assert!(!history.iter().any(|h| h.state == "qa"), "{history:#?}");
     assert_eq!(sim.pulls("core", "broken").len(), 1);
@@ -488,7 +488,7 @@ async fn a_pools_own_qa_commands_replace_detection_and_pr_on_qa_failure_opens_a_
     ]);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
-    assert_eq!(rec.qa_status, "failed");
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed));
     assert!(
         rec.error
             .starts_with("QA check failed: `go vet ./no/such/package`"),
@@ -649,7 +649,7 @@ async fn qa_runs_each_languages_commands_in_order_inside_the_container() {
     for ((repo, _, _, failing, before), id) in cases.iter().zip(&ids) {
         let rec = env.wait_final(id, LONG).await;
         assert_eq!(rec.state, JobState::Failed, "{repo}: {rec:#?}");
-        assert_eq!(rec.qa_status, "failed", "{repo}: {rec:#?}");
+        assert_eq!(rec.qa_status, Some(QaStatus::Failed), "{repo}: {rec:#?}");
         assert!(
             rec.error
                 .starts_with(&format!("QA check failed: `{failing}")),

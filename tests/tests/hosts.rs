@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agentq_shared::status::JobState;
+use agentq_shared::status::{JobState, WaitReason};
 use agentq_tests::*;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -71,7 +71,10 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
     'seen: loop {
         for id in &ids {
             let r = store.get(id).await.unwrap().unwrap();
-            if r.state == JobState::Waiting && r.reason == "workspace" && !r.waiting_on.is_empty() {
+            if r.state == JobState::Waiting
+                && r.reason == Some(WaitReason::Workspace)
+                && !r.waiting_on.is_empty()
+            {
                 assert!(ids.contains(&r.waiting_on) && r.waiting_on != *id, "{r:#?}");
                 break 'seen;
             }

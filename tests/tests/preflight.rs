@@ -140,7 +140,11 @@ async fn an_image_removed_while_the_worker_runs_stops_its_pool_there_and_spends_
     docker(&["rmi", &tag]);
     let id = env.enqueue(&["--repo", "demo", "--task", "t", "--issue", "1"]);
     // Handed back, spending nothing, and this worker no longer runs codex.
-    let rec = env.wait_for(&id, LONG, |r| r.reason == "unserved").await;
+    let rec = env
+        .wait_for(&id, LONG, |r| {
+            r.reason == Some(agentq_shared::status::WaitReason::Unserved)
+        })
+        .await;
     assert_eq!((rec.state, rec.tries), (JobState::Queued, 0), "{rec:#?}");
     assert!(rec.error.contains("No such image"), "{rec:#?}");
     wait_log(&env, "this worker takes no codex jobs any more").await;

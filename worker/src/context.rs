@@ -45,25 +45,13 @@ impl WorkerCtx {
     /// `uid:gid` agents run as: `docker.agent_user` when this worker is root
     /// (it gives them the working tree), else this worker's own ids.
     pub fn agent_ids(&self) -> (u32, u32) {
-        agent_ids(&self.cfg)
+        self.cfg.agent_run_ids()
     }
 
     /// [`WorkerCtx::agent_ids`] as Docker's `user`.
     pub fn agent_user(&self) -> String {
         let (uid, gid) = self.agent_ids();
         format!("{uid}:{gid}")
-    }
-}
-
-/// `uid:gid` agents run as under `cfg`: `docker.agent_user` when this
-/// process is root (it gives them the working tree), else its own ids.
-pub fn agent_ids(cfg: &Config) -> (u32, u32) {
-    let (uid, gid) = agentq_shared::fsutil::current_ids();
-    if uid == 0 {
-        // Validated at load; the fallback is the documented default.
-        cfg.agent_ids().unwrap_or((1000, 1000))
-    } else {
-        (uid, gid)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agentq_shared::{
     store::{JobStore, Move, Moved, StoreError},
-    transition::Transition,
+    transition::{Note, Transition},
 };
 
 /// Another run owns the job now: this run must stop writing.
@@ -31,7 +31,7 @@ pub struct Hold {
 
 /// Backoff between retries of a write while Redis fails: 100 ms doubling to 5 s.
 pub fn write_backoff(tries: u32) -> Duration {
-    Duration::from_millis((100u64 << tries.min(6)).min(5_000))
+    agentq_shared::backoff::doubling(Duration::from_millis(100), tries, Duration::from_secs(5))
 }
 
 /// Runs `op` until it returns something other than a Redis error, sleeping with
@@ -93,13 +93,13 @@ impl Hold {
         self.apply(t.into()).await
     }
 
-    /// Sets fields, retrying Redis errors.
+    /// Writes a [`Note`], retrying Redis errors.
     ///
     /// # Errors
     /// [`Fenced`].
-    pub async fn set_fields(&self, fields: &[(&str, String)]) -> Result<(), Fenced> {
+    pub async fn note(&self, note: &Note) -> Result<(), Fenced> {
         let ok = until_redis_answers("fields", &self.id, || {
-            self.store.set_fields_fenced(&self.id, &self.token, fields)
+            self.store.note_fenced(&self.id, &self.token, note)
         })
         .await;
         if ok {

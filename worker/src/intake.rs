@@ -20,7 +20,7 @@ async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), Box
 /// Takes deliveries until `drain` turns true.
 pub async fn run(ctx: Arc<WorkerCtx>, concurrency: u32, drain: watch::Receiver<bool>) {
     let keys = ctx.store.keys().clone();
-    let poll = Duration::from_millis(ctx.cfg.poll_ms.max(50));
+    let poll = ctx.cfg.poll_every();
     // apalis-redis ends a worker's stream when Redis fails under it (apalis-redis
     // #76): run generation after generation until shutdown.
     for generation in 1u64.. {

@@ -131,7 +131,7 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
     if let Some((host, since)) = affinity(ctx, &rec, &ws).await {
         // The host with the workspace claims the job (and its slot) when it has
         // room; this host looks again every few seconds, in case that host died.
-        let until = since + ctx.cfg.affinity_secs as i64 * 1000;
+        let until = since + ctx.cfg.affinity_grace_ms();
         let recheck = Duration::from_millis((until - now_ms()).clamp(0, 2_000) as u64);
         go(hold, Transition::left_to_host(&host, since, recheck)).await?;
         if let Err(e) = store.leave_to_host(&host, id, until).await {
@@ -162,7 +162,7 @@ async fn go(hold: &Hold, t: Transition) -> Result<(), Fenced> {
 /// and since when (ms), while `affinity_secs` have not passed. Redis errors
 /// mean no affinity (any host may run any job).
 async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String, i64)> {
-    let grace = ctx.cfg.affinity_secs as i64 * 1000;
+    let grace = ctx.cfg.affinity_grace_ms();
     if grace == 0 {
         return None;
     }
@@ -338,7 +338,7 @@ async fn infra_failure(
     ws: Option<Workspace>,
 ) -> Result<(), Fenced> {
     let (ctx, hold, rec, attempt) = (run.ctx, run.hold, run.rec, run.attempt);
-    let max = rec.max_attempts.max(1);
+    let max = rec.max_attempts;
     if tries < max {
         let delay = ctx.cfg.infra_retry_delay(tries);
         tracing::warn!(job = %rec.id, attempt, max, error = %text, ?delay, "infrastructure error; retrying");

@@ -2,7 +2,7 @@
 //! each through prep → agent container → finish. Run as many as you like, on as
 //! many hosts as you like, against one Redis.
 
-mod background;
+mod affinity;
 mod breaker;
 mod caplog;
 mod context;
@@ -16,6 +16,7 @@ mod housekeeping;
 mod http;
 mod import;
 mod intake;
+mod janitor;
 mod job;
 mod memory;
 mod metrics;
@@ -23,12 +24,14 @@ mod mirror;
 mod preflight;
 mod prep;
 mod qa;
+mod registry;
 mod report;
 mod run;
 mod save;
 mod shutdown;
 mod stages;
 mod stop;
+mod sweeper;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -170,16 +173,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let bound = http::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
-    background::spawn_registry(ctx.clone(), cli.concurrency);
-    let reaped = background::reap(&ctx).await;
+    registry::spawn_registry(ctx.clone(), cli.concurrency);
+    let reaped = janitor::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
-    background::sweep_orphans_now(&ctx).await;
+    sweeper::sweep_orphans_now(&ctx).await;
     waker::spawn(ctx.clone(), cli.concurrency);
-    background::spawn_sweeper(ctx.clone());
-    background::spawn_janitor(ctx.clone());
-    background::spawn_housekeeping(ctx.clone());
+    sweeper::spawn_sweeper(ctx.clone());
+    janitor::spawn_janitor(ctx.clone());
+    housekeeping::spawn(ctx.clone());
 
-    background::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
+    affinity::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
     intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;
     let _ = ctx.store.worker_gone(&ctx.worker_id).await;
     tracing::info!("agentq-worker stopped");

@@ -159,7 +159,7 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
         return Err(format!("cannot make {}: {e}", scratch.display()));
     }
     let agent = AgentSpec::parse(pool).map_err(|e| e.to_string())?;
-    let (uid, gid) = crate::context::agent_ids(cfg);
+    let (uid, gid) = cfg.agent_run_ids();
     let job = ContainerJob {
         job_id: "preflight",
         attempt: 0,

@@ -33,8 +33,8 @@ pub struct QaResult {
 }
 
 impl QaResult {
-    /// The question a QA failure puts on the job (upstream's wording).
-    pub fn question(&self) -> String {
+    /// The error a QA failure puts on the job (upstream's wording).
+    pub fn failure(&self) -> String {
         format!("QA check failed: `{}` {}", self.command, self.detail)
     }
 }

@@ -138,7 +138,7 @@ pub async fn track_time(
                 Ok(TimeOutcome::Added(_) | TimeOutcome::AlreadyAdded(_)) => {
                     if let Err(e) = ctx
                         .store
-                        .set_fields(&rec.id, &[("time_tracked", run.to_string())])
+                        .note(&rec.id, &agentq_shared::transition::Note::time_tracked(run))
                         .await
                     {
                         tracing::warn!(job = %rec.id, error = %e, "cannot record that the run's time was tracked");

@@ -10,9 +10,9 @@ use agentq_shared::{
     agent::AgentSpec,
     container::agent_container,
     forge::CommitState,
-    outcome::{decide_outcome, Ended, RunOutcome},
+    outcome::{decide_outcome, settle, Ended, Finding, RunOutcome},
     status::{read_blocked, JobState, QaStatus, QaSummary, WorkspaceStatus},
-    transition::{Outcome, RunReport, Transition},
+    transition::{Note, Outcome, RunReport, Transition},
     workspace::Workspace,
 };
 use tokio::sync::watch;
@@ -123,14 +123,11 @@ async fn prep(run: &Run<'_>) -> Result<Option<Prepared>, StageError> {
         return Ok(None);
     }
     run.hold
-        .set_fields(&[
-            (
-                "workspace_dir",
-                prepared.workspace.dir.to_string_lossy().into_owned(),
-            ),
-            ("branch", prepared.branch.clone()),
-            ("resumed", u8::from(prepared.resumed).to_string()),
-        ])
+        .note(&Note::prepared(
+            &prepared.workspace.dir.to_string_lossy(),
+            &prepared.branch,
+            prepared.resumed,
+        ))
         .await?;
     Ok(Some(prepared))
 }
@@ -226,7 +223,7 @@ async fn keep_commits(
             Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
             Err(e @ ImportError::Refused(_)) => {
                 tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
-                outcome = Outcome::fail(e.to_string());
+                outcome = settle(outcome, Finding::CommitsRefused(e.to_string()));
             }
         }
     }
@@ -254,7 +251,7 @@ async fn keep_commits(
         Ok(s) => s,
         Err(e @ SaveError::Moved { .. }) => {
             tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");
-            outcome = Outcome::fail(e.to_string());
+            outcome = settle(outcome, Finding::BranchMoved(e.to_string()));
             Saved::Nothing
         }
         Err(e @ SaveError::Failed(_)) => {
@@ -297,11 +294,11 @@ async fn qa_stage(
             Err(_) => QaResult::cancelled(),
         };
         if result.status == QaStatus::Failed {
-            *outcome = Outcome::fail(result.question());
+            *outcome = settle(outcome.clone(), Finding::QaFailed(result.failure()));
         }
         if let Some(p) = &pushed {
             let (st, desc) = match result.status {
-                QaStatus::Failed => (CommitState::Failure, result.question()),
+                QaStatus::Failed => (CommitState::Failure, result.failure()),
                 QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),
                 QaStatus::Skipped => (
                     CommitState::Success,
@@ -398,12 +395,12 @@ async fn run_agent(
         |cid| {
             let cid = cid.to_string();
             tokio::spawn(async move {
-                let _ = hold.set_fields(&[("container", cid)]).await;
+                let _ = hold.note(&Note::container(&cid)).await;
             });
         },
     )
     .await?;
-    let _ = run.hold.set_fields(&[("container", container)]).await;
+    let _ = run.hold.note(&Note::container(&container)).await;
     Ok(ended)
 }
 

@@ -9,7 +9,7 @@
 //! - A few times a second the due timers (pauses that ended, pacing intervals
 //!   that passed) wake their pools: one command when none is due.
 //! - The sweep leader wakes every parked pool each heartbeat (see
-//!   [`crate::background::spawn_sweeper`]), for the slots of dead workers, whose
+//!   [`crate::sweeper::spawn_sweeper`]), for the slots of dead workers, whose
 //!   leases expire without anyone releasing them.
 //!
 //! Nothing here reads the jobs that wait: the cost is per event, never per waiter.

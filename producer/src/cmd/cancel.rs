@@ -16,9 +16,6 @@ use crate::{cmd::select::Selection, output, Failure};
 pub struct Args {
     #[command(flatten)]
     pub jobs: Selection,
-    /// Print JSON, one object per job.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs the command.
@@ -35,7 +32,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         let (state, note) = match r {
             BulkResult::NoSuchJob => {
                 code = 1;
-                if args.json {
+                if args.jobs.json {
                     output::print_json(&json!({"id": id, "error": "no such job"}));
                 } else {
                     errln!("agentq: no job with id {id}");
@@ -55,13 +52,13 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 (st, "cancel requested; the worker stops it within seconds")
             }
         };
-        if args.json {
+        if args.jobs.json {
             output::print_json(&json!({"id": id, "state": state, "note": note}));
         } else if !many {
             outln!("{id} {state}: {note}");
         }
     }
-    if many && !args.json {
+    if many && !args.jobs.json {
         outln!("{cancelled} cancelled, {stopping} being stopped by their workers");
     }
     Ok(code)

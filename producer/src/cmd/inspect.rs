@@ -8,16 +8,8 @@ use crate::{output, Failure};
 /// Lines of the agent log shown by inspect.
 const LOG_LINES: usize = 20;
 
-/// Show everything about a job: input, state history (with hosts), attempts and
-/// their errors, container, exit code, question, workspace, last log lines.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The job id.
-    pub id: String,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
+/// The job and `--json`, as `agentq status` takes them.
+pub use super::status::Args;
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {

@@ -60,14 +60,8 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         "att"
     );
     for j in &jobs {
-        let reason = if !j.question.is_empty() {
-            &j.question
-        } else if !j.error.is_empty() {
-            &j.error
-        } else {
-            &j.reason
-        };
-        let reason: String = reason
+        let reason: String = j
+            .message()
             .lines()
             .next()
             .unwrap_or("")

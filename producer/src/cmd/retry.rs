@@ -15,9 +15,6 @@ use crate::{cmd::select::Selection, output, Failure};
 pub struct Args {
     #[command(flatten)]
     pub jobs: Selection,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs the command.
@@ -36,7 +33,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             BulkResult::Left(st) => refused.push((id, format!("is {st}, not finished"))),
         }
     }
-    if args.json {
+    if args.jobs.json {
         output::print_json(
             &json!({"retried": retried, "refused": refused.iter().map(|(i, w)| json!({"id": i, "error": w})).collect::<Vec<_>>()}),
         );

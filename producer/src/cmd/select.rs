@@ -1,5 +1,5 @@
 //! Which jobs a bulk verb (`retry`, `cancel`) acts on: the ids given, or every
-//! job in a state, optionally of one agent and since a time.
+//! job in a state, optionally of one agent and since a time; and `--json`.
 
 use agentq_shared::{status::JobState, store::ops::ListFilter, store::JobStore};
 
@@ -21,6 +21,9 @@ pub struct Selection {
     /// With --state: only jobs created since (RFC 3339, or an age like 2h).
     #[arg(long, requires = "state", value_parser = when::parse_since)]
     pub since: Option<i64>,
+    /// Print JSON, one object per job.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Selection {
@@ -32,12 +35,12 @@ impl Selection {
     /// The ids: as given, or every job the state filter matches. `refusal`
     /// says why a state is not one the verb takes.
     pub async fn ids(
-        self,
+        &self,
         store: &JobStore,
         refusal: fn(JobState) -> Option<String>,
     ) -> Result<Vec<String>, Failure> {
         let Some(state) = self.state else {
-            return Ok(self.ids);
+            return Ok(self.ids.clone());
         };
         if let Some(why) = refusal(state) {
             return Err(Failure::refused(why));
@@ -45,7 +48,7 @@ impl Selection {
         Ok(store
             .ids_matching(&ListFilter {
                 state: Some(state),
-                agent: self.agent,
+                agent: self.agent.clone(),
                 since_ms: self.since,
                 ..Default::default()
             })

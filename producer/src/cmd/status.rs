@@ -4,12 +4,12 @@ use agentq_shared::config::Config;
 
 use crate::{output, Failure};
 
-/// Show one job's record.
+/// One job (`agentq status`, `agentq inspect`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job id printed by `agentq enqueue`.
     pub id: String,
-    /// Print the record as one JSON object.
+    /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }

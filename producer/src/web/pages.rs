@@ -237,14 +237,9 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
 }
 
 fn reason_of(j: &JobRecord) -> &str {
-    let r = if !j.question.is_empty() {
-        &j.question
-    } else if !j.error.is_empty() {
-        &j.error
-    } else if !j.reason.is_empty() {
-        &j.reason
-    } else {
-        &j.input.task
+    let r = match j.message() {
+        "" => &j.input.task,
+        m => m,
     };
     r.lines().next().unwrap_or("")
 }
@@ -407,7 +402,7 @@ pub async fn job(
     let body = html! {
         h1 { "Job " span.mono { (r.id) } }
         p { "State: " span #job-state .state.(r.state.as_str()) { (r.state.as_str()) }
-            @if !r.reason.is_empty() { " (" (r.reason) ")" } }
+            @if let Some(reason) = r.reason { " (" (reason) ")" } }
         @if let Some(csrf) = &v.csrf {
             div.actions {
                 @if r.state.is_final() {
@@ -477,8 +472,8 @@ pub async fn job(
                     @else if i.pr > 0 { li { "PR #" (i.pr) } }
                     @if !r.forge_error.is_empty() { li.error { "forge: " (r.forge_error) } }
                 }
-                @if !r.qa_status.is_empty() {
-                    h3 { "QA: " span #qa-status { (r.qa_status) } }
+                @if let Some(qa) = r.qa_status {
+                    h3 { "QA: " span #qa-status { (qa) } }
                     p.mono { (r.qa_command) }
                     @if !r.qa_output.is_empty() { pre.qa { (r.qa_output) } }
                 }

@@ -70,14 +70,20 @@ pub struct AdmissionConfig {
 }
 
 impl BackoffConfig {
-    /// Consecutive fast failures that pause a pool (at least 1).
+    /// Consecutive fast failures that pause a pool (at least 1, see
+    /// `Config::apply_floors`).
     pub fn failures_to_pause(&self) -> u32 {
-        self.failures.max(1)
+        self.failures
     }
 
-    /// How long a pool pauses (at least 1 s).
+    /// How long a pool pauses (at least 1 s, see `Config::apply_floors`).
     pub fn pause(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.pause_secs.max(1))
+        std::time::Duration::from_secs(self.pause_secs)
+    }
+
+    /// A failure is fast when the agent ran less than this.
+    pub fn window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.window_secs)
     }
 }
 

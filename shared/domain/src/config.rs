@@ -13,6 +13,12 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default agent image (seed: `core-dev`).
 pub const DEFAULT_IMAGE: &str = "core-dev";
 
+/// `docker.agent_user`'s default, as numbers.
+pub const DEFAULT_AGENT_IDS: (u32, u32) = (1000, 1000);
+
+/// The least `poll_ms` (a lower value is raised to it at load).
+pub const MIN_POLL_MS: u64 = 50;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -345,6 +351,7 @@ impl Config {
             None => Self::default(),
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.apply_floors();
         let home = std::env::var_os("HOME");
         cfg.workspace_root = expand_home(&cfg.workspace_root, home.as_deref());
         if let Some(t) = &cfg.templates_dir {
@@ -358,9 +365,26 @@ impl Config {
     /// # Errors
     /// TOML syntax errors, unknown keys and invalid values, as text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.validate()?;
+        cfg.apply_floors();
         Ok(cfg)
+    }
+
+    /// Raises values below their floors, once, at load (so no use site clamps):
+    /// `heartbeat_secs`, `missed_heartbeats`, `sweep_secs`,
+    /// `workspace_sweep_secs`, `max_attempts` and the backoff's `failures` and
+    /// `pause_secs` at least 1; `poll_ms` at least 50.
+    pub fn apply_floors(&mut self) {
+        self.heartbeat_secs = self.heartbeat_secs.max(1);
+        self.missed_heartbeats = self.missed_heartbeats.max(1);
+        self.sweep_secs = self.sweep_secs.max(1);
+        self.workspace_sweep_secs = self.workspace_sweep_secs.max(1);
+        self.max_attempts = self.max_attempts.max(1);
+        self.poll_ms = self.poll_ms.max(MIN_POLL_MS);
+        let backoff = &mut self.admission.backoff;
+        backoff.failures = backoff.failures.max(1);
+        backoff.pause_secs = backoff.pause_secs.max(1);
     }
 
     /// Checks values the types cannot.
@@ -409,6 +433,18 @@ impl Config {
         Ok((uid, gid))
     }
 
+    /// `uid:gid` agents run as: `docker.agent_user` when this process is root
+    /// (it gives them the working tree), else this process's own ids.
+    pub fn agent_run_ids(&self) -> (u32, u32) {
+        let (uid, gid) = crate::fsutil::current_ids();
+        if uid == 0 {
+            // Validated at load; the fallback is the documented default.
+            self.agent_ids().unwrap_or(DEFAULT_AGENT_IDS)
+        } else {
+            (uid, gid)
+        }
+    }
+
     /// Whether agents of `pool` get `host.docker.internal`.
     pub fn host_gateway_for(&self, pool: &str) -> bool {
         self.docker.host_gateway || pool == "local"
@@ -418,7 +454,7 @@ impl Config {
     /// `heartbeat_secs × missed_heartbeats`. A dead worker's jobs are taken
     /// over after this.
     pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_secs.max(1) * u64::from(self.missed_heartbeats.max(1)))
+        Duration::from_secs(self.heartbeat_secs * u64::from(self.missed_heartbeats))
     }
 
     /// The workspace root of host `host`: `{host}` in `workspace_root` is
@@ -433,19 +469,36 @@ impl Config {
         }
     }
 
-    /// How often a worker beats (registry, apalis heartbeat, sweeps): at least 1 s.
+    /// How often a worker beats (registry, apalis heartbeat, sweeps).
     pub fn heartbeat_every(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_secs.max(1))
+        Duration::from_secs(self.heartbeat_secs)
     }
 
-    /// How often the lost-delivery sweep runs: at least 1 s.
+    /// How often the lost-delivery sweep runs.
     pub fn sweep_every(&self) -> Duration {
-        Duration::from_secs(self.sweep_secs.max(1))
+        Duration::from_secs(self.sweep_secs)
     }
 
-    /// How often dead hosts' workspaces are looked for: at least 1 s.
+    /// How often dead hosts' workspaces are looked for.
     pub fn workspace_sweep_every(&self) -> Duration {
-        Duration::from_secs(self.workspace_sweep_secs.max(1))
+        Duration::from_secs(self.workspace_sweep_secs)
+    }
+
+    /// How often apalis's finished deliveries are vacuumed: half of
+    /// `vacuum_after_secs`, at least 1 s.
+    pub fn vacuum_every(&self) -> Duration {
+        (Duration::from_secs(self.vacuum_after_secs) / 2).max(Duration::from_secs(1))
+    }
+
+    /// How often the apalis intake looks for delayed deliveries (`poll_ms`).
+    pub fn poll_every(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
+
+    /// How long a job waits for the live host that holds its workspace
+    /// (`affinity_secs`), in ms; 0: no affinity.
+    pub fn affinity_grace_ms(&self) -> i64 {
+        i64::try_from(self.affinity_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     /// A worker silent this long is no longer live (`agentq workers`, window,
@@ -483,7 +536,7 @@ impl Config {
     /// or two is not enough. apalis's recovery is left only for deliveries a
     /// dead worker fetched but never took.
     pub fn apalis_missed_heartbeats(&self) -> usize {
-        self.missed_heartbeats.max(1) as usize * 3 + 2
+        self.missed_heartbeats as usize * 3 + 2
     }
 
     /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.

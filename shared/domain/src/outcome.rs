@@ -90,8 +90,8 @@ pub fn decide_outcome(
         ),
         Ended::Exited(code) => {
             let file = blocked();
-            let FinalStatus { state, question } = detect_final_status(&file, *code);
-            end(state, question, Some(*code), file.is_ok())
+            let FinalStatus { state, message } = detect_final_status(&file, *code);
+            end(state, message, Some(*code), file.is_ok())
         }
         Ended::TimedOut => end(
             JobState::TimedOut,
@@ -103,8 +103,62 @@ pub fn decide_outcome(
     }
 }
 
+/// What a step after the agent's run found that changes the job's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The agent's commits were refused as data (not descending from the
+    /// run's start, a bad object…): why.
+    CommitsRefused(String),
+    /// The agent branch on the shared remote moved under the run: why.
+    BranchMoved(String),
+    /// A QA command failed: the error.
+    QaFailed(String),
+}
+
+/// The outcome once `finding` is known. Refused commits and a moved branch
+/// fail the job whatever the agent said (its work cannot be kept); a QA
+/// failure fails a completed job, and QA runs after nothing else.
+pub fn settle(outcome: Outcome, finding: Finding) -> Outcome {
+    match finding {
+        Finding::CommitsRefused(error) | Finding::BranchMoved(error) => Outcome::fail(error),
+        Finding::QaFailed(error) if outcome == Outcome::Completed => Outcome::fail(error),
+        Finding::QaFailed(_) => outcome,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_commits_fail_even_a_blocked_job() {
+        let blocked = Outcome::Blocked {
+            question: "Which DB?".into(),
+        };
+        let why = Finding::CommitsRefused("not a descendant".into());
+        assert_eq!(settle(blocked, why), Outcome::fail("not a descendant"));
+    }
+
+    #[test]
+    fn a_moved_branch_fails_a_completed_job() {
+        let why = Finding::BranchMoved("agent/x moved".into());
+        assert_eq!(
+            settle(Outcome::Completed, why),
+            Outcome::fail("agent/x moved")
+        );
+    }
+
+    #[test]
+    fn a_qa_failure_fails_a_completed_job_only() {
+        let qa = || Finding::QaFailed("QA check failed: `go test` exit 1".into());
+        assert_eq!(
+            settle(Outcome::Completed, qa()),
+            Outcome::fail("QA check failed: `go test` exit 1")
+        );
+        let timed_out = Outcome::TimedOut {
+            error: "timeout".into(),
+        };
+        assert_eq!(settle(timed_out.clone(), qa()), timed_out);
+    }
+
     use crate::fsutil::{UntrustedFileError, UntrustedText};
 
     use super::*;

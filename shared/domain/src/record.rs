@@ -4,7 +4,33 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{input::DispatchInput, status::JobState};
+use crate::{
+    input::DispatchInput,
+    status::{JobState, QaStatus, WaitReason},
+};
+
+/// An optional name stored as a string: `None` is the empty string, in Redis
+/// and in JSON alike (what scripts reading `--json` have always seen); a name
+/// this version does not know reads as `None`.
+mod name_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, T: std::str::FromStr, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Ok(String::deserialize(d)?.parse().ok())
+    }
+}
 
 /// The job record. Stored as a flat Redis hash (see [`JobRecord::to_fields`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,8 +39,9 @@ pub struct JobRecord {
     pub id: String,
     /// Current state.
     pub state: JobState,
-    /// Why the job waits (`slot`, `backoff`, `retry`), when `waiting`.
-    pub reason: String,
+    /// Why the job waits, when `waiting`.
+    #[serde(with = "name_or_empty", default)]
+    pub reason: Option<WaitReason>,
     /// The validated input.
     pub input: DispatchInput,
     /// Deliveries started so far (1 on the first run); never reset.
@@ -51,8 +78,9 @@ pub struct JobRecord {
     pub resumed: bool,
     /// The answer given with `agentq resume`, written to `ANSWER.md`.
     pub answer: String,
-    /// QA result: `passed`, `failed`, `skipped`, or empty when QA did not run.
-    pub qa_status: String,
+    /// How QA went; `None` when QA did not run.
+    #[serde(with = "name_or_empty", default)]
+    pub qa_status: Option<QaStatus>,
     /// The QA command that failed.
     pub qa_command: String,
     /// The end of the QA output.
@@ -93,7 +121,7 @@ impl JobRecord {
         Self {
             id,
             state: JobState::Queued,
-            reason: String::new(),
+            reason: None,
             input,
             attempt: 0,
             tries: 0,
@@ -111,7 +139,7 @@ impl JobRecord {
             prompt: String::new(),
             resumed: false,
             answer: String::new(),
-            qa_status: String::new(),
+            qa_status: None,
             qa_command: String::new(),
             qa_output: String::new(),
             pr_url: String::new(),
@@ -134,7 +162,7 @@ impl JobRecord {
         vec![
             ("id", self.id.clone()),
             ("state", self.state.as_str().to_string()),
-            ("reason", self.reason.clone()),
+            ("reason", name(self.reason)),
             (
                 "input",
                 serde_json::to_string(&self.input).unwrap_or_default(),
@@ -158,7 +186,7 @@ impl JobRecord {
             ("prompt", self.prompt.clone()),
             ("resumed", if self.resumed { "1" } else { "0" }.to_string()),
             ("answer", self.answer.clone()),
-            ("qa_status", self.qa_status.clone()),
+            ("qa_status", name(self.qa_status)),
             ("qa_command", self.qa_command.clone()),
             ("qa_output", self.qa_output.clone()),
             ("pr_url", self.pr_url.clone()),
@@ -173,6 +201,30 @@ impl JobRecord {
             ("waiting_on", self.waiting_on.clone()),
             ("affinity_since", self.affinity_since.clone()),
         ]
+    }
+
+    /// The fields a new record stores: [`JobRecord::to_fields`] without the
+    /// empty ones, the zeros that read back as 0 anyway, and `task` (set only
+    /// with a delivery). Each field costs Redis time at enqueue.
+    pub fn fields_to_create(&self) -> Vec<(&'static str, String)> {
+        self.to_fields()
+            .into_iter()
+            .filter(|(k, v)| {
+                !v.is_empty() && *k != "task" && !(v == "0" && ZERO_WHEN_MISSING.contains(k))
+            })
+            .collect()
+    }
+
+    /// What a one-line view of the job says about it: the question, else the
+    /// error, else why it waits; empty when there is none.
+    pub fn message(&self) -> &str {
+        if !self.question.is_empty() {
+            &self.question
+        } else if !self.error.is_empty() {
+            &self.error
+        } else {
+            self.reason.map(WaitReason::as_str).unwrap_or("")
+        }
     }
 
     /// Reads a record back from its hash fields. Missing fields take empty values,
@@ -192,7 +244,7 @@ impl JobRecord {
         Ok(Self {
             id,
             state,
-            reason: take("reason"),
+            reason: take("reason").parse().ok(),
             input,
             attempt: num(take("attempt")) as u32,
             tries: num(take("tries")) as u32,
@@ -210,7 +262,7 @@ impl JobRecord {
             prompt: take("prompt"),
             resumed: take("resumed") == "1",
             answer: take("answer"),
-            qa_status: take("qa_status"),
+            qa_status: take("qa_status").parse().ok(),
             qa_command: take("qa_command"),
             qa_output: take("qa_output"),
             pr_url: take("pr_url"),
@@ -227,6 +279,17 @@ impl JobRecord {
             affinity_since: take("affinity_since"),
         })
     }
+}
+
+/// Numeric fields that read as 0 when missing (see [`JobRecord::from_fields`]).
+const ZERO_WHEN_MISSING: &[&str] = &["attempt", "tries", "runs", "time_tracked", "resumed"];
+
+/// Fields a re-run (retry, resume) empties: what the last run concluded.
+pub const RERUN_CLEARED: &[&str] = &["question", "error", "exit_code", "finished_at", "reason"];
+
+/// An optional name as the record stores it: empty for `None`.
+fn name<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
 }
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
@@ -253,14 +316,45 @@ mod tests {
             ..Default::default()
         };
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let read = |fields: Vec<(&str, String)>| {
+            let map = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            JobRecord::from_fields(map).unwrap()
+        };
+        // A new record stores fewer fields and reads back the same.
+        assert_eq!(read(rec.fields_to_create()), rec);
+        assert!(rec.fields_to_create().len() < rec.to_fields().len());
         rec.exit_code = Some(3);
         rec.resumed = true;
         rec.time_tracked = 2;
-        let map = rec
-            .to_fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        assert_eq!(JobRecord::from_fields(map).unwrap(), rec);
+        rec.reason = Some(WaitReason::Slot);
+        rec.qa_status = Some(QaStatus::Passed);
+        assert_eq!(read(rec.to_fields()), rec);
+    }
+
+    #[test]
+    fn the_message_is_the_question_else_the_error_else_the_wait_reason() {
+        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "now");
+        assert_eq!(rec.message(), "");
+        rec.reason = Some(WaitReason::Backoff);
+        assert_eq!(rec.message(), "backoff");
+        rec.error = "boom".into();
+        assert_eq!(rec.message(), "boom");
+        rec.question = "Which DB?".into();
+        assert_eq!(rec.message(), "Which DB?");
+    }
+
+    #[test]
+    fn json_shows_no_reason_or_qa_status_as_empty_strings() {
+        let rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "now");
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(
+            (v["reason"].as_str(), v["qa_status"].as_str()),
+            (Some(""), Some(""))
+        );
+        let back: JobRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rec);
     }
 }

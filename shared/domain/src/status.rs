@@ -170,6 +170,16 @@ impl QaStatus {
     }
 }
 
+impl FromStr for QaStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [QaStatus::Passed, QaStatus::Failed, QaStatus::Skipped]
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| format!("unknown QA status `{s}`"))
+    }
+}
+
 impl fmt::Display for QaStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -215,8 +225,8 @@ impl WorkspaceStatus {
 pub struct FinalStatus {
     /// `Completed`, `Blocked` or `Failed`.
     pub state: JobState,
-    /// The blocked question or the failure reason; empty on success.
-    pub question: String,
+    /// The blocked job's question or the failed job's error; empty on success.
+    pub message: String,
 }
 
 /// Most of `BLOCKED.md` that is read (the rest is cut, and the question says so).
@@ -240,13 +250,13 @@ pub fn detect_final_status(blocked: &BlockedFile, exit_code: i64) -> FinalStatus
         Err(e) => {
             return FinalStatus {
                 state: JobState::Failed,
-                question: e.to_string(),
+                message: e.to_string(),
             }
         }
         Ok(Some(t)) if !t.text.trim().is_empty() => {
             return FinalStatus {
                 state: JobState::Blocked,
-                question: t.text.trim().to_string(),
+                message: t.text.trim().to_string(),
             }
         }
         Ok(_) => {}
@@ -254,12 +264,12 @@ pub fn detect_final_status(blocked: &BlockedFile, exit_code: i64) -> FinalStatus
     if exit_code != 0 {
         return FinalStatus {
             state: JobState::Failed,
-            question: format!("Agent exited with code {exit_code}"),
+            message: format!("Agent exited with code {exit_code}"),
         };
     }
     FinalStatus {
         state: JobState::Completed,
-        question: String::new(),
+        message: String::new(),
     }
 }
 
@@ -274,7 +284,7 @@ mod tests {
         assert_eq!(decide(0).state, JobState::Completed);
         let f = decide(3);
         assert_eq!(
-            (f.state, f.question.as_str()),
+            (f.state, f.message.as_str()),
             (JobState::Failed, "Agent exited with code 3")
         );
         std::fs::write(dir.path().join("BLOCKED.md"), "  \n").unwrap();
@@ -282,7 +292,7 @@ mod tests {
         std::fs::write(dir.path().join("BLOCKED.md"), "Which DB?\n").unwrap();
         let f = decide(1);
         assert_eq!(
-            (f.state, f.question.as_str()),
+            (f.state, f.message.as_str()),
             (JobState::Blocked, "Which DB?")
         );
     }
@@ -297,12 +307,12 @@ mod tests {
         std::os::unix::fs::symlink(&secret, repo.join("BLOCKED.md")).unwrap();
         let f = detect_final_status(&read_blocked(&repo), 0);
         assert_eq!(f.state, JobState::Failed);
-        assert_eq!(f.question, "BLOCKED.md is a symlink; refusing to read it");
+        assert_eq!(f.message, "BLOCKED.md is a symlink; refusing to read it");
         std::fs::remove_file(repo.join("BLOCKED.md")).unwrap();
         std::fs::write(repo.join("BLOCKED.md"), "q".repeat(BLOCKED_CAP + 10)).unwrap();
         let f = detect_final_status(&read_blocked(&repo), 0);
         assert_eq!(f.state, JobState::Blocked);
-        assert!(f.question.len() < BLOCKED_CAP + 200 && f.question.contains("cut at"));
+        assert!(f.message.len() < BLOCKED_CAP + 200 && f.message.contains("cut at"));
     }
 
     #[test]
@@ -321,6 +331,18 @@ mod tests {
             1,
             "no temp file left behind"
         );
+    }
+
+    #[test]
+    fn wait_reasons_and_qa_statuses_parse_from_their_names() {
+        for r in WAIT_REASONS {
+            assert_eq!(r.as_str().parse::<WaitReason>().unwrap(), *r);
+        }
+        for q in [QaStatus::Passed, QaStatus::Failed, QaStatus::Skipped] {
+            assert_eq!(q.as_str().parse::<QaStatus>().unwrap(), q);
+        }
+        assert!("".parse::<WaitReason>().is_err());
+        assert!("nope".parse::<QaStatus>().is_err());
     }
 
     #[test]
@@ -399,6 +421,17 @@ impl WaitReason {
             Self::Affinity => "affinity",
             Self::Unserved => "unserved",
         }
+    }
+}
+
+impl FromStr for WaitReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WAIT_REASONS
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown wait reason `{s}`"))
     }
 }
 

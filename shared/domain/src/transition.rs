@@ -139,6 +139,42 @@ pub struct Transition {
     pub keep_slot: bool,
 }
 
+/// Record fields a run writes without changing the job's state. Each
+/// constructor names what the run learnt and alone knows its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Record fields written.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Note {
+    /// Prep is done: the job's workspace, its agent branch and whether the
+    /// agent ran there before.
+    pub fn prepared(workspace_dir: &str, branch: &str, resumed: bool) -> Self {
+        Self {
+            fields: vec![
+                ("workspace_dir", workspace_dir.to_string()),
+                ("branch", branch.to_string()),
+                ("resumed", u8::from(resumed).to_string()),
+            ],
+        }
+    }
+
+    /// The agent's container (its id, for `agentq inspect` and the reaper).
+    pub fn container(id: &str) -> Self {
+        Self {
+            fields: vec![("container", id.to_string())],
+        }
+    }
+
+    /// Agent run number `run`'s time is on the forge's issue (added once).
+    pub fn time_tracked(run: u32) -> Self {
+        Self {
+            fields: vec![("time_tracked", run.to_string())],
+        }
+    }
+}
+
 impl Transition {
     fn new(state: JobState, next: Next) -> Self {
         Self {
@@ -319,6 +355,21 @@ impl Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_write_their_fields_only() {
+        let names = |n: Note| n.fields.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        assert_eq!(
+            names(Note::prepared("/w", "agent/x", true)),
+            ["workspace_dir", "branch", "resumed"]
+        );
+        assert_eq!(Note::prepared("/w", "b", true).fields[2].1, "1");
+        assert_eq!(names(Note::container("c1")), ["container"]);
+        assert_eq!(
+            Note::time_tracked(3).fields,
+            [("time_tracked", "3".to_string())]
+        );
+    }
     use crate::status::QaStatus;
 
     #[test]

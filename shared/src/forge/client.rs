@@ -123,6 +123,21 @@ impl ForgeClient {
         self.t.decode_ok(&Method::GET, segs, reply)
     }
 
+    /// Sends `payload` with `method` under `retry` and decodes a 2xx answer.
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        segs: &[&str],
+        payload: &serde_json::Value,
+        retry: RetryPolicy,
+    ) -> Result<T, ForgeError> {
+        let reply = self
+            .t
+            .execute(method.clone(), segs, &[], Some(payload), retry)
+            .await?;
+        self.t.decode_ok(&method, segs, reply)
+    }
+
     /// Like `get`, with a 404 as `None`.
     async fn get_opt<T: serde::de::DeserializeOwned>(
         &self,
@@ -544,11 +559,7 @@ impl ForgeClient {
         let index = index.to_string();
         let segs = ["repos", owner, repo, "issues", index.as_str(), "comments"];
         let payload = serde_json::json!({ "body": body });
-        let reply = self
-            .t
-            .execute(Method::POST, &segs, &[], Some(&payload), retry)
-            .await?;
-        self.t.decode_ok(&Method::POST, &segs, reply)
+        self.send(Method::POST, &segs, &payload, retry).await
     }
 
     /// Replaces the body of comment `comment_id`.
@@ -801,11 +812,7 @@ impl ForgeClient {
         let payload = serde_json::to_value(pull).map_err(|e| {
             ForgeError::InvalidArgument(format!("cannot encode the pull request: {e}"))
         })?;
-        let reply = self
-            .t
-            .execute(Method::POST, &segs, &[], Some(&payload), retry)
-            .await?;
-        self.t.decode_ok(&Method::POST, &segs, reply)
+        self.send(Method::POST, &segs, &payload, retry).await
     }
 
     /// The open pull request from `pull.head` into `pull.base` (see
@@ -823,29 +830,34 @@ impl ForgeClient {
         repo: &str,
         pull: &CreatePull,
     ) -> Result<(PullRequest, bool), ForgeError> {
-        let mut retry = 0;
-        let mut conflicts = 0;
-        loop {
-            let probe = retry == 0 && conflicts == 0;
-            if let Some(pr) = self
-                .find_open_pull_with(owner, repo, &pull.base, &pull.head, probe)
-                .await?
-            {
-                return Ok((pr, false));
-            }
-            match self
-                .create_pull_with(owner, repo, pull, RetryPolicy::no_retries())
-                .await
-            {
-                Ok(pr) => return Ok((pr, true)),
-                Err(ForgeError::Client { status: 409, .. }) if conflicts == 0 => conflicts += 1,
-                Err(e) if e.is_transient() && retry < self.retry.max_retries => {
-                    self.pause(retry, "POST pull request", &e).await;
-                    retry += 1;
+        // One 409 (someone opened it meanwhile) is answered by looking again.
+        let conflicts = std::sync::atomic::AtomicBool::new(false);
+        self.write_looking_first("POST pull request", |retry| {
+            let conflicts = &conflicts;
+            async move {
+                loop {
+                    let conflicted = conflicts.load(std::sync::atomic::Ordering::Relaxed);
+                    let probe = retry == 0 && !conflicted;
+                    if let Some(pr) = self
+                        .find_open_pull_with(owner, repo, &pull.base, &pull.head, probe)
+                        .await?
+                    {
+                        return Ok(Ok((pr, false)));
+                    }
+                    match self
+                        .create_pull_with(owner, repo, pull, RetryPolicy::no_retries())
+                        .await
+                    {
+                        Ok(pr) => return Ok(Ok((pr, true))),
+                        Err(ForgeError::Client { status: 409, .. }) if !conflicted => {
+                            conflicts.store(true, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        Err(e) => return Ok(Err(e)),
+                    }
                 }
-                Err(e) => return Err(e),
             }
-        }
+        })
+        .await
     }
 
     // -----------------------------------------------------------------------------

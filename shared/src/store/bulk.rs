@@ -7,7 +7,10 @@ use std::sync::LazyLock;
 use crate::{
     status::JobState,
     store::park::{parked_states_lua, PARK_LUA},
-    store::{final_states_lua, now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN},
+    store::{
+        final_states_lua, now_rfc3339, rerun_cleared_lua, states_lua, JobStore, StoreError,
+        EVENTS_MAX_LEN,
+    },
 };
 
 /// Ids per bulk call: each call is atomic and short enough not to hold Redis up.
@@ -79,8 +82,8 @@ return each_job('retried', function(job, id, st)
   if not FINAL[st] then return nil end
   redis.call('DEL', CANCEL_PREFIX .. id)
   redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'tries', 0, 'question', '', 'error', '', 'exit_code', '',
-    'finished_at', '', 'reason', '', 'owner', '', 'order', redis.call('INCR', NS .. ':order'))
+  redis.call('HSET', job, 'tries', 0, 'owner', '', 'order', redis.call('INCR', NS .. ':order'),
+    unpack(RERUN_CLEARED))
   set_state(job, id, st, ST.Queued)
   park_job(job, id, '')
   return ST.Queued
@@ -89,8 +92,9 @@ end)
 
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!(
-        "{PRELUDE}{}{}{}{PARK_LUA}{body}",
+        "{PRELUDE}{}{}{}{}{PARK_LUA}{body}",
         states_lua(),
+        rerun_cleared_lua(),
         final_states_lua(),
         parked_states_lua()
     ))

@@ -165,19 +165,20 @@ impl JobStore {
         Ok(self.conn().get(self.keys().run_lease(id)).await?)
     }
 
-    /// Sets fields on job `id` if run `token` still owns it; returns whether it did.
+    /// Writes a [`Note`](crate::transition::Note) on job `id` if run `token`
+    /// still owns it; returns whether it did.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn set_fields_fenced(
+    pub async fn note_fenced(
         &self,
         id: &str,
         token: &str,
-        fields: &[(&str, String)],
+        note: &crate::transition::Note,
     ) -> Result<bool, StoreError> {
         let mut inv = SET_FENCED_SCRIPT.key(self.keys().job(id));
         inv.arg(token);
-        for (k, v) in fields {
+        for (k, v) in &note.fields {
             inv.arg(*k).arg(v);
         }
         let n: i64 = inv.invoke_async(&mut self.conn()).await?;

@@ -148,8 +148,8 @@ impl JobStore {
         failed: bool,
         ran_for: Duration,
     ) -> Result<bool, StoreError> {
-        let fast_failure = failed && ran_for < Duration::from_secs(cfg.window_secs);
-        let until = chrono::Utc::now() + chrono::Duration::seconds(cfg.pause().as_secs() as i64);
+        let fast_failure = failed && ran_for < cfg.window();
+        let until = crate::clock::rfc3339_after(cfg.pause());
         let paused: i64 = OUTCOME_SCRIPT
             .key(self.keys().fails(pool))
             .key(self.keys().backoff(pool))
@@ -157,7 +157,7 @@ impl JobStore {
             .arg(if fast_failure { "1" } else { "0" })
             .arg(cfg.failures_to_pause())
             .arg(cfg.pause().as_millis() as u64)
-            .arg(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .arg(until)
             .arg(pool)
             .arg(EVENTS_MAX_LEN)
             .arg(now_rfc3339())
@@ -173,9 +173,7 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn pause_pool(&self, pool: &str, dur: Duration) -> Result<String, StoreError> {
-        let until = (chrono::Utc::now()
-            + chrono::Duration::milliseconds(dur.as_millis().max(1000) as i64))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let until = crate::clock::rfc3339_after(dur.max(Duration::from_secs(1)));
         let _: () = redis::pipe()
             .set_options(
                 self.keys().backoff(pool),
@@ -254,10 +252,8 @@ impl JobStore {
                 running: c[0].max(0) as u64,
                 limit: cfg.pool_limit(pool),
                 waiting: self.parked(pool).await?.total(),
-                paused_until: (c[1] > 0).then(|| {
-                    (chrono::Utc::now() + chrono::Duration::milliseconds(c[1]))
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                }),
+                paused_until: (c[1] > 0)
+                    .then(|| crate::clock::rfc3339_after(Duration::from_millis(c[1] as u64))),
             });
         }
         Ok(out)

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     conn::{RedisConn, SentinelUrl},
     keys::Keys,
-    record::JobRecord,
+    record::{JobRecord, RERUN_CLEARED},
     status::JobState,
     transition::{Next, Transition},
 };
@@ -166,9 +166,10 @@ redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_s
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
 local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
   host = host, worker = f[4] or '', reason = new_reason}
-if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued then entry.error = f[5] or '' end
+if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued
+  or new_state == ST.TimedOut then entry.error = f[5] or '' end
+if new_state == ST.Blocked then entry.question = f[6] or '' end
 if new_state == ST.Failed or new_state == ST.Blocked or new_state == ST.TimedOut then
-  entry.question = f[6] or ''
   entry.exit_code = f[7] or ''
 end
 redis.call('RPUSH', history, cjson.encode(entry))
@@ -187,14 +188,32 @@ pub(crate) fn final_states_lua() -> String {
     format!("local FINAL = {{{}}}\n", names.join(", "))
 }
 
+/// Lua: `RERUN_CLEARED`, the arguments of an `HSET` that empties
+/// [`RERUN_CLEARED`](crate::record::RERUN_CLEARED) (one list for Rust and Lua).
+pub(crate) fn rerun_cleared_lua() -> String {
+    let args: Vec<String> = RERUN_CLEARED.iter().map(|f| format!("'{f}', ''")).collect();
+    format!("local RERUN_CLEARED = {{{}}}\n", args.join(", "))
+}
+
+/// Lua: `WR.Orphaned`, `WR.Lost`, … hold the wait reasons' names, keyed by
+/// their Rust variant names (one source: [`WaitReason`](crate::status::WaitReason)).
+pub(crate) fn wait_reasons_lua() -> String {
+    names_lua("WR", crate::status::WAIT_REASONS, |r| r.as_str())
+}
+
 /// Lua: `ST.Queued`, `ST.TimedOut`, … hold the states' names, keyed by their
 /// Rust variant names, so no script spells a state out (one source: [`JobState`]).
 pub(crate) fn states_lua() -> String {
-    let names: Vec<String> = crate::status::ALL_STATES
+    names_lua("ST", crate::status::ALL_STATES, |s| s.as_str())
+}
+
+/// Lua: a table `table` of each variant's stored name, keyed by its Rust name.
+fn names_lua<T: std::fmt::Debug>(table: &str, all: &[T], name: fn(&T) -> &'static str) -> String {
+    let names: Vec<String> = all
         .iter()
-        .map(|s| format!("{s:?} = '{}'", s.as_str()))
+        .map(|v| format!("{v:?} = '{}'", name(v)))
         .collect();
-    format!("local ST = {{{}}}\n", names.join(", "))
+    format!("local {table} = {{{}}}\n", names.join(", "))
 }
 
 /// A change of a job's record, applied atomically by [`JobStore::apply`].
@@ -436,10 +455,7 @@ pub struct JobStore {
 fn append_event_line(path: &std::path::Path, id: &str, state: JobState) {
     use std::io::Write;
     let line = serde_json::json!({"job": id, "state": state, "at": now_rfc3339()}).to_string();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path);
+    let file = crate::fsutil::append_nofollow(path);
     if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
         tracing::warn!(path = %path.display(), error = %e, "cannot append to events.jsonl");
     }
@@ -652,21 +668,7 @@ impl JobStore {
             } else {
                 String::new()
             };
-            // Empty and zero fields are not written: a missing field reads as
-            // empty, or 0 (each field costs Redis time at enqueue).
-            let fields: Vec<(&str, String)> = rec
-                .to_fields()
-                .into_iter()
-                .filter(|(k, v)| {
-                    !v.is_empty()
-                        && *k != "task"
-                        && !(v == "0"
-                            && matches!(
-                                *k,
-                                "attempt" | "tries" | "runs" | "time_tracked" | "resumed"
-                            ))
-                })
-                .collect();
+            let fields = rec.fields_to_create();
             inv.arg(&rec.id)
                 .arg(&rec.key)
                 .arg(&task)
@@ -807,13 +809,13 @@ impl JobStore {
         Ok(self.apply(id, &m).await?.done())
     }
 
-    /// Sets fields without a state change.
+    /// Writes a [`Note`](crate::transition::Note) (fields, no state change).
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn set_fields(&self, id: &str, fields: &[(&str, String)]) -> Result<(), StoreError> {
+    pub async fn note(&self, id: &str, note: &crate::transition::Note) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.hset_multiple(self.keys.job(id), fields).await?;
+        let _: () = conn.hset_multiple(self.keys.job(id), &note.fields).await?;
         Ok(())
     }
 
@@ -833,14 +835,8 @@ impl JobStore {
         fields: &[(&str, String)],
         to_back: bool,
     ) -> Result<bool, StoreError> {
-        let mut all: Vec<(&str, String)> = vec![
-            ("tries", "0".into()),
-            ("question", String::new()),
-            ("error", String::new()),
-            ("exit_code", String::new()),
-            ("finished_at", String::new()),
-            ("reason", String::new()),
-        ];
+        let mut all: Vec<(&str, String)> = vec![("tries", "0".into())];
+        all.extend(RERUN_CLEARED.iter().map(|f| (*f, String::new())));
         all.extend(fields.iter().cloned());
         let mut conn = self.conn.clone();
         let _: () = conn.del(self.keys.cancel(id)).await?;
@@ -949,6 +945,12 @@ pub fn apalis_config(keys: &Keys) -> apalis_redis::Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_reason_names_reach_the_scripts_from_rust() {
+        let lua = wait_reasons_lua();
+        assert!(lua.contains("Orphaned = 'orphaned'") && lua.contains("HostError = 'host_error'"));
+    }
 
     #[test]
     fn scripts_get_state_names_from_job_state() {

@@ -408,7 +408,7 @@ impl JobStore {
         bucket_ms: i64,
         buckets: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         let start = now - bucket_ms * buckets as i64;
         let key = self.keys().state(state.as_str());
         let mut pipe = redis::pipe();
@@ -548,13 +548,13 @@ impl JobStore {
             .await?;
         if matches!(rec.state, JobState::Queued | JobState::Waiting)
             && self
-                .transition(
+                .apply(
                     id,
-                    JobState::Cancelled,
-                    Some(rec.seq),
-                    &[("finished_at", now_rfc3339())],
+                    &crate::store::Move::from(crate::transition::Transition::cancelled())
+                        .seq(rec.seq),
                 )
                 .await?
+                .done()
         {
             return Ok(Some(JobState::Cancelled));
         }

@@ -23,18 +23,19 @@ use redis::AsyncCommands;
 
 use crate::{
     delivery::{queue_keys, PUSH_LUA},
-    status::JobState,
+    status::{JobState, WaitReason},
     store::park::PARK_LUA,
     store::{
-        apalis_config, final_states_lua, now_rfc3339, states_lua, JobStore, StoreError,
-        EVENTS_MAX_LEN,
+        apalis_config, final_states_lua, now_rfc3339, states_lua, wait_reasons_lua, JobStore,
+        StoreError, EVENTS_MAX_LEN,
     },
 };
 
 /// KEYS: five queue keys, job, run lease, events, history, apalis workers set,
 /// rescued counter. ARGV: state prefix, now (ms), now, events max length, grace
 /// (ms), namespace, in-flight prefix.
-/// Returns '' (left alone), 'orphaned' or 'lost'. A rescued job gives back any
+/// Returns '' (left alone), or the reason it was put back (`WR.Orphaned`,
+/// `WR.Lost`). A rescued job gives back any
 /// slot it held and is parked in its pool's lane at its first place in line.
 const RESCUE: &str = r#"
 local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -48,7 +49,7 @@ if FINAL[state] then
   return ''
 end
 if redis.call('EXISTS', lease) == 1 then return '' end
-local reason = 'orphaned'
+local reason = WR.Orphaned
 if not ACTIVE[state] then
   if (redis.call('HGET', job, 'parked') or '') ~= '' then
     redis.call('ZREM', NS .. ':transit', id)
@@ -64,7 +65,7 @@ if not ACTIVE[state] then
       if redis.call('SISMEMBER', inflight_prefix .. ':' .. w, cur) == 1 then return '' end
     end
   end
-  reason = 'lost'
+  reason = WR.Lost
   redis.call('INCR', rescued)
 end
 redis.call('HINCRBY', job, 'seq', 1)
@@ -85,8 +86,9 @@ return reason
 
 static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{PUSH_LUA}{}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
+        "{PUSH_LUA}{}{}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
         states_lua(),
+        wait_reasons_lua(),
         final_states_lua(),
         active_states_lua()
     ))
@@ -134,7 +136,7 @@ impl JobStore {
         Ok(ok.is_some())
     }
 
-    async fn rescue(&self, id: &str, grace: Duration) -> Result<String, StoreError> {
+    async fn rescue(&self, id: &str, grace: Duration) -> Result<Option<WaitReason>, StoreError> {
         let mut inv = RESCUE_SCRIPT.prepare_invoke();
         for k in queue_keys(self.keys()) {
             inv.key(k);
@@ -153,7 +155,8 @@ impl JobStore {
             .arg(grace.as_millis() as u64)
             .arg(self.keys().namespace())
             .arg(cfg.inflight_jobs_set());
-        Ok(inv.invoke_async(&mut self.conn()).await?)
+        let reason: String = inv.invoke_async(&mut self.conn()).await?;
+        Ok(reason.parse().ok())
     }
 
     /// Puts back jobs under a run whose run lease expired (first in line,
@@ -175,7 +178,7 @@ impl JobStore {
             }
             let held: Vec<bool> = pipe.query_async(&mut conn).await?;
             for (id, held) in ids.iter().zip(held) {
-                if !held && self.rescue(id, Duration::ZERO).await? == "orphaned" {
+                if !held && self.rescue(id, Duration::ZERO).await? == Some(WaitReason::Orphaned) {
                     tracing::warn!(job = %id, "run lease expired mid-run: job put back first in line");
                     out.push(id.clone());
                 }
@@ -204,7 +207,7 @@ impl JobStore {
             .await?;
         let mut out = Vec::new();
         for id in ids {
-            if self.rescue(&id, grace).await? == "lost" {
+            if self.rescue(&id, grace).await? == Some(WaitReason::Lost) {
                 tracing::error!(job = %id, "job had no delivery: put back first in line");
                 out.push(id);
             }
