@@ -55,6 +55,11 @@ fn csrf_in(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.to_string())
 }
 
+/// The body of `GET url`, whatever its status.
+async fn page_text(c: &reqwest::Client, url: String) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn user_text_is_escaped_on_every_page() {
     let env = TestEnv::new();
@@ -136,6 +141,14 @@ async fn user_text_is_escaped_on_every_page() {
     let r = c
         .get(format!("{}/api/jobs", web.url))
         .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Through a tunnel on another port (`ssh -L 8000:127.0.0.1:{port}`).
+    let r = c
+        .get(format!("{}/api/jobs", web.url))
+        .header("host", "localhost:8000")
         .send()
         .await
         .unwrap();
@@ -684,7 +697,8 @@ async fn the_openapi_spec_matches_the_server() {
                     "repo" => "core/demo",
                     "since" => "1h",
                     "q" => "to",
-                    "cursor" => "0",
+                    "cursor" => "9999999999999-01ZZZZZZZZZZZZZZZZZZZZZZZZ",
+                    "partial" => "",
                     "limit" | "count" => "5",
                     "after" => "0",
                     other => panic!("no test value for query parameter {other} of {path}"),
@@ -816,7 +830,7 @@ async fn the_job_list_pages_through_a_filter_with_a_cursor() {
         for j in page["jobs"].as_array().unwrap() {
             seen.push(j["id"].as_str().unwrap().to_string());
         }
-        match page["next"].as_u64() {
+        match page["next"].as_str() {
             Some(n) => cursor = n.to_string(),
             None => break,
         }
@@ -860,9 +874,112 @@ async fn the_job_list_pages_through_a_filter_with_a_cursor() {
         .unwrap();
     assert!(html.contains(&want[0]) && html.contains(&want[6]) && !html.contains(&want[7]));
     let next = get("repo=demo&limit=7".into()).await["next"]
-        .as_u64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(html.contains(&format!("cursor={next}\"")), "{html}");
+    // A cursor that is not a page's `next` is refused.
+    let r = c
+        .get(format!("{}/api/jobs?cursor=12", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Every page of `query` after `cursor` (none: from the first), each page's ids.
+async fn pages_after(
+    c: &reqwest::Client,
+    web: &WebProc,
+    query: &str,
+    mut cursor: Option<String>,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    loop {
+        let url = match &cursor {
+            Some(cur) => format!("{}/api/jobs?{query}&cursor={cur}", web.url),
+            None => format!("{}/api/jobs?{query}", web.url),
+        };
+        let page: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        pages.push(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string())
+                .collect(),
+        );
+        match page["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_neither_repeat_nor_skip_while_jobs_come_and_go() {
+    let env = TestEnv::new();
+    let lines: String = (0..25)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"repo": "demo", "agent": "claude", "task": format!("job {i}"), "issue": i + 1})
+            )
+        })
+        .collect();
+    env.enqueue_ndjson(&lines);
+    let web = env.web(None);
+    let c = http();
+    let query = "state=queued&limit=6";
+    // The original set, in index order.
+    let all: Vec<String> = pages_after(&c, &web, "state=queued&limit=500", None)
+        .await
+        .concat();
+    assert_eq!(all.len(), 25);
+    let first = c
+        .get(format!("{}/api/jobs?{query}", web.url))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let page1: Vec<String> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(page1, all[..6]);
+    // Meanwhile: newer jobs arrive (before page 1 in the index), two jobs of
+    // page 1 and one further on leave the state.
+    let new = env.enqueue_ndjson(&format!(
+        "{}\n{}\n{}\n",
+        json!({"repo": "demo", "agent": "claude", "task": "new 1", "issue": 101}),
+        json!({"repo": "demo", "agent": "claude", "task": "new 2", "issue": 102}),
+        json!({"repo": "demo", "agent": "claude", "task": "new 3", "issue": 103}),
+    ));
+    let store = env.store().await;
+    let gone = [all[1].clone(), all[4].clone(), all[15].clone()];
+    store.cancel_many(&gone, &mut |_, _| {}).await.unwrap();
+    // The rest of the pages go on right after page 1: every original job
+    // still queued once, in order, none of the new ones.
+    let rest = pages_after(
+        &c,
+        &web,
+        query,
+        Some(first["next"].as_str().unwrap().to_string()),
+    )
+    .await;
+    assert_eq!(rest[0].len(), 6, "a full second page: {rest:?}");
+    let rest = rest.concat();
+    let want: Vec<String> = all[6..]
+        .iter()
+        .filter(|id| !gone.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(rest, want);
+    assert!(new.iter().all(|n| !rest.contains(n)));
 }
 
 // ---------------------------------------------------------------- browser
@@ -915,7 +1032,7 @@ async fn browser(driver: &Driver) -> fantoccini::Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]}),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,1200"]}),
     );
     fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -1040,8 +1157,21 @@ async fn drive(
         store.get(&id).await.unwrap().unwrap().state,
         JobState::Completed
     );
+    // The output as it came live is the output as the page shows it after,
+    // newline for newline (none doubled).
+    wait_text(b, "#log-status", LONG, "the stream's end", |t| {
+        t.contains("finished")
+    })
+    .await;
+    let live: Value = b
+        .execute("return document.getElementById('log').textContent;", vec![])
+        .await?;
     b.goto(&u("/")).await?;
     b.goto(&u(&format!("/jobs/{id}"))).await?;
+    let after: Value = b
+        .execute("return document.getElementById('log').textContent;", vec![])
+        .await?;
+    assert_eq!(live, after);
     wait_text(b, "#history", LONG, "the timeline", |t| {
         t.contains("running") && t.contains("completed")
     })
@@ -1192,7 +1322,8 @@ async fn drive(
     wait_text(b, "#events", LONG, "a live event", |t| t.contains(&late)).await;
     env.wait_final(&late, LONG).await;
 
-    // The overview again, for the README picture: pools, states, charts, workers.
+    // The overview again, for the README picture: pools, states, charts,
+    // workers (the window is tall enough for all of them).
     b.goto(&u("/")).await?;
     wait_text(b, "#workers", LONG, "the live worker", |t| !t.is_empty()).await;
     std::fs::write(screenshot_dir().join("overview.png"), b.screenshot().await?).unwrap();
@@ -1324,6 +1455,24 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
         job.contains("href=\"https://forge.example/core/demo/commits/branch/agent/one\""),
         "{job}"
     );
+    // A branch name with `#`, `?`, `%` or a space stays in its path segments.
+    let odd_branch = enqueue(&env, "odd branch", 16);
+    force_state(
+        &env,
+        &odd_branch,
+        JobState::Completed,
+        &[("branch", "agent/fix#1?a=b 50%".into())],
+    )
+    .await;
+    let branch_page = page_text(&c, format!("{}/jobs/{odd_branch}", web.url)).await;
+    assert!(
+        branch_page.contains(
+            "href=\"https://forge.example/core/demo/src/branch/agent/fix%231%3Fa=b%2050%25\""
+        ) && branch_page.contains(
+            "href=\"https://forge.example/core/demo/commits/branch/agent/fix%231%3Fa=b%2050%25\""
+        ),
+        "{branch_page}"
+    );
     let job = c
         .get(format!("{}/jobs/{failed}", web.url))
         .send()
@@ -1363,4 +1512,417 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
             "{page}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_shows_each_pools_waiting_jobs_by_reason() {
+    let env = TestEnv::new();
+    // No worker: every job waits in its pool's lane.
+    let fresh = enqueue(&env, "fresh", 1);
+    let slot = enqueue(&env, "slot", 2);
+    let backoff = enqueue(&env, "backoff", 3);
+    let cancelled = enqueue(&env, "cancelled", 4);
+    let stale = enqueue(&env, "stale", 5);
+    env.enqueue_ndjson(
+        &(json!({"repo": "demo", "agent": "codex", "task": "other pool", "issue": 6}).to_string()
+            + "\n"),
+    );
+    for (id, reason) in [(&slot, "slot"), (&backoff, "backoff")] {
+        force_state(&env, id, JobState::Waiting, &[("reason", reason.into())]).await;
+    }
+    let store = env.store().await;
+    store
+        .cancel_many(std::slice::from_ref(&cancelled), &mut |_, _| {})
+        .await
+        .unwrap();
+    // A job moved on by hand without leaving its lane: counted, as stale.
+    force_state(&env, &stale, JobState::Running, &[]).await;
+    let web = env.web(None);
+    let c = http();
+    let o: Value =
+        serde_json::from_str(&page_text(&c, format!("{}/api/overview", web.url)).await).unwrap();
+    let pool = |name: &str| {
+        o["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pool"] == name)
+            .unwrap_or_else(|| panic!("no pool {name} in {o}"))
+            .clone()
+    };
+    let claude = pool("claude");
+    let reasons: Vec<(String, u64)> =
+        serde_json::from_value(claude["waiting_by_reason"].clone()).unwrap();
+    assert_eq!(
+        reasons,
+        [
+            ("queued".to_string(), 1),
+            ("slot".to_string(), 1),
+            ("backoff".to_string(), 1),
+            ("stale".to_string(), 1),
+        ],
+        "{claude}"
+    );
+    assert_eq!(claude["waiting"], 4, "the parts add up to the pool's total");
+    let codex = pool("codex");
+    assert_eq!(codex["waiting"], 1);
+    assert_eq!(codex["waiting_by_reason"], json!([["queued", 1]]));
+    assert_eq!(pool("gemini")["waiting_by_reason"], json!([]));
+    // The page shows them in each pool's row.
+    let page = page_text(&c, format!("{}/", web.url)).await;
+    let row = page
+        .split("<tr data-pool=\"claude\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("a row for claude");
+    for (reason, n) in &reasons {
+        assert!(
+            row.contains(&format!(
+                "data-reason=\"{reason}\">{reason} <strong>{n}</strong>"
+            )),
+            "{row}"
+        );
+    }
+    let _ = fresh;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trimmed_log_tail_says_it_shows_only_the_end() {
+    let env = TestEnv::new();
+    let long = enqueue(&env, "much output", 1);
+    let short = enqueue(&env, "little output", 2);
+    let store = env.store().await;
+    // As a worker appends: each chunk with the tail capped at LOG_TAIL_MAX.
+    let max = agentq_shared::store::ops::LOG_TAIL_MAX;
+    let mut pipe = redis::pipe();
+    for i in 0..max + 500 {
+        pipe.cmd("XADD")
+            .arg(store.keys().log_tail(&long))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max)
+            .arg("*")
+            .arg("d")
+            .arg(format!("chunk {i}\n"))
+            .ignore();
+    }
+    pipe.cmd("XADD")
+        .arg(store.keys().log_tail(&short))
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(max)
+        .arg("*")
+        .arg("d")
+        .arg("all of it\n")
+        .ignore();
+    let _: () = pipe.query_async(&mut store.conn()).await.unwrap();
+    for id in [&long, &short] {
+        force_state(&env, id, JobState::Completed, &[("host", "host-a".into())]).await;
+    }
+    let web = env.web(None);
+    let c = http();
+    let page = page_text(&c, format!("{}/jobs/{long}", web.url)).await;
+    let kept: u64 = redis::cmd("XLEN")
+        .arg(store.keys().log_tail(&long))
+        .query_async(&mut store.conn())
+        .await
+        .unwrap();
+    let dropped = (max as u64 + 500) - kept;
+    assert!(dropped > 0 && kept >= max as u64, "{kept}");
+    assert!(
+        page.contains(&format!(
+            "Output truncated: showing the last {kept} chunks kept in Redis; the {dropped} before them"
+        )) && page.contains("on host host-a"),
+        "{page}"
+    );
+    assert!(!page.contains("chunk 0\n") && page.contains(&format!("chunk {}\n", max + 499)));
+    let log: Value =
+        serde_json::from_str(&page_text(&c, format!("{}/api/jobs/{long}/log", web.url)).await)
+            .unwrap();
+    assert_eq!(
+        (log["kept"].as_u64(), log["dropped"].as_u64()),
+        (Some(kept), Some(dropped))
+    );
+    // A whole output says nothing of the kind.
+    let page = page_text(&c, format!("{}/jobs/{short}", web.url)).await;
+    assert!(
+        page.contains("all of it") && !page.contains("Output truncated"),
+        "{page}"
+    );
+    let log: Value =
+        serde_json::from_str(&page_text(&c, format!("{}/api/jobs/{short}/log", web.url)).await)
+            .unwrap();
+    assert_eq!(
+        (log["kept"].as_u64(), log["dropped"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+/// The `log` events of an SSE stream read until its `end` event, each
+/// event's data decoded as the browser does (`data:` lines joined with
+/// `\n`, one space after the colon dropped) and then as JSON.
+async fn sse_log_until_end(resp: reqwest::Response) -> String {
+    let mut resp = resp;
+    let mut raw = Vec::new();
+    let mut out = String::new();
+    let deadline = Instant::now() + LONG;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline.into(), resp.chunk())
+            .await
+            .expect("the stream ends with `end` in time")
+            .unwrap()
+            .expect("the stream goes on until `end`");
+        raw.extend_from_slice(&chunk);
+        // Whole events only: they end with a blank line.
+        while let Some(at) = raw.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = raw.drain(..at + 2).collect();
+            let text = String::from_utf8(event).expect("an SSE stream is UTF-8");
+            let (mut name, mut data) = ("message".to_string(), String::new());
+            for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => name = value.to_string(),
+                    "data" => {
+                        data.push_str(value);
+                        data.push('\n');
+                    }
+                    _ => {}
+                }
+            }
+            data.pop();
+            match name.as_str() {
+                "log" => out.push_str(&serde_json::from_str::<String>(&data).unwrap()),
+                "end" => return out,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() {
+    let env = TestEnv::new();
+    let id = enqueue(&env, "prints", 1);
+    force_state(&env, &id, JobState::Running, &[]).await;
+    let store = env.store().await;
+    let add = |chunk: Vec<u8>| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let _: String = redis::cmd("XADD")
+                .arg(store.keys().log_tail(&id))
+                .arg("*")
+                .arg("d")
+                .arg(chunk)
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+        }
+    };
+    // "é" and "€" cut between chunks; a line ending without its newline;
+    // CR LF, a lone CR, blank lines, a leading space.
+    let text = "first line\n\n caf\u{e9} costs 3\u{20ac}\r\nprogress 50%\rprogress 100%\nno newline at the end";
+    let bytes = text.as_bytes();
+    let cut1 = text.find('\u{e9}').unwrap() + 1;
+    let cut2 = text.find('\u{20ac}').unwrap() + 2;
+    add(bytes[..cut1].to_vec()).await;
+    // The page shows the output so far, not the cut character, and its
+    // stream goes on from the character's first byte.
+    let web = env.web(None);
+    let c = http();
+    let page = page_text(&c, format!("{}/jobs/{id}", web.url)).await;
+    let shown = page
+        .split("data-stream=\"")
+        .nth(1)
+        .and_then(|p| p.split_once("\">"))
+        .expect("a live log");
+    let (stream_url, rest) = (shown.0.replace("&amp;", "&"), shown.1);
+    let on_page = rest.split("</pre>").next().unwrap().replace("&#10;", "\n");
+    assert_eq!(on_page, "first line\n\n caf", "{page}");
+    assert!(stream_url.ends_with("&partial=c3"), "{stream_url}");
+    let resp = c
+        .get(format!("{}{stream_url}", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    add(bytes[cut1..cut2].to_vec()).await;
+    add(bytes[cut2..].to_vec()).await;
+    force_state(&env, &id, JobState::Completed, &[]).await;
+    let live = sse_log_until_end(resp).await;
+    assert_eq!(format!("{on_page}{live}"), text);
+    // From the start, the whole of it.
+    let resp = c
+        .get(format!("{}/api/jobs/{id}/log/stream?after=0", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse_log_until_end(resp).await, text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_in_comes_back_to_the_page() {
+    let env = TestEnv::new();
+    let id = enqueue(&env, "look at me", 1);
+    let web = env.web(Some(TOKEN));
+    let c = http();
+    let text = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    // A page's "Log in" link carries the page.
+    let page = page_text(&c, format!("{}/jobs?state=queued&agent=claude", web.url)).await;
+    assert!(
+        page.contains("href=\"/login?next=%2Fjobs%3Fstate%3Dqueued%26agent%3Dclaude\""),
+        "{page}"
+    );
+    // The login form keeps it, a wrong token too, and logging in goes there.
+    let form = page_text(&c, format!("{}/login?next=%2Fjobs%2F{id}", web.url)).await;
+    assert!(
+        form.contains(&format!("name=\"next\" value=\"/jobs/{id}\"")),
+        "{form}"
+    );
+    let wrong = text(
+        c.post(format!("{}/login", web.url))
+            .form(&[("token", "nope"), ("next", &format!("/jobs/{id}"))])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(wrong.contains(&format!("name=\"next\" value=\"/jobs/{id}\"")));
+    let login = |next: String| {
+        let c = c.clone();
+        let url = format!("{}/login", web.url);
+        async move {
+            let r = c
+                .post(url)
+                .form(&[("token", TOKEN), ("next", &next)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next}");
+            r.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(login(format!("/jobs/{id}")).await, format!("/jobs/{id}"));
+    assert_eq!(
+        login("/jobs?state=failed&q=x".into()).await,
+        "/jobs?state=failed&q=x"
+    );
+    // Never off the server: another host, a scheme, a backslash, no slash.
+    for bad in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "jobs",
+        "/a\r\nSet-Cookie: x=1",
+    ] {
+        assert_eq!(login(bad.into()).await, "/", "{bad}");
+        let form = text(
+            c.get(format!("{}/login", web.url))
+                .query(&[("next", bad)])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(form.contains("name=\"next\" value=\"/\""), "{bad}: {form}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_confirmation_acts_on_the_jobs_it_counted() {
+    let env = TestEnv::new();
+    let counted = [enqueue(&env, "one", 1), enqueue(&env, "two", 2)];
+    let web = env.web(Some(TOKEN));
+    let c = http();
+    let r = c
+        .post(format!("{}/login", web.url))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // A filter beyond the state: the page reads the records once and counts.
+    let confirm = c
+        .get(format!(
+            "{}/jobs/bulk?op=cancel&state=queued&agent=claude",
+            web.url
+        ))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains("cancel <strong>2</strong> jobs"),
+        "{confirm}"
+    );
+    let field = |name: &str| {
+        let at = confirm
+            .find(&format!("name=\"{name}\" value=\""))
+            .unwrap_or_else(|| panic!("no {name} field in {confirm}"))
+            + format!("name=\"{name}\" value=\"").len();
+        confirm[at..].split('"').next().unwrap().to_string()
+    };
+    let (csrf, token) = (field("csrf"), field("confirm"));
+    // Meanwhile another job matches the filter: the confirmed form leaves it.
+    let later = enqueue(&env, "three", 3);
+    let post = |confirm: String| {
+        let c = c.clone();
+        let (url, session, csrf) = (
+            format!("{}/api/jobs/bulk/cancel", web.url),
+            session.clone(),
+            csrf.clone(),
+        );
+        async move {
+            c.post(url)
+                .header("cookie", session)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("state", "queued"),
+                    ("agent", "claude"),
+                    ("confirm", confirm.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(token.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["matched"].as_u64(), v["done"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    let store = env.store().await;
+    for id in &counted {
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().state,
+            JobState::Cancelled
+        );
+    }
+    assert_eq!(
+        store.get(&later).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    // A confirmation is good once; an unknown one is refused.
+    for token in [token, "0".repeat(64)] {
+        let r = post(token).await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+    }
+    assert_eq!(
+        store.get(&later).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
 }

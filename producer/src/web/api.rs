@@ -9,8 +9,8 @@ use agentq_shared::{
     store::bulk::BulkResult,
     store::limits::{check_pool_name, PoolStats},
     store::ops::{
-        cancel_state_refusal, retry_state_refusal, Event, HistoryEntry, JobPage, ResumeError,
-        WorkerInfo,
+        cancel_state_refusal, retry_state_refusal, Event, HistoryEntry, JobPage, PageCursor,
+        ResumeError, WorkerInfo,
     },
 };
 use axum::{
@@ -43,16 +43,32 @@ pub struct Series {
     pub failed: Vec<u64>,
 }
 
+/// A pool as the overview shows it.
+#[derive(Debug, Serialize)]
+pub struct PoolRow {
+    /// Running/limit, waiting (jobs in its lanes), paused until.
+    #[serde(flatten)]
+    pub stats: PoolStats,
+    /// Its `waiting` by why they wait: (reason, jobs), nonzero only, adding
+    /// up to `waiting` (see [`agentq_shared::store::park::ParkedReasons`]).
+    pub waiting_by_reason: Vec<(String, u64)>,
+}
+
+/// Jobs read per pool lane for [`PoolRow::waiting_by_reason`] (the rest are
+/// counted as `not read`).
+const REASONS_READ_PER_LANE: usize = 5_000;
+
 /// What the overview shows.
 #[derive(Debug, Serialize)]
 pub struct Overview {
-    /// Pools: running/limit, waiting, paused until.
-    pub pools: Vec<PoolStats>,
+    /// Pools: running/limit, waiting by reason, paused until.
+    pub pools: Vec<PoolRow>,
     /// Jobs per state.
     pub states: Vec<(JobState, u64)>,
     /// Deliveries queued for workers.
     pub queue_depth: u64,
-    /// Jobs in state `waiting`, per reason (the newest 10 000 looked at).
+    /// Jobs in state `waiting` in every pool, per reason, parked in a lane or
+    /// not (a workspace's line, a retry's delay); the newest 10 000 looked at.
     pub waiting: Vec<(WaitReason, u64)>,
     /// Live workers.
     pub workers: Vec<WorkerInfo>,
@@ -87,8 +103,21 @@ async fn series(app: &AppState, bucket_secs: u64, n: usize) -> Result<Series, Ap
 /// the charts).
 pub async fn overview_data(app: &AppState) -> Result<Overview, ApiError> {
     let pools = crate::cmd::stats::pools(&app.cfg);
+    let mut rows = Vec::new();
+    for mut stats in app.store.pool_stats(&app.cfg.admission, &pools).await? {
+        let parked = app
+            .store
+            .parked_by_reason(&stats.pool, REASONS_READ_PER_LANE)
+            .await?;
+        // One read for the total and its parts, so they agree.
+        stats.waiting = parked.total;
+        rows.push(PoolRow {
+            stats,
+            waiting_by_reason: parked.reasons,
+        });
+    }
     Ok(Overview {
-        pools: app.store.pool_stats(&app.cfg.admission, &pools).await?,
+        pools: rows,
         states: app.store.state_counts().await?,
         queue_depth: app.store.queue_depth().await?,
         waiting: app.store.waiting_by_reason(10_000).await?,
@@ -115,12 +144,10 @@ pub async fn jobs(
 pub async fn jobs_page(app: &AppState, q: &HashMap<String, String>) -> Result<JobPage, ApiError> {
     let filter = filter_from(q)?;
     let cursor = match q.get("cursor").map(|c| c.trim()).filter(|c| !c.is_empty()) {
-        None => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad("cursor: the `next` of the previous page"))?,
+        None => None,
+        Some(c) => Some(c.parse::<PageCursor>().map_err(ApiError::bad)?),
     };
-    Ok(app.store.list_page(&filter, cursor).await?)
+    Ok(app.store.list_page(&filter, cursor.as_ref()).await?)
 }
 
 /// A job with its history and its log tail.
@@ -152,24 +179,29 @@ pub async fn job(
 }
 
 /// `GET /api/jobs/{id}/log?after=`: the log tail kept in Redis (after stream id
-/// `after`, default all) and the id to read on from.
+/// `after`, default all), the id to read on from, and how many chunks the
+/// tail keeps and has dropped from its start (`dropped` > 0: `data` read from
+/// the start is not the whole output).
 pub async fn log(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rec = app
+    let state = app
         .store
-        .get(&id)
+        .state_of(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let after = q.get("after").map(String::as_str).unwrap_or("0");
     let (last, bytes) = app.store.read_log(&id, after, None).await?;
+    let tail = app.store.log_tail_info(&id).await?;
     Ok(Json(json!({
         "id": id,
-        "state": rec.state,
+        "state": state,
         "data": String::from_utf8_lossy(&bytes),
         "last": last,
+        "kept": tail.kept,
+        "dropped": tail.dropped,
     })))
 }
 
@@ -261,6 +293,8 @@ pub async fn resume(
 
 /// `POST /api/jobs/bulk/{retry|cancel}` with a filter (`state` required,
 /// `agent`, `repo`, `q`, `since`): what `agentq retry|cancel --state …` does.
+/// With `confirm` (from the confirmation page's form), it acts on exactly the
+/// jobs that page counted, not on what the filter matches by then.
 pub async fn bulk(
     State(app): State<AppState>,
     Path(op): Path<String>,
@@ -278,7 +312,18 @@ pub async fn bulk(
     if let Some(why) = refusal {
         return Err(ApiError::bad(why));
     }
-    let ids = app.store.ids_matching(&filter).await?;
+    // From a confirmation page: exactly the jobs it counted (each still
+    // checked: a job that left the state meanwhile is left as it is).
+    // Otherwise the jobs the filter matches now.
+    let ids = match params.get("confirm").filter(|c| !c.is_empty()) {
+        Some(token) => app.take_bulk(token, &op).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "this confirmation is used or too old: look at the count again",
+            )
+        })?,
+        None => app.store.ids_matching(&filter).await?,
+    };
     let results = if op == "retry" {
         app.store.retry_many(&ids, &mut |_, _| {}).await?
     } else {

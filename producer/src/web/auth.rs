@@ -54,7 +54,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// 32 random bytes from the kernel, hex.
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut buf = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -144,18 +144,20 @@ pub fn authorize(
 }
 
 /// `POST /login`: the form's `token`; on success a session cookie and a
-/// redirect to `next`.
+/// redirect to `next` (a local path: `/…`, not `//…`; else the overview).
 pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match parse_params(&headers, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let next = params.get("next").map(String::as_str);
     let Some(token) = app.token.as_deref() else {
         return (
             StatusCode::FORBIDDEN,
             pages::login_page(
                 true,
                 Some("This console is read-only; there is nothing to log in to."),
+                next,
             ),
         )
             .into_response();
@@ -164,7 +166,7 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     if !ct_eq(given.as_bytes(), token.as_bytes()) {
         return (
             StatusCode::UNAUTHORIZED,
-            pages::login_page(false, Some("Wrong token.")),
+            pages::login_page(false, Some("Wrong token."), next),
         )
             .into_response();
     }

@@ -36,22 +36,97 @@ pub struct App {
     pub token: Option<String>,
     /// Logged-in sessions: session id → (CSRF token, when it logged in).
     pub sessions: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
-    /// Host headers taken (`127.0.0.1:9188`, `localhost:9188`, …) when bound to
-    /// loopback, against DNS rebinding; `None`: any.
+    /// Bulk operations confirmed on a page, by confirmation token: the op,
+    /// the ids the page counted, when. The form's POST acts on exactly these.
+    pub bulk: std::sync::Mutex<HashMap<String, PendingBulk>>,
+    /// Host names taken (`127.0.0.1`, `localhost`, `[::1]`, any port) when
+    /// bound to loopback, against DNS rebinding; `None`: any.
     pub hosts: Option<Vec<String>>,
 }
 
-/// The Host headers a console bound to `addr` answers: for a loopback address,
-/// the loopback names with its port; otherwise any.
+/// A bulk operation a confirmation page counted, waiting for its POST.
+#[derive(Debug, Clone)]
+pub struct PendingBulk {
+    /// `retry` or `cancel`.
+    pub op: String,
+    /// The jobs counted.
+    pub ids: Vec<String>,
+    /// When the page was made.
+    pub at: std::time::Instant,
+}
+
+/// How long a confirmation page's count stays good.
+pub const BULK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Most confirmation pages kept at once (the oldest go first).
+const BULK_MAX: usize = 20;
+
+impl App {
+    /// Keeps the ids a confirmation page counted for `op`; returns the token
+    /// its form posts back (`confirm`).
+    pub fn remember_bulk(&self, op: &str, ids: Vec<String>) -> String {
+        let token = auth::random_hex();
+        let mut pending = self.bulk.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|_, p| p.at.elapsed() < BULK_TTL);
+        while pending.len() >= BULK_MAX {
+            let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            pending.remove(&oldest);
+        }
+        pending.insert(
+            token.clone(),
+            PendingBulk {
+                op: op.to_string(),
+                ids,
+                at: std::time::Instant::now(),
+            },
+        );
+        token
+    }
+
+    /// The ids confirmation `token` counted for `op`, taken (once only);
+    /// `None` when unknown, expired or for another op.
+    pub fn take_bulk(&self, token: &str, op: &str) -> Option<Vec<String>> {
+        let mut pending = self.bulk.lock().unwrap_or_else(|e| e.into_inner());
+        let found = pending
+            .keys()
+            .find(|k| auth::ct_eq(k.as_bytes(), token.as_bytes()))
+            .cloned()?;
+        let p = pending.remove(&found)?;
+        (p.op == op && p.at.elapsed() < BULK_TTL).then_some(p.ids)
+    }
+}
+
+/// The host names a console bound to `addr` answers: for a loopback address,
+/// the loopback names (on any port: an SSH tunnel such as
+/// `ssh -L 8000:127.0.0.1:9188` sends `Host: localhost:8000`); otherwise any.
 pub fn loopback_hosts(addr: SocketAddr) -> Option<Vec<String>> {
-    let port = addr.port();
     addr.ip().is_loopback().then(|| {
-        vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ]
+        ["127.0.0.1", "localhost", "[::1]"]
+            .map(String::from)
+            .to_vec()
     })
+}
+
+/// The host name of a Host header, without its port (`[::1]:80` → `[::1]`).
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Whether a request with Host header `host` may be answered: its name (not
+/// its port) is one of `hosts`.
+pub fn host_allowed(hosts: &[String], host: &str) -> bool {
+    let name = host_name(host);
+    hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Refuses a request whose Host is not the console's (a page of another site
@@ -68,7 +143,7 @@ async fn guard(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        if !host_allowed(hosts, host) {
             return ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
@@ -86,8 +161,14 @@ async fn guard(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let mut resp = next.run(req).await;
-    if form_post && (resp.status().is_client_error() || resp.status().is_server_error()) {
-        // A refused form post (a page's button): the reason as a page, not JSON.
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if form_post && json && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // A refused form post (a page's button): the reason as a page, not
+        // JSON. (A page already, such as the login form again, stays as it is.)
         let status = resp.status();
         let body = axum::body::to_bytes(std::mem::take(resp.body_mut()), 64 * 1024)
             .await
@@ -167,6 +248,7 @@ pub async fn serve(
         cfg,
         token,
         sessions: Default::default(),
+        bulk: Default::default(),
         hosts: loopback_hosts(addr),
     });
     let listener = tokio::net::TcpListener::bind(addr)
@@ -270,9 +352,15 @@ pub fn done(params: &HashMap<String, String>, body: serde_json::Value) -> Respon
     }
 }
 
-/// Whether `p` is a path on this server (no open redirects).
+/// Whether `p` is a path on this server (no open redirects): it starts with
+/// one `/` (so no scheme and no other host), has no `\\` (which browsers
+/// read as `/`) and only visible ASCII (no spaces or control characters;
+/// a browser sends a page's address percent-encoded).
 pub fn local_path(p: &str) -> bool {
-    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\')
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.contains('\\')
+        && p.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The job filter of a query or form: `state`, `agent`, `repo`, `q`, `since`
@@ -325,6 +413,17 @@ mod tests {
         assert!(!local_path("//evil.example/"));
         assert!(!local_path("https://evil.example/"));
         assert!(!local_path("/\\evil.example"));
+        assert!(local_path("/jobs?state=failed&agent=claude"));
+        for bad in [
+            "",
+            "jobs",
+            "http://evil.example/",
+            "javascript:alert(1)",
+            "/a\nb",
+            "/a b",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -374,9 +473,30 @@ mod tests {
     }
 
     #[test]
-    fn loopback_binds_answer_loopback_names_only() {
+    fn loopback_binds_answer_loopback_names_on_any_port() {
         let hosts = loopback_hosts("127.0.0.1:9188".parse().unwrap()).unwrap();
-        assert!(hosts.contains(&"localhost:9188".to_string()));
+        for ok in [
+            "localhost:9188",
+            "localhost:8000", // ssh -L 8000:127.0.0.1:9188
+            "LOCALHOST",
+            "localhost.:8000",
+            "127.0.0.1:9188",
+            "127.0.0.1",
+            "[::1]:8000",
+            "[::1]",
+        ] {
+            assert!(host_allowed(&hosts, ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9188",
+            "evil.example",
+            "localhost.evil.example:9188",
+            "127.0.0.1.evil.example",
+            "[::2]:9188",
+            "",
+        ] {
+            assert!(!host_allowed(&hosts, bad), "{bad}");
+        }
         assert!(loopback_hosts("0.0.0.0:9188".parse().unwrap()).is_none());
     }
 }

@@ -13,7 +13,7 @@ use agentq_shared::{
 };
 use axum::{
     extract::{Path, Query, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use maud::{html, Markup, DOCTYPE};
@@ -21,7 +21,9 @@ use maud::{html, Markup, DOCTYPE};
 use super::{
     api::{self, Series},
     auth::csrf_of,
-    filter_from, ApiError, AppState,
+    filter_from, local_path,
+    sse::{hex, take_utf8},
+    ApiError, AppState,
 };
 use crate::cmd::when::short_age;
 
@@ -51,13 +53,28 @@ pub async fn style_css() -> Response {
 struct Viewer {
     read_only: bool,
     csrf: Option<String>,
+    /// The page's own path and query: where logging in comes back to.
+    here: String,
 }
 
-fn viewer(app: &AppState, headers: &HeaderMap) -> Viewer {
+fn viewer(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Viewer {
     Viewer {
         read_only: app.token.is_none(),
         csrf: csrf_of(app, headers),
+        here: uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
     }
+}
+
+/// The login page's address, coming back to `here` (a local path) after.
+fn login_href(here: &str) -> String {
+    if here == "/" || !local_path(here) {
+        return "/login".into();
+    }
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("next", here);
+    format!("/login?{}", q.finish())
 }
 
 fn layout(title: &str, v: &Viewer, body: Markup) -> Markup {
@@ -86,7 +103,7 @@ fn layout(title: &str, v: &Viewer, body: Markup) -> Markup {
                                 button #logout type="submit" { "Log out" }
                             }
                         } @else {
-                            a #login href="/login" { "Log in" }
+                            a #login href=(login_href(&v.here)) { "Log in" }
                         }
                     }
                 }
@@ -146,8 +163,8 @@ fn charts(title: &str, s: &Series) -> Markup {
 }
 
 /// `GET /`: pools, jobs per state, workers, charts.
-pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let v = viewer(&app, &headers);
+pub async fn overview(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let v = viewer(&app, &headers, &uri);
     let o = match api::overview_data(&app).await {
         Ok(o) => o,
         Err(e) => return error_page(&v, &e),
@@ -158,13 +175,20 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
         section #ov-pools data-live {
             h2 { "Pools" }
             table #pools {
-                thead { tr { th { "pool" } th { "running / limit" } th { "waiting" } th { "paused until" } th {} } }
+                thead { tr { th { "pool" } th { "running / limit" } th { "waiting" } th { "waiting for" } th { "paused until" } th {} } }
                 tbody {
-                    @for p in &o.pools {
+                    @for row in &o.pools {
+                        @let p = &row.stats;
                         tr data-pool=(p.pool) {
                             td { (p.pool) }
                             td.num { (p.running) " / " @if p.limit == 0 { "∞" } @else { (p.limit) } }
                             td.num { (p.waiting) }
+                            td.reasons {
+                                @for (i, (reason, n)) in row.waiting_by_reason.iter().enumerate() {
+                                    @if i > 0 { " · " }
+                                    span.reason data-reason=(reason) { (reason) " " strong { (n) } }
+                                }
+                            }
                             td.paused { (p.paused_until.as_deref().unwrap_or("-")) }
                             td {
                                 @if let Some(csrf) = &v.csrf {
@@ -188,7 +212,7 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 }
             }
             p #waiting-reasons {
-                "Jobs waiting, by reason: "
+                "Jobs in state waiting, all pools (in lanes, workspace lines, retry delays), by reason: "
                 @let nonzero: Vec<_> = o.waiting.iter().filter(|(_, n)| *n > 0).collect();
                 @if nonzero.is_empty() { span.muted { "none" } }
                 @for (reason, n) in nonzero { span.reason { (reason.as_str()) " " strong { (n) } } " " }
@@ -260,9 +284,10 @@ fn query_string(q: &HashMap<String, String>, skip: &[&str]) -> String {
 pub async fn jobs(
     State(app): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let v = viewer(&app, &headers);
+    let v = viewer(&app, &headers, &uri);
     let page = match api::jobs_page(&app, &q).await {
         Ok(p) => p,
         Err(e) => return error_page(&v, &e),
@@ -311,7 +336,7 @@ pub async fn jobs(
         }
         @if page.jobs.is_empty() { p.muted { "No jobs match." } }
         p.pager {
-            @if q.get("cursor").is_some_and(|c| !c.is_empty() && c != "0") {
+            @if q.get("cursor").is_some_and(|c| !c.is_empty()) {
                 a href=(format!("/jobs?{base}")) { "« first page" } " "
             }
             @if let Some(next) = page.next {
@@ -327,9 +352,10 @@ pub async fn jobs(
 pub async fn bulk_confirm(
     State(app): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let v = viewer(&app, &headers);
+    let v = viewer(&app, &headers, &uri);
     let op = q.get("op").cloned().unwrap_or_default();
     if op != "retry" && op != "cancel" {
         return error_page(&v, &ApiError::bad("op: retry or cancel"));
@@ -351,12 +377,15 @@ pub async fn bulk_confirm(
         Err(e) => return error_page(&v, &e.into()),
     };
     let back = format!("/jobs?{}", query_string(&q, &["op", "cursor"]));
+    // The form acts on exactly the jobs counted here.
+    let confirm = v.csrf.as_ref().map(|_| app.remember_bulk(&op, ids.clone()));
     let body = html! {
         h1 { "Confirm" }
         p #bulk-count { (op) " " strong { (ids.len()) } " jobs matching " code { (query_string(&q, &["op", "cursor", "limit"])) } "?" }
         @if let Some(csrf) = &v.csrf {
             form method="post" action=(format!("/api/jobs/bulk/{op}")) {
                 (form_extras(csrf, &back))
+                @if let Some(c) = &confirm { input type="hidden" name="confirm" value=(c); }
                 @for k in ["state", "agent", "repo", "q", "since"] {
                     @if let Some(val) = q.get(k) { input type="hidden" name=(k) value=(val); }
                 }
@@ -370,12 +399,28 @@ pub async fn bulk_confirm(
     layout("Confirm", &v, body).into_response()
 }
 
-fn forge_base(app: &AppState) -> Option<String> {
+fn forge_base(app: &AppState) -> Option<url::Url> {
     let mut url = url::Url::parse(app.cfg.forge.url.trim()).ok()?;
     // Never show credentials written into the URL.
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    Some(url.as_str().trim_end_matches('/').to_string())
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
+}
+
+/// A link to `base` with `segments` appended to its path, each
+/// percent-encoded (a branch named `fix#1?` stays one segment; the `/` of a
+/// branch like `agent/one` separate its segments, as the forge reads them).
+pub fn forge_link(base: &url::Url, segments: &[&str]) -> String {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        for seg in segments {
+            path.extend(seg.split('/'));
+        }
+    }
+    url.to_string()
 }
 
 /// `GET /jobs/{id}`: record, timeline, error, question and answer form,
@@ -383,21 +428,38 @@ fn forge_base(app: &AppState) -> Option<String> {
 pub async fn job(
     State(app): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    let v = viewer(&app, &headers);
+    let v = viewer(&app, &headers, &uri);
     let d = match api::job_detail(&app, &id).await {
         Ok(d) => d,
         Err(e) => return error_page(&v, &e),
     };
-    let (last, log) = match app.store.read_log(&id, "0", None).await {
-        Ok((l, b)) => (l, String::from_utf8_lossy(&b).into_owned()),
+    let (last, mut bytes) = match app.store.read_log(&id, "0", None).await {
+        Ok(lb) => lb,
+        Err(e) => return error_page(&v, &e.into()),
+    };
+    let tail = match app.store.log_tail_info(&id).await {
+        Ok(t) => t,
         Err(e) => return error_page(&v, &e.into()),
     };
     let r = &d.record;
     let i = &r.input;
+    // A running job's output may end inside a character: the stream goes on
+    // from its first bytes (`partial`), so the page never shows it cut.
+    let log = if r.state.is_final() {
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        take_utf8(&mut bytes)
+    };
     let here = format!("/jobs/{}", r.id);
-    let forge = forge_base(&app).map(|b| format!("{b}/{}/{}", i.org, i.repo));
+    let forge = forge_base(&app);
+    let link = |f: &url::Url, rest: &[&str]| {
+        let mut segs = vec![i.org.as_str(), i.repo.as_str()];
+        segs.extend_from_slice(rest);
+        forge_link(f, &segs)
+    };
     let field = |k: &str, val: String| html! { tr { th { (k) } td { (val) } } };
     let body = html! {
         h1 { "Job " span.mono { (r.id) } }
@@ -458,10 +520,10 @@ pub async fn job(
                 h3 { "Forge" }
                 ul {
                     @if let Some(f) = &forge {
-                        @if i.issue > 0 { li { a href=(format!("{f}/issues/{}", i.issue)) { "issue #" (i.issue) } } }
+                        @if i.issue > 0 { li { a href=(link(f, &["issues", &i.issue.to_string()])) { "issue #" (i.issue) } } }
                         @if !r.branch.is_empty() {
-                            li { a href=(format!("{f}/src/branch/{}", r.branch)) { "branch " (r.branch) } }
-                            li { a href=(format!("{f}/commits/branch/{}", r.branch)) { "commit status" } }
+                            li { a #branch-link href=(link(f, &["src", "branch", &r.branch])) { "branch " (r.branch) } }
+                            li { a #status-link href=(link(f, &["commits", "branch", &r.branch])) { "commit status" } }
                         }
                     } @else {
                         @if i.issue > 0 { li { "issue #" (i.issue) } }
@@ -499,10 +561,18 @@ pub async fn job(
         }
         section {
             h2 { "Agent output" span.muted #log-status { @if !r.state.is_final() { " (live)" } } }
+            @if let Some(dropped) = tail.dropped.filter(|n| *n > 0) {
+                p.truncated #log-truncated {
+                    "Output truncated: showing the last " (tail.kept) " chunks kept in Redis; the "
+                    (dropped) " before them are only in the agent's log in the job's workspace"
+                    @if !r.host.is_empty() { " on host " (r.host) }
+                    " (" code { ".meta/agent-" (i.agent.split(':').next().unwrap_or_default()) ".log" } ")."
+                }
+            }
             @if r.state.is_final() {
                 pre #log { (log) }
             } @else {
-                pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}", r.id, last)) { (log) }
+                pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}&partial={}", r.id, last, hex(&bytes))) { (log) }
             }
         }
         @if !r.prompt.is_empty() {
@@ -535,8 +605,8 @@ fn event_line(e: &Event) -> String {
 }
 
 /// `GET /events`: the last 100 events, then new ones as they come.
-pub async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let v = viewer(&app, &headers);
+pub async fn events(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let v = viewer(&app, &headers, &uri);
     let evs = match app.store.recent_events(100).await {
         Ok(e) => e,
         Err(e) => return error_page(&v, &e.into()),
@@ -570,6 +640,7 @@ pub fn message_page(status: StatusCode, message: &str) -> Markup {
     let v = Viewer {
         read_only: false,
         csrf: None,
+        here: "/".into(),
     };
     layout(
         "Refused",
@@ -582,11 +653,14 @@ pub fn message_page(status: StatusCode, message: &str) -> Markup {
     )
 }
 
-/// The login page.
-pub fn login_page(read_only: bool, error: Option<&str>) -> Markup {
+/// The login page; `next`: the page to come back to (a local path, else
+/// the overview).
+pub fn login_page(read_only: bool, error: Option<&str>, next: Option<&str>) -> Markup {
+    let next = next.filter(|n| local_path(n)).unwrap_or("/");
     let v = Viewer {
         read_only,
         csrf: None,
+        here: next.to_string(),
     };
     layout(
         "Log in",
@@ -596,6 +670,7 @@ pub fn login_page(read_only: bool, error: Option<&str>) -> Markup {
             @if let Some(e) = error { p.error #login-error { (e) } }
             @if !read_only {
                 form method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
                     label { "Operator token " input #token type="password" name="token" autocomplete="current-password" required; }
                     " " button #login-submit type="submit" { "Log in" }
                 }
@@ -604,9 +679,13 @@ pub fn login_page(read_only: bool, error: Option<&str>) -> Markup {
     )
 }
 
-/// `GET /login`.
-pub async fn login(State(app): State<AppState>) -> Response {
+/// `GET /login?next=`.
+pub async fn login(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let ro = app.token.is_none();
     let msg = ro.then_some("This console is read-only (started without --token-env).");
-    (StatusCode::OK, login_page(ro, msg)).into_response()
+    let next = q.get("next").map(String::as_str);
+    (StatusCode::OK, login_page(ro, msg, next)).into_response()
 }

@@ -22,25 +22,94 @@ struct LogCursor {
     app: AppState,
     id: String,
     last: String,
+    /// The start of a UTF-8 character whose other bytes have not come yet.
+    partial: Vec<u8>,
     state: Option<JobState>,
     ended: bool,
 }
 
-/// `GET /api/jobs/{id}/log/stream?after=`: `log` events (output after stream
-/// id `after`), a `state` event whenever the job's state changes (the first
-/// at once), and `end` once the job is final and its output all sent.
+/// Decodes `buf` as UTF-8 up to its last whole character and leaves in `buf`
+/// only the start of a character cut off at its end (at most 3 bytes), to be
+/// completed by the next chunk of output. Bytes that can never be UTF-8
+/// become U+FFFD, as [`String::from_utf8_lossy`] makes them.
+pub fn take_utf8(buf: &mut Vec<u8>) -> String {
+    let mut out = String::new();
+    let mut rest: &[u8] = buf;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                rest = &[];
+                break;
+            }
+            Err(e) => {
+                let (ok, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(ok).unwrap_or_default());
+                match e.error_len() {
+                    Some(n) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = &bad[n..];
+                    }
+                    None => {
+                        rest = bad;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    *buf = rest.to_vec();
+    out
+}
+
+/// Bytes written as hex (the `partial` of a job page's stream URL).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 6 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A `log` event: the text as a JSON string, so that every byte of it (a
+/// newline at its end, a carriage return) reaches the page as it was; SSE
+/// itself would turn `\r` and `\r\n` into newlines.
+fn log_event(last: &str, text: &str) -> Event {
+    Event::default()
+        .event("log")
+        .id(last)
+        .data(serde_json::Value::from(text).to_string())
+}
+
+/// `GET /api/jobs/{id}/log/stream?after=&partial=`: `log` events (output
+/// after stream id `after`, each a JSON string), a `state` event whenever
+/// the job's state changes (the first at once), and `end` once the job is
+/// final and its output all sent. `partial`: the hex bytes of a character
+/// the caller got only the start of (output is decoded across chunks, so a
+/// character is never cut in two).
 pub async fn log_stream(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if app.store.get(&id).await?.is_none() {
+    if app.store.state_of(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no job with id {id}")));
     }
+    let partial = match q.get("partial").filter(|p| !p.is_empty()) {
+        None => Vec::new(),
+        Some(p) => unhex(p).ok_or_else(|| ApiError::bad("partial: up to 3 bytes as hex"))?,
+    };
     let cur = LogCursor {
         app,
         id,
         last: q.get("after").cloned().unwrap_or_else(|| "0".into()),
+        partial,
         state: None,
         ended: false,
     };
@@ -49,8 +118,10 @@ pub async fn log_stream(
             return None;
         }
         loop {
-            let rec = match c.app.store.get(&c.id).await {
-                Ok(Some(r)) => r,
+            // Only the state, not the record (which carries the prompt), on
+            // every poll of every open job page.
+            let state = match c.app.store.state_of(&c.id).await {
+                Ok(Some(s)) => s,
                 Ok(None) => {
                     c.ended = true;
                     return Some((Ok(Event::default().event("end").data("gone")), c));
@@ -63,27 +134,25 @@ pub async fn log_stream(
             // Output first, so that `end` comes after the last of it.
             if let Ok((next, bytes)) = c.app.store.read_log(&c.id, &c.last, None).await {
                 c.last = next;
-                if !bytes.is_empty() {
-                    let ev = Event::default()
-                        .event("log")
-                        .id(c.last.clone())
-                        .data(String::from_utf8_lossy(&bytes));
-                    return Some((Ok(ev), c));
+                c.partial.extend_from_slice(&bytes);
+                let text = take_utf8(&mut c.partial);
+                if !text.is_empty() {
+                    return Some((Ok(log_event(&c.last, &text)), c));
                 }
             }
-            if c.state != Some(rec.state) {
-                c.state = Some(rec.state);
-                return Some((
-                    Ok(Event::default().event("state").data(rec.state.as_str())),
-                    c,
-                ));
+            if c.state != Some(state) {
+                c.state = Some(state);
+                return Some((Ok(Event::default().event("state").data(state.as_str())), c));
             }
-            if rec.state.is_final() {
+            if state.is_final() {
+                if !c.partial.is_empty() {
+                    // The output ended inside a character: what there is of it.
+                    let text =
+                        String::from_utf8_lossy(&std::mem::take(&mut c.partial)).into_owned();
+                    return Some((Ok(log_event(&c.last, &text)), c));
+                }
                 c.ended = true;
-                return Some((
-                    Ok(Event::default().event("end").data(rec.state.as_str())),
-                    c,
-                ));
+                return Some((Ok(Event::default().event("end").data(state.as_str())), c));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -134,4 +203,31 @@ pub async fn events_stream(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_cut_between_chunks_are_decoded_whole() {
+        let text = "é€😀 ok\n";
+        let bytes = text.as_bytes();
+        // Every way of cutting the output in two gives the text back.
+        for cut in 0..=bytes.len() {
+            let mut buf = bytes[..cut].to_vec();
+            let mut out = take_utf8(&mut buf);
+            assert!(buf.len() <= 3, "{cut}");
+            buf.extend_from_slice(&bytes[cut..]);
+            out.push_str(&take_utf8(&mut buf));
+            assert!(buf.is_empty());
+            assert_eq!(out, text, "cut at {cut}");
+        }
+        // Bytes that are no UTF-8 become U+FFFD as in from_utf8_lossy.
+        let mut bad = b"a\xffb\xe2\x82".to_vec();
+        assert_eq!(take_utf8(&mut bad), "a\u{FFFD}b");
+        assert_eq!(bad, b"\xe2\x82");
+        assert_eq!(unhex(&hex(&bad)).unwrap(), bad);
+        assert!(unhex("e28").is_none() && unhex("e282ac00").is_none() && unhex("zz").is_none());
+    }
 }

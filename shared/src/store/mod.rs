@@ -724,6 +724,22 @@ impl JobStore {
             .map_err(|e| StoreError::Corrupt(id.to_string(), e))
     }
 
+    /// Only job `id`'s state (one HGET, not the record), `None` if there is
+    /// no such job.
+    ///
+    /// # Errors
+    /// Redis errors or a state that is not one.
+    pub async fn state_of(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+        let mut conn = self.conn.clone();
+        let state: Option<String> = conn.hget(self.keys.job(id), "state").await?;
+        state
+            .map(|s| {
+                s.parse::<JobState>()
+                    .map_err(|_| StoreError::Corrupt(id.to_string(), format!("state `{s}`")))
+            })
+            .transpose()
+    }
+
     /// Applies a [`Move`] to job `id` in one Lua call.
     ///
     /// # Errors

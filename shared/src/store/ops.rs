@@ -17,6 +17,33 @@ pub const LOG_TAIL_MAX: usize = 2_000;
 /// How long a finished job's log tail stays in Redis.
 pub const LOG_TAIL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// KEYS: a log tail. Returns {chunks kept, chunks ever added (-1: unknown,
+/// before Redis 7)}.
+const LOG_TAIL_INFO: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local kept, added = 0, -1
+for i = 1, #info, 2 do
+  if info[i] == 'length' then kept = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+end
+return {kept, added}
+"#;
+
+static LOG_TAIL_INFO_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(LOG_TAIL_INFO));
+
+/// How much of a job's output its log tail in Redis still holds (it keeps the
+/// last [`LOG_TAIL_MAX`] chunks; the whole log stays in the workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogTailInfo {
+    /// Chunks kept.
+    pub kept: u64,
+    /// Chunks dropped from its start to keep it short (0: it holds the whole
+    /// output), `None` when Redis does not say (before 7.0).
+    pub dropped: Option<u64>,
+}
+
 /// Which jobs `agentq list` shows.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -41,10 +68,53 @@ pub struct ListFilter {
 pub struct JobPage {
     /// The jobs, in index order (newest first).
     pub jobs: Vec<JobRecord>,
-    /// Where the next page starts, `None` at the end.
-    pub next: Option<u64>,
+    /// Where the next page starts (a [`PageCursor`]), `None` at the end.
+    pub next: Option<String>,
     /// Index entries read for this page.
     pub scanned: u64,
+}
+
+/// Where a page of [`JobStore::list_page`] ends: the last index entry it read
+/// (its score and id), written `SCORE-ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    /// The entry's score in the index (ms).
+    pub score: i64,
+    /// The job id.
+    pub id: String,
+}
+
+impl PageCursor {
+    /// Whether index entry (`score`, `id`) comes after this cursor, newest
+    /// first: a lower score, or the same score and a lower id.
+    pub fn is_before(&self, score: i64, id: &str) -> bool {
+        score < self.score || (score == self.score && id < self.id.as_str())
+    }
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.score, self.id)
+    }
+}
+
+impl std::str::FromStr for PageCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (score, id) = s
+            .split_once('-')
+            .ok_or_else(|| "cursor: the `next` of the previous page".to_string())?;
+        let score = score
+            .parse::<i64>()
+            .map_err(|_| "cursor: the `next` of the previous page".to_string())?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("cursor: the `next` of the previous page".into());
+        }
+        Ok(Self {
+            score,
+            id: id.to_string(),
+        })
+    }
 }
 
 /// Index entries [`JobStore::list_page`] reads at most for one page (a narrow
@@ -288,15 +358,21 @@ impl JobStore {
     }
 
     /// One page of jobs matching `filter` (its `limit` is the page size, at
-    /// least 1), starting at index position `cursor` (0 for the first page).
-    /// It walks the state's index when a state is given, else the index of
-    /// all jobs, newest first, reading records a batch at a time, so the first
-    /// page costs the same with 100 or 100,000 jobs. At most
-    /// [`PAGE_SCAN_MAX`] entries are read per page.
+    /// least 1), after `cursor` (the previous page's `next`; `None` for the
+    /// first page). It walks the state's index when a state is given, else the
+    /// index of all jobs, newest first (score, then id, descending), reading
+    /// records a batch at a time, so the first page costs the same with 100 or
+    /// 100,000 jobs. The cursor is the last index entry read, so jobs added or
+    /// leaving the index meanwhile neither repeat nor push rows past a page
+    /// boundary. At most [`PAGE_SCAN_MAX`] entries are read per page.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn list_page(&self, filter: &ListFilter, cursor: u64) -> Result<JobPage, StoreError> {
+    pub async fn list_page(
+        &self,
+        filter: &ListFilter,
+        cursor: Option<&PageCursor>,
+    ) -> Result<JobPage, StoreError> {
         let key = match filter.state {
             Some(s) => self.keys().state(s.as_str()),
             None => self.keys().jobs(),
@@ -305,53 +381,77 @@ impl JobStore {
         let batch = (limit as u64 * 2).clamp(50, 1_000);
         let mut conn = self.conn();
         let mut jobs = Vec::new();
-        let mut pos = cursor;
+        let mut after = cursor.cloned();
+        let mut scanned = 0u64;
+        // Entries at the cursor's own score already passed over (ties of more
+        // than a batch).
+        let mut skip = 0u64;
         loop {
-            let ids: Vec<String> = conn
-                .zrevrange(&key, pos as isize, (pos + batch - 1) as isize)
+            let max = after
+                .as_ref()
+                .map_or_else(|| "+inf".to_string(), |c| c.score.to_string());
+            let raw: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(&max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(skip)
+                .arg(batch)
+                .query_async(&mut conn)
                 .await?;
-            if ids.is_empty() {
+            let full = raw.len() as u64 == batch;
+            // Only entries strictly after the cursor: a lower score, or the
+            // same score and a lower id.
+            let entries: Vec<(String, i64)> = raw
+                .into_iter()
+                .map(|(id, score)| (id, score as i64))
+                .filter(|(id, score)| after.as_ref().is_none_or(|c| c.is_before(*score, id)))
+                .collect();
+            if entries.is_empty() {
+                if full {
+                    skip += batch;
+                    continue;
+                }
                 return Ok(JobPage {
                     jobs,
                     next: None,
-                    scanned: pos - cursor,
+                    scanned,
                 });
             }
+            skip = 0;
             let mut pipe = redis::pipe();
-            for id in &ids {
+            for (id, _) in &entries {
                 pipe.hgetall(self.keys().job(id));
             }
             let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            let n = ids.len() as u64;
-            for (i, map) in maps.into_iter().enumerate() {
-                let Ok(rec) = JobRecord::from_fields(map) else {
-                    continue;
-                };
-                if filter.matches(&rec) {
+            for ((id, score), map) in entries.into_iter().zip(maps) {
+                scanned += 1;
+                let rec = JobRecord::from_fields(map).ok();
+                after = Some(PageCursor { score, id });
+                if let Some(rec) = rec.filter(|r| filter.matches(r)) {
                     jobs.push(rec);
                     if jobs.len() >= limit {
-                        let next = pos + i as u64 + 1;
                         return Ok(JobPage {
                             jobs,
-                            next: Some(next),
-                            scanned: next - cursor,
+                            next: after.map(|c| c.to_string()),
+                            scanned,
                         });
                     }
                 }
             }
-            pos += n;
-            if n < batch {
+            if !full {
                 return Ok(JobPage {
                     jobs,
                     next: None,
-                    scanned: pos - cursor,
+                    scanned,
                 });
             }
-            if pos - cursor >= PAGE_SCAN_MAX {
+            if scanned >= PAGE_SCAN_MAX {
                 return Ok(JobPage {
                     jobs,
-                    next: Some(pos),
-                    scanned: pos - cursor,
+                    next: after.map(|c| c.to_string()),
+                    scanned,
                 });
             }
         }
@@ -527,6 +627,23 @@ impl JobStore {
             }
         }
         Ok((last, bytes))
+    }
+
+    /// How much of job `id`'s output its log tail holds: whether the start of
+    /// the output was trimmed away (one script call, reading no output).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn log_tail_info(&self, id: &str) -> Result<LogTailInfo, StoreError> {
+        let (kept, added): (i64, i64) = LOG_TAIL_INFO_SCRIPT
+            .key(self.keys().log_tail(id))
+            .invoke_async(&mut self.conn())
+            .await?;
+        let kept = kept.max(0) as u64;
+        Ok(LogTailInfo {
+            kept,
+            dropped: (added >= 0).then(|| (added as u64).saturating_sub(kept)),
+        })
     }
 
     /// Asks for job `id` to be cancelled. A queued or waiting job is cancelled at

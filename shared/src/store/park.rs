@@ -235,6 +235,15 @@ pub struct Parked {
     pub lanes: Vec<(String, u64)>,
 }
 
+/// Jobs parked in one pool by why they wait ([`JobStore::parked_by_reason`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ParkedReasons {
+    /// All jobs in the pool's lanes.
+    pub total: u64,
+    /// (reason, jobs), nonzero only; they add up to `total`.
+    pub reasons: Vec<(String, u64)>,
+}
+
 impl Parked {
     /// All jobs parked in the pool.
     pub fn total(&self) -> u64 {
@@ -347,6 +356,81 @@ impl JobStore {
         let counts: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
         Ok(Parked {
             lanes: models.into_iter().zip(counts).collect(),
+        })
+    }
+
+    /// Jobs parked in `pool`'s lanes by why they wait, read at once with the
+    /// lanes' sizes so that the counts add up to the total: each job's
+    /// `reason` (`queued`: enqueued, not yet tried), `stale` for an entry whose
+    /// job is no longer parked (dropped when it reaches the head), and
+    /// `not read` for those past the first `cap` of each lane. Reads each
+    /// job's state and reason only (never its record), nonzero counts only.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn parked_by_reason(
+        &self,
+        pool: &str,
+        cap: usize,
+    ) -> Result<ParkedReasons, StoreError> {
+        let ns = self.keys().namespace();
+        let mut conn = self.conn();
+        let mut models: Vec<String> = conn.smembers(format!("{ns}:lanes:{pool}")).await?;
+        models.sort();
+        if models.is_empty() {
+            return Ok(ParkedReasons::default());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for m in &models {
+            let lane = format!("{ns}:lane:{pool}:{m}");
+            pipe.zcard(&lane).zrange(&lane, 0, cap.max(1) as isize - 1);
+        }
+        let lanes: Vec<(u64, Vec<String>)> = pipe.query_async(&mut conn).await?;
+        let total: u64 = lanes.iter().map(|(n, _)| n).sum();
+        let ids: Vec<String> = lanes.into_iter().flat_map(|(_, ids)| ids).collect();
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        let mut add = |reason: &str, n: u64| {
+            if n == 0 {
+                return;
+            }
+            match counts.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, c)) => *c += n,
+                None => counts.push((reason.to_string(), n)),
+            }
+        };
+        for chunk in ids.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HMGET")
+                    .arg(self.keys().job(id))
+                    .arg("state")
+                    .arg("reason");
+            }
+            let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+            for (state, reason) in fields {
+                let parked = state
+                    .and_then(|s| s.parse::<JobState>().ok())
+                    .is_some_and(|s| PARKED_STATES.contains(&s));
+                match reason.filter(|r| !r.is_empty()) {
+                    _ if !parked => add("stale", 1),
+                    Some(r) => add(&r, 1),
+                    None => add("queued", 1),
+                }
+            }
+        }
+        add("not read", total.saturating_sub(ids.len() as u64));
+        // The usual reasons first, in one order everywhere.
+        let rank = |r: &str| {
+            std::iter::once("queued")
+                .chain(crate::status::WAIT_REASONS.iter().map(|w| w.as_str()))
+                .position(|k| k == r)
+                .unwrap_or(usize::MAX)
+        };
+        counts.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
+        Ok(ParkedReasons {
+            total,
+            reasons: counts,
         })
     }
 

@@ -24,7 +24,11 @@
       var status = document.getElementById("log-status");
       es.addEventListener("log", function (e) {
         var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 8;
-        log.appendChild(document.createTextNode(e.data + "\n"));
+        // Each event's data is the output as a JSON string, newlines and
+        // all: appended as it is, byte for byte.
+        var text;
+        try { text = JSON.parse(e.data); } catch (_) { return; }
+        log.appendChild(document.createTextNode(text));
         if (atBottom) window.scrollTo(0, document.body.scrollHeight);
       });
       es.addEventListener("state", function (e) {
