@@ -85,6 +85,10 @@ pub struct JobRecord {
     /// When other hosts first left the job to the host that has its workspace
     /// (ms since the epoch; empty when it never waited for that).
     pub affinity_since: String,
+    /// When a wake last granted the job a slot (ms since the epoch, the waking
+    /// worker's clock, the clock pacing is measured on); `None` when no wake
+    /// ever did (a dry run needs no slot). Written only by the wake's Lua.
+    pub admitted_ms: Option<i64>,
 }
 
 impl JobRecord {
@@ -126,6 +130,7 @@ impl JobRecord {
             task: String::new(),
             waiting_on: String::new(),
             affinity_since: String::new(),
+            admitted_ms: None,
         }
     }
 
@@ -172,6 +177,10 @@ impl JobRecord {
             ("owner", self.owner.clone()),
             ("waiting_on", self.waiting_on.clone()),
             ("affinity_since", self.affinity_since.clone()),
+            (
+                "admitted_ms",
+                self.admitted_ms.map(|t| t.to_string()).unwrap_or_default(),
+            ),
         ]
     }
 
@@ -225,6 +234,7 @@ impl JobRecord {
             task: take("task"),
             waiting_on: take("waiting_on"),
             affinity_since: take("affinity_since"),
+            admitted_ms: take("admitted_ms").parse().ok(),
         })
     }
 }
@@ -256,6 +266,7 @@ mod tests {
         rec.exit_code = Some(3);
         rec.resumed = true;
         rec.time_tracked = 2;
+        rec.admitted_ms = Some(1_767_225_600_000);
         let map = rec
             .to_fields()
             .into_iter()
