@@ -366,6 +366,7 @@ pub struct TestEnv {
     /// never touch each other's containers).
     pub ns: String,
     extra_env: std::sync::Mutex<HashMap<&'static str, String>>,
+    unset_env: std::sync::Mutex<Vec<&'static str>>,
 }
 
 /// The base config every test starts from: fast heartbeats and retries.
@@ -452,6 +453,7 @@ impl TestEnv {
             config_path,
             ns,
             extra_env: Default::default(),
+            unset_env: Default::default(),
         }
     }
 
@@ -481,6 +483,33 @@ impl TestEnv {
                         .unwrap_or_else(|| panic!("no {k} in the agent's run line {l:?}"))
                 };
                 (field("start="), field("end="))
+            })
+            .collect()
+    }
+
+    /// (start, end) of every run of job `id` that started, from the test agent's
+    /// own logs: a run that never logged its end (killed, or still running)
+    /// lasts forever.
+    pub fn agent_spans(&self, id: &str) -> Vec<(f64, f64)> {
+        let field = |l: &str, k: &str| -> Option<f64> {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+        };
+        let ended: Vec<(f64, f64)> = self
+            .agent_runs(id)
+            .lines()
+            .filter_map(|l| Some((field(l, "start=")?, field(l, "end=")?)))
+            .collect();
+        self.agent_starts(id)
+            .lines()
+            .filter_map(|l| field(l, "start="))
+            .map(|s| {
+                ended
+                    .iter()
+                    .find(|(st, _)| (*st - s).abs() < 1e-6)
+                    .copied()
+                    .unwrap_or((s, f64::INFINITY))
             })
             .collect()
     }
@@ -575,10 +604,21 @@ impl TestEnv {
         self.extra_env.lock().unwrap().insert(key, value.into());
     }
 
+    /// Leaves `key` out of the environment of every agentq process started
+    /// from now on (one of the world's own, e.g. `AGENTQ_WORKSPACE_ROOT`, so the
+    /// config file's value counts).
+    pub fn unset_env(&self, key: &'static str) {
+        self.extra_env.lock().unwrap().remove(key);
+        self.unset_env.lock().unwrap().push(key);
+    }
+
     /// Environment for agentq processes.
     pub fn env(&self) -> HashMap<&'static str, String> {
         let mut env = self.base_env();
         env.extend(self.extra_env.lock().unwrap().clone());
+        for key in self.unset_env.lock().unwrap().iter() {
+            env.remove(key);
+        }
         env
     }
 
@@ -694,6 +734,9 @@ impl TestEnv {
         let mut env = self.env();
         if let Some(u) = redis_url {
             env.insert("AGENTQ_REDIS_URL", u.to_string());
+        }
+        for key in self.unset_env.lock().unwrap().iter() {
+            cmd.env_remove(key);
         }
         let child = cmd
             .args(args)
@@ -864,15 +907,27 @@ impl WorkerProc {
     /// separate signals waits for the worker to log the first before sending
     /// the second.
     pub fn wait_log(&self, text: &str, timeout: Duration) {
+        self.wait_log_count(text, 1, timeout);
+    }
+
+    /// How many lines of the worker's log hold `text` now.
+    pub fn log_count(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// Waits up to `timeout` until at least `n` lines of the worker's log hold
+    /// `text` (e.g. `n` rounds of a periodic task that logs each round).
+    pub fn wait_log_count(&self, text: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if log.contains(text) {
-                return;
-            }
+        while self.log_count(text) < n {
             assert!(
                 Instant::now() < deadline,
-                "worker log has no {text:?} after {timeout:?}:\n{log}"
+                "worker log has fewer than {n} lines with {text:?} after {timeout:?}:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -923,6 +978,111 @@ pub fn max_overlap(iv: &[(f64, f64)]) -> usize {
         max = max.max(cur);
     }
     max as usize
+}
+
+/// The kernel's uptime in seconds: the clock the test agent logs its runs on
+/// (host-wide, so it compares with runs in any container).
+pub fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `spans` (see [`TestEnv::agent_spans`]) with every run that started before
+/// `gone` ending by then at the latest: for a test that saw, at [`uptime`]
+/// `gone`, the containers of those runs stopped, though a run killed before it
+/// could log its end seems to last forever.
+pub fn ended_by(spans: Vec<(f64, f64)>, gone: f64) -> Vec<(f64, f64)> {
+    spans
+        .into_iter()
+        .map(|(start, end)| (start, if start < gone { end.min(gone) } else { end }))
+        .collect()
+}
+
+/// The engine's `die` events of one world's agent containers, recorded from
+/// the moment it is made (`docker events --since`, so none is missed): when
+/// each job's agent stopped, on the test agent's clock ([`uptime`]), even for an
+/// agent killed before it could log its end. Stops watching on drop.
+pub struct AgentDeaths {
+    child: Child,
+    out: PathBuf,
+    /// Wall-clock seconds minus [`uptime`] when the watch began.
+    offset: f64,
+}
+
+impl TestEnv {
+    /// Starts recording the `die` events of this world's agent containers.
+    pub fn watch_agent_deaths(&self) -> AgentDeaths {
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+        };
+        let offset = wall() - uptime();
+        let out = self.dir.path().join(format!(
+            "deaths-{}.log",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        let child = Command::new("docker")
+            .args(["events", "--since", &format!("{:.0}", wall() - 1.0)])
+            .args(["--filter", "event=die"])
+            .args(["--filter", &format!("label=agentq.namespace={}", self.ns)])
+            .args(["--filter", "label=agentq.stage=agent"])
+            .args([
+                "--format",
+                "{{.TimeNano}} {{index .Actor.Attributes \"agentq.job\"}}",
+            ])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run `docker events`");
+        AgentDeaths { child, out, offset }
+    }
+}
+
+impl AgentDeaths {
+    /// Waits up to `timeout` until an agent of each job in `ids` has died;
+    /// returns, per job, when its first agent died ([`uptime`] seconds).
+    pub async fn wait_first(&self, ids: &[String], timeout: Duration) -> HashMap<String, f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut first: HashMap<String, f64> = HashMap::new();
+            for line in std::fs::read_to_string(&self.out)
+                .unwrap_or_default()
+                .lines()
+            {
+                let Some((nanos, job)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(nanos) = nanos.parse::<u128>() else {
+                    continue;
+                };
+                let at = nanos as f64 / 1e9 - self.offset;
+                let e = first.entry(job.to_string()).or_insert(at);
+                *e = e.min(at);
+            }
+            if ids.iter().all(|id| first.contains_key(id)) {
+                return first;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agent of some of {ids:?} stopped within {timeout:?}: {first:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for AgentDeaths {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Containers (id) on the engine carrying label `key=value`, running or not.

@@ -471,3 +471,32 @@ async fn templates_dir_overrides_sets_personas_and_plans_and_adds_new_ones() {
         "the shipped plan was used: {plan}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_with_another_agent_runs_that_agent_in_the_same_workspace() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo", "demo", "--issue", "8", "--agent", "codex",
+        "--task", "Pick @agentq-test block-unless /agentq/ANSWER.md \"Postgres or SQLite?\" @agentq-test commit",
+    ]);
+    let blocked = env.wait_final(&id, LONG).await;
+    assert_eq!(blocked.state, JobState::Blocked, "{blocked:#?}");
+    env.cli_ok(&["resume", &id, "--answer", "SQLite", "--agent", "claude"]);
+    let rec = env
+        .wait_for(&id, LONG, |r| r.runs == 2 && r.state.is_final())
+        .await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.input.agent, "claude");
+    assert!(rec.resumed, "{rec:#?}");
+    assert_eq!(rec.workspace_dir, blocked.workspace_dir);
+    // The agents' own run log: codex ran first, then claude, as each says.
+    let agents: Vec<String> = env
+        .agent_runs(&id)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(agents, ["codex", "claude"]);
+}

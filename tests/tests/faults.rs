@@ -17,6 +17,9 @@ use agentq_shared::{
 use agentq_tests::*;
 use redis::Commands;
 
+/// The suite's generous bound for an event that must come.
+const LONG: Duration = Duration::from_secs(120);
+
 /// Final-state entries in each job's history: 1 for every job, or it was
 /// finalized twice (or never).
 async fn finalized_counts(env: &TestEnv, ids: &[String]) -> HashMap<String, usize> {
@@ -67,32 +70,6 @@ async fn wait_all_final(env: &TestEnv, n: u64, timeout: Duration) -> Vec<(JobSta
     }
 }
 
-/// (start, end) of every run of a job from the test agent's logs; a run that
-/// started and never logged its end lasts forever.
-fn runs(env: &TestEnv, id: &str) -> Vec<(f64, f64)> {
-    let field = |l: &str, k: &str| -> Option<f64> {
-        l.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-    };
-    let ended: Vec<(f64, f64)> = env
-        .agent_runs(id)
-        .lines()
-        .filter_map(|l| Some((field(l, "start=")?, field(l, "end=")?)))
-        .collect();
-    env.agent_starts(id)
-        .lines()
-        .filter_map(|l| field(l, "start="))
-        .map(|s| {
-            ended
-                .iter()
-                .find(|(st, _)| (*st - s).abs() < 1e-6)
-                .copied()
-                .unwrap_or((s, f64::INFINITY))
-        })
-        .collect()
-}
-
 fn overlapping(iv: &[(f64, f64)]) -> bool {
     let mut v = iv.to_vec();
     v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
@@ -114,6 +91,23 @@ async fn start_sleeping_job(env: &TestEnv, issue: u32, secs: u32) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.agent_starts(&id).is_empty() {
         assert!(Instant::now() < deadline, "agent of {id} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    id
+}
+
+/// Enqueues a codex job on `core/demo` for `issue` whose agent holds (see
+/// [`TestEnv::release_holds`]), and waits until the agent itself is holding: it
+/// cannot end by itself, so only agentq stops it.
+async fn start_holding_job(env: &TestEnv, issue: u32) -> String {
+    let id = env.enqueue_for_issue(issue, "fault @agentq-test hold");
+    let deadline = Instant::now() + LONG;
+    while !env.holding().contains(&id) {
+        assert!(
+            Instant::now() < deadline,
+            "agent of {id} did not hold\n{}",
+            env.worker_logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     id
@@ -172,38 +166,30 @@ async fn agents_of_a_killed_worker_stop_before_anyone_takes_their_jobs_over() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
+    let deaths = env.watch_agent_deaths();
     let mut a = env.worker("a", 2);
     let mut ids = Vec::new();
     for issue in 1..=2 {
-        ids.push(start_sleeping_job(&env, issue, 20).await);
+        ids.push(start_holding_job(&env, issue).await);
     }
     a.kill9();
-    let killed = Instant::now();
-    // heartbeat 1 s × 3 missed: the lease dies 3 s after the last renewal, the
-    // watchdog stops the agent 2 s after it.
-    let bound = Duration::from_secs(3 + 5);
-    loop {
-        let left: Vec<String> = ids.iter().flat_map(|id| running_containers(id)).collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            killed.elapsed() < bound,
-            "agents still running {:?} after their worker died: {left:?}",
-            killed.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Another worker at once: it takes each job over as soon as its lease lets
+    // it (heartbeat 1 s × 3 missed: 3 s after the last renewal). The agents
+    // hold until released, so only the watchdog's stop ends them: no takeover
+    // may start before that.
     let _b = env.worker("b", 2);
+    let gone = deaths.wait_first(&ids, LONG).await;
+    env.release_holds();
     for id in &ids {
-        let rec = env.wait_final(id, Duration::from_secs(120)).await;
+        let rec = env.wait_final(id, LONG).await;
         assert_eq!(rec.state, JobState::Completed, "{id}: {rec:?}");
-        let iv = runs(&env, id);
+        let iv = ended_by(env.agent_spans(id), gone[id]);
         assert_eq!(
             iv.len(),
             2,
             "{id} ran twice (killed, then taken over): {iv:?}"
         );
+        assert!(iv[0].0 < gone[id], "died before it started? {iv:?}");
         assert!(!overlapping(&iv), "{id}'s runs overlap: {iv:?}");
         let store = env.store().await;
         let h = store.history(id).await.unwrap();
@@ -239,7 +225,7 @@ async fn redis_down_for_30_s_neither_reaps_nor_reruns_a_running_agent() {
     assert_eq!(during, before, "the agent's container survives the outage");
     let rec = env.wait_final(&id, Duration::from_secs(120)).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:?}");
-    assert_eq!(runs(&env, &id).len(), 1, "the agent ran once");
+    assert_eq!(env.agent_spans(&id).len(), 1, "the agent ran once");
     assert_eq!(
         finalized_counts(&env, std::slice::from_ref(&id)).await[&id],
         1
@@ -311,38 +297,24 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     let env = TestEnv::with_config_and_redis("", Redis::start_listening_on(&net.host_addr));
     env.remotes.create("core", "demo", &[]);
     let url = format!("redis://{}:{}", net.host_addr, env.redis.port);
-    let _a = env.worker_in_netns("a", &net.name, &url, &["--concurrency", "1"]);
-    let id = start_sleeping_job(&env, 1, 15).await;
+    let a = env.worker_in_netns("a", &net.name, &url, &["--concurrency", "1"]);
+    let deaths = env.watch_agent_deaths();
+    let id = start_holding_job(&env, 1).await;
     let a_worker = env.store().await.get(&id).await.unwrap().unwrap().worker;
     net.cut();
-    let cut = Instant::now();
-    // The lease (3 s) outlives the cut-off agent: it is stopped within ⅔ of it.
-    while !running_containers(&id).is_empty() {
-        assert!(
-            cut.elapsed() < Duration::from_secs(3 + 5),
-            "the cut-off worker's agent still runs after {:?}",
-            cut.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // The agent's own clock (the kernel's uptime, as the test agent logs it):
-    // its container is gone by now, so its run ended before this, even when
-    // it was killed before it could log its end (a loaded machine may not
-    // let it finish within the stop grace).
-    let gone: f64 = std::fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // Another worker at once: it takes the job over once the lease (3 s) has
+    // run out. The cut-off worker must stop its agent before (within ⅔ of the
+    // lease); the agent holds until released, so only that stop ends it.
     let _b = env.worker("b", 1);
-    let rec = env.wait_final(&id, Duration::from_secs(120)).await;
+    let gone = deaths.wait_first(std::slice::from_ref(&id), LONG).await[&id];
+    env.release_holds();
+    let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:?}");
     assert_ne!(rec.worker, a_worker, "the takeover finished it");
     net.heal();
-    // Give the fenced worker time to try its pending writes once Redis answers.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The fenced worker tries its pending write once Redis answers, and is
+    // refused.
+    a.wait_log("run fenced out", LONG);
     let after = env.store().await.get(&id).await.unwrap().unwrap();
     assert_eq!(after.state, JobState::Completed, "nothing reopened it");
     assert_eq!(after.seq, rec.seq, "the fenced worker changed nothing");
@@ -354,11 +326,9 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
         finalized_counts(&env, std::slice::from_ref(&id)).await[&id],
         1
     );
-    let iv: Vec<(f64, f64)> = runs(&env, &id)
-        .into_iter()
-        .map(|(start, end)| (start, if start < gone { end.min(gone) } else { end }))
-        .collect();
+    let iv = ended_by(env.agent_spans(&id), gone);
     assert_eq!(iv.len(), 2, "{iv:?}");
+    assert!(iv[0].0 < gone, "died at {gone}, before it started? {iv:?}");
     assert!(!overlapping(&iv), "runs overlap: {iv:?}");
     let a_log = std::fs::read_to_string(env.dir.path().join("logs/a.log")).unwrap();
     assert!(

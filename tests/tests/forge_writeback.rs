@@ -673,3 +673,25 @@ async fn qa_runs_each_languages_commands_in_order_inside_the_container() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qa_timeout_secs_stops_a_qa_command_that_runs_too_long() {
+    require_docker();
+    let env = TestEnv::with_config("qa_timeout_secs = 2\n");
+    env.append_config("[agents.codex]\nqa = [[\"sh\", \"-c\", \"sleep 60\"]]\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&["--repo", "demo", "--issue", "1", "--task", "plain"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed), "{rec:#?}");
+    assert_eq!(
+        rec.error, "QA check failed: `sh -c sleep 60` ran past 2s",
+        "{rec:#?}"
+    );
+    assert_eq!(rec.qa_command, "sh -c sleep 60", "{rec:#?}");
+    assert!(
+        containers_with_label("agentq.job", &id).is_empty(),
+        "a container of the job (the timed-out QA one?) was left behind"
+    );
+}

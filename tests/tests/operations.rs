@@ -331,7 +331,7 @@ async fn sigint_drains_a_short_job_leaves_queued_ones_and_a_second_signal_stops_
         "--repo",
         "demo",
         "--task",
-        "@agentq-test sleep 3",
+        "@agentq-test hold",
         "--issue",
         "1",
     ]);
@@ -343,15 +343,17 @@ async fn sigint_drains_a_short_job_leaves_queued_ones_and_a_second_signal_stops_
         "--issue",
         "2",
     ]);
-    // One at a time: the short job runs first (FIFO), the long one waits.
+    // One at a time: the short job runs first (FIFO), the long one waits. The
+    // short job's agent holds until the worker has the signal, so it cannot end
+    // before it (and let the worker take the long job).
     let mut w1 = env.worker_with_args("w1", &["--concurrency", "1", "--shutdown-timeout", "600"]);
-    env.wait_for(&short, LONG, |r| {
-        r.state == JobState::Running && !r.container.is_empty()
-    })
-    .await;
+    assert_eq!(env.wait_holding(1).await, vec![short.clone()]);
     // SIGINT drains: the running job finishes within the grace period, the
     // worker exits by itself, and the waiting job is left queued, untouched.
-    let status = w1.signal_and_wait("INT", LONG);
+    w1.signal("INT");
+    w1.wait_log("shutdown requested", LONG);
+    env.release_holds();
+    let status = w1.wait_exit(LONG);
     assert!(status.success(), "worker exited with {status}");
     let store = env.store().await;
     let done = store.get(&short).await.unwrap().unwrap();
@@ -692,4 +694,122 @@ async fn the_workers_own_flags_win_over_env_and_config_and_json_logs_are_json() 
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
     assert!(text.contains("agentq-worker started"), "{text}");
+}
+
+/// A container labelled as an agent of namespace `ns`, for a job no run holds
+/// and a worker that is not live: what a worker killed mid-run leaves behind.
+/// Removed on drop if still there.
+struct Stray(String);
+
+impl Stray {
+    fn start(ns: &str, name: &str) -> Self {
+        let out = std::process::Command::new("docker")
+            .args(["run", "-d", "--network", "none"])
+            .args(["--label", &format!("agentq.namespace={ns}")])
+            .args(["--label", &format!("agentq.job=01STRAY{name}")])
+            .args(["--label", &format!("agentq.worker=dead-{name}")])
+            .args([
+                "--label",
+                "agentq.attempt=1",
+                "--label",
+                "agentq.stage=agent",
+            ])
+            .args([TEST_IMAGE, "sleep", "3600"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn exists(&self) -> bool {
+        std::process::Command::new("docker")
+            .args(["container", "inspect", &self.0])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Waits up to `timeout` until the container is gone.
+    async fn wait_gone(&self, timeout: Duration, env: &TestEnv) {
+        let deadline = Instant::now() + timeout;
+        while self.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "stray container {} still there after {timeout:?}\n{}",
+                self.0,
+                env.worker_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stray_agent_containers_are_reaped_at_start_and_every_30_s() {
+    require_docker();
+    let env = TestEnv::new();
+    // Another installation's container on the same engine: never touched.
+    let foreign = Stray::start(&format!("{}-other", env.ns), "foreign");
+    let before = Stray::start(&env.ns, "before");
+    let w = env.worker("w1", 1);
+    // The start-up reap runs before the worker says it started.
+    w.wait_log("agentq-worker started", LONG);
+    assert!(
+        !before.exists(),
+        "the stray left before start-up is still there"
+    );
+    // Left after start-up (as by a worker killed on this engine just now):
+    // only the periodic reap can remove it.
+    let after = Stray::start(&env.ns, "after");
+    after.wait_gone(LONG, &env).await;
+    assert_eq!(
+        w.log_count("reaping stale agent container"),
+        2,
+        "one reap at start, one later"
+    );
+    assert!(
+        foreign.exists(),
+        "another namespace's container was removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_root_starting_with_a_tilde_is_under_the_workers_home() {
+    require_docker();
+    // As the README's example config has it; no flag or environment override.
+    let env = TestEnv::with_config("workspace_root = \"~/ws\"\n");
+    env.remotes.create("core", "demo", &[]);
+    let home = env.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    env.set_env("HOME", home.to_string_lossy());
+    env.unset_env("AGENTQ_WORKSPACE_ROOT");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&["--repo", "demo", "--task", "tilde", "--issue", "1"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let root = home.join("ws").canonicalize().unwrap();
+    assert!(
+        Path::new(&rec.workspace_dir).starts_with(&root),
+        "{} is not under {}",
+        rec.workspace_dir,
+        root.display()
+    );
+    assert!(Path::new(&rec.workspace_dir).join("status.json").is_file());
+    assert!(
+        !env.dir.path().join("~").exists() && !Path::new("~").exists(),
+        "a directory named ~ was made"
+    );
 }

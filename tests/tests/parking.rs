@@ -2,7 +2,7 @@
 //! head-of-line blocking across models, pauses and pacing as timers, cancel of
 //! a parked job, and the number of Redis commands per enqueued job.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentq_shared::{
     input::DispatchInput,
@@ -122,20 +122,34 @@ async fn a_job_blocked_only_by_its_models_limit_does_not_hold_back_other_models(
 async fn a_paused_pool_grants_nothing_and_wakes_when_the_pause_ends() {
     let redis = Redis::start();
     let store = store(&redis).await;
-    let cfg = limits("[limits]\nclaude = 2\n[backoff]\nfailures = 1\npause_secs = 1\n");
+    let cfg = limits("[limits]\nclaude = 2\n[backoff]\nfailures = 1\npause_secs = 5\n");
     let ids = enqueue(&store, "claude", 1, 2).await;
+    let began = Instant::now();
     let paused = store
         .record_outcome(&cfg.backoff, "claude", true, Duration::from_secs(1))
         .await
         .unwrap();
     assert!(paused);
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 0);
-    // The pause's end is a timer: not due yet, then due.
+    // The pause's end is a timer: not due yet, then due, and not before the
+    // pause is over.
     assert!(store.due_timers().await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(
-        store.due_timers().await.unwrap(),
-        vec!["claude".to_string()]
+    let due = loop {
+        let due = store.due_timers().await.unwrap();
+        if !due.is_empty() {
+            break due;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the pause's timer never came due"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(due, vec!["claude".to_string()]);
+    assert!(
+        began.elapsed() >= Duration::from_millis(4_900),
+        "due after {:?}, before the 5 s pause ended",
+        began.elapsed()
     );
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 2);
     let mut held = holders(&redis, "limit:claude");
@@ -150,9 +164,20 @@ async fn pacing_grants_one_start_per_interval_and_sets_a_timer_for_the_next() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let cfg = limits("[rates]\ngemini = 30\n");
-    enqueue(&store, "gemini", 1, 3).await;
+    let ids = enqueue(&store, "gemini", 1, 3).await;
+    let before = chrono::Utc::now().timestamp_millis();
     assert_eq!(store.wake_pool(&cfg, "gemini", LEASE, 8).await.unwrap(), 1);
+    let after = chrono::Utc::now().timestamp_millis();
     assert_eq!(store.wake_pool(&cfg, "gemini", LEASE, 8).await.unwrap(), 0);
+    // The grant is recorded on the job, in the same call.
+    let admitted = store.get(&ids[0]).await.unwrap().unwrap().admitted_ms;
+    assert!(
+        admitted.is_some_and(|t| (before..=after).contains(&t)),
+        "{admitted:?} not in {before}..={after}"
+    );
+    for id in &ids[1..] {
+        assert_eq!(store.get(id).await.unwrap().unwrap().admitted_ms, None);
+    }
     let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg("park:timers")
         .arg(0)
@@ -193,17 +218,34 @@ async fn a_dead_runs_slot_expires_and_the_next_wake_grants_it() {
     let store = store(&redis).await;
     let cfg = limits("[limits]\nclaude = 1\n");
     let ids = enqueue(&store, "claude", 1, 2).await;
+    let began = Instant::now();
     assert_eq!(
         store
-            .wake_pool(&cfg, "claude", Duration::from_millis(300), 8)
+            .wake_pool(&cfg, "claude", Duration::from_secs(3), 8)
             .await
             .unwrap(),
         1
     );
-    // Nobody renews or releases the first job's slot.
+    // Nobody renews or releases the first job's slot: the slot stays taken
+    // until its lease runs out, then the next wake grants it.
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 1);
+    loop {
+        let held = holders(&redis, "limit:claude");
+        if store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap() == 1 {
+            break;
+        }
+        assert_eq!(held, vec![ids[0].clone()], "the dead run keeps its slot");
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the dead run's slot never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        began.elapsed() >= Duration::from_millis(2_900),
+        "granted again after {:?}, before the 3 s lease ran out",
+        began.elapsed()
+    );
     assert_eq!(holders(&redis, "limit:claude"), vec![ids[1].clone()]);
 }
 

@@ -129,15 +129,19 @@ async fn two_workers_run_twenty_jobs_exactly_once() {
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     let lines: String = (1..=20)
-        .map(|i| format!("{{\"repo\":\"demo\",\"task\":\"job {i} @agentq-test print hello\",\"issue\":{i}}}\n"))
+        .map(|i| {
+            format!("{{\"repo\":\"demo\",\"task\":\"job {i} @agentq-test hold\",\"issue\":{i}}}\n")
+        })
         .collect();
-    // Both workers are live before the jobs come, and each runs at most 3 at
-    // once, so 20 jobs cannot all go to one of them.
     let _w1 = env.worker("w1", 3);
     let _w2 = env.worker("w2", 3);
-    wait_live_workers(&env, 2).await;
     let ids: Vec<String> = env.enqueue_ndjson(&lines);
     assert_eq!(ids.len(), 20);
+    // Each worker runs at most 3 jobs at once and every agent holds until
+    // released: 6 agents holding together means both workers are running jobs
+    // at the same time. Then the rest run as slots free up.
+    env.wait_holding(6).await;
+    env.release_holds();
     let mut workers = std::collections::HashSet::new();
     for id in &ids {
         let rec = env.wait_final(id, Duration::from_secs(240)).await;
@@ -176,49 +180,43 @@ async fn a_job_survives_its_worker_being_killed() {
         "--repo",
         "demo",
         "--task",
-        "Slow @agentq-test sleep 6",
+        "Slow @agentq-test hold",
         "--issue",
         "9",
     ]);
+    let deaths = env.watch_agent_deaths();
     let mut w1 = env.worker("w1", 1);
-    let first = env
-        .wait_for(&id, LONG, |r| {
-            r.state == JobState::Running && !r.container.is_empty()
-        })
-        .await;
-    assert_eq!(first.attempt, 1);
+    assert_eq!(env.wait_holding(1).await, vec![id.clone()]);
+    let first = env.store().await.get(&id).await.unwrap().unwrap();
+    assert_eq!((first.state, first.attempt), (JobState::Running, 1));
     assert_eq!(
         containers_with_label("agentq.job", &id).len(),
         1,
         "the first attempt's container runs"
     );
     w1.kill9();
-
+    // Another worker at once: it may take the job over once the killed run's
+    // lease runs out. The first agent holds until released, so it ends only
+    // when agentq stops it; the second run must not start before that.
     let _w2 = env.worker("w2", 1);
+    let gone = deaths.wait_first(std::slice::from_ref(&id), LONG).await[&id];
+    env.release_holds();
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert_eq!(rec.attempt, 2, "re-delivered once after the kill");
     assert_ne!(rec.worker, first.worker);
     assert_eq!(rec.runs, 2, "the agent ran again in the same workspace");
-    // The agent's own logs: it started twice, the second run finished, and it
-    // never ran twice at once.
-    let starts: Vec<f64> = env
-        .agent_starts(&id)
-        .lines()
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("start=")))
-        .map(|v| v.parse().unwrap())
-        .collect();
-    assert_eq!(starts.len(), 2, "the agent started twice: {starts:?}");
-    let ended = env.agent_intervals(&id);
-    assert!(!ended.is_empty(), "the second run finished");
-    for (start, end) in &ended {
-        for other in starts.iter().filter(|s| *s != start) {
-            assert!(
-                !(other > start && other < end),
-                "a run started at {other} while another ran ({start}..{end})"
-            );
-        }
-    }
+    // The agent's own logs: it started twice and never ran twice at once. A
+    // run that logged no end lasts forever, but the first one ended by the
+    // time the engine saw its container die.
+    let runs = ended_by(env.agent_spans(&id), gone);
+    assert_eq!(runs.len(), 2, "the agent started twice: {runs:?}");
+    assert!(
+        runs[0].0 < gone,
+        "died at {gone}, before it started: {runs:?}"
+    );
+    assert!(runs[1].1.is_finite(), "the second run finished: {runs:?}");
+    assert_eq!(max_overlap(&runs), 1, "two runs at once: {runs:?}");
     assert!(rec.resumed, "the second run reused the workspace");
     assert!(
         containers_with_label("agentq.job", &id).is_empty(),

@@ -160,6 +160,8 @@ pub async fn sweep(ctx: &Arc<WorkerCtx>) -> Option<u64> {
         }
         let _ = ctx.store.give_back_workspace(&f.key, &janitor).await;
     }
+    let pinned = judged.iter().filter(|(_, v)| *v == Verdict::Pinned).count();
+    tracing::debug!(workspaces = judged.len(), pinned, "housekeeping round done");
     let root = ctx.cfg.workspace_root.clone();
     tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&root))
         .await

@@ -113,6 +113,10 @@ pub struct JobRecord {
     /// When other hosts first left the job to the host that has its workspace
     /// (ms since the epoch; empty when it never waited for that).
     pub affinity_since: String,
+    /// When a wake last granted the job a slot (ms since the epoch, the waking
+    /// worker's clock, the clock pacing is measured on); `None` when no wake
+    /// ever did (a dry run needs no slot). Written only by the wake's Lua.
+    pub admitted_ms: Option<i64>,
 }
 
 impl JobRecord {
@@ -154,6 +158,7 @@ impl JobRecord {
             task: String::new(),
             waiting_on: String::new(),
             affinity_since: String::new(),
+            admitted_ms: None,
         }
     }
 
@@ -200,6 +205,10 @@ impl JobRecord {
             ("owner", self.owner.clone()),
             ("waiting_on", self.waiting_on.clone()),
             ("affinity_since", self.affinity_since.clone()),
+            (
+                "admitted_ms",
+                self.admitted_ms.map(|t| t.to_string()).unwrap_or_default(),
+            ),
         ]
     }
 
@@ -277,6 +286,7 @@ impl JobRecord {
             task: take("task"),
             waiting_on: take("waiting_on"),
             affinity_since: take("affinity_since"),
+            admitted_ms: take("admitted_ms").parse().ok(),
         })
     }
 }
@@ -331,6 +341,7 @@ mod tests {
         rec.time_tracked = 2;
         rec.reason = Some(WaitReason::Slot);
         rec.qa_status = Some(QaStatus::Passed);
+        rec.admitted_ms = Some(1_767_225_600_000);
         assert_eq!(read(rec.to_fields()), rec);
     }
 

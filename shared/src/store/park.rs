@@ -9,7 +9,8 @@
 //! - **wake** ([`JobStore::wake_pool`], one Lua call): frees expired slot leases,
 //!   then, while the pool has room and is not paused or paced, takes the oldest
 //!   job among the heads of the pool's lanes whose model has room, *grants* it a
-//!   slot (the slot lease is taken here, for it) and pushes its delivery. So the
+//!   slot (the slot lease is taken here, for it; the record's `admitted_ms` says
+//!   when, on the clock pacing is measured on) and pushes its delivery. So the
 //!   order is exact FIFO within a lane, and a job blocked only by its model's
 //!   limit never holds back jobs of other models (no head-of-line blocking).
 //! - Every script that frees a slot, parks a job or gives a workspace back
@@ -171,7 +172,7 @@ while running < cap and granted < ntasks do
   local job = JOB_PREFIX .. best
   local task = ARGV[9 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '')
+  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
   redis.call('ZADD', NS .. ':transit', now, best)
   push_delivery(task, best, seq, 0, now, false)
 end
