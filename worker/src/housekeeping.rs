@@ -68,7 +68,7 @@ pub fn find(root: &Path) -> Vec<Found> {
                 };
                 let key = format!("{}/{}/{}", name(&org), name(&repo), name(&ws));
                 let meta = |p: &Path| std::fs::symlink_metadata(p).and_then(|m| m.modified());
-                let last_used = meta(&ws.join(".meta/status.json"))
+                let last_used = meta(&agentq_shared::workspace::status_file_in(&ws))
                     .or_else(|_| meta(&ws))
                     .unwrap_or(SystemTime::UNIX_EPOCH);
                 let bytes = agentq_shared::fsutil::tree_size(&ws);
@@ -226,11 +226,17 @@ mod tests {
     fn finds_three_level_workspaces_and_skips_hidden_ones() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("core/demo/task-1/.meta")).unwrap();
-        std::fs::write(root.path().join("core/demo/task-1/.meta/status.json"), "{}").unwrap();
+        let status = root.path().join("core/demo/task-1/status.json");
+        std::fs::write(&status, "{}").unwrap();
+        let used = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let file = std::fs::File::options().write(true).open(&status).unwrap();
+        file.set_modified(used).unwrap();
         std::fs::create_dir_all(root.path().join(".agentq-run/mirrors/core/demo.git")).unwrap();
         let found = find(root.path());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].key, "core/demo/task-1");
+        // Last used: when the workspace's status file was last written.
+        assert_eq!(found[0].last_used, used);
         assert!(found[0].bytes > 0);
     }
 

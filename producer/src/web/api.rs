@@ -222,23 +222,43 @@ pub async fn events(
     }))
 }
 
+/// Job `id` as the list a bulk operation takes.
+fn one(id: &String) -> &[String] {
+    std::slice::from_ref(id)
+}
+
+/// What a bulk operation did to its one job, which exists.
+enum One {
+    /// Done: the job is in this state now.
+    Done(JobState),
+    /// Left as it was, in this state.
+    Left(JobState),
+}
+
+/// What a bulk operation did to job `id`; no such job is a 404.
+fn only(id: &str, results: Vec<BulkResult>) -> Result<One, ApiError> {
+    match results.into_iter().next() {
+        Some(BulkResult::Done(st)) => Ok(One::Done(st)),
+        Some(BulkResult::Left(st)) => Ok(One::Left(st)),
+        Some(BulkResult::NoSuchJob) | None => {
+            Err(ApiError::not_found(format!("no job with id {id}")))
+        }
+    }
+}
+
 /// `POST /api/jobs/{id}/retry`: what `agentq retry ID` does.
 pub async fn retry(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let r = app
-        .store
-        .retry_many(std::slice::from_ref(&id), &mut |_, _| {})
-        .await?;
-    match r.first() {
-        Some(BulkResult::Done(st)) => Ok(done(&params, json!({"id": id, "state": st}))),
-        Some(BulkResult::Left(st)) => Err(ApiError::new(
+    let r = app.store.retry_many(one(&id), &mut |_, _| {}).await?;
+    match only(&id, r)? {
+        One::Done(st) => Ok(done(&params, json!({"id": id, "state": st}))),
+        One::Left(st) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("job {id} is {st}, not finished; only finished jobs can be retried"),
         )),
-        _ => Err(ApiError::not_found(format!("no job with id {id}"))),
     }
 }
 
@@ -248,24 +268,20 @@ pub async fn cancel(
     Path(id): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    let r = app
-        .store
-        .cancel_many(std::slice::from_ref(&id), &mut |_, _| {})
-        .await?;
-    match r.first() {
-        Some(BulkResult::Done(st)) => Ok(done(
+    let r = app.store.cancel_many(one(&id), &mut |_, _| {}).await?;
+    match only(&id, r)? {
+        One::Done(st) => Ok(done(
             &params,
             json!({"id": id, "state": st, "note": "cancelled"}),
         )),
-        Some(BulkResult::Left(st)) if st.is_final() => Err(ApiError::new(
+        One::Left(st) if st.is_final() => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("job {id} is {st}: already finished"),
         )),
-        Some(BulkResult::Left(st)) => Ok(done(
+        One::Left(st) => Ok(done(
             &params,
             json!({"id": id, "state": st, "note": "cancel requested; the worker stops it within seconds"}),
         )),
-        _ => Err(ApiError::not_found(format!("no job with id {id}"))),
     }
 }
 

@@ -76,7 +76,7 @@ impl Workspace {
 
     /// The workspace status file: `{dir}/status.json`.
     pub fn status_file(&self) -> PathBuf {
-        self.dir.join("status.json")
+        status_file_in(&self.dir)
     }
 
     /// The agent's output: `.meta/agent-{pool}.log` (seed's `agentOutputFile`).
@@ -146,6 +146,11 @@ pub fn slug(text: &str, max: usize) -> String {
         cut.pop();
     }
     cut
+}
+
+/// The status file of the workspace at `dir` (housekeeping reads its time).
+pub fn status_file_in(dir: &Path) -> PathBuf {
+    dir.join("status.json")
 }
 
 #[cfg(test)]
