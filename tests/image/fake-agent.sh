@@ -12,6 +12,8 @@
 #   @agentq-test exit N            exit with code N (at once)
 #   @agentq-test require FILE      exit 9 unless FILE exists in the repo
 #   @agentq-test print TEXT        print TEXT
+#   @agentq-test env-check NAME... say whether each variable is set (never its value)
+#   @agentq-test ignore-term       ignore SIGTERM from here on (only SIGKILL stops it)
 #
 # Several directives on one line run in order: `@agentq-test commit @agentq-test exit 3`.
 set -f
@@ -84,6 +86,15 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       ;;
     print)
       printf '%s\n' "$arg"
+      ;;
+    ignore-term)
+      trap '' TERM
+      ;;
+    env-check)
+      for var in $arg; do
+        case "$var" in *[!A-Za-z0-9_]*) continue ;; esac
+        if env | grep -q "^$var="; then echo "env $var is set"; else echo "env $var is unset"; fi
+      done
       ;;
   esac
 done

@@ -813,3 +813,62 @@ async fn a_workspace_root_starting_with_a_tilde_is_under_the_workers_home() {
         "a directory named ~ was made"
     );
 }
+
+/// `stop_grace_secs`: cancelling a running job sends its agent SIGTERM, and
+/// SIGKILL only once the grace period has passed. An agent that obeys TERM
+/// ends by itself (its own run log says so, exit 143); one that ignores TERM
+/// is killed no sooner than the grace period after the cancel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_agent_gets_sigterm_then_sigkill_after_stop_grace_secs() {
+    require_docker();
+    const GRACE: f64 = 4.0;
+    let env = TestEnv::new();
+    let cfg = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(cfg.contains("stop_grace_secs = 2\n"), "{cfg}");
+    let cfg = cfg.replace("stop_grace_secs = 2\n", "stop_grace_secs = 4\n");
+    std::fs::write(env.config_path(), cfg).unwrap();
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 2);
+    let deaths = env.watch_agent_deaths();
+    let polite = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "@agentq-test hold",
+    ]);
+    let stubborn = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "2",
+        "--task",
+        "@agentq-test ignore-term @agentq-test hold",
+    ]);
+    env.wait_holding(2).await;
+    let cancelled_at = uptime();
+    env.cli_ok(&["cancel", &polite, &stubborn]);
+    let died = deaths
+        .wait_first(&[polite.clone(), stubborn.clone()], LONG)
+        .await;
+    for id in [&polite, &stubborn] {
+        let rec = env.wait_final(id, LONG).await;
+        assert_eq!(rec.state, JobState::Cancelled, "{rec:#?}");
+    }
+    assert!(
+        env.agent_runs(&polite).contains("exit=143"),
+        "the TERM-obeying agent did not end by itself: {:?}",
+        env.agent_runs(&polite)
+    );
+    assert_eq!(
+        env.agent_runs(&stubborn),
+        "",
+        "the TERM-ignoring agent ended by itself"
+    );
+    let waited = died[&stubborn] - cancelled_at;
+    assert!(
+        waited >= GRACE - 0.5,
+        "SIGKILL came {waited:.1}s after the cancel, before the {GRACE}s grace period"
+    );
+}

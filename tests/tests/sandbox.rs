@@ -564,3 +564,50 @@ async fn a_private_repository_is_fetched_and_pushed_with_the_pinned_token() {
     );
     assert_eq!(redis_key_containing(&env, TOKEN), None);
 }
+
+/// API keys pass by name: a key named in a pool's `env_keys` and set on the worker
+/// reaches the agent; one named but not set is not passed at all; the value
+/// is never written to Redis, the worker's log, `status.json` or any other
+/// file the worker keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_reach_the_agent_by_name_and_are_written_nowhere() {
+    require_docker();
+    const SECRET: &str = "sk-live-agentq-test-5f0c2e9a81";
+    let env = TestEnv::with_config(
+        "[agents.codex]\nenv_keys = [\"AGENTQ_TEST_API_KEY\", \"AGENTQ_TEST_UNSET_KEY\"]\n",
+    );
+    env.set_env("AGENTQ_TEST_API_KEY", SECRET);
+    env.remotes
+        .create("core", "demo", &[("README.md", "demo\n")]);
+    let w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--agent",
+        "codex",
+        "--repo",
+        "demo",
+        "--issue",
+        "3",
+        "--task",
+        "@agentq-test env-check AGENTQ_TEST_API_KEY AGENTQ_TEST_UNSET_KEY",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    let out = env.cli_ok(&["logs", &id]);
+    assert!(out.contains("env AGENTQ_TEST_API_KEY is set"), "{out}");
+    assert!(out.contains("env AGENTQ_TEST_UNSET_KEY is unset"), "{out}");
+    assert_eq!(redis_key_containing(&env, SECRET), None);
+    let ws = Path::new(&rec.workspace_dir);
+    let status = std::fs::read_to_string(ws.join("status.json")).unwrap();
+    assert!(!status.contains(SECRET), "{status}");
+    assert_eq!(
+        worker_files_containing(&env.workspace_root(), SECRET),
+        Vec::<PathBuf>::new()
+    );
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert!(!log.contains(SECRET), "the worker logged the key");
+}
