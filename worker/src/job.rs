@@ -200,17 +200,17 @@ async fn run_admitted(
         return Err(Fenced);
     };
     if let Some(ws) = workspace {
-        let noted = async {
-            ctx.store.set_workspace_host(ws, &ctx.host).await?;
-            ctx.store.set_workspace_job(ws, &id).await
-        };
-        if let Err(e) = noted.await {
+        if let Err(e) = ctx.store.note_workspace(ws, &ctx.host, &id).await {
             tracing::debug!(job = %id, error = %e, "cannot note this host and job as the workspace's");
         }
     }
-    let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
-    if reaped > 0 {
-        tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
+    // Only an earlier attempt can have left containers behind (the janitor
+    // removes any other stray within 30 s).
+    if attempt > 1 {
+        let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
+        if reaped > 0 {
+            tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
+        }
     }
     let repo = Workspace::for_input(&ctx.cfg.workspace_root, &rec.input)
         .ok()

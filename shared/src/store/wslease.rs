@@ -152,14 +152,21 @@ impl JobStore {
         Ok(())
     }
 
-    /// Notes that `host` has workspace `ws` now (for affinity).
+    /// Notes, in one round trip, that `host` has workspace `ws` now (for
+    /// affinity) and that job `id` is the last job run there (housekeeping
+    /// keeps a workspace whose last job is blocked, and drops one whose last
+    /// job was purged).
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn set_workspace_host(&self, ws: &str, host: &str) -> Result<(), StoreError> {
-        let _: () =
-            redis::AsyncCommands::hset(&mut self.conn(), self.keys().workspace_hosts(), ws, host)
-                .await?;
+    pub async fn note_workspace(&self, ws: &str, host: &str, id: &str) -> Result<(), StoreError> {
+        let _: () = redis::pipe()
+            .hset(self.keys().workspace_hosts(), ws, host)
+            .ignore()
+            .hset(self.keys().workspace_jobs(), ws, id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 
@@ -183,19 +190,6 @@ impl JobStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)
-    }
-
-    /// Notes that job `id` is the last job run in workspace `ws` (housekeeping
-    /// keeps a workspace whose last job is blocked, and drops one whose last job
-    /// was purged).
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub async fn set_workspace_job(&self, ws: &str, id: &str) -> Result<(), StoreError> {
-        let _: () =
-            redis::AsyncCommands::hset(&mut self.conn(), self.keys().workspace_jobs(), ws, id)
-                .await?;
-        Ok(())
     }
 
     /// The last job run in workspace `ws`, if known.
