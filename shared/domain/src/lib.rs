@@ -15,6 +15,7 @@ pub mod agent;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod flat;
 pub mod fsutil;
 pub mod input;
 pub mod keys;

@@ -33,7 +33,8 @@ mod name_or_empty {
 }
 
 /// The job record. Stored as a flat Redis hash (see [`JobRecord::to_fields`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobRecord {
     /// ULID.
     pub id: String,
@@ -125,91 +126,20 @@ impl JobRecord {
         Self {
             id,
             state: JobState::Queued,
-            reason: None,
             input,
-            attempt: 0,
-            tries: 0,
             max_attempts,
             seq: 1,
-            runs: 0,
-            host: String::new(),
-            worker: String::new(),
-            container: String::new(),
-            exit_code: None,
-            question: String::new(),
-            error: String::new(),
-            workspace_dir: String::new(),
-            branch: String::new(),
-            prompt: String::new(),
-            resumed: false,
-            answer: String::new(),
-            qa_status: None,
-            qa_command: String::new(),
-            qa_output: String::new(),
-            pr_url: String::new(),
-            forge_error: String::new(),
-            time_tracked: 0,
             created_at: now.to_string(),
             updated_at: now.to_string(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            key: String::new(),
-            owner: String::new(),
-            task: String::new(),
-            waiting_on: String::new(),
-            affinity_since: String::new(),
-            admitted_ms: None,
+            ..Self::default()
         }
     }
 
-    /// The record as hash fields: strings as they are, the input as JSON.
+    /// The record as hash fields (see [`crate::flat`]): strings as they are,
+    /// numbers in decimal, `resumed` as `1`/`0`, nothing as the empty string,
+    /// the input as JSON.
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("id", self.id.clone()),
-            ("state", self.state.as_str().to_string()),
-            ("reason", name(self.reason)),
-            (
-                "input",
-                serde_json::to_string(&self.input).unwrap_or_default(),
-            ),
-            ("attempt", self.attempt.to_string()),
-            ("tries", self.tries.to_string()),
-            ("max_attempts", self.max_attempts.to_string()),
-            ("seq", self.seq.to_string()),
-            ("runs", self.runs.to_string()),
-            ("host", self.host.clone()),
-            ("worker", self.worker.clone()),
-            ("container", self.container.clone()),
-            (
-                "exit_code",
-                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            ),
-            ("question", self.question.clone()),
-            ("error", self.error.clone()),
-            ("workspace_dir", self.workspace_dir.clone()),
-            ("branch", self.branch.clone()),
-            ("prompt", self.prompt.clone()),
-            ("resumed", if self.resumed { "1" } else { "0" }.to_string()),
-            ("answer", self.answer.clone()),
-            ("qa_status", name(self.qa_status)),
-            ("qa_command", self.qa_command.clone()),
-            ("qa_output", self.qa_output.clone()),
-            ("pr_url", self.pr_url.clone()),
-            ("forge_error", self.forge_error.clone()),
-            ("time_tracked", self.time_tracked.to_string()),
-            ("created_at", self.created_at.clone()),
-            ("updated_at", self.updated_at.clone()),
-            ("started_at", self.started_at.clone()),
-            ("finished_at", self.finished_at.clone()),
-            ("key", self.key.clone()),
-            ("owner", self.owner.clone()),
-            ("waiting_on", self.waiting_on.clone()),
-            ("affinity_since", self.affinity_since.clone()),
-            (
-                "admitted_ms",
-                self.admitted_ms.map(|t| t.to_string()).unwrap_or_default(),
-            ),
-        ]
+        crate::flat::to_fields(self)
     }
 
     /// The fields a new record stores: [`JobRecord::to_fields`] without the
@@ -241,53 +171,14 @@ impl JobRecord {
     ///
     /// # Errors
     /// A hash without an id, an unknown state or an unreadable input.
-    pub fn from_fields(mut f: HashMap<String, String>) -> Result<Self, String> {
-        let mut take = |k: &str| f.remove(k).unwrap_or_default();
-        let id = take("id");
-        if id.is_empty() {
+    pub fn from_fields(f: HashMap<String, String>) -> Result<Self, String> {
+        if f.get("id").is_none_or(String::is_empty) {
             return Err("record has no id".into());
         }
-        let state = take("state").parse()?;
-        let input = serde_json::from_str(&take("input")).map_err(|e| format!("input: {e}"))?;
-        let num = |s: String| s.parse::<u64>().unwrap_or(0);
-        Ok(Self {
-            id,
-            state,
-            reason: take("reason").parse().ok(),
-            input,
-            attempt: num(take("attempt")) as u32,
-            tries: num(take("tries")) as u32,
-            max_attempts: num(take("max_attempts")) as u32,
-            seq: num(take("seq")),
-            runs: num(take("runs")) as u32,
-            host: take("host"),
-            worker: take("worker"),
-            container: take("container"),
-            exit_code: take("exit_code").parse().ok(),
-            question: take("question"),
-            error: take("error"),
-            workspace_dir: take("workspace_dir"),
-            branch: take("branch"),
-            prompt: take("prompt"),
-            resumed: take("resumed") == "1",
-            answer: take("answer"),
-            qa_status: take("qa_status").parse().ok(),
-            qa_command: take("qa_command"),
-            qa_output: take("qa_output"),
-            pr_url: take("pr_url"),
-            forge_error: take("forge_error"),
-            time_tracked: num(take("time_tracked")) as u32,
-            created_at: take("created_at"),
-            updated_at: take("updated_at"),
-            started_at: take("started_at"),
-            finished_at: take("finished_at"),
-            key: take("key"),
-            owner: take("owner"),
-            task: take("task"),
-            waiting_on: take("waiting_on"),
-            affinity_since: take("affinity_since"),
-            admitted_ms: take("admitted_ms").parse().ok(),
-        })
+        if !f.contains_key("state") {
+            return Err("record has no state".into());
+        }
+        crate::flat::from_fields(f)
     }
 }
 
@@ -296,11 +187,6 @@ const ZERO_WHEN_MISSING: &[&str] = &["attempt", "tries", "runs", "time_tracked",
 
 /// Fields a re-run (retry, resume) empties: what the last run concluded.
 pub const RERUN_CLEARED: &[&str] = &["question", "error", "exit_code", "finished_at", "reason"];
-
-/// An optional name as the record stores it: empty for `None`.
-fn name<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
 /// record's `pool` and `model` fields (see `agentq_shared::store::park`).
@@ -327,11 +213,8 @@ mod tests {
         };
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
         let read = |fields: Vec<(&str, String)>| {
-            let map = fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            JobRecord::from_fields(map).unwrap()
+            let map = fields.into_iter().map(|(k, v)| (k.to_string(), v));
+            JobRecord::from_fields(map.collect()).unwrap()
         };
         // A new record stores fewer fields and reads back the same.
         assert_eq!(read(rec.fields_to_create()), rec);

@@ -1,0 +1,357 @@
+//! A struct as a flat Redis hash, through its own serde derive, so that its
+//! field list is written once (the struct): every field a string, numbers in
+//! decimal, `true`/`false` as `1`/`0`, `None` as the empty string, nested
+//! structs as JSON. Reading back parses each string as the field's type asks;
+//! a missing field takes the struct's default, an unknown one is ignored.
+
+use serde::{
+    de::{self, value::Error, IntoDeserializer, Visitor},
+    forward_to_deserialize_any, ser, Deserialize, Serialize,
+};
+use serde_json::Value;
+
+/// `value`'s fields as `(name, string)` pairs.
+///
+/// # Panics
+/// If `T` is not a struct, or a field cannot be serialized (never for the
+/// plain data structs this is for).
+pub fn to_fields<T: Serialize>(value: &T) -> Vec<(&'static str, String)> {
+    value
+        .serialize(Fields(Vec::new()))
+        .expect("flat::to_fields takes a struct of plain data")
+}
+
+/// A `T` from hash fields.
+///
+/// # Errors
+/// A field whose string does not parse as its type, naming the field.
+pub fn from_fields<T: for<'de> Deserialize<'de>>(
+    fields: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, String> {
+    let map =
+        de::value::MapDeserializer::<_, Error>::new(fields.into_iter().map(|(k, v)| (k, Field(v))));
+    T::deserialize(map).map_err(|e| e.to_string())
+}
+
+/// Serializes a struct into its fields (only a struct is accepted).
+struct Fields(Vec<(&'static str, String)>);
+
+impl ser::SerializeStruct for Fields {
+    type Ok = Vec<(&'static str, String)>;
+    type Error = Error;
+
+    fn serialize_field<F: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &F,
+    ) -> Result<(), Error> {
+        // A primitive as its string; anything nested as JSON.
+        let text = match value.serialize(Primitive) {
+            Ok(text) => text,
+            Err(_) => serde_json::to_string(value).map_err(ser::Error::custom)?,
+        };
+        self.0.push((key, text));
+        Ok(())
+    }
+
+    fn end(self) -> Result<Self::Ok, Error> {
+        Ok(self.0)
+    }
+}
+
+/// Methods that refuse what a serializer does not take, saying `why`.
+macro_rules! refuse {
+    ($why:literal; $($method:ident($($arg:ty),*) -> $ret:ty),* $(,)?) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<$ret, Error> {
+            Err(ser::Error::custom($why))
+        }
+    )*};
+    ($why:literal; generic $($method:ident($($arg:ty),*)),* $(,)?) => {$(
+        fn $method<T: ?Sized + Serialize>(self, $(_: $arg,)* _: &T) -> Result<Self::Ok, Error> {
+            Err(ser::Error::custom($why))
+        }
+    )*};
+}
+
+/// The compound forms neither serializer takes.
+macro_rules! refuse_compound {
+    ($why:literal) => {
+        refuse!($why;
+            serialize_bytes(&[u8]) -> Self::Ok,
+            serialize_unit_struct(&'static str) -> Self::Ok,
+            serialize_seq(Option<usize>) -> Self::SerializeSeq,
+            serialize_tuple(usize) -> Self::SerializeTuple,
+            serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+            serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant,
+            serialize_map(Option<usize>) -> Self::SerializeMap,
+            serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant,
+        );
+        refuse!($why; generic serialize_newtype_variant(&'static str, u32, &'static str));
+    };
+}
+
+impl ser::Serializer for Fields {
+    type Ok = Vec<(&'static str, String)>;
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<Self::Ok, Error>;
+    type SerializeTuple = ser::Impossible<Self::Ok, Error>;
+    type SerializeTupleStruct = ser::Impossible<Self::Ok, Error>;
+    type SerializeTupleVariant = ser::Impossible<Self::Ok, Error>;
+    type SerializeMap = ser::Impossible<Self::Ok, Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = ser::Impossible<Self::Ok, Error>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
+        Ok(self)
+    }
+
+    refuse!("not a struct";
+        serialize_bool(bool) -> Self::Ok, serialize_i8(i8) -> Self::Ok,
+        serialize_i16(i16) -> Self::Ok, serialize_i32(i32) -> Self::Ok,
+        serialize_i64(i64) -> Self::Ok, serialize_u8(u8) -> Self::Ok,
+        serialize_u16(u16) -> Self::Ok, serialize_u32(u32) -> Self::Ok,
+        serialize_u64(u64) -> Self::Ok, serialize_f32(f32) -> Self::Ok,
+        serialize_f64(f64) -> Self::Ok, serialize_char(char) -> Self::Ok,
+        serialize_str(&str) -> Self::Ok, serialize_none() -> Self::Ok,
+        serialize_unit() -> Self::Ok,
+        serialize_unit_variant(&'static str, u32, &'static str) -> Self::Ok,
+    );
+    refuse!("not a struct"; generic serialize_some(), serialize_newtype_struct(&'static str));
+    refuse_compound!("not a struct");
+}
+
+/// One field's value as its string: numbers in decimal, `true`/`false` as
+/// `1`/`0`, `None` as the empty string, a unit variant as its name; anything
+/// else is refused (and [`Fields`] writes it as JSON).
+struct Primitive;
+
+macro_rules! to_text {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<String, Error> {
+            Ok(v.to_string())
+        }
+    )*};
+}
+
+impl ser::Serializer for Primitive {
+    type Ok = String;
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<String, Error>;
+    type SerializeTuple = ser::Impossible<String, Error>;
+    type SerializeTupleStruct = ser::Impossible<String, Error>;
+    type SerializeTupleVariant = ser::Impossible<String, Error>;
+    type SerializeMap = ser::Impossible<String, Error>;
+    type SerializeStruct = ser::Impossible<String, Error>;
+    type SerializeStructVariant = ser::Impossible<String, Error>;
+
+    to_text!(
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str)
+    );
+
+    fn serialize_bool(self, v: bool) -> Result<String, Error> {
+        Ok(if v { "1" } else { "0" }.to_string())
+    }
+    fn serialize_none(self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, v: &T) -> Result<String, Error> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Error> {
+        Ok(variant.to_string())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<String, Error> {
+        v.serialize(self)
+    }
+    refuse!("nested"; serialize_struct(&'static str, usize) -> Self::SerializeStruct);
+    refuse_compound!("nested");
+}
+
+/// One field's string, deserialized as the field's type asks.
+struct Field(String);
+
+impl IntoDeserializer<'_, Error> for Field {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+macro_rules! parse_number {
+    ($($method:ident $visit:ident $ty:ty),*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            // An empty number reads as 0, as a missing one does.
+            let n: $ty = if self.0.is_empty() {
+                <$ty>::default()
+            } else {
+                self.0
+                    .parse()
+                    .map_err(|_| de::Error::custom(format!("`{}` is not a number", self.0)))?
+            };
+            visitor.$visit(n)
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for Field {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_string(self.0)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_bool(self.0 == "1" || self.0 == "true")
+    }
+
+    parse_number!(
+        deserialize_u8 visit_u8 u8, deserialize_u16 visit_u16 u16,
+        deserialize_u32 visit_u32 u32, deserialize_u64 visit_u64 u64,
+        deserialize_i8 visit_i8 i8, deserialize_i16 visit_i16 i16,
+        deserialize_i32 visit_i32 i32, deserialize_i64 visit_i64 i64,
+        deserialize_f32 visit_f32 f32, deserialize_f64 visit_f64 f64
+    );
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.0.is_empty() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.0
+            .into_deserializer()
+            .deserialize_enum(name, variants, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        json(&self.0)?
+            .deserialize_struct(name, fields, visitor)
+            .map_err(de::Error::custom)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        json(&self.0)?
+            .deserialize_map(visitor)
+            .map_err(de::Error::custom)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        json(&self.0)?
+            .deserialize_seq(visitor)
+            .map_err(de::Error::custom)
+    }
+
+    forward_to_deserialize_any! {
+        char str string bytes byte_buf unit unit_struct newtype_struct tuple
+        tuple_struct identifier ignored_any
+    }
+}
+
+fn json(text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Inner {
+        a: String,
+        b: Vec<u32>,
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Sample {
+        name: String,
+        n: u32,
+        big: i64,
+        flag: bool,
+        code: Option<i64>,
+        inner: Inner,
+        state: crate::status::JobState,
+    }
+
+    #[test]
+    fn every_kind_of_field_round_trips_as_strings() {
+        let s = Sample {
+            name: "12".into(),
+            n: 7,
+            big: -3,
+            flag: true,
+            code: Some(0),
+            inner: Inner {
+                a: "x".into(),
+                b: vec![1, 2],
+            },
+            state: crate::status::JobState::TimedOut,
+        };
+        let fields = to_fields(&s);
+        let get = |k: &str| fields.iter().find(|(f, _)| *f == k).unwrap().1.clone();
+        assert_eq!(
+            (get("name"), get("n"), get("flag")),
+            ("12".into(), "7".into(), "1".into())
+        );
+        assert_eq!(
+            (get("code"), get("state")),
+            ("0".into(), "timed_out".into())
+        );
+        let owned = fields.into_iter().map(|(k, v)| (k.to_string(), v));
+        assert_eq!(from_fields::<Sample>(owned).unwrap(), s);
+    }
+
+    #[test]
+    fn missing_and_empty_fields_read_as_defaults_and_unknown_ones_are_ignored() {
+        let s: Sample = from_fields([
+            ("code".to_string(), String::new()),
+            ("n".to_string(), String::new()),
+            ("other".to_string(), "x".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(s, Sample::default());
+    }
+
+    #[test]
+    fn a_bad_number_is_an_error_that_says_so() {
+        let e = from_fields::<Sample>([("n".to_string(), "seven".to_string())]).unwrap_err();
+        assert!(e.contains("`seven` is not a number"), "{e}");
+    }
+}
