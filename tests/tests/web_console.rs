@@ -1700,6 +1700,18 @@ async fn sse_log_until_end(resp: reqwest::Response) -> String {
     }
 }
 
+/// Appends `chunk` to job `id`'s output tail in Redis, as a worker does.
+async fn add_output(store: &agentq_shared::store::JobStore, id: &str, chunk: &[u8]) {
+    let _: String = redis::cmd("XADD")
+        .arg(store.keys().log_tail(id))
+        .arg("*")
+        .arg("d")
+        .arg(chunk)
+        .query_async(&mut store.conn())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() {
     let env = TestEnv::new();
@@ -1707,18 +1719,8 @@ async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() 
     force_state(&env, &id, JobState::Running, &[]).await;
     let store = env.store().await;
     let add = |chunk: Vec<u8>| {
-        let store = store.clone();
-        let id = id.clone();
-        async move {
-            let _: String = redis::cmd("XADD")
-                .arg(store.keys().log_tail(&id))
-                .arg("*")
-                .arg("d")
-                .arg(chunk)
-                .query_async(&mut store.conn())
-                .await
-                .unwrap();
-        }
+        let (store, id) = (store.clone(), id.clone());
+        async move { add_output(&store, &id, &chunk).await }
     };
     // "é" and "€" cut between chunks; a line ending without its newline;
     // CR LF, a lone CR, blank lines, a leading space.
@@ -1759,6 +1761,52 @@ async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() 
         .await
         .unwrap();
     assert_eq!(sse_log_until_end(resp).await, text);
+}
+
+/// The JSON log API reads on across calls without cutting a character: a cut
+/// one comes back as `partial` and is completed by the next read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_api_reads_on_without_cutting_a_character() {
+    let env = TestEnv::new();
+    let id = enqueue(&env, "prints", 1);
+    force_state(&env, &id, JobState::Running, &[]).await;
+    let store = env.store().await;
+    let add = |chunk: &[u8]| {
+        let (store, id, chunk) = (store.clone(), id.clone(), chunk.to_vec());
+        async move { add_output(&store, &id, &chunk).await }
+    };
+    let text = "caf\u{e9} 3\u{20ac}";
+    let cut = text.find('\u{20ac}').unwrap() + 1;
+    add(&text.as_bytes()[..cut]).await;
+    let web = env.web(None);
+    let c = http();
+    let get = |query: String| {
+        let c = c.clone();
+        let url = format!("{}/api/jobs/{id}/log?{query}", web.url);
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let first = get("after=0".into()).await;
+    assert_eq!(first["data"], "caf\u{e9} 3", "{first}");
+    assert_eq!(first["partial"], "e2", "{first}");
+    add(&text.as_bytes()[cut..]).await;
+    let query = format!(
+        "after={}&partial={}",
+        first["last"].as_str().unwrap(),
+        first["partial"].as_str().unwrap()
+    );
+    let second = get(query).await;
+    assert_eq!(second["data"], "\u{20ac}", "{second}");
+    assert_eq!(second["partial"], "", "{second}");
+    let bad = c
+        .get(format!("{}/api/jobs/{id}/log?partial=zz", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]

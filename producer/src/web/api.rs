@@ -178,10 +178,12 @@ pub async fn job(
     Ok(Json(job_detail(&app, &id).await?))
 }
 
-/// `GET /api/jobs/{id}/log?after=`: the log tail kept in Redis (after stream id
-/// `after`, default all), the id to read on from, and how many chunks the
-/// tail keeps and has dropped from its start (`dropped` > 0: `data` read from
-/// the start is not the whole output).
+/// `GET /api/jobs/{id}/log?after=&partial=`: the log tail kept in Redis
+/// (after stream id `after`, default all), the id to read on from, and how
+/// many chunks the tail keeps and has dropped from its start (`dropped` > 0:
+/// `data` read from the start is not the whole output). Decoded across reads:
+/// a character cut at the end comes back as `partial` (hex), to pass with the
+/// next read.
 pub async fn log(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -193,12 +195,21 @@ pub async fn log(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let after = q.get("after").map(String::as_str).unwrap_or("0");
+    let mut pending = super::sse::partial_param(&q)?;
     let (last, bytes) = app.store.read_log(&id, after, None).await?;
     let tail = app.store.log_tail_info(&id).await?;
+    // Decoded across reads: a character cut at the end waits, as `partial`,
+    // for its rest in the next read (all of it once the job is final).
+    pending.extend_from_slice(&bytes);
+    let mut data = super::sse::take_utf8(&mut pending);
+    if state.is_final() && !pending.is_empty() {
+        data.push_str(&String::from_utf8_lossy(&std::mem::take(&mut pending)));
+    }
     Ok(Json(json!({
         "id": id,
         "state": state,
-        "data": String::from_utf8_lossy(&bytes),
+        "data": data,
+        "partial": super::sse::hex(&pending),
         "last": last,
         "kept": tail.kept,
         "dropped": tail.dropped,

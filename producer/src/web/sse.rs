@@ -67,6 +67,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `partial` query parameter: the hex bytes (up to 3) of a character the
+/// caller got only the start of; none when absent.
+///
+/// # Errors
+/// A 400 for anything but up to 3 bytes as hex.
+pub fn partial_param(q: &HashMap<String, String>) -> Result<Vec<u8>, ApiError> {
+    match q.get("partial").filter(|p| !p.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(p) => unhex(p).ok_or_else(|| ApiError::bad("partial: up to 3 bytes as hex")),
+    }
+}
+
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || s.len() > 6 {
         return None;
@@ -101,10 +113,7 @@ pub async fn log_stream(
     if app.store.state_of(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no job with id {id}")));
     }
-    let partial = match q.get("partial").filter(|p| !p.is_empty()) {
-        None => Vec::new(),
-        Some(p) => unhex(p).ok_or_else(|| ApiError::bad("partial: up to 3 bytes as hex"))?,
-    };
+    let partial = partial_param(&q)?;
     let cur = LogCursor {
         app,
         id,
