@@ -28,8 +28,11 @@ pub fn to_fields<T: Serialize>(value: &T) -> Vec<(&'static str, String)> {
 pub fn from_fields<T: for<'de> Deserialize<'de>>(
     fields: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, String> {
-    let map =
-        de::value::MapDeserializer::<_, Error>::new(fields.into_iter().map(|(k, v)| (k, Field(v))));
+    let map = de::value::MapDeserializer::<_, Error>::new(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.clone(), Field { name: k, text: v })),
+    );
     T::deserialize(map).map_err(|e| e.to_string())
 }
 
@@ -191,7 +194,12 @@ impl ser::Serializer for Primitive {
 }
 
 /// One field's string, deserialized as the field's type asks.
-struct Field(String);
+struct Field {
+    /// The field's name, for errors.
+    name: String,
+    /// Its string.
+    text: String,
+}
 
 impl IntoDeserializer<'_, Error> for Field {
     type Deserializer = Self;
@@ -204,12 +212,12 @@ macro_rules! parse_number {
     ($($method:ident $visit:ident $ty:ty),*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             // An empty number reads as 0, as a missing one does.
-            let n: $ty = if self.0.is_empty() {
+            let n: $ty = if self.text.is_empty() {
                 <$ty>::default()
             } else {
-                self.0
+                self.text
                     .parse()
-                    .map_err(|_| de::Error::custom(format!("`{}` is not a number", self.0)))?
+                    .map_err(|_| de::Error::custom(format!("{}: `{}` is not a number", self.name, self.text)))?
             };
             visitor.$visit(n)
         }
@@ -220,11 +228,11 @@ impl<'de> de::Deserializer<'de> for Field {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_string(self.0)
+        visitor.visit_string(self.text)
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_bool(self.0 == "1" || self.0 == "true")
+        visitor.visit_bool(self.text == "1" || self.text == "true")
     }
 
     parse_number!(
@@ -236,7 +244,7 @@ impl<'de> de::Deserializer<'de> for Field {
     );
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        if self.0.is_empty() {
+        if self.text.is_empty() {
             visitor.visit_none()
         } else {
             visitor.visit_some(self)
@@ -249,7 +257,7 @@ impl<'de> de::Deserializer<'de> for Field {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        self.0
+        self.text
             .into_deserializer()
             .deserialize_enum(name, variants, visitor)
     }
@@ -260,19 +268,19 @@ impl<'de> de::Deserializer<'de> for Field {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        json(&self.0)?
+        json(&self.name, &self.text)?
             .deserialize_struct(name, fields, visitor)
             .map_err(de::Error::custom)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        json(&self.0)?
+        json(&self.name, &self.text)?
             .deserialize_map(visitor)
             .map_err(de::Error::custom)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        json(&self.0)?
+        json(&self.name, &self.text)?
             .deserialize_seq(visitor)
             .map_err(de::Error::custom)
     }
@@ -283,8 +291,8 @@ impl<'de> de::Deserializer<'de> for Field {
     }
 }
 
-fn json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(de::Error::custom)
+fn json(name: &str, text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|e| de::Error::custom(format!("{name}: {e}")))
 }
 
 #[cfg(test)]
@@ -352,6 +360,6 @@ mod tests {
     #[test]
     fn a_bad_number_is_an_error_that_says_so() {
         let e = from_fields::<Sample>([("n".to_string(), "seven".to_string())]).unwrap_err();
-        assert!(e.contains("`seven` is not a number"), "{e}");
+        assert!(e.contains("n: `seven` is not a number"), "{e}");
     }
 }
