@@ -118,15 +118,30 @@ pub async fn ensure_network(docker: &Docker, name: &str) -> anyhow::Result<Strin
             tracing::debug!(error = %e, "create network (another worker may have made it)");
         }
     }
-    let mut found = named_networks(docker, name).await?;
-    found.sort();
-    let Some((_, keep)) = found.first().cloned() else {
+    let found = named_networks(docker, name).await?;
+    let Some(keep) = oldest_network(&found) else {
         anyhow::bail!("cannot create the agents' network `{name}`");
     };
-    for (_, other) in found.iter().skip(1) {
+    for (_, other) in found.iter().filter(|(_, id)| *id != keep) {
         let _ = docker.remove_network(other).await;
     }
     Ok(keep)
+}
+
+/// The id of the oldest of (created, id) pairs, ties by id: the one network
+/// every worker keeps. Docker writes `created` with its trailing zeros cut
+/// (`…58.12345Z` is earlier than `…58.123456789Z`), so the times are compared
+/// as times, not as text: compared as text, two workers could each keep a
+/// different network and remove the other's.
+fn oldest_network(found: &[(String, String)]) -> Option<String> {
+    found
+        .iter()
+        .min_by_key(|(created, id)| {
+            let at = chrono::DateTime::parse_from_rfc3339(created).ok();
+            // An unreadable time sorts last.
+            (at.is_none(), at, id.clone())
+        })
+        .map(|(_, id)| id.clone())
 }
 
 /// (created, id) of the networks named exactly `name`.
@@ -517,8 +532,28 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::EngineError;
+    use super::{oldest_network, EngineError};
     use bollard::errors::Error;
+
+    #[test]
+    fn the_oldest_network_is_found_by_time_not_by_text() {
+        let found = vec![
+            // Later, but sorts first as text ('6' < 'Z').
+            (
+                "2026-11-29T00:45:58.123456789Z".to_string(),
+                "b".to_string(),
+            ),
+            ("2026-11-29T00:45:58.12345Z".to_string(), "c".to_string()),
+            ("garbled".to_string(), "a".to_string()),
+        ];
+        assert_eq!(oldest_network(&found).as_deref(), Some("c"));
+        let tie = vec![
+            ("2026-11-29T00:45:58Z".to_string(), "y".to_string()),
+            ("2026-11-29T00:45:58.000Z".to_string(), "x".to_string()),
+        ];
+        assert_eq!(oldest_network(&tie).as_deref(), Some("x"));
+        assert_eq!(oldest_network(&[]), None);
+    }
 
     fn server(status_code: u16, message: &str) -> EngineError {
         Error::DockerResponseServerError {
