@@ -9,6 +9,11 @@
 //! with object checking on, checks that the new head descends from the start
 //! commit, and only then moves the agent branch there. Whatever the export
 //! printed is untrusted bytes until git has parsed and checked it.
+//!
+//! Most runs that commit nothing (reviews, questions, failures) need no export
+//! container: when the tree's plain files show `HEAD` still on the start
+//! commit, read as bytes without following a link or blocking (see
+//! [`head_unmoved`]), that is git's answer too, and the container is skipped.
 
 use std::time::Duration;
 
@@ -59,6 +64,10 @@ pub async fn import_commits(
 ) -> Result<Imported, ImportError> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let ws = &prepared.workspace;
+    if head_unmoved(&ws.dir, &prepared.branch, &prepared.start_sha) {
+        tracing::debug!(job = %rec.id, "HEAD is where the run started: nothing to export");
+        return Ok(Imported::Nothing);
+    }
     let git_dir = ws.worker_repo();
     let dirs = RunDirs::of(ws);
     let job = run.container_job(agent, "", &dirs);
@@ -132,6 +141,135 @@ pub async fn import_commits(
     result
 }
 
+/// Whether the run left `HEAD` on `start`, told from the working tree's plain
+/// files alone: `repo/.git` a directory, its `HEAD` exactly `ref:
+/// refs/heads/{branch}` (as prep left it) with that loose ref exactly `start`,
+/// or `HEAD` exactly `start`. git resolves those files the same way (a loose
+/// ref wins over a packed one), so a yes is git's answer. Anything else (a
+/// link anywhere on the way, a FIFO, a gitfile, a packed or moved ref, another
+/// branch, extra bytes) is a no, and the export container decides. Every file
+/// is the agent's: it is read as bytes, capped, never followed, never waited
+/// on ([`read_beneath`](agentq_shared::fsutil::read_beneath)).
+fn head_unmoved(ws_dir: &std::path::Path, branch: &str, start: &str) -> bool {
+    let read = |rel: &str| agentq_shared::fsutil::read_beneath(ws_dir, rel, 4096);
+    let line = |text: &str| format!("{text}\n").into_bytes();
+    match read("repo/.git/HEAD") {
+        Some(head) if head == line(start) => true,
+        Some(head) if head == line(&format!("ref: refs/heads/{branch}")) => {
+            read(&format!("repo/.git/refs/heads/{branch}")) == Some(line(start))
+        }
+        _ => false,
+    }
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_unmoved;
+    use std::{fs, os::unix::fs::symlink, path::Path};
+
+    const START: &str = "1111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222";
+    const BRANCH: &str = "agent/fix-it";
+
+    /// A workspace as prep leaves it: `HEAD` on the branch, the branch at START.
+    fn workspace() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let git = t.path().join("repo/.git");
+        fs::create_dir_all(git.join("refs/heads/agent")).unwrap();
+        fs::write(git.join("HEAD"), format!("ref: refs/heads/{BRANCH}\n")).unwrap();
+        fs::write(git.join("refs/heads").join(BRANCH), format!("{START}\n")).unwrap();
+        t
+    }
+
+    fn unmoved(ws: &Path) -> bool {
+        head_unmoved(ws, BRANCH, START)
+    }
+
+    #[test]
+    fn a_tree_as_prep_left_it_or_detached_at_the_start_is_unmoved() {
+        let ws = workspace();
+        assert!(unmoved(ws.path()));
+        fs::write(ws.path().join("repo/.git/HEAD"), format!("{START}\n")).unwrap();
+        assert!(unmoved(ws.path()));
+    }
+
+    #[test]
+    fn a_commit_another_branch_or_a_packed_ref_is_left_to_the_export() {
+        let ws = workspace();
+        let git = ws.path().join("repo/.git");
+        fs::write(git.join("refs/heads").join(BRANCH), format!("{NEW}\n")).unwrap();
+        assert!(!unmoved(ws.path()), "the branch moved");
+        fs::write(git.join("HEAD"), format!("{NEW}\n")).unwrap();
+        assert!(!unmoved(ws.path()), "detached elsewhere");
+        fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert!(!unmoved(ws.path()), "another branch");
+        fs::write(git.join("HEAD"), format!("ref: refs/heads/{BRANCH}\n")).unwrap();
+        fs::remove_file(git.join("refs/heads").join(BRANCH)).unwrap();
+        fs::write(
+            git.join("packed-refs"),
+            format!("{START} refs/heads/{BRANCH}\n"),
+        )
+        .unwrap();
+        assert!(!unmoved(ws.path()), "packed refs are git's to read");
+        fs::write(
+            git.join("refs/heads").join(BRANCH),
+            format!("{START}\n# more\n"),
+        )
+        .unwrap();
+        assert!(!unmoved(ws.path()), "extra bytes");
+    }
+
+    /// Red team: the agent commits, then points the host at a decoy that says
+    /// nothing moved. No link is followed, so the export container decides.
+    #[test]
+    fn decoys_behind_links_or_gitfiles_are_not_believed() {
+        let decoy = workspace();
+        let decoy_git = decoy.path().join("repo/.git");
+        // `.git` a link to the decoy repository.
+        let ws = workspace();
+        let git = ws.path().join("repo/.git");
+        fs::remove_dir_all(&git).unwrap();
+        symlink(&decoy_git, &git).unwrap();
+        assert!(!unmoved(ws.path()), ".git is a link");
+        // `HEAD`, the ref, or a directory on its way a link to the decoy's.
+        for (rel, target) in [
+            ("HEAD", "HEAD"),
+            ("refs/heads/agent/fix-it", "refs/heads/agent/fix-it"),
+            ("refs/heads/agent", "refs/heads/agent"),
+            ("refs", "refs"),
+        ] {
+            let ws = workspace();
+            let git = ws.path().join("repo/.git");
+            fs::write(git.join("refs/heads").join(BRANCH), format!("{NEW}\n")).unwrap();
+            let at = git.join(rel);
+            if at.is_dir() {
+                fs::remove_dir_all(&at).unwrap();
+            } else {
+                fs::remove_file(&at).unwrap();
+            }
+            symlink(decoy_git.join(target), &at).unwrap();
+            assert!(!unmoved(ws.path()), "{rel} is a link");
+        }
+        // A gitfile sending git elsewhere.
+        let ws = workspace();
+        let git = ws.path().join("repo/.git");
+        fs::remove_dir_all(&git).unwrap();
+        fs::write(&git, format!("gitdir: {}\n", decoy_git.display())).unwrap();
+        assert!(!unmoved(ws.path()), ".git is a gitfile");
+    }
+
+    /// Red team: a FIFO where `HEAD` should be is refused at once, not waited on.
+    #[test]
+    fn a_fifo_for_head_is_not_waited_on() {
+        let ws = workspace();
+        let head = ws.path().join("repo/.git/HEAD");
+        fs::remove_file(&head).unwrap();
+        let c = std::ffi::CString::new(head.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(!unmoved(ws.path()));
+    }
 }

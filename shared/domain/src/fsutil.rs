@@ -171,6 +171,53 @@ pub fn read_untrusted(
     Ok(Some(UntrustedText { text, truncated }))
 }
 
+/// Reads `rel` (a relative path of plain names) under the trusted directory
+/// `dir` from a tree the agent controls: every component is opened without
+/// following a symlink (`openat` with `O_NOFOLLOW`, directories with
+/// `O_DIRECTORY`), the last without blocking and only if it is a regular file,
+/// and at most `cap` bytes are read. `None` when any of that does not hold: a
+/// missing entry, a link anywhere on the way, a FIFO, a file over `cap`, or a
+/// name that is not plain (`..`, an empty or absolute component).
+pub fn read_beneath(dir: &Path, rel: &str, cap: usize) -> Option<Vec<u8>> {
+    use std::{ffi::CString, os::fd::FromRawFd};
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return None;
+    }
+    let open = |at: libc::c_int, name: &str, flags: libc::c_int| -> Option<File> {
+        let name = CString::new(name).ok()?;
+        let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+        // SAFETY: `name` is a valid C string; a non-negative return is a new
+        // descriptor that only the `File` made here owns.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+        (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+    };
+    let dir = File::open(dir).ok()?;
+    let (last, walk) = parts.split_last()?;
+    let mut at = dir;
+    for part in walk {
+        at = open(
+            std::os::fd::AsRawFd::as_raw_fd(&at),
+            part,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )?;
+    }
+    let file = open(
+        std::os::fd::AsRawFd::as_raw_fd(&at),
+        last,
+        libc::O_RDONLY | libc::O_NONBLOCK,
+    )?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    file.take(cap as u64 + 1).read_to_end(&mut buf).ok()?;
+    (buf.len() <= cap).then_some(buf)
+}
+
 /// Bytes used by regular files under `dir`, counting each inode once and never
 /// following a symlink. Entries that vanish or cannot be read are skipped.
 pub fn tree_size(dir: &Path) -> u64 {
@@ -223,6 +270,34 @@ pub fn current_ids() -> (u32, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn read_beneath_reads_plain_files_and_nothing_else() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/f"), "hello").unwrap();
+        assert_eq!(read_beneath(d, "a/b/f", 5).as_deref(), Some(&b"hello"[..]));
+        // Over the cap, missing, not plain names.
+        assert_eq!(read_beneath(d, "a/b/f", 4), None);
+        assert_eq!(read_beneath(d, "a/b/g", 5), None);
+        for bad in ["a/../a/b/f", "/a/b/f", "a//b/f", "./a/b/f", ""] {
+            assert_eq!(read_beneath(d, bad, 5), None, "{bad}");
+        }
+        // A link as the file, or anywhere on the way.
+        symlink(d.join("a/b/f"), d.join("a/b/l")).unwrap();
+        assert_eq!(read_beneath(d, "a/b/l", 5), None);
+        symlink(d.join("a/b"), d.join("a/c")).unwrap();
+        assert_eq!(read_beneath(d, "a/c/f", 5), None);
+        symlink(d.join("a"), d.join("x")).unwrap();
+        assert_eq!(read_beneath(d, "x/b/f", 5), None);
+        // A FIFO: refused at once, never waited on; a directory is no file.
+        let fifo = std::ffi::CString::new(d.join("a/p").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_beneath(d, "a/p", 5), None);
+        assert_eq!(read_beneath(d, "a/b", 5), None);
+    }
     use super::*;
 
     #[test]

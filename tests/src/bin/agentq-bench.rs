@@ -8,7 +8,8 @@
 //!
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
 //! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
-//! `AGENTQ_BENCH_ONLY=memory` the worker memory row.
+//! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
+//! the dispatch row.
 
 use std::{
     process::Command,
@@ -141,11 +142,83 @@ async fn memory(rss_idle: Option<u64>) -> Row {
     )
 }
 
+/// One trivial job at a time on a warm mirror, prep start to final state, one
+/// kind committing nothing and one committing a file, beside `docker run --rm`
+/// of the same image (p50 of 20 each).
+/// `AGENTQ_BENCH_TIMELINE=1` prints the worker's log of the last jobs.
+async fn dispatch() -> Vec<Row> {
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("bench", 1);
+    let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
+    env.wait_final(&warm, Duration::from_secs(120)).await;
+    // Prep start to final state of 20 jobs doing `task`, one at a time.
+    let jobs = |task: &'static str, first_issue: usize| {
+        let env = &env;
+        async move {
+            let mut took = Vec::new();
+            for i in first_issue..first_issue + 20 {
+                let id =
+                    env.enqueue(&["--repo", "demo", "--task", task, "--issue", &i.to_string()]);
+                let rec = env.wait_final(&id, Duration::from_secs(300)).await;
+                assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+                took.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+            }
+            median(&mut took)
+        }
+    };
+    let idle_p50 = jobs("trivial", 1).await;
+    let commit_p50 = jobs("trivial @agentq-test commit", 101).await;
+    let mut docker_run = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let ok = Command::new("docker")
+            .args(["run", "--rm", "--init", TEST_IMAGE, "true"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "docker run failed");
+        docker_run.push(t.elapsed().as_secs_f64());
+    }
+    let docker_p50 = median(&mut docker_run);
+    if std::env::var_os("AGENTQ_BENCH_TIMELINE").is_some() {
+        // The worker's log of the last jobs, to see where their time goes.
+        let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("apalis_core")).collect();
+        eprintln!("{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+    }
+    drop(w);
+    drop(env);
+    [
+        ("no commit: one container, the agent's", idle_p50),
+        (
+            "one commit: two containers, the agent's and the export's; the branch pushed",
+            commit_p50,
+        ),
+    ]
+    .into_iter()
+    .map(|(what, p50)| Row {
+        what: format!(
+            "one trivial job, prep start → final state, p50 of 20 (1 worker, warm mirror; {what})"
+        ),
+        agentq: format!("{p50:.2} s"),
+        peer: format!("`docker run --rm` of the same image: {docker_p50:.2} s"),
+        ratio: format!(
+            "{:.2}× ({:+.0} ms)",
+            p50 / docker_p50,
+            (p50 - docker_p50) * 1000.0
+        ),
+    })
+    .collect()
+}
+
 #[tokio::main]
 async fn main() {
     match std::env::var("AGENTQ_BENCH_ONLY").as_deref() {
         Ok("web") => return print_rows(web_first_page().await),
         Ok("memory") => return print_rows(vec![memory(None).await]),
+        Ok("dispatch") => return print_rows(dispatch().await),
         _ => {}
     }
     require_docker();
@@ -284,46 +357,7 @@ async fn main() {
     drop(env);
 
     // 5. Dispatch overhead: trivial jobs on a warm mirror beside `docker run --rm`.
-    let env = TestEnv::new();
-    env.remotes.create("core", "demo", &[]);
-    let w = env.worker("bench", 1);
-    let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
-    env.wait_final(&warm, Duration::from_secs(120)).await;
-    let mut per_job = Vec::new();
-    for i in 0..20 {
-        let id = env.enqueue(&[
-            "--repo",
-            "demo",
-            "--task",
-            "trivial",
-            "--issue",
-            &(i + 1).to_string(),
-        ]);
-        let rec = env.wait_final(&id, Duration::from_secs(300)).await;
-        assert_eq!(rec.state, JobState::Completed, "{rec:?}");
-        per_job.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
-    }
-    let mut docker_run = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        let ok = Command::new("docker")
-            .args(["run", "--rm", "--init", TEST_IMAGE, "true"])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "docker run failed");
-        docker_run.push(t.elapsed().as_secs_f64());
-    }
-    let (job_p50, docker_p50) = (median(&mut per_job), median(&mut docker_run));
-    rows.push(Row {
-        what: "one trivial job, prep start → final state, p50 of 20 (1 worker, warm mirror; two containers: agent + export)".into(),
-        agentq: format!("{job_p50:.2} s"),
-        peer: format!("`docker run --rm` of the same image: {docker_p50:.2} s"),
-        ratio: format!("{:.2}× ({:+.0} ms)", job_p50 / docker_p50, (job_p50 - docker_p50) * 1000.0),
-    });
-    drop(w);
-    drop(env);
+    rows.extend(dispatch().await);
 
     // 6. Memory.
     rows.push(memory(rss_idle).await);
