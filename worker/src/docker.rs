@@ -310,14 +310,24 @@ pub async fn run_container(
     on_created: impl FnOnce(&str),
 ) -> anyhow::Result<(String, Ended)> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    let began = std::time::Instant::now();
     let created = docker
         .create_container(Some(opts), body)
         .await
         .map_err(host_err)?;
     let id = created.id;
+    let create_ms = began.elapsed().as_millis() as u64;
     on_created(&id);
     let result = drive(docker, &id, log, tail, timeout, grace, &mut stop).await;
+    let ran_ms = began.elapsed().as_millis() as u64 - create_ms;
     remove(docker, &id).await;
+    tracing::trace!(
+        container = %id,
+        create_ms,
+        ran_ms,
+        remove_ms = began.elapsed().as_millis() as u64 - create_ms - ran_ms,
+        "container done"
+    );
     result.map(|ended| (id, ended))
 }
 
@@ -333,7 +343,9 @@ async fn drive(
     let mut file = crate::caplog::CappedLog::create(log)?;
     // Attached before start, so no output is missed; agentq's containers keep no
     // engine-side log (it would be another unbounded copy on the host).
+    let t0 = std::time::Instant::now();
     let mut logs = attach_and_start(docker, id).await?;
+    let started_ms = t0.elapsed().as_millis() as u64;
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes.
@@ -413,9 +425,11 @@ async fn drive(
             }
         }
     };
+    let exited_ms = t0.elapsed().as_millis() as u64;
     // Logs end when the container does: let them drain (bounded, in case the
     // engine never closes the stream).
     let _ = tokio::time::timeout(Duration::from_secs(60), log_task).await;
+    tracing::trace!(container = %id, started_ms, exited_ms, drained_ms = t0.elapsed().as_millis() as u64, "container ran");
     Ok(ended)
 }
 

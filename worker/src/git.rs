@@ -167,10 +167,16 @@ pub async fn git_with(
             .env("AGENTQ_GIT_USER", &c.user)
             .env("AGENTQ_GIT_TOKEN", &c.token);
     }
+    let began = std::time::Instant::now();
     let out = tokio::time::timeout(GIT_TIMEOUT, cmd.output())
         .await
         .map_err(|_| anyhow::anyhow!("git {} timed out after {GIT_TIMEOUT:?}", args.join(" ")))?
         .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
+    tracing::trace!(
+        git = args.first().copied().unwrap_or(""),
+        ms = began.elapsed().as_millis() as u64,
+        "git ran"
+    );
     if !out.status.success() {
         let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if let Some(c) = creds {

@@ -109,9 +109,15 @@ pub async fn prepare(
     let sync = sync_worker_repo(cfg, input, &workspace, &branch)
         .await
         .map_err(PrepError::Infra)?;
-    build_working_tree(cfg, input, &workspace, &branch, agent_ids)
-        .await
-        .map_err(PrepError::Infra)?;
+    // The prompt's recent changes are read from the worker repository while
+    // the working tree is built from it.
+    let worker_repo = workspace.worker_repo();
+    let (built, recent_changes) = tokio::join!(
+        build_working_tree(cfg, input, &workspace, &branch, agent_ids),
+        git(&worker_repo, &["log", "--oneline", "-20", START_REF]),
+    );
+    built.map_err(PrepError::Infra)?;
+    let recent_changes = recent_changes.unwrap_or_default();
     let resumed = sync.had_branch || rec.runs > 0;
 
     let infra = |e: std::io::Error| PrepError::Infra(e.into());
@@ -128,12 +134,6 @@ pub async fn prepare(
         )
         .map_err(infra)?;
     }
-    let recent_changes = git(
-        &workspace.worker_repo(),
-        &["log", "--oneline", "-20", START_REF],
-    )
-    .await
-    .unwrap_or_default();
     let parts = PromptParts {
         branch: branch.clone(),
         language: Language::detect(&workspace.repo_dir()),
@@ -201,25 +201,29 @@ async fn sync_worker_repo(
         std::fs::set_permissions(ws.input_dir(), std::fs::Permissions::from_mode(0o755))?;
     }
     let git_dir = ws.worker_repo();
-    if !git_dir.join("HEAD").is_file() {
-        if std::fs::symlink_metadata(&git_dir).is_ok() {
-            std::fs::remove_dir_all(&git_dir)?;
+    // The worker repository is made (if new) while the mirror is updated.
+    let make_repo = async {
+        if !git_dir.join("HEAD").is_file() {
+            if std::fs::symlink_metadata(&git_dir).is_ok() {
+                std::fs::remove_dir_all(&git_dir)?;
+            }
+            git(&meta, &["init", "--quiet", "--bare", "git"]).await?;
         }
-        git(&meta, &["init", "--quiet", "--bare", "git"]).await?;
-    }
+        anyhow::Ok(())
+    };
     // The network fetch goes to this host's mirror of the repository (only what
     // is new); the worker repository borrows its objects and fetches from it.
     let url = clone_url(cfg, input);
     let creds = Credentials::for_url(cfg, &url)?;
     let mirror = crate::mirror::mirror_dir(cfg, input);
     let mirror_base = format!("refs/agentq/base/{}", workspace_name(input));
-    crate::mirror::update(
-        &mirror,
-        &url,
-        &base_refspec(input, &mirror_base),
-        creds.as_ref(),
-    )
-    .await?;
+    let base_spec = base_refspec(input, &mirror_base);
+    let (made, updated) = tokio::join!(
+        make_repo,
+        crate::mirror::update(&mirror, &url, &base_spec, creds.as_ref()),
+    );
+    made?;
+    updated?;
     crate::mirror::borrow_objects(&git_dir, &mirror)?;
     git(
         &git_dir,
@@ -235,11 +239,16 @@ async fn sync_worker_repo(
         ],
     )
     .await?;
-    let base = rev_parse(&git_dir, BASE_REF)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the base `{BASE_REF}` is not a commit"))?;
-    let local = rev_parse(&git_dir, &format!("refs/heads/{branch}")).await;
-    let remote = rev_parse(&git_dir, &format!("refs/remotes/origin/{branch}")).await;
+    let (local_ref, remote_ref) = (
+        format!("refs/heads/{branch}"),
+        format!("refs/remotes/origin/{branch}"),
+    );
+    let (base, local, remote) = tokio::join!(
+        rev_parse(&git_dir, BASE_REF),
+        rev_parse(&git_dir, &local_ref),
+        rev_parse(&git_dir, &remote_ref),
+    );
+    let base = base.ok_or_else(|| anyhow::anyhow!("the base `{BASE_REF}` is not a commit"))?;
     // The remote's agent branch is the shared truth (any host may have saved
     // to it); this host's own branch wins only when it is the same or ahead
     // (commits a failed save left here).

@@ -66,14 +66,18 @@ pub(crate) async fn stages(
     agent: &AgentSpec,
     stop: watch::Receiver<StopReason>,
 ) -> Result<(), StageError> {
+    let mut timer = StageTimer::start(&run.rec.id);
     let Some(prepared) = prep(run).await? else {
         return Ok(()); // a dry run: done
     };
+    timer.done("prep");
     let mut forge = ForgeErrors::default();
     let runs = run.rec.runs + 1;
     let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge).await?;
+    timer.done("agent");
     let exit_code = ran.exit_code;
     let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
+    timer.done("commits");
     let (qa, pr_url) = qa_stage(
         run,
         agent,
@@ -84,6 +88,7 @@ pub(crate) async fn stages(
         &mut forge,
     )
     .await?;
+    timer.done("qa");
     report_stage(
         run,
         &prepared,
@@ -99,7 +104,31 @@ pub(crate) async fn stages(
         pr_url,
         forge_error: forge.text(),
     };
-    record(run, &prepared, runs, &outcome, &report).await
+    timer.done("report");
+    record(run, &prepared, runs, &outcome, &report).await?;
+    timer.done("record");
+    Ok(())
+}
+
+/// Logs how long each stage took (debug), to see where a run's time goes.
+struct StageTimer<'a> {
+    job: &'a str,
+    at: std::time::Instant,
+}
+
+impl<'a> StageTimer<'a> {
+    fn start(job: &'a str) -> Self {
+        Self {
+            job,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, stage: &'static str) {
+        let ms = self.at.elapsed().as_millis() as u64;
+        tracing::debug!(job = %self.job, stage, ms, "stage done");
+        self.at = std::time::Instant::now();
+    }
 }
 
 /// Prep: the workspace, branch and prompt. `None` for a dry run, which is

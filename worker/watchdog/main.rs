@@ -5,7 +5,9 @@
 //! Usage: `agentq-watchdog --beat FILE --stale-ms N -- CMD [ARGS...]`
 //!
 //! It runs CMD (same stdio, environment and working directory) in a process group
-//! of its own and, every 250 ms, looks at FILE's modification time: the worker
+//! of its own, waits for it on the main thread (so its end is seen at once, not
+//! at the next tick) and, on a second thread, every 250 ms, looks at FILE's
+//! modification time: the worker
 //! touches that file while it still owns the run. When the file is missing or older
 //! than N ms, it says so on stderr (one line), sends SIGTERM to CMD's process
 //! group, waits up to a second, sends SIGKILL to the group and exits 137. In a
@@ -26,7 +28,7 @@ use std::{
     os::unix::process::{CommandExt, ExitStatusExt},
     path::PathBuf,
     process::{Child, Command, ExitStatus},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -51,6 +53,11 @@ const TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// Signals received and not yet passed on, one bit per signal number.
 static PENDING: AtomicU32 = AtomicU32::new(0);
+/// Set by the watching thread once it stops a stale agent: its end is then
+/// the watchdog's exit 137, not the agent's own code.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Set by the main thread once the agent has been reaped.
+static EXITED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: CInt) {
     // Only an atomic store: async-signal-safe.
@@ -171,24 +178,36 @@ fn wait_for(child: &mut Child) -> i32 {
 }
 
 /// SIGTERM to the group, up to [`TERM_GRACE`] for the agent to go, SIGKILL to the
-/// group (whatever ignored SIGTERM), reap, exit 137.
-fn stop(child: &mut Child, why: &str) -> ! {
-    let pgid = child.id();
+/// group (whatever ignored SIGTERM), exit 137. Runs on the watching thread; the
+/// main thread reaps the agent meanwhile.
+fn stop(pgid: u32, why: &str) -> ! {
+    STOPPING.store(true, Ordering::SeqCst);
     eprintln!("agentq-watchdog: {why}; stopping the agent");
     signal_group(pgid, SIGTERM);
     let deadline = Instant::now() + TERM_GRACE;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            break;
-        }
+    while Instant::now() < deadline && !EXITED.load(Ordering::SeqCst) {
         std::thread::sleep(TICK);
     }
-    // If the agent was reaped just above and its group is empty, the group id is
+    // If the agent was reaped already and its group is empty, the group id is
     // free again; a new process would need the same pid within microseconds
     // (a full wrap of pid_max) to be hit, which cannot happen in practice.
     signal_group(pgid, SIGKILL);
-    let _ = child.wait();
     std::process::exit(EXIT_STALE);
+}
+
+/// The watching thread: passes signals on and stops a stale agent.
+fn watch(pgid: u32, beat: PathBuf, limit: Duration) {
+    let mut next_check = Instant::now();
+    loop {
+        forward_pending(pgid);
+        if Instant::now() >= next_check {
+            if let Some(why) = stale(&beat, limit) {
+                stop(pgid, &why);
+            }
+            next_check = Instant::now() + CHECK_EVERY;
+        }
+        std::thread::sleep(TICK);
+    }
 }
 
 fn main() {
@@ -228,24 +247,14 @@ fn main() {
         }
     };
     let pgid = child.id();
-
-    let mut next_check = Instant::now();
-    loop {
-        forward_pending(pgid);
-        match child.try_wait() {
-            Ok(Some(status)) => std::process::exit(code_of(status)),
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("agentq-watchdog: cannot check on the agent: {e}");
-                std::process::exit(wait_for(&mut child));
-            }
-        }
-        if Instant::now() >= next_check {
-            if let Some(why) = stale(&args.beat, args.stale) {
-                stop(&mut child, &why);
-            }
-            next_check = Instant::now() + CHECK_EVERY;
-        }
-        std::thread::sleep(TICK);
+    let (beat, limit) = (args.beat.clone(), args.stale);
+    std::thread::spawn(move || watch(pgid, beat, limit));
+    let code = wait_for(&mut child);
+    EXITED.store(true, Ordering::SeqCst);
+    if STOPPING.load(Ordering::SeqCst) {
+        // The watching thread is stopping a stale agent: its exit is 137.
+        signal_group(pgid, SIGKILL);
+        std::process::exit(EXIT_STALE);
     }
+    std::process::exit(code);
 }
