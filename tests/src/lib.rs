@@ -639,6 +639,22 @@ impl TestEnv {
         ])
     }
 
+    /// Ids of the containers (running or not) of job `id` in this world.
+    pub fn containers_of(&self, id: &str) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=agentq.job={id}"))
+            .arg("--filter")
+            .arg(format!("label=agentq.namespace={}", self.ns))
+            .output()
+            .expect("docker ps");
+        assert!(out.status.success(), "docker ps failed");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The Redis key `{ns}:{suffix}`.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.ns)

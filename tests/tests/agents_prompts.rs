@@ -205,6 +205,8 @@ async fn templates_plans_and_personas_shape_the_prompt() {
     assert_eq!(rec.state, JobState::Failed);
     assert!(rec.error.contains("persona `nobody` not found"), "{rec:#?}");
     assert_eq!(rec.attempt, 1);
+    // The agent's container, started while prep ran, is gone with it.
+    assert_eq!(env.containers_of(&id), Vec::<String>::new());
     let id = env.enqueue(&[
         "--repo",
         "demo",

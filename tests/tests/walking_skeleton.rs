@@ -360,4 +360,6 @@ async fn infrastructure_errors_are_retried_then_recorded() {
     assert!(rec.error.contains("git fetch failed"), "{rec:#?}");
     assert!(rec.error.contains("after 3 attempts"), "{rec:#?}");
     assert_eq!(rec.runs, 0, "no agent ran");
+    // Each attempt's agent container, started while prep ran, went with it.
+    assert_eq!(env.containers_of(&id), Vec::<String>::new());
 }

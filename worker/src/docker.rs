@@ -204,18 +204,7 @@ pub async fn run_capture(
 
 /// Attaches to the container's stdout and stderr, then starts it (attached
 /// first, so no output is missed).
-async fn attach_and_start(
-    docker: &Docker,
-    id: &str,
-) -> anyhow::Result<
-    std::pin::Pin<
-        Box<
-            dyn futures::Stream<
-                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
-                > + Send,
-        >,
-    >,
-> {
+async fn attach_and_start(docker: &Docker, id: &str) -> anyhow::Result<Output> {
     let attach = docker
         .attach_container(
             id,
@@ -306,9 +295,40 @@ pub async fn run_container(
     tail: LogTail,
     timeout: Duration,
     grace: Duration,
-    mut stop: watch::Receiver<StopReason>,
+    stop: watch::Receiver<StopReason>,
     on_created: impl FnOnce(&str),
 ) -> anyhow::Result<(String, Ended)> {
+    let started = start(docker, name, body, on_created).await?;
+    finish(docker, started, log, tail, timeout, grace, stop).await
+}
+
+/// The output stream of an attached container.
+type Output = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
+            + Send,
+    >,
+>;
+
+/// A container created, attached and started, and not yet waited for: see
+/// [`start`] and [`finish`].
+pub struct Started {
+    /// The container's id.
+    pub id: String,
+    output: Output,
+}
+
+/// Creates, attaches to and starts a container (`on_created` gets its id as
+/// soon as it exists). A container that fails to start is removed.
+///
+/// # Errors
+/// Docker API errors (infrastructure: the caller retries).
+pub async fn start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    on_created: impl FnOnce(&str),
+) -> anyhow::Result<Started> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
     let began = std::time::Instant::now();
     let created = docker
@@ -316,24 +336,50 @@ pub async fn run_container(
         .await
         .map_err(host_err)?;
     let id = created.id;
-    let create_ms = began.elapsed().as_millis() as u64;
     on_created(&id);
-    let result = drive(docker, &id, log, tail, timeout, grace, &mut stop).await;
-    let ran_ms = began.elapsed().as_millis() as u64 - create_ms;
+    // Attached before start, so no output is missed; agentq's containers keep no
+    // engine-side log (it would be another unbounded copy on the host).
+    match attach_and_start(docker, &id).await {
+        Ok(output) => {
+            tracing::trace!(container = %id, ms = began.elapsed().as_millis() as u64, "container started");
+            Ok(Started { id, output })
+        }
+        Err(e) => {
+            remove(docker, &id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Streams a started container's output to `log` and the Redis tail, waits
+/// for it to exit (or stops it: timeout, cancel, shutdown, fencing), then
+/// removes it.
+///
+/// # Errors
+/// Docker API errors (infrastructure: the caller retries).
+pub async fn finish(
+    docker: &Docker,
+    started: Started,
+    log: &Path,
+    tail: LogTail,
+    timeout: Duration,
+    grace: Duration,
+    mut stop: watch::Receiver<StopReason>,
+) -> anyhow::Result<(String, Ended)> {
+    let Started { id, output } = started;
+    let began = std::time::Instant::now();
+    let result = drive(docker, &id, output, log, tail, timeout, grace, &mut stop).await;
+    let ran_ms = began.elapsed().as_millis() as u64;
     remove(docker, &id).await;
-    tracing::trace!(
-        container = %id,
-        create_ms,
-        ran_ms,
-        remove_ms = began.elapsed().as_millis() as u64 - create_ms - ran_ms,
-        "container done"
-    );
+    tracing::trace!(container = %id, ran_ms, remove_ms = began.elapsed().as_millis() as u64 - ran_ms, "container done");
     result.map(|ended| (id, ended))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     docker: &Docker,
     id: &str,
+    mut logs: Output,
     log: &Path,
     tail: LogTail,
     timeout: Duration,
@@ -341,11 +387,6 @@ async fn drive(
     stop: &mut watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     let mut file = crate::caplog::CappedLog::create(log)?;
-    // Attached before start, so no output is missed; agentq's containers keep no
-    // engine-side log (it would be another unbounded copy on the host).
-    let t0 = std::time::Instant::now();
-    let mut logs = attach_and_start(docker, id).await?;
-    let started_ms = t0.elapsed().as_millis() as u64;
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes.
@@ -425,11 +466,9 @@ async fn drive(
             }
         }
     };
-    let exited_ms = t0.elapsed().as_millis() as u64;
     // Logs end when the container does: let them drain (bounded, in case the
     // engine never closes the stream).
     let _ = tokio::time::timeout(Duration::from_secs(60), log_task).await;
-    tracing::trace!(container = %id, started_ms, exited_ms, drained_ms = t0.elapsed().as_millis() as u64, "container ran");
     Ok(ended)
 }
 

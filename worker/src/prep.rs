@@ -158,6 +158,49 @@ pub async fn prepare(
     })
 }
 
+/// Makes the directories an agent container mounts, `repo` and `.meta/input`
+/// (with the modes prep gives them), so that the container can be created
+/// before the workspace is prepared (see [`agentq_shared::container::held`]).
+///
+/// # Errors
+/// I/O errors.
+pub fn make_mount_dirs(ws: &Workspace) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(ws.input_dir())?;
+    std::fs::set_permissions(ws.meta_dir(), std::fs::Permissions::from_mode(0o711))?;
+    std::fs::set_permissions(ws.input_dir(), std::fs::Permissions::from_mode(0o755))?;
+    let repo = ws.repo_dir();
+    if std::fs::symlink_metadata(&repo).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&repo)?;
+    }
+    std::fs::create_dir_all(&repo)
+}
+
+/// Removes everything inside `dir` (never following a link), keeping `dir`
+/// itself but giving it back to the worker (the last run gave it to the
+/// agents' user, and git refuses a repository its user does not own); makes
+/// `dir` if it is missing, and replaces it if it is not a directory.
+fn empty_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => std::fs::remove_file(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    let (uid, gid) = agentq_shared::fsutil::current_ids();
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// What [`sync_worker_repo`] found.
 struct Synced {
     /// The start commit (also at [`START_REF`]).
@@ -194,12 +237,7 @@ async fn sync_worker_repo(
     branch: &str,
 ) -> anyhow::Result<Synced> {
     let meta = ws.meta_dir();
-    std::fs::create_dir_all(ws.input_dir())?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o711))?;
-        std::fs::set_permissions(ws.input_dir(), std::fs::Permissions::from_mode(0o755))?;
-    }
+    make_mount_dirs(ws)?;
     let git_dir = ws.worker_repo();
     // The worker repository is made (if new) while the mirror is updated.
     let make_repo = async {
@@ -283,10 +321,9 @@ async fn build_working_tree(
     (uid, gid): (u32, u32),
 ) -> anyhow::Result<()> {
     let repo = ws.repo_dir();
-    if std::fs::symlink_metadata(&repo).is_ok() {
-        let r = repo.clone();
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(r)).await??;
-    }
+    // Emptied, not replaced: a held agent container may have it mounted already.
+    let r = repo.clone();
+    tokio::task::spawn_blocking(move || empty_dir(&r)).await??;
     git(&ws.dir, &["init", "--quiet", "repo"]).await?;
     // At most `agent_history_depth` commits of history: preparing a workspace
     // then costs the same whatever the repository's age.

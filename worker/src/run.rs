@@ -51,6 +51,11 @@ impl Run<'_> {
         }
     }
 
+    /// The name of this run's agent container.
+    pub(crate) fn agent_container_name(&self) -> String {
+        format!("agentq-{}-{}", self.rec.id.to_lowercase(), self.attempt)
+    }
+
     /// `status.json` of this run, in `state`, with the job's fields filled in.
     pub(crate) fn status(&self, state: JobState, runs: u32, branch: String) -> WorkspaceStatus {
         let i = &self.rec.input;

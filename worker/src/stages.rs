@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agentq_shared::{
     agent::AgentSpec,
-    container::agent_container,
+    container::{agent_container, encode_argv, held, GO_FILE},
     forge::CommitState,
     outcome::{decide_outcome, settle, Ended, Finding, RunOutcome},
     status::{read_blocked, JobState, QaStatus, QaSummary, WorkspaceStatus},
@@ -67,13 +67,24 @@ pub(crate) async fn stages(
     stop: watch::Receiver<StopReason>,
 ) -> Result<(), StageError> {
     let mut timer = StageTimer::start(&run.rec.id);
-    let Some(prepared) = prep(run).await? else {
-        return Ok(()); // a dry run: done
+    // The agent's container starts, held, while the workspace is prepared:
+    // Docker's start is the slow part of a run, and prep need not wait for it.
+    let (prepared, held) = tokio::join!(prep(run), start_held(run, agent));
+    let mut held = held;
+    let prepared = match prepared {
+        Ok(Some(prepared)) => prepared,
+        other => {
+            release(run, held).await;
+            // A dry run (`None`) is done.
+            return other.map(|_| ());
+        }
     };
     timer.done("prep");
     let mut forge = ForgeErrors::default();
     let runs = run.rec.runs + 1;
-    let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge).await?;
+    let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge, &mut held).await;
+    release(run, held).await;
+    let ran = ran?;
     timer.done("agent");
     let exit_code = ran.exit_code;
     let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
@@ -161,6 +172,57 @@ async fn prep(run: &Run<'_>) -> Result<Option<Prepared>, StageError> {
     Ok(Some(prepared))
 }
 
+/// An agent container started before its command was known (see
+/// [`agentq_shared::container::held`]): it runs the command once `go` exists.
+struct HeldAgent {
+    started: docker::Started,
+    go: std::path::PathBuf,
+}
+
+/// Starts the run's agent container, held, so that Docker starts it while the
+/// workspace is prepared. `None` for a dry run, without a watchdog (nothing to
+/// hold it), or when Docker fails: the agent stage then starts the container
+/// once its command is known, as it would anyway, and meets the error there.
+async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldAgent> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let beat = run.beat?;
+    if rec.input.dry_run {
+        return None;
+    }
+    let ws = Workspace::for_input(&crate::prep::workspace_root(&ctx.cfg, rec), &rec.input).ok()?;
+    if let Err(e) = crate::prep::make_mount_dirs(&ws) {
+        tracing::debug!(job = %rec.id, error = %e, "cannot make the workspace's directories ahead of prep");
+        return None;
+    }
+    let dirs = RunDirs::of(&ws);
+    let job = run.container_job(agent, "", &dirs);
+    let body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
+    let hold = run.hold.clone();
+    let note = move |cid: &str| {
+        let cid = cid.to_string();
+        tokio::spawn(async move {
+            let _ = hold.note(&Note::container(&cid)).await;
+        });
+    };
+    match docker::start(&ctx.docker, &run.agent_container_name(), body, note).await {
+        Ok(started) => Some(HeldAgent {
+            started,
+            go: beat.dir().join(GO_FILE),
+        }),
+        Err(e) => {
+            tracing::debug!(job = %rec.id, error = %e, "cannot start the agent's container ahead of prep");
+            None
+        }
+    }
+}
+
+/// Removes a held container that was never given its command.
+async fn release(run: &Run<'_>, held: Option<HeldAgent>) {
+    if let Some(h) = held {
+        docker::remove(&run.ctx.docker, &h.started.id).await;
+    }
+}
+
 /// The agent runs in its container (time tracked on the forge around it), and
 /// the outcome rules say what its run means.
 async fn agent_stage(
@@ -170,6 +232,7 @@ async fn agent_stage(
     runs: u32,
     stop: &watch::Receiver<StopReason>,
     forge: &mut ForgeErrors,
+    held: &mut Option<HeldAgent>,
 ) -> Result<AgentRun, StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
     let ws = &prepared.workspace;
@@ -187,7 +250,7 @@ async fn agent_stage(
     }
     let clock = report::start_timer(ctx, rec, forge).await;
     let began = std::time::Instant::now();
-    let ended = run_agent(run, agent, prepared, stop.clone()).await;
+    let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
@@ -394,41 +457,55 @@ async fn record(
     Ok(())
 }
 
-/// Runs the agent's container; the container's id goes on the record as soon
-/// as it exists.
+/// Runs the agent: gives a held container its command, or starts one.
 async fn run_agent(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
     stop: watch::Receiver<StopReason>,
+    held: Option<HeldAgent>,
 ) -> anyhow::Result<Ended> {
-    let (ctx, rec) = (run.ctx, run.rec);
+    let ctx = run.ctx;
     let ws = &prepared.workspace;
     let dirs = RunDirs::of(ws);
     let job = run.container_job(agent, &prepared.prompt, &dirs);
     let body = agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok());
-    let name = format!("agentq-{}-{}", rec.id.to_lowercase(), run.attempt);
     let timeout = Duration::from_secs(ctx.cfg.timeout_for(agent.pool()));
-    let hold = run.hold.clone();
-    let (container, ended) = docker::run_container(
-        &ctx.docker,
-        &name,
-        body,
-        &ws.agent_log(agent.pool()),
-        docker::LogTail {
-            hold: run.hold.clone(),
-        },
-        timeout,
-        Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
-        stop,
-        |cid| {
-            let cid = cid.to_string();
-            tokio::spawn(async move {
-                let _ = hold.note(&Note::container(&cid)).await;
-            });
-        },
-    )
-    .await?;
+    let grace = Duration::from_secs(ctx.cfg.docker.stop_grace_secs);
+    let log = ws.agent_log(agent.pool());
+    let tail = docker::LogTail {
+        hold: run.hold.clone(),
+    };
+    let (container, ended) = match held {
+        Some(HeldAgent { started, go }) => {
+            let argv = encode_argv(body.cmd.as_deref().unwrap_or_default());
+            if let Err(e) = agentq_shared::fsutil::write_atomic(&go, &argv) {
+                docker::remove(&ctx.docker, &started.id).await;
+                return Err(anyhow::Error::new(e).context("cannot give the agent its command"));
+            }
+            docker::finish(&ctx.docker, started, &log, tail, timeout, grace, stop).await?
+        }
+        None => {
+            let hold = run.hold.clone();
+            docker::run_container(
+                &ctx.docker,
+                &run.agent_container_name(),
+                body,
+                &log,
+                tail,
+                timeout,
+                grace,
+                stop,
+                |cid| {
+                    let cid = cid.to_string();
+                    tokio::spawn(async move {
+                        let _ = hold.note(&Note::container(&cid)).await;
+                    });
+                },
+            )
+            .await?
+        }
+    };
     let _ = run.hold.note(&Note::container(&container)).await;
     Ok(ended)
 }

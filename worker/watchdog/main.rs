@@ -2,7 +2,12 @@
 //! (under Docker's init, tini), so the agent cannot outlive the worker that started
 //! it.
 //!
-//! Usage: `agentq-watchdog --beat FILE --stale-ms N -- CMD [ARGS...]`
+//! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] -- [CMD [ARGS...]]`
+//!
+//! With `--argv-from`, the container starts before its command is known: the
+//! watchdog waits (checking the heartbeat, and ending on a signal) until that
+//! file exists, then runs the command it holds, each argument written as its
+//! length in bytes, `:` and the bytes.
 //!
 //! It runs CMD (same stdio, environment and working directory) in a process group
 //! of its own, waits for it on the main thread (so its end is seen at once, not
@@ -64,17 +69,20 @@ extern "C" fn on_signal(sig: CInt) {
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N -- CMD [ARGS...]";
+const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] -- [CMD [ARGS...]]";
 
 struct Args {
     beat: PathBuf,
     stale: Duration,
+    /// Held: the command comes from this file once it exists.
+    argv_from: Option<PathBuf>,
     command: Vec<OsString>,
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
     let mut beat = None;
     let mut stale_ms = None;
+    let mut argv_from = None;
     loop {
         let Some(arg) = args.next() else {
             return Err("no command: `-- CMD [ARGS...]` is missing".into());
@@ -99,14 +107,24 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
                     })?;
                 stale_ms = Some(n);
             }
+            Some("--argv-from") => {
+                let v = args.next().ok_or("--argv-from needs a file")?;
+                if v.is_empty() {
+                    return Err("--argv-from needs a file".into());
+                }
+                argv_from = Some(PathBuf::from(v));
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
     let command: Vec<OsString> = args.collect();
-    if command.is_empty() {
-        return Err("no command after `--`".into());
+    match (&argv_from, command.is_empty()) {
+        (None, true) => return Err("no command after `--`".into()),
+        (Some(_), false) => return Err("a command after `--` and --argv-from".into()),
+        _ => {}
     }
     Ok(Args {
+        argv_from,
         beat: beat.ok_or("--beat is required")?,
         stale: Duration::from_millis(stale_ms.ok_or("--stale-ms is required")?),
         command,
@@ -210,6 +228,72 @@ fn watch(pgid: u32, beat: PathBuf, limit: Duration) {
     }
 }
 
+/// Decodes a held run's command: each argument as its length in bytes, in
+/// decimal, a `:` and the bytes (any bytes, NUL included, so no argument can
+/// split into two).
+fn decode_argv(mut bytes: &[u8]) -> Result<Vec<OsString>, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut argv = Vec::new();
+    while !bytes.is_empty() {
+        let colon = bytes
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or("no `:` after a length")?;
+        let len: usize = std::str::from_utf8(&bytes[..colon])
+            .ok()
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or("a length that is not a number")?;
+        let rest = &bytes[colon + 1..];
+        if rest.len() < len {
+            return Err("an argument shorter than its length".into());
+        }
+        argv.push(OsString::from_vec(rest[..len].to_vec()));
+        bytes = &rest[len..];
+    }
+    if argv.is_empty() {
+        return Err("no command".into());
+    }
+    Ok(argv)
+}
+
+/// Held: waits for `file` (the worker writes it, whole, by a rename, once the
+/// workspace is ready) and returns the command it holds. Meanwhile a signal
+/// ends the watchdog (128 + the signal) and a stale heartbeat ends it (137),
+/// as they would the agent.
+fn wait_for_argv(file: &std::path::Path, beat: &std::path::Path, limit: Duration) -> Vec<OsString> {
+    const POLL: Duration = Duration::from_millis(2);
+    let mut next_check = Instant::now();
+    loop {
+        let pending = PENDING.load(Ordering::SeqCst);
+        if let Some(sig) = FORWARDED.iter().find(|s| pending & (1 << **s) != 0) {
+            std::process::exit(128 + sig);
+        }
+        match std::fs::read(file) {
+            Ok(bytes) => match decode_argv(&bytes) {
+                Ok(argv) => return argv,
+                Err(e) => {
+                    eprintln!("agentq-watchdog: {}: {e}", file.display());
+                    std::process::exit(EXIT_USAGE);
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("agentq-watchdog: cannot read {}: {e}", file.display());
+                std::process::exit(EXIT_USAGE);
+            }
+        }
+        if Instant::now() >= next_check {
+            if let Some(why) = stale(beat, limit) {
+                eprintln!("agentq-watchdog: {why}; the agent never started");
+                std::process::exit(EXIT_STALE);
+            }
+            next_check = Instant::now() + CHECK_EVERY;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 fn main() {
     let args = match parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
@@ -228,8 +312,12 @@ fn main() {
         }
     }
 
-    let mut child = match Command::new(&args.command[0])
-        .args(&args.command[1..])
+    let command = match &args.argv_from {
+        Some(file) => wait_for_argv(file, &args.beat, args.stale),
+        None => args.command.clone(),
+    };
+    let mut child = match Command::new(&command[0])
+        .args(&command[1..])
         .process_group(0)
         .spawn()
     {
@@ -237,7 +325,7 @@ fn main() {
         Err(e) => {
             eprintln!(
                 "agentq-watchdog: cannot run {:?}: {e}",
-                args.command[0].to_string_lossy()
+                command[0].to_string_lossy()
             );
             std::process::exit(if e.kind() == ErrorKind::NotFound {
                 127
