@@ -787,6 +787,53 @@ async fn stray_agent_containers_are_reaped_at_start_and_every_30_s() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pruned_agents_network_is_made_again_by_the_next_job() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // A network of this world's own, so removing it touches no other test.
+    let net = format!("agentq-test-{}", env.ns);
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("[docker]\n", &format!("[docker]\nnetwork = \"{net}\"\n"));
+    std::fs::write(env.config_path(), text).unwrap();
+    let network_ids = || {
+        let out = std::process::Command::new("docker")
+            .args(["network", "ls", "-q", "--filter"])
+            .arg(format!("name=^{net}$"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let w = env.worker("w1", 1);
+    w.wait_log("agentq-worker started", LONG);
+    assert_eq!(network_ids().len(), 1, "the worker made its network");
+    // What `docker network prune` does while no agent runs.
+    let rm = std::process::Command::new("docker")
+        .args(["network", "rm", &net])
+        .output()
+        .unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(network_ids().is_empty());
+    let id = env.enqueue(&["--repo", "demo", "--task", "after a prune", "--issue", "1"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.attempt, 1, "{rec:#?}");
+    assert_eq!(network_ids().len(), 1, "made again");
+    drop(w);
+    let _ = std::process::Command::new("docker")
+        .args(["network", "rm", &net])
+        .output();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_root_starting_with_a_tilde_is_under_the_workers_home() {
     require_docker();
     // As the README's example config has it; no flag or environment override.

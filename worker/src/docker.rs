@@ -144,6 +144,21 @@ fn oldest_network(found: &[(String, String)]) -> Option<String> {
         .map(|(_, id)| id.clone())
 }
 
+/// Docker's own network modes, never made or removed by agentq.
+fn is_builtin_network(mode: &str) -> bool {
+    matches!(mode, "none" | "host" | "bridge" | "default") || mode.starts_with("container:")
+}
+
+/// Whether Docker refused a create because network `name` is missing or
+/// ambiguous.
+fn network_missing_or_ambiguous(e: &bollard::errors::Error, name: &str) -> bool {
+    let bollard::errors::Error::DockerResponseServerError { message, .. } = e else {
+        return false;
+    };
+    message.contains(&format!("network {name}"))
+        && (message.contains("not found") || message.contains("ambiguous"))
+}
+
 /// (created, id) of the networks named exactly `name`.
 async fn named_networks(docker: &Docker, name: &str) -> anyhow::Result<Vec<(String, String)>> {
     let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
@@ -204,7 +219,7 @@ pub async fn run_capture(
 
 /// Attaches to the container's stdout and stderr, then starts it (attached
 /// first, so no output is missed).
-async fn attach_and_start(docker: &Docker, id: &str) -> anyhow::Result<Output> {
+async fn attach_and_start(docker: &Docker, id: &str) -> Result<Output, bollard::errors::Error> {
     let attach = docker
         .attach_container(
             id,
@@ -216,18 +231,16 @@ async fn attach_and_start(docker: &Docker, id: &str) -> anyhow::Result<Output> {
                     .build(),
             ),
         )
-        .await
-        .map_err(host_err)?;
+        .await?;
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(host_err)?;
+        .await?;
     Ok(attach.output)
 }
 
 async fn capture(docker: &Docker, id: &str, out: &Path, cap: u64) -> anyhow::Result<Captured> {
     use bollard::container::LogOutput;
-    let mut output = attach_and_start(docker, id).await?;
+    let mut output = attach_and_start(docker, id).await.map_err(host_err)?;
     let file = agentq_shared::fsutil::create_nofollow(out)?;
     let mut file = tokio::fs::File::from_std(file);
     let (mut bytes, mut over_cap, mut stderr) = (0u64, false, Vec::new());
@@ -296,7 +309,7 @@ pub async fn run_container(
     timeout: Duration,
     grace: Duration,
     stop: watch::Receiver<StopReason>,
-    on_created: impl FnOnce(&str),
+    on_created: impl Fn(&str),
 ) -> anyhow::Result<(String, Ended)> {
     let started = start(docker, name, body, on_created).await?;
     finish(docker, started, log, tail, timeout, grace, stop).await
@@ -319,7 +332,12 @@ pub struct Started {
 }
 
 /// Creates, attaches to and starts a container (`on_created` gets its id as
-/// soon as it exists). A container that fails to start is removed.
+/// soon as it exists). A container that fails to start is removed. When
+/// Docker cannot find the agents' network the body names (`docker network
+/// prune` removes it whenever no agent runs), or cannot tell it from another
+/// of the same name (made by a worker starting meanwhile), the network is
+/// made again or its duplicates removed ([`ensure_network`]), and the
+/// container tried once more.
 ///
 /// # Errors
 /// Docker API errors (infrastructure: the caller retries).
@@ -327,23 +345,48 @@ pub async fn start(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
-    on_created: impl FnOnce(&str),
+    on_created: impl Fn(&str),
 ) -> anyhow::Result<Started> {
-    let opts = CreateContainerOptionsBuilder::new().name(name).build();
     let began = std::time::Instant::now();
-    let created = docker
-        .create_container(Some(opts), body)
-        .await
-        .map_err(host_err)?;
-    let id = created.id;
+    let network = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .filter(|n| !is_builtin_network(n));
+    let mut made_again = false;
+    loop {
+        match create_and_start(docker, name, body.clone(), &on_created).await {
+            Ok(started) => {
+                tracing::trace!(container = %started.id, ms = began.elapsed().as_millis() as u64, "container started");
+                return Ok(started);
+            }
+            Err(e) => match network.as_deref() {
+                Some(net) if !made_again && network_missing_or_ambiguous(&e, net) => {
+                    tracing::warn!(network = net, error = %e, "the agents' network is gone or doubled; making it again");
+                    ensure_network(docker, net).await?;
+                    made_again = true;
+                }
+                _ => return Err(host_err(e)),
+            },
+        }
+    }
+}
+
+/// Creates, attaches to and starts a container; one that does not start is
+/// removed.
+async fn create_and_start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    on_created: &impl Fn(&str),
+) -> Result<Started, bollard::errors::Error> {
+    let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    let id = docker.create_container(Some(opts), body).await?.id;
     on_created(&id);
     // Attached before start, so no output is missed; agentq's containers keep no
     // engine-side log (it would be another unbounded copy on the host).
     match attach_and_start(docker, &id).await {
-        Ok(output) => {
-            tracing::trace!(container = %id, ms = began.elapsed().as_millis() as u64, "container started");
-            Ok(Started { id, output })
-        }
+        Ok(output) => Ok(Started { id, output }),
         Err(e) => {
             remove(docker, &id).await;
             Err(e)
@@ -587,6 +630,37 @@ where
 mod tests {
     use super::{oldest_network, EngineError};
     use bollard::errors::Error;
+
+    #[test]
+    fn a_missing_or_doubled_network_is_told_from_other_refusals() {
+        use super::{is_builtin_network, network_missing_or_ambiguous};
+        let refusal = |status_code, message: &str| Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        let net = "agentq-agents";
+        assert!(network_missing_or_ambiguous(
+            &refusal(404, "network agentq-agents not found"),
+            net
+        ));
+        assert!(network_missing_or_ambiguous(
+            &refusal(
+                400,
+                "network agentq-agents is ambiguous (2 matches found based on name)"
+            ),
+            net
+        ));
+        assert!(!network_missing_or_ambiguous(
+            &refusal(404, "No such image: agentq-test-agent:latest"),
+            net
+        ));
+        assert!(!network_missing_or_ambiguous(
+            &refusal(404, "network other not found"),
+            net
+        ));
+        assert!(is_builtin_network("none") && is_builtin_network("container:abc"));
+        assert!(!is_builtin_network(net));
+    }
 
     #[test]
     fn the_oldest_network_is_found_by_time_not_by_text() {

@@ -140,8 +140,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     .await?
     .with_event_log(cfg.workspace_root.join("events.jsonl"));
     let docker = docker::connect().await?;
-    // Agents run on agentq's network, referred to by id from here on.
-    cfg.docker.network = docker::ensure_network(&docker, &cfg.docker.network).await?;
+    // Agents run on agentq's network, named in their containers (a create
+    // that cannot find it makes it again: see `docker::create`).
+    docker::ensure_network(&docker, &cfg.docker.network).await?;
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());

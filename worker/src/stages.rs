@@ -199,7 +199,7 @@ async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldAgent> {
     let body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
     let hold = run.hold.clone();
     let note = move |cid: &str| {
-        let cid = cid.to_string();
+        let (cid, hold) = (cid.to_string(), hold.clone());
         tokio::spawn(async move {
             let _ = hold.note(&Note::container(&cid)).await;
         });
@@ -497,7 +497,7 @@ async fn run_agent(
                 grace,
                 stop,
                 |cid| {
-                    let cid = cid.to_string();
+                    let (cid, hold) = (cid.to_string(), hold.clone());
                     tokio::spawn(async move {
                         let _ = hold.note(&Note::container(&cid)).await;
                     });
