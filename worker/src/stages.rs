@@ -79,6 +79,7 @@ pub(crate) async fn stages(
             return other.map(|_| ());
         }
     };
+    // Prep, and the agent container's start beside it.
     timer.done("prep");
     let mut forge = ForgeErrors::default();
     let runs = run.rec.runs + 1;
@@ -197,14 +198,14 @@ async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldAgent> {
     let dirs = RunDirs::of(&ws);
     let job = run.container_job(agent, "", &dirs);
     let body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
-    let hold = run.hold.clone();
-    let note = move |cid: &str| {
-        let (cid, hold) = (cid.to_string(), hold.clone());
-        tokio::spawn(async move {
-            let _ = hold.note(&Note::container(&cid)).await;
-        });
-    };
-    match docker::start(&ctx.docker, &run.agent_container_name(), body, note).await {
+    match docker::start(
+        &ctx.docker,
+        &run.agent_container_name(),
+        body,
+        note_container(run),
+    )
+    .await
+    {
         Ok(started) => Some(HeldAgent {
             started,
             go: beat.dir().join(GO_FILE),
@@ -213,6 +214,18 @@ async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldAgent> {
             tracing::debug!(job = %rec.id, error = %e, "cannot start the agent's container ahead of prep");
             None
         }
+    }
+}
+
+/// What [`docker::start`] calls with each container it creates: the id goes on
+/// the record at once (without holding the start up).
+fn note_container(run: &Run<'_>) -> impl Fn(&str) {
+    let hold = run.hold.clone();
+    move |cid| {
+        let (cid, hold) = (cid.to_string(), hold.clone());
+        tokio::spawn(async move {
+            let _ = hold.note(&Note::container(&cid)).await;
+        });
     }
 }
 
@@ -486,7 +499,6 @@ async fn run_agent(
             docker::finish(&ctx.docker, started, &log, tail, timeout, grace, stop).await?
         }
         None => {
-            let hold = run.hold.clone();
             docker::run_container(
                 &ctx.docker,
                 &run.agent_container_name(),
@@ -496,12 +508,7 @@ async fn run_agent(
                 timeout,
                 grace,
                 stop,
-                |cid| {
-                    let (cid, hold) = (cid.to_string(), hold.clone());
-                    tokio::spawn(async move {
-                        let _ = hold.note(&Note::container(&cid)).await;
-                    });
-                },
+                note_container(run),
             )
             .await?
         }
