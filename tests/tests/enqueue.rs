@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agentq_shared::status::JobState;
 use agentq_tests::*;
 use redis::Commands;
 use serde_json::Value;
@@ -294,11 +295,7 @@ async fn a_key_makes_enqueueing_again_a_no_op() {
     assert_eq!(ids_in_redis(&env).len(), 1);
     let rec = env.store().await.get(&first).await.unwrap().unwrap();
     assert_eq!(rec.key, "demo#15");
-    let input: String = env
-        .redis
-        .conn()
-        .hget(env.key(&format!("job:{first}")), "input")
-        .unwrap();
+    let input = serde_json::to_string(&rec.input).unwrap();
     assert!(
         !input.contains("demo#15"),
         "the key is not part of the job's input: {input}"
@@ -576,9 +573,9 @@ async fn after_redis_dies_mid_batch_nothing_is_claimed_that_is_not_in() {
     assert_eq!(total, 1200);
 }
 
-/// A TCP proxy to Redis that, when armed, drops the connection on the next
-/// answer from Redis instead of passing it on: the request ran, the client
-/// never hears so.
+/// A TCP proxy to Redis that, when armed, drops the connection on the answer
+/// to the next transaction (the `EXEC` reply, the first `*` after a `+QUEUED`)
+/// instead of passing it on: the transaction ran, the client never hears so.
 struct CuttingProxy {
     port: u16,
     armed: Arc<AtomicBool>,
@@ -604,12 +601,18 @@ impl CuttingProxy {
                 std::thread::spawn(move || {
                     let (mut s_in, mut c_out) = (server, client);
                     let mut buf = [0u8; 64 * 1024];
+                    const EXEC_REPLY: &[u8] = b"+QUEUED\r\n*";
+                    // The end of the previous read, for a match across reads.
+                    let mut tail: Vec<u8> = Vec::new();
                     loop {
                         let n = match s_in.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        if flag.swap(false, Ordering::SeqCst) {
+                        tail.extend_from_slice(&buf[..n]);
+                        let exec = tail.windows(EXEC_REPLY.len()).any(|w| w == EXEC_REPLY);
+                        tail.drain(..tail.len().saturating_sub(EXEC_REPLY.len()));
+                        if exec && flag.swap(false, Ordering::SeqCst) {
                             let _ = c_out.shutdown(std::net::Shutdown::Both);
                             let _ = s_in.shutdown(std::net::Shutdown::Both);
                             return;
@@ -789,4 +792,111 @@ async fn redis_errors_name_the_url_without_its_password_and_are_brief() {
         !err.contains("s3cret-pw") && err.lines().count() <= 3,
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_record_is_packed_until_its_first_change_and_reads_the_same_both_ways() {
+    let env = TestEnv::new();
+    let id = env.cli_ok(&[
+        "enqueue",
+        "--repo",
+        "demo",
+        "--task",
+        "pack me",
+        "--issue",
+        "7",
+        "--agent",
+        "claude:opus",
+        "--key",
+        "demo#7",
+    ]);
+    let raw = |env: &TestEnv| -> BTreeMap<String, String> {
+        env.redis
+            .conn()
+            .hgetall(env.key(&format!("job:{id}")))
+            .unwrap()
+    };
+    // As enqueue writes it: the state, and everything else in one field.
+    let packed = raw(&env);
+    assert_eq!(
+        packed.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["new", "state"],
+        "{packed:?}"
+    );
+    let store = env.store().await;
+    let before = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(before.id, id);
+    assert_eq!(before.state, JobState::Queued);
+    assert_eq!(before.input.task, "pack me");
+    assert_eq!(before.input.agent, "claude:opus");
+    assert_eq!(before.key, "demo#7");
+    assert_eq!(before.seq, 1);
+    assert!(before.max_attempts > 0 && !before.created_at.is_empty());
+
+    // The first change (a cancel, in Lua) unpacks it into plain fields.
+    env.cli_ok(&["cancel", &id]);
+    let plain = raw(&env);
+    assert!(!plain.contains_key("new"), "{plain:?}");
+    for field in [
+        "id",
+        "input",
+        "key",
+        "seq",
+        "order",
+        "pool",
+        "model",
+        "created_at",
+    ] {
+        assert!(plain.contains_key(field), "{field} missing: {plain:?}");
+    }
+    assert_eq!(plain["pool"], "claude");
+    assert_eq!(plain["model"], "opus");
+    let after = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(after.state, JobState::Cancelled);
+    assert_eq!(
+        (
+            &after.input,
+            &after.key,
+            after.seq,
+            after.max_attempts,
+            &after.created_at
+        ),
+        (
+            &before.input,
+            &before.key,
+            before.seq,
+            before.max_attempts,
+            &before.created_at
+        ),
+        "the same record, read packed and unpacked"
+    );
+    // The key still names the job.
+    let again = env.cli_ok(&[
+        "enqueue", "--repo", "demo", "--task", "pack me", "--issue", "7", "--key", "demo#7",
+    ]);
+    assert_eq!(again, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_waits_in_line_in_input_order_across_chunks_written_side_by_side() {
+    let env = TestEnv::new();
+    // Four chunks, two written at a time, places in line reserved ahead; and
+    // a lone job enqueued after it goes behind all of them.
+    let ids = env.enqueue_ndjson(&lines(1..=1_800, false));
+    assert_eq!(ids.len(), 1_800);
+    let last = env.enqueue(&["--repo", "demo", "--task", "after", "--issue", "9999"]);
+    let lane: Vec<String> = env
+        .redis
+        .conn()
+        .zrange(env.key("lane:codex:-"), 0, -1)
+        .unwrap();
+    let mut expected = ids.clone();
+    expected.push(last);
+    assert_eq!(lane, expected, "the lane holds the jobs in input order");
+    // Every record is there, in state queued.
+    let store = env.store().await;
+    for id in [&ids[0], &ids[899], &ids[1_799]] {
+        let rec = store.get(id).await.unwrap().unwrap();
+        assert_eq!(rec.state, JobState::Queued);
+    }
 }

@@ -1,17 +1,24 @@
 //! `agentq enqueue`: one job from flags, or NDJSON from stdin.
 //!
 //! A batch goes into Redis in chunks of [`ENQUEUE_CHUNK`] jobs, each chunk one
-//! atomic call (records and deliveries together). A line's result is printed
-//! only once its chunk is in, so stdout says exactly which lines went in; after
-//! a Redis failure every line that did not go in is named.
+//! transaction (records, lanes and deliveries together). A thread reads and
+//! checks the next chunk while up to [`IN_FLIGHT`] chunks are written. A line's
+//! result is printed only once its chunk is in, so stdout says exactly which
+//! lines went in; after a Redis failure every line that did not go in is named.
 
-use std::{collections::BTreeMap, io::BufRead};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt::Write as _,
+    io::BufRead,
+};
+
+use tokio::task::JoinHandle;
 
 use agentq_shared::{
     config::Config,
     input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
-    store::{now_rfc3339, Created, JobStore, StoreError, ENQUEUE_CHUNK},
+    store::{create::Places, now_rfc3339, Created, JobStore, StoreError, ENQUEUE_CHUNK},
 };
 use serde_json::json;
 
@@ -28,7 +35,7 @@ const BATCH_HELP: &str = r#"Batch (`agentq enqueue -`): NDJSON on stdin, one job
 field names (repo, org, task, agent, template, plan_template, variables, persona,
 issue, pr, branch, tag, dry_run) plus an optional idempotency "key". Empty lines
 are skipped; a line that is not valid UTF-8 is refused (field json). Jobs go in
-in chunks of 500, each one atomic write; a line's result is printed once its
+in chunks of 500, each one atomic transaction; a line's result is printed once its
 chunk is in:
   line N: queued ID                                {"id":ID,"line":N,"status":"queued"}
   line N: exists ID (already enqueued with key K)  {"id":ID,"key":K,"line":N,"status":"exists"}
@@ -116,8 +123,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     if args.stdin.is_some() {
-        let stdin = std::io::stdin();
-        return run_batch(cfg, stdin.lock(), args.json).await;
+        return run_batch(cfg, args.json).await;
     }
     let input = DispatchInput {
         repo: args.repo.unwrap_or_default(),
@@ -142,7 +148,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
     rec.key = key;
-    let created = match create(&store, std::slice::from_ref(&rec)).await {
+    let created = match store.create(std::slice::from_ref(&rec)).await {
         Ok(mut c) => c.pop().expect("one answer per record"),
         Err(e) => {
             let settled = if answered_by_redis(&e) {
@@ -223,21 +229,6 @@ fn refused(e: &InvalidInput, json: bool) -> Failure {
 
 fn new_id() -> String {
     ulid::Ulid::new().to_string()
-}
-
-/// [`JobStore::create`]: one answer per record, in order.
-async fn create(store: &JobStore, records: &[JobRecord]) -> Result<Vec<Created>, StoreError> {
-    let created = store.create(records).await?;
-    // The script answers for every record it was given; anything else is a bug
-    // in agentq, and guessing which lines went in would be worse than stopping.
-    assert_eq!(
-        created.len(),
-        records.len(),
-        "enqueue script answered for {} of {} jobs",
-        created.len(),
-        records.len()
-    );
-    Ok(created)
 }
 
 /// Most lines (refused ones included) held back waiting for one chunk's write,
@@ -349,27 +340,10 @@ impl Chunk {
         self.records.len() >= ENQUEUE_CHUNK || self.lines.len() >= MAX_PENDING_LINES
     }
 
-    /// Writes the chunk's jobs in one atomic call, then prints every line's
-    /// result. On error nothing is printed and the chunk is kept for
-    /// [`Chunk::report_failed`].
-    async fn commit(
-        &mut self,
-        store: &JobStore,
-        json: bool,
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        let created = create(store, &self.records).await?;
-        self.print(
-            &created.into_iter().map(Some).collect::<Vec<_>>(),
-            json,
-            tally,
-        );
-        Ok(())
-    }
-
     /// Prints every line's result: `created[i]` for `records[i]`, `None` when
-    /// it is not known.
+    /// it is not known. Stdout gets the chunk's lines in one write.
     fn print(&mut self, created: &[Option<Created>], json: bool, tally: &mut Tally) {
+        let mut out = String::new();
         for line in self.lines.drain(..) {
             match line {
                 Line::Job(n, i) => {
@@ -378,31 +352,37 @@ impl Chunk {
                         Some(Created::New(id)) => {
                             tally.new += 1;
                             match (json, key.is_empty()) {
-                                (true, true) => output::print_json(
+                                (true, true) => json_line(
+                                    &mut out,
                                     &json!({"line": n, "id": id, "status": "queued"}),
                                 ),
-                                (true, false) => output::print_json(
+                                (true, false) => json_line(
+                                    &mut out,
                                     &json!({"line": n, "id": id, "status": "queued", "key": key}),
                                 ),
-                                (false, _) => outln!("line {n}: queued {id}"),
+                                (false, _) => {
+                                    let _ = writeln!(out, "line {n}: queued {id}");
+                                }
                             }
                         }
                         Some(Created::Existing(id)) => {
                             tally.existing += 1;
                             if json {
-                                output::print_json(
+                                json_line(
+                                    &mut out,
                                     &json!({"line": n, "id": id, "status": "exists", "key": key}),
                                 );
                             } else {
-                                outln!("line {n}: exists {}", exists_note(id, key));
+                                let _ = writeln!(out, "line {n}: exists {}", exists_note(id, key));
                             }
                         }
                         None => print_unknown(n, json, tally),
                     }
                 }
-                Line::Refused(n, e) => print_refused(n, &e, json, tally),
+                Line::Refused(n, e) => refused_line(&mut out, n, &e, json, tally),
             }
         }
+        out!("{out}");
         self.records.clear();
     }
 
@@ -440,14 +420,28 @@ impl Chunk {
 }
 
 fn print_refused(n: usize, e: &InvalidInput, json: bool, tally: &mut Tally) {
+    let mut out = String::new();
+    refused_line(&mut out, n, e, json, tally);
+    out!("{out}");
+}
+
+/// Adds a refused line's result to `out`.
+fn refused_line(out: &mut String, n: usize, e: &InvalidInput, json: bool, tally: &mut Tally) {
     tally.refused += 1;
     if json {
-        output::print_json(
+        json_line(
+            out,
             &json!({"line": n, "status": "refused", "error": e.to_string(), "field": e.field}),
         );
     } else {
-        outln!("line {n}: refused: {e}");
+        let _ = writeln!(out, "line {n}: refused: {e}");
     }
+}
+
+/// Adds `value` to `out` as one line of JSON.
+fn json_line(out: &mut String, value: &serde_json::Value) {
+    out.push_str(&value.to_string());
+    out.push('\n');
 }
 
 fn print_not_enqueued(n: usize, json: bool, tally: &mut Tally) {
@@ -509,45 +503,159 @@ fn parse_line(line: &[u8]) -> Result<(DispatchInput, Option<String>), InvalidInp
     Ok((input.validated()?, key))
 }
 
-async fn run_batch(cfg: &Config, input: impl BufRead, json: bool) -> Result<u8, Failure> {
-    let store = crate::connect(cfg).await?;
-    let now = now_rfc3339();
-    let mut lines = Lines {
-        input,
-        buf: Vec::new(),
-        n: 0,
-    };
-    let mut chunk = Chunk::default();
-    let mut tally = Tally::default();
-    let read_error = loop {
-        let (n, parsed) = match lines.next_line() {
-            Ok(None) => break None,
-            Ok(Some((n, line))) => (n, parse_line(line)),
-            Err(e) => break Some(e),
+/// What the reading thread hands over, in input order.
+enum Read {
+    /// The lines read since the last chunk: a full chunk, or the last one.
+    Chunk(Chunk),
+    /// The end of the input; with the line after which reading failed, and why.
+    End(Option<(usize, std::io::Error)>),
+}
+
+/// Reads and checks stdin's lines on a thread of its own, a chunk at a time,
+/// so the next chunk is parsed while the last one is written.
+fn spawn_reader(max_attempts: u32, tx: tokio::sync::mpsc::Sender<Read>) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut lines = Lines {
+            input: stdin.lock(),
+            buf: Vec::new(),
+            n: 0,
         };
-        match parsed {
-            Ok((input, key)) => {
-                let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now);
-                rec.key = key.unwrap_or_default();
-                chunk.lines.push(Line::Job(n, chunk.records.len()));
-                chunk.records.push(rec);
+        let now = now_rfc3339();
+        let mut chunk = Chunk::default();
+        let end = loop {
+            match lines.next_line() {
+                Ok(None) => break None,
+                Ok(Some((n, line))) => match parse_line(line) {
+                    Ok((input, key)) => {
+                        let mut rec = JobRecord::new(new_id(), input, max_attempts, &now);
+                        rec.key = key.unwrap_or_default();
+                        chunk.lines.push(Line::Job(n, chunk.records.len()));
+                        chunk.records.push(rec);
+                    }
+                    Err(e) => chunk.lines.push(Line::Refused(n, e)),
+                },
+                Err(e) => break Some((lines.n, e)),
             }
-            Err(e) => chunk.lines.push(Line::Refused(n, e)),
-        }
-        if chunk.full() {
-            if let Err(e) = chunk.commit(&store, json, &mut tally).await {
-                return Err(redis_failed(&store, &mut chunk, &mut lines, &e, json, tally).await);
+            if chunk.full()
+                && tx
+                    .blocking_send(Read::Chunk(std::mem::take(&mut chunk)))
+                    .is_err()
+            {
+                return;
             }
+        };
+        if tx.blocking_send(Read::Chunk(chunk)).is_ok() {
+            let _ = tx.blocking_send(Read::End(end));
         }
-    };
-    if let Err(e) = chunk.commit(&store, json, &mut tally).await {
-        return Err(redis_failed(&store, &mut chunk, &mut lines, &e, json, tally).await);
+    });
+}
+
+/// Chunks written at once: the next one goes out while Redis runs the last.
+const IN_FLIGHT: usize = 2;
+
+/// A chunk's write, done or failed, with the places in line it reserved.
+struct Written {
+    chunk: Chunk,
+    result: Result<Vec<Created>, StoreError>,
+    places: Places,
+}
+
+impl Written {
+    /// Prints the chunk's results if its write went through; else hands back
+    /// the chunk and the error.
+    fn print(self, json: bool, tally: &mut Tally) -> Result<(), (Chunk, StoreError)> {
+        let mut chunk = self.chunk;
+        match self.result {
+            Ok(created) => {
+                chunk.print(
+                    &created.into_iter().map(Some).collect::<Vec<_>>(),
+                    json,
+                    tally,
+                );
+                Ok(())
+            }
+            Err(e) => Err((chunk, e)),
+        }
     }
-    if let Some(e) = read_error {
+}
+
+/// Writes `chunk` at `orders` on a task of its own, reserving the places of
+/// a chunk to come in the same transaction.
+fn spawn_write(store: &JobStore, chunk: Chunk, orders: Vec<i64>) -> JoinHandle<Written> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut places = Places::default();
+        let result = store
+            .create_at(&chunk.records, &orders, ENQUEUE_CHUNK, &mut places)
+            .await;
+        Written {
+            chunk,
+            result,
+            places,
+        }
+    })
+}
+
+/// The next event of a batch: a write ended, or the reader handed something over.
+enum Step {
+    Written(Written),
+    Read(Option<Read>),
+}
+
+async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
+    let store = crate::connect(cfg).await?;
+    // One chunk parsed ahead of the ones being written, no more.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    spawn_reader(cfg.max_attempts, tx);
+    let mut tally = Tally::default();
+    let mut places = Places::default();
+    let mut writing: VecDeque<JoinHandle<Written>> = VecDeque::new();
+    let mut read_error = None;
+    let mut reading = true;
+    while reading || !writing.is_empty() {
+        // A finished write is printed at once, even while stdin is quiet.
+        let step = tokio::select! {
+            biased;
+            w = async { writing.front_mut().expect("checked").await }, if !writing.is_empty() => {
+                Step::Written(w.expect("an enqueue write panicked"))
+            }
+            read = rx.recv(), if reading && writing.len() < IN_FLIGHT => Step::Read(read),
+        };
+        match step {
+            Step::Written(mut w) => {
+                writing.pop_front();
+                places.append(std::mem::take(&mut w.places));
+                if let Err((chunk, e)) = w.print(json, &mut tally) {
+                    return Err(
+                        redis_failed(&store, chunk, writing, &mut rx, &e, json, tally).await,
+                    );
+                }
+            }
+            Step::Read(Some(Read::Chunk(chunk))) => {
+                let n = chunk.records.len();
+                if places.len() < n {
+                    // At the start only: each write reserves the places of a
+                    // chunk to come, so two chunks' worth covers what is in
+                    // flight.
+                    let ahead = IN_FLIGHT * ENQUEUE_CHUNK.max(n);
+                    if let Err(e) = store.reserve_places(ahead, &mut places).await {
+                        return Err(
+                            redis_failed(&store, chunk, writing, &mut rx, &e, json, tally).await,
+                        );
+                    }
+                }
+                let orders = places.take(n).expect("reserved above");
+                writing.push_back(spawn_write(&store, chunk, orders));
+            }
+            Step::Read(Some(Read::End(e))) => read_error = e,
+            Step::Read(None) => reading = false,
+        }
+    }
+    if let Some((n, e)) = read_error {
         return Err(Failure::refused(format!(
-            "{}; cannot read stdin after line {}: {e}; lines after it were not read",
+            "{}; cannot read stdin after line {n}: {e}; lines after it were not read",
             tally.summary(),
-            lines.n
         )));
     }
     errln!("agentq: {}", tally.summary());
@@ -555,28 +663,39 @@ async fn run_batch(cfg: &Config, input: impl BufRead, json: bool) -> Result<u8, 
 }
 
 /// A chunk failed: report its lines and every later one, then the summary.
-async fn redis_failed<R: BufRead>(
+async fn redis_failed(
     store: &JobStore,
-    chunk: &mut Chunk,
-    lines: &mut Lines<R>,
+    mut chunk: Chunk,
+    writing: VecDeque<JoinHandle<Written>>,
+    rx: &mut tokio::sync::mpsc::Receiver<Read>,
     e: &StoreError,
     json: bool,
     mut tally: Tally,
 ) -> Failure {
     chunk.report_failed(store, e, json, &mut tally).await;
+    // Writes already under way went in or not: each is reported as it ended.
+    for w in writing {
+        let w = w.await.expect("an enqueue write panicked");
+        if let Err((mut chunk, e)) = w.print(json, &mut tally) {
+            chunk.report_failed(store, &e, json, &mut tally).await;
+        }
+    }
     // Read the rest, so every line is accounted for; nothing more is written.
     let mut unread = String::new();
-    loop {
-        match lines.next_line() {
-            Ok(None) => break,
-            Ok(Some((n, line))) => match parse_line(line) {
-                Ok(_) => print_not_enqueued(n, json, &mut tally),
-                Err(e) => print_refused(n, &e, json, &mut tally),
-            },
-            Err(err) => {
-                unread = format!("; cannot read stdin after line {}: {err}", lines.n);
-                break;
+    while let Some(read) = rx.recv().await {
+        match read {
+            Read::Chunk(rest) => {
+                for line in rest.lines {
+                    match line {
+                        Line::Job(n, _) => print_not_enqueued(n, json, &mut tally),
+                        Line::Refused(n, e) => print_refused(n, &e, json, &mut tally),
+                    }
+                }
             }
+            Read::End(Some((n, err))) => {
+                unread = format!("; cannot read stdin after line {n}: {err}");
+            }
+            Read::End(None) => {}
         }
     }
     let mut counts = format!("{}, {} not enqueued", tally.summary(), tally.not_enqueued);

@@ -65,6 +65,39 @@ impl Keys {
         format!("{}:cancel:{id}", self.ns)
     }
 
+    /// Counter: the last enqueue `order` given out (a job's place in line).
+    pub fn order(&self) -> String {
+        format!("{}:order", self.ns)
+    }
+
+    /// Sorted set: jobs of pool `pool` and model `model` (empty: none) parked
+    /// in line, by `order` (built the same way in
+    /// `agentq_shared::store::park::PARK_LUA`).
+    pub fn lane(&self, pool: &str, model: &str) -> String {
+        let model = if model.is_empty() { "-" } else { model };
+        format!("{}:lane:{pool}:{model}", self.ns)
+    }
+
+    /// Set: the lanes (models, `-` for none) of pool `pool` that may hold jobs.
+    pub fn lanes(&self, pool: &str) -> String {
+        format!("{}:lanes:{pool}", self.ns)
+    }
+
+    /// Set: pools that may have parked jobs.
+    pub fn pools(&self) -> String {
+        format!("{}:pools", self.ns)
+    }
+
+    /// Sorted set: jobs with a delivery pushed and not yet taken (id → due, ms).
+    pub fn transit(&self) -> String {
+        format!("{}:transit", self.ns)
+    }
+
+    /// Pub/sub channel: a pool's name, when that pool may have room or new jobs.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.ns)
+    }
+
     /// String: the id of the job enqueued with idempotency key `key`.
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}:key:{key}", self.ns)

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use crate::{
     status::JobState,
+    store::create::OPEN_LUA,
     store::park::{parked_states_lua, PARK_LUA},
     store::{
         final_states_lua, now_rfc3339, rerun_cleared_lua, states_lua, JobStore, StoreError,
@@ -44,6 +45,7 @@ local function each_job(event, act)
     if not st then
       table.insert(out, '')
     else
+      open(job)
       local to = act(job, id, st)
       if to then n = n + 1 end
       table.insert(out, to or st)
@@ -92,7 +94,7 @@ end)
 
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!(
-        "{PRELUDE}{}{}{}{}{PARK_LUA}{body}",
+        "{OPEN_LUA}{PRELUDE}{}{}{}{}{PARK_LUA}{body}",
         states_lua(),
         rerun_cleared_lua(),
         final_states_lua(),

@@ -19,6 +19,7 @@ use crate::store::{Delivery, JobStore, StoreError};
 const ACQUIRE: &str = r#"
 local job, lease = KEYS[1], KEYS[2]
 if redis.call('EXISTS', job) == 0 then return {'gone'} end
+open(job)
 local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
 if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
 local cur = redis.call('GET', lease)
@@ -58,8 +59,13 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[3])
 return 1
 "#;
 
-static ACQUIRE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{}{ACQUIRE}", crate::store::final_states_lua())));
+static ACQUIRE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}{}{ACQUIRE}",
+        crate::store::create::OPEN_LUA,
+        crate::store::final_states_lua()
+    ))
+});
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
 static SET_FENCED_SCRIPT: LazyLock<redis::Script> =

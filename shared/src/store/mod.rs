@@ -7,12 +7,15 @@
 //! infrastructure retry) is a new delivery of the same record, never a copy.
 
 pub mod bulk;
+pub mod create;
 pub mod lease;
 pub mod limits;
 pub mod ops;
 pub mod park;
 pub mod sweep;
 pub mod wslease;
+
+pub use create::{Created, ENQUEUE_CHUNK};
 
 use std::{collections::HashMap, time::Duration};
 
@@ -114,6 +117,7 @@ local push_task, run_at, front = ARGV[8], ARGV[9], ARGV[10] == '1'
 local release, bump, quiet = ARGV[11] == '1', ARGV[12] == '1', ARGV[13] == '1'
 local park, keep_slot, reorder = ARGV[15], ARGV[16] == '1', ARGV[17] == '1'
 if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
+open(job)
 if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
 if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
 local id = redis.call('HGET', job, 'id')
@@ -342,103 +346,6 @@ impl Moved {
     }
 }
 
-/// Writes new records and parks them in their pools' lanes (see
-/// [`JobStore::create`]); dry runs, which need no slot, get a delivery at once.
-/// A constant number of commands per call besides one `HSET` per job: the
-/// indexes, lanes and the `enqueued` event are written once per call.
-///
-/// KEYS: the five queue keys, jobs, events. ARGV: now (ms), events max length,
-/// idempotency key prefix, job prefix, state prefix, namespace, created at,
-/// number of jobs, then per job: id, key or '', task id ('' : park it), pool,
-/// model, field count, field/value pairs.
-/// Returns per job the id of an existing job with the same key, or ''.
-const ENQUEUE: &str = r#"
-local jobs, events = KEYS[6], KEYS[7]
-local now_ms, maxlen, key_prefix, job_prefix, state_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local NS, created, count = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local order = redis.call('INCRBY', NS .. ':order', count) - count
-local out, index, queued, lanes, pools = {}, {}, {}, {}, {}
-local first, last = nil, nil
-local i = 9
-while i <= #ARGV do
-  local id, key, task, pool, model, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], tonumber(ARGV[i+5])
-  local f0 = i + 6
-  i = f0 + 2 * n
-  order = order + 1
-  local dup = ''
-  if key ~= '' then
-    local had = redis.call('GET', key_prefix .. key)
-    if had and redis.call('EXISTS', job_prefix .. had) == 1 then dup = had end
-  end
-  if dup == '' then
-    if key ~= '' then redis.call('SET', key_prefix .. key, id) end
-    local lane = '-'
-    if model ~= '' then lane = model end
-    local parked = 'lane'
-    if task ~= '' then parked = '' end
-    if task ~= '' then redis.call('HSET', job_prefix .. id, 'task', task) end
-    redis.call('HSET', job_prefix .. id, 'order', order, 'pool', pool, 'model', model,
-      'task_at', now_ms, 'parked', parked, unpack(ARGV, f0, i - 1))
-    table.insert(index, now_ms)
-    table.insert(index, id)
-    if task ~= '' then
-      push_delivery(task, id, 1, 0, now_ms, false)
-      redis.call('ZADD', NS .. ':transit', now_ms, id)
-    else
-      local lk = pool .. ':' .. lane
-      if not lanes[lk] then
-        lanes[lk] = {}
-        pools[pool] = pools[pool] or {}
-        table.insert(pools[pool], lane)
-      end
-      table.insert(lanes[lk], order)
-      table.insert(lanes[lk], id)
-    end
-    first = first or id
-    last = id
-  end
-  table.insert(out, dup)
-end
-if #index > 0 then
-  redis.call('ZADD', jobs, unpack(index))
-  redis.call('ZADD', state_prefix .. ST.Queued, unpack(index))
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', 'enqueued', 'jobs', #index / 2,
-    'first', first, 'last', last, 'at', created)
-end
-for lk, members in pairs(lanes) do
-  redis.call('ZADD', NS .. ':lane:' .. lk, unpack(members))
-end
-for pool, ms in pairs(pools) do
-  redis.call('SADD', NS .. ':lanes:' .. pool, unpack(ms))
-  redis.call('SADD', NS .. ':pools', pool)
-  redis.call('PUBLISH', NS .. ':wake', pool)
-end
-wake()
-return out
-"#;
-
-/// Jobs per [`JobStore::create`] call when enqueueing a batch: each call is one
-/// atomic Lua script, short enough not to hold Redis up.
-pub const ENQUEUE_CHUNK: usize = 500;
-
-/// What happened to one record given to [`JobStore::create`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    /// Written, with this id.
-    New(String),
-    /// Not written: a job with the same idempotency key exists, with this id.
-    Existing(String),
-}
-
-impl Created {
-    /// The job's id (new or existing).
-    pub fn id(&self) -> &str {
-        match self {
-            Created::New(id) | Created::Existing(id) => id,
-        }
-    }
-}
-
 /// Handle on the job store. Cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
@@ -446,7 +353,6 @@ pub struct JobStore {
     keys: Keys,
     queue: RedisStorage<Delivery, RedisConn>,
     mover: redis::Script,
-    enqueue: redis::Script,
     event_log: Option<std::path::PathBuf>,
     min_replicas: u32,
 }
@@ -551,17 +457,13 @@ impl JobStore {
             keys,
             queue,
             mover: redis::Script::new(&format!(
-                "{}{}{}{}local NS = ARGV[14]\n{}{MOVE}",
+                "{}{}{}{}local NS = ARGV[14]\n{}{}{MOVE}",
                 crate::delivery::PUSH_LUA,
                 states_lua(),
                 final_states_lua(),
                 crate::store::sweep::active_states_lua(),
+                crate::store::create::OPEN_LUA,
                 crate::store::park::PARK_LUA,
-            )),
-            enqueue: redis::Script::new(&format!(
-                "{}{}{ENQUEUE}",
-                crate::delivery::PUSH_LUA,
-                states_lua()
             )),
             event_log: None,
             min_replicas: 0,
@@ -630,83 +532,6 @@ impl JobStore {
     /// The apalis storage the worker pulls deliveries from.
     pub fn queue(&self) -> RedisStorage<Delivery, RedisConn> {
         self.queue.clone()
-    }
-
-    /// Writes new records with their first deliveries, atomically per call: after
-    /// an error none of `records` is in (Lua is all or nothing), so the caller
-    /// knows exactly what was accepted. A record with an idempotency `key` that an
-    /// existing job already has is not written: its slot in the answer holds that
-    /// job's id instead.
-    ///
-    /// Callers send large batches in chunks (see [`ENQUEUE_CHUNK`]).
-    ///
-    /// # Errors
-    /// Redis errors: nothing of this call was written.
-    pub async fn create(&self, records: &[JobRecord]) -> Result<Vec<Created>, StoreError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut inv = self.enqueue.prepare_invoke();
-        for k in crate::delivery::queue_keys(&self.keys) {
-            inv.key(k);
-        }
-        inv.key(self.keys.jobs())
-            .key(self.keys.events())
-            .arg(now_ms())
-            .arg(EVENTS_MAX_LEN)
-            .arg(self.keys.idempotency(""))
-            .arg(self.keys.job_prefix())
-            .arg(self.keys.state_prefix())
-            .arg(self.keys.namespace())
-            .arg(now_rfc3339())
-            .arg(records.len());
-        for rec in records {
-            let (pool, model) = crate::record::placement(&rec.input);
-            // A dry run needs no slot: it gets its delivery at once.
-            let task = if rec.input.dry_run {
-                crate::delivery::new_task_id()
-            } else {
-                String::new()
-            };
-            let fields = rec.fields_to_create();
-            inv.arg(&rec.id)
-                .arg(&rec.key)
-                .arg(&task)
-                .arg(pool)
-                .arg(model)
-                .arg(fields.len());
-            for (k, v) in fields {
-                inv.arg(k).arg(v);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let existing: Vec<String> = inv.invoke_async(&mut conn).await?;
-        if self.min_replicas > 0 {
-            // WAIT covers every write made on this connection so far, the
-            // script's included.
-            let acked: u32 = redis::cmd("WAIT")
-                .arg(self.min_replicas)
-                .arg(WAIT_REPLICAS_MS)
-                .query_async(&mut conn)
-                .await?;
-            if acked < self.min_replicas {
-                return Err(StoreError::NotReplicated {
-                    wanted: self.min_replicas,
-                    acked,
-                });
-            }
-        }
-        Ok(records
-            .iter()
-            .zip(existing)
-            .map(|(rec, dup)| {
-                if dup.is_empty() {
-                    Created::New(rec.id.clone())
-                } else {
-                    Created::Existing(dup)
-                }
-            })
-            .collect())
     }
 
     /// Reads a record, `None` if there is no such job.

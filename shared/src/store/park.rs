@@ -34,6 +34,7 @@ use redis::AsyncCommands;
 use crate::{
     delivery::{new_task_id, queue_keys, PUSH_LUA},
     status::JobState,
+    store::create::OPEN_LUA,
     store::limits::AdmissionConfig,
     store::{JobStore, StoreError},
 };
@@ -46,13 +47,15 @@ pub const PARKED_STATES: &[JobState] = &[JobState::Queued, JobState::Waiting];
 /// more room is woken again at once.
 const GRANTS_PER_CALL: usize = 64;
 
-/// Lua prelude (needs `NS` and `JOB_PREFIX` locals): `park_job(job, id, ws)`
+/// Lua prelude (needs `NS` and `JOB_PREFIX` locals, and
+/// [`OPEN_LUA`](crate::store::create::OPEN_LUA) before it): `park_job(job, id, ws)`
 /// puts a job in its lane (`ws` empty) or in workspace `ws`'s line, with its
 /// `order`; `unslot(job, id)` gives the job's slot back (and wakes the pool);
 /// `unpark(job, id)` takes a job out of wherever it is parked.
 pub const PARK_LUA: &str = r#"
-local function lane_model(model) if model == nil or model == '' then return '-' end return model end
+local function lane_model(model) if not model or model == '' then return '-' end return model end
 local function park_job(job, id, ws)
+  open(job)
   local f = redis.call('HMGET', job, 'pool', 'model', 'order')
   local pool, model, order = f[1] or '', lane_model(f[2]), tonumber(f[3] or '0') or 0
   redis.call('ZREM', NS .. ':transit', id)
@@ -69,6 +72,7 @@ local function park_job(job, id, ws)
   end
 end
 local function unpark(job, id)
+  open(job)
   local f = redis.call('HMGET', job, 'parked', 'pool', 'model')
   local where = f[1] or ''
   if where == 'lane' then
@@ -79,6 +83,7 @@ local function unpark(job, id)
   if where ~= '' then redis.call('HSET', job, 'parked', '') end
 end
 local function unslot(job, id)
+  open(job)
   local f = redis.call('HMGET', job, 'pool', 'model')
   local pool, model = f[1] or '', f[2] or ''
   if pool == '' then return end
@@ -170,6 +175,7 @@ while running < cap and granted < ntasks do
   running = running + 1
   granted = granted + 1
   local job = JOB_PREFIX .. best
+  open(job)
   local task = ARGV[9 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
@@ -218,12 +224,16 @@ pub(crate) fn parked_states_lua() -> String {
     format!("local PARKED = {{{}}}\n", names.join(", "))
 }
 
-static WAKE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{PUSH_LUA}{}{WAKE}", parked_states_lua())));
+static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{PUSH_LUA}{OPEN_LUA}{}{WAKE}",
+        parked_states_lua()
+    ))
+});
 static DUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DUE));
 static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "local NS, JOB_PREFIX = ARGV[1], ARGV[2]\n{PARK_LUA}{FREE_WORKSPACES}"
+        "local NS, JOB_PREFIX = ARGV[1], ARGV[2]\n{OPEN_LUA}{PARK_LUA}{FREE_WORKSPACES}"
     ))
 });
 

@@ -24,6 +24,7 @@ use redis::AsyncCommands;
 use crate::{
     delivery::{queue_keys, PUSH_LUA},
     status::{JobState, WaitReason},
+    store::create::OPEN_LUA,
     store::park::PARK_LUA,
     store::{
         apalis_config, final_states_lua, now_rfc3339, states_lua, wait_reasons_lua, JobStore,
@@ -42,6 +43,7 @@ local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8],
 local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 local inflight_prefix = ARGV[7]
 if redis.call('EXISTS', job) == 0 then return '' end
+open(job)
 local id = redis.call('HGET', job, 'id')
 local state = redis.call('HGET', job, 'state')
 if FINAL[state] then
@@ -86,7 +88,7 @@ return reason
 
 static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{PUSH_LUA}{}{}{}{}local NS = ARGV[6]\n{PARK_LUA}{RESCUE}",
+        "{PUSH_LUA}{}{}{}{}local NS = ARGV[6]\n{OPEN_LUA}{PARK_LUA}{RESCUE}",
         states_lua(),
         wait_reasons_lua(),
         final_states_lua(),

@@ -59,6 +59,7 @@ local out = {}
 for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
   if #out >= most then break end
   redis.call('ZREM', set, id)
+  open(job_prefix .. id)
   local task = redis.call('HGET', job_prefix .. id, 'task')
   if task and redis.call('ZREM', Q_SCHEDULED, task) == 1 then
     local data = redis.call('HGET', Q_DATA, task)
@@ -80,12 +81,18 @@ return 1
 "#;
 
 static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRY_TAKE));
-static CLAIM_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{}{CLAIM}", crate::delivery::PUSH_LUA)));
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}{}{CLAIM}",
+        crate::delivery::PUSH_LUA,
+        crate::store::create::OPEN_LUA
+    ))
+});
 static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
 static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "local NS, JOB_PREFIX = ARGV[2], ARGV[3]\n{}{GIVE_BACK}",
+        "local NS, JOB_PREFIX = ARGV[2], ARGV[3]\n{}{}{GIVE_BACK}",
+        crate::store::create::OPEN_LUA,
         crate::store::park::PARK_LUA
     ))
 });

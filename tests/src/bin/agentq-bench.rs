@@ -9,7 +9,7 @@
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
 //! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
-//! the dispatch row.
+//! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed).
 
 use std::{
     process::Command,
@@ -49,6 +49,90 @@ fn ndjson(n: usize, first_issue: usize, task: &str, agent: &str) -> String {
 
 fn flushall(redis: &Redis) {
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+}
+
+/// The Redis server's own CPU time so far (user + system, seconds).
+fn redis_cpu(redis: &Redis) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query(&mut redis.conn())
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Batch enqueue of 50 000 jobs, agentq then Sidekiq then RQ against the same
+/// Redis (flushed between them), with what each cost the Redis server in CPU;
+/// then single enqueue, one process per job.
+fn enqueue_rows(peers: &std::path::Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let env = TestEnv::new();
+    let n = 50_000usize;
+    let lines = ndjson(n, 1, "bench", "claude");
+    flushall(&env.redis);
+    let before = env.redis.total_commands();
+    let cpu0 = redis_cpu(&env.redis);
+    let t = Instant::now();
+    let out = env.cli(&["enqueue", "-"], Some(&lines));
+    let took = t.elapsed().as_secs_f64();
+    let ours_cpu = (redis_cpu(&env.redis) - cpu0) / n as f64 * 1e6;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let per_job = (env.redis.total_commands() - before) as f64 / n as f64;
+    let ours = n as f64 / took;
+    let peer_run = |cmd: &mut Command| {
+        flushall(&env.redis);
+        let cpu0 = redis_cpu(&env.redis);
+        let p = peer(cmd.arg(env.redis.url()).arg(n.to_string()));
+        (p, (redis_cpu(&env.redis) - cpu0) / n as f64 * 1e6)
+    };
+    let sidekiq = peer_run(Command::new("ruby").arg(peers.join("sidekiq_push_bulk.rb")));
+    let rq = peer_run(
+        Command::new(peers.join(".venv/bin/python")).arg(peers.join("rq_enqueue_many.py")),
+    );
+    flushall(&env.redis);
+    for (name, call, (p, cpu)) in [
+        ("Sidekiq", "push_bulk", &sidekiq),
+        ("RQ", "enqueue_many", &rq),
+    ] {
+        let theirs = p["jobs_per_s"].as_f64().unwrap();
+        rows.push(Row {
+            what: format!("batch enqueue, {n} jobs, one process (agentq: NDJSON on stdin)"),
+            agentq: format!(
+                "{ours:.0} jobs/s, {per_job:.2} Redis commands/job, Redis CPU {ours_cpu:.1} µs/job"
+            ),
+            peer: format!(
+                "{name} {} `{call}`: {theirs:.0} jobs/s, Redis CPU {cpu:.1} µs/job",
+                p["version"].as_str().unwrap_or("?")
+            ),
+            ratio: format!("{:.2}×", ours / theirs),
+        });
+    }
+
+    // Single enqueue: one process per job, as a script calling the CLI would.
+    let mut single = Vec::new();
+    for i in 0..100 {
+        let t = Instant::now();
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            "one",
+            "--issue",
+            &(100_000 + i).to_string(),
+        ]);
+        single.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    rows.push(Row::solo(
+        "single enqueue, one `agentq enqueue` process, end to end (p50 of 100)",
+        format!("{:.1} ms", median(&mut single)),
+    ));
+    rows
 }
 
 /// Runs a peer benchmark script; its one JSON line.
@@ -245,78 +329,16 @@ async fn main() {
         Ok("web") => return print_rows(web_first_page().await),
         Ok("memory") => return print_rows(vec![memory(None).await]),
         Ok("dispatch") => return print_rows(dispatch().await),
+        Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
         _ => {}
     }
     require_docker();
     let peers = repo_root().join("scripts/bench-peers");
     let mut rows: Vec<Row> = Vec::new();
 
-    // 1. Batch enqueue, 50 000 jobs, one process each, same Redis, in turn.
-    let env = TestEnv::new();
-    let n = 50_000usize;
-    let lines = ndjson(n, 1, "bench", "claude");
-    flushall(&env.redis);
-    let before = env.redis.total_commands();
-    let t = Instant::now();
-    let out = env.cli(&["enqueue", "-"], Some(&lines));
-    let took = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let per_job = (env.redis.total_commands() - before) as f64 / n as f64;
-    let ours = n as f64 / took;
-    flushall(&env.redis);
-    let sidekiq = peer(
-        Command::new("ruby")
-            .arg(peers.join("sidekiq_push_bulk.rb"))
-            .arg(env.redis.url())
-            .arg(n.to_string()),
-    );
-    flushall(&env.redis);
-    let rq = peer(
-        Command::new(peers.join(".venv/bin/python"))
-            .arg(peers.join("rq_enqueue_many.py"))
-            .arg(env.redis.url())
-            .arg(n.to_string()),
-    );
-    flushall(&env.redis);
-    for (name, call, p) in [
-        ("Sidekiq", "push_bulk", &sidekiq),
-        ("RQ", "enqueue_many", &rq),
-    ] {
-        let theirs = p["jobs_per_s"].as_f64().unwrap();
-        rows.push(Row {
-            what: format!("batch enqueue, {n} jobs, one process (agentq: NDJSON on stdin)"),
-            agentq: format!("{ours:.0} jobs/s, {per_job:.2} Redis commands/job"),
-            peer: format!(
-                "{name} {} `{call}`: {theirs:.0} jobs/s",
-                p["version"].as_str().unwrap_or("?")
-            ),
-            ratio: format!("{:.2}×", ours / theirs),
-        });
-    }
-
-    // 2. Single enqueue: one process per job, as a script calling the CLI would.
-    let mut single = Vec::new();
-    for i in 0..100 {
-        let t = Instant::now();
-        env.enqueue(&[
-            "--repo",
-            "demo",
-            "--task",
-            "one",
-            "--issue",
-            &(100_000 + i).to_string(),
-        ]);
-        single.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    rows.push(Row::solo(
-        "single enqueue, one `agentq enqueue` process, end to end (p50 of 100)",
-        format!("{:.1} ms", median(&mut single)),
-    ));
-    drop(env);
+    // 1. Batch enqueue, 50 000 jobs, one process each, same Redis, in turn;
+    // 2. single enqueue.
+    rows.extend(enqueue_rows(&peers));
 
     // 3. Waiting: N jobs parked behind `claude = 1` whose slot is held, one idle
     // worker; Redis commands/s of everything (worker heartbeats and polling

@@ -1,0 +1,412 @@
+//! Enqueue: new records in, parked in their pools' lanes, at close to the speed
+//! Redis writes plain commands.
+//!
+//! A chunk of jobs (at most [`ENQUEUE_CHUNK`]) goes in as one `MULTI`/`EXEC`,
+//! so all of it is written or none of it, with no Lua per job:
+//!
+//! 1. Places in line (`order`s, from `INCRBY {ns}:order`) are reserved ahead:
+//!    a batch reserves its first two chunks' worth, and each chunk's
+//!    transaction reserves the next chunk's ([`Places`]), so a chunk is one
+//!    round trip; a lone job reserves its place first.
+//! 2. In the transaction: one `HSET` per job of two fields, `state` and the rest
+//!    of the record packed in one JSON object ([`FRESH_FIELD`](crate::record::FRESH_FIELD)); one `ZADD` per
+//!    index (all jobs, the `queued` state) and per lane for the whole chunk; the
+//!    lanes' sets and the pools' wake-ups; then [`FINISH`], one Lua call for what
+//!    needs a decision: idempotency keys (a duplicate's record is taken out
+//!    again, in the same transaction), dry runs' deliveries (a dry run needs no
+//!    slot) and the `enqueued` event.
+//!
+//! Every script that reads or changes a job unpacks such a record first
+//! ([`OPEN_LUA`]), so only enqueue and the readers of whole records
+//! ([`JobRecord::from_fields`]) know the packed form. Measured in
+//! `BENCHMARKS.md`: a dozen plain fields cost Redis about three times what two
+//! do, and Lua's handling of each argument costs more than the write.
+//!
+//! Places in line are given out ahead of the transaction, so two producers
+//! enqueueing at the same moment line up in the order they reserved places,
+//! which may differ by a chunk or two from the order their transactions
+//! landed in; within one producer the order is exact.
+
+use std::{collections::BTreeMap, sync::LazyLock};
+
+use crate::{
+    clock::now_ms,
+    delivery::{new_task_id, queue_keys, PUSH_LUA},
+    record::{placement, JobRecord},
+    status::JobState,
+    store::{now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN, WAIT_REPLICAS_MS},
+};
+
+/// Jobs per [`JobStore::create`] call when enqueueing a batch: each call is one
+/// transaction, short enough not to hold Redis up.
+pub const ENQUEUE_CHUNK: usize = 500;
+
+/// What happened to one record given to [`JobStore::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Written, with this id.
+    New(String),
+    /// Not written: a job with the same idempotency key exists, with this id.
+    Existing(String),
+}
+
+impl Created {
+    /// The job's id (new or existing).
+    pub fn id(&self) -> &str {
+        match self {
+            Created::New(id) | Created::Existing(id) => id,
+        }
+    }
+}
+
+/// Lua prelude: `open(job)` unpacks a record still in its enqueue form (see
+/// [`FRESH_FIELD`](crate::record::FRESH_FIELD)) into plain fields, under any
+/// plain field of the same name (as [`JobRecord::from_fields`] reads it); a
+/// no-op on any other record. Every script that
+/// reads a job's fields other than `state`, or changes any, calls it first.
+pub const OPEN_LUA: &str = r#"
+local function open(job)
+  local packed = redis.call('HGET', job, 'new')
+  if not packed then return end
+  redis.call('HDEL', job, 'new')
+  for k, v in pairs(cjson.decode(packed)) do redis.call('HSETNX', job, k, v) end
+end
+"#;
+
+/// The last command of an enqueue transaction (see the module's docs).
+///
+/// KEYS: the five queue keys, events, the index of all jobs. ARGV: namespace,
+/// idempotency key prefix, job prefix, state prefix, now (ms), created at,
+/// events max length, first id, last id, number of jobs, number of key
+/// entries n, then n × (id, key or '', lane or ''), all jobs in input order
+/// when any has a key (none otherwise), then dry runs' (id, task id) pairs.
+/// Returns per key entry the id of an existing job with the same key, or ''.
+const FINISH: &str = r#"
+local events, jobs = KEYS[6], KEYS[7]
+local NS, key_prefix, job_prefix, state_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now_ms, created, maxlen = ARGV[5], ARGV[6], ARGV[7]
+local first, last, count, nkeyed = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local out, dropped = {}, {}
+local i = 12
+if nkeyed > 0 then
+  first, last = nil, nil
+  for _ = 1, nkeyed do
+    local id, key, lane = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    local dup = ''
+    if key ~= '' then
+      local had = redis.call('GET', key_prefix .. key)
+      if had and had ~= id and redis.call('EXISTS', job_prefix .. had) == 1 then
+        dup = had
+      else
+        redis.call('SET', key_prefix .. key, id)
+      end
+    end
+    if dup ~= '' then
+      redis.call('DEL', job_prefix .. id)
+      redis.call('ZREM', jobs, id)
+      redis.call('ZREM', state_prefix .. ST.Queued, id)
+      if lane ~= '' then redis.call('ZREM', lane, id) end
+      dropped[id] = true
+      count = count - 1
+    else
+      first = first or id
+      last = id
+    end
+    table.insert(out, dup)
+  end
+end
+while i <= #ARGV do
+  local id, task = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  if not dropped[id] then
+    push_delivery(task, id, 1, 0, now_ms, false)
+    redis.call('ZADD', NS .. ':transit', now_ms, id)
+  end
+end
+wake()
+if count > 0 then
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', 'enqueued', 'jobs', count,
+    'first', first, 'last', last, 'at', created)
+end
+return out
+"#;
+
+static FINISH_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| format!("{PUSH_LUA}{}{FINISH}", states_lua()));
+
+/// One record's part of a chunk.
+struct Placed<'a> {
+    rec: &'a JobRecord,
+    /// Its pool and model (see [`placement`]).
+    pool: String,
+    model: String,
+    /// Its lane's key; `None` for a dry run (delivered at once).
+    lane: Option<String>,
+    /// A dry run's delivery.
+    task: Option<String>,
+}
+
+/// Places in line (enqueue `order`s) reserved for jobs not yet written, in
+/// increasing order: a batch reserves them a chunk or two ahead, so writing a
+/// chunk never waits for a round trip of its own to learn its places.
+#[derive(Debug, Default)]
+pub struct Places {
+    /// Reserved ranges, first to last.
+    free: std::collections::VecDeque<std::ops::RangeInclusive<i64>>,
+}
+
+impl Places {
+    /// How many places are reserved and unused.
+    pub fn len(&self) -> usize {
+        self.free.iter().map(|r| r.clone().count()).sum()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds what `INCRBY {ns}:order n` answered with `last`.
+    fn add(&mut self, last: i64, n: usize) {
+        if n > 0 {
+            self.free.push_back(last - n as i64 + 1..=last);
+        }
+    }
+
+    /// Adds `other`'s places after these (reserved later, so higher).
+    pub fn append(&mut self, other: Places) {
+        self.free.extend(other.free);
+    }
+
+    /// The next `n` places, if that many are reserved.
+    pub fn take(&mut self, n: usize) -> Option<Vec<i64>> {
+        if self.len() < n {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let range = self.free.front_mut().expect("counted above");
+            let want = (n - out.len()) as i64;
+            let end = (*range.start() + want - 1).min(*range.end());
+            out.extend(*range.start()..=end);
+            if end == *range.end() {
+                self.free.pop_front();
+            } else {
+                *range = end + 1..=*range.end();
+            }
+        }
+        Some(out)
+    }
+}
+
+impl JobStore {
+    /// Writes new records (state `queued`) and parks each in its pool's lane,
+    /// in order; a dry run, which needs no slot, gets a delivery at once. A
+    /// record whose idempotency key already names an existing job is not
+    /// written: its answer is [`Created::Existing`] with that job's id (a key
+    /// repeated within `records` names the first one).
+    ///
+    /// Two round trips (places in line, then the transaction). A batch uses
+    /// [`JobStore::reserve_places`] and [`JobStore::create_at`] instead: one.
+    ///
+    /// # Errors
+    /// Redis errors. When Redis itself refused the transaction, nothing of this
+    /// call was written.
+    pub async fn create(&self, records: &[JobRecord]) -> Result<Vec<Created>, StoreError> {
+        let mut places = Places::default();
+        self.reserve_places(records.len(), &mut places).await?;
+        let orders = places.take(records.len()).expect("reserved above");
+        self.create_at(records, &orders, 0, &mut places).await
+    }
+
+    /// Reserves `n` more places in line into `places`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn reserve_places(&self, n: usize, places: &mut Places) -> Result<(), StoreError> {
+        if n > 0 {
+            let last: i64 = redis::cmd("INCRBY")
+                .arg(self.keys().order())
+                .arg(n)
+                .query_async(&mut self.conn())
+                .await?;
+            places.add(last, n);
+        }
+        Ok(())
+    }
+
+    /// [`JobStore::create`] at the given places in line (`orders[i]` for
+    /// `records[i]`, increasing), in one transaction that also reserves
+    /// `reserve` more places into `places` for what comes next. About one
+    /// Redis command per job: callers send large batches in chunks (see
+    /// [`ENQUEUE_CHUNK`]).
+    ///
+    /// # Errors
+    /// Redis errors. When Redis itself refused the transaction, nothing of this
+    /// call was written (and nothing reserved).
+    pub async fn create_at(
+        &self,
+        records: &[JobRecord],
+        orders: &[i64],
+        reserve: usize,
+        places: &mut Places,
+    ) -> Result<Vec<Created>, StoreError> {
+        assert_eq!(records.len(), orders.len(), "one place per record");
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let mut conn = self.conn();
+        let count = records.len() as i64;
+        let now = now_ms();
+        let now_text = now.to_string();
+        let created = now_rfc3339();
+        let placed: Vec<Placed> = records
+            .iter()
+            .map(|rec| {
+                let (pool, model) = placement(&rec.input);
+                let (lane, task) = if rec.input.dry_run {
+                    (None, Some(new_task_id()))
+                } else {
+                    (Some(k.lane(&pool, &model)), None)
+                };
+                Placed {
+                    rec,
+                    pool,
+                    model,
+                    lane,
+                    task,
+                }
+            })
+            .collect();
+
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut lanes: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
+        let mut pools: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (p, &order) in placed.iter().zip(orders) {
+            let mut extra = vec![("order", order.to_string()), ("task_at", now_text.clone())];
+            match (&p.lane, &p.task) {
+                (Some(lane), _) => {
+                    extra.push(("parked", "lane".to_string()));
+                    lanes.entry(lane).or_default().push((order, &p.rec.id));
+                    let lane_model = if p.model.is_empty() { "-" } else { &p.model };
+                    let models = pools.entry(p.pool.as_str()).or_default();
+                    if !models.iter().any(|m| m == lane_model) {
+                        models.push(lane_model.to_string());
+                    }
+                }
+                (None, Some(task)) => extra.push(("task", task.clone())),
+                (None, None) => unreachable!("a job is parked or delivered"),
+            }
+            extra.push(("pool", p.pool.clone()));
+            extra.push(("model", p.model.clone()));
+            pipe.hset_multiple(k.job(&p.rec.id), &p.rec.fresh_hash(&extra))
+                .ignore();
+        }
+        let index: Vec<(i64, &str)> = records.iter().map(|r| (now, r.id.as_str())).collect();
+        pipe.zadd_multiple(k.jobs(), &index).ignore();
+        pipe.zadd_multiple(k.state(JobState::Queued.as_str()), &index)
+            .ignore();
+        for (lane, members) in &lanes {
+            pipe.zadd_multiple(*lane, members).ignore();
+        }
+        for (pool, models) in &pools {
+            pipe.sadd(k.lanes(pool), models).ignore();
+            pipe.sadd(k.pools(), pool).ignore();
+            pipe.publish(k.wake(), pool).ignore();
+        }
+
+        let keyed = records.iter().any(|r| !r.key.is_empty());
+        let finish = pipe.cmd("EVAL").arg(FINISH_SCRIPT.as_str()).arg(7);
+        for q in queue_keys(k) {
+            finish.arg(q);
+        }
+        finish
+            .arg(k.events())
+            .arg(k.jobs())
+            .arg(k.namespace())
+            .arg(k.idempotency(""))
+            .arg(k.job_prefix())
+            .arg(k.state_prefix())
+            .arg(&now_text)
+            .arg(&created)
+            .arg(EVENTS_MAX_LEN)
+            .arg(&records[0].id)
+            .arg(&records[records.len() - 1].id)
+            .arg(count)
+            .arg(if keyed { records.len() } else { 0 });
+        if keyed {
+            for p in &placed {
+                finish
+                    .arg(&p.rec.id)
+                    .arg(&p.rec.key)
+                    .arg(p.lane.as_deref().unwrap_or(""));
+            }
+        }
+        for p in &placed {
+            if let Some(task) = &p.task {
+                finish.arg(&p.rec.id).arg(task);
+            }
+        }
+        let existing: Vec<String> = if reserve > 0 {
+            pipe.cmd("INCRBY").arg(k.order()).arg(reserve);
+            let (existing, last): (Vec<String>, i64) = pipe.query_async(&mut conn).await?;
+            places.add(last, reserve);
+            existing
+        } else {
+            let (existing,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+            existing
+        };
+        if self.min_replicas > 0 {
+            // WAIT covers every write made on this connection so far, the
+            // transaction's included.
+            let acked: u32 = redis::cmd("WAIT")
+                .arg(self.min_replicas)
+                .arg(WAIT_REPLICAS_MS)
+                .query_async(&mut conn)
+                .await?;
+            if acked < self.min_replicas {
+                return Err(StoreError::NotReplicated {
+                    wanted: self.min_replicas,
+                    acked,
+                });
+            }
+        }
+        Ok(records
+            .iter()
+            .enumerate()
+            .map(|(n, rec)| match existing.get(n) {
+                Some(dup) if !dup.is_empty() => Created::Existing(dup.clone()),
+                _ => Created::New(rec.id.clone()),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::FRESH_FIELD;
+
+    #[test]
+    fn places_are_taken_in_order_across_reservations() {
+        let mut p = Places::default();
+        assert_eq!(p.take(1), None);
+        p.add(10, 3); // 8..=10
+        p.add(20, 2); // 19..=20
+        assert_eq!(p.len(), 5);
+        assert_eq!(p.take(2), Some(vec![8, 9]));
+        assert_eq!(p.take(4), None, "only three left");
+        assert_eq!(p.take(3), Some(vec![10, 19, 20]));
+        assert!(p.is_empty());
+        p.add(0, 0);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn open_unpacks_the_field_records_are_packed_in() {
+        assert_eq!(OPEN_LUA.matches(&format!("'{FRESH_FIELD}'")).count(), 2);
+    }
+}
