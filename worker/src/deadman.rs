@@ -531,6 +531,123 @@ mod tests {
         assert_eq!(code(&out), 128 + libc::SIGUSR1, "{}", stderr(&out));
     }
 
+    /// A held watchdog: its command comes from `go` once that file exists.
+    fn held_watchdog(bin: &Path, beat: &Path, stale_ms: u64, go: &Path) -> Command {
+        let mut c = Command::new(bin.join(WATCHDOG_EXE));
+        c.arg("--beat")
+            .arg(beat)
+            .args(["--stale-ms", &stale_ms.to_string(), "--argv-from"])
+            .arg(go)
+            .arg("--")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Waits until process `pid` catches SIGTERM (its handlers are in place).
+    fn wait_catching_sigterm(pid: u32) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let caught = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .unwrap_or(0);
+            if caught & (1 << (libc::SIGTERM - 1)) != 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{pid} never caught SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Writes `go` whole, by a rename, as the worker does.
+    fn write_go(go: &Path, argv: &[&str]) {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let tmp = go.with_extension("tmp");
+        fs::write(&tmp, agentq_shared::container::encode_argv(&argv)).unwrap();
+        fs::rename(&tmp, go).unwrap();
+    }
+
+    #[test]
+    fn a_held_watchdog_runs_the_command_written_later() {
+        let (root, bin, beat) = setup();
+        let file = beat.dir().join(BEAT_FILE);
+        let _keeper = Keeper::new(file.clone());
+        let go = root.path().join("go");
+        let child = held_watchdog(&bin, &file, 3000, &go).spawn_exe();
+        wait_catching_sigterm(child.id());
+        std::thread::sleep(Duration::from_millis(300));
+        write_go(
+            &go,
+            &[
+                "sh",
+                "-c",
+                "echo \"$1\"; exit 7",
+                "sh",
+                "one arg; not $(two)",
+            ],
+        );
+        let out = bounded(child);
+        assert_eq!(code(&out), 7, "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "one arg; not $(two)\n"
+        );
+    }
+
+    #[test]
+    fn a_held_watchdog_whose_worker_died_ends_without_running_anything() {
+        // The worker was killed while it prepared the workspace: the heartbeat
+        // goes stale and no command was ever written.
+        let (root, bin, beat) = setup();
+        let file = beat.dir().join(BEAT_FILE);
+        let go = root.path().join("go");
+        let started = Instant::now();
+        let out = bounded(held_watchdog(&bin, &file, 1000, &go).spawn_exe());
+        assert_eq!(code(&out), 137, "{}", stderr(&out));
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(
+            stderr(&out).ends_with("; the agent never started\n"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        // A command written after that runs nowhere.
+        write_go(&go, &["sh", "-c", "echo late > late"]);
+        assert!(!root.path().join("late").exists());
+    }
+
+    #[test]
+    fn a_held_watchdog_ends_on_a_stop_signal() {
+        let (root, bin, beat) = setup();
+        let file = beat.dir().join(BEAT_FILE);
+        let _keeper = Keeper::new(file.clone());
+        let child = held_watchdog(&bin, &file, 5000, &root.path().join("go")).spawn_exe();
+        wait_catching_sigterm(child.id());
+        // SAFETY: signals the watchdog we just started (still unreaped).
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let out = bounded(child);
+        assert_eq!(code(&out), 128 + libc::SIGTERM, "{}", stderr(&out));
+    }
+
+    #[test]
+    fn a_held_watchdog_refuses_a_command_it_cannot_read_whole() {
+        let (root, bin, beat) = setup();
+        let file = beat.dir().join(BEAT_FILE);
+        let _keeper = Keeper::new(file.clone());
+        let go = root.path().join("go");
+        fs::write(&go, b"9:short").unwrap();
+        let out = bounded(held_watchdog(&bin, &file, 5000, &go).spawn_exe());
+        assert_eq!(code(&out), 125, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("shorter than its length"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
     #[test]
     fn bad_usage_exits_125() {
         let (_root, bin, beat) = setup();
