@@ -162,7 +162,8 @@ pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
     .with_min_replicas(cfg.min_replicas()))
 }
 
-#[tokio::main(flavor = "current_thread")]
+// Two workers: a batch's write runs on one while the next chunk is built.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

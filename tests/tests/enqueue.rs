@@ -810,19 +810,21 @@ async fn a_new_record_is_packed_until_its_first_change_and_reads_the_same_both_w
         "--key",
         "demo#7",
     ]);
-    let raw = |env: &TestEnv| -> BTreeMap<String, String> {
+    let own = |env: &TestEnv| -> BTreeMap<String, String> {
         env.redis
             .conn()
             .hgetall(env.key(&format!("job:{id}")))
             .unwrap()
     };
-    // As enqueue writes it: the state, and everything else in one field.
-    let packed = raw(&env);
-    assert_eq!(
-        packed.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["new", "state"],
-        "{packed:?}"
-    );
+    let packed =
+        |env: &TestEnv| -> Option<String> { env.redis.conn().hget(env.key("new"), &id).unwrap() };
+    // As enqueue writes it: one packed record in the hash of new jobs, no key
+    // of its own.
+    assert!(own(&env).is_empty());
+    let fields: BTreeMap<String, String> =
+        serde_json::from_str(&packed(&env).expect("in the hash of new jobs")).unwrap();
+    assert_eq!(fields["state"], "queued");
+    assert_eq!(fields["pool"], "claude");
     let store = env.store().await;
     let before = store.get(&id).await.unwrap().unwrap();
     assert_eq!(before.id, id);
@@ -832,11 +834,31 @@ async fn a_new_record_is_packed_until_its_first_change_and_reads_the_same_both_w
     assert_eq!(before.key, "demo#7");
     assert_eq!(before.seq, 1);
     assert!(before.max_attempts > 0 && !before.created_at.is_empty());
+    assert_eq!(store.state_of(&id).await.unwrap(), Some(JobState::Queued));
+    let listed = store
+        .list(&agentq_shared::store::ops::ListFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![before.clone()], "listed the same");
+    // Found, listed and counted as queued, though in no state's index yet.
+    let queued = agentq_shared::store::ops::ListFilter {
+        state: Some(JobState::Queued),
+        ..Default::default()
+    };
+    assert_eq!(store.list(&queued).await.unwrap(), vec![before.clone()]);
+    let page = store.list_page(&queued, None).await.unwrap();
+    assert_eq!(page.jobs, vec![before.clone()], "the console's page");
+    assert_eq!(
+        store.ids_in_state(JobState::Queued).await.unwrap(),
+        vec![id.clone()]
+    );
+    let counts = store.state_counts().await.unwrap();
+    assert!(counts.contains(&(JobState::Queued, 1)), "{counts:?}");
 
-    // The first change (a cancel, in Lua) unpacks it into plain fields.
+    // The first change (a cancel, in Lua) moves it to its own hash.
     env.cli_ok(&["cancel", &id]);
-    let plain = raw(&env);
-    assert!(!plain.contains_key("new"), "{plain:?}");
+    assert_eq!(packed(&env), None);
+    let plain = own(&env);
     for field in [
         "id",
         "input",
@@ -853,6 +875,11 @@ async fn a_new_record_is_packed_until_its_first_change_and_reads_the_same_both_w
     assert_eq!(plain["model"], "opus");
     let after = store.get(&id).await.unwrap().unwrap();
     assert_eq!(after.state, JobState::Cancelled);
+    let counts = store.state_counts().await.unwrap();
+    assert!(
+        counts.contains(&(JobState::Queued, 0)) && counts.contains(&(JobState::Cancelled, 1)),
+        "{counts:?}"
+    );
     assert_eq!(
         (
             &after.input,

@@ -262,7 +262,9 @@ async fn enqueue_costs_at_most_two_redis_commands_per_job() {
     // INFO that reads the count is one more).
     let per_job = (redis.total_commands() - before) as f64 / 5_000.0;
     eprintln!("Redis commands per enqueued job: {per_job:.3}");
-    assert!(per_job > 0.9, "{per_job}: the count is not counting");
+    // A chunk is a dozen commands whatever its size (one `HSET` of all its
+    // records, an index insert each, the lanes, one Lua call, the transaction).
+    assert!(per_job > 0.01, "{per_job}: the count is not counting");
     assert!(per_job <= 2.0, "{per_job} Redis commands per enqueued job");
     // And every record is complete.
     let rec = store.get(&recs[4_321].id).await.unwrap().unwrap();

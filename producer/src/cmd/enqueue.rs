@@ -2,15 +2,12 @@
 //!
 //! A batch goes into Redis in chunks of [`ENQUEUE_CHUNK`] jobs, each chunk one
 //! transaction (records, lanes and deliveries together). A thread reads and
-//! checks the next chunk while up to [`IN_FLIGHT`] chunks are written. A line's
+//! checks chunks while the next chunk's transaction is built and the last one
+//! is written, one at a time. A line's
 //! result is printed only once its chunk is in, so stdout says exactly which
 //! lines went in; after a Redis failure every line that did not go in is named.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    fmt::Write as _,
-    io::BufRead,
-};
+use std::{collections::BTreeMap, fmt::Write as _, io::BufRead};
 
 use tokio::task::JoinHandle;
 
@@ -18,7 +15,10 @@ use agentq_shared::{
     config::Config,
     input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
-    store::{create::Places, now_rfc3339, Created, JobStore, StoreError, ENQUEUE_CHUNK},
+    store::{
+        create::{CreateTx, Places},
+        now_rfc3339, Created, JobStore, StoreError, ENQUEUE_CHUNK,
+    },
 };
 use serde_json::json;
 
@@ -292,11 +292,14 @@ async fn settle(store: &JobStore, records: &[JobRecord]) -> Settled {
         let mut pipe = redis::pipe();
         for r in records {
             pipe.exists(store.keys().job(&r.id));
+            pipe.hexists(store.keys().fresh(), &r.id);
         }
-        let exists: Vec<bool> = pipe
+        let found: Vec<bool> = pipe
             .query_async(&mut conn)
             .await
             .map_err(StoreError::from)?;
+        // A job is its own hash, or still the packed record enqueue wrote.
+        let exists: Vec<bool> = found.chunks(2).map(|p| p[0] || p[1]).collect();
         if !exists.contains(&true) {
             // Not run, or run with every job a duplicate: nothing new either way.
             return Ok(Settled::NotWritten);
@@ -551,9 +554,6 @@ fn spawn_reader(max_attempts: u32, tx: tokio::sync::mpsc::Sender<Read>) {
     });
 }
 
-/// Chunks written at once: the next one goes out while Redis runs the last.
-const IN_FLIGHT: usize = 2;
-
 /// A chunk's write, done or failed, with the places in line it reserved.
 struct Written {
     chunk: Chunk,
@@ -580,15 +580,13 @@ impl Written {
     }
 }
 
-/// Writes `chunk` at `orders` on a task of its own, reserving the places of
-/// a chunk to come in the same transaction.
-fn spawn_write(store: &JobStore, chunk: Chunk, orders: Vec<i64>) -> JoinHandle<Written> {
+/// Sends a chunk's transaction on a task of its own (a worker thread of the
+/// runtime), so the next chunk is built meanwhile.
+fn spawn_send(store: &JobStore, chunk: Chunk, tx: CreateTx) -> JoinHandle<Written> {
     let store = store.clone();
     tokio::spawn(async move {
         let mut places = Places::default();
-        let result = store
-            .create_at(&chunk.records, &orders, ENQUEUE_CHUNK, &mut places)
-            .await;
+        let result = store.send_create(tx, &mut places).await;
         Written {
             chunk,
             result,
@@ -605,48 +603,79 @@ enum Step {
 
 async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    // One chunk parsed ahead of the ones being written, no more.
+    // One chunk parsed ahead of the one built ahead of the one being written.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     spawn_reader(cfg.max_attempts, tx);
     let mut tally = Tally::default();
     let mut places = Places::default();
-    let mut writing: VecDeque<JoinHandle<Written>> = VecDeque::new();
+    // One write at a time, so that after a failure exactly the chunks not
+    // sent are "not enqueued"; the next chunk's transaction is built while
+    // Redis runs it, with places in line reserved by the one before.
+    let mut writing: Option<JoinHandle<Written>> = None;
+    let mut ready: Option<(Chunk, CreateTx)> = None;
     let mut read_error = None;
     let mut reading = true;
-    while reading || !writing.is_empty() {
+    loop {
+        if writing.is_none() {
+            if let Some((chunk, tx)) = ready.take() {
+                writing = Some(spawn_send(&store, chunk, tx));
+            }
+        }
+        if !reading && writing.is_none() {
+            break;
+        }
         // A finished write is printed at once, even while stdin is quiet.
         let step = tokio::select! {
             biased;
-            w = async { writing.front_mut().expect("checked").await }, if !writing.is_empty() => {
+            w = async { writing.as_mut().expect("checked").await }, if writing.is_some() => {
                 Step::Written(w.expect("an enqueue write panicked"))
             }
-            read = rx.recv(), if reading && writing.len() < IN_FLIGHT => Step::Read(read),
+            read = rx.recv(), if reading && ready.is_none() => Step::Read(read),
         };
         match step {
             Step::Written(mut w) => {
-                writing.pop_front();
+                writing = None;
                 places.append(std::mem::take(&mut w.places));
                 if let Err((chunk, e)) = w.print(json, &mut tally) {
-                    return Err(
-                        redis_failed(&store, chunk, writing, &mut rx, &e, json, tally).await,
-                    );
+                    let rest = ready.take().map(|(c, _)| c);
+                    return Err(redis_failed(&store, chunk, rest, &mut rx, &e, json, tally).await);
                 }
             }
             Step::Read(Some(Read::Chunk(chunk))) => {
                 let n = chunk.records.len();
                 if places.len() < n {
-                    // At the start only: each write reserves the places of a
-                    // chunk to come, so two chunks' worth covers what is in
-                    // flight.
-                    let ahead = IN_FLIGHT * ENQUEUE_CHUNK.max(n);
-                    if let Err(e) = store.reserve_places(ahead, &mut places).await {
-                        return Err(
-                            redis_failed(&store, chunk, writing, &mut rx, &e, json, tally).await,
-                        );
+                    // At the start only: a write reserves the places of a
+                    // chunk to come, which covers the one built meanwhile.
+                    if let Some(w) = writing.take() {
+                        // (Not at the start: wait for what it reserves.)
+                        let mut w = w.await.expect("an enqueue write panicked");
+                        places.append(std::mem::take(&mut w.places));
+                        if let Err((failed, e)) = w.print(json, &mut tally) {
+                            return Err(redis_failed(
+                                &store,
+                                failed,
+                                Some(chunk),
+                                &mut rx,
+                                &e,
+                                json,
+                                tally,
+                            )
+                            .await);
+                        }
+                    }
+                    if places.len() < n {
+                        let ahead = 2 * ENQUEUE_CHUNK.max(n);
+                        if let Err(e) = store.reserve_places(ahead, &mut places).await {
+                            return Err(redis_failed(
+                                &store, chunk, None, &mut rx, &e, json, tally,
+                            )
+                            .await);
+                        }
                     }
                 }
                 let orders = places.take(n).expect("reserved above");
-                writing.push_back(spawn_write(&store, chunk, orders));
+                let tx = store.prepare_create(&chunk.records, &orders, ENQUEUE_CHUNK);
+                ready = Some((chunk, tx));
             }
             Step::Read(Some(Read::End(e))) => read_error = e,
             Step::Read(None) => reading = false,
@@ -666,32 +695,29 @@ async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
 async fn redis_failed(
     store: &JobStore,
     mut chunk: Chunk,
-    writing: VecDeque<JoinHandle<Written>>,
+    next: Option<Chunk>,
     rx: &mut tokio::sync::mpsc::Receiver<Read>,
     e: &StoreError,
     json: bool,
     mut tally: Tally,
 ) -> Failure {
     chunk.report_failed(store, e, json, &mut tally).await;
-    // Writes already under way went in or not: each is reported as it ended.
-    for w in writing {
-        let w = w.await.expect("an enqueue write panicked");
-        if let Err((mut chunk, e)) = w.print(json, &mut tally) {
-            chunk.report_failed(store, &e, json, &mut tally).await;
-        }
-    }
     // Read the rest, so every line is accounted for; nothing more is written.
+    let unsent = |rest: Chunk, tally: &mut Tally| {
+        for line in rest.lines {
+            match line {
+                Line::Job(n, _) => print_not_enqueued(n, json, tally),
+                Line::Refused(n, e) => print_refused(n, &e, json, tally),
+            }
+        }
+    };
+    if let Some(next) = next {
+        unsent(next, &mut tally);
+    }
     let mut unread = String::new();
     while let Some(read) = rx.recv().await {
         match read {
-            Read::Chunk(rest) => {
-                for line in rest.lines {
-                    match line {
-                        Line::Job(n, _) => print_not_enqueued(n, json, &mut tally),
-                        Line::Refused(n, e) => print_refused(n, &e, json, &mut tally),
-                    }
-                }
-            }
+            Read::Chunk(rest) => unsent(rest, &mut tally),
             Read::End(Some((n, err))) => {
                 unread = format!("; cannot read stdin after line {n}: {err}");
             }

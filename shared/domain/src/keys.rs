@@ -35,6 +35,13 @@ impl Keys {
         format!("{}:job:", self.ns)
     }
 
+    /// Hash: job id → the packed record of a job nothing has touched since it
+    /// was enqueued (see `agentq_domain::record::JobRecord::packed`); the first
+    /// script that touches the job moves it to [`Keys::job`].
+    pub fn fresh(&self) -> String {
+        format!("{}:new", self.ns)
+    }
+
     /// Sorted set: every job id, scored by creation time (ms).
     pub fn jobs(&self) -> String {
         format!("{}:jobs", self.ns)

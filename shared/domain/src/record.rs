@@ -154,30 +154,30 @@ impl JobRecord {
             .collect()
     }
 
-    /// The hash a new record is written as (see [`FRESH_FIELD`]): `state`,
-    /// and [`JobRecord::fields_to_create`] with `extra` (fields only the store
-    /// knows: place in line, pool, delivery) packed in one JSON object.
-    pub fn fresh_hash(&self, extra: &[(&'static str, String)]) -> [(&'static str, String); 2] {
+    /// The record as enqueue writes it: [`JobRecord::fields_to_create`] and
+    /// `extra` (fields only the store knows: place in line, pool, delivery),
+    /// as one JSON object of strings (see `agentq_domain::keys::Keys::fresh`).
+    pub fn packed(&self, extra: &[(&'static str, String)]) -> String {
         use serde::ser::{SerializeMap, Serializer};
         let mut packed = Vec::with_capacity(512);
         let mut ser = serde_json::Serializer::new(&mut packed);
         let mut map = ser.serialize_map(None).expect("a JSON map into memory");
-        for (k, v) in self
-            .fields_to_create()
-            .iter()
-            .filter(|(k, _)| *k != "state" && *k != FRESH_FIELD)
-            .chain(extra)
-        {
+        for (k, v) in self.fields_to_create().iter().chain(extra) {
             map.serialize_entry(k, v).expect("strings into memory");
         }
         map.end().expect("a JSON map into memory");
-        [
-            ("state", self.state.as_str().to_string()),
-            (
-                FRESH_FIELD,
-                String::from_utf8(packed).expect("serde_json writes UTF-8"),
-            ),
-        ]
+        String::from_utf8(packed).expect("serde_json writes UTF-8")
+    }
+
+    /// Reads back a record [`JobRecord::packed`] wrote.
+    ///
+    /// # Errors
+    /// Not a JSON object of strings, or not a record (see
+    /// [`JobRecord::from_fields`]).
+    pub fn from_packed(packed: &str) -> Result<Self, String> {
+        let fields: HashMap<String, String> =
+            serde_json::from_str(packed).map_err(|e| format!("packed record: {e}"))?;
+        Self::from_fields(fields)
     }
 
     /// What a one-line view of the job says about it: the question, else the
@@ -197,14 +197,7 @@ impl JobRecord {
     ///
     /// # Errors
     /// A hash without an id, an unknown state or an unreadable input.
-    pub fn from_fields(mut f: HashMap<String, String>) -> Result<Self, String> {
-        if let Some(fresh) = f.remove(FRESH_FIELD) {
-            let packed: HashMap<String, String> =
-                serde_json::from_str(&fresh).map_err(|e| format!("field {FRESH_FIELD}: {e}"))?;
-            for (k, v) in packed {
-                f.entry(k).or_insert(v);
-            }
-        }
+    pub fn from_fields(f: HashMap<String, String>) -> Result<Self, String> {
         if f.get("id").is_none_or(String::is_empty) {
             return Err("record has no id".into());
         }
@@ -214,14 +207,6 @@ impl JobRecord {
         crate::flat::from_fields(f)
     }
 }
-
-/// The field of a record's hash that holds, as one JSON object of strings,
-/// every field but `state` of a record nothing has changed since enqueue. A
-/// hash of two fields costs Redis a third of what a hash of a dozen costs, and
-/// enqueue writes thousands a second. Readers merge it under the hash's own
-/// fields ([`JobRecord::from_fields`]); the first script that changes the job
-/// unpacks it into plain fields (`agentq_shared::store::create::OPEN_LUA`).
-pub const FRESH_FIELD: &str = "new";
 
 /// Numeric fields that read as 0 when missing (see [`JobRecord::from_fields`]).
 const ZERO_WHEN_MISSING: &[&str] = &["attempt", "tries", "runs", "time_tracked", "resumed"];
@@ -270,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_record_reads_back_the_same_and_plain_fields_win() {
+    fn a_packed_record_reads_back_the_same() {
         let input = DispatchInput {
             repo: "r".into(),
             task: "quotes \" and \\ and\nlines, ünïcode".into(),
@@ -280,22 +265,17 @@ mod tests {
         let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
         rec.key = "r#1".into();
         let extra = [("order", "7".to_string()), ("pool", "codex".to_string())];
-        let hash = rec.fresh_hash(&extra);
-        assert_eq!(hash.clone().map(|(k, _)| k), ["state", FRESH_FIELD]);
-        let mut map: HashMap<String, String> =
-            hash.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let packed: HashMap<String, String> = serde_json::from_str(&map[FRESH_FIELD]).unwrap();
-        assert_eq!(packed["order"], "7");
-        assert!(!packed.contains_key("state"));
-        assert_eq!(JobRecord::from_fields(map.clone()).unwrap(), rec);
-        // A plain field (written since) wins over the packed one.
-        map.insert("seq".into(), "5".into());
-        assert_eq!(JobRecord::from_fields(map.clone()).unwrap().seq, 5);
-        // A packed field that is not JSON is a corrupt record, not a panic.
-        map.insert(FRESH_FIELD.into(), "{".into());
-        assert!(JobRecord::from_fields(map)
+        let packed = rec.packed(&extra);
+        let fields: HashMap<String, String> = serde_json::from_str(&packed).unwrap();
+        assert_eq!(
+            (fields["order"].as_str(), fields["state"].as_str()),
+            ("7", "queued")
+        );
+        assert_eq!(JobRecord::from_packed(&packed).unwrap(), rec);
+        // Not JSON: a corrupt record, not a panic.
+        assert!(JobRecord::from_packed("{")
             .unwrap_err()
-            .contains(FRESH_FIELD));
+            .starts_with("packed record: "));
     }
 
     #[test]

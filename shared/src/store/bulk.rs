@@ -41,11 +41,11 @@ local function each_job(event, act)
   for i = 10, #ARGV do
     local id = ARGV[i]
     local job = JOB_PREFIX .. id
+    open(job)
     local st = redis.call('HGET', job, 'state')
     if not st then
       table.insert(out, '')
     else
-      open(job)
       local to = act(job, id, st)
       if to then n = n + 1 end
       table.insert(out, to or st)

@@ -8,19 +8,22 @@
 //!    a batch reserves its first two chunks' worth, and each chunk's
 //!    transaction reserves the next chunk's ([`Places`]), so a chunk is one
 //!    round trip; a lone job reserves its place first.
-//! 2. In the transaction: one `HSET` per job of two fields, `state` and the rest
-//!    of the record packed in one JSON object ([`FRESH_FIELD`](crate::record::FRESH_FIELD)); one `ZADD` per
-//!    index (all jobs, the `queued` state) and per lane for the whole chunk; the
-//!    lanes' sets and the pools' wake-ups; then [`FINISH`], one Lua call for what
-//!    needs a decision: idempotency keys (a duplicate's record is taken out
-//!    again, in the same transaction), dry runs' deliveries (a dry run needs no
-//!    slot) and the `enqueued` event.
+//! 2. In the transaction: one `HSET` of the chunk's records, each packed as one
+//!    JSON string ([`JobRecord::packed`]), into one hash of new jobs
+//!    ([`Keys::fresh`](crate::keys::Keys::fresh), id → record), not a key
+//!    each; one `ZADD` into the index of all jobs and one per lane for the
+//!    whole chunk (the `queued` state's index gets a job when it is opened: the
+//!    queued jobs are that index and the hash of new jobs); the lanes' sets and the pools' wake-ups; then
+//!    [`FINISH`], one Lua call for what needs a decision: idempotency keys (a
+//!    duplicate's record is taken out again, in the same transaction), dry
+//!    runs' deliveries (a dry run needs no slot) and the `enqueued` event.
 //!
-//! Every script that reads or changes a job unpacks such a record first
-//! ([`OPEN_LUA`]), so only enqueue and the readers of whole records
-//! ([`JobRecord::from_fields`]) know the packed form. Measured in
-//! `BENCHMARKS.md`: a dozen plain fields cost Redis about three times what two
-//! do, and Lua's handling of each argument costs more than the write.
+//! The first script that touches a job moves its record to the job's own hash,
+//! field by field ([`OPEN_LUA`]); every script that reads or changes a job
+//! opens it first, and the readers of whole records look in both places
+//! ([`JobStore::get`]). Measured in `BENCHMARKS.md`: a key and hash per job
+//! cost Redis more than the rest of enqueue, and Lua's handling of each
+//! argument more than the write.
 //!
 //! Places in line are given out ahead of the transaction, so two producers
 //! enqueueing at the same moment line up in the order they reserved places,
@@ -33,7 +36,6 @@ use crate::{
     clock::now_ms,
     delivery::{new_task_id, queue_keys, PUSH_LUA},
     record::{placement, JobRecord},
-    status::JobState,
     store::{now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN, WAIT_REPLICAS_MS},
 };
 
@@ -59,35 +61,47 @@ impl Created {
     }
 }
 
-/// Lua prelude: `open(job)` unpacks a record still in its enqueue form (see
-/// [`FRESH_FIELD`](crate::record::FRESH_FIELD)) into plain fields, under any
-/// plain field of the same name (as [`JobRecord::from_fields`] reads it); a
-/// no-op on any other record. Every script that
-/// reads a job's fields other than `state`, or changes any, calls it first.
+/// Lua prelude: `open(job)` (a job's key, `{ns}:job:{id}`) moves the job's
+/// record, if it is still where enqueue wrote it (the hash `{ns}:new`, see
+/// [`Keys::fresh`](crate::keys::Keys::fresh)), to the job's own hash, field by
+/// field, and enters it in its state's index (`queued`, scored by when it was
+/// enqueued); a no-op for any other job. Every script that reads or changes a
+/// job (its existence included) calls it first. The names come from the job's
+/// key: ids have no `:`.
 pub const OPEN_LUA: &str = r#"
 local function open(job)
-  local packed = redis.call('HGET', job, 'new')
+  local id = string.match(job, '[^:]*$')
+  local fresh = string.sub(job, 1, #job - #id - 5) .. ':new'
+  local packed = redis.call('HGET', fresh, id)
   if not packed then return end
-  redis.call('HDEL', job, 'new')
-  for k, v in pairs(cjson.decode(packed)) do redis.call('HSETNX', job, k, v) end
+  redis.call('HDEL', fresh, id)
+  local rec = cjson.decode(packed)
+  local args = {}
+  for k, v in pairs(rec) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  redis.call('HSET', job, unpack(args))
+  -- Now in its state's index, since it was enqueued.
+  redis.call('ZADD', string.sub(fresh, 1, -4) .. 'state:' .. rec.state, rec.task_at or 0, id)
 end
 "#;
 
 /// The last command of an enqueue transaction (see the module's docs).
 ///
-/// KEYS: the five queue keys, events, the index of all jobs. ARGV: namespace,
-/// idempotency key prefix, job prefix, state prefix, now (ms), created at,
+/// KEYS: the five queue keys, events, the index of all jobs, new jobs. ARGV: namespace,
+/// idempotency key prefix, job prefix, now (ms), created at,
 /// events max length, first id, last id, number of jobs, number of key
 /// entries n, then n × (id, key or '', lane or ''), all jobs in input order
 /// when any has a key (none otherwise), then dry runs' (id, task id) pairs.
 /// Returns per key entry the id of an existing job with the same key, or ''.
 const FINISH: &str = r#"
-local events, jobs = KEYS[6], KEYS[7]
-local NS, key_prefix, job_prefix, state_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now_ms, created, maxlen = ARGV[5], ARGV[6], ARGV[7]
-local first, last, count, nkeyed = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local events, jobs, fresh = KEYS[6], KEYS[7], KEYS[8]
+local NS, key_prefix, job_prefix = ARGV[1], ARGV[2], ARGV[3]
+local now_ms, created, maxlen = ARGV[4], ARGV[5], ARGV[6]
+local first, last, count, nkeyed = ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local out, dropped = {}, {}
-local i = 12
+local i = 11
 if nkeyed > 0 then
   first, last = nil, nil
   for _ = 1, nkeyed do
@@ -96,16 +110,16 @@ if nkeyed > 0 then
     local dup = ''
     if key ~= '' then
       local had = redis.call('GET', key_prefix .. key)
-      if had and had ~= id and redis.call('EXISTS', job_prefix .. had) == 1 then
+      if had and had ~= id and (redis.call('HEXISTS', fresh, had) == 1
+          or redis.call('EXISTS', job_prefix .. had) == 1) then
         dup = had
       else
         redis.call('SET', key_prefix .. key, id)
       end
     end
     if dup ~= '' then
-      redis.call('DEL', job_prefix .. id)
+      redis.call('HDEL', fresh, id)
       redis.call('ZREM', jobs, id)
-      redis.call('ZREM', state_prefix .. ST.Queued, id)
       if lane ~= '' then redis.call('ZREM', lane, id) end
       dropped[id] = true
       count = count - 1
@@ -238,9 +252,8 @@ impl JobStore {
 
     /// [`JobStore::create`] at the given places in line (`orders[i]` for
     /// `records[i]`, increasing), in one transaction that also reserves
-    /// `reserve` more places into `places` for what comes next. About one
-    /// Redis command per job: callers send large batches in chunks (see
-    /// [`ENQUEUE_CHUNK`]).
+    /// `reserve` more places into `places` for what comes next: see
+    /// [`JobStore::prepare_create`] and [`JobStore::send_create`].
     ///
     /// # Errors
     /// Redis errors. When Redis itself refused the transaction, nothing of this
@@ -252,12 +265,31 @@ impl JobStore {
         reserve: usize,
         places: &mut Places,
     ) -> Result<Vec<Created>, StoreError> {
+        let tx = self.prepare_create(records, orders, reserve);
+        self.send_create(tx, places).await
+    }
+
+    /// Builds the transaction that writes `records` at places `orders`
+    /// (`orders[i]` for `records[i]`, increasing) and reserves `reserve` more
+    /// places, without sending it: a batch builds the next chunk's while
+    /// Redis runs the last one. About one Redis command per chunk: callers
+    /// send large batches in chunks (see [`ENQUEUE_CHUNK`]).
+    pub fn prepare_create(
+        &self,
+        records: &[JobRecord],
+        orders: &[i64],
+        reserve: usize,
+    ) -> CreateTx {
         assert_eq!(records.len(), orders.len(), "one place per record");
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         if records.is_empty() {
-            return Ok(Vec::new());
+            return CreateTx {
+                pipe: None,
+                ids,
+                reserve: 0,
+            };
         }
         let k = self.keys();
-        let mut conn = self.conn();
         let count = records.len() as i64;
         let now = now_ms();
         let now_text = now.to_string();
@@ -284,6 +316,7 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut lanes: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
+        let mut packed: Vec<(&str, String)> = Vec::with_capacity(placed.len());
         let mut pools: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (p, &order) in placed.iter().zip(orders) {
             let mut extra = vec![("order", order.to_string()), ("task_at", now_text.clone())];
@@ -302,13 +335,12 @@ impl JobStore {
             }
             extra.push(("pool", p.pool.clone()));
             extra.push(("model", p.model.clone()));
-            pipe.hset_multiple(k.job(&p.rec.id), &p.rec.fresh_hash(&extra))
-                .ignore();
+            packed.push((&p.rec.id, p.rec.packed(&extra)));
         }
+        pipe.hset_multiple(k.fresh(), &packed).ignore();
         let index: Vec<(i64, &str)> = records.iter().map(|r| (now, r.id.as_str())).collect();
         pipe.zadd_multiple(k.jobs(), &index).ignore();
-        pipe.zadd_multiple(k.state(JobState::Queued.as_str()), &index)
-            .ignore();
+
         for (lane, members) in &lanes {
             pipe.zadd_multiple(*lane, members).ignore();
         }
@@ -319,17 +351,17 @@ impl JobStore {
         }
 
         let keyed = records.iter().any(|r| !r.key.is_empty());
-        let finish = pipe.cmd("EVAL").arg(FINISH_SCRIPT.as_str()).arg(7);
+        let finish = pipe.cmd("EVAL").arg(FINISH_SCRIPT.as_str()).arg(8);
         for q in queue_keys(k) {
             finish.arg(q);
         }
         finish
             .arg(k.events())
             .arg(k.jobs())
+            .arg(k.fresh())
             .arg(k.namespace())
             .arg(k.idempotency(""))
             .arg(k.job_prefix())
-            .arg(k.state_prefix())
             .arg(&now_text)
             .arg(&created)
             .arg(EVENTS_MAX_LEN)
@@ -350,8 +382,33 @@ impl JobStore {
                 finish.arg(&p.rec.id).arg(task);
             }
         }
-        let existing: Vec<String> = if reserve > 0 {
+        if reserve > 0 {
             pipe.cmd("INCRBY").arg(k.order()).arg(reserve);
+        }
+        CreateTx {
+            pipe: Some(pipe),
+            ids,
+            reserve,
+        }
+    }
+
+    /// Sends a transaction [`JobStore::prepare_create`] built; the places it
+    /// reserved go into `places`. One answer per record, in order.
+    ///
+    /// # Errors
+    /// Redis errors. When Redis itself refused the transaction, nothing of it
+    /// was written (and nothing reserved).
+    pub async fn send_create(
+        &self,
+        tx: CreateTx,
+        places: &mut Places,
+    ) -> Result<Vec<Created>, StoreError> {
+        let CreateTx { pipe, ids, reserve } = tx;
+        let Some(pipe) = pipe else {
+            return Ok(Vec::new());
+        };
+        let mut conn = self.conn();
+        let existing: Vec<String> = if reserve > 0 {
             let (existing, last): (Vec<String>, i64) = pipe.query_async(&mut conn).await?;
             places.add(last, reserve);
             existing
@@ -374,21 +431,31 @@ impl JobStore {
                 });
             }
         }
-        Ok(records
-            .iter()
+        Ok(ids
+            .into_iter()
             .enumerate()
-            .map(|(n, rec)| match existing.get(n) {
+            .map(|(n, id)| match existing.get(n) {
                 Some(dup) if !dup.is_empty() => Created::Existing(dup.clone()),
-                _ => Created::New(rec.id.clone()),
+                _ => Created::New(id),
             })
             .collect())
     }
 }
 
+/// An enqueue transaction built and not yet sent (see
+/// [`JobStore::prepare_create`]).
+pub struct CreateTx {
+    /// `None` for no records.
+    pipe: Option<redis::Pipeline>,
+    /// The records' ids, in order.
+    ids: Vec<String>,
+    /// Places it reserves.
+    reserve: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::FRESH_FIELD;
 
     #[test]
     fn places_are_taken_in_order_across_reservations() {
@@ -406,7 +473,11 @@ mod tests {
     }
 
     #[test]
-    fn open_unpacks_the_field_records_are_packed_in() {
-        assert_eq!(OPEN_LUA.matches(&format!("'{FRESH_FIELD}'")).count(), 2);
+    fn open_finds_new_jobs_where_enqueue_puts_them() {
+        let keys = crate::keys::Keys::new("ns");
+        // The key `open` derives from a job's key is the one enqueue writes.
+        assert!(keys.job("01J").ends_with(":job:01J"));
+        assert_eq!(keys.fresh(), "ns:new");
+        assert!(OPEN_LUA.contains("#job - #id - 5) .. ':new'"));
     }
 }

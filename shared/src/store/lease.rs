@@ -18,8 +18,8 @@ use crate::store::{Delivery, JobStore, StoreError};
 /// Returns {'gone'} | {'stale'} | {'held', holder} | {'ok', token, previous owner}.
 const ACQUIRE: &str = r#"
 local job, lease = KEYS[1], KEYS[2]
-if redis.call('EXISTS', job) == 0 then return {'gone'} end
 open(job)
+if redis.call('EXISTS', job) == 0 then return {'gone'} end
 local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
 if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
 local cur = redis.call('GET', lease)

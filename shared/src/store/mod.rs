@@ -116,8 +116,8 @@ local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
 local push_task, run_at, front = ARGV[8], ARGV[9], ARGV[10] == '1'
 local release, bump, quiet = ARGV[11] == '1', ARGV[12] == '1', ARGV[13] == '1'
 local park, keep_slot, reorder = ARGV[15], ARGV[16] == '1', ARGV[17] == '1'
-if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
 open(job)
+if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
 if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
 if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
 local id = redis.call('HGET', job, 'id')
@@ -539,24 +539,72 @@ impl JobStore {
     /// # Errors
     /// Redis errors or a corrupt record.
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let mut conn = self.conn.clone();
-        let map: HashMap<String, String> = conn.hgetall(self.keys.job(id)).await?;
-        if map.is_empty() {
-            return Ok(None);
-        }
-        JobRecord::from_fields(map)
-            .map(Some)
+        let ids = [id.to_string()];
+        let read = self.read_records(&ids).await?.pop().flatten();
+        read.transpose()
             .map_err(|e| StoreError::Corrupt(id.to_string(), e))
     }
 
-    /// Only job `id`'s state (one HGET, not the record), `None` if there is
-    /// no such job.
+    /// The records of `ids`, in one round trip: `None` for no such job, the
+    /// reason for a corrupt one. A job is its own hash, or, while nothing has
+    /// touched it since enqueue, its packed record in [`Keys::fresh`]; fields
+    /// of its own hash win over packed ones.
+    ///
+    /// # Errors
+    /// Redis errors.
+    #[allow(clippy::type_complexity)]
+    pub async fn read_records(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<Result<JobRecord, String>>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.job(id)).hget(self.keys.fresh(), id);
+        }
+        let read: Vec<(HashMap<String, String>, Option<String>)> = {
+            let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+            flat.chunks(2)
+                .map(|pair| {
+                    Ok((
+                        redis::from_redis_value(pair[0].clone())?,
+                        redis::from_redis_value(pair[1].clone())?,
+                    ))
+                })
+                .collect::<Result<_, redis::RedisError>>()?
+        };
+        Ok(read
+            .into_iter()
+            .map(|(mut fields, packed)| {
+                if let Some(packed) = packed {
+                    let more: HashMap<String, String> = match serde_json::from_str(&packed) {
+                        Ok(m) => m,
+                        Err(e) => return Some(Err(format!("packed record: {e}"))),
+                    };
+                    for (k, v) in more {
+                        fields.entry(k).or_insert(v);
+                    }
+                }
+                (!fields.is_empty()).then(|| JobRecord::from_fields(fields))
+            })
+            .collect())
+    }
+
+    /// Only job `id`'s state (not the record), `None` if there is no such job.
     ///
     /// # Errors
     /// Redis errors or a state that is not one.
     pub async fn state_of(&self, id: &str) -> Result<Option<JobState>, StoreError> {
         let mut conn = self.conn.clone();
-        let state: Option<String> = conn.hget(self.keys.job(id), "state").await?;
+        let (state, packed): (Option<String>, Option<String>) = redis::pipe()
+            .hget(self.keys.job(id), "state")
+            .hget(self.keys.fresh(), id)
+            .query_async(&mut conn)
+            .await?;
+        if let (None, Some(packed)) = (&state, packed) {
+            return JobRecord::from_packed(&packed)
+                .map(|r| Some(r.state))
+                .map_err(|e| StoreError::Corrupt(id.to_string(), e));
+        }
         state
             .map(|s| {
                 s.parse::<JobState>()
@@ -736,7 +784,15 @@ impl JobStore {
     /// Redis errors.
     pub async fn ids_in_state(&self, state: JobState) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(conn.zrange(self.keys.state(state.as_str()), 0, -1).await?)
+        let mut ids: Vec<String> = conn.zrange(self.keys.state(state.as_str()), 0, -1).await?;
+        if state == JobState::Queued {
+            // With the jobs nothing has touched since enqueue, oldest first.
+            let fresh: Vec<String> = conn.hkeys(self.keys.fresh()).await?;
+            ids.extend(fresh);
+            ids.sort();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 
     /// Number of jobs in each state.
@@ -748,12 +804,17 @@ impl JobStore {
         for st in crate::status::ALL_STATES {
             pipe.zcard(self.keys.state(st.as_str()));
         }
+        pipe.hlen(self.keys.fresh());
         let mut conn = self.conn.clone();
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let mut counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        // Jobs nothing has touched since enqueue are queued, and in no index
+        // of a state yet.
+        let fresh = counts.pop().unwrap_or(0);
         Ok(crate::status::ALL_STATES
             .iter()
             .copied()
             .zip(counts)
+            .map(|(st, n)| (st, if st == JobState::Queued { n + fresh } else { n }))
             .collect())
     }
 

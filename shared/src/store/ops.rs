@@ -289,6 +289,9 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        if filter.state == Some(JobState::Queued) {
+            return self.list_queued(filter).await;
+        }
         let key = match filter.state {
             Some(s) => self.keys().state(s.as_str()),
             None => self.keys().jobs(),
@@ -307,16 +310,8 @@ impl JobStore {
             if ids.is_empty() {
                 break;
             }
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.hgetall(self.keys().job(id));
-            }
-            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for map in maps {
-                if map.is_empty() {
-                    continue;
-                }
-                let Ok(rec) = JobRecord::from_fields(map) else {
+            for rec in self.read_records(&ids).await? {
+                let Some(Ok(rec)) = rec else {
                     continue;
                 };
                 if filter.matches(&rec) {
@@ -332,6 +327,31 @@ impl JobStore {
         // The per-state sets are scored by when the job got there; order by id
         // (ULIDs sort by creation) so "newest first" means newest job.
         out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    /// [`JobStore::list`] of queued jobs: those in the state's index and those
+    /// nothing has touched since enqueue (see `crate::store::create`).
+    async fn list_queued(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let mut ids = self.ids_in_state(JobState::Queued).await?;
+        ids.reverse();
+        let mut out = Vec::new();
+        for page in ids.chunks(200) {
+            for rec in self.read_records(page).await?.into_iter().flatten() {
+                let Ok(rec) = rec else { continue };
+                if filter.matches(&rec) {
+                    out.push(rec);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -373,9 +393,12 @@ impl JobStore {
         filter: &ListFilter,
         cursor: Option<&PageCursor>,
     ) -> Result<JobPage, StoreError> {
+        // Queued jobs nothing has touched since enqueue are in no state's
+        // index yet (see `crate::store::create`): they are found in the index
+        // of all jobs, by the filter on the state.
         let key = match filter.state {
-            Some(s) => self.keys().state(s.as_str()),
-            None => self.keys().jobs(),
+            Some(s) if s != JobState::Queued => self.keys().state(s.as_str()),
+            _ => self.keys().jobs(),
         };
         let limit = filter.limit.max(1);
         let batch = (limit as u64 * 2).clamp(50, 1_000);
@@ -420,14 +443,11 @@ impl JobStore {
                 });
             }
             skip = 0;
-            let mut pipe = redis::pipe();
-            for (id, _) in &entries {
-                pipe.hgetall(self.keys().job(id));
-            }
-            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for ((id, score), map) in entries.into_iter().zip(maps) {
+            let ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
+            let read = self.read_records(&ids).await?;
+            for ((id, score), rec) in entries.into_iter().zip(read) {
                 scanned += 1;
-                let rec = JobRecord::from_fields(map).ok();
+                let rec = rec.and_then(Result::ok);
                 after = Some(PageCursor { score, id });
                 if let Some(rec) = rec.filter(|r| filter.matches(r)) {
                     jobs.push(rec);

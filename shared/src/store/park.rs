@@ -147,6 +147,7 @@ while running < cap and granted < ntasks do
           if redis.call('EXISTS', lane) == 0 then redis.call('SREM', lanes, m) end
           break
         end
+        open(JOB_PREFIX .. h[1])
         local st = redis.call('HGET', JOB_PREFIX .. h[1], 'state')
         if st and PARKED[st] then
           local s = tonumber(h[2])
@@ -175,7 +176,6 @@ while running < cap and granted < ntasks do
   running = running + 1
   granted = granted + 1
   local job = JOB_PREFIX .. best
-  open(job)
   local task = ARGV[9 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
@@ -417,12 +417,19 @@ impl JobStore {
                     .arg(self.keys().job(id))
                     .arg("state")
                     .arg("reason");
+                pipe.hexists(self.keys().fresh(), id);
             }
-            let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
-            for (state, reason) in fields {
-                let parked = state
-                    .and_then(|s| s.parse::<JobState>().ok())
-                    .is_some_and(|s| PARKED_STATES.contains(&s));
+            let fields: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            for pair in fields.chunks(2) {
+                let (state, reason): (Option<String>, Option<String>) =
+                    redis::from_redis_value(pair[0].clone()).map_err(redis::RedisError::from)?;
+                // Untouched since enqueue: queued, with no reason yet.
+                let fresh: bool =
+                    redis::from_redis_value(pair[1].clone()).map_err(redis::RedisError::from)?;
+                let parked = fresh
+                    || state
+                        .and_then(|s| s.parse::<JobState>().ok())
+                        .is_some_and(|s| PARKED_STATES.contains(&s));
                 match reason.filter(|r| !r.is_empty()) {
                     _ if !parked => add("stale", 1),
                     Some(r) => add(&r, 1),

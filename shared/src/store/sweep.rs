@@ -42,8 +42,8 @@ const RESCUE: &str = r#"
 local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 local inflight_prefix = ARGV[7]
-if redis.call('EXISTS', job) == 0 then return '' end
 open(job)
+if redis.call('EXISTS', job) == 0 then return '' end
 local id = redis.call('HGET', job, 'id')
 local state = redis.call('HGET', job, 'state')
 if FINAL[state] then
