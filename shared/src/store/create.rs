@@ -12,11 +12,12 @@
 //!    JSON string ([`JobRecord::packed`]), into one hash of new jobs
 //!    ([`Keys::fresh`](crate::keys::Keys::fresh), id → record), not a key
 //!    each; one `ZADD` into the index of all jobs and one per lane for the
-//!    whole chunk (the `queued` state's index gets a job when it is opened: the
-//!    queued jobs are that index and the hash of new jobs); the lanes' sets and the pools' wake-ups; then
-//!    [`FINISH`], one Lua call for what needs a decision: idempotency keys (a
-//!    duplicate's record is taken out again, in the same transaction), dry
-//!    runs' deliveries (a dry run needs no slot) and the `enqueued` event.
+//!    whole chunk (the `queued` state's index gets a job when it is opened:
+//!    the queued jobs are that index and the hash of new jobs); the lanes'
+//!    sets and the pools' wake-ups; then [`FINISH`], one Lua call for what
+//!    needs a decision: idempotency keys (a duplicate's record is taken out
+//!    again, in the same transaction), dry runs' deliveries (a dry run needs
+//!    no slot) and the `enqueued` event.
 //!
 //! The first script that touches a job moves its record to the job's own hash,
 //! field by field ([`OPEN_LUA`]); every script that reads or changes a job
