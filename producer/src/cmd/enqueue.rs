@@ -630,7 +630,10 @@ async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
             w = async { writing.as_mut().expect("checked").await }, if writing.is_some() => {
                 Step::Written(w.expect("an enqueue write panicked"))
             }
-            read = rx.recv(), if reading && ready.is_none() => Step::Read(read),
+            // A chunk is read while one is written only when its places are
+            // reserved already (a chunk holds at most ENQUEUE_CHUNK jobs).
+            read = rx.recv(), if reading && ready.is_none()
+                && (writing.is_none() || places.len() >= ENQUEUE_CHUNK) => Step::Read(read),
         };
         match step {
             Step::Written(mut w) => {
@@ -644,33 +647,13 @@ async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
             Step::Read(Some(Read::Chunk(chunk))) => {
                 let n = chunk.records.len();
                 if places.len() < n {
-                    // At the start only: a write reserves the places of a
-                    // chunk to come, which covers the one built meanwhile.
-                    if let Some(w) = writing.take() {
-                        // (Not at the start: wait for what it reserves.)
-                        let mut w = w.await.expect("an enqueue write panicked");
-                        places.append(std::mem::take(&mut w.places));
-                        if let Err((failed, e)) = w.print(json, &mut tally) {
-                            return Err(redis_failed(
-                                &store,
-                                failed,
-                                Some(chunk),
-                                &mut rx,
-                                &e,
-                                json,
-                                tally,
-                            )
-                            .await);
-                        }
-                    }
-                    if places.len() < n {
-                        let ahead = 2 * ENQUEUE_CHUNK.max(n);
-                        if let Err(e) = store.reserve_places(ahead, &mut places).await {
-                            return Err(redis_failed(
-                                &store, chunk, None, &mut rx, &e, json, tally,
-                            )
-                            .await);
-                        }
+                    // At the start (nothing is being written then: see the
+                    // select): afterwards each write reserves a chunk's worth.
+                    let ahead = 2 * ENQUEUE_CHUNK.max(n);
+                    if let Err(e) = store.reserve_places(ahead, &mut places).await {
+                        return Err(
+                            redis_failed(&store, chunk, None, &mut rx, &e, json, tally).await
+                        );
                     }
                 }
                 let orders = places.take(n).expect("reserved above");

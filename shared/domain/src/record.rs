@@ -175,9 +175,23 @@ impl JobRecord {
     /// Not a JSON object of strings, or not a record (see
     /// [`JobRecord::from_fields`]).
     pub fn from_packed(packed: &str) -> Result<Self, String> {
-        let fields: HashMap<String, String> =
-            serde_json::from_str(packed).map_err(|e| format!("packed record: {e}"))?;
+        let mut fields = HashMap::new();
+        Self::unpack_into(&mut fields, packed)?;
         Self::from_fields(fields)
+    }
+
+    /// Adds the fields of a packed record ([`JobRecord::packed`]) to `fields`,
+    /// under those already there.
+    ///
+    /// # Errors
+    /// Not a JSON object of strings.
+    pub fn unpack_into(fields: &mut HashMap<String, String>, packed: &str) -> Result<(), String> {
+        let more: HashMap<String, String> =
+            serde_json::from_str(packed).map_err(|e| format!("packed record: {e}"))?;
+        for (k, v) in more {
+            fields.entry(k).or_insert(v);
+        }
+        Ok(())
     }
 
     /// What a one-line view of the job says about it: the question, else the

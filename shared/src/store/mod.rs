@@ -576,12 +576,8 @@ impl JobStore {
             .into_iter()
             .map(|(mut fields, packed)| {
                 if let Some(packed) = packed {
-                    let more: HashMap<String, String> = match serde_json::from_str(&packed) {
-                        Ok(m) => m,
-                        Err(e) => return Some(Err(format!("packed record: {e}"))),
-                    };
-                    for (k, v) in more {
-                        fields.entry(k).or_insert(v);
+                    if let Err(e) = JobRecord::unpack_into(&mut fields, &packed) {
+                        return Some(Err(e));
                     }
                 }
                 (!fields.is_empty()).then(|| JobRecord::from_fields(fields))

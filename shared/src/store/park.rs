@@ -313,10 +313,7 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn parked_pools(&self) -> Result<Vec<String>, StoreError> {
-        let mut pools: Vec<String> = self
-            .conn()
-            .smembers(format!("{}:pools", self.keys().namespace()))
-            .await?;
+        let mut pools: Vec<String> = self.conn().smembers(self.keys().pools()).await?;
         pools.sort();
         Ok(pools)
     }
@@ -354,15 +351,14 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn parked(&self, pool: &str) -> Result<Parked, StoreError> {
-        let ns = self.keys().namespace();
-        let mut models: Vec<String> = self.conn().smembers(format!("{ns}:lanes:{pool}")).await?;
+        let mut models: Vec<String> = self.conn().smembers(self.keys().lanes(pool)).await?;
         models.sort();
         if models.is_empty() {
             return Ok(Parked::default());
         }
         let mut pipe = redis::pipe();
         for m in &models {
-            pipe.zcard(format!("{ns}:lane:{pool}:{m}"));
+            pipe.zcard(self.keys().lane(pool, m));
         }
         let counts: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
         Ok(Parked {
@@ -384,9 +380,8 @@ impl JobStore {
         pool: &str,
         cap: usize,
     ) -> Result<ParkedReasons, StoreError> {
-        let ns = self.keys().namespace();
         let mut conn = self.conn();
-        let mut models: Vec<String> = conn.smembers(format!("{ns}:lanes:{pool}")).await?;
+        let mut models: Vec<String> = conn.smembers(self.keys().lanes(pool)).await?;
         models.sort();
         if models.is_empty() {
             return Ok(ParkedReasons::default());
@@ -394,7 +389,7 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for m in &models {
-            let lane = format!("{ns}:lane:{pool}:{m}");
+            let lane = self.keys().lane(pool, m);
             pipe.zcard(&lane).zrange(&lane, 0, cap.max(1) as isize - 1);
         }
         let lanes: Vec<(u64, Vec<String>)> = pipe.query_async(&mut conn).await?;
@@ -467,7 +462,7 @@ impl JobStore {
 
 /// The pub/sub channel on which pools to wake are published.
 pub fn wake_channel(ns: &str) -> String {
-    format!("{ns}:wake")
+    crate::keys::Keys::new(ns).wake()
 }
 
 /// The pub/sub channel on which "deliveries were pushed" is published.

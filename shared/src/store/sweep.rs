@@ -199,13 +199,7 @@ impl JobStore {
         let mut conn = self.conn();
         let before = crate::clock::now_ms() - grace.as_millis() as i64;
         let ids: Vec<String> = conn
-            .zrangebyscore_limit(
-                format!("{}:transit", self.keys().namespace()),
-                "-inf",
-                before,
-                0,
-                1000,
-            )
+            .zrangebyscore_limit(self.keys().transit(), "-inf", before, 0, 1000)
             .await?;
         let mut out = Vec::new();
         for id in ids {
