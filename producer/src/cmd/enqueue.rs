@@ -291,8 +291,9 @@ async fn settle(store: &JobStore, records: &[JobRecord]) -> Settled {
         let mut conn = store.own_connection().await?;
         let mut pipe = redis::pipe();
         for r in records {
-            pipe.exists(store.keys().job(&r.id));
+            // Still new first, then its own hash (see `JobStore::read_records`).
             pipe.hexists(store.keys().fresh(), &r.id);
+            pipe.exists(store.keys().job(&r.id));
         }
         let found: Vec<bool> = pipe
             .query_async(&mut conn)

@@ -557,17 +557,19 @@ impl JobStore {
         &self,
         ids: &[String],
     ) -> Result<Vec<Option<Result<JobRecord, String>>>, StoreError> {
+        // The packed record first, then the job's own hash: a job opened in
+        // between is seen in one place or both, never in neither.
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.job(id)).hget(self.keys.fresh(), id);
+            pipe.hget(self.keys.fresh(), id).hgetall(self.keys.job(id));
         }
         let read: Vec<(HashMap<String, String>, Option<String>)> = {
             let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
             flat.chunks(2)
                 .map(|pair| {
                     Ok((
-                        redis::from_redis_value(pair[0].clone())?,
                         redis::from_redis_value(pair[1].clone())?,
+                        redis::from_redis_value(pair[0].clone())?,
                     ))
                 })
                 .collect::<Result<_, redis::RedisError>>()?
@@ -591,9 +593,10 @@ impl JobStore {
     /// Redis errors or a state that is not one.
     pub async fn state_of(&self, id: &str) -> Result<Option<JobState>, StoreError> {
         let mut conn = self.conn.clone();
-        let (state, packed): (Option<String>, Option<String>) = redis::pipe()
-            .hget(self.keys.job(id), "state")
+        // Packed first (see `read_records`).
+        let (packed, state): (Option<String>, Option<String>) = redis::pipe()
             .hget(self.keys.fresh(), id)
+            .hget(self.keys.job(id), "state")
             .query_async(&mut conn)
             .await?;
         if let (None, Some(packed)) = (&state, packed) {
@@ -780,14 +783,20 @@ impl JobStore {
     /// Redis errors.
     pub async fn ids_in_state(&self, state: JobState) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut ids: Vec<String> = conn.zrange(self.keys.state(state.as_str()), 0, -1).await?;
-        if state == JobState::Queued {
-            // With the jobs nothing has touched since enqueue, oldest first.
-            let fresh: Vec<String> = conn.hkeys(self.keys.fresh()).await?;
-            ids.extend(fresh);
-            ids.sort();
-            ids.dedup();
+        let index = self.keys.state(state.as_str());
+        if state != JobState::Queued {
+            return Ok(conn.zrange(index, 0, -1).await?);
         }
+        // With the jobs nothing has touched since enqueue, read at the same
+        // instant (a job opened meanwhile moves from one to the other).
+        let (mut ids, fresh): (Vec<String>, Vec<String>) = redis::pipe()
+            .atomic()
+            .zrange(index, 0, -1)
+            .hkeys(self.keys.fresh())
+            .query_async(&mut conn)
+            .await?;
+        ids.extend(fresh);
+        ids.sort();
         Ok(ids)
     }
 
@@ -796,7 +805,10 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        // At one instant: a job opened meanwhile moves from the hash of new
+        // jobs to the `queued` index.
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for st in crate::status::ALL_STATES {
             pipe.zcard(self.keys.state(st.as_str()));
         }

@@ -408,19 +408,21 @@ impl JobStore {
         for chunk in ids.chunks(1_000) {
             let mut pipe = redis::pipe();
             for id in chunk {
+                // Still new first, then the job's own hash (see
+                // `JobStore::read_records`).
+                pipe.hexists(self.keys().fresh(), id);
                 pipe.cmd("HMGET")
                     .arg(self.keys().job(id))
                     .arg("state")
                     .arg("reason");
-                pipe.hexists(self.keys().fresh(), id);
             }
             let fields: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
             for pair in fields.chunks(2) {
                 let (state, reason): (Option<String>, Option<String>) =
-                    redis::from_redis_value(pair[0].clone()).map_err(redis::RedisError::from)?;
+                    redis::from_redis_value(pair[1].clone()).map_err(redis::RedisError::from)?;
                 // Untouched since enqueue: queued, with no reason yet.
                 let fresh: bool =
-                    redis::from_redis_value(pair[1].clone()).map_err(redis::RedisError::from)?;
+                    redis::from_redis_value(pair[0].clone()).map_err(redis::RedisError::from)?;
                 let parked = fresh
                     || state
                         .and_then(|s| s.parse::<JobState>().ok())
