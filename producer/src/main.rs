@@ -39,6 +39,11 @@ struct Cli {
     /// Configuration file [default: $AGENTQ_CONFIG, else ./agentq.toml if present].
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Print agent text (questions, output, errors, commit subjects) as it is,
+    /// control bytes included; by default they are made visible (ESC as `\e`,
+    /// a carriage return as `^M`, C1 as `\u{9b}`).
+    #[arg(long, global = true)]
+    raw: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -174,6 +179,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    output::set_raw(cli.raw);
     let result = async {
         let cfg = load_config(cli.config, cli.redis_url)?;
         match cli.command {

@@ -7,8 +7,19 @@
 //! reported on stderr (exit 2). Rust ignores SIGPIPE by default, and agentq keeps
 //! it ignored for everything else (a Redis connection closed mid-write must come
 //! back as an error the CLI can report, not kill the process).
+//!
+//! Agents write much of what agentq prints (questions, output, errors, commit
+//! subjects): every text goes out with its control characters made visible
+//! ([`agentq_shared::text::visible`]: ESC as `\e`, `\r` as `^M`, C1 as
+//! `\u{9b}`; newline and tab kept), unless `--raw` ([`set_raw`]). JSON is
+//! escaped by JSON, C1 included ([`agentq_shared::text::json_safe`]).
 
-use std::io::Write;
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use agentq_shared::text;
 
 use agentq_shared::{record::JobRecord, store::StoreError};
 
@@ -28,17 +39,72 @@ macro_rules! errln {
     ($($arg:tt)*) => { $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Writes to stdout. A closed pipe ends the process by SIGPIPE (no message, no
-/// panic); another error is reported on stderr and exits with code 2.
-pub fn write_stdout(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    stdout_result(out.write_fmt(args).and_then(|()| out.flush()));
+/// Whether control characters go out as they are (`--raw`).
+static RAW: AtomicBool = AtomicBool::new(false);
+
+/// `--raw`: print agent text as it is, control bytes included.
+pub fn set_raw(raw: bool) {
+    RAW.store(raw, Ordering::Relaxed);
 }
 
-/// Writes raw bytes (an agent's log) to stdout, like [`write_stdout`].
-pub fn write_stdout_bytes(bytes: &[u8]) {
+fn raw() -> bool {
+    RAW.load(Ordering::Relaxed)
+}
+
+/// `args` as text for a terminal: control characters made visible unless
+/// `--raw`.
+fn shown(args: std::fmt::Arguments<'_>) -> String {
+    let s = args.to_string();
+    if raw() {
+        s
+    } else {
+        text::visible(&s)
+    }
+}
+
+/// Writes to stdout, control characters made visible (unless `--raw`). A
+/// closed pipe ends the process by SIGPIPE (no message, no panic); another
+/// error is reported on stderr and exits with code 2.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let s = shown(args);
     let mut out = std::io::stdout().lock();
-    stdout_result(out.write_all(bytes).and_then(|()| out.flush()));
+    stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
+}
+
+/// Writes an agent's output to stdout, like [`write_stdout`]: bytes that are
+/// not UTF-8 are shown as `\xNN` (unless `--raw`). `carry` holds the start of
+/// a character cut at the end of the previous chunk; `last`: no chunk follows.
+pub fn write_stdout_bytes(carry: &mut Vec<u8>, bytes: &[u8], last: bool) {
+    let mut out = std::io::stdout().lock();
+    if raw() {
+        stdout_result(out.write_all(bytes).and_then(|()| out.flush()));
+        return;
+    }
+    carry.extend_from_slice(bytes);
+    let keep = if last { 0 } else { incomplete_tail(carry) };
+    let rest = carry.split_off(carry.len() - keep);
+    let s = text::visible_bytes(carry);
+    *carry = rest;
+    stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
+}
+
+/// How many bytes at the end of `bytes` start a UTF-8 character that is not
+/// complete yet (0 to 3).
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
 }
 
 fn stdout_result(r: std::io::Result<()>) {
@@ -57,8 +123,15 @@ fn stdout_result(r: std::io::Result<()>) {
     }
 }
 
-/// Writes to stderr; errors are ignored (there is nowhere left to report them).
+/// Writes to stderr, control characters made visible (unless `--raw`);
+/// errors are ignored (there is nowhere left to report them).
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    let s = shown(args);
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
+/// Writes agentq's own text to stderr as it is (the progress line's `\r`).
+fn write_stderr_own(args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(args);
 }
 
@@ -70,9 +143,9 @@ pub fn progress(verb: &'static str) -> impl FnMut(usize, usize) {
     let tty = std::io::stderr().is_terminal();
     move |done, total| {
         if tty && total > 500 {
-            write_stderr(format_args!("\ragentq: {verb} {done}/{total}"));
+            write_stderr_own(format_args!("\ragentq: {verb} {done}/{total}"));
             if done == total {
-                write_stderr(format_args!("\n"));
+                write_stderr_own(format_args!("\n"));
             }
         }
     }
@@ -140,6 +213,18 @@ pub fn waits_for(rec: &JobRecord) -> String {
     }
 }
 
+/// Where the full agent log of `rec` is on the host that ran it (`None`: it
+/// has not run).
+pub fn host_log(rec: &JobRecord) -> Option<std::path::PathBuf> {
+    if rec.host.is_empty() || rec.workspace_dir.is_empty() {
+        return None;
+    }
+    let ws = agentq_shared::workspace::Workspace {
+        dir: rec.workspace_dir.clone().into(),
+    };
+    Some(ws.agent_log(rec.input.agent.split(':').next().unwrap_or_default()))
+}
+
 /// One record, as `key: value` lines, empty fields left out.
 pub fn print_record(rec: &JobRecord) {
     let i = &rec.input;
@@ -197,11 +282,14 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// One JSON document on one line.
+/// One JSON document on one line, C1 and DEL escaped as well (serde_json
+/// writes them raw; a terminal takes U+009B for CSI).
 pub fn print_json(value: &impl serde::Serialize) {
     outln!(
         "{}",
-        serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        text::json_safe(
+            &serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        )
     );
 }
 
@@ -230,6 +318,16 @@ mod tests {
         rec.reason = Some(WaitReason::Affinity);
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
+    }
+
+    #[test]
+    fn a_character_cut_between_chunks_waits_for_its_end() {
+        assert_eq!(incomplete_tail(b"ab"), 0);
+        assert_eq!(incomplete_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_tail(&"é".as_bytes()[..1]), 1);
+        assert_eq!(incomplete_tail(&"€".as_bytes()[..2]), 2);
+        assert_eq!(incomplete_tail(&"😀".as_bytes()[..3]), 3);
+        assert_eq!(incomplete_tail(b"\x9b"), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 pub use agentq_domain::{
     admission, agent, backoff, clock, config, fsutil, input, keys, language, outcome, prompt,
-    record, status, templates, transition, workspace,
+    record, status, templates, text, transition, workspace,
 };
 
 pub mod conn;

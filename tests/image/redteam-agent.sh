@@ -19,6 +19,12 @@
 #   @redteam flood MB                  print MB MiB of output
 #   @redteam block QUESTION            block, unless an answer was given
 #   @redteam sleep N                   sleep N seconds
+#   @redteam flood-line MB             print MB MiB of output on one line
+#   @redteam escapes                   print terminal escapes (OSC 52, CSI 2J,
+#                                      a \r rewrite, C1 CSI) in the output
+#   @redteam block-escapes             BLOCKED.md with the same escapes
+#   @redteam commit-escapes            commit with the escapes in its subject
+#   @redteam commit-subject KB         commit with a KB KiB one-line subject
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # Several directives may share one line: each `@redteam ` starts a new one.
@@ -27,6 +33,11 @@ directives=$(for a in "$@"; do printf '%s\n' "$a"; done |
 commit() {
   echo "change $(date +%s) $1" >> redteam-change.txt
   git add redteam-change.txt && git commit -q -m "redteam: $1" || echo "commit failed"
+}
+# Terminal escapes: OSC 52 (clipboard), OSC 0 (title), CSI 2J (clear), a
+# carriage-return rewrite and a C1 CSI (U+009B, UTF-8 C2 9B).
+escapes() {
+  printf 'ESC-PAYLOAD \033]52;c;cHduZWQ=\007\033]0;pwned-title\007\033[2J state: blocked\rstate: completed \302\2332J ESC-END\n'
 }
 hook_body() { printf '#!/bin/sh\nmkdir -p "$(dirname "%s")"; env > "%s"; exit 0\n' "$1" "$1"; }
 printf '%s\n' "$directives" | while IFS= read -r line; do
@@ -128,6 +139,27 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       fi
       ;;
     sleep) sleep "$arg" ;;
+    flood-line)
+      echo "FLOOD-START"
+      i=0
+      while [ "$i" -lt "$arg" ]; do
+        head -c 1048576 /dev/zero | tr '\0' 'x'
+        i=$((i + 1))
+      done
+      echo
+      echo "FLOOD-END"
+      ;;
+    escapes) escapes ;;
+    block-escapes) escapes > BLOCKED.md && echo "blocked with escapes" ;;
+    commit-escapes)
+      echo "escapes $(date +%s)" >> redteam-change.txt
+      git add redteam-change.txt && git commit -q -m "$(escapes)" || echo "commit failed"
+      ;;
+    commit-subject)
+      echo "long $(date +%s)" >> redteam-change.txt
+      head -c $((arg * 1024)) /dev/zero | tr '\0' 's' > .git/redteam-subject
+      git add redteam-change.txt && git commit -q -F .git/redteam-subject || echo "commit failed"
+      ;;
   esac
 done
 exit 0

@@ -432,9 +432,11 @@ async fn drive(
     let mut file = crate::caplog::CappedLog::create(log)?;
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
-    // Redis a bounded number of writes.
+    // Redis a bounded number of writes; lines over 16 KiB reach the tail cut,
+    // with a marker (the host log keeps them).
     let log_task = tokio::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();
+        let mut lines = agentq_shared::text::LineCutter::new(agentq_shared::text::LINE_MAX_BYTES);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let flush = |pending: &mut Vec<u8>| {
             let chunk = std::mem::take(pending);
@@ -462,7 +464,7 @@ async fn drive(
                     if file.write(&bytes).is_err() {
                         break;
                     }
-                    pending.extend_from_slice(&bytes);
+                    lines.push(&bytes, &mut pending);
                     if pending.len() >= 4096 {
                         flush(&mut pending).await;
                     }
@@ -470,6 +472,7 @@ async fn drive(
                 _ = tick.tick() => flush(&mut pending).await,
             }
         }
+        lines.finish(&mut pending);
         flush(&mut pending).await;
         let _ = file.finish();
         let _ = tail.hold.store().expire_log(&tail.hold.id).await;

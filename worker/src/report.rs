@@ -11,6 +11,7 @@ use agentq_shared::{
         TimeOutcome, TrackingUnavailable,
     },
     record::JobRecord,
+    text::{cut, cut_lines, strip_controls},
     transition::Outcome,
 };
 
@@ -283,13 +284,17 @@ pub async fn open_pull(
     }
     body.push_str(&format!(
         "- Agent: `{}`\n- Branch: `{}`\n- Job: `{}`\n\nCommits:\n```\n{}\n```\n",
-        i.agent, prepared.branch, rec.id, commits
+        i.agent,
+        prepared.branch,
+        rec.id,
+        cut(&cut_lines(commits.trim_end(), 200), 8 * 1024)
     ));
+    // Commit subjects are the agent's text: no control characters on the forge.
     let pull = CreatePull {
         head: prepared.branch.clone(),
         base: pushed.base.clone(),
-        title: format!("[agent/{}] {}", i.agent, short),
-        body,
+        title: strip_controls(&format!("[agent/{}] {}", i.agent, short)),
+        body: strip_controls(&body),
     };
     match forge.find_or_create_pull(&i.org, &i.repo, &pull).await {
         Ok((pr, _created)) => Some(pr.html_url),
@@ -344,6 +349,9 @@ pub async fn comment(ctx: &WorkerCtx, rec: &JobRecord, c: &Comment<'_>, errors: 
     if !c.outcome.message().is_empty() {
         body.push_str(&format!("\n**{label}:** {}\n", c.outcome.message()));
     }
+    // The question and errors are the agent's text: no control characters on
+    // the forge (they would reach whoever reads the comment in a terminal).
+    let body = strip_controls(&body);
     let i = &rec.input;
     if let Err(e) = forge
         .upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body)

@@ -54,5 +54,8 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     if !tail.is_empty() {
         outln!("\nlog (last {LOG_LINES} lines)\n{tail}");
     }
+    if let Some(path) = output::host_log(&rec) {
+        outln!("\nfull log on host {} at {}", rec.host, path.display());
+    }
     Ok(0)
 }

@@ -1,20 +1,25 @@
-//! `agentq logs ID [--follow]`: the agent's output, from any host.
+//! `agentq logs ID [--follow] [--full]`: the agent's output, from any host.
 
-use std::time::Duration;
+use std::{io::Read, time::Duration};
 
-use agentq_shared::config::Config;
+use agentq_shared::{config::Config, record::JobRecord};
 
-use crate::Failure;
+use crate::{output, Failure};
 
-/// Print a job's agent output (the tail kept in Redis; the full log is in the
-/// workspace's `.meta/agent-{agent}.log` on the worker's host).
+/// Print a job's agent output: the tail kept in Redis (at most 4 MB, lines
+/// over 16 KiB cut with a marker), from any host. The full log is in the
+/// workspace's `.meta/agent-{pool}.log` on the worker's host (said on stderr);
+/// `--full` prints that file when run there.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job id.
     pub id: String,
     /// Keep printing new output until the job is final.
-    #[arg(long, short = 'f')]
+    #[arg(long, short = 'f', conflicts_with = "full")]
     pub follow: bool,
+    /// Print the full log from the worker host's file (run on that host).
+    #[arg(long)]
+    pub full: bool,
     /// Print JSON: one object per chunk of output (`{"job", "data"}`).
     #[arg(long)]
     pub json: bool,
@@ -23,18 +28,22 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    crate::job_or_refuse(&store, &args.id).await?;
+    let rec = crate::job_or_refuse(&store, &args.id).await?;
+    if args.full {
+        return full(&args, &rec);
+    }
     let mut last = "0".to_string();
+    let mut carry = Vec::new();
     loop {
         let block = args.follow.then_some(Duration::from_millis(500));
         let (next, bytes) = store.read_log(&args.id, &last, block).await?;
         if !bytes.is_empty() {
-            emit(&args, &bytes);
+            emit(&args, &mut carry, &bytes, false);
         }
         let advanced = next != last;
         last = next;
         if !args.follow {
-            return Ok(0);
+            break;
         }
         if !advanced {
             let done = store
@@ -44,20 +53,86 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             if done {
                 // One last read for output that raced the final state.
                 let (_, bytes) = store.read_log(&args.id, &last, None).await?;
-                if !bytes.is_empty() {
-                    emit(&args, &bytes);
-                }
-                return Ok(0);
+                emit(&args, &mut carry, &bytes, true);
+                break;
             }
         }
     }
+    emit(&args, &mut carry, &[], true);
+    // The latest record: a followed job may have moved to another host.
+    let rec = store.get(&args.id).await?.unwrap_or(rec);
+    if let Some(path) = output::host_log(&rec) {
+        errln!(
+            "agentq: full log on host {} at {} (`agentq logs --full {}` there)",
+            rec.host,
+            path.display(),
+            rec.id
+        );
+    }
+    Ok(0)
 }
 
-fn emit(args: &Args, bytes: &[u8]) {
+fn emit(args: &Args, carry: &mut Vec<u8>, bytes: &[u8], last: bool) {
     if args.json {
-        let line = serde_json::json!({"job": args.id, "data": String::from_utf8_lossy(bytes)});
-        outln!("{line}");
+        if !bytes.is_empty() {
+            output::print_json(
+                &serde_json::json!({"job": args.id, "data": String::from_utf8_lossy(bytes)}),
+            );
+        }
     } else {
-        crate::output::write_stdout_bytes(bytes);
+        output::write_stdout_bytes(carry, bytes, last);
     }
+}
+
+/// `--full`: streams the host log file when it is on this machine.
+fn full(args: &Args, rec: &JobRecord) -> Result<u8, Failure> {
+    let Some(path) = output::host_log(rec) else {
+        return Err(Failure::refused(format!(
+            "job {} has not run yet: no log file anywhere",
+            rec.id
+        )));
+    };
+    // The file at that path is this job's log only on the host that ran it.
+    let file = (rec.host == this_host())
+        .then(|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+                .ok()
+        })
+        .flatten();
+    let Some(mut file) = file else {
+        return Err(Failure::refused(format!(
+            "the full log is on host {} at {}: run `agentq logs --full {}` there",
+            rec.host,
+            path.display(),
+            rec.id
+        )));
+    };
+    let mut carry = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Failure::setup(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        emit(args, &mut carry, &buf[..n], false);
+    }
+    emit(args, &mut carry, &[], true);
+    Ok(0)
+}
+
+/// This machine's host name, as a worker started here records it by default
+/// (the worker's `context::hostname`).
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
 }

@@ -29,12 +29,16 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
+    // Checked before Redis is asked anything (the store checks it again).
+    agentq_shared::input::check_answer(&args.answer)
+        .map_err(|e| Failure::refused(e.to_string()))?;
     let store = crate::connect(cfg).await?;
     let rec = store
         .resume_job(&args.id, &args.answer, args.agent.as_deref())
         .await
         .map_err(|e| match e {
             ResumeError::Refused(why) => Failure::refused(why),
+            ResumeError::Invalid(e) => Failure::refused(e.to_string()),
             ResumeError::Store(e) => Failure::from(e),
         })?;
     if args.wait {

@@ -314,6 +314,7 @@ pub async fn resume(
             Err(ApiError::not_found(why))
         }
         Err(ResumeError::Refused(why)) => Err(ApiError::new(StatusCode::CONFLICT, why)),
+        Err(ResumeError::Invalid(e)) => Err(ApiError::bad(e.to_string())),
         Err(ResumeError::Store(e)) => Err(e.into()),
     }
 }

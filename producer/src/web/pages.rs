@@ -423,6 +423,9 @@ pub fn forge_link(base: &url::Url, segments: &[&str]) -> String {
     url.to_string()
 }
 
+/// Most bytes of output the job page embeds (the last ones).
+const PAGE_LOG_BYTES: usize = 256 * 1024;
+
 /// `GET /jobs/{id}`: record, timeline, error, question and answer form,
 /// prompt, QA, forge links, output (live while it runs).
 pub async fn job(
@@ -444,6 +447,18 @@ pub async fn job(
         Ok(t) => t,
         Err(e) => return error_page(&v, &e.into()),
     };
+    // The page embeds at most the last PAGE_LOG_BYTES of the tail (it renders
+    // at once whatever the output); the rest is one link away.
+    let kept_bytes = bytes.len();
+    if kept_bytes > PAGE_LOG_BYTES {
+        let mut from = kept_bytes - PAGE_LOG_BYTES;
+        while from < kept_bytes && bytes[from] & 0xc0 == 0x80 {
+            from += 1;
+        }
+        bytes.drain(..from);
+    }
+    let page_cut = kept_bytes - bytes.len();
+    let shown_kib = bytes.len() / 1024;
     let r = &d.record;
     let i = &r.input;
     // A running job's output may end inside a character: the stream goes on
@@ -567,6 +582,12 @@ pub async fn job(
                     (dropped) " before them are only in the agent's log in the job's workspace"
                     @if !r.host.is_empty() { " on host " (r.host) }
                     " (" code { ".meta/agent-" (i.agent.split(':').next().unwrap_or_default()) ".log" } ")."
+                }
+            }
+            @if page_cut > 0 {
+                p.truncated #log-page-cut {
+                    "Showing the last " (shown_kib) " KiB; the " (page_cut) " bytes before them are in "
+                    a href=(format!("/api/jobs/{}/log", r.id)) { "the whole log tail" } "."
                 }
             }
             @if r.state.is_final() {

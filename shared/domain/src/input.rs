@@ -20,6 +20,9 @@ pub const DEFAULT_TEMPLATE: &str = "coding";
 pub const TEMPLATES: &[&str] = &["coding", "conventions", "security"];
 
 const MAX_TASK_BYTES: usize = 64 * 1024;
+/// Most bytes of an answer to a blocked job (it goes into the prompt, like a
+/// task).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const MAX_VAR_VALUE_BYTES: usize = 8 * 1024;
 const MAX_VARS: usize = 64;
 
@@ -299,6 +302,37 @@ impl DispatchInput {
     }
 }
 
+/// Checks an answer to a blocked job as a task is checked: not empty, at most
+/// [`MAX_ANSWER_BYTES`], no NUL and no control character but newline, tab and
+/// carriage return (a browser's form sends CR LF).
+///
+/// # Errors
+/// [`InvalidInput`] naming `answer`.
+pub fn check_answer(answer: &str) -> Result<(), InvalidInput> {
+    if answer.trim().is_empty() {
+        return Err(InvalidInput::new("answer", "must not be empty"));
+    }
+    if answer.len() > MAX_ANSWER_BYTES {
+        return Err(InvalidInput::new(
+            "answer",
+            format!("is longer than {MAX_ANSWER_BYTES} bytes"),
+        ));
+    }
+    if answer.contains('\0') {
+        return Err(InvalidInput::new("answer", "contains a NUL byte"));
+    }
+    if let Some(c) = answer
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return Err(InvalidInput::new(
+            "answer",
+            format!("contains a control character ({c:?})"),
+        ));
+    }
+    Ok(())
+}
+
 /// Longest idempotency key, in characters.
 pub const MAX_KEY_CHARS: usize = 200;
 
@@ -539,6 +573,21 @@ mod tests {
             .unwrap();
         assert_eq!(v.pr, 3);
         assert_eq!(v.variables["a"], "b");
+    }
+
+    #[test]
+    fn answers_are_checked_like_tasks() {
+        assert!(check_answer("yes,\r\ngo on\twith it").is_ok());
+        for bad in [
+            String::new(),
+            " \n".to_string(),
+            "a".repeat(MAX_ANSWER_BYTES + 1),
+            "yes\0".to_string(),
+            "yes\u{1b}[2J".to_string(),
+            "yes\u{9b}2J".to_string(),
+        ] {
+            assert_eq!(check_answer(&bad).unwrap_err().field, "answer", "{bad:?}");
+        }
     }
 
     #[test]

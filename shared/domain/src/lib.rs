@@ -25,5 +25,6 @@ pub mod prompt;
 pub mod record;
 pub mod status;
 pub mod templates;
+pub mod text;
 pub mod transition;
 pub mod workspace;

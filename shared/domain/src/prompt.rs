@@ -1,7 +1,22 @@
 //! The prompt handed to the agent, in sections: TASK, REPO, PERSONA, WORKFLOW,
 //! ISSUE, RECENT CHANGES, PLAN, CONSTRAINTS (and RESUME for a resumed job).
 
-use crate::{input::DispatchInput, language::Language};
+use crate::{
+    input::DispatchInput,
+    language::Language,
+    text::{cut, cut_lines},
+};
+
+/// Most bytes of an issue's body in the prompt (the rest is cut, with a
+/// marker): issue bodies are anyone's text, of any size.
+pub const ISSUE_BODY_MAX_BYTES: usize = 64 * 1024;
+/// Most bytes of an issue's title in the prompt.
+pub const ISSUE_TITLE_MAX_BYTES: usize = 1024;
+/// Most bytes of each line (a commit subject) of the recent changes: an
+/// agent writes those subjects.
+pub const COMMIT_SUBJECT_MAX_BYTES: usize = 200;
+/// Most bytes of the whole recent-changes section.
+pub const RECENT_CHANGES_MAX_BYTES: usize = 8 * 1024;
 
 /// The resume prompt's opening (upstream's resume wording).
 pub const RESUME_PROMPT: &str = "Resume from where you left off. You were stopped to ask a question; the answer is in /agentq/ANSWER.md (read-only, outside the repository) and below. Read it, then continue the task.";
@@ -82,11 +97,22 @@ pub fn build_prompt(input: &DispatchInput, parts: &PromptParts) -> String {
         section(
             &mut out,
             "ISSUE",
-            &format!("# {}\n\n{}", title.trim(), body.trim()),
+            &format!(
+                "# {}\n\n{}",
+                cut(title.trim(), ISSUE_TITLE_MAX_BYTES),
+                cut(body.trim(), ISSUE_BODY_MAX_BYTES)
+            ),
         );
     }
     if !parts.recent_changes.trim().is_empty() {
-        section(&mut out, "RECENT CHANGES", &parts.recent_changes);
+        section(
+            &mut out,
+            "RECENT CHANGES",
+            &cut(
+                &cut_lines(&parts.recent_changes, COMMIT_SUBJECT_MAX_BYTES),
+                RECENT_CHANGES_MAX_BYTES,
+            ),
+        );
     }
     if let Some(plan) = &parts.plan {
         section(&mut out, "PLAN", plan);
@@ -178,5 +204,31 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("Use Postgres"));
+    }
+
+    #[test]
+    fn issue_bodies_and_commit_subjects_are_cut_with_a_marker() {
+        let subjects: String = (0..100)
+            .map(|n| format!("{n:07x} {}\n", "s".repeat(130 * 1024)))
+            .collect();
+        let parts = PromptParts {
+            issue: Some(("T".repeat(10_000), "body ".repeat(1024 * 1024 / 5))),
+            recent_changes: subjects,
+            ..Default::default()
+        };
+        let p = build_prompt(&input(), &parts);
+        assert!(
+            p.len() < ISSUE_BODY_MAX_BYTES + RECENT_CHANGES_MAX_BYTES + 8 * 1024,
+            "{} bytes",
+            p.len()
+        );
+        let issue = &p[p.find("## ISSUE").unwrap()..p.find("## RECENT CHANGES").unwrap()];
+        assert!(issue.contains("[cut "), "no marker in the issue");
+        let recent = &p[p.find("## RECENT CHANGES").unwrap()..p.find("## CONSTRAINTS").unwrap()];
+        assert!(recent.len() < RECENT_CHANGES_MAX_BYTES + 100);
+        assert!(recent
+            .lines()
+            .all(|l| l.len() < COMMIT_SUBJECT_MAX_BYTES + 40));
+        assert!(recent.contains("0000000 sss") && recent.contains("[cut "));
     }
 }

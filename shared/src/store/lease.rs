@@ -55,7 +55,9 @@ return 1
 /// KEYS: job, log stream. ARGV: token, max length, chunk.
 const LOG_FENCED: &str = r#"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'd', ARGV[3])
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', 'd', ARGV[i])
+end
 return 1
 "#;
 
@@ -192,7 +194,8 @@ impl JobStore {
     }
 
     /// Appends a chunk of agent output to job `id`'s log tail if run `token`
-    /// still owns it; returns whether it did.
+    /// still owns it; returns whether it did. The tail holds at most
+    /// [`LOG_TAIL_BYTES`](crate::store::ops::LOG_TAIL_BYTES) of output.
     ///
     /// # Errors
     /// Redis errors.
@@ -202,14 +205,19 @@ impl JobStore {
         token: &str,
         chunk: &[u8],
     ) -> Result<bool, StoreError> {
-        let n: i64 = LOG_FENCED_SCRIPT
-            .key(self.keys().job(id))
-            .key(self.keys().log_tail(id))
+        use crate::store::ops::{LOG_CHUNK_BYTES, LOG_TAIL_MAX};
+        let mut inv = LOG_FENCED_SCRIPT.key(self.keys().job(id));
+        inv.key(self.keys().log_tail(id))
             .arg(token)
-            .arg(crate::store::ops::LOG_TAIL_MAX)
-            .arg(chunk)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(LOG_TAIL_MAX);
+        // Entries of at most LOG_CHUNK_BYTES, of which the tail keeps
+        // LOG_TAIL_MAX (exactly): the tail's bound in bytes holds whatever
+        // the chunks are. Pieces the tail would drop at once are not sent.
+        let pieces: Vec<&[u8]> = chunk.chunks(LOG_CHUNK_BYTES).collect();
+        for piece in &pieces[pieces.len().saturating_sub(LOG_TAIL_MAX)..] {
+            inv.arg(*piece);
+        }
+        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
     }
 

@@ -14,6 +14,12 @@ use crate::{
 
 /// Log chunks kept per job in Redis (the full log stays in the workspace).
 pub const LOG_TAIL_MAX: usize = 2_000;
+/// Most bytes of output in one log chunk: a longer write is split, so the
+/// tail holds at most [`LOG_TAIL_BYTES`] whatever the writes are.
+pub const LOG_CHUNK_BYTES: usize = 2_000;
+/// Most bytes of output a job's log tail in Redis holds (4 MB, under 4 MiB
+/// with Redis's own overhead).
+pub const LOG_TAIL_BYTES: usize = LOG_TAIL_MAX * LOG_CHUNK_BYTES;
 /// How long a finished job's log tail stays in Redis.
 pub const LOG_TAIL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -171,10 +177,14 @@ impl ListFilter {
 /// Why [`JobStore::resume_job`] did not resume a job.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    /// Refused: no such job, not finished, empty answer, bad agent, or the job
-    /// changed meanwhile.
+    /// Refused: no such job, not finished, bad agent, or the job changed
+    /// meanwhile.
     #[error("{0}")]
     Refused(String),
+    /// The answer is not one (empty, too long, NUL or control characters):
+    /// names the field.
+    #[error(transparent)]
+    Invalid(#[from] crate::input::InvalidInput),
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -551,6 +561,7 @@ impl JobStore {
         answer: &str,
         agent: Option<&str>,
     ) -> Result<JobRecord, ResumeError> {
+        crate::input::check_answer(answer)?;
         let rec = self.get(id).await?.ok_or_else(|| {
             ResumeError::Refused(format!("no job with id {id} (see `agentq list`)"))
         })?;
@@ -559,9 +570,6 @@ impl JobStore {
                 "job {} is {}; only a finished job (blocked, failed, completed, …) can be resumed",
                 rec.id, rec.state
             )));
-        }
-        if answer.trim().is_empty() {
-            return Err(ResumeError::Refused("answer: must not be empty".into()));
         }
         let mut input = rec.input.clone();
         if let Some(agent) = agent.map(str::trim).filter(|a| !a.is_empty()) {
