@@ -78,16 +78,7 @@ async fn a_hundred_megabyte_line_leaves_a_bounded_tail_everywhere() {
         env.worker_logs()
     );
 
-    let mut conn = env.redis.conn();
-    let key = env.key(&format!("log:{id}"));
-    let usage: Option<usize> = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(&key)
-        .arg("SAMPLES")
-        .arg(0)
-        .query(&mut conn)
-        .unwrap();
-    let usage = usage.expect("the job has a log tail in Redis");
+    let usage = tail_bytes(&env, &id);
     assert!(
         usage <= TAIL_BOUND,
         "the log tail in Redis takes {usage} bytes"
@@ -134,6 +125,38 @@ async fn a_hundred_megabyte_line_leaves_a_bounded_tail_everywhere() {
     );
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("FLOOD-END"), "the output's end is not shown");
+
+    // Short lines, many of them: the bound holds in bytes, not only in lines.
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "@redteam flood 24",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let usage = tail_bytes(&env, &id);
+    assert!(
+        usage <= TAIL_BOUND,
+        "the log tail in Redis takes {usage} bytes"
+    );
+    let out = env.cli(&["logs", &id], None);
+    assert!(out.stdout.len() <= TAIL_BOUND, "{} bytes", out.stdout.len());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FLOOD-END"));
+}
+
+/// What job `id`'s log tail takes in Redis (`MEMORY USAGE`, every entry).
+fn tail_bytes(env: &TestEnv, id: &str) -> usize {
+    let usage: Option<usize> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(env.key(&format!("log:{id}")))
+        .arg("SAMPLES")
+        .arg(0)
+        .query(&mut env.redis.conn())
+        .unwrap();
+    usage.expect("the job has a log tail in Redis")
 }
 
 /// Row "ANSI/OSC escapes in BLOCKED.md and output": `agentq status`,

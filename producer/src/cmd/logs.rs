@@ -6,7 +6,7 @@ use agentq_shared::{config::Config, record::JobRecord};
 
 use crate::{output, Failure};
 
-/// Print a job's agent output: the tail kept in Redis (at most 4 MB, lines
+/// Print a job's agent output: the tail kept in Redis (at most 2.6 MB, lines
 /// over 16 KiB cut with a marker), from any host. The full log is in the
 /// workspace's `.meta/agent-{pool}.log` on the worker's host (said on stderr);
 /// `--full` prints that file when run there.
