@@ -359,3 +359,43 @@ async fn a_huge_commit_subject_does_not_break_the_next_run() {
         prompt.len()
     );
 }
+
+/// `agentq logs --full` away from the job's host says where the log is and
+/// prints nothing else (exit 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_full_elsewhere_says_where_the_log_is() {
+    let env = TestEnv::new();
+    let id = env.enqueue(&["--repo", "demo", "--issue", "3", "--task", "Do it"]);
+    let store = env.store().await;
+    let rec = store.get(&id).await.unwrap().unwrap();
+    assert!(store
+        .transition(
+            &id,
+            JobState::Completed,
+            Some(rec.seq),
+            &[
+                ("host", "host-elsewhere".into()),
+                ("workspace_dir", "/srv/ws/core/demo/task-3".into()),
+            ],
+        )
+        .await
+        .unwrap());
+    let out = env.cli(&["logs", "--full", &id], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "the full log is on host host-elsewhere at /srv/ws/core/demo/task-3/.meta/agent-codex.log"
+        ),
+        "{stderr}"
+    );
+    let out = env.cli(&["inspect", &id], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "full log on host host-elsewhere at /srv/ws/core/demo/task-3/.meta/agent-codex.log"
+        ),
+        "{text}"
+    );
+}
