@@ -145,6 +145,25 @@ async fn a_hundred_megabyte_line_leaves_a_bounded_tail_everywhere() {
     let out = env.cli(&["logs", &id], None);
     assert!(out.stdout.len() <= TAIL_BOUND, "{} bytes", out.stdout.len());
     assert!(String::from_utf8_lossy(&out.stdout).contains("FLOOD-END"));
+    // The job page embeds only the end of that tail, and says so.
+    let r = http()
+        .get(format!("{}/jobs/{id}", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.bytes().await.unwrap();
+    assert!(
+        body.len() <= 1024 * 1024,
+        "the job page is {} bytes",
+        body.len()
+    );
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        page.contains("FLOOD-END") && page.contains("Showing the last 256 KiB"),
+        "{}",
+        &page[..page.len().min(3000)]
+    );
 }
 
 /// What job `id`'s log tail takes in Redis (`MEMORY USAGE`, every entry).
