@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 pub use agentq_domain::{
-    admission, agent, backoff, clock, config, fsutil, input, keys, language, outcome, prompt,
+    admission, agent, backoff, clock, config, fsutil, host, input, keys, language, outcome, prompt,
     record, status, templates, text, transition, workspace,
 };
 

@@ -93,7 +93,7 @@ fn full(args: &Args, rec: &JobRecord) -> Result<u8, Failure> {
         )));
     };
     // The file at that path is this job's log only on the host that ran it.
-    let file = (rec.host == this_host())
+    let file = (rec.host == agentq_shared::host::hostname())
         .then(|| {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
@@ -124,15 +124,4 @@ fn full(args: &Args, rec: &JobRecord) -> Result<u8, Failure> {
     }
     emit(args, &mut carry, &[], true);
     Ok(0)
-}
-
-/// This machine's host name, as a worker started here records it by default
-/// (the worker's `context::hostname`).
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default()
 }

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod flat;
 pub mod fsutil;
+pub mod host;
 pub mod input;
 pub mod keys;
 pub mod language;
