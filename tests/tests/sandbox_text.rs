@@ -125,6 +125,14 @@ async fn a_hundred_megabyte_line_leaves_a_bounded_tail_everywhere() {
     );
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("FLOOD-END"), "the output's end is not shown");
+    assert!(
+        page.contains(&format!(
+            "Full log on host {} at <code>{}</code>",
+            rec.host,
+            log.display()
+        )),
+        "the page does not say where the full log is"
+    );
 
     // Short lines, many of them: the bound holds in bytes, not only in lines.
     let id = env.enqueue(&[

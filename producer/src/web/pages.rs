@@ -584,6 +584,9 @@ pub async fn job(
                     " (" code { ".meta/agent-" (i.agent.split(':').next().unwrap_or_default()) ".log" } ")."
                 }
             }
+            @if let Some(path) = crate::output::host_log(r) {
+                p.muted #log-host { "Full log on host " (r.host) " at " code { (path.display()) } }
+            }
             @if page_cut > 0 {
                 p.truncated #log-page-cut {
                     "Showing the last " (shown_kib) " KiB; the " (page_cut) " bytes before them are in "
