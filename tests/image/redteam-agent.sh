@@ -19,6 +19,9 @@
 #   @redteam flood MB                  print MB MiB of output
 #   @redteam block QUESTION            block, unless an answer was given
 #   @redteam sleep N                   sleep N seconds
+#   @redteam commit-file FILE TEXT     write TEXT to FILE and commit it
+#   @redteam write FILE TEXT           write TEXT to FILE, not committed
+#   @redteam rm FILE                   delete FILE, the deletion not committed
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # Several directives may share one line: each `@redteam ` starts a new one.
@@ -128,6 +131,16 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       fi
       ;;
     sleep) sleep "$arg" ;;
+    commit-file)
+      f=${arg%% *}
+      printf '%s' "${arg#"$f" }" > "$f"
+      git add -- "$f" && git commit -q -m "redteam: commit $f" && echo "committed $f"
+      ;;
+    write)
+      f=${arg%% *}
+      printf '%s' "${arg#"$f" }" > "$f" && echo "wrote $f (not committed)"
+      ;;
+    rm) rm -f -- "$arg" && echo "removed $arg (not committed)" ;;
   esac
 done
 exit 0

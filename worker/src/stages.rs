@@ -386,22 +386,26 @@ async fn qa_stage(
     let mut qa = None;
     if ctx.cfg.auto_qa {
         run.hold.go(Transition::qa()).await?;
-        if let Some(p) = &pushed {
+        // What is pushed is what is checked: QA runs on a clean checkout of the
+        // agent branch's head, and the status goes on that commit alone.
+        let commit = crate::qa::target(prepared).await;
+        let status_on = pushed.as_ref().filter(|p| p.sha == commit);
+        if let Some(p) = status_on {
             report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
         }
-        let result = crate::qa::run(run, agent, prepared, stop.clone())
+        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone())
             .await
             .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
         let result = match result {
             Ok(r) => r,
             Err(Ended::Interrupted) => return Err(StageError::Interrupted),
             Err(Ended::Fenced) => return Err(StageError::SelfFenced),
-            Err(_) => QaResult::cancelled(),
+            Err(_) => QaResult::cancelled(&commit),
         };
         if result.status == QaStatus::Failed {
             *outcome = settle(outcome.clone(), Finding::QaFailed(result.failure()));
         }
-        if let Some(p) = &pushed {
+        if let Some(p) = status_on {
             let (st, desc) = match result.status {
                 QaStatus::Failed => (CommitState::Failure, result.failure()),
                 QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),
@@ -527,13 +531,14 @@ impl QaResult {
         }
     }
 
-    /// QA stopped by a cancel.
-    fn cancelled() -> Self {
+    /// QA of `commit` stopped by a cancel.
+    fn cancelled(commit: &str) -> Self {
         QaResult {
             status: QaStatus::Failed,
             command: String::new(),
             detail: "cancelled".into(),
             output_tail: String::new(),
+            commit: commit.to_string(),
         }
     }
 }
