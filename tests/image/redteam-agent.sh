@@ -22,6 +22,8 @@
 #   @redteam commit-file FILE TEXT     write TEXT to FILE and commit it
 #   @redteam write FILE TEXT           write TEXT to FILE, not committed
 #   @redteam rm FILE                   delete FILE, the deletion not committed
+#   @redteam commit-zeros MB           commit an MB MiB file of zeros (a few KiB
+#                                      of objects), then delete it uncommitted
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # Several directives may share one line: each `@redteam ` starts a new one.
@@ -141,6 +143,11 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       printf '%s' "${arg#"$f" }" > "$f" && echo "wrote $f (not committed)"
       ;;
     rm) rm -f -- "$arg" && echo "removed $arg (not committed)" ;;
+    commit-zeros)
+      dd if=/dev/zero of=redteam-zeros.bin bs=1048576 count="$arg" 2>/dev/null
+      git add redteam-zeros.bin && git commit -q -m "redteam: $arg MiB of zeros" && echo "committed $arg MiB of zeros"
+      rm -f redteam-zeros.bin
+      ;;
   esac
 done
 exit 0

@@ -269,3 +269,41 @@ async fn branches_rel_slash_1_and_rel_dash_1_are_two_workspaces() {
     );
     assert_ne!(rs.branch, rd.branch);
 }
+
+/// A commit whose files add up to more than the workspace limit (64 MiB of
+/// zeros: a few KiB of git objects, the file itself deleted from the tree) is
+/// never written out for QA: QA fails on it, as the agent's doing. (QA on the
+/// working tree used to pass it; a checkout would have written it all.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_over_the_workspace_limit_is_not_checked_out() {
+    require_image(REDTEAM_IMAGE);
+    let env = TestEnv::with_config("workspace_limit_mb = 16");
+    env.append_config(&format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n"));
+    env.remotes
+        .create("core", "demo", &[("package.json", "{}\n")]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "5",
+        "--task",
+        "go @redteam commit-zeros 64",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Failed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed), "{rec:#?}");
+    assert!(
+        rec.error
+            .contains("over 16777216 bytes (the workspace limit)"),
+        "{}",
+        rec.error
+    );
+    let ws = std::path::Path::new(&rec.workspace_dir);
+    assert!(!ws.join(".meta/qa-tree").exists());
+}

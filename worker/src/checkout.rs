@@ -5,13 +5,43 @@
 //! deleted there still is). It gets a fresh directory, `.meta/qa-tree`, with
 //! the files of the commit alone, written by the worker's git from its own
 //! repository (no `.git` in it, so the QA container reaches nothing of the
-//! worker's), given to the agents' user, and removed afterwards.
+//! worker's), given to the agents' user, and removed afterwards. A commit whose
+//! files add up to more than the workspace limit is not written out at all (a
+//! few compressed objects can stand for gigabytes of files).
 
 use std::path::{Path, PathBuf};
 
 use agentq_shared::workspace::Workspace;
 
 use crate::git::git;
+
+/// Why there is no checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// The commit's files are over the limit: the agent's doing.
+    #[error(
+        "the commit's files come to over {limit} bytes (the workspace limit); not checked out"
+    )]
+    TooBig {
+        /// The limit.
+        limit: u64,
+    },
+    /// Git or the file system failed.
+    #[error("cannot check the commit out for QA: {0:#}")]
+    Infra(#[from] anyhow::Error),
+}
+
+impl From<std::io::Error> for CheckoutError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Infra(e.into())
+    }
+}
+
+impl From<tokio::task::JoinError> for CheckoutError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Infra(e.into())
+    }
+}
 
 /// A checkout made by [`Checkout::make`]; [`Checkout::remove`] removes it.
 #[derive(Debug)]
@@ -24,14 +54,21 @@ impl Checkout {
     /// Writes the files of `commit` (in the worker repository of `ws`) into
     /// `.meta/qa-tree`, replacing whatever an earlier run left there, and gives
     /// them to the agents' user `(uid, gid)` when the worker runs as root.
+    /// With a `limit`, the commit's files must add up to at most that many bytes.
     ///
     /// # Errors
-    /// Git or file system errors.
+    /// [`CheckoutError`].
     pub async fn make(
         ws: &Workspace,
         commit: &str,
         (uid, gid): (u32, u32),
-    ) -> anyhow::Result<Self> {
+        limit: Option<u64>,
+    ) -> Result<Self, CheckoutError> {
+        if let Some(limit) = limit {
+            if files_size(&ws.worker_repo(), commit, limit).await? > limit {
+                return Err(CheckoutError::TooBig { limit });
+            }
+        }
         let dir = ws.qa_tree();
         let d = dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -88,6 +125,32 @@ impl Checkout {
             Err(e) => tracing::warn!(error = %e, "cannot remove the QA checkout"),
         }
     }
+}
+
+/// The bytes of the files of `commit` (blob sizes from `git ls-tree -r -l`),
+/// counted up to just past `limit`.
+async fn files_size(git_dir: &Path, commit: &str, limit: u64) -> anyhow::Result<u64> {
+    let tree = format!("{commit}^{{tree}}");
+    let listing = git(
+        git_dir,
+        &["ls-tree", "-r", "-l", "-z", "--full-tree", &tree],
+    )
+    .await?;
+    let mut total: u64 = 0;
+    for entry in listing.split('\0') {
+        // `<mode> <type> <object> <size>\t<path>`; the size is `-` for a
+        // submodule's commit.
+        let meta = entry.split('\t').next().unwrap_or("");
+        let size = meta
+            .split_whitespace()
+            .nth(3)
+            .and_then(|s| s.parse::<u64>().ok());
+        total = total.saturating_add(size.unwrap_or(0));
+        if total > limit {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// Removes `dir` and everything in it, never following a link; a directory
@@ -169,7 +232,14 @@ mod tests {
             &ws.meta_dir(),
             &["clone", "-q", "--bare", &src.to_string_lossy(), "git"],
         );
-        let c = Checkout::make(&ws, &commit, (0, 0)).await.unwrap();
+        assert!(matches!(
+            Checkout::make(&ws, &commit, (0, 0), Some(20)).await,
+            Err(CheckoutError::TooBig { limit: 20 })
+        ));
+        assert!(!ws.qa_tree().exists());
+        let c = Checkout::make(&ws, &commit, (0, 0), Some(30))
+            .await
+            .unwrap();
         assert_eq!(c.commit(), commit);
         assert_eq!(
             std::fs::read_to_string(c.dir().join("go.mod")).unwrap(),
@@ -181,7 +251,7 @@ mod tests {
         assert!(!ws.worker_repo().join("index").exists());
         // A second checkout replaces what the first (or a QA command) left.
         std::fs::write(c.dir().join("leftover"), "x").unwrap();
-        let c = Checkout::make(&ws, &commit, (0, 0)).await.unwrap();
+        let c = Checkout::make(&ws, &commit, (0, 0), None).await.unwrap();
         assert!(!c.dir().join("leftover").exists());
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(c.dir().join("d"), std::fs::Permissions::from_mode(0o000))

@@ -16,7 +16,7 @@ use agentq_shared::{
 use tokio::sync::watch;
 
 use crate::{
-    checkout::Checkout,
+    checkout::{Checkout, CheckoutError},
     context::WorkerCtx,
     docker::{self, Ended},
     guard::StopReason,
@@ -94,7 +94,20 @@ pub async fn run(
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let ws = &prepared.workspace;
-    let checkout = Checkout::make(ws, commit, run.ctx.agent_ids()).await?;
+    let limit = run.ctx.cfg.workspace_limit_bytes();
+    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), limit).await {
+        Ok(c) => c,
+        Err(e @ CheckoutError::TooBig { .. }) => {
+            return Ok(Ok(QaResult {
+                status: QaStatus::Failed,
+                command: "checkout".into(),
+                detail: e.to_string(),
+                output_tail: String::new(),
+                commit: commit.to_string(),
+            }))
+        }
+        Err(CheckoutError::Infra(e)) => return Err(e),
+    };
     append(
         &ws.meta_dir().join("qa.log"),
         &format!("# QA of commit {commit}"),

@@ -1,4 +1,4 @@
-//! Workspace layout on disk: `{root}/{org}/{repo}/{pr-N|task-N|branch|tag}/`.
+//! Workspace layout on disk: `{root}/{org}/{repo}/{pr-N|task-N|branch-NAME|tag-NAME}/`.
 //!
 //! The layout draws the trust boundary. Only `repo/` (the agent's working tree,
 //! mounted read-write at `/workspace`) and `.meta/input/` (prompt and answer,
