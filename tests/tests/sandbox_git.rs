@@ -307,3 +307,54 @@ async fn a_commit_over_the_workspace_limit_is_not_checked_out() {
     let ws = std::path::Path::new(&rec.workspace_dir);
     assert!(!ws.join(".meta/qa-tree").exists());
 }
+
+/// Upgrading: a workspace whose `status.json` (written by the old version)
+/// names an old-style branch `agent/{slug of task}` for the same task keeps
+/// that branch: the new job builds on its commits, and its record names it
+/// from then on (retries and resumes keep it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_workspaces_branch_of_the_same_task_is_kept() {
+    require_image("agentq-test-agent:latest");
+    let env = TestEnv::new();
+    let bare = env
+        .remotes
+        .create("core", "demo", &[("README.md", "# demo\n")]);
+    let task = "carry on @agentq-test commit";
+    let legacy = "agent/carry-on-agentq-test-commit";
+    // The old version's branch on the remote, with one commit on it.
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+    git(work.path(), &["checkout", "-q", "-b", legacy]);
+    std::fs::write(work.path().join("old.txt"), "old work\n").unwrap();
+    git(work.path(), &["add", "old.txt"]);
+    git(work.path(), &["commit", "-q", "-m", "old work"]);
+    git(work.path(), &["push", "-q", "origin", legacy]);
+    let old_head = git(&bare, &["rev-parse", &format!("refs/heads/{legacy}")]);
+    // The old version's workspace for issue 9 says so.
+    let ws = env.workspace_root().join("core/demo/task-9");
+    std::fs::create_dir_all(&ws).unwrap();
+    agentq_shared::status::WorkspaceStatus {
+        task: task.into(),
+        branch: legacy.into(),
+        issue: 9,
+        ..Default::default()
+    }
+    .write_atomic(&ws.join("status.json"))
+    .unwrap();
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue_for_issue(9, task);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert_eq!(rec.branch, legacy);
+    let head = git(&bare, &["rev-parse", &format!("refs/heads/{legacy}")]);
+    assert_eq!(git(&bare, &["rev-parse", &format!("{head}~1")]), old_head);
+    // Another task in the same workspace gets the new naming.
+    let other = env.enqueue_for_issue(9, "something else");
+    let rec = env.wait_final(&other, LONG).await;
+    assert_eq!(rec.branch, "agent/issue-9-something-else", "{rec:#?}");
+}
