@@ -12,7 +12,11 @@ use agentq_tests::{forge_sim::ForgeSim, *};
 
 const LONG: Duration = Duration::from_secs(180);
 const TOKEN: &str = "forge-token-git-3b9e51";
-const REDTEAM_IMAGE: &str = "agentq-redteam:latest";
+/// The red-team image: `agentq-redteam:latest`, or `$AGENTQ_TEST_REDTEAM_IMAGE`
+/// (a private tag of the same build, while others rebuild the shared one).
+fn redteam_image() -> String {
+    std::env::var("AGENTQ_TEST_REDTEAM_IMAGE").unwrap_or_else(|_| "agentq-redteam:latest".into())
+}
 
 fn require_image(image: &str) {
     require_docker();
@@ -22,6 +26,27 @@ fn require_image(image: &str) {
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(ok, "{image} is missing: run scripts/build-test-images");
+}
+
+/// The red-team image with this file's directives (`commit-file`, `write`,
+/// `rm`, `commit-zeros`): an image built from an older tree lacks them, and its
+/// agent would silently do nothing.
+fn require_redteam_directives() {
+    let image = redteam_image();
+    require_image(&image);
+    let script = std::process::Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "cat", &image])
+        .arg("/usr/local/bin/agentq-test-agent")
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&script.stdout);
+    for verb in ["commit-file)", "write)", "rm)", "commit-zeros)"] {
+        assert!(
+            script.contains(verb),
+            "{image} has no `@redteam {}`: run scripts/build-test-images",
+            verb.trim_end_matches(')')
+        );
+    }
 }
 
 /// A world with the simulated forge; `extra` are config tables (the agents'
@@ -63,8 +88,12 @@ fn statuses(sim: &ForgeSim, repo: &str, sha: &str) -> Vec<String> {
 /// checks the commit: it fails, and the status of that commit says `failure`.
 #[tokio::test(flavor = "multi_thread")]
 async fn qa_checks_the_commit_not_a_working_tree_that_hides_the_breakage() {
-    require_image(REDTEAM_IMAGE);
-    let (env, sim) = forge_world(&format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n")).await;
+    require_redteam_directives();
+    let (env, sim) = forge_world(&format!(
+        "[agents.codex]\nimage = \"{}\"\n",
+        redteam_image()
+    ))
+    .await;
     let bare = node_repo(&env, &sim, "hide", 3);
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
@@ -109,8 +138,12 @@ async fn qa_checks_the_commit_not_a_working_tree_that_hides_the_breakage() {
 /// status of the pushed commit is `success`.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uncommitted_breaking_file_does_not_fail_a_good_commit() {
-    require_image(REDTEAM_IMAGE);
-    let (env, sim) = forge_world(&format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n")).await;
+    require_redteam_directives();
+    let (env, sim) = forge_world(&format!(
+        "[agents.codex]\nimage = \"{}\"\n",
+        redteam_image()
+    ))
+    .await;
     let bare = node_repo(&env, &sim, "good", 4);
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
@@ -276,9 +309,12 @@ async fn branches_rel_slash_1_and_rel_dash_1_are_two_workspaces() {
 /// working tree used to pass it; a checkout would have written it all.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_over_the_workspace_limit_is_not_checked_out() {
-    require_image(REDTEAM_IMAGE);
+    require_redteam_directives();
     let env = TestEnv::with_config("workspace_limit_mb = 16");
-    env.append_config(&format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n"));
+    env.append_config(&format!(
+        "[agents.codex]\nimage = \"{}\"\n",
+        redteam_image()
+    ));
     env.remotes
         .create("core", "demo", &[("package.json", "{}\n")]);
     let _w = env.worker("w1", 1);

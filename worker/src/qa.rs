@@ -38,8 +38,6 @@ pub struct QaResult {
     pub detail: String,
     /// The end of the output of the last command run.
     pub output_tail: String,
-    /// The commit checked (empty if QA never got to one).
-    pub commit: String,
 }
 
 impl QaResult {
@@ -103,14 +101,13 @@ pub async fn run(
                 command: "checkout".into(),
                 detail: e.to_string(),
                 output_tail: String::new(),
-                commit: commit.to_string(),
             }))
         }
         Err(CheckoutError::Infra(e)) => return Err(e),
     };
     append(
         &ws.meta_dir().join("qa.log"),
-        &format!("# QA of commit {commit}"),
+        &format!("# QA of commit {}", checkout.commit()),
         "",
     );
     let result = run_in(run, agent, prepared, &checkout, stop).await;
@@ -126,7 +123,6 @@ async fn run_in(
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
-    let commit = checkout.commit().to_string();
     let cmds = commands(ctx, agent, checkout.dir());
     if cmds.is_empty() {
         return Ok(Ok(QaResult {
@@ -134,7 +130,6 @@ async fn run_in(
             command: String::new(),
             detail: "no build or test commands for this repository".into(),
             output_tail: String::new(),
-            commit,
         }));
     }
     let ws = &prepared.workspace;
@@ -179,7 +174,6 @@ async fn run_in(
             command: argv.join(" "),
             detail,
             output_tail: tail(&last_output),
-            commit,
         }));
     }
     Ok(Ok(QaResult {
@@ -187,7 +181,6 @@ async fn run_in(
         command: String::new(),
         detail: String::new(),
         output_tail: tail(&last_output),
-        commit,
     }))
 }
 

@@ -400,7 +400,7 @@ async fn qa_stage(
             Ok(r) => r,
             Err(Ended::Interrupted) => return Err(StageError::Interrupted),
             Err(Ended::Fenced) => return Err(StageError::SelfFenced),
-            Err(_) => QaResult::cancelled(&commit),
+            Err(_) => QaResult::cancelled(),
         };
         if result.status == QaStatus::Failed {
             *outcome = settle(outcome.clone(), Finding::QaFailed(result.failure()));
@@ -531,14 +531,13 @@ impl QaResult {
         }
     }
 
-    /// QA of `commit` stopped by a cancel.
-    fn cancelled(commit: &str) -> Self {
+    /// QA stopped by a cancel.
+    fn cancelled() -> Self {
         QaResult {
             status: QaStatus::Failed,
             command: String::new(),
             detail: "cancelled".into(),
             output_tail: String::new(),
-            commit: commit.to_string(),
         }
     }
 }
