@@ -394,3 +394,59 @@ async fn an_old_workspaces_branch_of_the_same_task_is_kept() {
     let rec = env.wait_final(&other, LONG).await;
     assert_eq!(rec.branch, "agent/issue-9-something-else", "{rec:#?}");
 }
+
+/// The agent commits `.gitattributes` asking for a filter driver that the
+/// worker host's git configuration defines (as git-lfs does): the worker's git
+/// never runs it, neither when QA checks the commit out nor when the next run
+/// of the job builds its working tree from the branch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_gitattributes_never_runs_a_hosts_filter_driver() {
+    require_redteam_directives();
+    let env = TestEnv::with_config(&format!(
+        "[agents.codex]\nimage = \"{}\"\n",
+        redteam_image()
+    ));
+    let home = env.dir.path().join("home");
+    let marker = env.dir.path().join("filter-ran");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".gitconfig"),
+        format!(
+            "[filter \"evil\"]\n\tsmudge = touch {} && cat\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    env.set_env("HOME", home.to_string_lossy());
+    env.remotes
+        .create("core", "demo", &[("README.md", "# demo\n")]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "6",
+        "--task",
+        "go @redteam commit-file .gitattributes * filter=evil",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(!marker.exists(), "QA's checkout ran the filter driver");
+    // The next run builds its tree from the branch that has the attributes.
+    env.cli_ok(&["retry", &id]);
+    let rec = env
+        .wait_for(&id, LONG, |r| r.attempt == 2 && r.state.is_final())
+        .await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(!marker.exists(), "prep's checkout ran the filter driver");
+}

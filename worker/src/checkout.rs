@@ -15,6 +15,10 @@ use agentq_shared::workspace::Workspace;
 
 use crate::git::git;
 
+/// `info/attributes` of the worker repository: overrides every attribute that
+/// would run a filter or change bytes on checkout.
+const NO_ATTRIBUTES: &[u8] = b"* -filter -text -eol -ident -working-tree-encoding\n";
+
 /// Why there is no checkout.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -74,6 +78,15 @@ impl Checkout {
         tokio::task::spawn_blocking(move || {
             remove_tree(&d)?;
             std::fs::create_dir(&d)
+        })
+        .await??;
+        // The commit's `.gitattributes` are the agent's: no filter driver of
+        // any configuration (a host's git-lfs, say) runs on its files, and they
+        // are written byte for byte as committed (this file has the last word).
+        let info = ws.worker_repo().join("info");
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&info)?;
+            agentq_shared::fsutil::write_atomic(&info.join("attributes"), NO_ATTRIBUTES)
         })
         .await??;
         let work_tree = format!("--work-tree={}", dir.display());
@@ -220,6 +233,9 @@ mod tests {
         sh(&src, &["init", "-q"]);
         std::fs::write(src.join("go.mod"), "module x\n").unwrap();
         std::fs::create_dir(src.join("d")).unwrap();
+        // A filter driver in some configuration git reads, and the commit asks for it.
+        let marker = t.path().join("filter-ran");
+        std::fs::write(src.join(".gitattributes"), "* filter=evil\n").unwrap();
         std::fs::write(src.join("d/broken.go"), "package x\nbroken\n").unwrap();
         sh(&src, &["add", "-A"]);
         sh(&src, &["commit", "-qm", "one"]);
@@ -237,7 +253,15 @@ mod tests {
             Err(CheckoutError::TooBig { limit: 20 })
         ));
         assert!(!ws.qa_tree().exists());
-        let c = Checkout::make(&ws, &commit, (0, 0), Some(30))
+        sh(
+            &ws.worker_repo(),
+            &[
+                "config",
+                "filter.evil.smudge",
+                &format!("touch {}; cat", marker.display()),
+            ],
+        );
+        let c = Checkout::make(&ws, &commit, (0, 0), Some(64))
             .await
             .unwrap();
         assert_eq!(c.commit(), commit);
@@ -247,6 +271,10 @@ mod tests {
         );
         assert!(c.dir().join("d/broken.go").is_file());
         assert!(!c.dir().join("untracked").exists());
+        assert!(
+            !marker.exists(),
+            "a filter driver ran on the commit's files"
+        );
         assert!(!c.dir().join(".git").exists());
         assert!(!ws.worker_repo().join("index").exists());
         // A second checkout replaces what the first (or a QA command) left.

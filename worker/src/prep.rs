@@ -369,7 +369,14 @@ async fn build_working_tree(
         start.as_str(),
     ]);
     git(&repo, &args).await?;
+    // The branch may hold an earlier run's `.gitattributes`: no filter driver of
+    // any configuration the worker's git reads (a host's git-lfs, say) runs on
+    // its files. The override is gone before the agent sees the tree.
+    let attributes = repo.join(".git/info/attributes");
+    std::fs::create_dir_all(repo.join(".git/info"))?;
+    agentq_shared::fsutil::write_atomic(&attributes, b"* -filter\n")?;
     git(&repo, &["checkout", "--quiet", "--force", branch]).await?;
+    std::fs::remove_file(&attributes)?;
     // The seed's rule: a stale BLOCKED.md (even a committed one) is not this
     // run's question.
     let blocked = repo.join("BLOCKED.md");
