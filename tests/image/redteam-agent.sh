@@ -25,6 +25,11 @@
 #   @redteam block-escapes             BLOCKED.md with the same escapes
 #   @redteam commit-escapes            commit with the escapes in its subject
 #   @redteam commit-subject KB         commit with a KB KiB one-line subject
+#   @redteam commit-file FILE TEXT     write TEXT to FILE and commit it
+#   @redteam write FILE TEXT           write TEXT to FILE, not committed
+#   @redteam rm FILE                   delete FILE, the deletion not committed
+#   @redteam commit-zeros MB           commit an MB MiB file of zeros (a few KiB
+#                                      of objects), then delete it uncommitted
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # Several directives may share one line: each `@redteam ` starts a new one.
@@ -159,6 +164,21 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       echo "long $(date +%s)" >> redteam-change.txt
       head -c $((arg * 1024)) /dev/zero | tr '\0' 's' > .git/redteam-subject
       git add redteam-change.txt && git commit -q -F .git/redteam-subject || echo "commit failed"
+      ;;
+    commit-file)
+      f=${arg%% *}
+      printf '%s' "${arg#"$f" }" > "$f"
+      git add -- "$f" && git commit -q -m "redteam: commit $f" && echo "committed $f"
+      ;;
+    write)
+      f=${arg%% *}
+      printf '%s' "${arg#"$f" }" > "$f" && echo "wrote $f (not committed)"
+      ;;
+    rm) rm -f -- "$arg" && echo "removed $arg (not committed)" ;;
+    commit-zeros)
+      dd if=/dev/zero of=redteam-zeros.bin bs=1048576 count="$arg" 2>/dev/null
+      git add redteam-zeros.bin && git commit -q -m "redteam: $arg MiB of zeros" && echo "committed $arg MiB of zeros"
+      rm -f redteam-zeros.bin
       ;;
   esac
 done

@@ -103,9 +103,9 @@ async fn one_worker_runs_commit_block_and_failing_jobs() {
     let repo = std::path::Path::new(&c.workspace_dir).join("repo");
     assert_eq!(
         git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]),
-        "agent/add-a-change-agentq-test-commit"
+        "agent/issue-1-add-a-change-agentq-test-commit"
     );
-    assert_eq!(c.branch, "agent/add-a-change-agentq-test-commit");
+    assert_eq!(c.branch, "agent/issue-1-add-a-change-agentq-test-commit");
     let log = git(&repo, &["log", "--format=%s", "origin/main..HEAD"]);
     assert_eq!(log, "agentq test: change by codex");
     assert!(repo.join("agentq-change.txt").is_file());

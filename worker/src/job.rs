@@ -349,7 +349,7 @@ async fn infra_failure(
         "Infrastructure error after {tries} attempts: {text}"
     ));
     if let Some(ws) = ws {
-        let branch = agentq_shared::workspace::agent_branch(&rec.input);
+        let branch = crate::prep::branch_for(rec, &ws);
         let st = agentq_shared::status::WorkspaceStatus {
             question: outcome.message().to_string(),
             ..run.status(JobState::Failed, rec.runs, branch)

@@ -5,6 +5,7 @@
 mod affinity;
 mod breaker;
 mod caplog;
+mod checkout;
 mod context;
 mod deadman;
 mod docker;

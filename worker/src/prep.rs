@@ -13,7 +13,7 @@ use agentq_shared::{
     prompt::{build_prompt, PromptParts},
     record::JobRecord,
     templates::{TemplateError, Templates},
-    workspace::{agent_branch, workspace_name, Workspace},
+    workspace::{agent_branch, is_agent_branch, legacy_agent_branch, workspace_name, Workspace},
 };
 
 use crate::git::{git, is_ancestor, rev_parse, Credentials};
@@ -105,7 +105,7 @@ pub async fn prepare(
         .transpose()?;
     let workspace = Workspace::for_input(&workspace_root(cfg, rec), input)
         .map_err(|e| PrepError::Infra(e.into()))?;
-    let branch = agent_branch(input);
+    let branch = branch_for(rec, &workspace);
     let sync = sync_worker_repo(cfg, input, &workspace, &branch)
         .await
         .map_err(PrepError::Infra)?;
@@ -156,6 +156,30 @@ pub async fn prepare(
         start_sha: sync.start,
         remote_sha: sync.remote,
     })
+}
+
+/// The job's agent branch: the one its record names (set at its first prep, so
+/// a retried or resumed job keeps its branch, whichever version named it); for
+/// a job that never ran, the branch of an earlier job of the same task in this
+/// workspace if that one was named the old way (`agent/{slug of task}`, in the
+/// workspace's `status.json`), so work begun before the upgrade goes on in its
+/// branch and pull request; else [`agent_branch`]. Only names agentq could have
+/// made are taken back ([`is_agent_branch`]).
+pub fn branch_for(rec: &JobRecord, ws: &Workspace) -> String {
+    if is_agent_branch(&rec.branch) {
+        return rec.branch.clone();
+    }
+    let legacy = legacy_agent_branch(&rec.input);
+    let earlier = agentq_shared::fsutil::read_beneath(&ws.dir, "status.json", 1 << 20)
+        .and_then(|b| serde_json::from_slice::<agentq_shared::status::WorkspaceStatus>(&b).ok());
+    match earlier {
+        Some(st)
+            if st.task == rec.input.task && st.branch == legacy && is_agent_branch(&legacy) =>
+        {
+            legacy
+        }
+        _ => agent_branch(&rec.input),
+    }
 }
 
 /// Makes the directories an agent container mounts, `repo` and `.meta/input`
@@ -327,7 +351,11 @@ async fn build_working_tree(
     git(&ws.dir, &["init", "--quiet", "repo"]).await?;
     // At most `agent_history_depth` commits of history: preparing a workspace
     // then costs the same whatever the repository's age.
-    let src = format!("file://{}", ws.worker_repo().display());
+    // A URL, so git copies objects (a path would hard-link them); percent-encoded,
+    // as git decodes it (a workspace name has `%` in it).
+    let src = url::Url::from_file_path(std::path::absolute(ws.worker_repo())?)
+        .map_err(|()| anyhow::anyhow!("the worker repository's path is not absolute"))?
+        .to_string();
     let depth = format!("--depth={}", cfg.agent_history_depth);
     let start = format!("+{START_REF}:refs/heads/{branch}");
     let mut args = vec!["fetch", "--quiet", "--no-tags", "--update-head-ok"];
@@ -341,7 +369,14 @@ async fn build_working_tree(
         start.as_str(),
     ]);
     git(&repo, &args).await?;
+    // The branch may hold an earlier run's `.gitattributes`: no filter driver of
+    // any configuration the worker's git reads (a host's git-lfs, say) runs on
+    // its files. The override is gone before the agent sees the tree.
+    let attributes = repo.join(".git/info/attributes");
+    std::fs::create_dir_all(repo.join(".git/info"))?;
+    agentq_shared::fsutil::write_atomic(&attributes, b"* -filter\n")?;
     git(&repo, &["checkout", "--quiet", "--force", branch]).await?;
+    std::fs::remove_file(&attributes)?;
     // The seed's rule: a stale BLOCKED.md (even a committed one) is not this
     // run's question.
     let blocked = repo.join("BLOCKED.md");
@@ -356,4 +391,57 @@ async fn build_working_tree(
             .await??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentq_shared::status::WorkspaceStatus;
+
+    fn rec(issue: u64, task: &str) -> JobRecord {
+        let input = DispatchInput {
+            repo: "demo".into(),
+            org: "core".into(),
+            task: task.into(),
+            issue,
+            ..Default::default()
+        };
+        JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z")
+    }
+
+    /// A record that names a branch keeps it (retry, resume, whichever version
+    /// named it); a new job takes over the old-style branch of the same task in
+    /// its workspace, and nothing else; otherwise the new naming.
+    #[test]
+    fn branch_for_keeps_old_branches_and_names_new_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let ws = Workspace {
+            dir: t.path().join("task-70"),
+        };
+        std::fs::create_dir_all(&ws.dir).unwrap();
+        let fresh = rec(70, "Fix the build");
+        assert_eq!(branch_for(&fresh, &ws), "agent/issue-70-fix-the-build");
+
+        let mut old = rec(70, "Fix the build");
+        old.branch = "agent/fix-the-build".into();
+        assert_eq!(branch_for(&old, &ws), "agent/fix-the-build");
+        old.branch = "--upload-pack=x".into();
+        assert_eq!(branch_for(&old, &ws), "agent/issue-70-fix-the-build");
+
+        let status = |task: &str, branch: &str| {
+            WorkspaceStatus {
+                task: task.into(),
+                branch: branch.into(),
+                ..Default::default()
+            }
+            .write_atomic(&ws.status_file())
+            .unwrap()
+        };
+        status("Fix the build", "agent/fix-the-build");
+        assert_eq!(branch_for(&fresh, &ws), "agent/fix-the-build");
+        status("Another task", "agent/fix-the-build");
+        assert_eq!(branch_for(&fresh, &ws), "agent/issue-70-fix-the-build");
+        status("Fix the build", "agent/somebody-elses");
+        assert_eq!(branch_for(&fresh, &ws), "agent/issue-70-fix-the-build");
+    }
 }

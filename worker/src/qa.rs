@@ -1,5 +1,12 @@
 //! Stage 3, QA: build, lint and test the agent's work inside a container from the
 //! job's image (never on the worker host), per the seed's `runQA`.
+//!
+//! QA checks a commit, never the agent's working tree: the agent branch's head
+//! in the worker repository (the commit that is saved, pushed and given the
+//! commit status), in a clean checkout ([`Checkout`]). A run that committed
+//! nothing is checked on the commit it started from (the branch's earlier head,
+//! or the base): the seed checks after every completed run, and no uncommitted
+//! file can change the result.
 
 use std::time::Duration;
 
@@ -9,6 +16,7 @@ use agentq_shared::{
 use tokio::sync::watch;
 
 use crate::{
+    checkout::{Checkout, CheckoutError},
     context::WorkerCtx,
     docker::{self, Ended},
     guard::StopReason,
@@ -40,14 +48,23 @@ impl QaResult {
 }
 
 /// The commands QA runs for this job: the pool's configured ones, else those of
-/// the detected language; none means QA is skipped.
-pub fn commands(ctx: &WorkerCtx, agent: &AgentSpec, prepared: &Prepared) -> Vec<Vec<String>> {
+/// the language detected in `tree` (the checkout); none means QA is skipped.
+pub fn commands(ctx: &WorkerCtx, agent: &AgentSpec, tree: &std::path::Path) -> Vec<Vec<String>> {
     if let Some(cmds) = ctx.cfg.agents.get(agent.pool()).and_then(|a| a.qa.clone()) {
         return cmds;
     }
-    Language::detect(&prepared.workspace.repo_dir())
+    Language::detect(tree)
         .map(Language::qa_commands)
         .unwrap_or_default()
+}
+
+/// The commit QA checks (see the module docs): the agent branch's head in the
+/// worker repository, else the commit the run started from.
+pub async fn target(prepared: &Prepared) -> String {
+    let local = format!("refs/heads/{}", prepared.branch);
+    crate::git::rev_parse(&prepared.workspace.worker_repo(), &local)
+        .await
+        .unwrap_or_else(|| prepared.start_sha.clone())
 }
 
 fn tail(text: &str) -> String {
@@ -61,18 +78,52 @@ fn tail(text: &str) -> String {
     text[start..].to_string()
 }
 
-/// Runs the QA commands in order, stopping at the first failure.
+/// Runs the QA commands in order on a clean checkout of `commit`, stopping at
+/// the first failure; the checkout is removed afterwards.
 ///
 /// # Errors
-/// Docker API errors (infrastructure).
+/// Docker API errors, git or file system errors making the checkout
+/// (infrastructure).
 pub async fn run(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
+    commit: &str,
+    stop: watch::Receiver<StopReason>,
+) -> anyhow::Result<Result<QaResult, Ended>> {
+    let ws = &prepared.workspace;
+    let limit = run.ctx.cfg.workspace_limit_bytes();
+    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), limit).await {
+        Ok(c) => c,
+        Err(e @ CheckoutError::TooBig { .. }) => {
+            return Ok(Ok(QaResult {
+                status: QaStatus::Failed,
+                command: "checkout".into(),
+                detail: e.to_string(),
+                output_tail: String::new(),
+            }))
+        }
+        Err(CheckoutError::Infra(e)) => return Err(e),
+    };
+    append(
+        &ws.meta_dir().join("qa.log"),
+        &format!("# QA of commit {}", checkout.commit()),
+        "",
+    );
+    let result = run_in(run, agent, prepared, &checkout, stop).await;
+    checkout.remove().await;
+    result
+}
+
+async fn run_in(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    checkout: &Checkout,
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
-    let cmds = commands(ctx, agent, prepared);
+    let cmds = commands(ctx, agent, checkout.dir());
     if cmds.is_empty() {
         return Ok(Ok(QaResult {
             status: QaStatus::Skipped,
@@ -84,7 +135,10 @@ pub async fn run(
     let ws = &prepared.workspace;
     let log = ws.meta_dir().join("qa.log");
     let mut last_output = String::new();
-    let dirs = RunDirs::of(ws);
+    let dirs = RunDirs {
+        repo: checkout.dir().to_path_buf(),
+        input: ws.input_dir(),
+    };
     for (i, argv) in cmds.iter().enumerate() {
         let job = run.container_job(agent, "", &dirs);
         let body = qa_container(&ctx.cfg, &job, argv.clone());

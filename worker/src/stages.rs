@@ -386,10 +386,14 @@ async fn qa_stage(
     let mut qa = None;
     if ctx.cfg.auto_qa {
         run.hold.go(Transition::qa()).await?;
-        if let Some(p) = &pushed {
+        // What is pushed is what is checked: QA runs on a clean checkout of the
+        // agent branch's head, and the status goes on that commit alone.
+        let commit = crate::qa::target(prepared).await;
+        let status_on = pushed.as_ref().filter(|p| p.sha == commit);
+        if let Some(p) = status_on {
             report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
         }
-        let result = crate::qa::run(run, agent, prepared, stop.clone())
+        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone())
             .await
             .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
         let result = match result {
@@ -401,7 +405,7 @@ async fn qa_stage(
         if result.status == QaStatus::Failed {
             *outcome = settle(outcome.clone(), Finding::QaFailed(result.failure()));
         }
-        if let Some(p) = &pushed {
+        if let Some(p) = status_on {
             let (st, desc) = match result.status {
                 QaStatus::Failed => (CommitState::Failure, result.failure()),
                 QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),

@@ -1,6 +1,6 @@
 //! Workspace leases: at most one job runs in a workspace at a time, on any host.
 //!
-//! A workspace (`{org}/{repo}/{pr-N|task-N|branch|tag}`) is shared by every job
+//! A workspace (`{org}/{repo}/{pr-N|task-N|branch-NAME|tag-NAME}`) is shared by every job
 //! for the same target: a second dispatch for an issue, a review next to a fix, a
 //! retry, a resume. Its lease is a key holding the running job's id, with a TTL
 //! renewed while the job runs, so a dead holder frees it after `heartbeat ×
@@ -98,7 +98,7 @@ static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 
-/// The workspace a job runs in, as a key: `{org}/{repo}/{pr-N|task-N|branch|tag}`.
+/// The workspace a job runs in, as a key: `{org}/{repo}/{pr-N|task-N|branch-NAME|tag-NAME}`.
 pub fn workspace_key(input: &DispatchInput) -> String {
     format!("{}/{}/{}", input.org, input.repo, workspace_name(input))
 }

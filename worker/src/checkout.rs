@@ -1,0 +1,291 @@
+//! A clean checkout of one commit of the worker repository, for QA.
+//!
+//! What is pushed is what was checked: QA never looks at the agent's working
+//! tree (uncommitted files there are not in the pushed commit, and a file
+//! deleted there still is). It gets a fresh directory, `.meta/qa-tree`, with
+//! the files of the commit alone, written by the worker's git from its own
+//! repository (no `.git` in it, so the QA container reaches nothing of the
+//! worker's), given to the agents' user, and removed afterwards. A commit whose
+//! files add up to more than the workspace limit is not written out at all (a
+//! few compressed objects can stand for gigabytes of files).
+
+use std::path::{Path, PathBuf};
+
+use agentq_shared::workspace::Workspace;
+
+use crate::git::git;
+
+/// `info/attributes` of the worker repository: overrides every attribute that
+/// would run a filter or change bytes on checkout.
+const NO_ATTRIBUTES: &[u8] = b"* -filter -text -eol -ident -working-tree-encoding\n";
+
+/// Why there is no checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// The commit's files are over the limit: the agent's doing.
+    #[error(
+        "the commit's files come to over {limit} bytes (the workspace limit); not checked out"
+    )]
+    TooBig {
+        /// The limit.
+        limit: u64,
+    },
+    /// Git or the file system failed.
+    #[error("cannot check the commit out for QA: {0:#}")]
+    Infra(#[from] anyhow::Error),
+}
+
+impl From<std::io::Error> for CheckoutError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Infra(e.into())
+    }
+}
+
+impl From<tokio::task::JoinError> for CheckoutError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Infra(e.into())
+    }
+}
+
+/// A checkout made by [`Checkout::make`]; [`Checkout::remove`] removes it.
+#[derive(Debug)]
+pub struct Checkout {
+    dir: PathBuf,
+    commit: String,
+}
+
+impl Checkout {
+    /// Writes the files of `commit` (in the worker repository of `ws`) into
+    /// `.meta/qa-tree`, replacing whatever an earlier run left there, and gives
+    /// them to the agents' user `(uid, gid)` when the worker runs as root.
+    /// With a `limit`, the commit's files must add up to at most that many bytes.
+    ///
+    /// # Errors
+    /// [`CheckoutError`].
+    pub async fn make(
+        ws: &Workspace,
+        commit: &str,
+        (uid, gid): (u32, u32),
+        limit: Option<u64>,
+    ) -> Result<Self, CheckoutError> {
+        if let Some(limit) = limit {
+            if files_size(&ws.worker_repo(), commit, limit).await? > limit {
+                return Err(CheckoutError::TooBig { limit });
+            }
+        }
+        let dir = ws.qa_tree();
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            remove_tree(&d)?;
+            std::fs::create_dir(&d)
+        })
+        .await??;
+        // The commit's `.gitattributes` are the agent's: no filter driver of
+        // any configuration (a host's git-lfs, say) runs on its files, and they
+        // are written byte for byte as committed (this file has the last word).
+        let info = ws.worker_repo().join("info");
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&info)?;
+            agentq_shared::fsutil::write_atomic(&info.join("attributes"), NO_ATTRIBUTES)
+        })
+        .await??;
+        let work_tree = format!("--work-tree={}", dir.display());
+        // `restore` writes the commit's files into the work tree alone: the
+        // worker repository's index and refs are not touched.
+        git(
+            &ws.worker_repo(),
+            &[
+                "--git-dir=.",
+                &work_tree,
+                "restore",
+                "--no-overlay",
+                &format!("--source={commit}^{{commit}}"),
+                "--worktree",
+                "--",
+                ".",
+            ],
+        )
+        .await?;
+        if agentq_shared::fsutil::current_ids().0 == 0 {
+            let d = dir.clone();
+            tokio::task::spawn_blocking(move || agentq_shared::fsutil::chown_tree(&d, uid, gid))
+                .await??;
+        }
+        Ok(Self {
+            dir,
+            commit: commit.to_string(),
+        })
+    }
+
+    /// The checkout's directory (mounted at `/workspace` in QA containers).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The commit checked out.
+    pub fn commit(&self) -> &str {
+        &self.commit
+    }
+
+    /// Removes the checkout (a failure is logged; the next checkout retries).
+    pub async fn remove(self) {
+        let d = self.dir.clone();
+        match tokio::task::spawn_blocking(move || remove_tree(&d)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the QA checkout")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot remove the QA checkout"),
+        }
+    }
+}
+
+/// The bytes of the files of `commit` (blob sizes from `git ls-tree -r -l`),
+/// counted up to just past `limit`.
+async fn files_size(git_dir: &Path, commit: &str, limit: u64) -> anyhow::Result<u64> {
+    let tree = format!("{commit}^{{tree}}");
+    let listing = git(
+        git_dir,
+        &["ls-tree", "-r", "-l", "-z", "--full-tree", &tree],
+    )
+    .await?;
+    let mut total: u64 = 0;
+    for entry in listing.split('\0') {
+        // `<mode> <type> <object> <size>\t<path>`; the size is `-` for a
+        // submodule's commit.
+        let meta = entry.split('\t').next().unwrap_or("");
+        let size = meta
+            .split_whitespace()
+            .nth(3)
+            .and_then(|s| s.parse::<u64>().ok());
+        total = total.saturating_add(size.unwrap_or(0));
+        if total > limit {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Removes `dir` and everything in it, never following a link; a directory
+/// whose permissions a QA command took away is given them back first.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(dir),
+        Ok(_) => {}
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up(dir)?;
+            std::fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
+}
+
+/// Makes every directory under `dir` (links not followed) the owner's to read,
+/// write and enter.
+fn open_up(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The checkout has the commit's files, not the working tree's, and no
+    /// `.git`; the worker repository keeps no index; removal leaves nothing.
+    #[tokio::test]
+    async fn a_checkout_holds_the_commit_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let ws = Workspace {
+            dir: t.path().join("ws"),
+        };
+        let src = t.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        sh(&src, &["init", "-q"]);
+        std::fs::write(src.join("go.mod"), "module x\n").unwrap();
+        std::fs::create_dir(src.join("d")).unwrap();
+        // A filter driver in some configuration git reads, and the commit asks for it.
+        let marker = t.path().join("filter-ran");
+        std::fs::write(src.join(".gitattributes"), "* filter=evil\n").unwrap();
+        std::fs::write(src.join("d/broken.go"), "package x\nbroken\n").unwrap();
+        sh(&src, &["add", "-A"]);
+        sh(&src, &["commit", "-qm", "one"]);
+        let commit = sh(&src, &["rev-parse", "HEAD"]);
+        // Not committed: the deletion and a new file.
+        std::fs::remove_file(src.join("go.mod")).unwrap();
+        std::fs::write(src.join("untracked"), "x").unwrap();
+        std::fs::create_dir_all(ws.meta_dir()).unwrap();
+        sh(
+            &ws.meta_dir(),
+            &["clone", "-q", "--bare", &src.to_string_lossy(), "git"],
+        );
+        assert!(matches!(
+            Checkout::make(&ws, &commit, (0, 0), Some(20)).await,
+            Err(CheckoutError::TooBig { limit: 20 })
+        ));
+        assert!(!ws.qa_tree().exists());
+        sh(
+            &ws.worker_repo(),
+            &[
+                "config",
+                "filter.evil.smudge",
+                &format!("touch {}; cat", marker.display()),
+            ],
+        );
+        let c = Checkout::make(&ws, &commit, (0, 0), Some(64))
+            .await
+            .unwrap();
+        assert_eq!(c.commit(), commit);
+        assert_eq!(
+            std::fs::read_to_string(c.dir().join("go.mod")).unwrap(),
+            "module x\n"
+        );
+        assert!(c.dir().join("d/broken.go").is_file());
+        assert!(!c.dir().join("untracked").exists());
+        assert!(
+            !marker.exists(),
+            "a filter driver ran on the commit's files"
+        );
+        assert!(!c.dir().join(".git").exists());
+        assert!(!ws.worker_repo().join("index").exists());
+        // A second checkout replaces what the first (or a QA command) left.
+        std::fs::write(c.dir().join("leftover"), "x").unwrap();
+        let c = Checkout::make(&ws, &commit, (0, 0), None).await.unwrap();
+        assert!(!c.dir().join("leftover").exists());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(c.dir().join("d"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        let dir = c.dir().to_path_buf();
+        c.remove().await;
+        assert!(!dir.exists());
+    }
+}
