@@ -30,6 +30,46 @@ end
 return {kept, added}
 "#;
 
+/// KEYS: all jobs index, the index of the state purged. ARGV: job prefix,
+/// history prefix, log tail prefix, cancel prefix, idempotency key prefix,
+/// the state purged, before (ms), then ids. Per id: 1 deleted, 0 skipped (no
+/// such job, or no longer in that state since before then).
+const PURGE_MANY: &str = r#"
+local JOB, HISTORY, LOG, CANCEL, KEY = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local state, before = ARGV[6], tonumber(ARGV[7])
+local out = {}
+for i = 8, #ARGV do
+  local id = ARGV[i]
+  local job = JOB .. id
+  local f = redis.call('HMGET', job, 'state', 'key')
+  local since = tonumber(redis.call('ZSCORE', KEYS[2], id))
+  if f[1] ~= state or not since or since > before then
+    out[#out + 1] = 0
+  else
+    local key = f[2]
+    if key and key ~= '' and redis.call('GET', KEY .. key) == id then redis.call('DEL', KEY .. key) end
+    redis.call('DEL', job, HISTORY .. id, LOG .. id, CANCEL .. id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    out[#out + 1] = 1
+  end
+end
+return out
+"#;
+
+static PURGE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PURGE_MANY));
+
+/// What [`JobStore::purge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// Jobs deleted.
+    pub purged: usize,
+    /// Jobs selected but left: no longer in the state purged when the script
+    /// reached them (retried, resumed or purged meanwhile).
+    pub skipped: Vec<String>,
+}
+
 static LOG_TAIL_INFO_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(LOG_TAIL_INFO));
 
@@ -700,47 +740,44 @@ impl JobStore {
 
     /// Deletes finished jobs in `state` that finished before `before_ms`, with
     /// their history, log tail, cancel request and idempotency key (so the key
-    /// can be used again); returns how many.
+    /// can be used again). One Lua call per [`crate::store::bulk::BULK_CHUNK`]
+    /// jobs re-checks each job where it deletes it: a job no longer in `state`
+    /// since then (retried or resumed by another operator at the same time) is
+    /// skipped, never deleted from under its new state.
     ///
     /// # Errors
-    /// Redis errors.
-    pub async fn purge(&self, state: JobState, before_ms: i64) -> Result<usize, StoreError> {
+    /// Redis errors (the chunks before the error were applied).
+    pub async fn purge(&self, state: JobState, before_ms: i64) -> Result<Purged, StoreError> {
+        let k = self.keys();
         let mut conn = self.conn();
         let ids: Vec<String> = conn
-            .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
+            .zrangebyscore(k.state(state.as_str()), "-inf", before_ms)
             .await?;
-        for chunk in ids.chunks(500) {
-            // Each job's idempotency key, read before anything is deleted.
-            let mut read = redis::pipe();
+        let mut out = Purged::default();
+        for chunk in ids.chunks(crate::store::bulk::BULK_CHUNK) {
+            let mut inv = PURGE_SCRIPT.prepare_invoke();
+            inv.key(k.jobs())
+                .key(k.state(state.as_str()))
+                .arg(k.job_prefix())
+                .arg(k.history(""))
+                .arg(k.log_tail(""))
+                .arg(k.cancel(""))
+                .arg(k.idempotency(""))
+                .arg(state.as_str())
+                .arg(before_ms);
             for id in chunk {
-                read.hget(self.keys().job(id), "key");
+                inv.arg(id);
             }
-            let keys: Vec<Option<String>> = read.query_async(&mut conn).await?;
-            // One MULTI per chunk: a job and its key go together. While the job
-            // exists its key names it (enqueue only reuses a key whose job is
-            // gone), so the key deleted here is this job's own.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (id, key) in chunk.iter().zip(&keys) {
-                if let Some(key) = key.as_deref().filter(|k| !k.is_empty()) {
-                    pipe.del(self.keys().idempotency(key)).ignore();
+            let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
+            for (id, d) in chunk.iter().zip(done) {
+                if d == 1 {
+                    out.purged += 1;
+                } else {
+                    out.skipped.push(id.clone());
                 }
-                pipe.del(self.keys().job(id))
-                    .ignore()
-                    .del(self.keys().history(id))
-                    .ignore()
-                    .del(self.keys().log_tail(id))
-                    .ignore()
-                    .del(self.keys().cancel(id))
-                    .ignore()
-                    .zrem(self.keys().jobs(), id)
-                    .ignore()
-                    .zrem(self.keys().state(state.as_str()), id)
-                    .ignore();
             }
-            let _: () = pipe.query_async(&mut conn).await?;
         }
-        Ok(ids.len())
+        Ok(out)
     }
 
     /// Events after stream id `after` (`0` for all, `$` for only new ones), at most
