@@ -172,3 +172,259 @@ async fn purge_racing_retry_of_the_same_jobs_leaves_each_in_one_consistent_place
         .sum();
     assert_eq!(waiting, retried as u64, "{stats}");
 }
+
+/// Sets `maxmemory-policy` (and a small `maxmemory`, so eviction is real).
+fn set_policy(redis: &Redis, policy: &str) {
+    let mut c = redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg(policy)
+        .query(&mut c)
+        .unwrap();
+    let max = if policy == "noeviction" { "0" } else { "4mb" };
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(max)
+        .query(&mut c)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evicting_redis_is_refused_by_enqueue_and_by_the_worker() {
+    let env = TestEnv::new();
+    set_policy(&env.redis, "allkeys-lru");
+    let out = env.cli(&["enqueue", "-", "--json"], Some(&ndjson(MANY)));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let queued = stdout.lines().filter(|l| l.contains("queued")).count();
+    assert_eq!(
+        queued, 0,
+        "{queued} of {MANY} lines claimed queued into an evicting Redis"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("maxmemory-policy is `allkeys-lru`")
+            && stderr.contains("redis-cli CONFIG SET maxmemory-policy noeviction")
+            && stderr.contains("maxmemory-policy noeviction` in redis.conf"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let jobs: u64 = env.redis.conn().zcard(env.key("jobs")).unwrap();
+    assert_eq!(jobs, 0, "jobs were written into an evicting Redis");
+
+    // One job, from flags: the same.
+    let out = env.cli(
+        &["enqueue", "--repo", "demo", "--task", "x", "--issue", "1"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maxmemory-policy"));
+
+    // The worker refuses to start: one line naming the setting and the fix.
+    let mut w = env.worker("w1", 1);
+    let status = w.wait_exit(LONG);
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    let line: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("maxmemory-policy"))
+        .collect();
+    assert_eq!(line.len(), 1, "{log}");
+    assert!(
+        line[0].contains("allkeys-lru")
+            && line[0].contains("redis-cli CONFIG SET maxmemory-policy noeviction"),
+        "{log}"
+    );
+    assert!(!log.contains("agentq-worker started"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_switched_to_evicting_under_a_running_worker_is_refused_at_its_reconnect() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("w1", 1);
+    w.wait_log("agentq-worker started", LONG);
+    // Persistence off (the test Redis) is one warning, not a refusal.
+    assert_eq!(w.log_count("persistence is off"), 1);
+    set_policy(&env.redis, "allkeys-lru");
+    // Cut every client connection: the worker reconnects, asks again, and
+    // refuses to write from then on.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    w.wait_log(
+        "refusing Redis: Redis maxmemory-policy is `allkeys-lru`",
+        LONG,
+    );
+    assert_eq!(
+        w.log_count("refusing Redis"),
+        1,
+        "logged once, not per command"
+    );
+    // Fixed: the worker goes on and runs a job.
+    set_policy(&env.redis, "noeviction");
+    w.wait_log("noeviction again", LONG);
+    let id = env.enqueue(&["--repo", "demo", "--task", "after the fix", "--issue", "1"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{}", env.worker_logs());
+}
+
+/// A redis-server whose `CONFIG` command is disabled (as managed Redis
+/// services do), with `maxmemory-policy` `policy`; stopped on drop.
+struct NoConfigRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NoConfigRedis {
+    fn start(policy: &str) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes"])
+            .args([
+                "--maxmemory-policy",
+                policy,
+                "--rename-command",
+                "CONFIG",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_err()
+        {
+            assert!(t0.elapsed() < LONG, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NoConfigRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn doctor(env: &TestEnv, url: Option<&str>) -> (i32, serde_json::Value) {
+    let mut vars = env.env();
+    if let Some(u) = url {
+        vars.insert("AGENTQ_REDIS_URL", u.to_string());
+    }
+    let out = cli_with_env(&vars, &["doctor", "--json"], None);
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {out:?}"));
+    (out.status.code().unwrap(), json)
+}
+
+fn status_of(report: &serde_json::Value, name: &str) -> String {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["status"].as_str().unwrap(),
+                c["detail"].as_str().unwrap()
+            )
+        })
+        .unwrap_or_else(|| panic!("no check {name}: {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_prints_every_check_and_fails_an_evicting_redis_even_without_config() {
+    let env = TestEnv::new();
+    let (code, report) = doctor(&env, None);
+    assert_eq!(code, 0, "{report}");
+    for name in [
+        "config",
+        "reachable",
+        "version",
+        "maxmemory-policy",
+        "persistence",
+        "namespace",
+    ] {
+        status_of(&report, name);
+    }
+    assert!(status_of(&report, "config").contains(&env.config_path().display().to_string()));
+    assert_eq!(status_of(&report, "maxmemory-policy"), "ok noeviction");
+    assert!(
+        status_of(&report, "persistence").starts_with("warn off"),
+        "{report}"
+    );
+    assert!(
+        status_of(&report, "namespace").contains(&env.ns),
+        "{report}"
+    );
+    assert!(
+        status_of(&report, "version").starts_with("ok Redis "),
+        "{report}"
+    );
+    let text = env.cli_ok(&["doctor"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("maxmemory-policy")),
+        "{text}"
+    );
+
+    set_policy(&env.redis, "allkeys-lru");
+    let (code, report) = doctor(&env, None);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        status_of(&report, "maxmemory-policy").starts_with("fail"),
+        "{report}"
+    );
+
+    // CONFIG disabled: the policy comes from INFO, still refused.
+    let managed = NoConfigRedis::start("volatile-lru");
+    let (code, report) = doctor(&env, Some(&managed.url()));
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        status_of(&report, "maxmemory-policy").contains("volatile-lru"),
+        "{report}"
+    );
+    let mut vars = env.env();
+    vars.insert("AGENTQ_REDIS_URL", managed.url());
+    let out = cli_with_env(
+        &vars,
+        &["enqueue", "--repo", "demo", "--task", "x", "--issue", "1"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // Nothing down: reachable fails, exit 1.
+    let (code, report) = doctor(&env, Some(&format!("redis://127.0.0.1:{}", free_port())));
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        status_of(&report, "reachable").starts_with("fail"),
+        "{report}"
+    );
+}
