@@ -428,3 +428,37 @@ async fn doctor_prints_every_check_and_fails_an_evicting_redis_even_without_conf
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_a_clock_a_minute_ahead_cannot_break_a_pool_limit_of_one() {
+    require_docker();
+    let env = TestEnv::with_config("[limits]\ncodex = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let ids: Vec<String> = (1..=6)
+        .map(|i| env.enqueue_for_issue(i, "@agentq-test sleep 3"))
+        .collect();
+    let _w1 = env.worker("w1", 2);
+    // The second host's clock is a minute ahead (test builds only: the
+    // `fault-injection` feature of agentq-domain).
+    env.set_env("AGENTQ_TEST_CLOCK_OFFSET_MS", "60000");
+    let _w2 = env.worker("w2", 2);
+    wait_live_workers(&env, 2).await;
+    for id in &ids {
+        let rec = env.wait_final(id, LONG * 2).await;
+        assert_eq!(rec.state, JobState::Completed, "{}", env.worker_logs());
+    }
+    // From the agents' own clock: never two at once.
+    let spans: Vec<(f64, f64)> = ids.iter().flat_map(|id| env.agent_spans(id)).collect();
+    assert_eq!(spans.len(), ids.len(), "each job ran once: {spans:?}");
+    assert_eq!(max_overlap(&spans), 1, "two agents ran at once: {spans:?}");
+    // Both hosts ran some (the skewed one took part).
+    let hosts: HashSet<String> = {
+        let store = env.store().await;
+        let mut out = HashSet::new();
+        for id in &ids {
+            out.insert(store.get(id).await.unwrap().unwrap().worker);
+        }
+        out
+    };
+    eprintln!("run by {} worker(s)", hosts.len());
+}

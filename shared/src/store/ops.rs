@@ -826,11 +826,26 @@ impl JobStore {
         Ok(out)
     }
 
-    /// Records a worker's heartbeat in the registry.
+    /// Redis's clock (`TIME`), in ms since the epoch: the one clock of every
+    /// score that hosts compare (slots, registry entries, timers).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn redis_now_ms(&self) -> Result<i64, StoreError> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// Records a worker's heartbeat in the registry, at Redis's time (its
+    /// `heartbeat_ms` is replaced by it), so a host's skewed clock neither
+    /// drops other live workers nor keeps a dead one.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+        let mut info = info.clone();
+        info.heartbeat_ms = self.redis_now_ms().await?;
+        let info = &info;
         let json = serde_json::to_string(info).unwrap_or_default();
         let until = info.heartbeat_ms + info.stale_after_ms;
         let mut pipe = redis::pipe();
@@ -878,7 +893,7 @@ impl JobStore {
     pub async fn live_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let mut conn = self.conn();
         let all: HashMap<String, String> = conn.hgetall(self.keys().workers()).await?;
-        let now = crate::clock::now_ms();
+        let now = self.redis_now_ms().await?;
         let mut live = Vec::new();
         for (id, json) in all {
             match serde_json::from_str::<WorkerInfo>(&json) {
