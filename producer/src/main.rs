@@ -165,7 +165,8 @@ pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
     .with_min_replicas(cfg.min_replicas()))
 }
 
-/// [`connect`] for commands that add jobs: refuses (exit 2, naming the
+/// [`connect`] for commands that add jobs or run them again (`enqueue`,
+/// `retry`, `resume`): refuses (exit 2, naming the
 /// setting and the fix) a Redis whose `maxmemory-policy` evicts keys, before
 /// anything is written, and refuses every later command if it starts to
 /// (see `agentq_shared::conn`).
@@ -180,7 +181,7 @@ pub async fn connect_for_jobs(cfg: &Config) -> Result<JobStore, Failure> {
         return Err(Failure {
             code: EXIT_REDIS,
             message: format!(
-                "refusing Redis at {}: {why}; nothing enqueued",
+                "refusing Redis at {}: {why}; nothing written",
                 redact_url(&cfg.redis_url)
             ),
         });

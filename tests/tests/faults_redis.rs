@@ -221,6 +221,15 @@ async fn an_evicting_redis_is_refused_by_enqueue_and_by_the_worker() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("maxmemory-policy"));
+    // Retry and resume put jobs back in line: the same.
+    for args in [
+        &["retry", "--state", "failed"][..],
+        &["resume", "01JZZZZZZZZZZZZZZZZZZZZZZZ", "--answer", "yes"][..],
+    ] {
+        let out = env.cli(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("maxmemory-policy"));
+    }
 
     // The worker refuses to start: one line naming the setting and the fix.
     let mut w = env.worker("w1", 1);

@@ -29,7 +29,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
-    let store = crate::connect(cfg).await?;
+    let store = crate::connect_for_jobs(cfg).await?;
     let rec = store
         .resume_job(&args.id, &args.answer, args.agent.as_deref())
         .await

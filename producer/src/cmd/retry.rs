@@ -19,7 +19,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
-    let store = crate::connect(cfg).await?;
+    let store = crate::connect_for_jobs(cfg).await?;
     let ids = args.jobs.ids(&store, retry_state_refusal).await?;
     let results = store
         .retry_selected(&ids, args.jobs.state, &mut output::progress("retried"))
