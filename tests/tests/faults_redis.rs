@@ -471,3 +471,151 @@ async fn a_worker_with_a_clock_a_minute_ahead_cannot_break_a_pool_limit_of_one()
     };
     eprintln!("run by {} worker(s)", hosts.len());
 }
+
+/// A redis-server (or sentinel) process on a free port, killed on drop.
+struct Proc {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl Proc {
+    fn start(
+        dir: &std::path::Path,
+        name: &str,
+        args: &[&str],
+        sentinel_conf: Option<&str>,
+    ) -> Self {
+        let port = free_port();
+        let mut cmd = std::process::Command::new("redis-server");
+        if let Some(conf) = sentinel_conf {
+            let path = dir.join(format!("{name}.conf"));
+            std::fs::write(&path, format!("port {port}\nbind 127.0.0.1\n{conf}")).unwrap();
+            cmd.arg(&path).arg("--sentinel");
+        } else {
+            let data = dir.join(name);
+            std::fs::create_dir_all(&data).unwrap();
+            cmd.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&data)
+            .args(args);
+        }
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        wait_listening(&format!("127.0.0.1:{port}"), LONG, name, &log);
+        Self {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_failover_to_an_evicting_replica_is_refused_on_the_new_primary() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut primary = Proc::start(d, "primary", &["--appendonly", "yes"], None);
+    let pport = primary.port.to_string();
+    let replica = Proc::start(
+        d,
+        "replica",
+        &[
+            "--appendonly",
+            "yes",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--replicaof",
+            "127.0.0.1",
+            &pport,
+        ],
+        None,
+    );
+    let t0 = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.conn())
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(t0.elapsed() < LONG, "the replica never synced: {info}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sentinel = Proc::start(
+        d,
+        "sentinel",
+        &[],
+        Some(&format!(
+            "sentinel monitor evict 127.0.0.1 {pport} 1\n\
+             sentinel down-after-milliseconds evict 1000\n\
+             sentinel failover-timeout evict 10000\n"
+        )),
+    );
+    let url = format!("redis+sentinel://127.0.0.1:{}/evict", sentinel.port);
+    let mut vars = env.env();
+    vars.insert("AGENTQ_REDIS_URL", url.clone());
+    vars.insert("AGENTQ_REDIS_MIN_REPLICAS", "0".into());
+    let enqueue = ["enqueue", "--repo", "demo", "--task", "x", "--issue", "1"];
+    let out = cli_with_env(&vars, &enqueue, None);
+    assert!(out.status.success(), "{out:?}");
+
+    // A long-lived connection that refuses evicting servers, as the worker's.
+    let store = agentq_shared::store::JobStore::connect(&url, &env.ns, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.conn().refuse_evicting();
+    assert_eq!(store.state_counts().await.unwrap().len(), ALL_STATES.len());
+
+    primary.kill9();
+    // It follows the new primary, asks it, and refuses it.
+    let t0 = Instant::now();
+    let refused = loop {
+        match store.state_counts().await {
+            Err(e) if e.to_string().contains("maxmemory-policy is `allkeys-lru`") => break e,
+            _ => {}
+        }
+        assert!(
+            t0.elapsed() < LONG,
+            "never refused the evicting new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("refused after the failover: {refused}");
+    // A new CLI resolves the new primary and refuses it.
+    let out = cli_with_env(&vars, &enqueue, None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maxmemory-policy"));
+}
