@@ -619,3 +619,36 @@ async fn a_sentinel_failover_to_an_evicting_replica_is_refused_on_the_new_primar
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("maxmemory-policy"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_operators_resuming_the_same_finished_job_from_the_same_read_run_it_once() {
+    let env = TestEnv::new();
+    let id = env.enqueue(&["--repo", "demo", "--task", "x", "--issue", "1"]);
+    env.cli_ok(&["cancel", &id]);
+    let store = env.store().await;
+    // Both read the record while it was cancelled (the read `agentq resume`
+    // does before its script), then both resume it.
+    let seen = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(seen.state, JobState::Cancelled);
+    let first = store
+        .rerun(&id, seen.seq, &[("answer", "first".into())], false)
+        .await
+        .unwrap();
+    let second = store
+        .rerun(&id, seen.seq, &[("answer", "second".into())], false)
+        .await
+        .unwrap();
+    assert!(first, "the first resume was refused");
+    assert!(
+        !second,
+        "the second resume, from a stale read, went through too"
+    );
+    let rec = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.answer.as_str()),
+        (JobState::Queued, "first")
+    );
+    let history = store.history(&id).await.unwrap();
+    let requeued = history.iter().filter(|h| h.state == "queued").count();
+    assert_eq!(requeued, 1, "resumed once: {history:?}");
+}
