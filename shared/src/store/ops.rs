@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     record::JobRecord,
     status::JobState,
-    store::{now_rfc3339, JobStore, StoreError},
+    store::{bulk::BulkResult, JobStore, StoreError},
 };
 
 /// Log chunks kept per job in Redis (the full log stays in the workspace).
@@ -713,29 +713,13 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, StoreError> {
-        let Some(rec) = self.get(id).await? else {
-            return Ok(None);
-        };
-        if rec.state.is_final() {
-            return Ok(Some(rec.state));
-        }
-        let _: () = self
-            .conn()
-            .set_ex(self.keys().cancel(id), now_rfc3339(), 7 * 24 * 3600)
-            .await?;
-        if matches!(rec.state, JobState::Queued | JobState::Waiting)
-            && self
-                .apply(
-                    id,
-                    &crate::store::Move::from(crate::transition::Transition::cancelled())
-                        .seq(rec.seq),
-                )
-                .await?
-                .done()
-        {
-            return Ok(Some(JobState::Cancelled));
-        }
-        Ok(self.get(id).await?.map(|r| r.state))
+        // The bulk script: it re-checks the state where it changes it, so a
+        // job that finished or was purged since is left alone (no stray flag).
+        let done = self.cancel_many(&[id.to_string()], &mut |_, _| {}).await?;
+        Ok(match done.into_iter().next() {
+            Some(BulkResult::Done(st) | BulkResult::Left(st)) => Some(st),
+            Some(BulkResult::NoSuchJob) | None => None,
+        })
     }
 
     /// Deletes finished jobs in `state` that finished before `before_ms`, with
