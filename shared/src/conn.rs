@@ -389,7 +389,7 @@ impl RedisConn {
         if !self.shared.check.refuse.load(Ordering::SeqCst) {
             return None;
         }
-        let why = self.server_check().await.ok()?.refusal()?;
+        let why = self.server_check().await.ok()?.refusal_brief()?;
         Some(RedisError::from((ErrorKind::Client, "refused", why)))
     }
 

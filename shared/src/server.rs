@@ -71,6 +71,19 @@ impl ServerCheck {
         self.evicts().then(|| evicting_message(policy))
     }
 
+    /// [`ServerCheck::refusal`] in brief, for the error of each command
+    /// refused (the full line is logged once).
+    pub fn refusal_brief(&self) -> Option<String> {
+        let Known::Yes(policy) = &self.maxmemory_policy else {
+            return None;
+        };
+        self.evicts().then(|| {
+            format!(
+                "Redis maxmemory-policy is `{policy}`, not `{NOEVICTION}` (see `agentq doctor`)"
+            )
+        })
+    }
+
     /// Warnings (one line each) that are no refusal: persistence off, a
     /// policy that could not be read.
     pub fn warnings(&self) -> Vec<String> {
