@@ -283,6 +283,17 @@ impl RedisConn {
         self.shared.current.read().unwrap().clone()
     }
 
+    /// The current server's address (`host:port`): with Sentinel, the
+    /// primary it resolved to; else the URL's.
+    pub fn server_addr(&self) -> String {
+        let cur = self.current();
+        if cur.addr.is_empty() {
+            cur.client.get_connection_info().addr().to_string()
+        } else {
+            cur.addr
+        }
+    }
+
     /// The client of the current server (for pub/sub and connections of
     /// their own).
     pub fn client(&self) -> Client {

@@ -376,6 +376,7 @@ async fn doctor_prints_every_check_and_fails_an_evicting_redis_even_without_conf
     for name in [
         "config",
         "reachable",
+        "role",
         "version",
         "maxmemory-policy",
         "persistence",
@@ -385,6 +386,7 @@ async fn doctor_prints_every_check_and_fails_an_evicting_redis_even_without_conf
     }
     assert!(status_of(&report, "config").contains(&env.config_path().display().to_string()));
     assert_eq!(status_of(&report, "maxmemory-policy"), "ok noeviction");
+    assert_eq!(status_of(&report, "role"), "ok primary");
     assert!(
         status_of(&report, "persistence").starts_with("warn off"),
         "{report}"
@@ -428,6 +430,21 @@ async fn doctor_prints_every_check_and_fails_an_evicting_redis_even_without_conf
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // A replica: its role fails (it refuses writes).
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Proc::start(
+        dir.path(),
+        "replica",
+        &["--replicaof", "127.0.0.1", &env.redis.port.to_string()],
+        None,
+    );
+    let (code, report) = doctor(&env, Some(&format!("redis://127.0.0.1:{}", replica.port)));
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        status_of(&report, "role").starts_with("fail slave"),
+        "{report}"
+    );
 
     // Nothing down: reachable fails, exit 1.
     let (code, report) = doctor(&env, Some(&format!("redis://127.0.0.1:{}", free_port())));

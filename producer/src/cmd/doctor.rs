@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::{output, Failure};
 
-/// Check Redis and the configuration: the config file read, Redis reachable,
+/// Check Redis and the configuration: the config file read, Redis reachable
+/// (and the server it resolved to), its role (primary),
 /// its version, maxmemory-policy (must be noeviction), persistence (AOF/RDB),
 /// the namespace, replicas (when redis_min_replicas asks for some). Exit 1 when
 /// any check fails.
@@ -68,6 +69,15 @@ fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check
 /// The checks of what the server says about itself.
 fn server_checks(cfg: &Config, s: &ServerCheck) -> Vec<Check> {
     let mut out = Vec::new();
+    out.push(match &s.role {
+        Known::Yes(r) if r == "master" => check("role", Status::Ok, "primary"),
+        Known::Yes(r) => check(
+            "role",
+            Status::Fail,
+            format!("{r}: a replica refuses writes; point redis_url at the primary, or at the sentinels (redis+sentinel://)"),
+        ),
+        Known::Unknown(why) => check("role", Status::Warn, why.clone()),
+    });
     out.push(match &s.version {
         Known::Yes(v) => check("version", Status::Ok, format!("Redis {v}")),
         Known::Unknown(why) => check("version", Status::Warn, why.clone()),
@@ -131,7 +141,8 @@ pub async fn run(cfg: &Config, file: Option<&Path>, args: Args) -> Result<u8, Fa
     match crate::connect(cfg).await {
         Err(f) => checks.push(check("reachable", Status::Fail, f.message)),
         Ok(store) => {
-            checks.push(check("reachable", Status::Ok, url));
+            let addr = store.conn().server_addr();
+            checks.push(check("reachable", Status::Ok, format!("{url} ({addr})")));
             match store.conn().server_check().await {
                 Ok(s) => checks.extend(server_checks(cfg, &s)),
                 Err(e) => checks.push(check("server", Status::Fail, e.to_string())),
