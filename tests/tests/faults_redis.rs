@@ -294,10 +294,16 @@ struct NoConfigRedis {
 
 impl NoConfigRedis {
     fn start(policy: &str) -> Self {
+        Self::start_with(policy, &[])
+    }
+
+    /// [`NoConfigRedis::start`] with more arguments (`--rename-command INFO ""`).
+    fn start_with(policy: &str, args: &[&str]) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
             .args(["--save", "", "--appendonly", "yes"])
             .args([
                 "--maxmemory-policy",
@@ -668,4 +674,22 @@ async fn two_operators_resuming_the_same_finished_job_from_the_same_read_run_it_
     let history = store.history(&id).await.unwrap();
     let requeued = history.iter().filter(|h| h.state == "queued").count();
     assert_eq!(requeued, 1, "resumed once: {history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_on_a_redis_that_answers_neither_config_nor_info_starts_with_one_warning() {
+    require_docker();
+    let env = TestEnv::new();
+    // The policy is noeviction, but the worker cannot know it.
+    let managed = NoConfigRedis::start_with("noeviction", &["--rename-command", "INFO", ""]);
+    env.set_env("AGENTQ_REDIS_URL", managed.url());
+    let w = env.worker("w1", 1);
+    w.wait_log("agentq-worker started", LONG);
+    assert_eq!(
+        w.log_count("cannot read Redis's maxmemory-policy"),
+        1,
+        "{}",
+        std::fs::read_to_string(&w.log).unwrap()
+    );
+    assert_eq!(w.log_count("refusing Redis"), 0);
 }
