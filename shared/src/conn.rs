@@ -51,6 +51,15 @@ pub const RECHECK_SERVER_EVERY: Duration = Duration::from_secs(60);
 /// While a server is refused, how often it is asked whether it was fixed.
 pub const RECHECK_REFUSED_EVERY: Duration = Duration::from_secs(5);
 
+/// Longest a server check may take: a Redis that does not answer it is not
+/// made slower to fail by it (the command itself goes on and fails).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// After a check that failed (Redis unreachable), commands go on unchecked
+/// this long before it is tried again, so an outage does not double the
+/// work of every command.
+pub const PROBE_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The scheme of a Sentinel URL.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
 
@@ -164,6 +173,8 @@ struct ServerGuard {
     probing: tokio::sync::Mutex<()>,
     /// The last probe refused the server (for logging changes once).
     refused: AtomicBool,
+    /// When the last probe failed (no answer).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 struct Cached {
@@ -366,7 +377,21 @@ impl RedisConn {
         }
         let generation = guard.generation.load(Ordering::SeqCst);
         let mut manager = self.current().manager;
-        let check = Arc::new(crate::server::probe(&mut manager).await?);
+        let probed = tokio::time::timeout(PROBE_TIMEOUT, crate::server::probe(&mut manager))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer to the server check",
+                )))
+            });
+        let check = match probed {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                *guard.failed_at.lock().unwrap() = Some(Instant::now());
+                return Err(e);
+            }
+        };
         let refused = check.refusal();
         let was = guard.refused.swap(refused.is_some(), Ordering::SeqCst);
         if guard.refuse.load(Ordering::SeqCst) {
@@ -397,7 +422,17 @@ impl RedisConn {
     /// is on and it evicts. A failed check refuses nothing: the command
     /// itself will say what is wrong.
     async fn refusal(&self) -> Option<RedisError> {
-        if !self.shared.check.refuse.load(Ordering::SeqCst) {
+        let guard = &self.shared.check;
+        if !guard.refuse.load(Ordering::SeqCst) {
+            return None;
+        }
+        if guard.fresh().is_none()
+            && guard
+                .failed_at
+                .lock()
+                .unwrap()
+                .is_some_and(|t| t.elapsed() < PROBE_BACKOFF)
+        {
             return None;
         }
         let why = self.server_check().await.ok()?.refusal_brief()?;
