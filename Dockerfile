@@ -4,7 +4,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --bins
+# Only the two binaries' packages: a workspace-wide build would also turn on
+# the tests' `fault-injection` feature (test-only clock skew).
+RUN cargo build --release -p agentq -p agentq-worker --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates \

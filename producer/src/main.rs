@@ -78,6 +78,9 @@ enum Command {
     Workers(cmd::workers::Args),
     /// Serve the web console and its JSON API (read-only without --token-env).
     Web(cmd::web::Args),
+    /// Check Redis and the configuration: reachable, version, maxmemory-policy,
+    /// persistence, namespace, replicas, the config file read (exit 1 on a fail).
+    Doctor(cmd::doctor::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -167,6 +170,31 @@ pub async fn connect(cfg: &Config) -> Result<JobStore, Failure> {
     .with_min_replicas(cfg.min_replicas()))
 }
 
+/// [`connect`] for commands that add jobs or run them again (`enqueue`,
+/// `retry`, `resume`): refuses (exit 2, naming the
+/// setting and the fix) a Redis whose `maxmemory-policy` evicts keys, before
+/// anything is written, and refuses every later command if it starts to
+/// (see `agentq_shared::conn`).
+pub async fn connect_for_jobs(cfg: &Config) -> Result<JobStore, Failure> {
+    let store = connect(cfg).await?;
+    let check = store
+        .conn()
+        .server_check()
+        .await
+        .map_err(|e| Failure::from(agentq_shared::store::StoreError::from(e)))?;
+    if let Some(why) = check.refusal() {
+        return Err(Failure {
+            code: EXIT_REDIS,
+            message: format!(
+                "refusing Redis at {}: {why}; nothing written",
+                redact_url(&cfg.redis_url)
+            ),
+        });
+    }
+    store.conn().refuse_evicting();
+    Ok(store)
+}
+
 // Two workers: a batch's write runs on one while the next chunk is built.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
@@ -181,6 +209,7 @@ async fn main() -> ExitCode {
     };
     output::set_raw(cli.raw);
     let result = async {
+        let file = agentq_shared::config::Config::file(cli.config.clone());
         let cfg = load_config(cli.config, cli.redis_url)?;
         match cli.command {
             Command::Enqueue(a) => cmd::enqueue::run(&cfg, *a).await,
@@ -197,6 +226,7 @@ async fn main() -> ExitCode {
             Command::Events(a) => cmd::events::run(&cfg, a).await,
             Command::Workers(a) => cmd::workers::run(&cfg, a).await,
             Command::Web(a) => cmd::web::run(&cfg, a).await,
+            Command::Doctor(a) => cmd::doctor::run(&cfg, file.as_deref(), a).await,
         }
     }
     .await;

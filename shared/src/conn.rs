@@ -17,12 +17,24 @@
 //! did not run on the old one (refused connection, `READONLY`) is sent again
 //! once. Anything else is returned to the caller as it is: a write whose answer
 //! was lost may have run, and only the caller knows whether it may be repeated.
+//!
+//! Each connection asks its server, once, whether it may be trusted with jobs
+//! ([`RedisConn::server_check`]: `maxmemory-policy`, persistence; see
+//! [`crate::server`]), and again after any error that may mean a new
+//! connection (a reconnect, a failover) and at least every
+//! [`RECHECK_SERVER_EVERY`]. With [`RedisConn::refuse_evicting`] (the worker,
+//! `agentq enqueue`), every command to a server whose policy evicts keys is
+//! refused with an error naming the setting and the fix, until it is fixed.
 
 use std::{
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::{Duration, Instant},
 };
 
+use crate::server::ServerCheck;
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
@@ -31,6 +43,22 @@ use redis::{
 
 /// Least time between two questions to the sentinels.
 pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Longest a connection trusts its server check (a `CONFIG SET` needs no
+/// reconnect): a policy changed to an evicting one is refused within this.
+pub const RECHECK_SERVER_EVERY: Duration = Duration::from_secs(60);
+
+/// While a server is refused, how often it is asked whether it was fixed.
+pub const RECHECK_REFUSED_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest a server check may take: a Redis that does not answer it is not
+/// made slower to fail by it (the command itself goes on and fails).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// After a check that failed (Redis unreachable), commands go on unchecked
+/// this long before it is tried again, so an outage does not double the
+/// work of every command.
+pub const PROBE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The scheme of a Sentinel URL.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
@@ -130,6 +158,43 @@ struct Shared {
     sentinel: Option<Source>,
     cfg: ConnectionManagerConfig,
     db: i64,
+    check: ServerGuard,
+}
+
+/// The server check of a connection, cached, and whether it refuses.
+#[derive(Default)]
+struct ServerGuard {
+    /// Refuse commands to an evicting server.
+    refuse: AtomicBool,
+    /// Bumped on every error that may mean a new connection or server.
+    generation: AtomicU64,
+    cached: Mutex<Option<Cached>>,
+    /// One probe at a time.
+    probing: tokio::sync::Mutex<()>,
+    /// The last probe refused the server (for logging changes once).
+    refused: AtomicBool,
+    /// When the last probe failed (no answer).
+    failed_at: Mutex<Option<Instant>>,
+}
+
+struct Cached {
+    generation: u64,
+    at: Instant,
+    check: Arc<ServerCheck>,
+}
+
+impl ServerGuard {
+    fn fresh(&self) -> Option<Arc<ServerCheck>> {
+        let cached = self.cached.lock().unwrap();
+        let c = cached.as_ref()?;
+        let ttl = if c.check.evicts() {
+            RECHECK_REFUSED_EVERY
+        } else {
+            RECHECK_SERVER_EVERY
+        };
+        (c.generation == self.generation.load(Ordering::SeqCst) && c.at.elapsed() < ttl)
+            .then(|| c.check.clone())
+    }
 }
 
 #[derive(Clone)]
@@ -167,6 +232,7 @@ impl RedisConn {
                 sentinel: None,
                 cfg,
                 db,
+                check: ServerGuard::default(),
             }),
         })
     }
@@ -219,12 +285,24 @@ impl RedisConn {
                 }),
                 cfg,
                 db,
+                check: ServerGuard::default(),
             }),
         })
     }
 
     fn current(&self) -> Current {
         self.shared.current.read().unwrap().clone()
+    }
+
+    /// The current server's address (`host:port`): with Sentinel, the
+    /// primary it resolved to; else the URL's.
+    pub fn server_addr(&self) -> String {
+        let cur = self.current();
+        if cur.addr.is_empty() {
+            cur.client.get_connection_info().addr().to_string()
+        } else {
+            cur.addr
+        }
     }
 
     /// The client of the current server (for pub/sub and connections of
@@ -278,7 +356,95 @@ impl RedisConn {
             manager,
             addr,
         };
+        self.shared.check.generation.fetch_add(1, Ordering::SeqCst);
         true
+    }
+
+    /// What the current server says about itself (see [`crate::server`]):
+    /// asked once per connection, again after an error that may mean a new
+    /// connection, and at least every [`RECHECK_SERVER_EVERY`].
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn server_check(&self) -> Result<Arc<ServerCheck>, RedisError> {
+        let guard = &self.shared.check;
+        if let Some(c) = guard.fresh() {
+            return Ok(c);
+        }
+        let _one = guard.probing.lock().await;
+        if let Some(c) = guard.fresh() {
+            return Ok(c);
+        }
+        let generation = guard.generation.load(Ordering::SeqCst);
+        let mut manager = self.current().manager;
+        let probed = tokio::time::timeout(PROBE_TIMEOUT, crate::server::probe(&mut manager))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer to the server check",
+                )))
+            });
+        let check = match probed {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                *guard.failed_at.lock().unwrap() = Some(Instant::now());
+                return Err(e);
+            }
+        };
+        let refused = check.refusal();
+        let was = guard.refused.swap(refused.is_some(), Ordering::SeqCst);
+        if guard.refuse.load(Ordering::SeqCst) {
+            match &refused {
+                Some(why) if !was => tracing::error!("refusing Redis: {why}"),
+                None if was => {
+                    tracing::warn!("Redis maxmemory-policy is noeviction again: going on")
+                }
+                _ => {}
+            }
+        }
+        *guard.cached.lock().unwrap() = Some(Cached {
+            generation,
+            at: Instant::now(),
+            check: check.clone(),
+        });
+        Ok(check)
+    }
+
+    /// From now on, every command to a server whose `maxmemory-policy`
+    /// evicts keys fails with an error naming the setting and the fix,
+    /// without being sent (checked as [`RedisConn::server_check`] says).
+    pub fn refuse_evicting(&self) {
+        self.shared.check.refuse.store(true, Ordering::SeqCst);
+    }
+
+    /// The refusal of the current server, when [`RedisConn::refuse_evicting`]
+    /// is on and it evicts. A failed check refuses nothing: the command
+    /// itself will say what is wrong.
+    async fn refusal(&self) -> Option<RedisError> {
+        let guard = &self.shared.check;
+        if !guard.refuse.load(Ordering::SeqCst) {
+            return None;
+        }
+        if guard.fresh().is_none()
+            && guard
+                .failed_at
+                .lock()
+                .unwrap()
+                .is_some_and(|t| t.elapsed() < PROBE_BACKOFF)
+        {
+            return None;
+        }
+        let why = self.server_check().await.ok()?.refusal_brief()?;
+        Some(RedisError::from((ErrorKind::Client, "refused", why)))
+    }
+
+    /// After an error that may mean a new connection: the server is asked
+    /// again before it is trusted.
+    fn note_error(&self, e: &RedisError) {
+        if lost_primary(e) {
+            self.shared.check.generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// After `e`: whether it looks like a lost or demoted primary, then
@@ -318,10 +484,17 @@ fn not_run(e: &RedisError) -> bool {
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            if let Some(refused) = self.refusal().await {
+                return Err(refused);
+            }
             let mut manager = self.current().manager;
             match manager.req_packed_command(cmd).await {
                 Err(e) if self.after_error(&e).await => {
                     self.current().manager.req_packed_command(cmd).await
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    Err(e)
                 }
                 r => r,
             }
@@ -335,6 +508,9 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            if let Some(refused) = self.refusal().await {
+                return Err(refused);
+            }
             let mut manager = self.current().manager;
             match manager.req_packed_commands(pipeline, offset, count).await {
                 Err(e) if self.after_error(&e).await => {
@@ -342,6 +518,10 @@ impl ConnectionLike for RedisConn {
                         .manager
                         .req_packed_commands(pipeline, offset, count)
                         .await
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    Err(e)
                 }
                 r => r,
             }

@@ -20,4 +20,5 @@ pub mod container;
 pub mod delivery;
 #[cfg(feature = "forge")]
 pub mod forge;
+pub mod server;
 pub mod store;

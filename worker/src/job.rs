@@ -177,7 +177,8 @@ async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String,
     {
         return None;
     }
-    let now = now_ms();
+    // Redis's clock, as the affinity set's scores and the claim script use.
+    let now = ctx.store.redis_now_ms().await.ok()?;
     let since = rec.affinity_since.parse().unwrap_or(now);
     (now - since < grace).then_some((owner, since))
 }

@@ -25,6 +25,7 @@ mod mirror;
 mod preflight;
 mod prep;
 mod qa;
+mod redischeck;
 mod registry;
 mod report;
 mod run;
@@ -94,7 +95,9 @@ fn main() {
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("agentq-worker: {e:#}");
         // A host that cannot run agents (preflight) is a configuration problem.
-        let code = if e.downcast_ref::<preflight::Unfit>().is_some() {
+        let code = if e.downcast_ref::<preflight::Unfit>().is_some()
+            || e.downcast_ref::<redischeck::Refused>().is_some()
+        {
             2
         } else {
             1
@@ -140,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .await?
     .with_event_log(cfg.workspace_root.join("events.jsonl"));
+    redischeck::check(&store, &cfg.redis_url).await?;
     let docker = docker::connect().await?;
     // Agents run on agentq's network, named in their containers (a create
     // that cannot find it makes it again: see `docker::create`).

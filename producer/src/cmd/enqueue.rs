@@ -145,7 +145,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         check_idempotency_key(key).map_err(|e| refused(&e, args.json))?;
     }
     let key = args.key.unwrap_or_default();
-    let store = crate::connect(cfg).await?;
+    let store = crate::connect_for_jobs(cfg).await?;
     let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
     rec.key = key;
     let created = match store.create(std::slice::from_ref(&rec)).await {
@@ -603,7 +603,7 @@ enum Step {
 }
 
 async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
-    let store = crate::connect(cfg).await?;
+    let store = crate::connect_for_jobs(cfg).await?;
     // One chunk parsed ahead of the one built ahead of the one being written.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     spawn_reader(cfg.max_attempts, tx);

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cancel;
+pub mod doctor;
 pub mod enqueue;
 pub mod events;
 pub mod inspect;

@@ -7,7 +7,8 @@ use crate::{cmd::when, output, Failure};
 
 /// Delete the records of finished jobs in a state that got there longer ago than
 /// --older-than, with their history, log tail and idempotency key (the key can
-/// then be used again). Workspaces on disk are left alone.
+/// then be used again). Workspaces on disk are left alone. A job that left the
+/// state meanwhile (retried or resumed at the same time) is skipped and said so.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which finished state (completed, failed, blocked, cancelled, timed_out).
@@ -31,11 +32,26 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     }
     let store = crate::connect(cfg).await?;
     let before = agentq_shared::clock::now_ms() - args.older_than * 1000;
-    let n = store.purge(args.state, before).await?;
+    let done = store.purge(args.state, before).await?;
     if args.json {
-        output::print_json(&json!({"purged": n, "state": args.state}));
+        output::print_json(
+            &json!({"purged": done.purged, "state": args.state, "skipped": done.skipped}),
+        );
     } else {
-        outln!("purged {n} {} job(s)", args.state);
+        for id in &done.skipped {
+            errln!(
+                "agentq: skipped {id}: no longer {} (changed meanwhile)",
+                args.state
+            );
+        }
+        outln!("purged {} {} job(s)", done.purged, args.state);
+        if !done.skipped.is_empty() {
+            outln!(
+                "skipped {} job(s) no longer {} when purged",
+                done.skipped.len(),
+                args.state
+            );
+        }
     }
     Ok(0)
 }

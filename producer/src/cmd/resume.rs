@@ -32,7 +32,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     // Checked before Redis is asked anything (the store checks it again).
     agentq_shared::input::check_answer(&args.answer)
         .map_err(|e| Failure::refused(e.to_string()))?;
-    let store = crate::connect(cfg).await?;
+    let store = crate::connect_for_jobs(cfg).await?;
     let rec = store
         .resume_job(&args.id, &args.answer, args.agent.as_deref())
         .await

@@ -353,7 +353,9 @@ pub async fn bulk(
         None => app.store.ids_matching(&filter).await?,
     };
     let results = if op == "retry" {
-        app.store.retry_many(&ids, &mut |_, _| {}).await?
+        app.store
+            .retry_selected(&ids, Some(state), &mut |_, _| {})
+            .await?
     } else {
         app.store.cancel_many(&ids, &mut |_, _| {}).await?
     };

@@ -1,20 +1,42 @@
 //! The wall clock, in the two forms agentq stores: Unix milliseconds (scores,
 //! leases, heartbeats) and RFC 3339 with milliseconds (record timestamps).
 
+//!
+//! Host time is for what people read (record timestamps); every time hosts
+//! compare (slots, pacing, timers, the worker registry) is Redis's `TIME`.
+
+/// The host's clock: with the test-only `fault-injection` feature, shifted by
+/// `AGENTQ_TEST_CLOCK_OFFSET_MS` (a host whose clock is wrong).
+fn utc_now() -> chrono::DateTime<chrono::Utc> {
+    #[cfg(feature = "fault-injection")]
+    {
+        static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        let offset = *OFFSET.get_or_init(|| {
+            std::env::var("AGENTQ_TEST_CLOCK_OFFSET_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        });
+        chrono::Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    chrono::Utc::now()
+}
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    utc_now().timestamp_millis()
 }
 
 /// Now, as RFC 3339 UTC with milliseconds (`2026-11-28T17:00:00.123Z`).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    utc_now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `after` from now, as RFC 3339 UTC in whole seconds (a pause's end).
 pub fn rfc3339_after(after: std::time::Duration) -> String {
     let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
-    (chrono::Utc::now() + after).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    (utc_now() + after).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -326,23 +326,27 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The file [`Config::load`] reads: `path`, else `AGENTQ_CONFIG`, else
+    /// `./agentq.toml` if it exists; `None`: defaults and environment only.
+    pub fn file(path: Option<PathBuf>) -> Option<PathBuf> {
+        path.or_else(|| {
+            std::env::var_os("AGENTQ_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| {
+            let p = PathBuf::from("agentq.toml");
+            p.exists().then_some(p)
+        })
+    }
+
     /// Loads `path` (or `AGENTQ_CONFIG`, or `./agentq.toml` if it exists), then
     /// applies environment overrides.
     ///
     /// # Errors
     /// A named file that cannot be read or parsed, or a bad environment value.
     pub fn load(path: Option<PathBuf>) -> Result<Self, ConfigError> {
-        let path = path
-            .or_else(|| {
-                std::env::var_os("AGENTQ_CONFIG")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| {
-                let p = PathBuf::from("agentq.toml");
-                p.exists().then_some(p)
-            });
-        let mut cfg = match path {
+        let mut cfg = match Self::file(path) {
             Some(p) => {
                 let text =
                     std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;

@@ -17,11 +17,13 @@ use crate::{
 /// Ids per bulk call: each call is atomic and short enough not to hold Redis up.
 pub const BULK_CHUNK: usize = 500;
 
-/// Common prelude: ARGV[1..9] are namespace, job prefix, state prefix, now (ms),
-/// now, run-lease prefix, cancel prefix, history prefix, events max length.
+/// Common prelude: ARGV[1..10] are namespace, job prefix, state prefix, now
+/// (ms), now, run-lease prefix, cancel prefix, history prefix, events max
+/// length, and the state the jobs were selected in ('' when named by id).
 const PRELUDE: &str = r#"
 local NS, JOB_PREFIX, STATE_PREFIX = ARGV[1], ARGV[2], ARGV[3]
 local NOW_MS, NOW, RUN_PREFIX, CANCEL_PREFIX, HISTORY_PREFIX, MAXLEN = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local SELECTED = ARGV[10]
 local function history(id, state, from)
   local h = HISTORY_PREFIX .. id
   redis.call('RPUSH', h, cjson.encode({state = state, from = from, at = NOW, attempt = 0, host = '', worker = '', reason = ''}))
@@ -33,12 +35,12 @@ local function set_state(job, id, from, to)
   redis.call('HSET', job, 'state', to, 'updated_at', NOW)
   history(id, to, from)
 end
--- Runs act(job, id, state) on each job named in ARGV from 10 on; act returns
+-- Runs act(job, id, state) on each job named in ARGV from 11 on; act returns
 -- the state it moved the job to, or nil to leave it. Answers per id: '' (no
 -- such job), else the job's state after; one `event` for all moved jobs.
 local function each_job(event, act)
   local out, n = {}, 0
-  for i = 10, #ARGV do
+  for i = 11, #ARGV do
     local id = ARGV[i]
     local job = JOB_PREFIX .. id
     open(job)
@@ -77,11 +79,12 @@ end)
 "#;
 
 /// KEYS: events. ARGV: the prelude's, then ids. Per id: '' (no such job),
-/// `queued` (retried: parked at the back of its lane), or the unfinished state
-/// it is in (left alone).
+/// `queued` (retried: parked at the back of its lane), or the state it is in
+/// (left alone: not finished, or no longer in the state it was selected in).
 const RETRY_MANY: &str = r#"
 return each_job('retried', function(job, id, st)
   if not FINAL[st] then return nil end
+  if SELECTED ~= '' and st ~= SELECTED then return nil end
   redis.call('DEL', CANCEL_PREFIX .. id)
   redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'tries', 0, 'owner', '', 'order', redis.call('INCR', NS .. ':order'),
@@ -122,6 +125,7 @@ impl JobStore {
         &self,
         script: &redis::Script,
         ids: &[String],
+        selected: Option<JobState>,
         done: JobState,
         progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
@@ -138,7 +142,8 @@ impl JobStore {
                 .arg(k.run_lease(""))
                 .arg(k.cancel(""))
                 .arg(k.history(""))
-                .arg(EVENTS_MAX_LEN);
+                .arg(EVENTS_MAX_LEN)
+                .arg(selected.map_or("", JobState::as_str));
             for id in chunk {
                 inv.arg(id);
             }
@@ -165,7 +170,7 @@ impl JobStore {
         ids: &[String],
         progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
-        self.bulk(&CANCEL_SCRIPT, ids, JobState::Cancelled, progress)
+        self.bulk(&CANCEL_SCRIPT, ids, None, JobState::Cancelled, progress)
             .await
     }
 
@@ -180,7 +185,23 @@ impl JobStore {
         ids: &[String],
         progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<BulkResult>, StoreError> {
-        self.bulk(&RETRY_SCRIPT, ids, JobState::Queued, progress)
+        self.retry_selected(ids, None, progress).await
+    }
+
+    /// [`JobStore::retry_many`] of jobs selected in state `selected`: the
+    /// script re-checks each job's state where it retries it, so a job that
+    /// left that state since (retried, resumed or purged by another operator)
+    /// is left as it is ([`BulkResult::Left`], [`BulkResult::NoSuchJob`]).
+    ///
+    /// # Errors
+    /// Redis errors (the chunks before the error were applied).
+    pub async fn retry_selected(
+        &self,
+        ids: &[String],
+        selected: Option<JobState>,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
+    ) -> Result<Vec<BulkResult>, StoreError> {
+        self.bulk(&RETRY_SCRIPT, ids, selected, JobState::Queued, progress)
             .await
     }
 }

@@ -31,20 +31,28 @@ pub struct PoolStats {
     pub paused_until: Option<String>,
 }
 
-/// KEYS: pool slots, model slots. ARGV: now (ms), lease (ms), id, has model.
+/// Lua: `redis_now_ms()`, Redis's clock (`TIME`) in ms: every slot, pacing
+/// window, timer and registry entry is scored by it, never by a host's clock,
+/// so one host's skewed clock cannot break a limit.
+pub const REDIS_NOW_LUA: &str = "local function redis_now_ms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end\n";
+
+/// KEYS: pool slots, model slots. ARGV: unused, lease (ms), id, has model.
 /// Returns 1 when the job holds a slot granted by a wake (its lease renewed
-/// here), 0 when it holds none.
+/// here, from Redis's clock), 0 when it holds none.
 const HOLDS: &str = r#"
 if not redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 0 end
-local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
+local until_ms = redis_now_ms() + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], until_ms, ARGV[3])
 if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], until_ms, ARGV[3]) end
 return 1
 "#;
 
+/// KEYS: pool slots, model slots. ARGV: lease (ms), id. Extends the slot to
+/// Redis's now + lease, if held.
 const RENEW: &str = r#"
-local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2])
-if KEYS[2] ~= KEYS[1] then redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[2]) end
+local until_ms = redis_now_ms() + tonumber(ARGV[1])
+local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', until_ms, ARGV[2])
+if KEYS[2] ~= KEYS[1] then redis.call('ZADD', KEYS[2], 'XX', until_ms, ARGV[2]) end
 return n
 "#;
 
@@ -65,8 +73,10 @@ redis.call('DEL', KEYS[1])
 return 0
 "#;
 
-static HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(HOLDS));
-static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static HOLDS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{REDIS_NOW_LUA}{HOLDS}")));
+static RENEW_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{REDIS_NOW_LUA}{RENEW}")));
 static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(OUTCOME));
 
 /// Checks a pool name as `agentq pool` takes it: a known agent, no model.
@@ -80,8 +90,6 @@ pub fn check_pool_name(pool: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-use crate::clock::now_ms;
 
 fn model_key(store: &JobStore, agent: &AgentSpec) -> String {
     match &agent.model {
@@ -107,7 +115,7 @@ impl JobStore {
         let held: i64 = HOLDS_SCRIPT
             .key(k.limit(agent.pool()))
             .key(model_key(self, agent))
-            .arg(now_ms())
+            .arg("")
             .arg(lease.as_millis() as u64)
             .arg(id)
             .arg(if agent.model.is_some() { "1" } else { "0" })
@@ -129,7 +137,7 @@ impl JobStore {
         let _: i64 = RENEW_SCRIPT
             .key(self.keys().limit(agent.pool()))
             .key(model_key(self, agent))
-            .arg(now_ms() + lease.as_millis() as i64)
+            .arg(lease.as_millis() as u64)
             .arg(id)
             .invoke_async(&mut self.conn())
             .await?;
@@ -238,7 +246,7 @@ impl JobStore {
         cfg: &AdmissionConfig,
         pools: &[String],
     ) -> Result<Vec<PoolStats>, StoreError> {
-        let now = now_ms();
+        let now = self.redis_now_ms().await?;
         let mut pipe = redis::pipe();
         for pool in pools {
             pipe.zcount(self.keys().limit(pool), now, "+inf")

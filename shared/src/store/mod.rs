@@ -723,7 +723,10 @@ impl JobStore {
         fields: &[(&str, String)],
         to_back: bool,
     ) -> Result<bool, StoreError> {
-        let mut all: Vec<(&str, String)> = vec![("tries", "0".into())];
+        // A new seq with the change: a second operator who read the same
+        // finished record (resume or retry at the same time) is refused.
+        let mut all: Vec<(&str, String)> =
+            vec![("tries", "0".into()), ("seq", (seq + 1).to_string())];
         all.extend(RERUN_CLEARED.iter().map(|f| (*f, String::new())));
         all.extend(fields.iter().cloned());
         let mut conn = self.conn.clone();

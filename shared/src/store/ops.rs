@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     record::JobRecord,
     status::JobState,
-    store::{now_rfc3339, JobStore, StoreError},
+    store::{bulk::BulkResult, JobStore, StoreError},
 };
 
 /// Log chunks kept per job in Redis (the full log stays in the workspace).
@@ -38,6 +38,46 @@ for i = 1, #info, 2 do
 end
 return {kept, added}
 "#;
+
+/// KEYS: all jobs index, the index of the state purged. ARGV: job prefix,
+/// history prefix, log tail prefix, cancel prefix, idempotency key prefix,
+/// the state purged, before (ms), then ids. Per id: 1 deleted, 0 skipped (no
+/// such job, or no longer in that state since before then).
+const PURGE_MANY: &str = r#"
+local JOB, HISTORY, LOG, CANCEL, KEY = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local state, before = ARGV[6], tonumber(ARGV[7])
+local out = {}
+for i = 8, #ARGV do
+  local id = ARGV[i]
+  local job = JOB .. id
+  local f = redis.call('HMGET', job, 'state', 'key')
+  local since = tonumber(redis.call('ZSCORE', KEYS[2], id))
+  if f[1] ~= state or not since or since > before then
+    out[#out + 1] = 0
+  else
+    local key = f[2]
+    if key and key ~= '' and redis.call('GET', KEY .. key) == id then redis.call('DEL', KEY .. key) end
+    redis.call('DEL', job, HISTORY .. id, LOG .. id, CANCEL .. id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    out[#out + 1] = 1
+  end
+end
+return out
+"#;
+
+static PURGE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PURGE_MANY));
+
+/// What [`JobStore::purge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// Jobs deleted.
+    pub purged: usize,
+    /// Jobs selected but left: no longer in the state purged when the script
+    /// reached them (retried, resumed or purged meanwhile).
+    pub skipped: Vec<String>,
+}
 
 static LOG_TAIL_INFO_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(LOG_TAIL_INFO));
@@ -684,74 +724,55 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, StoreError> {
-        let Some(rec) = self.get(id).await? else {
-            return Ok(None);
-        };
-        if rec.state.is_final() {
-            return Ok(Some(rec.state));
-        }
-        let _: () = self
-            .conn()
-            .set_ex(self.keys().cancel(id), now_rfc3339(), 7 * 24 * 3600)
-            .await?;
-        if matches!(rec.state, JobState::Queued | JobState::Waiting)
-            && self
-                .apply(
-                    id,
-                    &crate::store::Move::from(crate::transition::Transition::cancelled())
-                        .seq(rec.seq),
-                )
-                .await?
-                .done()
-        {
-            return Ok(Some(JobState::Cancelled));
-        }
-        Ok(self.get(id).await?.map(|r| r.state))
+        // The bulk script: it re-checks the state where it changes it, so a
+        // job that finished or was purged since is left alone (no stray flag).
+        let done = self.cancel_many(&[id.to_string()], &mut |_, _| {}).await?;
+        Ok(match done.into_iter().next() {
+            Some(BulkResult::Done(st) | BulkResult::Left(st)) => Some(st),
+            Some(BulkResult::NoSuchJob) | None => None,
+        })
     }
 
     /// Deletes finished jobs in `state` that finished before `before_ms`, with
     /// their history, log tail, cancel request and idempotency key (so the key
-    /// can be used again); returns how many.
+    /// can be used again). One Lua call per [`crate::store::bulk::BULK_CHUNK`]
+    /// jobs re-checks each job where it deletes it: a job no longer in `state`
+    /// since then (retried or resumed by another operator at the same time) is
+    /// skipped, never deleted from under its new state.
     ///
     /// # Errors
-    /// Redis errors.
-    pub async fn purge(&self, state: JobState, before_ms: i64) -> Result<usize, StoreError> {
+    /// Redis errors (the chunks before the error were applied).
+    pub async fn purge(&self, state: JobState, before_ms: i64) -> Result<Purged, StoreError> {
+        let k = self.keys();
         let mut conn = self.conn();
         let ids: Vec<String> = conn
-            .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
+            .zrangebyscore(k.state(state.as_str()), "-inf", before_ms)
             .await?;
-        for chunk in ids.chunks(500) {
-            // Each job's idempotency key, read before anything is deleted.
-            let mut read = redis::pipe();
+        let mut out = Purged::default();
+        for chunk in ids.chunks(crate::store::bulk::BULK_CHUNK) {
+            let mut inv = PURGE_SCRIPT.prepare_invoke();
+            inv.key(k.jobs())
+                .key(k.state(state.as_str()))
+                .arg(k.job_prefix())
+                .arg(k.history(""))
+                .arg(k.log_tail(""))
+                .arg(k.cancel(""))
+                .arg(k.idempotency(""))
+                .arg(state.as_str())
+                .arg(before_ms);
             for id in chunk {
-                read.hget(self.keys().job(id), "key");
+                inv.arg(id);
             }
-            let keys: Vec<Option<String>> = read.query_async(&mut conn).await?;
-            // One MULTI per chunk: a job and its key go together. While the job
-            // exists its key names it (enqueue only reuses a key whose job is
-            // gone), so the key deleted here is this job's own.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (id, key) in chunk.iter().zip(&keys) {
-                if let Some(key) = key.as_deref().filter(|k| !k.is_empty()) {
-                    pipe.del(self.keys().idempotency(key)).ignore();
+            let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
+            for (id, d) in chunk.iter().zip(done) {
+                if d == 1 {
+                    out.purged += 1;
+                } else {
+                    out.skipped.push(id.clone());
                 }
-                pipe.del(self.keys().job(id))
-                    .ignore()
-                    .del(self.keys().history(id))
-                    .ignore()
-                    .del(self.keys().log_tail(id))
-                    .ignore()
-                    .del(self.keys().cancel(id))
-                    .ignore()
-                    .zrem(self.keys().jobs(), id)
-                    .ignore()
-                    .zrem(self.keys().state(state.as_str()), id)
-                    .ignore();
             }
-            let _: () = pipe.query_async(&mut conn).await?;
         }
-        Ok(ids.len())
+        Ok(out)
     }
 
     /// Events after stream id `after` (`0` for all, `$` for only new ones), at most
@@ -800,11 +821,26 @@ impl JobStore {
         Ok(out)
     }
 
-    /// Records a worker's heartbeat in the registry.
+    /// Redis's clock (`TIME`), in ms since the epoch: the one clock of every
+    /// score that hosts compare (slots, registry entries, timers).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn redis_now_ms(&self) -> Result<i64, StoreError> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// Records a worker's heartbeat in the registry, at Redis's time (its
+    /// `heartbeat_ms` is replaced by it), so a host's skewed clock neither
+    /// drops other live workers nor keeps a dead one.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+        let mut info = info.clone();
+        info.heartbeat_ms = self.redis_now_ms().await?;
+        let info = &info;
         let json = serde_json::to_string(info).unwrap_or_default();
         let until = info.heartbeat_ms + info.stale_after_ms;
         let mut pipe = redis::pipe();
@@ -852,7 +888,7 @@ impl JobStore {
     pub async fn live_workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let mut conn = self.conn();
         let all: HashMap<String, String> = conn.hgetall(self.keys().workers()).await?;
-        let now = crate::clock::now_ms();
+        let now = self.redis_now_ms().await?;
         let mut live = Vec::new();
         for (id, json) in all {
             match serde_json::from_str::<WorkerInfo>(&json) {

@@ -93,13 +93,13 @@ local function unslot(job, id)
 end
 "#;
 
-/// KEYS: the five queue keys. ARGV: namespace, job prefix, pool, now (ms),
-/// slot lease (ms), pool limit (0: none), window (room of a pool without a
+/// KEYS: the five queue keys. ARGV: namespace, job prefix, pool, unused (now
+/// is Redis's `TIME`), slot lease (ms), pool limit (0: none), window (room of a pool without a
 /// limit), pacing (ms, 0: none), number of task ids n, n task ids, then
 /// model/limit pairs. Returns the number of jobs granted a slot.
 const WAKE: &str = r#"
 local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
-local now, lease, plimit, window, rate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local ntasks = tonumber(ARGV[9])
 local mlimit = {}
 for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
@@ -187,10 +187,11 @@ if granted > 0 then redis.call('PUBLISH', NS .. ':deliver', granted) end
 return granted
 "#;
 
-/// KEYS: none. ARGV: namespace, now (ms). Takes the due timers; returns their pools.
+/// KEYS: none. ARGV: namespace, unused. Takes the timers due by Redis's clock;
+/// returns their pools.
 const DUE: &str = r#"
 local t = ARGV[1] .. ':timers'
-local due = redis.call('ZRANGEBYSCORE', t, '-inf', ARGV[2], 'LIMIT', 0, 100)
+local due = redis.call('ZRANGEBYSCORE', t, '-inf', redis_now_ms(), 'LIMIT', 0, 100)
 if #due > 0 then redis.call('ZREM', t, unpack(due)) end
 return due
 "#;
@@ -226,11 +227,13 @@ pub(crate) fn parked_states_lua() -> String {
 
 static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{PUSH_LUA}{OPEN_LUA}{}{WAKE}",
-        parked_states_lua()
+        "{PUSH_LUA}{OPEN_LUA}{}{}{WAKE}",
+        parked_states_lua(),
+        crate::store::limits::REDIS_NOW_LUA
     ))
 });
-static DUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DUE));
+static DUE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{}{DUE}", crate::store::limits::REDIS_NOW_LUA)));
 static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "local NS, JOB_PREFIX = ARGV[1], ARGV[2]\n{OPEN_LUA}{PARK_LUA}{FREE_WORKSPACES}"

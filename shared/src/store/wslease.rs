@@ -48,12 +48,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 "#;
 
-/// KEYS: the five queue keys, the host's affinity set. ARGV: now (ms), most,
-/// job prefix. Takes up to `most` jobs left to this host whose delivery still
+/// KEYS: the five queue keys, the host's affinity set. ARGV: unused (now is
+/// Redis's `TIME`), most, job prefix. Takes up to `most` jobs left to this host whose delivery still
 /// waits in the scheduled set: removes the delivery from apalis's lists (it is
 /// consumed here) and returns the deliveries' data.
 const CLAIM: &str = r#"
-local set, now, most, job_prefix = KEYS[6], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local set, now, most, job_prefix = KEYS[6], redis_now_ms(), tonumber(ARGV[2]), ARGV[3]
 redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
@@ -83,9 +83,10 @@ return 1
 static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRY_TAKE));
 static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{}{}{CLAIM}",
+        "{}{}{}{CLAIM}",
         crate::delivery::PUSH_LUA,
-        crate::store::create::OPEN_LUA
+        crate::store::create::OPEN_LUA,
+        crate::store::limits::REDIS_NOW_LUA
     ))
 });
 static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
@@ -111,8 +112,6 @@ pub enum WorkspaceTake {
     /// Busy: held by this job.
     Busy(String),
 }
-
-use crate::clock::now_ms;
 
 impl JobStore {
     /// Takes workspace `ws` for job `id` for `ttl`, unless another job holds it.
@@ -239,7 +238,7 @@ impl JobStore {
             inv.key(k);
         }
         inv.key(self.keys().affinity(host))
-            .arg(now_ms())
+            .arg("")
             .arg(most)
             .arg(self.keys().job_prefix());
         let data: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn()).await?;
