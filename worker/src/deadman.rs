@@ -22,13 +22,18 @@
 //! Once the file is older than the limit (or gone: dropping the [`Beat`] removes
 //! its directory, so the container's view of it is empty), the watchdog sends
 //! SIGTERM to the agent's process group, SIGKILL a second later, and exits 137.
-//! Docker's init (tini) then exits and the kernel kills whatever is left in the
-//! container's PID namespace.
+//! The watchdog is the container's PID 1 (no tini), so its exit ends the
+//! container and the kernel kills whatever is left in its PID namespace.
 //!
 //! The directories are the worker's, mode 0755, and the files 0755 (watchdog) and
 //! 0644 (heartbeat): the agent, running as another uid, can read and run them but
-//! not change them. The watchdog runs as the agent's uid, so it guards against
-//! the worker going away, not against an agent that sets out to disable it.
+//! not change them. The watchdog runs as the agent's uid, but as PID 1 of the
+//! container's PID namespace: the kernel delivers no signal from inside the
+//! namespace to its init unless the init handles it, so the agent's SIGSTOP and
+//! SIGKILL never reach it (what it handles, SIGTERM/SIGINT/SIGHUP, only makes
+//! it stop the agent), and it is non-dumpable, so the agent cannot ptrace it.
+//! An agent that sets out to disable it cannot; the worker's death still ends
+//! the container.
 
 // Not yet called by the job runner (`job.rs` is wired up separately); the tests
 // use everything.
