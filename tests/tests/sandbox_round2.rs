@@ -271,3 +271,44 @@ async fn refused_commits_never_pause_the_pool() {
         env.worker_logs()
     );
 }
+
+/// Row 4: a directory the agent made mode 000 neither hides its bytes from
+/// the size check nor breaks the next job on the workspace. (The worker in
+/// the tests runs as root, which reads and removes such a tree anyway; the
+/// non-root case is `fsutil::tests::an_unreadable_directory_is_over` and
+/// `fsutil::tests::a_tree_the_agent_closed_is_removed_by_its_owner`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chmod_000_directory_hides_nothing_and_breaks_no_later_job() {
+    let env = redteam_env("workspace_limit_mb = 16", "");
+    let _w = env.worker("w1", 1);
+    let hidden = enqueue_main(&env, "Hide @redteam chmod-000 40");
+    let rec = env.wait_final(&hidden, LONG).await;
+    assert!(
+        agent_log(&rec.workspace_dir).contains("redteam-locked is mode 000"),
+        "{}",
+        agent_log(&rec.workspace_dir)
+    );
+    assert_eq!(
+        rec.state,
+        JobState::Failed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(rec.error.contains("over the limit"), "{rec:#?}");
+    let small = enqueue_main(&env, "Lock a little @redteam chmod-000 1 @redteam commit");
+    let rec = env.wait_final(&small, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    let next = enqueue_main(&env, "Next @redteam commit");
+    let rec = env.wait_final(&next, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+}

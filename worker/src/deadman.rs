@@ -862,7 +862,7 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn docker_stop_reaches_the_command_through_tini_and_the_watchdog() {
+        async fn docker_stop_reaches_the_command_through_the_watchdog_as_pid_1() {
             let docker = engine().await;
             let run = Run::new();
             let _keeper = Keeper::new(run.beat_file());

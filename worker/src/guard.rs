@@ -22,6 +22,19 @@ use crate::{context::WorkerCtx, hold::Hold};
 /// How often the guard measures the working tree while a job runs.
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
+/// Starts the guard's watch of the working tree: until then the tree is
+/// prep's (maybe still the last run's), not this run's agent's, and is not
+/// measured. The agent stage arms it as the agent is about to start.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeArm(Arc<watch::Sender<bool>>);
+
+impl TreeArm {
+    /// The agent's run begins: measure its tree from now on.
+    pub(crate) fn arm(&self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Aborts its task when dropped: the guard's helper tasks end with it.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -45,19 +58,20 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     repo: Option<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
-) -> (watch::Receiver<StopReason>, JoinHandle<()>) {
+) -> (watch::Receiver<StopReason>, JoinHandle<()>, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
     let tx = Arc::new(tx);
+    let (arm, armed) = watch::channel(false);
     let bounds = ctx.cfg.tree_bounds();
     let tree = repo
         .filter(|_| bounds.any())
-        .map(|repo| tokio::spawn(watch_tree(repo, bounds, tx.clone(), hold.id.clone())));
+        .map(|repo| tokio::spawn(watch_tree(repo, bounds, armed, tx.clone(), hold.id.clone())));
     let asks = tokio::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
     let handle = tokio::spawn(async move {
         let _helpers = (tree.map(AbortOnDrop), AbortOnDrop(asks));
         renew(ctx, hold, agent, workspace, beat, tx).await;
     });
-    (rx, handle)
+    (rx, handle, TreeArm(Arc::new(arm)))
 }
 
 /// The renewals: run lease, heartbeat, slot, workspace lease; self-fencing
@@ -143,15 +157,20 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
     }
 }
 
-/// Measures the agent's working tree every [`SIZE_CHECK_EVERY`], each walk
-/// bounded by `bounds` (it stops at a limit, and past its time budget the tree
-/// counts as over); a tree over its bounds stops the agent.
+/// Once armed ([`TreeArm`]), measures the agent's working tree every
+/// [`SIZE_CHECK_EVERY`], each walk bounded by `bounds` (it stops at a limit,
+/// and past its time budget the tree counts as over); a tree over its bounds
+/// stops the agent.
 async fn watch_tree(
     repo: PathBuf,
     bounds: TreeBounds,
+    mut armed: watch::Receiver<bool>,
     tx: Arc<watch::Sender<StopReason>>,
     id: String,
 ) {
+    if armed.wait_for(|a| *a).await.is_err() {
+        return;
+    }
     let mut every = tokio::time::interval(SIZE_CHECK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -262,6 +262,8 @@ async fn agent_stage(
         _ => {}
     }
     let clock = report::start_timer(ctx, rec, forge).await;
+    // The working tree is the agent's from here on: the guard measures it.
+    run.tree_arm.arm();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
     let ran_for = began.elapsed();

@@ -382,6 +382,55 @@ pub fn tree_over(dir: &Path, bounds: &TreeBounds) -> Option<TreeOver> {
     None
 }
 
+/// Gives the owner back read, write and search permission on every directory
+/// under `dir` (and `dir`) that the agent closed (`chmod 000`, no write bit),
+/// so that the worker can empty or remove the tree: a worker that is not root
+/// cannot otherwise list or unlink what is inside. Never follows a symlink
+/// (each directory is looked at with `lstat` first; the agent's containers are
+/// gone when this runs, so nothing swaps it meanwhile). Directories the worker
+/// does not own are left as they are (`chmod` is refused): best effort, the
+/// removal that follows says what is left.
+pub fn open_up_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+}
+
+/// Removes the tree at `dir` whatever permissions the agent left in it (see
+/// [`open_up_tree`]), never following a symlink. A missing `dir` is no error.
+///
+/// # Errors
+/// The first I/O error of the removal.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up_tree(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// `lchown -R`: gives `dir` and everything under it to `uid:gid`, changing
 /// symlinks themselves, never their targets.
 ///
@@ -591,6 +640,56 @@ mod tests {
         std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(libc::WIFEXITED(status), "{status}");
         assert_eq!(libc::WEXITSTATUS(status), 0, "not reported as unreadable");
+    }
+
+    /// A worker that is not root keeps ownership: a directory its agent made
+    /// mode 000 (with a file inside) and a read-only directory are removed.
+    /// Runs in a child that drops to another uid when the tests run as root.
+    #[test]
+    fn a_tree_the_agent_closed_is_removed_by_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::lchown(&ws, Some(65534), Some(65534)).unwrap();
+        // SAFETY: the child drops its ids, works on its own tree and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = (|| {
+                // SAFETY: plain calls; a failure is a code.
+                if unsafe { libc::setgid(65534) != 0 || libc::setuid(65534) != 0 } {
+                    return 3;
+                }
+                let locked = ws.join("repo/locked");
+                let ro = ws.join("repo/ro");
+                if std::fs::create_dir_all(locked.join("deep")).is_err()
+                    || std::fs::write(locked.join("deep/f"), "x").is_err()
+                    || std::fs::create_dir_all(&ro).is_err()
+                    || std::fs::write(ro.join("g"), "y").is_err()
+                {
+                    return 4;
+                }
+                let _ = std::fs::set_permissions(
+                    locked.join("deep"),
+                    std::fs::Permissions::from_mode(0o000),
+                );
+                let _ = std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000));
+                let _ = std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500));
+                match remove_tree(&ws.join("repo")) {
+                    Ok(()) if !ws.join("repo").exists() => 0,
+                    _ => 1,
+                }
+            })();
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the closed tree was not removed"
+        );
     }
 
     #[test]
