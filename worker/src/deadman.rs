@@ -883,6 +883,34 @@ mod tests {
             );
         }
 
+        /// The agent stops every process it may signal (`kill -STOP -1`: all
+        /// but itself and the namespace's init) and tries SIGSTOP and SIGKILL
+        /// on PID 1: the watchdog is PID 1, so none of it reaches it, and it
+        /// still stops the agent once the heartbeat goes stale.
+        #[tokio::test]
+        async fn an_agent_cannot_stop_its_watchdog() {
+            let docker = engine().await;
+            let run = Run::new();
+            let id = run
+                .start(
+                    &docker,
+                    Duration::from_secs(3),
+                    &[
+                        "sh",
+                        "-c",
+                        "kill -STOP -1; kill -STOP 1; kill -KILL 1; echo signalled; sleep 300",
+                    ],
+                )
+                .await;
+            let (code, logs) = finish(&docker, &id, Duration::from_secs(60)).await;
+            assert_eq!(code, 137, "{logs}");
+            assert!(logs.contains("signalled"), "{logs}");
+            assert!(
+                logs.contains("the worker's heartbeat is "),
+                "stopped by the watchdog: {logs}"
+            );
+        }
+
         #[tokio::test]
         async fn dropping_the_beat_stops_its_container() {
             let docker = engine().await;
