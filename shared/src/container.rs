@@ -305,9 +305,12 @@ fn container_body<F: Fn(&str) -> Option<String>>(
             "/tmp".to_string(),
             "rw,exec,nosuid,nodev,size=1g".to_string(),
         )])),
-        // tini as PID 1: reaps, and passes `docker stop`'s SIGTERM to its child (the
-        // watchdog when there is one, which passes it to the command's group).
-        init: Some(true),
+        // With a watchdog, the watchdog is PID 1: the kernel never delivers
+        // SIGSTOP or SIGKILL (nor any signal it has no handler for) to a
+        // namespace's init from inside the namespace, so the agent cannot stop
+        // it; it reaps orphans and passes `docker stop`'s SIGTERM to the
+        // command's group. Without one, tini does that.
+        init: Some(job.watchdog.is_none()),
         // Output is streamed to the worker (capped there); no engine-side copy.
         log_config: Some(bollard::models::HostConfigLogConfig {
             typ: Some("none".into()),
@@ -509,7 +512,11 @@ mod tests {
                 "the command stays the cmd"
             );
             let hc = body.host_config.as_ref().unwrap();
-            assert_eq!(hc.init, Some(true), "tini stays PID 1");
+            assert_eq!(
+                hc.init,
+                Some(false),
+                "the watchdog is PID 1, out of the agent's reach"
+            );
             watchdog_mounts(hc.mounts.as_ref().unwrap());
         }
         let export_mounts = export_body.host_config.unwrap().mounts.unwrap();

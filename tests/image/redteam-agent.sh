@@ -30,6 +30,13 @@
 #   @redteam rm FILE                   delete FILE, the deletion not committed
 #   @redteam commit-zeros MB           commit an MB MiB file of zeros (a few KiB
 #                                      of objects), then delete it uncommitted
+#   @redteam many-files N              make N empty files (10 000 per directory)
+#   @redteam fifo-head                 commit, then make .git/HEAD a FIFO
+#   @redteam orphan-commit             commit on a new root (a history rewrite)
+#   @redteam signal-all                SIGSTOP every process it can see (-1 and
+#                                      each pid), then SIGKILL pid 1 and every
+#                                      process that is not its own ancestor
+#   @redteam chmod-000 MB              an MB MiB file in a directory made mode 000
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # Several directives may share one line: each `@redteam ` starts a new one.
@@ -179,6 +186,55 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       dd if=/dev/zero of=redteam-zeros.bin bs=1048576 count="$arg" 2>/dev/null
       git add redteam-zeros.bin && git commit -q -m "redteam: $arg MiB of zeros" && echo "committed $arg MiB of zeros"
       rm -f redteam-zeros.bin
+      ;;
+    many-files)
+      mkdir -p redteam-many
+      made=0
+      while [ "$made" -lt "$arg" ]; do
+        d="redteam-many/d$made"
+        mkdir -p "$d"
+        n=$((arg - made)); [ "$n" -gt 10000 ] && n=10000
+        (cd "$d" && seq 1 "$n" | xargs touch) || break
+        made=$((made + n))
+      done
+      echo "made $made files"
+      ;;
+    fifo-head)
+      commit fifo-head
+      rm -f .git/HEAD && mkfifo .git/HEAD && echo ".git/HEAD is a FIFO"
+      ;;
+    orphan-commit)
+      git checkout -q --orphan "redteam-orphan-$(date +%s)"
+      echo "orphan $(date +%s)" > redteam-orphan.txt
+      git add -A && git commit -q -m "redteam: rewritten history" && echo "committed on a new root"
+      ;;
+    signal-all)
+      read -r me _ < /proc/self/stat
+      keep=" $me "
+      p=$me
+      while [ "${p:-0}" -gt 1 ]; do
+        p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        keep="$keep${p:-0} "
+      done
+      echo "signal-all: me $me, ancestors:$keep"
+      kill -STOP -1 2>/dev/null && echo "kill -STOP -1: sent"
+      for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        [ "$pid" = "$me" ] && continue
+        kill -STOP "$pid" 2>/dev/null && echo "SIGSTOP $pid: sent"
+      done
+      kill -KILL 1 2>/dev/null && echo "SIGKILL 1: sent"
+      for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        case "$keep" in *" $pid "*) continue ;; esac
+        kill -KILL "$pid" 2>/dev/null && echo "SIGKILL $pid: sent"
+      done
+      echo "signal-all done"
+      ;;
+    chmod-000)
+      mkdir -p redteam-locked
+      dd if=/dev/zero of=redteam-locked/big bs=1048576 count="$arg" 2>/dev/null
+      chmod 000 redteam-locked && echo "redteam-locked is mode 000 ($arg MiB inside)"
       ;;
   esac
 done

@@ -22,13 +22,18 @@
 //! Once the file is older than the limit (or gone: dropping the [`Beat`] removes
 //! its directory, so the container's view of it is empty), the watchdog sends
 //! SIGTERM to the agent's process group, SIGKILL a second later, and exits 137.
-//! Docker's init (tini) then exits and the kernel kills whatever is left in the
-//! container's PID namespace.
+//! The watchdog is the container's PID 1 (no tini), so its exit ends the
+//! container and the kernel kills whatever is left in its PID namespace.
 //!
 //! The directories are the worker's, mode 0755, and the files 0755 (watchdog) and
 //! 0644 (heartbeat): the agent, running as another uid, can read and run them but
-//! not change them. The watchdog runs as the agent's uid, so it guards against
-//! the worker going away, not against an agent that sets out to disable it.
+//! not change them. The watchdog runs as the agent's uid, but as PID 1 of the
+//! container's PID namespace: the kernel delivers no signal from inside the
+//! namespace to its init unless the init handles it, so the agent's SIGSTOP and
+//! SIGKILL never reach it (what it handles, SIGTERM/SIGINT/SIGHUP, only makes
+//! it stop the agent), and it is non-dumpable, so the agent cannot ptrace it.
+//! An agent that sets out to disable it cannot; the worker's death still ends
+//! the container.
 
 // Not yet called by the job runner (`job.rs` is wired up separately); the tests
 // use everything.
@@ -857,7 +862,7 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn docker_stop_reaches_the_command_through_tini_and_the_watchdog() {
+        async fn docker_stop_reaches_the_command_through_the_watchdog_as_pid_1() {
             let docker = engine().await;
             let run = Run::new();
             let _keeper = Keeper::new(run.beat_file());
@@ -875,6 +880,34 @@ mod tests {
             assert!(
                 took < Duration::from_secs(10),
                 "SIGTERM was passed on, not SIGKILL after the grace ({took:?})"
+            );
+        }
+
+        /// The agent stops every process it may signal (`kill -STOP -1`: all
+        /// but itself and the namespace's init) and tries SIGSTOP and SIGKILL
+        /// on PID 1: the watchdog is PID 1, so none of it reaches it, and it
+        /// still stops the agent once the heartbeat goes stale.
+        #[tokio::test]
+        async fn an_agent_cannot_stop_its_watchdog() {
+            let docker = engine().await;
+            let run = Run::new();
+            let id = run
+                .start(
+                    &docker,
+                    Duration::from_secs(3),
+                    &[
+                        "sh",
+                        "-c",
+                        "kill -STOP -1; kill -STOP 1; kill -KILL 1; echo signalled; sleep 300",
+                    ],
+                )
+                .await;
+            let (code, logs) = finish(&docker, &id, Duration::from_secs(60)).await;
+            assert_eq!(code, 137, "{logs}");
+            assert!(logs.contains("signalled"), "{logs}");
+            assert!(
+                logs.contains("the worker's heartbeat is "),
+                "stopped by the watchdog: {logs}"
             );
         }
 

@@ -189,12 +189,18 @@ pub struct Captured {
     pub stderr: String,
 }
 
+/// A container that ran past its time limit (it was removed): the error
+/// [`run_capture`] gives for its timeout, told from Docker's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("ran past {0:?}")]
+pub struct RanPast(pub Duration);
+
 /// Runs a short container whose stdout is data (e.g. a git bundle): attached
 /// before start, stdout into `out` (created new, no symlink following), at most
 /// `cap` bytes; killed after `timeout`. The container is removed afterwards.
 ///
 /// # Errors
-/// Docker API errors, I/O errors, the timeout.
+/// Docker API errors, I/O errors, the timeout ([`RanPast`]).
 pub async fn run_capture(
     docker: &Docker,
     name: &str,
@@ -213,7 +219,7 @@ pub async fn run_capture(
     remove(docker, &id).await;
     match result {
         Ok(r) => r,
-        Err(_) => Err(anyhow::anyhow!("ran past {timeout:?}")),
+        Err(_) => Err(RanPast(timeout).into()),
     }
 }
 
@@ -481,7 +487,7 @@ async fn drive(
     let wait = wait_exit(docker, id);
     let stopped = async {
         loop {
-            let reason = *stop.borrow();
+            let reason = stop.borrow().clone();
             if reason != StopReason::None {
                 return reason;
             }
@@ -507,7 +513,7 @@ async fn drive(
             match reason {
                 StopReason::Fenced => Ended::Fenced,
                 StopReason::Cancel => Ended::Cancelled,
-                StopReason::WorkspaceTooBig(size) => Ended::WorkspaceTooBig(size),
+                StopReason::WorkspaceOver(over) => Ended::WorkspaceOver(over),
                 _ => Ended::Interrupted,
             }
         }

@@ -1,12 +1,20 @@
 //! The guard of a running job: it renews the run lease, the slot and the
 //! workspace lease, fences the run when renewals fail, and watches for cancel,
-//! shutdown and a working tree over its limit; each is a [`StopReason`] the
+//! shutdown and a working tree over its limits; each is a [`StopReason`] the
 //! container stage obeys.
+//!
+//! Each watch is a task of its own, so none waits on another: the renewals
+//! (and the heartbeat the agent's watchdog reads) never wait behind a walk of
+//! the agent's tree, however many files the agent made, nor behind the cancel
+//! check. Aborting the guard's handle ends them all.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use agentq_shared::agent::AgentSpec;
-use tokio::sync::watch;
+use agentq_shared::{
+    agent::AgentSpec,
+    fsutil::{tree_over, TreeBounds},
+};
+use tokio::{sync::watch, task::JoinHandle};
 
 pub use crate::stop::StopReason;
 use crate::{context::WorkerCtx, hold::Hold};
@@ -14,10 +22,33 @@ use crate::{context::WorkerCtx, hold::Hold};
 /// How often the guard measures the working tree while a job runs.
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
-/// Renews the run lease and the slot, and watches for cancel and shutdown, while
-/// the job runs. A run that cannot renew its lease for [`Config::fence_after`]
-/// stops its agent (self-fencing), so it is down before another worker may take
-/// the job over; the agent's watchdog does the same if this worker is gone.
+/// Starts the guard's watch of the working tree: until then the tree is
+/// prep's (maybe still the last run's), not this run's agent's, and is not
+/// measured. The agent stage arms it as the agent is about to start.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeArm(Arc<watch::Sender<bool>>);
+
+impl TreeArm {
+    /// The agent's run begins: measure its tree from now on.
+    pub(crate) fn arm(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Aborts its task when dropped: the guard's helper tasks end with it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the run lease and the slot, and watches for cancel, shutdown and
+/// the working tree's bounds, while the job runs. A run that cannot renew its
+/// lease for [`Config::fence_after`] stops its agent (self-fencing), so it is
+/// down before another worker may take the job over; the agent's watchdog
+/// does the same if this worker is gone.
 ///
 /// [`Config::fence_after`]: agentq_shared::config::Config::fence_after
 pub(crate) fn spawn_guard(
@@ -27,83 +58,138 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     repo: Option<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
-) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
+) -> (watch::Receiver<StopReason>, JoinHandle<()>, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
+    let tx = Arc::new(tx);
+    let (arm, armed) = watch::channel(false);
+    let bounds = ctx.cfg.tree_bounds();
+    let tree = repo
+        .filter(|_| bounds.any())
+        .map(|repo| tokio::spawn(watch_tree(repo, bounds, armed, tx.clone(), hold.id.clone())));
+    let asks = tokio::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
     let handle = tokio::spawn(async move {
-        let ttl = ctx.cfg.lease_ttl();
-        let every = ctx.cfg.lease_renew_every();
-        let fence_after = ctx.cfg.fence_after();
-        let mut renew = tokio::time::interval(every);
-        let mut watch_renewals = tokio::time::interval(Duration::from_millis(250));
-        let mut poll = tokio::time::interval(Duration::from_secs(1));
-        let mut size = tokio::time::interval(SIZE_CHECK_EVERY);
-        let limit = ctx.cfg.workspace_limit_bytes();
-        let mut shutdown = ctx.shutdown.clone();
-        let mut last_renewed = std::time::Instant::now();
-        let id = hold.id.clone();
-        loop {
-            tokio::select! {
-                _ = size.tick(), if limit.is_some() && repo.is_some() => {
-                    let (Some(limit), Some(repo)) = (limit, repo.clone()) else { continue };
-                    let used = tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&repo))
-                        .await
-                        .unwrap_or(0);
-                    if used > limit {
-                        tracing::warn!(job = %id, used, limit, "working tree over the limit; stopping the agent");
-                        let _ = tx.send(StopReason::WorkspaceTooBig(used));
-                    }
-                }
-                _ = renew.tick() => {
-                    let sent = std::time::SystemTime::now();
-                    let began = std::time::Instant::now();
-                    match tokio::time::timeout(every, hold.renew(ttl)).await {
-                        Ok(Ok(true)) => {
-                            last_renewed = began;
-                            if let Some(b) = &beat {
-                                if let Err(e) = b.touch(sent) {
-                                    tracing::warn!(job = %id, error = %e, "cannot refresh the agent's heartbeat file");
-                                }
-                            }
-                            if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
-                                tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
-                            }
-                            if let Some(ws) = &workspace {
-                                match ctx.store.renew_workspace(ws, &id, ttl).await {
-                                    Ok(true) => {}
-                                    Ok(false) => {
-                                        tracing::warn!(job = %id, workspace = %ws, "workspace lease lost; stopping the agent");
-                                        let _ = tx.send(StopReason::Fenced);
-                                    }
-                                    Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew workspace lease"),
-                                }
+        let _helpers = (tree.map(AbortOnDrop), AbortOnDrop(asks));
+        renew(ctx, hold, agent, workspace, beat, tx).await;
+    });
+    (rx, handle, TreeArm(Arc::new(arm)))
+}
+
+/// The renewals: run lease, heartbeat, slot, workspace lease; self-fencing
+/// when the run lease has not been renewed for too long. Waits on Redis only
+/// (each renewal bounded by its interval), never on the file system.
+async fn renew(
+    ctx: Arc<WorkerCtx>,
+    hold: Hold,
+    agent: AgentSpec,
+    workspace: Option<String>,
+    beat: Option<Arc<crate::deadman::Beat>>,
+    tx: Arc<watch::Sender<StopReason>>,
+) {
+    let ttl = ctx.cfg.lease_ttl();
+    let every = ctx.cfg.lease_renew_every();
+    let fence_after = ctx.cfg.fence_after();
+    let mut renew = tokio::time::interval(every);
+    let mut watch_renewals = tokio::time::interval(Duration::from_millis(250));
+    let mut last_renewed = std::time::Instant::now();
+    let id = hold.id.clone();
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                let sent = std::time::SystemTime::now();
+                let began = std::time::Instant::now();
+                match tokio::time::timeout(every, hold.renew(ttl)).await {
+                    Ok(Ok(true)) => {
+                        last_renewed = began;
+                        if let Some(b) = &beat {
+                            if let Err(e) = b.touch(sent) {
+                                tracing::warn!(job = %id, error = %e, "cannot refresh the agent's heartbeat file");
                             }
                         }
-                        Ok(Ok(false)) => {
-                            tracing::warn!(job = %id, "run lease lost to another run; stopping the agent");
-                            let _ = tx.send(StopReason::Fenced);
+                        if let Err(e) = ctx.store.renew_slot(&agent, &id, ttl).await {
+                            tracing::warn!(job = %id, error = %e, "cannot renew slot lease");
                         }
-                        Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "cannot renew run lease"),
-                        Err(_) => tracing::warn!(job = %id, "run lease renewal timed out"),
+                        if let Some(ws) = &workspace {
+                            match ctx.store.renew_workspace(ws, &id, ttl).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    tracing::warn!(job = %id, workspace = %ws, "workspace lease lost; stopping the agent");
+                                    let _ = tx.send(StopReason::Fenced);
+                                }
+                                Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew workspace lease"),
+                            }
+                        }
                     }
-                }
-                _ = watch_renewals.tick() => {
-                    if last_renewed.elapsed() > fence_after && *tx.borrow() != StopReason::Fenced {
-                        tracing::warn!(job = %id, unrenewed = ?last_renewed.elapsed(), "run lease not renewable; stopping the agent before another worker may take over (self-fencing)");
+                    Ok(Ok(false)) => {
+                        tracing::warn!(job = %id, "run lease lost to another run; stopping the agent");
                         let _ = tx.send(StopReason::Fenced);
                     }
+                    Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "cannot renew run lease"),
+                    Err(_) => tracing::warn!(job = %id, "run lease renewal timed out"),
                 }
-                _ = poll.tick() => {
-                    if matches!(ctx.store.cancel_requested(&id).await, Ok(true)) {
-                        let _ = tx.send(StopReason::Cancel);
-                    }
-                }
-                changed = shutdown.changed() => {
-                    if changed.is_ok() && *shutdown.borrow() == StopReason::Shutdown {
-                        let _ = tx.send(StopReason::Shutdown);
-                    }
+            }
+            _ = watch_renewals.tick() => {
+                if last_renewed.elapsed() > fence_after && *tx.borrow() != StopReason::Fenced {
+                    tracing::warn!(job = %id, unrenewed = ?last_renewed.elapsed(), "run lease not renewable; stopping the agent before another worker may take over (self-fencing)");
+                    let _ = tx.send(StopReason::Fenced);
                 }
             }
         }
-    });
-    (rx, handle)
+    }
+}
+
+/// Cancel requests (polled) and the worker's shutdown.
+async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopReason>>) {
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = poll.tick() => {
+                if matches!(ctx.store.cancel_requested(&id).await, Ok(true)) {
+                    let _ = tx.send(StopReason::Cancel);
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_ok() && *shutdown.borrow() == StopReason::Shutdown {
+                    let _ = tx.send(StopReason::Shutdown);
+                }
+            }
+        }
+    }
+}
+
+/// Once armed ([`TreeArm`]), measures the agent's working tree every
+/// [`SIZE_CHECK_EVERY`], each walk bounded by `bounds` (it stops at a limit,
+/// and past its time budget the tree counts as over); a tree over its bounds
+/// stops the agent.
+async fn watch_tree(
+    repo: PathBuf,
+    bounds: TreeBounds,
+    mut armed: watch::Receiver<bool>,
+    tx: Arc<watch::Sender<StopReason>>,
+    id: String,
+) {
+    if armed.wait_for(|a| *a).await.is_err() {
+        return;
+    }
+    let mut every = tokio::time::interval(SIZE_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let r = repo.clone();
+        let over = tokio::task::spawn_blocking(move || tree_over(&r, &bounds))
+            .await
+            .ok()
+            .flatten();
+        if let Some(over) = over {
+            tracing::warn!(job = %id, %over, "working tree over its limits; stopping the agent");
+            tx.send_if_modified(|reason| {
+                let first = *reason == StopReason::None;
+                if first {
+                    *reason = StopReason::WorkspaceOver(over);
+                }
+                first
+            });
+            return;
+        }
+    }
 }

@@ -150,7 +150,8 @@ pub async fn sweep(ctx: &Arc<WorkerCtx>) -> Option<u64> {
             _ => continue,
         }
         let dir = f.dir.clone();
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        let removed =
+            tokio::task::spawn_blocking(move || agentq_shared::fsutil::remove_tree(&dir)).await;
         match removed {
             Ok(Ok(())) => {
                 tracing::info!(workspace = %f.key, bytes = f.bytes, "workspace removed")

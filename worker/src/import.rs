@@ -10,6 +10,14 @@
 //! commit, and only then moves the agent branch there. Whatever the export
 //! printed is untrusted bytes until git has parsed and checked it.
 //!
+//! Whatever the agent left is its own doing, so an export it makes fail is
+//! the agent's outcome (the job fails at once, no retry, not counted against
+//! the host): a FIFO, device or link where git expects `.git/HEAD` is refused
+//! before any container starts, and an export that runs past
+//! [`EXPORT_TIMEOUT`] (git waiting on a FIFO deeper in `.git`, a tree built to
+//! be slow) is refused too. Only Docker failing to run the container is an
+//! infrastructure error.
+//!
 //! Most runs that commit nothing (reviews, questions, failures) need no export
 //! container: when the tree's plain files show `HEAD` still on the start
 //! commit, read as bytes without following a link or blocking (see
@@ -26,8 +34,9 @@ use crate::{
     run::{Run, RunDirs},
 };
 
-/// Longest the export container may run.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest the export container may run: an honest export of a run's commits
+/// takes seconds; past this the tree is made to stall it (the agent's doing).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest bundle taken when the workspace has no size limit.
 const MAX_BUNDLE: u64 = 4 * 1024 * 1024 * 1024;
 /// The ref the bundle is fetched into before it is checked.
@@ -68,6 +77,9 @@ pub async fn import_commits(
         tracing::debug!(job = %rec.id, "HEAD is where the run started: nothing to export");
         return Ok(Imported::Nothing);
     }
+    if let Some(why) = head_not_a_file(&ws.repo_dir()) {
+        return Err(ImportError::Refused(why));
+    }
     let git_dir = ws.worker_repo();
     let dirs = RunDirs::of(ws);
     let job = run.container_job(agent, "", &dirs);
@@ -78,7 +90,13 @@ pub async fn import_commits(
     let cap = ctx.cfg.workspace_limit_bytes().unwrap_or(MAX_BUNDLE);
     let captured = docker::run_capture(&ctx.docker, &name, body, &bundle, cap, EXPORT_TIMEOUT)
         .await
-        .map_err(|e| ImportError::Infra(e.context("export container")));
+        .map_err(|e| match e.downcast_ref::<docker::RanPast>() {
+            Some(past) => ImportError::Refused(format!(
+                "exporting them ran past {:?}: the working tree makes git wait (a FIFO or device in .git?)",
+                past.0
+            )),
+            None => ImportError::Infra(e.context("export container")),
+        });
     let result = async {
         let captured = captured?;
         tracing::debug!(job = %rec.id, code = captured.code, bytes = captured.bytes, "export container ended");
@@ -162,13 +180,42 @@ fn head_unmoved(ws_dir: &std::path::Path, branch: &str, start: &str) -> bool {
     }
 }
 
+/// Why `repo/.git/HEAD` cannot be what git reads first, when `.git` is a
+/// directory and `HEAD` in it is a FIFO, socket, device, directory or link
+/// (`None` otherwise: a missing `HEAD` or a gitfile is the export's to tell).
+/// Looked at without following or opening anything.
+fn head_not_a_file(repo: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let git = std::fs::symlink_metadata(repo.join(".git")).ok()?;
+    if !git.is_dir() {
+        return None;
+    }
+    let ft = std::fs::symlink_metadata(repo.join(".git/HEAD"))
+        .ok()?
+        .file_type();
+    let what = if ft.is_file() {
+        return None;
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Some(format!(".git/HEAD is {what}, not a file"))
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
 #[cfg(test)]
 mod tests {
-    use super::head_unmoved;
+    use super::{head_not_a_file, head_unmoved};
     use std::{fs, os::unix::fs::symlink, path::Path};
 
     const START: &str = "1111111111111111111111111111111111111111";
@@ -266,10 +313,22 @@ mod tests {
     #[test]
     fn a_fifo_for_head_is_not_waited_on() {
         let ws = workspace();
-        let head = ws.path().join("repo/.git/HEAD");
+        let repo = ws.path().join("repo");
+        assert_eq!(head_not_a_file(&repo), None);
+        let head = repo.join(".git/HEAD");
         fs::remove_file(&head).unwrap();
         let c = std::ffi::CString::new(head.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         assert!(!unmoved(ws.path()));
+        assert_eq!(
+            head_not_a_file(&repo).as_deref(),
+            Some(".git/HEAD is a FIFO, not a file")
+        );
+        fs::remove_file(&head).unwrap();
+        symlink("/etc/hostname", &head).unwrap();
+        assert_eq!(
+            head_not_a_file(&repo).as_deref(),
+            Some(".git/HEAD is a symlink, not a file")
+        );
     }
 }

@@ -223,7 +223,7 @@ async fn run_admitted(
             None
         }
     };
-    let (stop, guard) = spawn_guard(
+    let (stop, guard, tree_arm) = spawn_guard(
         ctx.clone(),
         hold.clone(),
         agent.clone(),
@@ -240,6 +240,7 @@ async fn run_admitted(
         attempt,
         started: &started,
         beat: beat.as_deref(),
+        tree_arm: &tree_arm,
     };
     let outcome = stages(&run, agent, stop).await;
     ctx.running.lock().unwrap().remove(&id);

@@ -217,7 +217,9 @@ fn empty_dir(dir: &std::path::Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
+            // Whatever modes the agent left (`chmod 000`): a worker that is not
+            // root must still be able to empty its tree.
+            agentq_shared::fsutil::remove_tree(&entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;
         }

@@ -23,6 +23,8 @@ pub(crate) struct Run<'a> {
     pub(crate) attempt: u32,
     pub(crate) started: &'a str,
     pub(crate) beat: Option<&'a Beat>,
+    /// Starts the guard's watch of the agent's working tree.
+    pub(crate) tree_arm: &'a crate::guard::TreeArm,
 }
 
 impl Run<'_> {

@@ -262,6 +262,8 @@ async fn agent_stage(
         _ => {}
     }
     let clock = report::start_timer(ctx, rec, forge).await;
+    // The working tree is the agent's from here on: the guard measures it.
+    run.tree_arm.arm();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
     let ran_for = began.elapsed();
@@ -270,21 +272,21 @@ async fn agent_stage(
 
     // From here on the working tree is the agent's: it is read only through
     // `read_blocked` (no links, no FIFOs, capped) and the export container.
-    let limit = ctx.cfg.workspace_limit_bytes();
-    let size = match (limit, &ended) {
-        (Some(_), Ended::Exited(_) | Ended::TimedOut) => {
+    let bounds = ctx.cfg.tree_bounds();
+    let over = match &ended {
+        Ended::Exited(_) | Ended::TimedOut if bounds.any() => {
             let repo = ws.repo_dir();
-            tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_size(&repo))
+            tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_over(&repo, &bounds))
                 .await
-                .unwrap_or(0)
+                .ok()
+                .flatten()
         }
-        _ => 0,
+        _ => None,
     };
     let repo = ws.repo_dir();
     match decide_outcome(
         &ended,
-        size,
-        limit,
+        over.as_ref(),
         || read_blocked(&repo),
         ctx.cfg.timeout_for(agent.pool()),
     ) {
@@ -322,6 +324,11 @@ async fn keep_commits(
         ..
     } = ran;
     let ws = &prepared.workspace;
+    // Fast failures of a pool are a sign of rate limits: pause it on every host.
+    // Only the agent's own run counts: commits refused afterwards (a history
+    // rewrite, a bad object, a tree that stalls the export) say nothing of the
+    // pool's health, and an agent could pause a pool fleet-wide with them.
+    let failed = outcome.state() == JobState::Failed;
     if take_commits {
         match import_commits(run, agent, prepared).await {
             Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
@@ -332,8 +339,6 @@ async fn keep_commits(
             }
         }
     }
-    // Fast failures of a pool are a sign of rate limits: pause it on every host.
-    let failed = outcome.state() == JobState::Failed;
     match ctx
         .store
         .record_outcome(&ctx.cfg.admission.backoff, agent.pool(), failed, ran_for)

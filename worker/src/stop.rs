@@ -2,7 +2,7 @@
 //! shutdown and the cancel watcher to the container stage.
 
 /// Why the guard asks a running agent to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// Keep going.
     None,
@@ -13,6 +13,7 @@ pub enum StopReason {
     /// The run lease could not be renewed in time, or another run took the job:
     /// stop at once, before another worker may start it.
     Fenced,
-    /// The working tree grew past `workspace_limit_mb` (its size in bytes).
-    WorkspaceTooBig(u64),
+    /// The working tree is over `workspace_limit_mb` or `workspace_limit_files`,
+    /// or could not be measured (unreadable, too slow to walk): how.
+    WorkspaceOver(agentq_shared::fsutil::TreeOver),
 }

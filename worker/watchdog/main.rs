@@ -1,6 +1,5 @@
-//! `agentq-watchdog`: the dead-man switch an agent container runs as its process
-//! (under Docker's init, tini), so the agent cannot outlive the worker that started
-//! it.
+//! `agentq-watchdog`: the dead-man switch an agent container runs as its PID 1,
+//! so the agent cannot outlive the worker that started it.
 //!
 //! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] -- [CMD [ARGS...]]`
 //!
@@ -16,11 +15,19 @@
 //! touches that file while it still owns the run. When the file is missing or older
 //! than N ms, it says so on stderr (one line), sends SIGTERM to CMD's process
 //! group, waits up to a second, sends SIGKILL to the group and exits 137. In a
-//! container the watchdog's exit ends tini, and the kernel then kills whatever is
-//! left in the container's PID namespace, process group or not.
+//! container the watchdog is PID 1: its exit ends the container, and the kernel
+//! kills whatever is left in the container's PID namespace, process group or not.
+//!
+//! As PID 1 it cannot be stopped by the agent: the kernel delivers no signal
+//! from inside a PID namespace to its init unless the init has a handler for it,
+//! so SIGSTOP and SIGKILL (`kill -STOP -1`, `kill -9 1`) never reach it, and
+//! the signals it handles only make it stop the agent. It also makes itself
+//! non-dumpable, so the agent (same uid, no capabilities) cannot ptrace it or
+//! read its memory. Being init, it reaps every orphan the agent leaves, as
+//! tini did.
 //!
 //! SIGTERM, SIGINT and SIGHUP sent to the watchdog are passed on to CMD's process
-//! group (`docker stop` signals tini, which signals only its direct child: us).
+//! group (`docker stop` signals PID 1: us).
 //! When CMD exits, the watchdog exits with CMD's code, or 128 + the signal that
 //! killed it. Bad usage: exit 125; CMD not found: 127; CMD not runnable: 126.
 //!
@@ -42,7 +49,11 @@ type CInt = i32;
 extern "C" {
     fn kill(pid: CInt, sig: CInt) -> CInt;
     fn signal(signum: CInt, handler: usize) -> usize;
+    fn waitpid(pid: CInt, status: *mut CInt, options: CInt) -> CInt;
+    fn prctl(option: CInt, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> CInt;
 }
+
+const PR_SET_DUMPABLE: CInt = 4;
 
 const SIGHUP: CInt = 1;
 const SIGINT: CInt = 2;
@@ -185,12 +196,26 @@ fn code_of(status: ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-fn wait_for(child: &mut Child) -> i32 {
-    match child.wait() {
-        Ok(status) => code_of(status),
-        Err(e) => {
+/// Waits for the agent, reaping every other child on the way: as a container's
+/// PID 1 the watchdog inherits the agent's orphans (a `setsid` child, a
+/// daemon), and unreaped they would fill the pids limit. Returns the agent's
+/// exit code (128 + signal when killed).
+fn wait_for(child: &Child) -> i32 {
+    let agent = child.id() as CInt;
+    loop {
+        let mut status: CInt = 0;
+        // SAFETY: waitpid(2) writes the status of a reaped child to `status`.
+        let pid = unsafe { waitpid(-1, &mut status, 0) };
+        if pid == agent {
+            return code_of(ExitStatus::from_raw(status));
+        }
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
             eprintln!("agentq-watchdog: waiting for the agent failed: {e}");
-            1
+            return 1;
         }
     }
 }
@@ -303,6 +328,13 @@ fn main() {
         }
     };
 
+    // Out of the agent's reach: no ptrace, no reading of our memory (reset
+    // for the agent by its exec).
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE takes integer arguments only.
+    unsafe {
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+
     // Handlers first, so a signal that arrives while the agent starts is kept and
     // passed on. The child gets default dispositions back at exec.
     for sig in FORWARDED {
@@ -316,7 +348,7 @@ fn main() {
         Some(file) => wait_for_argv(file, &args.beat, args.stale),
         None => args.command.clone(),
     };
-    let mut child = match Command::new(&command[0])
+    let child = match Command::new(&command[0])
         .args(&command[1..])
         .process_group(0)
         .spawn()
@@ -337,7 +369,7 @@ fn main() {
     let pgid = child.id();
     let (beat, limit) = (args.beat.clone(), args.stale);
     std::thread::spawn(move || watch(pgid, beat, limit));
-    let code = wait_for(&mut child);
+    let code = wait_for(&child);
     EXITED.store(true, Ordering::SeqCst);
     if STOPPING.load(Ordering::SeqCst) {
         // The watching thread is stopping a stale agent: its exit is 137.

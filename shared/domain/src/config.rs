@@ -16,6 +16,10 @@ pub const DEFAULT_IMAGE: &str = "core-dev";
 /// `docker.agent_user`'s default, as numbers.
 pub const DEFAULT_AGENT_IDS: (u32, u32) = (1000, 1000);
 
+/// Longest a walk of an agent's working tree may take before the tree counts
+/// as over its limits (a tree that cannot be measured in time is the agent's
+/// doing; see [`Config::tree_bounds`]).
+pub const TREE_WALK_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 /// The least `poll_ms` (a lower value is raised to it at load).
 pub const MIN_POLL_MS: u64 = 50;
 
@@ -75,6 +79,9 @@ pub struct Config {
     /// Largest a job's working tree may grow, MiB (checked during and after the
     /// run; over it the job fails). 0: no limit.
     pub workspace_limit_mb: u64,
+    /// Most entries (files, directories, links…: inodes) a job's working tree
+    /// may hold, checked with the size; over it the job fails. 0: no limit.
+    pub workspace_limit_files: u64,
     /// Host circuit breaker: after this many infrastructure failures in a row a
     /// worker stops taking jobs for `host_cooldown_secs` and shows as degraded.
     pub host_failures: u32,
@@ -254,6 +261,7 @@ impl Default for Config {
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),
             workspace_limit_mb: 10 * 1024,
+            workspace_limit_files: 200_000,
             host_failures: 3,
             host_cooldown_secs: 60,
             sweep_secs: 30,
@@ -546,6 +554,17 @@ impl Config {
     /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.
     pub fn workspace_limit_bytes(&self) -> Option<u64> {
         (self.workspace_limit_mb > 0).then(|| self.workspace_limit_mb * 1024 * 1024)
+    }
+
+    /// The bounds a working tree the agent made is checked against (during
+    /// and after the run): `workspace_limit_mb`, `workspace_limit_files`, and
+    /// a walk that cannot finish in [`TREE_WALK_BUDGET`] counts as over.
+    pub fn tree_bounds(&self) -> crate::fsutil::TreeBounds {
+        crate::fsutil::TreeBounds {
+            max_bytes: self.workspace_limit_bytes(),
+            max_entries: (self.workspace_limit_files > 0).then_some(self.workspace_limit_files),
+            budget: TREE_WALK_BUDGET,
+        }
     }
 
     /// Applies `AGENTQ_*` and `AGENT_DOCKER_IMAGE` overrides from `get`.

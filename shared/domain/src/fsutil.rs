@@ -220,6 +220,8 @@ pub fn read_beneath(dir: &Path, rel: &str, cap: usize) -> Option<Vec<u8>> {
 
 /// Bytes used by regular files under `dir`, counting each inode once and never
 /// following a symlink. Entries that vanish or cannot be read are skipped.
+/// Unbounded: for trees the worker made (housekeeping's reports); a tree an
+/// agent made is measured with [`tree_over`].
 pub fn tree_size(dir: &Path) -> u64 {
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
@@ -240,6 +242,193 @@ pub fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// The bounds of a working tree the agent made: bytes, entries (inodes) and
+/// the time a walk may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeBounds {
+    /// Most bytes of regular files (each inode once); `None`: no byte limit.
+    pub max_bytes: Option<u64>,
+    /// Most entries of any kind (files, directories, links, FIFOs…); `None`:
+    /// no count limit.
+    pub max_entries: Option<u64>,
+    /// Longest the walk may take: a tree that cannot be walked in it is over.
+    pub budget: std::time::Duration,
+}
+
+impl TreeBounds {
+    /// Whether there is anything to check.
+    pub fn any(&self) -> bool {
+        self.max_bytes.is_some() || self.max_entries.is_some()
+    }
+}
+
+/// How a working tree is over its bounds. Each is the agent's doing: a tree the
+/// worker cannot see whole (too many entries to walk in time, a directory it
+/// cannot read) counts as over, so it can never hide what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeOver {
+    /// More bytes than the limit (at least this many, when the walk stopped).
+    Bytes {
+        /// Bytes counted when the walk stopped.
+        at_least: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// More entries than the limit.
+    Entries {
+        /// Entries counted when the walk stopped.
+        at_least: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A directory (path relative to the tree) that cannot be read.
+    Unreadable(String),
+    /// The walk did not finish within its budget.
+    TooSlow {
+        /// The budget.
+        budget: std::time::Duration,
+        /// Entries counted by then.
+        entries: u64,
+    },
+}
+
+impl std::fmt::Display for TreeOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+        match self {
+            TreeOver::Bytes { at_least, limit } => write!(
+                f,
+                "workspace grew to {:.2} GiB ({at_least} bytes), over the limit of {:.2} GiB ({limit} bytes)",
+                gib(*at_least),
+                gib(*limit)
+            ),
+            TreeOver::Entries { at_least, limit } => write!(
+                f,
+                "workspace grew to {at_least} files, over the limit of {limit} files (workspace_limit_files)"
+            ),
+            TreeOver::Unreadable(dir) => write!(
+                f,
+                "workspace is over the limit: the directory {dir:?} cannot be read, so its size cannot be checked"
+            ),
+            TreeOver::TooSlow { budget, entries } => write!(
+                f,
+                "workspace is over the limit: its size could not be checked within {budget:?} ({entries} entries seen)"
+            ),
+        }
+    }
+}
+
+/// Walks a tree the agent made within `bounds`: never follows a symlink,
+/// counts every entry and the bytes of regular files (each inode once), and
+/// stops as soon as it is over a bound, so its cost is bounded by the limits,
+/// not by the tree. `None`: within the bounds. A directory that cannot be read
+/// (other than one that vanished) is over: permissions must not hide bytes.
+pub fn tree_over(dir: &Path, bounds: &TreeBounds) -> Option<TreeOver> {
+    let began = std::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    let rel = |p: &Path| {
+        p.strip_prefix(dir)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let unreadable = |e: &io::Error| e.kind() != io::ErrorKind::NotFound;
+    while let Some(d) = stack.pop() {
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if unreadable(&e) => return Some(TreeOver::Unreadable(rel(&d))),
+            Err(_) => continue,
+        };
+        for e in rd {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if unreadable(&e) => return Some(TreeOver::Unreadable(rel(&d))),
+                Err(_) => continue,
+            };
+            entries += 1;
+            if let Some(limit) = bounds.max_entries.filter(|l| entries > *l) {
+                return Some(TreeOver::Entries {
+                    at_least: entries,
+                    limit,
+                });
+            }
+            if entries % 1024 == 0 && began.elapsed() > bounds.budget {
+                return Some(TreeOver::TooSlow {
+                    budget: bounds.budget,
+                    entries,
+                });
+            }
+            let meta = match std::fs::symlink_metadata(e.path()) {
+                Ok(m) => m,
+                Err(err) if unreadable(&err) => return Some(TreeOver::Unreadable(rel(&d))),
+                Err(_) => continue,
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                bytes += meta.blocks() * 512;
+                if let Some(limit) = bounds.max_bytes.filter(|l| bytes > *l) {
+                    return Some(TreeOver::Bytes {
+                        at_least: bytes,
+                        limit,
+                    });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Gives the owner back read, write and search permission on every directory
+/// under `dir` (and `dir`) that the agent closed (`chmod 000`, no write bit),
+/// so that the worker can empty or remove the tree: a worker that is not root
+/// cannot otherwise list or unlink what is inside. Never follows a symlink
+/// (each directory is looked at with `lstat` first; the agent's containers are
+/// gone when this runs, so nothing swaps it meanwhile). Directories the worker
+/// does not own are left as they are (`chmod` is refused): best effort, the
+/// removal that follows says what is left.
+pub fn open_up_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+}
+
+/// Removes the tree at `dir` whatever permissions the agent left in it (see
+/// [`open_up_tree`]), never following a symlink. A missing `dir` is no error.
+///
+/// # Errors
+/// The first I/O error of the removal.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up_tree(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// `lchown -R`: gives `dir` and everything under it to `uid:gid`, changing
@@ -270,6 +459,7 @@ pub fn current_ids() -> (u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn read_beneath_reads_plain_files_and_nothing_else() {
@@ -354,6 +544,152 @@ mod tests {
         write_atomic(&log, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "ORIGINAL");
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "new");
+    }
+
+    fn bounds(bytes: Option<u64>, entries: Option<u64>) -> TreeBounds {
+        TreeBounds {
+            max_bytes: bytes,
+            max_entries: entries,
+            budget: std::time::Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn tree_over_counts_bytes_once_per_inode_and_never_link_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), vec![1u8; 100_000]).unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("big"), vec![1u8; 1_000_000]).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        assert_eq!(tree_over(dir.path(), &bounds(Some(200_000), None)), None);
+        assert!(matches!(
+            tree_over(dir.path(), &bounds(Some(50_000), None)),
+            Some(TreeOver::Bytes { limit: 50_000, .. })
+        ));
+    }
+
+    /// Inode exhaustion: a tree of empty files is 0 bytes, yet over a count limit;
+    /// the walk stops at the limit.
+    #[test]
+    fn empty_files_count_against_the_entry_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join("d").join(i.to_string()), "").unwrap();
+        }
+        assert_eq!(tree_over(dir.path(), &bounds(Some(1), Some(301))), None);
+        assert_eq!(
+            tree_over(dir.path(), &bounds(Some(1), Some(100))),
+            Some(TreeOver::Entries {
+                at_least: 101,
+                limit: 100
+            })
+        );
+        let msg = tree_over(dir.path(), &bounds(None, Some(100)))
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("over the limit of 100 files"), "{msg}");
+    }
+
+    #[test]
+    fn a_walk_past_its_budget_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..2048 {
+            std::fs::write(dir.path().join(i.to_string()), "").unwrap();
+        }
+        let b = TreeBounds {
+            budget: std::time::Duration::ZERO,
+            ..bounds(None, Some(1_000_000))
+        };
+        assert!(matches!(
+            tree_over(dir.path(), &b),
+            Some(TreeOver::TooSlow { .. })
+        ));
+    }
+
+    /// A directory the walker cannot read is over, never 0 bytes. Needs a
+    /// process without `CAP_DAC_READ_SEARCH`: the check runs in a child that
+    /// drops to another uid when the tests run as root.
+    #[test]
+    fn an_unreadable_directory_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let hidden = dir.path().join("hidden");
+        std::fs::create_dir(&hidden).unwrap();
+        std::fs::write(hidden.join("big"), vec![1u8; 100_000]).unwrap();
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: the child drops its ids, walks and `_exit`s; glibc's fork
+        // leaves malloc usable in it.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = unsafe {
+                if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                    3
+                } else {
+                    match tree_over(dir.path(), &bounds(Some(1 << 30), None)) {
+                        Some(TreeOver::Unreadable(d)) if d == "hidden" => 0,
+                        _ => 1,
+                    }
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(libc::WIFEXITED(status), "{status}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "not reported as unreadable");
+    }
+
+    /// A worker that is not root keeps ownership: a directory its agent made
+    /// mode 000 (with a file inside) and a read-only directory are removed.
+    /// Runs in a child that drops to another uid when the tests run as root.
+    #[test]
+    fn a_tree_the_agent_closed_is_removed_by_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::lchown(&ws, Some(65534), Some(65534)).unwrap();
+        // SAFETY: the child drops its ids, works on its own tree and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = (|| {
+                // SAFETY: plain calls; a failure is a code.
+                if unsafe { libc::setgid(65534) != 0 || libc::setuid(65534) != 0 } {
+                    return 3;
+                }
+                let locked = ws.join("repo/locked");
+                let ro = ws.join("repo/ro");
+                if std::fs::create_dir_all(locked.join("deep")).is_err()
+                    || std::fs::write(locked.join("deep/f"), "x").is_err()
+                    || std::fs::create_dir_all(&ro).is_err()
+                    || std::fs::write(ro.join("g"), "y").is_err()
+                {
+                    return 4;
+                }
+                let _ = std::fs::set_permissions(
+                    locked.join("deep"),
+                    std::fs::Permissions::from_mode(0o000),
+                );
+                let _ = std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000));
+                let _ = std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500));
+                match remove_tree(&ws.join("repo")) {
+                    Ok(()) if !ws.join("repo").exists() => 0,
+                    _ => 1,
+                }
+            })();
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the closed tree was not removed"
+        );
     }
 
     #[test]

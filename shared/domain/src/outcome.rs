@@ -3,6 +3,7 @@
 //! (how the agent ended, the working tree's size) and this module decides.
 
 use crate::{
+    fsutil::TreeOver,
     status::{detect_final_status, BlockedFile, FinalStatus, JobState},
     transition::Outcome,
 };
@@ -21,9 +22,9 @@ pub enum Ended {
     /// The run lost its job (lease lost or not renewable): the container was
     /// killed, and this run records nothing more.
     Fenced,
-    /// The working tree grew past the limit (its size in bytes) and the agent was
-    /// stopped.
-    WorkspaceTooBig(u64),
+    /// The working tree grew past a limit (bytes, entries, or it could not be
+    /// measured) and the agent was stopped.
+    WorkspaceOver(TreeOver),
 }
 
 /// The verdict on one agent run.
@@ -46,24 +47,13 @@ pub enum RunOutcome {
     SelfFenced,
 }
 
-/// The failure reason for a working tree over the limit.
-pub fn too_big(size: u64, limit: u64) -> String {
-    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
-    format!(
-        "workspace grew to {:.2} GiB ({size} bytes), over the limit of {:.2} GiB ({limit} bytes)",
-        gib(size),
-        gib(limit)
-    )
-}
-
-/// Decides what a run means. `size`: the working tree's size after an agent
-/// that exited or timed out (0 when not measured); `limit`: the size limit, if
-/// any; `blocked`: reads `BLOCKED.md`, called only when the agent exited;
+/// Decides what a run means. `over`: how the working tree is over its bounds
+/// after an agent that exited or timed out (`None` when within them or not
+/// measured); `blocked`: reads `BLOCKED.md`, called only when the agent exited;
 /// `timeout_secs`: the pool's timeout, for the message.
 pub fn decide_outcome(
     ended: &Ended,
-    size: u64,
-    limit: Option<u64>,
+    over: Option<&TreeOver>,
     blocked: impl FnOnce() -> BlockedFile,
     timeout_secs: u64,
 ) -> RunOutcome {
@@ -72,34 +62,24 @@ pub fn decide_outcome(
         exit_code,
         take_commits,
     };
-    let over = limit.filter(|l| size > *l);
-    match ended {
-        Ended::Interrupted => RunOutcome::Interrupted,
-        Ended::Fenced => RunOutcome::SelfFenced,
-        Ended::Exited(_) | Ended::TimedOut if over.is_some() => end(
-            JobState::Failed,
-            too_big(size, over.unwrap_or(0)),
-            None,
-            false,
-        ),
-        Ended::WorkspaceTooBig(size) => end(
-            JobState::Failed,
-            too_big(*size, limit.unwrap_or(0)),
-            None,
-            false,
-        ),
-        Ended::Exited(code) => {
+    match (ended, over) {
+        (Ended::Interrupted, _) => RunOutcome::Interrupted,
+        (Ended::Fenced, _) => RunOutcome::SelfFenced,
+        (Ended::Exited(_) | Ended::TimedOut, Some(over)) | (Ended::WorkspaceOver(over), _) => {
+            end(JobState::Failed, over.to_string(), None, false)
+        }
+        (Ended::Exited(code), None) => {
             let file = blocked();
             let FinalStatus { state, message } = detect_final_status(&file, *code);
             end(state, message, Some(*code), file.is_ok())
         }
-        Ended::TimedOut => end(
+        (Ended::TimedOut, None) => end(
             JobState::TimedOut,
             format!("Agent ran past its timeout of {timeout_secs}s and was killed"),
             None,
             true,
         ),
-        Ended::Cancelled => end(JobState::Cancelled, "Cancelled".to_string(), None, false),
+        (Ended::Cancelled, _) => end(JobState::Cancelled, "Cancelled".to_string(), None, false),
     }
 }
 
@@ -189,7 +169,7 @@ mod tests {
     #[test]
     fn exit_0_without_blocked_md_completes_with_the_commits() {
         assert_eq!(
-            decide_outcome(&Ended::Exited(0), 10, Some(100), none, 60),
+            decide_outcome(&Ended::Exited(0), None, none, 60),
             ended(JobState::Completed, "", Some(0), true)
         );
     }
@@ -197,7 +177,7 @@ mod tests {
     #[test]
     fn a_non_zero_exit_fails_and_keeps_the_commits() {
         assert_eq!(
-            decide_outcome(&Ended::Exited(3), 0, None, none, 60),
+            decide_outcome(&Ended::Exited(3), None, none, 60),
             ended(JobState::Failed, "Agent exited with code 3", Some(3), true)
         );
     }
@@ -205,7 +185,7 @@ mod tests {
     #[test]
     fn blocked_md_blocks_with_its_text_as_the_question() {
         assert_eq!(
-            decide_outcome(&Ended::Exited(0), 0, None, || text("  Which DB?\n"), 60),
+            decide_outcome(&Ended::Exited(0), None, || text("  Which DB?\n"), 60),
             ended(JobState::Blocked, "Which DB?", Some(0), true)
         );
     }
@@ -213,7 +193,7 @@ mod tests {
     #[test]
     fn an_empty_blocked_md_does_not_block() {
         assert_eq!(
-            decide_outcome(&Ended::Exited(0), 0, None, || text(" \n"), 60),
+            decide_outcome(&Ended::Exited(0), None, || text(" \n"), 60),
             ended(JobState::Completed, "", Some(0), true)
         );
     }
@@ -225,7 +205,7 @@ mod tests {
             outcome,
             take_commits,
             ..
-        } = decide_outcome(&Ended::Exited(0), 0, None, refused, 60)
+        } = decide_outcome(&Ended::Exited(0), None, refused, 60)
         else {
             panic!("not ended");
         };
@@ -236,7 +216,7 @@ mod tests {
     #[test]
     fn a_timeout_times_out_naming_the_limit_and_keeps_the_commits() {
         assert_eq!(
-            decide_outcome(&Ended::TimedOut, 0, None, never, 1800),
+            decide_outcome(&Ended::TimedOut, None, never, 1800),
             ended(
                 JobState::TimedOut,
                 "Agent ran past its timeout of 1800s and was killed",
@@ -246,28 +226,40 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_tree_over_the_limit_fails_before_blocked_md_is_read() {
-        for how in [Ended::Exited(0), Ended::TimedOut] {
-            assert_eq!(
-                decide_outcome(&how, 200, Some(100), never, 60),
-                ended(JobState::Failed, &too_big(200, 100), None, false)
-            );
+    fn too_big() -> TreeOver {
+        TreeOver::Bytes {
+            at_least: 200,
+            limit: 100,
         }
     }
 
     #[test]
-    fn an_agent_stopped_for_its_tree_size_fails_without_commits() {
+    fn a_tree_over_the_limit_fails_before_blocked_md_is_read() {
+        for how in [Ended::Exited(0), Ended::TimedOut] {
+            assert_eq!(
+                decide_outcome(&how, Some(&too_big()), never, 60),
+                ended(JobState::Failed, &too_big().to_string(), None, false)
+            );
+        }
+        assert!(too_big().to_string().contains("over the limit"));
+    }
+
+    #[test]
+    fn an_agent_stopped_for_its_tree_fails_without_commits() {
+        let many = TreeOver::Entries {
+            at_least: 301,
+            limit: 300,
+        };
         assert_eq!(
-            decide_outcome(&Ended::WorkspaceTooBig(300), 0, Some(100), never, 60),
-            ended(JobState::Failed, &too_big(300, 100), None, false)
+            decide_outcome(&Ended::WorkspaceOver(many.clone()), None, never, 60),
+            ended(JobState::Failed, &many.to_string(), None, false)
         );
     }
 
     #[test]
     fn a_cancelled_run_is_cancelled_without_commits() {
         assert_eq!(
-            decide_outcome(&Ended::Cancelled, 0, None, never, 60),
+            decide_outcome(&Ended::Cancelled, None, never, 60),
             ended(JobState::Cancelled, "Cancelled", None, false)
         );
     }
@@ -275,11 +267,11 @@ mod tests {
     #[test]
     fn shutdown_and_a_lost_lease_hand_the_job_back() {
         assert_eq!(
-            decide_outcome(&Ended::Interrupted, 0, None, never, 60),
+            decide_outcome(&Ended::Interrupted, None, never, 60),
             RunOutcome::Interrupted
         );
         assert_eq!(
-            decide_outcome(&Ended::Fenced, 0, None, never, 60),
+            decide_outcome(&Ended::Fenced, None, never, 60),
             RunOutcome::SelfFenced
         );
     }
