@@ -27,7 +27,7 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     repo: Option<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
-) -> (watch::Receiver<StopReason>, tokio::task::JoinHandle<()>) {
+) -> (watch::Receiver<StopReason>, GuardTask) {
     let (tx, rx) = watch::channel(StopReason::None);
     let handle = tokio::spawn(async move {
         let ttl = ctx.cfg.lease_ttl();
@@ -105,5 +105,16 @@ pub(crate) fn spawn_guard(
             }
         }
     });
-    (rx, handle)
+    (rx, GuardTask(handle))
+}
+
+/// The guard's task: stopped when this is dropped, so a run that ends any way
+/// at all (an outcome, an error, a panic unwinding through it) renews nothing
+/// more.
+pub(crate) struct GuardTask(tokio::task::JoinHandle<()>);
+
+impl Drop for GuardTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

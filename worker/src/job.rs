@@ -5,7 +5,9 @@
 //! is a [`Transition`]; infrastructure errors are retried, agent outcomes are
 //! final.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::FutureExt;
 
 use agentq_shared::{
     agent::AgentSpec,
@@ -240,10 +242,25 @@ async fn run_admitted(
         started: &started,
         beat: beat.as_deref(),
     };
-    let outcome = stages(&run, agent, stop).await;
+    let outcome = match AssertUnwindSafe(stages(&run, agent, stop))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(StageError::Panic(panic_message(panic.as_ref()))),
+    };
     ctx.running.lock().unwrap().remove(&id);
-    guard.abort();
-    if !matches!(outcome, Err(StageError::Infra(..))) {
+    drop(guard);
+    if let Err(StageError::Panic(msg)) = &outcome {
+        // What the stages held when they unwound: its containers (a held agent
+        // container, a QA container) go now, not when the janitor finds them.
+        tracing::error!(job = %id, attempt, panic = %msg, "the job's stages panicked");
+        let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
+        if reaped > 0 {
+            tracing::info!(job = %id, reaped, "removed the containers of the panicked run");
+        }
+    }
+    if !matches!(outcome, Err(StageError::Infra(..) | StageError::Panic(_))) {
         ctx.breaker.success();
     }
     let result = after_stages(&run, agent, tries, outcome).await;
@@ -310,6 +327,10 @@ async fn after_stages(
             }
             infra_failure(run, tries, &text, ws).await
         }
+        Err(StageError::Panic(msg)) => {
+            // A bug, not the host's fault: no breaker; the attempt counts.
+            infra_failure(run, tries, &format!("panic: {msg}"), None).await
+        }
         Err(StageError::Job(msg)) => {
             tracing::warn!(job = %rec.id, error = %msg, "job cannot run");
             go(hold, Transition::refused(&msg)).await
@@ -326,6 +347,17 @@ async fn after_stages(
                 Transition::handed_back(JobState::Waiting, WaitReason::Fenced, Some(tries), None);
             go(hold, back).await
         }
+    }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_string()
     }
 }
 

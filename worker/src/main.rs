@@ -8,6 +8,7 @@ mod caplog;
 mod context;
 mod deadman;
 mod docker;
+mod fault;
 mod forge;
 mod git;
 mod guard;
