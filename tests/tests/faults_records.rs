@@ -74,3 +74,148 @@ async fn a_job_that_always_panics_fails_after_max_attempts_and_holds_nothing() {
     assert_eq!(env.containers_of(&id), Vec::<String>::new());
     wait_no_keys(&env, &["run:*", "ws:*", "limit:*"], LONG).await;
 }
+
+/// Field `field` of job `id`'s own hash (empty when missing).
+fn hget(env: &TestEnv, id: &str, field: &str) -> String {
+    let mut conn = env.redis.conn();
+    let v: Option<String> = conn.hget(env.key(&format!("job:{id}")), field).unwrap();
+    v.unwrap_or_default()
+}
+
+/// Waits until field `field` of job `id`'s own hash is `want` (the record
+/// itself may not parse, so not through the store's reader).
+async fn wait_hash_field(env: &TestEnv, id: &str, field: &str, want: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = hget(env, id, field);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id}: {field} is {got:?}, not {want:?}\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `agentq ARGS`: exit code, stdout.
+fn cli(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
+    let out = env.cli(args, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `agentq status ID --json` of a job whose record does not parse: `corrupt`,
+/// the field named, exit 1 (the job's problem, not Redis's); `inspect` too.
+fn assert_shown_corrupt(env: &TestEnv, id: &str, field: &str) {
+    for cmd in ["status", "inspect"] {
+        let (code, text) = cli(env, &[cmd, id, "--json"]);
+        assert_eq!(code, Some(1), "agentq {cmd}: {text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["state"], "corrupt", "{v}");
+        assert_eq!(v["field"], field, "{v}");
+        assert_eq!(v["id"], id, "{v}");
+        let (code, text) = cli(env, &[cmd, id]);
+        assert_eq!(code, Some(1), "agentq {cmd}: {text}");
+        assert!(text.contains("corrupt"), "{text}");
+        assert!(
+            text.contains(&format!("record unreadable: {field}: ")),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let bad = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
+    let good = env.enqueue_for_issue(2, "runs @agentq-test exit 0");
+    let mut conn = env.redis.conn();
+    let _: () = conn
+        .hset(env.key(&format!("job:{bad}")), "attempt", "x7")
+        .unwrap();
+    assert_shown_corrupt(&env, &bad, "attempt");
+    // One slot: the bad job is first in line, and must not keep it.
+    let _w = env.worker("w1", 1);
+    wait_hash_field(&env, &bad, "state", "failed", LONG).await;
+    assert_eq!(
+        hget(&env, &bad, "error"),
+        "record unreadable: attempt: `x7` is not a number"
+    );
+    // Kept for inspection, as it was.
+    assert_eq!(hget(&env, &bad, "attempt"), "x7");
+    let rec = env.wait_final(&good, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(env.agent_starts(&bad), "");
+    assert_shown_corrupt(&env, &bad, "attempt");
+    wait_no_keys(&env, &["run:*", "limit:*"], LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_packed_record_that_is_not_json_is_failed_and_kept_not_deleted() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let bad = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
+    let good = env.enqueue_for_issue(2, "runs @agentq-test exit 0");
+    let mut conn = env.redis.conn();
+    let _: () = conn.hset(env.key("new"), &bad, "{not json").unwrap();
+    // Before anything opened it: shown as corrupt, the packed record named.
+    assert_shown_corrupt(&env, &bad, "packed");
+    let _w = env.worker("w1", 1);
+    let rec = env.wait_final(&good, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    // Opening it failed the job, with its text kept on its hash.
+    wait_hash_field(&env, &bad, "state", "failed", LONG).await;
+    assert_eq!(
+        hget(&env, &bad, "error"),
+        "record unreadable: packed: not JSON"
+    );
+    assert_eq!(hget(&env, &bad, "packed"), "{not json");
+    let (code, text) = cli(&env, &["status", &bad]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("failed"), "{text}");
+    assert!(
+        text.contains("record unreadable: packed: not JSON"),
+        "{text}"
+    );
+    let failed = cli(&env, &["list", "--state", "failed", "--json"]).1;
+    assert!(failed.contains(&bad), "{failed}");
+    assert_eq!(env.agent_starts(&bad), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seq_that_is_not_a_number_on_a_job_waiting_for_its_workspace_fails_it() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // Same issue, same workspace: the second waits for the first.
+    let first = env.enqueue_for_issue(1, "first @agentq-test hold");
+    let second = env.enqueue_for_issue(1, "second @agentq-test exit 0");
+    let _w = env.worker("w1", 2);
+    env.wait_holding(1).await;
+    wait_hash_field(&env, &second, "reason", "workspace", LONG).await;
+    let mut conn = env.redis.conn();
+    let _: () = conn
+        .hset(env.key(&format!("job:{second}")), "seq", "nine")
+        .unwrap();
+    env.release_holds();
+    let rec = env.wait_final(&first, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    // Its turn came: failed, named, kept; in no lane and holding no slot.
+    wait_hash_field(&env, &second, "state", "failed", LONG).await;
+    assert_eq!(
+        hget(&env, &second, "error"),
+        "record unreadable: seq: `nine` is not a number"
+    );
+    wait_no_keys(&env, &["run:*", "limit:*", "lane:*", "wsq:*"], LONG).await;
+    assert_eq!(env.agent_starts(&second), "");
+}

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use agentq_shared::{
     agent::AgentSpec,
     clock::{now_ms, now_rfc3339},
-    record::JobRecord,
+    record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
     store::lease::Acquire,
     store::wslease::{workspace_key, WorkspaceTake},
@@ -75,11 +75,19 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
         tracing::info!(job = %id, previous = %previous, "taking over a job whose run never finished");
     }
     let hold = Hold::new(store.clone(), id.clone(), token);
-    let rec = until_redis_answers("read the record", &id, || store.get(&id)).await;
-    if let Some(rec) = rec {
-        if let Err(Fenced) = decide(ctx, &hold, rec).await {
-            tracing::info!(job = %id, "run fenced out: another worker owns the job");
+    let rec = until_redis_answers("read the record", &id, || store.view(&id)).await;
+    let decided = match rec {
+        Some(RecordView::Ok(rec)) => decide(ctx, &hold, rec).await,
+        Some(RecordView::Unreadable { problem, .. }) => {
+            // The record's problem, not the worker's: the job fails, its record
+            // kept for inspection, and its slot goes back.
+            tracing::warn!(job = %id, field = %problem.field, error = %problem, "job record unreadable; job failed");
+            go(&hold, Transition::refused(&problem.to_string())).await
         }
+        None => Ok(()),
+    };
+    if let Err(Fenced) = decided {
+        tracing::info!(job = %id, "run fenced out: another worker owns the job");
     }
     hold.release().await;
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     conn::{RedisConn, SentinelUrl},
     keys::Keys,
-    record::{JobRecord, RERUN_CLEARED},
+    record::{JobRecord, RecordView, Unreadable, RERUN_CLEARED},
     status::JobState,
     transition::{Next, Transition},
 };
@@ -543,6 +543,23 @@ impl JobStore {
         let read = self.read_records(&ids).await?.pop().flatten();
         read.transpose()
             .map_err(|e| StoreError::Corrupt(id.to_string(), e))
+    }
+
+    /// Job `id` as it reads: its record, or, for a record that does not parse,
+    /// which field and why (see [`RecordView`]); `None` if there is no such job.
+    ///
+    /// # Errors
+    /// Redis errors only: an unreadable record is the job's problem.
+    pub async fn view(&self, id: &str) -> Result<Option<RecordView>, StoreError> {
+        let ids = [id.to_string()];
+        let read = self.read_records(&ids).await?.pop().flatten();
+        Ok(read.map(|r| match r {
+            Ok(rec) => RecordView::Ok(rec),
+            Err(e) => RecordView::Unreadable {
+                id: id.to_string(),
+                problem: Unreadable::from_error(&e),
+            },
+        }))
     }
 
     /// The records of `ids`, in one round trip: `None` for no such job, the
