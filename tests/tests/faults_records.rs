@@ -202,7 +202,10 @@ async fn a_seq_that_is_not_a_number_on_a_job_waiting_for_its_workspace_fails_it(
     let second = env.enqueue_for_issue(1, "second @agentq-test exit 0");
     let _w = env.worker("w1", 2);
     env.wait_holding(1).await;
-    wait_hash_field(&env, &second, "reason", "workspace", LONG).await;
+    env.wait_for(&second, LONG, |r| {
+        r.reason == Some(agentq_shared::status::WaitReason::Workspace)
+    })
+    .await;
     let mut conn = env.redis.conn();
     let _: () = conn
         .hset(env.key(&format!("job:{second}")), "seq", "nine")
@@ -218,4 +221,28 @@ async fn a_seq_that_is_not_a_number_on_a_job_waiting_for_its_workspace_fails_it(
     );
     wait_no_keys(&env, &["run:*", "limit:*", "lane:*", "wsq:*"], LONG).await;
     assert_eq!(env.agent_starts(&second), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn housekeeping_goes_on_past_a_running_job_whose_input_does_not_parse() {
+    require_docker();
+    let env = TestEnv::with_config("workspace_sweep_secs = 1\n");
+    env.remotes.create("core", "demo", &[]);
+    let id = env.enqueue_for_issue(1, "runs @agentq-test hold");
+    let w = env.worker("w1", 1);
+    env.wait_holding(1).await;
+    let round = "housekeeping round done";
+    w.wait_log_count(round, 1, LONG);
+    let mut conn = env.redis.conn();
+    let _: () = conn
+        .hset(env.key(&format!("job:{id}")), "input", "{not json")
+        .unwrap();
+    // Rounds go on, each saying once why it kept the job's workspace.
+    let warned = "job record unreadable; its workspace is kept";
+    w.wait_log_count(warned, 1, LONG);
+    let seen = w.log_count(round);
+    w.wait_log_count(round, seen + 2, LONG);
+    assert!(w.log_count(warned) >= 2, "{}", env.worker_logs());
+    assert_shown_corrupt(&env, &id, "input");
+    env.release_holds();
 }
