@@ -269,6 +269,8 @@ impl std::fmt::Display for Unreadable {
 
 /// A job as read from Redis: its record, or why its record cannot be read
 /// (shown as `corrupt`, the field named; never dropped from a view).
+// Read one at a time and taken apart at once: boxing the record buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordView {
     /// The record.
