@@ -142,7 +142,6 @@ async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
     let _: () = conn
         .hset(env.key(&format!("job:{bad}")), "attempt", "x7")
         .unwrap();
-    assert_shown_corrupt(&env, &bad, "attempt");
     // One slot: the bad job is first in line, and must not keep it.
     let _w = env.worker("w1", 1);
     wait_hash_field(&env, &bad, "state", "failed", LONG).await;
@@ -245,4 +244,69 @@ async fn housekeeping_goes_on_past_a_running_job_whose_input_does_not_parse() {
     assert!(w.log_count(warned) >= 2, "{}", env.worker_logs());
     assert_shown_corrupt(&env, &id, "input");
     env.release_holds();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_and_the_console_keep_a_corrupt_job_and_name_its_field() {
+    let env = TestEnv::new();
+    let bad = env.enqueue(&["--repo", "demo", "--task", "t", "--issue", "1"]);
+    let good = env.enqueue(&["--repo", "demo", "--task", "t", "--issue", "2"]);
+    let mut conn = env.redis.conn();
+    let _: () = conn
+        .hset(env.key(&format!("job:{bad}")), "attempt", "x7")
+        .unwrap();
+    // `agentq list`, all jobs and by state: the row stays, as `corrupt`.
+    for args in [vec!["list"], vec!["list", "--state", "queued"]] {
+        let (code, text) = cli(&env, &args);
+        assert_eq!(code, Some(0), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&bad))
+            .unwrap_or_else(|| panic!("agentq {args:?} dropped the corrupt job:\n{text}"));
+        assert!(row.contains("corrupt"), "{row}");
+        assert!(row.contains("record unreadable: attempt: "), "{row}");
+        assert!(text.contains(&good), "{text}");
+        let mut json = args.clone();
+        json.push("--json");
+        let (code, text) = cli(&env, &json);
+        assert_eq!(code, Some(0), "{text}");
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let row = rows.iter().find(|r| r["id"] == bad.as_str()).unwrap();
+        assert_eq!(row["state"], "corrupt", "{row}");
+        assert_eq!(row["field"], "attempt", "{row}");
+        assert!(rows.iter().any(|r| r["id"] == good.as_str()));
+    }
+    // The console: the list keeps it, its page shows it (not a 503).
+    let web = env.web(None);
+    let http = reqwest::Client::new();
+    let page: serde_json::Value = http
+        .get(format!("{}/api/jobs", web.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = page["jobs"].as_array().unwrap();
+    assert!(jobs.iter().any(|j| j["id"] == good.as_str()), "{page}");
+    let corrupt = page["corrupt"].as_array().unwrap();
+    assert_eq!(corrupt.len(), 1, "{page}");
+    assert_eq!(corrupt[0]["id"], bad.as_str(), "{page}");
+    assert_eq!(corrupt[0]["field"], "attempt", "{page}");
+    let list = http.get(format!("{}/jobs", web.url)).send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    let list = list.text().await.unwrap();
+    assert!(list.contains(&format!("/jobs/{bad}")), "{list}");
+    let resp = http
+        .get(format!("{}/jobs/{bad}", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("corrupt"), "{html}");
+    assert!(html.contains("record unreadable: attempt: "), "{html}");
 }
