@@ -433,7 +433,8 @@ async fn drive(
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes.
-    let log_task = tokio::spawn(async move {
+    // Owned: it ends with the run, even one that unwinds.
+    let log_task = crate::task::Owned::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let flush = |pending: &mut Vec<u8>| {

@@ -29,7 +29,7 @@ pub(crate) fn spawn_guard(
     beat: Option<Arc<crate::deadman::Beat>>,
 ) -> (watch::Receiver<StopReason>, GuardTask) {
     let (tx, rx) = watch::channel(StopReason::None);
-    let handle = tokio::spawn(async move {
+    let handle = GuardTask::spawn(async move {
         let ttl = ctx.cfg.lease_ttl();
         let every = ctx.cfg.lease_renew_every();
         let fence_after = ctx.cfg.fence_after();
@@ -105,16 +105,10 @@ pub(crate) fn spawn_guard(
             }
         }
     });
-    (rx, GuardTask(handle))
+    (rx, handle)
 }
 
 /// The guard's task: stopped when this is dropped, so a run that ends any way
 /// at all (an outcome, an error, a panic unwinding through it) renews nothing
 /// more.
-pub(crate) struct GuardTask(tokio::task::JoinHandle<()>);
-
-impl Drop for GuardTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub(crate) type GuardTask = crate::task::Owned<()>;

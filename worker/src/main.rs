@@ -33,6 +33,7 @@ mod shutdown;
 mod stages;
 mod stop;
 mod sweeper;
+mod task;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
