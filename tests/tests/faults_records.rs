@@ -137,10 +137,15 @@ async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     let bad = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
+    let fence = env.enqueue_for_issue(3, "never runs @agentq-test exit 0");
     let good = env.enqueue_for_issue(2, "runs @agentq-test exit 0");
     let mut conn = env.redis.conn();
     let _: () = conn
         .hset(env.key(&format!("job:{bad}")), "attempt", "x7")
+        .unwrap();
+    // The run's fencing counter, counted up when a run takes the job.
+    let _: () = conn
+        .hset(env.key(&format!("job:{fence}")), "fence", "zz")
         .unwrap();
     // One slot: the bad job is first in line, and must not keep it.
     let _w = env.worker("w1", 1);
@@ -155,6 +160,15 @@ async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert_eq!(env.agent_starts(&bad), "");
     assert_shown_corrupt(&env, &bad, "attempt");
+    wait_hash_field(&env, &fence, "state", "failed", LONG).await;
+    assert_eq!(
+        hget(&env, &fence, "error"),
+        "record unreadable: fence: `zz` is not a number"
+    );
+    // `fence` is not part of the record the CLI reads: it reads as failed.
+    let (code, text) = cli(&env, &["status", &fence]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("record unreadable: fence: "), "{text}");
     wait_no_keys(&env, &["run:*", "limit:*"], LONG).await;
 }
 

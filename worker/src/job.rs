@@ -66,6 +66,10 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
             tracing::debug!(job = %id, seq = delivery.seq, "stale delivery; skipped");
             return;
         }
+        Acquire::Unreadable => {
+            tracing::warn!(job = %id, "job record unreadable (fence); job failed");
+            return;
+        }
         Acquire::Gone => {
             tracing::warn!(job = %id, "delivery for a job with no record; skipped");
             return;
