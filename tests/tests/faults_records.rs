@@ -212,9 +212,9 @@ async fn a_seq_that_is_not_a_number_on_a_job_waiting_for_its_workspace_fails_it(
     env.remotes.create("core", "demo", &[]);
     // Same issue, same workspace: the second waits for the first.
     let first = env.enqueue_for_issue(1, "first @agentq-test hold");
-    let second = env.enqueue_for_issue(1, "second @agentq-test exit 0");
     let _w = env.worker("w1", 2);
     env.wait_holding(1).await;
+    let second = env.enqueue_for_issue(1, "second @agentq-test exit 0");
     env.wait_for(&second, LONG, |r| {
         r.reason == Some(agentq_shared::status::WaitReason::Workspace)
     })
