@@ -75,6 +75,26 @@ async fn a_job_that_always_panics_fails_after_max_attempts_and_holds_nothing() {
     wait_no_keys(&env, &["run:*", "ws:*", "limit:*"], LONG).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_before_the_run_fails_the_job_at_once() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    // Outside the stages: it would come back on every delivery.
+    env.set_env("AGENTQ_TEST_PANIC_AT", "admit");
+    let id = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
+    let _w = env.worker("w1", 1);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert_eq!(
+        rec.error, "panic: injected fault at stage admit",
+        "{rec:#?}"
+    );
+    assert_eq!(rec.attempt, 0, "no run began: {rec:#?}");
+    assert_eq!(env.agent_starts(&id), "");
+    wait_no_keys(&env, &["run:*", "ws:*", "limit:*"], LONG).await;
+}
+
 /// Field `field` of job `id`'s own hash (empty when missing).
 fn hget(env: &TestEnv, id: &str, field: &str) -> String {
     let mut conn = env.redis.conn();

@@ -6,7 +6,8 @@
 //! makes and the tests run); a release build has no hook at all. Even in a
 //! debug build nothing happens unless `AGENTQ_TEST_PANIC_AT` names a stage.
 
-/// The variable naming the stage to panic at (`prep`, `agent`).
+/// The variable naming the stage to panic at (`admit`, before a run is
+/// admitted; `prep`; `agent`).
 #[cfg(debug_assertions)]
 const PANIC_AT: &str = "AGENTQ_TEST_PANIC_AT";
 

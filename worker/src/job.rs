@@ -81,7 +81,23 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     let hold = Hold::new(store.clone(), id.clone(), token);
     let rec = until_redis_answers("read the record", &id, || store.view(&id)).await;
     let decided = match rec {
-        Some(RecordView::Ok(rec)) => decide(ctx, &hold, rec).await,
+        Some(RecordView::Ok(rec)) => {
+            // A panic outside the stages (those catch their own, as a retry)
+            // is a bug that would come back on every delivery: the job fails
+            // with it at once, never wedged, never re-delivered for ever.
+            match AssertUnwindSafe(decide(ctx, &hold, rec))
+                .catch_unwind()
+                .await
+            {
+                Ok(decided) => decided,
+                Err(panic) => {
+                    let msg = panic_message(panic.as_ref());
+                    tracing::error!(job = %id, panic = %msg, "the job's admission panicked; job failed");
+                    ctx.running.lock().unwrap().remove(&id);
+                    go(&hold, Transition::refused(&format!("panic: {msg}"))).await
+                }
+            }
+        }
         Some(RecordView::Unreadable { problem, .. }) => {
             // The record's problem, not the worker's: the job fails, its record
             // kept for inspection, and its slot goes back.
@@ -100,6 +116,7 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
 async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(), Fenced> {
     let store = &ctx.store;
     let id = rec.id.as_str();
+    crate::fault::panic_at("admit");
     let cancel =
         until_redis_answers("read the cancel flag", id, || store.cancel_requested(id)).await;
     if cancel {
