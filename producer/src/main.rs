@@ -10,6 +10,7 @@
 #[macro_use]
 mod output;
 mod cmd;
+mod corrupt;
 mod web;
 
 use std::{path::PathBuf, process::ExitCode, sync::OnceLock, time::Duration};
@@ -114,8 +115,14 @@ pub const EXIT_REDIS: u8 = 2;
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        // A record that does not parse is that job's problem, not Redis's.
+        let corrupt = matches!(e, StoreError::Corrupt(..));
         Self {
-            code: EXIT_REDIS,
+            code: if corrupt {
+                corrupt::EXIT_CORRUPT
+            } else {
+                EXIT_REDIS
+            },
             message: redis_error(&e),
         }
     }

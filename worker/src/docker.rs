@@ -440,7 +440,8 @@ async fn drive(
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes; lines over 16 KiB reach the tail cut,
     // with a marker (the host log keeps them).
-    let log_task = tokio::spawn(async move {
+    // Owned: it ends with the run, even one that unwinds.
+    let log_task = crate::task::Owned::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();
         let mut lines = agentq_shared::text::LineCutter::new(agentq_shared::text::LINE_MAX_BYTES);
         let mut tick = tokio::time::interval(Duration::from_millis(250));

@@ -6,7 +6,7 @@
 //! Each watch is a task of its own, so none waits on another: the renewals
 //! (and the heartbeat the agent's watchdog reads) never wait behind a walk of
 //! the agent's tree, however many files the agent made, nor behind the cancel
-//! check. Aborting the guard's handle ends them all.
+//! check. Dropping the guard's task ends them all.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -14,7 +14,7 @@ use agentq_shared::{
     agent::AgentSpec,
     fsutil::{tree_over, TreeBounds},
 };
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 
 pub use crate::stop::StopReason;
 use crate::{context::WorkerCtx, hold::Hold};
@@ -35,14 +35,10 @@ impl TreeArm {
     }
 }
 
-/// Aborts its task when dropped: the guard's helper tasks end with it.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// The guard's task: stopped when this is dropped, so a run that ends any way
+/// at all (an outcome, an error, a panic unwinding through it) renews nothing
+/// more; its helper tasks (tree, asks) end with it.
+pub(crate) type GuardTask = crate::task::Owned<()>;
 
 /// Renews the run lease and the slot, and watches for cancel, shutdown and
 /// the working tree's bounds, while the job runs. A run that cannot renew its
@@ -58,17 +54,17 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     repo: Option<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
-) -> (watch::Receiver<StopReason>, JoinHandle<()>, TreeArm) {
+) -> (watch::Receiver<StopReason>, GuardTask, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
     let tx = Arc::new(tx);
     let (arm, armed) = watch::channel(false);
     let bounds = ctx.cfg.tree_bounds();
-    let tree = repo
-        .filter(|_| bounds.any())
-        .map(|repo| tokio::spawn(watch_tree(repo, bounds, armed, tx.clone(), hold.id.clone())));
-    let asks = tokio::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
-    let handle = tokio::spawn(async move {
-        let _helpers = (tree.map(AbortOnDrop), AbortOnDrop(asks));
+    let tree = repo.filter(|_| bounds.any()).map(|repo| {
+        crate::task::Owned::spawn(watch_tree(repo, bounds, armed, tx.clone(), hold.id.clone()))
+    });
+    let asks = crate::task::Owned::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
+    let handle = GuardTask::spawn(async move {
+        let _helpers = (tree, asks);
         renew(ctx, hold, agent, workspace, beat, tx).await;
     });
     (rx, handle, TreeArm(Arc::new(arm)))

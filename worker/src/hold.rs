@@ -74,8 +74,18 @@ impl Hold {
     async fn apply(&self, m: Move<'_>) -> Result<Moved, Fenced> {
         let m = m.fenced(&self.token);
         let state = m.state;
-        let moved =
-            until_redis_answers("state move", &self.id, || self.store.apply(&self.id, &m)).await;
+        // A record that does not parse is not a Redis error: not retried.
+        let moved = until_redis_answers("state move", &self.id, || async {
+            match self.store.apply(&self.id, &m).await {
+                Err(StoreError::Corrupt(_, why)) => Ok(Err(why)),
+                other => other.map(Ok),
+            }
+        })
+        .await;
+        let moved = match moved {
+            Ok(moved) => moved,
+            Err(why) => return self.fail_unreadable(&why).await,
+        };
         match moved {
             Moved::Done { .. } => Ok(moved),
             _ => {
@@ -83,6 +93,22 @@ impl Hold {
                 Err(Fenced)
             }
         }
+    }
+
+    /// Fails the job whose record a move found unreadable (`why`: `FIELD:
+    /// why`), with a move that counts nothing up; the run stops either way.
+    async fn fail_unreadable(&self, why: &str) -> Result<Moved, Fenced> {
+        let problem = agentq_shared::record::Unreadable::from_error(why);
+        tracing::warn!(job = %self.id, field = %problem.field, error = %problem, "job record unreadable; job failed");
+        let m = Move::from(Transition::refused(&problem.to_string())).fenced(&self.token);
+        let _ = until_redis_answers("state move", &self.id, || async {
+            match self.store.apply(&self.id, &m).await {
+                Err(StoreError::Corrupt(..)) => Ok(Moved::Refused),
+                other => other,
+            }
+        })
+        .await;
+        Err(Fenced)
     }
 
     /// Makes `t`, the run's next step (see [`Transition`]), as this run.

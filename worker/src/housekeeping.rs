@@ -17,6 +17,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use agentq_shared::record::RecordView;
+
 use crate::context::WorkerCtx;
 
 /// One workspace found on this host.
@@ -124,13 +126,21 @@ pub async fn sweep(ctx: &Arc<WorkerCtx>) -> Option<u64> {
     let mut judged = Vec::new();
     for f in found {
         let verdict = match ctx.store.workspace_job(&f.key).await.ok()? {
-            Some(id) => match ctx.store.get(&id).await.ok()? {
+            Some(id) => match ctx.store.view(&id).await.ok()? {
                 None => Verdict::Remove,
-                Some(rec) if !rec.state.is_final() => Verdict::Pinned,
-                Some(rec) if rec.state == agentq_shared::status::JobState::Blocked => {
+                Some(RecordView::Unreadable { problem, .. }) => {
+                    // Its job's record is kept for inspection, and so is its
+                    // workspace; the round goes on.
+                    tracing::warn!(job = %id, workspace = %f.key, error = %problem, "job record unreadable; its workspace is kept");
                     Verdict::Pinned
                 }
-                Some(_) => age_verdict(&f, now, keep_for),
+                Some(RecordView::Ok(rec)) if !rec.state.is_final() => Verdict::Pinned,
+                Some(RecordView::Ok(rec))
+                    if rec.state == agentq_shared::status::JobState::Blocked =>
+                {
+                    Verdict::Pinned
+                }
+                Some(RecordView::Ok(_)) => age_verdict(&f, now, keep_for),
             },
             None => age_verdict(&f, now, keep_for),
         };

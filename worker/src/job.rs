@@ -5,12 +5,14 @@
 //! is a [`Transition`]; infrastructure errors are retried, agent outcomes are
 //! final.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::FutureExt;
 
 use agentq_shared::{
     agent::AgentSpec,
     clock::{now_ms, now_rfc3339},
-    record::JobRecord,
+    record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
     store::lease::Acquire,
     store::wslease::{workspace_key, WorkspaceTake},
@@ -64,6 +66,10 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
             tracing::debug!(job = %id, seq = delivery.seq, "stale delivery; skipped");
             return;
         }
+        Acquire::Unreadable => {
+            tracing::warn!(job = %id, "job record unreadable (fence); job failed");
+            return;
+        }
         Acquire::Gone => {
             tracing::warn!(job = %id, "delivery for a job with no record; skipped");
             return;
@@ -73,11 +79,35 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
         tracing::info!(job = %id, previous = %previous, "taking over a job whose run never finished");
     }
     let hold = Hold::new(store.clone(), id.clone(), token);
-    let rec = until_redis_answers("read the record", &id, || store.get(&id)).await;
-    if let Some(rec) = rec {
-        if let Err(Fenced) = decide(ctx, &hold, rec).await {
-            tracing::info!(job = %id, "run fenced out: another worker owns the job");
+    let rec = until_redis_answers("read the record", &id, || store.view(&id)).await;
+    let decided = match rec {
+        Some(RecordView::Ok(rec)) => {
+            // A panic outside the stages (those catch their own, as a retry)
+            // is a bug that would come back on every delivery: the job fails
+            // with it at once, never wedged, never re-delivered for ever.
+            match AssertUnwindSafe(decide(ctx, &hold, rec))
+                .catch_unwind()
+                .await
+            {
+                Ok(decided) => decided,
+                Err(panic) => {
+                    let msg = panic_message(panic.as_ref());
+                    tracing::error!(job = %id, panic = %msg, "the job's admission panicked; job failed");
+                    ctx.running.lock().unwrap().remove(&id);
+                    go(&hold, Transition::refused(&format!("panic: {msg}"))).await
+                }
+            }
         }
+        Some(RecordView::Unreadable { problem, .. }) => {
+            // The record's problem, not the worker's: the job fails, its record
+            // kept for inspection, and its slot goes back.
+            tracing::warn!(job = %id, field = %problem.field, error = %problem, "job record unreadable; job failed");
+            go(&hold, Transition::refused(&problem.to_string())).await
+        }
+        None => Ok(()),
+    };
+    if let Err(Fenced) = decided {
+        tracing::info!(job = %id, "run fenced out: another worker owns the job");
     }
     hold.release().await;
 }
@@ -86,6 +116,7 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
 async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(), Fenced> {
     let store = &ctx.store;
     let id = rec.id.as_str();
+    crate::fault::panic_at("admit");
     let cancel =
         until_redis_answers("read the cancel flag", id, || store.cancel_requested(id)).await;
     if cancel {
@@ -242,10 +273,25 @@ async fn run_admitted(
         beat: beat.as_deref(),
         tree_arm: &tree_arm,
     };
-    let outcome = stages(&run, agent, stop).await;
+    let outcome = match AssertUnwindSafe(stages(&run, agent, stop))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(StageError::Panic(panic_message(panic.as_ref()))),
+    };
     ctx.running.lock().unwrap().remove(&id);
-    guard.abort();
-    if !matches!(outcome, Err(StageError::Infra(..))) {
+    drop(guard);
+    if let Err(StageError::Panic(msg)) = &outcome {
+        // What the stages held when they unwound: its containers (a held agent
+        // container, a QA container) go now, not when the janitor finds them.
+        tracing::error!(job = %id, attempt, panic = %msg, "the job's stages panicked");
+        let reaped = docker::reap_job(&ctx.docker, ctx.store.keys().namespace(), &id).await;
+        if reaped > 0 {
+            tracing::info!(job = %id, reaped, "removed the containers of the panicked run");
+        }
+    }
+    if !matches!(outcome, Err(StageError::Infra(..) | StageError::Panic(_))) {
         ctx.breaker.success();
     }
     let result = after_stages(&run, agent, tries, outcome).await;
@@ -312,6 +358,10 @@ async fn after_stages(
             }
             infra_failure(run, tries, &text, ws).await
         }
+        Err(StageError::Panic(msg)) => {
+            // A bug, not the host's fault: no breaker; the attempt counts.
+            infra_failure(run, tries, &format!("panic: {msg}"), None).await
+        }
         Err(StageError::Job(msg)) => {
             tracing::warn!(job = %rec.id, error = %msg, "job cannot run");
             go(hold, Transition::refused(&msg)).await
@@ -328,6 +378,17 @@ async fn after_stages(
                 Transition::handed_back(JobState::Waiting, WaitReason::Fenced, Some(tries), None);
             go(hold, back).await
         }
+    }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_string()
     }
 }
 

@@ -9,6 +9,7 @@ mod checkout;
 mod context;
 mod deadman;
 mod docker;
+mod fault;
 mod forge;
 mod git;
 mod guard;
@@ -34,6 +35,7 @@ mod shutdown;
 mod stages;
 mod stop;
 mod sweeper;
+mod task;
 mod waker;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

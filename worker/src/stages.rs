@@ -42,6 +42,9 @@ pub(crate) enum StageError {
     SelfFenced,
     /// A write was refused: another run owns the job. Record nothing more.
     Fenced,
+    /// The stages panicked (a bug): the message. Retried as an infrastructure
+    /// failure, so the attempt counts and the job ends after `max_attempts`.
+    Panic(String),
 }
 
 impl From<Fenced> for StageError {
@@ -147,6 +150,7 @@ impl<'a> StageTimer<'a> {
 /// recorded as done here (its throwaway copy removed, whatever prep did).
 async fn prep(run: &Run<'_>) -> Result<Option<Prepared>, StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
+    crate::fault::panic_at("prep");
     let issue = crate::forge::issue_for_prompt(ctx, &rec.input).await;
     let prepared = prepare(&ctx.cfg, rec, issue, ctx.agent_ids()).await;
     if rec.input.dry_run {
@@ -261,6 +265,7 @@ async fn agent_stage(
         StopReason::Fenced => return Err(StageError::SelfFenced),
         _ => {}
     }
+    crate::fault::panic_at("agent");
     let clock = report::start_timer(ctx, rec, forge).await;
     // The working tree is the agent's from here on: the guard measures it.
     run.tree_arm.arm();

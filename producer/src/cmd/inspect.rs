@@ -14,7 +14,9 @@ pub use super::status::Args;
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let rec = crate::job_or_refuse(&store, &args.id).await?;
+    let Some(rec) = crate::corrupt::readable_or_print(&store, &args.id, args.json).await? else {
+        return Ok(crate::corrupt::EXIT_CORRUPT);
+    };
     let history = store.history(&rec.id).await?;
     let (_, log) = store.read_log(&rec.id, "0", None).await?;
     let log = String::from_utf8_lossy(&log);

@@ -1,6 +1,6 @@
 //! `agentq list`.
 
-use agentq_shared::{config::Config, status::JobState, store::ops::ListFilter};
+use agentq_shared::{config::Config, record::RecordView, status::JobState, store::ops::ListFilter};
 
 use crate::{cmd::when, output, Failure};
 
@@ -35,7 +35,7 @@ pub struct Args {
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let jobs = store
-        .list(&ListFilter {
+        .list_views(&ListFilter {
             state: args.state,
             agent: args.agent,
             repo: args.repo,
@@ -46,7 +46,10 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         .await?;
     if args.json {
         for j in &jobs {
-            output::print_json(j);
+            match j {
+                RecordView::Ok(rec) => output::print_json(rec),
+                RecordView::Unreadable { id, problem } => crate::corrupt::print(id, problem, true),
+            }
         }
         return Ok(0);
     }
@@ -60,6 +63,22 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         "att"
     );
     for j in &jobs {
+        let j = match j {
+            RecordView::Ok(rec) => rec,
+            RecordView::Unreadable { id, problem } => {
+                outln!(
+                    "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  {}",
+                    id,
+                    crate::corrupt::CORRUPT,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    problem.to_string().escape_debug()
+                );
+                continue;
+            }
+        };
         let reason: String = j
             .message()
             .lines()

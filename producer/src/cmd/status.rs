@@ -17,7 +17,9 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let rec = crate::job_or_refuse(&store, &args.id).await?;
+    let Some(rec) = crate::corrupt::readable_or_print(&store, &args.id, args.json).await? else {
+        return Ok(crate::corrupt::EXIT_CORRUPT);
+    };
     if args.json {
         output::print_json(&rec);
     } else {

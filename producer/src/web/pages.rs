@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use agentq_shared::{
-    record::JobRecord,
+    record::{JobRecord, RecordView},
     status::{JobState, ALL_STATES},
     store::ops::{cancel_state_refusal, retry_state_refusal, Event},
 };
@@ -332,6 +332,14 @@ pub async fn jobs(
                         td.reason { (reason_of(j).chars().take(100).collect::<String>()) }
                     }
                 }
+                @for c in &page.corrupt {
+                    tr.corrupt {
+                        td.mono { a href=(format!("/jobs/{}", c.id)) { (c.id) } }
+                        td { span.state.corrupt { (crate::corrupt::CORRUPT) } }
+                        td { "-" } td { "-" } td.num { "-" } td.num { "-" }
+                        td.reason { (c.error) }
+                    }
+                }
             }
         }
         @if page.jobs.is_empty() { p.muted { "No jobs match." } }
@@ -435,6 +443,18 @@ pub async fn job(
     Path(id): Path<String>,
 ) -> Response {
     let v = viewer(&app, &headers, &uri);
+    if let Ok(Some(RecordView::Unreadable { id, problem })) = app.store.view(&id).await {
+        // The job's problem, shown as such: its record is kept for inspection.
+        let body = html! {
+            h1 { "Job " span.mono { (id) } }
+            p { "State: " span #job-state .state.corrupt { (crate::corrupt::CORRUPT) } }
+            table.fields {
+                tr { th { "field" } td #corrupt-field { (problem.field) } }
+                tr { th { "error" } td.error { (problem.to_string()) } }
+            }
+        };
+        return layout(&format!("Job {id}"), &v, body).into_response();
+    }
     let d = match api::job_detail(&app, &id).await {
         Ok(d) => d,
         Err(e) => return error_page(&v, &e),

@@ -257,9 +257,11 @@ impl<'de> de::Deserializer<'de> for Field {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
+        let field = self.name;
         self.text
             .into_deserializer()
             .deserialize_enum(name, variants, visitor)
+            .map_err(|e: Error| de::Error::custom(format!("{field}: {e}")))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -270,7 +272,7 @@ impl<'de> de::Deserializer<'de> for Field {
     ) -> Result<V::Value, Error> {
         json(&self.name, &self.text)?
             .deserialize_struct(name, fields, visitor)
-            .map_err(de::Error::custom)
+            .map_err(|e| de::Error::custom(format!("{}: {e}", self.name)))
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {

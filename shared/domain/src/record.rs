@@ -187,7 +187,7 @@ impl JobRecord {
     /// Not a JSON object of strings.
     pub fn unpack_into(fields: &mut HashMap<String, String>, packed: &str) -> Result<(), String> {
         let more: HashMap<String, String> =
-            serde_json::from_str(packed).map_err(|e| format!("packed record: {e}"))?;
+            serde_json::from_str(packed).map_err(|e| format!("{PACKED}: {e}"))?;
         for (k, v) in more {
             fields.entry(k).or_insert(v);
         }
@@ -213,12 +213,84 @@ impl JobRecord {
     /// A hash without an id, an unknown state or an unreadable input.
     pub fn from_fields(f: HashMap<String, String>) -> Result<Self, String> {
         if f.get("id").is_none_or(String::is_empty) {
-            return Err("record has no id".into());
+            return Err("id: missing".into());
         }
         if !f.contains_key("state") {
-            return Err("record has no state".into());
+            return Err("state: missing".into());
         }
         crate::flat::from_fields(f)
+    }
+}
+
+/// What [`Unreadable::field`] names for a packed record (see
+/// [`JobRecord::packed`]) that is not a JSON object of strings.
+pub const PACKED: &str = "packed";
+
+/// A job's record that does not parse: the field, and why. The job is failed
+/// with [`Unreadable`]'s text as its error and its record kept for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The field that does not parse (`attempt`, `input`, [`PACKED`], or
+    /// `record` when no one field is to blame).
+    pub field: String,
+    /// Why.
+    pub why: String,
+}
+
+impl Unreadable {
+    /// From the error of [`JobRecord::from_fields`] or
+    /// [`JobRecord::from_packed`] (`FIELD: why`).
+    pub fn from_error(e: &str) -> Self {
+        match e.split_once(": ") {
+            Some((field, why))
+                if !field.is_empty()
+                    && field
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                Self {
+                    field: field.to_string(),
+                    why: why.to_string(),
+                }
+            }
+            _ => Self {
+                field: "record".to_string(),
+                why: e.to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record unreadable: {}: {}", self.field, self.why)
+    }
+}
+
+/// A job as read from Redis: its record, or why its record cannot be read
+/// (shown as `corrupt`, the field named; never dropped from a view).
+// Read one at a time and taken apart at once: boxing the record buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordView {
+    /// The record.
+    Ok(JobRecord),
+    /// A record that does not parse.
+    Unreadable {
+        /// The job's id.
+        id: String,
+        /// What does not parse.
+        problem: Unreadable,
+    },
+}
+
+impl RecordView {
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        match self {
+            RecordView::Ok(r) => &r.id,
+            RecordView::Unreadable { id, .. } => id,
+        }
     }
 }
 
@@ -269,6 +341,41 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_field_is_named() {
+        let input = DispatchInput {
+            repo: "r".into(),
+            task: "t".into(),
+            issue: 1,
+            ..Default::default()
+        };
+        let rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let with = |k: &str, v: &str| {
+            let mut f: HashMap<String, String> = rec
+                .to_fields()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            f.insert(k.to_string(), v.to_string());
+            Unreadable::from_error(&JobRecord::from_fields(f).unwrap_err())
+        };
+        for (field, bad) in [
+            ("attempt", "x7"),
+            ("seq", "nine"),
+            ("input", "{not json"),
+            ("input", r#"{"repo": 5}"#),
+            ("state", "sideways"),
+        ] {
+            let u = with(field, bad);
+            assert_eq!(u.field, field, "{u}");
+            assert!(u
+                .to_string()
+                .starts_with(&format!("record unreadable: {field}: ")));
+        }
+        let u = Unreadable::from_error(&JobRecord::from_packed("{").unwrap_err());
+        assert_eq!(u.field, PACKED);
+    }
+
+    #[test]
     fn a_packed_record_reads_back_the_same() {
         let input = DispatchInput {
             repo: "r".into(),
@@ -289,7 +396,7 @@ mod tests {
         // Not JSON: a corrupt record, not a panic.
         assert!(JobRecord::from_packed("{")
             .unwrap_err()
-            .starts_with("packed record: "));
+            .starts_with("packed: "));
     }
 
     #[test]

@@ -62,29 +62,68 @@ impl Created {
     }
 }
 
-/// Lua prelude: `open(job)` (a job's key, `{ns}:job:{id}`) moves the job's
+/// Lua prelude: `fail_unreadable(job, id, field, why)` fails a job whose
+/// record does not parse (error `record unreadable: FIELD: why`, the record
+/// kept), and `open(job)` (a job's key, `{ns}:job:{id}`) moves the job's
 /// record, if it is still where enqueue wrote it (the hash `{ns}:new`, see
 /// [`Keys::fresh`](crate::keys::Keys::fresh)), to the job's own hash, field by
 /// field, and enters it in its state's index (`queued`, scored by when it was
 /// enqueued); a no-op for any other job. Every script that reads or changes a
 /// job (its existence included) calls it first. The names come from the job's
-/// key: ids have no `:`.
+/// key: ids have no `:`. A packed record that is not a JSON object of strings
+/// is not opened: its text is kept on the job's hash (`packed`) and the job
+/// fails (`record unreadable: packed: ...`); nothing is removed before that
+/// check. (`failed` is spelled out here: the prelude stands alone; a unit test
+/// holds it to [`JobState::Failed`](crate::status::JobState).)
 pub const OPEN_LUA: &str = r#"
+local function fail_unreadable(job, id, field, why)
+  local prefix = string.sub(job, 1, #job - #id - 4)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local old = redis.call('HGET', job, 'state')
+  if old then redis.call('ZREM', prefix .. 'state:' .. old, id) end
+  redis.call('HSET', job, 'id', id, 'state', 'failed', 'owner', '', 'parked', '',
+    'error', 'record unreadable: ' .. field .. ': ' .. why)
+  redis.call('ZADD', prefix .. 'state:failed', now, id)
+  redis.call('ZREM', prefix .. 'transit', id)
+end
 local function open(job)
   local id = string.match(job, '[^:]*$')
   local fresh = string.sub(job, 1, #job - #id - 5) .. ':new'
   local packed = redis.call('HGET', fresh, id)
   if not packed then return end
-  redis.call('HDEL', fresh, id)
-  local rec = cjson.decode(packed)
+  -- Everything checked before anything is written.
+  local ok, rec = pcall(cjson.decode, packed)
+  local bad
   local args = {}
-  for k, v in pairs(rec) do
-    args[#args + 1] = k
-    args[#args + 1] = v
+  if not ok then
+    bad = 'not JSON'
+  elseif type(rec) ~= 'table' then
+    bad = 'not a JSON object'
+  else
+    for k, v in pairs(rec) do
+      if type(k) ~= 'string' or type(v) ~= 'string' then
+        bad = 'the value of ' .. tostring(k) .. ' is not a string'
+        break
+      end
+      args[#args + 1] = k
+      args[#args + 1] = v
+    end
+    if not bad and (type(rec.state) ~= 'string' or rec.state == '') then bad = 'no state' end
+    if not bad and not tonumber(rec.task_at or '0') then bad = 'task_at is not a number' end
   end
+  if bad then
+    -- The record's problem: kept, as it was, on the job's own hash, which
+    -- says failed and why.
+    redis.call('HSET', job, 'packed', packed)
+    redis.call('HDEL', fresh, id)
+    fail_unreadable(job, id, 'packed', bad)
+    return
+  end
+  redis.call('HDEL', fresh, id)
   redis.call('HSET', job, unpack(args))
   -- Now in its state's index, since it was enqueued.
-  redis.call('ZADD', string.sub(fresh, 1, -4) .. 'state:' .. rec.state, rec.task_at or 0, id)
+  redis.call('ZADD', string.sub(fresh, 1, -4) .. 'state:' .. rec.state, tonumber(rec.task_at or '0'), id)
 end
 "#;
 
@@ -457,6 +496,13 @@ pub struct CreateTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_prelude_fails_a_job_by_the_failed_state_name() {
+        let failed = crate::status::JobState::Failed.as_str();
+        assert!(OPEN_LUA.contains(&format!("'state', '{failed}'")));
+        assert!(OPEN_LUA.contains(&format!("'state:{failed}'")));
+    }
 
     #[test]
     fn places_are_taken_in_order_across_reservations() {

@@ -15,7 +15,9 @@ use redis::AsyncCommands;
 use crate::store::{Delivery, JobStore, StoreError};
 
 /// KEYS: job, run lease. ARGV: worker, ttl (ms), the delivery's seq.
-/// Returns {'gone'} | {'stale'} | {'held', holder} | {'ok', token, previous owner}.
+/// Returns {'gone'} | {'stale'} | {'held', holder} | {'ok', token, previous owner}
+/// | {'unreadable'} (its `fence` is not a number: the job is failed, its slot
+/// given back).
 const ACQUIRE: &str = r#"
 local job, lease = KEYS[1], KEYS[2]
 open(job)
@@ -24,6 +26,21 @@ local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
 if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
 local cur = redis.call('GET', lease)
 if cur then return {'held', cur} end
+-- Checked before anything is written.
+local fence = redis.call('HGET', job, 'fence')
+if not tonumber(fence or '0') then
+  local id = string.match(job, '[^:]*$')
+  local prefix = string.sub(job, 1, #job - #id - 4)
+  fail_unreadable(job, id, 'fence', '`' .. fence .. '` is not a number')
+  -- The slot its wake granted goes back.
+  local p = redis.call('HMGET', job, 'pool', 'model')
+  if (p[1] or '') ~= '' then
+    redis.call('ZREM', prefix .. 'limit:' .. p[1], id)
+    if (p[2] or '') ~= '' then redis.call('ZREM', prefix .. 'limit:' .. p[1] .. ':' .. p[2], id) end
+    redis.call('PUBLISH', prefix .. 'wake', p[1])
+  end
+  return {'unreadable'}
+end
 local n = redis.call('HINCRBY', job, 'fence', 1)
 local token = ARGV[1] .. '/' .. n
 redis.call('SET', lease, token, 'PX', ARGV[2])
@@ -94,6 +111,9 @@ pub enum Acquire {
     Stale,
     /// There is no such job.
     Gone,
+    /// The record's fencing counter does not parse: the job was failed
+    /// (`record unreadable: fence: ...`, kept) and its slot given back.
+    Unreadable,
 }
 
 /// The worker id in a fencing token (`{worker}/{n}`).
@@ -129,6 +149,7 @@ impl JobStore {
             },
             "held" => Acquire::Held(field(1)),
             "stale" => Acquire::Stale,
+            "unreadable" => Acquire::Unreadable,
             _ => Acquire::Gone,
         })
     }

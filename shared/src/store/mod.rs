@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     conn::{RedisConn, SentinelUrl},
     keys::Keys,
-    record::{JobRecord, RERUN_CLEARED},
+    record::{JobRecord, RecordView, Unreadable, RERUN_CLEARED},
     status::JobState,
     transition::{Next, Transition},
 };
@@ -108,7 +108,9 @@ pub use crate::clock::{now_ms, now_rfc3339};
 /// when state and reason stay the same), namespace, park ('', 'lane' or
 /// 'ws:{workspace}'), keep slot ('1'), new order ('1': to the back of the
 /// line), then field/value pairs.
-/// Returns {status, seq, attempt, tries}: status -1 no record, 0 refused, 1 done.
+/// Returns {status, seq, attempt, tries}: status -1 no record, 0 refused, 1
+/// done, -2/-3/-4 the `seq`/`attempt`/`tries` it would count up is not a
+/// number (nothing written).
 const MOVE: &str = r#"
 local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -120,6 +122,13 @@ open(job)
 if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
 if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
 if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
+-- Checked before anything is written: the numbers this move counts up.
+if push_task ~= '' and not tonumber(redis.call('HGET', job, 'seq') or '0') then return {-2, 0, 0, 0} end
+if bump then
+  local n = redis.call('HMGET', job, 'attempt', 'tries')
+  if not tonumber(n[1] or '0') then return {-3, 0, 0, 0} end
+  if not tonumber(n[2] or '0') then return {-4, 0, 0, 0} end
+end
 local id = redis.call('HGET', job, 'id')
 local old = redis.call('HGET', job, 'state')
 local old_reason = redis.call('HGET', job, 'reason') or ''
@@ -545,6 +554,23 @@ impl JobStore {
             .map_err(|e| StoreError::Corrupt(id.to_string(), e))
     }
 
+    /// Job `id` as it reads: its record, or, for a record that does not parse,
+    /// which field and why (see [`RecordView`]); `None` if there is no such job.
+    ///
+    /// # Errors
+    /// Redis errors only: an unreadable record is the job's problem.
+    pub async fn view(&self, id: &str) -> Result<Option<RecordView>, StoreError> {
+        let ids = [id.to_string()];
+        let read = self.read_records(&ids).await?.pop().flatten();
+        Ok(read.map(|r| match r {
+            Ok(rec) => RecordView::Ok(rec),
+            Err(e) => RecordView::Unreadable {
+                id: id.to_string(),
+                problem: Unreadable::from_error(&e),
+            },
+        }))
+    }
+
     /// The records of `ids`, in one round trip: `None` for no such job, the
     /// reason for a corrupt one. A job is its own hash, or, while nothing has
     /// touched it since enqueue, its packed record in [`Keys::fresh`]; fields
@@ -675,7 +701,19 @@ impl JobStore {
                 }
             }
             0 => Moved::Refused,
-            _ => Moved::NoRecord,
+            -1 => Moved::NoRecord,
+            bad => {
+                // Nothing was written: the record does not parse.
+                let field = match bad {
+                    -2 => "seq",
+                    -3 => "attempt",
+                    _ => "tries",
+                };
+                return Err(StoreError::Corrupt(
+                    id.to_string(),
+                    format!("{field}: is not a number"),
+                ));
+            }
         })
     }
 

@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    record::JobRecord,
+    record::{JobRecord, RecordView, Unreadable},
     status::JobState,
     store::{bulk::BulkResult, JobStore, StoreError},
 };
@@ -121,6 +121,35 @@ pub struct JobPage {
     pub next: Option<String>,
     /// Index entries read for this page.
     pub scanned: u64,
+    /// The page's jobs whose record does not parse, in index order (not in
+    /// `jobs`: they match no filter but the state's index or none).
+    pub corrupt: Vec<CorruptJob>,
+}
+
+/// A job whose record does not parse, as lists show it (see
+/// [`RecordView::Unreadable`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CorruptJob {
+    /// The job's id.
+    pub id: String,
+    /// The field that does not parse.
+    pub field: String,
+    /// `record unreadable: FIELD: why`.
+    pub error: String,
+}
+
+impl CorruptJob {
+    /// The row of an unreadable job; `None` for a readable one.
+    pub fn of(view: &RecordView) -> Option<Self> {
+        match view {
+            RecordView::Ok(_) => None,
+            RecordView::Unreadable { id, problem } => Some(Self {
+                id: id.clone(),
+                field: problem.field.clone(),
+                error: problem.to_string(),
+            }),
+        }
+    }
 }
 
 /// Where a page of [`JobStore::list_page`] ends: the last index entry it read
@@ -171,6 +200,15 @@ impl std::str::FromStr for PageCursor {
 pub const PAGE_SCAN_MAX: u64 = 20_000;
 
 impl ListFilter {
+    /// Whether a job whose record does not parse stays in the list: only when
+    /// nothing but the state (the index walked) is asked for.
+    fn keeps_unreadable(&self) -> bool {
+        self.agent.is_none()
+            && self.repo.is_none()
+            && self.since_ms.is_none()
+            && self.search.is_none()
+    }
+
     fn matches(&self, rec: &JobRecord) -> bool {
         let i = &rec.input;
         let agent_ok = match &self.agent {
@@ -342,6 +380,23 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self
+            .list_views(filter)
+            .await?
+            .into_iter()
+            .filter_map(|v| match v {
+                RecordView::Ok(rec) => Some(rec),
+                RecordView::Unreadable { .. } => None,
+            })
+            .collect())
+    }
+
+    /// [`JobStore::list`] with the jobs whose record does not parse kept (as
+    /// [`RecordView::Unreadable`]) when the filter asks only for a state.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn list_views(&self, filter: &ListFilter) -> Result<Vec<RecordView>, StoreError> {
         if filter.state == Some(JobState::Queued) {
             return self.list_queued(filter).await;
         }
@@ -363,29 +418,48 @@ impl JobStore {
             if ids.is_empty() {
                 break;
             }
-            for rec in self.read_records(&ids).await? {
-                let Some(Ok(rec)) = rec else {
+            for (id, rec) in ids.iter().zip(self.read_records(&ids).await?) {
+                let Some(view) = self.keep(filter, id, rec) else {
                     continue;
                 };
-                if filter.matches(&rec) {
-                    out.push(rec);
-                    if out.len() >= limit {
-                        out.sort_by(|a, b| b.id.cmp(&a.id));
-                        return Ok(out);
-                    }
+                out.push(view);
+                if out.len() >= limit {
+                    out.sort_by(|a, b| b.id().cmp(a.id()));
+                    return Ok(out);
                 }
             }
             start += page;
         }
         // The per-state sets are scored by when the job got there; order by id
         // (ULIDs sort by creation) so "newest first" means newest job.
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by(|a, b| b.id().cmp(a.id()));
         Ok(out)
+    }
+
+    /// What a list shows of job `id` as read: its record if `filter` matches
+    /// it, or why it does not parse if the filter keeps such jobs.
+    fn keep(
+        &self,
+        filter: &ListFilter,
+        id: &str,
+        read: Option<Result<JobRecord, String>>,
+    ) -> Option<RecordView> {
+        match read? {
+            Ok(rec) => filter.matches(&rec).then_some(RecordView::Ok(rec)),
+            Err(e) => filter.keeps_unreadable().then(|| {
+                let problem = Unreadable::from_error(&e);
+                tracing::warn!(job = id, error = %problem, "job record unreadable; listed as corrupt");
+                RecordView::Unreadable {
+                    id: id.to_string(),
+                    problem,
+                }
+            }),
+        }
     }
 
     /// [`JobStore::list`] of queued jobs: those in the state's index and those
     /// nothing has touched since enqueue (see `crate::store::create`).
-    async fn list_queued(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list_queued(&self, filter: &ListFilter) -> Result<Vec<RecordView>, StoreError> {
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
@@ -395,13 +469,13 @@ impl JobStore {
         ids.reverse();
         let mut out = Vec::new();
         for page in ids.chunks(200) {
-            for rec in self.read_records(page).await?.into_iter().flatten() {
-                let Ok(rec) = rec else { continue };
-                if filter.matches(&rec) {
-                    out.push(rec);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
+            for (id, rec) in page.iter().zip(self.read_records(page).await?) {
+                let Some(view) = self.keep(filter, id, rec) else {
+                    continue;
+                };
+                out.push(view);
+                if out.len() >= limit {
+                    return Ok(out);
                 }
             }
         }
@@ -457,6 +531,7 @@ impl JobStore {
         let batch = (limit as u64 * 2).clamp(50, 1_000);
         let mut conn = self.conn();
         let mut jobs = Vec::new();
+        let mut corrupt = Vec::new();
         let mut after = cursor.cloned();
         let mut scanned = 0u64;
         // Entries at the cursor's own score already passed over (ties of more
@@ -493,6 +568,7 @@ impl JobStore {
                     jobs,
                     next: None,
                     scanned,
+                    corrupt,
                 });
             }
             skip = 0;
@@ -500,17 +576,25 @@ impl JobStore {
             let read = self.read_records(&ids).await?;
             for ((id, score), rec) in entries.into_iter().zip(read) {
                 scanned += 1;
-                let rec = rec.and_then(Result::ok);
+                // The index of all jobs stands for the queued state: it
+                // cannot say an unreadable job's state.
+                let view = match rec {
+                    Some(Err(_)) if filter.state == Some(JobState::Queued) => None,
+                    rec => self.keep(filter, &id, rec),
+                };
                 after = Some(PageCursor { score, id });
-                if let Some(rec) = rec.filter(|r| filter.matches(r)) {
-                    jobs.push(rec);
-                    if jobs.len() >= limit {
-                        return Ok(JobPage {
-                            jobs,
-                            next: after.map(|c| c.to_string()),
-                            scanned,
-                        });
-                    }
+                match view {
+                    Some(RecordView::Ok(rec)) => jobs.push(rec),
+                    Some(v) => corrupt.extend(CorruptJob::of(&v)),
+                    None => {}
+                }
+                if jobs.len() >= limit {
+                    return Ok(JobPage {
+                        jobs,
+                        next: after.map(|c| c.to_string()),
+                        scanned,
+                        corrupt,
+                    });
                 }
             }
             if !full {
@@ -518,6 +602,7 @@ impl JobStore {
                     jobs,
                     next: None,
                     scanned,
+                    corrupt,
                 });
             }
             if scanned >= PAGE_SCAN_MAX {
@@ -525,6 +610,7 @@ impl JobStore {
                     jobs,
                     next: after.map(|c| c.to_string()),
                     scanned,
+                    corrupt,
                 });
             }
         }

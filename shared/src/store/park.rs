@@ -148,7 +148,12 @@ while running < cap and granted < ntasks do
           break
         end
         open(JOB_PREFIX .. h[1])
-        local st = redis.call('HGET', JOB_PREFIX .. h[1], 'state')
+        local st, seq = unpack(redis.call('HMGET', JOB_PREFIX .. h[1], 'state', 'seq'))
+        if st and PARKED[st] and not tonumber(seq or '0') then
+          -- Its grant would write `seq`: fail it (kept) instead, and go on.
+          fail_unreadable(JOB_PREFIX .. h[1], h[1], 'seq', '`' .. seq .. '` is not a number')
+          st = nil
+        end
         if st and PARKED[st] then
           local s = tonumber(h[2])
           if best_score == nil or s < best_score then best, best_score, best_m = h[1], s, m end

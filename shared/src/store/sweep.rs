@@ -44,13 +44,21 @@ local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARG
 local inflight_prefix = ARGV[7]
 open(job)
 if redis.call('EXISTS', job) == 0 then return '' end
-local id = redis.call('HGET', job, 'id')
+local id = string.match(job, '[^:]*$')
 local state = redis.call('HGET', job, 'state')
 if FINAL[state] then
   redis.call('ZREM', NS .. ':transit', id)
   return ''
 end
 if redis.call('EXISTS', lease) == 1 then return '' end
+-- Checked before anything is written: the rescue writes `seq`.
+local seq = redis.call('HGET', job, 'seq')
+if not tonumber(seq or '0') then
+  fail_unreadable(job, id, 'seq', '`' .. seq .. '` is not a number')
+  unslot(job, id)
+  unpark(job, id)
+  return 'unreadable'
+end
 local reason = WR.Orphaned
 if not ACTIVE[state] then
   if (redis.call('HGET', job, 'parked') or '') ~= '' then
@@ -158,6 +166,12 @@ impl JobStore {
             .arg(self.keys().namespace())
             .arg(cfg.inflight_jobs_set());
         let reason: String = inv.invoke_async(&mut self.conn()).await?;
+        if reason == "unreadable" {
+            tracing::warn!(
+                job = id,
+                "job record unreadable (seq is not a number): job failed, its record kept"
+            );
+        }
         Ok(reason.parse().ok())
     }
 
