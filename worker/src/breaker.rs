@@ -52,6 +52,17 @@ impl Breaker {
         true
     }
 
+    /// Degrades the worker now, for the cooling period, whatever the count:
+    /// the host knows it cannot finish a job (its disk is under `min_free_gb`).
+    /// Returns true when it was not degraded already.
+    pub fn degrade(&self, reason: &str) -> bool {
+        let mut i = self.inner.lock().unwrap();
+        let was = i.until.is_some_and(|u| u > Instant::now());
+        i.until = Some(Instant::now() + self.cooldown);
+        i.reason = reason.to_string();
+        !was
+    }
+
     /// A run that got past the infrastructure: closes the breaker.
     pub fn success(&self) {
         let mut i = self.inner.lock().unwrap();
@@ -91,6 +102,14 @@ mod tests {
         assert!(b.failure("a"));
         assert!(b.degraded().is_none(), "zero cooldown is over at once");
         assert!(b.failure("a"), "still failing: degraded again");
+    }
+
+    #[test]
+    fn degrade_opens_at_once_with_its_reason() {
+        let b = Breaker::new(3, Duration::from_secs(60));
+        assert!(b.degrade("disk full"));
+        assert!(!b.degrade("disk full"), "already degraded");
+        assert_eq!(b.degraded().unwrap().0, "disk full");
     }
 
     #[test]

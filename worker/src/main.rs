@@ -29,6 +29,7 @@ mod report;
 mod run;
 mod save;
 mod shutdown;
+mod space;
 mod stages;
 mod stop;
 mod sweeper;
@@ -174,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let bound = http::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
+    space::degrade_if_full(&ctx);
     registry::spawn_registry(ctx.clone(), cli.concurrency);
     let reaped = janitor::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");

@@ -203,7 +203,7 @@ fn check_workspace_root(root: &Path) -> anyhow::Result<()> {
         ))
     })?;
     let _ = std::fs::remove_file(&probe);
-    if let Some(free) = free_bytes(root) {
+    if let Some(free) = crate::space::free_bytes(root) {
         if free < LOW_SPACE_BYTES {
             tracing::warn!(
                 root = %root.display(),
@@ -213,16 +213,6 @@ fn check_workspace_root(root: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Free bytes on the file system of `path` (for an unprivileged user).
-fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 #[cfg(test)]
@@ -242,7 +232,7 @@ mod tests {
     fn the_workspace_root_must_be_writable_and_has_free_space() {
         let dir = tempfile::tempdir().unwrap();
         check_workspace_root(dir.path()).unwrap();
-        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(crate::space::free_bytes(dir.path()).unwrap() > 0);
         assert!(check_workspace_root(&dir.path().join("missing")).is_err());
     }
 }

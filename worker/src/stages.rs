@@ -267,6 +267,14 @@ async fn agent_stage(
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+    // A file system that filled during the run failed the agent, not the
+    // other way round: the run is the host's failure (retried, no pool backoff).
+    if matches!(ended, Ended::Exited(_) | Ended::TimedOut) {
+        let free = crate::space::free_bytes(&ctx.cfg.workspace_root);
+        if let Some(why) = agentq_shared::outcome::disk_full(free, ctx.cfg.min_free_bytes()) {
+            return Err(StageError::Infra(anyhow::anyhow!(why), Some(ws.clone())));
+        }
+    }
 
     // From here on the working tree is the agent's: it is read only through
     // `read_blocked` (no links, no FIFOs, capped) and the export container.

@@ -1,0 +1,220 @@
+//! Issue 27, the host's side: infrastructure is not the agent's fault (a
+//! workspace disk that fills during a run, `min_free_gb`), a slow forge slows
+//! nothing else, and nothing a dead worker started outlives it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use agentq_shared::status::JobState;
+use agentq_tests::*;
+use redis::Commands;
+
+/// The suite's generous bound for an event that must come.
+const LONG: Duration = Duration::from_secs(180);
+
+/// A small tmpfs mounted for one test (the tests run as root), unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(mib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0755")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "cannot mount a tmpfs (the tests run as root)");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes free, as `df` sees them.
+    fn avail(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Fills the file system until `left` bytes are free; returns the filler.
+    fn fill_to(&self, left: u64) -> PathBuf {
+        let filler = self.path().join("filler");
+        let size = self.avail().saturating_sub(left);
+        let ok = Command::new("fallocate")
+            .args(["-l", &size.to_string()])
+            .arg(&filler)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "fallocate");
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+fn pool_paused(env: &TestEnv, pool: &str) -> bool {
+    env.redis
+        .conn()
+        .exists(env.key(&format!("backoff:{pool}")))
+        .unwrap()
+}
+
+/// The workspace file system fills while the agent runs (here: the test fills
+/// it while the agent holds, and the agent then exits 70 as real agents do
+/// on ENOSPC). That run is the host's failure: retried with backoff, never
+/// final, and no pool pauses, even with a backoff that pauses on one fast
+/// failure. Once there is room again, the same exit on a healthy disk is the
+/// agent's own failure (final) and does count: the control.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_that_fills_during_a_run_retries_the_job_and_pauses_no_pool() {
+    require_docker();
+    let fs = SmallFs::mount(64);
+    // 16 MiB floor.
+    let env = TestEnv::with_config(
+        "min_free_gb = 0.015625\nhost_cooldown_secs = 1\nauto_qa = false\nmax_attempts = 4\n",
+    );
+    env.append_config("[backoff]\nfailures = 1\nwindow_secs = 600\npause_secs = 600\n");
+    env.set_env(
+        "AGENTQ_WORKSPACE_ROOT",
+        fs.path().to_string_lossy().into_owned(),
+    );
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test hold @agentq-test exit 70",
+    ]);
+    env.wait_holding(1).await;
+    let filler = fs.fill_to(4 << 20);
+    env.release_holds();
+
+    let rec = env
+        .wait_for(&id, LONG, |r| {
+            r.state.is_final() || r.error.contains("file system filled")
+        })
+        .await;
+    assert!(
+        !rec.state.is_final(),
+        "a run on a full disk was taken as the agent's outcome: {rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(
+        !pool_paused(&env, "codex"),
+        "a full disk paused the pool\n{}",
+        env.worker_logs()
+    );
+
+    // Room again: the retry runs, and its exit 70 is now the agent's own.
+    std::fs::remove_file(&filler).unwrap();
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert!(rec.error.contains("70"), "{rec:#?}");
+    assert!(rec.attempt >= 2, "the full-disk run was retried: {rec:#?}");
+    assert!(
+        pool_paused(&env, "codex"),
+        "control: the agent's own fast failure pauses the pool"
+    );
+}
+
+/// `min_free_gb` above the workspace root's free space: the worker degrades
+/// at once, says why on `/healthz` and in its log, and takes no job; a
+/// worker with room takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_under_min_free_gb_degrades_and_takes_no_job() {
+    require_docker();
+    let env = TestEnv::with_config("min_free_gb = 1000000\nauto_qa = false\n");
+    env.remotes.create("core", "demo", &[]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let full = env.worker_with_args(
+        "full",
+        &[
+            "--concurrency",
+            "1",
+            "--host",
+            "full",
+            "--metrics-addr",
+            &addr,
+        ],
+    );
+    full.wait_log("too little disk space", LONG);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + LONG;
+    let health = loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no /healthz");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(health.status(), 503);
+    let text = health.text().await.unwrap();
+    assert!(
+        text.contains("degraded") && text.contains("min_free_gb"),
+        "{text}"
+    );
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test print hi",
+    ]);
+    // `agentq workers` shows the reason (the registry's next beat)…
+    let deadline = Instant::now() + LONG;
+    loop {
+        let out = env.cli_ok(&["workers"]);
+        if out.contains("min_free_gb") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}\n{}", env.worker_logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // …and a worker with room runs the job the degraded one left.
+    let roomy = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("min_free_gb = 1000000", "min_free_gb = 0");
+    let cfg_path = roomy.path().join("agentq.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    env.set_env("AGENTQ_CONFIG", cfg_path.to_string_lossy().into_owned());
+    let _ok = env.worker_with_args("roomy", &["--concurrency", "1", "--host", "roomy"]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(rec.host, "roomy", "{rec:#?}");
+    assert_eq!(full.log_count("job finished"), 0);
+}
