@@ -218,3 +218,70 @@ async fn a_worker_under_min_free_gb_degrades_and_takes_no_job() {
     assert_eq!(rec.host, "roomy", "{rec:#?}");
     assert_eq!(full.log_count("job finished"), 0);
 }
+
+const FORGE_TOKEN: &str = "infra-test-token-0123456789";
+
+/// A forge that accepts connections and never answers: the worker starts and
+/// takes jobs without waiting on it (preflight's check says it did not
+/// answer, and does not blame the token); a job whose agent runs in a second
+/// finishes within its budget (`forge.timeout_secs`), `forge_error` says so,
+/// and the worker's slot is free for the next job; once the forge answers
+/// again, the background task posts the outcome comment left undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later() {
+    use agentq_tests::forge_sim::ForgeSim;
+    require_docker();
+    let env = TestEnv::with_config("auto_qa = false\n");
+    env.append_config(
+        "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\ntimeout_secs = 3\nwriteback_retry_secs = 1\n",
+    );
+    env.remotes.create("core", "demo", &[]);
+    let sim = ForgeSim::start(FORGE_TOKEN, env.remotes.base.path().to_path_buf()).await;
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 1, "Fix it", "Please.");
+    sim.add_issue("core", "demo", 2, "And this", "Please.");
+    env.set_env("AGENTQ_FORGE_URL", sim.url());
+    env.set_env("AGENTQ_TEST_FORGE_TOKEN", FORGE_TOKEN);
+    sim.set_hang(true);
+
+    let w = env.worker("w", 1);
+    w.wait_log("agentq-worker started", LONG);
+    let id = env.enqueue_for_issue(1, "@agentq-test print hi");
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(
+        rec.forge_error.contains("did not answer within 3s"),
+        "{rec:#?}"
+    );
+    // The worker's one slot is free: the next job runs too.
+    let next = env.enqueue_for_issue(2, "@agentq-test print again");
+    let rec2 = env.wait_final(&next, LONG).await;
+    assert_eq!(rec2.state, JobState::Completed, "{rec2:#?}");
+    w.wait_log("preflight: the forge did not answer within 3s", LONG);
+    assert_eq!(w.log_count("refused this worker's token"), 0);
+    let store = env.store().await;
+    assert_eq!(store.writebacks_waiting().await.unwrap(), 2);
+    assert!(sim.comments("core", "demo", 1).is_empty());
+
+    // The forge answers again: the comments come, each once.
+    sim.set_hang(false);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let c1 = sim.comments("core", "demo", 1);
+        let c2 = sim.comments("core", "demo", 2);
+        let waiting = store.writebacks_waiting().await.unwrap();
+        if waiting == 0 && !c1.is_empty() && !c2.is_empty() {
+            assert_eq!(c1.len(), 1, "{c1:?}");
+            assert!(c1[0].body.contains(&id), "{c1:?}");
+            assert!(c1[0].body.contains("completed"), "{c1:?}");
+            assert_eq!(c2.len(), 1, "{c2:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "write-back not done after the forge came back: {waiting} waiting, {c1:?}\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

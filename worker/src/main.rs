@@ -34,6 +34,7 @@ mod stages;
 mod stop;
 mod sweeper;
 mod waker;
+mod writeback;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -149,7 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
     let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout))?;
     let forge = forge::client(&cfg)?;
-    let served = preflight::check(&cfg, &docker, forge.as_ref()).await?;
+    let served = preflight::check(&cfg, &docker).await?;
+    preflight::spawn_forge_check(&cfg, forge.clone());
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -184,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     sweeper::spawn_sweeper(ctx.clone());
     janitor::spawn_janitor(ctx.clone());
     housekeeping::spawn(ctx.clone());
+    writeback::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
     intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;

@@ -19,27 +19,172 @@ use crate::{context::WorkerCtx, git::git, prep::Prepared, qa::QaResult, save::Sa
 /// Commit status context agentq reports under.
 pub const STATUS_CONTEXT: &str = "agentq/qa";
 
-/// Errors met while talking to the forge, for the job record.
-#[derive(Debug, Default)]
-pub struct ForgeErrors(Vec<String>);
+/// Errors met while talking to the forge, for the job record, and the budget
+/// of the stage's forge calls: together, retries included, they may take
+/// `forge.timeout_secs` (time spent elsewhere, e.g. in QA, does not count).
+/// Once it is spent the remaining calls are skipped, and what was left of the
+/// write-back ([`ForgeErrors::redo`]) is done later by
+/// [`crate::writeback`], holding no slot.
+#[derive(Debug)]
+pub struct ForgeErrors {
+    errors: Vec<String>,
+    budget: std::time::Duration,
+    used: std::time::Duration,
+    spent: bool,
+    /// A call failed for now (budget spent, 5xx, unreachable): [`Self::redo`]
+    /// is worth doing again later.
+    again: bool,
+    /// What to do again later if [`Self::again`].
+    pub redo: WriteBack,
+}
+
+impl Default for ForgeErrors {
+    fn default() -> Self {
+        Self::with_budget(std::time::Duration::from_secs(30))
+    }
+}
 
 impl ForgeErrors {
+    /// No errors yet; `budget` for the forge calls together.
+    pub fn with_budget(budget: std::time::Duration) -> Self {
+        Self {
+            errors: Vec::new(),
+            budget,
+            used: std::time::Duration::ZERO,
+            spent: false,
+            again: false,
+            redo: WriteBack::default(),
+        }
+    }
+
     /// A failure of `what`, with its error.
     pub fn add(&mut self, what: &str, e: impl std::fmt::Display) {
         tracing::warn!(error = %e, "forge: {what} failed");
-        self.0.push(format!("{what}: {e}"));
+        self.errors.push(format!("{what}: {e}"));
+    }
+
+    /// A failure of `what` that may go away (5xx, unreachable): recorded, and
+    /// the write-back is done again later.
+    fn add_forge(&mut self, what: &str, e: agentq_shared::forge::ForgeError) {
+        if e.is_transient() {
+            self.again = true;
+        }
+        self.add(what, e);
     }
 
     /// Something worth knowing that is not a failure (e.g. time tracking is off on
     /// the repository), recorded with the errors as `note: …`.
     fn note(&mut self, text: String) {
         tracing::info!("forge: {text}");
-        self.0.push(format!("note: {text}"));
+        self.errors.push(format!("note: {text}"));
     }
 
     /// All errors, one per line.
     pub fn text(&self) -> String {
-        self.0.join("\n")
+        self.errors.join("\n")
+    }
+
+    /// Whether something of the write-back is to be done again later.
+    pub fn redo_later(&self) -> bool {
+        self.again && !self.redo.is_empty()
+    }
+
+    /// Runs one forge call (`what`) within what is left of the budget; `None`
+    /// (recorded once) when the budget is spent.
+    pub async fn within<T>(
+        &mut self,
+        what: &str,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        if self.spent {
+            return None;
+        }
+        let left = self.budget.saturating_sub(self.used);
+        let began = std::time::Instant::now();
+        let answer = tokio::time::timeout(left, call).await;
+        self.used += began.elapsed();
+        match answer {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.spent = true;
+                self.again = true;
+                self.add(
+                    what,
+                    format!(
+                        "the forge did not answer within {}s (forge.timeout_secs); the rest of the write-back is skipped and done again later",
+                        self.budget.as_secs()
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// What of a job's write-back is to be done (again): the pull request, the
+/// commit status and the outcome comment, each dropped once done. Stored as
+/// JSON in Redis while it waits for [`crate::writeback`].
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WriteBack {
+    /// The job.
+    pub job: String,
+    /// Repository owner.
+    pub org: String,
+    /// Repository.
+    pub repo: String,
+    /// The job's issue (0: none).
+    pub issue: u64,
+    /// The pull request to find or open.
+    pub pull: Option<CreatePull>,
+    /// Its URL once known.
+    pub pr_url: Option<String>,
+    /// The last commit status to set: (sha, status).
+    pub status: Option<(String, CreateStatus)>,
+    /// The outcome comment.
+    pub comment: Option<CommentText>,
+}
+
+impl WriteBack {
+    /// Nothing left to do.
+    pub fn is_empty(&self) -> bool {
+        self.pull.is_none() && self.status.is_none() && self.comment.is_none()
+    }
+
+    fn of(rec: &JobRecord) -> Self {
+        Self {
+            job: rec.id.clone(),
+            org: rec.input.org.clone(),
+            repo: rec.input.repo.clone(),
+            issue: rec.input.issue,
+            ..Self::default()
+        }
+    }
+
+    fn for_job(&mut self, rec: &JobRecord) -> &mut Self {
+        if self.job.is_empty() {
+            *self = Self::of(rec);
+        }
+        self
+    }
+}
+
+/// The outcome comment's text around the pull request line (known only once
+/// the pull request is open).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CommentText {
+    /// Before the pull request line.
+    pub head: String,
+    /// After it.
+    pub tail: String,
+}
+
+impl CommentText {
+    /// The body, with the pull request's URL if any.
+    pub fn body(&self, pr_url: Option<&str>) -> String {
+        let pr = pr_url
+            .map(|u| format!("- Pull request: {u}\n"))
+            .unwrap_or_default();
+        format!("{}{pr}{}", self.head, self.tail)
     }
 }
 
@@ -68,12 +213,18 @@ pub async fn start_timer(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErr
     if ctx.cfg.forge.time_tracking == TimeTracking::Stopwatch {
         if let Some(f) = forge_for(ctx, rec) {
             let i = &rec.input;
-            match f.start_stopwatch(&i.org, &i.repo, i.issue).await {
-                Ok(StopwatchOutcome::Unavailable { reason, first }) => {
+            let started = errors
+                .within(
+                    "start stopwatch",
+                    f.start_stopwatch(&i.org, &i.repo, i.issue),
+                )
+                .await;
+            match started {
+                Some(Ok(StopwatchOutcome::Unavailable { reason, first })) => {
                     tracking_unavailable(rec, reason, first, errors)
                 }
-                Ok(_) => {}
-                Err(e) => errors.add("start stopwatch", e),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => errors.add("start stopwatch", e),
             }
         }
     }
@@ -108,18 +259,22 @@ pub async fn track_time(
     let i = &rec.input;
     match ctx.cfg.forge.time_tracking {
         TimeTracking::Off => {}
-        TimeTracking::Stopwatch => match f.stop_stopwatch(&i.org, &i.repo, i.issue).await {
-            Ok(StopwatchOutcome::NotRunning) => errors.add(
+        TimeTracking::Stopwatch => match errors
+            .within("stop stopwatch", f.stop_stopwatch(&i.org, &i.repo, i.issue))
+            .await
+        {
+            None => {}
+            Some(Ok(StopwatchOutcome::NotRunning)) => errors.add(
                 "stop stopwatch",
                 "it was not running: another start with the same token stopped it \
                  (a forge keeps one stopwatch per user), so the time on the issue is short; \
                  use time_tracking = \"times\" when jobs run in parallel",
             ),
-            Ok(StopwatchOutcome::Unavailable { reason, first }) => {
+            Some(Ok(StopwatchOutcome::Unavailable { reason, first })) => {
                 tracking_unavailable(rec, reason, first, errors)
             }
-            Ok(_) => {}
-            Err(e) => errors.add("stop stopwatch", e),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => errors.add("stop stopwatch", e),
         },
         TimeTracking::Times => {
             match ctx.store.get(&rec.id).await {
@@ -134,8 +289,12 @@ pub async fn track_time(
                 seconds: clock.seconds(),
                 created: clock.started_at,
             };
-            match f.add_time(&i.org, &i.repo, i.issue, &time).await {
-                Ok(TimeOutcome::Added(_) | TimeOutcome::AlreadyAdded(_)) => {
+            let added = errors
+                .within("track time", f.add_time(&i.org, &i.repo, i.issue, &time))
+                .await;
+            match added {
+                None => {}
+                Some(Ok(TimeOutcome::Added(_) | TimeOutcome::AlreadyAdded(_))) => {
                     if let Err(e) = ctx
                         .store
                         .note(&rec.id, &agentq_shared::transition::Note::time_tracked(run))
@@ -144,10 +303,10 @@ pub async fn track_time(
                         tracing::warn!(job = %rec.id, error = %e, "cannot record that the run's time was tracked");
                     }
                 }
-                Ok(TimeOutcome::Unavailable { reason, first }) => {
+                Some(Ok(TimeOutcome::Unavailable { reason, first })) => {
                     tracking_unavailable(rec, reason, first, errors)
                 }
-                Err(e) => errors.add("track time", e),
+                Some(Err(e)) => errors.add("track time", e),
             }
         }
     }
@@ -197,7 +356,13 @@ pub async fn pull_branch(
     let base = if !ctx.cfg.forge.base_branch.is_empty() {
         ctx.cfg.forge.base_branch.clone()
     } else {
-        match forge.get_repo(&rec.input.org, &rec.input.repo).await {
+        let repo = errors
+            .within(
+                "read repository",
+                forge.get_repo(&rec.input.org, &rec.input.repo),
+            )
+            .await?;
+        match repo {
             Ok(r) if !r.default_branch.is_empty() => r.default_branch,
             Ok(_) => "main".into(),
             Err(e) => {
@@ -247,11 +412,17 @@ pub async fn set_status(
         description: Some(description.chars().take(140).collect()),
         context: STATUS_CONTEXT.into(),
     };
-    if let Err(e) = forge
-        .create_status(&rec.input.org, &rec.input.repo, &pushed.sha, &status)
-        .await
-    {
-        errors.add("set commit status", e);
+    errors.redo.for_job(rec).status = Some((pushed.sha.clone(), status.clone()));
+    let set = errors
+        .within(
+            "set commit status",
+            forge.create_status(&rec.input.org, &rec.input.repo, &pushed.sha, &status),
+        )
+        .await;
+    match set {
+        Some(Ok(_)) => errors.redo.status = None,
+        Some(Err(e)) => errors.add_forge("set commit status", e),
+        None => {}
     }
 }
 
@@ -291,12 +462,24 @@ pub async fn open_pull(
         title: format!("[agent/{}] {}", i.agent, short),
         body,
     };
-    match forge.find_or_create_pull(&i.org, &i.repo, &pull).await {
-        Ok((pr, _created)) => Some(pr.html_url),
-        Err(e) => {
-            errors.add("open pull request", e);
+    errors.redo.for_job(rec).pull = Some(pull.clone());
+    let opened = errors
+        .within(
+            "open pull request",
+            forge.find_or_create_pull(&i.org, &i.repo, &pull),
+        )
+        .await;
+    match opened {
+        Some(Ok((pr, _created))) => {
+            errors.redo.pull = None;
+            errors.redo.pr_url = Some(pr.html_url.clone());
+            Some(pr.html_url)
+        }
+        Some(Err(e)) => {
+            errors.add_forge("open pull request", e);
             None
         }
+        None => None,
     }
 }
 
@@ -334,21 +517,27 @@ pub async fn comment(ctx: &WorkerCtx, rec: &JobRecord, c: &Comment<'_>, errors: 
         };
         body.push_str(&format!("- QA: {}{}\n", qa.status, detail));
     }
-    if let Some(url) = c.pr_url {
-        body.push_str(&format!("- Pull request: {url}\n"));
-    }
     let label = match c.outcome {
         Outcome::Blocked { .. } => "Question",
         _ => "Reason",
     };
+    let mut tail = String::new();
     if !c.outcome.message().is_empty() {
-        body.push_str(&format!("\n**{label}:** {}\n", c.outcome.message()));
+        tail.push_str(&format!("\n**{label}:** {}\n", c.outcome.message()));
     }
+    let text = CommentText { head: body, tail };
+    let body = text.body(c.pr_url);
+    errors.redo.for_job(rec).comment = Some(text);
     let i = &rec.input;
-    if let Err(e) = forge
-        .upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body)
-        .await
-    {
-        errors.add("comment on issue", e);
+    let posted = errors
+        .within(
+            "comment on issue",
+            forge.upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body),
+        )
+        .await;
+    match posted {
+        Some(Ok(_)) => errors.redo.comment = None,
+        Some(Err(e)) => errors.add_forge("comment on issue", e),
+        None => {}
     }
 }

@@ -81,7 +81,7 @@ pub(crate) async fn stages(
     };
     // Prep, and the agent container's start beside it.
     timer.done("prep");
-    let mut forge = ForgeErrors::default();
+    let mut forge = ForgeErrors::with_budget(Duration::from_secs(run.ctx.cfg.forge.timeout_secs));
     let runs = run.rec.runs + 1;
     let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge, &mut held).await;
     release(run, held).await;
@@ -110,6 +110,9 @@ pub(crate) async fn stages(
         &mut forge,
     )
     .await?;
+    if forge.redo_later() {
+        crate::writeback::queue(run.ctx, &forge.redo).await;
+    }
     let report = RunReport {
         exit_code,
         qa: qa.as_ref().map(QaResult::summary),
