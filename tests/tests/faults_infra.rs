@@ -285,3 +285,127 @@ async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The heartbeat directories under a world's workspace root.
+fn beat_dirs(env: &TestEnv) -> Vec<String> {
+    std::fs::read_dir(env.workspace_root().join(".agentq-run").join("beat"))
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// World `a`'s only worker runs a holding agent and is killed with `kill -9`:
+/// its job's container and heartbeat directory stay behind. Returns the job.
+async fn killed_mid_run(a: &TestEnv) -> String {
+    a.remotes.create("core", "demo", &[]);
+    let mut wa = a.worker("a", 1);
+    let id = a.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test hold",
+    ]);
+    a.wait_holding(1).await;
+    assert!(!a.containers_of(&id).is_empty());
+    assert!(
+        !beat_dirs(a).is_empty(),
+        "the run has a heartbeat directory"
+    );
+    wa.kill9();
+    id
+}
+
+/// Waits until job `id`'s run lease is gone from world `env`'s Redis.
+async fn wait_lease_gone(env: &TestEnv, id: &str) {
+    let deadline = Instant::now() + LONG;
+    let key = env.key(&format!("run:{id}"));
+    while env.redis.conn().exists::<_, bool>(&key).unwrap() {
+        assert!(Instant::now() < deadline, "run lease of {id} never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `kill -9` of the only worker of its namespace on this host while its agent
+/// runs: a live worker of another namespace (its own Redis) on the same
+/// engine removes the dead worker's container and heartbeat directory once
+/// the run lease is gone from the dead worker's Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_workers_container_and_heartbeat_dir_are_removed_by_another_namespaces_worker() {
+    require_docker();
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let id = killed_mid_run(&a).await;
+    let _wb = b.worker("b", 1);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = a.containers_of(&id);
+        let beats = beat_dirs(&a);
+        if left.is_empty() && beats.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead worker's containers {left:?} / heartbeat dirs {beats:?} are still there\n{}",
+            b.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `agentq-worker --cleanup`: removes the dead worker's container and
+/// heartbeat directory, says so, and leaves a live run of another namespace
+/// alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_dead_runs_containers_and_keeps_held_ones() {
+    require_docker();
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let id = killed_mid_run(&a).await;
+    // A live run of another namespace on the same engine.
+    b.remotes.create("core", "demo", &[]);
+    let _wb = b.worker("b", 1);
+    let live = b.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test hold",
+    ]);
+    b.wait_holding(1).await;
+    let live_containers = b.containers_of(&live);
+    assert!(!live_containers.is_empty());
+
+    wait_lease_gone(&a, &id).await;
+    let out = Command::new(bin("agentq-worker"))
+        .arg("--cleanup")
+        .envs(a.env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&id), "{stdout}");
+    assert!(a.containers_of(&id).is_empty(), "{stdout}");
+    assert!(beat_dirs(&a).is_empty(), "{stdout}");
+    assert_eq!(
+        b.containers_of(&live),
+        live_containers,
+        "a held run's container was removed"
+    );
+    assert!(!stdout.contains(&live), "{stdout}");
+    b.release_holds();
+    let rec = b.wait_final(&live, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+}

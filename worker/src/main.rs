@@ -21,6 +21,7 @@ mod job;
 mod memory;
 mod metrics;
 mod mirror;
+mod orphans;
 mod preflight;
 mod prep;
 mod qa;
@@ -76,6 +77,11 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Remove every agentq container on this Docker engine (any namespace)
+    /// whose run is not held, with its heartbeat directory; print what was
+    /// removed, and exit.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -127,6 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(g) = cli.git_base {
         cfg.git_base = g;
+    }
+    if cli.cleanup {
+        return orphans::cleanup(&cfg).await;
     }
     let host = cli.host.clone().unwrap_or_else(hostname);
     cfg.workspace_root = cfg.workspace_root_of(&host);
