@@ -73,6 +73,21 @@ impl Drop for SmallFs {
     }
 }
 
+impl SmallFs {
+    /// Fills the file system to the last block; returns the fillers.
+    fn fill_up(&self) -> Vec<PathBuf> {
+        let first = self.fill_to(0);
+        let rest = self.path().join("filler2");
+        let _ = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", rest.display()))
+            .arg("bs=4096")
+            .stderr(std::process::Stdio::null())
+            .status();
+        vec![first, rest]
+    }
+}
+
 fn pool_paused(env: &TestEnv, pool: &str) -> bool {
     env.redis
         .conn()
@@ -141,6 +156,101 @@ async fn a_disk_that_fills_during_a_run_retries_the_job_and_pauses_no_pool() {
         pool_paused(&env, "codex"),
         "control: the agent's own fast failure pauses the pool"
     );
+}
+
+/// No floor (`min_free_gb = 0`), and the disk full to the last block when
+/// the agent ends: the worker cannot write the run's `status.json` (ENOSPC),
+/// and that is the host's failure: the job is retried, and completes once
+/// there is room.
+#[tokio::test(flavor = "multi_thread")]
+async fn enospc_in_the_workers_own_writes_retries_the_job() {
+    require_docker();
+    let fs = SmallFs::mount(64);
+    let env = TestEnv::with_config(
+        "min_free_gb = 0\nhost_cooldown_secs = 1\nauto_qa = false\nmax_attempts = 4\n",
+    );
+    env.set_env(
+        "AGENTQ_WORKSPACE_ROOT",
+        fs.path().to_string_lossy().into_owned(),
+    );
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test hold",
+    ]);
+    env.wait_holding(1).await;
+    let fillers = fs.fill_up();
+    env.release_holds();
+    let rec = env
+        .wait_for(&id, LONG, |r| r.state.is_final() || !r.error.is_empty())
+        .await;
+    assert!(
+        !rec.state.is_final(),
+        "a run whose status could not be written for a full disk was final: {rec:#?}\n{}",
+        env.worker_logs()
+    );
+    for f in fillers {
+        let _ = std::fs::remove_file(f);
+    }
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(rec.attempt >= 2, "{rec:#?}");
+}
+
+/// The host degrades while an agent runs (another job's infrastructure
+/// failure opens its breaker, `host_failures = 1`); the agent then fails.
+/// That run is the host's failure: retried, not final, no pool paused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_failing_on_a_host_that_degraded_meanwhile_is_retried() {
+    require_docker();
+    let env = TestEnv::with_config(
+        "host_failures = 1\nhost_cooldown_secs = 600\nauto_qa = false\nmax_attempts = 4\n",
+    );
+    env.append_config("[backoff]\nfailures = 1\nwindow_secs = 600\npause_secs = 600\n");
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("w", 2);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+        "--task",
+        "@agentq-test hold @agentq-test exit 70",
+    ]);
+    env.wait_holding(1).await;
+    // A repository that does not exist: its clone fails, the host degrades.
+    env.enqueue(&[
+        "--repo",
+        "missing",
+        "--issue",
+        "2",
+        "--agent",
+        "gemini",
+        "--task",
+        "@agentq-test print hi",
+    ]);
+    w.wait_log("host degraded", LONG);
+    env.release_holds();
+    let rec = env
+        .wait_for(&id, LONG, |r| {
+            r.state.is_final() || r.error.contains("degraded during the run")
+        })
+        .await;
+    assert!(
+        !rec.state.is_final(),
+        "a failure on a degraded host was taken as the agent's: {rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(!pool_paused(&env, "codex"), "{}", env.worker_logs());
 }
 
 /// `min_free_gb` above the workspace root's free space: the worker degrades

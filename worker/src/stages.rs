@@ -265,6 +265,7 @@ async fn agent_stage(
         _ => {}
     }
     let clock = report::start_timer(ctx, rec, forge).await;
+    let opened = ctx.breaker.times_opened();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
     let ran_for = began.elapsed();
@@ -277,6 +278,15 @@ async fn agent_stage(
         if let Some(why) = agentq_shared::outcome::disk_full(free, ctx.cfg.min_free_bytes()) {
             return Err(StageError::Infra(anyhow::anyhow!(why), Some(ws.clone())));
         }
+    }
+    // A failed run on a host that degraded meanwhile is the host's failure too.
+    let failed = matches!(ended, Ended::Exited(c) if c != 0) || ended == Ended::TimedOut;
+    if failed && ctx.breaker.times_opened() != opened {
+        let why = ctx.breaker.degraded().map(|(w, _)| w).unwrap_or_default();
+        return Err(StageError::Infra(
+            anyhow::anyhow!("the host was degraded during the run ({why})"),
+            Some(ws.clone()),
+        ));
     }
 
     // From here on the working tree is the agent's: it is read only through
@@ -475,7 +485,17 @@ async fn record(
         forge_error: report.forge_error.clone(),
         ..run.status(outcome.state(), runs, prepared.branch.clone())
     };
-    run.write_status(&prepared.workspace, &st);
+    if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {
+        // A disk that filled up failed the run, not the agent.
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Err(StageError::Infra(
+                anyhow::Error::new(e)
+                    .context("the workspace file system is full: cannot write status.json"),
+                Some(prepared.workspace.clone()),
+            ));
+        }
+        tracing::warn!(job = %run.rec.id, error = %e, "cannot write status.json");
+    }
     run.hold.go(Transition::finished(outcome, report)).await?;
     tracing::info!(job = %run.rec.id, state = %outcome.state(), "job finished");
     Ok(())
