@@ -134,6 +134,10 @@ pub struct WriteBack {
     pub repo: String,
     /// The job's issue (0: none).
     pub issue: u64,
+    /// The run (the record's `runs`) whose write-back this is: only while the
+    /// record is final with this run is it done (a later run has its own).
+    #[serde(default)]
+    pub runs: u32,
     /// The pull request to find or open.
     pub pull: Option<CreatePull>,
     /// Its URL once known.

@@ -111,6 +111,7 @@ pub(crate) async fn stages(
     )
     .await?;
     if forge.redo_later() {
+        forge.redo.runs = runs;
         crate::writeback::queue(run.ctx, &forge.redo).await;
     }
     let report = RunReport {

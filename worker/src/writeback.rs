@@ -4,7 +4,8 @@
 //! Every `forge.writeback_retry_secs` a worker takes the due ones and does
 //! them, within a fresh budget each, holding no slot: the pull request found or
 //! opened, the commit status set, the outcome comment posted or edited (found
-//! by its marker), so doing one twice changes nothing.
+//! by its marker), so doing one twice changes nothing. Only while the job's
+//! record is final with the same run: a job purged or run again drops it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -75,6 +76,20 @@ async fn round(ctx: &WorkerCtx, every: Duration) {
             let _ = ctx.store.writeback_done(&id).await;
             continue;
         };
+        // Only the write-back of the job's last run, once it is final: a purged
+        // job, or one run again since, has nothing (or its own) to write back.
+        match ctx.store.get(&id).await {
+            Ok(Some(r)) if r.state.is_final() && r.runs == wb.runs => {}
+            Ok(_) => {
+                tracing::info!(job = %id, "forge write-back dropped: the job was purged or has run again");
+                let _ = ctx.store.writeback_done(&id).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(job = %id, error = %e, "cannot read the job of a write-back; later");
+                continue;
+            }
+        }
         if redo(ctx, &mut wb).await {
             tracing::info!(job = %id, "forge write-back done");
             let _ = ctx.store.writeback_done(&id).await;
