@@ -331,6 +331,72 @@ async fn a_worker_under_min_free_gb_degrades_and_takes_no_job() {
 
 const FORGE_TOKEN: &str = "infra-test-token-0123456789";
 
+/// A world with a forge (3 s budget, write-backs retried every second) that
+/// has `core/demo` and its issues 1 and 2.
+async fn forge_world() -> (TestEnv, agentq_tests::forge_sim::ForgeSim) {
+    require_docker();
+    let env = TestEnv::with_config("auto_qa = false\n");
+    env.append_config(
+        "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\ntimeout_secs = 3\nwriteback_retry_secs = 1\n",
+    );
+    env.remotes.create("core", "demo", &[]);
+    let sim = agentq_tests::forge_sim::ForgeSim::start(
+        FORGE_TOKEN,
+        env.remotes.base.path().to_path_buf(),
+    )
+    .await;
+    sim.add_repo("core", "demo", "main");
+    sim.add_issue("core", "demo", 1, "Fix it", "Please.");
+    sim.add_issue("core", "demo", 2, "And this", "Please.");
+    env.set_env("AGENTQ_FORGE_URL", sim.url());
+    env.set_env("AGENTQ_TEST_FORGE_TOKEN", FORGE_TOKEN);
+    (env, sim)
+}
+
+/// Waits until the outcome comment of job `id` is on issue `issue`, once,
+/// and no write-back waits.
+async fn wait_comment(
+    env: &TestEnv,
+    sim: &agentq_tests::forge_sim::ForgeSim,
+    issue: u64,
+    id: &str,
+) {
+    let store = env.store().await;
+    let deadline = Instant::now() + LONG;
+    loop {
+        let c = sim.comments("core", "demo", issue);
+        let waiting = store.writebacks_waiting().await.unwrap();
+        if waiting == 0 && !c.is_empty() {
+            assert_eq!(c.len(), 1, "{c:?}");
+            assert!(c[0].body.contains(id), "{c:?}");
+            assert!(c[0].body.contains("completed"), "{c:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "write-back not done after the forge came back: {waiting} waiting, {c:?}\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A forge answering 503 to everything: the retries stop within the budget
+/// (none begun that could not end in it), `forge_error` names the forge's
+/// answer, and the comment comes once the forge is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forge_failing_for_now_stops_retrying_within_the_budget() {
+    let (env, sim) = forge_world().await;
+    sim.set_down(true);
+    let _w = env.worker("w", 1);
+    let id = env.enqueue_for_issue(1, "@agentq-test print hi");
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(rec.forge_error.contains("forge answered 503"), "{rec:#?}");
+    sim.set_down(false);
+    wait_comment(&env, &sim, 1, &id).await;
+}
+
 /// A forge that accepts connections and never answers: the worker starts and
 /// takes jobs without waiting on it (preflight's check says it did not
 /// answer, and does not blame the token); a job whose agent runs in a second
@@ -339,19 +405,7 @@ const FORGE_TOKEN: &str = "infra-test-token-0123456789";
 /// again, the background task posts the outcome comment left undone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later() {
-    use agentq_tests::forge_sim::ForgeSim;
-    require_docker();
-    let env = TestEnv::with_config("auto_qa = false\n");
-    env.append_config(
-        "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\ntimeout_secs = 3\nwriteback_retry_secs = 1\n",
-    );
-    env.remotes.create("core", "demo", &[]);
-    let sim = ForgeSim::start(FORGE_TOKEN, env.remotes.base.path().to_path_buf()).await;
-    sim.add_repo("core", "demo", "main");
-    sim.add_issue("core", "demo", 1, "Fix it", "Please.");
-    sim.add_issue("core", "demo", 2, "And this", "Please.");
-    env.set_env("AGENTQ_FORGE_URL", sim.url());
-    env.set_env("AGENTQ_TEST_FORGE_TOKEN", FORGE_TOKEN);
+    let (env, sim) = forge_world().await;
     sim.set_hang(true);
 
     let w = env.worker("w", 1);
@@ -359,10 +413,7 @@ async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later()
     let id = env.enqueue_for_issue(1, "@agentq-test print hi");
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    assert!(
-        rec.forge_error.contains("did not answer within 3s"),
-        "{rec:#?}"
-    );
+    assert!(rec.forge_error.contains("budget of 3s"), "{rec:#?}");
     // The worker's one slot is free: the next job runs too.
     let next = env.enqueue_for_issue(2, "@agentq-test print again");
     let rec2 = env.wait_final(&next, LONG).await;
@@ -375,25 +426,8 @@ async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later()
 
     // The forge answers again: the comments come, each once.
     sim.set_hang(false);
-    let deadline = Instant::now() + LONG;
-    loop {
-        let c1 = sim.comments("core", "demo", 1);
-        let c2 = sim.comments("core", "demo", 2);
-        let waiting = store.writebacks_waiting().await.unwrap();
-        if waiting == 0 && !c1.is_empty() && !c2.is_empty() {
-            assert_eq!(c1.len(), 1, "{c1:?}");
-            assert!(c1[0].body.contains(&id), "{c1:?}");
-            assert!(c1[0].body.contains("completed"), "{c1:?}");
-            assert_eq!(c2.len(), 1, "{c2:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "write-back not done after the forge came back: {waiting} waiting, {c1:?}\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_comment(&env, &sim, 1, &id).await;
+    wait_comment(&env, &sim, 2, &next).await;
 }
 
 /// The heartbeat directories under a world's workspace root.

@@ -42,8 +42,10 @@ pub async fn issue_for_prompt(
     }
     let forge = ctx.forge.as_ref()?;
     let budget = std::time::Duration::from_secs(ctx.cfg.forge.timeout_secs);
+    // Its requests end by the budget; the timeout is the backstop.
+    let forge = forge.with_deadline(tokio::time::Instant::now() + budget);
     let read = tokio::time::timeout(
-        budget,
+        budget + std::time::Duration::from_millis(500),
         forge.get_issue(&input.org, &input.repo, input.issue),
     )
     .await

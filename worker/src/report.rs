@@ -89,8 +89,18 @@ impl ForgeErrors {
         self.again && !self.redo.is_empty()
     }
 
-    /// Runs one forge call (`what`) within what is left of the budget; `None`
-    /// (recorded once) when the budget is spent.
+    /// `forge` with a deadline at the end of what is left of the budget: its
+    /// requests end by then, and it begins no retry that could not (it returns
+    /// the last failure instead).
+    pub fn client(&self, forge: &ForgeClient) -> ForgeClient {
+        let left = self.budget.saturating_sub(self.used);
+        forge.with_deadline(tokio::time::Instant::now() + left)
+    }
+
+    /// Runs one forge call (`what`, made with [`Self::client`]) within what is
+    /// left of the budget; `None` when the budget was spent before or while it
+    /// ran without an answer. Once spent, it says so once and the rest of the
+    /// stage's calls are skipped.
     pub async fn within<T>(
         &mut self,
         what: &str,
@@ -100,26 +110,36 @@ impl ForgeErrors {
             return None;
         }
         let left = self.budget.saturating_sub(self.used);
-        let began = std::time::Instant::now();
-        let answer = tokio::time::timeout(left, call).await;
-        self.used += began.elapsed();
-        match answer {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.spent = true;
-                self.again = true;
-                self.add(
-                    what,
-                    format!(
-                        "the forge did not answer within {}s (forge.timeout_secs); the rest of the write-back is skipped and done again later",
-                        self.budget.as_secs()
-                    ),
-                );
-                None
-            }
+        let answer = if left < MIN_CALL {
+            None
+        } else {
+            let began = std::time::Instant::now();
+            // The client's own deadline ends the call first; this is the backstop.
+            let answer = tokio::time::timeout(left + BACKSTOP, call).await.ok();
+            self.used += began.elapsed();
+            answer
+        };
+        if answer.is_none() || self.budget.saturating_sub(self.used) < MIN_CALL {
+            self.spent = true;
+            self.again = true;
+            self.add(
+                what,
+                format!(
+                    "the forge did not answer in time: the budget of {}s for the forge calls (forge.timeout_secs) is spent; the rest of the write-back is skipped and done again later",
+                    self.budget.as_secs()
+                ),
+            );
         }
+        answer
     }
 }
+
+/// Less budget than this left is none: no call can do anything in it.
+const MIN_CALL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long past the budget a forge call may run before it is dropped (its
+/// client's deadline ends it before that).
+const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What of a job's write-back is to be done (again): the pull request, the
 /// commit status and the outcome comment, each dropped once done. Stored as
@@ -217,10 +237,11 @@ pub async fn start_timer(ctx: &WorkerCtx, rec: &JobRecord, errors: &mut ForgeErr
     if ctx.cfg.forge.time_tracking == TimeTracking::Stopwatch {
         if let Some(f) = forge_for(ctx, rec) {
             let i = &rec.input;
+            let fc = errors.client(f);
             let started = errors
                 .within(
                     "start stopwatch",
-                    f.start_stopwatch(&i.org, &i.repo, i.issue),
+                    fc.start_stopwatch(&i.org, &i.repo, i.issue),
                 )
                 .await;
             match started {
@@ -263,23 +284,16 @@ pub async fn track_time(
     let i = &rec.input;
     match ctx.cfg.forge.time_tracking {
         TimeTracking::Off => {}
-        TimeTracking::Stopwatch => match errors
-            .within("stop stopwatch", f.stop_stopwatch(&i.org, &i.repo, i.issue))
-            .await
-        {
-            None => {}
-            Some(Ok(StopwatchOutcome::NotRunning)) => errors.add(
-                "stop stopwatch",
-                "it was not running: another start with the same token stopped it \
-                 (a forge keeps one stopwatch per user), so the time on the issue is short; \
-                 use time_tracking = \"times\" when jobs run in parallel",
-            ),
-            Some(Ok(StopwatchOutcome::Unavailable { reason, first })) => {
-                tracking_unavailable(rec, reason, first, errors)
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => errors.add("stop stopwatch", e),
-        },
+        TimeTracking::Stopwatch => {
+            let fc = errors.client(f);
+            let stopped = errors
+                .within(
+                    "stop stopwatch",
+                    fc.stop_stopwatch(&i.org, &i.repo, i.issue),
+                )
+                .await;
+            stopped_stopwatch(rec, stopped, errors)
+        }
         TimeTracking::Times => {
             match ctx.store.get(&rec.id).await {
                 Ok(Some(now)) if now.time_tracked >= run => return,
@@ -293,8 +307,9 @@ pub async fn track_time(
                 seconds: clock.seconds(),
                 created: clock.started_at,
             };
+            let fc = errors.client(f);
             let added = errors
-                .within("track time", f.add_time(&i.org, &i.repo, i.issue, &time))
+                .within("track time", fc.add_time(&i.org, &i.repo, i.issue, &time))
                 .await;
             match added {
                 None => {}
@@ -313,6 +328,28 @@ pub async fn track_time(
                 Some(Err(e)) => errors.add("track time", e),
             }
         }
+    }
+}
+
+/// What stopping the stopwatch told, noted.
+fn stopped_stopwatch(
+    rec: &JobRecord,
+    stopped: Option<Result<StopwatchOutcome, agentq_shared::forge::ForgeError>>,
+    errors: &mut ForgeErrors,
+) {
+    match stopped {
+        None => {}
+        Some(Ok(StopwatchOutcome::NotRunning)) => errors.add(
+            "stop stopwatch",
+            "it was not running: another start with the same token stopped it \
+                 (a forge keeps one stopwatch per user), so the time on the issue is short; \
+                 use time_tracking = \"times\" when jobs run in parallel",
+        ),
+        Some(Ok(StopwatchOutcome::Unavailable { reason, first })) => {
+            tracking_unavailable(rec, reason, first, errors)
+        }
+        Some(Ok(_)) => {}
+        Some(Err(e)) => errors.add("stop stopwatch", e),
     }
 }
 
@@ -360,10 +397,11 @@ pub async fn pull_branch(
     let base = if !ctx.cfg.forge.base_branch.is_empty() {
         ctx.cfg.forge.base_branch.clone()
     } else {
+        let fc = errors.client(forge);
         let repo = errors
             .within(
                 "read repository",
-                forge.get_repo(&rec.input.org, &rec.input.repo),
+                fc.get_repo(&rec.input.org, &rec.input.repo),
             )
             .await?;
         match repo {
@@ -417,10 +455,11 @@ pub async fn set_status(
         context: STATUS_CONTEXT.into(),
     };
     errors.redo.for_job(rec).status = Some((pushed.sha.clone(), status.clone()));
+    let fc = errors.client(forge);
     let set = errors
         .within(
             "set commit status",
-            forge.create_status(&rec.input.org, &rec.input.repo, &pushed.sha, &status),
+            fc.create_status(&rec.input.org, &rec.input.repo, &pushed.sha, &status),
         )
         .await;
     match set {
@@ -467,10 +506,11 @@ pub async fn open_pull(
         body,
     };
     errors.redo.for_job(rec).pull = Some(pull.clone());
+    let fc = errors.client(forge);
     let opened = errors
         .within(
             "open pull request",
-            forge.find_or_create_pull(&i.org, &i.repo, &pull),
+            fc.find_or_create_pull(&i.org, &i.repo, &pull),
         )
         .await;
     match opened {
@@ -533,10 +573,11 @@ pub async fn comment(ctx: &WorkerCtx, rec: &JobRecord, c: &Comment<'_>, errors: 
     let body = text.body(c.pr_url);
     errors.redo.for_job(rec).comment = Some(text);
     let i = &rec.input;
+    let fc = errors.client(forge);
     let posted = errors
         .within(
             "comment on issue",
-            forge.upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body),
+            fc.upsert_comment(&i.org, &i.repo, i.issue, &job_marker(&rec.id), &body),
         )
         .await;
     match posted {

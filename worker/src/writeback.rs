@@ -113,10 +113,11 @@ async fn redo(ctx: &WorkerCtx, wb: &mut WriteBack) -> bool {
         ForgeErrors::with_budget(Duration::from_secs(ctx.cfg.forge.timeout_secs.max(1)));
     let (org, repo) = (wb.org.clone(), wb.repo.clone());
     if let Some(pull) = wb.pull.clone() {
+        let fc = errors.client(forge);
         match errors
             .within(
                 "open pull request",
-                forge.find_or_create_pull(&org, &repo, &pull),
+                fc.find_or_create_pull(&org, &repo, &pull),
             )
             .await
         {
@@ -132,10 +133,11 @@ async fn redo(ctx: &WorkerCtx, wb: &mut WriteBack) -> bool {
         }
     }
     if let Some((sha, status)) = wb.status.clone() {
+        let fc = errors.client(forge);
         match errors
             .within(
                 "set commit status",
-                forge.create_status(&org, &repo, &sha, &status),
+                fc.create_status(&org, &repo, &sha, &status),
             )
             .await
         {
@@ -151,10 +153,11 @@ async fn redo(ctx: &WorkerCtx, wb: &mut WriteBack) -> bool {
         if wb.issue > 0 {
             let body = text.body(wb.pr_url.as_deref());
             let marker = job_marker(&wb.job);
+            let fc = errors.client(forge);
             match errors
                 .within(
                     "comment on issue",
-                    forge.upsert_comment(&org, &repo, wb.issue, &marker, &body),
+                    fc.upsert_comment(&org, &repo, wb.issue, &marker, &body),
                 )
                 .await
             {
