@@ -76,7 +76,9 @@ impl Drop for SmallFs {
 impl SmallFs {
     /// Fills the file system to the last block; returns the fillers.
     fn fill_up(&self) -> Vec<PathBuf> {
-        let first = self.fill_to(0);
+        // A margin: whatever is written meanwhile must not make fallocate fail;
+        // dd takes the rest.
+        let first = self.fill_to(1 << 20);
         let rest = self.path().join("filler2");
         let _ = Command::new("dd")
             .arg("if=/dev/zero")
@@ -552,4 +554,26 @@ async fn cleanup_removes_dead_runs_containers_and_keeps_held_ones() {
     b.release_holds();
     let rec = b.wait_final(&live, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+}
+
+/// The forge hangs from before the run's write-back began, so even the
+/// repository's default branch (the pull request's base) is unknown: once the
+/// forge answers, the background task looks it up and opens the pull request,
+/// and the outcome comment links it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_request_the_hanging_forge_kept_from_opening_is_opened_later() {
+    let (env, sim) = forge_world().await;
+    sim.set_hang(true);
+    let _w = env.worker("w", 1);
+    let id = env.enqueue_for_issue(1, "@agentq-test commit");
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(rec.pr_url.is_empty(), "{rec:#?}");
+    assert!(sim.pulls("core", "demo").is_empty());
+    sim.set_hang(false);
+    wait_comment(&env, &sim, 1, &id).await;
+    let pulls = sim.pulls("core", "demo");
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let comment = &sim.comments("core", "demo", 1)[0].body;
+    assert!(comment.contains("Pull request: "), "{comment}");
 }

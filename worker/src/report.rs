@@ -158,7 +158,8 @@ pub struct WriteBack {
     /// record is final with this run is it done (a later run has its own).
     #[serde(default)]
     pub runs: u32,
-    /// The pull request to find or open.
+    /// The pull request to find or open (an empty base: the repository's
+    /// default branch, looked up first).
     pub pull: Option<CreatePull>,
     /// Its URL once known.
     pub pr_url: Option<String>,
@@ -403,7 +404,15 @@ pub async fn pull_branch(
                 "read repository",
                 fc.get_repo(&rec.input.org, &rec.input.repo),
             )
-            .await?;
+            .await;
+        let Some(repo) = repo else {
+            // The budget is spent: the base is looked up when the write-back
+            // is done again (an empty base says so).
+            return Some(Pushed {
+                sha: sha.clone(),
+                base: String::new(),
+            });
+        };
         match repo {
             Ok(r) if !r.default_branch.is_empty() => r.default_branch,
             Ok(_) => "main".into(),
@@ -479,16 +488,21 @@ pub async fn open_pull(
 ) -> Option<String> {
     let forge = ctx.forge.as_ref()?;
     let i = &rec.input;
-    let commits = git(
-        &prepared.workspace.worker_repo(),
-        &[
-            "log",
-            "--oneline",
-            &format!("refs/remotes/origin/{}..{}", pushed.base, pushed.sha),
-        ],
-    )
-    .await
-    .unwrap_or_default();
+    let commits = if pushed.base.is_empty() {
+        // Base unknown (the forge's budget was spent): no list.
+        String::new()
+    } else {
+        git(
+            &prepared.workspace.worker_repo(),
+            &[
+                "log",
+                "--oneline",
+                &format!("refs/remotes/origin/{}..{}", pushed.base, pushed.sha),
+            ],
+        )
+        .await
+        .unwrap_or_default()
+    };
     let first_line = i.task.lines().next().unwrap_or("").trim();
     let short: String = first_line.chars().take(60).collect();
     let mut body = format!("{}\n\n", i.task.trim());

@@ -113,23 +113,8 @@ async fn redo(ctx: &WorkerCtx, wb: &mut WriteBack) -> bool {
         ForgeErrors::with_budget(Duration::from_secs(ctx.cfg.forge.timeout_secs.max(1)));
     let (org, repo) = (wb.org.clone(), wb.repo.clone());
     if let Some(pull) = wb.pull.clone() {
-        let fc = errors.client(forge);
-        match errors
-            .within(
-                "open pull request",
-                fc.find_or_create_pull(&org, &repo, &pull),
-            )
-            .await
-        {
-            Some(Ok((pr, _))) => {
-                wb.pr_url = Some(pr.html_url);
-                wb.pull = None;
-            }
-            Some(Err(e)) if !e.is_transient() => {
-                tracing::warn!(job = %wb.job, error = %e, "forge refused the pull request; not tried again");
-                wb.pull = None;
-            }
-            _ => return false,
+        if !redo_pull(forge, wb, &mut errors, pull).await {
+            return false;
         }
     }
     if let Some((sha, status)) = wb.status.clone() {
@@ -169,6 +154,53 @@ async fn redo(ctx: &WorkerCtx, wb: &mut WriteBack) -> bool {
             }
         }
         wb.comment = None;
+    }
+    true
+}
+
+/// Finds or opens the pull request of `wb` (its base looked up first if
+/// unknown); false when the forge should be asked again later.
+async fn redo_pull(
+    forge: &agentq_shared::forge::ForgeClient,
+    wb: &mut WriteBack,
+    errors: &mut ForgeErrors,
+    mut pull: agentq_shared::forge::CreatePull,
+) -> bool {
+    let (org, repo) = (wb.org.clone(), wb.repo.clone());
+    if pull.base.is_empty() {
+        let fc = errors.client(forge);
+        match errors
+            .within("read repository", fc.get_repo(&org, &repo))
+            .await
+        {
+            Some(Ok(r)) if !r.default_branch.is_empty() => pull.base = r.default_branch,
+            Some(Ok(_)) => pull.base = "main".into(),
+            Some(Err(e)) if !e.is_transient() => {
+                tracing::warn!(job = %wb.job, error = %e, "forge refused the repository; no pull request");
+                wb.pull = None;
+                return true;
+            }
+            _ => return false,
+        }
+        wb.pull = Some(pull.clone());
+    }
+    let fc = errors.client(forge);
+    match errors
+        .within(
+            "open pull request",
+            fc.find_or_create_pull(&org, &repo, &pull),
+        )
+        .await
+    {
+        Some(Ok((pr, _))) => {
+            wb.pr_url = Some(pr.html_url);
+            wb.pull = None;
+        }
+        Some(Err(e)) if !e.is_transient() => {
+            tracing::warn!(job = %wb.job, error = %e, "forge refused the pull request; not tried again");
+            wb.pull = None;
+        }
+        _ => return false,
     }
     true
 }
