@@ -79,7 +79,12 @@ async fn round(ctx: &WorkerCtx, every: Duration) {
         // Only the write-back of the job's last run, once it is final: a purged
         // job, or one run again since, has nothing (or its own) to write back.
         match ctx.store.get(&id).await {
-            Ok(Some(r)) if r.state.is_final() && r.runs == wb.runs => {}
+            Ok(Some(r)) if r.runs == wb.runs && r.state.is_final() => {}
+            Ok(Some(r)) if r.runs == wb.runs => {
+                // Its outcome is not recorded yet (or the run is being retried):
+                // later (it is due again a round from now).
+                continue;
+            }
             Ok(_) => {
                 tracing::info!(job = %id, "forge write-back dropped: the job was purged or has run again");
                 let _ = ctx.store.writeback_done(&id).await;
