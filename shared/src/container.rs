@@ -17,6 +17,31 @@ pub const LABEL_WORKER: &str = "agentq.worker";
 pub const LABEL_STAGE: &str = "agentq.stage";
 /// Label: the namespace, so reaping never touches another installation's containers.
 pub const LABEL_NAMESPACE: &str = "agentq.namespace";
+/// Label: the Redis of the namespace, without credentials ([`redis_label`]), so
+/// that a worker of another namespace on the same engine can tell whether the
+/// container's run is still held.
+pub const LABEL_REDIS: &str = "agentq.redis";
+/// Label: the container's time limit, seconds (for reaping by age when its
+/// Redis is unknown).
+pub const LABEL_TIMEOUT: &str = "agentq.timeout_secs";
+
+/// A Redis URL as a label: user, password, query and fragment removed (no
+/// secret ever goes on a container).
+pub fn redis_label(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.find("://") {
+        Some(s) => {
+            let rest = &url[s + 3..];
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let rest = match rest[..host_end].rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
+            };
+            format!("{}://{rest}", &url[..s])
+        }
+        None => String::new(),
+    }
+}
 
 /// Where the watchdog's directory is mounted in the container (read-only).
 pub const WATCHDOG_MOUNT: &str = "/agentq-bin";
@@ -287,6 +312,11 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         (LABEL_WORKER.to_string(), job.worker_id.to_string()),
         (LABEL_NAMESPACE.to_string(), job.namespace.to_string()),
         (LABEL_STAGE.to_string(), stage.to_string()),
+        (LABEL_REDIS.to_string(), redis_label(&cfg.redis_url)),
+        (
+            LABEL_TIMEOUT.to_string(),
+            cfg.timeout_for(pool).max(cfg.qa_timeout_secs).to_string(),
+        ),
     ]);
 
     let host_config = HostConfig {
@@ -539,5 +569,22 @@ mod tests {
             .entrypoint
             .unwrap();
         assert_eq!(ep[4], "1", "never 0 ms");
+    }
+
+    #[test]
+    fn the_redis_label_carries_no_credentials() {
+        assert_eq!(
+            redis_label("rediss://user:s3cret@redis.example:6380/2?x=y"),
+            "rediss://redis.example:6380/2"
+        );
+        assert_eq!(
+            redis_label("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redis_label("redis+sentinel://:pw@h1:26379,h2:26379/mymaster"),
+            "redis+sentinel://h1:26379,h2:26379/mymaster"
+        );
+        assert_eq!(redis_label("garbage"), "");
     }
 }

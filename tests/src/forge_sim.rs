@@ -300,6 +300,7 @@ struct SimState {
     requests: Vec<RequestRecord>,
     failures: Vec<Failure>,
     down: bool,
+    hang: bool,
     pushes: Vec<PushRecord>,
     git_stderr: Vec<String>,
     unknown_fields: Vec<String>,
@@ -744,6 +745,12 @@ impl ForgeSim {
         self.shared.lock().down = down;
     }
 
+    /// While `hang`, every API request is accepted and not answered (until
+    /// `hang` is false again): a forge that hangs.
+    pub fn set_hang(&self, hang: bool) {
+        self.shared.lock().hang = hang;
+    }
+
     /// Pushes served, in order.
     pub fn pushes(&self) -> Vec<PushRecord> {
         self.shared.lock().pushes.clone()
@@ -901,6 +908,9 @@ enum Route {
 }
 
 async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
+    while sh.lock().hang {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     if sh.lock().down {
         return api_error(sh, StatusCode::SERVICE_UNAVAILABLE, "the forge is down");
     }

@@ -822,6 +822,24 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// Removes the containers this world's workers left (a worker killed with
+    /// `kill -9` leaves its agent's container), so the suite leaves nothing
+    /// behind on the shared engine. Only this world's namespace: other tests'
+    /// containers are never touched.
+    fn drop(&mut self) {
+        let ids = containers_with_label("agentq.namespace", &self.ns);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Default for TestEnv {
     fn default() -> Self {
         Self::new()

@@ -8,7 +8,10 @@
 //! more failure degrades it again at once, one success closes the breaker.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -18,6 +21,8 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     inner: Mutex<Inner>,
+    /// How many times it opened, ever (a run compares it before and after).
+    opened: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +39,7 @@ impl Breaker {
             threshold,
             cooldown,
             inner: Mutex::default(),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -49,13 +55,34 @@ impl Breaker {
             "{} infrastructure failures in a row; last: {reason}",
             i.failures
         );
+        self.opened.fetch_add(1, Ordering::SeqCst);
         true
+    }
+
+    /// Degrades the worker now, for the cooling period, whatever the count:
+    /// the host knows it cannot finish a job (its disk is under `min_free_gb`).
+    /// Returns true when it was not degraded already.
+    pub fn degrade(&self, reason: &str) -> bool {
+        let mut i = self.inner.lock().unwrap();
+        let was = i.until.is_some_and(|u| u > Instant::now());
+        i.until = Some(Instant::now() + self.cooldown);
+        i.reason = reason.to_string();
+        if !was {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+        }
+        !was
     }
 
     /// A run that got past the infrastructure: closes the breaker.
     pub fn success(&self) {
         let mut i = self.inner.lock().unwrap();
         *i = Inner::default();
+    }
+
+    /// How many times the breaker opened since the worker started: a run that
+    /// sees it change was on a degraded host (its failure is the host's).
+    pub fn times_opened(&self) -> u64 {
+        self.opened.load(Ordering::SeqCst)
     }
 
     /// Why the worker is degraded and for how long still, if it is.
@@ -91,6 +118,21 @@ mod tests {
         assert!(b.failure("a"));
         assert!(b.degraded().is_none(), "zero cooldown is over at once");
         assert!(b.failure("a"), "still failing: degraded again");
+    }
+
+    #[test]
+    fn degrade_opens_at_once_with_its_reason() {
+        let b = Breaker::new(3, Duration::from_secs(60));
+        assert!(b.degrade("disk full"));
+        assert!(!b.degrade("disk full"), "already degraded");
+        assert_eq!(b.degraded().unwrap().0, "disk full");
+        assert_eq!(b.times_opened(), 1);
+        b.success();
+        assert_eq!(b.times_opened(), 1, "closing does not reset the count");
+        b.failure("x");
+        b.failure("x");
+        b.failure("x");
+        assert_eq!(b.times_opened(), 2);
     }
 
     #[test]

@@ -629,6 +629,7 @@ where
             .is_some_and(|t| agentq_shared::store::lease::token_worker(t) == worker);
         if !ours {
             tracing::info!(job = %job, container = %id, worker = %worker, "reaping stale agent container");
+            crate::orphans::forget_beat_of(docker, &id).await;
             remove(docker, &id).await;
             n += 1;
         }

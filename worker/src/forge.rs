@@ -41,7 +41,21 @@ pub async fn issue_for_prompt(
         return None;
     }
     let forge = ctx.forge.as_ref()?;
-    match forge.get_issue(&input.org, &input.repo, input.issue).await {
+    let budget = std::time::Duration::from_secs(ctx.cfg.forge.timeout_secs);
+    // Its requests end by the budget; the timeout is the backstop.
+    let forge = forge.with_deadline(tokio::time::Instant::now() + budget);
+    let read = tokio::time::timeout(
+        budget + std::time::Duration::from_millis(500),
+        forge.get_issue(&input.org, &input.repo, input.issue),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(agentq_shared::forge::ForgeError::Transport(format!(
+            "the forge did not answer within {}s (forge.timeout_secs)",
+            budget.as_secs()
+        )))
+    });
+    match read {
         Ok(issue) => Some((issue.title, issue.body)),
         Err(e) => {
             tracing::warn!(org = %input.org, repo = %input.repo, issue = input.issue, error = %e, "cannot read the issue from the forge");

@@ -54,7 +54,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, concurrency: u32, drain: watch::Receiver<b
                                 if wctx.is_stopped() || wctx.is_shutting_down() {
                                     return Ok(());
                                 }
-                                // A degraded host takes nothing (its breaker is open).
+                                // A degraded host takes nothing (its breaker is open,
+                                // or its disk is under `min_free_gb`).
+                                crate::space::degrade_if_full(&wctx_ctx);
                                 if wctx_ctx.breaker.degraded().is_some() {
                                     if wctx.is_running() {
                                         let _ = wctx.pause();

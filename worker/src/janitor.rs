@@ -1,5 +1,6 @@
-//! The janitor: removes stale agent containers on this engine (at start and
-//! every 30 s) and apalis's copies of finished deliveries.
+//! The janitor: removes stale agent containers on this engine, of any
+//! namespace, with their heartbeat directories (at start and every 30 s), and
+//! apalis's copies of finished deliveries.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,12 +32,16 @@ pub fn spawn_janitor(ctx: Arc<WorkerCtx>) {
 }
 
 /// Removes this engine's agent containers whose worker no longer holds their
-/// job; returns how many.
+/// job, this namespace's and, by what their own Redis says (or their age),
+/// every other namespace's (see [`crate::orphans`]); returns how many.
 pub async fn reap(ctx: &Arc<WorkerCtx>) -> usize {
     let store = ctx.store.clone();
-    docker::reap_stale(&ctx.docker, ctx.store.keys().namespace(), move |job| {
+    let ns = ctx.store.keys().namespace();
+    let own = docker::reap_stale(&ctx.docker, ns, move |job| {
         let store = store.clone();
         async move { store.run_lease_holder(&job).await }
     })
-    .await
+    .await;
+    let others = crate::orphans::reap_dead(&ctx.docker, Some((ns, &ctx.store)), true).await;
+    own + others.len()
 }

@@ -126,6 +126,8 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         let back = Transition::handed_back(JobState::Queued, WaitReason::Shutdown, None, None);
         return go(hold, back).await;
     }
+    // A host whose disk is under `min_free_gb` starts nothing it cannot finish.
+    crate::space::degrade_if_full(ctx);
     if let Some((why, _)) = ctx.breaker.degraded() {
         tracing::info!(job = id, reason = %why, "host degraded: job handed back");
         let back = Transition::handed_back(JobState::Waiting, WaitReason::HostDegraded, None, None);

@@ -23,6 +23,7 @@ mod job;
 mod memory;
 mod metrics;
 mod mirror;
+mod orphans;
 mod preflight;
 mod prep;
 mod qa;
@@ -32,11 +33,13 @@ mod report;
 mod run;
 mod save;
 mod shutdown;
+mod space;
 mod stages;
 mod stop;
 mod sweeper;
 mod task;
 mod waker;
+mod writeback;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -78,6 +81,11 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Remove every agentq container on this Docker engine (any namespace)
+    /// whose run is not held, with its heartbeat directory; print what was
+    /// removed, and exit.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -132,6 +140,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(g) = cli.git_base {
         cfg.git_base = g;
     }
+    if cli.cleanup {
+        return orphans::cleanup(&cfg).await;
+    }
     let host = cli.host.clone().unwrap_or_else(hostname);
     cfg.workspace_root = cfg.workspace_root_of(&host);
     std::fs::create_dir_all(&cfg.workspace_root)?;
@@ -155,7 +166,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
     let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout))?;
     let forge = forge::client(&cfg)?;
-    let served = preflight::check(&cfg, &docker, forge.as_ref()).await?;
+    let served = preflight::check(&cfg, &docker).await?;
+    preflight::spawn_forge_check(&cfg, forge.clone());
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -181,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let bound = http::serve(addr, ctx.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
+    space::degrade_if_full(&ctx);
     registry::spawn_registry(ctx.clone(), cli.concurrency);
     let reaped = janitor::reap(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
@@ -189,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     sweeper::spawn_sweeper(ctx.clone());
     janitor::spawn_janitor(ctx.clone());
     housekeeping::spawn(ctx.clone());
+    writeback::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
     intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;

@@ -3,7 +3,8 @@
 //! locally and Docker accepting its containers' configuration (one container
 //! created, never started, and removed per image: mounts, limits, user), the
 //! workspace root writable with free space, git, and with a forge configured,
-//! that the forge answers and the token is valid (`GET /user`).
+//! that the forge answers and the token is valid (`GET /user`: in the
+//! background, so that a hanging forge never holds the start up).
 //!
 //! A pool whose image is missing, or whose container Docker refuses, is not
 //! served by this worker: it takes no job
@@ -68,11 +69,7 @@ impl Served {
 }
 
 /// The checks' verdict: the pools this worker can run, or why it cannot run.
-pub async fn check(
-    cfg: &Config,
-    docker: &Docker,
-    forge: Option<&ForgeClient>,
-) -> anyhow::Result<Served> {
+pub async fn check(cfg: &Config, docker: &Docker) -> anyhow::Result<Served> {
     match docker.version().await {
         Ok(v) => tracing::info!(
             engine = v.version.as_deref().unwrap_or("?"),
@@ -96,18 +93,6 @@ pub async fn check(
             return Err(unfit(
                 "preflight: git is not installed on this host (apt-get install -y git)",
             ))
-        }
-    }
-    if let Some(forge) = forge {
-        match forge.current_user().await {
-            Ok(u) => {
-                tracing::info!(user = %u.login, "preflight: the forge answers and the token is valid")
-            }
-            // Forge trouble never stops jobs (write-back errors are recorded on
-            // them), so it is said, not fatal.
-            Err(e) => {
-                tracing::error!(forge = %cfg.forge.url, error = %e, "preflight: the forge does not accept this worker's token (check [forge] url and the variable named by token_env)")
-            }
         }
     }
     let mut served = Vec::new();
@@ -141,6 +126,37 @@ pub async fn check(
     }
     tracing::info!(pools = ?served, "preflight: serving these pools");
     Ok(Served::new(served))
+}
+
+/// Checks, in the background, that the forge answers and accepts the token
+/// (`GET /user`), and logs the verdict: the worker's start never waits on the
+/// forge, and a forge that does not answer is told apart from one that
+/// refuses the token. Forge trouble never stops jobs (write-back errors are
+/// recorded on them and the write-back is done again later).
+pub fn spawn_forge_check(cfg: &Config, forge: Option<ForgeClient>) {
+    let Some(forge) = forge else {
+        return;
+    };
+    let url = cfg.forge.url.clone();
+    let budget = std::time::Duration::from_secs(cfg.forge.timeout_secs.max(1));
+    tokio::spawn(async move {
+        match tokio::time::timeout(budget, forge.current_user()).await {
+            Ok(Ok(u)) => {
+                tracing::info!(user = %u.login, "preflight: the forge answers and the token is valid")
+            }
+            Ok(Err(e)) if matches!(e.status(), Some(401 | 403)) => {
+                tracing::error!(forge = %url, error = %e, "preflight: the forge refused this worker's token (check the variable named by [forge] token_env)")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(forge = %url, error = %e, "preflight: the forge cannot be reached now (check [forge] url); write-backs are done again later")
+            }
+            Err(_) => tracing::warn!(
+                forge = %url,
+                "preflight: the forge did not answer within {}s (forge.timeout_secs); write-backs are done again later",
+                budget.as_secs()
+            ),
+        }
+    });
 }
 
 /// Creates (never starts) and removes an agent container of `pool` as a job
@@ -203,7 +219,7 @@ fn check_workspace_root(root: &Path) -> anyhow::Result<()> {
         ))
     })?;
     let _ = std::fs::remove_file(&probe);
-    if let Some(free) = free_bytes(root) {
+    if let Some(free) = crate::space::free_bytes(root) {
         if free < LOW_SPACE_BYTES {
             tracing::warn!(
                 root = %root.display(),
@@ -213,16 +229,6 @@ fn check_workspace_root(root: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Free bytes on the file system of `path` (for an unprivileged user).
-fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 #[cfg(test)]
@@ -242,7 +248,7 @@ mod tests {
     fn the_workspace_root_must_be_writable_and_has_free_space() {
         let dir = tempfile::tempdir().unwrap();
         check_workspace_root(dir.path()).unwrap();
-        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(crate::space::free_bytes(dir.path()).unwrap() > 0);
         assert!(check_workspace_root(&dir.path().join("missing")).is_err());
     }
 }

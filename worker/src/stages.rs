@@ -84,7 +84,7 @@ pub(crate) async fn stages(
     };
     // Prep, and the agent container's start beside it.
     timer.done("prep");
-    let mut forge = ForgeErrors::default();
+    let mut forge = ForgeErrors::with_budget(Duration::from_secs(run.ctx.cfg.forge.timeout_secs));
     let runs = run.rec.runs + 1;
     let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge, &mut held).await;
     release(run, held).await;
@@ -113,6 +113,10 @@ pub(crate) async fn stages(
         &mut forge,
     )
     .await?;
+    if forge.redo_later() {
+        forge.redo.runs = runs;
+        crate::writeback::queue(run.ctx, &forge.redo).await;
+    }
     let report = RunReport {
         exit_code,
         qa: qa.as_ref().map(QaResult::summary),
@@ -269,11 +273,29 @@ async fn agent_stage(
     let clock = report::start_timer(ctx, rec, forge).await;
     // The working tree is the agent's from here on: the guard measures it.
     run.tree_arm.arm();
+    let opened = ctx.breaker.times_opened();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+    // A file system that filled during the run failed the agent, not the
+    // other way round: the run is the host's failure (retried, no pool backoff).
+    if matches!(ended, Ended::Exited(_) | Ended::TimedOut) {
+        let free = crate::space::free_bytes(&ctx.cfg.workspace_root);
+        if let Some(why) = agentq_shared::outcome::disk_full(free, ctx.cfg.min_free_bytes()) {
+            return Err(StageError::Infra(anyhow::anyhow!(why), Some(ws.clone())));
+        }
+    }
+    // A failed run on a host that degraded meanwhile is the host's failure too.
+    let failed = matches!(ended, Ended::Exited(c) if c != 0) || ended == Ended::TimedOut;
+    if failed && ctx.breaker.times_opened() != opened {
+        let why = ctx.breaker.degraded().map(|(w, _)| w).unwrap_or_default();
+        return Err(StageError::Infra(
+            anyhow::anyhow!("the host was degraded during the run ({why})"),
+            Some(ws.clone()),
+        ));
+    }
 
     // From here on the working tree is the agent's: it is read only through
     // `read_blocked` (no links, no FIFOs, capped) and the export container.
@@ -478,7 +500,17 @@ async fn record(
         forge_error: report.forge_error.clone(),
         ..run.status(outcome.state(), runs, prepared.branch.clone())
     };
-    run.write_status(&prepared.workspace, &st);
+    if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {
+        // A disk that filled up failed the run, not the agent.
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Err(StageError::Infra(
+                anyhow::Error::new(e)
+                    .context("the workspace file system is full: cannot write status.json"),
+                Some(prepared.workspace.clone()),
+            ));
+        }
+        tracing::warn!(job = %run.rec.id, error = %e, "cannot write status.json");
+    }
     run.hold.go(Transition::finished(outcome, report)).await?;
     tracing::info!(job = %run.rec.id, state = %outcome.state(), "job finished");
     Ok(())

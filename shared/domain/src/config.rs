@@ -87,6 +87,11 @@ pub struct Config {
     pub host_failures: u32,
     /// See `host_failures`, seconds.
     pub host_cooldown_secs: u64,
+    /// Least free space the workspace root's file system must have, GB. Under
+    /// it before a job's prep, the host degrades (takes no jobs) instead of
+    /// starting jobs it cannot finish; under it after a run, the run was the
+    /// host's failure (retried), not the agent's. 0: no check.
+    pub min_free_gb: f64,
     /// How often one worker of the pool looks for waiting jobs whose delivery
     /// was lost, seconds (jobs whose run lease expired are looked for every
     /// heartbeat).
@@ -188,6 +193,13 @@ pub struct ForgeConfig {
     pub retry_base_ms: u64,
     /// How the agent's run time is recorded on the job's issue.
     pub time_tracking: TimeTracking,
+    /// Budget of each stage's forge calls together (the issue read before the
+    /// run; the whole write-back after it), retries included, seconds. A
+    /// write-back that runs out is recorded in `forge_error` and done again later
+    /// in the background, holding no slot.
+    pub timeout_secs: u64,
+    /// How often a worker retries write-backs that ran out of budget, seconds.
+    pub writeback_retry_secs: u64,
 }
 
 /// How the agent's run time is recorded on the job's issue (`[forge] time_tracking`).
@@ -220,6 +232,8 @@ impl Default for ForgeConfig {
             max_retries: 4,
             retry_base_ms: 500,
             time_tracking: TimeTracking::Times,
+            timeout_secs: 30,
+            writeback_retry_secs: 60,
         }
     }
 }
@@ -264,6 +278,7 @@ impl Default for Config {
             workspace_limit_files: 200_000,
             host_failures: 3,
             host_cooldown_secs: 60,
+            min_free_gb: 1.0,
             sweep_secs: 30,
             affinity_secs: 10,
             workspace_keep_secs: 7 * 24 * 3600,
@@ -549,6 +564,11 @@ impl Config {
     /// dead worker fetched but never took.
     pub fn apalis_missed_heartbeats(&self) -> usize {
         self.missed_heartbeats as usize * 3 + 2
+    }
+
+    /// [`Config::min_free_gb`] in bytes (0: no check).
+    pub fn min_free_bytes(&self) -> u64 {
+        (self.min_free_gb.max(0.0) * 1024.0 * 1024.0 * 1024.0) as u64
     }
 
     /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.

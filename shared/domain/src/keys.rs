@@ -62,6 +62,17 @@ impl Keys {
         format!("{}:events", self.ns)
     }
 
+    /// Hash: job id → a forge write-back to do again (JSON, the worker's), for
+    /// jobs whose write-back ran out of budget (`forge.timeout_secs`).
+    pub fn writebacks(&self) -> String {
+        format!("{}:writeback", self.ns)
+    }
+
+    /// Sorted set: ids of [`Keys::writebacks`], scored by when to try next (ms).
+    pub fn writebacks_due(&self) -> String {
+        format!("{}:writeback:due", self.ns)
+    }
+
     /// String with TTL: which worker runs the job now (a run lease).
     pub fn run_lease(&self, id: &str) -> String {
         format!("{}:run:{id}", self.ns)

@@ -106,6 +106,22 @@ pub fn settle(outcome: Outcome, finding: Finding) -> Outcome {
     }
 }
 
+/// Whether the host's disk failed a run: the workspace root's free bytes
+/// measured after it (`None`: not measured) under `floor` (0: no floor). A run
+/// during which the file system filled is the host's failure, never the
+/// agent's: it is retried, and never counts toward the pool's backoff (that is
+/// for the agent's provider). `Some(why)` then.
+pub fn disk_full(free: Option<u64>, floor: u64) -> Option<String> {
+    let free = free?;
+    (floor > 0 && free < floor).then(|| {
+        format!(
+            "the workspace file system filled during the run: {} MiB free, under min_free_gb ({} MiB)",
+            free >> 20,
+            floor >> 20
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -273,6 +289,19 @@ mod tests {
         assert_eq!(
             decide_outcome(&Ended::Fenced, None, never, 60),
             RunOutcome::SelfFenced
+        );
+    }
+
+    #[test]
+    fn a_disk_under_its_floor_after_a_run_is_the_hosts_failure() {
+        let mib = 1 << 20;
+        assert_eq!(disk_full(Some(100 * mib), 50 * mib), None);
+        assert_eq!(disk_full(None, 50 * mib), None);
+        assert_eq!(disk_full(Some(0), 0), None, "no floor");
+        let why = disk_full(Some(3 * mib), 50 * mib).unwrap();
+        assert!(
+            why.contains("3 MiB free") && why.contains("50 MiB"),
+            "{why}"
         );
     }
 }

@@ -71,6 +71,17 @@ fn rfc3339_secs(t: DateTime<Utc>) -> String {
 }
 
 impl ForgeClient {
+    /// This client with a deadline: every request (retries included) ends by
+    /// `at`, and a retry that could not is not begun (the last failure is
+    /// returned). What the client learnt (the token's user, time tracking) is
+    /// shared with `self`.
+    pub fn with_deadline(&self, at: tokio::time::Instant) -> Self {
+        Self {
+            t: self.t.with_deadline(at),
+            ..self.clone()
+        }
+    }
+
     /// A client for the forge at `base_url` (`http://127.0.0.1:3000`, or with a sub-path
     /// such as `https://example.org/forge`); `/api/v1` is appended. `token`, when given,
     /// is sent as `Authorization: token <TOKEN>`.

@@ -28,7 +28,10 @@
 //! Every request carries `Authorization: token <TOKEN>` (when a token is given), a
 //! `User-Agent: agentq/<version>`, a 5 s connect timeout and a 30 s total timeout.
 //! 429 and 5xx answers and connection failures are retried with exponential backoff
-//! (honouring `Retry-After`); other 4xx answers fail at once. Writes that the forge
+//! (honouring `Retry-After`); other 4xx answers fail at once. A client with a
+//! deadline ([`ForgeClient::with_deadline`]: the worker's budget for a stage's
+//! forge calls) ends every request by it and begins no retry that could not end
+//! before it, returning the last failure instead. Writes that the forge
 //! may have stored before failing (comments, pull requests, tracked times, commit
 //! statuses) are retried only after checking that the earlier attempt left nothing.
 //! The token never appears in an error message, a log line or `Debug` output.

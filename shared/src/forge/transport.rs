@@ -32,6 +32,9 @@ pub(crate) struct Transport {
     api: Url,
     base_url: String,
     token: Option<String>,
+    /// When the calls' budget runs out (see [`super::ForgeClient::with_deadline`]):
+    /// no request outlives it, and no retry is begun that could not end before it.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl fmt::Debug for Transport {
@@ -111,7 +114,22 @@ impl Transport {
             api,
             base_url,
             token,
+            deadline: None,
         })
+    }
+
+    /// This transport with every request ending by `at`.
+    pub fn with_deadline(&self, at: tokio::time::Instant) -> Self {
+        Self {
+            deadline: Some(at),
+            ..self.clone()
+        }
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    fn left(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
     }
 
     pub fn base_url(&self) -> &str {
@@ -158,11 +176,20 @@ impl Transport {
         let mut attempt: u32 = 0;
         loop {
             let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(left) = self.left() {
+                if left.is_zero() {
+                    return Err(ForgeError::Transport(format!(
+                        "{method} {path}: the forge calls' time budget is spent ({attempt} attempts)"
+                    )));
+                }
+                request = request.timeout(left.min(REQUEST_TIMEOUT));
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }
-            // Either return, or name the failure to retry and any wait the forge asked for.
-            let (what, retry_after) = match request.send().await {
+            // Either return, or name the failure to retry, any wait the forge
+            // asked for, and the error to give if there is no time to retry.
+            let (what, retry_after, give_up) = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -195,9 +222,20 @@ impl Transport {
                                     attempts: attempt + 1,
                                 });
                             }
-                            (format!("{status}: {message}"), retry_after)
+                            let give_up = ForgeError::Server {
+                                status: status.as_u16(),
+                                method: method.to_string(),
+                                path: path.clone(),
+                                message: message.clone(),
+                                attempts: attempt + 1,
+                            };
+                            (format!("{status}: {message}"), retry_after, give_up)
                         }
-                        Err(e) if idempotent && attempt < retry.max_retries => (describe(&e), None),
+                        Err(e) if idempotent && attempt < retry.max_retries => (
+                            describe(&e),
+                            None,
+                            self.transport(&method, &path, &e, attempt + 1),
+                        ),
                         Err(e) => return Err(self.transport(&method, &path, &e, attempt + 1)),
                     }
                 }
@@ -205,11 +243,19 @@ impl Transport {
                     if (e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())))
                         && attempt < retry.max_retries =>
                 {
-                    (describe(&e), None)
+                    (
+                        describe(&e),
+                        None,
+                        self.transport(&method, &path, &e, attempt + 1),
+                    )
                 }
                 Err(e) => return Err(self.transport(&method, &path, &e, attempt + 1)),
             };
             let delay = retry.wait(attempt, retry_after);
+            // A retry that could not end within the budget is not begun.
+            if self.left().is_some_and(|left| delay >= left) {
+                return Err(give_up);
+            }
             tracing::warn!(
                 method = %method,
                 path = %path,

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod ops;
 pub mod park;
 pub mod sweep;
+pub mod writeback;
 pub mod wslease;
 
 pub use create::{Created, ENQUEUE_CHUNK};
