@@ -343,6 +343,16 @@ async fn list_and_the_console_keep_a_corrupt_job_and_name_its_field() {
     let html = resp.text().await.unwrap();
     assert!(html.contains("corrupt"), "{html}");
     assert!(html.contains("record unreadable: attempt: "), "{html}");
+    // Its API answer names the field: 422, not 503 ("Redis failing").
+    let resp = http
+        .get(format!("{}/api/jobs/{bad}", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("record unreadable: attempt: "), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use agentq_shared::{
-    record::JobRecord,
+    record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
     store::bulk::BulkResult,
     store::limits::{check_pool_name, PoolStats},
@@ -161,11 +161,18 @@ pub struct JobDetail {
 
 /// Reads job `id` with its history, or 404.
 pub async fn job_detail(app: &AppState, id: &str) -> Result<JobDetail, ApiError> {
-    let record = app
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let record = match app.store.view(id).await? {
+        Some(RecordView::Ok(record)) => record,
+        // A record that does not parse is the record's problem, not an
+        // outage: 422, naming the field (state `corrupt` in the CLI).
+        Some(RecordView::Unreadable { problem, .. }) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem.to_string(),
+            ))
+        }
+        None => return Err(ApiError::not_found(format!("no job with id {id}"))),
+    };
     let history = app.store.history(id).await?;
     Ok(JobDetail { record, history })
 }
