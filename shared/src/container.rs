@@ -5,7 +5,12 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
 
-use crate::{agent::AgentSpec, config::Config, workspace::AGENT_INPUT_DIR};
+use crate::{
+    agent::{AgentSpec, PromptVia},
+    config::Config,
+    prompt::{self, PromptCut, PROMPT_PATH},
+    workspace::AGENT_INPUT_DIR,
+};
 
 /// Label: the job id.
 pub const LABEL_JOB: &str = "agentq.job";
@@ -22,6 +27,14 @@ pub const LABEL_NAMESPACE: &str = "agentq.namespace";
 pub const WATCHDOG_MOUNT: &str = "/agentq-bin";
 /// Where the run's heartbeat directory is mounted in the container (read-only).
 pub const BEAT_MOUNT: &str = "/agentq-beat";
+/// The agent's `HOME` in every container: a scratch file system of its own
+/// (tmpfs, owned by the agent's uid, mode 0700, thrown away with the
+/// container), whatever user the image has for that uid and whatever home its
+/// passwd names. The agent's read-only config directories (`.codex`,
+/// `.claude`, `.gemini` of `agent_home`) are mounted inside it.
+pub const AGENT_HOME: &str = "/agentq-home";
+/// Size of the scratch [`AGENT_HOME`].
+const AGENT_HOME_SIZE: &str = "1g";
 /// The watchdog's file name in [`Watchdog::bin_dir`].
 pub const WATCHDOG_EXE: &str = "agentq-watchdog";
 /// The heartbeat's file name in [`Watchdog::beat_dir`].
@@ -121,10 +134,44 @@ pub fn agent_container(
     job: &ContainerJob<'_>,
     env: impl Fn(&str) -> Option<String>,
 ) -> ContainerCreateBody {
-    let (cmd, args) = job.agent.command(job.prompt);
+    let via = prompt_via(job);
+    let (cmd, args) = match via {
+        PromptVia::Stdin => job.agent.stdin_command(),
+        PromptVia::Argument => job.agent.command(&prompt::for_argument(job.prompt).0),
+        PromptVia::Unused => job.agent.command(job.prompt),
+    };
     let mut command = vec![cmd];
     command.extend(args);
-    container_body(cfg, job, command, Some(&env), "agent")
+    let mut body = container_body(cfg, job, command, Some(&env), "agent");
+    if via == PromptVia::Stdin {
+        // The watchdog opens the prompt file read-only as the agent's stdin.
+        if let Some(entrypoint) = body.entrypoint.as_mut() {
+            if let Some(dashes) = entrypoint.iter().rposition(|a| a == "--") {
+                entrypoint.splice(
+                    dashes..dashes,
+                    ["--stdin-from".to_string(), PROMPT_PATH.to_string()],
+                );
+            }
+        }
+    }
+    body
+}
+
+/// How the job's prompt reaches its agent: on standard input when the agent's
+/// CLI reads it there and a watchdog is there to open the prompt file for it
+/// (see [`AgentSpec::prompt_via`]).
+pub fn prompt_via(job: &ContainerJob<'_>) -> PromptVia {
+    job.agent.prompt_via(job.watchdog.is_some())
+}
+
+/// What of the prompt the agent's command line leaves out, when it takes the
+/// prompt as an argument and the prompt is too long for one (see
+/// [`prompt::for_argument`]); `None` when it gets all of it.
+pub fn prompt_cut(job: &ContainerJob<'_>) -> Option<PromptCut> {
+    match prompt_via(job) {
+        PromptVia::Argument => prompt::for_argument(job.prompt).1,
+        PromptVia::Stdin | PromptVia::Unused => None,
+    }
 }
 
 /// The create-container body for one QA command: the job's image, the repository
@@ -215,6 +262,17 @@ pub fn encode_argv(cmd: &[String]) -> Vec<u8> {
     out
 }
 
+/// The mount options of the scratch [`AGENT_HOME`]: owned by the agent's
+/// `uid:gid` (numbers; a name is left to the kernel's default, root).
+fn home_tmpfs(user: &str) -> String {
+    let mut opts = format!("rw,exec,nosuid,nodev,size={AGENT_HOME_SIZE},mode=0700");
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    if let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) {
+        opts.push_str(&format!(",uid={uid},gid={gid}"));
+    }
+    opts
+}
+
 fn container_body<F: Fn(&str) -> Option<String>>(
     cfg: &Config,
     job: &ContainerJob<'_>,
@@ -239,7 +297,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         "TERM=dumb".to_string(),
         "NO_COLOR=1".to_string(),
         "CI=true".to_string(),
-        "HOME=/home/dev".to_string(),
+        format!("HOME={AGENT_HOME}"),
         "GOCACHE=/tmp/go-cache".to_string(),
         "GOPATH=/tmp/go".to_string(),
         format!("GIT_USER_NAME={}", d.git_user_name),
@@ -277,7 +335,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
     for dir in config_dirs {
         let src = home.join(dir);
         if src.is_dir() {
-            mounts.push(bind(&src, &format!("/home/dev/{dir}"), true));
+            mounts.push(bind(&src, &format!("{AGENT_HOME}/{dir}"), true));
         }
     }
 
@@ -301,10 +359,13 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         memory: (d.memory_mb > 0).then(|| (d.memory_mb * 1024 * 1024) as i64),
         nano_cpus: (d.cpus > 0.0).then_some((d.cpus * 1e9) as i64),
         pids_limit: (d.pids_limit > 0).then_some(d.pids_limit),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,exec,nosuid,nodev,size=1g".to_string(),
-        )])),
+        tmpfs: Some(HashMap::from([
+            (
+                "/tmp".to_string(),
+                "rw,exec,nosuid,nodev,size=1g".to_string(),
+            ),
+            (AGENT_HOME.to_string(), home_tmpfs(&job.user)),
+        ])),
         // With a watchdog, the watchdog is PID 1: the kernel never delivers
         // SIGSTOP or SIGKILL (nor any signal it has no handler for) to a
         // namespace's init from inside the namespace, so the agent cannot stop

@@ -257,8 +257,16 @@ async fn agent_stage(
         ws,
         &run.status(JobState::Running, runs, prepared.branch.clone()),
     );
+    let dirs = RunDirs::of(ws);
+    let cut =
+        agentq_shared::container::prompt_cut(&run.container_job(agent, &prepared.prompt, &dirs))
+            .map(|c| c.describe())
+            .unwrap_or_default();
+    if !cut.is_empty() {
+        tracing::info!(job = %rec.id, "{cut}");
+    }
     run.hold
-        .go(Transition::running(runs, &prepared.prompt))
+        .go(Transition::running(runs, &prepared.prompt, &cut))
         .await?;
     match *stop.borrow() {
         StopReason::Shutdown => return Err(StageError::Interrupted),

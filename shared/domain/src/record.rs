@@ -75,6 +75,10 @@ pub struct JobRecord {
     pub branch: String,
     /// The prompt of the latest run (or dry run).
     pub prompt: String,
+    /// When the latest run's agent took its prompt as one argument and the
+    /// prompt was too long for that: what was cut (the agent had the whole
+    /// prompt in `/agentq/prompt.md`); empty otherwise.
+    pub prompt_cut: String,
     /// The workspace already existed when the job was prepared.
     pub resumed: bool,
     /// The answer given with `agentq resume`, written to `ANSWER.md`.
