@@ -151,3 +151,55 @@ async fn an_image_whose_user_is_node_gets_a_writable_home() {
             && !home.join(".claude/.agentq-home-check").exists()
     );
 }
+
+/// The agent commits one change and leaves two uncommitted (an edit of a
+/// tracked file, a new file): they are kept as a patch, the record says so,
+/// and the agent's own index is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn uncommitted_work_is_kept_as_a_patch_and_said_so() {
+    require_docker();
+    let env = TestEnv::new();
+    env.remotes
+        .create("core", "demo", &[("README.md", "# demo\n")]);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "Edit @agentq-test commit @agentq-test leave-uncommitted",
+    ]);
+    let _w = env.worker("w1", 1);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(
+        rec.leftovers,
+        "agent left 2 files uncommitted; kept as a patch, not pushed (.meta/leftovers-1.patch)",
+        "{rec:#?}"
+    );
+    let ws = Path::new(&rec.workspace_dir);
+    let patch = std::fs::read_to_string(ws.join(".meta/leftovers-1.patch")).unwrap();
+    assert!(
+        patch.contains("diff --git a/README.md b/README.md")
+            && patch.contains("+edited by codex, not committed")
+            && patch.contains("diff --git a/agentq-uncommitted.txt b/agentq-uncommitted.txt")
+            && !patch.contains("agentq-change.txt"),
+        "{patch}"
+    );
+    // The agent's index is as it left it: nothing staged.
+    let repo = ws.join("repo");
+    assert_eq!(git(&repo, &["diff", "--cached", "--name-only"]), "");
+    let status = git(&repo, &["status", "--porcelain"]);
+    assert!(
+        status.contains("M README.md") && status.contains("?? agentq-uncommitted.txt"),
+        "{status}"
+    );
+    // Shown by inspect and the one-line views.
+    let shown = env.cli_ok(&["inspect", &id]);
+    assert!(
+        shown.contains("uncommitted  agent left 2 files uncommitted"),
+        "{shown}"
+    );
+    let list = env.cli_ok(&["list"]);
+    assert!(list.contains("agent left 2 files uncommitted"), "{list}");
+}

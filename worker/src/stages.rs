@@ -351,6 +351,13 @@ async fn keep_commits(
                 outcome = settle(outcome, Finding::CommitsRefused(e.to_string()));
             }
         }
+        // What the agent did not commit is kept as a patch and said so.
+        match crate::leftovers::keep_leftovers(run, agent, prepared).await {
+            Ok(line) => {
+                run.hold.note(&Note::leftovers(&line)).await?;
+            }
+            Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
+        }
     }
     match ctx
         .store

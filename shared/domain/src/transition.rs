@@ -167,6 +167,14 @@ impl Note {
         }
     }
 
+    /// What the run's agent left uncommitted (see `JobRecord::leftovers`;
+    /// empty: nothing).
+    pub fn leftovers(message: &str) -> Self {
+        Self {
+            fields: vec![("leftovers", message.to_string())],
+        }
+    }
+
     /// Agent run number `run`'s time is on the forge's issue (added once).
     pub fn time_tracked(run: u32) -> Self {
         Self {
