@@ -198,7 +198,8 @@ exec git bundle create - HEAD "^$1""#;
 
 /// Shell script of the leftovers container: prints, on stdout, a binary patch
 /// of everything in the working tree that `HEAD` does not have (changes to
-/// tracked files and untracked files not ignored), as `git diff --binary`
+/// tracked files and untracked files not ignored; not the question in
+/// `BLOCKED.md`, which the outcome reads), as `git diff --binary`
 /// against `HEAD` of a temporary index filled by `git add -A`. The agent's own
 /// index is never touched, and the new objects go to `/tmp` (the tree is
 /// mounted read-only): `GIT_INDEX_FILE` and `GIT_OBJECT_DIRECTORY` there, the
@@ -212,7 +213,7 @@ mkdir -p /tmp/agentq-leftovers/objects || exit 2
 export GIT_INDEX_FILE=/tmp/agentq-leftovers/index GIT_OBJECT_DIRECTORY=/tmp/agentq-leftovers/objects GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.untrackedCache=false "$@"; }
 g read-tree HEAD || exit 5
-g add -A . >/dev/null || exit 5
+g add -A -- . ':(exclude)BLOCKED.md' >/dev/null || exit 5
 exec git -c core.hooksPath=/dev/null -c core.fsmonitor=false diff --cached --binary --no-ext-diff --no-textconv --no-color --full-index HEAD"#;
 
 /// The create-container body that prints the agent's uncommitted work as a

@@ -203,3 +203,46 @@ async fn uncommitted_work_is_kept_as_a_patch_and_said_so() {
     let list = env.cli_ok(&["list"]);
     assert!(list.contains("agent left 2 files uncommitted"), "{list}");
 }
+
+/// `commit_leftovers = true`: the worker commits what the agent left on the
+/// agent branch, and it is pushed with the agent's own commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_leftovers_puts_uncommitted_work_on_the_pushed_branch() {
+    require_docker();
+    let env = TestEnv::with_config("commit_leftovers = true");
+    let bare = env
+        .remotes
+        .create("core", "demo", &[("README.md", "# demo\n")]);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "Edit @agentq-test commit @agentq-test leave-uncommitted",
+    ]);
+    let _w = env.worker("w1", 1);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(
+        rec.leftovers
+            .starts_with("agent left 2 files uncommitted; committed on the agent branch as "),
+        "{rec:#?}"
+    );
+    let subjects = git(&bare, &["log", "--format=%s", &rec.branch]);
+    assert!(
+        subjects
+            .starts_with("agentq: work the agent left uncommitted\nagentq test: change by codex"),
+        "{subjects}"
+    );
+    let file = git(
+        &bare,
+        &["show", &format!("{}:agentq-uncommitted.txt", rec.branch)],
+    );
+    assert_eq!(file, "left by codex");
+    let readme = git(&bare, &["show", &format!("{}:README.md", rec.branch)]);
+    assert!(
+        readme.ends_with("edited by codex, not committed"),
+        "{readme}"
+    );
+}

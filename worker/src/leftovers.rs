@@ -7,7 +7,10 @@
 //! temporary index so the agent's own is never touched. The worker keeps it, as
 //! data and bounded, in `.meta/leftovers-{attempt}.patch`, and the record says
 //! so (`leftovers`, shown by `agentq inspect`, `list` and `status`). The patch
-//! is not applied and not pushed.
+//! is not applied and not pushed, unless `commit_leftovers = true`: then the
+//! worker commits it on the agent branch (in its own repository, from the
+//! patch as data) under the agents' git identity, and it is pushed with the
+//! rest.
 
 use std::{io::Read, time::Duration};
 
@@ -15,6 +18,7 @@ use agentq_shared::{agent::AgentSpec, container::leftovers_container};
 
 use crate::{
     docker,
+    git::{git, git_in_index},
     prep::Prepared,
     run::{Run, RunDirs},
 };
@@ -83,15 +87,94 @@ pub(crate) async fn keep_leftovers(
         String::new()
     } else {
         let files = count_files(&patch);
-        let _ =
-            std::fs::set_permissions(&patch, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        return Ok(describe(files, &file_name));
+        if !ctx.cfg.commit_leftovers {
+            return Ok(describe(files, &file_name));
+        }
+        return Ok(match commit_patch(run, prepared, &patch).await {
+            Ok(sha) => format!(
+                "agent left {files} {} uncommitted; committed on the agent branch as {} (patch in .meta/{file_name})",
+                if files == 1 { "file" } else { "files" },
+                &sha[..sha.len().min(12)]
+            ),
+            Err(e) => {
+                tracing::warn!(job = %rec.id, error = %e, "cannot commit the agent's leftovers");
+                format!(
+                    "{}; committing it failed: {}",
+                    describe(files, &file_name),
+                    e.to_string().chars().take(300).collect::<String>()
+                )
+            }
+        });
     };
     let _ = std::fs::remove_file(&patch);
     if !message.is_empty() {
         tracing::warn!(job = %rec.id, "{message}");
     }
     Ok(message)
+}
+
+/// `commit_leftovers`: applies the patch to the agent branch's tree in the
+/// worker's own repository (a temporary index; the patch is data to `git
+/// apply --cached`, nothing is written to any working tree) and commits it on
+/// the branch under the agents' git identity, compare-and-swap on the branch.
+/// Returns the new commit.
+async fn commit_patch(
+    run: &Run<'_>,
+    prepared: &Prepared,
+    patch: &std::path::Path,
+) -> anyhow::Result<String> {
+    let cfg = &run.ctx.cfg;
+    let git_dir = prepared.workspace.worker_repo();
+    let branch_ref = format!("refs/heads/{}", prepared.branch);
+    let head = crate::git::rev_parse(&git_dir, &branch_ref)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the agent branch has no commit"))?;
+    let index = prepared
+        .workspace
+        .meta_dir()
+        .join(format!("leftovers-{}.index", run.attempt));
+    let _ = std::fs::remove_file(&index);
+    let result = async {
+        git_in_index(&git_dir, &index, &["read-tree", &head]).await?;
+        let patch_s = patch.to_string_lossy();
+        git_in_index(
+            &git_dir,
+            &index,
+            &[
+                "apply",
+                "--cached",
+                "--binary",
+                "--whitespace=nowarn",
+                "--",
+                &patch_s,
+            ],
+        )
+        .await?;
+        let tree = git_in_index(&git_dir, &index, &["write-tree"]).await?;
+        let name = format!("user.name={}", cfg.docker.git_user_name);
+        let email = format!("user.email={}", cfg.docker.git_user_email);
+        let commit = git(
+            &git_dir,
+            &[
+                "-c",
+                &name,
+                "-c",
+                &email,
+                "commit-tree",
+                &tree,
+                "-p",
+                &head,
+                "-m",
+                "agentq: work the agent left uncommitted",
+            ],
+        )
+        .await?;
+        git(&git_dir, &["update-ref", &branch_ref, &commit, &head]).await?;
+        Ok(commit)
+    }
+    .await;
+    let _ = std::fs::remove_file(&index);
+    result
 }
 
 /// The record's line for a kept patch of `files` files.
