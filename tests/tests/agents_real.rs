@@ -202,6 +202,19 @@ async fn uncommitted_work_is_kept_as_a_patch_and_said_so() {
     );
     let list = env.cli_ok(&["list"]);
     assert!(list.contains("agent left 2 files uncommitted"), "{list}");
+
+    // A question in BLOCKED.md is the outcome, not uncommitted work.
+    let blocked = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "2",
+        "--task",
+        "Ask @agentq-test block \"Which way?\"",
+    ]);
+    let rec = env.wait_final(&blocked, LONG).await;
+    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
+    assert_eq!(rec.leftovers, "", "{rec:#?}");
 }
 
 /// `commit_leftovers = true`: the worker commits what the agent left on the

@@ -343,20 +343,27 @@ async fn keep_commits(
     // pool's health, and an agent could pause a pool fleet-wide with them.
     let failed = outcome.state() == JobState::Failed;
     if take_commits {
-        match import_commits(run, agent, prepared).await {
-            Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
+        let imported = match import_commits(run, agent, prepared).await {
+            Ok(imported) => {
+                tracing::debug!(job = %rec.id, ?imported, "agent commits imported");
+                true
+            }
             Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
             Err(e @ ImportError::Refused(_)) => {
                 tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
                 outcome = settle(outcome, Finding::CommitsRefused(e.to_string()));
+                false
             }
-        }
-        // What the agent did not commit is kept as a patch and said so.
-        match crate::leftovers::keep_leftovers(run, agent, prepared).await {
-            Ok(line) => {
-                run.hold.note(&Note::leftovers(&line)).await?;
+        };
+        // What the agent did not commit is kept as a patch and said so (not
+        // from a tree whose commits were refused: the job fails for that).
+        if imported {
+            match crate::leftovers::keep_leftovers(run, agent, prepared).await {
+                Ok(line) => {
+                    run.hold.note(&Note::leftovers(&line)).await?;
+                }
+                Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
             }
-            Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
         }
     }
     match ctx
