@@ -603,12 +603,24 @@ mod tests {
         let agent_body = agent_container(&cfg, &job, |_| None);
         let qa_body = qa_container(&cfg, &job, vec!["go".into(), "test".into()]);
         let export_body = export_container(&cfg, &job, "abc");
+        // codex reads its prompt on stdin: the watchdog opens the file for it.
+        let mut agent_entrypoint = entrypoint.clone();
+        agent_entrypoint.splice(
+            5..5,
+            ["--stdin-from".to_string(), "/agentq/prompt.md".to_string()],
+        );
+        assert_eq!(agent_body.entrypoint.as_ref(), Some(&agent_entrypoint));
+        assert_eq!(agent_body.cmd.as_ref().unwrap().last().unwrap(), "-");
+        let leftovers_body = leftovers_container(&cfg, &job);
         for (body, first) in [
             (&agent_body, "codex"),
             (&qa_body, "go"),
             (&export_body, "sh"),
+            (&leftovers_body, "sh"),
         ] {
-            assert_eq!(body.entrypoint.as_ref(), Some(&entrypoint));
+            if first != "codex" {
+                assert_eq!(body.entrypoint.as_ref(), Some(&entrypoint));
+            }
             assert_eq!(
                 body.cmd.as_ref().unwrap()[0],
                 first,
@@ -642,5 +654,36 @@ mod tests {
             .entrypoint
             .unwrap();
         assert_eq!(ep[4], "1", "never 0 ms");
+    }
+
+    #[test]
+    fn home_is_a_scratch_tmpfs_of_the_agent_and_long_prompts_are_cut_for_arguments() {
+        let cfg = Config::default();
+        let gemini = AgentSpec::parse("gemini").unwrap();
+        let big = format!("## TASK\n\nx\n\n## PLAN\n\n{}\n", "p".repeat(200 * 1024));
+        let job = ContainerJob {
+            prompt: &big,
+            ..test_job(&gemini, None)
+        };
+        let body = agent_container(&cfg, &job, |_| None);
+        assert!(body
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&format!("HOME={AGENT_HOME}")));
+        let tmpfs = body.host_config.as_ref().unwrap().tmpfs.clone().unwrap();
+        assert!(
+            tmpfs[AGENT_HOME].contains("mode=0700")
+                && tmpfs[AGENT_HOME].ends_with(",uid=1000,gid=1000"),
+            "{tmpfs:?}"
+        );
+        let arg = &body.cmd.unwrap()[2];
+        assert!(arg.len() <= prompt::ARGUMENT_PROMPT_MAX_BYTES && arg.contains("## PROMPT CUT"));
+        assert!(prompt_cut(&job).is_some());
+        // Without a watchdog to open the file, claude takes it as an argument.
+        let claude = AgentSpec::parse("claude").unwrap();
+        let job = test_job(&claude, None);
+        assert_eq!(prompt_via(&job), PromptVia::Argument);
+        assert_eq!(agent_container(&cfg, &job, |_| None).cmd.unwrap()[2], "P");
     }
 }
