@@ -32,7 +32,7 @@ pub const BEAT_MOUNT: &str = "/agentq-beat";
 /// container), whatever user the image has for that uid and whatever home its
 /// passwd names. The agent's read-only config directories (`.codex`,
 /// `.claude`, `.gemini` of `agent_home`) are mounted inside it.
-pub const AGENT_HOME: &str = "/agentq-home";
+pub use crate::workspace::AGENT_HOME;
 /// Size of the scratch [`AGENT_HOME`].
 const AGENT_HOME_SIZE: &str = "1g";
 /// The watchdog's file name in [`Watchdog::bin_dir`].

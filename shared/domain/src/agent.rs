@@ -18,7 +18,14 @@ pub const CLAUDE_SANDBOX_PROMPT: &str = "SANDBOX: You are restricted to the curr
 /// The `local` agent's launcher. The model and the prompt arrive as positional
 /// parameters `$1` and `$2`: they are never part of the script text, so nothing in a
 /// task can be run by the shell (the seed interpolated the prompt with `%q`).
-pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o ../.meta/agent-codex.log "$2""#;
+pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o /agentq-home/codex-last-message.md "$2""#;
+
+/// Where codex writes its last message (`-o`). The seed's
+/// `../.meta/agent-codex.log` is `/.meta/…` from `/workspace`, a directory no
+/// container has; this is in the agent's writable scratch home
+/// ([`crate::workspace::AGENT_HOME`]), thrown away with it (the worker does
+/// not read it back yet).
+pub const CODEX_LAST_MESSAGE: &str = "/agentq-home/codex-last-message.md";
 
 /// How an agent's command line gets the job's prompt. Whatever it is, the
 /// whole prompt is also in `/agentq/prompt.md` (read-only) and named by
@@ -164,7 +171,7 @@ impl AgentSpec {
                     "exec",
                     "--dangerously-bypass-approvals-and-sandbox",
                     "-o",
-                    "../.meta/agent-codex.log",
+                    CODEX_LAST_MESSAGE,
                 ]);
                 if let Some(m) = model {
                     args.extend(s(&["--model", m]));
@@ -249,7 +256,7 @@ mod tests {
                 "exec",
                 "--dangerously-bypass-approvals-and-sandbox",
                 "-o",
-                "../.meta/agent-codex.log",
+                CODEX_LAST_MESSAGE,
                 "P"
             ]
         );
@@ -260,7 +267,7 @@ mod tests {
                 "exec",
                 "--dangerously-bypass-approvals-and-sandbox",
                 "-o",
-                "../.meta/agent-codex.log",
+                CODEX_LAST_MESSAGE,
                 "--model",
                 "gpt-5",
                 "P"
@@ -345,6 +352,12 @@ mod tests {
             AgentSpec::parse("claude:$(x)"),
             Err(AgentError::BadModel(_))
         ));
+    }
+
+    #[test]
+    fn codex_writes_its_last_message_in_the_scratch_home() {
+        assert!(CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::workspace::AGENT_HOME)));
+        assert!(LOCAL_SCRIPT.contains(&format!("-o {CODEX_LAST_MESSAGE} ")));
     }
 
     #[test]
