@@ -253,6 +253,8 @@ pub fn print_record(rec: &JobRecord) {
         ),
         ("question", rec.question.clone()),
         ("error", rec.error.clone()),
+        ("prompt cut", rec.prompt_cut.clone()),
+        ("uncommitted", rec.leftovers.clone()),
         ("branch", rec.branch.clone()),
         ("workspace", rec.workspace_dir.clone()),
         ("created_at", rec.created_at.clone()),

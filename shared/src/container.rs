@@ -5,7 +5,12 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
 
-use crate::{agent::AgentSpec, config::Config, workspace::AGENT_INPUT_DIR};
+use crate::{
+    agent::{AgentSpec, PromptVia},
+    config::Config,
+    prompt::{self, PromptCut, PROMPT_PATH},
+    workspace::AGENT_INPUT_DIR,
+};
 
 /// Label: the job id.
 pub const LABEL_JOB: &str = "agentq.job";
@@ -47,6 +52,14 @@ pub fn redis_label(url: &str) -> String {
 pub const WATCHDOG_MOUNT: &str = "/agentq-bin";
 /// Where the run's heartbeat directory is mounted in the container (read-only).
 pub const BEAT_MOUNT: &str = "/agentq-beat";
+/// The agent's `HOME` in every container: a scratch file system of its own
+/// (tmpfs, owned by the agent's uid, mode 0700, thrown away with the
+/// container), whatever user the image has for that uid and whatever home its
+/// passwd names. The agent's read-only config directories (`.codex`,
+/// `.claude`, `.gemini` of `agent_home`) are mounted inside it.
+pub use crate::workspace::AGENT_HOME;
+/// Size of the scratch [`AGENT_HOME`].
+const AGENT_HOME_SIZE: &str = "1g";
 /// The watchdog's file name in [`Watchdog::bin_dir`].
 pub const WATCHDOG_EXE: &str = "agentq-watchdog";
 /// The heartbeat's file name in [`Watchdog::beat_dir`].
@@ -146,10 +159,44 @@ pub fn agent_container(
     job: &ContainerJob<'_>,
     env: impl Fn(&str) -> Option<String>,
 ) -> ContainerCreateBody {
-    let (cmd, args) = job.agent.command(job.prompt);
+    let via = prompt_via(job);
+    let (cmd, args) = match via {
+        PromptVia::Stdin => job.agent.stdin_command(),
+        PromptVia::Argument => job.agent.command(&prompt::for_argument(job.prompt).0),
+        PromptVia::Unused => job.agent.command(job.prompt),
+    };
     let mut command = vec![cmd];
     command.extend(args);
-    container_body(cfg, job, command, Some(&env), "agent")
+    let mut body = container_body(cfg, job, command, Some(&env), "agent");
+    if via == PromptVia::Stdin {
+        // The watchdog opens the prompt file read-only as the agent's stdin.
+        if let Some(entrypoint) = body.entrypoint.as_mut() {
+            if let Some(dashes) = entrypoint.iter().rposition(|a| a == "--") {
+                entrypoint.splice(
+                    dashes..dashes,
+                    ["--stdin-from".to_string(), PROMPT_PATH.to_string()],
+                );
+            }
+        }
+    }
+    body
+}
+
+/// How the job's prompt reaches its agent: on standard input when the agent's
+/// CLI reads it there and a watchdog is there to open the prompt file for it
+/// (see [`AgentSpec::prompt_via`]).
+pub fn prompt_via(job: &ContainerJob<'_>) -> PromptVia {
+    job.agent.prompt_via(job.watchdog.is_some())
+}
+
+/// What of the prompt the agent's command line leaves out, when it takes the
+/// prompt as an argument and the prompt is too long for one (see
+/// [`prompt::for_argument`]); `None` when it gets all of it.
+pub fn prompt_cut(job: &ContainerJob<'_>) -> Option<PromptCut> {
+    match prompt_via(job) {
+        PromptVia::Argument => prompt::for_argument(job.prompt).1,
+        PromptVia::Stdin | PromptVia::Unused => None,
+    }
 }
 
 /// The create-container body for one QA command: the job's image, the repository
@@ -174,6 +221,37 @@ head=$(git rev-parse --verify --quiet 'HEAD^{commit}') || exit 3
 [ "$head" = "$1" ] && exit 4
 exec git bundle create - HEAD "^$1""#;
 
+/// Shell script of the leftovers container: prints, on stdout, a binary patch
+/// of everything in the working tree that `HEAD` does not have (changes to
+/// tracked files and untracked files not ignored; not the question in
+/// `BLOCKED.md`, which the outcome reads), as `git diff --binary`
+/// against `HEAD` of a temporary index filled by `git add -A`. The agent's own
+/// index is never touched, and the new objects go to `/tmp` (the tree is
+/// mounted read-only): `GIT_INDEX_FILE` and `GIT_OBJECT_DIRECTORY` there, the
+/// repository's objects as an alternate. Hooks and fsmonitor are off; external
+/// diff and textconv drivers are not used. Exit 3: no `HEAD` commit. Like the
+/// export, it runs in the sandbox and its output is data to the worker.
+pub const LEFTOVERS_SCRIPT: &str = r#"cd /workspace || exit 2
+git rev-parse --verify --quiet 'HEAD^{commit}' >/dev/null || exit 3
+objects=$(git rev-parse --git-path objects) && objects=$(cd "$objects" && pwd -P) || exit 2
+mkdir -p /tmp/agentq-leftovers/objects || exit 2
+export GIT_INDEX_FILE=/tmp/agentq-leftovers/index GIT_OBJECT_DIRECTORY=/tmp/agentq-leftovers/objects GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
+g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.untrackedCache=false "$@"; }
+g read-tree HEAD || exit 5
+g add -A -- . ':(exclude)BLOCKED.md' >/dev/null || exit 5
+exec git -c core.hooksPath=/dev/null -c core.fsmonitor=false diff --cached --binary --no-ext-diff --no-textconv --no-color --full-index HEAD"#;
+
+/// The create-container body that prints the agent's uncommitted work as a
+/// patch (see [`LEFTOVERS_SCRIPT`]), sandboxed as [`export_container`].
+pub fn leftovers_container(cfg: &Config, job: &ContainerJob<'_>) -> ContainerCreateBody {
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        LEFTOVERS_SCRIPT.to_string(),
+    ];
+    read_only_tree_body(cfg, job, command, "export")
+}
+
 /// The create-container body that exports the agent's commits as a bundle (see
 /// [`EXPORT_SCRIPT`]): the job's image and user, the working tree read-only, no
 /// network, no environment beyond the basics, no logging (the bundle is read
@@ -191,12 +269,23 @@ pub fn export_container(
         "sh".to_string(),
         start_sha.to_string(),
     ];
+    read_only_tree_body(cfg, job, command, "export")
+}
+
+/// An export-like container: the job's image and user, the working tree
+/// read-only, no network, no API keys, no agent config directories.
+fn read_only_tree_body(
+    cfg: &Config,
+    job: &ContainerJob<'_>,
+    command: Vec<String>,
+    stage: &str,
+) -> ContainerCreateBody {
     let mut body = container_body(
         cfg,
         job,
         command,
         None::<&fn(&str) -> Option<String>>,
-        "export",
+        stage,
     );
     if let Some(hc) = body.host_config.as_mut() {
         let mut mounts = vec![bind(job.repo_dir, "/workspace", true)];
@@ -240,6 +329,17 @@ pub fn encode_argv(cmd: &[String]) -> Vec<u8> {
     out
 }
 
+/// The mount options of the scratch [`AGENT_HOME`]: owned by the agent's
+/// `uid:gid` (numbers; a name is left to the kernel's default, root).
+fn home_tmpfs(user: &str) -> String {
+    let mut opts = format!("rw,exec,nosuid,nodev,size={AGENT_HOME_SIZE},mode=0700");
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    if let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) {
+        opts.push_str(&format!(",uid={uid},gid={gid}"));
+    }
+    opts
+}
+
 fn container_body<F: Fn(&str) -> Option<String>>(
     cfg: &Config,
     job: &ContainerJob<'_>,
@@ -264,7 +364,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         "TERM=dumb".to_string(),
         "NO_COLOR=1".to_string(),
         "CI=true".to_string(),
-        "HOME=/home/dev".to_string(),
+        format!("HOME={AGENT_HOME}"),
         "GOCACHE=/tmp/go-cache".to_string(),
         "GOPATH=/tmp/go".to_string(),
         format!("GIT_USER_NAME={}", d.git_user_name),
@@ -302,7 +402,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
     for dir in config_dirs {
         let src = home.join(dir);
         if src.is_dir() {
-            mounts.push(bind(&src, &format!("/home/dev/{dir}"), true));
+            mounts.push(bind(&src, &format!("{AGENT_HOME}/{dir}"), true));
         }
     }
 
@@ -331,10 +431,13 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         memory: (d.memory_mb > 0).then(|| (d.memory_mb * 1024 * 1024) as i64),
         nano_cpus: (d.cpus > 0.0).then_some((d.cpus * 1e9) as i64),
         pids_limit: (d.pids_limit > 0).then_some(d.pids_limit),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,exec,nosuid,nodev,size=1g".to_string(),
-        )])),
+        tmpfs: Some(HashMap::from([
+            (
+                "/tmp".to_string(),
+                "rw,exec,nosuid,nodev,size=1g".to_string(),
+            ),
+            (AGENT_HOME.to_string(), home_tmpfs(&job.user)),
+        ])),
         // With a watchdog, the watchdog is PID 1: the kernel never delivers
         // SIGSTOP or SIGKILL (nor any signal it has no handler for) to a
         // namespace's init from inside the namespace, so the agent cannot stop
@@ -530,12 +633,24 @@ mod tests {
         let agent_body = agent_container(&cfg, &job, |_| None);
         let qa_body = qa_container(&cfg, &job, vec!["go".into(), "test".into()]);
         let export_body = export_container(&cfg, &job, "abc");
+        // codex reads its prompt on stdin: the watchdog opens the file for it.
+        let mut agent_entrypoint = entrypoint.clone();
+        agent_entrypoint.splice(
+            5..5,
+            ["--stdin-from".to_string(), "/agentq/prompt.md".to_string()],
+        );
+        assert_eq!(agent_body.entrypoint.as_ref(), Some(&agent_entrypoint));
+        assert_eq!(agent_body.cmd.as_ref().unwrap().last().unwrap(), "-");
+        let leftovers_body = leftovers_container(&cfg, &job);
         for (body, first) in [
             (&agent_body, "codex"),
             (&qa_body, "go"),
             (&export_body, "sh"),
+            (&leftovers_body, "sh"),
         ] {
-            assert_eq!(body.entrypoint.as_ref(), Some(&entrypoint));
+            if first != "codex" {
+                assert_eq!(body.entrypoint.as_ref(), Some(&entrypoint));
+            }
             assert_eq!(
                 body.cmd.as_ref().unwrap()[0],
                 first,
@@ -586,5 +701,36 @@ mod tests {
             "redis+sentinel://h1:26379,h2:26379/mymaster"
         );
         assert_eq!(redis_label("garbage"), "");
+    }
+
+    #[test]
+    fn home_is_a_scratch_tmpfs_of_the_agent_and_long_prompts_are_cut_for_arguments() {
+        let cfg = Config::default();
+        let gemini = AgentSpec::parse("gemini").unwrap();
+        let big = format!("## TASK\n\nx\n\n## PLAN\n\n{}\n", "p".repeat(200 * 1024));
+        let job = ContainerJob {
+            prompt: &big,
+            ..test_job(&gemini, None)
+        };
+        let body = agent_container(&cfg, &job, |_| None);
+        assert!(body
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&format!("HOME={AGENT_HOME}")));
+        let tmpfs = body.host_config.as_ref().unwrap().tmpfs.clone().unwrap();
+        assert!(
+            tmpfs[AGENT_HOME].contains("mode=0700")
+                && tmpfs[AGENT_HOME].ends_with(",uid=1000,gid=1000"),
+            "{tmpfs:?}"
+        );
+        let arg = &body.cmd.unwrap()[2];
+        assert!(arg.len() <= prompt::ARGUMENT_PROMPT_MAX_BYTES && arg.contains("## PROMPT CUT"));
+        assert!(prompt_cut(&job).is_some());
+        // Without a watchdog to open the file, claude takes it as an argument.
+        let claude = AgentSpec::parse("claude").unwrap();
+        let job = test_job(&claude, None);
+        assert_eq!(prompt_via(&job), PromptVia::Argument);
+        assert_eq!(agent_container(&cfg, &job, |_| None).cmd.unwrap()[2], "P");
     }
 }

@@ -14,6 +14,14 @@
 #   @agentq-test print TEXT        print TEXT
 #   @agentq-test env-check NAME... say whether each variable is set (never its value)
 #   @agentq-test ignore-term       ignore SIGTERM from here on (only SIGKILL stops it)
+#   @agentq-test write-home        write a file in $HOME (exit 71 if it cannot)
+#   @agentq-test leave-uncommitted write agentq-uncommitted.txt and append to README.md
+#                                  (if there is one), and commit neither
+#
+# Directives are read from the arguments and, when standard input is not a
+# terminal, from standard input too (codex `exec -` and claude `-p` read their
+# prompt there); when it is not empty its size is printed as `stdin-bytes=N`
+# and its first 64 KiB as `stdin=...`.
 #
 # Several directives on one line run in order: `@agentq-test commit @agentq-test exit 3`.
 set -f
@@ -21,6 +29,18 @@ name=$(basename "$0")
 # The kernel's uptime, read by the shell itself (no process to be killed).
 up() { read -r u _ < /proc/uptime; printf '%s' "$u"; }
 started=$(up)
+# The prompt on stdin, if any (kept in /tmp: it may be megabytes).
+stdin_copy=/tmp/agentq-test-stdin.$$
+: > "$stdin_copy" 2>/dev/null || stdin_copy=/dev/null
+if [ ! -t 0 ] && [ "$stdin_copy" != /dev/null ]; then
+  cat > "$stdin_copy"
+  n=$(wc -c < "$stdin_copy" | tr -d ' ')
+  if [ "$n" != 0 ]; then
+    echo "stdin-bytes=$n"
+    # Its first 64 KiB, as argv is printed below.
+    printf 'stdin='; head -c 65536 "$stdin_copy"; echo
+  fi
+fi
 echo "agentq-test-agent: $name"
 i=0
 for a in "$@"; do
@@ -42,8 +62,9 @@ finish() {
 printf '%s start=%s\n' "$name" "$started" >> "${log%.runs.log}.starts.log" 2>/dev/null
 trap 'finish 143' TERM
 # Several directives may share a line: each `@agentq-test` starts one.
-directives=$(for a in "$@"; do printf '%s\n' "$a"; done | grep -o '@agentq-test .*' | sed 's/ @agentq-test /\
+directives=$({ for a in "$@"; do printf '%s\n' "$a"; done; cat "$stdin_copy"; } | grep -o '@agentq-test .*' | sed 's/ @agentq-test /\
 @agentq-test /g' || true)
+[ "$stdin_copy" = /dev/null ] || rm -f "$stdin_copy"
 printf '%s\n' "$directives" | while IFS= read -r line; do
   [ -n "$line" ] || continue
   rest=${line#@agentq-test }
@@ -89,6 +110,15 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       ;;
     ignore-term)
       trap '' TERM
+      ;;
+    write-home)
+      { printf 'written by %s\n' "$name" > "$HOME/.agentq-home-check"; } 2>/dev/null || { echo "cannot write to HOME=$HOME"; exit 71; }
+      echo "home writable: $HOME"
+      ;;
+    leave-uncommitted)
+      echo "left by $name" >> agentq-uncommitted.txt
+      [ -f README.md ] && echo "edited by $name, not committed" >> README.md
+      echo "left uncommitted work"
       ;;
     env-check)
       for var in $arg; do

@@ -2,7 +2,8 @@
 # agentq's red-team agent: an agent that does what a hostile (or hijacked) agent
 # would do to the workspace, to prove the worker host never trusts it. Installed
 # as codex, claude, gemini and coderabbit in agentq-redteam:latest.
-# Each `@redteam VERB ARGS` line in its arguments is one attack:
+# Each `@redteam VERB ARGS` line in its arguments (or its standard input) is
+# one attack:
 #
 #   @redteam commit                    commit a change (so there is work to push)
 #   @redteam hooks MARKER              git hooks and config that would run
@@ -39,8 +40,16 @@
 #   @redteam chmod-000 MB              an MB MiB file in a directory made mode 000
 set -f
 echo "agentq-redteam: $(basename "$0")"
+# The prompt may come on stdin too (codex `exec -`, claude `-p`): read it
+# when stdin is not a terminal, into /tmp (it may be megabytes).
+stdin_copy=/tmp/agentq-redteam-stdin.$$
+if [ ! -t 0 ] && : > "$stdin_copy" 2>/dev/null; then
+  cat > "$stdin_copy"
+else
+  stdin_copy=/dev/null
+fi
 # Several directives may share one line: each `@redteam ` starts a new one.
-directives=$(for a in "$@"; do printf '%s\n' "$a"; done |
+directives=$({ for a in "$@"; do printf '%s\n' "$a"; done; cat "$stdin_copy"; } |
   awk '{ n = split($0, part, "@redteam "); for (i = 2; i <= n; i++) { sub(/ +$/, "", part[i]); print "@redteam " part[i] } }')
 commit() {
   echo "change $(date +%s) $1" >> redteam-change.txt

@@ -109,7 +109,7 @@ async fn list_inspect_logs_events_and_workers_show_the_right_jobs() {
         ins["log_tail"]
             .as_str()
             .unwrap()
-            .contains("argv[5]=--dangerously-skip-permissions"),
+            .contains("argv[4]=--dangerously-skip-permissions"),
         "{}",
         ins["log_tail"]
     );

@@ -462,6 +462,41 @@ mod tests {
     }
 
     #[test]
+    fn stdin_from_gives_the_command_a_file_of_any_size_and_e2big_says_why() {
+        let (root, bin, beat) = setup();
+        let file = beat.dir().join(BEAT_FILE);
+        let _keeper = Keeper::new(file.clone());
+        let prompt = root.path().join("prompt.md");
+        fs::write(&prompt, "p".repeat(1024 * 1024)).unwrap();
+        let mut c = Command::new(bin.join(WATCHDOG_EXE));
+        c.arg("--beat")
+            .arg(&file)
+            .args(["--stale-ms", "5000", "--stdin-from"])
+            .arg(&prompt)
+            .args(["--", "wc", "-c"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = bounded(c.spawn_exe());
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+        // The same prompt as one argument: the kernel refuses it, and the
+        // watchdog says why, not only 126.
+        // (Given by the go file: this test could not exec the watchdog with it.)
+        let big = "p".repeat(141 * 1000);
+        let go = root.path().join("go");
+        write_go(&go, &["echo", &big]);
+        let out = bounded(held_watchdog(&bin, &file, 5000, &go).spawn_exe());
+        assert_eq!(code(&out), 126);
+        assert!(
+            stderr(&out).contains(
+                "argument 1, the prompt most likely, is 141 KB, over the 128 KiB the kernel allows in one argument"
+            ),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    #[test]
     fn a_stale_heartbeat_stops_the_command_and_its_group() {
         let (root, bin, beat) = setup();
         let file = beat.dir().join(BEAT_FILE);

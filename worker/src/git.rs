@@ -145,6 +145,24 @@ pub async fn git_with(
     args: &[&str],
     creds: Option<&Credentials>,
 ) -> anyhow::Result<String> {
+    run(dir, args, creds, None).await
+}
+
+/// [`git`] with `index` as the index (`GIT_INDEX_FILE`): for building a
+/// commit without touching the repository's own index.
+///
+/// # Errors
+/// As [`git`].
+pub async fn git_in_index(dir: &Path, index: &Path, args: &[&str]) -> anyhow::Result<String> {
+    run(dir, args, None, Some(index)).await
+}
+
+async fn run(
+    dir: &Path,
+    args: &[&str],
+    creds: Option<&Credentials>,
+    index: Option<&Path>,
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("git");
     for c in HARDENING {
         cmd.args(["-c", c]);
@@ -162,6 +180,9 @@ pub async fn git_with(
         .env("GIT_NO_LAZY_FETCH", "1")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    if let Some(index) = index {
+        cmd.env("GIT_INDEX_FILE", index);
+    }
     if let Some(c) = creds {
         cmd.env("GIT_ASKPASS", &c.askpass)
             .env("AGENTQ_GIT_USER", &c.user)

@@ -20,6 +20,7 @@ mod import;
 mod intake;
 mod janitor;
 mod job;
+mod leftovers;
 mod memory;
 mod metrics;
 mod mirror;

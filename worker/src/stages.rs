@@ -261,8 +261,16 @@ async fn agent_stage(
         ws,
         &run.status(JobState::Running, runs, prepared.branch.clone()),
     );
+    let dirs = RunDirs::of(ws);
+    let cut =
+        agentq_shared::container::prompt_cut(&run.container_job(agent, &prepared.prompt, &dirs))
+            .map(|c| c.describe())
+            .unwrap_or_default();
+    if !cut.is_empty() {
+        tracing::info!(job = %rec.id, "{cut}");
+    }
     run.hold
-        .go(Transition::running(runs, &prepared.prompt))
+        .go(Transition::running(runs, &prepared.prompt, &cut))
         .await?;
     match *stop.borrow() {
         StopReason::Shutdown => return Err(StageError::Interrupted),
@@ -322,7 +330,7 @@ async fn agent_stage(
             exit_code,
             take_commits,
         } => Ok(AgentRun {
-            outcome,
+            outcome: why_not_started(outcome, exit_code, &ws.agent_log(agent.pool())),
             exit_code,
             take_commits,
             ran_for,
@@ -330,6 +338,39 @@ async fn agent_stage(
         RunOutcome::Interrupted => Err(StageError::Interrupted),
         RunOutcome::SelfFenced => Err(StageError::SelfFenced),
     }
+}
+
+/// An agent that could not start (exit 126 or 127 from the watchdog): the
+/// failure says why, from the watchdog's line at the start of the agent's
+/// log ("cannot run \"gemini\": Argument list too long ... over the 128 KiB
+/// the kernel allows in one argument"), not only the exit code.
+fn why_not_started(outcome: Outcome, exit_code: Option<i64>, log: &std::path::Path) -> Outcome {
+    if !matches!(exit_code, Some(126 | 127)) || outcome.state() != JobState::Failed {
+        return outcome;
+    }
+    // The worker's own file: its first 16 KiB.
+    let mut head = Vec::new();
+    let read = std::fs::File::open(log).and_then(|f| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 16 * 1024), &mut head)
+    });
+    if read.is_err() {
+        return outcome;
+    }
+    match watchdog_start_error(&String::from_utf8_lossy(&head)) {
+        Some(why) => Outcome::fail(format!("{}: {why}", outcome.message())),
+        None => outcome,
+    }
+}
+
+/// The watchdog's "cannot run" or "cannot open" line in the start of a log.
+fn watchdog_start_error(log_head: &str) -> Option<String> {
+    log_head
+        .lines()
+        .find(|l| {
+            l.starts_with("agentq-watchdog: cannot run ")
+                || l.starts_with("agentq-watchdog: cannot open ")
+        })
+        .map(|l| agentq_shared::text::cut(l.trim(), 600))
 }
 
 /// The agent's commits, taken as data into the worker repository and saved to
@@ -357,12 +398,26 @@ async fn keep_commits(
     // pool's health, and an agent could pause a pool fleet-wide with them.
     let failed = outcome.state() == JobState::Failed;
     if take_commits {
-        match import_commits(run, agent, prepared).await {
-            Ok(imported) => tracing::debug!(job = %rec.id, ?imported, "agent commits imported"),
+        let imported = match import_commits(run, agent, prepared).await {
+            Ok(imported) => {
+                tracing::debug!(job = %rec.id, ?imported, "agent commits imported");
+                true
+            }
             Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
             Err(e @ ImportError::Refused(_)) => {
                 tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
                 outcome = settle(outcome, Finding::CommitsRefused(e.to_string()));
+                false
+            }
+        };
+        // What the agent did not commit is kept as a patch and said so (not
+        // from a tree whose commits were refused: the job fails for that).
+        if imported {
+            match crate::leftovers::keep_leftovers(run, agent, prepared).await {
+                Ok(line) => {
+                    run.hold.note(&Note::leftovers(&line)).await?;
+                }
+                Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
             }
         }
     }
@@ -581,5 +636,21 @@ impl QaResult {
             detail: "cancelled".into(),
             output_tail: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watchdog_start_error;
+
+    #[test]
+    fn a_start_failure_says_why_from_the_watchdogs_line() {
+        let log = "agentq-watchdog: cannot run \"gemini\": Argument list too long (os error 7) (argument 2, the prompt most likely, is 141 KB, over the 128 KiB the kernel allows in one argument: give the agent its prompt as a file or on stdin)\n";
+        let why = watchdog_start_error(log).unwrap();
+        assert!(
+            why.contains("is 141 KB, over the 128 KiB the kernel allows in one argument"),
+            "{why}"
+        );
+        assert_eq!(watchdog_start_error("hello\nexit 126\n"), None);
     }
 }

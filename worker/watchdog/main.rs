@@ -1,7 +1,11 @@
 //! `agentq-watchdog`: the dead-man switch an agent container runs as its PID 1,
 //! so the agent cannot outlive the worker that started it.
 //!
-//! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] -- [CMD [ARGS...]]`
+//! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] -- [CMD [ARGS...]]`
+//!
+//! With `--stdin-from`, CMD's standard input is that file, opened read-only
+//! (the prompt file, for agents that read their prompt there: no size limit,
+//! no shell).
 //!
 //! With `--argv-from`, the container starts before its command is known: the
 //! watchdog waits (checking the heartbeat, and ending on a signal) until that
@@ -80,13 +84,20 @@ extern "C" fn on_signal(sig: CInt) {
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] -- [CMD [ARGS...]]";
+const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] -- [CMD [ARGS...]]";
+
+/// Linux's limit on one argument (`MAX_ARG_STRLEN`, 32 pages).
+const MAX_ARG_BYTES: usize = 128 * 1024;
+/// `E2BIG`: the arguments (or one of them) are too long for `execve`.
+const E2BIG: i32 = 7;
 
 struct Args {
     beat: PathBuf,
     stale: Duration,
     /// Held: the command comes from this file once it exists.
     argv_from: Option<PathBuf>,
+    /// The command's standard input, opened read-only.
+    stdin_from: Option<PathBuf>,
     command: Vec<OsString>,
 }
 
@@ -94,6 +105,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
     let mut beat = None;
     let mut stale_ms = None;
     let mut argv_from = None;
+    let mut stdin_from = None;
     loop {
         let Some(arg) = args.next() else {
             return Err("no command: `-- CMD [ARGS...]` is missing".into());
@@ -125,6 +137,13 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
                 }
                 argv_from = Some(PathBuf::from(v));
             }
+            Some("--stdin-from") => {
+                let v = args.next().ok_or("--stdin-from needs a file")?;
+                if v.is_empty() {
+                    return Err("--stdin-from needs a file".into());
+                }
+                stdin_from = Some(PathBuf::from(v));
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
@@ -136,6 +155,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
     }
     Ok(Args {
         argv_from,
+        stdin_from,
         beat: beat.ok_or("--beat is required")?,
         stale: Duration::from_millis(stale_ms.ok_or("--stale-ms is required")?),
         command,
@@ -319,6 +339,33 @@ fn wait_for_argv(file: &std::path::Path, beat: &std::path::Path, limit: Duration
     }
 }
 
+/// Why an `execve` failed with `E2BIG`, in words: the longest argument and
+/// the kernel's limit on one; empty for other errors.
+fn too_long(command: &[OsString], e: &std::io::Error) -> String {
+    if e.raw_os_error() != Some(E2BIG) {
+        return String::new();
+    }
+    let (i, longest) = command
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, a)| a.len())
+        .map_or((0, 0), |(i, a)| (i, a.len()));
+    let total: usize = command.iter().map(|a| a.len() + 1).sum();
+    if longest > MAX_ARG_BYTES {
+        format!(
+            " (argument {i}, the prompt most likely, is {} KB, over the {} KiB the kernel allows in one argument: \
+             give the agent its prompt as a file or on stdin)",
+            longest / 1000,
+            MAX_ARG_BYTES / 1024
+        )
+    } else {
+        format!(
+            " (the arguments and environment are over the kernel's limit: the arguments alone are {} KB)",
+            total / 1000
+        )
+    }
+}
+
 fn main() {
     let args = match parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
@@ -348,16 +395,29 @@ fn main() {
         Some(file) => wait_for_argv(file, &args.beat, args.stale),
         None => args.command.clone(),
     };
-    let child = match Command::new(&command[0])
-        .args(&command[1..])
-        .process_group(0)
-        .spawn()
-    {
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]).process_group(0);
+    if let Some(file) = &args.stdin_from {
+        match std::fs::File::open(file) {
+            Ok(f) => {
+                cmd.stdin(f);
+            }
+            Err(e) => {
+                eprintln!(
+                    "agentq-watchdog: cannot open {} for the agent's stdin: {e}",
+                    file.display()
+                );
+                std::process::exit(126);
+            }
+        }
+    }
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
-                "agentq-watchdog: cannot run {:?}: {e}",
-                command[0].to_string_lossy()
+                "agentq-watchdog: cannot run {:?}: {e}{}",
+                command[0].to_string_lossy(),
+                too_long(&command, &e)
             );
             std::process::exit(if e.kind() == ErrorKind::NotFound {
                 127

@@ -18,7 +18,31 @@ pub const CLAUDE_SANDBOX_PROMPT: &str = "SANDBOX: You are restricted to the curr
 /// The `local` agent's launcher. The model and the prompt arrive as positional
 /// parameters `$1` and `$2`: they are never part of the script text, so nothing in a
 /// task can be run by the shell (the seed interpolated the prompt with `%q`).
-pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o ../.meta/agent-codex.log "$2""#;
+pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o /agentq-home/codex-last-message.md "$2""#;
+
+/// Where codex writes its last message (`-o`). The seed's
+/// `../.meta/agent-codex.log` is `/.meta/…` from `/workspace`, a directory no
+/// container has; this is in the agent's writable scratch home
+/// ([`crate::workspace::AGENT_HOME`]), thrown away with it (the worker does
+/// not read it back yet).
+pub const CODEX_LAST_MESSAGE: &str = "/agentq-home/codex-last-message.md";
+
+/// How an agent's command line gets the job's prompt. Whatever it is, the
+/// whole prompt is also in `/agentq/prompt.md` (read-only) and named by
+/// `$AGENTQ_PROMPT_FILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptVia {
+    /// On standard input (the prompt file, opened read-only by the watchdog):
+    /// any size.
+    Stdin,
+    /// As one argument: cut to fit (see `prompt::for_argument`).
+    Argument,
+    /// Not at all (coderabbit, `codex:review`: fixed instructions).
+    Unused,
+}
+
+/// Stands for the prompt in [`AgentSpec::stdin_command`] while it is built.
+const STDIN_MARK: &str = "\u{0}agentq-prompt-on-stdin\u{0}";
 
 /// An agent name split into its pool and optional model: `claude:haiku` is pool
 /// `claude`, model `haiku`.
@@ -82,6 +106,45 @@ impl AgentSpec {
         &self.base
     }
 
+    /// How this agent's CLI takes the prompt, when it can read standard input
+    /// (`stdin`: a watchdog is there to give it the prompt file).
+    ///
+    /// codex: `codex exec -` reads the prompt from standard input ("For
+    /// `codex exec -`, where the prompt is delivered on stdin rather than as an
+    /// argument", <https://docs.rs/codex-wrapper/0.4.1/codex_wrapper/exec/fn.run_codex_with_stdin_prompt.html>;
+    /// `codex exec --help`: a piped stdin is read, and appended when a prompt
+    /// argument is given too). claude: in print mode (`-p`) without a prompt
+    /// argument the prompt is standard input (`cat file | claude -p`,
+    /// <https://docs.anthropic.com/claude/docs/claude-code/cli-usage>; "supplying
+    /// input via stdin (without a prompt positional)",
+    /// <https://docs.rs/crate/unified-agent-api-claude-code/latest/source/examples/print_stdin_text.rs>).
+    /// gemini's `-p` and the `local` launcher take it only as an argument.
+    pub fn prompt_via(&self, stdin: bool) -> PromptVia {
+        match self.base.as_str() {
+            "coderabbit" => PromptVia::Unused,
+            "codex" if self.model.as_deref() == Some("review") => PromptVia::Unused,
+            "codex" | "claude" if stdin => PromptVia::Stdin,
+            _ => PromptVia::Argument,
+        }
+    }
+
+    /// The program and its arguments when the prompt comes on standard input
+    /// ([`PromptVia::Stdin`]): codex's prompt argument is `-`, claude has none.
+    pub fn stdin_command(&self) -> (String, Vec<String>) {
+        let (cmd, mut args) = self.command(STDIN_MARK);
+        match self.base.as_str() {
+            "claude" => args.retain(|a| a != STDIN_MARK),
+            _ => {
+                for a in &mut args {
+                    if a == STDIN_MARK {
+                        *a = "-".into();
+                    }
+                }
+            }
+        }
+        (cmd, args)
+    }
+
     /// The program and its argument vector inside the container (the seed's
     /// `agentCommand`). The prompt is one vector entry, never shell text.
     pub fn command(&self, prompt: &str) -> (String, Vec<String>) {
@@ -108,7 +171,7 @@ impl AgentSpec {
                     "exec",
                     "--dangerously-bypass-approvals-and-sandbox",
                     "-o",
-                    "../.meta/agent-codex.log",
+                    CODEX_LAST_MESSAGE,
                 ]);
                 if let Some(m) = model {
                     args.extend(s(&["--model", m]));
@@ -193,7 +256,7 @@ mod tests {
                 "exec",
                 "--dangerously-bypass-approvals-and-sandbox",
                 "-o",
-                "../.meta/agent-codex.log",
+                CODEX_LAST_MESSAGE,
                 "P"
             ]
         );
@@ -204,7 +267,7 @@ mod tests {
                 "exec",
                 "--dangerously-bypass-approvals-and-sandbox",
                 "-o",
-                "../.meta/agent-codex.log",
+                CODEX_LAST_MESSAGE,
                 "--model",
                 "gpt-5",
                 "P"
@@ -289,5 +352,30 @@ mod tests {
             AgentSpec::parse("claude:$(x)"),
             Err(AgentError::BadModel(_))
         ));
+    }
+
+    #[test]
+    fn codex_writes_its_last_message_in_the_scratch_home() {
+        assert!(CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::workspace::AGENT_HOME)));
+        assert!(LOCAL_SCRIPT.contains(&format!("-o {CODEX_LAST_MESSAGE} ")));
+    }
+
+    #[test]
+    fn codex_and_claude_read_the_prompt_on_stdin_the_others_as_an_argument() {
+        let spec = |a: &str| AgentSpec::parse(a).unwrap();
+        assert_eq!(spec("codex").prompt_via(true), PromptVia::Stdin);
+        assert_eq!(spec("claude:opus").prompt_via(true), PromptVia::Stdin);
+        assert_eq!(spec("claude").prompt_via(false), PromptVia::Argument);
+        assert_eq!(spec("gemini").prompt_via(true), PromptVia::Argument);
+        assert_eq!(spec("local").prompt_via(true), PromptVia::Argument);
+        assert_eq!(spec("coderabbit").prompt_via(true), PromptVia::Unused);
+        assert_eq!(spec("codex:review").prompt_via(true), PromptVia::Unused);
+        let (_, a) = spec("codex:gpt-5").stdin_command();
+        assert_eq!(a.last().map(String::as_str), Some("-"));
+        assert_eq!(a[a.len() - 3..a.len() - 1], ["--model", "gpt-5"]);
+        let (_, a) = spec("claude").stdin_command();
+        assert_eq!(a[0], "-p");
+        assert_eq!(a[1], "--output-format");
+        assert_eq!(a.len(), 7);
     }
 }

@@ -72,6 +72,10 @@ pub struct Config {
     pub vacuum_after_secs: u64,
     /// Run build/lint/test checks after a completed agent run.
     pub auto_qa: bool,
+    /// Commit what the agent left uncommitted (kept as a patch either way) on
+    /// the agent branch, under the agents' git identity, so it is pushed and
+    /// checked with the rest.
+    pub commit_leftovers: bool,
     /// Time limit of each QA command, seconds.
     pub qa_timeout_secs: u64,
     /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
@@ -272,6 +276,7 @@ impl Default for Config {
             poll_ms: 500,
             vacuum_after_secs: 600,
             auto_qa: true,
+            commit_leftovers: false,
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),
             workspace_limit_mb: 10 * 1024,

@@ -21,6 +21,111 @@ pub const RECENT_CHANGES_MAX_BYTES: usize = 8 * 1024;
 /// The resume prompt's opening (upstream's resume wording).
 pub const RESUME_PROMPT: &str = "Resume from where you left off. You were stopped to ask a question; the answer is in /agentq/ANSWER.md (read-only, outside the repository) and below. Read it, then continue the task.";
 
+/// Most bytes of a prompt given to an agent as one command-line argument
+/// (gemini, local): Linux refuses an argument over 128 KiB (`MAX_ARG_STRLEN`),
+/// so a longer prompt is cut at a section boundary (see [`for_argument`]).
+pub const ARGUMENT_PROMPT_MAX_BYTES: usize = 100 * 1024;
+
+/// Where the agent finds the whole prompt, whatever its command line got.
+pub const PROMPT_PATH: &str = "/agentq/prompt.md";
+
+/// A prompt cut to fit one argument: what was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCut {
+    /// Bytes of the whole prompt.
+    pub full_bytes: usize,
+    /// Bytes given in the argument.
+    pub kept_bytes: usize,
+    /// The sections left out (or cut short), by title.
+    pub sections: Vec<String>,
+}
+
+impl PromptCut {
+    /// One line for the job record and the agent: what was cut and where the
+    /// whole prompt is.
+    pub fn describe(&self) -> String {
+        format!(
+            "the prompt is {} KB, over the {} KB an agent can take in one argument: \
+             cut to {} KB, leaving out {}; the whole prompt is in {PROMPT_PATH}",
+            self.full_bytes / 1024,
+            ARGUMENT_PROMPT_MAX_BYTES / 1024,
+            self.kept_bytes / 1024,
+            self.sections.join(", ")
+        )
+    }
+}
+
+/// `prompt` as one command-line argument: as it is when it is at most
+/// [`ARGUMENT_PROMPT_MAX_BYTES`]; otherwise whole sections (`## TITLE`) in
+/// their order while they fit, the others left out, and a `PROMPT CUT` section
+/// where the first one was left out, naming them and [`PROMPT_PATH`]. A first
+/// section too long by itself is cut short.
+pub fn for_argument(prompt: &str) -> (String, Option<PromptCut>) {
+    if prompt.len() <= ARGUMENT_PROMPT_MAX_BYTES {
+        return (prompt.to_string(), None);
+    }
+    // Sections start at the beginning of a line with `## `.
+    let mut starts: Vec<usize> = prompt.match_indices("\n## ").map(|(i, _)| i + 1).collect();
+    starts.insert(0, 0);
+    let sections: Vec<&str> = starts
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| &prompt[s..starts.get(n + 1).copied().unwrap_or(prompt.len())])
+        .collect();
+    let title = |s: &str| {
+        s.strip_prefix("## ")
+            .and_then(|t| t.lines().next())
+            .unwrap_or("(untitled)")
+            .chars()
+            .take(80)
+            .collect::<String>()
+    };
+    // Room for the marker: its text is at most a few hundred bytes plus the titles.
+    let left_out: usize = sections.iter().map(|s| title(s).len() + 2).sum();
+    let budget = ARGUMENT_PROMPT_MAX_BYTES.saturating_sub(512 + left_out);
+    let mut kept: Vec<Result<String, String>> = Vec::new();
+    let mut used = 0;
+    for (n, s) in sections.iter().enumerate() {
+        if used + s.len() <= budget {
+            used += s.len();
+            kept.push(Ok(s.to_string()));
+        } else if n == 0 {
+            let short = crate::text::cut(s, budget / 2);
+            used += short.len();
+            kept.push(Ok(format!("{}\n\n", short.trim_end())));
+            kept.push(Err(format!("the rest of {}", title(s))));
+        } else {
+            kept.push(Err(title(s)));
+        }
+    }
+    let cut_titles: Vec<String> = kept.iter().filter_map(|k| k.clone().err()).collect();
+    let mut cut = PromptCut {
+        full_bytes: prompt.len(),
+        kept_bytes: 0,
+        sections: cut_titles,
+    };
+    let mut out = String::with_capacity(used + 1024);
+    let mut marked = false;
+    for k in &kept {
+        match k {
+            Ok(s) => out.push_str(s),
+            Err(_) if !marked => {
+                marked = true;
+                out.push_str("## PROMPT CUT\n\n");
+                out.push_str(&format!(
+                    "This prompt is {} KB, too long for the command line: left out here: {}. \
+                     Read the whole prompt in {PROMPT_PATH}.\n\n",
+                    cut.full_bytes / 1024,
+                    cut.sections.join(", ")
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    cut.kept_bytes = out.len();
+    (out, Some(cut))
+}
+
 /// Everything the prompt is made of, gathered by the prep stage.
 #[derive(Debug, Clone, Default)]
 pub struct PromptParts {
@@ -230,5 +335,29 @@ mod tests {
             .lines()
             .all(|l| l.len() < COMMIT_SUBJECT_MAX_BYTES + 40));
         assert!(recent.contains("0000000 sss") && recent.contains("[cut "));
+    }
+
+    #[test]
+    fn a_long_prompt_is_cut_for_an_argument_at_section_boundaries() {
+        let short = "## TASK\n\nx\n\n";
+        assert_eq!(for_argument(short), (short.to_string(), None));
+        let big = "p".repeat(300 * 1024);
+        let prompt = format!(
+            "## TASK\n\nDo it @agentq-test print ok\n\n## PLAN\n\n{big}\n\n## CONSTRAINTS\n\n- stay\n\n"
+        );
+        let (arg, cut) = for_argument(&prompt);
+        let cut = cut.expect("cut");
+        assert!(arg.len() <= ARGUMENT_PROMPT_MAX_BYTES, "{}", arg.len());
+        assert_eq!(cut.sections, ["PLAN"]);
+        assert_eq!(cut.kept_bytes, arg.len());
+        assert!(arg.starts_with("## TASK\n\nDo it @agentq-test print ok"));
+        assert!(arg.contains("## PROMPT CUT"), "{arg}");
+        assert!(arg.contains(PROMPT_PATH));
+        assert!(arg.ends_with("## CONSTRAINTS\n\n- stay\n\n"), "{arg}");
+        assert!(cut.describe().contains("the prompt is 300 KB"));
+        // One section alone too long: cut short, the rest named.
+        let (arg, cut) = for_argument(&format!("## TASK\n\n{big}"));
+        assert!(arg.len() <= ARGUMENT_PROMPT_MAX_BYTES);
+        assert_eq!(cut.unwrap().sections, ["the rest of TASK"]);
     }
 }

@@ -71,10 +71,18 @@ pub struct JobRecord {
     pub error: String,
     /// Workspace directory on the worker's host.
     pub workspace_dir: String,
+    /// What the agent left uncommitted in its last run, when it did (kept as
+    /// a patch in the workspace's `.meta/`, not pushed): one line; empty
+    /// otherwise.
+    pub leftovers: String,
     /// The agent's branch.
     pub branch: String,
     /// The prompt of the latest run (or dry run).
     pub prompt: String,
+    /// When the latest run's agent took its prompt as one argument and the
+    /// prompt was too long for that: what was cut (the agent had the whole
+    /// prompt in `/agentq/prompt.md`); empty otherwise.
+    pub prompt_cut: String,
     /// The workspace already existed when the job was prepared.
     pub resumed: bool,
     /// The answer given with `agentq resume`, written to `ANSWER.md`.
@@ -195,14 +203,17 @@ impl JobRecord {
     }
 
     /// What a one-line view of the job says about it: the question, else the
-    /// error, else why it waits; empty when there is none.
+    /// error, else why it waits, else what the agent left uncommitted; empty
+    /// when there is none.
     pub fn message(&self) -> &str {
         if !self.question.is_empty() {
             &self.question
         } else if !self.error.is_empty() {
             &self.error
+        } else if let Some(r) = self.reason {
+            r.as_str()
         } else {
-            self.reason.map(WaitReason::as_str).unwrap_or("")
+            &self.leftovers
         }
     }
 
@@ -298,7 +309,14 @@ impl RecordView {
 const ZERO_WHEN_MISSING: &[&str] = &["attempt", "tries", "runs", "time_tracked", "resumed"];
 
 /// Fields a re-run (retry, resume) empties: what the last run concluded.
-pub const RERUN_CLEARED: &[&str] = &["question", "error", "exit_code", "finished_at", "reason"];
+pub const RERUN_CLEARED: &[&str] = &[
+    "question",
+    "error",
+    "exit_code",
+    "finished_at",
+    "reason",
+    "leftovers",
+];
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
 /// record's `pool` and `model` fields (see `agentq_shared::store::park`).

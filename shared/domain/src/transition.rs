@@ -167,6 +167,14 @@ impl Note {
         }
     }
 
+    /// What the run's agent left uncommitted (see `JobRecord::leftovers`;
+    /// empty: nothing).
+    pub fn leftovers(message: &str) -> Self {
+        Self {
+            fields: vec![("leftovers", message.to_string())],
+        }
+    }
+
     /// Agent run number `run`'s time is on the forge's issue (added once).
     pub fn time_tracked(run: u32) -> Self {
         Self {
@@ -215,11 +223,13 @@ impl Transition {
     }
 
     /// The agent starts: its run count and the prompt it gets (so that a
-    /// resume on another host has it all).
-    pub fn running(runs: u32, prompt: &str) -> Self {
+    /// resume on another host has it all), and what of it the agent's command
+    /// line left out (empty: nothing).
+    pub fn running(runs: u32, prompt: &str, prompt_cut: &str) -> Self {
         Self::new(JobState::Running, Next::Continue)
             .set("runs", runs.to_string())
             .set("prompt", prompt)
+            .set("prompt_cut", prompt_cut)
     }
 
     /// QA runs.
@@ -385,7 +395,7 @@ mod tests {
 
     #[test]
     fn running_records_the_run_count_and_prompt() {
-        let t = Transition::running(2, "Fix it");
+        let t = Transition::running(2, "Fix it", "");
         assert_eq!(
             (t.state, t.field("runs"), t.field("prompt")),
             (JobState::Running, Some("2"), Some("Fix it"))

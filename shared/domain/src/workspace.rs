@@ -100,6 +100,11 @@ impl Workspace {
 /// Where [`Workspace::input_dir`] appears in the container (read-only).
 pub const AGENT_INPUT_DIR: &str = "/agentq";
 
+/// The agent's `HOME` in every container: a scratch tmpfs of its own, owned by
+/// the agent's uid, thrown away with the container (see
+/// `agentq_shared::container`).
+pub const AGENT_HOME: &str = "/agentq-home";
+
 /// The last path segment of a workspace: `pr-{n}`, `task-{n}`, `branch-{name}` or
 /// `tag-{name}`, the name [escaped](escape_name). The map is injective: the kind
 /// is always spelled out (so `--branch pr-2` is not `--pr 2`, and a tag is not
