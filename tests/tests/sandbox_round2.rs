@@ -131,7 +131,12 @@ async fn a_million_files_never_stall_the_lease_and_fail_the_job_as_over_its_limi
 /// `workspace_limit_files` at the check after the run.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tree_of_empty_files_is_over_workspace_limit_files() {
-    let env = redteam_env("workspace_limit_files = 1000", "");
+    // A backoff that pauses the pool on one fast failure: a tree over its
+    // bounds is the agent's doing and must not pause it.
+    let env = redteam_env(
+        "workspace_limit_files = 1000",
+        "[backoff]\nfailures = 1\nwindow_secs = 600\npause_secs = 600\n",
+    );
     let _w = env.worker("w1", 1);
     let id = enqueue_main(&env, "Inodes @redteam many-files 3000");
     let rec = env.wait_final(&id, LONG).await;
@@ -151,6 +156,12 @@ async fn a_tree_of_empty_files_is_over_workspace_limit_files() {
         "{rec:#?}"
     );
     assert_eq!(rec.attempt, 1, "{rec:#?}");
+    let mut conn = env.redis.conn();
+    let backoff: bool = redis::cmd("EXISTS")
+        .arg(env.key("backoff:codex"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(!backoff, "a tree over its bounds paused the pool");
 }
 
 /// Row 2: the agent sends SIGSTOP to every process it can see and SIGKILL to

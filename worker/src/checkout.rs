@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agentq_shared::workspace::Workspace;
+use agentq_shared::{fsutil::TreeBounds, workspace::Workspace};
 
 use crate::git::git;
 
@@ -22,11 +22,19 @@ const NO_ATTRIBUTES: &[u8] = b"* -filter -text -eol -ident -working-tree-encodin
 /// Why there is no checkout.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
-    /// The commit's files are over the limit: the agent's doing.
+    /// The commit's files are over the workspace's byte limit: the agent's
+    /// doing.
     #[error(
         "the commit's files come to over {limit} bytes (the workspace limit); not checked out"
     )]
     TooBig {
+        /// The limit.
+        limit: u64,
+    },
+    /// The commit has more files than the workspace's entry limit
+    /// (`workspace_limit_files`): the agent's doing.
+    #[error("the commit has over {limit} files (workspace_limit_files); not checked out")]
+    TooMany {
         /// The limit.
         limit: u64,
     },
@@ -58,7 +66,9 @@ impl Checkout {
     /// Writes the files of `commit` (in the worker repository of `ws`) into
     /// `.meta/qa-tree`, replacing whatever an earlier run left there, and gives
     /// them to the agents' user `(uid, gid)` when the worker runs as root.
-    /// With a `limit`, the commit's files must add up to at most that many bytes.
+    /// The commit's files must stay within `bounds`: at most `max_bytes`
+    /// bytes and `max_entries` files (the workspace's limits; the commit is the
+    /// agent's, and a few KiB of objects can stand for millions of files).
     ///
     /// # Errors
     /// [`CheckoutError`].
@@ -66,11 +76,18 @@ impl Checkout {
         ws: &Workspace,
         commit: &str,
         (uid, gid): (u32, u32),
-        limit: Option<u64>,
+        bounds: &TreeBounds,
     ) -> Result<Self, CheckoutError> {
-        if let Some(limit) = limit {
-            if files_size(&ws.worker_repo(), commit, limit).await? > limit {
-                return Err(CheckoutError::TooBig { limit });
+        if bounds.max_bytes.is_some() || bounds.max_entries.is_some() {
+            let max_bytes = bounds.max_bytes.unwrap_or(u64::MAX);
+            let max_files = bounds.max_entries.unwrap_or(u64::MAX);
+            let (bytes, files) =
+                files_size(&ws.worker_repo(), commit, max_bytes, max_files).await?;
+            if bytes > max_bytes {
+                return Err(CheckoutError::TooBig { limit: max_bytes });
+            }
+            if files > max_files {
+                return Err(CheckoutError::TooMany { limit: max_files });
             }
         }
         let dir = ws.qa_tree();
@@ -140,17 +157,22 @@ impl Checkout {
     }
 }
 
-/// The bytes of the files of `commit` (blob sizes from `git ls-tree -r -l`),
-/// counted up to just past `limit`.
-async fn files_size(git_dir: &Path, commit: &str, limit: u64) -> anyhow::Result<u64> {
+/// The bytes and the number of the files of `commit` (blob sizes from `git
+/// ls-tree -r -l`), counted up to just past either limit.
+async fn files_size(
+    git_dir: &Path,
+    commit: &str,
+    max_bytes: u64,
+    max_files: u64,
+) -> anyhow::Result<(u64, u64)> {
     let tree = format!("{commit}^{{tree}}");
     let listing = git(
         git_dir,
         &["ls-tree", "-r", "-l", "-z", "--full-tree", &tree],
     )
     .await?;
-    let mut total: u64 = 0;
-    for entry in listing.split('\0') {
+    let (mut total, mut files): (u64, u64) = (0, 0);
+    for entry in listing.split('\0').filter(|e| !e.is_empty()) {
         // `<mode> <type> <object> <size>\t<path>`; the size is `-` for a
         // submodule's commit.
         let meta = entry.split('\t').next().unwrap_or("");
@@ -159,11 +181,12 @@ async fn files_size(git_dir: &Path, commit: &str, limit: u64) -> anyhow::Result<
             .nth(3)
             .and_then(|s| s.parse::<u64>().ok());
         total = total.saturating_add(size.unwrap_or(0));
-        if total > limit {
+        files += 1;
+        if total > max_bytes || files > max_files {
             break;
         }
     }
-    Ok(total)
+    Ok((total, files))
 }
 
 /// Removes `dir` and everything in it, never following a link; a directory
@@ -220,6 +243,14 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    fn bounds(max_bytes: Option<u64>, max_entries: Option<u64>) -> TreeBounds {
+        TreeBounds {
+            max_bytes,
+            max_entries,
+            budget: std::time::Duration::from_secs(5),
+        }
+    }
+
     /// The checkout has the commit's files, not the working tree's, and no
     /// `.git`; the worker repository keeps no index; removal leaves nothing.
     #[tokio::test]
@@ -249,8 +280,13 @@ mod tests {
             &["clone", "-q", "--bare", &src.to_string_lossy(), "git"],
         );
         assert!(matches!(
-            Checkout::make(&ws, &commit, (0, 0), Some(20)).await,
+            Checkout::make(&ws, &commit, (0, 0), &bounds(Some(20), None)).await,
             Err(CheckoutError::TooBig { limit: 20 })
+        ));
+        // Three files (.gitattributes, d/broken.go, go.mod): over a limit of two.
+        assert!(matches!(
+            Checkout::make(&ws, &commit, (0, 0), &bounds(None, Some(2))).await,
+            Err(CheckoutError::TooMany { limit: 2 })
         ));
         assert!(!ws.qa_tree().exists());
         sh(
@@ -261,7 +297,7 @@ mod tests {
                 &format!("touch {}; cat", marker.display()),
             ],
         );
-        let c = Checkout::make(&ws, &commit, (0, 0), Some(64))
+        let c = Checkout::make(&ws, &commit, (0, 0), &bounds(Some(64), Some(3)))
             .await
             .unwrap();
         assert_eq!(c.commit(), commit);
@@ -279,7 +315,9 @@ mod tests {
         assert!(!ws.worker_repo().join("index").exists());
         // A second checkout replaces what the first (or a QA command) left.
         std::fs::write(c.dir().join("leftover"), "x").unwrap();
-        let c = Checkout::make(&ws, &commit, (0, 0), None).await.unwrap();
+        let c = Checkout::make(&ws, &commit, (0, 0), &bounds(None, None))
+            .await
+            .unwrap();
         assert!(!c.dir().join("leftover").exists());
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(c.dir().join("d"), std::fs::Permissions::from_mode(0o000))

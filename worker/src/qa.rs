@@ -92,10 +92,10 @@ pub async fn run(
     stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let ws = &prepared.workspace;
-    let limit = run.ctx.cfg.workspace_limit_bytes();
-    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), limit).await {
+    let bounds = run.ctx.cfg.tree_bounds();
+    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await {
         Ok(c) => c,
-        Err(e @ CheckoutError::TooBig { .. }) => {
+        Err(e @ (CheckoutError::TooBig { .. } | CheckoutError::TooMany { .. })) => {
             return Ok(Ok(QaResult {
                 status: QaStatus::Failed,
                 command: "checkout".into(),

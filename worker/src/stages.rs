@@ -60,6 +60,9 @@ struct AgentRun {
     take_commits: bool,
     /// How long the agent ran (fast failures pause the pool).
     ran_for: Duration,
+    /// The agent's tree went over its bounds: the agent's doing, never a
+    /// sign of the provider's health (no pool backoff).
+    tree_over: bool,
 }
 
 /// Runs the job's stages and records its outcome. `Ok` means the record says
@@ -113,10 +116,6 @@ pub(crate) async fn stages(
         &mut forge,
     )
     .await?;
-    if forge.redo_later() {
-        forge.redo.runs = runs;
-        crate::writeback::queue(run.ctx, &forge.redo).await;
-    }
     let report = RunReport {
         exit_code,
         qa: qa.as_ref().map(QaResult::summary),
@@ -125,6 +124,12 @@ pub(crate) async fn stages(
     };
     timer.done("report");
     record(run, &prepared, runs, &outcome, &report).await?;
+    // Queued only once the outcome it reports is the record's: a run that
+    // turned into an infrastructure retry while recording reports nothing.
+    if forge.redo_later() {
+        forge.redo.runs = runs;
+        crate::writeback::queue(run.ctx, &forge.redo).await;
+    }
     timer.done("record");
     Ok(())
 }
@@ -287,23 +292,6 @@ async fn agent_stage(
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
-    // A file system that filled during the run failed the agent, not the
-    // other way round: the run is the host's failure (retried, no pool backoff).
-    if matches!(ended, Ended::Exited(_) | Ended::TimedOut) {
-        let free = crate::space::free_bytes(&ctx.cfg.workspace_root);
-        if let Some(why) = agentq_shared::outcome::disk_full(free, ctx.cfg.min_free_bytes()) {
-            return Err(StageError::Infra(anyhow::anyhow!(why), Some(ws.clone())));
-        }
-    }
-    // A failed run on a host that degraded meanwhile is the host's failure too.
-    let failed = matches!(ended, Ended::Exited(c) if c != 0) || ended == Ended::TimedOut;
-    if failed && ctx.breaker.times_opened() != opened {
-        let why = ctx.breaker.degraded().map(|(w, _)| w).unwrap_or_default();
-        return Err(StageError::Infra(
-            anyhow::anyhow!("the host was degraded during the run ({why})"),
-            Some(ws.clone()),
-        ));
-    }
 
     // From here on the working tree is the agent's: it is read only through
     // `read_blocked` (no links, no FIFOs, capped) and the export container.
@@ -318,6 +306,26 @@ async fn agent_stage(
         }
         _ => None,
     };
+    // A failed run whose cause the agent cannot have made (a disk that filled
+    // while its tree stayed within bounds, a host that degraded meanwhile) is
+    // the host's failure: retried, no pool backoff.
+    let tree_over = over.is_some() || matches!(ended, Ended::WorkspaceOver(_));
+    let failed = matches!(ended, Ended::Exited(c) if c != 0) || ended == Ended::TimedOut;
+    let end = agentq_shared::outcome::RunEnd {
+        failed,
+        tree_over,
+        free: if failed && !tree_over {
+            crate::space::free_bytes(&ctx.cfg.workspace_root)
+        } else {
+            None
+        },
+        floor: ctx.cfg.min_free_bytes(),
+        degraded_meanwhile: (ctx.breaker.times_opened() != opened)
+            .then(|| ctx.breaker.degraded().map(|(w, _)| w).unwrap_or_default()),
+    };
+    if let Some(why) = agentq_shared::outcome::host_failure(&end) {
+        return Err(StageError::Infra(anyhow::anyhow!(why), Some(ws.clone())));
+    }
     let repo = ws.repo_dir();
     match decide_outcome(
         &ended,
@@ -334,6 +342,7 @@ async fn agent_stage(
             exit_code,
             take_commits,
             ran_for,
+            tree_over,
         }),
         RunOutcome::Interrupted => Err(StageError::Interrupted),
         RunOutcome::SelfFenced => Err(StageError::SelfFenced),
@@ -389,6 +398,7 @@ async fn keep_commits(
         mut outcome,
         take_commits,
         ran_for,
+        tree_over,
         ..
     } = ran;
     let ws = &prepared.workspace;
@@ -396,7 +406,8 @@ async fn keep_commits(
     // Only the agent's own run counts: commits refused afterwards (a history
     // rewrite, a bad object, a tree that stalls the export) say nothing of the
     // pool's health, and an agent could pause a pool fleet-wide with them.
-    let failed = outcome.state() == JobState::Failed;
+    // Nor does a tree over its bounds: the agent made it, whatever it exited.
+    let failed = outcome.state() == JobState::Failed && !tree_over;
     if take_commits {
         let imported = match import_commits(run, agent, prepared).await {
             Ok(imported) => {

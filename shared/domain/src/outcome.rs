@@ -122,8 +122,79 @@ pub fn disk_full(free: Option<u64>, floor: u64) -> Option<String> {
     })
 }
 
+/// What the worker saw of a run's end, for [`host_failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// The agent exited non-zero or ran past its timeout.
+    pub failed: bool,
+    /// The agent's tree went over its bounds (bytes, files, unreadable).
+    pub tree_over: bool,
+    /// The workspace root's free bytes after the run (`None`: not measured).
+    pub free: Option<u64>,
+    /// `min_free_gb` in bytes (0: no floor).
+    pub floor: u64,
+    /// Why the host's circuit breaker opened while the agent ran, if it did.
+    pub degraded_meanwhile: Option<String>,
+}
+
+/// Whether a run's end is the host's failure rather than the agent's: only a
+/// failed run, and only for what the agent cannot have caused. A full disk
+/// with the agent's own tree within its bounds, or a host that degraded
+/// meanwhile: `Some(why)`, retried, never counted toward the pool's backoff.
+/// A run that succeeded stays a success whatever the disk says; a tree over
+/// its bounds is how the agent filled the disk: its outcome.
+pub fn host_failure(end: &RunEnd) -> Option<String> {
+    if !end.failed || end.tree_over {
+        return None;
+    }
+    disk_full(end.free, end.floor).or_else(|| {
+        end.degraded_meanwhile
+            .as_ref()
+            .map(|why| format!("the host was degraded during the run ({why})"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    const MIB: u64 = 1 << 20;
+
+    fn end(failed: bool, tree_over: bool, free: u64, degraded_meanwhile: bool) -> RunEnd {
+        RunEnd {
+            failed,
+            tree_over,
+            free: Some(free),
+            floor: 50 * MIB,
+            degraded_meanwhile: degraded_meanwhile.then(|| "docker: no answer".to_string()),
+        }
+    }
+
+    #[test]
+    fn a_failed_run_on_a_full_disk_is_the_hosts() {
+        let why = host_failure(&end(true, false, 3 * MIB, false)).unwrap();
+        assert!(why.contains("filled during the run"), "{why}");
+    }
+
+    #[test]
+    fn a_failed_run_on_a_host_that_degraded_meanwhile_is_the_hosts() {
+        let why = host_failure(&end(true, false, 100 * MIB, true)).unwrap();
+        assert!(why.contains("degraded"), "{why}");
+    }
+
+    #[test]
+    fn a_successful_run_stays_a_success_on_a_full_disk() {
+        assert_eq!(host_failure(&end(false, false, 3 * MIB, true)), None);
+    }
+
+    #[test]
+    fn an_agent_whose_tree_is_over_its_bounds_filled_the_disk_itself() {
+        assert_eq!(host_failure(&end(true, true, 3 * MIB, true)), None);
+    }
+
+    #[test]
+    fn a_failed_run_with_room_on_a_healthy_host_is_the_agents() {
+        assert_eq!(host_failure(&end(true, false, 100 * MIB, false)), None);
+    }
+
     #[test]
     fn refused_commits_fail_even_a_blocked_job() {
         let blocked = Outcome::Blocked {

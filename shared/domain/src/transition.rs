@@ -230,6 +230,8 @@ impl Transition {
             .set("runs", runs.to_string())
             .set("prompt", prompt)
             .set("prompt_cut", prompt_cut)
+            // What an earlier attempt left uncommitted is that attempt's.
+            .set("leftovers", "")
     }
 
     /// QA runs.
@@ -365,6 +367,16 @@ impl Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_run_forgets_what_an_earlier_attempt_left_uncommitted() {
+        let t = Transition::running(2, "prompt", "");
+        assert!(
+            t.fields.iter().any(|(k, v)| *k == "leftovers" && v.is_empty()),
+            "{:?}",
+            t.fields
+        );
+    }
 
     #[test]
     fn notes_write_their_fields_only() {

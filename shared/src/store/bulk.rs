@@ -85,6 +85,9 @@ const RETRY_MANY: &str = r#"
 return each_job('retried', function(job, id, st)
   if not FINAL[st] then return nil end
   if SELECTED ~= '' and st ~= SELECTED then return nil end
+  -- Validate before writing: a job whose seq does not parse (a corrupt
+  -- record, failed as such) is left alone, not half-retried.
+  if not tonumber(redis.call('HGET', job, 'seq') or '0') then return nil end
   redis.call('DEL', CANCEL_PREFIX .. id)
   redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'tries', 0, 'owner', '', 'order', redis.call('INCR', NS .. ':order'),
