@@ -381,3 +381,40 @@ async fn the_sweep_goes_on_past_an_orphan_whose_seq_does_not_parse() {
     );
     wait_no_keys(&env, &["run:*", "limit:*", "lane:*"], LONG).await;
 }
+
+/// Bulk retry validates before it writes: a finished job whose `seq` does not
+/// parse is left alone (its cancel flag and record untouched), and every other
+/// job of the same chunk, before and after it, is retried. (Before: the
+/// script's error aborted the chunk half-way, every time it was run again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_retry_leaves_a_job_whose_seq_does_not_parse_and_retries_the_rest() {
+    let env = TestEnv::new();
+    env.remotes.create("core", "demo", &[]);
+    let ids: Vec<String> = (1..=3)
+        .map(|n| env.enqueue_for_issue(n, "never runs"))
+        .collect();
+    for id in &ids {
+        env.cli_ok(&["cancel", id]);
+    }
+    let bad = &ids[1];
+    let mut conn = env.redis.conn();
+    let _: () = conn
+        .hset(env.key(&format!("job:{bad}")), "seq", "x")
+        .unwrap();
+    let out = env.cli(&["retry", "--state", "cancelled", "--json"], None);
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "the retry failed as a Redis error: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = |id: &str| -> String {
+        let mut conn = env.redis.conn();
+        conn.hget(env.key(&format!("job:{id}")), "state").unwrap()
+    };
+    assert_eq!(state(&ids[0]), "queued");
+    assert_eq!(state(&ids[2]), "queued");
+    assert_eq!(state(bad), "cancelled");
+    let seq: String = conn.hget(env.key(&format!("job:{bad}")), "seq").unwrap();
+    assert_eq!(seq, "x", "the corrupt record was written to");
+}

@@ -372,7 +372,9 @@ mod tests {
     fn a_new_run_forgets_what_an_earlier_attempt_left_uncommitted() {
         let t = Transition::running(2, "prompt", "");
         assert!(
-            t.fields.iter().any(|(k, v)| *k == "leftovers" && v.is_empty()),
+            t.fields
+                .iter()
+                .any(|(k, v)| *k == "leftovers" && v.is_empty()),
             "{:?}",
             t.fields
         );
