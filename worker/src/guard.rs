@@ -33,6 +33,12 @@ impl TreeArm {
     pub(crate) fn arm(&self) {
         self.0.send_replace(true);
     }
+
+    /// The agent's run is over: its tree is measured once more by the stage
+    /// itself, and no later walk (during QA, say) may stop the run.
+    pub(crate) fn disarm(&self) {
+        self.0.send_replace(false);
+    }
 }
 
 /// The guard's task: stopped when this is dropped, so a run that ends any way
@@ -153,7 +159,7 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
     }
 }
 
-/// Once armed ([`TreeArm`]), measures the agent's working tree every
+/// Once armed ([`TreeArm`]) and until disarmed, measures the agent's working tree every
 /// [`SIZE_CHECK_EVERY`], each walk bounded by `bounds` (it stops at a limit,
 /// and past its time budget the tree counts as over); a tree over its bounds
 /// stops the agent.
@@ -171,11 +177,19 @@ async fn watch_tree(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        if !*armed.borrow() {
+            return;
+        }
         let r = repo.clone();
         let over = tokio::task::spawn_blocking(move || tree_over(&r, &bounds))
             .await
             .ok()
             .flatten();
+        // A walk that ends after the agent did stops nothing: the stage has
+        // measured the tree itself by then.
+        if !*armed.borrow() {
+            return;
+        }
         if let Some(over) = over {
             tracing::warn!(job = %id, %over, "working tree over its limits; stopping the agent");
             tx.send_if_modified(|reason| {

@@ -289,6 +289,7 @@ async fn agent_stage(
     let opened = ctx.breaker.times_opened();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
+    run.tree_arm.disarm();
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
     let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;

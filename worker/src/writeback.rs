@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agentq_shared::{clock::now_ms, forge::job_marker};
+use agentq_shared::forge::job_marker;
 
 use crate::{
     context::WorkerCtx,
@@ -28,7 +28,15 @@ pub async fn queue(ctx: &WorkerCtx, redo: &WriteBack) {
             return;
         }
     };
-    let due = now_ms() + retry_every(ctx).as_millis() as i64;
+    // Redis's clock, as every time shared between hosts: a worker whose clock
+    // is behind could not claim what one ahead of it queued.
+    let due = match ctx.store.redis_now_ms().await {
+        Ok(now) => now + retry_every(ctx).as_millis() as i64,
+        Err(e) => {
+            tracing::warn!(job = %redo.job, error = %e, "cannot queue the write-back to do again");
+            return;
+        }
+    };
     match ctx.store.queue_writeback(&redo.job, &json, due).await {
         Ok(()) => {
             tracing::info!(job = %redo.job, "forge write-back left for later (done in the background)")
@@ -60,7 +68,9 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
 }
 
 async fn round(ctx: &WorkerCtx, every: Duration) {
-    let now = now_ms();
+    let Ok(now) = ctx.store.redis_now_ms().await else {
+        return;
+    };
     // A taken one is due again a round later if this worker dies meanwhile.
     let next = now + 2 * every.as_millis() as i64;
     let due = match ctx.store.take_due_writebacks(now, next, PER_ROUND).await {
@@ -103,7 +113,7 @@ async fn round(ctx: &WorkerCtx, every: Duration) {
             let json = serde_json::to_string(&wb).unwrap_or(json);
             let _ = ctx
                 .store
-                .queue_writeback(&id, &json, now_ms() + every.as_millis() as i64)
+                .queue_writeback(&id, &json, now + every.as_millis() as i64)
                 .await;
         }
     }
