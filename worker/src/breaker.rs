@@ -50,12 +50,18 @@ impl Breaker {
         if self.threshold == 0 || i.failures < self.threshold {
             return false;
         }
+        let was = i.until.is_some_and(|u| u > Instant::now());
         i.until = Some(Instant::now() + self.cooldown);
         i.reason = format!(
             "{} infrastructure failures in a row; last: {reason}",
             i.failures
         );
-        self.opened.fetch_add(1, Ordering::SeqCst);
+        // Only closed → open counts as an opening: a failure while degraded
+        // (a run that failed meanwhile, taken as the host's) does not make
+        // the other runs of that window the host's failures once more.
+        if !was {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+        }
         true
     }
 
@@ -133,6 +139,20 @@ mod tests {
         b.failure("x");
         b.failure("x");
         assert_eq!(b.times_opened(), 2);
+    }
+
+    #[test]
+    fn failures_while_degraded_are_not_new_openings() {
+        let b = Breaker::new(1, Duration::from_secs(60));
+        assert!(b.failure("docker"));
+        assert_eq!(b.times_opened(), 1);
+        b.failure("a run that failed meanwhile");
+        b.failure("and another");
+        assert_eq!(
+            b.times_opened(),
+            1,
+            "one opening, however many failures in it"
+        );
     }
 
     #[test]
