@@ -262,6 +262,18 @@ pub fn require_docker() {
     }
 }
 
+/// Fails the test loudly unless Docker runs and `image` is built (the test
+/// images come from `scripts/build-test-images`).
+pub fn require_image(image: &str) {
+    require_docker();
+    let ok = Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "{image} is missing: run scripts/build-test-images");
+}
+
 /// Bare git repositories under `{base}/{org}/{repo}.git`, the worker's `git_base`.
 pub struct GitRemotes {
     /// The temp directory holding them.

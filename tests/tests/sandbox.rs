@@ -22,22 +22,9 @@ const LONG: Duration = Duration::from_secs(120);
 const TOKEN: &str = "forge-token-redteam-7c41a0";
 const REDTEAM_IMAGE: &str = "agentq-redteam:latest";
 
-fn require_redteam_image() {
-    require_docker();
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", REDTEAM_IMAGE])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{REDTEAM_IMAGE} is missing: run scripts/build-test-images"
-    );
-}
-
 /// A world whose agents are the red team, with `extra` config tables.
 fn redteam_env(extra: &str) -> TestEnv {
-    require_redteam_image();
+    require_image(REDTEAM_IMAGE);
     TestEnv::with_config(&format!(
         "[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n{extra}"
     ))
@@ -356,7 +343,7 @@ async fn a_fifo_blocked_md_fails_the_job_instead_of_hanging_it() {
 /// job record.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_cannot_reach_the_queue() {
-    require_redteam_image();
+    require_image(REDTEAM_IMAGE);
     let env = TestEnv::with_config_and_redis_password(
         &format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n"),
         "redis-pass-d81f",
@@ -470,7 +457,7 @@ async fn git_add_all_in_the_container_stages_nothing_of_agentqs() {
 /// host log keeps its head and tail within a cap.
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_run_unprivileged_with_a_bounded_workspace_and_log() {
-    require_redteam_image();
+    require_image(REDTEAM_IMAGE);
     let env = TestEnv::with_config("workspace_limit_mb = 16");
     env.append_config(&format!("[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n"));
     demo_repo(&env, None, &[]);

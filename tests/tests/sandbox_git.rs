@@ -18,16 +18,6 @@ fn redteam_image() -> String {
     std::env::var("AGENTQ_TEST_REDTEAM_IMAGE").unwrap_or_else(|_| "agentq-redteam:latest".into())
 }
 
-fn require_image(image: &str) {
-    require_docker();
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "{image} is missing: run scripts/build-test-images");
-}
-
 /// The red-team image with this file's directives (`commit-file`, `write`,
 /// `rm`, `commit-zeros`): an image built from an older tree lacks them, and its
 /// agent would silently do nothing.

@@ -14,23 +14,10 @@ use agentq_tests::*;
 const LONG: Duration = Duration::from_secs(180);
 const REDTEAM_IMAGE: &str = "agentq-redteam:latest";
 
-fn require_redteam_image() {
-    require_docker();
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", REDTEAM_IMAGE])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{REDTEAM_IMAGE} is missing: run scripts/build-test-images"
-    );
-}
-
 /// A world whose agents are the red team: `top` top-level keys, then
 /// `tables` after the red-team image's table.
 fn redteam_env(top: &str, tables: &str) -> TestEnv {
-    require_redteam_image();
+    require_image(REDTEAM_IMAGE);
     let env = TestEnv::with_config(top);
     env.append_config(&format!(
         "[agents.codex]\nimage = \"{REDTEAM_IMAGE}\"\n{tables}"

@@ -17,16 +17,6 @@ const REDTEAM_IMAGE: &str = "agentq-redteam:latest";
 /// The bound of a job's log tail in Redis, and of what `agentq logs` prints.
 const TAIL_BOUND: usize = 4 * 1024 * 1024;
 
-fn require_image(image: &str) {
-    require_docker();
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "{image} is missing: run scripts/build-test-images");
-}
-
 /// A world whose codex agents are `image`, with the simulated forge.
 async fn forge_env(image: &str) -> (TestEnv, ForgeSim) {
     require_image(image);
