@@ -105,6 +105,16 @@ pub const AGENT_INPUT_DIR: &str = "/agentq";
 /// `agentq_shared::container`).
 pub const AGENT_HOME: &str = "/agentq-home";
 
+/// Where the run's output directory appears in the agent container: the one
+/// place besides `/workspace` the agent writes that the worker reads back, as
+/// data and bounded (see `SUMMARY_FILE`).
+pub const AGENT_OUT_DIR: &str = "/agentq-out";
+
+/// The agent's final message (codex's `-o` file; `{summary_file}` in a
+/// configured agent's command): read back after the run, bounded, as the job's
+/// `summary`.
+pub const SUMMARY_FILE: &str = "/agentq-out/summary.md";
+
 /// The last path segment of a workspace: `pr-{n}`, `task-{n}`, `branch-{name}` or
 /// `tag-{name}`, the name [escaped](escape_name). The map is injective: the kind
 /// is always spelled out (so `--branch pr-2` is not `--pr 2`, and a tag is not
