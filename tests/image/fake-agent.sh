@@ -12,8 +12,6 @@
 #   @agentq-test exit N            exit with code N (at once)
 #   @agentq-test require FILE      exit 9 unless FILE exists in the repo
 #   @agentq-test print TEXT        print TEXT
-#   @agentq-test cat-env NAME      print the file the variable NAME names, each
-#                                  line as `NAME| line` (or `NAME: no file`)
 #   @agentq-test env-check NAME... say whether each variable is set (never its value)
 #   @agentq-test ignore-term       ignore SIGTERM from here on (only SIGKILL stops it)
 #   @agentq-test write-home        write a file in $HOME (exit 71 if it cannot)
@@ -109,13 +107,6 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       ;;
     print)
       printf '%s\n' "$arg"
-      ;;
-    cat-env)
-      case "$arg" in *[!A-Za-z0-9_]*|'') ;; *)
-        f=$(env | sed -n "s/^$arg=//p")
-        if [ -n "$f" ] && [ -f "$f" ]; then head -c 4096 "$f" | sed "s/^/$arg| /"; echo; else echo "$arg: no file"; fi
-        ;;
-      esac
       ;;
     ignore-term)
       trap '' TERM

@@ -19,7 +19,12 @@ const REDTEAM_IMAGE: &str = "agentq-redteam:latest";
 
 /// Polls `probe` every 100 ms until it gives a value; fails the test naming
 /// `what` after `timeout`.
-async fn poll<T>(env: &TestEnv, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+async fn poll<T>(
+    env: &TestEnv,
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = probe() {
@@ -100,7 +105,12 @@ async fn agent_history_depth_is_the_history_in_the_agents_tree() {
     assert!(repo.join("file-6.txt").exists(), "the tree is at the head");
     w.signal_and_wait("TERM", LONG);
 
-    let all = config_variant(&env, "all.toml", "agent_history_depth = 3", "agent_history_depth = 0");
+    let all = config_variant(
+        &env,
+        "all.toml",
+        "agent_history_depth = 3",
+        "agent_history_depth = 0",
+    );
     let _w = env.worker_with_args("w2", &["--config", all.to_str().unwrap()]);
     let full = env.enqueue_for_issue(2, "@agentq-test print full");
     let rec = env.wait_final(&full, LONG).await;
@@ -125,7 +135,10 @@ async fn git_user_name_and_email_sign_the_agents_commits() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert!(!rec.branch.is_empty(), "{rec:#?}");
-    let who = git(&bare, &["log", "-1", "--format=%an|%ae|%cn|%ce|%s", &rec.branch]);
+    let who = git(
+        &bare,
+        &["log", "-1", "--format=%an|%ae|%cn|%ce|%s", &rec.branch],
+    );
     assert_eq!(
         who,
         "Keys Tester|keys@example.org|Keys Tester|keys@example.org|agentq test: change by codex"
@@ -172,7 +185,10 @@ async fn agent_user_is_the_agents_uid_and_agent_home_is_mounted_read_only() {
     assert!(log.contains("uid=4321 gid=4322"), "{log}");
     // `rm -f` of a file that is not there succeeds: its failure shows the
     // operator's file was there, and read-only.
-    assert!(!log.contains("removed /agentq-home/.codex/keys-marker"), "{log}");
+    assert!(
+        !log.contains("removed /agentq-home/.codex/keys-marker"),
+        "{log}"
+    );
     assert!(!log.contains("wrote /agentq-home/.codex/planted"), "{log}");
     assert_eq!(
         std::fs::read_to_string(codex.join("keys-marker")).unwrap(),
@@ -208,24 +224,50 @@ async fn a_tree_over_workspace_limit_mb_stops_the_agent_while_it_runs() {
     assert!(agent_log(&rec, "codex").contains("filled 40 MiB"));
 }
 
+/// An agent of this test's own: prints the files `$AGENTQ_PROMPT_FILE` and
+/// `$AGENTQ_ANSWER_FILE` name, each line as `NAME| line`, and blocks until
+/// there is an answer.
+const FILES_AGENT: &str = r#"#!/bin/sh
+show() {
+  if [ -n "$2" ] && [ -f "$2" ]; then sed "s/^/$1| /" "$2"; echo; else echo "$1: no file"; fi
+}
+show AGENTQ_PROMPT_FILE "$AGENTQ_PROMPT_FILE"
+show AGENTQ_ANSWER_FILE "$AGENTQ_ANSWER_FILE"
+[ -n "$AGENTQ_ANSWER_FILE" ] && [ -s "$AGENTQ_ANSWER_FILE" ] || echo "Which colour?" > BLOCKED.md
+"#;
+
 /// `$AGENTQ_PROMPT_FILE` names the prompt the agent was given and
 /// `$AGENTQ_ANSWER_FILE` the answer of a resumed job (no file before).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_prompt_and_answer_files_are_named_by_their_variables() {
     require_docker();
     let env = TestEnv::with_config("auto_qa = false\n");
-    env.remotes.create("core", "demo", &[]);
-    let id = env.enqueue_for_issue(
+    let agent = env.dir.path().join("files-agent.sh");
+    std::fs::write(&agent, FILES_AGENT).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Mounted over the test image's `codex`, beside the world's own mount.
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    let text = text.replacen(
+        "mounts = [{",
+        &format!(
+            "mounts = [{{ source = \"{}\", target = \"/usr/local/bin/codex\", read_only = true }}, {{",
+            agent.display()
+        ),
         1,
-        "keys-prompt-marker @agentq-test cat-env AGENTQ_PROMPT_FILE @agentq-test cat-env AGENTQ_ANSWER_FILE @agentq-test block-unless /agentq/ANSWER.md \"Which colour?\"",
     );
+    std::fs::write(env.config_path(), text).unwrap();
+    env.remotes.create("core", "demo", &[]);
+    let id = env.enqueue_for_issue(1, "keys-prompt-marker");
     let _w = env.worker("w1", 1);
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}");
     let log = agent_log(&rec, "codex");
+    assert_eq!(rec.state, JobState::Blocked, "{rec:#?}\n{log}");
     assert!(
-        log.lines().any(|l| l.starts_with("AGENTQ_PROMPT_FILE| ")
-            && l.contains("keys-prompt-marker")),
+        log.lines()
+            .any(|l| l.starts_with("AGENTQ_PROMPT_FILE| ") && l.contains("keys-prompt-marker")),
         "{log}"
     );
     assert!(log.contains("AGENTQ_ANSWER_FILE: no file"), "{log}");
@@ -234,8 +276,8 @@ async fn the_prompt_and_answer_files_are_named_by_their_variables() {
     let rec = env
         .wait_for(&id, LONG, |r| r.runs == 2 && r.state.is_final())
         .await;
-    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     let log = agent_log(&rec, "codex");
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}\n{log}");
     assert!(
         log.lines()
             .any(|l| l.starts_with("AGENTQ_ANSWER_FILE| ") && l.contains("keys-answer-magenta")),
@@ -247,17 +289,19 @@ async fn the_prompt_and_answer_files_are_named_by_their_variables() {
 /// job's due time in `{ns}:transit` in one transaction.
 fn delivery_view(env: &TestEnv, id: &str) -> (u32, String, String, i64, Option<i64>) {
     let mut c = env.redis.conn();
-    let ((tries, state, reason, task_at), due): ((Option<u32>, Option<String>, Option<String>, Option<i64>), Option<i64>) =
-        redis::pipe()
-            .atomic()
-            .cmd("HMGET")
-            .arg(env.key(&format!("job:{id}")))
-            .arg(&["tries", "state", "reason", "task_at"])
-            .cmd("ZSCORE")
-            .arg(env.key("transit"))
-            .arg(id)
-            .query(&mut c)
-            .unwrap();
+    let ((tries, state, reason, task_at), due): (
+        (Option<u32>, Option<String>, Option<String>, Option<i64>),
+        Option<i64>,
+    ) = redis::pipe()
+        .atomic()
+        .cmd("HMGET")
+        .arg(env.key(&format!("job:{id}")))
+        .arg(&["tries", "state", "reason", "task_at"])
+        .cmd("ZSCORE")
+        .arg(env.key("transit"))
+        .arg(id)
+        .query(&mut c)
+        .unwrap();
     (
         tries.unwrap_or(0),
         state.unwrap_or_default(),
@@ -270,12 +314,17 @@ fn delivery_view(env: &TestEnv, id: &str) -> (u32, String, String, i64, Option<i
 /// Waits until job `id` waits for its retry after its `tries`-th failure;
 /// returns (task_at, due) in ms.
 async fn wait_retry(env: &TestEnv, id: &str, tries: u32) -> (i64, i64) {
-    poll(env, &format!("{id} waiting for retry {tries}"), LONG, || {
-        let (t, state, reason, at, due) = delivery_view(env, id);
-        (t == tries && state == "waiting" && reason == "retry")
-            .then_some(())
-            .and(due.map(|d| (at, d)))
-    })
+    poll(
+        env,
+        &format!("{id} waiting for retry {tries}"),
+        LONG,
+        || {
+            let (t, state, reason, at, due) = delivery_view(env, id);
+            (t == tries && state == "waiting" && reason == "retry")
+                .then_some(())
+                .and(due.map(|d| (at, d)))
+        },
+    )
     .await
 }
 
@@ -297,16 +346,20 @@ async fn retry_base_secs_is_the_first_retry_delay_and_it_doubles() {
     assert_eq!(rec.attempt, 3, "{rec:#?}");
 }
 
-/// `poll_ms` is how often an idle worker looks for due retries: with ten
-/// minutes, a retry due for seconds is still waiting (its due time measured on
-/// the clock the sweep uses), until new work wakes the worker at once.
+/// `poll_ms` is how often an idle worker looks for due retries (apalis also
+/// looks at every heartbeat: ten minutes here, so only `poll_ms` counts). With
+/// ten minutes, a retry due for seconds is still waiting (its due time on the
+/// clock the sweep uses) until new work wakes the worker at once; with 200 ms
+/// a due retry is taken with no other work.
 #[tokio::test(flavor = "multi_thread")]
 async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
     require_docker();
-    let env = TestEnv::with_config("poll_ms = 600000\nretry_base_secs = 1\nmax_attempts = 3\n");
+    let env = TestEnv::with_config(
+        "heartbeat_secs = 600\npoll_ms = 600000\nretry_base_secs = 1\nmax_attempts = 3\n",
+    );
     env.remotes.create("core", "demo", &[]);
     let late = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "1"]);
-    let _w = env.worker("w1", 1);
+    let mut w = env.worker("w1", 1);
     let (_, due) = wait_retry(&env, &late, 1).await;
     // Past its due time (apalis rounds it up to a whole second) by 8 s, the
     // retry has not been taken.
@@ -324,8 +377,17 @@ async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
     let fresh = env.enqueue_for_issue(2, "@agentq-test print hi");
     let rec = env.wait_final(&fresh, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    let rec = env.wait_for(&late, LONG, |r| r.tries >= 2).await;
-    assert!(rec.tries >= 2, "{rec:#?}");
+    env.wait_for(&late, LONG, |r| r.tries >= 2).await;
+    w.signal_and_wait("TERM", LONG);
+
+    let quick = config_variant(&env, "quick.toml", "poll_ms = 600000", "poll_ms = 200");
+    let _w = env.worker_with_args(
+        "w2",
+        &["--concurrency", "1", "--config", quick.to_str().unwrap()],
+    );
+    let other = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "3"]);
+    wait_retry(&env, &other, 1).await;
+    env.wait_for(&other, LONG, |r| r.tries >= 2).await;
 }
 
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -369,7 +431,12 @@ async fn a_lost_delivery_is_rescued_every_sweep_secs_and_counted() {
         "sweep_secs = 3600\nretry_base_secs = 10\nmax_attempts = 3\nauto_qa = false\n",
     );
     let id = env.enqueue(&[
-        "--repo", "late", "--task", "@agentq-test print rescued", "--issue", "1",
+        "--repo",
+        "late",
+        "--task",
+        "@agentq-test print rescued",
+        "--issue",
+        "1",
     ]);
     let hourly_started = now_ms();
     let mut hourly = env.worker("hourly", 1);
@@ -380,13 +447,17 @@ async fn a_lost_delivery_is_rescued_every_sweep_secs_and_counted() {
         .arg("task")
         .query(&mut env.redis.conn())
         .unwrap();
-    let scheduled = agentq_shared::delivery::queue_keys(&agentq_shared::keys::Keys::new(&env.ns))[4].clone();
+    let scheduled =
+        agentq_shared::delivery::queue_keys(&agentq_shared::keys::Keys::new(&env.ns))[4].clone();
     let removed: i64 = redis::cmd("ZREM")
         .arg(&scheduled)
         .arg(&task)
         .query(&mut env.redis.conn())
         .unwrap();
-    assert_eq!(removed, 1, "the delivery was taken before the test could lose it");
+    assert_eq!(
+        removed, 1,
+        "the delivery was taken before the test could lose it"
+    );
     let (_, _, _, at, due) = delivery_view(&env, &id);
     let due = due.unwrap();
     // The sweep's grace: twice the lease (3 s) and 5 s.
@@ -420,7 +491,9 @@ async fn a_lost_delivery_is_rescued_every_sweep_secs_and_counted() {
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     let history = env.store().await.history(&id).await.unwrap();
     assert!(
-        history.iter().any(|h| h.state == "waiting" && h.reason == "lost"),
+        history
+            .iter()
+            .any(|h| h.state == "waiting" && h.reason == "lost"),
         "{history:#?}"
     );
     let rescued: Option<u64> = redis::cmd("GET")
@@ -447,7 +520,10 @@ async fn host_cooldown_secs_is_how_long_a_degraded_host_takes_nothing() {
     let mut w = env.worker_with_args("hour", &["--concurrency", "1", "--metrics-addr", &addr]);
     let broken = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "1"]);
     env.wait_final(&broken, LONG).await;
-    let (_, text) = wait_http(&env, &addr, "/healthz", |s, _| s == 503).await;
+    let (_, text) = wait_http(&env, &addr, "/healthz", |s, t| {
+        s == 503 && t.starts_with("degraded for ")
+    })
+    .await;
     let left: u64 = text
         .strip_prefix("degraded for ")
         .and_then(|t| t.split('s').next())
@@ -456,14 +532,26 @@ async fn host_cooldown_secs_is_how_long_a_degraded_host_takes_nothing() {
     assert!((3000..=3600).contains(&left), "{text}");
     w.signal_and_wait("TERM", LONG);
 
-    let short = config_variant(&env, "short.toml", "host_cooldown_secs = 3600", "host_cooldown_secs = 3");
-    let _w = env.worker_with_args("short", &["--concurrency", "1", "--config", short.to_str().unwrap()]);
+    let short = config_variant(
+        &env,
+        "short.toml",
+        "host_cooldown_secs = 3600",
+        "host_cooldown_secs = 3",
+    );
+    let _w = env.worker_with_args(
+        "short",
+        &["--concurrency", "1", "--config", short.to_str().unwrap()],
+    );
     let broken = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "2"]);
     let failed = env.wait_final(&broken, LONG).await;
     let next = env.enqueue_for_issue(3, "@agentq-test print after");
     let rec = env.wait_final(&next, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    let ms = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
     let history = env.store().await.history(&next).await.unwrap();
     let started = history
         .iter()
@@ -517,11 +605,17 @@ async fn workspace_budget_gb_removes_the_least_recently_used_workspaces() {
     let cfg = env.dir.path().join("budget.toml");
     std::fs::write(
         &cfg,
-        format!("workspace_budget_gb = {}\n{text}", budget as f64 / (1u64 << 30) as f64),
+        format!(
+            "workspace_budget_gb = {}\n{text}",
+            budget as f64 / (1u64 << 30) as f64
+        ),
     )
     .unwrap();
     let root_before = agentq_shared::fsutil::tree_size(&env.workspace_root());
-    let _w = env.worker_with_args("budget", &["--concurrency", "1", "--config", cfg.to_str().unwrap()]);
+    let _w = env.worker_with_args(
+        "budget",
+        &["--concurrency", "1", "--config", cfg.to_str().unwrap()],
+    );
     poll(&env, "the oldest workspace removed", LONG, || {
         (!dirs[0].exists()).then_some(())
     })
@@ -534,7 +628,10 @@ async fn workspace_budget_gb_removes_the_least_recently_used_workspaces() {
         (bytes > 0 && bytes < root_before - sizes[0] / 2).then_some(())
     })
     .await;
-    assert!(dirs[1].is_dir() && dirs[2].is_dir(), "more than the oldest removed");
+    assert!(
+        dirs[1].is_dir() && dirs[2].is_dir(),
+        "more than the oldest removed"
+    );
 }
 
 /// `--tag v1`: the workspace `tag-v1`, the agent branch `agent/tag-v1-…`, and
@@ -560,7 +657,10 @@ async fn a_tag_job_starts_at_the_tag_in_its_own_workspace() {
     assert!(rec.branch.starts_with("agent/tag-v1-"), "{rec:#?}");
     let repo = Path::new(&rec.workspace_dir).join("repo");
     assert!(repo.join("file-1.txt").exists());
-    assert!(!repo.join("file-2.txt").exists(), "the tree is past the tag");
+    assert!(
+        !repo.join("file-2.txt").exists(),
+        "the tree is past the tag"
+    );
     assert_eq!(git(&bare, &["rev-parse", &format!("{}^", rec.branch)]), v1);
 }
 
@@ -591,7 +691,7 @@ async fn events_follow_prints_new_events_as_they_come() {
             }
         }
     });
-    let mut wait_line = |id: &str| -> Result<(), String> {
+    let wait_line = |id: &str| -> Result<(), String> {
         let deadline = Instant::now() + LONG;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -635,7 +735,10 @@ async fn list_since_and_retry_state_agent_since_select_the_right_jobs() {
     let since = chrono::DateTime::from_timestamp_millis(since_ms)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    poll(&env, "the clock past --since", LONG, || (now_ms() > since_ms + 10).then_some(())).await;
+    poll(&env, "the clock past --since", LONG, || {
+        (now_ms() > since_ms + 10).then_some(())
+    })
+    .await;
     let new_claude = job("claude", "3");
     let new_codex = job("codex", "4");
 
@@ -644,18 +747,37 @@ async fn list_since_and_retry_state_agent_since_select_the_right_jobs() {
         all.extend_from_slice(args);
         env.cli_ok(&all)
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
-    assert_eq!(listed(&["--since", &since]), [new_codex.clone(), new_claude.clone()]);
+    assert_eq!(
+        listed(&["--since", &since]),
+        [new_codex.clone(), new_claude.clone()]
+    );
     assert_eq!(listed(&["--since", "1h"]).len(), 4);
 
     env.cli_ok(&["cancel", "--state", "queued"]);
     let out: serde_json::Value = serde_json::from_str(&env.cli_ok(&[
-        "retry", "--state", "cancelled", "--agent", "claude", "--since", &since, "--json",
+        "retry",
+        "--state",
+        "cancelled",
+        "--agent",
+        "claude",
+        "--since",
+        &since,
+        "--json",
     ]))
     .unwrap();
-    assert_eq!(out["retried"], serde_json::json!([new_claude.clone()]), "{out}");
+    assert_eq!(
+        out["retried"],
+        serde_json::json!([new_claude.clone()]),
+        "{out}"
+    );
     for (id, state) in [
         (&old_codex, JobState::Cancelled),
         (&old_claude, JobState::Cancelled),
@@ -670,7 +792,12 @@ async fn list_since_and_retry_state_agent_since_select_the_right_jobs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_config_exits_2_naming_the_key() {
     let env = TestEnv::new();
-    let bad = config_variant(&env, "bad.toml", "max_attempts = 3", "max_attempts = \"three\"");
+    let bad = config_variant(
+        &env,
+        "bad.toml",
+        "max_attempts = 3",
+        "max_attempts = \"three\"",
+    );
     let mut vars = env.env();
     vars.insert("AGENTQ_CONFIG", bad.to_string_lossy().into_owned());
     let out = cli_with_env(&vars, &["list"], None);
@@ -714,15 +841,15 @@ async fn preflight_refuses_an_unwritable_workspace_root_and_a_host_without_git()
     require_docker();
     let env = TestEnv::new();
     let ro = ReadOnlyMount::new();
-    let mut w = env.worker_with_args(
-        "ro",
-        &["--workspace-root", ro.0.path().to_str().unwrap()],
-    );
+    let mut w = env.worker_with_args("ro", &["--workspace-root", ro.0.path().to_str().unwrap()]);
     let status = w.wait_exit(LONG);
     let log = std::fs::read_to_string(&w.log).unwrap();
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
-        log.contains(&format!("the workspace root {} is not writable", ro.0.path().display())),
+        log.contains(&format!(
+            "the workspace root {} is not writable",
+            ro.0.path().display()
+        )),
         "{log}"
     );
 
