@@ -285,14 +285,14 @@ async fn the_prompt_and_answer_files_are_named_by_their_variables() {
     );
 }
 
+/// A job's `tries`, `state`, `reason` and `task_at` as its hash holds them.
+type JobFields = (Option<u32>, Option<String>, Option<String>, Option<i64>);
+
 /// Reads `{ns}:job:{id}`'s `tries`, `state`, `reason`, `task_at` and the
 /// job's due time in `{ns}:transit` in one transaction.
 fn delivery_view(env: &TestEnv, id: &str) -> (u32, String, String, i64, Option<i64>) {
     let mut c = env.redis.conn();
-    let ((tries, state, reason, task_at), due): (
-        (Option<u32>, Option<String>, Option<String>, Option<i64>),
-        Option<i64>,
-    ) = redis::pipe()
+    let ((tries, state, reason, task_at), due): (JobFields, Option<i64>) = redis::pipe()
         .atomic()
         .cmd("HMGET")
         .arg(env.key(&format!("job:{id}")))
@@ -612,7 +612,7 @@ async fn workspace_budget_gb_removes_the_least_recently_used_workspaces() {
     )
     .unwrap();
     let root_before = agentq_shared::fsutil::tree_size(&env.workspace_root());
-    let _w = env.worker_with_args(
+    let budgeted = env.worker_with_args(
         "budget",
         &["--concurrency", "1", "--config", cfg.to_str().unwrap()],
     );
@@ -623,8 +623,11 @@ async fn workspace_budget_gb_removes_the_least_recently_used_workspaces() {
     // The round that removed it is over once the worker reports what is left.
     poll(&env, "the round's measure", LONG, || {
         let out = env.cli_ok(&["workers", "--json"]);
-        let w: serde_json::Value = serde_json::from_str(out.lines().next()?).ok()?;
-        let bytes = w["workspace_bytes"].as_u64()?;
+        let bytes = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|w| w["pid"] == budgeted.pid())?["workspace_bytes"]
+            .as_u64()?;
         (bytes > 0 && bytes < root_before - sizes[0] / 2).then_some(())
     })
     .await;

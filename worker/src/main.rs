@@ -44,7 +44,10 @@ mod writeback;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use agentq_shared::{config::Config, store::JobStore};
+use agentq_shared::{
+    config::{Config, ConfigError},
+    store::JobStore,
+};
 use clap::Parser;
 
 use crate::context::{hostname, WorkerCtx};
@@ -109,7 +112,7 @@ fn main() {
         // and so is an invalid configuration.
         let code = if e.downcast_ref::<preflight::Unfit>().is_some()
             || e.downcast_ref::<redischeck::Refused>().is_some()
-            || e.downcast_ref::<agentq_shared::config::ConfigError>().is_some()
+            || e.downcast_ref::<ConfigError>().is_some()
         {
             2
         } else {
