@@ -47,6 +47,18 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The `id` of each line of `--json` output (one object per line).
+pub fn json_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no id in {l}"))
+                .to_string()
+        })
+        .collect()
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -699,15 +711,7 @@ impl TestEnv {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
+        json_ids(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Enqueues a job with `agentq enqueue` and returns its id.

@@ -285,6 +285,19 @@ async fn the_prompt_and_answer_files_are_named_by_their_variables() {
     );
 }
 
+/// Enqueues a job for `issue` on a repository that does not exist: every
+/// prep fails, an infrastructure error.
+fn enqueue_missing(env: &TestEnv, issue: u32) -> String {
+    env.enqueue(&[
+        "--repo",
+        "missing",
+        "--task",
+        "t",
+        "--issue",
+        &issue.to_string(),
+    ])
+}
+
 /// A job's `tries`, `state`, `reason` and `task_at` as its hash holds them.
 type JobFields = (Option<u32>, Option<String>, Option<String>, Option<i64>);
 
@@ -334,8 +347,7 @@ async fn wait_retry(env: &TestEnv, id: &str, tries: u32) -> (i64, i64) {
 async fn retry_base_secs_is_the_first_retry_delay_and_it_doubles() {
     require_docker();
     let env = TestEnv::with_config("retry_base_secs = 7\nmax_attempts = 3\n");
-    // No repository "missing": every prep fails, an infrastructure error.
-    let id = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "1"]);
+    let id = enqueue_missing(&env, 1);
     let _w = env.worker("w1", 1);
     let (at, due) = wait_retry(&env, &id, 1).await;
     assert_eq!(due - at, 7_000);
@@ -358,7 +370,7 @@ async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
         "heartbeat_secs = 600\npoll_ms = 600000\nretry_base_secs = 1\nmax_attempts = 3\n",
     );
     env.remotes.create("core", "demo", &[]);
-    let late = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "1"]);
+    let late = enqueue_missing(&env, 1);
     let mut w = env.worker("w1", 1);
     let (_, due) = wait_retry(&env, &late, 1).await;
     // Past its due time (apalis rounds it up to a whole second) by 8 s, the
@@ -385,7 +397,7 @@ async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
         "w2",
         &["--concurrency", "1", "--config", quick.to_str().unwrap()],
     );
-    let other = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "3"]);
+    let other = enqueue_missing(&env, 3);
     wait_retry(&env, &other, 1).await;
     env.wait_for(&other, LONG, |r| r.tries >= 2).await;
 }
@@ -518,7 +530,7 @@ async fn host_cooldown_secs_is_how_long_a_degraded_host_takes_nothing() {
     env.remotes.create("core", "demo", &[]);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut w = env.worker_with_args("hour", &["--concurrency", "1", "--metrics-addr", &addr]);
-    let broken = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "1"]);
+    let broken = enqueue_missing(&env, 1);
     env.wait_final(&broken, LONG).await;
     let (_, text) = wait_http(&env, &addr, "/healthz", |s, t| {
         s == 503 && t.starts_with("degraded for ")
@@ -542,7 +554,7 @@ async fn host_cooldown_secs_is_how_long_a_degraded_host_takes_nothing() {
         "short",
         &["--concurrency", "1", "--config", short.to_str().unwrap()],
     );
-    let broken = env.enqueue(&["--repo", "missing", "--task", "t", "--issue", "2"]);
+    let broken = enqueue_missing(&env, 2);
     let failed = env.wait_final(&broken, LONG).await;
     let next = env.enqueue_for_issue(3, "@agentq-test print after");
     let rec = env.wait_final(&next, LONG).await;
@@ -748,15 +760,7 @@ async fn list_since_and_retry_state_agent_since_select_the_right_jobs() {
     let listed = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["list", "--json"];
         all.extend_from_slice(args);
-        env.cli_ok(&all)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
+        json_ids(&env.cli_ok(&all))
     };
     assert_eq!(
         listed(&["--since", &since]),
