@@ -841,8 +841,8 @@ impl Drop for ReadOnlyMount {
     }
 }
 
-/// Preflight: a workspace root the worker cannot write, or a host without
-/// git, stops the worker at start with exit 2 and one line saying which.
+/// Preflight: a workspace root the worker cannot write or make, or a host
+/// without git, stops the worker at start with exit 2 and one line saying which.
 #[tokio::test(flavor = "multi_thread")]
 async fn preflight_refuses_an_unwritable_workspace_root_and_a_host_without_git() {
     require_docker();
@@ -856,6 +856,22 @@ async fn preflight_refuses_an_unwritable_workspace_root_and_a_host_without_git()
         log.contains(&format!(
             "the workspace root {} is not writable",
             ro.0.path().display()
+        )),
+        "{log}"
+    );
+
+    // A workspace root under a regular file cannot even be made.
+    let file = env.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let root = file.join("ws");
+    let mut w = env.worker_with_args("file", &["--workspace-root", root.to_str().unwrap()]);
+    let status = w.wait_exit(LONG);
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!(
+            "cannot make the workspace root {}",
+            root.display()
         )),
         "{log}"
     );

@@ -151,8 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let host = cli.host.clone().unwrap_or_else(hostname);
     cfg.workspace_root = cfg.workspace_root_of(&host);
-    std::fs::create_dir_all(&cfg.workspace_root)?;
-    cfg.workspace_root = cfg.workspace_root.canonicalize()?;
+    cfg.workspace_root = preflight::make_workspace_root(&cfg.workspace_root)?;
 
     let store = JobStore::connect_with_ca(
         &cfg.redis_url,

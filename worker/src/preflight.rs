@@ -15,7 +15,7 @@
 
 use std::{
     collections::BTreeSet,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
 };
 
@@ -207,6 +207,19 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
     };
     let _ = std::fs::remove_dir_all(&scratch);
     verdict
+}
+
+/// Creates the workspace root if needed and returns its canonical path; a root
+/// that cannot be made (a file in the way) stops the worker, naming it.
+pub fn make_workspace_root(root: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(root)
+        .and_then(|()| root.canonicalize())
+        .map_err(|e| {
+            unfit(format!(
+                "preflight: cannot make the workspace root {} ({e})",
+                root.display()
+            ))
+        })
 }
 
 /// The workspace root: writable, and how much room it has.
