@@ -14,6 +14,7 @@ use std::{
 };
 
 pub mod forge_sim;
+pub mod llm_stub;
 
 use agentq_shared::{record::JobRecord, status::JobState, store::JobStore};
 
