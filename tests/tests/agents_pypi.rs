@@ -32,7 +32,7 @@ async fn world(script: &[&str]) -> (TestEnv, ForgeSim, LlmStub) {
     let env = TestEnv::with_config(&format!(
         "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\n\n\
          [agents.codex]\nimage = \"{MINI_IMAGE}\"\ntimeout_secs = 900\n\
-         env_keys = [\"OPENAI_API_BASE\", \"OPENAI_API_KEY\"]\n\
+         env_keys = [\"OPENAI_API_BASE\", \"OPENAI_API_KEY\", \"MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT\"]\n\
          qa = [[\"grep\", \"-q\", \"Fixed by mini-swe-agent\", \"README.md\"]]\n"
     ));
     // A Python agent needs more than the fake agent's 256 MiB and half a core;
@@ -50,12 +50,19 @@ async fn world(script: &[&str]) -> (TestEnv, ForgeSim, LlmStub) {
     let stub = LlmStub::start(&host_gateway_ip(MINI_IMAGE), script).await;
     env.set_env("OPENAI_API_BASE", stub.container_base_url());
     env.set_env("OPENAI_API_KEY", API_KEY);
+    // A model that does not answer fails the run at once, not after ten tries.
+    env.set_env("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "1");
     (env, sim, stub)
 }
 
+/// The end of the agent's log (mini-swe-agent prints every message, the
+/// whole prompt too), for assertion messages.
 fn agent_log(rec: &agentq_shared::record::JobRecord) -> String {
-    std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-codex.log"))
-        .unwrap_or_default()
+    let log = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-codex.log"))
+        .unwrap_or_default();
+    let start = log.len().saturating_sub(4000);
+    let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(0);
+    log[start..].to_string()
 }
 
 /// What every run must show: the agent asked the stub, with its key, for the
