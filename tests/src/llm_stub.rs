@@ -19,13 +19,13 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State},
     http::{Method, StatusCode, Uri},
     response::{IntoResponse, Response},
+    Json, Router,
 };
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use tokio::{net::TcpListener, sync::oneshot};
 
 /// The command with which a mini-swe-agent run ends.
@@ -99,7 +99,9 @@ pub fn host_gateway_ip(image: &str) -> String {
         .find_map(|l| {
             let mut parts = l.split_whitespace();
             let ip = parts.next()?;
-            parts.any(|n| n == "host.docker.internal").then(|| ip.to_string())
+            parts
+                .any(|n| n == "host.docker.internal")
+                .then(|| ip.to_string())
         })
         .unwrap_or_else(|| {
             panic!(
@@ -212,7 +214,11 @@ async fn handle(
     let model = req.body["model"].as_str().unwrap_or("stub").to_string();
     shared.requests.lock().unwrap().push(req);
     if !chat {
-        return (StatusCode::NOT_FOUND, "the model stub serves /v1/chat/completions").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "the model stub serves /v1/chat/completions",
+        )
+            .into_response();
     }
     let command = shared
         .script

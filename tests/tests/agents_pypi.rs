@@ -10,7 +10,7 @@ use std::{path::Path, time::Duration};
 use agentq_shared::status::{JobState, QaStatus, WorkspaceStatus};
 use agentq_tests::{
     forge_sim::ForgeSim,
-    llm_stub::{LlmStub, host_gateway_ip},
+    llm_stub::{host_gateway_ip, LlmStub},
     *,
 };
 
@@ -61,7 +61,9 @@ fn agent_log(rec: &agentq_shared::record::JobRecord) -> String {
     let log = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-codex.log"))
         .unwrap_or_default();
     let start = log.len().saturating_sub(4000);
-    let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(0);
+    let start = (start..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(0);
     log[start..].to_string()
 }
 
@@ -98,7 +100,13 @@ async fn a_real_agent_edits_commits_and_its_work_is_checked_and_proposed() {
         .remotes
         .create("core", "demo", &[("README.md", "# demo\n")]);
     sim.add_repo("core", "demo", "main");
-    sim.add_issue("core", "demo", 7, "Say it is fixed", "README.md should say so.");
+    sim.add_issue(
+        "core",
+        "demo",
+        7,
+        "Say it is fixed",
+        "README.md should say so.",
+    );
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
         "--repo",
@@ -180,7 +188,8 @@ async fn a_real_agents_uncommitted_edit_is_kept_as_a_patch_and_said_so() {
     );
     assert_eq!(rec.exit_code, Some(0), "{rec:#?}");
     assert!(
-        rec.error.starts_with("QA check failed: `grep -q Fixed by mini-swe-agent README.md`"),
+        rec.error
+            .starts_with("QA check failed: `grep -q Fixed by mini-swe-agent README.md`"),
         "{}",
         rec.error
     );
@@ -234,7 +243,11 @@ async fn a_real_agent_with_a_one_mebibyte_prompt_completes() {
     .unwrap();
     let path = env.config_path().to_path_buf();
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("templates_dir = \"{}\"\n{text}", dir.display())).unwrap();
+    std::fs::write(
+        &path,
+        format!("templates_dir = \"{}\"\n{text}", dir.display()),
+    )
+    .unwrap();
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
         "--repo",
