@@ -606,6 +606,30 @@ impl TestEnv {
         writeln!(f, "\n{toml}").unwrap();
     }
 
+    /// Points this world's `templates_dir` at a new templates directory whose
+    /// plan `big` has `n` tasks, each `{{ big }}` (with `--var big=…` of 8 000
+    /// bytes, 132 of them make a prompt over 1 MiB).
+    pub fn use_big_plan_templates(&self, n: usize) {
+        let dir = self.dir.path().join("big-templates");
+        std::fs::create_dir_all(dir.join("plans")).unwrap();
+        let tasks: Vec<String> = (0..n).map(|i| format!("\"{i}: {{{{ big }}}}\"")).collect();
+        std::fs::write(
+            dir.join("plans/big.toml"),
+            format!(
+                "title = \"Big\"\ndescription = \"A long plan\"\n\n[[phases]]\nname = \"All\"\ntasks = [{}]\n",
+                tasks.join(", ")
+            ),
+        )
+        .unwrap();
+        // A top-level key: before the config's tables.
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(
+            &self.config_path,
+            format!("templates_dir = \"{}\"\n{text}", dir.display()),
+        )
+        .unwrap();
+    }
+
     /// The workspace root.
     pub fn workspace_root(&self) -> PathBuf {
         self.dir.path().join("ws")

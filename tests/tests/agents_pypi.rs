@@ -228,26 +228,7 @@ async fn a_real_agent_with_a_one_mebibyte_prompt_completes() {
     env.remotes
         .create("core", "demo", &[("README.md", "# demo\n")]);
     sim.add_repo("core", "demo", "main");
-    let dir = env.dir.path().join("big-templates");
-    std::fs::create_dir_all(dir.join("plans")).unwrap();
-    let tasks: Vec<String> = (0..132)
-        .map(|i| format!("\"{i}: {{{{ big }}}}\""))
-        .collect();
-    std::fs::write(
-        dir.join("plans/big.toml"),
-        format!(
-            "title = \"Big\"\ndescription = \"A long plan\"\n\n[[phases]]\nname = \"All\"\ntasks = [{}]\n",
-            tasks.join(", ")
-        ),
-    )
-    .unwrap();
-    let path = env.config_path().to_path_buf();
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        format!("templates_dir = \"{}\"\n{text}", dir.display()),
-    )
-    .unwrap();
+    env.use_big_plan_templates(132);
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
         "--repo",
