@@ -1177,6 +1177,19 @@ fn docker_ps(flags: &str, key: &str, value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The patch a run left uncommitted (`.meta/leftovers-1.patch`), after
+/// checking that the record says it kept `files` files that way.
+pub fn kept_leftovers_patch(rec: &JobRecord, files: usize) -> String {
+    assert_eq!(
+        rec.leftovers,
+        format!(
+            "agent left {files} files uncommitted; kept as a patch, not pushed (.meta/leftovers-1.patch)"
+        ),
+        "{rec:#?}"
+    );
+    std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/leftovers-1.patch")).unwrap()
+}
+
 /// Whether a job is in a final state named `state`.
 pub fn is_state(rec: &JobRecord, state: JobState) -> bool {
     rec.state == state
