@@ -1,10 +1,12 @@
 # Sourced by scripts/demo, scripts/test and .ci/run: installs what a fresh Debian
 # machine lacks, idempotently.
-#   need_packages [--go] [--netns] [--compose] [--browser]
+#   need_packages [--go] [--netns] [--compose] [--browser] [--pypi]
 # Missing: redis-server, git, openssl (the TLS test's certificates), a static busybox (the test agent image), and with
 # --go Debian's golang-go (the Go QA image), with --netns iproute2 (the partition
 # test), with --compose docker-compose (the compose pool test), with --browser
-# chromium and chromium-driver (the web console's browser test). As root it
+# chromium and chromium-driver (the web console's browser test), with --pypi
+# debootstrap and pip (the image with a real agent from PyPI,
+# scripts/build-test-image-mini). As root it
 # installs them with apt (one `apt-get update`); otherwise it
 # prints the one command to run and returns 1.
 is_static_busybox() {
@@ -29,6 +31,9 @@ need_packages() {
       --browser)
         command -v chromium >/dev/null || want+=(chromium)
         command -v chromedriver >/dev/null || want+=(chromium-driver) ;;
+      --pypi)
+        command -v debootstrap >/dev/null || want+=(debootstrap)
+        python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip) ;;
     esac
   done
   [ ${#want[@]} -eq 0 ] && return 0

@@ -14,6 +14,7 @@ use std::{
 };
 
 pub mod forge_sim;
+pub mod llm_stub;
 
 use agentq_shared::{record::JobRecord, status::JobState, store::JobStore};
 
@@ -617,6 +618,30 @@ impl TestEnv {
         writeln!(f, "\n{toml}").unwrap();
     }
 
+    /// Points this world's `templates_dir` at a new templates directory whose
+    /// plan `big` has `n` tasks, each `{{ big }}` (with `--var big=…` of 8 000
+    /// bytes, 132 of them make a prompt over 1 MiB).
+    pub fn use_big_plan_templates(&self, n: usize) {
+        let dir = self.dir.path().join("big-templates");
+        std::fs::create_dir_all(dir.join("plans")).unwrap();
+        let tasks: Vec<String> = (0..n).map(|i| format!("\"{i}: {{{{ big }}}}\"")).collect();
+        std::fs::write(
+            dir.join("plans/big.toml"),
+            format!(
+                "title = \"Big\"\ndescription = \"A long plan\"\n\n[[phases]]\nname = \"All\"\ntasks = [{}]\n",
+                tasks.join(", ")
+            ),
+        )
+        .unwrap();
+        // A top-level key: before the config's tables.
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(
+            &self.config_path,
+            format!("templates_dir = \"{}\"\n{text}", dir.display()),
+        )
+        .unwrap();
+    }
+
     /// The workspace root.
     pub fn workspace_root(&self) -> PathBuf {
         self.dir.path().join("ws")
@@ -1154,6 +1179,19 @@ fn docker_ps(flags: &str, key: &str, value: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The patch a run left uncommitted (`.meta/leftovers-1.patch`), after
+/// checking that the record says it kept `files` files that way.
+pub fn kept_leftovers_patch(rec: &JobRecord, files: usize) -> String {
+    assert_eq!(
+        rec.leftovers,
+        format!(
+            "agent left {files} files uncommitted; kept as a patch, not pushed (.meta/leftovers-1.patch)"
+        ),
+        "{rec:#?}"
+    );
+    std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/leftovers-1.patch")).unwrap()
 }
 
 /// Whether a job is in a final state named `state`.
