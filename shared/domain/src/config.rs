@@ -435,7 +435,11 @@ impl Config {
                 ));
             }
             let t = m.target.trim_end_matches('/');
-            for reserved in ["/workspace", crate::workspace::AGENT_INPUT_DIR] {
+            for reserved in [
+                "/workspace",
+                crate::workspace::AGENT_INPUT_DIR,
+                crate::workspace::AGENT_OUT_DIR,
+            ] {
                 if t == reserved || t.starts_with(&format!("{reserved}/")) || t.is_empty() {
                     return Err(format!(
                         "docker.mounts: target `{}` is reserved for agentq",
