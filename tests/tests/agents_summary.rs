@@ -67,10 +67,7 @@ async fn world(image: &str, pools: &[&str], top: &str, pool_keys: &str) -> (Test
     env.append_config(&format!(
         "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\nmax_retries = 1\nretry_base_ms = 50\n{agents}"
     ));
-    let sim = ForgeSim::start(TOKEN, env.remotes.base.path().to_path_buf()).await;
-    env.set_env("AGENTQ_FORGE_URL", sim.url());
-    env.set_env("AGENTQ_GIT_BASE", sim.url());
-    env.set_env("AGENTQ_TEST_FORGE_TOKEN", TOKEN);
+    let sim = env.start_forge(TOKEN).await;
     env.remotes
         .create("core", "demo", &[("README.md", "# demo\n")]);
     sim.add_repo("core", "demo", "main");
