@@ -858,6 +858,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("reserved"), "{e}");
+        let e = Config::from_toml(
+            "[docker]\nmounts = [{ source = \"/x\", target = \"/agentq-out\" }]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`/agentq-out` is reserved"), "{e}");
         let ok = Config::from_toml(
             "[docker]\nmounts = [{ source = \"/x\", target = \"/cache\", read_only = true }]\n",
         )
