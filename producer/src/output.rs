@@ -255,6 +255,8 @@ pub fn print_record(rec: &JobRecord) {
         ("error", rec.error.clone()),
         ("prompt cut", rec.prompt_cut.clone()),
         ("uncommitted", rec.leftovers.clone()),
+        ("summary", continued(&rec.summary)),
+        ("summary note", rec.summary_note.clone()),
         ("branch", rec.branch.clone()),
         ("workspace", rec.workspace_dir.clone()),
         ("created_at", rec.created_at.clone()),
@@ -273,6 +275,12 @@ pub fn print_record(rec: &JobRecord) {
             outln!("{k:<12} {v}");
         }
     }
+}
+
+/// A value of several lines for [`print_record`]: the lines after the first
+/// indented under it.
+fn continued(s: &str) -> String {
+    s.replace('\n', &format!("\n{:13}", ""))
 }
 
 fn first_line(s: &str) -> String {

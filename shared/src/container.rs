@@ -9,7 +9,7 @@ use crate::{
     agent::{AgentSpec, PromptVia},
     config::Config,
     prompt::{self, PromptCut, PROMPT_PATH},
-    workspace::AGENT_INPUT_DIR,
+    workspace::{AGENT_INPUT_DIR, AGENT_OUT_DIR, SUMMARY_FILE},
 };
 
 /// Label: the job id.
@@ -128,6 +128,10 @@ pub struct ContainerJob<'a> {
     pub repo_dir: &'a Path,
     /// `{workspace}/.meta/input` on the host (prompt, answer), mounted read-only.
     pub input_dir: &'a Path,
+    /// The run's output directory on the host (`{workspace}/.meta/agent-out`),
+    /// mounted read-write at [`AGENT_OUT_DIR`] in the agent's container only
+    /// (never QA, export or leftovers); `None`: not mounted.
+    pub out_dir: Option<&'a Path>,
     /// `uid:gid` to run as (never root).
     pub user: String,
     /// The dead-man switch, if any: see [`Watchdog`]. It applies to every
@@ -149,7 +153,8 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
 ///
 /// `env` looks up the worker's environment: API keys are forwarded by name, only
 /// when set. Mounts: repo → `/workspace`, the input directory (prompt, answer) →
-/// `/agentq` read-only, the agent's config directories read-only (`~/.codex`
+/// `/agentq` read-only, the run's output directory → `/agentq-out` read-write
+/// (with `AGENTQ_SUMMARY_FILE` naming the summary file in it), the agent's config directories read-only (`~/.codex`
 /// always, `~/.claude` for claude, `~/.gemini` for gemini; only those that
 /// exist), and `[docker] mounts`; with a [`Watchdog`], its two directories
 /// read-only and the watchdog as entrypoint. Never the Docker socket, SSH keys,
@@ -168,6 +173,18 @@ pub fn agent_container(
     let mut command = vec![cmd];
     command.extend(args);
     let mut body = container_body(cfg, job, command, Some(&env), "agent");
+    if let Some(out) = job.out_dir {
+        // The one writable place besides `/workspace` that the worker reads
+        // back (the summary, as data); counted in the working tree's bounds.
+        if let Some(hc) = body.host_config.as_mut() {
+            hc.mounts
+                .get_or_insert_with(Vec::new)
+                .push(bind(out, AGENT_OUT_DIR, false));
+        }
+        body.env
+            .get_or_insert_with(Vec::new)
+            .push(format!("AGENTQ_SUMMARY_FILE={SUMMARY_FILE}"));
+    }
     if via == PromptVia::Stdin {
         // The watchdog opens the prompt file read-only as the agent's stdin.
         if let Some(entrypoint) = body.entrypoint.as_mut() {
@@ -512,6 +529,7 @@ mod tests {
             prompt: "P",
             repo_dir: Path::new("/ws/repo"),
             input_dir: Path::new("/ws/.meta/input"),
+            out_dir: Some(Path::new("/ws/.meta/agent-out")),
             user: "1000:1000".into(),
             watchdog,
         }
@@ -684,6 +702,48 @@ mod tests {
             .entrypoint
             .unwrap();
         assert_eq!(ep[4], "1", "never 0 ms");
+    }
+
+    #[test]
+    fn only_the_agent_gets_the_output_directory_and_the_summary_file() {
+        let cfg = Config::default();
+        let agent = AgentSpec::parse("codex").unwrap();
+        let job = test_job(&agent, None);
+        let out_mount = |body: &ContainerCreateBody| {
+            body.host_config
+                .as_ref()
+                .and_then(|hc| hc.mounts.as_ref())
+                .and_then(|m| {
+                    m.iter()
+                        .find(|m| m.target.as_deref() == Some(AGENT_OUT_DIR))
+                })
+                .map(|m| (m.source.clone().unwrap_or_default(), m.read_only))
+        };
+        let body = agent_container(&cfg, &job, |_| None);
+        assert_eq!(
+            out_mount(&body),
+            Some(("/ws/.meta/agent-out".to_string(), Some(false)))
+        );
+        assert!(body
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&format!("AGENTQ_SUMMARY_FILE={SUMMARY_FILE}")));
+        let cmd = body.cmd.unwrap();
+        let o = cmd.iter().position(|a| a == "-o").unwrap();
+        assert_eq!(cmd[o + 1], SUMMARY_FILE, "codex's -o is the summary file");
+        for other in [
+            qa_container(&cfg, &job, vec!["true".into()]),
+            export_container(&cfg, &job, "abc"),
+            leftovers_container(&cfg, &job),
+        ] {
+            assert_eq!(out_mount(&other), None);
+            assert!(!other
+                .env
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e.starts_with("AGENTQ_SUMMARY_FILE=")));
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@
 #   @agentq-test write-home        write a file in $HOME (exit 71 if it cannot)
 #   @agentq-test leave-uncommitted write agentq-uncommitted.txt and append to README.md
 #                                  (if there is one), and commit neither
+#   @agentq-test summary TEXT      as codex, write TEXT as its last message to
+#                                  the file its `-o FILE` names (as codex does)
 #
 # Directives are read from the arguments and, when standard input is not a
 # terminal, from standard input too (codex `exec -` and claude `-p` read their
@@ -46,6 +48,13 @@ i=0
 for a in "$@"; do
   i=$((i + 1))
   printf 'argv[%d]=%s\n' "$i" "$a"
+done
+# codex's `-o FILE`: where it writes its last message (`@agentq-test summary`).
+last_message=
+prev=
+for a in "$@"; do
+  [ "$prev" = -o ] && last_message=$a
+  prev=$a
 done
 # The run log (one line per run) goes where the tests mount /agentq-test.
 log=/tmp/agent-runs.log
@@ -119,6 +128,13 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       echo "left by $name" >> agentq-uncommitted.txt
       [ -f README.md ] && echo "edited by $name, not committed" >> README.md
       echo "left uncommitted work"
+      ;;
+    summary)
+      if [ "$name" = codex ] && [ -n "$last_message" ]; then
+        printf '%s\n' "$arg" > "$last_message" && echo "summary written to $last_message"
+      else
+        echo "no -o file: summary not written"
+      fi
       ;;
     env-check)
       for var in $arg; do

@@ -38,6 +38,10 @@
 #                                      each pid), then SIGKILL pid 1 and every
 #                                      process that is not its own ancestor
 #   @redteam chmod-000 MB              an MB MiB file in a directory made mode 000
+#   @redteam summary-link PATH         the summary file ($AGENTQ_SUMMARY_FILE) -> PATH
+#   @redteam summary-fifo              the summary file is a FIFO
+#   @redteam summary-big MB            the summary file is MB MiB of `s`
+#   @redteam out-fill MB               an MB MiB file elsewhere in /agentq-out
 set -f
 echo "agentq-redteam: $(basename "$0")"
 # The prompt may come on stdin too (codex `exec -`, claude `-p`): read it
@@ -244,6 +248,23 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       mkdir -p redteam-locked
       dd if=/dev/zero of=redteam-locked/big bs=1048576 count="$arg" 2>/dev/null
       chmod 000 redteam-locked && echo "redteam-locked is mode 000 ($arg MiB inside)"
+      ;;
+    summary-link)
+      summary=${AGENTQ_SUMMARY_FILE:-/agentq-out/summary.md}
+      rm -f "$summary"
+      ln -s "$arg" "$summary" && echo "summary file -> $arg"
+      ;;
+    summary-fifo)
+      summary=${AGENTQ_SUMMARY_FILE:-/agentq-out/summary.md}
+      rm -f "$summary"
+      mkfifo "$summary" && echo "summary file is a FIFO"
+      ;;
+    summary-big)
+      summary=${AGENTQ_SUMMARY_FILE:-/agentq-out/summary.md}
+      head -c $((arg * 1048576)) /dev/zero | tr '\0' s > "$summary" && echo "summary file is $arg MiB"
+      ;;
+    out-fill)
+      dd if=/dev/zero of=/agentq-out/redteam-big.bin bs=1048576 count="$arg" 2>/dev/null && echo "filled /agentq-out with $arg MiB"
       ;;
   esac
 done

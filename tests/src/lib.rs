@@ -647,6 +647,19 @@ impl TestEnv {
         self.dir.path().join("ws")
     }
 
+    /// Starts a simulated forge that accepts `token` and serves this world's
+    /// git remotes, and points every agentq process started from now on at it
+    /// (`AGENTQ_FORGE_URL`, `AGENTQ_GIT_BASE`, and the token in
+    /// `AGENTQ_TEST_FORGE_TOKEN`, which the config's `[forge] token_env` must
+    /// name).
+    pub async fn start_forge(&self, token: &str) -> forge_sim::ForgeSim {
+        let sim = forge_sim::ForgeSim::start(token, self.remotes.base.path().to_path_buf()).await;
+        self.set_env("AGENTQ_FORGE_URL", sim.url());
+        self.set_env("AGENTQ_GIT_BASE", sim.url());
+        self.set_env("AGENTQ_TEST_FORGE_TOKEN", token);
+        sim
+    }
+
     /// Sets (or overrides) an environment variable for every agentq process
     /// started from now on.
     pub fn set_env(&self, key: &'static str, value: impl Into<String>) {

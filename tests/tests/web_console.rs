@@ -71,6 +71,7 @@ async fn user_text_is_escaped_on_every_page() {
         &[
             ("question", "<img src=x onerror=alert(2)>?".into()),
             ("error", "</pre><b>bold</b>".into()),
+            ("summary", "Done </pre><i>italic</i>".into()),
         ],
     )
     .await;
@@ -88,7 +89,8 @@ async fn user_text_is_escaped_on_every_page() {
         assert!(
             !body.contains("<script>alert(1)")
                 && !body.contains("<img src=x")
-                && !body.contains("<b>bold"),
+                && !body.contains("<b>bold")
+                && !body.contains("<i>italic"),
             "{path} renders user text as HTML:\n{body}"
         );
         if path == "/jobs" {
@@ -113,6 +115,11 @@ async fn user_text_is_escaped_on_every_page() {
     );
     assert!(job.contains("&lt;img src=x onerror=alert(2)&gt;?"), "{job}");
     assert!(job.contains("&lt;/pre&gt;&lt;b&gt;bold&lt;/b&gt;"), "{job}");
+    // The agent's summary, on the job page, escaped.
+    assert!(
+        job.contains("<pre id=\"summary\">Done &lt;/pre&gt;&lt;i&gt;italic&lt;/i&gt;</pre>"),
+        "{job}"
+    );
     // The only scripts are the console's own file, and the browser is told
     // to run no other (no inline script, no framing).
     assert_eq!(job.matches("<script").count(), 1, "{job}");

@@ -793,6 +793,7 @@ mod tests {
                     prompt: "",
                     repo_dir: &repo,
                     input_dir: &input,
+                    out_dir: None,
                     user: "1000:1000".into(),
                     watchdog: Some(Watchdog {
                         bin_dir: &self.bin,

@@ -12,7 +12,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use agentq_shared::{
     agent::AgentSpec,
-    fsutil::{tree_over, TreeBounds},
+    fsutil::{trees_over, TreeBounds},
 };
 use tokio::sync::watch;
 
@@ -58,15 +58,21 @@ pub(crate) fn spawn_guard(
     hold: Hold,
     agent: AgentSpec,
     workspace: Option<String>,
-    repo: Option<PathBuf>,
+    trees: Vec<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
 ) -> (watch::Receiver<StopReason>, GuardTask, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
     let tx = Arc::new(tx);
     let (arm, armed) = watch::channel(false);
     let bounds = ctx.cfg.tree_bounds();
-    let tree = repo.filter(|_| bounds.any()).map(|repo| {
-        crate::task::Owned::spawn(watch_tree(repo, bounds, armed, tx.clone(), hold.id.clone()))
+    let tree = (!trees.is_empty() && bounds.any()).then(|| {
+        crate::task::Owned::spawn(watch_tree(
+            trees,
+            bounds,
+            armed,
+            tx.clone(),
+            hold.id.clone(),
+        ))
     });
     let asks = crate::task::Owned::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
     let handle = GuardTask::spawn(async move {
@@ -159,12 +165,13 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
     }
 }
 
-/// Once armed ([`TreeArm`]) and until disarmed, measures the agent's working tree every
+/// Once armed ([`TreeArm`]) and until disarmed, measures the agent's working
+/// tree and its output directory (`trees`, counted together) every
 /// [`SIZE_CHECK_EVERY`], each walk bounded by `bounds` (it stops at a limit,
-/// and past its time budget the tree counts as over); a tree over its bounds
-/// stops the agent.
+/// and past its time budget the tree counts as over); trees over their bounds
+/// stop the agent.
 async fn watch_tree(
-    repo: PathBuf,
+    trees: Vec<PathBuf>,
     bounds: TreeBounds,
     mut armed: watch::Receiver<bool>,
     tx: Arc<watch::Sender<StopReason>>,
@@ -180,11 +187,14 @@ async fn watch_tree(
         if !*armed.borrow() {
             return;
         }
-        let r = repo.clone();
-        let over = tokio::task::spawn_blocking(move || tree_over(&r, &bounds))
-            .await
-            .ok()
-            .flatten();
+        let t = trees.clone();
+        let over = tokio::task::spawn_blocking(move || {
+            let dirs: Vec<&std::path::Path> = t.iter().map(PathBuf::as_path).collect();
+            trees_over(&dirs, &bounds)
+        })
+        .await
+        .ok()
+        .flatten();
         // A walk that ends after the agent did stops nothing: the stage has
         // measured the tree itself by then.
         if !*armed.borrow() {

@@ -246,9 +246,11 @@ async fn run_admitted(
             tracing::info!(job = %id, reaped, "removed containers of an earlier attempt");
         }
     }
-    let repo = Workspace::for_input(&ctx.cfg.workspace_root, &rec.input)
-        .ok()
-        .map(|w| w.repo_dir());
+    // What the guard measures while the agent runs: its working tree and its
+    // output directory, counted together.
+    let trees = Workspace::for_input(&ctx.cfg.workspace_root, &rec.input)
+        .map(|w| vec![w.repo_dir(), w.agent_out_dir()])
+        .unwrap_or_default();
     let beat = match Beat::create(&ctx.cfg.workspace_root, &format!("{id}-{attempt}")) {
         Ok(b) => Some(Arc::new(b)),
         Err(e) => {
@@ -261,7 +263,7 @@ async fn run_admitted(
         hold.clone(),
         agent.clone(),
         workspace.map(str::to_string),
-        repo,
+        trees,
         beat.clone(),
     );
     ctx.running.lock().unwrap().insert(id.clone());

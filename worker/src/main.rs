@@ -37,6 +37,7 @@ mod shutdown;
 mod space;
 mod stages;
 mod stop;
+mod summary;
 mod sweeper;
 mod task;
 mod waker;

@@ -169,8 +169,14 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
         .workspace_root
         .join(".agentq-run")
         .join(format!("preflight-{}", std::process::id()));
-    let (repo, input) = (scratch.join("repo"), scratch.join("input"));
-    let made = std::fs::create_dir_all(&repo).and_then(|()| std::fs::create_dir_all(&input));
+    let (repo, input, out) = (
+        scratch.join("repo"),
+        scratch.join("input"),
+        scratch.join("out"),
+    );
+    let made = std::fs::create_dir_all(&repo)
+        .and_then(|()| std::fs::create_dir_all(&input))
+        .and_then(|()| std::fs::create_dir_all(&out));
     if let Err(e) = made {
         return Err(format!("cannot make {}: {e}", scratch.display()));
     }
@@ -185,6 +191,7 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
         prompt: "",
         repo_dir: &repo,
         input_dir: &input,
+        out_dir: Some(&out),
         user: format!("{uid}:{gid}"),
         watchdog: None,
     };

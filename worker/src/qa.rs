@@ -138,6 +138,7 @@ async fn run_in(
     let dirs = RunDirs {
         repo: checkout.dir().to_path_buf(),
         input: ws.input_dir(),
+        out: None,
     };
     for (i, argv) in cmds.iter().enumerate() {
         let job = run.container_job(agent, "", &dirs);

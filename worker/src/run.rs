@@ -44,6 +44,7 @@ impl Run<'_> {
             prompt,
             repo_dir: &dirs.repo,
             input_dir: &dirs.input,
+            out_dir: dirs.out.as_deref(),
             user: self.ctx.agent_user(),
             watchdog: self.beat.map(|b| Watchdog {
                 bin_dir: &self.ctx.watchdog_dir,
@@ -94,6 +95,8 @@ impl Run<'_> {
 pub(crate) struct RunDirs {
     pub(crate) repo: PathBuf,
     pub(crate) input: PathBuf,
+    /// The run's output directory (only the agent's container mounts it).
+    pub(crate) out: Option<PathBuf>,
 }
 
 impl RunDirs {
@@ -101,6 +104,7 @@ impl RunDirs {
         Self {
             repo: ws.repo_dir(),
             input: ws.input_dir(),
+            out: Some(ws.agent_out_dir()),
         }
     }
 }

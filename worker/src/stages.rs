@@ -12,6 +12,7 @@ use agentq_shared::{
     forge::CommitState,
     outcome::{decide_outcome, settle, Ended, Finding, RunOutcome},
     status::{read_blocked, JobState, QaStatus, QaSummary, WorkspaceStatus},
+    summary::Summary,
     transition::{Note, Outcome, RunReport, Transition},
     workspace::Workspace,
 };
@@ -63,6 +64,8 @@ struct AgentRun {
     /// The agent's tree went over its bounds: the agent's doing, never a
     /// sign of the provider's health (no pool backoff).
     tree_over: bool,
+    /// The agent's final message (see [`crate::summary`]).
+    summary: Summary,
 }
 
 /// Runs the job's stages and records its outcome. `Ok` means the record says
@@ -73,6 +76,8 @@ pub(crate) async fn stages(
     stop: watch::Receiver<StopReason>,
 ) -> Result<(), StageError> {
     let mut timer = StageTimer::start(&run.rec.id);
+    // The run's output directory, fresh, before any container can mount it.
+    make_out_dir(run).await?;
     // The agent's container starts, held, while the workspace is prepared:
     // Docker's start is the slow part of a run, and prep need not wait for it.
     let (prepared, held) = tokio::join!(prep(run), start_held(run, agent));
@@ -94,6 +99,7 @@ pub(crate) async fn stages(
     let ran = ran?;
     timer.done("agent");
     let exit_code = ran.exit_code;
+    let summary = ran.summary.clone();
     let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
     timer.done("commits");
     let (qa, pr_url) = qa_stage(
@@ -113,6 +119,7 @@ pub(crate) async fn stages(
         &outcome,
         qa.as_ref(),
         pr_url.as_deref(),
+        &summary,
         &mut forge,
     )
     .await?;
@@ -123,7 +130,7 @@ pub(crate) async fn stages(
         forge_error: forge.text(),
     };
     timer.done("report");
-    record(run, &prepared, runs, &outcome, &report).await?;
+    record(run, &prepared, runs, &outcome, &report, &summary).await?;
     // Queued only once the outcome it reports is the record's: a run that
     // turned into an infrastructure retry while recording reports nothing.
     if forge.redo_later() {
@@ -153,6 +160,25 @@ impl<'a> StageTimer<'a> {
         tracing::debug!(job = %self.job, stage, ms, "stage done");
         self.at = std::time::Instant::now();
     }
+}
+
+/// Makes the run's output directory fresh and empty (see
+/// [`crate::summary`]); nothing for a dry run, which runs no agent.
+async fn make_out_dir(run: &Run<'_>) -> Result<(), StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    if rec.input.dry_run {
+        return Ok(());
+    }
+    // A workspace path that escapes its root is refused by prep, saying so.
+    let Ok(ws) = Workspace::for_input(&ctx.cfg.workspace_root, &rec.input) else {
+        return Ok(());
+    };
+    let ids = ctx.agent_ids();
+    tokio::task::spawn_blocking(move || crate::summary::make_out_dir(&ws, ids))
+        .await
+        .map_err(anyhow::Error::new)
+        .and_then(|made| made.map(|_| ()).map_err(anyhow::Error::new))
+        .map_err(|e| StageError::Infra(e.context("cannot make the agent's output directory"), None))
 }
 
 /// Prep: the workspace, branch and prompt. `None` for a dry run, which is
@@ -292,21 +318,36 @@ async fn agent_stage(
     run.tree_arm.disarm();
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
-    let ended = ended.map_err(|e| StageError::Infra(e, Some(ws.clone())))?;
+    let ended = match ended {
+        Ok(ended) => ended,
+        Err(e) => {
+            crate::summary::discard(&rec.id, ws).await;
+            return Err(StageError::Infra(e, Some(ws.clone())));
+        }
+    };
 
     // From here on the working tree is the agent's: it is read only through
     // `read_blocked` (no links, no FIFOs, capped) and the export container.
+    // Its output directory counts with it against the same bounds.
     let bounds = ctx.cfg.tree_bounds();
     let over = match &ended {
         Ended::Exited(_) | Ended::TimedOut if bounds.any() => {
-            let repo = ws.repo_dir();
-            tokio::task::spawn_blocking(move || agentq_shared::fsutil::tree_over(&repo, &bounds))
-                .await
-                .ok()
-                .flatten()
+            let (repo, out) = (ws.repo_dir(), ws.agent_out_dir());
+            tokio::task::spawn_blocking(move || {
+                agentq_shared::fsutil::trees_over(&[&repo, &out], &bounds)
+            })
+            .await
+            .ok()
+            .flatten()
         }
         _ => None,
     };
+    // The agent's final message, read as data; its directory goes with it.
+    let summary = crate::summary::take_summary(&rec.id, ws).await;
+    let recorded = !matches!(ended, Ended::Interrupted | Ended::Fenced);
+    if recorded && (!summary.text.is_empty() || !summary.note.is_empty()) {
+        run.hold.note(&Note::summary(&summary)).await?;
+    }
     // A failed run whose cause the agent cannot have made (a disk that filled
     // while its tree stayed within bounds, a host that degraded meanwhile) is
     // the host's failure: retried, no pool backoff.
@@ -344,6 +385,7 @@ async fn agent_stage(
             take_commits,
             ran_for,
             tree_over,
+            summary,
         }),
         RunOutcome::Interrupted => Err(StageError::Interrupted),
         RunOutcome::SelfFenced => Err(StageError::SelfFenced),
@@ -533,6 +575,7 @@ async fn report_stage(
     outcome: &Outcome,
     qa: Option<&QaResult>,
     pr_url: Option<&str>,
+    summary: &Summary,
     forge: &mut ForgeErrors,
 ) -> Result<(), StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
@@ -545,6 +588,7 @@ async fn report_stage(
         qa,
         pr_url,
         branch: &prepared.branch,
+        summary: &summary.text,
     };
     report::comment(ctx, rec, &comment, forge).await;
     Ok(())
@@ -558,6 +602,7 @@ async fn record(
     runs: u32,
     outcome: &Outcome,
     report: &RunReport,
+    summary: &Summary,
 ) -> Result<(), StageError> {
     let st = WorkspaceStatus {
         question: outcome.message().to_string(),
@@ -565,6 +610,8 @@ async fn record(
         qa: report.qa.clone(),
         pr_url: report.pr_url.clone().unwrap_or_default(),
         forge_error: report.forge_error.clone(),
+        summary: summary.text.clone(),
+        summary_note: summary.note.clone(),
         ..run.status(outcome.state(), runs, prepared.branch.clone())
     };
     if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {

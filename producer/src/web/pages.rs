@@ -533,6 +533,13 @@ pub async fn job(
         @if !r.error.is_empty() {
             section { h2 { "Error" } pre.error #error { (r.error) } }
         }
+        @if !r.summary.is_empty() || !r.summary_note.is_empty() {
+            section {
+                h2 { "Summary" }
+                @if !r.summary.is_empty() { pre #summary { (r.summary) } }
+                @if !r.summary_note.is_empty() { p.muted #summary-note { (r.summary_note) } }
+            }
+        }
         section.row {
             table.record {
                 (field("task", i.task.clone()))

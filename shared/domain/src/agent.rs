@@ -18,14 +18,18 @@ pub const CLAUDE_SANDBOX_PROMPT: &str = "SANDBOX: You are restricted to the curr
 /// The `local` agent's launcher. The model and the prompt arrive as positional
 /// parameters `$1` and `$2`: they are never part of the script text, so nothing in a
 /// task can be run by the shell (the seed interpolated the prompt with `%q`).
-pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o /agentq-home/codex-last-message.md "$2""#;
+/// codex's last message goes to [`crate::workspace::SUMMARY_FILE`], as
+/// [`CODEX_LAST_MESSAGE`] says.
+pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o /agentq-out/summary.md "$2""#;
 
-/// Where codex writes its last message (`-o`). The seed's
+/// Where codex writes its last message (`-o`): the run's summary file
+/// ([`crate::workspace::SUMMARY_FILE`], in the agent's output directory
+/// [`crate::workspace::AGENT_OUT_DIR`], the one writable place besides
+/// `/workspace` the worker reads back), which the worker reads after the run,
+/// as data and bounded, as the job's `summary`. The seed's
 /// `../.meta/agent-codex.log` is `/.meta/…` from `/workspace`, a directory no
-/// container has; this is in the agent's writable scratch home
-/// ([`crate::workspace::AGENT_HOME`]), thrown away with it (the worker does
-/// not read it back yet).
-pub const CODEX_LAST_MESSAGE: &str = "/agentq-home/codex-last-message.md";
+/// container has.
+pub const CODEX_LAST_MESSAGE: &str = crate::workspace::SUMMARY_FILE;
 
 /// How an agent's command line gets the job's prompt. Whatever it is, the
 /// whole prompt is also in `/agentq/prompt.md` (read-only) and named by
@@ -355,9 +359,10 @@ mod tests {
     }
 
     #[test]
-    fn codex_writes_its_last_message_in_the_scratch_home() {
-        assert!(CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::workspace::AGENT_HOME)));
-        assert!(LOCAL_SCRIPT.contains(&format!("-o {CODEX_LAST_MESSAGE} ")));
+    fn codex_writes_its_last_message_to_the_summary_file() {
+        assert_eq!(CODEX_LAST_MESSAGE, crate::workspace::SUMMARY_FILE);
+        assert!(CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::workspace::AGENT_OUT_DIR)));
+        assert!(LOCAL_SCRIPT.contains(&format!("-o {} ", crate::workspace::SUMMARY_FILE)));
     }
 
     #[test]

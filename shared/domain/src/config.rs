@@ -435,7 +435,11 @@ impl Config {
                 ));
             }
             let t = m.target.trim_end_matches('/');
-            for reserved in ["/workspace", crate::workspace::AGENT_INPUT_DIR] {
+            for reserved in [
+                "/workspace",
+                crate::workspace::AGENT_INPUT_DIR,
+                crate::workspace::AGENT_OUT_DIR,
+            ] {
                 if t == reserved || t.starts_with(&format!("{reserved}/")) || t.is_empty() {
                     return Err(format!(
                         "docker.mounts: target `{}` is reserved for agentq",
@@ -854,6 +858,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("reserved"), "{e}");
+        let e = Config::from_toml(
+            "[docker]\nmounts = [{ source = \"/x\", target = \"/agentq-out\" }]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`/agentq-out` is reserved"), "{e}");
         let ok = Config::from_toml(
             "[docker]\nmounts = [{ source = \"/x\", target = \"/cache\", read_only = true }]\n",
         )

@@ -161,6 +161,11 @@ pub fn read_untrusted(
         .map_err(io_err)?;
     let truncated = buf.len() > cap;
     buf.truncate(cap);
+    if truncated {
+        // Cut at a character boundary: a character split by the cap is left
+        // out whole, not shown as a replacement character.
+        buf.truncate(utf8_boundary(&buf));
+    }
     let mut text = String::from_utf8_lossy(&buf).into_owned();
     if truncated {
         text.push_str(&format!(
@@ -169,6 +174,31 @@ pub fn read_untrusted(
         ));
     }
     Ok(Some(UntrustedText { text, truncated }))
+}
+
+/// The length of `bytes` without a UTF-8 character cut short at its end (a
+/// lead byte whose continuation bytes are missing); bytes that are not UTF-8
+/// at all are left for a lossy decoding to show.
+fn utf8_boundary(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    // The last byte that is not a continuation byte, within a character's reach.
+    let Some(lead) = (len.saturating_sub(4)..len)
+        .rev()
+        .find(|&i| bytes[i] & 0xC0 != 0x80)
+    else {
+        return len;
+    };
+    let need = match bytes[lead] {
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        b if b >= 0xC0 => 2,
+        _ => 1,
+    };
+    if lead + need > len {
+        lead
+    } else {
+        len
+    }
 }
 
 /// Reads `rel` (a relative path of plain names) under the trusted directory
@@ -326,12 +356,21 @@ impl std::fmt::Display for TreeOver {
 /// not by the tree. `None`: within the bounds. A directory that cannot be read
 /// (other than one that vanished) is over: permissions must not hide bytes.
 pub fn tree_over(dir: &Path, bounds: &TreeBounds) -> Option<TreeOver> {
+    trees_over(&[dir], bounds)
+}
+
+/// [`tree_over`] of several trees the agent made (its working tree and its
+/// output directory), counted together against one set of bounds: what the
+/// agent writes anywhere it can write counts once against the same limit.
+/// An unreadable directory is named relative to the tree it is in.
+pub fn trees_over(dirs: &[&Path], bounds: &TreeBounds) -> Option<TreeOver> {
     let began = std::time::Instant::now();
     let mut seen = std::collections::HashSet::new();
     let (mut bytes, mut entries) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     let rel = |p: &Path| {
-        p.strip_prefix(dir)
+        dirs.iter()
+            .find_map(|d| p.strip_prefix(d).ok())
             .map(|r| r.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
@@ -567,6 +606,26 @@ mod tests {
             tree_over(dir.path(), &bounds(Some(50_000), None)),
             Some(TreeOver::Bytes { limit: 50_000, .. })
         ));
+    }
+
+    /// The working tree and the output directory count together: each alone
+    /// is within the limit, both are over it.
+    #[test]
+    fn trees_over_counts_every_tree_against_one_limit() {
+        let repo = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("a"), vec![1u8; 100_000]).unwrap();
+        std::fs::write(out.path().join("b"), vec![1u8; 100_000]).unwrap();
+        let b = bounds(Some(150_000), None);
+        assert_eq!(tree_over(repo.path(), &b), None);
+        assert_eq!(tree_over(out.path(), &b), None);
+        assert!(matches!(
+            trees_over(&[repo.path(), out.path()], &b),
+            Some(TreeOver::Bytes { limit: 150_000, .. })
+        ));
+        // A missing output directory (not made, or removed) is nothing.
+        let gone = out.path().join("gone");
+        assert_eq!(trees_over(&[repo.path(), &gone], &b), None);
     }
 
     /// Inode exhaustion: a tree of empty files is 0 bytes, yet over a count limit;

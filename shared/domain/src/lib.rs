@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod prompt;
 pub mod record;
 pub mod status;
+pub mod summary;
 pub mod templates;
 pub mod text;
 pub mod transition;

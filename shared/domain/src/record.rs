@@ -75,6 +75,15 @@ pub struct JobRecord {
     /// a patch in the workspace's `.meta/`, not pushed): one line; empty
     /// otherwise.
     pub leftovers: String,
+    /// The agent's final message in its last run (what it wrote to
+    /// `/agentq-out/summary.md`, codex's `-o` file), read back as data: at
+    /// most 16 KiB, cut with a marker, control characters made visible (see
+    /// `agentq_domain::summary`); empty when it left none. A new attempt, a
+    /// retry or a resume empties it.
+    pub summary: String,
+    /// Why the last run has no summary although its agent left something
+    /// there (a symlink, a FIFO, a directory); empty otherwise.
+    pub summary_note: String,
     /// The agent's branch.
     pub branch: String,
     /// The prompt of the latest run (or dry run).
@@ -316,6 +325,8 @@ pub const RERUN_CLEARED: &[&str] = &[
     "finished_at",
     "reason",
     "leftovers",
+    "summary",
+    "summary_note",
 ];
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the

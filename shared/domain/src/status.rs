@@ -144,6 +144,12 @@ pub struct WorkspaceStatus {
     /// Forge errors met while reporting.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub forge_error: String,
+    /// The agent's final message (see `JobRecord::summary`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    /// Why there is no summary although the agent left something for one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary_note: String,
 }
 
 /// How the QA stage went.

@@ -175,6 +175,17 @@ impl Note {
         }
     }
 
+    /// The agent's final message of this run, as read back (see
+    /// `JobRecord::summary`), and why there is none when it could not be read.
+    pub fn summary(summary: &crate::summary::Summary) -> Self {
+        Self {
+            fields: vec![
+                ("summary", summary.text.clone()),
+                ("summary_note", summary.note.clone()),
+            ],
+        }
+    }
+
     /// Agent run number `run`'s time is on the forge's issue (added once).
     pub fn time_tracked(run: u32) -> Self {
         Self {
@@ -217,7 +228,10 @@ impl Transition {
             .set("started_at", started_at)
             .set("reason", "")
             .set("waiting_on", "")
-            .set("affinity_since", "");
+            .set("affinity_since", "")
+            // The summary of an earlier attempt is that attempt's.
+            .set("summary", "")
+            .set("summary_note", "");
         t.bump_attempt = true;
         t
     }
@@ -389,6 +403,17 @@ mod tests {
         );
         assert_eq!(Note::prepared("/w", "b", true).fields[2].1, "1");
         assert_eq!(names(Note::container("c1")), ["container"]);
+        let summary = crate::summary::Summary {
+            text: "Done".into(),
+            note: String::new(),
+        };
+        assert_eq!(
+            Note::summary(&summary).fields,
+            [
+                ("summary", "Done".to_string()),
+                ("summary_note", String::new())
+            ]
+        );
         assert_eq!(
             Note::time_tracked(3).fields,
             [("time_tracked", "3".to_string())]
@@ -402,7 +427,13 @@ mod tests {
         assert_eq!(t.state, JobState::Preparing);
         assert!(t.bump_attempt && !t.ends_run());
         assert_eq!(t.field("host"), Some("host-a"));
-        for cleared in ["reason", "waiting_on", "affinity_since"] {
+        for cleared in [
+            "reason",
+            "waiting_on",
+            "affinity_since",
+            "summary",
+            "summary_note",
+        ] {
             assert_eq!(t.field(cleared), Some(""), "{cleared}");
         }
     }

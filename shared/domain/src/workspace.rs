@@ -74,6 +74,14 @@ impl Workspace {
         self.meta_dir().join("qa-tree")
     }
 
+    /// The run's output directory: `{dir}/.meta/agent-out`, made fresh and
+    /// empty for each run, owned by the agent's uid (mode 0700), mounted
+    /// read-write at [`AGENT_OUT_DIR`] in the agent's container only; read
+    /// back as data ([`SUMMARY_FILE`]) and removed after the run.
+    pub fn agent_out_dir(&self) -> PathBuf {
+        self.meta_dir().join("agent-out")
+    }
+
     /// The answer to a blocked job's question: `.meta/input/ANSWER.md`
     /// (`/agentq/ANSWER.md` in the container).
     pub fn answer_file(&self) -> PathBuf {
