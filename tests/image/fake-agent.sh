@@ -83,6 +83,11 @@ make_mess() {
   rm -f agentq-delete-me.txt
   echo "made a mess"
 }
+# Waits (up to 10 s) until a child made file $1: it has said it started.
+child_ready() {
+  n=0
+  while [ ! -e "$1" ] && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+}
 # Every start is logged at once too (a run that is killed never reaches finish),
 # and a stopped run records its end, so tests can tell whether two runs overlapped.
 printf '%s start=%s\n' "$name" "$started" >> "${log%.runs.log}.starts.log" 2>/dev/null
@@ -158,7 +163,8 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
     background)
       case "$arg" in *[!0-9]*|'') ;; *)
         [ -d /agentq-test ] && printf 'start=%s sleep=%s\n' "$(up)" "$arg" > "/agentq-test/${AGENTQ_JOB_ID:-unknown}.child"
-        sh -c 'echo "child: started"; echo "child: stderr open" >&2; sleep "$1"; echo "child: woke up after $1 s"' child "$arg" &
+        sh -c 'echo "child: started"; echo "child: stderr open" >&2; : > "$2"; sleep "$1"; echo "child: woke up after $1 s"' child "$arg" /tmp/agentq-test-child.$$ &
+        child_ready /tmp/agentq-test-child.$$
         echo "left a child sleeping $arg s with stdout open"
         ;;
       esac
@@ -168,7 +174,8 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
         [ -d /agentq-test ] && printf 'start=%s sleep=%s\n' "$(up)" "$arg" > "/agentq-test/${AGENTQ_JOB_ID:-unknown}.daemon"
         # Double fork: the subshell exits at once, its child (in a session of
         # its own) is nobody's but init's.
-        ( setsid sh -c 'echo "daemon: started in session $(cut -d" " -f6 /proc/$$/stat)"; sleep "$1"; echo "daemon: woke up after $1 s"' daemon "$arg" & )
+        ( setsid sh -c 'echo "daemon: started in session $(cut -d" " -f6 /proc/$$/stat)"; : > "$2"; sleep "$1"; echo "daemon: woke up after $1 s"' daemon "$arg" /tmp/agentq-test-daemon.$$ & )
+        child_ready /tmp/agentq-test-daemon.$$
         echo "left a daemon sleeping $arg s"
         ;;
       esac

@@ -438,7 +438,7 @@ async fn history_rewrites_are_refused_as_the_agents_doing() {
             &env,
             &sim,
             issue,
-            &format!("Rewrite @agentq-test commit @agentq-test {directive}"),
+            &format!("Rewrite @agentq-test {directive}"),
         );
         let rec = env.wait_final(&id, WAIT).await;
         let log = agent_log(&rec, "codex");
