@@ -464,17 +464,20 @@ async fn history_rewrites_are_refused_as_the_agents_doing() {
         assert!(!has_branch(&bare, &rec.branch), "{directive}: pushed");
         let status = env.cli_ok(&["status", &id]);
         assert!(status.contains("does not descend"), "{status}");
+        // The outcome was recorded before the job went final.
+        let paused: bool = redis::cmd("EXISTS")
+            .arg(env.key("backoff:codex"))
+            .query(&mut env.redis.conn())
+            .unwrap();
+        assert!(
+            !paused,
+            "{directive}: the pool was paused for the agent's rewrite"
+        );
     }
     assert!(
         sim.pulls("core", "demo").is_empty(),
         "a pull request was opened"
     );
-    let mut conn = env.redis.conn();
-    let paused: bool = redis::cmd("EXISTS")
-        .arg(env.key("backoff:codex"))
-        .query(&mut conn)
-        .unwrap();
-    assert!(!paused, "the pool was paused for the agent's rewrite");
     let next = enqueue_issue(&env, &sim, 3, "Honest @agentq-test commit");
     let rec = env.wait_final(&next, WAIT).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
