@@ -699,6 +699,7 @@ async fn the_openapi_spec_matches_the_server() {
                     "q" => "to",
                     "cursor" => "9999999999999-01ZZZZZZZZZZZZZZZZZZZZZZZZ",
                     "partial" => "",
+                    "view" => "text",
                     "limit" | "count" => "5",
                     "after" => "0",
                     other => panic!("no test value for query parameter {other} of {path}"),
