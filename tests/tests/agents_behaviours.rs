@@ -156,20 +156,6 @@ fn host_processes(argv: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A number of seconds no other test sleeps: its `sleep` is told apart on
-/// the host.
-fn unique_secs() -> u64 {
-    36_000 + u64::from(std::process::id() % 9_000) + rand_small()
-}
-
-fn rand_small() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-        % 997
-}
-
 /// `git add -A` of everything: a new binary file, a file in a new directory,
 /// an edit and a deletion are committed by the agent, imported, pushed and
 /// proposed, byte for byte; nothing is left over.
@@ -215,20 +201,23 @@ async fn git_add_all_of_everything_is_committed_imported_and_pushed() {
     );
 }
 
-/// A child that keeps stdout and stderr open and sleeps an hour does not hold
-/// the job: the run ends when the agent's own process does, `completed` with
-/// its exit 0 (not `timed_out` at 600 s), while the child's sleep would still
-/// be running; the child goes with the container.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_child_holding_stdout_open_does_not_hold_the_job() {
+/// Runs a job whose agent leaves `what` (`background` or `daemon`, the fake
+/// agent's directive) sleeping for hours with stdout open, then `then`; checks
+/// that the run ended when the agent's own process did — `completed` with its
+/// exit 0 (not `timed_out` at 600 s) while that sleep would still be running —
+/// and that nothing of the job is left on the engine (by its label) or the
+/// host (its `sleep` process). Returns the agent's log.
+async fn leaves_nothing_behind(what: &str, then: &str) -> String {
     let (env, sim, _bare) = forge_env("").await;
     let _w = env.worker("w1", 1);
-    let secs = unique_secs();
+    // A number of seconds no other test sleeps: its process is told apart.
+    let secs =
+        36_000 + u64::from(std::process::id() % 9_000) + u64::from(what == "daemon") * 10_000;
     let id = enqueue_issue(
         &env,
         &sim,
         1,
-        &format!("Leave a child @agentq-test background {secs} @agentq-test print main-exits"),
+        &format!("Leave it @agentq-test {what} {secs} {then}"),
     );
     let rec = env.wait_final(&id, WAIT).await;
     let now = uptime();
@@ -240,65 +229,45 @@ async fn a_child_holding_stdout_open_does_not_hold_the_job() {
         env.worker_logs()
     );
     assert_eq!(rec.exit_code, Some(0));
-    let (start, sleep) = child_record(&env, &id, "child");
+    let (start, sleep) = child_record(&env, &id, if what == "daemon" { "daemon" } else { "child" });
     assert!(
         now < start + sleep,
-        "the job ended at {now}, after the child's sleep ({start} + {sleep})"
+        "the job ended at {now}, after the {what}'s sleep ({start} + {sleep})"
     );
-    assert!(
-        log.contains("child: started") && log.contains("main-exits"),
-        "{log}"
-    );
-    assert!(!log.contains("child: woke up"), "{log}");
-    assert!(env.containers_of(&id).is_empty(), "a container was left");
-    assert!(
-        host_processes(&["sleep", &secs.to_string()]).is_empty(),
-        "the child still runs"
-    );
-}
-
-/// A daemon (double fork, `setsid`: a session of its own, out of the agent's
-/// process group) with stdout still open: the same, and nothing of the job is
-/// left on the engine or the host.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_setsid_daemon_does_not_hold_the_job_and_nothing_is_left() {
-    let (env, sim, _bare) = forge_env("").await;
-    let _w = env.worker("w1", 1);
-    let secs = unique_secs() + 1_000;
-    let id = enqueue_issue(
-        &env,
-        &sim,
-        1,
-        &format!("Daemonise @agentq-test daemon {secs} @agentq-test commit"),
-    );
-    let rec = env.wait_final(&id, WAIT).await;
-    let now = uptime();
-    let log = agent_log(&rec, "codex");
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{log}\n{}",
-        env.worker_logs()
-    );
-    assert_eq!(rec.exit_code, Some(0));
-    let (start, sleep) = child_record(&env, &id, "daemon");
-    assert!(
-        now < start + sleep,
-        "ended at {now}, after the daemon's sleep"
-    );
-    assert!(
-        log.contains("daemon: started in session") && log.contains("committed"),
-        "{log}"
-    );
-    assert!(!log.contains("daemon: woke up"), "{log}");
     assert!(
         containers_with_label("agentq.job", &id).is_empty(),
         "a container of the job was left"
     );
     assert!(
         host_processes(&["sleep", &secs.to_string()]).is_empty(),
-        "the daemon outlived the job"
+        "the {what} outlived the job"
     );
+    log
+}
+
+/// A child that keeps stdout and stderr open and sleeps for hours does not
+/// hold the job (see [`leaves_nothing_behind`]); it goes with the container.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_holding_stdout_open_does_not_hold_the_job() {
+    let log = leaves_nothing_behind("background", "@agentq-test print main-exits").await;
+    assert!(
+        log.contains("child: started") && log.contains("main-exits"),
+        "{log}"
+    );
+    assert!(!log.contains("child: woke up"), "{log}");
+}
+
+/// A daemon (double fork, `setsid`: a session of its own, out of the agent's
+/// process group) with stdout still open: the same, and the run's commit is
+/// kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setsid_daemon_does_not_hold_the_job_and_nothing_is_left() {
+    let log = leaves_nothing_behind("daemon", "@agentq-test commit").await;
+    assert!(
+        log.contains("daemon: started in session") && log.contains("committed"),
+        "{log}"
+    );
+    assert!(!log.contains("daemon: woke up"), "{log}");
 }
 
 /// The `<pre id="log">` of a job page, unescaped.
