@@ -19,7 +19,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use agentq_shared::text;
+use agentq_shared::{readable::Readable, text};
 
 use agentq_shared::{record::JobRecord, store::StoreError};
 
@@ -71,40 +71,22 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
 }
 
-/// Writes an agent's output to stdout, like [`write_stdout`]: bytes that are
-/// not UTF-8 are shown as `\xNN` (unless `--raw`). `carry` holds the start of
-/// a character cut at the end of the previous chunk; `last`: no chunk follows.
-pub fn write_stdout_bytes(carry: &mut Vec<u8>, bytes: &[u8], last: bool) {
+/// Writes an agent's output to stdout made readable
+/// ([`agentq_shared::readable`]: colours dropped, a progress bar line by line,
+/// other escapes made visible, bytes that are not UTF-8 as `\xNN`), or as it
+/// is with `--raw`. `shown` keeps its place across chunks; `last`: no chunk
+/// follows.
+pub fn write_stdout_bytes(shown: &mut Readable, bytes: &[u8], last: bool) {
     let mut out = std::io::stdout().lock();
     if raw() {
         stdout_result(out.write_all(bytes).and_then(|()| out.flush()));
         return;
     }
-    carry.extend_from_slice(bytes);
-    let keep = if last { 0 } else { incomplete_tail(carry) };
-    let rest = carry.split_off(carry.len() - keep);
-    let s = text::visible_bytes(carry);
-    *carry = rest;
-    stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
-}
-
-/// How many bytes at the end of `bytes` start a UTF-8 character that is not
-/// complete yet (0 to 3).
-fn incomplete_tail(bytes: &[u8]) -> usize {
-    for back in 1..=bytes.len().min(3) {
-        let b = bytes[bytes.len() - back];
-        if b & 0xc0 == 0x80 {
-            continue; // a continuation byte: look further back
-        }
-        let need = match b {
-            0xc0..=0xdf => 2,
-            0xe0..=0xef => 3,
-            0xf0..=0xf7 => 4,
-            _ => return 0,
-        };
-        return if need > back { back } else { 0 };
+    let mut s = shown.push(bytes);
+    if last {
+        s.push_str(&shown.finish());
     }
-    0
+    stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
 }
 
 fn stdout_result(r: std::io::Result<()>) {
@@ -328,16 +310,6 @@ mod tests {
         rec.reason = Some(WaitReason::Affinity);
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
-    }
-
-    #[test]
-    fn a_character_cut_between_chunks_waits_for_its_end() {
-        assert_eq!(incomplete_tail(b"ab"), 0);
-        assert_eq!(incomplete_tail("é".as_bytes()), 0);
-        assert_eq!(incomplete_tail(&"é".as_bytes()[..1]), 1);
-        assert_eq!(incomplete_tail(&"€".as_bytes()[..2]), 2);
-        assert_eq!(incomplete_tail(&"😀".as_bytes()[..3]), 3);
-        assert_eq!(incomplete_tail(b"\x9b"), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 pub use agentq_domain::{
     admission, agent, backoff, clock, config, fsutil, host, input, keys, language, outcome, prompt,
-    record, status, summary, templates, text, transition, workspace,
+    readable, record, status, summary, templates, text, transition, workspace,
 };
 
 pub mod conn;

@@ -19,6 +19,24 @@
 #                                  (if there is one), and commit neither
 #   @agentq-test summary TEXT      as codex, write TEXT as its last message to
 #                                  the file its `-o FILE` names (as codex does)
+#   @agentq-test make-mess         as a real agent leaves a tree, committing nothing:
+#                                  a new binary file (agentq-binary.bin), a file in a
+#                                  new directory (agentq-new/notes.txt), README.md
+#                                  edited (if any), agentq-delete-me.txt deleted (if any)
+#   @agentq-test add-all           `git add -A` of everything, then commit it
+#   @agentq-test background N      start a child that keeps stdout and stderr open and
+#                                  sleeps N seconds, and go on without waiting for it;
+#                                  /agentq-test/{job}.child gets `start=UPTIME sleep=N`
+#   @agentq-test daemon N          the same as a daemon: double fork and setsid (a new
+#                                  session, not the agent's process group), stdout and
+#                                  stderr still open; /agentq-test/{job}.daemon
+#   @agentq-test progress          a progress bar redrawn with carriage returns
+#   @agentq-test colours           SGR colours, cursor moves, an OSC window title
+#   @agentq-test bad-utf8          bytes that are not UTF-8 between words
+#   @agentq-test reset-unrelated   reset the branch to a new root commit that shares
+#                                  no history with the start (a history rewrite)
+#   @agentq-test amend-base        `git commit --amend` of the commit the run started
+#                                  from (a history rewrite)
 #
 # Directives are read from the arguments and, when standard input is not a
 # terminal, from standard input too (codex `exec -` and claude `-p` read their
@@ -65,6 +83,19 @@ finish() {
   read -r now _ < /proc/uptime
   printf '%s start=%s end=%s exit=%s\n' "$name" "$started" "$now" "$1" >> "$log" 2>/dev/null
   exit "$1"
+}
+# What a real agent leaves in a tree (see make-mess above).
+make_mess() {
+  printf '\000\001\002binary\377\376\375\n\000' > agentq-binary.bin
+  mkdir -p agentq-new && echo "new by $name" > agentq-new/notes.txt
+  [ -f README.md ] && echo "edited by $name" >> README.md
+  rm -f agentq-delete-me.txt
+  echo "made a mess"
+}
+# Waits (up to 10 s) until a child made file $1: it has said it started.
+child_ready() {
+  n=0
+  while [ ! -e "$1" ] && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 }
 # Every start is logged at once too (a run that is killed never reaches finish),
 # and a stopped run records its end, so tests can tell whether two runs overlapped.
@@ -135,6 +166,58 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       else
         echo "no -o file: summary not written"
       fi
+      ;;
+    make-mess)
+      make_mess
+      ;;
+    add-all)
+      git add -A || exit 70
+      git status --porcelain | sed 's/^/staged: /'
+      git commit -q -m "agentq test: everything by $name" || exit 70
+      echo "committed everything"
+      ;;
+    background)
+      case "$arg" in *[!0-9]*|'') ;; *)
+        [ -d /agentq-test ] && printf 'start=%s sleep=%s\n' "$(up)" "$arg" > "/agentq-test/${AGENTQ_JOB_ID:-unknown}.child"
+        sh -c 'echo "child: started"; echo "child: stderr open" >&2; : > "$2"; sleep "$1"; echo "child: woke up after $1 s"' child "$arg" /tmp/agentq-test-child.$$ &
+        child_ready /tmp/agentq-test-child.$$
+        echo "left a child sleeping $arg s with stdout open"
+        ;;
+      esac
+      ;;
+    daemon)
+      case "$arg" in *[!0-9]*|'') ;; *)
+        [ -d /agentq-test ] && printf 'start=%s sleep=%s\n' "$(up)" "$arg" > "/agentq-test/${AGENTQ_JOB_ID:-unknown}.daemon"
+        # Double fork: the subshell exits at once, its child (in a session of
+        # its own) is nobody's but init's.
+        ( setsid sh -c 'echo "daemon: started in session $(cut -d" " -f6 /proc/$$/stat)"; : > "$2"; sleep "$1"; echo "daemon: woke up after $1 s"' daemon "$arg" /tmp/agentq-test-daemon.$$ & )
+        child_ready /tmp/agentq-test-daemon.$$
+        echo "left a daemon sleeping $arg s"
+        ;;
+      esac
+      ;;
+    progress)
+      printf 'downloading   0%%\rdownloading  50%%\rdownloading 100%%\n'
+      printf 'step 1/2\r\nstep 2/2\r\n'
+      ;;
+    colours)
+      printf '\033]0;agent-window-title\007\033[1;32mgreen bold\033[0m then \033[38;5;196mred\033[m plain\n'
+      printf 'spinner |\033[1D/\033[1D-\033[2K\033[1Gdone\033[3A\033[?25l\033[?25h\n'
+      ;;
+    bad-utf8)
+      printf 'bytes \377\376 here, a cut \342\202 char, caf\303\251 ok\n'
+      ;;
+    reset-unrelated)
+      blob=$(echo "unrelated history" | git hash-object -w --stdin) || exit 70
+      tree=$(printf '100644 blob %s\tagentq-unrelated.txt\n' "$blob" | git mktree) || exit 70
+      root=$(git commit-tree -m "agentq test: an unrelated root" "$tree") || exit 70
+      git reset -q --hard "$root" || exit 70
+      echo "reset to an unrelated root $root"
+      ;;
+    amend-base)
+      echo "amended by $name" >> agentq-change.txt
+      git add agentq-change.txt && git commit -q --amend -m "agentq test: the start commit amended" || exit 70
+      echo "amended the start commit"
       ;;
     env-check)
       for var in $arg; do

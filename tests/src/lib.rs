@@ -287,6 +287,26 @@ pub fn require_image(image: &str) {
     assert!(ok, "{image} is missing: run scripts/build-test-images");
 }
 
+/// Fails the test loudly unless `image` is built and its test agent
+/// (`/usr/local/bin/agentq-test-agent`) knows every one of `verbs` (its case
+/// arms, `verb)`): an image built from an older tree lacks newer directives,
+/// and its agent would silently do nothing.
+pub fn require_directives(image: &str, verbs: &[&str]) {
+    require_image(image);
+    let script = Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "cat", image])
+        .arg("/usr/local/bin/agentq-test-agent")
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&script.stdout);
+    for verb in verbs {
+        assert!(
+            script.contains(&format!("{verb})")),
+            "{image} has no `{verb}` directive: run scripts/build-test-images"
+        );
+    }
+}
+
 /// Bare git repositories under `{base}/{org}/{repo}.git`, the worker's `git_base`.
 pub struct GitRemotes {
     /// The temp directory holding them.

@@ -22,21 +22,10 @@ fn redteam_image() -> String {
 /// `rm`, `commit-zeros`): an image built from an older tree lacks them, and its
 /// agent would silently do nothing.
 fn require_redteam_directives() {
-    let image = redteam_image();
-    require_image(&image);
-    let script = std::process::Command::new("docker")
-        .args(["run", "--rm", "--entrypoint", "cat", &image])
-        .arg("/usr/local/bin/agentq-test-agent")
-        .output()
-        .unwrap();
-    let script = String::from_utf8_lossy(&script.stdout);
-    for verb in ["commit-file)", "write)", "rm)", "commit-zeros)"] {
-        assert!(
-            script.contains(verb),
-            "{image} has no `@redteam {}`: run scripts/build-test-images",
-            verb.trim_end_matches(')')
-        );
-    }
+    require_directives(
+        &redteam_image(),
+        &["commit-file", "write", "rm", "commit-zeros"],
+    );
 }
 
 /// A world with the simulated forge; `extra` are config tables (the agents'

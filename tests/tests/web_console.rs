@@ -706,6 +706,7 @@ async fn the_openapi_spec_matches_the_server() {
                     "q" => "to",
                     "cursor" => "9999999999999-01ZZZZZZZZZZZZZZZZZZZZZZZZ",
                     "partial" => "",
+                    "view" => "text",
                     "limit" | "count" => "5",
                     "after" => "0",
                     other => panic!("no test value for query parameter {other} of {path}"),
@@ -1749,7 +1750,10 @@ async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() 
     let (stream_url, rest) = (shown.0.replace("&amp;", "&"), shown.1);
     let on_page = rest.split("</pre>").next().unwrap().replace("&#10;", "\n");
     assert_eq!(on_page, "first line\n\n caf", "{page}");
-    assert!(stream_url.ends_with("&partial=c3"), "{stream_url}");
+    assert!(
+        stream_url.ends_with("&view=text&partial=c3"),
+        "{stream_url}"
+    );
     let resp = c
         .get(format!("{}{stream_url}", web.url))
         .send()
@@ -1760,8 +1764,13 @@ async fn live_output_arrives_byte_for_byte_with_characters_cut_between_chunks() 
     add(bytes[cut2..].to_vec()).await;
     force_state(&env, &id, JobState::Completed, &[]).await;
     let live = sse_log_until_end(resp).await;
-    assert_eq!(format!("{on_page}{live}"), text);
-    // From the start, the whole of it.
+    // The page's stream is the readable view (`view=text`): CR LF a line
+    // break, the progress bar line by line.
+    assert_eq!(
+        format!("{on_page}{live}"),
+        "first line\n\n caf\u{e9} costs 3\u{20ac}\nprogress 50%^M\nprogress 100%\nno newline at the end"
+    );
+    // The API's own stream, from the start: the whole of it, byte for byte.
     let resp = c
         .get(format!("{}/api/jobs/{id}/log/stream?after=0", web.url))
         .send()

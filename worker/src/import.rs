@@ -141,9 +141,10 @@ pub async fn import_commits(
             .ok_or_else(|| refused("the bundle has no commit"))?;
         if !is_ancestor(&git_dir, &prepared.start_sha, &head).await {
             return Err(ImportError::Refused(format!(
-                "the branch's head {} does not descend from {}, the commit the run started from",
+                "the branch's head {} does not descend from {}, the commit the run started from: {}",
                 short(&head),
-                short(&prepared.start_sha)
+                short(&prepared.start_sha),
+                rewrite_hint(&git_dir, &prepared.start_sha, &head).await
             )));
         }
         git(
@@ -157,6 +158,36 @@ pub async fn import_commits(
     .await;
     let _ = std::fs::remove_file(&bundle);
     result
+}
+
+/// What a head that does not descend from `start` did to the history, in
+/// words for the job's error (both commits are in the worker's repository
+/// by now, parsed and checked).
+async fn rewrite_hint(dir: &std::path::Path, start: &str, head: &str) -> &'static str {
+    let parents = |c: &str| {
+        let c = c.to_string();
+        async move {
+            git(dir, &["rev-list", "--parents", "--max-count=1", &c])
+                .await
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .ok()
+        }
+    };
+    let same_parents = parents(start).await == parents(head).await;
+    let related = git(dir, &["merge-base", start, head]).await.is_ok();
+    match (same_parents, related) {
+        (true, true) => "the agent rewrote that commit (an amend?)",
+        (true, false) => "the agent replaced that root commit (an amend, or a reset to another root?)",
+        (false, false) => {
+            "the agent's history shares no commit with it (a reset to an unrelated root, an orphan branch?)"
+        }
+        (false, true) => "the agent rewrote the history the run started from (a reset or a rebase?)",
+    }
 }
 
 /// Whether the run left `HEAD` on `start`, told from the working tree's plain

@@ -2,7 +2,11 @@
 
 use std::{io::Read, time::Duration};
 
-use agentq_shared::{config::Config, record::JobRecord};
+use agentq_shared::{
+    config::Config,
+    readable::{Invalid, Readable},
+    record::JobRecord,
+};
 
 use crate::{output, Failure};
 
@@ -33,12 +37,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         return full(&args, &rec);
     }
     let mut last = "0".to_string();
-    let mut carry = Vec::new();
+    let mut shown = Readable::new(Invalid::Hex);
     loop {
         let block = args.follow.then_some(Duration::from_millis(500));
         let (next, bytes) = store.read_log(&args.id, &last, block).await?;
         if !bytes.is_empty() {
-            emit(&args, &mut carry, &bytes, false);
+            emit(&args, &mut shown, &bytes, false);
         }
         let advanced = next != last;
         last = next;
@@ -53,12 +57,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             if done {
                 // One last read for output that raced the final state.
                 let (_, bytes) = store.read_log(&args.id, &last, None).await?;
-                emit(&args, &mut carry, &bytes, true);
+                emit(&args, &mut shown, &bytes, true);
                 break;
             }
         }
     }
-    emit(&args, &mut carry, &[], true);
+    emit(&args, &mut shown, &[], true);
     // The latest record: a followed job may have moved to another host.
     let rec = store.get(&args.id).await?.unwrap_or(rec);
     if let Some(path) = output::host_log(&rec) {
@@ -72,7 +76,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn emit(args: &Args, carry: &mut Vec<u8>, bytes: &[u8], last: bool) {
+fn emit(args: &Args, shown: &mut Readable, bytes: &[u8], last: bool) {
     if args.json {
         if !bytes.is_empty() {
             output::print_json(
@@ -80,7 +84,7 @@ fn emit(args: &Args, carry: &mut Vec<u8>, bytes: &[u8], last: bool) {
             );
         }
     } else {
-        output::write_stdout_bytes(carry, bytes, last);
+        output::write_stdout_bytes(shown, bytes, last);
     }
 }
 
@@ -111,7 +115,7 @@ fn full(args: &Args, rec: &JobRecord) -> Result<u8, Failure> {
             rec.id
         )));
     };
-    let mut carry = Vec::new();
+    let mut shown = Readable::new(Invalid::Hex);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file
@@ -120,8 +124,8 @@ fn full(args: &Args, rec: &JobRecord) -> Result<u8, Failure> {
         if n == 0 {
             break;
         }
-        emit(args, &mut carry, &buf[..n], false);
+        emit(args, &mut shown, &buf[..n], false);
     }
-    emit(args, &mut carry, &[], true);
+    emit(args, &mut shown, &[], true);
     Ok(0)
 }

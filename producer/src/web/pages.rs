@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use agentq_shared::{
+    readable::{Invalid, Readable},
     record::{JobRecord, RecordView},
     status::{JobState, ALL_STATES},
     store::ops::{cancel_state_refusal, retry_state_refusal, Event},
@@ -22,7 +23,7 @@ use super::{
     api::{self, Series},
     auth::csrf_of,
     filter_from, local_path,
-    sse::{hex, take_utf8},
+    sse::hex,
     ApiError, AppState,
 };
 use crate::cmd::when::short_age;
@@ -481,13 +482,16 @@ pub async fn job(
     let shown_kib = bytes.len() / 1024;
     let r = &d.record;
     let i = &r.input;
-    // A running job's output may end inside a character: the stream goes on
-    // from its first bytes (`partial`), so the page never shows it cut.
-    let log = if r.state.is_final() {
-        String::from_utf8_lossy(&bytes).into_owned()
-    } else {
-        take_utf8(&mut bytes)
-    };
+    // The output made readable (colours dropped, a progress bar line by
+    // line, escapes made visible). A running job's output may end inside a
+    // character or an escape sequence: the stream goes on from those bytes
+    // (`partial`), so the page never shows one cut.
+    let mut shown = Readable::new(Invalid::Replacement);
+    let mut log = shown.push(&bytes);
+    if r.state.is_final() {
+        log.push_str(&shown.finish());
+    }
+    let partial = shown.pending().to_vec();
     let here = format!("/jobs/{}", r.id);
     let forge = forge_base(&app);
     let link = |f: &url::Url, rest: &[&str]| {
@@ -623,7 +627,7 @@ pub async fn job(
             @if r.state.is_final() {
                 pre #log { (log) }
             } @else {
-                pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}&partial={}", r.id, last, hex(&bytes))) { (log) }
+                pre #log data-stream=(format!("/api/jobs/{}/log/stream?after={}&view=text&partial={}", r.id, last, hex(&partial))) { (log) }
             }
         }
         @if !r.prompt.is_empty() {

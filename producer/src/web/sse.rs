@@ -6,7 +6,10 @@
 
 use std::{collections::HashMap, convert::Infallible, time::Duration};
 
-use agentq_shared::status::JobState;
+use agentq_shared::{
+    readable::{Invalid, Readable, PENDING_MAX},
+    status::JobState,
+};
 use axum::{
     extract::{Path, Query, State},
     response::sse::{Event, KeepAlive, Sse},
@@ -24,6 +27,8 @@ struct LogCursor {
     last: String,
     /// The start of a UTF-8 character whose other bytes have not come yet.
     partial: Vec<u8>,
+    /// `view=text`: the output made readable, as the job page shows it.
+    shown: Option<Readable>,
     state: Option<JobState>,
     ended: bool,
 }
@@ -73,14 +78,31 @@ pub fn hex(bytes: &[u8]) -> String {
 /// # Errors
 /// A 400 for anything but up to 3 bytes as hex.
 pub fn partial_param(q: &HashMap<String, String>) -> Result<Vec<u8>, ApiError> {
+    partial_up_to(q, 3)
+}
+
+/// [`partial_param`] with up to `max` bytes.
+fn partial_up_to(q: &HashMap<String, String>, max: usize) -> Result<Vec<u8>, ApiError> {
     match q.get("partial").filter(|p| !p.is_empty()) {
         None => Ok(Vec::new()),
-        Some(p) => unhex(p).ok_or_else(|| ApiError::bad("partial: up to 3 bytes as hex")),
+        Some(p) => {
+            unhex(p, max).ok_or_else(|| ApiError::bad(format!("partial: up to {max} bytes as hex")))
+        }
     }
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 6 {
+/// The `view` query parameter of a log stream: `bytes` (the default: the
+/// output as it is) or `text` (made readable, as the job page shows it).
+fn view_param(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("view").map(String::as_str) {
+        None | Some("bytes") => Ok(false),
+        Some("text") => Ok(true),
+        Some(_) => Err(ApiError::bad("view: `bytes` or `text`")),
+    }
+}
+
+fn unhex(s: &str, max: usize) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 2 * max {
         return None;
     }
     (0..s.len())
@@ -99,12 +121,15 @@ fn log_event(last: &str, text: &str) -> Event {
         .data(serde_json::Value::from(text).to_string())
 }
 
-/// `GET /api/jobs/{id}/log/stream?after=&partial=`: `log` events (output
-/// after stream id `after`, each a JSON string), a `state` event whenever
-/// the job's state changes (the first at once), and `end` once the job is
-/// final and its output all sent. `partial`: the hex bytes of a character
-/// the caller got only the start of (output is decoded across chunks, so a
-/// character is never cut in two).
+/// `GET /api/jobs/{id}/log/stream?after=&view=&partial=`: `log` events
+/// (output after stream id `after`, each a JSON string), a `state` event
+/// whenever the job's state changes (the first at once), and `end` once the
+/// job is final and its output all sent. `view=text`: the output made
+/// readable ([`agentq_shared::readable`], as the job page shows it) instead
+/// of as it is. `partial`: the hex bytes the caller got and has not shown
+/// yet (the start of a character, or with `view=text` up to 32 bytes of an
+/// escape sequence or a carriage return): output goes on from them, so
+/// nothing is ever cut in two.
 pub async fn log_stream(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -113,12 +138,22 @@ pub async fn log_stream(
     if app.store.state_of(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no job with id {id}")));
     }
-    let partial = partial_param(&q)?;
+    let text = view_param(&q)?;
+    let (partial, shown) = if text {
+        let pending = partial_up_to(&q, PENDING_MAX)?;
+        (
+            Vec::new(),
+            Some(Readable::resume(Invalid::Replacement, pending)),
+        )
+    } else {
+        (partial_param(&q)?, None)
+    };
     let cur = LogCursor {
         app,
         id,
         last: q.get("after").cloned().unwrap_or_else(|| "0".into()),
         partial,
+        shown,
         state: None,
         ended: false,
     };
@@ -143,8 +178,13 @@ pub async fn log_stream(
             // Output first, so that `end` comes after the last of it.
             if let Ok((next, bytes)) = c.app.store.read_log(&c.id, &c.last, None).await {
                 c.last = next;
-                c.partial.extend_from_slice(&bytes);
-                let text = take_utf8(&mut c.partial);
+                let text = match c.shown.as_mut() {
+                    Some(shown) => shown.push(&bytes),
+                    None => {
+                        c.partial.extend_from_slice(&bytes);
+                        take_utf8(&mut c.partial)
+                    }
+                };
                 if !text.is_empty() {
                     return Some((Ok(log_event(&c.last, &text)), c));
                 }
@@ -154,6 +194,10 @@ pub async fn log_stream(
                 return Some((Ok(Event::default().event("state").data(state.as_str())), c));
             }
             if state.is_final() {
+                let rest = c.shown.as_mut().map(Readable::finish).unwrap_or_default();
+                if !rest.is_empty() {
+                    return Some((Ok(log_event(&c.last, &rest)), c));
+                }
                 if !c.partial.is_empty() {
                     // The output ended inside a character: what there is of it.
                     let text =
@@ -236,7 +280,10 @@ mod tests {
         let mut bad = b"a\xffb\xe2\x82".to_vec();
         assert_eq!(take_utf8(&mut bad), "a\u{FFFD}b");
         assert_eq!(bad, b"\xe2\x82");
-        assert_eq!(unhex(&hex(&bad)).unwrap(), bad);
-        assert!(unhex("e28").is_none() && unhex("e282ac00").is_none() && unhex("zz").is_none());
+        assert_eq!(unhex(&hex(&bad), 3).unwrap(), bad);
+        assert!(
+            unhex("e28", 3).is_none() && unhex("e282ac00", 3).is_none() && unhex("zz", 3).is_none()
+        );
+        assert_eq!(unhex("e282ac00", 4).unwrap(), b"\xe2\x82\xac\x00");
     }
 }

@@ -28,7 +28,8 @@ pub fn visible(text: &str) -> String {
     out
 }
 
-fn push_visible(out: &mut String, c: char) {
+/// Appends `c` to `out` as [`visible`] shows it.
+pub(crate) fn push_visible(out: &mut String, c: char) {
     match c {
         '\u{1b}' => out.push_str("\\e"),
         '\u{7f}' => out.push_str("^?"),
