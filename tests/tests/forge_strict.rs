@@ -65,6 +65,15 @@ fn authed_url(sim: &ForgeSim, token: &str, owner: &str, repo: &str) -> String {
         .replacen("http://", &format!("http://agentq:{token}@"), 1)
 }
 
+/// An empty commit in working copy `work`.
+fn commit_empty(work: &Path) {
+    let id = ["-c", "user.name=t", "-c", "user.email=t@t"];
+    git(
+        work,
+        &[&id[..], &["commit", "--allow-empty", "-q", "-m", "x"]].concat(),
+    );
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -198,20 +207,7 @@ async fn git_over_http_asks_for_repository_scopes() {
         text(&out)
     );
     let work = dir.path().join("c");
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "--allow-empty",
-            "-q",
-            "-m",
-            "x",
-        ],
-    );
+    commit_empty(&work);
     let out = git_net(&work, &["push", &url("tok-reader"), "HEAD:refs/heads/side"]).await;
     assert!(
         !out.status.success(),
@@ -248,7 +244,11 @@ async fn forge_down_takes_git_down_and_unregistered_repositories_are_404() {
     let ghost = authed_url(&sim, TOKEN, "core", "ghost");
     let out = git_net(dir.path(), &["ls-remote", &ghost]).await;
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("Repository not found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Repository not found"),
+        "{}",
+        text(&out)
+    );
     let anonymous = sim.clone_url("core", "ghost");
     let out = git_net(dir.path(), &["ls-remote", &anonymous]).await;
     assert!(!out.status.success(), "{}", text(&out));
@@ -269,20 +269,7 @@ async fn refs_pull_are_read_only_and_a_protected_branch_refuses_a_push() {
     let out = git_net(dir.path(), &["clone", "--quiet", &url, "c"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let work = dir.path().join("c");
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "--allow-empty",
-            "-q",
-            "-m",
-            "x",
-        ],
-    );
+    commit_empty(&work);
     let before = git(&bare, &["for-each-ref"]);
 
     let out = git_net(&work, &["push", &url, "HEAD:refs/pull/1/head"]).await;
@@ -438,6 +425,18 @@ async fn worker_world() -> (TestEnv, ForgeSim) {
     (env, sim)
 }
 
+/// Waits for job `id` to end, and checks it completed.
+async fn completed(env: &TestEnv, id: &str) -> agentq_shared::record::JobRecord {
+    let rec = env.wait_final(id, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    rec
+}
+
 fn bare(env: &TestEnv) -> std::path::PathBuf {
     env.remotes.base.path().join("core").join("demo.git")
 }
@@ -449,14 +448,8 @@ async fn a_token_lacking_write_issue_is_named_by_preflight_and_on_the_job() {
     let w = env.worker("w", 1);
     w.wait_log("preflight: the forge token lacks scope write:issue", LONG);
     let id = env.enqueue_for_issue(1, "@agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
     // The forge's refusals do not change the outcome.
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = completed(&env, &id).await;
     assert!(
         rec.forge_error
             .contains("token does not have at least one of required scope(s): [write:issue]"),
@@ -478,13 +471,7 @@ async fn a_push_to_a_protected_branch_is_refused_and_the_work_is_kept() {
     sim.protect_branch("core", "demo", "agent/*");
     let _w = env.worker("w", 1);
     let id = env.enqueue_for_issue(1, "@agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = completed(&env, &id).await;
     assert!(
         rec.forge_error.contains("save branch")
             && rec.forge_error.contains(&format!(
@@ -534,13 +521,7 @@ async fn a_hanging_comment_endpoint_costs_the_job_its_budget_and_the_job_finishe
     sim.hang_on("POST", "/repos/core/demo/issues/1/comments");
     let _w = env.worker("w", 1);
     let id = env.enqueue_for_issue(1, "@agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = completed(&env, &id).await;
     assert!(
         rec.forge_error.contains("comment on issue") && rec.forge_error.contains("budget of 5s"),
         "{rec:#?}"
@@ -577,13 +558,7 @@ async fn with_the_forge_down_git_is_down_too_and_the_job_waits_for_it() {
         "git was not asked"
     );
     sim.set_down(false);
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = completed(&env, &id).await;
     assert!(rec.attempt >= 2, "{rec:#?}");
     assert_eq!(sim.pulls("core", "demo").len(), 1);
     sim.assert_nothing_dropped();
