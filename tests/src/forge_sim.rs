@@ -337,7 +337,7 @@ struct SimState {
     pushes: Vec<PushRecord>,
     git_stderr: Vec<String>,
     unknown_fields: Vec<String>,
-    /// Request bodies accepted, with their definition's name, in order.
+    /// Bodies of the writes the forge took, with their definition's name, in order.
     bodies: Vec<(&'static str, Value)>,
     /// Success answers checked per endpoint of [`spec::ENDPOINTS`].
     spec_served: Vec<usize>,
@@ -865,8 +865,8 @@ impl ForgeSim {
         self.shared.lock().latency = latency;
     }
 
-    /// Request bodies the sim accepted (checked against their definition), as
-    /// (definition name, body), in order.
+    /// Bodies of the writes the forge took (checked against their definition
+    /// and answered with success) of definition `definition`, in order.
     pub fn accepted_bodies(&self, definition: &str) -> Vec<Value> {
         self.shared
             .lock()
@@ -1323,6 +1323,8 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
         None => 0,
     };
     let (o, r) = (o.as_str(), r.as_str());
+    // The body of a write the forge took (kept for `assert_nothing_dropped`).
+    let mut accepted = None;
     let resp = match &route {
         Route::GetUser => unreachable!("answered above"),
         Route::GetRepo => get_repo(sh, o, r, who),
@@ -1330,35 +1332,55 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
         Route::ListComments(index) => list_comments(sh, o, r, index),
         Route::CreateComment(index) => {
             match read_json(sh, req, &spec::CREATE_ISSUE_COMMENT).await {
-                Ok(body) => create_comment(sh, o, r, index, user, &body),
+                Ok(body) => {
+                    accepted = Some(Value::Object(body.clone()));
+                    create_comment(sh, o, r, index, user, &body)
+                }
                 Err(resp) => resp,
             }
         }
         Route::GetComment(id) => get_comment(sh, o, r, id),
         Route::EditComment(id) => match read_json(sh, req, &spec::EDIT_ISSUE_COMMENT).await {
-            Ok(body) => edit_comment(sh, o, r, id, user, &body),
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                edit_comment(sh, o, r, id, user, &body)
+            }
             Err(resp) => resp,
         },
         Route::ListTimes(index) => list_times(sh, o, r, index, user, &query),
         Route::AddTime(index) => match read_json(sh, req, &spec::ADD_TIME).await {
-            Ok(body) => add_time(sh, o, r, index, user, &body),
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                add_time(sh, o, r, index, user, &body)
+            }
             Err(resp) => resp,
         },
         Route::Stopwatch(index, start) => stopwatch(sh, o, r, index, user, *start),
         Route::ListPulls => list_pulls(sh, o, r, who, &query).await,
         Route::CreatePull => match read_json(sh, req, &spec::CREATE_PULL_REQUEST).await {
-            Ok(body) => create_pull(sh, o, r, user, &body).await,
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                create_pull(sh, o, r, user, &body).await
+            }
             Err(resp) => resp,
         },
         Route::PullByBaseHead(base, head) => pull_by_base_head(sh, o, r, who, base, head).await,
         Route::ListStatuses(sha) => list_statuses(sh, o, r, sha),
         Route::CreateStatus(sha) => match read_json(sh, req, &spec::CREATE_STATUS).await {
-            Ok(body) => create_status(sh, o, r, sha, user, &body).await,
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                create_status(sh, o, r, sha, user, &body).await
+            }
             Err(resp) => resp,
         },
         Route::CombinedStatus(reference) => combined_status(sh, o, r, reference, who).await,
         Route::GetCommit(sha) => get_commit(sh, o, r, sha).await,
     };
+    if let (Some(def), Some(body)) = (endpoint.request, accepted) {
+        if resp.status().as_u16() == endpoint.answer.0 {
+            sh.lock().bodies.push((def.name, body));
+        }
+    }
     checked_answer(sh, &route, resp).await
 }
 
@@ -1425,12 +1447,9 @@ async fn read_json(
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| validation_error(sh, format!("{}: the body is not JSON: {e}", schema.name)))?;
     let checked = spec::check_request(schema, &value).map_err(|m| validation_error(sh, m));
-    let mut st = sh.lock();
-    st.unknown_fields
+    sh.lock()
+        .unknown_fields
         .extend(spec::unknown_fields(schema, &value));
-    if checked.is_ok() {
-        st.bodies.push((schema.name, value));
-    }
     checked
 }
 
