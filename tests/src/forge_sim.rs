@@ -1176,17 +1176,16 @@ fn matches_prefix(path: &str, prefix: &str) -> bool {
 }
 
 /// Parses `segs` (the path under `/api/v1`) into the repository it is about,
-/// if any, and the route; an answer (404, 405) when there is no such route.
+/// if any, and the route; 404 or 405 when there is no such route.
 fn parse_route(
-    sh: &Shared,
     method: &Method,
     segs: &[&str],
-) -> Result<(Option<(String, String)>, Route), Response> {
+) -> Result<(Option<(String, String)>, Route), StatusCode> {
     let get = method == Method::GET;
     let post = method == Method::POST;
     match segs {
         ["user"] if get => Ok((None, Route::GetUser)),
-        ["user"] => Err(method_not_allowed(sh)),
+        ["user"] => Err(StatusCode::METHOD_NOT_ALLOWED),
         ["repos", o, r, rest @ ..] => {
             let route = match rest {
                 [] if get => Route::GetRepo,
@@ -1221,12 +1220,12 @@ fn parse_route(
                 | ["issues", _, "comments" | "times"]
                 | ["issues", _, "stopwatch", "start" | "stop"]
                 | ["pulls"]
-                | ["statuses", _] => return Err(method_not_allowed(sh)),
-                _ => return Err(not_found(sh)),
+                | ["statuses", _] => return Err(StatusCode::METHOD_NOT_ALLOWED),
+                _ => return Err(StatusCode::NOT_FOUND),
             };
             Ok((Some((o.to_string(), r.to_string())), route))
         }
-        _ => Err(not_found(sh)),
+        _ => Err(StatusCode::NOT_FOUND),
     }
 }
 
@@ -1283,9 +1282,10 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let query = parse_query(req.uri().query().unwrap_or_default());
-    let (repo, route) = match parse_route(sh, &method, &segs) {
+    let (repo, route) = match parse_route(&method, &segs) {
         Ok(parsed) => parsed,
-        Err(resp) => return resp,
+        Err(StatusCode::METHOD_NOT_ALLOWED) => return method_not_allowed(sh),
+        Err(_) => return not_found(sh),
     };
     let endpoint = route.endpoint();
     // The scope is checked on the route group, before the repository is looked
