@@ -39,11 +39,28 @@
 //! | `GET /repos/{owner}/{repo}/git/commits/{sha}` | 200 `Commit`, 404 |
 //!
 //! Other paths answer 404, other methods on a known path 405. JSON bodies must be
-//! objects whose fields are the ones the spec's option type defines, with the right
-//! JSON types, and carry the fields Forgejo's binding requires (non-empty, non-zero);
-//! anything else is a 422 naming the field. Error bodies have the spec's shapes
-//! (`APIError`, `APIValidationError`, `APINotFound`: `message`, `url`); a bare
-//! `ctx.Status(403)` in Forgejo is an empty 403 here too.
+//! objects whose fields have the JSON types the document's option type gives them
+//! (dates RFC 3339), and carry the fields Forgejo's binding requires (non-empty,
+//! non-zero); anything else is a 422 naming the field. A field the option type does
+//! not define is ignored, as Go's decoding does, and recorded
+//! ([`ForgeSim::assert_nothing_dropped`]). Every success answer is checked against
+//! the document's definition field by field before it is sent ([`spec`]; one that
+//! does not follow it is a 500 and kept in [`ForgeSim::spec_report`]). Error bodies
+//! have the spec's shapes (`APIError`, `APIValidationError`, `APINotFound`:
+//! `message`, `url`); a bare `ctx.Status(403)` in Forgejo is an empty 403 here too.
+//!
+//! Token scopes (`routers/api/v1/api.go`, `tokenRequiresScopes`): each route group
+//! asks for a category ([`spec::ENDPOINTS`]: `user`, `repository`, `issue`) at the
+//! level of the method (`read` for GET, else `write`; `write` holds `read`, `all`
+//! holds everything); a token without it gets 403 "token does not have at least one
+//! of required scope(s): [write:issue]", before the repository is looked up. The
+//! start token has `all`; [`ForgeSim::add_user_with_scopes`] and
+//! [`ForgeSim::set_scopes`] give others.
+//!
+//! Faults: [`ForgeSim::set_down`] (the API and git answer 503),
+//! [`ForgeSim::set_api_down`] (the API alone), [`ForgeSim::set_hang`] (the whole API
+//! hangs), [`ForgeSim::hang_on`] (one endpoint hangs, the others answer),
+//! [`ForgeSim::set_latency`], [`ForgeSim::fail_next`] and its variants.
 //!
 //! Git: `{url}/{owner}/{repo}.git` serves `{git_root}/{owner}/{repo}.git`
 //! (`routers/web/repo/githttp.go`): clone and fetch of a public repository may be
@@ -52,7 +69,11 @@
 //! password or user name), and are otherwise answered 401 with `WWW-Authenticate:
 //! Basic realm="Gitea"`. Wrong credentials are a 401 too; a signed-in user who cannot
 //! read the repository gets 404 "Repository not found", one who cannot write it has
-//! the push refused.
+//! the push refused. A token needs `read:repository` to fetch (but for an anonymous
+//! public pull) and `write:repository` to push, else a bare 403. A repository the
+//! forge does not have (not registered with [`ForgeSim::add_repo`], whatever is on
+//! disk) is 404. Pushes go through a pre-receive hook as on Forgejo: `refs/pull/*`
+//! is read-only and a branch [`ForgeSim::protect_branch`] protects is refused.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -77,6 +98,10 @@ use tokio::{
     process::{Child, ChildStdout, Command},
     sync::oneshot,
 };
+
+pub mod spec;
+
+use spec::{Def, Endpoint};
 
 /// Forgejo's `MAX_RESPONSE_ITEMS` default: the largest page the sim serves.
 pub const MAX_PAGE_SIZE: usize = 50;
@@ -204,6 +229,8 @@ struct SimUser {
     id: u64,
     login: String,
     token: String,
+    /// The token's scopes (`all`, `read:issue`, `write:repository`, …).
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +241,8 @@ struct RepoState {
     time_tracking: bool,
     /// Users other than [`SIM_USER`] who may write.
     writers: HashSet<u64>,
+    /// Protected branch patterns (shell globs).
+    protected: Vec<String>,
     issues: BTreeMap<u64, IssueState>,
     pulls: BTreeMap<u64, PullState>,
     statuses: HashMap<String, Vec<StatusState>>,
@@ -300,10 +329,20 @@ struct SimState {
     requests: Vec<RequestRecord>,
     failures: Vec<Failure>,
     down: bool,
+    api_down: bool,
     hang: bool,
+    /// (method, path prefix) of the endpoints that hang.
+    hangs: Vec<(String, String)>,
+    latency: std::time::Duration,
     pushes: Vec<PushRecord>,
     git_stderr: Vec<String>,
     unknown_fields: Vec<String>,
+    /// Bodies of the writes the forge took, with their definition's name, in order.
+    bodies: Vec<(&'static str, Value)>,
+    /// Success answers checked per endpoint of [`spec::ENDPOINTS`].
+    spec_served: Vec<usize>,
+    /// Answers that did not follow the document.
+    spec_violations: Vec<String>,
 }
 
 impl SimState {
@@ -335,10 +374,25 @@ impl SimState {
     fn can_write(&self, rs: &RepoState, user: Option<u64>) -> bool {
         user.is_some_and(|u| u == SIM_USER_ID || rs.writers.contains(&u))
     }
+
+    /// Whether user `id`'s token holds scope `needed` (`read:issue`): `all`
+    /// holds every scope, `write:X` holds `read:X`
+    /// (`models/auth/access_token_scope.go`).
+    fn has_scope(&self, id: u64, needed: &str) -> bool {
+        let Some(user) = self.user(id) else {
+            return false;
+        };
+        let (level, category) = needed.split_once(':').unwrap_or(("", needed));
+        user.scopes.iter().any(|s| {
+            s == "all" || s == needed || (level == "read" && *s == format!("write:{category}"))
+        })
+    }
 }
 
 struct Shared {
     git_root: PathBuf,
+    /// Holds the pre-receive hook ([`PRE_RECEIVE`]).
+    hooks: tempfile::TempDir,
     url: String,
     state: Mutex<SimState>,
 }
@@ -374,11 +428,22 @@ impl ForgeSim {
                 id: SIM_USER_ID,
                 login: SIM_USER.into(),
                 token: token.to_string(),
+                scopes: vec!["all".into()],
             }],
             next_id: 100,
+            spec_served: vec![0; spec::ENDPOINTS.len()],
             ..SimState::default()
         };
+        let hooks = tempfile::tempdir().expect("forge sim: a directory for its git hook");
+        let hook = hooks.path().join("pre-receive");
+        std::fs::write(&hook, PRE_RECEIVE).expect("forge sim: write the pre-receive hook");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+                .expect("forge sim: make the hook executable");
+        }
         let shared = Arc::new(Shared {
+            hooks,
             git_root,
             url: format!("http://{addr}"),
             state: Mutex::new(state),
@@ -418,6 +483,13 @@ impl ForgeSim {
     /// read public repositories and comment there, and write nowhere until
     /// [`ForgeSim::add_collaborator`].
     pub fn add_user(&self, login: &str, token: &str) -> u64 {
+        self.add_user_with_scopes(login, token, &["all"])
+    }
+
+    /// As [`ForgeSim::add_user`], with a token holding only `scopes` (Forgejo's
+    /// names: `read:issue`, `write:repository`, `read:user`, `all`, …; an empty
+    /// list is a token without scopes, refused everywhere a scope is needed).
+    pub fn add_user_with_scopes(&self, login: &str, token: &str, scopes: &[&str]) -> u64 {
         let mut st = self.shared.lock();
         assert!(
             st.users
@@ -430,8 +502,29 @@ impl ForgeSim {
             id,
             login: login.to_string(),
             token: token.to_string(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
         });
         id
+    }
+
+    /// Gives user `login`'s token exactly `scopes` from now on ([`SIM_USER`]'s
+    /// included: its token starts with `all`).
+    pub fn set_scopes(&self, login: &str, scopes: &[&str]) {
+        let mut st = self.shared.lock();
+        let user = st
+            .users
+            .iter_mut()
+            .find(|u| u.login == login)
+            .unwrap_or_else(|| panic!("forge sim: no user {login}"));
+        user.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Protects the branches of `owner/repo` matching `pattern` (a shell glob,
+    /// `agent/*`): a push to one is refused by the pre-receive hook, as
+    /// Forgejo's is (`routers/private/hook_pre_receive.go`: "Not allowed to
+    /// push to protected branch …").
+    pub fn protect_branch(&self, owner: &str, repo: &str, pattern: &str) {
+        self.with_repo(owner, repo, |rs| rs.protected.push(pattern.to_string()));
     }
 
     /// Gives user `login` write access to `owner/repo` (and sight of it if private).
@@ -740,9 +833,123 @@ impl ForgeSim {
         });
     }
 
-    /// While `down`, every API request answers 503.
+    /// While `down`, the forge is down: every API request and every git
+    /// request answers 503.
     pub fn set_down(&self, down: bool) {
         self.shared.lock().down = down;
+    }
+
+    /// While `down`, every API request answers 503 and git over HTTP still
+    /// works (the API alone failing: a proxy in front of `/api/v1`, say).
+    pub fn set_api_down(&self, down: bool) {
+        self.shared.lock().api_down = down;
+    }
+
+    /// Makes every `method` API request whose path starts with `path_prefix`
+    /// (with or without `/api/v1`) hang: accepted and never answered until
+    /// [`ForgeSim::stop_hanging`]. Other endpoints go on answering.
+    pub fn hang_on(&self, method: &str, path_prefix: &str) {
+        self.shared
+            .lock()
+            .hangs
+            .push((method.to_ascii_uppercase(), path_prefix.to_string()));
+    }
+
+    /// Ends every [`ForgeSim::hang_on`].
+    pub fn stop_hanging(&self) {
+        self.shared.lock().hangs.clear();
+    }
+
+    /// Delays every API answer by `latency`.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// Bodies of the writes the forge took (checked against their definition
+    /// and answered with success) of definition `definition`, in order.
+    pub fn accepted_bodies(&self, definition: &str) -> Vec<Value> {
+        self.shared
+            .lock()
+            .bodies
+            .iter()
+            .filter(|(name, _)| *name == definition)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// Panics if a field of a write was silently dropped: a body carried a
+    /// field its definition does not document (Forgejo ignores it), or what
+    /// an accepted body said is not what the forge kept (every pull request's
+    /// title, body, head and base; every status's state, context, description
+    /// and link; every tracked time's seconds; the last comment body sent).
+    pub fn assert_nothing_dropped(&self) {
+        let unknown = self.unknown_fields();
+        assert!(
+            unknown.is_empty(),
+            "fields the forge would silently drop were sent: {unknown:?}"
+        );
+        let st = self.shared.lock();
+        let text = |v: &Value, k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        for (name, body) in &st.bodies {
+            let kept = match *name {
+                "CreatePullRequestOption" => {
+                    st.repos.values().flat_map(|rs| rs.pulls.values()).any(|p| {
+                        let head = text(body, "head");
+                        let branch = head.rsplit_once(':').map_or(head.as_str(), |(_, b)| b);
+                        p.title == text(body, "title")
+                            && p.body == text(body, "body")
+                            && p.base == text(body, "base")
+                            && p.head == branch
+                    })
+                }
+                "CreateStatusOption" => st
+                    .repos
+                    .values()
+                    .flat_map(|rs| rs.statuses.values().flatten())
+                    .any(|s| {
+                        s.state == text(body, "state")
+                            && s.context == text(body, "context").trim()
+                            && s.description == text(body, "description").trim()
+                            && s.target_url == text(body, "target_url").trim()
+                    }),
+                "AddTimeOption" => {
+                    let time = body.get("time").and_then(Value::as_i64);
+                    st.times.iter().any(|t| Some(t.time) == time)
+                }
+                _ => true,
+            };
+            assert!(kept, "the forge did not keep what this {name} said: {body}");
+        }
+        if let Some((_, last)) = st
+            .bodies
+            .iter()
+            .rev()
+            .find(|(name, _)| name.ends_with("IssueCommentOption"))
+        {
+            let sent = text(last, "body");
+            assert!(
+                st.comments.iter().any(|c| c.body == sent),
+                "the last comment body sent is on no comment: {sent}"
+            );
+        }
+    }
+
+    /// Per endpoint of [`spec::ENDPOINTS`]: how many success answers were
+    /// checked against the document; and every answer that did not follow it.
+    pub fn spec_report(&self) -> (Vec<(&'static Endpoint, usize)>, Vec<String>) {
+        let st = self.shared.lock();
+        (
+            spec::ENDPOINTS
+                .iter()
+                .zip(st.spec_served.iter().copied())
+                .collect(),
+            st.spec_violations.clone(),
+        )
     }
 
     /// While `hang`, every API request is accepted and not answered (until
@@ -887,8 +1094,9 @@ fn caller(st: &SimState, headers: &HeaderMap) -> Result<Option<u64>, ()> {
     Ok(None)
 }
 
-/// What a path under `/repos/{owner}/{repo}` asks for.
+/// What a request asks for: one of [`spec::ENDPOINTS`], in the same order.
 enum Route {
+    GetUser,
     GetRepo,
     GetIssue(String),
     ListComments(String),
@@ -907,42 +1115,77 @@ enum Route {
     GetCommit(String),
 }
 
-async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
-    while sh.lock().hang {
+impl Route {
+    /// Its index in [`spec::ENDPOINTS`].
+    fn index(&self) -> usize {
+        match self {
+            Route::GetUser => 0,
+            Route::GetRepo => 1,
+            Route::GetIssue(_) => 2,
+            Route::ListComments(_) => 3,
+            Route::CreateComment(_) => 4,
+            Route::GetComment(_) => 5,
+            Route::EditComment(_) => 6,
+            Route::ListTimes(_) => 7,
+            Route::AddTime(_) => 8,
+            Route::Stopwatch(_, true) => 9,
+            Route::Stopwatch(_, false) => 10,
+            Route::ListPulls => 11,
+            Route::CreatePull => 12,
+            Route::PullByBaseHead(..) => 13,
+            Route::ListStatuses(_) => 14,
+            Route::CreateStatus(_) => 15,
+            Route::CombinedStatus(_) => 16,
+            Route::GetCommit(_) => 17,
+        }
+    }
+
+    fn endpoint(&self) -> &'static Endpoint {
+        &spec::ENDPOINTS[self.index()]
+    }
+}
+
+/// Waits while the whole API hangs ([`ForgeSim::set_hang`]) or an endpoint
+/// matching `method` and `path` does ([`ForgeSim::hang_on`]), then for the
+/// latency ([`ForgeSim::set_latency`]).
+async fn wait_like_the_forge(sh: &Shared, method: &str, path: &str) {
+    loop {
+        let hanging = {
+            let st = sh.lock();
+            st.hang
+                || st
+                    .hangs
+                    .iter()
+                    .any(|(m, prefix)| m == method && matches_prefix(path, prefix))
+        };
+        if !hanging {
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    if sh.lock().down {
-        return api_error(sh, StatusCode::SERVICE_UNAVAILABLE, "the forge is down");
+    let latency = sh.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
-    let who = match caller(&sh.lock(), req.headers()) {
-        Ok(who) => who,
-        Err(()) => {
-            return api_error(
-                sh,
-                StatusCode::UNAUTHORIZED,
-                "user does not exist [uid: 0, name: ]",
-            )
-        }
-    };
-    let segs: Vec<String> = rest
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let method = req.method().clone();
-    let query = parse_query(req.uri().query().unwrap_or_default());
+}
+
+/// Whether `prefix` (given with or without `/api/v1`) starts API path `path`
+/// (without `/api/v1`).
+fn matches_prefix(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix.strip_prefix("/api/v1").unwrap_or(prefix))
+}
+
+/// Parses `segs` (the path under `/api/v1`) into the repository it is about,
+/// if any, and the route; 404 or 405 when there is no such route.
+fn parse_route(
+    method: &Method,
+    segs: &[&str],
+) -> Result<(Option<(String, String)>, Route), StatusCode> {
     let get = method == Method::GET;
     let post = method == Method::POST;
-    let (o, r, route) = match segs.as_slice() {
-        ["user"] if get => {
-            let st = sh.lock();
-            return match who {
-                Some(id) => json_response(StatusCode::OK, user_json(sh, id, &st.login(id))),
-                None => api_error(sh, StatusCode::UNAUTHORIZED, "token is required"),
-            };
-        }
-        ["user"] => return method_not_allowed(sh),
+    match segs {
+        ["user"] if get => Ok((None, Route::GetUser)),
+        ["user"] => Err(StatusCode::METHOD_NOT_ALLOWED),
         ["repos", o, r, rest @ ..] => {
             let route = match rest {
                 [] if get => Route::GetRepo,
@@ -977,12 +1220,89 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
                 | ["issues", _, "comments" | "times"]
                 | ["issues", _, "stopwatch", "start" | "stop"]
                 | ["pulls"]
-                | ["statuses", _] => return method_not_allowed(sh),
-                _ => return not_found(sh),
+                | ["statuses", _] => return Err(StatusCode::METHOD_NOT_ALLOWED),
+                _ => return Err(StatusCode::NOT_FOUND),
             };
-            (o.to_string(), r.to_string(), route)
+            Ok((Some((o.to_string(), r.to_string())), route))
         }
-        _ => return not_found(sh),
+        _ => Err(StatusCode::NOT_FOUND),
+    }
+}
+
+/// `tokenRequiresScopes` (routers/api/v1/api.go): a token must hold the
+/// route group's category at the level of the method (`read` for GET,
+/// `write` for POST, PUT, PATCH and DELETE); else a 403 naming the scope.
+fn scope_refusal(
+    sh: &Shared,
+    who: Option<u64>,
+    method: &Method,
+    category: spec::Category,
+) -> Option<Response> {
+    let id = who?;
+    let level = if method == Method::GET {
+        "read"
+    } else {
+        "write"
+    };
+    let needed = format!("{level}:{}", category.as_str());
+    if sh.lock().has_scope(id, &needed) {
+        return None;
+    }
+    Some(api_error(
+        sh,
+        StatusCode::FORBIDDEN,
+        format!("token does not have at least one of required scope(s): [{needed}]"),
+    ))
+}
+
+async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
+    let method = req.method().clone();
+    wait_like_the_forge(sh, method.as_str(), &rest).await;
+    let down = {
+        let st = sh.lock();
+        st.down || st.api_down
+    };
+    if down {
+        return api_error(sh, StatusCode::SERVICE_UNAVAILABLE, "the forge is down");
+    }
+    let who = match caller(&sh.lock(), req.headers()) {
+        Ok(who) => who,
+        Err(()) => {
+            return api_error(
+                sh,
+                StatusCode::UNAUTHORIZED,
+                "user does not exist [uid: 0, name: ]",
+            )
+        }
+    };
+    let segs: Vec<String> = rest
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let query = parse_query(req.uri().query().unwrap_or_default());
+    let (repo, route) = match parse_route(&method, &segs) {
+        Ok(parsed) => parsed,
+        Err(StatusCode::METHOD_NOT_ALLOWED) => return method_not_allowed(sh),
+        Err(_) => return not_found(sh),
+    };
+    let endpoint = route.endpoint();
+    // The scope is checked on the route group, before the repository is looked
+    // up (`repoAssignment` is inside the group) and before `reqToken`.
+    if let Some(refused) = scope_refusal(sh, who, &method, endpoint.category) {
+        return refused;
+    }
+    let Some((o, r)) = repo else {
+        // GET /user: `reqToken()`.
+        let resp = match who {
+            Some(id) => {
+                let login = sh.lock().login(id);
+                json_response(StatusCode::OK, user_json(sh, id, &login))
+            }
+            None => api_error(sh, StatusCode::UNAUTHORIZED, "token is required"),
+        };
+        return checked_answer(sh, &route, resp).await;
     };
     // `repoAssignment` (routers/api/v1/api.go): a repository the caller cannot see
     // is a 404, before anything else.
@@ -994,7 +1314,7 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
         }
     }
     // `reqToken()` guards every write and the whole `/times` group.
-    let needs_token = !get || matches!(route, Route::ListTimes(_));
+    let needs_token = method != Method::GET || matches!(route, Route::ListTimes(_));
     let user = match who {
         Some(u) => u,
         None if needs_token => {
@@ -1003,186 +1323,102 @@ async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Response {
         None => 0,
     };
     let (o, r) = (o.as_str(), r.as_str());
-    match route {
+    // The body of a write the forge took (kept for `assert_nothing_dropped`).
+    let mut accepted = None;
+    let resp = match &route {
+        Route::GetUser => unreachable!("answered above"),
         Route::GetRepo => get_repo(sh, o, r, who),
-        Route::GetIssue(index) => get_issue(sh, o, r, &index),
-        Route::ListComments(index) => list_comments(sh, o, r, &index),
-        Route::CreateComment(index) => match read_json(sh, req, &CREATE_ISSUE_COMMENT).await {
-            Ok(body) => create_comment(sh, o, r, &index, user, &body),
+        Route::GetIssue(index) => get_issue(sh, o, r, index),
+        Route::ListComments(index) => list_comments(sh, o, r, index),
+        Route::CreateComment(index) => {
+            match read_json(sh, req, &spec::CREATE_ISSUE_COMMENT).await {
+                Ok(body) => {
+                    accepted = Some(Value::Object(body.clone()));
+                    create_comment(sh, o, r, index, user, &body)
+                }
+                Err(resp) => resp,
+            }
+        }
+        Route::GetComment(id) => get_comment(sh, o, r, id),
+        Route::EditComment(id) => match read_json(sh, req, &spec::EDIT_ISSUE_COMMENT).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                edit_comment(sh, o, r, id, user, &body)
+            }
             Err(resp) => resp,
         },
-        Route::GetComment(id) => get_comment(sh, o, r, &id),
-        Route::EditComment(id) => match read_json(sh, req, &EDIT_ISSUE_COMMENT).await {
-            Ok(body) => edit_comment(sh, o, r, &id, user, &body),
+        Route::ListTimes(index) => list_times(sh, o, r, index, user, &query),
+        Route::AddTime(index) => match read_json(sh, req, &spec::ADD_TIME).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                add_time(sh, o, r, index, user, &body)
+            }
             Err(resp) => resp,
         },
-        Route::ListTimes(index) => list_times(sh, o, r, &index, user, &query),
-        Route::AddTime(index) => match read_json(sh, req, &ADD_TIME).await {
-            Ok(body) => add_time(sh, o, r, &index, user, &body),
-            Err(resp) => resp,
-        },
-        Route::Stopwatch(index, start) => stopwatch(sh, o, r, &index, user, start),
+        Route::Stopwatch(index, start) => stopwatch(sh, o, r, index, user, *start),
         Route::ListPulls => list_pulls(sh, o, r, who, &query).await,
-        Route::CreatePull => match read_json(sh, req, &CREATE_PULL_REQUEST).await {
-            Ok(body) => create_pull(sh, o, r, user, &body).await,
+        Route::CreatePull => match read_json(sh, req, &spec::CREATE_PULL_REQUEST).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                create_pull(sh, o, r, user, &body).await
+            }
             Err(resp) => resp,
         },
-        Route::PullByBaseHead(base, head) => pull_by_base_head(sh, o, r, who, &base, &head).await,
-        Route::ListStatuses(sha) => list_statuses(sh, o, r, &sha),
-        Route::CreateStatus(sha) => match read_json(sh, req, &CREATE_STATUS).await {
-            Ok(body) => create_status(sh, o, r, &sha, user, &body).await,
+        Route::PullByBaseHead(base, head) => pull_by_base_head(sh, o, r, who, base, head).await,
+        Route::ListStatuses(sha) => list_statuses(sh, o, r, sha),
+        Route::CreateStatus(sha) => match read_json(sh, req, &spec::CREATE_STATUS).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                create_status(sh, o, r, sha, user, &body).await
+            }
             Err(resp) => resp,
         },
-        Route::CombinedStatus(reference) => combined_status(sh, o, r, &reference, who).await,
-        Route::GetCommit(sha) => get_commit(sh, o, r, &sha).await,
+        Route::CombinedStatus(reference) => combined_status(sh, o, r, reference, who).await,
+        Route::GetCommit(sha) => get_commit(sh, o, r, sha).await,
+    };
+    if let (Some(def), Some(body)) = (endpoint.request, accepted) {
+        if resp.status().as_u16() == endpoint.answer.0 {
+            sh.lock().bodies.push((def.name, body));
+        }
     }
+    checked_answer(sh, &route, resp).await
+}
+
+/// A success answer of `route` checked against the document ([`spec`]): one
+/// that does not follow it is a bug of the sim, answered 500 and kept in
+/// [`ForgeSim::spec_report`]. Other answers pass as they are.
+async fn checked_answer(sh: &Shared, route: &Route, resp: Response) -> Response {
+    let endpoint = route.endpoint();
+    if resp.status().as_u16() != endpoint.answer.0 {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let verdict = spec::check_body(endpoint.answer.1, &bytes);
+    let mut st = sh.lock();
+    st.spec_served[route.index()] += 1;
+    if let Err(why) = verdict {
+        let text = format!("{} {}: {why}", endpoint.method, endpoint.path);
+        st.spec_violations.push(text.clone());
+        drop(st);
+        return api_error(
+            sh,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("forge sim: the answer does not follow the OpenAPI document: {text}"),
+        );
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 // ---------------------------------------------------------------------------------
-// Request bodies, checked against the spec's option types
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Str,
-    Int,
-    StrArray,
-    IntArray,
-}
-
-impl Ty {
-    fn name(self) -> &'static str {
-        match self {
-            Ty::Str => "string",
-            Ty::Int => "integer",
-            Ty::StrArray => "array of strings",
-            Ty::IntArray => "array of integers",
-        }
-    }
-
-    fn accepts(self, v: &Value) -> bool {
-        match self {
-            Ty::Str => v.is_string(),
-            Ty::Int => v.is_i64() || v.is_u64(),
-            Ty::StrArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            Ty::IntArray => v
-                .as_array()
-                .is_some_and(|a| a.iter().all(|x| x.is_i64() || x.is_u64())),
-        }
-    }
-}
-
-/// An option type of the spec: its name, and (field, type, required) per field.
-struct Schema {
-    name: &'static str,
-    fields: &'static [(&'static str, Ty, bool)],
-}
-
-/// `CreateIssueCommentOption` (required: body).
-const CREATE_ISSUE_COMMENT: Schema = Schema {
-    name: "CreateIssueCommentOption",
-    fields: &[("body", Ty::Str, true), ("updated_at", Ty::Str, false)],
-};
-
-/// `EditIssueCommentOption` (required: body).
-const EDIT_ISSUE_COMMENT: Schema = Schema {
-    name: "EditIssueCommentOption",
-    fields: &[("body", Ty::Str, true), ("updated_at", Ty::Str, false)],
-};
-
-/// `CreatePullRequestOption`; head, base and title are `binding:"Required"` in
-/// Forgejo's Go struct.
-const CREATE_PULL_REQUEST: Schema = Schema {
-    name: "CreatePullRequestOption",
-    fields: &[
-        ("assignee", Ty::Str, false),
-        ("assignees", Ty::StrArray, false),
-        ("base", Ty::Str, true),
-        ("body", Ty::Str, false),
-        ("due_date", Ty::Str, false),
-        ("head", Ty::Str, true),
-        ("labels", Ty::IntArray, false),
-        ("milestone", Ty::Int, false),
-        ("title", Ty::Str, true),
-    ],
-};
-
-/// `CreateStatusOption`.
-const CREATE_STATUS: Schema = Schema {
-    name: "CreateStatusOption",
-    fields: &[
-        ("context", Ty::Str, false),
-        ("description", Ty::Str, false),
-        ("state", Ty::Str, false),
-        ("target_url", Ty::Str, false),
-    ],
-};
-
-/// `AddTimeOption` (`modules/structs/issue_tracked_time.go`: `time` is
-/// `binding:"Required"`, so it must be non-zero).
-const ADD_TIME: Schema = Schema {
-    name: "AddTimeOption",
-    fields: &[
-        ("created", Ty::Str, false),
-        ("time", Ty::Int, true),
-        ("user_name", Ty::Str, false),
-    ],
-};
-
-/// Fields of a body that its option type does not define, as `Type.field`. Go's
-/// JSON decoding ignores them, so the request goes on; the sim records them for
-/// tests to check ([`ForgeSim::unknown_fields`]).
-fn unknown_fields(schema: &Schema, body: &Value) -> Vec<String> {
-    body.as_object()
-        .map(|obj| {
-            obj.keys()
-                .filter(|k| !schema.fields.iter().any(|(name, _, _)| name == k))
-                .map(|k| format!("{}.{k}", schema.name))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Checks a body against `schema` as Forgejo's binding does; the message names the
-/// offending field.
-fn validate(schema: &Schema, body: &Value) -> Result<Map<String, Value>, String> {
-    let Some(obj) = body.as_object() else {
-        return Err(format!("{}: the body must be a JSON object", schema.name));
-    };
-    for (name, ty, required) in schema.fields {
-        match obj.get(*name) {
-            None | Some(Value::Null) if *required => {
-                return Err(format!("{}: field `{name}` is required", schema.name));
-            }
-            None | Some(Value::Null) => {}
-            Some(v) if !ty.accepts(v) => {
-                return Err(format!(
-                    "{}: field `{name}` must be a {}, got {v}",
-                    schema.name,
-                    ty.name()
-                ));
-            }
-            Some(Value::String(s)) if *required && s.trim().is_empty() => {
-                return Err(format!(
-                    "{}: field `{name}` is required (empty)",
-                    schema.name
-                ));
-            }
-            Some(Value::Number(n)) if *required && n.as_i64() == Some(0) => {
-                return Err(format!(
-                    "{}: field `{name}` is required (zero)",
-                    schema.name
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(obj.clone())
-}
+// Request bodies, checked against the spec's option types ([`spec`])
 
 async fn read_json(
     sh: &Shared,
     req: Request,
-    schema: &Schema,
+    schema: &Def,
 ) -> Result<Map<String, Value>, Response> {
     let json_type = req
         .headers()
@@ -1210,10 +1446,11 @@ async fn read_json(
     }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| validation_error(sh, format!("{}: the body is not JSON: {e}", schema.name)))?;
+    let checked = spec::check_request(schema, &value).map_err(|m| validation_error(sh, m));
     sh.lock()
         .unknown_fields
-        .extend(unknown_fields(schema, &value));
-    validate(schema, &value).map_err(|m| validation_error(sh, m))
+        .extend(spec::unknown_fields(schema, &value));
+    checked
 }
 
 fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> &'a str {
@@ -1969,6 +2206,9 @@ async fn get_commit(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
     let message = git_output(&bare, &["log", "-1", "--format=%B", &full])
         .await
         .unwrap_or_default();
+    let created = git_output(&bare, &["log", "-1", "--format=%cI", &full])
+        .await
+        .unwrap_or_default();
     json_response(
         StatusCode::OK,
         json!({
@@ -1976,6 +2216,9 @@ async fn get_commit(sh: &Shared, o: &str, r: &str, sha: &str) -> Response {
             "sha": full,
             "html_url": format!("{}/{o}/{r}/commit/{full}", sh.url),
             "commit": {"message": message, "tree": {"sha": ""}},
+            "author": null,
+            "committer": null,
+            "created": created,
             "parents": [],
             "files": null,
             "stats": null,
@@ -2348,6 +2591,36 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response {
     resp
 }
 
+/// The sim's pre-receive hook: what Forgejo's pre-receive hook
+/// (`routers/private/hook_pre_receive.go`, printed by `cmd/hook.go` as
+/// `Forgejo: …`) refuses. `refs/pull/*` is read-only (`preReceivePull`: only
+/// AGit pull requests may be pushed there), and a branch matching one of the
+/// repository's protected patterns (`AGENTQ_SIM_PROTECTED`, shell globs) is
+/// refused (`preReceiveBranch`: "Not allowed to push to protected branch").
+/// Git then reports `[remote rejected] … (pre-receive hook declined)` and
+/// changes no ref of the push.
+const PRE_RECEIVE: &str = r#"#!/bin/sh
+set -f
+status=0
+while read -r old new ref; do
+  case "$ref" in
+    refs/pull/*)
+      echo "Forgejo: Only AGit pull-requests can be pushed via $ref" >&2
+      status=1 ;;
+    refs/heads/*)
+      branch=${ref#refs/heads/}
+      for pattern in $AGENTQ_SIM_PROTECTED; do
+        case "$branch" in
+          $pattern)
+            echo "Forgejo: Not allowed to push to protected branch $branch" >&2
+            status=1 ;;
+        esac
+      done ;;
+  esac
+done
+exit $status
+"#;
+
 struct PushCtx {
     owner: String,
     repo: String,
@@ -2372,31 +2645,52 @@ async fn git_http(
                 .is_some_and(|s| s == "git-receive-pack"));
     // routers/web/repo/githttp.go (`httpBase`): only a pull from a public repository
     // that exists goes without credentials; everything else asks for them (401 with
-    // a basic-auth challenge), a signed-in user who cannot read the repository gets
-    // 404 "Repository not found".
-    let (user, can_write) = {
+    // a basic-auth challenge). A token must hold `read:repository` (a pull) or
+    // `write:repository` (a push): else a bare 403 (`CheckRepoScopedToken`,
+    // services/context/permission.go; not asked for a public pull). A repository
+    // the forge does not have (not registered with `add_repo`, whatever is on
+    // disk) is 404 "Repository not found" to a pull, and a push to it is refused
+    // (push-to-create is off by default); so is one the user cannot read.
+    if sh.lock().down {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "the forge is down\n");
+    }
+    let (user, can_write, protected) = {
         let st = sh.lock();
         let who = match caller(&st, req.headers()) {
             Ok(who) => who,
             Err(()) => return git_challenge(),
         };
-        let exists = bare.is_dir();
-        // A bare repository the API does not know is served as a public one.
-        let rs = st.repos.get(&key(&owner, &repo));
+        let rs = st.repos.get(&key(&owner, &repo)).filter(|_| bare.is_dir());
         let private = rs.is_some_and(|rs| rs.private);
-        let public_pull = exists && !private && !is_push;
-        if !public_pull && who.is_none() {
-            return git_challenge();
+        let public_pull = rs.is_some() && !private && !is_push;
+        if public_pull {
+            (None, false, Vec::new())
+        } else {
+            let Some(id) = who else {
+                return git_challenge();
+            };
+            let level = if is_push { "write" } else { "read" };
+            if !st.has_scope(id, &format!("{level}:repository")) {
+                return plain(StatusCode::FORBIDDEN, "Forbidden\n");
+            }
+            let Some(rs) = rs else {
+                if is_push {
+                    return plain(
+                        StatusCode::FORBIDDEN,
+                        "Push to create is not enabled for users.\n",
+                    );
+                }
+                return plain(StatusCode::NOT_FOUND, "Repository not found");
+            };
+            if !st.can_read(rs, who) {
+                return plain(StatusCode::NOT_FOUND, "Repository not found");
+            }
+            (
+                Some(st.login(id)),
+                st.can_write(rs, who),
+                rs.protected.clone(),
+            )
         }
-        let can_read = rs.is_none_or(|rs| st.can_read(rs, who));
-        if !exists || !can_read {
-            return plain(StatusCode::NOT_FOUND, "Repository not found");
-        }
-        let can_write = match rs {
-            Some(rs) => st.can_write(rs, who),
-            None => who.is_some(),
-        };
-        (who.map(|id| st.login(id)), can_write)
     };
     if is_push && !can_write {
         // Forgejo refuses it in its pre-receive hook; the push fails either way.
@@ -2443,11 +2737,17 @@ async fn git_http(
     if let Some(proto) = header_str("git-protocol") {
         cmd.env("GIT_PROTOCOL", proto);
     }
+    // The sim's pre-receive hook refuses what Forgejo's refuses.
+    cmd.env("GIT_CONFIG_KEY_0", "core.hooksPath")
+        .env("GIT_CONFIG_VALUE_0", sh.hooks.path())
+        .env("AGENTQ_SIM_PROTECTED", protected.join(" "));
     if let Some(user) = &user {
         cmd.env("REMOTE_USER", user)
-            .env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.receivepack")
-            .env("GIT_CONFIG_VALUE_0", "true");
+            .env("GIT_CONFIG_COUNT", "2")
+            .env("GIT_CONFIG_KEY_1", "http.receivepack")
+            .env("GIT_CONFIG_VALUE_1", "true");
+    } else {
+        cmd.env("GIT_CONFIG_COUNT", "1");
     }
     let push = if is_push && tail == "git-receive-pack" {
         Some(PushCtx {
@@ -2831,6 +3131,7 @@ mod tests {
 
     #[test]
     fn bodies_are_checked_against_the_schema() {
+        use spec::{check_request as validate, *};
         let ok = json!({"body": "hi"});
         assert!(validate(&CREATE_ISSUE_COMMENT, &ok).is_ok());
         let e = validate(&CREATE_ISSUE_COMMENT, &json!({})).unwrap_err();
@@ -2845,6 +3146,8 @@ mod tests {
         );
         let e = validate(&ADD_TIME, &json!({"time": 0})).unwrap_err();
         assert!(e.contains("`time` is required"), "{e}");
+        let e = validate(&ADD_TIME, &json!({"time": 5, "created": "yesterday"})).unwrap_err();
+        assert!(e.contains("`created` must be a date-time string"), "{e}");
         let e = validate(
             &CREATE_PULL_REQUEST,
             &json!({"head": "a", "base": "b", "title": " "}),
@@ -2852,6 +3155,84 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("`title` is required"), "{e}");
         assert!(validate(&CREATE_PULL_REQUEST, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn answers_are_checked_field_by_field() {
+        use spec::*;
+        let user = json!({"id": 1, "login": "a", "login_name": "", "full_name": "",
+            "email": "", "avatar_url": "", "html_url": "", "is_admin": false,
+            "active": true, "visibility": "public"});
+        let status = json!({"id": 1, "status": "success", "target_url": "",
+            "description": "", "url": "", "context": "c", "creator": user,
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"});
+        assert_eq!(check_answer(&COMMIT_STATUS, &status, ""), Ok(()));
+        // A complete definition: a field it does not document is refused.
+        let mut extra = status.clone();
+        extra["state"] = json!("success");
+        let e = check_answer(&COMMIT_STATUS, &extra, "").unwrap_err();
+        assert!(
+            e.contains(".state: CommitStatus does not document it"),
+            "{e}"
+        );
+        // A missing field, a wrong type, a bad date, a nested definition.
+        let mut missing = status.clone();
+        missing.as_object_mut().unwrap().remove("context");
+        assert!(check_answer(&COMMIT_STATUS, &missing, "")
+            .unwrap_err()
+            .contains("context: missing"));
+        let mut wrong = status.clone();
+        wrong["id"] = json!("1");
+        assert!(check_answer(&COMMIT_STATUS, &wrong, "").is_err());
+        let mut date = status.clone();
+        date["created_at"] = json!("2024-01-01 00:00");
+        assert!(check_answer(&COMMIT_STATUS, &date, "").is_err());
+        let mut nested = status.clone();
+        nested["creator"]["login"] = json!(7);
+        let e = check_answer(&COMMIT_STATUS, &nested, "").unwrap_err();
+        assert!(e.starts_with("creator.login:"), "{e}");
+        // Objects and lists may be null (Go's nil); a list is checked item by item.
+        let mut null_creator = status.clone();
+        null_creator["creator"] = Value::Null;
+        assert_eq!(check_answer(&COMMIT_STATUS, &null_creator, ""), Ok(()));
+        let list = serde_json::to_vec(&json!([status, wrong])).unwrap();
+        assert!(check_body(Answer::Many(&COMMIT_STATUS), &list)
+            .unwrap_err()
+            .starts_with("[1].id"));
+        assert!(check_body(Answer::Empty, b"").is_ok());
+        assert!(check_body(Answer::Empty, b"{}").is_err());
+    }
+
+    #[test]
+    fn scopes_follow_forgejos_levels() {
+        let st = SimState {
+            users: vec![SimUser {
+                id: 1,
+                login: "a".into(),
+                token: "t".into(),
+                scopes: vec!["write:issue".into(), "read:repository".into()],
+            }],
+            ..SimState::default()
+        };
+        assert!(st.has_scope(1, "write:issue"));
+        assert!(st.has_scope(1, "read:issue"), "write holds read");
+        assert!(st.has_scope(1, "read:repository"));
+        assert!(
+            !st.has_scope(1, "write:repository"),
+            "read does not hold write"
+        );
+        assert!(!st.has_scope(1, "read:user"));
+        assert!(!st.has_scope(2, "read:user"), "no such user");
+    }
+
+    #[test]
+    fn the_coverage_table_lists_every_endpoint() {
+        let table = spec::coverage();
+        assert_eq!(table.lines().count(), spec::ENDPOINTS.len(), "{table}");
+        assert!(
+            table.contains("POST /repos/{owner}/{repo}/pulls | write:repository | request CreatePullRequestOption* [assignee, assignees, base!, body, due_date, head!, labels, milestone, title!]"),
+            "{table}"
+        );
     }
 
     #[test]

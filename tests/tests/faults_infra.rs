@@ -397,6 +397,7 @@ async fn a_forge_failing_for_now_stops_retrying_within_the_budget() {
     assert!(rec.forge_error.contains("forge answered 503"), "{rec:#?}");
     sim.set_down(false);
     wait_comment(&env, &sim, 1, &id).await;
+    sim.assert_nothing_dropped();
 }
 
 /// A forge that accepts connections and never answers: the worker starts and
@@ -430,6 +431,7 @@ async fn a_hanging_forge_costs_a_job_its_budget_and_the_write_back_comes_later()
     sim.set_hang(false);
     wait_comment(&env, &sim, 1, &id).await;
     wait_comment(&env, &sim, 2, &next).await;
+    sim.assert_nothing_dropped();
 }
 
 /// The heartbeat directories under a world's workspace root.
@@ -576,4 +578,5 @@ async fn a_pull_request_the_hanging_forge_kept_from_opening_is_opened_later() {
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     let comment = &sim.comments("core", "demo", 1)[0].body;
     assert!(comment.contains("Pull request: "), "{comment}");
+    sim.assert_nothing_dropped();
 }

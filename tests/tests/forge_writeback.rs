@@ -166,10 +166,19 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert!(pulls[0].body.contains("Closes #5"), "{}", pulls[0].body);
     assert_eq!(pulls[0].head, rec.branch);
+    // Every field of the pull request as agentq means it (none dropped).
+    assert_eq!(pulls[0].base, "main");
+    assert_eq!(
+        pulls[0].title,
+        "[agent/codex] Add a change @agentq-test commit"
+    );
     assert!(
-        pulls[0].title.starts_with("[agent/codex] Add a change"),
+        pulls[0].body.starts_with(&format!(
+            "Add a change @agentq-test commit\n\nCloses #5\n\n- Agent: `codex`\n- Branch: `{}`\n- Job: `{id}`\n",
+            rec.branch
+        )),
         "{}",
-        pulls[0].title
+        pulls[0].body
     );
     assert_eq!(
         rec.pr_url,
@@ -206,6 +215,7 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
     assert_eq!(again.time_tracked, 2);
 
     assert_token_nowhere(&env);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,6 +272,7 @@ async fn a_failing_test_fails_the_job_without_a_pull_request() {
         comments[0].body
     );
     assert_token_nowhere(&env);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,7 +295,9 @@ async fn forge_trouble_is_retried_or_recorded_never_fatal() {
     );
     assert_eq!(rec.qa_status, Some(QaStatus::Skipped));
 
-    sim.set_down(true);
+    // The API alone down (git, the remote, still answers): see forge_strict.rs for
+    // the whole forge down.
+    sim.set_api_down(true);
     let id = env.enqueue(&[
         "--repo",
         "demo",
@@ -306,6 +319,7 @@ async fn forge_trouble_is_retried_or_recorded_never_fatal() {
         4
     );
     assert_token_nowhere(&env);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -385,6 +399,7 @@ async fn parallel_jobs_on_one_token_each_track_their_own_time() {
     );
     assert_eq!(sim.comments("core", "quiet", 2).len(), 1);
     assert_token_nowhere(&env);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,6 +428,7 @@ async fn the_stopwatch_remains_an_option_for_one_job_at_a_time() {
         .requests()
         .iter()
         .all(|r| !(r.method == "POST" && r.path.ends_with("/times"))));
+    sim.assert_nothing_dropped();
 }
 
 /// Rewrites the world's config file with `f`.
@@ -453,6 +469,7 @@ async fn with_auto_qa_off_a_completed_run_is_not_checked_and_gets_its_pull_reque
     let history = env.store().await.history(&id).await.unwrap();
     assert!(!history.iter().any(|h| h.state == "qa"), "{history:#?}");
     assert_eq!(sim.pulls("core", "broken").len(), 1);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,6 +517,7 @@ async fn a_pools_own_qa_commands_replace_detection_and_pr_on_qa_failure_opens_a_
         1,
         "pr_on_qa_failure opens the PR anyway"
     );
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -540,6 +558,7 @@ async fn the_outcome_comment_is_edited_when_a_resumed_run_ends_differently() {
         "edited to the new outcome: {}",
         after[0].body
     );
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -570,6 +589,7 @@ async fn auto_pr_off_saves_the_branch_but_opens_no_pull_request() {
     let subject = git(&bare(&env, "demo"), &["log", "-1", "--format=%s", &head]);
     assert_eq!(subject, "agentq test: change by codex");
     assert_eq!(sim.comments("core", "demo", 3).len(), 1);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -594,6 +614,7 @@ async fn base_branch_is_the_pull_requests_base() {
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert_eq!(pulls[0].base, "release", "{pulls:?}");
     assert_eq!(pulls[0].head, rec.branch);
+    sim.assert_nothing_dropped();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -145,6 +145,7 @@ async fn git_on_the_host_never_runs_the_workspaces_hooks_or_config() {
         fired.is_empty(),
         "planted git hooks/config ran on the worker host: {fired:?}"
     );
+    sim.assert_nothing_dropped();
 }
 
 /// A TCP server that counts connections and keeps what they sent.
@@ -208,6 +209,7 @@ async fn the_token_is_only_ever_offered_to_the_configured_forge() {
         "the branch was not pushed to the forge: {:?}",
         sim.pushes()
     );
+    sim.assert_nothing_dropped();
 }
 
 /// Attack 3: `BLOCKED.md` is a symlink to a host file (a canary file, and the
@@ -264,6 +266,7 @@ async fn a_symlinked_blocked_md_is_refused_and_host_files_stay_secret() {
             }
         }
     }
+    sim.assert_nothing_dropped();
 }
 
 /// Attack 4: symlinks planted where the worker writes (logs, prompt, answer,
@@ -550,6 +553,7 @@ async fn a_private_repository_is_fetched_and_pushed_with_the_pinned_token() {
         sim.pushes()
     );
     assert_eq!(redis_key_containing(&env, TOKEN), None);
+    sim.assert_nothing_dropped();
 }
 
 /// API keys pass by name: a key named in a pool's `env_keys` and set on the worker

@@ -110,6 +110,7 @@ async fn qa_checks_the_commit_not_a_working_tree_that_hides_the_breakage() {
     let ws = std::path::Path::new(&rec.workspace_dir);
     assert!(!ws.join(".meta/qa-tree").exists());
     assert!(!ws.join("repo/package.json").exists());
+    sim.assert_nothing_dropped();
 }
 
 /// The converse: the commit is good, and an uncommitted file in the working
@@ -150,6 +151,7 @@ async fn an_uncommitted_breaking_file_does_not_fail_a_good_commit() {
     let head = git(&bare, &["rev-parse", &format!("refs/heads/{}", rec.branch)]);
     assert_eq!(statuses(&sim, "good", &head), ["pending", "success"]);
     assert_eq!(sim.pulls("core", "good").len(), 1);
+    sim.assert_nothing_dropped();
 }
 
 /// The same task text on issues 70 and 71, run at the same time: two branches,
@@ -215,6 +217,7 @@ async fn the_same_task_on_two_issues_makes_two_branches_and_two_pull_requests() 
             format!("{}/core/demo/pulls/{}", sim.url(), p.number)
         );
     }
+    sim.assert_nothing_dropped();
 }
 
 /// `--branch rel/1` and `--branch rel-1` of one repository: two workspace

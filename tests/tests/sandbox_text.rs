@@ -162,6 +162,7 @@ async fn a_hundred_megabyte_line_leaves_a_bounded_tail_everywhere() {
         "{}",
         &page[..page.len().min(3000)]
     );
+    sim.assert_nothing_dropped();
 }
 
 /// What job `id`'s log tail takes in Redis (`MEMORY USAGE`, every entry).
@@ -254,6 +255,7 @@ async fn control_bytes_reach_a_terminal_only_visible() {
         assert_eq!(bad, None, "a control character in {:?}", c.body);
         assert!(c.body.contains("ESC-PAYLOAD"), "{:?}", c.body);
     }
+    sim.assert_nothing_dropped();
 }
 
 /// Row "a NUL byte in an answer through the web API": refused with 400 naming
@@ -331,6 +333,7 @@ async fn a_megabyte_issue_body_is_cut_in_the_prompt() {
         "the prompt is {} bytes",
         prompt.len()
     );
+    sim.assert_nothing_dropped();
 }
 
 /// Row "an agent's 130 KiB commit subject": the next run on the branch still
@@ -375,6 +378,7 @@ async fn a_huge_commit_subject_does_not_break_the_next_run() {
         "the prompt is {} bytes",
         prompt.len()
     );
+    sim.assert_nothing_dropped();
 }
 
 /// `agentq logs --full` away from the job's host says where the log is and

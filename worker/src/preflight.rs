@@ -129,10 +129,13 @@ pub async fn check(cfg: &Config, docker: &Docker) -> anyhow::Result<Served> {
 }
 
 /// Checks, in the background, that the forge answers and accepts the token
-/// (`GET /user`), and logs the verdict: the worker's start never waits on the
-/// forge, and a forge that does not answer is told apart from one that
-/// refuses the token. Forge trouble never stops jobs (write-back errors are
-/// recorded on them and the write-back is done again later).
+/// (`GET /user`), and that the token holds the scopes agentq needs
+/// ([`agentq_shared::forge::NEEDED_SCOPES`], probed without writing
+/// anything: see `ForgeClient::missing_scopes`), and logs the verdict, one
+/// line per missing scope: the worker's start never waits on the forge, and
+/// a forge that does not answer is told apart from one that refuses the
+/// token. Forge trouble never stops jobs (write-back errors are recorded on
+/// them and the write-back is done again later).
 pub fn spawn_forge_check(cfg: &Config, forge: Option<ForgeClient>) {
     let Some(forge) = forge else {
         return;
@@ -140,9 +143,32 @@ pub fn spawn_forge_check(cfg: &Config, forge: Option<ForgeClient>) {
     let url = cfg.forge.url.clone();
     let budget = std::time::Duration::from_secs(cfg.forge.timeout_secs.max(1));
     tokio::spawn(async move {
-        match tokio::time::timeout(budget, forge.current_user()).await {
-            Ok(Ok(u)) => {
-                tracing::info!(user = %u.login, "preflight: the forge answers and the token is valid")
+        let checked = tokio::time::timeout(budget, async {
+            let missing = forge.missing_scopes().await?;
+            // `read:user` missing: the token's user cannot be asked for.
+            let user = if missing.is_empty() {
+                Some(forge.current_user().await?)
+            } else {
+                None
+            };
+            Ok::<_, agentq_shared::forge::ForgeError>((user, missing))
+        })
+        .await;
+        match checked {
+            Ok(Ok((user, missing))) => {
+                if let Some(u) = user {
+                    tracing::info!(user = %u.login, "preflight: the forge answers, the token is valid and has the scopes agentq needs");
+                }
+                for m in missing {
+                    tracing::error!(
+                        forge = %url,
+                        scope = m.scope,
+                        "preflight: the forge token lacks scope {} (needed to {}): {}; give the token read:user, write:issue and write:repository",
+                        m.scope,
+                        m.needed_for,
+                        m.message
+                    );
+                }
             }
             Ok(Err(e)) if matches!(e.status(), Some(401 | 403)) => {
                 tracing::error!(forge = %url, error = %e, "preflight: the forge refused this worker's token (check the variable named by [forge] token_env)")

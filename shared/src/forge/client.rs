@@ -202,6 +202,25 @@ impl ForgeClient {
 
     /// One `POST` of a multi-step write, not retried by the transport (the
     /// caller looks whether it took effect before trying again).
+    /// One request for [`ForgeClient::missing_scopes`] (an empty JSON object
+    /// as the body of a write): its status when it is a success or a 404,
+    /// else the forge's refusal as an error.
+    pub(super) async fn probe(
+        &self,
+        method: Method,
+        segs: &[&str],
+    ) -> Result<StatusCode, ForgeError> {
+        let body = (method != Method::GET).then(|| serde_json::json!({}));
+        let reply = self
+            .t
+            .execute(method.clone(), segs, &[], body.as_ref(), self.retry)
+            .await?;
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            return Ok(reply.status);
+        }
+        Err(self.t.client_error(&method, segs, &reply))
+    }
+
     async fn post_once(
         &self,
         segs: &[&str],
@@ -986,6 +1005,9 @@ impl ForgeClient {
 /// `CanUseTimetracker`).
 fn refusal(reply: &Reply, message: &str) -> Option<TrackingUnavailable> {
     match reply.status {
+        // A token without the issue scope is not a repository without time
+        // tracking: that refusal names the scope, and is the token's to fix.
+        StatusCode::FORBIDDEN if message.contains("required scope") => None,
         StatusCode::FORBIDDEN => Some(TrackingUnavailable::Forbidden),
         StatusCode::BAD_REQUEST if message.to_lowercase().contains("time tracking disabled") => {
             Some(TrackingUnavailable::Disabled)
@@ -997,6 +1019,26 @@ fn refusal(reply: &Reply, message: &str) -> Option<TrackingUnavailable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_refusal_is_not_time_tracking_refused() {
+        let reply = |status: u16| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Vec::new(),
+            total_count: None,
+        };
+        assert_eq!(
+            refusal(&reply(403), ""),
+            Some(TrackingUnavailable::Forbidden)
+        );
+        assert_eq!(
+            refusal(
+                &reply(403),
+                "token does not have at least one of required scope(s): [write:issue]"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn heads_split_into_owner_and_branch() {

@@ -24,6 +24,7 @@
 //! | [`ForgeClient::create_status`] | `POST /repos/{owner}/{repo}/statuses/{sha}` | 201 `CommitStatus` | 500 for a commit the repository does not have (`status.go`) |
 //! | [`ForgeClient::commit_exists`] | `GET /repos/{owner}/{repo}/git/commits/{sha}` | 200 | 404: no such commit |
 //! | [`ForgeClient::combined_status`] | `GET /repos/{owner}/{repo}/commits/{ref}/status` | 200 `CombinedStatus` | |
+//! | [`ForgeClient::missing_scopes`] | `GET /user`; `POST` to a repository that cannot exist, per write scope | 200 / 404: the scope is held | 403 "token does not have at least one of required scope(s)": missing (`scopes.rs`) |
 //!
 //! Every request carries `Authorization: token <TOKEN>` (when a token is given), a
 //! `User-Agent: agentq/<version>`, a 5 s connect timeout and a 30 s total timeout.
@@ -38,6 +39,7 @@
 
 mod client;
 mod retry;
+mod scopes;
 mod transport;
 mod types;
 
@@ -45,6 +47,7 @@ use std::time::Duration;
 
 pub use client::ForgeClient;
 pub use retry::{parse_retry_after, RetryPolicy};
+pub use scopes::{is_scope_refusal, MissingScope, NEEDED_SCOPES, PROBE_OWNER};
 pub use types::{
     find_marked, job_marker, with_marker, AddTime, CombinedStatus, Comment, CommitState,
     CommitStatus, CreatePull, CreateStatus, Issue, IssueState, PrBranch, PullRequest, Repository,
