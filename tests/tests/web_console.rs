@@ -541,10 +541,12 @@ async fn the_openapi_spec_matches_the_server() {
                 path.replace("{id}", &blocked),
                 json!({"answer": "that one", "agent": "codex"}),
             ),
-            ("POST", "/api/jobs/bulk/{op}") => (
-                path.replace("{op}", "retry"),
-                json!({"state": "failed", "agent": "claude"}),
-            ),
+            ("POST", "/api/jobs/bulk/retry") => {
+                (path, json!({"state": "failed", "agent": "claude"}))
+            }
+            ("POST", "/api/jobs/bulk/cancel") => {
+                (path, json!({"state": "queued", "agent": "codex"}))
+            }
             ("POST", "/api/pools/{pool}/pause") => {
                 (path.replace("{pool}", "gemini"), json!({"for": "10m"}))
             }

@@ -14,7 +14,8 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
         "s" | "" => 1,
         _ => return Err(format!("`{s}`: unknown unit `{unit}` (use d, h, m or s)")),
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long ago"))
 }
 
 /// Parses a duration: `10m`, `2h`, `45s`, `45`.

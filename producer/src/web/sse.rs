@@ -13,7 +13,7 @@ use axum::{
 };
 use futures::Stream;
 
-use super::{ApiError, AppState};
+use super::{stream_id_param, ApiError, AppState};
 
 /// How often a stream looks for news.
 const POLL: Duration = Duration::from_millis(250);
@@ -114,10 +114,11 @@ pub async fn log_stream(
         return Err(ApiError::not_found(format!("no job with id {id}")));
     }
     let partial = partial_param(&q)?;
+    let last = stream_id_param(&q, "after")?.unwrap_or_else(|| "0".into());
     let cur = LogCursor {
         app,
         id,
-        last: q.get("after").cloned().unwrap_or_else(|| "0".into()),
+        last,
         partial,
         state: None,
         ended: false,
@@ -175,8 +176,8 @@ pub async fn events_stream(
     State(app): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let start = match q.get("after") {
-        Some(a) => a.clone(),
+    let start = match stream_id_param(&q, "after")? {
+        Some(a) => a,
         None => app
             .store
             .recent_events(1)
