@@ -155,6 +155,11 @@ async fn wrongly_typed_or_unknown_body_fields_are_a_400_naming_them() {
             "for",
         ),
         (
+            "/api/pools/codex/pause".to_string(),
+            json!({"for": " 5m"}),
+            "for",
+        ),
+        (
             "/api/pools/codex/resume".to_string(),
             json!({"next": {}}),
             "next",
