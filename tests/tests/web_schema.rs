@@ -103,13 +103,13 @@ async fn a_bad_stream_id_or_count_is_a_400_naming_it_not_an_outage() {
     let u = &web.url;
     let id = &ids[0];
     for path in [
-        format!("/api/events?after="),
-        format!("/api/events?after=x"),
-        format!("/api/events?after=1-2-3"),
+        "/api/events?after=".to_string(),
+        "/api/events?after=x".to_string(),
+        "/api/events?after=1-2-3".to_string(),
         format!("/api/jobs/{id}/log?after="),
         format!("/api/jobs/{id}/log?after=%0DM9"),
         format!("/api/jobs/{id}/log/stream?after=abc"),
-        format!("/api/events/stream?after="),
+        "/api/events/stream?after=".to_string(),
     ] {
         let (status, error) = answer(c.get(format!("{u}{path}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {error}");
