@@ -1,12 +1,13 @@
 # Sourced by scripts/demo, scripts/test and .ci/run: installs what a fresh Debian
 # machine lacks, idempotently.
-#   need_packages [--go] [--netns] [--compose] [--browser] [--pypi]
+#   need_packages [--go] [--netns] [--compose] [--browser] [--pypi] [--venv]
 # Missing: redis-server, git, openssl (the TLS test's certificates), a static busybox (the test agent image), and with
 # --go Debian's golang-go (the Go QA image), with --netns iproute2 (the partition
 # test), with --compose docker-compose (the compose pool test), with --browser
 # chromium and chromium-driver (the web console's browser test), with --pypi
 # debootstrap and pip (the image with a real agent from PyPI,
-# scripts/build-test-image-mini). As root it
+# scripts/build-test-image-mini), with --venv python3-venv (schemathesis' venv,
+# scripts/lib/schemathesis.sh). As root it
 # installs them with apt (one `apt-get update`); otherwise it
 # prints the one command to run and returns 1.
 is_static_busybox() {
@@ -34,6 +35,7 @@ need_packages() {
       --pypi)
         command -v debootstrap >/dev/null || want+=(debootstrap)
         python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip) ;;
+      --venv) python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv) ;;
     esac
   done
   [ ${#want[@]} -eq 0 ] && return 0

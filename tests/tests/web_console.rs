@@ -548,10 +548,12 @@ async fn the_openapi_spec_matches_the_server() {
                 path.replace("{id}", &blocked),
                 json!({"answer": "that one", "agent": "codex"}),
             ),
-            ("POST", "/api/jobs/bulk/{op}") => (
-                path.replace("{op}", "retry"),
-                json!({"state": "failed", "agent": "claude"}),
-            ),
+            ("POST", "/api/jobs/bulk/retry") => {
+                (path.clone(), json!({"state": "failed", "agent": "claude"}))
+            }
+            ("POST", "/api/jobs/bulk/cancel") => {
+                (path.clone(), json!({"state": "queued", "agent": "codex"}))
+            }
             ("POST", "/api/pools/{pool}/pause") => {
                 (path.replace("{pool}", "gemini"), json!({"for": "10m"}))
             }
@@ -613,9 +615,14 @@ async fn the_openapi_spec_matches_the_server() {
                 path.replace("{id}", "01NOSUCHJOB0000000000000000")
             );
             let resp = if method == "POST" {
+                let body = if path.ends_with("/resume") {
+                    json!({"answer": "x"})
+                } else {
+                    json!({})
+                };
                 c.post(&url)
                     .bearer_auth(TOKEN)
-                    .json(&json!({"answer": "x"}))
+                    .json(&body)
                     .send()
                     .await
                     .unwrap()

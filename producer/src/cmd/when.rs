@@ -14,7 +14,8 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
         "s" | "" => 1,
         _ => return Err(format!("`{s}`: unknown unit `{unit}` (use d, h, m or s)")),
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long ago"))
 }
 
 /// Parses a duration: `10m`, `2h`, `45s`, `45`.
@@ -33,7 +34,9 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     }
     let secs = parse_age(s)
         .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor an age like 2h"))?;
-    Ok(agentq_shared::clock::now_ms() - secs * 1000)
+    secs.checked_mul(1000)
+        .and_then(|ms| agentq_shared::clock::now_ms().checked_sub(ms))
+        .ok_or_else(|| format!("`{s}` is too long ago"))
 }
 
 /// A short age for people: `5s`, `3m`, `2h`, `4d`.
@@ -63,5 +66,8 @@ mod tests {
         assert!(parse_age("3w").is_err());
         assert!(parse_since("2026-01-01T00:00:00Z").is_ok());
         assert!(parse_since("1h").unwrap() < agentq_shared::clock::now_ms());
+        // Too long ago to count is an error, not an overflow.
+        assert!(parse_age("999999999999999999d").is_err());
+        assert!(parse_since("9223372036854776s").is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use agentq_shared::agent::AgentSpec;
 use agentq_shared::{
     record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
@@ -22,7 +23,10 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::{auth::Authorized, done, filter_from, ApiError, AppState};
+use super::{
+    auth::Authorized, done, filter_from, number_param, only_fields, stream_id_param, ApiError,
+    AppState,
+};
 
 /// The spec, served as is.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
@@ -201,9 +205,9 @@ pub async fn log(
         .state_of(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
-    let after = q.get("after").map(String::as_str).unwrap_or("0");
+    let after = stream_id_param(&q, "after")?.unwrap_or_else(|| "0".into());
     let mut pending = super::sse::partial_param(&q)?;
-    let (last, bytes) = app.store.read_log(&id, after, None).await?;
+    let (last, bytes) = app.store.read_log(&id, &after, None).await?;
     let tail = app.store.log_tail_info(&id).await?;
     // Decoded across reads: a character cut at the end waits, as `partial`,
     // for its rest in the next read (all of it once the job is final).
@@ -229,13 +233,9 @@ pub async fn events(
     State(app): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
-    let count = q
-        .get("count")
-        .and_then(|c| c.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 1_000);
-    Ok(Json(match q.get("after") {
-        Some(after) => app.store.events(after, count, None).await?,
+    let count = number_param(&q, "count", 100, 1..=1_000)?;
+    Ok(Json(match stream_id_param(&q, "after")? {
+        Some(after) => app.store.events(&after, count, None).await?,
         None => app.store.recent_events(count).await?,
     }))
 }
@@ -270,6 +270,7 @@ pub async fn retry(
     Path(id): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
+    only_fields(&params, &[])?;
     let r = app.store.retry_many(one(&id), &mut |_, _| {}).await?;
     match only(&id, r)? {
         One::Done(st) => Ok(done(&params, json!({"id": id, "state": st}))),
@@ -286,6 +287,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
+    only_fields(&params, &[])?;
     let r = app.store.cancel_many(one(&id), &mut |_, _| {}).await?;
     match only(&id, r)? {
         One::Done(st) => Ok(done(
@@ -310,12 +312,17 @@ pub async fn resume(
     Path(id): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
+    only_fields(&params, &["answer", "agent"])?;
     let answer = params.get("answer").map(String::as_str).unwrap_or("");
-    match app
-        .store
-        .resume_job(&id, answer, params.get("agent").map(String::as_str))
-        .await
-    {
+    let agent = params
+        .get("agent")
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty());
+    // A bad agent is the request's fault (400), whatever the job's state.
+    if let Some(a) = agent {
+        AgentSpec::parse(a).map_err(|e| ApiError::bad(format!("agent: {e}")))?;
+    }
+    match app.store.resume_job(&id, answer, agent).await {
         Ok(rec) => Ok(done(&params, json!({"id": rec.id, "state": "queued"}))),
         Err(ResumeError::Refused(why)) if why.starts_with("no job") => {
             Err(ApiError::not_found(why))
@@ -326,23 +333,40 @@ pub async fn resume(
     }
 }
 
+/// `POST /api/jobs/bulk/retry`: see [`bulk`].
+pub async fn bulk_retry(
+    State(app): State<AppState>,
+    Authorized(params): Authorized,
+) -> Result<Response, ApiError> {
+    bulk(&app, "retry", &params).await
+}
+
+/// `POST /api/jobs/bulk/cancel`: see [`bulk`].
+pub async fn bulk_cancel(
+    State(app): State<AppState>,
+    Authorized(params): Authorized,
+) -> Result<Response, ApiError> {
+    bulk(&app, "cancel", &params).await
+}
+
 /// `POST /api/jobs/bulk/{retry|cancel}` with a filter (`state` required,
 /// `agent`, `repo`, `q`, `since`): what `agentq retry|cancel --state …` does.
 /// With `confirm` (from the confirmation page's form), it acts on exactly the
 /// jobs that page counted, not on what the filter matches by then.
-pub async fn bulk(
-    State(app): State<AppState>,
-    Path(op): Path<String>,
-    Authorized(params): Authorized,
+async fn bulk(
+    app: &AppState,
+    op: &str,
+    params: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let filter = filter_from(&params)?;
+    only_fields(params, &["state", "agent", "repo", "q", "since", "confirm"])?;
+    let filter = filter_from(params)?;
     let Some(state) = filter.state else {
         return Err(ApiError::bad("state: a bulk operation needs a state"));
     };
-    let refusal = match op.as_str() {
-        "retry" => retry_state_refusal(state),
-        "cancel" => cancel_state_refusal(state),
-        _ => return Err(ApiError::not_found(format!("no bulk operation {op}"))),
+    let refusal = if op == "retry" {
+        retry_state_refusal(state)
+    } else {
+        cancel_state_refusal(state)
     };
     if let Some(why) = refusal {
         return Err(ApiError::bad(why));
@@ -351,7 +375,7 @@ pub async fn bulk(
     // checked: a job that left the state meanwhile is left as it is).
     // Otherwise the jobs the filter matches now.
     let ids = match params.get("confirm").filter(|c| !c.is_empty()) {
-        Some(token) => app.take_bulk(token, &op).ok_or_else(|| {
+        Some(token) => app.take_bulk(token, op).ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "this confirmation is used or too old: look at the count again",
@@ -375,7 +399,7 @@ pub async fn bulk(
         }
     }
     Ok(done(
-        &params,
+        params,
         json!({"op": op, "matched": ids.len(), "done": n_done, "left": left, "missing": missing}),
     ))
 }
@@ -387,19 +411,30 @@ pub async fn pause_pool(
     Path(pool): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
+    only_fields(&params, &["for"])?;
     check_pool_name(&pool).map_err(ApiError::bad)?;
-    let dur = match params
-        .get("for")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    let dur = match params.get("for") {
         None => Duration::from_secs(3600),
-        Some(d) => {
-            crate::cmd::when::parse_duration(d).map_err(|e| ApiError::bad(format!("for: {e}")))?
-        }
+        Some(d) => pause_for(d)?,
     };
     let until = app.store.pause_pool(&pool, dur).await?;
     Ok(done(&params, json!({"pool": pool, "paused_until": until})))
+}
+
+/// A pause's `for`: 1 to 7 digits, no leading 0, then an optional unit
+/// (s, m, h, d) — the spec's pattern, so that no pause is long enough to
+/// overflow a date.
+fn pause_for(d: &str) -> Result<Duration, ApiError> {
+    let digits = d.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(d);
+    let ok = (1..=7).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    if !ok {
+        return Err(ApiError::bad(format!(
+            "for: `{d}` is not a duration like 45s, 10m, 2h or 7d (up to 7 digits)"
+        )));
+    }
+    crate::cmd::when::parse_duration(d).map_err(|e| ApiError::bad(format!("for: {e}")))
 }
 
 /// `POST /api/pools/{pool}/resume`: what `agentq pool resume POOL` does.
@@ -408,6 +443,7 @@ pub async fn resume_pool(
     Path(pool): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
+    only_fields(&params, &[])?;
     check_pool_name(&pool).map_err(ApiError::bad)?;
     let was_paused = app.store.resume_pool(&pool).await?;
     Ok(done(

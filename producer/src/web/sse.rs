@@ -16,7 +16,7 @@ use axum::{
 };
 use futures::Stream;
 
-use super::{ApiError, AppState};
+use super::{stream_id_param, ApiError, AppState};
 
 /// How often a stream looks for news.
 const POLL: Duration = Duration::from_millis(250);
@@ -139,6 +139,7 @@ pub async fn log_stream(
         return Err(ApiError::not_found(format!("no job with id {id}")));
     }
     let text = view_param(&q)?;
+    let last = stream_id_param(&q, "after")?.unwrap_or_else(|| "0".into());
     let (partial, shown) = if text {
         let pending = partial_up_to(&q, PENDING_MAX)?;
         (
@@ -151,7 +152,7 @@ pub async fn log_stream(
     let cur = LogCursor {
         app,
         id,
-        last: q.get("after").cloned().unwrap_or_else(|| "0".into()),
+        last,
         partial,
         shown,
         state: None,
@@ -219,8 +220,8 @@ pub async fn events_stream(
     State(app): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let start = match q.get("after") {
-        Some(a) => a.clone(),
+    let start = match stream_id_param(&q, "after")? {
+        Some(a) => a,
         None => app
             .store
             .recent_events(1)
