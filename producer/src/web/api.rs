@@ -313,7 +313,12 @@ pub async fn resume(
     let answer = params.get("answer").map(String::as_str).unwrap_or("");
     match app
         .store
-        .resume_job(&id, answer, params.get("agent").map(String::as_str))
+        .resume_job(
+            &id,
+            answer,
+            params.get("agent").map(String::as_str),
+            app.cfg.agent_table(),
+        )
         .await
     {
         Ok(rec) => Ok(done(&params, json!({"id": rec.id, "state": "queued"}))),
@@ -387,7 +392,7 @@ pub async fn pause_pool(
     Path(pool): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    check_pool_name(&pool).map_err(ApiError::bad)?;
+    check_pool_name(app.cfg.agent_table(), &pool).map_err(ApiError::bad)?;
     let dur = match params
         .get("for")
         .map(|s| s.trim())
@@ -408,7 +413,7 @@ pub async fn resume_pool(
     Path(pool): Path<String>,
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
-    check_pool_name(&pool).map_err(ApiError::bad)?;
+    check_pool_name(app.cfg.agent_table(), &pool).map_err(ApiError::bad)?;
     let was_paused = app.store.resume_pool(&pool).await?;
     Ok(done(
         &params,

@@ -36,10 +36,9 @@ pub fn check(model: &str) -> Result<(), String> {
     if model.contains("..") || model.contains("//") {
         return Err("has `..` or `//` (it could be read as a path)".into());
     }
-    if let Some(c) = model
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+')))
-    {
+    if let Some(c) = model.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+'))
+    }) {
         return Err(format!(
             "has {c:?} (allowed: letters, digits and . _ - : / @ +)"
         ));
@@ -54,7 +53,10 @@ mod tests {
     #[test]
     fn split_is_at_the_first_colon() {
         assert_eq!(split("local:devstral:24b"), ("local", Some("devstral:24b")));
-        assert_eq!(split("local:org/model:tag"), ("local", Some("org/model:tag")));
+        assert_eq!(
+            split("local:org/model:tag"),
+            ("local", Some("org/model:tag"))
+        );
         assert_eq!(split("aider:openai/stub"), ("aider", Some("openai/stub")));
         assert_eq!(split("claude"), ("claude", None));
         assert_eq!(split("claude:"), ("claude", Some("")));

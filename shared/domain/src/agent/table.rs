@@ -201,7 +201,8 @@ fn configured_pool(name: &str, a: &AgentConfig) -> Result<Pool, String> {
         let bad = d.trim().is_empty()
             || d.contains('\0')
             || p.is_absolute()
-            || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
+            || p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)));
         if bad {
             return Err(format!(
                 ".home_dirs[{i}]: `{d}` must be a relative path under agent_home, without `..`"
@@ -220,7 +221,9 @@ fn configured_pool(name: &str, a: &AgentConfig) -> Result<Pool, String> {
         Some(command) => {
             let template = Template::parse(command).map_err(|e| format!(".command{e}"))?;
             if a.stdin && template.uses(Placeholder::Prompt) {
-                return Err(".stdin: the command takes {prompt} too; give the prompt one way".into());
+                return Err(
+                    ".stdin: the command takes {prompt} too; give the prompt one way".into(),
+                );
             }
             Some(Arc::new(Configured {
                 template,
@@ -282,16 +285,31 @@ limit_patterns = ["rate limit", "quota exceeded"]
             a.command("P"),
             (
                 "aider".to_string(),
-                ["--yes-always", "--message-file", "/agentq/prompt.md", "--model", "openai/stub"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "--yes-always",
+                    "--message-file",
+                    "/agentq/prompt.md",
+                    "--model",
+                    "openai/stub"
+                ]
+                .map(String::from)
+                .to_vec()
             )
         );
         assert_eq!(a.prompt_via(true), PromptVia::File);
-        assert_eq!(t.parse("aider:org/m:tag").unwrap().command("P").1[4], "org/m:tag");
-        assert_eq!(t.get("aider").unwrap().limit_patterns, ["rate limit", "quota exceeded"]);
+        assert_eq!(
+            t.parse("aider:org/m:tag").unwrap().command("P").1[4],
+            "org/m:tag"
+        );
+        assert_eq!(
+            t.get("aider").unwrap().limit_patterns,
+            ["rate limit", "quota exceeded"]
+        );
         assert!(t.get("aider").unwrap().configured.is_some());
-        assert!(matches!(table("").unwrap().parse("aider"), Err(AgentError::Unknown(_))));
+        assert!(matches!(
+            table("").unwrap().parse("aider"),
+            Err(AgentError::Unknown(_))
+        ));
     }
 
     #[test]
@@ -329,7 +347,10 @@ limit_patterns = ["rate limit", "quota exceeded"]
         assert_eq!(e, AgentError::NeedsModel("m".into()));
         assert!(e.to_string().contains("agents.m.default_model"), "{e}");
         assert_eq!(t.parse("m:x").unwrap().command("").1, ["x"]);
-        assert_eq!(t.parse("n:x").unwrap_err(), AgentError::TakesNoModel("n".into()));
+        assert_eq!(
+            t.parse("n:x").unwrap_err(),
+            AgentError::TakesNoModel("n".into())
+        );
         assert!(t.parse("n").is_ok());
         assert!(matches!(t.parse("m:-rf"), Err(AgentError::BadModel(_))));
     }
@@ -344,24 +365,75 @@ limit_patterns = ["rate limit", "quota exceeded"]
             "[aider]\ncommand = [\"a\", \"b\", \"c\", \"{foo}\"]\n",
             "agents.aider.command[3]: unknown placeholder {foo}",
         );
-        refused("[aider]\ncommand = [\"a\", \"{prompt\"]\n", "agents.aider.command[1]: unclosed brace");
+        refused(
+            "[aider]\ncommand = [\"a\", \"{prompt\"]\n",
+            "agents.aider.command[1]: unclosed brace",
+        );
         refused("[aider]\ncommand = []\n", "agents.aider.command: is empty");
-        refused("[Aider]\ncommand = [\"a\"]\n", "agents.Aider: not a valid pool name");
-        refused("[\"a b\"]\ncommand = [\"a\"]\n", "agents.a b: not a valid pool name");
-        refused(&format!("[{}]\ncommand = [\"a\"]\n", "a".repeat(33)), "agents.aaaa");
-        refused("[x]\ncommand = [\"a\"]\nenv = { \"1X\" = \"v\" }\n", "agents.x.env: `1X` is not a variable name");
-        refused("[x]\ncommand = [\"a\"]\nenv = { X = \"a\\u0000b\" }\n", "agents.x.env.X: the value has a NUL byte");
-        refused("[x]\ncommand = [\"a\"]\nenv = { HOME = \"/\" }\n", "agents.x.env.HOME: set by agentq");
-        refused("[x]\ncommand = [\"a\"]\nenv_keys = [\"A-B\"]\n", "agents.x.env_keys[0]");
-        refused("[x]\ncommand = [\"a\"]\nhome_dirs = [\"/etc\"]\n", "agents.x.home_dirs[0]");
-        refused("[x]\ncommand = [\"a\"]\nhome_dirs = [\".a\", \"../b\"]\n", "agents.x.home_dirs[1]");
-        refused("[x]\ncommand = [\"a\"]\nhome_dirs = [\"\"]\n", "agents.x.home_dirs[0]");
-        refused("[x]\ncommand = [\"a\"]\nlimit_patterns = [\" \"]\n", "agents.x.limit_patterns[0]: is empty");
-        refused("[x]\ncommand = [\"a\"]\ndefault_model = \"-x\"\n", "agents.x.default_model");
-        refused("[x]\ncommand = [\"a\", \"{prompt}\"]\nstdin = true\n", "agents.x.stdin");
-        refused("[x]\nimage = \"i\"\n", "agents.x: `x` is not a built-in agent");
-        refused("[claude]\ndefault_model = \"m\"\n", "agents.claude.default_model: only with `command`");
-        refused("[claude]\nstdin = true\n", "agents.claude.stdin: only with `command`");
+        refused(
+            "[Aider]\ncommand = [\"a\"]\n",
+            "agents.Aider: not a valid pool name",
+        );
+        refused(
+            "[\"a b\"]\ncommand = [\"a\"]\n",
+            "agents.a b: not a valid pool name",
+        );
+        refused(
+            &format!("[{}]\ncommand = [\"a\"]\n", "a".repeat(33)),
+            "agents.aaaa",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nenv = { \"1X\" = \"v\" }\n",
+            "agents.x.env: `1X` is not a variable name",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nenv = { X = \"a\\u0000b\" }\n",
+            "agents.x.env.X: the value has a NUL byte",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nenv = { HOME = \"/\" }\n",
+            "agents.x.env.HOME: set by agentq",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nenv_keys = [\"A-B\"]\n",
+            "agents.x.env_keys[0]",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nhome_dirs = [\"/etc\"]\n",
+            "agents.x.home_dirs[0]",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nhome_dirs = [\".a\", \"../b\"]\n",
+            "agents.x.home_dirs[1]",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nhome_dirs = [\"\"]\n",
+            "agents.x.home_dirs[0]",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nlimit_patterns = [\" \"]\n",
+            "agents.x.limit_patterns[0]: is empty",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\ndefault_model = \"-x\"\n",
+            "agents.x.default_model",
+        );
+        refused(
+            "[x]\ncommand = [\"a\", \"{prompt}\"]\nstdin = true\n",
+            "agents.x.stdin",
+        );
+        refused(
+            "[x]\nimage = \"i\"\n",
+            "agents.x: `x` is not a built-in agent",
+        );
+        refused(
+            "[claude]\ndefault_model = \"m\"\n",
+            "agents.claude.default_model: only with `command`",
+        );
+        refused(
+            "[claude]\nstdin = true\n",
+            "agents.claude.stdin: only with `command`",
+        );
     }
 
     #[test]
@@ -369,7 +441,17 @@ limit_patterns = ["rate limit", "quota exceeded"]
         for ok in ["aider", "a", "qwen-code", "mini_swe", &"a".repeat(32)] {
             assert!(is_pool_name(ok), "{ok}");
         }
-        for bad in ["", "1a", "-a", "A", "a.b", "a:b", "a/b", "a b", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "1a",
+            "-a",
+            "A",
+            "a.b",
+            "a:b",
+            "a/b",
+            "a b",
+            &"a".repeat(33),
+        ] {
             assert!(!is_pool_name(bad), "{bad}");
         }
     }

@@ -45,7 +45,10 @@ impl Placeholder {
     }
 
     fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, p)| *p == self).map_or("", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("", |(n, _)| n)
     }
 }
 
@@ -165,9 +168,14 @@ fn parse_entry(arg: &str) -> Result<Vec<Piece>, String> {
                     }
                 }
                 let p = Placeholder::named(&name).ok_or_else(|| {
-                    let known: Vec<String> =
-                        Placeholder::ALL.iter().map(|(n, _)| format!("{{{n}}}")).collect();
-                    format!("unknown placeholder {{{name}}} (known: {})", known.join(" "))
+                    let known: Vec<String> = Placeholder::ALL
+                        .iter()
+                        .map(|(n, _)| format!("{{{n}}}"))
+                        .collect();
+                    format!(
+                        "unknown placeholder {{{name}}} (known: {})",
+                        known.join(" ")
+                    )
                 })?;
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
@@ -227,7 +235,10 @@ mod tests {
             .expand("a b; $(id) `x` {model}", None);
         assert_eq!(hostile, ["x", "a b; $(id) `x` {model}"]);
         assert_eq!(expand(&["x", "{{literal}}", ""]), ["x", "{literal}", ""]);
-        assert_eq!(t(&["x", "{{prompt}}"]).unwrap().uses(Placeholder::Prompt), false);
+        assert_eq!(
+            t(&["x", "{{prompt}}"]).unwrap().uses(Placeholder::Prompt),
+            false
+        );
         assert!(t(&["x", "-p{prompt}"]).unwrap().uses(Placeholder::Prompt));
     }
 
