@@ -85,7 +85,7 @@ async fn a_configured_pool_runs_its_own_command_through_the_real_worker() {
     assert_eq!(mytool["image_present"], "yes", "{mytool}");
     assert_eq!(mytool["prompt"], "stdin");
     assert_eq!(mytool["default_model"], "stub/default");
-    assert_eq!(mytool["command"][5], "{model}", "placeholders unexpanded");
+    assert_eq!(mytool["command"][4], "{model}", "placeholders unexpanded");
     assert_eq!(mytool["env"]["MYTOOL_FIXED"], "fixed-value-28");
     assert_eq!(mytool["home_dirs"], serde_json::json!([".mytool"]));
     assert_eq!(mytool["limit_patterns"], serde_json::json!(["rate limit"]));
@@ -134,10 +134,7 @@ async fn a_configured_pool_runs_its_own_command_through_the_real_worker() {
     let _w = env.worker("w1", 2);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    assert_eq!(
-        (rec.pool.as_str(), rec.model.as_str()),
-        ("mytool", "org/model:tag")
-    );
+    assert_eq!(rec.input.agent, "mytool:org/model:tag");
 
     // Its command ran, with the model and the fixed value; the prompt came on
     // stdin (the test agent read its directives there) and the home dir was

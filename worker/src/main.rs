@@ -105,9 +105,12 @@ fn main() {
         .expect("cannot start the async runtime");
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("agentq-worker: {e:#}");
-        // A host that cannot run agents (preflight) is a configuration problem.
+        // A host that cannot run agents (preflight) is a configuration problem,
+        // as is an invalid agentq.toml (exit 2, as `agentq`'s).
         let code = if e.downcast_ref::<preflight::Unfit>().is_some()
             || e.downcast_ref::<redischeck::Refused>().is_some()
+            || e.downcast_ref::<agentq_shared::config::ConfigError>()
+                .is_some()
         {
             2
         } else {
