@@ -794,6 +794,21 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_configured_agent_example_is_accepted() {
+        let block = include_str!("../../../README.md")
+            .split("```toml\n")
+            .find(|b| b.starts_with("[agents.aider]"))
+            .and_then(|b| b.split("```").next())
+            .expect("README has the [agents.aider] example");
+        let cfg = Config::from_toml(block).unwrap();
+        let aider = cfg.agent_table().get("aider").unwrap();
+        assert_eq!(aider.limit_patterns, ["rate limit", "quota exceeded"]);
+        assert!(cfg.host_gateway_for("aider") && !cfg.host_gateway_for("codex"));
+        let spec = cfg.agent_table().parse("aider").unwrap();
+        assert_eq!(spec.command("").1[4], "openai/stub");
+    }
+
+    #[test]
     fn min_replicas_is_one_for_a_sentinel_group_unless_set() {
         let mut cfg = Config::default();
         assert_eq!(cfg.min_replicas(), 0);
