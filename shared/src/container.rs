@@ -336,7 +336,7 @@ pub fn encode_argv(cmd: &[String]) -> Vec<u8> {
 /// config directories are still mounted inside.
 fn home_tmpfs(user: &str, writable: bool) -> String {
     if !writable {
-        return format!("rw,exec,nosuid,nodev,size=1m,mode=0555,uid=0,gid=0");
+        return "rw,exec,nosuid,nodev,size=1m,mode=0555,uid=0,gid=0".to_string();
     }
     let mut opts = format!("rw,exec,nosuid,nodev,size={AGENT_HOME_SIZE},mode=0700");
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));

@@ -235,10 +235,7 @@ mod tests {
             .expand("a b; $(id) `x` {model}", None);
         assert_eq!(hostile, ["x", "a b; $(id) `x` {model}"]);
         assert_eq!(expand(&["x", "{{literal}}", ""]), ["x", "{literal}", ""]);
-        assert_eq!(
-            t(&["x", "{{prompt}}"]).unwrap().uses(Placeholder::Prompt),
-            false
-        );
+        assert!(!t(&["x", "{{prompt}}"]).unwrap().uses(Placeholder::Prompt));
         assert!(t(&["x", "-p{prompt}"]).unwrap().uses(Placeholder::Prompt));
     }
 
