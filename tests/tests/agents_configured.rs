@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agentq_shared::status::JobState;
+use agentq_shared::status::{JobState, WaitReason};
 use agentq_tests::*;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -240,6 +240,25 @@ async fn a_worker_without_the_pool_never_takes_or_drops_its_jobs() {
         &["--concurrency", "1", "--config", plain.to_str().unwrap()],
     );
     wait_live_workers(&env, 1).await;
+    // A dry run is delivered at once, to the only worker, which does not know
+    // its pool: handed back (waiting, `unserved`), never failed.
+    let dry = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--agent",
+        "mytool",
+        "--task",
+        "t",
+        "--issue",
+        "3",
+        "--dry-run",
+    ]);
+    let rec = env
+        .wait_for(&dry, LONG, |r| {
+            r.state.is_final() || r.reason == Some(WaitReason::Unserved)
+        })
+        .await;
+    assert!(!rec.state.is_final(), "{rec:#?}");
     let codex = env.enqueue(&["--repo", "demo", "--task", "c", "--issue", "2"]);
     assert_eq!(
         env.wait_final(&codex, LONG).await.state,
