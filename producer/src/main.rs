@@ -77,6 +77,8 @@ enum Command {
     Events(cmd::events::Args),
     /// Live workers.
     Workers(cmd::workers::Args),
+    /// The agent pools as the workers run them (built-in and [agents.NAME]).
+    Agents(cmd::agents::Args),
     /// Serve the web console and its JSON API (read-only without --token-env).
     Web(cmd::web::Args),
     /// Check Redis and the configuration: reachable, version, maxmemory-policy,
@@ -232,6 +234,7 @@ async fn main() -> ExitCode {
             Command::Purge(a) => cmd::purge::run(&cfg, a).await,
             Command::Events(a) => cmd::events::run(&cfg, a).await,
             Command::Workers(a) => cmd::workers::run(&cfg, a).await,
+            Command::Agents(a) => cmd::agents::run(&cfg, a).await,
             Command::Web(a) => cmd::web::run(&cfg, a).await,
             Command::Doctor(a) => cmd::doctor::run(&cfg, file.as_deref(), a).await,
         }

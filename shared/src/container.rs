@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
 use crate::{
     agent::{AgentSpec, PromptVia},
     config::Config,
-    prompt::{self, PromptCut, PROMPT_PATH},
+    prompt::{self, PromptCut, ANSWER_PATH, PROMPT_PATH},
     workspace::{AGENT_INPUT_DIR, AGENT_OUT_DIR, SUMMARY_FILE},
 };
 
@@ -168,7 +168,7 @@ pub fn agent_container(
     let (cmd, args) = match via {
         PromptVia::Stdin => job.agent.stdin_command(),
         PromptVia::Argument => job.agent.command(&prompt::for_argument(job.prompt).0),
-        PromptVia::Unused => job.agent.command(job.prompt),
+        PromptVia::File | PromptVia::Unused => job.agent.command(job.prompt),
     };
     let mut command = vec![cmd];
     command.extend(args);
@@ -212,7 +212,7 @@ pub fn prompt_via(job: &ContainerJob<'_>) -> PromptVia {
 pub fn prompt_cut(job: &ContainerJob<'_>) -> Option<PromptCut> {
     match prompt_via(job) {
         PromptVia::Argument => prompt::for_argument(job.prompt).1,
-        PromptVia::Stdin | PromptVia::Unused => None,
+        PromptVia::Stdin | PromptVia::File | PromptVia::Unused => None,
     }
 }
 
@@ -347,8 +347,14 @@ pub fn encode_argv(cmd: &[String]) -> Vec<u8> {
 }
 
 /// The mount options of the scratch [`AGENT_HOME`]: owned by the agent's
-/// `uid:gid` (numbers; a name is left to the kernel's default, root).
-fn home_tmpfs(user: &str) -> String {
+/// `uid:gid` (numbers; a name is left to the kernel's default, root). Not
+/// `writable` (`writable_home = false`): owned by root, mode 0555, so the
+/// agent (never root, no capabilities) can read it but not write in it; the
+/// config directories are still mounted inside.
+fn home_tmpfs(user: &str, writable: bool) -> String {
+    if !writable {
+        return "rw,exec,nosuid,nodev,size=1m,mode=0555,uid=0,gid=0".to_string();
+    }
     let mut opts = format!("rw,exec,nosuid,nodev,size={AGENT_HOME_SIZE},mode=0700");
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));
     if let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) {
@@ -376,6 +382,7 @@ fn container_body<F: Fn(&str) -> Option<String>>(
             env_list.push(format!("{key}={v}"));
         }
     }
+    let own = cfg.agents.get(pool);
     let d = &cfg.docker;
     env_list.extend([
         "TERM=dumb".to_string(),
@@ -393,8 +400,18 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         format!("OLLAMA_HOST={}", d.ollama_host),
         format!("AGENTQ_JOB_ID={}", job.job_id),
         format!("AGENTQ_PROMPT_FILE={AGENT_INPUT_DIR}/prompt.md"),
-        format!("AGENTQ_ANSWER_FILE={AGENT_INPUT_DIR}/ANSWER.md"),
+        format!("AGENTQ_ANSWER_FILE={ANSWER_PATH}"),
     ]);
+    if stage == "agent" {
+        // The pool's fixed values (`[agents.NAME] env`), the agent's only:
+        // never QA's or export's. One of agentq's (`OLLAMA_HOST`, `TERM`…)
+        // is replaced; `HOME` and `AGENTQ_*` are refused at load.
+        for (k, v) in own.map(|a| &a.env).into_iter().flatten() {
+            let prefix = format!("{k}=");
+            env_list.retain(|e| !e.starts_with(&prefix));
+            env_list.push(format!("{k}={v}"));
+        }
+    }
 
     let mut mounts = vec![
         bind(job.repo_dir, "/workspace", false),
@@ -407,14 +424,17 @@ fn container_body<F: Fn(&str) -> Option<String>>(
         mounts.extend(w.mounts());
     }
     let home = cfg.agent_home();
-    let mut config_dirs = vec![".codex"];
-    match pool {
-        "claude" => config_dirs.push(".claude"),
-        "gemini" => config_dirs.push(".gemini"),
-        _ => {}
-    }
-    if stage != "agent" {
-        config_dirs.clear();
+    let mut config_dirs: Vec<&str> = Vec::new();
+    if stage == "agent" {
+        // A built-in pool's own directories (unless its command is
+        // replaced), then those the pool's `home_dirs` adds.
+        if job.agent.configured().is_none() {
+            config_dirs.extend(crate::agent::builtin_home_dirs(pool));
+        }
+        config_dirs.extend(
+            own.iter()
+                .flat_map(|a| a.home_dirs.iter().map(String::as_str)),
+        );
     }
     for dir in config_dirs {
         let src = home.join(dir);
@@ -453,7 +473,10 @@ fn container_body<F: Fn(&str) -> Option<String>>(
                 "/tmp".to_string(),
                 "rw,exec,nosuid,nodev,size=1g".to_string(),
             ),
-            (AGENT_HOME.to_string(), home_tmpfs(&job.user)),
+            (
+                AGENT_HOME.to_string(),
+                home_tmpfs(&job.user, own.and_then(|a| a.writable_home).unwrap_or(true)),
+            ),
         ])),
         // With a watchdog, the watchdog is PID 1: the kernel never delivers
         // SIGSTOP or SIGKILL (nor any signal it has no handler for) to a
@@ -792,5 +815,114 @@ mod tests {
         let job = test_job(&claude, None);
         assert_eq!(prompt_via(&job), PromptVia::Argument);
         assert_eq!(agent_container(&cfg, &job, |_| None).cmd.unwrap()[2], "P");
+    }
+
+    #[test]
+    fn a_configured_pool_gets_its_command_env_home_dirs_and_home() {
+        let home = tempfile::tempdir().unwrap();
+        for d in [".aider", ".codex", ".claude"] {
+            std::fs::create_dir(home.path().join(d)).unwrap();
+        }
+        let mut cfg = Config::from_toml(&format!(
+            r#"
+[docker]
+agent_home = "{}"
+[agents.aider]
+image = "agentq-aider"
+command = ["aider", "--message={{prompt}}", "--model", "{{model}}", "--out", "{{summary_file}}"]
+default_model = "openai/stub"
+env = {{ OPENAI_BASE_URL = "http://host.docker.internal:8000/v1", OLLAMA_HOST = "http://o" }}
+home_dirs = [".aider"]
+writable_home = false
+host_gateway = true
+[agents.claude]
+home_dirs = [".aider"]
+"#,
+            home.path().display()
+        ))
+        .unwrap();
+        let aider = cfg.agent_table().parse("aider").unwrap();
+        let big = format!("## TASK\n\nx\n\n## PLAN\n\n{}\n", "p".repeat(200 * 1024));
+        let job = ContainerJob {
+            prompt: &big,
+            ..test_job(&aider, None)
+        };
+        let body = agent_container(&cfg, &job, |_| None);
+        assert_eq!(body.image.as_deref(), Some("agentq-aider"));
+        let cmd = body.cmd.clone().unwrap();
+        assert_eq!(cmd[0], "aider");
+        assert!(cmd[1].starts_with("--message=## TASK") && cmd[1].contains("## PROMPT CUT"));
+        assert!(cmd[1].len() <= prompt::ARGUMENT_PROMPT_MAX_BYTES + "--message=".len());
+        assert_eq!(
+            cmd[2..],
+            [
+                "--model",
+                "openai/stub",
+                "--out",
+                crate::workspace::SUMMARY_FILE
+            ]
+        );
+        assert!(prompt_cut(&job).is_some(), "the record notes the cut");
+        let env = body.env.clone().unwrap();
+        assert!(env.contains(&"OPENAI_BASE_URL=http://host.docker.internal:8000/v1".to_string()));
+        assert!(env.contains(&"OLLAMA_HOST=http://o".to_string()));
+        assert_eq!(
+            env.iter().filter(|e| e.starts_with("OLLAMA_HOST=")).count(),
+            1
+        );
+        let hc = body.host_config.unwrap();
+        let targets: Vec<_> = hc
+            .mounts
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.target)
+            .collect();
+        assert!(targets.contains(&format!("{AGENT_HOME}/.aider")));
+        assert!(
+            !targets.contains(&format!("{AGENT_HOME}/.codex")),
+            "a configured command gets its own dirs only"
+        );
+        let tmpfs = hc.tmpfs.unwrap();
+        assert!(
+            tmpfs[AGENT_HOME].contains("mode=0555,uid=0,gid=0"),
+            "{tmpfs:?}"
+        );
+        assert!(hc.extra_hosts.is_some(), "the pool's host_gateway");
+        // Fixed values are the agent's only.
+        for body in [
+            qa_container(&cfg, &job, vec!["true".into()]),
+            export_container(&cfg, &job, "abc"),
+            leftovers_container(&cfg, &job),
+        ] {
+            let env = body.env.unwrap();
+            assert!(
+                !env.iter().any(|e| e.starts_with("OPENAI_BASE_URL")),
+                "{env:?}"
+            );
+            let mounts = body.host_config.unwrap().mounts.unwrap_or_default();
+            assert!(!mounts
+                .iter()
+                .any(|m| m.target.as_deref() == Some("/agentq-home/.aider")));
+        }
+        // A built-in pool keeps its directories and gets the extra ones.
+        let claude = cfg.agent_table().parse("claude").unwrap();
+        let body = agent_container(&cfg, &test_job(&claude, None), |_| None);
+        let targets: Vec<_> = body
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.target)
+            .collect();
+        for d in [".codex", ".claude", ".aider"] {
+            assert!(
+                targets.contains(&format!("{AGENT_HOME}/{d}")),
+                "{d}: {targets:?}"
+            );
+        }
+        cfg.agents.get_mut("aider").unwrap().writable_home = None;
+        let body = agent_container(&cfg, &job, |_| None);
+        assert!(body.host_config.unwrap().tmpfs.unwrap()[AGENT_HOME].contains("mode=0700"));
     }
 }

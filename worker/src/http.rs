@@ -4,7 +4,6 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use agentq_shared::agent::AGENTS;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 
 use crate::{context::WorkerCtx, metrics::Gauges};
@@ -12,7 +11,7 @@ use crate::{context::WorkerCtx, metrics::Gauges};
 /// Reads the pool-wide gauges from Redis.
 async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
     let store = &ctx.store;
-    let pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
+    let pools = ctx.cfg.agent_table().names();
     let running = store
         .pool_stats(&ctx.cfg.admission, &pools)
         .await?

@@ -10,7 +10,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 use futures::FutureExt;
 
 use agentq_shared::{
-    agent::AgentSpec,
+    agent::{AgentError, AgentSpec},
     clock::{now_ms, now_rfc3339},
     record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
@@ -133,10 +133,26 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
         let back = Transition::handed_back(JobState::Waiting, WaitReason::HostDegraded, None, None);
         return go(hold, back).await;
     }
-    let Ok(agent) = AgentSpec::parse(&rec.input.agent) else {
-        // Validated at enqueue; a record edited by hand gets here.
-        let msg = format!("unknown agent `{}`", rec.input.agent);
-        return go(hold, Transition::refused(&msg)).await;
+    let agent = match ctx.cfg.agent_table().parse(&rec.input.agent) {
+        Ok(agent) => agent,
+        Err(AgentError::Unknown(_)) => {
+            // A pool this worker's table does not have (a pool configured on
+            // the producer's side and on other workers): never taken here,
+            // never dropped; back to its lane, for a worker that runs it (a
+            // pool no live worker serves gets no slot).
+            tracing::warn!(
+                job = id,
+                agent = %rec.input.agent,
+                "this worker's agent table has no such pool ([agents.NAME] in its agentq.toml); job handed back"
+            );
+            let back = Transition::handed_back(JobState::Queued, WaitReason::Unserved, None, None);
+            return go(hold, back).await;
+        }
+        Err(e) => {
+            // Validated at enqueue; a record edited by hand gets here.
+            let msg = format!("agent `{}`: {e}", rec.input.agent);
+            return go(hold, Transition::refused(&msg)).await;
+        }
     };
     if rec.input.dry_run {
         // A dry run prepares a throwaway copy: no slot, no pacing, no workspace.

@@ -212,7 +212,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     affinity::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
     intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;
-    let _ = ctx.store.worker_gone(&ctx.worker_id).await;
+    let _ = ctx
+        .store
+        .worker_gone(&ctx.worker_id, &ctx.cfg.agent_table().names())
+        .await;
     tracing::info!("agentq-worker stopped");
     Ok(())
 }

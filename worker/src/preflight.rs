@@ -20,7 +20,6 @@ use std::{
 };
 
 use agentq_shared::{
-    agent::{AgentSpec, AGENTS},
     config::Config,
     container::{agent_container, ContainerJob},
     forge::ForgeClient,
@@ -97,7 +96,8 @@ pub async fn check(cfg: &Config, docker: &Docker) -> anyhow::Result<Served> {
     }
     let mut served = Vec::new();
     let mut tried = std::collections::HashMap::new();
-    for pool in AGENTS {
+    for pool in cfg.agent_table().names() {
+        let pool = pool.as_str();
         let image = cfg.image_for(pool);
         if let Err(e) = docker.inspect_image(image).await {
             tracing::error!(
@@ -108,8 +108,10 @@ pub async fn check(cfg: &Config, docker: &Docker) -> anyhow::Result<Served> {
             );
             continue;
         }
-        // Pools whose containers differ only in name are tried once.
-        let key = (image.to_string(), cfg.host_gateway_for(pool));
+        // Pools whose containers differ only in name are tried once (a pool
+        // with settings of its own is tried on its own).
+        let own = cfg.agents.get(pool).map(|_| pool.to_string());
+        let key = (image.to_string(), cfg.host_gateway_for(pool), own);
         if !tried.contains_key(&key) {
             let verdict = try_container(cfg, docker, pool).await;
             tried.insert(key.clone(), verdict);
@@ -206,7 +208,13 @@ async fn try_container(cfg: &Config, docker: &Docker, pool: &str) -> Result<(), 
     if let Err(e) = made {
         return Err(format!("cannot make {}: {e}", scratch.display()));
     }
-    let agent = AgentSpec::parse(pool).map_err(|e| e.to_string())?;
+    // A pool whose command needs a model and has no default is tried with
+    // one: the container's configuration is what is checked.
+    let agent = cfg
+        .agent_table()
+        .parse(pool)
+        .or_else(|_| cfg.agent_table().parse(&format!("{pool}:preflight")))
+        .map_err(|e| e.to_string())?;
     let (uid, gid) = cfg.agent_run_ids();
     let job = ContainerJob {
         job_id: "preflight",

@@ -35,7 +35,11 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                     .load(std::sync::atomic::Ordering::Relaxed),
                 pools: ctx.served.pools(),
             };
-            if let Err(e) = ctx.store.worker_heartbeat(&info).await {
+            if let Err(e) = ctx
+                .store
+                .worker_heartbeat(&info, &ctx.cfg.agent_table().names())
+                .await
+            {
                 tracing::warn!(error = %e, "cannot update the worker registry");
             }
         }

@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, fmt::Write as _, io::BufRead};
 use tokio::task::JoinHandle;
 
 use agentq_shared::{
+    agent::AgentTable,
     config::Config,
     input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
@@ -75,7 +76,9 @@ pub struct Args {
     /// Forge organisation [default: core].
     #[arg(long, allow_hyphen_values = true)]
     pub org: Option<String>,
-    /// codex (default), claude, gemini, coderabbit or local, with an optional :model.
+    /// codex (default), claude, gemini, coderabbit, local or a pool of
+    /// [agents.NAME] (see `agentq agents`), with an optional :model (split at
+    /// the first `:`, e.g. local:devstral:24b).
     #[arg(long, allow_hyphen_values = true)]
     pub agent: Option<String>,
     /// Prompt template set: coding (default), conventions or security.
@@ -140,7 +143,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         tag: args.tag.unwrap_or_default(),
         dry_run: args.dry_run,
     };
-    let input = input.validated().map_err(|e| refused(&e, args.json))?;
+    let input = input
+        .validated_for(cfg.agent_table())
+        .map_err(|e| refused(&e, args.json))?;
     if let Some(key) = &args.key {
         check_idempotency_key(key).map_err(|e| refused(&e, args.json))?;
     }
@@ -498,13 +503,16 @@ impl<R: BufRead> Lines<R> {
 }
 
 /// Parses and checks one line: a job input and its optional key.
-fn parse_line(line: &[u8]) -> Result<(DispatchInput, Option<String>), InvalidInput> {
+fn parse_line(
+    line: &[u8],
+    agents: &AgentTable,
+) -> Result<(DispatchInput, Option<String>), InvalidInput> {
     let text = std::str::from_utf8(line).map_err(|e| InvalidInput {
         field: "json".into(),
         message: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
     })?;
     let (input, key) = DispatchInput::from_json_with_key(text)?;
-    Ok((input.validated()?, key))
+    Ok((input.validated_for(agents)?, key))
 }
 
 /// What the reading thread hands over, in input order.
@@ -517,7 +525,7 @@ enum Read {
 
 /// Reads and checks stdin's lines on a thread of its own, a chunk at a time,
 /// so the next chunk is parsed while the last one is written.
-fn spawn_reader(max_attempts: u32, tx: tokio::sync::mpsc::Sender<Read>) {
+fn spawn_reader(max_attempts: u32, agents: AgentTable, tx: tokio::sync::mpsc::Sender<Read>) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut lines = Lines {
@@ -530,7 +538,7 @@ fn spawn_reader(max_attempts: u32, tx: tokio::sync::mpsc::Sender<Read>) {
         let end = loop {
             match lines.next_line() {
                 Ok(None) => break None,
-                Ok(Some((n, line))) => match parse_line(line) {
+                Ok(Some((n, line))) => match parse_line(line, &agents) {
                     Ok((input, key)) => {
                         let mut rec = JobRecord::new(new_id(), input, max_attempts, &now);
                         rec.key = key.unwrap_or_default();
@@ -606,7 +614,7 @@ async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
     let store = crate::connect_for_jobs(cfg).await?;
     // One chunk parsed ahead of the one built ahead of the one being written.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    spawn_reader(cfg.max_attempts, tx);
+    spawn_reader(cfg.max_attempts, cfg.agent_table().clone(), tx);
     let mut tally = Tally::default();
     let mut places = Places::default();
     // One write at a time, so that after a failure exactly the chunks not

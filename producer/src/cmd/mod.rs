@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod agents;
 pub mod cancel;
 pub mod doctor;
 pub mod enqueue;

@@ -42,7 +42,7 @@ pub enum PoolCommand {
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     match args.command {
         PoolCommand::Resume { pool, json } => {
-            check_pool_name(&pool).map_err(Failure::refused)?;
+            check_pool_name(cfg.agent_table(), &pool).map_err(Failure::refused)?;
             let store = crate::connect(cfg).await?;
             let was_paused = store.resume_pool(&pool).await?;
             if json {
@@ -59,7 +59,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             duration,
             json,
         } => {
-            check_pool_name(&pool).map_err(Failure::refused)?;
+            check_pool_name(cfg.agent_table(), &pool).map_err(Failure::refused)?;
             let store = crate::connect(cfg).await?;
             let until = store.pause_pool(&pool, duration).await?;
             if json {

@@ -34,7 +34,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         .map_err(|e| Failure::refused(e.to_string()))?;
     let store = crate::connect_for_jobs(cfg).await?;
     let rec = store
-        .resume_job(&args.id, &args.answer, args.agent.as_deref())
+        .resume_job(
+            &args.id,
+            &args.answer,
+            args.agent.as_deref(),
+            cfg.agent_table(),
+        )
         .await
         .map_err(|e| match e {
             ResumeError::Refused(why) => Failure::refused(why),

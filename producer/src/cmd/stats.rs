@@ -1,6 +1,6 @@
 //! `agentq stats`: pools (running/limit, waiting, paused) and jobs per state.
 
-use agentq_shared::{agent::AGENTS, config::Config};
+use agentq_shared::config::Config;
 use serde_json::json;
 
 use crate::{output, Failure};
@@ -13,9 +13,10 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The pools to report: every known agent, plus any pool the config limits.
+/// The pools to report: every pool of the agent table, plus any pool the
+/// config limits.
 pub fn pools(cfg: &Config) -> Vec<String> {
-    let mut pools: Vec<String> = AGENTS.iter().map(|s| s.to_string()).collect();
+    let mut pools = cfg.agent_table().names();
     for p in cfg
         .admission
         .limits

@@ -43,15 +43,15 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             human_bytes(w.workspace_bytes),
             w.running.join(",")
         );
-        let all = agentq_shared::agent::AGENTS;
-        if !w.pools.is_empty() && w.pools.len() < all.len() {
-            let missing: Vec<&str> = all
-                .iter()
-                .copied()
-                .filter(|p| !w.pools.iter().any(|s| s == p))
-                .collect();
+        let all = cfg.agent_table().names();
+        let missing: Vec<&str> = all
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !w.pools.iter().any(|s| s == p))
+            .collect();
+        if !w.pools.is_empty() && !missing.is_empty() {
             outln!(
-                "{:<16} runs pools: {} (not {}: image missing)",
+                "{:<16} runs pools: {} (not {}: image missing, or not in its agent table)",
                 "",
                 w.pools.join(","),
                 missing.join(",")

@@ -320,9 +320,16 @@ pub async fn resume(
         .filter(|a| !a.is_empty());
     // A bad agent is the request's fault (400), whatever the job's state.
     if let Some(a) = agent {
-        AgentSpec::parse(a).map_err(|e| ApiError::bad(format!("agent: {e}")))?;
+        app.cfg
+            .agent_table()
+            .parse(a)
+            .map_err(|e| ApiError::bad(format!("agent: {e}")))?;
     }
-    match app.store.resume_job(&id, answer, agent).await {
+    match app
+        .store
+        .resume_job(&id, answer, agent, app.cfg.agent_table())
+        .await
+    {
         Ok(rec) => Ok(done(&params, json!({"id": rec.id, "state": "queued"}))),
         Err(ResumeError::Refused(why)) if why.starts_with("no job") => {
             Err(ApiError::not_found(why))
@@ -412,7 +419,7 @@ pub async fn pause_pool(
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
     only_fields(&params, &["for"])?;
-    check_pool_name(&pool).map_err(ApiError::bad)?;
+    check_pool_name(app.cfg.agent_table(), &pool).map_err(ApiError::bad)?;
     let dur = match params.get("for") {
         None => Duration::from_secs(3600),
         Some(d) => pause_for(d)?,
@@ -444,7 +451,7 @@ pub async fn resume_pool(
     Authorized(params): Authorized,
 ) -> Result<Response, ApiError> {
     only_fields(&params, &[])?;
-    check_pool_name(&pool).map_err(ApiError::bad)?;
+    check_pool_name(app.cfg.agent_table(), &pool).map_err(ApiError::bad)?;
     let was_paused = app.store.resume_pool(&pool).await?;
     Ok(done(
         &params,

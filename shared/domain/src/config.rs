@@ -78,8 +78,12 @@ pub struct Config {
     pub commit_leftovers: bool,
     /// Time limit of each QA command, seconds.
     pub qa_timeout_secs: u64,
-    /// Per-agent overrides, keyed by pool (`claude`, `codex`, …).
+    /// Per-agent overrides and added pools, keyed by pool (`claude`, `codex`,
+    /// `aider`, …).
     pub agents: BTreeMap<String, AgentConfig>,
+    /// The agent table built from `agents` at load ([`Config::agent_table`]).
+    #[serde(skip)]
+    pub agent_table: crate::agent::AgentTable,
     /// Largest a job's working tree may grow, MiB (checked during and after the
     /// run; over it the job fails). 0: no limit.
     pub workspace_limit_mb: u64,
@@ -254,6 +258,31 @@ pub struct AgentConfig {
     pub env_keys: Vec<String>,
     /// QA commands for this pool, replacing the detected ones (each an argument vector).
     pub qa: Option<Vec<Vec<String>>>,
+    /// The pool's command (program and arguments, with placeholders such as
+    /// `{prompt_file}` and `{model}`; see `agent::Template`). Required for a
+    /// pool that is not built in; for a built-in pool, it replaces the
+    /// built-in command.
+    pub command: Option<Vec<String>>,
+    /// `{model}` when the job names none (`pool` rather than `pool:model`).
+    pub default_model: Option<String>,
+    /// The command reads the prompt on standard input.
+    pub stdin: bool,
+    /// Fixed environment values of this pool's agent containers (not of QA
+    /// or export). Not secret: `agentq agents` shows them; secrets go by name
+    /// in `env_keys`.
+    pub env: BTreeMap<String, String>,
+    /// Config directories under `agent_home` mounted read-only inside the
+    /// agent's scratch home (a built-in pool keeps its own too).
+    pub home_dirs: Vec<String>,
+    /// The agent's scratch home is writable (default); `false`: the agent
+    /// cannot write in it.
+    pub writable_home: Option<bool>,
+    /// Output that means the agent hit its provider's limits (for quota
+    /// handling); shown by `agentq agents`.
+    pub limit_patterns: Vec<String>,
+    /// Map `host.docker.internal` to the host for this pool's containers;
+    /// unset: `docker.host_gateway` (always on for `local`).
+    pub host_gateway: Option<bool>,
 }
 
 impl Default for Config {
@@ -279,6 +308,7 @@ impl Default for Config {
             commit_leftovers: false,
             qa_timeout_secs: 900,
             agents: BTreeMap::new(),
+            agent_table: crate::agent::AgentTable::builtin(),
             workspace_limit_mb: 10 * 1024,
             workspace_limit_files: 200_000,
             host_failures: 3,
@@ -399,6 +429,7 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let mut cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.validate()?;
+        cfg.agent_table = crate::agent::AgentTable::from_config(&cfg.agents)?;
         cfg.apply_floors();
         Ok(cfg)
     }
@@ -426,6 +457,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.agent_ids()
             .map_err(|e| format!("docker.agent_user: {e}"))?;
+        crate::agent::AgentTable::from_config(&self.agents)?;
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(
@@ -481,9 +513,26 @@ impl Config {
         }
     }
 
-    /// Whether agents of `pool` get `host.docker.internal`.
+    /// Whether agents of `pool` get `host.docker.internal`: the pool's
+    /// `host_gateway`, else `docker.host_gateway`, and always for `local`.
     pub fn host_gateway_for(&self, pool: &str) -> bool {
-        self.docker.host_gateway || pool == "local"
+        let own = self.agents.get(pool).and_then(|a| a.host_gateway);
+        own.unwrap_or(self.docker.host_gateway) || pool == "local"
+    }
+
+    /// The agent table the workers run: the built-in agents with
+    /// `[agents.NAME]` applied (built at load).
+    pub fn agent_table(&self) -> &crate::agent::AgentTable {
+        &self.agent_table
+    }
+
+    /// Rebuilds [`Config::agent_table`] after `agents` was changed in code.
+    ///
+    /// # Errors
+    /// An invalid `[agents.NAME]` value, by key.
+    pub fn rebuild_agent_table(&mut self) -> Result<(), String> {
+        self.agent_table = crate::agent::AgentTable::from_config(&self.agents)?;
+        Ok(())
     }
 
     /// How long a run lease (and a job's slot) lasts without renewal:
@@ -746,6 +795,21 @@ mod tests {
             cfg.agents["claude"].qa,
             Some(vec![vec!["make".to_string(), "check".to_string()]])
         );
+    }
+
+    #[test]
+    fn the_readme_configured_agent_example_is_accepted() {
+        let block = include_str!("../../../README.md")
+            .split("```toml\n")
+            .find(|b| b.starts_with("[agents.aider]"))
+            .and_then(|b| b.split("```").next())
+            .expect("README has the [agents.aider] example");
+        let cfg = Config::from_toml(block).unwrap();
+        let aider = cfg.agent_table().get("aider").unwrap();
+        assert_eq!(aider.limit_patterns, ["rate limit", "quota exceeded"]);
+        assert!(cfg.host_gateway_for("aider") && !cfg.host_gateway_for("codex"));
+        let spec = cfg.agent_table().parse("aider").unwrap();
+        assert_eq!(spec.command("").1[4], "openai/stub");
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::AgentSpec;
-
 /// Default Forge organisation (seed: `core`).
 pub const DEFAULT_ORG: &str = "core";
 /// Default agent (seed: `codex`).
@@ -225,6 +223,15 @@ impl DispatchInput {
     /// assert_eq!(input.agent, "codex");
     /// ```
     pub fn validated(self) -> Result<Self, InvalidInput> {
+        self.validated_for(&crate::agent::AgentTable::builtin())
+    }
+
+    /// [`DispatchInput::validated`], the agent checked against `agents` (the
+    /// configured table, `Config::agent_table`).
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, by name.
+    pub fn validated_for(self, agents: &crate::agent::AgentTable) -> Result<Self, InvalidInput> {
         let input = self.with_defaults();
         if input.repo.trim().is_empty() {
             return Err(InvalidInput::new("repo", "is required"));
@@ -243,7 +250,9 @@ impl DispatchInput {
         if input.task.contains('\0') {
             return Err(InvalidInput::new("task", "contains a NUL byte"));
         }
-        AgentSpec::parse(&input.agent).map_err(|e| InvalidInput::new("agent", e.to_string()))?;
+        agents
+            .parse(&input.agent)
+            .map_err(|e| InvalidInput::new("agent", e.to_string()))?;
         if !TEMPLATES.contains(&input.template.as_str()) {
             return Err(InvalidInput::new(
                 "template",

@@ -29,6 +29,9 @@ pub const ARGUMENT_PROMPT_MAX_BYTES: usize = 100 * 1024;
 /// Where the agent finds the whole prompt, whatever its command line got.
 pub const PROMPT_PATH: &str = "/agentq/prompt.md";
 
+/// Where the agent finds the operator's answer to its question (`$AGENTQ_ANSWER_FILE`).
+pub const ANSWER_PATH: &str = "/agentq/ANSWER.md";
+
 /// A prompt cut to fit one argument: what was left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptCut {

@@ -332,11 +332,12 @@ pub const RERUN_CLEARED: &[&str] = &[
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
 /// record's `pool` and `model` fields (see `agentq_shared::store::park`).
 pub fn placement(input: &DispatchInput) -> (String, String) {
-    match crate::agent::AgentSpec::parse(&input.agent) {
-        Ok(a) => (a.base, a.model.unwrap_or_default()),
-        // Refused at enqueue; a record edited by hand waits under its own name
-        // and fails when a worker gets it.
-        Err(_) => (input.agent.clone(), String::new()),
+    // Checked against the configured table at enqueue; a record edited by
+    // hand waits under its own name and fails when a worker gets it.
+    match crate::agent::model::split(&input.agent) {
+        (pool, Some(m)) if crate::agent::model::check(m).is_ok() => (pool.into(), m.into()),
+        (pool, None) => (pool.into(), String::new()),
+        _ => (input.agent.clone(), String::new()),
     }
 }
 

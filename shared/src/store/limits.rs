@@ -79,14 +79,20 @@ static RENEW_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{REDIS_NOW_LUA}{RENEW}")));
 static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(OUTCOME));
 
-/// Checks a pool name as `agentq pool` takes it: a known agent, no model.
+/// Checks a pool name as `agentq pool` takes it: a pool of `agents` (the
+/// configured table), no model.
 ///
 /// # Errors
 /// Why the name is refused.
-pub fn check_pool_name(pool: &str) -> Result<(), String> {
-    AgentSpec::parse(pool).map_err(|e| format!("pool: {e}"))?;
+pub fn check_pool_name(agents: &crate::agent::AgentTable, pool: &str) -> Result<(), String> {
     if pool.contains(':') {
         return Err("pool: give the pool without a model (e.g. claude)".into());
+    }
+    if agents.get(pool).is_none() {
+        return Err(format!(
+            "pool: {}",
+            crate::agent::AgentError::Unknown(pool.into())
+        ));
     }
     Ok(())
 }

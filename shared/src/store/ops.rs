@@ -682,6 +682,8 @@ impl JobStore {
     /// workspace, optionally with another agent: what `agentq resume` does.
     /// An answered job keeps its first place in line: a person is waiting.
     ///
+    /// `agent` is checked against `agents`, the configured table.
+    ///
     /// # Errors
     /// [`ResumeError`]: refused (with the reason) or Redis.
     pub async fn resume_job(
@@ -689,6 +691,7 @@ impl JobStore {
         id: &str,
         answer: &str,
         agent: Option<&str>,
+        agents: &crate::agent::AgentTable,
     ) -> Result<JobRecord, ResumeError> {
         crate::input::check_answer(answer)?;
         let rec = self.get(id).await?.ok_or_else(|| {
@@ -702,7 +705,8 @@ impl JobStore {
         }
         let mut input = rec.input.clone();
         if let Some(agent) = agent.map(str::trim).filter(|a| !a.is_empty()) {
-            crate::agent::AgentSpec::parse(agent)
+            agents
+                .parse(agent)
                 .map_err(|e| ResumeError::Refused(format!("agent: {e}")))?;
             input.agent = agent.to_string();
         }
@@ -922,8 +926,16 @@ impl JobStore {
     /// drops other live workers nor keeps a dead one.
     ///
     /// # Errors
+    /// `known` is every pool of the worker's table: each it does not serve
+    /// (any more) is taken off.
+    ///
+    /// # Errors
     /// Redis errors.
-    pub async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+    pub async fn worker_heartbeat(
+        &self,
+        info: &WorkerInfo,
+        known: &[String],
+    ) -> Result<(), StoreError> {
         let mut info = info.clone();
         info.heartbeat_ms = self.redis_now_ms().await?;
         let info = &info;
@@ -936,9 +948,9 @@ impl JobStore {
             .ignore()
             .zrembyscore(self.keys().servers(), "-inf", info.heartbeat_ms)
             .ignore();
-        for pool in crate::agent::AGENTS {
+        for pool in known.iter().chain(&info.pools) {
             let key = self.keys().serves(pool);
-            if info.pools.iter().any(|p| p == pool) {
+            if info.pools.contains(pool) {
                 pipe.zadd(&key, &info.id, until).ignore();
             } else {
                 pipe.zrem(&key, &info.id).ignore();
@@ -953,13 +965,13 @@ impl JobStore {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn worker_gone(&self, id: &str, known: &[String]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.hdel(self.keys().workers(), id)
             .ignore()
             .zrem(self.keys().servers(), id)
             .ignore();
-        for pool in crate::agent::AGENTS {
+        for pool in known {
             pipe.zrem(self.keys().serves(pool), id).ignore();
         }
         let _: () = pipe.query_async(&mut self.conn()).await?;
