@@ -1,7 +1,7 @@
 //! Issue 28: a real agent program from PyPI end to end. mini-swe-agent, built
 //! offline into `agentq-test-mini:latest` (`scripts/build-test-image-mini`),
-//! runs as the `codex` pool (the image's `codex` runs it on agentq's codex
-//! command line) against a scripted OpenAI-compatible model on the host
+//! runs as a configured pool, `[agents.mini]` (its command line in
+//! `agentq.toml`, the prompt as a file), against a scripted OpenAI-compatible model on the host
 //! (`agentq_tests::llm_stub`), reached as `host.docker.internal` the way the
 //! `local` pool reaches Ollama. Real worker, Docker, git; the forge simulated.
 
@@ -25,40 +25,43 @@ const FIX_AND_COMMIT: &[&str] = &[
     "printf 'Fixed by mini-swe-agent.\\n' >> README.md && git add README.md && git commit -q -m 'docs: say it is fixed' && git log -1 --format=%s",
 ];
 
-/// A world whose `codex` pool is mini-swe-agent, talking to a model stub that
+/// A world whose `mini` pool is mini-swe-agent, talking to a model stub that
 /// answers with `script`, with a forge and QA that checks the agent's edit.
 async fn world(script: &[&str]) -> (TestEnv, ForgeSim, LlmStub) {
     require_image(MINI_IMAGE);
+    // The model stub is on the host, as Ollama is for `local`; the pool
+    // reaches it as `host.docker.internal` (its own `host_gateway`), its URL a
+    // fixed value of the pool (`env`), its key forwarded by name (`env_keys`).
+    let stub = LlmStub::start(&host_gateway_ip(MINI_IMAGE), script).await;
     let env = TestEnv::with_config(&format!(
         "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\n\n\
-         [agents.codex]\nimage = \"{MINI_IMAGE}\"\ntimeout_secs = 900\n\
-         env_keys = [\"OPENAI_API_BASE\", \"OPENAI_API_KEY\", \"MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT\"]\n\
-         qa = [[\"grep\", \"-q\", \"Fixed by mini-swe-agent\", \"README.md\"]]\n"
+         [agents.mini]\nimage = \"{MINI_IMAGE}\"\ntimeout_secs = 900\n\
+         command = [\"mini-task\", \"{{prompt_file}}\", \"--model\", \"{{model}}\"]\n\
+         default_model = \"openai/agentq-stub\"\nhost_gateway = true\n\
+         env = {{ OPENAI_API_BASE = \"{base}\", MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT = \"1\" }}\n\
+         env_keys = [\"OPENAI_API_KEY\"]\n\
+         qa = [[\"grep\", \"-q\", \"Fixed by mini-swe-agent\", \"README.md\"]]\n",
+        base = stub.container_base_url(),
     ));
-    // A Python agent needs more than the fake agent's 256 MiB and half a core;
-    // the model stub is on the host, as Ollama is for `local`.
+    // A Python agent needs more than the fake agent's 256 MiB and half a core.
     let cfg_path = env.config_path().to_path_buf();
     let cfg = std::fs::read_to_string(&cfg_path)
         .unwrap()
-        .replace("memory_mb = 256", "memory_mb = 1024\nhost_gateway = true")
+        .replace("memory_mb = 256", "memory_mb = 1024")
         .replace("cpus = 0.5", "cpus = 1.0");
     std::fs::write(&cfg_path, cfg).unwrap();
     let sim = ForgeSim::start(TOKEN, env.remotes.base.path().to_path_buf()).await;
     env.set_env("AGENTQ_FORGE_URL", sim.url());
     env.set_env("AGENTQ_GIT_BASE", sim.url());
     env.set_env("AGENTQ_TEST_FORGE_TOKEN", TOKEN);
-    let stub = LlmStub::start(&host_gateway_ip(MINI_IMAGE), script).await;
-    env.set_env("OPENAI_API_BASE", stub.container_base_url());
     env.set_env("OPENAI_API_KEY", API_KEY);
-    // A model that does not answer fails the run at once, not after ten tries.
-    env.set_env("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "1");
     (env, sim, stub)
 }
 
 /// The end of the agent's log (mini-swe-agent prints every message, the
 /// whole prompt too), for assertion messages.
 fn agent_log(rec: &agentq_shared::record::JobRecord) -> String {
-    let log = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-codex.log"))
+    let log = std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta/agent-mini.log"))
         .unwrap_or_default();
     let start = log.len().saturating_sub(4000);
     let start = (start..log.len())
@@ -109,6 +112,8 @@ async fn a_real_agent_edits_commits_and_its_work_is_checked_and_proposed() {
     );
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
+        "--agent",
+        "mini",
         "--repo",
         "demo",
         "--issue",
@@ -169,6 +174,8 @@ async fn a_real_agents_uncommitted_edit_is_kept_as_a_patch_and_said_so() {
     sim.add_repo("core", "demo", "main");
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
+        "--agent",
+        "mini",
         "--repo",
         "demo",
         "--branch",
@@ -226,6 +233,8 @@ async fn a_real_agent_with_a_one_mebibyte_prompt_completes() {
     env.use_big_plan_templates(132);
     let _w = env.worker("w1", 1);
     let id = env.enqueue(&[
+        "--agent",
+        "mini",
         "--repo",
         "demo",
         "--branch",

@@ -3,7 +3,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use agentq_shared::agent::AgentSpec;
 use agentq_shared::{
     record::{JobRecord, RecordView},
     status::{JobState, WaitReason},
