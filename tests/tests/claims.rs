@@ -14,7 +14,7 @@ use std::{
 };
 
 use agentq_shared::status::{JobState, WaitReason};
-use agentq_tests::{forge_sim::ForgeSim, *};
+use agentq_tests::*;
 
 const TOKEN: &str = "forge-token-claims-5d9e21";
 const LONG: Duration = Duration::from_secs(240);
@@ -86,10 +86,7 @@ async fn agent_and_qa_containers_are_hardened_as_the_security_model_says() {
             home.display()
         ),
     );
-    let sim = ForgeSim::start(TOKEN, env.remotes.base.path().to_path_buf()).await;
-    env.set_env("AGENTQ_FORGE_URL", sim.url());
-    env.set_env("AGENTQ_GIT_BASE", sim.url());
-    env.set_env("AGENTQ_TEST_FORGE_TOKEN", TOKEN);
+    let sim = attach_forge(&env, TOKEN).await;
     env.remotes
         .create("core", "demo", &[("README.md", "# demo\n")]);
     sim.add_repo("core", "demo", "main");
@@ -176,18 +173,7 @@ async fn a_container_the_engine_refuses_spends_no_attempt() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let gone = env.dir.path().join("gone-after-start");
-    std::fs::create_dir_all(&gone).unwrap();
-    let bad_cfg = env.dir.path().join("bad.toml");
-    let cfg = std::fs::read_to_string(env.config_path()).unwrap().replace(
-        "target = \"/agentq-test\" }]",
-        &format!(
-            "target = \"/agentq-test\" }}, {{ source = \"{}\", target = \"/gone\" }}]",
-            gone.display()
-        ),
-    );
-    assert!(cfg.contains("/gone"), "{cfg}");
-    std::fs::write(&bad_cfg, cfg).unwrap();
+    let (gone, bad_cfg) = config_with_a_mount_that_vanishes(&env);
     let mut bad = env.worker_with_args(
         "bad",
         &["--concurrency", "1", "--config", bad_cfg.to_str().unwrap()],

@@ -239,18 +239,7 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
     env.remotes.create("core", "demo", &[]);
     // The bad host mounts a directory into agents that disappears once it
     // runs: the engine refuses every container it asks for.
-    let gone = env.dir.path().join("gone-after-start");
-    std::fs::create_dir_all(&gone).unwrap();
-    let bad_cfg = env.dir.path().join("bad.toml");
-    let cfg = std::fs::read_to_string(env.config_path()).unwrap().replace(
-        "target = \"/agentq-test\" }]",
-        &format!(
-            "target = \"/agentq-test\" }}, {{ source = \"{}\", target = \"/gone\" }}]",
-            gone.display()
-        ),
-    );
-    assert!(cfg.contains("/gone"), "{cfg}");
-    std::fs::write(&bad_cfg, cfg).unwrap();
+    let (gone, bad_cfg) = config_with_a_mount_that_vanishes(&env);
     let _bad = env.worker_with_args(
         "bad",
         &["--concurrency", "2", "--config", bad_cfg.to_str().unwrap()],
