@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agentq_shared::status::JobState;
+use agentq_shared::status::{JobState, WaitReason};
 use agentq_tests::*;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -313,13 +313,18 @@ async fn sigterm_hands_a_long_job_to_another_worker() {
         "the agent container was left behind"
     );
     let rec = env.store().await.get(&id).await.unwrap().unwrap();
-    assert_eq!(rec.state, JobState::Queued, "{rec:#?}");
+    // Handed back spending no attempt: its try given back.
+    assert_eq!(
+        (rec.state, rec.reason, rec.tries),
+        (JobState::Queued, Some(WaitReason::Shutdown), 0),
+        "{rec:#?}"
+    );
 
     let _w2 = env.worker("w2", 1);
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert_ne!(rec.worker, first.worker);
-    assert_eq!(rec.attempt, 2);
+    assert_eq!((rec.attempt, rec.tries), (2, 1), "{rec:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
