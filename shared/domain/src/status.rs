@@ -332,6 +332,10 @@ mod tests {
         let f = detect_final_status(&read_blocked(&repo), 0);
         assert_eq!(f.state, JobState::Blocked);
         assert!(f.message.len() < BLOCKED_CAP + 200 && f.message.contains("cut at"));
+        // The README's "at most 64 KiB": that much is read whole.
+        std::fs::write(repo.join("BLOCKED.md"), "q".repeat(64 * 1024)).unwrap();
+        let f = detect_final_status(&read_blocked(&repo), 0);
+        assert_eq!(f.message, "q".repeat(64 * 1024));
     }
 
     #[test]
