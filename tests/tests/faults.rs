@@ -318,10 +318,13 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     let iv = ended_by(env.agent_spans(&id), gone);
     assert_eq!(iv.len(), 2, "{iv:?}");
     assert!(iv[0].0 < gone, "died at {gone}, before it started? {iv:?}");
+    // The cut-off run ended, as the engine saw it, before the takeover's run
+    // started (on the agent's own clock): stopped by its worker's
+    // self-fencing and its watchdog, whose limits are the same (the worker's
+    // log alone would tell which acted first).
     assert!(!overlapping(&iv), "runs overlap: {iv:?}");
-    let a_log = std::fs::read_to_string(env.dir.path().join("logs/a.log")).unwrap();
     assert!(
-        a_log.contains("self-fencing") || a_log.contains("lease lost"),
-        "the cut-off worker says it stopped its agent:\n{a_log}"
+        gone <= iv[1].0,
+        "died at {gone}, after the takeover began: {iv:?}"
     );
 }
