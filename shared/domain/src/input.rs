@@ -576,6 +576,57 @@ mod tests {
     }
 
     #[test]
+    fn every_field_is_read_from_json_and_the_limits_are_exact() {
+        let i = DispatchInput::from_json(
+            r#"{"repo":"r","org":"o","task":"t","agent":"claude","template":"security",
+                "plan_template":"p","persona":"q","branch":"b","tag":"v1","issue":7,"pr":null,
+                "variables":{"k":"v"},"dry_run":true}"#,
+        )
+        .unwrap();
+        let fields = [
+            &i.repo,
+            &i.org,
+            &i.task,
+            &i.agent,
+            &i.template,
+            &i.plan_template,
+            &i.persona,
+            &i.branch,
+            &i.tag,
+        ];
+        assert_eq!(
+            fields,
+            ["r", "o", "t", "claude", "security", "p", "q", "b", "v1"]
+        );
+        assert_eq!((i.issue, i.pr, i.dry_run), (7, 0, true));
+        let null = DispatchInput::from_json(r#"{"repo":"r","task":"t","agent":null}"#).unwrap();
+        assert_eq!(null.agent, "", "null is the field's default");
+        // The README's 64 KiB (task, answer) and 8 KiB (a variable's value),
+        // to the byte.
+        let job = |task: String| DispatchInput {
+            repo: "r".into(),
+            task,
+            issue: 1,
+            ..Default::default()
+        };
+        job("a".repeat(64 * 1024)).validated().unwrap();
+        assert_eq!(
+            job("a".repeat(64 * 1024 + 1))
+                .validated()
+                .unwrap_err()
+                .field,
+            "task"
+        );
+        assert!(check_answer(&"a".repeat(64 * 1024)).is_ok());
+        let var = |n: usize| DispatchInput {
+            variables: [("k".to_string(), "v".repeat(n))].into(),
+            ..job("t".into())
+        };
+        assert!(var(8 * 1024).validated().is_ok());
+        assert!(var(8 * 1024 + 1).validated().is_err());
+    }
+
+    #[test]
     fn answers_are_checked_like_tasks() {
         assert!(check_answer("yes,\r\ngo on\twith it").is_ok());
         for bad in [
