@@ -624,6 +624,22 @@ mod tests {
         };
         assert!(var(8 * 1024).validated().is_ok());
         assert!(var(8 * 1024 + 1).validated().is_err());
+        // At most 64 variables, named by letters, digits, `_ - .`, at most 64
+        // bytes, not starting with a digit or punctuation but `_`.
+        let named = |names: &[String]| DispatchInput {
+            variables: names.iter().map(|k| (k.clone(), "v".to_string())).collect(),
+            ..job("t".into())
+        };
+        let many = |n: usize| (0..n).map(|i| format!("v{i}")).collect::<Vec<_>>();
+        assert!(named(&many(64)).validated().is_ok());
+        assert!(named(&many(65)).validated().is_err());
+        for ok in ["_a.b-c9".to_string(), "k".repeat(64)] {
+            assert!(named(&[ok.clone()]).validated().is_ok(), "{ok}");
+        }
+        for bad in ["", "1a", "-a", "a b", "a/b", &"k".repeat(65)] {
+            let e = named(&[bad.to_string()]).validated().unwrap_err();
+            assert_eq!(e.field, "variables", "{bad:?}");
+        }
     }
 
     #[test]
