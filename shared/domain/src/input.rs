@@ -634,7 +634,7 @@ mod tests {
         assert!(named(&many(64)).validated().is_ok());
         assert!(named(&many(65)).validated().is_err());
         for ok in ["_a.b-c9".to_string(), "k".repeat(64)] {
-            assert!(named(&[ok.clone()]).validated().is_ok(), "{ok}");
+            assert!(named(std::slice::from_ref(&ok)).validated().is_ok(), "{ok}");
         }
         for bad in ["", "1a", "-a", "a b", "a/b", &"k".repeat(65)] {
             let e = named(&[bad.to_string()]).validated().unwrap_err();
