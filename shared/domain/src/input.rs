@@ -640,6 +640,18 @@ mod tests {
             let e = named(&[bad.to_string()]).validated().unwrap_err();
             assert_eq!(e.field, "variables", "{bad:?}");
         }
+        // Personas and plans: slugs, `/`-separated, at most 100 bytes.
+        let persona = |p: &str| DispatchInput {
+            persona: p.to_string(),
+            ..job("t".into())
+        };
+        for ok in ["reviewer", "team/a_b-1", &"p".repeat(100)] {
+            assert!(persona(ok).validated().is_ok(), "{ok}");
+        }
+        for bad in ["a//b", "../x", "-a", "a.b", "a b", &"p".repeat(101)] {
+            let e = persona(bad).validated().unwrap_err();
+            assert_eq!(e.field, "persona", "{bad:?}");
+        }
     }
 
     #[test]
