@@ -39,6 +39,17 @@ struct OwnNetwork(String);
 
 impl Drop for OwnNetwork {
     fn drop(&mut self) {
+        // A test that failed mid-run leaves its agent attached: only this
+        // test's containers are on this network.
+        let filter = format!("network={}", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
         let _ = Command::new("docker")
             .args(["network", "rm", &self.0])
             .output();
