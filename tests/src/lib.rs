@@ -1376,3 +1376,34 @@ impl TestEnv {
         }
     }
 }
+
+/// Starts the simulated forge (accepting `token`) on `env`'s git remotes, and
+/// points the CLI and workers at it: forge URL, git base and the token in
+/// `AGENTQ_TEST_FORGE_TOKEN` (the config's `[forge] token_env` must name it).
+pub async fn attach_forge(env: &TestEnv, token: &str) -> forge_sim::ForgeSim {
+    let sim = forge_sim::ForgeSim::start(token, env.remotes.base.path().to_path_buf()).await;
+    env.set_env("AGENTQ_FORGE_URL", sim.url());
+    env.set_env("AGENTQ_GIT_BASE", sim.url());
+    env.set_env("AGENTQ_TEST_FORGE_TOKEN", token);
+    sim
+}
+
+/// A config file beside `env`'s whose `[docker] mounts` add a directory that
+/// exists now, returned with it as `(directory, config)`: once a worker on
+/// that config has started (its preflight passed), removing the directory
+/// makes the engine refuse every container the worker asks for (a 400).
+pub fn config_with_a_mount_that_vanishes(env: &TestEnv) -> (PathBuf, PathBuf) {
+    let gone = env.dir.path().join("gone-after-start");
+    std::fs::create_dir_all(&gone).unwrap();
+    let bad_cfg = env.dir.path().join("bad.toml");
+    let cfg = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "target = \"/agentq-test\" }]",
+        &format!(
+            "target = \"/agentq-test\" }}, {{ source = \"{}\", target = \"/gone\" }}]",
+            gone.display()
+        ),
+    );
+    assert!(cfg.contains("/gone"), "{cfg}");
+    std::fs::write(&bad_cfg, cfg).unwrap();
+    (gone, bad_cfg)
+}

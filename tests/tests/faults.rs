@@ -239,18 +239,7 @@ async fn a_host_that_cannot_run_containers_spends_no_attempts() {
     env.remotes.create("core", "demo", &[]);
     // The bad host mounts a directory into agents that disappears once it
     // runs: the engine refuses every container it asks for.
-    let gone = env.dir.path().join("gone-after-start");
-    std::fs::create_dir_all(&gone).unwrap();
-    let bad_cfg = env.dir.path().join("bad.toml");
-    let cfg = std::fs::read_to_string(env.config_path()).unwrap().replace(
-        "target = \"/agentq-test\" }]",
-        &format!(
-            "target = \"/agentq-test\" }}, {{ source = \"{}\", target = \"/gone\" }}]",
-            gone.display()
-        ),
-    );
-    assert!(cfg.contains("/gone"), "{cfg}");
-    std::fs::write(&bad_cfg, cfg).unwrap();
+    let (gone, bad_cfg) = config_with_a_mount_that_vanishes(&env);
     let _bad = env.worker_with_args(
         "bad",
         &["--concurrency", "2", "--config", bad_cfg.to_str().unwrap()],
@@ -329,10 +318,13 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     let iv = ended_by(env.agent_spans(&id), gone);
     assert_eq!(iv.len(), 2, "{iv:?}");
     assert!(iv[0].0 < gone, "died at {gone}, before it started? {iv:?}");
+    // The cut-off run ended, as the engine saw it, before the takeover's run
+    // started (on the agent's own clock): stopped by its worker's
+    // self-fencing and its watchdog, whose limits are the same (the worker's
+    // log alone would tell which acted first).
     assert!(!overlapping(&iv), "runs overlap: {iv:?}");
-    let a_log = std::fs::read_to_string(env.dir.path().join("logs/a.log")).unwrap();
     assert!(
-        a_log.contains("self-fencing") || a_log.contains("lease lost"),
-        "the cut-off worker says it stopped its agent:\n{a_log}"
+        gone <= iv[1].0,
+        "died at {gone}, after the takeover began: {iv:?}"
     );
 }

@@ -300,7 +300,7 @@ async fn old_workspaces_go_but_a_blocked_jobs_stays_for_its_resume() {
     require_docker();
     let env = TestEnv::with_config("workspace_sweep_secs = 1\nworkspace_keep_secs = 2\n");
     env.remotes.create("core", "demo", &[]);
-    let (a, root) = host(&env, "host-a", 2);
+    let (_a, root) = host(&env, "host-a", 2);
     let done = env.enqueue_for_issue(1, "old @agentq-test commit");
     let blocked = env.enqueue_for_issue(2, "stuck @agentq-test block \"which way?\"");
     assert_eq!(env.wait_final(&done, LONG).await.state, JobState::Completed);
@@ -311,9 +311,10 @@ async fn old_workspaces_go_but_a_blocked_jobs_stays_for_its_resume() {
     let ws = |n: u32| root.join(format!("core/demo/task-{n}"));
     eventually("the old workspace is removed", LONG, || !ws(1).exists()).await;
     // Once the blocked job's workspace is unused for longer than
-    // `workspace_keep_secs` (its directory's and status.json's times), three
-    // more housekeeping rounds (each logs its end; the first may have begun
-    // before) leave it in place.
+    // `workspace_keep_secs` (its directory's and status.json's times), a
+    // housekeeping round that began after that leaves it in place: a round is
+    // seen by what it removes (a job finished after that point, its workspace
+    // gone once past its own keep time: that round judged both).
     let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
     let used = mtime(ws(2)).max(mtime(ws(2).join("status.json")));
     eventually(
@@ -322,9 +323,15 @@ async fn old_workspaces_go_but_a_blocked_jobs_stays_for_its_resume() {
         || used.elapsed().is_ok_and(|e| e > Duration::from_secs(3)),
     )
     .await;
-    let round = "housekeeping round done";
-    let seen = a.log_count(round);
-    a.wait_log_count(round, seen + 3, LONG);
+    let later = env.enqueue_for_issue(3, "later @agentq-test commit");
+    assert_eq!(
+        env.wait_final(&later, LONG).await.state,
+        JobState::Completed
+    );
+    eventually("a later round removes the later workspace", LONG, || {
+        !ws(3).exists()
+    })
+    .await;
     assert!(
         ws(2).is_dir(),
         "a blocked job's workspace is kept for its resume"

@@ -64,6 +64,18 @@ impl Node {
         redis::Client::open(url).unwrap().get_connection().unwrap()
     }
 
+    /// Sends `sig` (`STOP`, `CONT`) to the server process.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("the node runs").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -364,6 +376,65 @@ async fn a_pool_survives_the_loss_of_its_redis_primary_and_no_queued_job_is_lost
             .unwrap()
             .contains("Redis primary moved"),
         "the worker says it followed the primary"
+    );
+}
+
+/// `redis_min_replicas` (1 with a Sentinel URL): `agentq enqueue` says
+/// `queued` only once a replica holds the job. With the replica stopped
+/// (SIGSTOP: connected, silent), `WAIT` runs out: one job exits 2 saying it is
+/// unconfirmed, a batch prints its lines `unknown` and exits 2, and nothing is
+/// printed queued. With the replica back, a job reported queued is on it the
+/// moment the primary is killed (no waiting for it to catch up): it is on the
+/// promoted primary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_no_replica_confirmed_is_never_reported_queued() {
+    let mut group = Group::start();
+    let env = TestEnv::new();
+    env.set_env("AGENTQ_REDIS_URL", group.url());
+    let one = [
+        "enqueue", "--repo", "demo", "--issue", "1", "--task", "one", "--json",
+    ];
+
+    group.replica.signal("STOP");
+    let out = env.cli(&one, None);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("queued"), "{stdout}");
+    assert!(stderr.contains("replicas"), "{stderr}");
+    let out = env.cli(&["enqueue", "-", "--json"], Some(&ndjson(3, 0)));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let statuses: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].to_string())
+        .collect();
+    assert_eq!(statuses, ["\"unknown\""; 3], "{stdout}");
+    group.replica.signal("CONT");
+
+    let out = env.cli_ok(&one);
+    let queued: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(queued["status"], "queued", "{out}");
+    let id = queued["id"].as_str().unwrap().to_string();
+    group.primary.kill9();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while group.primary_port_seen() != Some(group.replica.port) {
+        assert!(Instant::now() < deadline, "no failover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let store = JobStore::connect(&group.url(), &env.ns, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        store.get(&id).await.unwrap().is_some(),
+        "job {id}, reported queued, is lost"
     );
 }
 

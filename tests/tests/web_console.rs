@@ -1144,10 +1144,11 @@ async fn drive(
     wait_text(b, "#logout", LONG, "logged in", |t| t.contains("Log out")).await;
 
     // A job, watched on its page from queued (no worker yet) to completed,
-    // its output appearing live.
+    // its output appearing live: the agent holds until the page has shown
+    // it, so the page cannot have read a finished job.
     let id = enqueue(
         env,
-        "@agentq-test print live-line-4711 @agentq-test sleep 2",
+        "@agentq-test print live-line-4711 @agentq-test hold",
         1,
     );
     b.goto(&u(&format!("/jobs/{id}"))).await?;
@@ -1156,14 +1157,18 @@ async fn drive(
     })
     .await;
     let _w = env.worker("w1", 2);
-    wait_text(b, "#job-state", LONG, "running, live", |t| {
-        t == "running" || t == "completed"
-    })
-    .await;
+    wait_text(b, "#job-state", LONG, "running, live", |t| t == "running").await;
     wait_text(b, "#log", LONG, "live output", |t| {
         t.contains("live-line-4711")
     })
     .await;
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().state,
+        JobState::Running,
+        "the output came while the job ran"
+    );
+    assert!(env.agent_runs(&id).is_empty(), "the agent has not ended");
+    env.release_holds();
     wait_text(b, "#job-state", LONG, "completed, live", |t| {
         t == "completed"
     })

@@ -155,40 +155,32 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     rec.key = key;
     let created = match store.create(std::slice::from_ref(&rec)).await {
         Ok(mut c) => c.pop().expect("one answer per record"),
-        Err(e) => {
-            let settled = if answered_by_redis(&e) {
-                Settled::NotWritten
-            } else {
-                settle(&store, std::slice::from_ref(&rec)).await
-            };
-            match settled {
-                Settled::Written(mut c) if matches!(c.first(), Some(Some(_))) => {
-                    errln!(
-                        "agentq: the job went in, though the answer was lost: {}",
-                        crate::redis_error(&e)
-                    );
-                    c.swap_remove(0).expect("checked above")
-                }
-                Settled::NotWritten => {
-                    return Err(Failure {
-                        code: EXIT_REDIS,
-                        message: format!("not enqueued: {}", crate::redis_error(&e)),
-                    })
-                }
-                _ => {
-                    return Err(Failure {
-                        code: EXIT_REDIS,
-                        message: format!(
-                            "unknown whether job {} went in (the connection broke during the \
-                             write; see `agentq status {}`): {}",
-                            rec.id,
-                            rec.id,
-                            crate::redis_error(&e)
-                        ),
-                    })
-                }
+        Err(e) => match settle_failed(&store, &e, std::slice::from_ref(&rec)).await {
+            Settled::Written(mut c) if matches!(c.first(), Some(Some(_))) => {
+                errln!(
+                    "agentq: the job went in, though the answer was lost: {}",
+                    crate::redis_error(&e)
+                );
+                c.swap_remove(0).expect("checked above")
             }
-        }
+            Settled::NotWritten => {
+                return Err(Failure {
+                    code: EXIT_REDIS,
+                    message: format!("not enqueued: {}", crate::redis_error(&e)),
+                })
+            }
+            _ => {
+                return Err(Failure {
+                    code: EXIT_REDIS,
+                    message: format!(
+                        "unknown whether job {} is in to stay (see `agentq status {}`): {}",
+                        rec.id,
+                        rec.id,
+                        crate::redis_error(&e)
+                    ),
+                })
+            }
+        },
     };
     let id = created.id().to_string();
     if args.wait {
@@ -286,6 +278,20 @@ enum Settled {
 fn answered_by_redis(e: &StoreError) -> bool {
     matches!(e, StoreError::Redis(r)
         if matches!(r.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension))
+}
+
+/// What a write that failed with `e` left of `records`: nothing when Redis
+/// refused it; unknown when it reached the primary but not
+/// `redis_min_replicas` replicas (it may yet be lost with the primary);
+/// else what Redis says ([`settle`]).
+async fn settle_failed(store: &JobStore, e: &StoreError, records: &[JobRecord]) -> Settled {
+    if matches!(e, StoreError::NotReplicated { .. }) {
+        Settled::Unknown
+    } else if answered_by_redis(e) {
+        Settled::NotWritten
+    } else {
+        settle(store, records).await
+    }
 }
 
 /// After a write whose outcome is not known: asks Redis (once, on a new
@@ -404,15 +410,7 @@ impl Chunk {
         json: bool,
         tally: &mut Tally,
     ) {
-        let settled = if matches!(e, StoreError::NotReplicated { .. }) {
-            // On the primary, not yet on its replicas: it may yet be lost.
-            Settled::Unknown
-        } else if answered_by_redis(e) {
-            Settled::NotWritten
-        } else {
-            settle(store, &self.records).await
-        };
-        let known = match settled {
+        let known = match settle_failed(store, e, &self.records).await {
             Settled::Written(created) => return self.print(&created, json, tally),
             Settled::NotWritten => true,
             Settled::Unknown => false,

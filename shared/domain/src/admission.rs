@@ -101,3 +101,53 @@ impl AdmissionConfig {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn limits_pacing_and_backoff_read_as_configured() {
+        let a: AdmissionConfig = toml::from_str(
+            r#"
+[limits]
+claude = { total = 3, opus = 1 }
+codex = 2
+[rates]
+gemini = 1.5
+[backoff]
+failures = 5
+window_secs = 30
+pause_secs = 600
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                a.pool_limit("claude"),
+                a.pool_limit("codex"),
+                a.pool_limit("local")
+            ),
+            (3, 2, 0)
+        );
+        let claude = &a.limits["claude"];
+        // `total` is the pool's, never a model's.
+        assert_eq!(
+            (
+                claude.model("opus"),
+                claude.model("sonnet"),
+                claude.model("total")
+            ),
+            (1, 0, 0)
+        );
+        assert_eq!(a.limits["codex"].model("opus"), 0);
+        assert_eq!((a.rate_ms("gemini"), a.rate_ms("codex")), (1500, 0));
+        let b = &a.backoff;
+        assert_eq!(
+            (b.failures_to_pause(), b.window(), b.pause()),
+            (5, Duration::from_secs(30), Duration::from_secs(600))
+        );
+    }
+}

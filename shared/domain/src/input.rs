@@ -585,6 +585,85 @@ mod tests {
     }
 
     #[test]
+    fn every_field_is_read_from_json_and_the_limits_are_exact() {
+        let i = DispatchInput::from_json(
+            r#"{"repo":"r","org":"o","task":"t","agent":"claude","template":"security",
+                "plan_template":"p","persona":"q","branch":"b","tag":"v1","issue":7,"pr":null,
+                "variables":{"k":"v"},"dry_run":true}"#,
+        )
+        .unwrap();
+        let fields = [
+            &i.repo,
+            &i.org,
+            &i.task,
+            &i.agent,
+            &i.template,
+            &i.plan_template,
+            &i.persona,
+            &i.branch,
+            &i.tag,
+        ];
+        assert_eq!(
+            fields,
+            ["r", "o", "t", "claude", "security", "p", "q", "b", "v1"]
+        );
+        assert_eq!((i.issue, i.pr, i.dry_run), (7, 0, true));
+        let null = DispatchInput::from_json(r#"{"repo":"r","task":"t","agent":null}"#).unwrap();
+        assert_eq!(null.agent, "", "null is the field's default");
+        // The README's 64 KiB (task, answer) and 8 KiB (a variable's value),
+        // to the byte.
+        let job = |task: String| DispatchInput {
+            repo: "r".into(),
+            task,
+            issue: 1,
+            ..Default::default()
+        };
+        job("a".repeat(64 * 1024)).validated().unwrap();
+        assert_eq!(
+            job("a".repeat(64 * 1024 + 1))
+                .validated()
+                .unwrap_err()
+                .field,
+            "task"
+        );
+        assert!(check_answer(&"a".repeat(64 * 1024)).is_ok());
+        let var = |n: usize| DispatchInput {
+            variables: [("k".to_string(), "v".repeat(n))].into(),
+            ..job("t".into())
+        };
+        assert!(var(8 * 1024).validated().is_ok());
+        assert!(var(8 * 1024 + 1).validated().is_err());
+        // At most 64 variables, named by letters, digits, `_ - .`, at most 64
+        // bytes, not starting with a digit or punctuation but `_`.
+        let named = |names: &[String]| DispatchInput {
+            variables: names.iter().map(|k| (k.clone(), "v".to_string())).collect(),
+            ..job("t".into())
+        };
+        let many = |n: usize| (0..n).map(|i| format!("v{i}")).collect::<Vec<_>>();
+        assert!(named(&many(64)).validated().is_ok());
+        assert!(named(&many(65)).validated().is_err());
+        for ok in ["_a.b-c9".to_string(), "k".repeat(64)] {
+            assert!(named(std::slice::from_ref(&ok)).validated().is_ok(), "{ok}");
+        }
+        for bad in ["", "1a", "-a", "a b", "a/b", &"k".repeat(65)] {
+            let e = named(&[bad.to_string()]).validated().unwrap_err();
+            assert_eq!(e.field, "variables", "{bad:?}");
+        }
+        // Personas and plans: slugs, `/`-separated, at most 100 bytes.
+        let persona = |p: &str| DispatchInput {
+            persona: p.to_string(),
+            ..job("t".into())
+        };
+        for ok in ["reviewer", "team/a_b-1", &"p".repeat(100)] {
+            assert!(persona(ok).validated().is_ok(), "{ok}");
+        }
+        for bad in ["a//b", "../x", "-a", "a.b", "a b", &"p".repeat(101)] {
+            let e = persona(bad).validated().unwrap_err();
+            assert_eq!(e.field, "persona", "{bad:?}");
+        }
+    }
+
+    #[test]
     fn answers_are_checked_like_tasks() {
         assert!(check_answer("yes,\r\ngo on\twith it").is_ok());
         for bad in [

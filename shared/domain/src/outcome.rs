@@ -369,6 +369,11 @@ mod tests {
         assert_eq!(disk_full(Some(100 * mib), 50 * mib), None);
         assert_eq!(disk_full(None, 50 * mib), None);
         assert_eq!(disk_full(Some(0), 0), None, "no floor");
+        assert_eq!(
+            disk_full(Some(50 * mib), 50 * mib),
+            None,
+            "at the floor is not under it"
+        );
         let why = disk_full(Some(3 * mib), 50 * mib).unwrap();
         assert!(
             why.contains("3 MiB free") && why.contains("50 MiB"),

@@ -284,6 +284,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_final_states_are_the_five_outcomes_and_names_round_trip() {
+        let finals: Vec<&str> = ALL_STATES
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            finals,
+            ["completed", "failed", "blocked", "cancelled", "timed_out"]
+        );
+        for s in ALL_STATES {
+            assert_eq!(s.to_string(), s.as_str());
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(*s));
+        }
+        let err = "done".parse::<JobState>().unwrap_err();
+        assert!(err.contains("`done`") && err.contains("timed_out"), "{err}");
+    }
+
+    #[test]
     fn final_status_rules() {
         let dir = tempfile::tempdir().unwrap();
         let decide = |code| detect_final_status(&read_blocked(dir.path()), code);
@@ -319,6 +338,10 @@ mod tests {
         let f = detect_final_status(&read_blocked(&repo), 0);
         assert_eq!(f.state, JobState::Blocked);
         assert!(f.message.len() < BLOCKED_CAP + 200 && f.message.contains("cut at"));
+        // The README's "at most 64 KiB": that much is read whole.
+        std::fs::write(repo.join("BLOCKED.md"), "q".repeat(64 * 1024)).unwrap();
+        let f = detect_final_status(&read_blocked(&repo), 0);
+        assert_eq!(f.message, "q".repeat(64 * 1024));
     }
 
     #[test]
