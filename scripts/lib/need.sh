@@ -33,7 +33,7 @@ need_packages() {
         command -v chromium >/dev/null || want+=(chromium)
         command -v chromedriver >/dev/null || want+=(chromium-driver) ;;
       --pypi)
-        command -v debootstrap >/dev/null || want+=(debootstrap)
+        { command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null || want+=(debootstrap)
         python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip) ;;
       --venv) python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv) ;;
     esac

@@ -475,7 +475,12 @@ fn container_body<F: Fn(&str) -> Option<String>>(
             ),
             (
                 AGENT_HOME.to_string(),
-                home_tmpfs(&job.user, own.and_then(|a| a.writable_home).unwrap_or(true)),
+                home_tmpfs(
+                    &job.user,
+                    // The agent's only: QA's tools (npm, cargo, composer)
+                    // write their caches in HOME.
+                    stage != "agent" || own.and_then(|a| a.writable_home).unwrap_or(true),
+                ),
             ),
         ])),
         // With a watchdog, the watchdog is PID 1: the kernel never delivers
@@ -899,10 +904,15 @@ home_dirs = [".aider"]
                 !env.iter().any(|e| e.starts_with("OPENAI_BASE_URL")),
                 "{env:?}"
             );
-            let mounts = body.host_config.unwrap().mounts.unwrap_or_default();
+            let hc = body.host_config.unwrap();
+            let mounts = hc.mounts.unwrap_or_default();
             assert!(!mounts
                 .iter()
                 .any(|m| m.target.as_deref() == Some("/agentq-home/.aider")));
+            // `writable_home = false` is the agent's only: QA's tools write
+            // their caches in HOME.
+            let tmpfs = hc.tmpfs.unwrap();
+            assert!(tmpfs[AGENT_HOME].contains("mode=0700"), "{tmpfs:?}");
         }
         // A built-in pool keeps its directories and gets the extra ones.
         let claude = cfg.agent_table().parse("claude").unwrap();

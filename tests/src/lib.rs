@@ -1377,17 +1377,6 @@ impl TestEnv {
     }
 }
 
-/// Starts the simulated forge (accepting `token`) on `env`'s git remotes, and
-/// points the CLI and workers at it: forge URL, git base and the token in
-/// `AGENTQ_TEST_FORGE_TOKEN` (the config's `[forge] token_env` must name it).
-pub async fn attach_forge(env: &TestEnv, token: &str) -> forge_sim::ForgeSim {
-    let sim = forge_sim::ForgeSim::start(token, env.remotes.base.path().to_path_buf()).await;
-    env.set_env("AGENTQ_FORGE_URL", sim.url());
-    env.set_env("AGENTQ_GIT_BASE", sim.url());
-    env.set_env("AGENTQ_TEST_FORGE_TOKEN", token);
-    sim
-}
-
 /// A config file beside `env`'s whose `[docker] mounts` add a directory that
 /// exists now, returned with it as `(directory, config)`: once a worker on
 /// that config has started (its preflight passed), removing the directory

@@ -97,7 +97,7 @@ async fn agent_and_qa_containers_are_hardened_as_the_security_model_says() {
             home.display()
         ),
     );
-    let sim = attach_forge(&env, TOKEN).await;
+    let sim = env.start_forge(TOKEN).await;
     env.remotes
         .create("core", "demo", &[("README.md", "# demo\n")]);
     sim.add_repo("core", "demo", "main");

@@ -30,9 +30,35 @@ use super::{
 /// The spec, served as is.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-/// `GET /api/openapi.yaml`.
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
+/// The built-in pools as `producer/openapi.yaml` lists them (a pool name's
+/// enum) ...
+const SPEC_POOLS: &str = "enum: [codex, claude, gemini, coderabbit, local]";
+/// ... and as it matches them in an agent name, with the model rules of
+/// `agent::model::check` before this table was configurable.
+const SPEC_AGENT: &str =
+    "(codex|claude|gemini|coderabbit|local)(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?";
+/// A model as `agent::model::check` accepts it.
+const SPEC_MODEL: &str = "(?![-/])(?!.*(\\.\\.|//))[A-Za-z0-9._:/@+-]{1,128}";
+
+/// The spec as this server runs it: the pools of the configured agent table
+/// (`[agents.NAME]` adds pools) where the file lists the built-in ones.
+pub fn served_spec(table: &agentq_shared::agent::AgentTable) -> String {
+    let names = table.names();
+    OPENAPI
+        .replace(SPEC_POOLS, &format!("enum: [{}]", names.join(", ")))
+        .replace(
+            SPEC_AGENT,
+            &format!("({})(:{SPEC_MODEL})?", names.join("|")),
+        )
+}
+
+/// `GET /api/openapi.yaml`: [`served_spec`].
+pub async fn openapi(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        served_spec(app.cfg.agent_table()),
+    )
+        .into_response()
 }
 
 /// Jobs finished per bucket, oldest first.
@@ -456,4 +482,36 @@ pub async fn resume_pool(
         &params,
         json!({"pool": pool, "was_paused": was_paused}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use agentq_shared::config::Config;
+
+    use super::*;
+
+    #[test]
+    fn the_served_spec_lists_the_configured_pools_and_model_rules() {
+        // The file's built-in lists are what `served_spec` replaces: if
+        // either text changes there, the spec would silently stay built-in.
+        assert!(OPENAPI.contains(SPEC_POOLS), "{SPEC_POOLS}");
+        assert!(OPENAPI.contains(SPEC_AGENT), "{SPEC_AGENT}");
+        let cfg = Config::from_toml(
+            "[agents.mytool]\nimage = \"x\"\ncommand = [\"t\", \"{prompt_file}\"]\n",
+        )
+        .unwrap();
+        let spec = served_spec(cfg.agent_table());
+        assert!(!spec.contains(SPEC_POOLS) && !spec.contains(SPEC_AGENT));
+        assert!(
+            spec.contains("mytool, ") || spec.contains(", mytool]"),
+            "pool enum"
+        );
+        assert!(
+            spec.contains("|mytool)") || spec.contains("(mytool|"),
+            "agent pattern"
+        );
+        assert!(spec.contains(SPEC_MODEL));
+        let builtin = served_spec(Config::default().agent_table());
+        assert!(builtin.contains("enum: [") && !builtin.contains("mytool"));
+    }
 }

@@ -147,7 +147,7 @@ pub async fn log_stream(
             Some(Readable::resume(Invalid::Replacement, pending)),
         )
     } else {
-        (partial_param(&q)?, None)
+        (partial_up_to(&q, PENDING_MAX)?, None)
     };
     let cur = LogCursor {
         app,

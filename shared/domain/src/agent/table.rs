@@ -184,6 +184,9 @@ fn configured_pool(name: &str, a: &AgentConfig) -> Result<Pool, String> {
         if !is_env_name(k) {
             return Err(format!(".env_keys[{i}]: `{k}` is not a variable name"));
         }
+        if k == "HOME" || k.starts_with("AGENTQ_") {
+            return Err(format!(".env_keys[{i}]: `{k}` is set by agentq itself"));
+        }
     }
     for (k, v) in &a.env {
         if !is_env_name(k) {
@@ -397,6 +400,10 @@ limit_patterns = ["rate limit", "quota exceeded"]
         refused(
             "[x]\ncommand = [\"a\"]\nenv_keys = [\"A-B\"]\n",
             "agents.x.env_keys[0]",
+        );
+        refused(
+            "[x]\ncommand = [\"a\"]\nenv_keys = [\"K\", \"AGENTQ_SUMMARY_FILE\"]\n",
+            "agents.x.env_keys[1]",
         );
         refused(
             "[x]\ncommand = [\"a\"]\nhome_dirs = [\"/etc\"]\n",
