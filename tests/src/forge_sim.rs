@@ -449,14 +449,7 @@ impl ForgeSim {
             state: Mutex::new(state),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = crate::serve_until_told(listener, app);
         ForgeSim {
             shared,
             addr,

@@ -1396,3 +1396,20 @@ pub fn config_with_a_mount_that_vanishes(env: &TestEnv) -> (PathBuf, PathBuf) {
     std::fs::write(&bad_cfg, cfg).unwrap();
     (gone, bad_cfg)
 }
+
+/// Serves `app` on `listener` in a task until the returned sender is used or
+/// dropped (the test servers: the forge simulator, the model stub).
+pub fn serve_until_told(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    tx
+}

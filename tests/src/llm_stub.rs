@@ -127,14 +127,7 @@ impl LlmStub {
             .fallback(handle)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = crate::serve_until_told(listener, app);
         LlmStub {
             shared,
             addr,
