@@ -447,6 +447,11 @@ limit_patterns = ["rate limit", "quota exceeded"]
             "[x]\ncommand = [\"a\"]\nhome_dirs = [\"\"]\n",
             "agents.x.home_dirs[0]",
         );
+        // A relative path with a NUL byte (only the NUL check refuses it).
+        refused(
+            "[x]\ncommand = [\"a\"]\nhome_dirs = [\"a\\u0000b\"]\n",
+            "agents.x.home_dirs[0]",
+        );
         refused(
             "[x]\ncommand = [\"a\"]\nlimit_patterns = [\" \"]\n",
             "agents.x.limit_patterns[0]: is empty",
