@@ -227,6 +227,21 @@ mod tests {
         );
     }
 
+    /// A stream that ends inside a character or an escape: what was held
+    /// back is shown at the end, not waited on for ever.
+    #[test]
+    fn a_stream_ending_inside_a_character_shows_its_bytes() {
+        assert_eq!(
+            same_however_cut(b"ab\xe2\x82", Invalid::Hex),
+            "ab\\xe2\\x82"
+        );
+        assert_eq!(
+            same_however_cut(b"ab\xe2\x82", Invalid::Replacement),
+            "ab\u{fffd}"
+        );
+        assert_eq!(same_however_cut(b"ab\x1b[1;3", Invalid::Hex), "ab\\e[1;3");
+    }
+
     #[test]
     fn a_long_escape_is_not_held_back_for_ever() {
         let mut r = Readable::new(Invalid::Hex);

@@ -108,6 +108,28 @@ mod tests {
         );
     }
 
+    /// The cap is 16 KiB to the byte (not only relative to the constant),
+    /// and a summary that grows when made visible is cut again at the cap
+    /// plus 256 bytes, with the marker saying how much went.
+    #[test]
+    fn sixteen_kib_are_read_whole_and_made_visible_text_is_cut_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("summary.md");
+        std::fs::write(&file, vec![b'x'; 16 * 1024]).unwrap();
+        assert_eq!(read_summary(dir.path()).text, "x".repeat(16 * 1024));
+        // Each ^A is two bytes when visible: 32 KiB, cut at 16 KiB + 256.
+        std::fs::write(&file, vec![1u8; 16 * 1024]).unwrap();
+        let s = read_summary(dir.path());
+        assert_eq!(
+            s.text,
+            format!(
+                "{}{}",
+                "^A".repeat((16 * 1024 + 256) / 2),
+                text::cut_marker(32 * 1024 - (16 * 1024 + 256))
+            )
+        );
+    }
+
     /// What is refused is [`read_untrusted`]'s to say (links, FIFOs,
     /// devices: see its tests); the summary is empty and the note says why.
     #[test]

@@ -149,3 +149,27 @@ pub fn command(pool: &str, model: Option<&str>, prompt: &str) -> (String, Vec<St
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each built-in pool mounts from `agent_home` (the worker's
+    /// container tests see them mounted; here, which for which pool).
+    #[test]
+    fn each_pool_gets_codex_config_and_its_own() {
+        assert_eq!(home_dirs("claude"), [".codex", ".claude"]);
+        assert_eq!(home_dirs("gemini"), [".codex", ".gemini"]);
+        for pool in ["codex", "coderabbit", "local"] {
+            assert_eq!(home_dirs(pool), [".codex"], "{pool}");
+        }
+    }
+
+    #[test]
+    fn the_stdin_command_runs_the_same_program() {
+        for pool in ["codex", "claude"] {
+            assert_eq!(stdin_command(pool, None).0, command(pool, None, "P").0);
+            assert_eq!(stdin_command(pool, None).0, pool);
+        }
+    }
+}

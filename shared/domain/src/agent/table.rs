@@ -315,6 +315,36 @@ limit_patterns = ["rate limit", "quota exceeded"]
         ));
     }
 
+    /// `pools` is what the worker's lanes, the registry and `agentq agents`
+    /// walk; each pool says how its command takes the prompt.
+    #[test]
+    fn the_pools_are_the_built_in_ones_then_the_configured_ones() {
+        let t = table(AIDER).unwrap();
+        let pools: Vec<(&str, bool, bool)> = t
+            .pools()
+            .iter()
+            .map(|p| (p.name.as_str(), p.builtin, p.configured.is_some()))
+            .collect();
+        assert_eq!(
+            pools,
+            [
+                ("codex", true, false),
+                ("claude", true, false),
+                ("gemini", true, false),
+                ("coderabbit", true, false),
+                ("local", true, false),
+                ("aider", false, true),
+            ]
+        );
+        assert_eq!(AgentTable::default(), AgentTable::builtin());
+        assert_eq!(AgentTable::builtin().pools().len(), 5);
+        let via = |pool: &str, model| t.get(pool).unwrap().prompt_via(model);
+        assert_eq!(via("aider", None), PromptVia::File);
+        assert_eq!(via("codex", None), PromptVia::Stdin);
+        assert_eq!(via("codex", Some("review")), PromptVia::Unused);
+        assert_eq!(via("gemini", None), PromptVia::Argument);
+    }
+
     #[test]
     fn prompt_delivery_of_a_configured_command() {
         let t = table(
@@ -415,6 +445,11 @@ limit_patterns = ["rate limit", "quota exceeded"]
         );
         refused(
             "[x]\ncommand = [\"a\"]\nhome_dirs = [\"\"]\n",
+            "agents.x.home_dirs[0]",
+        );
+        // A relative path with a NUL byte (only the NUL check refuses it).
+        refused(
+            "[x]\ncommand = [\"a\"]\nhome_dirs = [\"a\\u0000b\"]\n",
             "agents.x.home_dirs[0]",
         );
         refused(

@@ -257,4 +257,16 @@ mod tests {
             r#"["aider", "--model", "{model}"]"#
         );
     }
+
+    /// `raw` is what `agentq agents` shows; each placeholder displays as it
+    /// is written, and what it displays parses back to it.
+    #[test]
+    fn raw_is_the_command_as_configured_and_placeholders_display_as_written() {
+        let cmd = ["aider", "--model={model}", "{{x}}"];
+        assert_eq!(t(&cmd).unwrap().raw(), cmd);
+        for (name, p) in Placeholder::ALL {
+            assert_eq!(p.to_string(), format!("{{{name}}}"));
+            assert!(t(&["x", &p.to_string()]).unwrap().uses(p), "{p}");
+        }
+    }
 }
