@@ -265,7 +265,13 @@ async fn housekeeping_goes_on_past_a_running_job_whose_input_does_not_parse() {
     let _w = env.worker("w1", 1);
     env.wait_holding(1).await;
     let running_ws = std::path::PathBuf::from(
-        env.store().await.get(&id).await.unwrap().unwrap().workspace_dir,
+        env.store()
+            .await
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .workspace_dir,
     );
     assert!(running_ws.is_dir(), "{}", running_ws.display());
     let mut conn = env.redis.conn();
