@@ -1240,6 +1240,9 @@ pub struct NetNs {
     host_if: String,
     /// The host end's address (listen here for the namespace to reach you).
     pub host_addr: String,
+    /// The namespace end's address (a process inside listens here for the host
+    /// to reach it while the link is up).
+    pub ns_addr: String,
 }
 
 fn ip(args: &[&str]) {
@@ -1287,6 +1290,7 @@ impl NetNs {
             name,
             host_if,
             host_addr,
+            ns_addr,
         }
     }
 

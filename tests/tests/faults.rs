@@ -286,7 +286,14 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     let env = TestEnv::with_config_and_redis("", Redis::start_listening_on(&net.host_addr));
     env.remotes.create("core", "demo", &[]);
     let url = format!("redis://{}:{}", net.host_addr, env.redis.port);
-    let a = env.worker_in_netns("a", &net.name, &url, &["--concurrency", "1"]);
+    // Its /metrics, in the namespace, counts the runs it had fenced out.
+    let metrics = format!("{}:{}", net.ns_addr, free_port());
+    let a = env.worker_in_netns(
+        "a",
+        &net.name,
+        &url,
+        &["--concurrency", "1", "--metrics-addr", &metrics],
+    );
     let deaths = env.watch_agent_deaths();
     let id = start_holding_job(&env, 1).await;
     let a_worker = env.store().await.get(&id).await.unwrap().unwrap().worker;
@@ -302,8 +309,8 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
     assert_ne!(rec.worker, a_worker, "the takeover finished it");
     net.heal();
     // The fenced worker tries its pending write once Redis answers, and is
-    // refused.
-    a.wait_log("run fenced out", LONG);
+    // refused: its own count of fenced-out runs says the write was tried.
+    wait_runs_fenced(&metrics, 1, &a).await;
     let after = env.store().await.get(&id).await.unwrap().unwrap();
     assert_eq!(after.state, JobState::Completed, "nothing reopened it");
     assert_eq!(after.seq, rec.seq, "the fenced worker changed nothing");
@@ -327,4 +334,30 @@ async fn a_worker_cut_off_by_a_partition_is_fenced_out_and_its_agent_stops() {
         gone <= iv[1].0,
         "died at {gone}, after the takeover began: {iv:?}"
     );
+}
+
+/// Waits until the worker serving /metrics on `addr` counts `n` runs fenced
+/// out (`agentq_runs_fenced_total`).
+async fn wait_runs_fenced(addr: &str, n: u64, w: &WorkerProc) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + LONG;
+    let mut last = String::new();
+    loop {
+        if let Ok(resp) = client.get(format!("http://{addr}/metrics")).send().await {
+            last = resp.text().await.unwrap_or_default();
+            let fenced = last
+                .lines()
+                .find_map(|l| l.strip_prefix("agentq_runs_fenced_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if fenced.is_some_and(|v| v >= n as f64) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} runs fenced out after {LONG:?}: {last}\n{}",
+            std::fs::read_to_string(&w.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -240,7 +240,8 @@ async fn a_run_failing_on_a_host_that_degraded_meanwhile_is_retried() {
         "--task",
         "@agentq-test print hi",
     ]);
-    w.wait_log("host degraded", LONG);
+    // The breaker is open once the registry shows the worker degraded.
+    wait_degraded(&env, "", &w).await;
     env.release_holds();
     let rec = env
         .wait_for(&id, LONG, |r| {
@@ -276,7 +277,8 @@ async fn a_worker_under_min_free_gb_degrades_and_takes_no_job() {
             &addr,
         ],
     );
-    full.wait_log("too little disk space", LONG);
+    // The registry shows it degraded for its disk, and /healthz says so.
+    wait_degraded(&env, "min_free_gb", &full).await;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + LONG;
     let health = loop {
@@ -328,7 +330,37 @@ async fn a_worker_under_min_free_gb_degrades_and_takes_no_job() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert_eq!(rec.host, "roomy", "{rec:#?}");
-    assert_eq!(full.log_count("job finished"), 0);
+    // The degraded host never ran it: its history shows "full" at most
+    // handing it back.
+    let history = env.store().await.history(&id).await.unwrap();
+    let ran_on_full: Vec<_> = history
+        .iter()
+        .filter(|e| e.host == "full" && !matches!(e.state.as_str(), "queued" | "waiting"))
+        .collect();
+    assert!(ran_on_full.is_empty(), "{history:#?}");
+}
+
+/// Waits until `agentq workers --json` shows a worker degraded, for a reason
+/// holding `why`; returns the reason.
+async fn wait_degraded(env: &TestEnv, why: &str, w: &WorkerProc) -> String {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let out = env.cli_ok(&["workers", "--json"]);
+        let found = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["degraded"].as_str().map(str::to_string))
+            .find(|d| !d.is_empty() && d.contains(why));
+        if let Some(reason) = found {
+            return reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker degraded ({why:?}) after {LONG:?}: {out}\n{}",
+            std::fs::read_to_string(&w.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 const FORGE_TOKEN: &str = "infra-test-token-0123456789";

@@ -108,6 +108,7 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     };
     if let Err(Fenced) = decided {
         tracing::info!(job = %id, "run fenced out: another worker owns the job");
+        ctx.metrics.run_fenced();
     }
     hold.release().await;
 }

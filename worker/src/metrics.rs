@@ -40,6 +40,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     rescued: Gauge,
     degraded: Gauge,
+    fenced: Counter,
 }
 
 impl Default for Metrics {
@@ -89,8 +90,15 @@ impl Default for Metrics {
             "1 while this worker's host circuit breaker is open (it takes no jobs)",
             degraded.clone(),
         );
+        let fenced = Counter::default();
+        registry.register(
+            "runs_fenced",
+            "Runs of this worker whose write Redis refused because another run owns the job (a takeover after a partition or a stall)",
+            fenced.clone(),
+        );
         Self {
             registry,
+            fenced,
             rescued,
             degraded,
             jobs,
@@ -116,6 +124,11 @@ impl Metrics {
                 pool: pool.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a run fenced out: a write of its refused, another run owns the job.
+    pub fn run_fenced(&self) {
+        self.fenced.inc();
     }
 
     /// Sets the gauges read from Redis at scrape time.
