@@ -357,6 +357,10 @@ async fn a_pool_survives_the_loss_of_its_redis_primary_and_no_queued_job_is_lost
         "{rec:#?}\n{}",
         env.worker_logs()
     );
+    // The new primary has no replica left (the old primary is dead), so a
+    // `WAIT` for one runs out and `enqueue` rightly says "unknown" (exit 2):
+    // this producer takes the primary's word.
+    env.set_env("AGENTQ_REDIS_MIN_REPLICAS", "0");
     let out = env.cli_ok(&[
         "enqueue",
         "--repo",

@@ -9,6 +9,16 @@ use std::{collections::BTreeMap, sync::Arc};
 use super::{builtin, model, template::Template, AgentError, AgentSpec, Placeholder, PromptVia};
 use crate::config::AgentConfig;
 
+/// Variables agentq sets in every agent container, which `env_keys` may not
+/// forward (`env` may set none of `HOME` and `AGENTQ_*`).
+const SET_BY_AGENTQ: &[&str] = &[
+    "HOME",
+    "AGENTQ_JOB_ID",
+    "AGENTQ_PROMPT_FILE",
+    "AGENTQ_ANSWER_FILE",
+    "AGENTQ_SUMMARY_FILE",
+];
+
 /// A configured pool's command and how it takes its prompt and model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configured {
@@ -184,7 +194,7 @@ fn configured_pool(name: &str, a: &AgentConfig) -> Result<Pool, String> {
         if !is_env_name(k) {
             return Err(format!(".env_keys[{i}]: `{k}` is not a variable name"));
         }
-        if k == "HOME" || k.starts_with("AGENTQ_") {
+        if SET_BY_AGENTQ.contains(&k.as_str()) {
             return Err(format!(".env_keys[{i}]: `{k}` is set by agentq itself"));
         }
     }
