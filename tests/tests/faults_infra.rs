@@ -612,3 +612,130 @@ async fn a_pull_request_the_hanging_forge_kept_from_opening_is_opened_later() {
     assert!(comment.contains("Pull request: "), "{comment}");
     sim.assert_nothing_dropped();
 }
+
+/// A TCP server that accepts every connection and never answers: a frozen
+/// Redis. Counts the connections it was asked for.
+struct Blackhole {
+    port: u16,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Blackhole {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        Self { port, seen }
+    }
+
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Containers labelled as other namespaces' runs, removed on drop.
+struct Leftovers {
+    tag: String,
+}
+
+impl Leftovers {
+    /// `n` created (never started) containers, each of its own namespace,
+    /// whose Redis is `redis_url`.
+    fn create(n: usize, redis_url: &str) -> Self {
+        let tag = format!("lo{}", std::process::id());
+        let handles: Vec<_> = (0..n)
+            .collect::<Vec<_>>()
+            .chunks(n.div_ceil(8))
+            .map(|chunk| {
+                let (chunk, tag, url) = (chunk.to_vec(), tag.clone(), redis_url.to_string());
+                std::thread::spawn(move || {
+                    for i in chunk {
+                        let out = Command::new("docker")
+                            .args(["create", "--network", "none"])
+                            .args(["--label", &format!("agentq.namespace=gone-{tag}-{i}")])
+                            .args(["--label", &format!("agentq.job=J{i}")])
+                            .args(["--label", "agentq.worker=gone-worker"])
+                            .args(["--label", &format!("agentq.redis={url}")])
+                            .args(["--label", &format!("agentq.test-leftover={tag}")])
+                            .args([TEST_IMAGE, "true"])
+                            .output()
+                            .expect("docker create");
+                        assert!(
+                            out.status.success(),
+                            "docker create: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        Self { tag }
+    }
+
+    fn count(&self) -> usize {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=agentq.test-leftover={}", self.tag))
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count()
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker ps -aq --filter label=agentq.test-leftover={} | xargs -r docker rm -f",
+                self.tag
+            ))
+            .output();
+    }
+}
+
+/// An engine full of other namespaces' leftovers whose Redis never answers
+/// (80 namespaces: asked one after another, 3 s each, that is four minutes)
+/// delays neither a worker's start nor its first job: other namespaces are
+/// looked at in the background, all at once. They are still asked, and a
+/// container whose Redis cannot tell and whose age is unknown is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_namespaces_whose_redis_never_answers_delay_neither_start_nor_the_first_job() {
+    require_docker();
+    let hole = Blackhole::start();
+    let leftovers = Leftovers::create(80, &format!("redis://127.0.0.1:{}", hole.port));
+    assert_eq!(leftovers.count(), 80);
+    let env = TestEnv::with_config("auto_qa = false\n");
+    env.remotes.create("core", "demo", &[]);
+    let id = env.enqueue_for_issue(1, "@agentq-test print first");
+    let _w = env.worker("w1", 1);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    let deadline = Instant::now() + LONG;
+    while hole.seen() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the leftovers' Redis was never asked\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        leftovers.count(),
+        80,
+        "a container of unknown age was removed"
+    );
+}

@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     space::degrade_if_full(&ctx);
     registry::spawn_registry(ctx.clone(), cli.concurrency);
-    let reaped = janitor::reap(&ctx).await;
+    let reaped = janitor::reap_own(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");
     sweeper::sweep_orphans_now(&ctx).await;
     waker::spawn(ctx.clone(), cli.concurrency);

@@ -56,38 +56,33 @@ enum Owner {
     Unknown,
 }
 
-/// Every namespace's store, connected once per round (`None`: cannot be asked).
-struct Stores<'a> {
-    own: Option<(&'a str, &'a JobStore)>,
-    seen: HashMap<(String, String), Option<JobStore>>,
-}
+/// How many other namespaces' Redis servers are asked at once: a round over
+/// many dead namespaces costs about `ceil(n / ASK_AT_ONCE)` timeouts, not `n`.
+const ASK_AT_ONCE: usize = 16;
 
-impl Stores<'_> {
-    async fn get(&mut self, ns: &str, url: Option<&String>) -> Option<&JobStore> {
-        if let Some((own_ns, store)) = self.own {
-            if own_ns == ns {
-                return Some(store);
-            }
-        }
-        let url = url.filter(|u| !u.is_empty())?.clone();
-        let key = (ns.to_string(), url.clone());
-        if !self.seen.contains_key(&key) {
+/// Connects to every namespace's Redis named in `wanted`, all at once (each
+/// bounded by [`ASK_TIMEOUT`]); `None`: that one cannot be asked.
+async fn connect_all(wanted: Vec<(String, String)>) -> HashMap<(String, String), Option<JobStore>> {
+    use futures::StreamExt;
+    futures::stream::iter(wanted)
+        .map(|(ns, url)| async move {
             let store = match tokio::time::timeout(
                 ASK_TIMEOUT,
-                JobStore::connect(&url, ns, ASK_TIMEOUT),
+                JobStore::connect(&url, &ns, ASK_TIMEOUT),
             )
             .await
             {
                 Ok(Ok(s)) => Some(s),
                 _ => {
-                    tracing::debug!(namespace = ns, redis = %url, "cannot ask the namespace's Redis; its containers go by age only");
+                    tracing::debug!(namespace = %ns, redis = %url, "cannot ask the namespace's Redis; its containers go by age only");
                     None
                 }
             };
-            self.seen.insert(key.clone(), store);
-        }
-        self.seen.get(&key).and_then(Option::as_ref)
-    }
+            ((ns, url), store)
+        })
+        .buffer_unordered(ASK_AT_ONCE)
+        .collect()
+        .await
 }
 
 async fn owner(store: &JobStore, job: &str, worker: &str) -> Owner {
@@ -192,44 +187,82 @@ pub async fn reap_dead(
         }
     };
     let now = chrono::Utc::now().timestamp();
-    let mut stores = Stores {
-        own,
-        seen: HashMap::new(),
-    };
-    let mut removed = Vec::new();
+    // Each container with the labels that say whose it is.
+    let mut found = Vec::new();
     for c in list {
         let (Some(id), Some(labels)) = (c.id.clone(), c.labels.clone()) else {
             continue;
         };
         let (Some(ns), Some(job), Some(worker)) = (
-            labels.get(LABEL_NAMESPACE),
-            labels.get(LABEL_JOB),
-            labels.get(LABEL_WORKER),
+            labels.get(LABEL_NAMESPACE).cloned(),
+            labels.get(LABEL_JOB).cloned(),
+            labels.get(LABEL_WORKER).cloned(),
         ) else {
             continue;
         };
         if skip_own && own.is_some_and(|(o, _)| o == ns) {
             continue;
         }
-        let verdict = match stores.get(ns, labels.get(LABEL_REDIS)).await {
-            Some(store) => owner(store, job, worker).await,
-            None => Owner::Unknown,
-        };
+        let url = labels.get(LABEL_REDIS).cloned().unwrap_or_default();
+        found.push((c, id, ns, job, worker, url));
+    }
+    // Every other namespace's Redis, asked at once (one dead server costs one
+    // timeout per round, whatever the number of its containers).
+    let mut wanted: Vec<(String, String)> = found
+        .iter()
+        .filter(|(_, _, ns, _, _, url)| !url.is_empty() && own.is_none_or(|(o, _)| o != ns))
+        .map(|(_, _, ns, _, _, url)| (ns.clone(), url.clone()))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let stores = connect_all(wanted).await;
+    let store_of = |ns: &str, url: &str| -> Option<JobStore> {
+        if let Some((own_ns, store)) = own {
+            if own_ns == ns {
+                return Some(store.clone());
+            }
+        }
+        stores
+            .get(&(ns.to_string(), url.to_string()))
+            .and_then(Clone::clone)
+    };
+    let asks: Vec<_> = found
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, ns, job, worker, url))| {
+            let (store, job, worker) = (store_of(ns, url), job.clone(), worker.clone());
+            async move {
+                let verdict = match store {
+                    Some(store) => owner(&store, &job, &worker).await,
+                    None => Owner::Unknown,
+                };
+                (i, verdict)
+            }
+        })
+        .collect();
+    use futures::StreamExt;
+    let verdicts: Vec<(usize, Owner)> = futures::stream::iter(asks)
+        .buffer_unordered(ASK_AT_ONCE)
+        .collect()
+        .await;
+    let mut removed = Vec::new();
+    for (i, verdict) in verdicts {
+        let (c, id, ns, job, worker, _) = &found[i];
         let why = match verdict {
             Owner::Held => continue,
             Owner::Gone(why) => why,
-            Owner::Unknown => match too_old(&c, now) {
+            Owner::Unknown => match too_old(c, now) {
                 Some(why) => why,
                 None => continue,
             },
         };
         tracing::info!(container = %id, namespace = %ns, job = %job, worker = %worker, reason = %why, "removing a dead worker's container");
-        if let Some(dir) = beat_dir(&c) {
+        if let Some(dir) = beat_dir(c) {
             forget_beat(&dir);
         }
-        crate::docker::remove(docker, &id).await;
+        crate::docker::remove(docker, id).await;
         removed.push(Removed {
-            id,
+            id: id.clone(),
             namespace: ns.clone(),
             job: job.clone(),
             why,
