@@ -35,9 +35,13 @@ use std::{collections::BTreeMap, sync::LazyLock};
 
 use crate::{
     clock::now_ms,
-    delivery::{new_task_id, queue_keys, PUSH_LUA},
+    delivery::new_task_id,
     record::{placement, JobRecord},
-    store::{now_rfc3339, states_lua, JobStore, StoreError, EVENTS_MAX_LEN, WAIT_REPLICAS_MS},
+    store::{
+        lua, now_rfc3339,
+        script_args::{FinishArgs, KeyEntry},
+        JobStore, StoreError, WAIT_REPLICAS_MS,
+    },
 };
 
 /// Jobs per [`JobStore::create`] call when enqueueing a batch: each call is one
@@ -62,7 +66,8 @@ impl Created {
     }
 }
 
-/// Lua prelude: `fail_unreadable(job, id, field, why)` fails a job whose
+/// The `open` snippet (`lua/open.lua`; scripts take it with
+/// `--- @include "open"`): `fail_unreadable(job, id, field, why)` fails a job whose
 /// record does not parse (error `record unreadable: FIELD: why`, the record
 /// kept), and `open(job)` (a job's key, `{ns}:job:{id}`) moves the job's
 /// record, if it is still where enqueue wrote it (the hash `{ns}:new`, see
@@ -75,119 +80,13 @@ impl Created {
 /// fails (`record unreadable: packed: ...`); nothing is removed before that
 /// check. (`failed` is spelled out here: the prelude stands alone; a unit test
 /// holds it to [`JobState::Failed`](crate::status::JobState).)
-pub const OPEN_LUA: &str = r#"
-local function fail_unreadable(job, id, field, why)
-  local prefix = string.sub(job, 1, #job - #id - 4)
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  local old = redis.call('HGET', job, 'state')
-  if old then redis.call('ZREM', prefix .. 'state:' .. old, id) end
-  redis.call('HSET', job, 'id', id, 'state', 'failed', 'owner', '', 'parked', '',
-    'error', 'record unreadable: ' .. field .. ': ' .. why)
-  redis.call('ZADD', prefix .. 'state:failed', now, id)
-  redis.call('ZREM', prefix .. 'transit', id)
-end
-local function open(job)
-  local id = string.match(job, '[^:]*$')
-  local fresh = string.sub(job, 1, #job - #id - 5) .. ':new'
-  local packed = redis.call('HGET', fresh, id)
-  if not packed then return end
-  -- Everything checked before anything is written.
-  local ok, rec = pcall(cjson.decode, packed)
-  local bad
-  local args = {}
-  if not ok then
-    bad = 'not JSON'
-  elseif type(rec) ~= 'table' then
-    bad = 'not a JSON object'
-  else
-    for k, v in pairs(rec) do
-      if type(k) ~= 'string' or type(v) ~= 'string' then
-        bad = 'the value of ' .. tostring(k) .. ' is not a string'
-        break
-      end
-      args[#args + 1] = k
-      args[#args + 1] = v
-    end
-    if not bad and (type(rec.state) ~= 'string' or rec.state == '') then bad = 'no state' end
-    if not bad and not tonumber(rec.task_at or '0') then bad = 'task_at is not a number' end
-  end
-  if bad then
-    -- The record's problem: kept, as it was, on the job's own hash, which
-    -- says failed and why.
-    redis.call('HSET', job, 'packed', packed)
-    redis.call('HDEL', fresh, id)
-    fail_unreadable(job, id, 'packed', bad)
-    return
-  end
-  redis.call('HDEL', fresh, id)
-  redis.call('HSET', job, unpack(args))
-  -- Now in its state's index, since it was enqueued.
-  redis.call('ZADD', string.sub(fresh, 1, -4) .. 'state:' .. rec.state, tonumber(rec.task_at or '0'), id)
-end
-"#;
+pub const OPEN_LUA: &str = include_str!("lua/open.lua");
 
-/// The last command of an enqueue transaction (see the module's docs).
-///
-/// KEYS: the five queue keys, events, the index of all jobs, new jobs. ARGV: namespace,
-/// idempotency key prefix, job prefix, now (ms), created at,
-/// events max length, first id, last id, number of jobs, number of key
-/// entries n, then n × (id, key or '', lane or ''), all jobs in input order
-/// when any has a key (none otherwise), then dry runs' (id, task id) pairs.
-/// Returns per key entry the id of an existing job with the same key, or ''.
-const FINISH: &str = r#"
-local events, jobs, fresh = KEYS[6], KEYS[7], KEYS[8]
-local NS, key_prefix, job_prefix = ARGV[1], ARGV[2], ARGV[3]
-local now_ms, created, maxlen = ARGV[4], ARGV[5], ARGV[6]
-local first, last, count, nkeyed = ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local out, dropped = {}, {}
-local i = 11
-if nkeyed > 0 then
-  first, last = nil, nil
-  for _ = 1, nkeyed do
-    local id, key, lane = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    i = i + 3
-    local dup = ''
-    if key ~= '' then
-      local had = redis.call('GET', key_prefix .. key)
-      if had and had ~= id and (redis.call('HEXISTS', fresh, had) == 1
-          or redis.call('EXISTS', job_prefix .. had) == 1) then
-        dup = had
-      else
-        redis.call('SET', key_prefix .. key, id)
-      end
-    end
-    if dup ~= '' then
-      redis.call('HDEL', fresh, id)
-      redis.call('ZREM', jobs, id)
-      if lane ~= '' then redis.call('ZREM', lane, id) end
-      dropped[id] = true
-      count = count - 1
-    else
-      first = first or id
-      last = id
-    end
-    table.insert(out, dup)
-  end
-end
-while i <= #ARGV do
-  local id, task = ARGV[i], ARGV[i + 1]
-  i = i + 2
-  if not dropped[id] then
-    push_delivery(task, id, 1, 0, now_ms, false)
-    redis.call('ZADD', NS .. ':transit', now_ms, id)
-  end
-end
-wake()
-if count > 0 then
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', 'enqueued', 'jobs', count,
-    'first', first, 'last', last, 'at', created)
-end
-return out
-"#;
-
-static FINISH_SCRIPT: LazyLock<String> =
-    LazyLock::new(|| format!("{PUSH_LUA}{}{FINISH}", states_lua()));
+/// The `finish` script (`lua/finish.lua`, its arguments in
+/// [`FinishArgs`](crate::store::script_args::FinishArgs)): the last command of
+/// an enqueue transaction (see the module's docs). Sent as `EVAL`, inside the
+/// transaction.
+static FINISH_SCRIPT: LazyLock<String> = LazyLock::new(|| lua::source("finish"));
 
 /// One record's part of a chunk.
 struct Placed<'a> {
@@ -391,37 +290,29 @@ impl JobStore {
         }
 
         let keyed = records.iter().any(|r| !r.key.is_empty());
-        let finish = pipe.cmd("EVAL").arg(FINISH_SCRIPT.as_str()).arg(8);
-        for q in queue_keys(k) {
-            finish.arg(q);
+        FinishArgs {
+            keys: k,
+            now_ms: &now_text,
+            created: &created,
+            first: &records[0].id,
+            last: &records[records.len() - 1].id,
+            count,
+            keyed: keyed.then(|| {
+                placed
+                    .iter()
+                    .map(|p| KeyEntry {
+                        id: &p.rec.id,
+                        key: &p.rec.key,
+                        lane: p.lane.as_deref().unwrap_or(""),
+                    })
+                    .collect()
+            }),
+            dry_runs: placed
+                .iter()
+                .filter_map(|p| Some((p.rec.id.as_str(), p.task.as_deref()?)))
+                .collect(),
         }
-        finish
-            .arg(k.events())
-            .arg(k.jobs())
-            .arg(k.fresh())
-            .arg(k.namespace())
-            .arg(k.idempotency(""))
-            .arg(k.job_prefix())
-            .arg(&now_text)
-            .arg(&created)
-            .arg(EVENTS_MAX_LEN)
-            .arg(&records[0].id)
-            .arg(&records[records.len() - 1].id)
-            .arg(count)
-            .arg(if keyed { records.len() } else { 0 });
-        if keyed {
-            for p in &placed {
-                finish
-                    .arg(&p.rec.id)
-                    .arg(&p.rec.key)
-                    .arg(p.lane.as_deref().unwrap_or(""));
-            }
-        }
-        for p in &placed {
-            if let Some(task) = &p.task {
-                finish.arg(&p.rec.id).arg(task);
-            }
-        }
+        .add_eval(&mut pipe, &FINISH_SCRIPT);
         if reserve > 0 {
             pipe.cmd("INCRBY").arg(k.order()).arg(reserve);
         }

@@ -12,85 +12,18 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::AsyncCommands;
 
-use crate::store::{Delivery, JobStore, StoreError};
+use crate::store::{lua, Delivery, JobStore, StoreError};
 
-/// KEYS: job, run lease. ARGV: worker, ttl (ms), the delivery's seq.
-/// Returns {'gone'} | {'stale'} | {'held', holder} | {'ok', token, previous owner}
-/// | {'unreadable'} (its `fence` is not a number: the job is failed, its slot
-/// given back).
-const ACQUIRE: &str = r#"
-local job, lease = KEYS[1], KEYS[2]
-open(job)
-if redis.call('EXISTS', job) == 0 then return {'gone'} end
-local f = redis.call('HMGET', job, 'seq', 'state', 'owner')
-if f[1] ~= ARGV[3] or FINAL[f[2]] then return {'stale'} end
-local cur = redis.call('GET', lease)
-if cur then return {'held', cur} end
--- Checked before anything is written.
-local fence = redis.call('HGET', job, 'fence')
-if not tonumber(fence or '0') then
-  local id = string.match(job, '[^:]*$')
-  local prefix = string.sub(job, 1, #job - #id - 4)
-  fail_unreadable(job, id, 'fence', '`' .. fence .. '` is not a number')
-  -- The slot its wake granted goes back.
-  local p = redis.call('HMGET', job, 'pool', 'model')
-  if (p[1] or '') ~= '' then
-    redis.call('ZREM', prefix .. 'limit:' .. p[1], id)
-    if (p[2] or '') ~= '' then redis.call('ZREM', prefix .. 'limit:' .. p[1] .. ':' .. p[2], id) end
-    redis.call('PUBLISH', prefix .. 'wake', p[1])
-  end
-  return {'unreadable'}
-end
-local n = redis.call('HINCRBY', job, 'fence', 1)
-local token = ARGV[1] .. '/' .. n
-redis.call('SET', lease, token, 'PX', ARGV[2])
-redis.call('HSET', job, 'owner', token)
-return {'ok', token, f[3] or ''}
-"#;
-
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
-
-/// KEYS: job. ARGV: token, then field/value pairs.
-const SET_FENCED: &str = r#"
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
-"#;
-
-/// KEYS: job, log stream. ARGV: token, max length, chunk.
-const LOG_FENCED: &str = r#"
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-for i = 3, #ARGV do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', 'd', ARGV[i])
-end
-return 1
-"#;
-
-static ACQUIRE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{}{}{ACQUIRE}",
-        crate::store::create::OPEN_LUA,
-        crate::store::final_states_lua()
-    ))
-});
-static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
-static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
-static SET_FENCED_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(SET_FENCED));
-static LOG_FENCED_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(LOG_FENCED));
+/// The `acquire` script (`lua/acquire.lua`): takes a run lease and a token.
+static ACQUIRE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("acquire"));
+/// The `run_lease_renew` script (`lua/run_lease_renew.lua`).
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("run_lease_renew"));
+/// The `run_lease_release` script (`lua/run_lease_release.lua`).
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("run_lease_release"));
+/// The `set_fenced` script (`lua/set_fenced.lua`).
+static SET_FENCED_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("set_fenced"));
+/// The `log_fenced` script (`lua/log_fenced.lua`).
+static LOG_FENCED_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("log_fenced"));
 
 /// What taking a delivery found.
 #[derive(Debug, Clone, PartialEq, Eq)]

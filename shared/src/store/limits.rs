@@ -13,7 +13,7 @@ use std::{sync::LazyLock, time::Duration};
 pub use crate::admission::{AdmissionConfig, BackoffConfig, LimitSpec};
 use crate::{
     agent::AgentSpec,
-    store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
+    store::{lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
 };
 
 /// A pool's numbers for `agentq stats`.
@@ -31,53 +31,15 @@ pub struct PoolStats {
     pub paused_until: Option<String>,
 }
 
-/// Lua: `redis_now_ms()`, Redis's clock (`TIME`) in ms: every slot, pacing
-/// window, timer and registry entry is scored by it, never by a host's clock,
-/// so one host's skewed clock cannot break a limit.
-pub const REDIS_NOW_LUA: &str = "local function redis_now_ms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end\n";
-
-/// KEYS: pool slots, model slots. ARGV: unused, lease (ms), id, has model.
-/// Returns 1 when the job holds a slot granted by a wake (its lease renewed
-/// here, from Redis's clock), 0 when it holds none.
-const HOLDS: &str = r#"
-if not redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 0 end
-local until_ms = redis_now_ms() + tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], until_ms, ARGV[3])
-if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], until_ms, ARGV[3]) end
-return 1
-"#;
-
-/// KEYS: pool slots, model slots. ARGV: lease (ms), id. Extends the slot to
-/// Redis's now + lease, if held.
-const RENEW: &str = r#"
-local until_ms = redis_now_ms() + tonumber(ARGV[1])
-local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', until_ms, ARGV[2])
-if KEYS[2] ~= KEYS[1] then redis.call('ZADD', KEYS[2], 'XX', until_ms, ARGV[2]) end
-return n
-"#;
-
-const OUTCOME: &str = r#"
-if ARGV[1] == '1' then
-  local n = redis.call('INCR', KEYS[1])
-  redis.call('PEXPIRE', KEYS[1], 86400000)
-  if n >= tonumber(ARGV[2]) then
-    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
-    redis.call('DEL', KEYS[1])
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'event', 'pool_paused', 'pool', ARGV[5],
-      'until', ARGV[4], 'at', ARGV[7])
-    return 1
-  end
-  return 0
-end
-redis.call('DEL', KEYS[1])
-return 0
-"#;
-
-static HOLDS_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{REDIS_NOW_LUA}{HOLDS}")));
-static RENEW_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{REDIS_NOW_LUA}{RENEW}")));
-static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(OUTCOME));
+/// The `slot_holds` script (`lua/slot_holds.lua`). Every slot, pacing
+/// window, timer and registry entry is scored by Redis's clock (the
+/// `redis_now` snippet), never by a host's, so one host's skewed clock cannot
+/// break a limit.
+static HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("slot_holds"));
+/// The `slot_renew` script (`lua/slot_renew.lua`).
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("slot_renew"));
+/// The `pool_outcome` script (`lua/pool_outcome.lua`).
+static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("pool_outcome"));
 
 /// Checks a pool name as `agentq pool` takes it: a pool of `agents` (the
 /// configured table), no model.

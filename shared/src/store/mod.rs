@@ -10,8 +10,10 @@ pub mod bulk;
 pub mod create;
 pub mod lease;
 pub mod limits;
+pub mod lua;
 pub mod ops;
 pub mod park;
+pub mod script_args;
 pub mod sweep;
 pub mod writeback;
 pub mod wslease;
@@ -37,6 +39,20 @@ pub const WAIT_REPLICAS_MS: u64 = 5_000;
 
 /// Most events kept in the events stream (approximate trim).
 pub const EVENTS_MAX_LEN: usize = 10_000;
+
+/// The `move` script (`lua/move.lua`, its arguments in
+/// [`script_args::MoveArgs`]): moves a job to a new state, atomically: the
+/// hash, the per-state sorted sets, an event, a history entry, and (when
+/// asked) the next delivery and the end of the current run's lease. Refused
+/// when the record's `seq` is not the expected one, or when a fencing token is
+/// given and the record's `owner` is another: a run that lost its job to a
+/// takeover can no longer write.
+///
+/// A run's end (release, or a final state) gives the job's slot back unless
+/// told to keep it; a final state takes the job out of any line it is parked
+/// in; `park` parks it (see [`crate::store::park`]) instead of pushing a delivery.
+static MOVE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| lua::script("move"));
 
 /// What apalis carries for one run of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,144 +107,6 @@ pub fn redact_url(url: &str) -> String {
 
 /// Current time as RFC 3339 with milliseconds, UTC.
 pub use crate::clock::{now_ms, now_rfc3339};
-
-/// Moves a job to a new state, atomically: the hash, the per-state sorted sets,
-/// an event, a history entry, and (when asked) the next delivery and the end of
-/// the current run's lease. Refused (0) when the record's `seq` is not the
-/// expected one, or when a fencing token is given and the record's `owner` is
-/// another: a run that lost its job to a takeover can no longer write.
-///
-/// A run's end (release, or a final state) gives the job's slot back unless
-/// told to keep it; a final state takes the job out of any line it is parked
-/// in; `park` parks it (see [`crate::store::park`]) instead of pushing a delivery.
-///
-/// KEYS: the five queue keys (see [`crate::delivery`]), job, events, history,
-/// run lease. ARGV: state prefix, new state, now (ms), now (RFC 3339), expected
-/// seq or '', token or '', events max length, task id to push or '', run-at
-/// (ms), front ('1'), release ('1'), bump attempt ('1'), quiet ('1': no event
-/// when state and reason stay the same), namespace, park ('', 'lane' or
-/// 'ws:{workspace}'), keep slot ('1'), new order ('1': to the back of the
-/// line), then field/value pairs.
-/// Returns {status, seq, attempt, tries}: status -1 no record, 0 refused, 1
-/// done, -2/-3/-4 the `seq`/`attempt`/`tries` it would count up is not a
-/// number (nothing written).
-const MOVE: &str = r#"
-local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
-local push_task, run_at, front = ARGV[8], ARGV[9], ARGV[10] == '1'
-local release, bump, quiet = ARGV[11] == '1', ARGV[12] == '1', ARGV[13] == '1'
-local park, keep_slot, reorder = ARGV[15], ARGV[16] == '1', ARGV[17] == '1'
-open(job)
-if redis.call('EXISTS', job) == 0 then return {-1, 0, 0, 0} end
-if expect_seq ~= '' and redis.call('HGET', job, 'seq') ~= expect_seq then return {0, 0, 0, 0} end
-if token ~= '' and redis.call('HGET', job, 'owner') ~= token then return {0, 0, 0, 0} end
--- Checked before anything is written: the numbers this move counts up.
-if push_task ~= '' and not tonumber(redis.call('HGET', job, 'seq') or '0') then return {-2, 0, 0, 0} end
-if bump then
-  local n = redis.call('HMGET', job, 'attempt', 'tries')
-  if not tonumber(n[1] or '0') then return {-3, 0, 0, 0} end
-  if not tonumber(n[2] or '0') then return {-4, 0, 0, 0} end
-end
-local id = redis.call('HGET', job, 'id')
-local old = redis.call('HGET', job, 'state')
-local old_reason = redis.call('HGET', job, 'reason') or ''
-local new_reason = old_reason
-for i = 18, #ARGV, 2 do
-  if ARGV[i] == 'reason' then new_reason = ARGV[i + 1] end
-  redis.call('HSET', job, ARGV[i], ARGV[i + 1])
-end
-if reorder then redis.call('HSET', job, 'order', redis.call('INCR', NS .. ':order')) end
-if bump then
-  redis.call('HINCRBY', job, 'attempt', 1)
-  redis.call('HINCRBY', job, 'tries', 1)
-end
-local seq = tonumber(redis.call('HGET', job, 'seq') or '0')
-if push_task ~= '' then
-  seq = redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'task', push_task, 'task_at', now_ms)
-  redis.call('ZADD', NS .. ':transit', run_at, id)
-  push_delivery(push_task, id, seq, run_at, now_ms, front)
-  wake()
-  redis.call('PUBLISH', NS .. ':deliver', 1)
-end
-if release or FINAL[new_state] then
-  redis.call('HSET', job, 'owner', '')
-  if token == '' or redis.call('GET', lease) == token then redis.call('DEL', lease) end
-  if not keep_slot then unslot(job, id) end
-end
-if FINAL[new_state] then unpark(job, id) end
-if FINAL[new_state] or ACTIVE[new_state] then redis.call('ZREM', NS .. ':transit', id) end
-if park == 'lane' then
-  unpark(job, id)
-  park_job(job, id, '')
-elseif park ~= '' then
-  unpark(job, id)
-  park_job(job, id, string.sub(park, 4))
-end
-local f = redis.call('HMGET', job, 'attempt', 'tries', 'host', 'worker', 'error', 'question', 'exit_code')
-local attempt, tries = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
-if quiet and old == new_state and old_reason == new_reason then
-  redis.call('HSET', job, 'updated_at', now)
-  return {1, seq, attempt, tries}
-end
-if old then redis.call('ZREM', state_prefix .. old, id) end
-redis.call('ZADD', state_prefix .. new_state, now_ms, id)
-redis.call('HSET', job, 'state', new_state, 'updated_at', now)
-local host = f[3] or ''
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
-  'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
-local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
-  host = host, worker = f[4] or '', reason = new_reason}
-if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued
-  or new_state == ST.TimedOut then entry.error = f[5] or '' end
-if new_state == ST.Blocked then entry.question = f[6] or '' end
-if new_state == ST.Failed or new_state == ST.Blocked or new_state == ST.TimedOut then
-  entry.exit_code = f[7] or ''
-end
-redis.call('RPUSH', history, cjson.encode(entry))
-redis.call('LTRIM', history, -200, -1)
-return {1, seq, attempt, tries}
-"#;
-
-/// Lua: `FINAL[state]` is true for the final states (generated from
-/// [`JobState::is_final`], so the scripts never spell them out).
-pub(crate) fn final_states_lua() -> String {
-    let names: Vec<String> = crate::status::ALL_STATES
-        .iter()
-        .filter(|s| s.is_final())
-        .map(|s| format!("['{}'] = true", s.as_str()))
-        .collect();
-    format!("local FINAL = {{{}}}\n", names.join(", "))
-}
-
-/// Lua: `RERUN_CLEARED`, the arguments of an `HSET` that empties
-/// [`RERUN_CLEARED`](crate::record::RERUN_CLEARED) (one list for Rust and Lua).
-pub(crate) fn rerun_cleared_lua() -> String {
-    let args: Vec<String> = RERUN_CLEARED.iter().map(|f| format!("'{f}', ''")).collect();
-    format!("local RERUN_CLEARED = {{{}}}\n", args.join(", "))
-}
-
-/// Lua: `WR.Orphaned`, `WR.Lost`, … hold the wait reasons' names, keyed by
-/// their Rust variant names (one source: [`WaitReason`](crate::status::WaitReason)).
-pub(crate) fn wait_reasons_lua() -> String {
-    names_lua("WR", crate::status::WAIT_REASONS, |r| r.as_str())
-}
-
-/// Lua: `ST.Queued`, `ST.TimedOut`, … hold the states' names, keyed by their
-/// Rust variant names, so no script spells a state out (one source: [`JobState`]).
-pub(crate) fn states_lua() -> String {
-    names_lua("ST", crate::status::ALL_STATES, |s| s.as_str())
-}
-
-/// Lua: a table `table` of each variant's stored name, keyed by its Rust name.
-fn names_lua<T: std::fmt::Debug>(table: &str, all: &[T], name: fn(&T) -> &'static str) -> String {
-    let names: Vec<String> = all
-        .iter()
-        .map(|v| format!("{v:?} = '{}'", name(v)))
-        .collect();
-    format!("local {table} = {{{}}}\n", names.join(", "))
-}
 
 /// A change of a job's record, applied atomically by [`JobStore::apply`].
 #[derive(Debug, Clone)]
@@ -362,7 +240,6 @@ pub struct JobStore {
     conn: RedisConn,
     keys: Keys,
     queue: RedisStorage<Delivery, RedisConn>,
-    mover: redis::Script,
     event_log: Option<std::path::PathBuf>,
     min_replicas: u32,
 }
@@ -466,15 +343,6 @@ impl JobStore {
             conn,
             keys,
             queue,
-            mover: redis::Script::new(&format!(
-                "{}{}{}{}local NS = ARGV[14]\n{}{}{MOVE}",
-                crate::delivery::PUSH_LUA,
-                states_lua(),
-                final_states_lua(),
-                crate::store::sweep::active_states_lua(),
-                crate::store::create::OPEN_LUA,
-                crate::store::park::PARK_LUA,
-            )),
             event_log: None,
             min_replicas: 0,
         })
@@ -645,48 +513,21 @@ impl JobStore {
     /// Redis errors (then nothing was changed, or everything was: a retry of a
     /// fenced or seq-checked move is refused if the first one went through).
     pub async fn apply(&self, id: &str, m: &Move<'_>) -> Result<Moved, StoreError> {
-        let mut inv = self.mover.prepare_invoke();
-        for k in crate::delivery::queue_keys(&self.keys) {
-            inv.key(k);
-        }
         let now = now_ms();
-        let (task, run_at, front) = match m.push {
-            Some((delay, front)) => (
-                crate::delivery::new_task_id(),
-                now + delay.as_millis() as i64,
-                front,
-            ),
-            None => (String::new(), 0, false),
+        let push = m.push.map(|(delay, front)| script_args::Push {
+            task: crate::delivery::new_task_id(),
+            run_at_ms: now + delay.as_millis() as i64,
+            front,
+        });
+        let args = script_args::MoveArgs {
+            keys: &self.keys,
+            id,
+            now_ms: now,
+            now: now_rfc3339(),
+            push,
+            m,
         };
-        let flag = |b: bool| if b { "1" } else { "" };
-        inv.key(self.keys.job(id))
-            .key(self.keys.events())
-            .key(self.keys.history(id))
-            .key(self.keys.run_lease(id))
-            .arg(self.keys.state_prefix())
-            .arg(m.state.as_str())
-            .arg(now)
-            .arg(now_rfc3339())
-            .arg(m.expect_seq.map(|s| s.to_string()).unwrap_or_default())
-            .arg(m.token.unwrap_or_default())
-            .arg(EVENTS_MAX_LEN)
-            .arg(&task)
-            .arg(run_at)
-            .arg(flag(front))
-            .arg(flag(m.release))
-            .arg(flag(m.bump_attempt))
-            .arg(flag(m.quiet))
-            .arg(self.keys.namespace())
-            .arg(match &m.park {
-                None => String::new(),
-                Some(ParkIn::Lane) => "lane".to_string(),
-                Some(ParkIn::Workspace(ws)) => format!("ws:{ws}"),
-            })
-            .arg(flag(m.keep_slot))
-            .arg(flag(m.reorder));
-        for (k, v) in &m.fields {
-            inv.arg(*k).arg(v);
-        }
+        let inv = args.invocation(&MOVE_SCRIPT);
         let mut conn = self.conn.clone();
         let (status, seq, attempt, tries): (i64, u64, u32, u32) =
             inv.invoke_async(&mut conn).await?;
@@ -896,6 +737,7 @@ pub fn apalis_config(keys: &Keys) -> apalis_redis::Config {
 
 #[cfg(test)]
 mod tests {
+    use super::lua::{states_lua, wait_reasons_lua};
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     record::{JobRecord, RecordView, Unreadable},
     status::JobState,
-    store::{bulk::BulkResult, JobStore, StoreError},
+    store::{bulk::BulkResult, lua, JobStore, StoreError},
 };
 
 /// Log chunks kept per job in Redis (the full log stays in the workspace).
@@ -26,48 +26,9 @@ pub const LOG_TAIL_BYTES: usize = LOG_TAIL_MAX * LOG_CHUNK_BYTES;
 /// How long a finished job's log tail stays in Redis.
 pub const LOG_TAIL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// KEYS: a log tail. Returns {chunks kept, chunks ever added (-1: unknown,
-/// before Redis 7)}.
-const LOG_TAIL_INFO: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local kept, added = 0, -1
-for i = 1, #info, 2 do
-  if info[i] == 'length' then kept = info[i + 1] end
-  if info[i] == 'entries-added' then added = info[i + 1] end
-end
-return {kept, added}
-"#;
-
-/// KEYS: all jobs index, the index of the state purged. ARGV: job prefix,
-/// history prefix, log tail prefix, cancel prefix, idempotency key prefix,
-/// the state purged, before (ms), then ids. Per id: 1 deleted, 0 skipped (no
-/// such job, or no longer in that state since before then).
-const PURGE_MANY: &str = r#"
-local JOB, HISTORY, LOG, CANCEL, KEY = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local state, before = ARGV[6], tonumber(ARGV[7])
-local out = {}
-for i = 8, #ARGV do
-  local id = ARGV[i]
-  local job = JOB .. id
-  local f = redis.call('HMGET', job, 'state', 'key')
-  local since = tonumber(redis.call('ZSCORE', KEYS[2], id))
-  if f[1] ~= state or not since or since > before then
-    out[#out + 1] = 0
-  else
-    local key = f[2]
-    if key and key ~= '' and redis.call('GET', KEY .. key) == id then redis.call('DEL', KEY .. key) end
-    redis.call('DEL', job, HISTORY .. id, LOG .. id, CANCEL .. id)
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    out[#out + 1] = 1
-  end
-end
-return out
-"#;
-
+/// The `purge_many` script (`lua/purge_many.lua`).
 static PURGE_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(PURGE_MANY));
+    std::sync::LazyLock::new(|| lua::script("purge_many"));
 
 /// What [`JobStore::purge`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -79,8 +40,9 @@ pub struct Purged {
     pub skipped: Vec<String>,
 }
 
+/// The `log_tail_info` script (`lua/log_tail_info.lua`).
 static LOG_TAIL_INFO_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(LOG_TAIL_INFO));
+    std::sync::LazyLock::new(|| lua::script("log_tail_info"));
 
 /// How much of a job's output its log tail in Redis still holds (it keeps the
 /// last [`LOG_TAIL_MAX`] chunks; the whole log stays in the workspace).

@@ -32,11 +32,10 @@ use std::{sync::LazyLock, time::Duration};
 use redis::AsyncCommands;
 
 use crate::{
-    delivery::{new_task_id, queue_keys, PUSH_LUA},
+    delivery::new_task_id,
     status::JobState,
-    store::create::OPEN_LUA,
     store::limits::AdmissionConfig,
-    store::{JobStore, StoreError},
+    store::{lua, script_args::WakeArgs, JobStore, StoreError},
 };
 
 /// States a parked job may be in (anything else is skipped and dropped from its
@@ -47,203 +46,23 @@ pub const PARKED_STATES: &[JobState] = &[JobState::Queued, JobState::Waiting];
 /// more room is woken again at once.
 const GRANTS_PER_CALL: usize = 64;
 
-/// Lua prelude (needs `NS` and `JOB_PREFIX` locals, and
-/// [`OPEN_LUA`](crate::store::create::OPEN_LUA) before it): `park_job(job, id, ws)`
+/// The `park` snippet (`lua/park.lua`, which includes `open`; it needs a local
+/// `NS` before it, and scripts take it with `--- @include "park"`): `park_job(job, id, ws)`
 /// puts a job in its lane (`ws` empty) or in workspace `ws`'s line, with its
 /// `order`; `unslot(job, id)` gives the job's slot back (and wakes the pool);
 /// `unpark(job, id)` takes a job out of wherever it is parked.
-pub const PARK_LUA: &str = r#"
-local function lane_model(model) if not model or model == '' then return '-' end return model end
-local function park_job(job, id, ws)
-  open(job)
-  local f = redis.call('HMGET', job, 'pool', 'model', 'order')
-  local pool, model, order = f[1] or '', lane_model(f[2]), tonumber(f[3] or '0') or 0
-  redis.call('ZREM', NS .. ':transit', id)
-  if ws ~= '' then
-    redis.call('ZADD', NS .. ':wsq:' .. ws, order, id)
-    redis.call('SADD', NS .. ':wsqueued', ws)
-    redis.call('HSET', job, 'parked', 'ws:' .. ws)
-  else
-    redis.call('ZADD', NS .. ':lane:' .. pool .. ':' .. model, order, id)
-    redis.call('SADD', NS .. ':lanes:' .. pool, model)
-    redis.call('SADD', NS .. ':pools', pool)
-    redis.call('HSET', job, 'parked', 'lane')
-    redis.call('PUBLISH', NS .. ':wake', pool)
-  end
-end
-local function unpark(job, id)
-  open(job)
-  local f = redis.call('HMGET', job, 'parked', 'pool', 'model')
-  local where = f[1] or ''
-  if where == 'lane' then
-    redis.call('ZREM', NS .. ':lane:' .. (f[2] or '') .. ':' .. lane_model(f[3]), id)
-  elseif string.sub(where, 1, 3) == 'ws:' then
-    redis.call('ZREM', NS .. ':wsq:' .. string.sub(where, 4), id)
-  end
-  if where ~= '' then redis.call('HSET', job, 'parked', '') end
-end
-local function unslot(job, id)
-  open(job)
-  local f = redis.call('HMGET', job, 'pool', 'model')
-  local pool, model = f[1] or '', f[2] or ''
-  if pool == '' then return end
-  local freed = redis.call('ZREM', NS .. ':limit:' .. pool, id)
-  if model ~= '' then redis.call('ZREM', NS .. ':limit:' .. pool .. ':' .. model, id) end
-  if freed == 1 then redis.call('PUBLISH', NS .. ':wake', pool) end
-end
-"#;
+pub const PARK_LUA: &str = include_str!("lua/park.lua");
 
-/// KEYS: the five queue keys. ARGV: namespace, job prefix, pool, unused (now
-/// is Redis's `TIME`), slot lease (ms), pool limit (0: none), window (room of a pool without a
-/// limit), pacing (ms, 0: none), number of task ids n, n task ids, then
-/// model/limit pairs. Returns the number of jobs granted a slot.
-const WAKE: &str = r#"
-local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
-local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local ntasks = tonumber(ARGV[9])
-local mlimit = {}
-for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local slots = NS .. ':limit:' .. pool
-local lanes = NS .. ':lanes:' .. pool
-redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-local models = redis.call('SMEMBERS', lanes)
-if #models == 0 then
-  redis.call('SREM', NS .. ':pools', pool)
-  return 0
-end
-for _, m in ipairs(models) do
-  if m ~= '-' then redis.call('ZREMRANGEBYSCORE', slots .. ':' .. m, '-inf', now) end
-end
--- While workers are live but none can run this pool (its image is missing
--- on every one), its jobs stay parked: a delivery would only come back.
-if redis.call('ZCOUNT', NS .. ':servers', now, '+inf') > 0
-    and redis.call('ZCOUNT', NS .. ':serves:' .. pool, now, '+inf') == 0 then
-  return 0
-end
-local pttl = redis.call('PTTL', NS .. ':backoff:' .. pool)
-if pttl > 0 then
-  redis.call('ZADD', NS .. ':timers', now + pttl, pool)
-  return 0
-end
-local cap = window
-if plimit > 0 then cap = plimit end
-local running = redis.call('ZCARD', slots)
-local mcount = {}
-local granted = 0
-while running < cap and granted < ntasks do
-  local best, best_score, best_m = nil, nil, nil
-  for _, m in ipairs(models) do
-    local lim = mlimit[m] or 0
-    local room = true
-    if lim > 0 and m ~= '-' then
-      if mcount[m] == nil then mcount[m] = redis.call('ZCARD', slots .. ':' .. m) end
-      room = mcount[m] < lim
-    end
-    if room then
-      local lane = NS .. ':lane:' .. pool .. ':' .. m
-      while true do
-        local h = redis.call('ZRANGE', lane, 0, 0, 'WITHSCORES')
-        if #h == 0 then
-          if redis.call('EXISTS', lane) == 0 then redis.call('SREM', lanes, m) end
-          break
-        end
-        open(JOB_PREFIX .. h[1])
-        local st, seq = unpack(redis.call('HMGET', JOB_PREFIX .. h[1], 'state', 'seq'))
-        if st and PARKED[st] and not tonumber(seq or '0') then
-          -- Its grant would write `seq`: fail it (kept) instead, and go on.
-          fail_unreadable(JOB_PREFIX .. h[1], h[1], 'seq', '`' .. seq .. '` is not a number')
-          st = nil
-        end
-        if st and PARKED[st] then
-          local s = tonumber(h[2])
-          if best_score == nil or s < best_score then best, best_score, best_m = h[1], s, m end
-          break
-        end
-        redis.call('ZREM', lane, h[1])
-      end
-    end
-  end
-  if best == nil then break end
-  if rate > 0 then
-    local last = tonumber(redis.call('GET', NS .. ':rate:' .. pool) or '0')
-    if now - last < rate then
-      redis.call('ZADD', NS .. ':timers', last + rate, pool)
-      break
-    end
-    redis.call('SET', NS .. ':rate:' .. pool, now, 'PX', rate * 2 + 1000)
-  end
-  redis.call('ZREM', NS .. ':lane:' .. pool .. ':' .. best_m, best)
-  redis.call('ZADD', slots, now + lease, best)
-  if best_m ~= '-' then
-    redis.call('ZADD', slots .. ':' .. best_m, now + lease, best)
-    if mcount[best_m] then mcount[best_m] = mcount[best_m] + 1 end
-  end
-  running = running + 1
-  granted = granted + 1
-  local job = JOB_PREFIX .. best
-  local task = ARGV[9 + granted]
-  local seq = redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
-  redis.call('ZADD', NS .. ':transit', now, best)
-  push_delivery(task, best, seq, 0, now, false)
-end
-wake()
-if granted > 0 then redis.call('PUBLISH', NS .. ':deliver', granted) end
-return granted
-"#;
-
-/// KEYS: none. ARGV: namespace, unused. Takes the timers due by Redis's clock;
-/// returns their pools.
-const DUE: &str = r#"
-local t = ARGV[1] .. ':timers'
-local due = redis.call('ZRANGEBYSCORE', t, '-inf', redis_now_ms(), 'LIMIT', 0, 100)
-if #due > 0 then redis.call('ZREM', t, unpack(due)) end
-return due
-"#;
-
-/// KEYS: none. ARGV: namespace, job prefix. For each workspace with a line
-/// whose lease is gone (its holder died): the first in line goes to its lane.
-/// Returns how many moved.
-const FREE_WORKSPACES: &str = r#"
-local moved = 0
-for _, ws in ipairs(redis.call('SMEMBERS', NS .. ':wsqueued')) do
-  if redis.call('EXISTS', NS .. ':ws:' .. ws) == 0 then
-    local line = NS .. ':wsq:' .. ws
-    local head = redis.call('ZRANGE', line, 0, 0)[1]
-    if head then
-      redis.call('ZREM', line, head)
-      park_job(JOB_PREFIX .. head, head, '')
-      moved = moved + 1
-    end
-  end
-  if redis.call('EXISTS', NS .. ':wsq:' .. ws) == 0 then redis.call('SREM', NS .. ':wsqueued', ws) end
-end
-return moved
-"#;
-
-/// `local PARKED = {...}` for Lua, from [`PARKED_STATES`].
-pub(crate) fn parked_states_lua() -> String {
-    let names: Vec<String> = PARKED_STATES
-        .iter()
-        .map(|s| format!("['{}'] = true", s.as_str()))
-        .collect();
-    format!("local PARKED = {{{}}}\n", names.join(", "))
-}
-
-static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{PUSH_LUA}{OPEN_LUA}{}{}{WAKE}",
-        parked_states_lua(),
-        crate::store::limits::REDIS_NOW_LUA
-    ))
-});
-static DUE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{}{DUE}", crate::store::limits::REDIS_NOW_LUA)));
-static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "local NS, JOB_PREFIX = ARGV[1], ARGV[2]\n{OPEN_LUA}{PARK_LUA}{FREE_WORKSPACES}"
-    ))
-});
+/// The `wake` script (`lua/wake.lua`, its arguments in
+/// [`WakeArgs`](crate::store::script_args::WakeArgs)): grants free slots to
+/// the oldest parked jobs that can start. Returns how many it granted.
+static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("wake"));
+/// The `due` script (`lua/due.lua`): takes the pool timers due.
+static DUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("due"));
+/// The `free_workspaces` script (`lua/free_workspaces.lua`): the first in
+/// line of each workspace whose holder is gone goes to its lane.
+static FREE_WORKSPACES_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| lua::script("free_workspaces"));
 
 use crate::clock::now_ms;
 
@@ -287,27 +106,26 @@ impl JobStore {
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let mut inv = WAKE_SCRIPT.prepare_invoke();
-            for k in queue_keys(self.keys()) {
-                inv.key(k);
+            let model_limits = match cfg.limits.get(pool) {
+                Some(crate::store::limits::LimitSpec::Detailed(m)) => m
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "total")
+                    .map(|(k, n)| (k.as_str(), *n))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let inv = WakeArgs {
+                keys: self.keys(),
+                pool,
+                now_ms: now_ms(),
+                lease_ms: lease.as_millis() as u64,
+                pool_limit: cfg.pool_limit(pool),
+                window: window.max(1),
+                rate_ms: cfg.rate_ms(pool),
+                tasks: (0..GRANTS_PER_CALL).map(|_| new_task_id()).collect(),
+                model_limits,
             }
-            inv.arg(self.keys().namespace())
-                .arg(self.keys().job_prefix())
-                .arg(pool)
-                .arg(now_ms())
-                .arg(lease.as_millis() as u64)
-                .arg(cfg.pool_limit(pool))
-                .arg(window.max(1))
-                .arg(cfg.rate_ms(pool))
-                .arg(GRANTS_PER_CALL);
-            for _ in 0..GRANTS_PER_CALL {
-                inv.arg(new_task_id());
-            }
-            if let Some(crate::store::limits::LimitSpec::Detailed(m)) = cfg.limits.get(pool) {
-                for (model, n) in m.iter().filter(|(k, _)| k.as_str() != "total") {
-                    inv.arg(model).arg(*n);
-                }
-            }
+            .invocation(&WAKE_SCRIPT);
             let n: usize = inv.invoke_async(&mut self.conn()).await?;
             total += n;
             if n < GRANTS_PER_CALL {

@@ -22,87 +22,15 @@ use std::{sync::LazyLock, time::Duration};
 use redis::AsyncCommands;
 
 use crate::{
-    delivery::{queue_keys, PUSH_LUA},
     status::{JobState, WaitReason},
-    store::create::OPEN_LUA,
-    store::park::PARK_LUA,
-    store::{
-        apalis_config, final_states_lua, now_rfc3339, states_lua, wait_reasons_lua, JobStore,
-        StoreError, EVENTS_MAX_LEN,
-    },
+    store::{apalis_config, lua, now_rfc3339, script_args::RescueArgs, JobStore, StoreError},
 };
 
-/// KEYS: five queue keys, job, run lease, events, history, apalis workers set,
-/// rescued counter. ARGV: state prefix, now (ms), now, events max length, grace
-/// (ms), namespace, in-flight prefix.
-/// Returns '' (left alone), or the reason it was put back (`WR.Orphaned`,
-/// `WR.Lost`). A rescued job gives back any
-/// slot it held and is parked in its pool's lane at its first place in line.
-const RESCUE: &str = r#"
-local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local inflight_prefix = ARGV[7]
-open(job)
-if redis.call('EXISTS', job) == 0 then return '' end
-local id = string.match(job, '[^:]*$')
-local state = redis.call('HGET', job, 'state')
-if FINAL[state] then
-  redis.call('ZREM', NS .. ':transit', id)
-  return ''
-end
-if redis.call('EXISTS', lease) == 1 then return '' end
--- Checked before anything is written: the rescue writes `seq`.
-local seq = redis.call('HGET', job, 'seq')
-if not tonumber(seq or '0') then
-  fail_unreadable(job, id, 'seq', '`' .. seq .. '` is not a number')
-  unslot(job, id)
-  unpark(job, id)
-  return 'unreadable'
-end
-local reason = WR.Orphaned
-if not ACTIVE[state] then
-  if (redis.call('HGET', job, 'parked') or '') ~= '' then
-    redis.call('ZREM', NS .. ':transit', id)
-    return ''
-  end
-  local cur = redis.call('HGET', job, 'task') or ''
-  local at = tonumber(redis.call('HGET', job, 'task_at') or '0') or 0
-  if at > now_ms - grace then return '' end
-  if cur ~= '' then
-    if redis.call('ZSCORE', Q_SCHEDULED, cur) then return '' end
-    if redis.call('LPOS', Q_ACTIVE, cur) then return '' end
-    for _, w in ipairs(redis.call('ZRANGE', workers, 0, -1)) do
-      if redis.call('SISMEMBER', inflight_prefix .. ':' .. w, cur) == 1 then return '' end
-    end
-  end
-  reason = WR.Lost
-  redis.call('INCR', rescued)
-end
-redis.call('HINCRBY', job, 'seq', 1)
-redis.call('HSET', job, 'owner', '', 'reason', reason, 'task', '', 'task_at', now_ms,
-  'state', ST.Waiting, 'updated_at', now)
-redis.call('ZREM', state_prefix .. state, id)
-redis.call('ZADD', state_prefix .. ST.Waiting, now_ms, id)
-unslot(job, id)
-park_job(job, id, '')
-local f = redis.call('HMGET', job, 'attempt', 'host', 'worker')
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', ST.Waiting,
-  'from', state, 'attempt', f[1] or '0', 'host', f[2] or '', 'at', now)
-redis.call('RPUSH', history, cjson.encode({state = ST.Waiting, from = state, at = now,
-  attempt = tonumber(f[1] or '0') or 0, host = f[2] or '', worker = f[3] or '', reason = reason}))
-redis.call('LTRIM', history, -200, -1)
-return reason
-"#;
-
-static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{PUSH_LUA}{}{}{}{}local NS = ARGV[6]\n{OPEN_LUA}{PARK_LUA}{RESCUE}",
-        states_lua(),
-        wait_reasons_lua(),
-        final_states_lua(),
-        active_states_lua()
-    ))
-});
+/// The `rescue` script (`lua/rescue.lua`, its arguments in
+/// [`RescueArgs`](crate::store::script_args::RescueArgs)): re-checks a job and,
+/// if it is orphaned or lost, gives back any slot it held and parks it in its
+/// pool's lane at its first place in line, as `waiting`.
+static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("rescue"));
 
 /// States in which a job is under a run (the rest wait or are final).
 pub const ACTIVE_STATES: &[JobState] = &[
@@ -111,14 +39,6 @@ pub const ACTIVE_STATES: &[JobState] = &[
     JobState::Qa,
     JobState::Reporting,
 ];
-
-pub(crate) fn active_states_lua() -> String {
-    let names: Vec<String> = ACTIVE_STATES
-        .iter()
-        .map(|s| format!("['{}'] = true", s.as_str()))
-        .collect();
-    format!("local ACTIVE = {{{}}}\n", names.join(", "))
-}
 
 /// What one sweep put back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -147,24 +67,17 @@ impl JobStore {
     }
 
     async fn rescue(&self, id: &str, grace: Duration) -> Result<Option<WaitReason>, StoreError> {
-        let mut inv = RESCUE_SCRIPT.prepare_invoke();
-        for k in queue_keys(self.keys()) {
-            inv.key(k);
-        }
         let cfg = apalis_config(self.keys());
-        inv.key(self.keys().job(id))
-            .key(self.keys().run_lease(id))
-            .key(self.keys().events())
-            .key(self.keys().history(id))
-            .key(cfg.workers_set())
-            .key(self.keys().rescued())
-            .arg(self.keys().state_prefix())
-            .arg(crate::clock::now_ms())
-            .arg(now_rfc3339())
-            .arg(EVENTS_MAX_LEN)
-            .arg(grace.as_millis() as u64)
-            .arg(self.keys().namespace())
-            .arg(cfg.inflight_jobs_set());
+        let inv = RescueArgs {
+            keys: self.keys(),
+            id,
+            workers: cfg.workers_set(),
+            inflight_prefix: cfg.inflight_jobs_set(),
+            now_ms: crate::clock::now_ms(),
+            now: now_rfc3339(),
+            grace_ms: grace.as_millis() as u64,
+        }
+        .invocation(&RESCUE_SCRIPT);
         let reason: String = inv.invoke_async(&mut self.conn()).await?;
         if reason == "unreadable" {
             tracing::warn!(

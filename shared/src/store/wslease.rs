@@ -14,90 +14,20 @@ use std::{sync::LazyLock, time::Duration};
 
 use crate::{
     input::DispatchInput,
-    store::{JobStore, StoreError},
+    store::{lua, JobStore, StoreError},
     workspace::workspace_name,
 };
 
-/// KEYS: lease. ARGV: ttl (ms), id. Returns '' (taken) or the holder's id.
-const TAKE: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[2] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  return ''
-end
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-return ''
-"#;
-
-/// KEYS: lease, line. ARGV: id, namespace, job prefix. Drops the lease if `id`
-/// holds it; then, the workspace being free, the first job in its line goes to
-/// its pool's lane (and its pool is woken).
-const GIVE_BACK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-if not head then return 0 end
-redis.call('ZREM', KEYS[2], head)
-park_job(JOB_PREFIX .. head, head, '')
-return 1
-"#;
-
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#;
-
-/// KEYS: the five queue keys, the host's affinity set. ARGV: unused (now is
-/// Redis's `TIME`), most, job prefix. Takes up to `most` jobs left to this host whose delivery still
-/// waits in the scheduled set: removes the delivery from apalis's lists (it is
-/// consumed here) and returns the deliveries' data.
-const CLAIM: &str = r#"
-local set, now, most, job_prefix = KEYS[6], redis_now_ms(), tonumber(ARGV[2]), ARGV[3]
-redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
-  if #out >= most then break end
-  redis.call('ZREM', set, id)
-  open(job_prefix .. id)
-  local task = redis.call('HGET', job_prefix .. id, 'task')
-  if task and redis.call('ZREM', Q_SCHEDULED, task) == 1 then
-    local data = redis.call('HGET', Q_DATA, task)
-    redis.call('HDEL', Q_DATA, task)
-    redis.call('DEL', Q_META .. ':' .. task)
-    if data then table.insert(out, data) end
-  end
-end
-return out
-"#;
-
-/// KEYS: lease, waiters. ARGV: id, ttl (ms). Takes the lease only if the
-/// workspace is free and nobody waits for it (for housekeeping, which must never
-/// hold a job up). Returns 1 if taken.
-const TRY_TAKE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"#;
-
-static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRY_TAKE));
-static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{}{}{}{CLAIM}",
-        crate::delivery::PUSH_LUA,
-        crate::store::create::OPEN_LUA,
-        crate::store::limits::REDIS_NOW_LUA
-    ))
-});
-static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
-static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "local NS, JOB_PREFIX = ARGV[2], ARGV[3]\n{}{}{GIVE_BACK}",
-        crate::store::create::OPEN_LUA,
-        crate::store::park::PARK_LUA
-    ))
-});
-static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+/// The `ws_try_take` script (`lua/ws_try_take.lua`).
+static TRY_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("ws_try_take"));
+/// The `claim` script (`lua/claim.lua`).
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("claim"));
+/// The `ws_take` script (`lua/ws_take.lua`).
+static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("ws_take"));
+/// The `ws_give_back` script (`lua/ws_give_back.lua`).
+static GIVE_BACK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("ws_give_back"));
+/// The `ws_renew` script (`lua/ws_renew.lua`).
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("ws_renew"));
 
 /// The workspace a job runs in, as a key: `{org}/{repo}/{pr-N|task-N|branch-NAME|tag-NAME}`.
 pub fn workspace_key(input: &DispatchInput) -> String {
