@@ -6,12 +6,10 @@ use std::{sync::Arc, time::Duration};
 use crate::context::WorkerCtx;
 
 /// Claims, while this worker has room, the jobs other hosts left to this host
-/// because it has their workspace (see `affinity_secs`), and runs them.
-pub fn spawn_affinity_claimer(
-    ctx: Arc<WorkerCtx>,
-    concurrency: u32,
-    draining: tokio::sync::watch::Receiver<bool>,
-) {
+/// because it has their workspace (see `affinity_secs`), and runs them. It
+/// takes its places in the room first and claims no more jobs than it got, so
+/// these jobs count against `--concurrency` with the intake's.
+pub fn spawn_affinity_claimer(ctx: Arc<WorkerCtx>, draining: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         if ctx.cfg.affinity_secs == 0 {
             return;
@@ -22,15 +20,17 @@ pub fn spawn_affinity_claimer(
             if *draining.borrow() || ctx.breaker.degraded().is_some() {
                 continue;
             }
-            let room = (concurrency as usize).saturating_sub(ctx.running.lock().unwrap().len());
-            if room == 0 {
+            // Places not used by a claimed job go back when dropped.
+            let places = ctx.room.take_free(usize::MAX);
+            if places.is_empty() {
                 continue;
             }
-            match ctx.store.claim_left_jobs(&ctx.host, room).await {
+            match ctx.store.claim_left_jobs(&ctx.host, places.len()).await {
                 Ok(deliveries) => {
-                    for d in deliveries {
+                    // The claim takes at most one job per place.
+                    for (d, place) in deliveries.into_iter().zip(places) {
                         tracing::info!(job = %d.job_id, "claimed a job left to this host (it has the workspace)");
-                        tokio::spawn(crate::job::process(ctx.clone(), d));
+                        crate::room::run(ctx.clone(), d, place);
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot claim jobs left to this host"),

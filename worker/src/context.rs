@@ -39,6 +39,9 @@ pub struct WorkerCtx {
     pub window: std::sync::atomic::AtomicU32,
     /// Notified when deliveries were pushed: the apalis worker looks at once.
     pub poke: tokio::sync::Notify,
+    /// This worker's `--concurrency` places: every job it runs holds one,
+    /// however it was claimed (see [`crate::room`]).
+    pub room: crate::room::Room,
 }
 
 impl WorkerCtx {

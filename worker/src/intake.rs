@@ -1,8 +1,9 @@
 //! The intake: the apalis worker that takes this worker's deliveries from
-//! Redis and hands each to [`crate::job::process`], at most `concurrency` at a
-//! time. apalis-redis ends a worker's stream when Redis fails under it
-//! (apalis-redis #76), so it runs generation after generation until shutdown;
-//! a degraded host (its circuit breaker open) pauses it.
+//! Redis and hands each to [`crate::job::process`] while this worker has room
+//! (a place in [`crate::room`], shared with the affinity claimer). apalis-redis
+//! ends a worker's stream when Redis fails under it (apalis-redis #76), so it
+//! runs generation after generation until shutdown; a degraded host (its
+//! circuit breaker open) pauses it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,12 +14,16 @@ use tokio::sync::watch;
 use crate::context::WorkerCtx;
 
 async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
-    crate::job::process((*ctx).clone(), delivery).await;
+    let id = delivery.job_id.clone();
+    let place = ctx.room.take().await;
+    if let Err(e) = crate::room::run((*ctx).clone(), delivery, place).await {
+        tracing::error!(job = %id, error = %e, "job task panicked");
+    }
     Ok(())
 }
 
 /// Takes deliveries until `drain` turns true.
-pub async fn run(ctx: Arc<WorkerCtx>, concurrency: u32, drain: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
     let keys = ctx.store.keys().clone();
     let poll = ctx.cfg.poll_every();
     // apalis-redis ends a worker's stream when Redis fails under it (apalis-redis
@@ -33,7 +38,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, concurrency: u32, drain: watch::Receiver<b
         let worker = WorkerBuilder::new(format!("{}-g{generation}", ctx.worker_id))
             .backend(backend)
             .data(ctx.clone())
-            .concurrency(concurrency as usize)
+            // Fetches only while this worker has room: the affinity claimer's
+            // jobs hold places in the same room (see `crate::room`).
+            .layer(ctx.room.layer())
             .build(handle);
         let gen_drain = drain.clone();
         let wctx_ctx = ctx.clone();

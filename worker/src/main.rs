@@ -31,6 +31,7 @@ mod qa;
 mod redischeck;
 mod registry;
 mod report;
+mod room;
 mod run;
 mod save;
 mod shutdown;
@@ -193,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         workspace_bytes: Default::default(),
         window: Default::default(),
         poke: Default::default(),
+        room: room::Room::new(cli.concurrency),
     });
 
     if let Some(addr) = cli.metrics_addr {
@@ -210,8 +212,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     housekeeping::spawn(ctx.clone());
     writeback::spawn(ctx.clone());
 
-    affinity::spawn_affinity_claimer(ctx.clone(), cli.concurrency, shutdown.drain.clone());
-    intake::run(ctx.clone(), cli.concurrency, shutdown.drain.clone()).await;
+    affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
+    intake::run(ctx.clone(), shutdown.drain.clone()).await;
     let _ = ctx
         .store
         .worker_gone(&ctx.worker_id, &ctx.cfg.agent_table().names())
