@@ -41,4 +41,14 @@ mod tests {
         }
         assert_eq!(Language::detect(tempfile::tempdir().unwrap().path()), None);
     }
+
+    /// A marker that is a link (to a real file) or a directory does not count.
+    #[test]
+    fn a_linked_or_directory_marker_is_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real"), "").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("go.mod")).unwrap();
+        std::fs::create_dir(dir.path().join("Cargo.toml")).unwrap();
+        assert_eq!(Language::detect(dir.path()), None);
+    }
 }

@@ -278,6 +278,45 @@ mod tests {
         assert!(err.contains("`done`") && err.contains("timed_out"), "{err}");
     }
 
+    /// `detectFinalStatus` on each thing reading `BLOCKED.md` can give (the
+    /// files themselves: agentq-shared's `status::tests`).
+    #[test]
+    fn final_status_from_what_blocked_md_gave() {
+        let text = |t: &str| -> BlockedFile {
+            Ok(Some(UntrustedText {
+                text: t.to_string(),
+                truncated: false,
+            }))
+        };
+        let decide = |file: BlockedFile, code| {
+            let f = detect_final_status(&file, code);
+            (f.state, f.message)
+        };
+        assert_eq!(decide(Ok(None), 0), (JobState::Completed, String::new()));
+        assert_eq!(
+            decide(Ok(None), 3),
+            (JobState::Failed, "Agent exited with code 3".into())
+        );
+        assert_eq!(decide(text("  \n"), 0).0, JobState::Completed);
+        assert_eq!(
+            decide(text("  Which DB?\n"), 1),
+            (JobState::Blocked, "Which DB?".into())
+        );
+        assert_eq!(
+            decide(Err(UntrustedFileError::Symlink("BLOCKED.md".into())), 0),
+            (
+                JobState::Failed,
+                "BLOCKED.md is a symlink; refusing to read it".into()
+            )
+        );
+    }
+
+    /// The README's "at most 64 KiB" of `BLOCKED.md`, to the byte.
+    #[test]
+    fn blocked_md_is_read_up_to_64_kib() {
+        assert_eq!(BLOCKED_CAP, 65_536);
+    }
+
     #[test]
     fn wait_reasons_and_qa_statuses_parse_from_their_names() {
         for r in WAIT_REASONS {

@@ -78,6 +78,25 @@ mod tests {
         );
     }
 
+    /// Each ^A is two bytes when visible: 16 KiB of them is 32 KiB, cut
+    /// again at 16 KiB + 256 with the marker saying how much went (the cap to
+    /// the byte, not only relative to the constant).
+    #[test]
+    fn made_visible_text_is_cut_again_at_the_cap_plus_256() {
+        let t = UntrustedText {
+            text: "\u{1}".repeat(16 * 1024),
+            truncated: false,
+        };
+        assert_eq!(
+            Summary::from_read(Ok(Some(t))).text,
+            format!(
+                "{}{}",
+                "^A".repeat((16 * 1024 + 256) / 2),
+                text::cut_marker(32 * 1024 - (16 * 1024 + 256))
+            )
+        );
+    }
+
     /// What reading gave, as the summary: none, the text made safe, or none
     /// and a note.
     #[test]
