@@ -16,7 +16,7 @@ mod web;
 use std::{path::PathBuf, process::ExitCode, sync::OnceLock, time::Duration};
 
 use agentq_shared::{
-    config::Config,
+    config::{Config, ConfigFile},
     store::{redact_url, JobStore, StoreError},
 };
 use clap::{Parser, Subcommand};

@@ -2,7 +2,7 @@
 
 use std::{path::Path, time::Duration};
 
-use agentq_shared::status::JobState;
+use agentq_shared::status::{JobState, StatusFile};
 use agentq_tests::*;
 
 const LONG: Duration = Duration::from_secs(120);

@@ -7,7 +7,7 @@
 
 use std::{path::Path, time::Duration};
 
-use agentq_shared::status::{JobState, QaStatus, WorkspaceStatus};
+use agentq_shared::status::{JobState, QaStatus, StatusFile, WorkspaceStatus};
 use agentq_tests::{
     forge_sim::ForgeSim,
     llm_stub::{host_gateway_ip, LlmStub},

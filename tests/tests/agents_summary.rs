@@ -14,7 +14,7 @@
 
 use std::{path::Path, time::Duration};
 
-use agentq_shared::status::{JobState, WorkspaceStatus};
+use agentq_shared::status::{JobState, StatusFile, WorkspaceStatus};
 use agentq_tests::{forge_sim::ForgeSim, *};
 
 const LONG: Duration = Duration::from_secs(180);

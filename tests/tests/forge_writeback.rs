@@ -5,7 +5,7 @@
 
 use std::{path::Path, time::Duration};
 
-use agentq_shared::status::{JobState, QaStatus, WorkspaceStatus};
+use agentq_shared::status::{JobState, QaStatus, StatusFile, WorkspaceStatus};
 use agentq_tests::{
     forge_sim::{ForgeSim, SIM_USER},
     *,

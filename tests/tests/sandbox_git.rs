@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use agentq_shared::status::{JobState, QaStatus, WaitReason};
+use agentq_shared::status::{JobState, QaStatus, StatusFile, WaitReason};
 use agentq_tests::{forge_sim::ForgeSim, *};
 
 const LONG: Duration = Duration::from_secs(180);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentq_shared::status::{JobState, WorkspaceStatus};
+use agentq_shared::status::{JobState, StatusFile, WorkspaceStatus};
 use agentq_tests::*;
 use redis::Commands;
 

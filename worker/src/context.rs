@@ -1,7 +1,10 @@
 //! What every job handler shares: configuration, the store, the Docker engine and
 //! this worker's identity.
 
-use agentq_shared::{config::Config, store::JobStore};
+use agentq_shared::{
+    config::{AgentRunIds, Config},
+    store::JobStore,
+};
 use bollard::Docker;
 
 /// Shared by all handlers of one worker process.

@@ -47,7 +47,7 @@ mod writeback;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use agentq_shared::{
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, ConfigFile},
     store::JobStore,
 };
 use clap::Parser;

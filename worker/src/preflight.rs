@@ -20,7 +20,7 @@ use std::{
 };
 
 use agentq_shared::{
-    config::Config,
+    config::{AgentRunIds, Config},
     container::{agent_container, ContainerJob},
     forge::ForgeClient,
 };

@@ -9,7 +9,7 @@
 use agentq_shared::{
     config::Config,
     input::DispatchInput,
-    language::Language,
+    language::{DetectLanguage, Language},
     prompt::{build_prompt, PromptParts},
     record::JobRecord,
     templates::{TemplateError, Templates},
@@ -398,7 +398,7 @@ async fn build_working_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentq_shared::status::WorkspaceStatus;
+    use agentq_shared::status::{StatusFile, WorkspaceStatus};
 
     fn rec(issue: u64, task: &str) -> JobRecord {
         let input = DispatchInput {

@@ -11,7 +11,10 @@
 use std::time::Duration;
 
 use agentq_shared::{
-    agent::AgentSpec, container::qa_container, language::Language, status::QaStatus,
+    agent::AgentSpec,
+    container::qa_container,
+    language::{DetectLanguage, Language},
+    status::QaStatus,
 };
 use tokio::sync::watch;
 

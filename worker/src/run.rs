@@ -9,7 +9,7 @@ use agentq_shared::{
     clock::now_rfc3339,
     container::{ContainerJob, Watchdog},
     record::JobRecord,
-    status::{JobState, WorkspaceStatus},
+    status::{JobState, StatusFile, WorkspaceStatus},
     workspace::Workspace,
 };
 

@@ -11,7 +11,7 @@ use agentq_shared::{
     container::{agent_container, encode_argv, held, GO_FILE},
     forge::CommitState,
     outcome::{decide_outcome, settle, Ended, Finding, RunOutcome},
-    status::{read_blocked, JobState, QaStatus, QaSummary, WorkspaceStatus},
+    status::{read_blocked, JobState, QaStatus, QaSummary, StatusFile, WorkspaceStatus},
     summary::Summary,
     transition::{Note, Outcome, RunReport, Transition},
     workspace::Workspace,

@@ -384,44 +384,6 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The file [`Config::load`] reads: `path`, else `AGENTQ_CONFIG`, else
-    /// `./agentq.toml` if it exists; `None`: defaults and environment only.
-    pub fn file(path: Option<PathBuf>) -> Option<PathBuf> {
-        path.or_else(|| {
-            std::env::var_os("AGENTQ_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .or_else(|| {
-            let p = PathBuf::from("agentq.toml");
-            p.exists().then_some(p)
-        })
-    }
-
-    /// Loads `path` (or `AGENTQ_CONFIG`, or `./agentq.toml` if it exists), then
-    /// applies environment overrides.
-    ///
-    /// # Errors
-    /// A named file that cannot be read or parsed, or a bad environment value.
-    pub fn load(path: Option<PathBuf>) -> Result<Self, ConfigError> {
-        let mut cfg = match Self::file(path) {
-            Some(p) => {
-                let text =
-                    std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.clone(), e))?;
-                Self::from_toml(&text).map_err(|e| ConfigError::Parse(p, e))?
-            }
-            None => Self::default(),
-        };
-        cfg.apply_env(|k| std::env::var(k).ok())?;
-        cfg.apply_floors();
-        let home = std::env::var_os("HOME");
-        cfg.workspace_root = expand_home(&cfg.workspace_root, home.as_deref());
-        if let Some(t) = &cfg.templates_dir {
-            cfg.templates_dir = Some(expand_home(t, home.as_deref()));
-        }
-        Ok(cfg)
-    }
-
     /// Parses a TOML document.
     ///
     /// # Errors
@@ -501,10 +463,12 @@ impl Config {
         Ok((uid, gid))
     }
 
-    /// `uid:gid` agents run as: `docker.agent_user` when this process is root
-    /// (it gives them the working tree), else this process's own ids.
-    pub fn agent_run_ids(&self) -> (u32, u32) {
-        let (uid, gid) = crate::fsutil::current_ids();
+    /// `uid:gid` agents run as, for a worker whose effective ids are
+    /// `process_ids`: `docker.agent_user` when the worker is root (it gives
+    /// them the working tree), else the worker's own ids.
+    /// (`agentq_shared::config::AgentRunIds` asks this process's ids.)
+    pub fn agent_run_ids_as(&self, process_ids: (u32, u32)) -> (u32, u32) {
+        let (uid, gid) = process_ids;
         if uid == 0 {
             // Validated at load; the fallback is the documented default.
             self.agent_ids().unwrap_or(DEFAULT_AGENT_IDS)
@@ -637,8 +601,8 @@ impl Config {
     /// The bounds a working tree the agent made is checked against (during
     /// and after the run): `workspace_limit_mb`, `workspace_limit_files`, and
     /// a walk that cannot finish in [`TREE_WALK_BUDGET`] counts as over.
-    pub fn tree_bounds(&self) -> crate::fsutil::TreeBounds {
-        crate::fsutil::TreeBounds {
+    pub fn tree_bounds(&self) -> crate::tree_bounds::TreeBounds {
+        crate::tree_bounds::TreeBounds {
             max_bytes: self.workspace_limit_bytes(),
             max_entries: (self.workspace_limit_files > 0).then_some(self.workspace_limit_files),
             budget: TREE_WALK_BUDGET,
@@ -933,6 +897,16 @@ mod tests {
         .unwrap();
         assert_eq!(ok.docker.mounts[0].target, "/cache");
         assert!(ok.host_gateway_for("local") && !ok.host_gateway_for("codex"));
+    }
+
+    /// A root worker gives agents `docker.agent_user`; any other runs them
+    /// as itself.
+    #[test]
+    fn agents_run_as_agent_user_under_a_root_worker_else_as_the_worker() {
+        let cfg = Config::from_toml("[docker]\nagent_user = \"1234:5678\"\n").unwrap();
+        assert_eq!(cfg.agent_run_ids_as((0, 0)), (1234, 5678));
+        assert_eq!(cfg.agent_run_ids_as((0, 7)), (1234, 5678));
+        assert_eq!(cfg.agent_run_ids_as((1000, 100)), (1000, 100));
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! What a repository is written in, from its marker files, and the commands that
 //! build and test it (used by the prompt and by QA).
 
-use std::path::Path;
-
 /// A language agentq knows how to build and test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
@@ -19,11 +17,11 @@ pub enum Language {
 }
 
 impl Language {
-    /// Detects the language from marker files, in the seed's order (go.mod,
-    /// composer.json, package.json), then Cargo.toml, then Python's markers.
-    pub fn detect(repo: &Path) -> Option<Self> {
-        // Never follows a link the agent planted: only real files count.
-        let has = |f: &str| std::fs::symlink_metadata(repo.join(f)).is_ok_and(|m| m.is_file());
+    /// The language of a repository whose top directory `has` the named
+    /// marker files, in the seed's order (go.mod, composer.json,
+    /// package.json), then Cargo.toml, then Python's markers. Looking at the
+    /// files is `agentq_shared::language::DetectLanguage`'s.
+    pub fn from_markers(has: impl Fn(&str) -> bool) -> Option<Self> {
         if has("go.mod") {
             Some(Self::Go)
         } else if has("composer.json") {
@@ -94,8 +92,10 @@ impl Language {
 mod tests {
     use super::*;
 
+    /// Each marker alone, and the seed's order when there are several.
     #[test]
-    fn detects_each_marker() {
+    fn markers_give_the_language_in_the_seeds_order() {
+        let of = |files: &[&str]| Language::from_markers(|f| files.contains(&f));
         for (file, lang) in [
             ("go.mod", Language::Go),
             ("Cargo.toml", Language::Rust),
@@ -104,11 +104,27 @@ mod tests {
             ("pyproject.toml", Language::Python),
             ("requirements.txt", Language::Python),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join(file), "").unwrap();
-            assert_eq!(Language::detect(dir.path()), Some(lang), "{file}");
+            assert_eq!(of(&[file]), Some(lang), "{file}");
         }
-        assert_eq!(Language::detect(tempfile::tempdir().unwrap().path()), None);
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&["README.md"]), None);
+        let all = [
+            "requirements.txt",
+            "pyproject.toml",
+            "Cargo.toml",
+            "package.json",
+            "composer.json",
+            "go.mod",
+        ];
+        for (n, lang) in [
+            (6, Language::Go),
+            (5, Language::Php),
+            (4, Language::Node),
+            (3, Language::Rust),
+            (2, Language::Python),
+        ] {
+            assert_eq!(of(&all[..n]), Some(lang), "{:?}", &all[..n]);
+        }
     }
 
     #[test]

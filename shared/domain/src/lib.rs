@@ -7,6 +7,11 @@
 //! configuration with every value derived from it. The store
 //! (`agentq-shared`), the CLI and the worker build on it; its tests need
 //! neither Redis nor Docker.
+//!
+//! It does no file-system I/O: reading and writing files (the workspace's
+//! `status.json`, `BLOCKED.md`, the summary, user templates, the config file)
+//! is `agentq-shared`'s, on the types and rules here. `tests/no_io.rs` checks
+//! it.
 
 #![warn(missing_docs)]
 
@@ -16,8 +21,6 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod flat;
-pub mod fsutil;
-pub mod host;
 pub mod input;
 pub mod keys;
 pub mod language;
@@ -30,4 +33,6 @@ pub mod summary;
 pub mod templates;
 pub mod text;
 pub mod transition;
+pub mod tree_bounds;
+pub mod untrusted;
 pub mod workspace;

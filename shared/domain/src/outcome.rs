@@ -3,9 +3,9 @@
 //! (how the agent ended, the working tree's size) and this module decides.
 
 use crate::{
-    fsutil::TreeOver,
     status::{detect_final_status, BlockedFile, FinalStatus, JobState},
     transition::Outcome,
+    tree_bounds::TreeOver,
 };
 
 /// Why an agent's container run ended.
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(settle(timed_out.clone(), qa()), timed_out);
     }
 
-    use crate::fsutil::{UntrustedFileError, UntrustedText};
+    use crate::untrusted::{UntrustedFileError, UntrustedText};
 
     use super::*;
 

@@ -1,7 +1,9 @@
 //! Job states, the workspace `status.json` (the seed's `WorkspaceStatus`), and the
 //! rule that turns an agent's exit into a final state (the seed's `detectFinalStatus`).
 
-use std::{fmt, io, path::Path, str::FromStr};
+use std::{fmt, str::FromStr};
+
+use crate::untrusted::{UntrustedFileError, UntrustedText};
 
 use serde::{Deserialize, Serialize};
 
@@ -205,27 +207,6 @@ pub struct QaSummary {
     pub output_tail: String,
 }
 
-impl WorkspaceStatus {
-    /// Reads `status.json`.
-    ///
-    /// # Errors
-    /// I/O errors, or a file that is not a status document.
-    pub fn read(path: &Path) -> io::Result<Self> {
-        let text = std::fs::read_to_string(path)?;
-        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
-
-    /// Writes `status.json` atomically: a temp file beside it, then a rename, so a
-    /// reader never sees half a document.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn write_atomic(&self, path: &Path) -> io::Result<()> {
-        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        crate::fsutil::write_atomic(path, &text)
-    }
-}
-
 /// The outcome of an agent run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinalStatus {
@@ -238,16 +219,11 @@ pub struct FinalStatus {
 /// Most of `BLOCKED.md` that is read (the rest is cut, and the question says so).
 pub const BLOCKED_CAP: usize = 64 * 1024;
 
-/// What reading `BLOCKED.md` gave: see [`crate::fsutil::read_untrusted`].
-pub type BlockedFile =
-    Result<Option<crate::fsutil::UntrustedText>, crate::fsutil::UntrustedFileError>;
+/// What reading `BLOCKED.md` gave (`agentq_shared::status::read_blocked`
+/// reads it, at most [`BLOCKED_CAP`] bytes, as the hostile file it may be).
+pub type BlockedFile = Result<Option<UntrustedText>, UntrustedFileError>;
 
-/// Reads the working tree's `BLOCKED.md` as the hostile file it may be.
-pub fn read_blocked(repo_dir: &Path) -> BlockedFile {
-    crate::fsutil::read_untrusted(&repo_dir.join("BLOCKED.md"), "BLOCKED.md", BLOCKED_CAP)
-}
-
-/// The seed's `detectFinalStatus`, on what [`read_blocked`] found: a non-empty
+/// The seed's `detectFinalStatus`, on what reading `BLOCKED.md` found: a non-empty
 /// `BLOCKED.md` means blocked (its text is the question); a non-zero exit means
 /// failed ("Agent exited with code N"); otherwise completed. A `BLOCKED.md` that
 /// is a symlink, FIFO, directory or device fails the job, saying so.
@@ -302,64 +278,43 @@ mod tests {
         assert!(err.contains("`done`") && err.contains("timed_out"), "{err}");
     }
 
+    /// `detectFinalStatus` on each thing reading `BLOCKED.md` can give (the
+    /// files themselves: agentq-shared's `status::tests`).
     #[test]
-    fn final_status_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let decide = |code| detect_final_status(&read_blocked(dir.path()), code);
-        assert_eq!(decide(0).state, JobState::Completed);
-        let f = decide(3);
-        assert_eq!(
-            (f.state, f.message.as_str()),
-            (JobState::Failed, "Agent exited with code 3")
-        );
-        std::fs::write(dir.path().join("BLOCKED.md"), "  \n").unwrap();
-        assert_eq!(decide(0).state, JobState::Completed);
-        std::fs::write(dir.path().join("BLOCKED.md"), "Which DB?\n").unwrap();
-        let f = decide(1);
-        assert_eq!(
-            (f.state, f.message.as_str()),
-            (JobState::Blocked, "Which DB?")
-        );
-    }
-
-    #[test]
-    fn a_hostile_blocked_md_fails_the_job_and_is_not_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, "SECRET").unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir(&repo).unwrap();
-        std::os::unix::fs::symlink(&secret, repo.join("BLOCKED.md")).unwrap();
-        let f = detect_final_status(&read_blocked(&repo), 0);
-        assert_eq!(f.state, JobState::Failed);
-        assert_eq!(f.message, "BLOCKED.md is a symlink; refusing to read it");
-        std::fs::remove_file(repo.join("BLOCKED.md")).unwrap();
-        std::fs::write(repo.join("BLOCKED.md"), "q".repeat(BLOCKED_CAP + 10)).unwrap();
-        let f = detect_final_status(&read_blocked(&repo), 0);
-        assert_eq!(f.state, JobState::Blocked);
-        assert!(f.message.len() < BLOCKED_CAP + 200 && f.message.contains("cut at"));
-        // The README's "at most 64 KiB": that much is read whole.
-        std::fs::write(repo.join("BLOCKED.md"), "q".repeat(64 * 1024)).unwrap();
-        let f = detect_final_status(&read_blocked(&repo), 0);
-        assert_eq!(f.message, "q".repeat(64 * 1024));
-    }
-
-    #[test]
-    fn status_round_trips_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("status.json");
-        let st = WorkspaceStatus {
-            status: JobState::Running,
-            runs: 1,
-            ..Default::default()
+    fn final_status_from_what_blocked_md_gave() {
+        let text = |t: &str| -> BlockedFile {
+            Ok(Some(UntrustedText {
+                text: t.to_string(),
+                truncated: false,
+            }))
         };
-        st.write_atomic(&path).unwrap();
-        assert_eq!(WorkspaceStatus::read(&path).unwrap(), st);
+        let decide = |file: BlockedFile, code| {
+            let f = detect_final_status(&file, code);
+            (f.state, f.message)
+        };
+        assert_eq!(decide(Ok(None), 0), (JobState::Completed, String::new()));
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
+            decide(Ok(None), 3),
+            (JobState::Failed, "Agent exited with code 3".into())
         );
+        assert_eq!(decide(text("  \n"), 0).0, JobState::Completed);
+        assert_eq!(
+            decide(text("  Which DB?\n"), 1),
+            (JobState::Blocked, "Which DB?".into())
+        );
+        assert_eq!(
+            decide(Err(UntrustedFileError::Symlink("BLOCKED.md".into())), 0),
+            (
+                JobState::Failed,
+                "BLOCKED.md is a symlink; refusing to read it".into()
+            )
+        );
+    }
+
+    /// The README's "at most 64 KiB" of `BLOCKED.md`, to the byte.
+    #[test]
+    fn blocked_md_is_read_up_to_64_kib() {
+        assert_eq!(BLOCKED_CAP, 65_536);
     }
 
     #[test]

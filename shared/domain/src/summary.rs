@@ -3,18 +3,17 @@
 //! agent), read back by the worker after the run from the run's output
 //! directory on the host ([`crate::workspace::Workspace::agent_out_dir`]).
 //!
-//! The file is the agent's, so it is read as data: never through a symlink,
-//! never from a FIFO, socket, device or directory (no summary, and a note
-//! saying why), never blocking, at most [`SUMMARY_CAP`] bytes (a longer one is
-//! cut at a character boundary, with a marker saying so), invalid UTF-8
+//! The file is the agent's, so it is read as data
+//! (`agentq_shared::summary::read_summary` reads it): never through a
+//! symlink, never from a FIFO, socket, device or directory (no summary, and a
+//! note saying why), never blocking, at most [`SUMMARY_CAP`] bytes (a longer
+//! one is cut at a character boundary, with a marker saying so), invalid UTF-8
 //! decoded lossily, control characters made visible as for a terminal
 //! ([`crate::text::visible`]). Reading it never fails the job.
 
-use std::path::Path;
-
 use crate::{
-    fsutil::read_untrusted,
     text,
+    untrusted::{UntrustedFileError, UntrustedText},
     workspace::{AGENT_OUT_DIR, SUMMARY_FILE},
 };
 
@@ -39,21 +38,22 @@ pub fn summary_file_name() -> &'static str {
         .unwrap_or(SUMMARY_FILE)
 }
 
-/// Reads the summary the agent left in `out_dir` (the host side of
-/// [`AGENT_OUT_DIR`], a directory the worker made and the agent could only
-/// write inside): see the module's documentation.
-pub fn read_summary(out_dir: &Path) -> Summary {
-    let name = summary_file_name();
-    match read_untrusted(&out_dir.join(name), name, SUMMARY_CAP) {
-        Ok(None) => Summary::default(),
-        Ok(Some(t)) => Summary {
-            text: made_safe(&t.text),
-            note: String::new(),
-        },
-        Err(e) => Summary {
-            text: String::new(),
-            note: format!("no summary: {e}"),
-        },
+impl Summary {
+    /// The summary from what reading the summary file (at most
+    /// [`SUMMARY_CAP`] bytes) gave: none for no file, the text made safe, or
+    /// none and a note saying why the file was refused.
+    pub fn from_read(read: Result<Option<UntrustedText>, UntrustedFileError>) -> Self {
+        match read {
+            Ok(None) => Summary::default(),
+            Ok(Some(t)) => Summary {
+                text: made_safe(&t.text),
+                note: String::new(),
+            },
+            Err(e) => Summary {
+                text: String::new(),
+                note: format!("no summary: {e}"),
+            },
+        }
     }
 }
 
@@ -78,50 +78,17 @@ mod tests {
         );
     }
 
+    /// Each ^A is two bytes when visible: 16 KiB of them is 32 KiB, cut
+    /// again at 16 KiB + 256 with the marker saying how much went (the cap to
+    /// the byte, not only relative to the constant).
     #[test]
-    fn a_summary_is_read_made_safe_and_cut_at_a_character_boundary() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_summary(dir.path()), Summary::default());
-        let file = dir.path().join("summary.md");
-        std::fs::write(&file, b"Done.\r\nFixed \x1b[2J the \xc2\x9btests \xff\n").unwrap();
-        let s = read_summary(dir.path());
-        assert_eq!(s.text, "Done.\nFixed \\e[2J the \\u{9b}tests \u{fffd}");
-        assert_eq!(s.note, "");
-        // 16 KiB of 'x' and a character of two bytes across the cap.
-        let mut long = vec![b'x'; SUMMARY_CAP - 1];
-        long.extend_from_slice("é and more".as_bytes());
-        std::fs::write(&file, &long).unwrap();
-        let s = read_summary(dir.path());
-        assert!(
-            s.text.starts_with(&"x".repeat(SUMMARY_CAP - 1)),
-            "{}",
-            &s.text[..10]
-        );
-        assert!(!s.text.contains('\u{fffd}'), "cut inside a character");
-        assert!(
-            s.text.ends_with(&format!(
-                "[… summary.md is {} bytes; cut at {SUMMARY_CAP}]",
-                long.len()
-            )),
-            "{}",
-            &s.text[SUMMARY_CAP - 10..]
-        );
-    }
-
-    /// The cap is 16 KiB to the byte (not only relative to the constant),
-    /// and a summary that grows when made visible is cut again at the cap
-    /// plus 256 bytes, with the marker saying how much went.
-    #[test]
-    fn sixteen_kib_are_read_whole_and_made_visible_text_is_cut_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("summary.md");
-        std::fs::write(&file, vec![b'x'; 16 * 1024]).unwrap();
-        assert_eq!(read_summary(dir.path()).text, "x".repeat(16 * 1024));
-        // Each ^A is two bytes when visible: 32 KiB, cut at 16 KiB + 256.
-        std::fs::write(&file, vec![1u8; 16 * 1024]).unwrap();
-        let s = read_summary(dir.path());
+    fn made_visible_text_is_cut_again_at_the_cap_plus_256() {
+        let t = UntrustedText {
+            text: "\u{1}".repeat(16 * 1024),
+            truncated: false,
+        };
         assert_eq!(
-            s.text,
+            Summary::from_read(Ok(Some(t))).text,
             format!(
                 "{}{}",
                 "^A".repeat((16 * 1024 + 256) / 2),
@@ -130,27 +97,29 @@ mod tests {
         );
     }
 
-    /// What is refused is [`read_untrusted`]'s to say (links, FIFOs,
-    /// devices: see its tests); the summary is empty and the note says why.
+    /// What reading gave, as the summary: none, the text made safe, or none
+    /// and a note.
     #[test]
-    fn a_link_or_a_directory_gives_no_summary_and_a_note() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("summary.md");
-        std::fs::create_dir(&file).unwrap();
-        let s = read_summary(dir.path());
+    fn a_read_becomes_the_summary_made_safe_or_a_note() {
+        assert_eq!(Summary::from_read(Ok(None)), Summary::default());
+        let t = UntrustedText {
+            text: " Done.\r\nFixed \x1b[2J it \n".into(),
+            truncated: false,
+        };
         assert_eq!(
-            (s.text.as_str(), s.note.as_str()),
-            (
-                "",
-                "no summary: summary.md is not a regular file (a directory); refusing to read it"
-            )
+            Summary::from_read(Ok(Some(t))),
+            Summary {
+                text: "Done.\nFixed \\e[2J it".into(),
+                note: String::new()
+            }
         );
-        std::fs::remove_dir(&file).unwrap();
-        std::os::unix::fs::symlink(dir.path(), &file).unwrap();
-        let s = read_summary(dir.path());
-        assert!(
-            s.text.is_empty() && s.note.contains("is a symlink"),
-            "{s:?}"
+        let e = UntrustedFileError::Symlink("summary.md".into());
+        assert_eq!(
+            Summary::from_read(Err(e)),
+            Summary {
+                text: String::new(),
+                note: "no summary: summary.md is a symlink; refusing to read it".into()
+            }
         );
     }
 }

@@ -1,11 +1,10 @@
 //! Prompt templates, personas and plans: shipped with agentq (compiled in from the
 //! repository's `templates/` directory) and overridable from a user directory with
 //! the same layout (`sets/{name}.md`, `personas/{slug}.md`, `plans/{slug}.toml`).
+//! Reading the user directory is `agentq_shared::templates::Templates`'s; the
+//! built-in texts, the layout and the rendering are here.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use serde::Deserialize;
 
@@ -90,76 +89,80 @@ pub struct Phase {
     pub tasks: Vec<String>,
 }
 
-/// Where templates come from.
-#[derive(Debug, Clone, Default)]
-pub struct Templates {
-    user_dir: Option<PathBuf>,
+/// What a slug names: a template set, a persona or a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    /// A template set (`sets/{name}.md`).
+    Set,
+    /// A persona (`personas/{slug}.md`).
+    Persona,
+    /// A plan (`plans/{slug}.toml`).
+    Plan,
 }
 
-impl Templates {
-    /// Templates with an optional user override directory.
-    pub fn new(user_dir: Option<PathBuf>) -> Self {
-        Self { user_dir }
+impl TemplateKind {
+    /// How errors call it: `template`, `persona` or `plan_template`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Set => "template",
+            Self::Persona => "persona",
+            Self::Plan => "plan_template",
+        }
     }
 
-    fn load(&self, kind: &'static str, rel: &str, slug: &str) -> Result<String, TemplateError> {
-        if let Some(dir) = &self.user_dir {
-            if let Ok(text) = std::fs::read_to_string(dir.join(rel)) {
-                return Ok(text);
-            }
+    /// Its file for `slug`, relative to a template directory.
+    pub fn rel_path(self, slug: &str) -> String {
+        match self {
+            Self::Set => format!("sets/{slug}.md"),
+            Self::Persona => format!("personas/{slug}.md"),
+            Self::Plan => format!("plans/{slug}.toml"),
         }
-        if let Some((_, text)) = BUILTIN.iter().find(|(p, _)| *p == rel) {
-            return Ok((*text).to_string());
-        }
-        let searched = match &self.user_dir {
+    }
+
+    /// The error for a `slug` found neither in `user_dir` nor among the
+    /// built-in templates.
+    pub fn missing(self, slug: &str, user_dir: Option<&Path>) -> TemplateError {
+        let rel = self.rel_path(slug);
+        let searched = match user_dir {
             Some(d) => format!("{} and the built-in templates", d.join(rel).display()),
             None => "the built-in templates".to_string(),
         };
-        Err(TemplateError::Missing {
-            kind,
+        TemplateError::Missing {
+            kind: self.label(),
             slug: slug.to_string(),
             searched,
-        })
-    }
-
-    /// The instructions of a template set (`coding`, `conventions`, `security`).
-    ///
-    /// # Errors
-    /// [`TemplateError::Missing`].
-    pub fn template_set(&self, name: &str) -> Result<String, TemplateError> {
-        self.load("template", &format!("sets/{name}.md"), name)
-    }
-
-    /// A persona's text.
-    ///
-    /// # Errors
-    /// [`TemplateError::Missing`].
-    pub fn persona(&self, slug: &str) -> Result<String, TemplateError> {
-        self.load("persona", &format!("personas/{slug}.md"), slug)
-    }
-
-    /// A plan, rendered as markdown phases with `{{key}}` / `{{ key }}` replaced
-    /// from `vars`.
-    ///
-    /// # Errors
-    /// Missing or invalid plan, or variables the plan uses that `vars` lacks.
-    pub fn plan(
-        &self,
-        slug: &str,
-        vars: &BTreeMap<String, String>,
-    ) -> Result<String, TemplateError> {
-        let text = self.load("plan_template", &format!("plans/{slug}.toml"), slug)?;
-        let missing = missing_variables(&text, vars);
-        if !missing.is_empty() {
-            return Err(TemplateError::MissingVariables(
-                slug.to_string(),
-                missing.join(", "),
-            ));
         }
-        let plan: Plan = toml::from_str(&substitute(&text, vars))
-            .map_err(|e| TemplateError::BadPlan(slug.to_string(), e.to_string()))?;
-        Ok(render_plan(&plan))
     }
+}
+
+/// The built-in text at `rel` (e.g. `personas/engineer.md`), if agentq ships one.
+pub fn builtin(rel: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(p, _)| *p == rel)
+        .map(|(_, text)| *text)
+}
+
+/// The plan `slug` whose TOML is `text`, rendered as markdown phases with
+/// `{{key}}` / `{{ key }}` replaced from `vars`.
+///
+/// # Errors
+/// An invalid plan, or variables the plan uses that `vars` lacks.
+pub fn render_plan_text(
+    slug: &str,
+    text: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
+    let missing = missing_variables(text, vars);
+    if !missing.is_empty() {
+        return Err(TemplateError::MissingVariables(
+            slug.to_string(),
+            missing.join(", "),
+        ));
+    }
+    let plan: Plan = toml::from_str(&substitute(text, vars))
+        .map_err(|e| TemplateError::BadPlan(slug.to_string(), e.to_string()))?;
+    Ok(render_plan(&plan))
 }
 
 /// Replaces `{{key}}` and `{{ key }}` with `vars[key]`; unknown keys stay as they are.
@@ -246,37 +249,47 @@ mod tests {
     }
 
     #[test]
-    fn builtin_plan_renders_phases() {
-        let t = Templates::new(None);
-        let text = t
-            .plan("bug-fix", &vars(&[("bug", "the login crash")]))
-            .unwrap();
-        assert!(text.contains("### Phase 1: Reproduce"), "{text}");
+    fn builtin_plan_renders_phases_from_its_text() {
+        let text = builtin("plans/bug-fix.toml").unwrap();
+        let out = render_plan_text("bug-fix", text, &vars(&[("bug", "the login crash")])).unwrap();
+        assert!(out.contains("### Phase 1: Reproduce"), "{out}");
         assert!(
-            text.contains("- [ ] Write a test that shows the login crash"),
-            "{text}"
+            out.contains("- [ ] Write a test that shows the login crash"),
+            "{out}"
         );
-        assert!(text.contains("### Phase 3: Finish"));
-        assert!(!text.contains("{{"));
+        assert!(!out.contains("{{"));
+        let e = render_plan_text("bug-fix", text, &BTreeMap::new()).unwrap_err();
+        assert!(
+            e.to_string().contains("bug") && e.to_string().contains("--var"),
+            "{e}"
+        );
+        let e = render_plan_text("odd", "title = 1", &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(e, TemplateError::BadPlan(ref s, _) if s == "odd"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn missing_things_are_clear_errors() {
-        let t = Templates::new(None);
-        let e = t.plan("bug-fix", &BTreeMap::new()).unwrap_err().to_string();
-        assert!(e.contains("bug") && e.contains("--var"), "{e}");
-        let e = t.persona("nobody").unwrap_err().to_string();
-        assert!(e.contains("persona `nobody` not found"), "{e}");
-        assert!(t.plan("nope", &BTreeMap::new()).is_err());
-    }
-
-    #[test]
-    fn user_dir_overrides_builtin() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("personas")).unwrap();
-        std::fs::write(dir.path().join("personas/engineer.md"), "custom").unwrap();
-        let t = Templates::new(Some(dir.path().to_path_buf()));
-        assert_eq!(t.persona("engineer").unwrap(), "custom");
-        assert!(t.persona("reviewer").unwrap().contains("reviewer"));
+    fn each_kind_has_its_file_and_its_name_in_errors() {
+        assert_eq!(TemplateKind::Set.rel_path("coding"), "sets/coding.md");
+        assert_eq!(TemplateKind::Persona.rel_path("x"), "personas/x.md");
+        assert_eq!(TemplateKind::Plan.rel_path("x"), "plans/x.toml");
+        for kind in [TemplateKind::Set, TemplateKind::Persona, TemplateKind::Plan] {
+            assert!(builtin(&kind.rel_path("nobody")).is_none());
+        }
+        assert!(builtin("personas/engineer.md").is_some());
+        let e = TemplateKind::Persona.missing("nobody", None).to_string();
+        assert_eq!(
+            e,
+            "persona `nobody` not found (looked in the built-in templates)"
+        );
+        let e = TemplateKind::Plan
+            .missing("p", Some(Path::new("/t")))
+            .to_string();
+        assert_eq!(
+            e,
+            "plan_template `p` not found (looked in /t/plans/p.toml and the built-in templates)"
+        );
     }
 }

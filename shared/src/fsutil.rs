@@ -2,7 +2,14 @@
 //! after an agent has run, every entry in its repository may be a symlink to a
 //! host file, a FIFO, a device or a directory. Nothing here follows a symlink
 //! planted there, blocks on a special file, or reads without a bound.
+//!
+//! The domain's types for what these find are re-exported here
+//! ([`UntrustedText`], [`UntrustedFileError`], [`TreeBounds`], [`TreeOver`]).
 
+pub use agentq_domain::{
+    tree_bounds::{TreeBounds, TreeOver},
+    untrusted::{UntrustedFileError, UntrustedText},
+};
 use std::{
     fs::{File, OpenOptions},
     io::{self, Read, Write},
@@ -68,29 +75,6 @@ pub fn append_nofollow(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o644)
         .open(path)
-}
-
-/// Why a file from the workspace was not read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UntrustedFileError {
-    /// The entry is a symbolic link.
-    #[error("{0} is a symlink; refusing to read it")]
-    Symlink(String),
-    /// The entry is a FIFO, socket, device or directory.
-    #[error("{0} is not a regular file ({1}); refusing to read it")]
-    NotRegular(String, &'static str),
-    /// Reading failed.
-    #[error("cannot read {0}: {1}")]
-    Io(String, String),
-}
-
-/// Text read from the workspace: at most the cap, the rest cut and said so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UntrustedText {
-    /// The text (lossy UTF-8), with a note at the end when it was cut.
-    pub text: String,
-    /// Whether the file was longer than the cap.
-    pub truncated: bool,
 }
 
 fn kind(ft: std::fs::FileType) -> &'static str {
@@ -159,46 +143,7 @@ pub fn read_untrusted(
     file.take(cap as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(io_err)?;
-    let truncated = buf.len() > cap;
-    buf.truncate(cap);
-    if truncated {
-        // Cut at a character boundary: a character split by the cap is left
-        // out whole, not shown as a replacement character.
-        buf.truncate(utf8_boundary(&buf));
-    }
-    let mut text = String::from_utf8_lossy(&buf).into_owned();
-    if truncated {
-        text.push_str(&format!(
-            "\n[… {name} is {} bytes; cut at {cap}]",
-            meta.len()
-        ));
-    }
-    Ok(Some(UntrustedText { text, truncated }))
-}
-
-/// The length of `bytes` without a UTF-8 character cut short at its end (a
-/// lead byte whose continuation bytes are missing); bytes that are not UTF-8
-/// at all are left for a lossy decoding to show.
-fn utf8_boundary(bytes: &[u8]) -> usize {
-    let len = bytes.len();
-    // The last byte that is not a continuation byte, within a character's reach.
-    let Some(lead) = (len.saturating_sub(4)..len)
-        .rev()
-        .find(|&i| bytes[i] & 0xC0 != 0x80)
-    else {
-        return len;
-    };
-    let need = match bytes[lead] {
-        b if b >= 0xF0 => 4,
-        b if b >= 0xE0 => 3,
-        b if b >= 0xC0 => 2,
-        _ => 1,
-    };
-    if lead + need > len {
-        lead
-    } else {
-        len
-    }
+    Ok(Some(UntrustedText::from_bytes(buf, meta.len(), name, cap)))
 }
 
 /// Reads `rel` (a relative path of plain names) under the trusted directory
@@ -272,82 +217,6 @@ pub fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-/// The bounds of a working tree the agent made: bytes, entries (inodes) and
-/// the time a walk may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TreeBounds {
-    /// Most bytes of regular files (each inode once); `None`: no byte limit.
-    pub max_bytes: Option<u64>,
-    /// Most entries of any kind (files, directories, links, FIFOs…); `None`:
-    /// no count limit.
-    pub max_entries: Option<u64>,
-    /// Longest the walk may take: a tree that cannot be walked in it is over.
-    pub budget: std::time::Duration,
-}
-
-impl TreeBounds {
-    /// Whether there is anything to check.
-    pub fn any(&self) -> bool {
-        self.max_bytes.is_some() || self.max_entries.is_some()
-    }
-}
-
-/// How a working tree is over its bounds. Each is the agent's doing: a tree the
-/// worker cannot see whole (too many entries to walk in time, a directory it
-/// cannot read) counts as over, so it can never hide what it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TreeOver {
-    /// More bytes than the limit (at least this many, when the walk stopped).
-    Bytes {
-        /// Bytes counted when the walk stopped.
-        at_least: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// More entries than the limit.
-    Entries {
-        /// Entries counted when the walk stopped.
-        at_least: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// A directory (path relative to the tree) that cannot be read.
-    Unreadable(String),
-    /// The walk did not finish within its budget.
-    TooSlow {
-        /// The budget.
-        budget: std::time::Duration,
-        /// Entries counted by then.
-        entries: u64,
-    },
-}
-
-impl std::fmt::Display for TreeOver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
-        match self {
-            TreeOver::Bytes { at_least, limit } => write!(
-                f,
-                "workspace grew to {:.2} GiB ({at_least} bytes), over the limit of {:.2} GiB ({limit} bytes)",
-                gib(*at_least),
-                gib(*limit)
-            ),
-            TreeOver::Entries { at_least, limit } => write!(
-                f,
-                "workspace grew to {at_least} files, over the limit of {limit} files (workspace_limit_files)"
-            ),
-            TreeOver::Unreadable(dir) => write!(
-                f,
-                "workspace is over the limit: the directory {dir:?} cannot be read, so its size cannot be checked"
-            ),
-            TreeOver::TooSlow { budget, entries } => write!(
-                f,
-                "workspace is over the limit: its size could not be checked within {budget:?} ({entries} entries seen)"
-            ),
-        }
-    }
 }
 
 /// Walks a tree the agent made within `bounds`: never follows a symlink,
