@@ -91,3 +91,30 @@ async fn poll_then_explain<O: Observation>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_ready_value_comes_back() {
+        let mut looks = 0;
+        let v = poll_until("the third look", Duration::from_secs(10), async || {
+            looks += 1;
+            (looks == 3).then_some(looks * 10)
+        })
+        .await;
+        assert_eq!((v, looks), (30, 3));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "for the answer; last seen: \"41 so far\"")]
+    async fn a_timeout_names_what_and_the_last_observation() {
+        let mut n = 40;
+        let _: () = poll_until("the answer", Duration::from_millis(250), async || {
+            n += 1;
+            Err(format!("{} so far", n.min(41)))
+        })
+        .await;
+    }
+}
