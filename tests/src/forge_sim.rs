@@ -103,6 +103,9 @@ pub mod spec;
 
 use spec::{Def, Endpoint};
 
+// The sim's parts, one concern each. Each part says `use super::*`: the
+// imports above are its imports too, and its own `pub(super)` items come back
+// here by the glob imports below, for the other parts to use.
 mod bodies;
 mod commits;
 mod controls;
