@@ -25,18 +25,7 @@ async fn poll<T>(
     timeout: Duration,
     mut probe: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not seen within {timeout:?}\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.poll_until(what, timeout, async || probe()).await
 }
 
 /// Puts `keys` (TOML lines) at the top of the world's `[docker]` table.
@@ -414,22 +403,20 @@ async fn wait_http(
     path: &str,
     want: impl Fn(u16, &str) -> bool,
 ) -> (u16, String) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://{addr}{path}")).await {
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap_or_default();
-            if want(status, &text) {
-                return (status, text);
-            }
+    let what = format!("{path} on {addr} as expected");
+    env.poll_until(&what, LONG, async || {
+        let r = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if want(status, &text) {
+            Ok((status, text))
+        } else {
+            Err(format!("{status}: {text}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{path} on {addr}: not as expected within {LONG:?}\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// A waiting job whose delivery was lost (removed from apalis's scheduled set)

@@ -6,7 +6,7 @@
 //! (`AGENTQ_TEST_PANIC_AT`, see `worker/src/fault.rs`); corrupt records are
 //! made by writing a field of the job's hash directly.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentq_shared::status::JobState;
 use agentq_tests::*;
@@ -23,22 +23,18 @@ fn keys_matching(env: &TestEnv, pattern: &str) -> Vec<String> {
 
 /// Waits until no key of this world matches any of `patterns`.
 async fn wait_no_keys(env: &TestEnv, patterns: &[&str], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    env.poll_until("no keys left", timeout, async || {
         let left: Vec<String> = patterns
             .iter()
             .flat_map(|p| keys_matching(env, p))
             .collect();
         if left.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(left)
         }
-        assert!(
-            Instant::now() < deadline,
-            "keys left: {left:?}\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,19 +75,23 @@ async fn a_job_that_always_panics_fails_after_max_attempts_and_holds_nothing() {
 async fn a_panic_before_the_run_fails_the_job_at_once() {
     require_docker();
     let env = TestEnv::new();
-    env.remotes.create("core", "demo", &[]);
     // Outside the stages: it would come back on every delivery.
     env.set_env("AGENTQ_TEST_PANIC_AT", "admit");
-    let id = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
-    let _w = env.worker("w1", 1);
-    let rec = env.wait_final(&id, LONG).await;
+    let world = env
+        .arrange()
+        .repo("core", "demo")
+        .enqueue_for_issue(1, "never runs @agentq-test exit 0")
+        .worker("w1", 1)
+        .done();
+    let id = world.id();
+    let rec = env.wait_final(id, LONG).await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(
         rec.error, "panic: injected fault at stage admit",
         "{rec:#?}"
     );
     assert_eq!(rec.attempt, 0, "no run began: {rec:#?}");
-    assert_eq!(env.agent_starts(&id), "");
+    assert_eq!(env.agent_starts(id), "");
     wait_no_keys(&env, &["run:*", "ws:*", "limit:*"], LONG).await;
 }
 
@@ -105,19 +105,16 @@ fn hget(env: &TestEnv, id: &str, field: &str) -> String {
 /// Waits until field `field` of job `id`'s own hash is `want` (the record
 /// itself may not parse, so not through the store's reader).
 async fn wait_hash_field(env: &TestEnv, id: &str, field: &str, want: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("job {id}'s {field} to be {want:?}");
+    env.poll_until(&what, timeout, async || {
         let got = hget(env, id, field);
         if got == want {
-            return;
+            Ok(())
+        } else {
+            Err(got)
         }
-        assert!(
-            Instant::now() < deadline,
-            "job {id}: {field} is {got:?}, not {want:?}\n{}",
-            env.worker_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// `agentq ARGS`: exit code, stdout.
@@ -155,10 +152,14 @@ fn assert_shown_corrupt(env: &TestEnv, id: &str, field: &str) {
 async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
     require_docker();
     let env = TestEnv::new();
-    env.remotes.create("core", "demo", &[]);
-    let bad = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
-    let fence = env.enqueue_for_issue(3, "never runs @agentq-test exit 0");
-    let good = env.enqueue_for_issue(2, "runs @agentq-test exit 0");
+    let [bad, fence, good] = env
+        .arrange()
+        .repo("core", "demo")
+        .enqueue_for_issue(1, "never runs @agentq-test exit 0")
+        .enqueue_for_issue(3, "never runs @agentq-test exit 0")
+        .enqueue_for_issue(2, "runs @agentq-test exit 0")
+        .done()
+        .jobs();
     let mut conn = env.redis.conn();
     let _: () = conn
         .hset(env.key(&format!("job:{bad}")), "attempt", "x7")
@@ -196,9 +197,13 @@ async fn a_field_that_does_not_parse_fails_its_job_and_the_worker_goes_on() {
 async fn a_packed_record_that_is_not_json_is_failed_and_kept_not_deleted() {
     require_docker();
     let env = TestEnv::new();
-    env.remotes.create("core", "demo", &[]);
-    let bad = env.enqueue_for_issue(1, "never runs @agentq-test exit 0");
-    let good = env.enqueue_for_issue(2, "runs @agentq-test exit 0");
+    let [bad, good] = env
+        .arrange()
+        .repo("core", "demo")
+        .enqueue_for_issue(1, "never runs @agentq-test exit 0")
+        .enqueue_for_issue(2, "runs @agentq-test exit 0")
+        .done()
+        .jobs();
     let mut conn = env.redis.conn();
     let _: () = conn.hset(env.key("new"), &bad, "{not json").unwrap();
     // Before anything opened it: shown as corrupt, the packed record named.
@@ -260,9 +265,13 @@ async fn a_seq_that_is_not_a_number_on_a_job_waiting_for_its_workspace_fails_it(
 async fn housekeeping_goes_on_past_a_running_job_whose_input_does_not_parse() {
     require_docker();
     let env = TestEnv::with_config("workspace_sweep_secs = 1\n");
-    env.remotes.create("core", "demo", &[]);
-    let id = env.enqueue_for_issue(1, "runs @agentq-test hold");
-    let _w = env.worker("w1", 1);
+    let world = env
+        .arrange()
+        .repo("core", "demo")
+        .enqueue_for_issue(1, "runs @agentq-test hold")
+        .worker("w1", 1)
+        .done();
+    let id = world.id().to_string();
     env.wait_holding(1).await;
     let running_ws = std::path::PathBuf::from(
         env.store()
@@ -287,16 +296,12 @@ async fn housekeeping_goes_on_past_a_running_job_whose_input_does_not_parse() {
         .unwrap()
         .set_modified(std::time::UNIX_EPOCH)
         .unwrap();
-    let deadline = Instant::now() + LONG;
-    while stray.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no housekeeping round removed {} past the unreadable record:\n{}",
-            stray.display(),
-            env.worker_logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!(
+        "a housekeeping round to remove {} past the unreadable record",
+        stray.display()
+    );
+    env.poll_until(&what, LONG, async || (!stray.exists()).then_some(()))
+        .await;
     // The bad record's workspace is kept: its job is still running.
     assert!(running_ws.is_dir(), "{}", running_ws.display());
     assert_shown_corrupt(&env, &id, "input");

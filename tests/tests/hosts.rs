@@ -5,7 +5,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use agentq_shared::status::{JobState, WaitReason};
@@ -67,8 +67,7 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
     ];
     // While one runs, a waiting one names it as the holder of the workspace.
     let store = env.store().await;
-    let deadline = Instant::now() + LONG;
-    'seen: loop {
+    poll_until("a job waiting for the workspace", LONG, async || {
         for id in &ids {
             let r = store.get(id).await.unwrap().unwrap();
             if r.state == JobState::Waiting
@@ -76,15 +75,12 @@ async fn jobs_sharing_a_workspace_run_one_at_a_time_in_order() {
                 && !r.waiting_on.is_empty()
             {
                 assert!(ids.contains(&r.waiting_on) && r.waiting_on != *id, "{r:#?}");
-                break 'seen;
+                return Some(());
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no job was seen waiting for the workspace"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
     let mut recs = Vec::new();
     for id in &ids {
         recs.push(env.wait_final(id, LONG).await);
@@ -163,15 +159,15 @@ async fn a_retry_on_another_host_keeps_the_failed_runs_commits() {
     a.kill9();
     let (_b, _) = host(&env, "host-b", 1);
     env.cli_ok(&["retry", &id]);
-    let deadline = Instant::now() + LONG;
-    let rec = loop {
+    let rec = poll_until("the retry to run on host-b", LONG, async || {
         let r = env.wait_final(&id, LONG).await;
         if r.host == "host-b" {
-            break r;
+            Ok(r)
+        } else {
+            Err(r)
         }
-        assert!(Instant::now() < deadline, "the retry did not run: {r:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert_eq!(rec.state, JobState::Failed);
     let both = agent_commits(&remote_log(&remote, &rec.branch));
     assert_eq!(both.len(), 2, "{both:?}");
@@ -259,13 +255,9 @@ async fn a_resume_goes_back_to_the_live_host_that_has_the_workspace() {
     assert!(Path::new(&rec.workspace_dir).starts_with(&root_a));
 }
 
-/// Waits until `cond` holds (checked every 200 ms), or fails saying `what`.
+/// Waits until `cond` holds, or fails saying `what`.
 async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(what, timeout, async || cond().then_some(())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
