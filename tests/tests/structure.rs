@@ -110,8 +110,16 @@ fn files_of_one_directory_in_a_circle_fail_but_a_mod_rs_and_its_files_do_not() {
         "#[cfg(test)]\nmod tests {{\n{}}}\n",
         "    // a test line\n".repeat(50)
     );
-    let long = format!("{}{tests_block}", "pub fn f() {}\n".repeat(600));
-    let too_long = format!("{}{tests_block}", "pub fn f() {}\n".repeat(601));
+    // In a test block `super` is the file's own module: long's tests use its
+    // own `too_long`, not the module too_long (which uses long).
+    let long = format!(
+        "pub fn too_long() {{}}\n{}#[cfg(test)]\nmod tests {{\n    use super::too_long;\n}}\n",
+        "pub fn f() {}\n".repeat(599)
+    );
+    let too_long = format!(
+        "use crate::long::f;\n{}{tests_block}",
+        "pub fn f() {}\n".repeat(600)
+    );
     write_tree(
         dir.path(),
         &[

@@ -89,8 +89,8 @@ impl Chunk {
         self.records.clear();
     }
 
-    /// After a failed write: finds out what it left (see [`settle`]) and prints
-    /// the chunk's lines accordingly.
+    /// After a failed write: finds out what it left (see
+    /// [`settle`](super::settle)) and prints the chunk's lines accordingly.
     pub async fn report_failed(
         &mut self,
         store: &JobStore,
