@@ -309,4 +309,3 @@ async fn settle(store: &JobStore, records: &[JobRecord]) -> Settled {
         _ => Settled::Unknown,
     }
 }
-

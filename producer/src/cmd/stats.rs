@@ -16,7 +16,9 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let pools = store.pool_stats(&cfg.admission, &crate::pools::reported(cfg)).await?;
+    let pools = store
+        .pool_stats(&cfg.admission, &crate::pools::reported(cfg))
+        .await?;
     let states = store.state_counts().await?;
     let depth = store.queue_depth().await?;
     if args.json {

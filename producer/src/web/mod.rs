@@ -62,7 +62,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/events", get(api::events))
         .route("/api/events/stream", get(sse::events_stream))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page") })
-        .layer(axum::middleware::from_fn_with_state(app.clone(), guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
         .with_state(app)
 }
 

@@ -97,7 +97,6 @@ pub fn error_page(v: &Viewer, e: &ApiError) -> Response {
         .into_response()
 }
 
-
 /// A refused form post, as a page: its status and reason.
 pub fn message_page(status: StatusCode, message: &str) -> Markup {
     let v = Viewer {
