@@ -11,7 +11,9 @@
 mod output;
 mod cmd;
 mod corrupt;
+mod pools;
 mod web;
+mod when;
 
 use std::{path::PathBuf, process::ExitCode, sync::OnceLock, time::Duration};
 

@@ -2,7 +2,7 @@
 
 use agentq_shared::{config::Config, record::RecordView, status::JobState, store::ops::ListFilter};
 
-use crate::{cmd::when, output, Failure};
+use crate::{output, when, Failure};
 
 /// List jobs, newest first.
 #[derive(Debug, clap::Args)]

@@ -17,5 +17,4 @@ pub mod stats;
 pub mod status;
 pub mod wait;
 pub mod web;
-pub mod when;
 pub mod workers;

@@ -4,7 +4,7 @@
 use agentq_shared::{config::Config, store::limits::check_pool_name};
 use serde_json::json;
 
-use crate::{cmd::when, output, Failure};
+use crate::{output, when, Failure};
 
 /// Manage agent pools.
 #[derive(Debug, clap::Args)]

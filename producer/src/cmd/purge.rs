@@ -3,7 +3,7 @@
 use agentq_shared::{config::Config, status::JobState};
 use serde_json::json;
 
-use crate::{cmd::when, output, Failure};
+use crate::{output, when, Failure};
 
 /// Delete the records of finished jobs in a state that got there longer ago than
 /// --older-than, with their history, log tail and idempotency key (the key can

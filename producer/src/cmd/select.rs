@@ -3,7 +3,7 @@
 
 use agentq_shared::{status::JobState, store::ops::ListFilter, store::JobStore};
 
-use crate::{cmd::when, Failure};
+use crate::{when, Failure};
 
 /// Job ids, or `--state` with its filters.
 #[derive(Debug, clap::Args)]

@@ -13,27 +13,12 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The pools to report: every pool of the agent table, plus any pool the
-/// config limits.
-pub fn pools(cfg: &Config) -> Vec<String> {
-    let mut pools = cfg.agent_table().names();
-    for p in cfg
-        .admission
-        .limits
-        .keys()
-        .chain(cfg.admission.rates.keys())
-    {
-        if !pools.contains(p) {
-            pools.push(p.clone());
-        }
-    }
-    pools
-}
-
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
-    let pools = store.pool_stats(&cfg.admission, &pools(cfg)).await?;
+    let pools = store
+        .pool_stats(&cfg.admission, &crate::pools::reported(cfg))
+        .await?;
     let states = store.state_counts().await?;
     let depth = store.queue_depth().await?;
     if args.json {

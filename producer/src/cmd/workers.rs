@@ -2,7 +2,7 @@
 
 use agentq_shared::config::Config;
 
-use crate::{cmd::when, output, Failure};
+use crate::{output, when, Failure};
 
 /// Live workers: host, id, concurrency, running jobs, last heartbeat, and the
 /// pools a worker does not run (their image is missing on its host).

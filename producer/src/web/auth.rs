@@ -1,4 +1,5 @@
-//! The operator token and CSRF tokens.
+//! The operator token and CSRF tokens: who may change things, logging in and
+//! out.
 //!
 //! Reading needs nothing. A state-changing request (always a POST) needs the
 //! operator token, either as `Authorization: Bearer TOKEN` (scripts), or as a
@@ -8,7 +9,7 @@
 //! constant time; none is ever rendered (the CSRF token, which is not a
 //! secret from the page's own user, aside).
 
-use std::{collections::HashMap, io::Read};
+use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
@@ -17,7 +18,14 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 
-use super::{local_path, pages, parse_params, ApiError, AppState};
+use super::{
+    error::ApiError,
+    params::{local_path, parse_params},
+    session::{self, csrf_of, COOKIE, SESSION_TTL},
+    state::AppState,
+    tokens::ct_eq,
+    views,
+};
 
 /// A state-changing request that [`authorize`] let through: its form or JSON
 /// fields. As a handler's last argument, it reads the body, parses it and
@@ -36,54 +44,6 @@ impl FromRequest<AppState> for Authorized {
         authorize(app, &headers, &params)?;
         Ok(Self(params))
     }
-}
-
-/// The session cookie's name.
-pub const COOKIE: &str = "agentq_session";
-/// Most sessions kept at once (all are forgotten past this).
-const MAX_SESSIONS: usize = 1_000;
-/// How long a login lasts.
-pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
-
-/// Whether `a` and `b` are equal, in time that depends only on their lengths.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// 32 random bytes from the kernel, hex.
-pub(crate) fn random_hex() -> String {
-    let mut buf = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("/dev/urandom is readable");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The session id in the request's cookie, if any.
-fn session_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-/// The CSRF token of the request's session, when it is logged in: what pages
-/// put in their forms. `None`: show no forms.
-pub fn csrf_of(app: &AppState, headers: &HeaderMap) -> Option<String> {
-    let sid = session_id(headers)?;
-    let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
-    sessions
-        .iter()
-        .find(|(k, _)| ct_eq(k.as_bytes(), sid.as_bytes()))
-        .filter(|(_, (_, at))| at.elapsed() < SESSION_TTL)
-        .map(|(_, (c, _))| c.clone())
 }
 
 /// Checks that a state-changing request may go ahead; `params` are its form
@@ -154,7 +114,7 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     let Some(token) = app.token.as_deref() else {
         return (
             StatusCode::FORBIDDEN,
-            pages::login_page(
+            views::login_page(
                 true,
                 Some("This console is read-only; there is nothing to log in to."),
                 next,
@@ -166,19 +126,11 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     if !ct_eq(given.as_bytes(), token.as_bytes()) {
         return (
             StatusCode::UNAUTHORIZED,
-            pages::login_page(false, Some("Wrong token."), next),
+            views::login_page(false, Some("Wrong token."), next),
         )
             .into_response();
     }
-    let sid = random_hex();
-    {
-        let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.clear();
-        }
-        sessions.insert(sid.clone(), (random_hex(), std::time::Instant::now()));
-    }
+    let sid = session::open(&app);
     let next = params
         .get("next")
         .filter(|n| local_path(n))
@@ -206,12 +158,7 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: Bytes
     if let Err(e) = authorize(&app, &headers, &params) {
         return e.into_response();
     }
-    if let Some(sid) = session_id(&headers) {
-        app.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&sid);
-    }
+    session::close(&app, &headers);
     (
         [(
             header::SET_COOKIE,
@@ -220,19 +167,4 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: Bytes
         Redirect::to("/"),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"abcd"));
-        assert!(!ct_eq(b"", b"a"));
-        assert_eq!(random_hex().len(), 64);
-        assert_ne!(random_hex(), random_hex());
-    }
 }

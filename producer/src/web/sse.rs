@@ -16,7 +16,7 @@ use axum::{
 };
 use futures::Stream;
 
-use super::{stream_id_param, ApiError, AppState};
+use super::{error::ApiError, params::stream_id_param, state::AppState};
 
 /// How often a stream looks for news.
 const POLL: Duration = Duration::from_millis(250);

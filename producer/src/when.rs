@@ -1,4 +1,5 @@
-//! Times on the command line: `7d`, `12h`, `30m`, `45s` ago, or an RFC 3339 instant.
+//! Times as the command line and the web console take them: `7d`, `12h`, `30m`,
+//! `45s` ago, or an RFC 3339 instant.
 
 /// Parses `7d` / `12h` / `30m` / `45s` into seconds.
 pub fn parse_age(s: &str) -> Result<i64, String> {
