@@ -36,6 +36,18 @@ pub enum JobState {
     TimedOut,
 }
 
+/// States in which a job is under a run (the rest wait or are final).
+pub const ACTIVE_STATES: &[JobState] = &[
+    JobState::Preparing,
+    JobState::Running,
+    JobState::Qa,
+    JobState::Reporting,
+];
+
+/// States a parked job may be in (anything else is skipped and dropped from its
+/// lane when it reaches the head: cancelled, purged).
+pub const PARKED_STATES: &[JobState] = &[JobState::Queued, JobState::Waiting];
+
 /// Every state, in lifecycle order.
 pub const ALL_STATES: &[JobState] = &[
     JobState::Queued,

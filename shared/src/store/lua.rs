@@ -137,8 +137,8 @@ pub fn enums() -> String {
         states_lua(),
         wait_reasons_lua(),
         final_states_lua(),
-        state_set_lua("ACTIVE", crate::store::sweep::ACTIVE_STATES),
-        state_set_lua("PARKED", crate::store::park::PARKED_STATES),
+        state_set_lua("ACTIVE", crate::status::ACTIVE_STATES),
+        state_set_lua("PARKED", crate::status::PARKED_STATES),
         rerun_cleared_lua(),
     ]
     .concat()

@@ -38,9 +38,7 @@ use crate::{
     store::{lua, script_args::WakeArgs, JobStore, StoreError},
 };
 
-/// States a parked job may be in (anything else is skipped and dropped from its
-/// lane when it reaches the head: cancelled, purged).
-pub const PARKED_STATES: &[JobState] = &[JobState::Queued, JobState::Waiting];
+pub use crate::status::PARKED_STATES;
 
 /// Most grants one wake call may make (task ids are passed in): a pool with
 /// more room is woken again at once.

@@ -32,13 +32,7 @@ use crate::{
 /// pool's lane at its first place in line, as `waiting`.
 static RESCUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("rescue"));
 
-/// States in which a job is under a run (the rest wait or are final).
-pub const ACTIVE_STATES: &[JobState] = &[
-    JobState::Preparing,
-    JobState::Running,
-    JobState::Qa,
-    JobState::Reporting,
-];
+pub use crate::status::ACTIVE_STATES;
 
 /// What one sweep put back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
