@@ -7,7 +7,7 @@
 //! embedded here as [`WATCHDOG`]), which runs the agent command and stops it once
 //! the run's heartbeat file has not been touched for a while:
 //!
-//! 1. [`install`] writes the watchdog to `{root}/.agentq-run/bin/` on the host.
+//! 1. [`install`](fn@install) writes the watchdog to `{root}/.agentq-run/bin/` on the host.
 //!    The container mounts that directory read-only at `/agentq-bin`, so the
 //!    watchdog never comes from the image and the agent cannot replace it.
 //! 2. [`Beat::create`] makes `{root}/.agentq-run/beat/{name}/beat` for one
@@ -44,7 +44,7 @@ pub use self::{beat::Beat, install::install};
 /// The watchdog executable (static, std only), built from `worker/watchdog/main.rs`.
 pub const WATCHDOG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentq-watchdog"));
 
-/// The worker's directory for the switch, under the root given to [`install`]
+/// The worker's directory for the switch, under the root given to [`install`](fn@install)
 /// and [`Beat::create`].
 pub const RUN_DIR: &str = ".agentq-run";
 

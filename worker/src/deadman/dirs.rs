@@ -11,6 +11,7 @@ use super::RUN_DIR;
 
 const DIR_MODE: u32 = 0o755;
 
+/// The worker's effective uid.
 pub(super) fn euid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() }

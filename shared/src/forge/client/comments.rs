@@ -97,7 +97,7 @@ impl ForgeClient {
     }
 
     /// Makes issue `index` carry exactly one comment by the token's user holding
-    /// `marker` (a hidden HTML comment such as [`super::job_marker`]), with `body` as
+    /// `marker` (a hidden HTML comment such as [`crate::forge::job_marker`]), with `body` as
     /// its text: edits that comment if its body differs, leaves it alone if
     /// identical, creates it (with the marker appended) if there is none. Comments by
     /// anyone else are never edited, even when they quote the marker. Calling it
