@@ -22,7 +22,7 @@ use std::{sync::LazyLock, time::Duration};
 use redis::AsyncCommands;
 
 use crate::{
-    status::{JobState, WaitReason},
+    status::WaitReason,
     store::{apalis_config, lua, now_rfc3339, script_args::RescueArgs, JobStore, StoreError},
 };
 
