@@ -12,7 +12,7 @@ pub fn spawn_affinity_claimer(
     concurrency: u32,
     draining: tokio::sync::watch::Receiver<bool>,
 ) {
-    tokio::spawn(async move {
+    ctx.services.clone().spawn("affinity claimer", async move {
         if ctx.cfg.affinity_secs == 0 {
             return;
         }
@@ -30,7 +30,7 @@ pub fn spawn_affinity_claimer(
                 Ok(deliveries) => {
                     for d in deliveries {
                         tracing::info!(job = %d.job_id, "claimed a job left to this host (it has the workspace)");
-                        tokio::spawn(crate::job::process(ctx.clone(), d));
+                        ctx.jobs.spawn(crate::job::process(ctx.clone(), d));
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot claim jobs left to this host"),

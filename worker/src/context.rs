@@ -39,6 +39,12 @@ pub struct WorkerCtx {
     pub window: std::sync::atomic::AtomicU32,
     /// Notified when deliveries were pushed: the apalis worker looks at once.
     pub poke: tokio::sync::Notify,
+    /// The background services (see [`crate::services`]), stopped by `main`.
+    pub services: crate::services::Services,
+    /// The tasks of the jobs this worker runs, however they came (the intake,
+    /// affinity): `main` waits for them at shutdown before it stops the
+    /// services.
+    pub jobs: tokio_util::task::TaskTracker,
 }
 
 impl WorkerCtx {
