@@ -225,7 +225,9 @@ mod tests {
             async move { services.stop(Duration::from_secs(10)).await }
         });
         // The stop waits for the round.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !services.stopping() {
+            assert!(std::time::Instant::now() < deadline, "the stop never began");
             tokio::task::yield_now().await;
         }
         assert_eq!(finished.load(Ordering::Relaxed), 0);
