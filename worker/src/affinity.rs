@@ -10,7 +10,7 @@ use crate::context::WorkerCtx;
 /// takes its places in the room first and claims no more jobs than it got, so
 /// these jobs count against `--concurrency` with the intake's.
 pub fn spawn_affinity_claimer(ctx: Arc<WorkerCtx>, draining: tokio::sync::watch::Receiver<bool>) {
-    tokio::spawn(async move {
+    ctx.services.clone().spawn("affinity claimer", async move {
         if ctx.cfg.affinity_secs == 0 {
             return;
         }

@@ -45,6 +45,12 @@ pub struct WorkerCtx {
     /// This worker's `--concurrency` places: every job it runs holds one,
     /// however it was claimed (see [`crate::room`]).
     pub room: crate::room::Room,
+    /// The background services (see [`crate::services`]), stopped by `main`.
+    pub services: crate::services::Services,
+    /// The tasks of the jobs this worker runs, however they came (the intake,
+    /// affinity): `main` waits for them at shutdown before it stops the
+    /// services.
+    pub jobs: tokio_util::task::TaskTracker,
 }
 
 impl WorkerCtx {

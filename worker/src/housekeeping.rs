@@ -191,17 +191,18 @@ fn age_verdict(f: &Found, now: SystemTime, keep_for: Duration) -> Verdict {
 /// Looks after this host's workspaces every `workspace_sweep_secs` (see
 /// [`sweep`]), and measures their disk use for `agentq workers`.
 pub fn spawn(ctx: Arc<WorkerCtx>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ctx.cfg.workspace_sweep_every());
-        loop {
-            tick.tick().await;
-            if let Some(bytes) = sweep(&ctx).await {
-                ctx.workspace_bytes
-                    .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    ctx.services
+        .clone()
+        .spawn_loop("housekeeping", |stop| async move {
+            let mut tick = tokio::time::interval(ctx.cfg.workspace_sweep_every());
+            while crate::services::tick(&mut tick, &stop).await {
+                if let Some(bytes) = sweep(&ctx).await {
+                    ctx.workspace_bytes
+                        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+                }
+                crate::memory::give_back();
             }
-            crate::memory::give_back();
-        }
-    });
+        });
 }
 
 #[cfg(test)]

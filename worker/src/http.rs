@@ -71,7 +71,7 @@ async fn healthz(State(ctx): State<Arc<WorkerCtx>>) -> impl IntoResponse {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until the process ends.
+/// Serves `/metrics` and `/healthz` on `addr` until the services stop.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -81,9 +81,12 @@ pub async fn serve(addr: SocketAddr, ctx: Arc<WorkerCtx>) -> anyhow::Result<Sock
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(ctx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        .with_state(ctx.clone());
+    ctx.services.clone().spawn_loop("http", |stop| async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });

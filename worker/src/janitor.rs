@@ -20,26 +20,27 @@ const REAP_EVERY: Duration = Duration::from_secs(30);
 /// `vacuum_after_secs` ago.
 pub fn spawn_janitor(ctx: Arc<WorkerCtx>) {
     let reaper = ctx.clone();
-    tokio::spawn(async move {
-        // The first round at once: start reaped this namespace only.
-        let mut tick = tokio::time::interval(REAP_EVERY);
-        loop {
-            tick.tick().await;
-            reap(&reaper).await;
-        }
-    });
-    tokio::spawn(async move {
-        let age = Duration::from_secs(ctx.cfg.vacuum_after_secs);
-        let mut tick = tokio::time::interval(ctx.cfg.vacuum_every());
-        loop {
-            tick.tick().await;
-            match ctx.store.vacuum(age).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(n, "vacuumed finished deliveries"),
-                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished deliveries"),
+    ctx.services
+        .spawn_loop("janitor reaper", |stop| async move {
+            // The first round at once: start reaped this namespace only.
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            while crate::services::tick(&mut tick, &stop).await {
+                reap(&reaper).await;
             }
-        }
-    });
+        });
+    ctx.services
+        .clone()
+        .spawn_loop("janitor vacuum", |stop| async move {
+            let age = Duration::from_secs(ctx.cfg.vacuum_after_secs);
+            let mut tick = tokio::time::interval(ctx.cfg.vacuum_every());
+            while crate::services::tick(&mut tick, &stop).await {
+                match ctx.store.vacuum(age).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(n, "vacuumed finished deliveries"),
+                    Err(e) => tracing::warn!(error = %e, "cannot vacuum finished deliveries"),
+                }
+            }
+        });
 }
 
 /// Removes this namespace's agent containers whose worker no longer holds

@@ -35,9 +35,14 @@ use crate::{
 ///
 /// The work runs on its own task, so that if apalis drops the handler (its stream
 /// failing on a Redis outage) the job still finishes and records its outcome.
+/// That task is one of the worker's jobs ([`WorkerCtx::jobs`]): `main` waits
+/// for it at shutdown.
 pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
     let id = delivery.job_id.clone();
-    let task = tokio::spawn(async move { take(&ctx, delivery).await });
+    let task = ctx
+        .jobs
+        .clone()
+        .spawn(async move { take(&ctx, delivery).await });
     if let Err(e) = task.await {
         tracing::error!(job = %id, error = %e, "job task panicked; the sweep puts the job back once its lease expires");
     }
@@ -285,6 +290,8 @@ async fn run_admitted(
     );
     ctx.running.lock().unwrap().insert(id.clone());
     let began = std::time::Instant::now();
+    // This run's helper tasks: aborted when this function returns or unwinds.
+    let helpers = crate::run::RunTasks::default();
     let run = Run {
         ctx,
         hold,
@@ -293,6 +300,7 @@ async fn run_admitted(
         started: &started,
         beat: beat.as_deref(),
         tree_arm: &tree_arm,
+        helpers: &helpers,
     };
     let outcome = match AssertUnwindSafe(stages(&run, agent, stop))
         .catch_unwind()

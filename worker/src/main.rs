@@ -34,6 +34,7 @@ mod report;
 mod room;
 mod run;
 mod save;
+mod services;
 mod shutdown;
 mod space;
 mod stages;
@@ -171,10 +172,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A fresh id on every start: a reused id hides a dead worker from orphan
     // recovery (apalis #504).
     let worker_id = format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new());
-    let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout))?;
+    // The background services: `main` owns them, stops them and waits for them.
+    let services = services::Services::new();
+    let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout), &services)?;
     let forge = forge::client(&cfg)?;
     let served = preflight::check(&cfg, &docker).await?;
-    preflight::spawn_forge_check(&cfg, forge.clone());
+    preflight::spawn_forge_check(&cfg, forge.clone(), &services);
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -195,6 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         window: Default::default(),
         poke: Default::default(),
         room: room::Room::new(cli.concurrency),
+        services: services.clone(),
+        jobs: Default::default(),
     });
 
     if let Some(addr) = cli.metrics_addr {
@@ -214,10 +219,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;
+    wind_down(&ctx, &services, shutdown.stop.clone()).await;
+    tracing::info!("agentq-worker stopped");
+    Ok(())
+}
+
+/// How long the background services have to stop before they are aborted.
+const SERVICES_STOP: Duration = Duration::from_secs(10);
+
+/// After the intake has drained: waits for the jobs, stops the background
+/// services and waits for them, then takes this worker out of the registry
+/// (after the registry's loop stopped, so no late heartbeat puts it back).
+async fn wind_down(
+    ctx: &Arc<WorkerCtx>,
+    services: &services::Services,
+    stop: tokio::sync::watch::Receiver<stop::StopReason>,
+) {
+    let grace = Duration::from_secs(ctx.cfg.docker.stop_grace_secs);
+    if !shutdown::wait_for_jobs(&ctx.jobs, stop, grace).await {
+        tracing::error!(
+            jobs = ctx.jobs.len(),
+            "jobs still running long after their agents were told to stop; leaving them (the sweep puts them back)"
+        );
+    }
+    let stopped = services.stop(SERVICES_STOP).await;
+    if stopped.aborted.is_empty() {
+        tracing::info!("all background tasks stopped");
+    } else {
+        tracing::warn!(aborted = ?stopped.aborted, within = ?SERVICES_STOP, "background tasks did not stop in time and were aborted");
+    }
     let _ = ctx
         .store
         .worker_gone(&ctx.worker_id, &ctx.cfg.agent_table().names())
         .await;
-    tracing::info!("agentq-worker stopped");
-    Ok(())
 }

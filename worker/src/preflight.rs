@@ -138,13 +138,17 @@ pub async fn check(cfg: &Config, docker: &Docker) -> anyhow::Result<Served> {
 /// a forge that does not answer is told apart from one that refuses the
 /// token. Forge trouble never stops jobs (write-back errors are recorded on
 /// them and the write-back is done again later).
-pub fn spawn_forge_check(cfg: &Config, forge: Option<ForgeClient>) {
+pub fn spawn_forge_check(
+    cfg: &Config,
+    forge: Option<ForgeClient>,
+    services: &crate::services::Services,
+) {
     let Some(forge) = forge else {
         return;
     };
     let url = cfg.forge.url.clone();
     let budget = std::time::Duration::from_secs(cfg.forge.timeout_secs.max(1));
-    tokio::spawn(async move {
+    services.spawn("forge check", async move {
         let checked = tokio::time::timeout(budget, async {
             let missing = forge.missing_scopes().await?;
             // `read:user` missing: the token's user cannot be asked for.

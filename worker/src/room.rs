@@ -71,8 +71,10 @@ impl Room {
 /// Runs `delivery` on its own task, which holds `place` until the job ends.
 /// The task outlives whoever awaits the handle (apalis may drop its handler
 /// when Redis fails under it): the job keeps its place while it runs.
+/// The task is one of the worker's jobs ([`WorkerCtx::jobs`]): `main` waits
+/// for it at shutdown.
 pub fn run(ctx: Arc<WorkerCtx>, delivery: Delivery, place: Place) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    ctx.jobs.clone().spawn(async move {
         crate::job::process(ctx, delivery).await;
         drop(place);
     })

@@ -25,6 +25,8 @@ pub(crate) struct Run<'a> {
     pub(crate) beat: Option<&'a Beat>,
     /// Starts the guard's watch of the agent's working tree.
     pub(crate) tree_arm: &'a crate::guard::TreeArm,
+    /// This run's small helper tasks (notes on the record): they end with it.
+    pub(crate) helpers: &'a RunTasks,
 }
 
 impl Run<'_> {
@@ -91,6 +93,22 @@ impl Run<'_> {
     }
 }
 
+/// The helper tasks of one run, aborted when it is dropped: a run that ends
+/// any way at all (an outcome, an early return, a panic unwinding through it)
+/// leaves none of them behind.
+#[derive(Debug, Default)]
+pub(crate) struct RunTasks(std::sync::Mutex<tokio::task::JoinSet<()>>);
+
+impl RunTasks {
+    /// Runs `task` for as long as this run lasts at most.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.0.lock().unwrap();
+        // Take the ones already done, so a long run does not pile them up.
+        while set.try_join_next().is_some() {}
+        set.spawn(task);
+    }
+}
+
 /// A workspace's directories that containers mount.
 pub(crate) struct RunDirs {
     pub(crate) repo: PathBuf,
@@ -106,5 +124,56 @@ impl RunDirs {
             input: ws.input_dir(),
             out: Some(ws.agent_out_dir()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the task holding the sender of `rx` ended (dropped it) within
+    /// 10 s.
+    async fn ended(rx: tokio::sync::oneshot::Receiver<()>) -> bool {
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), rx).await,
+            Ok(Err(_))
+        )
+    }
+
+    /// A helper still running when its run is dropped is aborted with it.
+    #[tokio::test]
+    async fn a_runs_helpers_end_when_the_run_is_dropped() {
+        let tasks = RunTasks::default();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ));
+        drop(tasks);
+        // Aborting drops the task's future: its sender goes with it.
+        assert!(ended(rx).await, "the helper outlived its run");
+    }
+
+    /// A run that unwinds (a panic in its stages) drops its helpers too.
+    #[tokio::test]
+    async fn a_runs_helpers_end_when_the_run_panics() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = async move {
+            let tasks = RunTasks::default();
+            tasks.spawn(async move {
+                let _tx = tx;
+                std::future::pending::<()>().await;
+            });
+            tokio::task::yield_now().await;
+            panic!("a stage panicked");
+        };
+        let unwound = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+        assert!(unwound.is_err());
+        assert!(ended(rx).await, "the helper outlived its run");
     }
 }

@@ -258,11 +258,12 @@ async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldAgent> {
 
 /// What [`docker::start`] calls with each container it creates: the id goes on
 /// the record at once (without holding the start up).
-fn note_container(run: &Run<'_>) -> impl Fn(&str) {
+fn note_container<'r>(run: &Run<'r>) -> impl Fn(&str) + 'r {
     let hold = run.hold.clone();
+    let helpers = run.helpers;
     move |cid| {
         let (cid, hold) = (cid.to_string(), hold.clone());
-        tokio::spawn(async move {
+        helpers.spawn(async move {
             let _ = hold.note(&Note::container(&cid)).await;
         });
     }

@@ -10,48 +10,49 @@ use crate::context::WorkerCtx;
 /// lease expired mid-run and wakes every parked pool (for slots that expired);
 /// every `sweep_secs`, also waiting jobs whose delivery was lost. Redis errors skip a round: nothing is concluded from them.
 pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
-    tokio::spawn(async move {
-        let every = ctx.cfg.heartbeat_every();
-        let lost_every = ctx.cfg.sweep_every();
-        // A delivery younger than this is never called lost (it may be on its
-        // way from one list to another).
-        let grace = ctx.cfg.lease_ttl() * 2 + Duration::from_secs(5);
-        let mut tick = tokio::time::interval(every);
-        let mut last_lost = std::time::Instant::now();
-        loop {
-            tick.tick().await;
-            match ctx.store.try_sweep_lock(&ctx.worker_id, every).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "sweep skipped: Redis unreachable");
-                    continue;
-                }
-            }
-            sweep_orphans_now(&ctx).await;
-            // Slots of dead workers expire without a release: wake every parked
-            // pool, and move on the lines of workspaces whose holder is gone.
-            match ctx.store.free_dead_workspaces().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(n, "jobs waiting for a dead run's workspace moved on"),
-                Err(e) => tracing::debug!(error = %e, "workspace lines not looked at"),
-            }
-            crate::waker::wake_all(&ctx).await;
-            if last_lost.elapsed() >= lost_every {
-                last_lost = std::time::Instant::now();
-                match ctx.store.sweep_lost(grace).await {
-                    Ok(lost) if !lost.is_empty() => {
-                        tracing::error!(
-                            n = lost.len(),
-                            "jobs without a delivery were put back (agentq_jobs_rescued)"
-                        )
+    ctx.services
+        .clone()
+        .spawn_loop("sweeper", |stop| async move {
+            let every = ctx.cfg.heartbeat_every();
+            let lost_every = ctx.cfg.sweep_every();
+            // A delivery younger than this is never called lost (it may be on its
+            // way from one list to another).
+            let grace = ctx.cfg.lease_ttl() * 2 + Duration::from_secs(5);
+            let mut tick = tokio::time::interval(every);
+            let mut last_lost = std::time::Instant::now();
+            while crate::services::tick(&mut tick, &stop).await {
+                match ctx.store.try_sweep_lock(&ctx.worker_id, every).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "sweep skipped: Redis unreachable");
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "lost-delivery sweep interrupted"),
+                }
+                sweep_orphans_now(&ctx).await;
+                // Slots of dead workers expire without a release: wake every parked
+                // pool, and move on the lines of workspaces whose holder is gone.
+                match ctx.store.free_dead_workspaces().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "jobs waiting for a dead run's workspace moved on"),
+                    Err(e) => tracing::debug!(error = %e, "workspace lines not looked at"),
+                }
+                crate::waker::wake_all(&ctx).await;
+                if last_lost.elapsed() >= lost_every {
+                    last_lost = std::time::Instant::now();
+                    match ctx.store.sweep_lost(grace).await {
+                        Ok(lost) if !lost.is_empty() => {
+                            tracing::error!(
+                                n = lost.len(),
+                                "jobs without a delivery were put back (agentq_jobs_rescued)"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "lost-delivery sweep interrupted"),
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Puts back, first in line, the jobs whose run lease expired mid-run. Run once

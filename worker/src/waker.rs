@@ -29,9 +29,11 @@ const WINDOW_EVERY: Duration = Duration::from_secs(5);
 /// Starts the listener, the timer loop and the window measurement.
 pub fn spawn(ctx: Arc<WorkerCtx>, concurrency: u32) {
     ctx.window.store(concurrency.max(1), Ordering::Relaxed);
-    tokio::spawn(listen(ctx.clone()));
-    tokio::spawn(timers(ctx.clone()));
-    tokio::spawn(measure_window(ctx, concurrency));
+    ctx.services.spawn("waker listener", listen(ctx.clone()));
+    ctx.services.spawn("waker timers", timers(ctx.clone()));
+    ctx.services
+        .clone()
+        .spawn("window measure", measure_window(ctx, concurrency));
 }
 
 /// Wakes one pool; errors are logged (the sweep wakes it again later).

@@ -56,15 +56,16 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
     if ctx.forge.is_none() {
         return;
     }
-    tokio::spawn(async move {
-        let every = retry_every(&ctx);
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            round(&ctx, every).await;
-        }
-    });
+    ctx.services
+        .clone()
+        .spawn_loop("writeback", |stop| async move {
+            let every = retry_every(&ctx);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while crate::services::tick(&mut tick, &stop).await {
+                round(&ctx, every).await;
+            }
+        });
 }
 
 async fn round(ctx: &WorkerCtx, every: Duration) {
