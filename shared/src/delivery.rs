@@ -1,4 +1,7 @@
-//! Deliveries written in the same Lua call as the record change they belong to.
+//! apalis-redis's task layout, as agentq writes it: the leaf every writer of
+//! deliveries depends on. It knows apalis's queue (its configuration and key
+//! names), what a delivery carries ([`Delivery`]) and how one is written
+//! ([`PUSH_LUA`]); it uses nothing from the store.
 //!
 //! apalis-redis carries deliveries (a job id and the record's `seq`), but its own
 //! push is a separate Redis call: a record change followed by a push can be cut
@@ -8,10 +11,31 @@
 //! (the same keys and fields as its `batch_push.lua`), inside the script that
 //! changes the record: both happen or neither does.
 //!
+//! The apalis crates are pinned (`=`) in the workspace's Cargo.toml, and
+//! `tests/tests/queue_contract.rs` compares what [`PUSH_LUA`] writes with what
+//! apalis-redis's own push writes, key by key. When apalis is upgraded and that
+//! test fails, this file is the one to update.
+//!
 //! [`PUSH_LUA`] is the Lua prelude; a script that uses it takes the five queue
 //! keys of [`queue_keys`] as its *first* five `KEYS`.
 
-use crate::{keys::Keys, store::apalis_config};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Keys;
+
+/// What apalis carries for one run of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The job's id.
+    pub job_id: String,
+    /// The record's `seq` when this delivery was pushed.
+    pub seq: u64,
+}
+
+/// The apalis-redis configuration for a namespace.
+pub fn apalis_config(keys: &Keys) -> apalis_redis::Config {
+    apalis_redis::Config::default().queue(keys.apalis_queue())
+}
 
 /// Number of `KEYS` [`PUSH_LUA`] takes, first in the script's key list.
 pub const QUEUE_KEYS: usize = 5;
@@ -37,7 +61,12 @@ pub fn new_task_id() -> String {
 /// The `push` snippet (`store/lua/push.lua`; scripts take it with
 /// `--- @include "push"`): `push_delivery(task_id, job_id, seq, run_at_ms, now_ms, front)`
 /// writes one delivery as apalis-redis 1.0 would (task data is the JSON of
-/// [`crate::store::Delivery`]); `front` puts it at the head of the active list
+/// [`Delivery`]); `front` puts it at the head of the active list
 /// (orphans and lost deliveries go first). `wake()` signals idle workers once a
 /// script pushed something due now.
+///
+/// One difference from apalis-redis's own push, on purpose: apalis puts even a
+/// task due now in the scheduled set (its next fetch moves it to the active
+/// list); this puts a delivery due now on the active list. apalis's fetch reads
+/// both the same way.
 pub const PUSH_LUA: &str = include_str!("store/lua/push.lua");

@@ -34,7 +34,19 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
             .missed_heartbeats(ctx.cfg.apalis_missed_heartbeats())
             // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
             .batch_size(1);
-        let backend = ctx.store.queue().with_config(apalis_cfg);
+        // apalis fetches only when its worker task is polled: after an empty fetch it
+        // parks until woken (apalis-core 1.0, `Persisted::poll_next` in
+        // backend/persistence/mod.rs). `poll_with_stream` (its `BackendExt`) polls
+        // this channel before every fetch, so a message wakes it to fetch again.
+        // (The loop below also runs in the worker's task, `try_join!` in
+        // `Worker::run_with_ctx`, so its own wake-ups poll apalis as well; the
+        // channel does not depend on that.)
+        let (wake, woken) = futures::channel::mpsc::channel::<()>(0);
+        let backend = ctx
+            .store
+            .queue()
+            .with_config(apalis_cfg)
+            .poll_with_stream(woken);
         let worker = WorkerBuilder::new(format!("{}-g{generation}", ctx.worker_id))
             .backend(backend)
             .data(ctx.clone())
@@ -48,6 +60,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
             .run_with_ctx(move |wctx| {
                 let mut drain = gen_drain.clone();
                 let wctx_ctx = wctx_ctx.clone();
+                let mut wake = wake.clone();
                 async move {
                     let mut tick = tokio::time::interval(poll);
                     loop {
@@ -70,12 +83,13 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
                                     }
                                     continue;
                                 }
-                                // apalis-redis fetches only when woken; wake it to look
-                                // for due and newly pushed jobs.
-                                // (A worker paused while degraded is resumed here too.)
-                                if wctx.is_paused() || (wctx.is_running() && wctx.pause().is_ok()) {
+                                // A worker paused while degraded takes jobs again.
+                                if wctx.is_paused() {
                                     let _ = wctx.resume();
                                 }
+                                // Wake apalis to look for due and newly pushed jobs
+                                // (a full channel: a wake is pending already).
+                                let _ = wake.try_send(());
                             }
                             _ = drain.wait_for(|d| *d) => {
                                 let _ = wctx.stop();

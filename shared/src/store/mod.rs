@@ -19,12 +19,13 @@ pub mod writeback;
 pub mod wslease;
 
 pub use create::{Created, ENQUEUE_CHUNK};
+// The queue layout lives in the leaf `crate::delivery`; re-exported for callers.
+pub use crate::delivery::{apalis_config, Delivery};
 
 use std::{collections::HashMap, time::Duration};
 
 use apalis_redis::RedisStorage;
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
 
 use crate::{
     conn::{RedisConn, SentinelUrl},
@@ -53,15 +54,6 @@ pub const EVENTS_MAX_LEN: usize = 10_000;
 /// in; `park` parks it (see [`crate::store::park`]) instead of pushing a delivery.
 static MOVE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| lua::script("move"));
-
-/// What apalis carries for one run of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// The job's id.
-    pub job_id: String,
-    /// The record's `seq` when this delivery was pushed.
-    pub seq: u64,
-}
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -728,11 +720,6 @@ impl JobStore {
         }
         Ok(active + scheduled + parked)
     }
-}
-
-/// The apalis-redis configuration for a namespace.
-pub fn apalis_config(keys: &Keys) -> apalis_redis::Config {
-    apalis_redis::Config::default().queue(keys.apalis_queue())
 }
 
 #[cfg(test)]
