@@ -28,7 +28,8 @@ use apalis_core::{backend::TaskSink, task::builder::TaskBuilder, worker::context
 use apalis_redis::{ConnectionManager, RedisStorage};
 
 /// The file to update when apalis-redis's layout moves.
-const WRITER: &str = "shared/src/delivery.rs (PUSH_LUA, whose text is shared/src/store/lua/push.lua)";
+const WRITER: &str =
+    "shared/src/delivery.rs (PUSH_LUA, whose text is shared/src/store/lua/push.lua)";
 
 /// One key's type and content, task ids masked.
 #[derive(Debug, PartialEq)]

@@ -20,6 +20,7 @@ pub mod agent;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod container_paths;
 pub mod flat;
 pub mod input;
 pub mod keys;

@@ -26,11 +26,7 @@ pub const RESUME_PROMPT: &str = "Resume from where you left off. You were stoppe
 /// so a longer prompt is cut at a section boundary (see [`for_argument`]).
 pub const ARGUMENT_PROMPT_MAX_BYTES: usize = 100 * 1024;
 
-/// Where the agent finds the whole prompt, whatever its command line got.
-pub const PROMPT_PATH: &str = "/agentq/prompt.md";
-
-/// Where the agent finds the operator's answer to its question (`$AGENTQ_ANSWER_FILE`).
-pub const ANSWER_PATH: &str = "/agentq/ANSWER.md";
+pub use crate::container_paths::{ANSWER_PATH, PROMPT_PATH};
 
 /// A prompt cut to fit one argument: what was left out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -105,23 +105,7 @@ impl Workspace {
     }
 }
 
-/// Where [`Workspace::input_dir`] appears in the container (read-only).
-pub const AGENT_INPUT_DIR: &str = "/agentq";
-
-/// The agent's `HOME` in every container: a scratch tmpfs of its own, owned by
-/// the agent's uid, thrown away with the container (see
-/// `agentq_shared::container`).
-pub const AGENT_HOME: &str = "/agentq-home";
-
-/// Where the run's output directory appears in the agent container: the one
-/// place besides `/workspace` the agent writes that the worker reads back, as
-/// data and bounded (see `SUMMARY_FILE`).
-pub const AGENT_OUT_DIR: &str = "/agentq-out";
-
-/// The agent's final message (codex's `-o` file; `{summary_file}` in a
-/// configured agent's command): read back after the run, bounded, as the job's
-/// `summary`.
-pub const SUMMARY_FILE: &str = "/agentq-out/summary.md";
+pub use crate::container_paths::{AGENT_HOME, AGENT_INPUT_DIR, AGENT_OUT_DIR, SUMMARY_FILE};
 
 /// The last path segment of a workspace: `pr-{n}`, `task-{n}`, `branch-{name}` or
 /// `tag-{name}`, the name [escaped](escape_name). The map is injective: the kind

@@ -18,18 +18,18 @@ pub const CLAUDE_SANDBOX_PROMPT: &str = "SANDBOX: You are restricted to the curr
 /// The `local` agent's launcher. The model and the prompt arrive as positional
 /// parameters `$1` and `$2`: they are never part of the script text, so nothing in a
 /// task can be run by the shell (the seed interpolated the prompt with `%q`).
-/// codex's last message goes to [`crate::workspace::SUMMARY_FILE`], as
+/// codex's last message goes to [`crate::container_paths::SUMMARY_FILE`], as
 /// [`CODEX_LAST_MESSAGE`] says.
 pub const LOCAL_SCRIPT: &str = r#"socat TCP-LISTEN:11434,fork,reuseaddr TCP:host.docker.internal:11434 & sleep 0.5 && exec codex exec --dangerously-bypass-approvals-and-sandbox --oss --local-provider ollama -m "$1" -o /agentq-out/summary.md "$2""#;
 
 /// Where codex writes its last message (`-o`): the run's summary file
-/// ([`crate::workspace::SUMMARY_FILE`], in the agent's output directory
-/// [`crate::workspace::AGENT_OUT_DIR`], the one writable place besides
+/// ([`crate::container_paths::SUMMARY_FILE`], in the agent's output directory
+/// [`crate::container_paths::AGENT_OUT_DIR`], the one writable place besides
 /// `/workspace` the worker reads back), which the worker reads after the run,
 /// as data and bounded, as the job's `summary`. The seed's
 /// `../.meta/agent-codex.log` is `/.meta/…` from `/workspace`, a directory no
 /// container has.
-pub const CODEX_LAST_MESSAGE: &str = crate::workspace::SUMMARY_FILE;
+pub const CODEX_LAST_MESSAGE: &str = crate::container_paths::SUMMARY_FILE;
 
 /// Stands for the prompt in [`stdin_command`] while it is built.
 const STDIN_MARK: &str = "\u{0}agentq-prompt-on-stdin\u{0}";

@@ -4,6 +4,7 @@
 
 mod builtin;
 pub mod model;
+mod settings;
 mod table;
 mod template;
 
@@ -13,6 +14,7 @@ pub use builtin::{
     home_dirs as builtin_home_dirs, AGENTS, CLAUDE_SANDBOX_PROMPT, CODEX_LAST_MESSAGE,
     CODEX_REVIEW_PROMPT, DEFAULT_LOCAL_MODEL, LOCAL_SCRIPT,
 };
+pub use settings::AgentConfig;
 pub use table::{is_env_name, is_pool_name, AgentTable, Configured, Pool};
 pub use template::{Placeholder, Template};
 
@@ -282,9 +284,11 @@ mod tests {
 
     #[test]
     fn codex_writes_its_last_message_to_the_summary_file() {
-        assert_eq!(CODEX_LAST_MESSAGE, crate::workspace::SUMMARY_FILE);
-        assert!(CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::workspace::AGENT_OUT_DIR)));
-        assert!(LOCAL_SCRIPT.contains(&format!("-o {} ", crate::workspace::SUMMARY_FILE)));
+        assert_eq!(CODEX_LAST_MESSAGE, crate::container_paths::SUMMARY_FILE);
+        assert!(
+            CODEX_LAST_MESSAGE.starts_with(&format!("{}/", crate::container_paths::AGENT_OUT_DIR))
+        );
+        assert!(LOCAL_SCRIPT.contains(&format!("-o {} ", crate::container_paths::SUMMARY_FILE)));
     }
 
     #[test]

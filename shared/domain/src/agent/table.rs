@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use super::{builtin, model, template::Template, AgentError, AgentSpec, Placeholder, PromptVia};
-use crate::config::AgentConfig;
+use crate::agent::AgentConfig;
 
 /// Variables agentq sets in every agent container, which `env_keys` may not
 /// forward (`env` may set none of `HOME` and `AGENTQ_*`).

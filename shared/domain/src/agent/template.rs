@@ -4,10 +4,7 @@
 
 use std::fmt;
 
-use crate::{
-    prompt::{ANSWER_PATH, PROMPT_PATH},
-    workspace::SUMMARY_FILE,
-};
+use crate::container_paths::{ANSWER_PATH, PROMPT_PATH, SUMMARY_FILE};
 
 /// What a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
