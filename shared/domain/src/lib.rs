@@ -27,6 +27,7 @@ pub mod keys;
 pub mod language;
 pub mod outcome;
 pub mod prompt;
+pub mod quota;
 pub mod readable;
 pub mod record;
 pub mod status;

@@ -20,7 +20,16 @@ const FILE_SYSTEM: &[&str] = &[
 
 /// The domain's dependencies: none of them does I/O. A new one belongs here
 /// only if it does none either.
-const DEPENDENCIES: &[&str] = &["chrono", "serde", "serde_json", "thiserror", "toml", "ulid"];
+const DEPENDENCIES: &[&str] = &[
+    "chrono",
+    "chrono-tz",
+    "regex",
+    "serde",
+    "serde_json",
+    "thiserror",
+    "toml",
+    "ulid",
+];
 
 /// Crates that do I/O, in no dependency table of the domain (tests included).
 const IO_CRATES: &[&str] = &[
