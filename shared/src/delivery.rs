@@ -14,10 +14,12 @@
 //! The apalis crates are pinned (`=`) in the workspace's Cargo.toml, and
 //! `tests/tests/queue_contract.rs` compares what [`PUSH_LUA`] writes with what
 //! apalis-redis's own push writes, key by key. When apalis is upgraded and that
-//! test fails, this file is the one to update.
+//! test fails, this file and `store/lua/push.lua` (the text of [`PUSH_LUA`])
+//! are the ones to update.
 //!
-//! [`PUSH_LUA`] is the Lua prelude; a script that uses it takes the five queue
-//! keys of [`queue_keys`] as its *first* five `KEYS`.
+//! [`PUSH_LUA`] is the `push` snippet (scripts take it with `--- @include
+//! "push"`); a script that uses it takes the five queue keys of
+//! [`queue_keys`] as its *first* five `KEYS`.
 
 use serde::{Deserialize, Serialize};
 

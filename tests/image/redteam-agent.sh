@@ -30,7 +30,7 @@
 #   @redteam write FILE TEXT           write TEXT to FILE, not committed
 #   @redteam rm FILE                   delete FILE, the deletion not committed
 #   @redteam commit-zeros MB           commit an MB MiB file of zeros (a few KiB
-#                                      of objects), then delete it uncommitted
+#                                      of objects) never written to the tree
 #   @redteam many-files N              make N empty files (10 000 per directory)
 #   @redteam fifo-head                 commit, then make .git/HEAD a FIFO
 #   @redteam orphan-commit             commit on a new root (a history rewrite)
@@ -196,9 +196,12 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       ;;
     rm) rm -f -- "$arg" && echo "removed $arg (not committed)" ;;
     commit-zeros)
-      dd if=/dev/zero of=redteam-zeros.bin bs=1048576 count="$arg" 2>/dev/null
-      git add redteam-zeros.bin && git commit -q -m "redteam: $arg MiB of zeros" && echo "committed $arg MiB of zeros"
-      rm -f redteam-zeros.bin
+      # Straight into git's object store (a few KiB compressed): the file is
+      # never in the working tree, so the run's tree watch cannot meet it and
+      # only a checkout of the commit (QA's) would write it all.
+      blob=$(head -c "$((arg * 1048576))" /dev/zero | git hash-object -w --stdin) &&
+        git update-index --add --cacheinfo "100644,$blob,redteam-zeros.bin" &&
+        git commit -q -m "redteam: $arg MiB of zeros" && echo "committed $arg MiB of zeros"
       ;;
     many-files)
       mkdir -p redteam-many

@@ -149,6 +149,10 @@ async fn renew(
 async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopReason>>) {
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = ctx.shutdown.clone();
+    // Once the shutdown signal's sender is gone (its service stopped), it
+    // can change no more: only the cancel flag is watched from then on (a
+    // closed channel answers at once, and would spin this loop).
+    let mut open = true;
     loop {
         tokio::select! {
             _ = poll.tick() => {
@@ -156,9 +160,18 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
                     let _ = tx.send(StopReason::Cancel);
                 }
             }
-            changed = shutdown.changed() => {
-                if changed.is_ok() && *shutdown.borrow() == StopReason::Shutdown {
-                    let _ = tx.send(StopReason::Shutdown);
+            changed = shutdown.changed(), if open => {
+                match changed {
+                    Ok(()) if *shutdown.borrow() == StopReason::Shutdown => {
+                        let _ = tx.send(StopReason::Shutdown);
+                    }
+                    Ok(()) => {}
+                    Err(_) => {
+                        open = false;
+                        if *shutdown.borrow() == StopReason::Shutdown {
+                            let _ = tx.send(StopReason::Shutdown);
+                        }
+                    }
                 }
             }
         }
