@@ -14,6 +14,25 @@ impl TestEnv {
         self.worker_with_args(name, &["--concurrency", &concurrency.to_string()])
     }
 
+    /// Starts a worker standing in for host `name` (`--host name`), with a
+    /// workspace root of its own; returns it and that root.
+    pub fn host_worker(&self, name: &str, concurrency: u32) -> (WorkerProc, PathBuf) {
+        let root = self.dir.path().join(format!("ws-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let w = self.worker_with_args(
+            name,
+            &[
+                "--concurrency",
+                &concurrency.to_string(),
+                "--host",
+                name,
+                "--workspace-root",
+                root.to_str().unwrap(),
+            ],
+        );
+        (w, root)
+    }
+
     /// Starts a worker process with exactly these arguments.
     pub fn worker_with_args(&self, name: &str, args: &[&str]) -> WorkerProc {
         self.spawn_worker(name, Command::new(bin("agentq-worker")), args, None)

@@ -15,20 +15,7 @@ const LONG: Duration = Duration::from_secs(180);
 
 /// A worker standing in for host `name`: its own workspace root.
 fn host(env: &TestEnv, name: &str, concurrency: u32) -> (WorkerProc, PathBuf) {
-    let root = env.dir.path().join(format!("ws-{name}"));
-    std::fs::create_dir_all(&root).unwrap();
-    let w = env.worker_with_args(
-        name,
-        &[
-            "--concurrency",
-            &concurrency.to_string(),
-            "--host",
-            name,
-            "--workspace-root",
-            root.to_str().unwrap(),
-        ],
-    );
-    (w, root)
+    env.host_worker(name, concurrency)
 }
 
 /// Commits on `branch` of the bare remote `core/demo`, newest first (empty if
