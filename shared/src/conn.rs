@@ -34,7 +34,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::server::ServerCheck;
+use crate::{flight::Flight, server::ServerCheck};
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     sentinel::{Sentinel, SentinelNodeConnectionInfo},
@@ -59,6 +59,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// this long before it is tried again, so an outage does not double the
 /// work of every command.
 pub const PROBE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Least time a question to the sentinels (and the connection to the
+/// primary they name) is given before it is dropped and asked again.
+pub const MIN_ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The scheme of a Sentinel URL.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
@@ -169,8 +173,8 @@ struct ServerGuard {
     /// Bumped on every error that may mean a new connection or server.
     generation: AtomicU64,
     cached: Mutex<Option<Cached>>,
-    /// One probe at a time.
-    probing: tokio::sync::Mutex<()>,
+    /// One probe at a time, in a task of its own (see [`crate::flight`]).
+    probing: Flight<Result<Arc<ServerCheck>, RedisError>>,
     /// The last probe refused the server (for logging changes once).
     refused: AtomicBool,
     /// When the last probe failed (no answer).
@@ -208,8 +212,15 @@ struct Current {
 struct Source {
     url: SentinelUrl,
     node: SentinelNodeConnectionInfo,
+    /// Locked only by the following flight's own task: never by a caller,
+    /// whose future may stop being polled (see [`crate::flight`]).
     sentinel: tokio::sync::Mutex<Sentinel>,
     last_check: Mutex<Option<Instant>>,
+    /// One question to the sentinels at a time, in a task of its own.
+    following: Flight<bool>,
+    /// Longest a question to the sentinels and the connection to the
+    /// primary they name may take.
+    ask_timeout: Duration,
 }
 
 impl RedisConn {
@@ -282,6 +293,8 @@ impl RedisConn {
                     node,
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     last_check: Mutex::new(Some(Instant::now())),
+                    following: Flight::default(),
+                    ask_timeout: patience.max(MIN_ASK_TIMEOUT),
                 }),
                 cfg,
                 db,
@@ -313,12 +326,25 @@ impl RedisConn {
 
     /// With Sentinel: asks the sentinels where the primary is and, when it
     /// moved, switches to it. Returns whether it switched. Without Sentinel,
-    /// or asked less than [`RECHECK_EVERY`] ago: does nothing.
+    /// or asked less than [`RECHECK_EVERY`] ago: does nothing. Callers that
+    /// ask while a question is out share its answer; the question runs in a
+    /// task of its own and is bounded in time, so no caller (nor a caller's
+    /// future no one polls any more) can hold up the others.
     pub async fn follow_primary(&self) -> bool {
         let Some(src) = &self.shared.sentinel else {
             return false;
         };
-        let mut sentinel = src.sentinel.lock().await;
+        let this = self.clone();
+        src.following
+            .join(move || async move { this.ask_sentinels().await }, || false)
+            .await
+    }
+
+    /// The body of [`RedisConn::follow_primary`], in the flight's task.
+    async fn ask_sentinels(&self) -> bool {
+        let Some(src) = &self.shared.sentinel else {
+            return false;
+        };
         {
             let mut last = src.last_check.lock().unwrap();
             if last.is_some_and(|t| t.elapsed() < RECHECK_EVERY) {
@@ -326,36 +352,46 @@ impl RedisConn {
             }
             *last = Some(Instant::now());
         }
-        let client = match sentinel
-            .async_master_for(&src.url.service, Some(&src.node))
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(service = %src.url.service, error = %e, "no Redis primary known to the sentinels yet");
+        let mut sentinel = src.sentinel.lock().await;
+        let asked = tokio::time::timeout(src.ask_timeout, async {
+            let client = sentinel
+                .async_master_for(&src.url.service, Some(&src.node))
+                .await
+                .map_err(|e| format!("no Redis primary known to the sentinels yet: {e}"))?;
+            let addr = client.get_connection_info().addr().to_string();
+            if addr == self.shared.current.read().unwrap().addr {
+                return Ok(None);
+            }
+            let manager = client
+                .get_connection_manager_with_config(self.shared.cfg.clone())
+                .await
+                .map_err(|e| format!("cannot connect to the new Redis primary {addr} yet: {e}"))?;
+            Ok::<_, String>(Some(Current {
+                client,
+                manager,
+                addr,
+            }))
+        })
+        .await;
+        let next = match asked {
+            Ok(Ok(Some(next))) => next,
+            Ok(Ok(None)) => return false,
+            Ok(Err(why)) => {
+                tracing::warn!(service = %src.url.service, "{why}");
+                return false;
+            }
+            Err(_) => {
+                // A sentinel (or the node it named) that accepts and never
+                // answers: forget the cached connections, ask afresh next time.
+                tracing::warn!(service = %src.url.service, timeout = ?src.ask_timeout, "the sentinels did not answer in time; asking again later");
+                if let Ok(fresh) = Sentinel::build(src.url.sentinels.clone()) {
+                    *sentinel = fresh;
+                }
                 return false;
             }
         };
-        let addr = client.get_connection_info().addr().to_string();
-        if addr == self.shared.current.read().unwrap().addr {
-            return false;
-        }
-        let manager = match client
-            .get_connection_manager_with_config(self.shared.cfg.clone())
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(primary = %addr, error = %e, "cannot connect to the new Redis primary yet");
-                return false;
-            }
-        };
-        tracing::warn!(primary = %addr, service = %src.url.service, "Redis primary moved (Sentinel failover): following it");
-        *self.shared.current.write().unwrap() = Current {
-            client,
-            manager,
-            addr,
-        };
+        tracing::warn!(primary = %next.addr, service = %src.url.service, "Redis primary moved (Sentinel failover): following it");
+        *self.shared.current.write().unwrap() = next;
         self.shared.check.generation.fetch_add(1, Ordering::SeqCst);
         true
     }
@@ -367,11 +403,27 @@ impl RedisConn {
     /// # Errors
     /// The connection failed.
     pub async fn server_check(&self) -> Result<Arc<ServerCheck>, RedisError> {
-        let guard = &self.shared.check;
-        if let Some(c) = guard.fresh() {
+        if let Some(c) = self.shared.check.fresh() {
             return Ok(c);
         }
-        let _one = guard.probing.lock().await;
+        let this = self.clone();
+        self.shared
+            .check
+            .probing
+            .join(
+                move || async move { this.probe().await },
+                || {
+                    Err(RedisError::from(std::io::Error::other(
+                        "the server check was interrupted",
+                    )))
+                },
+            )
+            .await
+    }
+
+    /// The body of [`RedisConn::server_check`], in the probing flight's task.
+    async fn probe(&self) -> Result<Arc<ServerCheck>, RedisError> {
+        let guard = &self.shared.check;
         if let Some(c) = guard.fresh() {
             return Ok(c);
         }

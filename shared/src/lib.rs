@@ -23,6 +23,7 @@ pub mod conn;
 #[cfg(feature = "docker")]
 pub mod container;
 pub mod delivery;
+pub mod flight;
 #[cfg(feature = "forge")]
 pub mod forge;
 pub mod fsutil;

@@ -55,7 +55,7 @@ impl TestEnv {
 
     /// [`TestEnv::with_config`] with a Redis that requires `password`.
     pub fn with_config_and_redis_password(extra: &str, password: &str) -> Self {
-        Self::with_config_and_redis(extra, Redis::start_with(free_port(), Some(password)))
+        Self::with_config_and_redis(extra, Redis::start_with_password(password))
     }
 
     /// A new world on `redis` whose config is the base plus `extra` (see

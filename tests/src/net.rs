@@ -15,6 +15,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The process id of the redis-server (or sentinel) answering at `url`
+/// (`INFO server`), when one answers. Tells a server of one's own from
+/// another test's that took the port first (a port from [`free_port`] is
+/// free only until someone binds it).
+pub fn redis_pid(url: &str) -> Option<u32> {
+    let mut c = redis::Client::open(url).ok()?.get_connection().ok()?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Waits until something listens on `addr`; fails the test after `timeout`,
 /// showing `what` and its log.
 pub fn wait_listening(addr: &str, timeout: Duration, what: &str, log: &Path) {

@@ -22,7 +22,7 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server and waits until it answers.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        Self::spawn(None, None, false, tempfile::tempdir().unwrap(), "127.0.0.1")
     }
 
     /// Starts redis-server on `port`.
@@ -30,10 +30,21 @@ impl Redis {
         Self::start_with(port, None)
     }
 
+    /// Starts redis-server on a free port, with `requirepass` `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::spawn(
+            None,
+            Some(password),
+            false,
+            tempfile::tempdir().unwrap(),
+            "127.0.0.1",
+        )
+    }
+
     /// Starts redis-server on `port`, with `requirepass` if `password` is set.
     pub fn start_with(port: u16, password: Option<&str>) -> Self {
         Self::spawn(
-            port,
+            Some(port),
             password,
             false,
             tempfile::tempdir().unwrap(),
@@ -45,7 +56,7 @@ impl Redis {
     /// a test network, e.g. a veth end).
     pub fn start_listening_on(addr: &str) -> Self {
         Self::spawn(
-            free_port(),
+            None,
             None,
             false,
             tempfile::tempdir().unwrap(),
@@ -56,13 +67,7 @@ impl Redis {
     /// Starts redis-server with an append-only file (`appendfsync everysec`), so
     /// [`Redis::bounce`] keeps its data, as a production Redis would.
     pub fn start_durable() -> Self {
-        Self::spawn(
-            free_port(),
-            None,
-            true,
-            tempfile::tempdir().unwrap(),
-            "127.0.0.1",
-        )
+        Self::spawn(None, None, true, tempfile::tempdir().unwrap(), "127.0.0.1")
     }
 
     /// Shuts Redis down (it writes its append-only file), keeps it down for
@@ -85,7 +90,13 @@ impl Redis {
     pub fn start_again(&mut self) {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let (aof, bind) = (self.aof, self.bind.clone());
-        let new = Self::spawn(self.port, self.password.clone().as_deref(), aof, dir, &bind);
+        let new = Self::spawn(
+            Some(self.port),
+            self.password.clone().as_deref(),
+            aof,
+            dir,
+            &bind,
+        );
         drop(std::mem::replace(self, new));
     }
 
@@ -104,13 +115,37 @@ impl Redis {
         }
     }
 
+    /// Starts redis-server on `port`, or on a free port when `None`: a free
+    /// port another test's server took first is given up for another one.
     fn spawn(
+        port: Option<u16>,
+        password: Option<&str>,
+        aof: bool,
+        mut dir: tempfile::TempDir,
+        bind: &str,
+    ) -> Self {
+        for _ in 0..5 {
+            match Self::try_spawn(port.unwrap_or_else(free_port), password, aof, dir, bind) {
+                Ok(r) => return r,
+                Err((back, why)) if port.is_none() => {
+                    eprintln!("{why}; trying another port");
+                    dir = back;
+                }
+                Err((_, why)) => panic!("{why}"),
+            }
+        }
+        panic!("no free port for redis-server after 5 tries");
+    }
+
+    /// Starts redis-server on `port` and waits until it answers; `Err` (with
+    /// the data directory back) when another process serves that port.
+    fn try_spawn(
         port: u16,
         password: Option<&str>,
         aof: bool,
         dir: tempfile::TempDir,
         bind: &str,
-    ) -> Self {
+    ) -> Result<Self, (tempfile::TempDir, String)> {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind"]);
         cmd.args(bind.split_whitespace());
@@ -136,7 +171,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it with `apt-get install -y redis-server`"));
-        let r = Self {
+        let mut r = Self {
             child,
             port,
             dir,
@@ -146,10 +181,24 @@ impl Redis {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut c) = redis::Client::open(r.url()).and_then(|c| c.get_connection()) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    break;
+            if let Ok(Some(status)) = r.child.try_wait() {
+                let why =
+                    format!("redis-server on port {port} exited ({status}): the port is taken");
+                return Err((
+                    std::mem::replace(&mut r.dir, tempfile::tempdir().unwrap()),
+                    why,
+                ));
+            }
+            if let Some(pid) = redis_pid(&r.url()) {
+                if pid == r.child.id() {
+                    return Ok(r);
                 }
+                let why = format!("port {port} is another redis-server's (pid {pid})");
+                let _ = r.child.kill();
+                return Err((
+                    std::mem::replace(&mut r.dir, tempfile::tempdir().unwrap()),
+                    why,
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -157,8 +206,6 @@ impl Redis {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = &r.dir;
-        r
     }
 
     /// `redis://127.0.0.1:{port}` (with `:password@` when one is set).

@@ -25,8 +25,24 @@ struct Node {
 }
 
 impl Node {
+    /// Starts a node on a free port; a port another test's server took
+    /// first is given up for another.
     fn start(dir: &Path, name: &str, args: &[String], sentinel_conf: Option<&str>) -> Self {
-        let port = free_port();
+        for _ in 0..5 {
+            if let Some(node) = Self::try_start(dir, name, args, sentinel_conf, free_port()) {
+                return node;
+            }
+        }
+        panic!("no free port for {name} after 5 tries");
+    }
+
+    fn try_start(
+        dir: &Path,
+        name: &str,
+        args: &[String],
+        sentinel_conf: Option<&str>,
+        port: u16,
+    ) -> Option<Self> {
         let mut cmd = Command::new("redis-server");
         if let Some(conf) = sentinel_conf {
             // Sentinel rewrites its config file: it must be its own, writable.
@@ -41,21 +57,45 @@ impl Node {
                 .arg(&data)
                 .args(args);
         }
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let log_path = dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = cmd
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("cannot start redis-server: apt-get install -y redis-server");
-        wait_listening(
-            &format!("127.0.0.1:{port}"),
-            Duration::from_secs(10),
-            name,
-            &dir.join(format!("{name}.log")),
-        );
-        Self {
+        let mut node = Self {
             child: Some(child),
             port,
+        };
+        // Answered by this very process (not another test's server that
+        // had the port first).
+        let url = match sentinel_conf {
+            Some(_) => format!("redis://127.0.0.1:{port}/"),
+            None => format!("redis://:{PASSWORD}@127.0.0.1:{port}/"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = node.child.as_mut().unwrap();
+            if child.try_wait().unwrap().is_some() {
+                eprintln!("{name} could not take port {port}; trying another");
+                return None;
+            }
+            match redis_pid(&url) {
+                Some(pid) if pid == child.id() => return Some(node),
+                Some(pid) => {
+                    eprintln!("port {port} is another server's (pid {pid}); trying another");
+                    node.kill9();
+                    return None;
+                }
+                None => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not answer on {port} within 10 s:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -211,6 +251,7 @@ impl Group {
 /// Waits until job `id`'s record satisfies `done` (on `store`, which may
 /// be a Sentinel group's).
 async fn wait_for(
+    env: &TestEnv,
     store: &JobStore,
     id: &str,
     done: impl Fn(&agentq_shared::record::JobRecord) -> bool,
@@ -221,7 +262,11 @@ async fn wait_for(
         if done(&rec) {
             return rec;
         }
-        assert!(Instant::now() < deadline, "job {id} is stuck: {rec:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "job {id} is stuck: {rec:#?}\n{}",
+            env.worker_logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -257,15 +302,17 @@ async fn a_pool_survives_the_loss_of_its_redis_primary_and_no_queued_job_is_lost
         "--issue",
         "1",
         "--task",
-        "@agentq-test sleep 6",
+        "@agentq-test hold",
     ]);
     let store = JobStore::connect(&group.url(), &env.ns, Duration::from_secs(5))
         .await
         .unwrap();
-    wait_for(&store, &long, |r| {
+    wait_for(&env, &store, &long, |r| {
         r.state == JobState::Running && !r.container.is_empty()
     })
     .await;
+    // The agent is inside its run, and stays there across the failover.
+    env.wait_holding(1).await;
 
     // A batch: 1 500 lines in (three chunks, reported queued), then the
     // primary dies, then 1 500 more lines.
@@ -350,7 +397,8 @@ async fn a_pool_survives_the_loss_of_its_redis_primary_and_no_queued_job_is_lost
 
     // The job that ran across the failover completes, on its first attempt,
     // and the worker, still up, takes new work from the new primary.
-    let rec = wait_for(&store, &long, |r| r.state.is_final()).await;
+    env.release_holds();
+    let rec = wait_for(&env, &store, &long, |r| r.state.is_final()).await;
     assert_eq!(
         (rec.state, rec.attempt),
         (JobState::Completed, 1),
