@@ -130,16 +130,9 @@ async fn the_openapi_spec_matches_the_server() {
     .await;
     let web = env.web(Some(TOKEN));
     let c = http();
-    let served: Value = serde_yaml::from_str(
-        &c.get(format!("{}/api/openapi.yaml", web.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let served: Value =
+        serde_yaml::from_str(&page_text(&c, format!("{}/api/openapi.yaml", web.url)).await)
+            .unwrap();
     assert_eq!(served, spec, "the server serves the spec in the repository");
 
     // Each operation called once, with arguments that make it succeed.
@@ -417,14 +410,7 @@ async fn the_job_list_pages_through_a_filter_with_a_cursor() {
     let hit = get(format!("q={}", &ids[5])).await;
     assert_eq!(hit["jobs"][0]["id"], ids[5].as_str());
     // The page renders the same first page with a link to the next.
-    let html = c
-        .get(format!("{}/jobs?repo=demo&limit=7", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&c, format!("{}/jobs?repo=demo&limit=7", web.url)).await;
     assert!(html.contains(&want[0]) && html.contains(&want[6]) && !html.contains(&want[7]));
     let next = get("repo=demo&limit=7".into()).await["next"]
         .as_str()

@@ -28,14 +28,7 @@ async fn user_text_is_escaped_on_every_page() {
     let web = env.web(Some(TOKEN));
     let c = http();
     for path in ["/jobs", &format!("/jobs/{id}"), "/events", "/"] {
-        let body = c
-            .get(format!("{}{path}", web.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = page_text(&c, format!("{}{path}", web.url)).await;
         assert!(
             !body.contains("<script>alert(1)")
                 && !body.contains("<img src=x")
@@ -51,14 +44,7 @@ async fn user_text_is_escaped_on_every_page() {
             );
         }
     }
-    let job = c
-        .get(format!("{}/jobs/{id}", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let job = page_text(&c, format!("{}/jobs/{id}", web.url)).await;
     assert!(
         job.contains("&lt;script&gt;alert(1)&lt;/script&gt; fix it"),
         "{job}"
@@ -311,14 +297,7 @@ async fn changes_need_the_token_and_a_csrf_token_with_the_cookie() {
     );
 
     // Without a cookie the same page shows no forms and no CSRF token.
-    let page = c
-        .get(format!("{}/jobs/{b}", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&c, format!("{}/jobs/{b}", web.url)).await;
     assert!(csrf_in(&page).is_none());
 
     // Logging out forgets the session.

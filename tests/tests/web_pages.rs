@@ -99,14 +99,7 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
     }
     let states: Vec<(String, u64)> = serde_json::from_value(o["states"].clone()).unwrap();
     assert!(states.contains(&("completed".into(), 2)) && states.contains(&("queued".into(), 1)));
-    let page = c
-        .get(format!("{}/", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&c, format!("{}/", web.url)).await;
     assert!(page.contains("completed: <strong>2</strong>"), "{page}");
     assert!(
         page.contains("failed or timed out: <strong>1</strong>"),
@@ -115,14 +108,7 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
 
     // Links to the issue, branch, commit status and PR, without the
     // credentials written into the forge URL.
-    let job = c
-        .get(format!("{}/jobs/{done1}", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let job = page_text(&c, format!("{}/jobs/{done1}", web.url)).await;
     assert!(
         job.contains("href=\"https://forge.example/core/demo/issues/11\""),
         "{job}"
@@ -153,14 +139,7 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
         ),
         "{branch_page}"
     );
-    let job = c
-        .get(format!("{}/jobs/{failed}", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let job = page_text(&c, format!("{}/jobs/{failed}", web.url)).await;
     assert!(
         job.contains("href=\"https://forge.example/core/demo/pulls/5\""),
         "{job}"
@@ -174,14 +153,7 @@ async fn the_overview_counts_finished_jobs_and_a_job_links_to_the_forge() {
         &[("pr_url", "javascript:alert(3)".into())],
     )
     .await;
-    let odd = c
-        .get(format!("{}/jobs/{odd}", web.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let odd = page_text(&c, format!("{}/jobs/{odd}", web.url)).await;
     assert!(
         !odd.contains("href=\"javascript:") && odd.contains("pull request: javascript:alert(3)"),
         "{odd}"
