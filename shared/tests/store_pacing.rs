@@ -15,7 +15,7 @@ use common::{deliveries, enqueue, query, Redis};
 
 fn admission(toml_text: &str) -> AdmissionConfig {
     let cfg: AdmissionConfig = toml::from_str(toml_text).unwrap();
-    cfg.validate(&["gemini".to_string(), "codex".to_string()])
+    cfg.validate(&["gemini", "codex", "claude"].map(String::from))
         .unwrap();
     cfg
 }
@@ -107,4 +107,57 @@ async fn the_pacing_gap_replaces_the_flat_rate() {
     assert_eq!(wake(&store, &flat, "codex").await, 1);
     assert_eq!(wake(&store, &flat, "codex").await, 0);
     assert!(timer(&store, "codex").await.unwrap() >= before + 999_000);
+}
+
+/// `reset_utc` as `HH:MM`, `minutes` (whole) after Redis's now.
+async fn reset_in(store: &JobStore, minutes: i64) -> String {
+    let now = store.redis_now_ms().await.unwrap();
+    let at = (now / 60_000 + minutes) * 60_000;
+    agentq_shared::pacing::utc_ms(at)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// The script's gap is upstream's rule on Redis's clock, the same as the
+/// domain's `Pacing::next_start_ms`: the burst gap inside the window, the
+/// sustained one outside it, and the window's opening when it comes first.
+#[tokio::test]
+async fn the_scripts_gap_is_the_domains_burst_or_sustained() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    for (minutes, want_gap) in [
+        // Half an hour before the reset, in a one-hour burst window.
+        (31, Some(60_000)),
+        // Three hours before it: the sustained hour.
+        (181, Some(3_600_000)),
+        // Ninety minutes before it: the window opens in half an hour, before
+        // the sustained hour has passed.
+        (91, None),
+    ] {
+        let reset = reset_in(&store, minutes).await;
+        let cfg = admission(&format!(
+            "[pacing.claude]\nreset_utc = \"{reset}\"\nsustained_delay = 3600\nburst_window = 1\nburst_delay = 60\n"
+        ));
+        let _: () = query(
+            &store,
+            redis::cmd("DEL").arg("t:rate:claude").arg("t:timers"),
+        )
+        .await;
+        enqueue(&store, "claude").await;
+        enqueue(&store, "claude").await;
+        assert!(wake(&store, &cfg, "claude").await >= 1);
+        assert_eq!(wake(&store, &cfg, "claude").await, 0, "paced");
+        let last: i64 = query(&store, redis::cmd("GET").arg("t:rate:claude")).await;
+        let now = store.redis_now_ms().await.unwrap();
+        let p = cfg.pacing("claude").unwrap();
+        let due = timer(&store, "claude").await.unwrap();
+        assert_eq!(due, p.next_start_ms(last, now), "reset {reset}");
+        match want_gap {
+            Some(gap) => assert_eq!(due - last, gap, "reset {reset}"),
+            None => {
+                let (_, next_reset) = p.day_window(now);
+                assert_eq!(due, next_reset - 3_600_000, "reset {reset}");
+            }
+        }
+    }
 }

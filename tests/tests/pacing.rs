@@ -78,6 +78,7 @@ async fn a_daily_limit_of_three_starts_three_before_the_reset_and_two_after() {
         assert_eq!(p["next_start"], at.as_str(), "{out}");
         assert_eq!(p["day_ends"], at.as_str(), "{out}");
         assert!(human.contains("3/3 started today (0 left)"), "{human}");
+        eprintln!("pacing: stats checked before the reset:\n{human}");
         let waiting: Vec<JobRecord> = {
             let mut v = Vec::new();
             for id in &ids {
