@@ -82,10 +82,14 @@ fn pacing_lines(pools: &[agentq_shared::store::limits::PoolStats]) {
         } else {
             s.next_start.clone()
         };
+        let gap = if s.gap_secs > 0.0 {
+            format!("gap {}s", s.gap_secs)
+        } else {
+            "no gap".to_string()
+        };
         outln!(
-            "  {:<12} {today}, gap {}s, next start {next}, day ends {}",
+            "  {:<12} {today}, {gap}, next start {next}, day ends {}",
             pool,
-            s.gap_secs,
             s.day_ends
         );
     }
