@@ -1,4 +1,4 @@
-//! `agentq stats`: pools (running/limit, waiting, paused) and jobs per state.
+//! `agentq stats`: pools (running/limit, waiting, paused, pacing) and jobs per state.
 
 use agentq_shared::config::Config;
 use serde_json::json;
@@ -49,9 +49,48 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             p.paused_until.as_deref().unwrap_or("-")
         );
     }
+    pacing_lines(&pools);
     outln!();
     let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
     outln!("jobs: {}", line.join(", "));
     outln!("deliveries queued: {depth}");
     Ok(0)
+}
+
+/// One line per paced pool: starts today against the daily limit, and the
+/// next allowed start.
+fn pacing_lines(pools: &[agentq_shared::store::limits::PoolStats]) {
+    let paced: Vec<_> = pools
+        .iter()
+        .filter_map(|p| p.pacing.as_ref().map(|s| (&p.pool, s)))
+        .collect();
+    if paced.is_empty() {
+        return;
+    }
+    outln!();
+    outln!("pacing (day ends at reset_utc):");
+    for (pool, s) in paced {
+        let today = match s.starts_left {
+            Some(left) => format!(
+                "{}/{} started today ({left} left)",
+                s.starts_today, s.daily_limit
+            ),
+            None => format!("{} started today (no daily limit)", s.starts_today),
+        };
+        let next = if s.may_start_now {
+            "now".to_string()
+        } else {
+            s.next_start.clone()
+        };
+        let gap = if s.gap_secs > 0.0 {
+            format!("gap {}s", s.gap_secs)
+        } else {
+            "no gap".to_string()
+        };
+        outln!(
+            "  {:<12} {today}, {gap}, next start {next}, day ends {}",
+            pool,
+            s.day_ends
+        );
+    }
 }

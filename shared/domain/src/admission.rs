@@ -67,6 +67,9 @@ pub struct AdmissionConfig {
     pub rates: BTreeMap<String, f64>,
     /// Pool backoff.
     pub backoff: BackoffConfig,
+    /// Per-pool pacing as upstream defines it (`[pacing.POOL]`, see
+    /// [`crate::pacing`]); for such a pool it replaces `[rates]`.
+    pub pacing: BTreeMap<String, crate::pacing::Pacing>,
 }
 
 impl BackoffConfig {
@@ -91,6 +94,41 @@ impl AdmissionConfig {
     /// The limit of `pool` (0: unlimited).
     pub fn pool_limit(&self, pool: &str) -> u32 {
         self.limits.get(pool).map(LimitSpec::total).unwrap_or(0)
+    }
+
+    /// The pacing of `pool`, when it has a `[pacing.POOL]` table.
+    pub fn pacing(&self, pool: &str) -> Option<&crate::pacing::Pacing> {
+        self.pacing.get(pool)
+    }
+
+    /// Checks the pool names of `[limits]`, `[rates]` and `[pacing]` against
+    /// the pools of the agent table (`known`), and the pacing values.
+    ///
+    /// # Errors
+    /// The first unknown pool (naming the known ones) or bad value.
+    pub fn validate(&self, known: &[String]) -> Result<(), String> {
+        let tables = [
+            ("limits", self.limits.keys().collect::<Vec<_>>()),
+            ("rates", self.rates.keys().collect()),
+            ("pacing", self.pacing.keys().collect()),
+        ];
+        for (table, pools) in tables {
+            if let Some(p) = pools.into_iter().find(|p| !known.contains(p)) {
+                return Err(format!(
+                    "[{table}]: unknown pool `{p}` (known pools: {}; add [agents.{p}] to configure one)",
+                    known.join(", ")
+                ));
+            }
+        }
+        for (pool, s) in &self.rates {
+            if !s.is_finite() || *s < 0.0 {
+                return Err(format!("rates.{pool}: `{s}` is not a number of 0 or more"));
+            }
+        }
+        for (pool, p) in &self.pacing {
+            p.validate().map_err(|e| format!("pacing.{pool}.{e}"))?;
+        }
+        Ok(())
     }
 
     /// Pacing of `pool`: least time between two starts, ms (0: none).
@@ -144,10 +182,43 @@ pause_secs = 600
         );
         assert_eq!(a.limits["codex"].model("opus"), 0);
         assert_eq!((a.rate_ms("gemini"), a.rate_ms("codex")), (1500, 0));
+        assert!(a.pacing("claude").is_none());
         let b = &a.backoff;
         assert_eq!(
             (b.failures_to_pause(), b.window(), b.pause()),
             (5, Duration::from_secs(30), Duration::from_secs(600))
         );
+    }
+
+    #[test]
+    fn unknown_pools_are_refused_naming_the_known_ones() {
+        let known: Vec<String> = ["claude", "codex"].map(String::from).to_vec();
+        for (text, table) in [
+            ("[limits]\nclaud = 2\n", "[limits]: unknown pool `claud`"),
+            ("[rates]\ngemini = 2\n", "[rates]: unknown pool `gemini`"),
+            (
+                "[pacing.aider]\ndaily_limit = 2\n",
+                "[pacing]: unknown pool `aider`",
+            ),
+        ] {
+            let a: AdmissionConfig = toml::from_str(text).unwrap();
+            let e = a.validate(&known).unwrap_err();
+            assert!(e.contains(table), "{e}");
+            assert!(e.contains("known pools: claude, codex"), "{e}");
+        }
+        let a: AdmissionConfig =
+            toml::from_str("[limits]\nclaude = 1\n[pacing.codex]\nreset_utc = \"5:00\"\n").unwrap();
+        assert!(a
+            .validate(&known)
+            .unwrap_err()
+            .starts_with("pacing.codex.reset_utc"));
+        let a: AdmissionConfig = toml::from_str("[rates]\ncodex = -1\n").unwrap();
+        assert!(a.validate(&known).unwrap_err().starts_with("rates.codex"));
+        let a: AdmissionConfig = toml::from_str(
+            "[limits]\nclaude = 1\n[pacing.codex]\ndaily_limit = 3\nsustained_delay = 1.5\n",
+        )
+        .unwrap();
+        a.validate(&known).unwrap();
+        assert_eq!(a.pacing("codex").unwrap().daily_limit, 3);
     }
 }

@@ -382,7 +382,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.agent_ids()
             .map_err(|e| format!("docker.agent_user: {e}"))?;
-        crate::agent::AgentTable::from_config(&self.agents)?;
+        let table = crate::agent::AgentTable::from_config(&self.agents)?;
+        // Pool names in [limits], [rates] and [pacing] are the table's.
+        self.admission.validate(&table.names())?;
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(

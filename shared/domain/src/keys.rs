@@ -201,6 +201,14 @@ impl Keys {
         format!("{}:rate:{pool}", self.ns)
     }
 
+    /// Counter: the starts a paced pool was granted in the day (see
+    /// `crate::pacing`) that began at `day_start_ms`; it expires a minute
+    /// after that day. Built the same way in `wake.lua`, which alone knows
+    /// the day on Redis's clock.
+    pub fn starts(&self, pool: &str, day_start_ms: i64) -> String {
+        format!("{}:starts:{pool}:{day_start_ms}", self.ns)
+    }
+
     /// Stream: the bounded agent-log tail of a job (chunks of output).
     pub fn log_tail(&self, id: &str) -> String {
         format!("{}:log:{id}", self.ns)

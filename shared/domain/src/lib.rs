@@ -26,6 +26,7 @@ pub mod input;
 pub mod keys;
 pub mod language;
 pub mod outcome;
+pub mod pacing;
 pub mod prompt;
 pub mod quota;
 pub mod readable;

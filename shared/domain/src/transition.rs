@@ -231,7 +231,10 @@ impl Transition {
             .set("affinity_since", "")
             // The summary of an earlier attempt is that attempt's.
             .set("summary", "")
-            .set("summary_note", "");
+            .set("summary_note", "")
+            // Started: a later grant counts against the daily limit again
+            // (`wake.lua`, `crate::pacing`).
+            .set("paced_day", "");
         t.bump_attempt = true;
         t
     }
@@ -433,6 +436,7 @@ mod tests {
             "affinity_since",
             "summary",
             "summary_note",
+            "paced_day",
         ] {
             assert_eq!(t.field(cleared), Some(""), "{cleared}");
         }

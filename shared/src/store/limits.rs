@@ -29,6 +29,30 @@ pub struct PoolStats {
     pub waiting: u64,
     /// When the pause ends (RFC 3339), if paused.
     pub paused_until: Option<String>,
+    /// The pool's pacing today, when it has `[pacing.POOL]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<PacingStats>,
+}
+
+/// A paced pool's day (see [`crate::pacing`]), on Redis's clock.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PacingStats {
+    /// Starts granted since the day began (the last `reset_utc`).
+    pub starts_today: u64,
+    /// Most starts a day (0: no limit).
+    pub daily_limit: u32,
+    /// Starts left today (`None`: no limit).
+    pub starts_left: Option<u64>,
+    /// The least gap between two starts now (upstream's `delayForAgent`), seconds.
+    pub gap_secs: f64,
+    /// The earliest the pool may start a job (RFC 3339): the gap after the
+    /// last start, or the next reset when the day's starts are used up; now
+    /// or earlier when it may start now.
+    pub next_start: String,
+    /// Whether it may start a job now (pacing alone: slots and pauses aside).
+    pub may_start_now: bool,
+    /// When the day ends: the next `reset_utc` (RFC 3339).
+    pub day_ends: String,
 }
 
 /// The `slot_holds` script (`lua/slot_holds.lua`). Every slot, pacing
@@ -223,6 +247,10 @@ impl JobStore {
         let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
         let mut out = Vec::new();
         for (pool, c) in pools.iter().zip(raw.chunks(2)) {
+            let pacing = match cfg.pacing(pool) {
+                Some(p) => Some(self.pacing_stats(pool, p, now).await?),
+                None => None,
+            };
             out.push(PoolStats {
                 pool: pool.clone(),
                 running: c[0].max(0) as u64,
@@ -230,9 +258,43 @@ impl JobStore {
                 waiting: self.parked(pool).await?.total(),
                 paused_until: (c[1] > 0)
                     .then(|| crate::clock::rfc3339_after(Duration::from_millis(c[1] as u64))),
+                pacing,
             });
         }
         Ok(out)
+    }
+
+    /// A paced pool's day at `now` (Redis's ms): its start counter and last
+    /// start, as the wake script reads them.
+    async fn pacing_stats(
+        &self,
+        pool: &str,
+        p: &crate::pacing::Pacing,
+        now: i64,
+    ) -> Result<PacingStats, StoreError> {
+        let (day, day_end) = p.day_window(now);
+        let (starts, last): (Option<u64>, Option<i64>) = redis::pipe()
+            .get(self.keys().starts(pool, day))
+            .get(self.keys().rate(pool))
+            .query_async(&mut self.conn())
+            .await?;
+        let starts = starts.unwrap_or(0);
+        let left = (p.daily_limit > 0).then(|| u64::from(p.daily_limit).saturating_sub(starts));
+        let mut next = last.map_or(now, |last| p.next_start_ms(last, now));
+        if left == Some(0) {
+            next = next.max(day_end);
+        }
+        let rfc =
+            |ms: i64| crate::pacing::utc_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Ok(PacingStats {
+            starts_today: starts,
+            daily_limit: p.daily_limit,
+            starts_left: left,
+            gap_secs: p.delay_ms(now) as f64 / 1000.0,
+            next_start: rfc(next.max(now)),
+            may_start_now: next <= now,
+            day_ends: rfc(day_end),
+        })
     }
 }
 

@@ -115,7 +115,7 @@ impl JobStore {
             let inv = WakeArgs {
                 keys: self.keys(),
                 pool,
-                now_ms: now_ms(),
+                pacing: cfg.pacing(pool).map(|p| p.lua_arg()).unwrap_or_default(),
                 lease_ms: lease.as_millis() as u64,
                 pool_limit: cfg.pool_limit(pool),
                 window: window.max(1),

@@ -100,8 +100,9 @@ pub struct WakeArgs<'a> {
     pub keys: &'a Keys,
     /// The pool woken.
     pub pool: &'a str,
-    /// Now (ms; unused by the script, which reads Redis's clock).
-    pub now_ms: i64,
+    /// The pool's pacing as the script takes it
+    /// ([`agentq_domain::pacing::Pacing::lua_arg`]), empty for none.
+    pub pacing: String,
     /// Slot lease (ms).
     pub lease_ms: u64,
     /// The pool's limit (0: none).
@@ -127,7 +128,7 @@ impl WakeArgs<'_> {
         inv.arg(k.namespace()) // ARGV[1]
             .arg(k.job_prefix()) // ARGV[2]
             .arg(self.pool) // ARGV[3]
-            .arg(self.now_ms) // ARGV[4]
+            .arg(&self.pacing) // ARGV[4]
             .arg(self.lease_ms) // ARGV[5]
             .arg(self.pool_limit) // ARGV[6]
             .arg(self.window) // ARGV[7]

@@ -4,7 +4,9 @@
 -- ARGV[1] namespace
 -- ARGV[2] job key prefix
 -- ARGV[3] pool
--- ARGV[4] unused (now is Redis's TIME)
+-- ARGV[4] pacing (agentq_domain::pacing, upstream's RateConfig), '' for none:
+--         'reset_ms daily_limit sustained_ms burst_window_ms burst_ms'; it
+--         replaces ARGV[8]'s flat gap
 -- ARGV[5] slot lease (ms)
 -- ARGV[6] pool limit (0: none)
 -- ARGV[7] window (room of a pool without a limit)
@@ -20,6 +22,36 @@
 local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
 local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local ntasks = tonumber(ARGV[9])
+-- Pacing as upstream's delayForAgent (dappco.re/go/agent pkg/runner): the
+-- gap is burst_ms when the next reset is at most burst_window_ms away, else
+-- sustained_ms (none when sustained_ms is 0). The day runs from one reset to
+-- the next; daily_limit (0: none) counts the starts granted in it under
+-- {ns}:starts:{pool}:{day start ms} (Keys::starts). Same arithmetic as
+-- Pacing::day_window / delay_ms / next_start_ms, on Redis's clock.
+local pace = nil
+if ARGV[4] ~= '' then
+  local v = {}
+  for n in string.gmatch(ARGV[4], '%S+') do v[#v + 1] = tonumber(n) end
+  pace = {reset = v[1], daily = v[2], sustained = v[3], bwin = v[4], burst = v[5]}
+  local DAY = 86400000
+  pace.day = now - ((now - pace.reset) % DAY)
+  pace.next_reset = pace.day + DAY
+  rate = 0
+  if pace.sustained > 0 then
+    rate = pace.sustained
+    if pace.bwin > 0 and pace.next_reset - now <= pace.bwin then rate = pace.burst end
+  end
+  pace.starts = NS .. ':starts:' .. pool .. ':' .. string.format('%d', pace.day)
+end
+-- When the pool may start again after a start at `last` (see Pacing::next_start_ms).
+local function next_start(last)
+  local n = last + rate
+  if pace and pace.sustained > 0 and pace.bwin > 0 then
+    local opens = pace.next_reset - pace.bwin
+    if opens > now and opens < n then n = math.min(n, math.max(opens, last + pace.burst)) end
+  end
+  return n
+end
 local mlimit = {}
 for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local slots = NS .. ':limit:' .. pool
@@ -83,13 +115,33 @@ while running < cap and granted < ntasks do
     end
   end
   if best == nil then break end
-  if rate > 0 then
-    local last = tonumber(redis.call('GET', NS .. ':rate:' .. pool) or '0')
-    if now - last < rate then
-      redis.call('ZADD', NS .. ':timers', last + rate, pool)
+  -- The daily limit: a job counted today and not started since (its slot
+  -- given back: a busy workspace, a hand-back) is not counted again.
+  local day_tag = nil
+  if pace and pace.daily > 0 then
+    day_tag = string.format('%d', pace.day)
+    if redis.call('HGET', JOB_PREFIX .. best, 'paced_day') == day_tag then
+      day_tag = nil
+    elseif tonumber(redis.call('GET', pace.starts) or '0') >= pace.daily then
+      redis.call('ZADD', NS .. ':timers', pace.next_reset, pool)
       break
     end
-    redis.call('SET', NS .. ':rate:' .. pool, now, 'PX', rate * 2 + 1000)
+  end
+  if rate > 0 then
+    local last = tonumber(redis.call('GET', NS .. ':rate:' .. pool) or '0')
+    local after = next_start(last)
+    if now < after then
+      redis.call('ZADD', NS .. ':timers', after, pool)
+      break
+    end
+    local keep = rate
+    if pace then keep = math.max(pace.sustained, pace.burst) end
+    redis.call('SET', NS .. ':rate:' .. pool, now, 'PX', keep * 2 + 1000)
+  end
+  if day_tag then
+    redis.call('INCR', pace.starts)
+    redis.call('PEXPIREAT', pace.starts, pace.next_reset + 60000)
+    redis.call('HSET', JOB_PREFIX .. best, 'paced_day', day_tag)
   end
   redis.call('ZREM', NS .. ':lane:' .. pool .. ':' .. best_m, best)
   redis.call('ZADD', slots, now + lease, best)
