@@ -29,6 +29,10 @@ pub struct PoolStats {
     pub waiting: u64,
     /// When the pause ends (RFC 3339), if paused.
     pub paused_until: Option<String>,
+    /// Paused by an operator, with no end (`agentq pause`, `stop --now`,
+    /// `start_paused`; the pool's own pause or the whole fleet's) until
+    /// `agentq unpause`.
+    pub operator_paused: bool,
 }
 
 /// The `slot_holds` script (`lua/slot_holds.lua`). Every slot, pacing
@@ -221,6 +225,7 @@ impl JobStore {
                 .pttl(self.keys().backoff(pool));
         }
         let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
+        let fleet = self.fleet_pause().await?;
         let mut out = Vec::new();
         for (pool, c) in pools.iter().zip(raw.chunks(2)) {
             out.push(PoolStats {
@@ -230,6 +235,7 @@ impl JobStore {
                 waiting: self.parked(pool).await?.total(),
                 paused_until: (c[1] > 0)
                     .then(|| crate::clock::rfc3339_after(Duration::from_millis(c[1] as u64))),
+                operator_paused: fleet.covers(pool),
             });
         }
         Ok(out)
