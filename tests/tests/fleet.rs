@@ -164,7 +164,9 @@ async fn stop_now_stops_running_agents_on_every_host_and_hands_their_jobs_back()
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let _w1 = env.worker("w1", 2);
+    let port = free_port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let _w1 = env.worker_with_args("w1", &["--concurrency", "2", "--metrics-addr", &metrics_addr]);
     let _w2 = env.worker("w2", 2);
     let ids = enqueue_n(&env, "@agentq-test hold", 1..=4);
     let mut held = env.wait_holding(4).await;
@@ -224,6 +226,19 @@ async fn stop_now_stops_running_agents_on_every_host_and_hands_their_jobs_back()
     assert!(row["paused_until"].is_null(), "no backoff pause: {row}");
     assert_eq!(pool_row(&env, "claude")["operator_paused"], false);
     nothing_starts(&env, &[]).await;
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"agentq_pool_paused{pool="codex",cause="operator"} 1"#,
+        r#"agentq_pool_paused{pool="codex",cause="timed"} 0"#,
+        r#"agentq_pool_paused{pool="claude",cause="operator"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
     for r in records(&env, &ids).await {
         assert_eq!(r.state, JobState::Queued, "{r:#?}");
     }
