@@ -166,7 +166,10 @@ async fn stop_now_stops_running_agents_on_every_host_and_hands_their_jobs_back()
     env.remotes.create("core", "demo", &[]);
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let _w1 = env.worker_with_args("w1", &["--concurrency", "2", "--metrics-addr", &metrics_addr]);
+    let _w1 = env.worker_with_args(
+        "w1",
+        &["--concurrency", "2", "--metrics-addr", &metrics_addr],
+    );
     let _w2 = env.worker("w2", 2);
     let ids = enqueue_n(&env, "@agentq-test hold", 1..=4);
     let mut held = env.wait_holding(4).await;
