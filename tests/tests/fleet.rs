@@ -157,6 +157,24 @@ async fn pause_all_holds_on_every_host_and_across_restarts_until_unpause() {
         "{events}"
     );
     assert!(events.contains("\"cause\":\"operator\""), "{events}");
+
+    // A timed pause and the operator's coexist: unpause lifts only its own.
+    env.cli_ok(&["pool", "pause", "claude", "--for", "1h"]);
+    env.cli_ok(&["pause", "claude"]);
+    let row = pool_row(&env, "claude");
+    assert!(
+        row["operator_paused"] == true && row["paused_until"].is_string(),
+        "{row}"
+    );
+    let out = env.cli_ok(&["unpause", "claude", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["lifted"], 1, "{v}");
+    assert!(v["timed_paused_until"]["claude"].is_string(), "{v}");
+    let row = pool_row(&env, "claude");
+    assert!(
+        row["operator_paused"] == false && row["paused_until"].is_string(),
+        "{row}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

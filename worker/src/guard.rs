@@ -271,7 +271,10 @@ mod tests {
     fn a_stop_counts_for_runs_admitted_before_it_only() {
         assert!(stopped_by(Some(100), Some(99)));
         assert!(stopped_by(Some(100), Some(100)));
-        assert!(!stopped_by(Some(100), Some(101)), "admitted after an unpause");
+        assert!(
+            !stopped_by(Some(100), Some(101)),
+            "admitted after an unpause"
+        );
         assert!(!stopped_by(None, Some(1)));
         assert!(!stopped_by(Some(100), None), "a dry run");
     }

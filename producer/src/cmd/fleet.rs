@@ -114,15 +114,33 @@ pub async fn unpause(cfg: &Config, args: UnpauseArgs) -> Result<u8, Failure> {
     let store = crate::connect(cfg).await?;
     let lifted = store.unpause(&pools, &crate::pools::reported(cfg)).await?;
     let fleet = store.fleet_pause().await?;
+    // A timed pause (`agentq pool pause --for`, the backoff) is not lifted here.
+    let named_pools = match &pools {
+        Pools::All => crate::pools::reported(cfg),
+        Pools::Named(p) => p.clone(),
+    };
+    let timed: serde_json::Map<String, serde_json::Value> = store
+        .pool_stats(&cfg.admission, &named_pools)
+        .await?
+        .into_iter()
+        .filter_map(|p| p.paused_until.map(|u| (p.pool, json!(u))))
+        .collect();
     if args.json {
         let mut v = json_pools(&pools);
         v["lifted"] = json!(lifted);
         v["fleet_paused"] = json!(fleet.all);
+        v["timed_paused_until"] = json!(timed);
         output::print_json(&v);
     } else {
         outln!("unpaused: {}", named(&pools));
         if fleet.all {
             outln!("the whole fleet is still paused: `agentq unpause --all` lifts that");
+        }
+        for (pool, until) in &timed {
+            outln!(
+                "pool {pool} stays paused until {} (a timed pause: `agentq pool resume {pool}` lifts it)",
+                until.as_str().unwrap_or_default()
+            );
         }
     }
     Ok(0)
