@@ -86,6 +86,14 @@ enum Command {
     /// Check Redis and the configuration: reachable, version, maxmemory-policy,
     /// persistence, namespace, replicas, the config file read (exit 1 on a fail).
     Doctor(cmd::doctor::Args),
+    /// Pause pools (or --all) on every host until `agentq unpause`: no new
+    /// starts; running jobs go on; survives worker restarts.
+    Pause(cmd::fleet::PauseArgs),
+    /// Lift `agentq pause` (or `stop --now`, `start_paused`) of pools (or --all).
+    Unpause(cmd::fleet::UnpauseArgs),
+    /// `stop --now`: stop every running agent of pools (or --all) on every
+    /// host, their jobs back to queued first in line, the pools paused.
+    Stop(cmd::fleet::StopArgs),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -239,6 +247,9 @@ async fn main() -> ExitCode {
             Command::Agents(a) => cmd::agents::run(&cfg, a).await,
             Command::Web(a) => cmd::web::run(&cfg, a).await,
             Command::Doctor(a) => cmd::doctor::run(&cfg, file.as_deref(), a).await,
+            Command::Pause(a) => cmd::fleet::pause(&cfg, a).await,
+            Command::Unpause(a) => cmd::fleet::unpause(&cfg, a).await,
+            Command::Stop(a) => cmd::fleet::stop(&cfg, a).await,
         }
     }
     .await;

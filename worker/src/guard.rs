@@ -60,6 +60,7 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     trees: Vec<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
+    admitted_ms: Option<i64>,
 ) -> (watch::Receiver<StopReason>, GuardTask, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
     let tx = Arc::new(tx);
@@ -74,7 +75,13 @@ pub(crate) fn spawn_guard(
             hold.id.clone(),
         ))
     });
-    let asks = crate::task::Owned::spawn(watch_asks(ctx.clone(), hold.id.clone(), tx.clone()));
+    let asks = crate::task::Owned::spawn(watch_asks(
+        ctx.clone(),
+        hold.id.clone(),
+        agent.pool().to_string(),
+        admitted_ms,
+        tx.clone(),
+    ));
     let handle = GuardTask::spawn(async move {
         let _helpers = (tree, asks);
         renew(ctx, hold, agent, workspace, beat, tx).await;
@@ -145,8 +152,17 @@ async fn renew(
     }
 }
 
-/// Cancel requests (polled) and the worker's shutdown.
-async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopReason>>) {
+/// Cancel requests and an operator's stop of the pool (`agentq stop --now`),
+/// polled together (one round trip a second), and the worker's shutdown. A
+/// stop counts for a run admitted (granted its slot, Redis's clock) before it:
+/// a run admitted after an unpause is not stopped by an older stop.
+async fn watch_asks(
+    ctx: Arc<WorkerCtx>,
+    id: String,
+    pool: String,
+    admitted_ms: Option<i64>,
+    tx: Arc<watch::Sender<StopReason>>,
+) {
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = ctx.shutdown.clone();
     // Once the shutdown signal's sender is gone (its service stopped), it
@@ -156,8 +172,21 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
     loop {
         tokio::select! {
             _ = poll.tick() => {
-                if matches!(ctx.store.cancel_requested(&id).await, Ok(true)) {
-                    let _ = tx.send(StopReason::Cancel);
+                match ctx.store.asks(&id, &pool).await {
+                    Ok(asks) if asks.cancel => {
+                        let _ = tx.send(StopReason::Cancel);
+                    }
+                    Ok(asks) if stopped_by(asks.stopped_at, admitted_ms) => {
+                        tx.send_if_modified(|reason| {
+                            let first = *reason == StopReason::None;
+                            if first {
+                                tracing::info!(job = %id, pool = %pool, "an operator stopped the pool (stop --now); stopping the agent");
+                                *reason = StopReason::StopNow;
+                            }
+                            first
+                        });
+                    }
+                    _ => {}
                 }
             }
             changed = shutdown.changed(), if open => {
@@ -176,6 +205,13 @@ async fn watch_asks(ctx: Arc<WorkerCtx>, id: String, tx: Arc<watch::Sender<StopR
             }
         }
     }
+}
+
+/// Whether an operator's stop at `stopped_at` (Redis ms) is for a run
+/// admitted at `admitted_ms`: one admitted before it, or at the same
+/// millisecond. A run with no admission time (a dry run) runs no agent.
+fn stopped_by(stopped_at: Option<i64>, admitted_ms: Option<i64>) -> bool {
+    matches!((stopped_at, admitted_ms), (Some(s), Some(a)) if a <= s)
 }
 
 /// Once armed ([`TreeArm`]) and until disarmed, measures the agent's working
@@ -224,5 +260,22 @@ async fn watch_tree(
             });
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stopped_by;
+
+    #[test]
+    fn a_stop_counts_for_runs_admitted_before_it_only() {
+        assert!(stopped_by(Some(100), Some(99)));
+        assert!(stopped_by(Some(100), Some(100)));
+        assert!(
+            !stopped_by(Some(100), Some(101)),
+            "admitted after an unpause"
+        );
+        assert!(!stopped_by(None, Some(1)));
+        assert!(!stopped_by(Some(100), None), "a dry run");
     }
 }

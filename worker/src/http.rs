@@ -12,12 +12,12 @@ use crate::{context::WorkerCtx, metrics::Gauges};
 async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
     let store = &ctx.store;
     let pools = ctx.cfg.agent_table().names();
-    let running = store
-        .pool_stats(&ctx.cfg.admission, &pools)
-        .await?
-        .into_iter()
-        .map(|p| (p.pool, p.running))
+    let stats = store.pool_stats(&ctx.cfg.admission, &pools).await?;
+    let paused = stats
+        .iter()
+        .map(|p| (p.pool.clone(), p.operator_paused, p.paused_until.is_some()))
         .collect();
+    let running = stats.into_iter().map(|p| (p.pool, p.running)).collect();
     let waiting = store
         .waiting_by_reason(10_000)
         .await?
@@ -30,6 +30,7 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         degraded: ctx.breaker.degraded().is_some(),
         running,
         waiting,
+        paused,
     })
 }
 

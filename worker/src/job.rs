@@ -287,7 +287,11 @@ async fn run_admitted(
         workspace.map(str::to_string),
         trees,
         beat.clone(),
+        rec.admitted_ms,
     );
+    // Why the run was stopped, if it was: read after the stages, once the
+    // guard is gone (its last word stays).
+    let stopped = stop.clone();
     ctx.running.lock().unwrap().insert(id.clone());
     let began = std::time::Instant::now();
     // This run's helper tasks: aborted when this function returns or unwinds.
@@ -323,7 +327,8 @@ async fn run_admitted(
     if !matches!(outcome, Err(StageError::Infra(..) | StageError::Panic(_))) {
         ctx.breaker.success();
     }
-    let result = after_stages(&run, agent, tries, outcome).await;
+    let by_operator = *stopped.borrow() == crate::guard::StopReason::StopNow;
+    let result = after_stages(&run, agent, tries, outcome, by_operator).await;
     if let Ok(Some(after)) = ctx.store.get(&id).await {
         if after.state.is_final() {
             ctx.metrics
@@ -334,12 +339,14 @@ async fn run_admitted(
 }
 
 /// Writes what the stages' result means for the job, when the stages did not
-/// record an outcome themselves.
+/// record an outcome themselves. `stopped_now`: an operator stopped the run
+/// (`agentq stop --now`).
 async fn after_stages(
     run: &Run<'_>,
     agent: &AgentSpec,
     tries: u32,
     result: Result<(), StageError>,
+    stopped_now: bool,
 ) -> Result<(), Fenced> {
     let (ctx, hold, rec) = (run.ctx, run.hold, run.rec);
     match result {
@@ -394,6 +401,15 @@ async fn after_stages(
         Err(StageError::Job(msg)) => {
             tracing::warn!(job = %rec.id, error = %msg, "job cannot run");
             go(hold, Transition::refused(&msg)).await
+        }
+        Err(StageError::Interrupted) if stopped_now => {
+            // First in line (its place kept), its try given back; its pool is
+            // paused until an operator unpauses it. Neither the pool's
+            // backoff nor the host's breaker counts it.
+            tracing::info!(job = %rec.id, "an operator stopped the pool; job handed back to the queue");
+            let back =
+                Transition::handed_back(JobState::Queued, WaitReason::Stopped, Some(tries), None);
+            go(hold, back).await
         }
         Err(StageError::Interrupted) => {
             tracing::info!(job = %rec.id, "worker shutting down; job handed back to the queue");

@@ -165,6 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     .await?
     .with_event_log(cfg.workspace_root.join("events.jsonl"));
     redischeck::check(&store, &cfg.redis_url).await?;
+    // A fresh fleet with `start_paused` runs nothing until `agentq unpause --all`.
+    if store.first_start(cfg.start_paused).await? {
+        tracing::warn!("start_paused: this is the fleet's first start; every pool is paused until `agentq unpause --all`");
+    }
     let docker = docker::connect().await?;
     // Agents run on agentq's network, named in their containers (a create
     // that cannot find it makes it again: see `docker::create`).

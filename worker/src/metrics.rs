@@ -25,6 +25,12 @@ struct PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PauseLabels {
+    pool: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -41,6 +47,7 @@ pub struct Metrics {
     rescued: Gauge,
     degraded: Gauge,
     fenced: Counter,
+    paused: Family<PauseLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,9 +103,16 @@ impl Default for Metrics {
             "Runs of this worker whose write Redis refused because another run owns the job (a takeover after a partition or a stall)",
             fenced.clone(),
         );
+        let paused = Family::<PauseLabels, Gauge>::default();
+        registry.register(
+            "pool_paused",
+            "1 while a pool is paused (all hosts), by cause: operator (agentq pause, stop --now, start_paused; no end) or timed (agentq pool pause --for, the fast-failure backoff)",
+            paused.clone(),
+        );
         Self {
             registry,
             fenced,
+            paused,
             rescued,
             degraded,
             jobs,
@@ -141,6 +155,16 @@ impl Metrics {
                 .get_or_create(&PoolLabels { pool: pool.clone() })
                 .set(*running as i64);
         }
+        for (pool, operator, timed) in &g.paused {
+            for (cause, on) in [("operator", operator), ("timed", timed)] {
+                self.paused
+                    .get_or_create(&PauseLabels {
+                        pool: pool.clone(),
+                        cause: cause.into(),
+                    })
+                    .set(i64::from(*on));
+            }
+        }
         for (reason, n) in &g.waiting {
             self.waiting
                 .get_or_create(&ReasonLabels {
@@ -174,4 +198,6 @@ pub struct Gauges {
     pub running: Vec<(String, u64)>,
     /// Waiting jobs, by reason.
     pub waiting: Vec<(WaitReason, usize)>,
+    /// Pools: (pool, paused by an operator, paused for a time).
+    pub paused: Vec<(String, bool, bool)>,
 }

@@ -305,7 +305,7 @@ async fn agent_stage(
         .go(Transition::running(runs, &prepared.prompt, &cut))
         .await?;
     match *stop.borrow() {
-        StopReason::Shutdown => return Err(StageError::Interrupted),
+        StopReason::Shutdown | StopReason::StopNow => return Err(StageError::Interrupted),
         StopReason::Fenced => return Err(StageError::SelfFenced),
         _ => {}
     }

@@ -16,4 +16,8 @@ pub enum StopReason {
     /// The working tree is over `workspace_limit_mb` or `workspace_limit_files`,
     /// or could not be measured (unreadable, too slow to walk): how.
     WorkspaceOver(agentq_shared::fsutil::TreeOver),
+    /// An operator stopped the job's pool (`agentq stop --now`): stopped as a
+    /// shutdown stops it (SIGTERM, `stop_grace_secs`, SIGKILL) and handed back
+    /// to `queued`, first in line, spending no attempt.
+    StopNow,
 }

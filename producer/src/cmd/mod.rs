@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod doctor;
 pub mod enqueue;
 pub mod events;
+pub mod fleet;
 pub mod inspect;
 pub mod list;
 pub mod logs;

@@ -21,12 +21,15 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         .await?;
     let states = store.state_counts().await?;
     let depth = store.queue_depth().await?;
+    let fleet = store.fleet_pause().await?;
     if args.json {
         let states: serde_json::Map<String, serde_json::Value> = states
             .iter()
             .map(|(s, n)| (s.to_string(), json!(n)))
             .collect();
-        output::print_json(&json!({"pools": pools, "states": states, "queue_depth": depth}));
+        output::print_json(
+            &json!({"pools": pools, "states": states, "queue_depth": depth, "fleet": fleet}),
+        );
         return Ok(0);
     }
     outln!(
@@ -46,7 +49,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             p.pool,
             format!("{}/{}", p.running, limit),
             p.waiting,
-            p.paused_until.as_deref().unwrap_or("-")
+            paused_text(p)
         );
     }
     pacing_lines(&pools);
@@ -54,6 +57,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
     outln!("jobs: {}", line.join(", "));
     outln!("deliveries queued: {depth}");
+    if fleet.all {
+        outln!("fleet: paused by an operator (every pool) until `agentq unpause --all`");
+    }
     Ok(0)
 }
 
@@ -92,5 +98,15 @@ fn pacing_lines(pools: &[agentq_shared::store::limits::PoolStats]) {
             pool,
             s.day_ends
         );
+    }
+}
+
+/// The pause column: the operator's pause (no end) and the timed one (until when).
+fn paused_text(p: &agentq_shared::store::limits::PoolStats) -> String {
+    match (p.operator_paused, p.paused_until.as_deref()) {
+        (true, Some(until)) => format!("by operator (no end); {until}"),
+        (true, None) => "by operator (no end)".into(),
+        (false, Some(until)) => until.into(),
+        (false, None) => "-".into(),
     }
 }

@@ -123,6 +123,11 @@ pub struct Config {
     /// preparing a workspace costs the same whatever the repository's age. 0:
     /// all of it.
     pub agent_history_depth: u32,
+    /// A fleet's first worker to start in a namespace pauses the whole
+    /// fleet (as `agentq pause --all` does), so a fresh deployment runs
+    /// nothing until an operator runs `agentq unpause --all`; later starts
+    /// (restarts included) pause nothing.
+    pub start_paused: bool,
 }
 
 /// Container settings.
@@ -283,6 +288,7 @@ impl Default for Config {
             workspace_budget_gb: 0.0,
             workspace_sweep_secs: 300,
             agent_history_depth: 200,
+            start_paused: false,
         }
     }
 }

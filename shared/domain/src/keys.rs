@@ -218,6 +218,32 @@ impl Keys {
     pub fn history(&self, id: &str) -> String {
         format!("{}:history:{id}", self.ns)
     }
+
+    /// Set: pools an operator paused (`agentq pause POOL`), with no end: no
+    /// wake grants them a slot until `agentq unpause` (no expiry, so it
+    /// survives every worker's restart).
+    pub fn fleet_paused(&self) -> String {
+        format!("{}:fleet:paused", self.ns)
+    }
+
+    /// String: present while the whole fleet is paused (`agentq pause --all`,
+    /// or `start_paused` on a fleet's first start).
+    pub fn fleet_paused_all(&self) -> String {
+        format!("{}:fleet:paused_all", self.ns)
+    }
+
+    /// Hash: pool (or `*` for every pool) → when (Redis ms) an operator
+    /// stopped its running agents (`agentq stop --now`): a run admitted before
+    /// that is stopped and handed back.
+    pub fn fleet_stop(&self) -> String {
+        format!("{}:fleet:stop", self.ns)
+    }
+
+    /// String: set by the first worker that ever started in this namespace
+    /// (`start_paused` pauses the fleet only then).
+    pub fn fleet_started(&self) -> String {
+        format!("{}:fleet:started", self.ns)
+    }
 }
 
 impl Default for Keys {

@@ -364,6 +364,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Workspace,
     WaitReason::Affinity,
     WaitReason::Unserved,
+    WaitReason::Stopped,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -398,6 +399,9 @@ pub enum WaitReason {
     /// The worker that got it cannot run its pool (the pool's image is missing
     /// there); handed back, spending no attempt, to a worker that can.
     Unserved,
+    /// An operator stopped its pool's running agents (`agentq stop --now`);
+    /// handed back to `queued`, first in line, spending no attempt.
+    Stopped,
 }
 
 impl WaitReason {
@@ -416,6 +420,7 @@ impl WaitReason {
             Self::Workspace => "workspace",
             Self::Affinity => "affinity",
             Self::Unserved => "unserved",
+            Self::Stopped => "stopped",
         }
     }
 }

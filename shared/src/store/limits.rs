@@ -32,6 +32,10 @@ pub struct PoolStats {
     /// The pool's pacing today, when it has `[pacing.POOL]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pacing: Option<PacingStats>,
+    /// Paused by an operator, with no end (`agentq pause`, `stop --now`,
+    /// `start_paused`; the pool's own pause or the whole fleet's) until
+    /// `agentq unpause`.
+    pub operator_paused: bool,
 }
 
 /// A paced pool's day (see [`crate::pacing`]), on Redis's clock.
@@ -245,6 +249,7 @@ impl JobStore {
                 .pttl(self.keys().backoff(pool));
         }
         let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
+        let fleet = self.fleet_pause().await?;
         let mut out = Vec::new();
         for (pool, c) in pools.iter().zip(raw.chunks(2)) {
             let pacing = match cfg.pacing(pool) {
@@ -259,6 +264,7 @@ impl JobStore {
                 paused_until: (c[1] > 0)
                     .then(|| crate::clock::rfc3339_after(Duration::from_millis(c[1] as u64))),
                 pacing,
+                operator_paused: fleet.covers(pool),
             });
         }
         Ok(out)

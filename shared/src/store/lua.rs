@@ -23,6 +23,7 @@ const FILES: &[(&str, &str)] = &[
     ("claim", include_str!("lua/claim.lua")),
     ("due", include_str!("lua/due.lua")),
     ("finish", include_str!("lua/finish.lua")),
+    ("fleet", include_str!("lua/fleet.lua")),
     ("free_workspaces", include_str!("lua/free_workspaces.lua")),
     ("log_fenced", include_str!("lua/log_fenced.lua")),
     ("log_tail_info", include_str!("lua/log_tail_info.lua")),

@@ -8,6 +8,7 @@
 
 pub mod bulk;
 pub mod create;
+pub mod fleet;
 pub mod lease;
 pub mod limits;
 pub mod lua;

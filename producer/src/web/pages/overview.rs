@@ -76,7 +76,14 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
                                     span.reason data-reason=(reason) { (reason) " " strong { (n) } }
                                 }
                             }
-                            td.paused { (p.paused_until.as_deref().unwrap_or("-")) }
+                            td.paused data-operator=(p.operator_paused) {
+                                @if p.operator_paused {
+                                    "by operator (no end)"
+                                    @if let Some(until) = &p.paused_until { "; " (until) }
+                                } @else {
+                                    (p.paused_until.as_deref().unwrap_or("-"))
+                                }
+                            }
                             td {
                                 @if let Some(csrf) = &v.csrf {
                                     @if p.paused_until.is_some() {

@@ -65,6 +65,12 @@ end
 for _, m in ipairs(models) do
   if m ~= '-' then redis.call('ZREMRANGEBYSCORE', slots .. ':' .. m, '-inf', now) end
 end
+-- An operator's pause (`agentq pause`, `stop --now`, `start_paused`) has no
+-- end: no timer; `agentq unpause` wakes the pool.
+if redis.call('EXISTS', NS .. ':fleet:paused_all') == 1
+    or redis.call('SISMEMBER', NS .. ':fleet:paused', pool) == 1 then
+  return 0
+end
 -- While workers are live but none can run this pool (its image is missing
 -- on every one), its jobs stay parked: a delivery would only come back.
 if redis.call('ZCOUNT', NS .. ':servers', now, '+inf') > 0
