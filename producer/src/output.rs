@@ -191,6 +191,13 @@ pub fn waits_for(rec: &JobRecord) -> String {
         ),
         Some(WaitReason::Slot) => format!("a slot in the {pool} pool"),
         Some(WaitReason::Backoff) => format!("the {pool} pool's pause to end"),
+        Some(WaitReason::Quota) => match chrono::DateTime::parse_from_rfc3339(&rec.resume_at) {
+            Ok(at) => format!(
+                "the {pool} provider's usage limit to reset: {}",
+                agentq_shared::quota::describe_resume(at.to_utc(), chrono::Utc::now())
+            ),
+            Err(_) => format!("the {pool} provider's usage limit to reset"),
+        },
         _ => String::new(),
     }
 }
@@ -252,6 +259,7 @@ pub fn print_record(rec: &JobRecord) {
     if i.pr > 0 {
         rows.push(("pr", i.pr.to_string()));
     }
+    rows.push(("resume_at", rec.resume_at.clone()));
     for (k, v) in rows {
         if !v.is_empty() {
             outln!("{k:<12} {v}");

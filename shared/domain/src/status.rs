@@ -364,6 +364,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Workspace,
     WaitReason::Affinity,
     WaitReason::Unserved,
+    WaitReason::Quota,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -398,6 +399,10 @@ pub enum WaitReason {
     /// The worker that got it cannot run its pool (the pool's image is missing
     /// there); handed back, spending no attempt, to a worker that can.
     Unserved,
+    /// Its agent's provider said its usage limit is reached: the pool is
+    /// paused on every host until the record's `resume_at`, and the job,
+    /// having spent no attempt, runs first in its lane then.
+    Quota,
 }
 
 impl WaitReason {
@@ -416,6 +421,7 @@ impl WaitReason {
             Self::Workspace => "workspace",
             Self::Affinity => "affinity",
             Self::Unserved => "unserved",
+            Self::Quota => "quota",
         }
     }
 }

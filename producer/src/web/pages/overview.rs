@@ -76,7 +76,12 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
                                     span.reason data-reason=(reason) { (reason) " " strong { (n) } }
                                 }
                             }
-                            td.paused { (p.paused_until.as_deref().unwrap_or("-")) }
+                            td.paused {
+                                (p.paused_until.as_deref().unwrap_or("-"))
+                                @if let Some(cause) = p.pause_cause {
+                                    " " span.pause-cause data-cause=(cause.as_str()) { "(" (cause.as_str()) ")" }
+                                }
+                            }
                             td {
                                 @if let Some(csrf) = &v.csrf {
                                     @if p.paused_until.is_some() {
