@@ -12,12 +12,23 @@ use crate::{context::WorkerCtx, metrics::Gauges};
 async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
     let store = &ctx.store;
     let pools = ctx.cfg.agent_table().names();
-    let running = store
-        .pool_stats(&ctx.cfg.admission, &pools)
-        .await?
-        .into_iter()
-        .map(|p| (p.pool, p.running))
+    let stats = store.pool_stats(&ctx.cfg.admission, &pools).await?;
+    let now = chrono::Utc::now();
+    let quota_resume = stats
+        .iter()
+        .map(|p| {
+            let secs = match (p.pause_cause, &p.paused_until) {
+                (Some(agentq_shared::quota::PauseCause::Quota), Some(until)) => {
+                    chrono::DateTime::parse_from_rfc3339(until)
+                        .map(|u| (u.to_utc() - now).num_seconds().max(1))
+                        .unwrap_or(1)
+                }
+                _ => 0,
+            };
+            (p.pool.clone(), secs)
+        })
         .collect();
+    let running = stats.into_iter().map(|p| (p.pool, p.running)).collect();
     let waiting = store
         .waiting_by_reason(10_000)
         .await?
@@ -30,6 +41,7 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         degraded: ctx.breaker.degraded().is_some(),
         running,
         waiting,
+        quota_resume,
     })
 }
 

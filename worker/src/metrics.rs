@@ -41,6 +41,7 @@ pub struct Metrics {
     rescued: Gauge,
     degraded: Gauge,
     fenced: Counter,
+    quota_resume: Family<PoolLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,9 +97,16 @@ impl Default for Metrics {
             "Runs of this worker whose write Redis refused because another run owns the job (a takeover after a partition or a stall)",
             fenced.clone(),
         );
+        let quota_resume = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_quota_resume_seconds",
+            "Seconds until a pool paused for its provider's usage limit resumes, by agent pool (0: not paused for a limit; all hosts)",
+            quota_resume.clone(),
+        );
         Self {
             registry,
             fenced,
+            quota_resume,
             rescued,
             degraded,
             jobs,
@@ -141,6 +149,11 @@ impl Metrics {
                 .get_or_create(&PoolLabels { pool: pool.clone() })
                 .set(*running as i64);
         }
+        for (pool, secs) in &g.quota_resume {
+            self.quota_resume
+                .get_or_create(&PoolLabels { pool: pool.clone() })
+                .set(*secs);
+        }
         for (reason, n) in &g.waiting {
             self.waiting
                 .get_or_create(&ReasonLabels {
@@ -174,4 +187,7 @@ pub struct Gauges {
     pub running: Vec<(String, u64)>,
     /// Waiting jobs, by reason.
     pub waiting: Vec<(WaitReason, usize)>,
+    /// Seconds until each pool paused for its provider's limit resumes (0:
+    /// not paused for one), by pool.
+    pub quota_resume: Vec<(String, i64)>,
 }

@@ -551,7 +551,10 @@ mod tests {
 
     #[test]
     fn the_shown_line_is_visible_and_cut() {
-        assert_eq!(shown_line("  limit \u{1b}[31mhit\r "), "limit \\e[31mhit^M");
+        assert_eq!(
+            shown_line("  limit \u{1b}[31mhit\r more "),
+            "limit \\e[31mhit^M more"
+        );
         let long = shown_line(&"é".repeat(500));
         assert_eq!(long.chars().count(), SHOWN_LINE_CHARS);
         assert!(long.ends_with('…'));
