@@ -87,7 +87,16 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
         TestEnv::with_config("[backoff]\nfailures = 2\nwindow_secs = 600\npause_secs = 600\n");
     env.remotes.create("core", "demo", &[]);
     let store = env.store().await;
-    let mut w1 = env.worker("w1", 1);
+    let port = free_port();
+    let mut w1 = env.worker_with_args(
+        "w1",
+        &[
+            "--concurrency",
+            "1",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
     let limited = enqueue(
         &env,
         "codex",
@@ -130,6 +139,21 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     assert!(codex["paused_until"].is_string(), "{s}");
     let human = env.cli_ok(&["stats"]);
     assert!(human.contains("codex: quota, resumes "), "{human}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"agentq_pool_quota_resume_seconds{pool="codex"} "#))
+        .unwrap_or_else(|| panic!("no quota gauge for codex: {metrics}"));
+    assert!(gauge.parse::<f64>().unwrap() > 0.0, "{gauge}");
+    assert!(
+        metrics.contains(r#"agentq_pool_quota_resume_seconds{pool="claude"} 0"#),
+        "{metrics}"
+    );
     let inspect = env.cli_ok(&["inspect", &limited]);
     assert!(inspect.contains("quota"), "{inspect}");
     assert!(inspect.contains(&rec.resume_at), "{inspect}");

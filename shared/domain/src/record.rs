@@ -330,6 +330,7 @@ pub const RERUN_CLEARED: &[&str] = &[
     "leftovers",
     "summary",
     "summary_note",
+    "resume_at",
 ];
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the
