@@ -112,6 +112,11 @@ pub(crate) async fn stages(
     // A run stopped by its provider's limit is no outcome: its commits are
     // kept (above), and the job waits for the reset.
     if let Some(hit) = quota {
+        let ws = &prepared.workspace;
+        run.write_status(
+            ws,
+            &run.status(JobState::Waiting, runs, prepared.branch.clone()),
+        );
         return Err(StageError::Quota(hit));
     }
     let (qa, pr_url) = qa_stage(
@@ -393,8 +398,11 @@ async fn agent_stage(
             exit_code,
             take_commits,
         } => Ok(AgentRun {
+            // Only a failed run (a question in BLOCKED.md stands).
             quota: match ended {
-                Ended::Exited(code) if code != 0 && !tree_over => {
+                Ended::Exited(code)
+                    if code != 0 && !tree_over && outcome.state() == JobState::Failed =>
+                {
                     crate::quota::limit_hit(ctx, agent, &ws.agent_log(agent.pool()))
                 }
                 _ => None,
