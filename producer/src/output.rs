@@ -318,6 +318,15 @@ mod tests {
         rec.reason = Some(WaitReason::Affinity);
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
+        rec.reason = Some(WaitReason::Quota);
+        rec.resume_at = (chrono::Utc::now() + chrono::Duration::minutes(90))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let w = waits_for(&rec);
+        assert!(
+            w.starts_with("the claude provider's usage limit to reset: resumes ")
+                && w.contains("(in 1h"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -255,4 +255,20 @@ async fn each_built_in_agents_limit_message_is_recognised() {
     }
     let fails: Option<String> = env.redis.conn().get(env.key("fails:gemini")).unwrap();
     assert_eq!(fails, None);
+    // `agentq agents` shows the built-in defaults.
+    let agents: serde_json::Value =
+        serde_json::from_str(&env.cli_ok(&["agents", "--json"])).unwrap();
+    let claude_row = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pool"] == "claude")
+        .unwrap();
+    assert!(
+        claude_row["limit_patterns"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("usage limit reached")),
+        "{claude_row}"
+    );
 }
