@@ -15,6 +15,9 @@ use agentq_tests::*;
 use chrono::{DateTime, Utc};
 use redis::Commands;
 
+mod web_common;
+use web_common::*;
+
 const LONG: Duration = Duration::from_secs(240);
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -271,4 +274,41 @@ async fn each_built_in_agents_limit_message_is_recognised() {
             .contains(&serde_json::json!("usage limit reached")),
         "{claude_row}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_and_the_events_show_a_quota_pause() {
+    // No worker, no Docker: the pause as a worker's run leaves it.
+    let env = TestEnv::new();
+    let store = env.store().await;
+    let resume = Utc::now() + chrono::Duration::minutes(134);
+    store
+        .pause_for_quota(
+            "claude",
+            resume,
+            "Claude usage limit reached. <b>Your limit</b> \u{1b}[2J will reset at 3pm",
+            "J1",
+        )
+        .await
+        .unwrap();
+    let web = env.web(None);
+    let c = http();
+    let o: serde_json::Value =
+        serde_json::from_str(&page_text(&c, format!("{}/api/overview", web.url)).await).unwrap();
+    let claude = pool(&o, "claude");
+    assert_eq!(claude["pause_cause"], "quota", "{o}");
+    let html = page_text(&c, format!("{}/", web.url)).await;
+    assert!(html.contains(r#"data-cause="quota""#), "{html}");
+    let events = page_text(&c, format!("{}/events", web.url)).await;
+    assert!(events.contains("quota pool=claude resumes "), "{events}");
+    assert!(
+        events.contains("&lt;b&gt;Your limit&lt;/b&gt;") && !events.contains("<b>Your limit"),
+        "the agent's line is escaped: {events}"
+    );
+    let cli = env.cli_ok(&["events"]);
+    assert!(cli.contains("quota pool=claude resumes "), "{cli}");
+    assert!(cli.contains("\\e[2J") && !cli.contains('\u{1b}'), "{cli}");
+    let human = env.cli_ok(&["stats"]);
+    assert!(human.contains("claude: quota, resumes "), "{human}");
+    assert!(human.contains("(in 2h1"), "{human}");
 }
