@@ -85,9 +85,10 @@ async fn waited_for_quota(store: &JobStore, id: &str) -> bool {
 async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     require_directives(TEST_IMAGE, &["limit-once"]);
     // A fast failure would count (and one more would pause the pool for 10
-    // minutes): the limit must not.
-    let env =
-        TestEnv::with_config("[backoff]\nfailures = 2\nwindow_secs = 600\npause_secs = 600\n");
+    // minutes): the limit must not. One codex slot: the order is exact.
+    let env = TestEnv::with_config(
+        "[backoff]\nfailures = 2\nwindow_secs = 600\npause_secs = 600\n[limits]\ncodex = 1\n",
+    );
     env.remotes.create("core", "demo", &[]);
     let store = env.store().await;
     let port = free_port();
@@ -195,6 +196,12 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     assert!(
         at(&other.started_at) >= resume_at,
         "a job of the paused pool started on another worker before the reset {resume_at}: {other:#?}"
+    );
+    // First in its lane: with one codex slot, the job that waited for the
+    // reset runs (to its end) before the one enqueued after it starts.
+    assert!(
+        at(&done.finished_at) <= at(&other.started_at),
+        "the waiting job was not first in line: {done:#?} {other:#?}"
     );
     let runs = env.agent_runs(&limited);
     assert_eq!(runs.lines().count(), 2, "{runs}");
