@@ -219,7 +219,7 @@ async fn each_built_in_agents_limit_message_is_recognised() {
     env.remotes.create("core", "demo", &[]);
     let store = env.store().await;
     let _w = env.worker("w1", 3);
-    let epoch = Utc::now().timestamp() + 40;
+    let epoch = Utc::now().timestamp() + 50;
     let claude = enqueue(
         &env,
         "claude",
