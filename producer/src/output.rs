@@ -191,6 +191,13 @@ pub fn waits_for(rec: &JobRecord) -> String {
         ),
         Some(WaitReason::Slot) => format!("a slot in the {pool} pool"),
         Some(WaitReason::Backoff) => format!("the {pool} pool's pause to end"),
+        Some(WaitReason::Quota) => match chrono::DateTime::parse_from_rfc3339(&rec.resume_at) {
+            Ok(at) => format!(
+                "the {pool} provider's usage limit to reset: {}",
+                agentq_shared::quota::describe_resume(at.to_utc(), chrono::Utc::now())
+            ),
+            Err(_) => format!("the {pool} provider's usage limit to reset"),
+        },
         _ => String::new(),
     }
 }
@@ -252,6 +259,7 @@ pub fn print_record(rec: &JobRecord) {
     if i.pr > 0 {
         rows.push(("pr", i.pr.to_string()));
     }
+    rows.push(("resume_at", rec.resume_at.clone()));
     for (k, v) in rows {
         if !v.is_empty() {
             outln!("{k:<12} {v}");
@@ -310,6 +318,15 @@ mod tests {
         rec.reason = Some(WaitReason::Affinity);
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
+        rec.reason = Some(WaitReason::Quota);
+        rec.resume_at = (chrono::Utc::now() + chrono::Duration::minutes(90))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let w = waits_for(&rec);
+        assert!(
+            w.starts_with("the claude provider's usage limit to reset: resumes ")
+                && w.contains("(in 1h"),
+            "{w}"
+        );
     }
 
     #[test]

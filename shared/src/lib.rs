@@ -14,7 +14,7 @@
 #![warn(missing_docs)]
 
 pub use agentq_domain::{
-    admission, agent, backoff, clock, input, keys, outcome, pacing, prompt, readable, record, text,
+    admission, agent, backoff, clock, input, keys, outcome, pacing, prompt, quota, readable, record, text,
     transition, tree_bounds, untrusted, workspace,
 };
 

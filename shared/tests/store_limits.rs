@@ -106,3 +106,76 @@ async fn pool_outcome_pauses_a_pool_after_enough_fast_failures() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_quota_pause_names_its_cause_keeps_a_longer_pause_and_sets_the_timer() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let now = chrono::Utc::now();
+    let left = store
+        .pause_for_quota(
+            "codex",
+            now + chrono::Duration::seconds(60),
+            "You've hit your usage limit \u{1b}[31m",
+            "J1",
+        )
+        .await
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(55) && left <= Duration::from_secs(61),
+        "{left:?}"
+    );
+    let value: Option<String> =
+        query(&store, redis::cmd("GET").arg(store.keys().backoff("codex"))).await;
+    assert!(value.unwrap().ends_with("|quota"));
+    let stats = store
+        .pool_stats(
+            &AdmissionConfig::default(),
+            &["codex".into(), "claude".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stats[0].pause_cause,
+        Some(agentq_shared::quota::PauseCause::Quota)
+    );
+    assert!(stats[0].paused_until.is_some());
+    assert_eq!(
+        (stats[1].pause_cause, stats[1].paused_until.clone()),
+        (None, None)
+    );
+    // The pool is woken when the pause ends.
+    let timer: Option<f64> = query(&store, redis::cmd("ZSCORE").arg("t:timers").arg("codex")).await;
+    assert!(timer.is_some());
+    // A shorter limit keeps the longer pause.
+    let left = store
+        .pause_for_quota(
+            "codex",
+            now + chrono::Duration::seconds(5),
+            "usage limit",
+            "J2",
+        )
+        .await
+        .unwrap();
+    assert!(left > Duration::from_secs(50), "{left:?}");
+    // Each said so on the events stream, the line made visible.
+    let events = store.recent_events(10).await.unwrap();
+    let quota: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.get("event").map(String::as_str) == Some("quota"))
+        .collect();
+    assert_eq!(quota.len(), 2);
+    let first = quota.iter().find(|e| e.fields["job"] == "J1").unwrap();
+    assert_eq!(first.fields["line"], "You've hit your usage limit \\e[31m");
+    assert_eq!(first.fields["pool"], "codex");
+    // A pause by hand names no cause.
+    store
+        .pause_pool("claude", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let stats = store
+        .pool_stats(&AdmissionConfig::default(), &["claude".into()])
+        .await
+        .unwrap();
+    assert_eq!(stats[0].pause_cause, None);
+}

@@ -37,6 +37,10 @@
 #                                  no history with the start (a history rewrite)
 #   @agentq-test amend-base        `git commit --amend` of the commit the run started
 #                                  from (a history rewrite)
+#   @agentq-test limit-once TEXT   on this job's first run (one line in
+#                                  /agentq-test/{job}.starts.log): print TEXT (a
+#                                  provider's usage-limit message) and exit 1;
+#                                  on later runs, nothing (the next directives run)
 #
 # Directives are read from the arguments and, when standard input is not a
 # terminal, from standard input too (codex `exec -` and claude `-p` read their
@@ -218,6 +222,14 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       echo "amended by $name" >> agentq-change.txt
       git add agentq-change.txt && git commit -q --amend -m "agentq test: the start commit amended" || exit 70
       echo "amended the start commit"
+      ;;
+    limit-once)
+      starts=$(grep -c . "${log%.runs.log}.starts.log" 2>/dev/null || echo 0)
+      if [ "$starts" -le 1 ]; then
+        printf '%s\n' "$arg"
+        exit 1
+      fi
+      echo "run $starts: no limit this time"
       ;;
     env-check)
       for var in $arg; do

@@ -17,6 +17,21 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         .iter()
         .map(|p| (p.pool.clone(), p.operator_paused, p.paused_until.is_some()))
         .collect();
+    let now = chrono::Utc::now();
+    let quota_resume = stats
+        .iter()
+        .map(|p| {
+            let secs = match (p.pause_cause, &p.paused_until) {
+                (Some(agentq_shared::quota::PauseCause::Quota), Some(until)) => {
+                    chrono::DateTime::parse_from_rfc3339(until)
+                        .map(|u| (u.to_utc() - now).num_seconds().max(1))
+                        .unwrap_or(1)
+                }
+                _ => 0,
+            };
+            (p.pool.clone(), secs)
+        })
+        .collect();
     let running = stats.into_iter().map(|p| (p.pool, p.running)).collect();
     let waiting = store
         .waiting_by_reason(10_000)
@@ -31,6 +46,7 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         running,
         waiting,
         paused,
+        quota_resume,
     })
 }
 

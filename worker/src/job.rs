@@ -398,6 +398,7 @@ async fn after_stages(
             // A bug, not the host's fault: no breaker; the attempt counts.
             infra_failure(run, tries, &format!("panic: {msg}"), None).await
         }
+        Err(StageError::Quota(hit)) => crate::quota::wait_for_reset(run, agent, tries, &hit).await,
         Err(StageError::Job(msg)) => {
             tracing::warn!(job = %rec.id, error = %msg, "job cannot run");
             go(hold, Transition::refused(&msg)).await

@@ -28,6 +28,7 @@ mod orphans;
 mod preflight;
 mod prep;
 mod qa;
+mod quota;
 mod redischeck;
 mod registry;
 mod report;

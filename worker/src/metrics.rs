@@ -48,6 +48,7 @@ pub struct Metrics {
     degraded: Gauge,
     fenced: Counter,
     paused: Family<PauseLabels, Gauge>,
+    quota_resume: Family<PoolLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -109,10 +110,17 @@ impl Default for Metrics {
             "1 while a pool is paused (all hosts), by cause: operator (agentq pause, stop --now, start_paused; no end) or timed (agentq pool pause --for, the fast-failure backoff)",
             paused.clone(),
         );
+        let quota_resume = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_quota_resume_seconds",
+            "Seconds until a pool paused for its provider's usage limit resumes, by agent pool (0: not paused for a limit; all hosts)",
+            quota_resume.clone(),
+        );
         Self {
             registry,
             fenced,
             paused,
+            quota_resume,
             rescued,
             degraded,
             jobs,
@@ -165,6 +173,11 @@ impl Metrics {
                     .set(i64::from(*on));
             }
         }
+        for (pool, secs) in &g.quota_resume {
+            self.quota_resume
+                .get_or_create(&PoolLabels { pool: pool.clone() })
+                .set(*secs);
+        }
         for (reason, n) in &g.waiting {
             self.waiting
                 .get_or_create(&ReasonLabels {
@@ -200,4 +213,7 @@ pub struct Gauges {
     pub waiting: Vec<(WaitReason, usize)>,
     /// Pools: (pool, paused by an operator, paused for a time).
     pub paused: Vec<(String, bool, bool)>,
+    /// Seconds until each pool paused for its provider's limit resumes (0:
+    /// not paused for one), by pool.
+    pub quota_resume: Vec<(String, i64)>,
 }

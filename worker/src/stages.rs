@@ -46,6 +46,10 @@ pub(crate) enum StageError {
     /// The stages panicked (a bug): the message. Retried as an infrastructure
     /// failure, so the attempt counts and the job ends after `max_attempts`.
     Panic(String),
+    /// The agent stopped on its provider's usage limit (its output matched
+    /// the pool's `limit_patterns`): the job waits for the reset, spending
+    /// no attempt, and the pool pauses on every host.
+    Quota(agentq_shared::quota::LimitHit),
 }
 
 impl From<Fenced> for StageError {
@@ -66,6 +70,8 @@ struct AgentRun {
     tree_over: bool,
     /// The agent's final message (see [`crate::summary`]).
     summary: Summary,
+    /// The run ended on the provider's usage limit (see [`crate::quota`]).
+    quota: Option<agentq_shared::quota::LimitHit>,
 }
 
 /// Runs the job's stages and records its outcome. `Ok` means the record says
@@ -100,8 +106,19 @@ pub(crate) async fn stages(
     timer.done("agent");
     let exit_code = ran.exit_code;
     let summary = ran.summary.clone();
+    let quota = ran.quota.clone();
     let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
     timer.done("commits");
+    // A run stopped by its provider's limit is no outcome: its commits are
+    // kept (above), and the job waits for the reset.
+    if let Some(hit) = quota {
+        let ws = &prepared.workspace;
+        run.write_status(
+            ws,
+            &run.status(JobState::Waiting, runs, prepared.branch.clone()),
+        );
+        return Err(StageError::Quota(hit));
+    }
     let (qa, pr_url) = qa_stage(
         run,
         agent,
@@ -381,6 +398,15 @@ async fn agent_stage(
             exit_code,
             take_commits,
         } => Ok(AgentRun {
+            // Only a failed run (a question in BLOCKED.md stands).
+            quota: match ended {
+                Ended::Exited(code)
+                    if code != 0 && !tree_over && outcome.state() == JobState::Failed =>
+                {
+                    crate::quota::limit_hit(ctx, agent, &ws.agent_log(agent.pool()))
+                }
+                _ => None,
+            },
             outcome: why_not_started(outcome, exit_code, &ws.agent_log(agent.pool())),
             exit_code,
             take_commits,
@@ -443,6 +469,7 @@ async fn keep_commits(
         take_commits,
         ran_for,
         tree_over,
+        quota,
         ..
     } = ran;
     let ws = &prepared.workspace;
@@ -476,11 +503,17 @@ async fn keep_commits(
             }
         }
     }
-    match ctx
-        .store
-        .record_outcome(&ctx.cfg.admission.backoff, agent.pool(), failed, ran_for)
-        .await
-    {
+    // A run stopped by its provider's limit is not a fast failure: its
+    // pause is the limit's own (see `crate::quota`), and the count stays.
+    let counted = match quota {
+        Some(_) => Ok(false),
+        None => {
+            ctx.store
+                .record_outcome(&ctx.cfg.admission.backoff, agent.pool(), failed, ran_for)
+                .await
+        }
+    };
+    match counted {
         Ok(true) => tracing::warn!(
             pool = agent.pool(),
             "fast failures: pool paused on every host"

@@ -37,6 +37,13 @@ fn print(e: &Event, json: bool) {
                 f("last")
             ),
             "cancelled" | "retried" => outln!("{} {} {} jobs", f("at"), ev, f("jobs")),
+            "quota" => outln!(
+                "{} quota pool={} resumes {}: {}",
+                f("at"),
+                f("pool"),
+                f("resume_at"),
+                agentq_shared::text::visible(f("line"))
+            ),
             _ => outln!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until")),
         }
     } else {

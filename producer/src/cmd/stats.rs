@@ -53,6 +53,20 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         );
     }
     pacing_lines(&pools);
+    // Pools waiting for their provider's usage limit to reset.
+    let now = chrono::Utc::now();
+    for p in &pools {
+        if let (Some(cause), Some(until)) = (p.pause_cause, &p.paused_until) {
+            if let Ok(until) = chrono::DateTime::parse_from_rfc3339(until) {
+                outln!(
+                    "{}: {}, {}",
+                    p.pool,
+                    cause.as_str(),
+                    agentq_shared::quota::describe_resume(until.to_utc(), now)
+                );
+            }
+        }
+    }
     outln!();
     let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
     outln!("jobs: {}", line.join(", "));

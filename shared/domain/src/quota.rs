@@ -279,6 +279,87 @@ fn time_of_day(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         .filter(|t| t.year() >= now.year())
 }
 
+/// Most characters of the matched line that events and `agentq inspect` show.
+pub const SHOWN_LINE_CHARS: usize = 200;
+
+/// When a pool paused for `hit` resumes: the reset time the output named,
+/// else `fallback` after `now` (the pool's backoff pause); never less than a
+/// second ahead, never more than [`MAX_WAIT`].
+pub fn resume_at(hit: &LimitHit, fallback: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    let at = hit.resume_at.unwrap_or(now + fallback);
+    at.clamp(now + Duration::seconds(1), now + MAX_WAIT)
+}
+
+/// The matched line as people see it (it is the agent's output: untrusted):
+/// control characters made visible, at most [`SHOWN_LINE_CHARS`] characters.
+pub fn shown_line(line: &str) -> String {
+    let visible = crate::text::visible(line.trim());
+    if visible.chars().count() <= SHOWN_LINE_CHARS {
+        return visible;
+    }
+    let mut out: String = visible.chars().take(SHOWN_LINE_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Why a pool is paused, as its pause key's value says (`until|cause`; a
+/// value without a cause is a fast-failure backoff or a pause by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// The provider's usage limit (a run's output matched `limit_patterns`).
+    Quota,
+}
+
+impl PauseCause {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quota => "quota",
+        }
+    }
+
+    /// The pause key's value for a pause until `until` (RFC 3339).
+    pub fn pause_value(self, until: &str) -> String {
+        format!("{until}|{}", self.as_str())
+    }
+
+    /// The cause in a pause key's value, if it names one this version knows.
+    pub fn of_pause_value(value: &str) -> Option<Self> {
+        match value.rsplit_once('|')?.1 {
+            "quota" => Some(Self::Quota),
+            _ => None,
+        }
+    }
+}
+
+/// `resumes 15:00 UTC (in 2h14m)` (with the date when it is not today's).
+pub fn describe_resume(until: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let when = if until.date_naive() == now.date_naive() {
+        until.format("%H:%M UTC").to_string()
+    } else {
+        until.format("%b %-d %H:%M UTC").to_string()
+    };
+    format!("resumes {when} (in {})", short_duration(until - now))
+}
+
+/// `2h14m`, `3d4h`, `45s`: the two largest units.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, mins, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m{s:02}s"),
+        (0, h, m) => format!("{h}h{m:02}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
 /// The next `HH:MM` UTC after `now` (a pool's `reset_utc`).
 pub fn next_utc(hh_mm: NaiveTime, now: DateTime<Utc>) -> DateTime<Utc> {
     let today = now.date_naive().and_time(hh_mm).and_utc();
@@ -439,5 +520,69 @@ mod tests {
             next_utc(t, at("2026-12-06T05:59:00Z")),
             at("2026-12-06T06:00:00Z")
         );
+    }
+    #[test]
+    fn resume_at_is_the_named_time_else_the_fallback_within_bounds() {
+        let now = at(NOW);
+        let hit = |resume_at| LimitHit {
+            pattern: "p".into(),
+            line: "l".into(),
+            resume_at,
+        };
+        let named = now + Duration::minutes(90);
+        assert_eq!(
+            resume_at(&hit(Some(named)), Duration::minutes(30), now),
+            named
+        );
+        assert_eq!(
+            resume_at(&hit(None), Duration::minutes(30), now),
+            now + Duration::minutes(30)
+        );
+        assert_eq!(
+            resume_at(&hit(None), Duration::days(30), now),
+            now + MAX_WAIT,
+            "a fallback longer than MAX_WAIT is clamped"
+        );
+        assert_eq!(
+            resume_at(&hit(None), Duration::zero(), now),
+            now + Duration::seconds(1)
+        );
+    }
+
+    #[test]
+    fn the_shown_line_is_visible_and_cut() {
+        assert_eq!(
+            shown_line("  limit \u{1b}[31mhit\r more "),
+            "limit \\e[31mhit^M more"
+        );
+        let long = shown_line(&"é".repeat(500));
+        assert_eq!(long.chars().count(), SHOWN_LINE_CHARS);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn the_pause_value_names_its_cause() {
+        let v = PauseCause::Quota.pause_value("2026-12-07T15:00:00Z");
+        assert_eq!(v, "2026-12-07T15:00:00Z|quota");
+        assert_eq!(PauseCause::of_pause_value(&v), Some(PauseCause::Quota));
+        assert_eq!(PauseCause::of_pause_value("2026-12-07T15:00:00Z"), None);
+        assert_eq!(PauseCause::of_pause_value("x|other"), None);
+    }
+
+    #[test]
+    fn resume_is_described_with_the_time_left() {
+        let now = at(NOW);
+        assert_eq!(
+            describe_resume(now + Duration::minutes(134), now),
+            "resumes Dec 7 00:14 UTC (in 2h14m)"
+        );
+        assert_eq!(
+            describe_resume(at("2026-12-06T23:00:00Z"), now),
+            "resumes 23:00 UTC (in 1h00m)"
+        );
+        assert_eq!(short_duration(Duration::seconds(75)), "1m15s");
+        assert_eq!(short_duration(Duration::seconds(4)), "4s");
+        assert_eq!(short_duration(Duration::hours(50)), "2d2h");
+        assert_eq!(short_duration(Duration::seconds(-3)), "0s");
     }
 }

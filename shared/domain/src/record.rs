@@ -135,6 +135,9 @@ pub struct JobRecord {
     /// worker's clock, the clock pacing is measured on); `None` when no wake
     /// ever did (a dry run needs no slot). Written only by the wake's Lua.
     pub admitted_ms: Option<i64>,
+    /// While `waiting` for its provider's usage limit (reason `quota`): when
+    /// the limit resets and the pool resumes (RFC 3339); empty otherwise.
+    pub resume_at: String,
 }
 
 impl JobRecord {
@@ -327,6 +330,7 @@ pub const RERUN_CLEARED: &[&str] = &[
     "leftovers",
     "summary",
     "summary_note",
+    "resume_at",
 ];
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the

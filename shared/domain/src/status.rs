@@ -365,6 +365,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Affinity,
     WaitReason::Unserved,
     WaitReason::Stopped,
+    WaitReason::Quota,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -402,6 +403,10 @@ pub enum WaitReason {
     /// An operator stopped its pool's running agents (`agentq stop --now`);
     /// handed back to `queued`, first in line, spending no attempt.
     Stopped,
+    /// Its agent's provider said its usage limit is reached: the pool is
+    /// paused on every host until the record's `resume_at`, and the job,
+    /// having spent no attempt, runs first in its lane then.
+    Quota,
 }
 
 impl WaitReason {
@@ -421,6 +426,7 @@ impl WaitReason {
             Self::Affinity => "affinity",
             Self::Unserved => "unserved",
             Self::Stopped => "stopped",
+            Self::Quota => "quota",
         }
     }
 }

@@ -229,6 +229,7 @@ impl Transition {
             .set("reason", "")
             .set("waiting_on", "")
             .set("affinity_since", "")
+            .set("resume_at", "")
             // The summary of an earlier attempt is that attempt's.
             .set("summary", "")
             .set("summary_note", "")
@@ -310,6 +311,22 @@ impl Transition {
             t = t.set("error", e);
         }
         t
+    }
+
+    /// Its agent hit the provider's usage limit: back to its pool's lane at
+    /// its first place in line, waiting (reason `quota`) until `resume_at`
+    /// (RFC 3339), when its paused pool resumes. The run spends nothing:
+    /// `attempt` and `tries` (the run's, counted at its start) are given back.
+    /// `line`: the output line that said so, as people see it.
+    pub fn quota_wait(resume_at: &str, line: &str, attempt: u32, tries: u32) -> Self {
+        Self::handed_back(
+            JobState::Waiting,
+            WaitReason::Quota,
+            Some(tries),
+            Some(line),
+        )
+        .set("attempt", attempt.saturating_sub(1).to_string())
+        .set("resume_at", resume_at)
     }
 
     /// Left, with its slot, to `host`, which has its workspace (since `since`
@@ -395,6 +412,22 @@ mod tests {
             "{:?}",
             t.fields
         );
+    }
+
+    #[test]
+    fn a_quota_wait_spends_no_attempt_and_parks_in_the_lane() {
+        let t = Transition::quota_wait("2026-12-07T15:00:00Z", "usage limit reached", 1, 1);
+        assert_eq!(t.state, JobState::Waiting);
+        assert_eq!(t.next, Next::Park(ParkIn::Lane));
+        assert!(!t.bump_attempt);
+        assert_eq!(t.field("reason"), Some("quota"));
+        assert_eq!(t.field("attempt"), Some("0"));
+        assert_eq!(t.field("tries"), Some("0"));
+        assert_eq!(t.field("resume_at"), Some("2026-12-07T15:00:00Z"));
+        assert_eq!(t.field("error"), Some("usage limit reached"));
+        // The next run clears it.
+        let p = Transition::preparing("h", "w", "now");
+        assert_eq!(p.field("resume_at"), Some(""));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct PoolStats {
     /// `start_paused`; the pool's own pause or the whole fleet's) until
     /// `agentq unpause`.
     pub operator_paused: bool,
+    /// Why it is paused, when the pause says (`quota`: the provider's usage
+    /// limit); `None` for a fast-failure backoff or a pause by hand.
+    pub pause_cause: Option<crate::quota::PauseCause>,
 }
 
 /// A paced pool's day (see [`crate::pacing`]), on Redis's clock.
@@ -68,6 +71,8 @@ static HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("slo
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("slot_renew"));
 /// The `pool_outcome` script (`lua/pool_outcome.lua`).
 static OUTCOME_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("pool_outcome"));
+/// The `quota_pause` script (`lua/quota_pause.lua`).
+static QUOTA_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("quota_pause"));
 
 /// Checks a pool name as `agentq pool` takes it: a pool of `agents` (the
 /// configured table), no model.
@@ -206,6 +211,42 @@ impl JobStore {
         Ok(until)
     }
 
+    /// Pauses `pool` on every host until `resume_at` (its provider's usage
+    /// limit resets then), unless a longer pause is already there, with the
+    /// cause `quota` in the pause's value, and adds a `quota` event (`line`:
+    /// the agent's output line that said so, shown as people see it). The
+    /// pool's timer wakes it when the pause ends. Returns the pause left.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn pause_for_quota(
+        &self,
+        pool: &str,
+        resume_at: chrono::DateTime<chrono::Utc>,
+        line: &str,
+        job: &str,
+    ) -> Result<Duration, StoreError> {
+        let ms = (resume_at - chrono::Utc::now())
+            .num_milliseconds()
+            .max(1000) as u64;
+        let until = resume_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let left: i64 = QUOTA_SCRIPT
+            .key(self.keys().backoff(pool))
+            .key(self.keys().events())
+            .arg(ms)
+            .arg(crate::quota::PauseCause::Quota.pause_value(&until))
+            .arg(pool)
+            .arg(&until)
+            .arg(crate::quota::shown_line(line))
+            .arg(job)
+            .arg(EVENTS_MAX_LEN)
+            .arg(now_rfc3339())
+            .arg(self.keys().namespace())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(Duration::from_millis(left.max(0) as u64))
+    }
+
     /// Lifts a pool's pause by hand. Returns whether it was paused.
     ///
     /// # Errors
@@ -250,8 +291,13 @@ impl JobStore {
         }
         let raw: Vec<i64> = pipe.query_async(&mut self.conn()).await?;
         let fleet = self.fleet_pause().await?;
+        let mut pipe = redis::pipe();
+        for pool in pools {
+            pipe.get(self.keys().backoff(pool));
+        }
+        let values: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await?;
         let mut out = Vec::new();
-        for (pool, c) in pools.iter().zip(raw.chunks(2)) {
+        for ((pool, c), value) in pools.iter().zip(raw.chunks(2)).zip(values) {
             let pacing = match cfg.pacing(pool) {
                 Some(p) => Some(self.pacing_stats(pool, p, now).await?),
                 None => None,
@@ -265,6 +311,9 @@ impl JobStore {
                     .then(|| crate::clock::rfc3339_after(Duration::from_millis(c[1] as u64))),
                 pacing,
                 operator_paused: fleet.covers(pool),
+                pause_cause: value
+                    .filter(|_| c[1] > 0)
+                    .and_then(|v| crate::quota::PauseCause::of_pause_value(&v)),
             });
         }
         Ok(out)

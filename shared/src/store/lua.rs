@@ -33,6 +33,7 @@ const FILES: &[(&str, &str)] = &[
     ("pool_outcome", include_str!("lua/pool_outcome.lua")),
     ("purge_many", include_str!("lua/purge_many.lua")),
     ("push", include_str!("lua/push.lua")),
+    ("quota_pause", include_str!("lua/quota_pause.lua")),
     ("redis_now", include_str!("lua/redis_now.lua")),
     ("rescue", include_str!("lua/rescue.lua")),
     ("retry_many", include_str!("lua/retry_many.lua")),

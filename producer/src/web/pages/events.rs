@@ -23,6 +23,12 @@ fn event_line(e: &Event) -> String {
             f("last")
         ),
         Some(ev @ ("cancelled" | "retried")) => format!("{ev} {} jobs", f("jobs")),
+        Some("quota") => format!(
+            "quota pool={} resumes {}: {}",
+            f("pool"),
+            f("resume_at"),
+            f("line")
+        ),
         Some(ev) => format!("{ev} pool={} {}", f("pool"), f("until")),
         None => format!(
             "{} {} → {} attempt {} {}",

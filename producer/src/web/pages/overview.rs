@@ -83,6 +83,9 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
                                 } @else {
                                     (p.paused_until.as_deref().unwrap_or("-"))
                                 }
+                                @if let Some(cause) = p.pause_cause {
+                                    " " span.pause-cause data-cause=(cause.as_str()) { "(" (cause.as_str()) ")" }
+                                }
                             }
                             td {
                                 @if let Some(csrf) = &v.csrf {

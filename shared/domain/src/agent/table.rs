@@ -93,7 +93,7 @@ static BUILTIN: std::sync::LazyLock<AgentTable> = std::sync::LazyLock::new(|| Ag
             name: name.to_string(),
             builtin: true,
             configured: None,
-            limit_patterns: Vec::new(),
+            limit_patterns: default_limit_patterns(name),
         })
         .collect(),
 });
@@ -260,8 +260,21 @@ fn configured_pool(name: &str, a: &AgentConfig) -> Result<Pool, String> {
         name: name.to_string(),
         builtin,
         configured,
-        limit_patterns: a.limit_patterns.clone(),
+        limit_patterns: if a.limit_patterns.is_empty() {
+            default_limit_patterns(name)
+        } else {
+            a.limit_patterns.clone()
+        },
     })
+}
+
+/// A pool's `limit_patterns` when the operator set none: the built-in
+/// agent's ([`crate::quota::builtin_patterns`]), none for other pools.
+fn default_limit_patterns(name: &str) -> Vec<String> {
+    crate::quota::builtin_patterns(name)
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +391,16 @@ limit_patterns = ["rate limit", "quota exceeded"]
         let c = t.parse("claude:opus").unwrap();
         assert_eq!(c, AgentSpec::parse("claude:opus").unwrap());
         assert_eq!(t.get("claude").unwrap().limit_patterns, ["429"]);
+        // Without limit_patterns of its own, a built-in pool keeps its defaults.
+        let t = table("[codex]\nimage = \"x\"\n").unwrap();
+        assert_eq!(
+            t.get("codex").unwrap().limit_patterns,
+            crate::quota::builtin_patterns("codex")
+        );
+        assert_eq!(
+            AgentTable::builtin().get("gemini").unwrap().limit_patterns,
+            crate::quota::builtin_patterns("gemini")
+        );
         let t = table("[claude]\ncommand = [\"my-claude\", \"{prompt}\"]\n").unwrap();
         assert_eq!(t.parse("claude").unwrap().command("P").0, "my-claude");
         assert_eq!(t.names().len(), 5);

@@ -1,0 +1,81 @@
+//! Provider quotas: a run whose agent stopped on its provider's usage limit
+//! (its output's tail matches the pool's `limit_patterns`, see
+//! [`agentq_shared::quota`]) is waiting, not failure. The pool pauses on
+//! every host until the limit resets (the time the output names, else the
+//! pool's backoff pause), and the job goes back to its lane at its first
+//! place in line, reason `quota`, having spent no attempt; the pause's end
+//! wakes the pool and the job runs again.
+
+use std::{io::Read, path::Path};
+
+use agentq_shared::{
+    agent::AgentSpec,
+    quota::{self, LimitHit},
+    transition::Transition,
+};
+
+use crate::{context::WorkerCtx, hold::Fenced, run::Run};
+
+/// Whether the agent's output (the tail of its host log, the worker's own
+/// file) says it hit its provider's limit: the first of the pool's
+/// `limit_patterns` found there. Called only for a run that exited non-zero.
+pub(crate) fn limit_hit(ctx: &WorkerCtx, agent: &AgentSpec, log: &Path) -> Option<LimitHit> {
+    let patterns = &ctx.cfg.agent_table().get(agent.pool())?.limit_patterns;
+    if patterns.is_empty() {
+        return None;
+    }
+    let tail = read_tail(log, quota::TAIL_BYTES as u64).ok()?;
+    quota::find(
+        patterns,
+        &String::from_utf8_lossy(&tail),
+        chrono::Utc::now(),
+    )
+}
+
+/// The last `max` bytes of the file at `path`.
+fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut out = Vec::new();
+    f.take(max).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The run hit its provider's limit: pauses the pool on every host until the
+/// reset, then hands the job back to wait for it (`attempt` and `tries`
+/// given back). The pause comes first, so that the job's wake-up finds the
+/// pool paused.
+pub(crate) async fn wait_for_reset(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    tries: u32,
+    hit: &LimitHit,
+) -> Result<(), Fenced> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let now = chrono::Utc::now();
+    let fallback =
+        chrono::Duration::from_std(ctx.cfg.admission.backoff.pause()).unwrap_or(quota::MAX_WAIT);
+    let at = quota::resume_at(hit, fallback, now);
+    let until = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let line = quota::shown_line(&hit.line);
+    tracing::warn!(
+        job = %rec.id,
+        pool = agent.pool(),
+        resume_at = %until,
+        named = hit.resume_at.is_some(),
+        "provider usage limit: pool paused on every host until it resets; job waits, spending no attempt"
+    );
+    let paused = crate::hold::until_redis_answers("pause the pool for its quota", &rec.id, || {
+        ctx.store
+            .pause_for_quota(agent.pool(), at, &hit.line, &rec.id)
+    })
+    .await;
+    tracing::debug!(pool = agent.pool(), ?paused, "quota pause");
+    let error = format!("provider usage limit ({until}): {line}");
+    run.hold
+        .go(Transition::quota_wait(&until, &error, run.attempt, tries))
+        .await
+        .map(|_| ())
+}
