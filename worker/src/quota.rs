@@ -55,8 +55,10 @@ pub(crate) async fn wait_for_reset(
 ) -> Result<(), Fenced> {
     let (ctx, rec) = (run.ctx, run.rec);
     let now = chrono::Utc::now();
-    let fallback =
+    let backoff =
         chrono::Duration::from_std(ctx.cfg.admission.backoff.pause()).unwrap_or(quota::MAX_WAIT);
+    let reset_utc = ctx.cfg.admission.pacing(agent.pool()).map(|p| p.reset());
+    let fallback = quota::unnamed_wait(reset_utc, backoff, now);
     let at = quota::resume_at(hit, fallback, now);
     let until = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let line = quota::shown_line(&hit.line);

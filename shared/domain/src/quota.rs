@@ -279,6 +279,21 @@ fn time_of_day(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         .filter(|t| t.year() >= now.year())
 }
 
+/// How long a pool paused for a limit that named no reset time waits: until
+/// the pool's next `reset_utc` when it has pacing (`[pacing.POOL]`, the
+/// provider's day as upstream's RateConfig models it), else `backoff` (the
+/// pool's fast-failure pause).
+pub fn unnamed_wait(
+    reset_utc: Option<NaiveTime>,
+    backoff: Duration,
+    now: DateTime<Utc>,
+) -> Duration {
+    match reset_utc {
+        Some(reset) => next_utc(reset, now) - now,
+        None => backoff,
+    }
+}
+
 /// Most characters of the matched line that events and `agentq inspect` show.
 pub const SHOWN_LINE_CHARS: usize = 200;
 
@@ -521,6 +536,26 @@ mod tests {
             at("2026-12-06T06:00:00Z")
         );
     }
+    #[test]
+    fn a_limit_naming_no_time_waits_for_the_pools_reset_utc_else_the_backoff() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 7, 4, 0, 0).unwrap();
+        let six = NaiveTime::from_hms_opt(6, 0, 0).unwrap();
+        assert_eq!(
+            unnamed_wait(Some(six), Duration::minutes(30), now),
+            Duration::hours(2)
+        );
+        let three = NaiveTime::from_hms_opt(3, 0, 0).unwrap();
+        assert_eq!(
+            unnamed_wait(Some(three), Duration::minutes(30), now),
+            Duration::hours(23),
+            "past today's reset: tomorrow's"
+        );
+        assert_eq!(
+            unnamed_wait(None, Duration::minutes(30), now),
+            Duration::minutes(30)
+        );
+    }
+
     #[test]
     fn resume_at_is_the_named_time_else_the_fallback_within_bounds() {
         let now = at(NOW);
