@@ -190,15 +190,19 @@ impl Redis {
                 ));
             }
             if let Some(pid) = redis_pid(&r.url()) {
-                if pid == r.child.id() {
+                if pid != r.child.id() {
+                    let why = format!("port {port} is another redis-server's (pid {pid})");
+                    let _ = r.child.kill();
+                    return Err((
+                        std::mem::replace(&mut r.dir, tempfile::tempdir().unwrap()),
+                        why,
+                    ));
+                }
+                // Ours, and done loading its data (`INFO` answers while it
+                // loads; `PING` says LOADING until it is done).
+                if r.pings() {
                     return Ok(r);
                 }
-                let why = format!("port {port} is another redis-server's (pid {pid})");
-                let _ = r.child.kill();
-                return Err((
-                    std::mem::replace(&mut r.dir, tempfile::tempdir().unwrap()),
-                    why,
-                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -206,6 +210,14 @@ impl Redis {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether it answers `PING` (not while it loads its data).
+    fn pings(&self) -> bool {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
     }
 
     /// `redis://127.0.0.1:{port}` (with `:password@` when one is set).
