@@ -137,3 +137,20 @@ pub fn cli_with_env(
     }
     out
 }
+
+impl TestEnv {
+    /// `agentq stats --json` as a value.
+    pub fn stats_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(&["stats", "--json"])).unwrap()
+    }
+}
+
+/// The row of pool `name` in `agentq stats --json`'s `pools`.
+pub fn stats_pool<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pool"] == name)
+        .unwrap_or_else(|| panic!("no pool {name} in stats: {stats}"))
+}

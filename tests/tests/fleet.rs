@@ -13,20 +13,9 @@ const LONG: Duration = Duration::from_secs(180);
 /// The test config's `stop_grace_secs`.
 const GRACE_SECS: f64 = 2.0;
 
-/// `agentq stats --json` as a value.
-fn stats(env: &TestEnv) -> serde_json::Value {
-    serde_json::from_str(&env.cli_ok(&["stats", "--json"])).unwrap()
-}
-
 /// The `stats --json` row of `pool`.
 fn pool_row(env: &TestEnv, pool: &str) -> serde_json::Value {
-    stats(env)["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pool"] == pool)
-        .unwrap_or_else(|| panic!("no pool {pool} in stats"))
-        .clone()
+    stats_pool(&env.stats_json(), pool).clone()
 }
 
 fn enqueue_n(env: &TestEnv, task: &str, issues: std::ops::RangeInclusive<u32>) -> Vec<String> {
@@ -127,7 +116,7 @@ async fn pause_all_holds_on_every_host_and_across_restarts_until_unpause() {
     wait_live_workers(&env, 2).await;
     let ids = enqueue_n(&env, "a", 1..=3);
     nothing_starts(&env, &ids).await;
-    let s = stats(&env);
+    let s = env.stats_json();
     assert_eq!(s["fleet"]["all"], true, "{s}");
     for p in s["pools"].as_array().unwrap() {
         assert_eq!(p["operator_paused"], true, "{p}");
@@ -288,7 +277,7 @@ async fn start_paused_fleet_runs_nothing_until_unpause_all_and_restarts_do_not_r
     let _w2 = env.worker("w2", 2);
     wait_live_workers(&env, 2).await;
     nothing_starts(&env, &ids).await;
-    assert_eq!(stats(&env)["fleet"]["all"], true);
+    assert_eq!(env.stats_json()["fleet"]["all"], true);
 
     env.cli_ok(&["unpause", "--all"]);
     for id in &ids {
@@ -304,5 +293,5 @@ async fn start_paused_fleet_runs_nothing_until_unpause_all_and_restarts_do_not_r
         env.wait_final(&more[0], LONG).await.state,
         JobState::Completed
     );
-    assert_eq!(stats(&env)["fleet"]["all"], false);
+    assert_eq!(env.stats_json()["fleet"]["all"], false);
 }

@@ -210,19 +210,6 @@ async fn wait_until(timeout: Duration, cond: impl Fn() -> bool) {
     }
 }
 
-fn stats(env: &TestEnv) -> serde_json::Value {
-    serde_json::from_str(&env.cli_ok(&["stats", "--json"])).unwrap()
-}
-
-fn pool<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    stats["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pool"] == name)
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_failures_pause_the_pool_on_every_host() {
     require_docker();
@@ -233,9 +220,9 @@ async fn fast_failures_pause_the_pool_on_every_host() {
     for id in enqueue_many(&env, "claude", "@agentq-test exit 1", 1, 3) {
         assert_eq!(env.wait_final(&id, LONG).await.state, JobState::Failed);
     }
-    let s = stats(&env);
-    assert!(pool(&s, "claude")["paused_until"].is_string(), "{s}");
-    assert!(pool(&s, "codex")["paused_until"].is_null(), "{s}");
+    let s = env.stats_json();
+    assert!(stats_pool(&s, "claude")["paused_until"].is_string(), "{s}");
+    assert!(stats_pool(&s, "codex")["paused_until"].is_null(), "{s}");
     let events: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg(env.key("events"))
         .arg("-")
@@ -258,7 +245,10 @@ async fn fast_failures_pause_the_pool_on_every_host() {
         "10",
     ]);
     // Parked in its lane: no delivery, no attempt, until the pause ends.
-    wait_until(LONG, || pool(&stats(&env), "claude")["waiting"] == 1).await;
+    wait_until(LONG, || {
+        stats_pool(&env.stats_json(), "claude")["waiting"] == 1
+    })
+    .await;
     let other = env.enqueue(&[
         "--repo",
         "demo",
@@ -276,7 +266,7 @@ async fn fast_failures_pause_the_pool_on_every_host() {
     // The codex job ran meanwhile; the claude one did not start on either worker.
     let rec = env.store().await.get(&waiting).await.unwrap().unwrap();
     assert_eq!((rec.state, rec.attempt), (JobState::Queued, 0), "{rec:#?}");
-    assert_eq!(pool(&stats(&env), "claude")["waiting"], 1);
+    assert_eq!(stats_pool(&env.stats_json(), "claude")["waiting"], 1);
 
     assert_eq!(
         env.cli_ok(&["pool", "resume", "claude"]),
@@ -284,7 +274,7 @@ async fn fast_failures_pause_the_pool_on_every_host() {
     );
     let rec = env.wait_final(&waiting, LONG).await;
     assert_eq!((rec.state, rec.attempt), (JobState::Completed, 1));
-    assert!(pool(&stats(&env), "claude")["paused_until"].is_null());
+    assert!(stats_pool(&env.stats_json(), "claude")["paused_until"].is_null());
 }
 
 /// Redis commands per second over `secs`, counted by Redis (commands run
@@ -315,10 +305,16 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
     env.wait_for(&blocker, LONG, |r| r.state == JobState::Running)
         .await;
     let mut waiters = enqueue_many(&env, "claude", "quick", 10, 10);
-    wait_until(LONG, || pool(&stats(&env), "claude")["waiting"] == 10).await;
+    wait_until(LONG, || {
+        stats_pool(&env.stats_json(), "claude")["waiting"] == 10
+    })
+    .await;
     let at_10 = commands_per_s(&env, 10).await;
     waiters.extend(enqueue_many(&env, "claude", "quick", 100, 990));
-    wait_until(LONG, || pool(&stats(&env), "claude")["waiting"] == 1000).await;
+    wait_until(LONG, || {
+        stats_pool(&env.stats_json(), "claude")["waiting"] == 1000
+    })
+    .await;
     let at_1000 = commands_per_s(&env, 10).await;
     eprintln!("Redis commands/s with 10 jobs waiting: {at_10:.1}; with 1000: {at_1000:.1}");
     // The worker's own heartbeats, polling and the running job's renewals are

@@ -26,19 +26,6 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn stats(env: &TestEnv) -> serde_json::Value {
-    serde_json::from_str(&env.cli_ok(&["stats", "--json"])).unwrap()
-}
-
-fn pool<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    stats["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pool"] == name)
-        .unwrap()
-}
-
 fn enqueue(env: &TestEnv, agent: &str, task: &str, issue: u64) -> String {
     let line = serde_json::json!({"repo": "demo", "task": task, "agent": agent, "issue": issue})
         .to_string()
@@ -137,8 +124,8 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
         "{events:?}"
     );
     assert!(events[0]["line"].chars().count() <= 200);
-    let s = stats(&env);
-    let codex = pool(&s, "codex");
+    let s = env.stats_json();
+    let codex = stats_pool(&s, "codex");
     assert_eq!(codex["pause_cause"], "quota", "{s}");
     assert!(codex["paused_until"].is_string(), "{s}");
     let human = env.cli_ok(&["stats"]);
@@ -208,7 +195,7 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     assert!(runs.lines().next().unwrap().ends_with("exit=1"), "{runs}");
     let fails: Option<String> = conn.get(env.key("fails:codex")).unwrap();
     assert_eq!(fails, None);
-    assert!(pool(&stats(&env), "codex")["paused_until"].is_null());
+    assert!(stats_pool(&env.stats_json(), "codex")["paused_until"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,7 +289,7 @@ async fn the_console_and_the_events_show_a_quota_pause() {
     let c = http();
     let o: serde_json::Value =
         serde_json::from_str(&page_text(&c, format!("{}/api/overview", web.url)).await).unwrap();
-    let claude = pool(&o, "claude");
+    let claude = stats_pool(&o, "claude");
     assert_eq!(claude["pause_cause"], "quota", "{o}");
     let html = page_text(&c, format!("{}/", web.url)).await;
     assert!(html.contains(r#"data-cause="quota""#), "{html}");
