@@ -248,9 +248,15 @@ printf '%s\n' "$directives" | while IFS= read -r line; do
       echo "signal-all done"
       ;;
     chmod-000)
+      # The file is opened before the directory is closed and written after,
+      # so the directory is mode 000 before the tree grows: the worker's size
+      # check, whenever it runs, sees a closed directory (never a half-made
+      # attack killed before its chmod).
       mkdir -p redteam-locked
-      dd if=/dev/zero of=redteam-locked/big bs=1048576 count="$arg" 2>/dev/null
-      chmod 000 redteam-locked && echo "redteam-locked is mode 000 ($arg MiB inside)"
+      exec 3>redteam-locked/big
+      chmod 000 redteam-locked && echo "redteam-locked is mode 000 ($arg MiB to be written inside)"
+      dd if=/dev/zero bs=1048576 count="$arg" >&3 2>/dev/null
+      exec 3>&-
       ;;
     summary-link)
       summary=${AGENTQ_SUMMARY_FILE:-/agentq-out/summary.md}
