@@ -35,6 +35,7 @@ mod report;
 mod room;
 mod run;
 mod save;
+mod notify;
 mod services;
 mod shutdown;
 mod space;
@@ -221,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     janitor::spawn_janitor(ctx.clone());
     housekeeping::spawn(ctx.clone());
     writeback::spawn(ctx.clone());
+    notify::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;
