@@ -53,14 +53,31 @@ pub enum SendError {
 /// # Errors
 /// A refused address or scheme, or DNS failure.
 pub async fn resolve(url: &str, allow_private: bool) -> Result<Vec<SocketAddr>, SendError> {
+    resolve_with(url, allow_private, |host, port| async move {
+        tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|a| a.collect())
+    })
+    .await
+}
+
+/// [`resolve`] with `lookup` for DNS (a seam for tests).
+async fn resolve_with<F, Fut>(
+    url: &str,
+    allow_private: bool,
+    lookup: F,
+) -> Result<Vec<SocketAddr>, SendError>
+where
+    F: FnOnce(String, u16) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<Vec<SocketAddr>>>,
+{
     check_url(url, allow_private)?;
     let (_, host, port) = url_host(url)?;
     let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host, port))
+        Err(_) => lookup(host.to_string(), port)
             .await
-            .map_err(|e| SendError::Dns(format!("{host}: {e}")))?
-            .collect(),
+            .map_err(|e| SendError::Dns(format!("{host}: {e}")))?,
     };
     if addrs.is_empty() {
         return Err(SendError::Dns(format!("{host}: no address")));
@@ -182,6 +199,23 @@ mod tests {
             let err = refuse_private(&[a("93.184.216.34:443"), a(bad)]).unwrap_err();
             assert_eq!(err, AddressRefused::Private(a(bad).ip()));
         }
+    }
+
+    #[tokio::test]
+    async fn a_public_name_that_resolves_to_a_private_address_is_refused_after_dns() {
+        let to = |ip: &'static str| {
+            move |_h: String, port: u16| async move {
+                Ok(vec![SocketAddr::new(ip.parse().unwrap(), port)])
+            }
+        };
+        let url = "https://hooks.example/x";
+        let err = resolve_with(url, false, to("169.254.169.254")).await.unwrap_err();
+        assert!(matches!(err, SendError::Refused(AddressRefused::Private(_))), "{err}");
+        let err = resolve_with(url, false, to("10.0.0.7")).await.unwrap_err();
+        assert!(matches!(err, SendError::Refused(AddressRefused::Private(_))), "{err}");
+        assert!(resolve_with(url, true, to("10.0.0.7")).await.is_ok());
+        let ok = resolve_with(url, false, to("93.184.216.34")).await.unwrap();
+        assert_eq!(ok, vec!["93.184.216.34:443".parse().unwrap()]);
     }
 
     #[tokio::test]
