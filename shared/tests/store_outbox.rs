@@ -35,9 +35,21 @@ async fn routes(store: &JobStore, max: u64) {
             &[
                 receiver(
                     A,
-                    &[NotifyEvent::Blocked, NotifyEvent::Failed, NotifyEvent::PoolPaused, NotifyEvent::Quota],
+                    &[
+                        NotifyEvent::Blocked,
+                        NotifyEvent::Failed,
+                        NotifyEvent::PoolPaused,
+                        NotifyEvent::Quota,
+                    ],
                 ),
-                receiver(B, &[NotifyEvent::Failed, NotifyEvent::PoolResumed, NotifyEvent::QueueDrained]),
+                receiver(
+                    B,
+                    &[
+                        NotifyEvent::Failed,
+                        NotifyEvent::PoolResumed,
+                        NotifyEvent::QueueDrained,
+                    ],
+                ),
             ],
             max,
         )
@@ -59,7 +71,13 @@ async fn a_move_to_a_wanted_state_hands_one_item_per_receiver_with_the_jobs_fiel
     let store = redis.store("t").await;
     routes(&store, 100).await;
     let id = enqueue(&store, "claude:opus").await;
-    move_to(&store, &id, JobState::Blocked, &[("question", "Which DB?".into())]).await;
+    move_to(
+        &store,
+        &id,
+        JobState::Blocked,
+        &[("question", "Which DB?".into())],
+    )
+    .await;
     let due = store.due_notifications(10).await.unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
     let (item, n) = &due[0];
@@ -68,8 +86,14 @@ async fn a_move_to_a_wanted_state_hands_one_item_per_receiver_with_the_jobs_fiel
     assert_eq!((n.event.as_str(), n.job.as_str()), ("blocked", id.as_str()));
     assert_eq!((n.state.as_str(), n.from.as_str()), ("blocked", "queued"));
     assert_eq!(n.question, "Which DB?");
-    assert_eq!((n.pool.as_str(), n.agent.as_str()), ("claude", "claude:opus"));
-    assert_eq!((n.org.as_str(), n.repo.as_str(), n.issue.as_str()), ("core", "demo", "1"));
+    assert_eq!(
+        (n.pool.as_str(), n.agent.as_str()),
+        ("claude", "claude:opus")
+    );
+    assert_eq!(
+        (n.org.as_str(), n.repo.as_str(), n.issue.as_str()),
+        ("core", "demo", "1")
+    );
     assert!(n.id.starts_with("t:"), "{}", n.id);
 
     // Failed: both receivers, the same event id.
@@ -103,7 +127,10 @@ async fn without_routes_nothing_is_handed_over_and_the_stream_trim_loses_nothing
     move_to(&store, &id, JobState::Blocked, &[]).await;
     let _: i64 = query(
         &store,
-        redis::cmd("XTRIM").arg(store.keys().events()).arg("MAXLEN").arg(0),
+        redis::cmd("XTRIM")
+            .arg(store.keys().events())
+            .arg("MAXLEN")
+            .arg(0),
     )
     .await;
     assert_eq!(store.due_notifications(10).await.unwrap().len(), 1);
@@ -156,7 +183,13 @@ async fn settling_needs_the_lease_and_sent_retry_dead_do_what_they_say() {
         .unwrap());
     let far = store.redis_now_ms().await.unwrap() + 3_600_000;
     assert!(store
-        .settle_notification("w1", &items[1], &Settle::Retry(far), "HTTP 500: down", Some(500))
+        .settle_notification(
+            "w1",
+            &items[1],
+            &Settle::Retry(far),
+            "HTTP 500: down",
+            Some(500)
+        )
         .await
         .unwrap());
     assert!(store
@@ -171,7 +204,10 @@ async fn settling_needs_the_lease_and_sent_retry_dead_do_what_they_say() {
     assert_eq!(view.pending[0].last_error, "HTTP 500: down");
     assert_eq!(view.pending[0].last_status, "500");
     assert_eq!((view.sent.len(), view.sent_total), (1, 1));
-    assert_eq!((view.dead.len(), view.dead_total, view.overflowed), (1, 1, 0));
+    assert_eq!(
+        (view.dead.len(), view.dead_total, view.overflowed),
+        (1, 1, 0)
+    );
     assert_eq!(view.dead[0].dead_reason.as_deref(), Some("HTTP 500: down"));
     // A settled item is gone: settling it again finds nothing.
     assert!(!store
@@ -190,7 +226,10 @@ async fn pool_events_are_handed_over_where_they_are_recorded() {
         .await
         .unwrap();
     store.resume_pool("claude").await.unwrap();
-    store.pool_event("queue_drained", "codex", &[]).await.unwrap();
+    store
+        .pool_event("queue_drained", "codex", &[])
+        .await
+        .unwrap();
     // The fast-failure pause (pool_outcome).
     let cfg = agentq_shared::admission::BackoffConfig {
         failures: 1,
@@ -222,7 +261,10 @@ async fn pool_events_are_handed_over_where_they_are_recorded() {
         ]
     );
     assert!(!due[0].1.until.is_empty());
-    assert_eq!((due[4].1.job.as_str(), due[4].1.line.as_str()), ("J1", "usage limit reached"));
+    assert_eq!(
+        (due[4].1.job.as_str(), due[4].1.line.as_str()),
+        ("J1", "usage limit reached")
+    );
     // Each is on the events stream too.
     let n: u64 = query(&store, redis::cmd("XLEN").arg(store.keys().events())).await;
     assert_eq!(n, 5);

@@ -43,7 +43,14 @@ fn signature_ok(r: &HookRequest) -> bool {
 
 /// The three jobs of these tests: (completed, blocked, failed) ids.
 fn three_jobs(env: &TestEnv) -> (String, String, String) {
-    let c = env.enqueue(&["--repo", "demo", "--task", "Change @agentq-test commit", "--issue", "1"]);
+    let c = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Change @agentq-test commit",
+        "--issue",
+        "1",
+    ]);
     let b = env.enqueue(&[
         "--repo",
         "demo",
@@ -52,7 +59,14 @@ fn three_jobs(env: &TestEnv) -> (String, String, String) {
         "--issue",
         "2",
     ]);
-    let f = env.enqueue(&["--repo", "demo", "--task", "Break @agentq-test exit 3", "--issue", "3"]);
+    let f = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Break @agentq-test exit 3",
+        "--issue",
+        "3",
+    ]);
     (c, b, f)
 }
 
@@ -92,12 +106,18 @@ async fn signed_events_for_blocked_failed_and_completed_reach_the_receiver() {
         assert_eq!(v["agent"], "codex");
         assert_eq!(v["pool"], "codex");
         assert!(!v["host"].as_str().unwrap().is_empty(), "{v}");
-        assert_eq!(v["console_url"], format!("http://console.example/jobs/{id}"));
+        assert_eq!(
+            v["console_url"],
+            format!("http://console.example/jobs/{id}")
+        );
     }
     let blocked = for_job(&hook, &b).unwrap().json();
     assert_eq!(blocked["question"], "Which database?");
     assert_eq!(blocked["issue"], 2);
-    assert_eq!(for_job(&hook, &f).unwrap().json()["error"], "Agent exited with code 3");
+    assert_eq!(
+        for_job(&hook, &f).unwrap().json()["error"],
+        "Agent exited with code 3"
+    );
     // Event ids are unique.
     let ids: std::collections::HashSet<String> = got
         .iter()
@@ -143,9 +163,12 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_once_it_recovers() {
         let reqs = hook.requests();
         let mut per: std::collections::HashMap<String, usize> = Default::default();
         for r in &reqs {
-            *per.entry(r.header("x-agentq-event-id").to_string()).or_default() += 1;
+            *per.entry(r.header("x-agentq-event-id").to_string())
+                .or_default() += 1;
         }
-        (per.len() == 3 && per.values().all(|n| *n >= 2)).then_some(()).ok_or(per)
+        (per.len() == 3 && per.values().all(|n| *n >= 2))
+            .then_some(())
+            .ok_or(per)
     })
     .await;
     assert!(hook.taken().is_empty());
@@ -153,7 +176,12 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_once_it_recovers() {
         serde_json::from_str(&env.cli_ok(&["notify", "list", "--json"])).unwrap();
     let pending = list["pending"].as_array().unwrap();
     assert_eq!(pending.len(), 3, "{list}");
-    assert!(pending.iter().all(|p| p["last_error"].as_str().unwrap().starts_with("HTTP 500")), "{list}");
+    assert!(
+        pending
+            .iter()
+            .all(|p| p["last_error"].as_str().unwrap().starts_with("HTTP 500")),
+        "{list}"
+    );
 
     hook.set_mode(HookMode::Ok);
     env.poll_until("every event taken after the recovery", LONG, async || {
@@ -179,17 +207,39 @@ async fn a_receiver_that_hangs_never_delays_a_jobs_outcome() {
     require_docker();
     let hook = HookReceiver::start(HookMode::Hang).await;
     // A request may hang for an hour: only the receiver is stuck.
-    let env = world(&hook, "\"blocked\", \"completed\"", "notify_timeout_secs = 3600");
-    let b = env.enqueue(&["--repo", "demo", "--task", "Ask @agentq-test block \"Q?\"", "--issue", "2"]);
+    let env = world(
+        &hook,
+        "\"blocked\", \"completed\"",
+        "notify_timeout_secs = 3600",
+    );
+    let b = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Ask @agentq-test block \"Q?\"",
+        "--issue",
+        "2",
+    ]);
     let _w = env.worker("w1", 2);
     env.wait_final(&b, LONG).await;
-    env.poll_until("the blocked event hanging at the receiver", LONG, async || {
-        let n = hook.requests().len();
-        (n >= 1).then_some(()).ok_or(n)
-    })
+    env.poll_until(
+        "the blocked event hanging at the receiver",
+        LONG,
+        async || {
+            let n = hook.requests().len();
+            (n >= 1).then_some(()).ok_or(n)
+        },
+    )
     .await;
     // While that request hangs, another job runs to its end.
-    let c = env.enqueue(&["--repo", "demo", "--task", "Change @agentq-test commit", "--issue", "1"]);
+    let c = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Change @agentq-test commit",
+        "--issue",
+        "1",
+    ]);
     let rec = env.wait_final(&c, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     let reqs = hook.requests();
@@ -206,25 +256,70 @@ async fn a_notification_is_dead_lettered_after_the_retry_window() {
     let hook = HookReceiver::start(HookMode::Fail(503)).await;
     // 0.0005 h = 1.8 s of retries.
     let env = world(&hook, "\"blocked\"", "notify_retry_hours = 0.0005");
-    let b = env.enqueue(&["--repo", "demo", "--task", "Ask @agentq-test block \"Q?\"", "--issue", "2"]);
+    let b = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Ask @agentq-test block \"Q?\"",
+        "--issue",
+        "2",
+    ]);
     let _w = env.worker("w1", 1);
     env.wait_final(&b, LONG).await;
     let list = env
         .poll_until("the event dead-lettered", LONG, async || {
             let v: serde_json::Value =
-                serde_json::from_str(&env.cli_ok(&["notify", "list", "--failed", "--json"])).unwrap();
-            (v["dead"].as_array().unwrap().len() == 1).then_some(v.clone()).ok_or(v)
+                serde_json::from_str(&env.cli_ok(&["notify", "list", "--failed", "--json"]))
+                    .unwrap();
+            (v["dead"].as_array().unwrap().len() == 1)
+                .then_some(v.clone())
+                .ok_or(v)
         })
         .await;
     let dead = &list["dead"][0];
     assert_eq!(dead["job"], b.as_str(), "{list}");
-    assert!(dead["dead_reason"].as_str().unwrap().starts_with("HTTP 503"), "{list}");
+    assert!(
+        dead["dead_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 503"),
+        "{list}"
+    );
     assert!(dead["tries"].as_u64().unwrap() >= 2, "{list}");
     assert_eq!(list["dead_total"], 1);
-    assert_eq!(list["pending"].as_array().unwrap().len(), 0, "--failed shows only the dead");
+    assert_eq!(
+        list["pending"].as_array().unwrap().len(),
+        0,
+        "--failed shows only the dead"
+    );
     let text = env.cli_ok(&["notify", "list", "--failed"]);
-    assert!(text.contains("failed (last 1, 1 in all") && text.contains(&b), "{text}");
-    assert!(!text.contains("/hook"), "a receiver's path is never shown: {text}");
+    assert!(
+        text.contains("failed (last 1, 1 in all") && text.contains(&b),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/hook"),
+        "a receiver's path is never shown: {text}"
+    );
+
+    // The console's page shows the same.
+    let web = env.web(None);
+    let page = reqwest::get(format!("{}/notifications", web.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("1 dead-lettered (0 for a full outbox)"),
+        "{page}"
+    );
+    let dead_table = page.split("id=\"notify-dead\"").nth(1).unwrap();
+    assert!(
+        dead_table.contains(&b) && dead_table.contains("HTTP 503"),
+        "{page}"
+    );
+    assert!(!page.contains("/hook"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,7 +332,10 @@ async fn notify_test_sends_one_signed_event_and_private_targets_are_refused() {
     ));
     env.set_env("AGENTQ_TEST_HOOK_SECRET", SECRET);
     let out = env.cli_ok(&["notify", "test", &hook.url]);
-    assert!(out.starts_with("HTTP 200") && out.contains("signed"), "{out}");
+    assert!(
+        out.starts_with("HTTP 200") && out.contains("signed"),
+        "{out}"
+    );
     let got = hook.requests();
     assert_eq!(got.len(), 1);
     assert!(signature_ok(&got[0]));
@@ -253,7 +351,9 @@ async fn notify_test_sends_one_signed_event_and_private_targets_are_refused() {
 
     // At config load: a literal private address without allow_private.
     let bad = TestEnv::new();
-    bad.append_config("[[notify]]\nurl = \"http://169.254.169.254/latest\"\nevents = [\"failed\"]\n");
+    bad.append_config(
+        "[[notify]]\nurl = \"http://169.254.169.254/latest\"\nevents = [\"failed\"]\n",
+    );
     let out = bad.cli(&["notify", "list"], None);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -263,5 +363,8 @@ async fn notify_test_sends_one_signed_event_and_private_targets_are_refused() {
     bad.append_config("[[notify]]\nurl = \"https://x.example\"\nevents = [\"exploded\"]\n");
     let out = bad.cli(&["notify", "list"], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code() != Some(0) && err.contains("exploded"), "{err}");
+    assert!(
+        out.status.code() != Some(0) && err.contains("exploded"),
+        "{err}"
+    );
 }

@@ -8,7 +8,7 @@ use agentq_shared::{
     config::Config,
     notify::{NotifyConfig, NotifyEvent, NotifyFormat},
     store::outbox::{receiver_id, Notification},
-    webhook::send::deliver,
+    webhook::{receiver_of, send::deliver},
 };
 use serde_json::json;
 
@@ -106,8 +106,16 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                     "signed": to.secret_env.is_some(),
                 }));
             } else {
-                outln!("HTTP {} (event {}{})", answer.status, n.id,
-                    if to.secret_env.is_some() { ", signed" } else { ", not signed" });
+                outln!(
+                    "HTTP {} (event {}{})",
+                    answer.status,
+                    n.id,
+                    if to.secret_env.is_some() {
+                        ", signed"
+                    } else {
+                        ", not signed"
+                    }
+                );
                 if !answer.body.is_empty() {
                     outln!("{}", output::brief(&answer.body));
                 }
@@ -128,27 +136,34 @@ async fn list(cfg: &Config, failed: bool, limit: usize, json: bool) -> Result<u8
         output::print_json(&view);
         return Ok(0);
     }
-    let host_of = |rid: &str| {
-        cfg.notify
-            .iter()
-            .find(|n| receiver_id(&n.url) == rid)
-            .map(|n| receiver_shown(&n.url))
-            .unwrap_or_else(|| format!("receiver {rid}"))
-    };
+    let host_of = |rid: &str| receiver_of(&cfg.notify, rid);
     let line = |n: &Notification, extra: &str| {
         let job = if n.job.is_empty() { &n.pool } else { &n.job };
         outln!(
             "  {:<26} {:<13} {:<28} {:<24} tries {}{}",
-            n.id, n.event, job, host_of(&n.receiver), n.tries, extra
+            n.id,
+            n.event,
+            job,
+            host_of(&n.receiver),
+            n.tries,
+            extra
         );
     };
     if !failed {
         outln!("pending ({}):", view.pending.len());
         for n in &view.pending {
-            let why = if n.last_error.is_empty() { String::new() } else { format!("  last: {}", output::brief(&n.last_error)) };
+            let why = if n.last_error.is_empty() {
+                String::new()
+            } else {
+                format!("  last: {}", output::brief(&n.last_error))
+            };
             line(n, &why);
         }
-        outln!("sent (last {}, {} in all):", view.sent.len(), view.sent_total);
+        outln!(
+            "sent (last {}, {} in all):",
+            view.sent.len(),
+            view.sent_total
+        );
         for n in &view.sent {
             line(n, "");
         }
@@ -164,13 +179,4 @@ async fn list(cfg: &Config, failed: bool, limit: usize, json: bool) -> Result<u8
         line(n, &format!("  {}", output::brief(&why)));
     }
     Ok(0)
-}
-
-/// A receiver as shown: its scheme and host, never its path or query (a
-/// webhook URL's path may be its token).
-pub fn receiver_shown(url: &str) -> String {
-    match agentq_shared::notify::url_host(url) {
-        Ok((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
-        Err(_) => "(invalid url)".into(),
-    }
 }

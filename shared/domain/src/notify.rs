@@ -118,7 +118,9 @@ pub enum AddressRefused {
     #[error("`{0}` names no host")]
     NoHost(String),
     /// A loopback, private-range, link-local or otherwise non-public address.
-    #[error("{0} is a private, loopback or link-local address (set allow_private = true to allow it)")]
+    #[error(
+        "{0} is a private, loopback or link-local address (set allow_private = true to allow it)"
+    )]
     Private(IpAddr),
 }
 
@@ -236,10 +238,8 @@ pub fn validate(entries: &[NotifyConfig]) -> Result<(), String> {
             return Err(format!("notify[{i}].events: name at least one event"));
         }
         if let Some(name) = &n.secret_env {
-            let ok = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ok =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(format!(
                     "notify[{i}].secret_env: `{name}` is not an environment variable name"
@@ -276,7 +276,10 @@ mod tests {
             "https://user:pw@127.0.0.1/",
         ] {
             assert!(refused(url), "{url} was accepted");
-            assert!(check_url(url, true).is_ok(), "{url} refused with allow_private");
+            assert!(
+                check_url(url, true).is_ok(),
+                "{url} refused with allow_private"
+            );
         }
         for url in [
             "https://hooks.slack.com/services/T/B/X",
@@ -290,7 +293,12 @@ mod tests {
 
     #[test]
     fn only_http_and_https_urls_with_a_host_are_taken() {
-        for url in ["ftp://example.com/", "file:///etc/passwd", "example.com", "http:///x"] {
+        for url in [
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "example.com",
+            "http:///x",
+        ] {
             assert!(check_url(url, true).is_err(), "{url}");
         }
         assert_eq!(
@@ -302,9 +310,11 @@ mod tests {
 
     #[test]
     fn unknown_event_names_are_refused_at_parse_naming_the_key() {
-        let err = toml::from_str::<NotifyConfig>("url = \"https://x.example\"\nevents = [\"blocked\", \"exploded\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<NotifyConfig>(
+            "url = \"https://x.example\"\nevents = [\"blocked\", \"exploded\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("exploded") && err.contains("events"), "{err}");
         for e in ALL_EVENTS {
             assert_eq!(NotifyEvent::parse(e.as_str()), Some(*e));
@@ -327,6 +337,8 @@ mod tests {
             secret_env: Some("A B".into()),
             ..bad
         };
-        assert!(validate(&[secret]).unwrap_err().starts_with("notify[0].secret_env"));
+        assert!(validate(&[secret])
+            .unwrap_err()
+            .starts_with("notify[0].secret_env"));
     }
 }

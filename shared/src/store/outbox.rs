@@ -393,7 +393,10 @@ impl JobStore {
 /// error, never dropped.
 fn parse(raw: &str) -> Notification {
     serde_json::from_str(raw).unwrap_or_else(|e| Notification {
-        last_error: format!("unreadable outbox item ({e}): {}", crate::text::cut(raw, 200)),
+        last_error: format!(
+            "unreadable outbox item ({e}): {}",
+            crate::text::cut(raw, 200)
+        ),
         ..Default::default()
     })
 }
@@ -406,16 +409,26 @@ mod tests {
     fn receiver_ids_are_short_stable_and_hide_the_url() {
         let a = receiver_id("https://hooks.slack.com/services/T/B/secret");
         assert_eq!(a.len(), 16);
-        assert_eq!(a, receiver_id("https://hooks.slack.com/services/T/B/secret"));
+        assert_eq!(
+            a,
+            receiver_id("https://hooks.slack.com/services/T/B/secret")
+        );
         assert_ne!(a, receiver_id("https://hooks.slack.com/services/T/B/other"));
         assert!(!a.contains("secret"));
     }
 
     #[test]
     fn items_written_by_lua_parse_with_numbers_and_empty_tables() {
-        let n = parse(r#"{"id":"ns:1-0","event":"blocked","issue":7,"attempt":"1","pr":{},"question":"why?"}"#);
-        assert_eq!((n.issue.as_str(), n.attempt.as_str(), n.pr.as_str()), ("7", "1", ""));
+        let n = parse(
+            r#"{"id":"ns:1-0","event":"blocked","issue":7,"attempt":"1","pr":{},"question":"why?"}"#,
+        );
+        assert_eq!(
+            (n.issue.as_str(), n.attempt.as_str(), n.pr.as_str()),
+            ("7", "1", "")
+        );
         assert_eq!(n.question, "why?");
-        assert!(parse("not json").last_error.starts_with("unreadable outbox item"));
+        assert!(parse("not json")
+            .last_error
+            .starts_with("unreadable outbox item"));
     }
 }

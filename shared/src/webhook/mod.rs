@@ -113,6 +113,25 @@ pub fn slack_text(n: &Notification, web_url: &str) -> String {
     t
 }
 
+/// The `[[notify]]` receiver with id `rid` as people see it
+/// ([`receiver_shown`]), or its id when no entry has it.
+pub fn receiver_of(entries: &[crate::notify::NotifyConfig], rid: &str) -> String {
+    entries
+        .iter()
+        .find(|n| crate::store::outbox::receiver_id(&n.url) == rid)
+        .map(|n| receiver_shown(&n.url))
+        .unwrap_or_else(|| format!("receiver {rid}"))
+}
+
+/// A receiver's URL as shown: scheme, host and port, never its path or query
+/// (a webhook URL's path may be its token).
+pub fn receiver_shown(url: &str) -> String {
+    match crate::notify::url_host(url) {
+        Ok((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
+        Err(_) => "(invalid url)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +165,8 @@ mod tests {
         assert_eq!(v["issue"], 7);
         assert_eq!(v["question"], "Which DB?");
         assert!(payload(&n, "")["console_url"].is_null());
-        let slack: serde_json::Value = serde_json::from_slice(&body(&n, NotifyFormat::Slack, "")).unwrap();
+        let slack: serde_json::Value =
+            serde_json::from_slice(&body(&n, NotifyFormat::Slack, "")).unwrap();
         let text = slack["text"].as_str().unwrap();
         assert!(text.contains("01J") && text.contains("Which DB?"), "{text}");
     }

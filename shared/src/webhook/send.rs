@@ -152,9 +152,7 @@ pub async fn post(
         if host.parse::<std::net::IpAddr>().is_err() {
             client = client.resolve_to_addrs(host, &addrs);
         }
-        let client = client
-            .build()
-            .map_err(|e| SendError::Http(e.to_string()))?;
+        let client = client.build().map_err(|e| SendError::Http(e.to_string()))?;
         let mut req = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
@@ -194,7 +192,13 @@ mod tests {
     fn resolved_private_addresses_are_refused() {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert!(refuse_private(&[a("93.184.216.34:443")]).is_ok());
-        for bad in ["127.0.0.1:80", "10.0.0.5:80", "169.254.169.254:80", "[::1]:80", "[fd12::1]:80"] {
+        for bad in [
+            "127.0.0.1:80",
+            "10.0.0.5:80",
+            "169.254.169.254:80",
+            "[::1]:80",
+            "[fd12::1]:80",
+        ] {
             // One bad address among good ones is enough to refuse.
             let err = refuse_private(&[a("93.184.216.34:443"), a(bad)]).unwrap_err();
             assert_eq!(err, AddressRefused::Private(a(bad).ip()));
@@ -209,10 +213,18 @@ mod tests {
             }
         };
         let url = "https://hooks.example/x";
-        let err = resolve_with(url, false, to("169.254.169.254")).await.unwrap_err();
-        assert!(matches!(err, SendError::Refused(AddressRefused::Private(_))), "{err}");
+        let err = resolve_with(url, false, to("169.254.169.254"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SendError::Refused(AddressRefused::Private(_))),
+            "{err}"
+        );
         let err = resolve_with(url, false, to("10.0.0.7")).await.unwrap_err();
-        assert!(matches!(err, SendError::Refused(AddressRefused::Private(_))), "{err}");
+        assert!(
+            matches!(err, SendError::Refused(AddressRefused::Private(_))),
+            "{err}"
+        );
         assert!(resolve_with(url, true, to("10.0.0.7")).await.is_ok());
         let ok = resolve_with(url, false, to("93.184.216.34")).await.unwrap();
         assert_eq!(ok, vec!["93.184.216.34:443".parse().unwrap()]);
@@ -221,11 +233,23 @@ mod tests {
     #[tokio::test]
     async fn a_loopback_target_is_refused_at_send_unless_allowed() {
         let err = resolve("http://127.0.0.1:9/", false).await.unwrap_err();
-        assert!(matches!(err, SendError::Refused(AddressRefused::Private(_))), "{err}");
-        assert!(!resolve("http://127.0.0.1:9/", true).await.unwrap().is_empty());
-        let err = post("http://localhost:9/", false, Duration::from_secs(5), &[], vec![])
+        assert!(
+            matches!(err, SendError::Refused(AddressRefused::Private(_))),
+            "{err}"
+        );
+        assert!(!resolve("http://127.0.0.1:9/", true)
             .await
-            .unwrap_err();
+            .unwrap()
+            .is_empty());
+        let err = post(
+            "http://localhost:9/",
+            false,
+            Duration::from_secs(5),
+            &[],
+            vec![],
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, SendError::Refused(_)), "{err}");
     }
 }

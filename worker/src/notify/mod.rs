@@ -65,7 +65,11 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
                         return;
                     }
                 }
-                match ctx.store.notify_lease(&ctx.worker_id, lease_ttl(&ctx)).await {
+                match ctx
+                    .store
+                    .notify_lease(&ctx.worker_id, lease_ttl(&ctx))
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         watch = drained::Watch::default();
