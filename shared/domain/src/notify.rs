@@ -330,7 +330,7 @@ mod tests {
             format: NotifyFormat::Json,
             allow_private: false,
         };
-        let err = validate(&[bad.clone()]).unwrap_err();
+        let err = validate(std::slice::from_ref(&bad)).unwrap_err();
         assert!(err.starts_with("notify[0].url"), "{err}");
         let secret = NotifyConfig {
             allow_private: true,
