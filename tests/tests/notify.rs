@@ -368,3 +368,36 @@ async fn notify_test_sends_one_signed_event_and_private_targets_are_refused() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pools_queue_that_drains_is_told_once() {
+    require_docker();
+    let hook = HookReceiver::start(HookMode::Ok).await;
+    let env = world(&hook, "\"queue_drained\"", "");
+    let _w = env.worker("w1", 1);
+    wait_live_workers(&env, 1).await;
+    // Runs for 3 s (work the notifier sees), then blocks: a blocked job is
+    // not work, so the pool's queue has drained.
+    let b = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "Ask @agentq-test sleep 3 @agentq-test block \"Q?\"",
+        "--issue",
+        "2",
+    ]);
+    assert_eq!(env.wait_final(&b, LONG).await.state, JobState::Blocked);
+    let got = env
+        .poll_until("queue_drained at the receiver", LONG, async || {
+            let t = hook.taken();
+            let n = t.len();
+            (n >= 1).then_some(t).ok_or(n)
+        })
+        .await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let v = got[0].json();
+    assert_eq!(v["event"], "queue_drained");
+    assert_eq!(v["pool"], "codex");
+    assert_eq!(v["job"], "");
+    assert!(signature_ok(&got[0]));
+}

@@ -111,12 +111,13 @@ pub struct NotifyConfig {
 /// Why a receiver's address is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressRefused {
-    /// Not `http://` or `https://`.
-    #[error("`{0}` is not an http(s) URL")]
+    /// Not `http://` or `https://` (the scheme given; the rest of the URL,
+    /// which may hold a token, is never repeated).
+    #[error("not an http(s) URL (scheme `{0}`)")]
     Scheme(String),
-    /// No host in the URL.
-    #[error("`{0}` names no host")]
-    NoHost(String),
+    /// No host (or a bad port) in the URL.
+    #[error("the URL names no host (or a bad port)")]
+    NoHost,
     /// A loopback, private-range, link-local or otherwise non-public address.
     #[error(
         "{0} is a private, loopback or link-local address (set allow_private = true to allow it)"
@@ -131,18 +132,16 @@ pub enum AddressRefused {
 pub fn url_host(url: &str) -> Result<(&str, &str, u16), AddressRefused> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| AddressRefused::Scheme(url.to_string()))?;
+        .ok_or_else(|| AddressRefused::Scheme(String::new()))?;
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "http" => 80,
         "https" => 443,
-        _ => return Err(AddressRefused::Scheme(url.to_string())),
+        _ => return Err(AddressRefused::Scheme(crate::text::cut(scheme, 16))),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| AddressRefused::NoHost(url.to_string()))?;
+        let (h, after) = v6.split_once(']').ok_or_else(|| AddressRefused::NoHost)?;
         (h, after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -151,12 +150,10 @@ pub fn url_host(url: &str) -> Result<(&str, &str, u16), AddressRefused> {
         }
     };
     if host.is_empty() {
-        return Err(AddressRefused::NoHost(url.to_string()));
+        return Err(AddressRefused::NoHost);
     }
     let port = match port {
-        Some(p) => p
-            .parse()
-            .map_err(|_| AddressRefused::NoHost(url.to_string()))?,
+        Some(p) => p.parse().map_err(|_| AddressRefused::NoHost)?,
         None => default_port,
     };
     Ok((scheme, host, port))
