@@ -141,7 +141,7 @@ pub fn url_host(url: &str) -> Result<(&str, &str, u16), AddressRefused> {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| AddressRefused::NoHost)?;
+        let (h, after) = v6.split_once(']').ok_or(AddressRefused::NoHost)?;
         (h, after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
