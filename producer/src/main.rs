@@ -63,6 +63,9 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Manage agent pools (pause one, lift a pause).
     Pool(cmd::pool::Args),
+    /// Notifications: the outbox (`notify list [--failed]`) and a signed
+    /// test event (`notify test URL`).
+    Notify(cmd::notify::Args),
     /// List jobs, newest first.
     List(cmd::list::Args),
     /// Everything about one job: record, history, attempts, log tail.
@@ -236,6 +239,7 @@ async fn main() -> ExitCode {
             Command::Resume(a) => cmd::resume::run(&cfg, a).await,
             Command::Stats(a) => cmd::stats::run(&cfg, a).await,
             Command::Pool(a) => cmd::pool::run(&cfg, a).await,
+            Command::Notify(a) => cmd::notify::run(&cfg, a).await,
             Command::List(a) => cmd::list::run(&cfg, a).await,
             Command::Inspect(a) => cmd::inspect::run(&cfg, a).await,
             Command::Logs(a) => cmd::logs::run(&cfg, a).await,

@@ -14,8 +14,8 @@
 #![warn(missing_docs)]
 
 pub use agentq_domain::{
-    admission, agent, backoff, clock, input, keys, outcome, pacing, prompt, quota, readable,
-    record, text, transition, tree_bounds, untrusted, workspace,
+    admission, agent, backoff, clock, input, keys, notify, outcome, pacing, prompt, quota,
+    readable, record, text, transition, tree_bounds, untrusted, workspace,
 };
 
 pub mod config;
@@ -34,3 +34,4 @@ pub mod status;
 pub mod store;
 pub mod summary;
 pub mod templates;
+pub mod webhook;

@@ -24,6 +24,7 @@ mod leftovers;
 mod memory;
 mod metrics;
 mod mirror;
+mod notify;
 mod orphans;
 mod preflight;
 mod prep;
@@ -221,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     janitor::spawn_janitor(ctx.clone());
     housekeeping::spawn(ctx.clone());
     writeback::spawn(ctx.clone());
+    notify::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;

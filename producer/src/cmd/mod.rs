@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod inspect;
 pub mod list;
 pub mod logs;
+pub mod notify;
 pub mod pool;
 pub mod purge;
 pub mod resume;

@@ -42,6 +42,7 @@ pub fn router(app: AppState) -> Router {
         .route("/jobs/bulk", get(pages::bulk_confirm))
         .route("/jobs/{id}", get(pages::job))
         .route("/events", get(pages::events))
+        .route("/notifications", get(pages::notifications))
         .route("/login", get(pages::login).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/assets/app.js", get(pages::app_js))

@@ -61,6 +61,7 @@ pub fn layout(title: &str, v: &Viewer, body: Markup) -> Markup {
                     a href="/" { "Overview" }
                     a href="/jobs" { "Jobs" }
                     a href="/events" { "Events" }
+                    a href="/notifications" { "Notifications" }
                     span.mode {
                         @if v.read_only {
                             span #mode { "read-only" }

@@ -128,6 +128,23 @@ pub struct Config {
     /// nothing until an operator runs `agentq unpause --all`; later starts
     /// (restarts included) pause nothing.
     pub start_paused: bool,
+    /// The web console's address as people reach it (`https://agentq.example`):
+    /// notifications link to `{web_url}/jobs/{id}`. Empty: no link.
+    pub web_url: String,
+    /// Webhook receivers of job and pool events (`[[notify]]`, see
+    /// [`crate::notify`]).
+    pub notify: Vec<crate::notify::NotifyConfig>,
+    /// How long a notification is retried (exponential backoff from
+    /// `notify_backoff_ms`) before it is dead-lettered, hours.
+    pub notify_retry_hours: f64,
+    /// First retry delay of a notification, milliseconds; doubles per try,
+    /// capped at 10 minutes.
+    pub notify_backoff_ms: u64,
+    /// Time limit of one notification request (connect, send, answer), seconds.
+    pub notify_timeout_secs: u64,
+    /// Most notifications the outbox holds; at the bound the oldest is
+    /// dead-lettered (and counted), never dropped silently.
+    pub notify_outbox_max: u64,
 }
 
 /// Container settings.
@@ -289,6 +306,12 @@ impl Default for Config {
             workspace_sweep_secs: 300,
             agent_history_depth: 200,
             start_paused: false,
+            web_url: String::new(),
+            notify: Vec::new(),
+            notify_retry_hours: 24.0,
+            notify_backoff_ms: 1000,
+            notify_timeout_secs: 10,
+            notify_outbox_max: 10_000,
         }
     }
 }
@@ -388,6 +411,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.agent_ids()
             .map_err(|e| format!("docker.agent_user: {e}"))?;
+        crate::notify::validate(&self.notify)?;
+        if !(self.notify_retry_hours.is_finite() && self.notify_retry_hours >= 0.0) {
+            return Err("notify_retry_hours: must be a number of hours, 0 or more".into());
+        }
         let table = crate::agent::AgentTable::from_config(&self.agents)?;
         // Pool names in [limits], [rates] and [pacing] are the table's.
         self.admission.validate(&table.names())?;

@@ -25,6 +25,7 @@ pub mod flat;
 pub mod input;
 pub mod keys;
 pub mod language;
+pub mod notify;
 pub mod outcome;
 pub mod pacing;
 pub mod prompt;

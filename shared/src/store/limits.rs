@@ -191,22 +191,9 @@ impl JobStore {
                     .with_expiration(redis::SetExpiry::PX(dur.as_millis().max(1000) as u64)),
             )
             .ignore()
-            .cmd("XADD")
-            .arg(self.keys().events())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENTS_MAX_LEN)
-            .arg("*")
-            .arg("event")
-            .arg("pool_paused")
-            .arg("pool")
-            .arg(pool)
-            .arg("until")
-            .arg(&until)
-            .arg("at")
-            .arg(now_rfc3339())
-            .ignore()
             .query_async(&mut self.conn())
+            .await?;
+        self.pool_event("pool_paused", pool, &[("until", &until)])
             .await?;
         Ok(until)
     }
@@ -257,20 +244,7 @@ impl JobStore {
             .del(self.keys().fails(pool))
             .query_async(&mut self.conn())
             .await?;
-        let _: String = redis::cmd("XADD")
-            .arg(self.keys().events())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENTS_MAX_LEN)
-            .arg("*")
-            .arg("event")
-            .arg("pool_resumed")
-            .arg("pool")
-            .arg(pool)
-            .arg("at")
-            .arg(now_rfc3339())
-            .query_async(&mut self.conn())
-            .await?;
+        self.pool_event("pool_resumed", pool, &[]).await?;
         Ok(n == 1)
     }
 

@@ -28,8 +28,12 @@ const FILES: &[(&str, &str)] = &[
     ("log_fenced", include_str!("lua/log_fenced.lua")),
     ("log_tail_info", include_str!("lua/log_tail_info.lua")),
     ("move", include_str!("lua/move.lua")),
+    ("notify_hand", include_str!("lua/notify_hand.lua")),
+    ("notify_lease", include_str!("lua/notify_lease.lua")),
+    ("notify_settle", include_str!("lua/notify_settle.lua")),
     ("open", include_str!("lua/open.lua")),
     ("park", include_str!("lua/park.lua")),
+    ("pool_event", include_str!("lua/pool_event.lua")),
     ("pool_outcome", include_str!("lua/pool_outcome.lua")),
     ("purge_many", include_str!("lua/purge_many.lua")),
     ("push", include_str!("lua/push.lua")),
@@ -53,7 +57,7 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// The files scripts include and Rust never runs on their own.
-pub const SNIPPETS: &[&str] = &["bulk", "open", "park", "push", "redis_now"];
+pub const SNIPPETS: &[&str] = &["bulk", "notify_hand", "open", "park", "push", "redis_now"];
 
 /// The name of the include made from the Rust enums.
 pub const ENUMS: &str = "enums";

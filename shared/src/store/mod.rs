@@ -13,6 +13,7 @@ pub mod lease;
 pub mod limits;
 pub mod lua;
 pub mod ops;
+pub mod outbox;
 pub mod park;
 pub mod script_args;
 pub mod sweep;

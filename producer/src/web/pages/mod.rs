@@ -10,6 +10,7 @@ mod events;
 mod job;
 mod jobs;
 mod login;
+mod notifications;
 mod overview;
 
 pub use assets::{app_js, style_css};
@@ -17,4 +18,5 @@ pub use events::events;
 pub use job::job;
 pub use jobs::{bulk_confirm, jobs};
 pub use login::login;
+pub use notifications::notifications;
 pub use overview::overview;

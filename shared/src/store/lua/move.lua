@@ -28,6 +28,7 @@
 --- @include "enums"
 local NS = ARGV[14]
 --- @include "park"
+--- @include "notify_hand"
 local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
@@ -91,8 +92,9 @@ if old then redis.call('ZREM', state_prefix .. old, id) end
 redis.call('ZADD', state_prefix .. new_state, now_ms, id)
 redis.call('HSET', job, 'state', new_state, 'updated_at', now)
 local host = f[3] or ''
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
+local event_id = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
+notify_job(NS, new_state, event_id, job, {state = new_state, from = old or '', at = now})
 local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
   host = host, worker = f[4] or '', reason = new_reason}
 if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued

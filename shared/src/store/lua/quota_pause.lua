@@ -14,6 +14,7 @@
 -- ARGV[9] namespace
 -- Returns the pause left (ms) after this call.
 --- @include "redis_now"
+--- @include "notify_hand"
 local ms = tonumber(ARGV[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < ms then
@@ -22,6 +23,7 @@ if left < ms then
 end
 -- The pool is woken when the pause ends, whoever parks there meanwhile.
 redis.call('ZADD', ARGV[9] .. ':timers', redis_now_ms() + left, ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'event', 'quota', 'pool', ARGV[3],
+local event_id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'event', 'quota', 'pool', ARGV[3],
   'until', ARGV[4], 'resume_at', ARGV[4], 'job', ARGV[6], 'line', ARGV[5], 'at', ARGV[8])
+notify_hand(ARGV[9], 'quota', event_id, {pool = ARGV[3], ['until'] = ARGV[4], job = ARGV[6], line = ARGV[5], at = ARGV[8]})
 return left
