@@ -109,7 +109,11 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery, admit: Admit) {
     let decided = match (rec, admit) {
         (Some(RecordView::Ok(_)), Admit::HandBack(reason)) => {
             tracing::info!(job = %id, %reason, "job handed back unrun");
-            go(&hold, Transition::handed_back(JobState::Queued, reason, None, None)).await
+            go(
+                &hold,
+                Transition::handed_back(JobState::Queued, reason, None, None),
+            )
+            .await
         }
         (Some(RecordView::Ok(rec)), Admit::Decide) => {
             // A panic outside the stages (those catch their own, as a retry)

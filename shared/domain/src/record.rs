@@ -383,13 +383,19 @@ mod tests {
         let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "t0");
         rec.delivery_task_id = "01TASK".into();
         let fields = rec.to_fields();
-        assert!(fields.contains(&("task", "01TASK".to_string())), "{fields:?}");
+        assert!(
+            fields.contains(&("task", "01TASK".to_string())),
+            "{fields:?}"
+        );
         let mut old: HashMap<String, String> = [("id", "01J"), ("state", "queued")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         old.insert("task".into(), "01OLD".into());
-        assert_eq!(JobRecord::from_fields(old).unwrap().delivery_task_id, "01OLD");
+        assert_eq!(
+            JobRecord::from_fields(old).unwrap().delivery_task_id,
+            "01OLD"
+        );
         assert!(!rec.fields_to_create().iter().any(|(k, _)| *k == "task"));
     }
 
