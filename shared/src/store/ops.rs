@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::{
     record::JobRecord,
     status::JobState,
-    store::{bulk::BulkResult, lua, JobStore, StoreError},
+    store::{bulk::BulkResult, lua, script_args, JobStore, StoreError},
 };
 
 /// The `purge_many` script (`lua/purge_many.lua`).
@@ -156,19 +156,13 @@ impl JobStore {
             .await?;
         let mut out = Purged::default();
         for chunk in ids.chunks(crate::store::bulk::BULK_CHUNK) {
-            let mut inv = PURGE_SCRIPT.prepare_invoke();
-            inv.key(k.jobs())
-                .key(k.state(state.as_str()))
-                .arg(k.job_prefix())
-                .arg(k.history(""))
-                .arg(k.log_tail(""))
-                .arg(k.cancel(""))
-                .arg(k.idempotency(""))
-                .arg(state.as_str())
-                .arg(before_ms);
-            for id in chunk {
-                inv.arg(id);
+            let inv = script_args::PurgeArgs {
+                keys: k,
+                state,
+                before_ms,
+                ids: chunk,
             }
+            .invocation(&PURGE_SCRIPT);
             let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
             for (id, d) in chunk.iter().zip(done) {
                 if d == 1 {
