@@ -116,6 +116,18 @@ impl Keys {
         format!("{}:wake", self.ns)
     }
 
+    /// Pub/sub channel: deliveries were pushed (their number): intakes look
+    /// at once.
+    pub fn deliver(&self) -> String {
+        format!("{}:deliver", self.ns)
+    }
+
+    /// Sorted set: pool → when (ms, Redis's clock) to wake it again (a pause
+    /// or a pacing gap ends).
+    pub fn timers(&self) -> String {
+        format!("{}:timers", self.ns)
+    }
+
     /// String: the id of the job enqueued with idempotency key `key`.
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}:key:{key}", self.ns)
