@@ -181,10 +181,14 @@ impl Keys {
         format!("{}:ws:{ws}", self.ns)
     }
 
-    /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order
-    /// (its name is built the same way in `agentq_shared::store::park::PARK_LUA`).
+    /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order.
     pub fn workspace_waiters(&self, ws: &str) -> String {
         format!("{}:wsq:{ws}", self.ns)
+    }
+
+    /// Set: the workspaces that have a line ([`Keys::workspace_waiters`]).
+    pub fn queued_workspaces(&self) -> String {
+        format!("{}:wsqueued", self.ns)
     }
 
     /// Hash: workspace (`{org}/{repo}/{name}`) → the host that last ran a job in it.

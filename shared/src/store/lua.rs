@@ -238,6 +238,26 @@ pub const KEY_FNS: &[KeyFn] = &[
         arity: 0,
         build: |k, _| k.transit(),
     },
+    KeyFn {
+        name: "queued_workspaces",
+        arity: 0,
+        build: |k, _| k.queued_workspaces(),
+    },
+    KeyFn {
+        name: "wake",
+        arity: 0,
+        build: |k, _| k.wake(),
+    },
+    KeyFn {
+        name: "workspace_lease",
+        arity: 1,
+        build: |k, a| k.workspace_lease(a[0]),
+    },
+    KeyFn {
+        name: "workspace_waiters",
+        arity: 1,
+        build: |k, a| k.workspace_waiters(a[0]),
+    },
 ];
 
 /// The `keys` include: `keys_for(ns)` returns a table `K` of functions, one
