@@ -235,7 +235,7 @@ mod tests {
             1,
             "a ready gate holds no place"
         );
-        let _ = gate.call(());
+        gate.call(()).await.unwrap();
         let place = room.take_free(1).pop().unwrap();
         assert!(poll_ready(&mut gate).is_pending());
         drop(place);
@@ -258,7 +258,7 @@ mod tests {
             poll_ready(&mut gate).is_ready(),
             "a ready gate stays ready until its call"
         );
-        let _ = gate.call(());
+        gate.call(()).await.unwrap();
         assert!(room.take_within(Duration::from_millis(50)).await.is_none());
         assert!(poll_ready(&mut gate).is_pending(), "closed after the call");
         drop(claimed);
