@@ -117,3 +117,66 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each derived value exactly, from numbers that tell `*` from `+` and
+    /// `/` apart (these were tested only end to end, by `config_keys`).
+    #[test]
+    fn every_derived_duration_and_bound_is_exact() {
+        let mut c = Config {
+            heartbeat_secs: 7,
+            missed_heartbeats: 5,
+            sweep_secs: 11,
+            workspace_sweep_secs: 13,
+            vacuum_after_secs: 10,
+            poll_ms: 70,
+            affinity_secs: 4,
+            retry_base_secs: 3,
+            min_free_gb: 1.5,
+            workspace_limit_mb: 3,
+            workspace_limit_files: 9,
+            workspace_root: PathBuf::from("/w/{host}/x"),
+            ..Config::default()
+        };
+        assert_eq!(c.lease_ttl(), Duration::from_secs(35));
+        assert_eq!(c.worker_stale_after(), Duration::from_secs(35));
+        assert_eq!(c.heartbeat_every(), Duration::from_secs(7));
+        assert_eq!(c.sweep_every(), Duration::from_secs(11));
+        assert_eq!(c.workspace_sweep_every(), Duration::from_secs(13));
+        assert_eq!(c.vacuum_every(), Duration::from_secs(5));
+        assert_eq!(c.poll_every(), Duration::from_millis(70));
+        assert_eq!(c.affinity_grace_ms(), 4_000);
+        assert_eq!(c.lease_renew_every(), Duration::from_secs(35) / 3);
+        assert_eq!(c.fence_after(), Duration::from_secs(70) / 3);
+        assert_eq!(c.apalis_missed_heartbeats(), 17);
+        assert_eq!(c.min_free_bytes(), 1_610_612_736);
+        assert_eq!(c.workspace_limit_bytes(), Some(3 * 1024 * 1024));
+        let bounds = c.tree_bounds();
+        assert_eq!(
+            (bounds.max_bytes, bounds.max_entries, bounds.budget),
+            (Some(3_145_728), Some(9), TREE_WALK_BUDGET)
+        );
+        assert_eq!(c.workspace_root_of("h1"), PathBuf::from("/w/h1/x"));
+        let delays: Vec<u64> = [1, 2, 3, 30]
+            .map(|t| c.infra_retry_delay(t).as_secs())
+            .to_vec();
+        assert_eq!(delays, [3, 6, 12, 300]);
+
+        c.vacuum_after_secs = 1;
+        c.affinity_secs = u64::MAX;
+        c.min_free_gb = -2.0;
+        c.workspace_limit_mb = 0;
+        c.workspace_limit_files = 0;
+        c.workspace_root = PathBuf::from("/w/plain");
+        assert_eq!(c.vacuum_every(), Duration::from_secs(1), "at least 1 s");
+        assert_eq!(c.affinity_grace_ms(), i64::MAX);
+        assert_eq!(c.min_free_bytes(), 0);
+        assert_eq!(c.workspace_limit_bytes(), None);
+        let bounds = c.tree_bounds();
+        assert_eq!((bounds.max_bytes, bounds.max_entries), (None, None));
+        assert_eq!(c.workspace_root_of("h1"), PathBuf::from("/w/plain"));
+    }
+}
