@@ -105,6 +105,26 @@ pub fn read_untrusted(
     cap: usize,
 ) -> Result<Option<UntrustedText>, UntrustedFileError> {
     let io_err = |e: io::Error| UntrustedFileError::Io(name.to_string(), e.to_string());
+    let Some(file) = open_untrusted(path, name)? else {
+        return Ok(None);
+    };
+    let len = file.metadata().map_err(io_err)?.len();
+    let mut buf = Vec::with_capacity(cap.min(len as usize) + 1);
+    file.take(cap as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err)?;
+    Ok(Some(UntrustedText::from_bytes(buf, len, name, cap)))
+}
+
+/// Opens, for reading, a file the agent may have planted or swapped: never
+/// follows a symlink, never blocks (a FIFO is opened non-blocking and
+/// refused), only a regular file. `Ok(None)` when there is no such entry.
+/// `name` is how errors call the file.
+///
+/// # Errors
+/// [`UntrustedFileError`] saying what was wrong.
+pub fn open_untrusted(path: &Path, name: &str) -> Result<Option<File>, UntrustedFileError> {
+    let io_err = |e: io::Error| UntrustedFileError::Io(name.to_string(), e.to_string());
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -139,11 +159,7 @@ pub fn read_untrusted(
             kind(meta.file_type()),
         ));
     }
-    let mut buf = Vec::with_capacity(cap.min(meta.len() as usize) + 1);
-    file.take(cap as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_err)?;
-    Ok(Some(UntrustedText::from_bytes(buf, meta.len(), name, cap)))
+    Ok(Some(file))
 }
 
 /// Reads `rel` (a relative path of plain names) under the trusted directory

@@ -650,8 +650,8 @@ async fn finished_deliveries_are_vacuumed_from_apalis() {
     let mut tasks = Vec::new();
     for id in &ids {
         let rec = env.wait_final(id, LONG).await;
-        assert!(!rec.task.is_empty(), "{rec:#?}");
-        tasks.push(rec.task);
+        assert!(!rec.delivery_task_id.is_empty(), "{rec:#?}");
+        tasks.push(rec.delivery_task_id);
     }
     let started = Instant::now();
     loop {

@@ -7,7 +7,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agentq_shared::store::{apalis_config, Delivery};
+use agentq_shared::{
+    status::WaitReason,
+    store::{apalis_config, Delivery},
+};
 use apalis::prelude::*;
 use tokio::sync::watch;
 
@@ -15,7 +18,13 @@ use crate::context::WorkerCtx;
 
 async fn handle(delivery: Delivery, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
     let id = delivery.job_id.clone();
-    let place = ctx.room.take().await;
+    // The affinity claimer may have taken the last place since this intake
+    // turned ready: then the delivery goes back for a worker with room.
+    let Some(place) = ctx.room.take_within(crate::room::ROOM_WAIT).await else {
+        tracing::info!(job = %id, "no place came free for the fetched delivery; handing it back");
+        crate::job::hand_back((*ctx).clone(), delivery, WaitReason::NoRoom).await;
+        return Ok(());
+    };
     if let Err(e) = crate::room::run((*ctx).clone(), delivery, place).await {
         tracing::error!(job = %id, error = %e, "job task panicked");
     }

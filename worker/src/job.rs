@@ -38,11 +38,32 @@ use crate::{
 /// That task is one of the worker's jobs ([`WorkerCtx::jobs`]): `main` waits
 /// for it at shutdown.
 pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
+    handle(ctx, delivery, Admit::Decide).await
+}
+
+/// Hands a delivery back to its lane unrun, first in line, spending nothing
+/// (`reason` says why, e.g. [`WaitReason::NoRoom`]): this worker took it but
+/// will not run it. Like [`process`], it takes the job's run lease first, so a
+/// stale or duplicate delivery moves nothing.
+pub async fn hand_back(ctx: Arc<WorkerCtx>, delivery: Delivery, reason: WaitReason) {
+    handle(ctx, delivery, Admit::HandBack(reason)).await
+}
+
+/// What to do with a delivery once its job is taken.
+#[derive(Debug, Clone, Copy)]
+enum Admit {
+    /// Decide whether it may start, and run it if so.
+    Decide,
+    /// Hand it back to its lane, unrun, for this reason.
+    HandBack(WaitReason),
+}
+
+async fn handle(ctx: Arc<WorkerCtx>, delivery: Delivery, admit: Admit) {
     let id = delivery.job_id.clone();
     let task = ctx
         .jobs
         .clone()
-        .spawn(async move { take(&ctx, delivery).await });
+        .spawn(async move { take(&ctx, delivery, admit).await });
     if let Err(e) = task.await {
         tracing::error!(job = %id, error = %e, "job task panicked; the sweep puts the job back once its lease expires");
     }
@@ -52,7 +73,7 @@ pub async fn process(ctx: Arc<WorkerCtx>, delivery: Delivery) {
 /// Takes the delivery's job (run lease and fencing token), decides what to do
 /// with it, and lets the lease go. A delivery is acknowledged only after this
 /// returns, and this returns only once the record says how the job goes on.
-async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
+async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery, admit: Admit) {
     let store = &ctx.store;
     let id = delivery.job_id.clone();
     let ttl = ctx.cfg.lease_ttl();
@@ -85,8 +106,16 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
     }
     let hold = Hold::new(store.clone(), id.clone(), token);
     let rec = until_redis_answers("read the record", &id, || store.view(&id)).await;
-    let decided = match rec {
-        Some(RecordView::Ok(rec)) => {
+    let decided = match (rec, admit) {
+        (Some(RecordView::Ok(_)), Admit::HandBack(reason)) => {
+            tracing::info!(job = %id, %reason, "job handed back unrun");
+            go(
+                &hold,
+                Transition::handed_back(JobState::Queued, reason, None, None),
+            )
+            .await
+        }
+        (Some(RecordView::Ok(rec)), Admit::Decide) => {
             // A panic outside the stages (those catch their own, as a retry)
             // is a bug that would come back on every delivery: the job fails
             // with it at once, never wedged, never re-delivered for ever.
@@ -103,13 +132,13 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery) {
                 }
             }
         }
-        Some(RecordView::Unreadable { problem, .. }) => {
+        (Some(RecordView::Unreadable { problem, .. }), _) => {
             // The record's problem, not the worker's: the job fails, its record
             // kept for inspection, and its slot goes back.
             tracing::warn!(job = %id, field = %problem.field, error = %problem, "job record unreadable; job failed");
             go(&hold, Transition::refused(&problem.to_string())).await
         }
-        None => Ok(()),
+        (None, _) => Ok(()),
     };
     if let Err(Fenced) = decided {
         tracing::info!(job = %id, "run fenced out: another worker owns the job");

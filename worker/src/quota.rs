@@ -32,10 +32,15 @@ pub(crate) fn limit_hit(ctx: &WorkerCtx, agent: &AgentSpec, log: &Path) -> Optio
     )
 }
 
-/// The last `max` bytes of the file at `path`.
+/// The last `max` bytes of the file at `path`. The log lies in the run's
+/// `.meta/`, next to what the agent writes: a symlink or a FIFO planted in its
+/// place is refused, never followed nor blocked on (an error, so no limit is
+/// read from it).
 fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
+    let mut f = agentq_shared::fsutil::open_untrusted(path, "the agent's log")
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let len = f.metadata()?.len();
     f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
     let mut out = Vec::new();
@@ -80,4 +85,38 @@ pub(crate) async fn wait_for_reset(
         .go(Transition::quota_wait(&until, &error, run.attempt, tries))
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_bytes_of_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        std::fs::write(&log, b"0123456789").unwrap();
+        assert_eq!(read_tail(&log, 4).unwrap(), b"6789");
+        assert_eq!(read_tail(&log, 100).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_symlink_in_the_logs_place_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"usage limit reached").unwrap();
+        let log = dir.path().join("agent.log");
+        std::os::unix::fs::symlink(&target, &log).unwrap();
+        assert!(read_tail(&log, 100).is_err());
+    }
+
+    /// Would block for ever on a plain open (no writer).
+    #[test]
+    fn a_fifo_in_the_logs_place_is_not_blocked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let c = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_tail(&log, 100).is_err());
+    }
 }

@@ -3,34 +3,60 @@
 //! worker or the affinity claimer). So the two intakes together never run more
 //! than `--concurrency` jobs at once.
 //!
-//! The intake asks for room before it fetches ([`RoomLayer`]: its service is
-//! ready only while a permit is free) and takes the permit when a delivery
-//! arrives; the affinity claimer takes permits first and claims no more jobs
-//! than it got.
+//! The intake asks for room before it fetches ([`RoomLayer`]: its service
+//! turns ready only while a permit is free) and takes the permit when a
+//! delivery arrives; the affinity claimer takes permits first and claims no
+//! more jobs than it got. The two race: the claimer can take the last place
+//! between the intake's readiness and its fetch. So the intake waits for a
+//! place only [`ROOM_WAIT`] ([`Room::take_within`]) and then hands the
+//! delivery back (reason `no_room`) for a worker that has room, rather than
+//! sit on it for as long as the claimer's job runs.
+//!
+//! The gate waits for a place to come free on a [`Notify`], never in the
+//! semaphore's queue: a parked acquire would be handed the freed permit and
+//! hold it, unpolled, while the claimer and the handlers find the room full
+//! (a futurelock).
 
 use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use agentq_shared::store::Delivery;
 use apalis::prelude::{Layer, Service};
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{futures::OwnedNotified, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::context::WorkerCtx;
+
+/// How long a delivery the intake fetched waits for a place (the affinity
+/// claimer took the last one since the intake turned ready) before it is
+/// handed back.
+pub const ROOM_WAIT: Duration = Duration::from_secs(5);
 
 /// The permits of one worker.
 #[derive(Debug)]
 pub struct Room {
     permits: Arc<Semaphore>,
+    /// Notified each time a place is given back.
+    freed: Arc<Notify>,
 }
 
 /// A job's place in the room: given back when dropped.
 #[derive(Debug)]
 pub struct Place {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        // The permit first, then the news: a gate woken by it finds it free.
+        drop(self.permit.take());
+        self.freed.notify_waiters();
+    }
 }
 
 impl Room {
@@ -38,6 +64,14 @@ impl Room {
     pub fn new(concurrency: u32) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrency as usize)),
+            freed: Arc::new(Notify::new()),
+        }
+    }
+
+    fn place(&self, permit: OwnedSemaphorePermit) -> Place {
+        Place {
+            permit: Some(permit),
+            freed: self.freed.clone(),
         }
     }
 
@@ -45,25 +79,25 @@ impl Room {
     pub fn take_free(&self, most: usize) -> Vec<Place> {
         std::iter::from_fn(|| self.permits.clone().try_acquire_owned().ok())
             .take(most)
-            .map(|permit| Place { _permit: permit })
+            .map(|permit| self.place(permit))
             .collect()
     }
 
-    /// One place, waiting for it if none is free.
-    pub async fn take(&self) -> Place {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+    /// One place, waiting at most `wait` for one to come free; `None` if none
+    /// did.
+    pub async fn take_within(&self, wait: Duration) -> Option<Place> {
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await
+            .ok()?
             .expect("the room's semaphore is never closed");
-        Place { _permit: permit }
+        Some(self.place(permit))
     }
 
     /// A layer that keeps a service unready while no place is free.
     pub fn layer(&self) -> RoomLayer {
         RoomLayer {
             permits: self.permits.clone(),
+            freed: self.freed.clone(),
         }
     }
 }
@@ -84,6 +118,7 @@ pub fn run(ctx: Arc<WorkerCtx>, delivery: Delivery, place: Place) -> tokio::task
 #[derive(Debug, Clone)]
 pub struct RoomLayer {
     permits: Arc<Semaphore>,
+    freed: Arc<Notify>,
 }
 
 impl<S> Layer<S> for RoomLayer {
@@ -93,21 +128,30 @@ impl<S> Layer<S> for RoomLayer {
         RoomGate {
             inner,
             permits: self.permits.clone(),
+            freed: self.freed.clone(),
             waiting: None,
+            ready: false,
         }
     }
 }
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
-
-/// A service ready only while the room has a free place. It takes no place
-/// itself: an idle intake holds none, so the affinity claimer can use every
-/// place. The handler takes its place when a delivery arrives.
+/// A service that turns ready only while the room has a free place. It takes
+/// no place itself: an idle intake holds none, so the affinity claimer can use
+/// every place. The handler takes its place when a delivery arrives.
+///
+/// Once ready it stays ready until its next call (tower's contract): apalis
+/// may have fetched a delivery by then, and a gate that closed under it would
+/// keep that delivery from every worker until a place came free. The handler
+/// hands it back instead ([`Room::take_within`]).
 pub struct RoomGate<S> {
     inner: S,
     permits: Arc<Semaphore>,
-    /// Waits for a place to be given back, while none is free.
-    waiting: Option<Acquire>,
+    freed: Arc<Notify>,
+    /// Waits for a place to be given back, while none is free. Holds no
+    /// permit and queues for none.
+    waiting: Option<Pin<Box<OwnedNotified>>>,
+    /// Said ready since the last call.
+    ready: bool,
 }
 
 impl<S: Clone> Clone for RoomGate<S> {
@@ -115,7 +159,9 @@ impl<S: Clone> Clone for RoomGate<S> {
         Self {
             inner: self.inner.clone(),
             permits: self.permits.clone(),
+            freed: self.freed.clone(),
             waiting: None,
+            ready: false,
         }
     }
 }
@@ -129,21 +175,31 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.permits.available_permits() == 0 {
-            let waiting = self
-                .waiting
-                .get_or_insert_with(|| Box::pin(self.permits.clone().acquire_owned()));
-            match waiting.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                // A place came free: give it back at once (the handler takes it).
-                Poll::Ready(permit) => drop(permit),
+        while !self.ready {
+            if self.permits.available_permits() > 0 {
+                self.waiting = None;
+                self.ready = true;
+                break;
+            }
+            match &mut self.waiting {
+                None => {
+                    // Registered before the room is looked at again, so a
+                    // place given back in between is not missed.
+                    let mut freed = Box::pin(self.freed.clone().notified_owned());
+                    freed.as_mut().enable();
+                    self.waiting = Some(freed);
+                }
+                Some(freed) => match freed.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => self.waiting = None,
+                },
             }
         }
-        self.waiting = None;
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: R) -> Self::Future {
+        self.ready = false;
         self.inner.call(req)
     }
 }
@@ -163,24 +219,66 @@ mod tests {
         assert_eq!(room.permits.available_permits(), 2);
     }
 
-    #[tokio::test]
-    async fn the_gate_is_ready_only_while_a_place_is_free() {
-        let room = Room::new(1);
-        let mut gate = room.layer().layer(tower_ready());
+    fn poll_ready<S: Service<()>>(gate: &mut RoomGate<S>) -> Poll<Result<(), S::Error>> {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut ready = |gate: &mut RoomGate<_>| Service::<()>::poll_ready(gate, &mut cx);
-        assert!(ready(&mut gate).is_ready());
+        gate.poll_ready(&mut cx)
+    }
+
+    #[tokio::test]
+    async fn the_gate_turns_ready_only_while_a_place_is_free() {
+        let room = Room::new(1);
+        let mut gate = room.layer().layer(tower_ready());
+        assert!(poll_ready(&mut gate).is_ready());
         assert_eq!(
             room.permits.available_permits(),
             1,
             "a ready gate holds no place"
         );
-        let place = room.take().await;
-        assert!(ready(&mut gate).is_pending());
+        gate.call(()).await.unwrap();
+        let place = room.take_free(1).pop().unwrap();
+        assert!(poll_ready(&mut gate).is_pending());
         drop(place);
-        assert!(ready(&mut gate).is_ready());
+        assert!(poll_ready(&mut gate).is_ready());
         assert_eq!(room.permits.available_permits(), 1);
+    }
+
+    /// The race: the claimer takes the last place between the gate's
+    /// readiness and the call (apalis fetched meanwhile). The gate does not
+    /// close under the fetched delivery, and the handler, finding no place
+    /// within the wait, gets none (it hands the delivery back).
+    #[tokio::test]
+    async fn a_delivery_fetched_after_the_claimer_took_the_last_place_gets_none() {
+        let room = Room::new(1);
+        let mut gate = room.layer().layer(tower_ready());
+        assert!(poll_ready(&mut gate).is_ready());
+        let claimed = room.take_free(usize::MAX);
+        assert_eq!(claimed.len(), 1);
+        assert!(
+            poll_ready(&mut gate).is_ready(),
+            "a ready gate stays ready until its call"
+        );
+        gate.call(()).await.unwrap();
+        assert!(room.take_within(Duration::from_millis(50)).await.is_none());
+        assert!(poll_ready(&mut gate).is_pending(), "closed after the call");
+        drop(claimed);
+        assert!(room.take_within(ROOM_WAIT).await.is_some());
+    }
+
+    /// A gate waiting for a place holds none and queues for none: a place
+    /// given back while the gate is not polled is free for the claimer.
+    #[tokio::test]
+    async fn a_waiting_gate_left_unpolled_keeps_no_place_from_the_claimer() {
+        let room = Room::new(1);
+        let mut gate = room.layer().layer(tower_ready());
+        let place = room.take_free(1).pop().unwrap();
+        assert!(poll_ready(&mut gate).is_pending());
+        drop(place);
+        assert_eq!(
+            room.take_free(1).len(),
+            1,
+            "the freed place is free, not parked in the gate"
+        );
     }
 
     /// A service that is always ready.

@@ -3,12 +3,13 @@
 //! Precedence, lowest first: built-in defaults, the file (`--config`, `AGENTQ_CONFIG`,
 //! or `./agentq.toml` if present), environment variables, command-line flags.
 
-use std::time::Duration;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::Deserialize;
 
 pub use crate::agent::AgentConfig;
+
+mod timing;
 
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -495,116 +496,6 @@ impl Config {
     pub fn rebuild_agent_table(&mut self) -> Result<(), String> {
         self.agent_table = crate::agent::AgentTable::from_config(&self.agents)?;
         Ok(())
-    }
-
-    /// How long a run lease (and a job's slot) lasts without renewal:
-    /// `heartbeat_secs × missed_heartbeats`. A dead worker's jobs are taken
-    /// over after this.
-    pub fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_secs * u64::from(self.missed_heartbeats))
-    }
-
-    /// The workspace root of host `host`: `{host}` in `workspace_root` is
-    /// replaced by its name, so that workers sharing one mount (a compose pool
-    /// on one machine) each have a root of their own.
-    pub fn workspace_root_of(&self, host: &str) -> PathBuf {
-        let root = self.workspace_root.to_string_lossy();
-        if root.contains("{host}") {
-            PathBuf::from(root.replace("{host}", host))
-        } else {
-            self.workspace_root.clone()
-        }
-    }
-
-    /// How often a worker beats (registry, apalis heartbeat, sweeps).
-    pub fn heartbeat_every(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_secs)
-    }
-
-    /// How often the lost-delivery sweep runs.
-    pub fn sweep_every(&self) -> Duration {
-        Duration::from_secs(self.sweep_secs)
-    }
-
-    /// How often dead hosts' workspaces are looked for.
-    pub fn workspace_sweep_every(&self) -> Duration {
-        Duration::from_secs(self.workspace_sweep_secs)
-    }
-
-    /// How often apalis's finished deliveries are vacuumed: half of
-    /// `vacuum_after_secs`, at least 1 s.
-    pub fn vacuum_every(&self) -> Duration {
-        (Duration::from_secs(self.vacuum_after_secs) / 2).max(Duration::from_secs(1))
-    }
-
-    /// How often the apalis intake looks for delayed deliveries (`poll_ms`).
-    pub fn poll_every(&self) -> Duration {
-        Duration::from_millis(self.poll_ms)
-    }
-
-    /// How long a job waits for the live host that holds its workspace
-    /// (`affinity_secs`), in ms; 0: no affinity.
-    pub fn affinity_grace_ms(&self) -> i64 {
-        i64::try_from(self.affinity_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
-    }
-
-    /// A worker silent this long is no longer live (`agentq workers`, window,
-    /// affinity): the lease TTL, `heartbeat_secs × missed_heartbeats`.
-    pub fn worker_stale_after(&self) -> Duration {
-        self.lease_ttl()
-    }
-
-    /// The wait before the next delivery after the `tries`-th infrastructure
-    /// failure: `retry_base_secs * 2^(tries-1)`, at most 300 s.
-    pub fn infra_retry_delay(&self, tries: u32) -> Duration {
-        crate::backoff::doubling(
-            Duration::from_secs(self.retry_base_secs),
-            tries.saturating_sub(1),
-            Duration::from_secs(300),
-        )
-    }
-
-    /// How often a running job's lease is renewed: a third of its TTL.
-    pub fn lease_renew_every(&self) -> Duration {
-        self.lease_ttl() / 3
-    }
-
-    /// A run whose lease went unrenewed this long stops its agent (self-fencing),
-    /// and the agent's watchdog stops it too if the worker is gone: two thirds
-    /// of the TTL, so the agent is down before another worker may take over.
-    pub fn fence_after(&self) -> Duration {
-        self.lease_ttl() * 2 / 3
-    }
-
-    /// apalis-redis's own orphan threshold, in heartbeats: three times the
-    /// lease's plus two, so agentq's sweep (which puts orphans first in line,
-    /// as `orphaned`, and fences the dead run) always acts first; apalis counts
-    /// in whole seconds from its own heartbeat phase, so a margin of a heartbeat
-    /// or two is not enough. apalis's recovery is left only for deliveries a
-    /// dead worker fetched but never took.
-    pub fn apalis_missed_heartbeats(&self) -> usize {
-        self.missed_heartbeats as usize * 3 + 2
-    }
-
-    /// [`Config::min_free_gb`] in bytes (0: no check).
-    pub fn min_free_bytes(&self) -> u64 {
-        (self.min_free_gb.max(0.0) * 1024.0 * 1024.0 * 1024.0) as u64
-    }
-
-    /// [`Config::workspace_limit_mb`] in bytes, if there is a limit.
-    pub fn workspace_limit_bytes(&self) -> Option<u64> {
-        (self.workspace_limit_mb > 0).then(|| self.workspace_limit_mb * 1024 * 1024)
-    }
-
-    /// The bounds a working tree the agent made is checked against (during
-    /// and after the run): `workspace_limit_mb`, `workspace_limit_files`, and
-    /// a walk that cannot finish in [`TREE_WALK_BUDGET`] counts as over.
-    pub fn tree_bounds(&self) -> crate::tree_bounds::TreeBounds {
-        crate::tree_bounds::TreeBounds {
-            max_bytes: self.workspace_limit_bytes(),
-            max_entries: (self.workspace_limit_files > 0).then_some(self.workspace_limit_files),
-            budget: TREE_WALK_BUDGET,
-        }
     }
 
     /// Applies `AGENTQ_*` and `AGENT_DOCKER_IMAGE` overrides from `get`.

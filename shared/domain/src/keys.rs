@@ -116,6 +116,18 @@ impl Keys {
         format!("{}:wake", self.ns)
     }
 
+    /// Pub/sub channel: deliveries were pushed (their number): intakes look
+    /// at once.
+    pub fn deliver(&self) -> String {
+        format!("{}:deliver", self.ns)
+    }
+
+    /// Sorted set: pool → when (ms, Redis's clock) to wake it again (a pause
+    /// or a pacing gap ends).
+    pub fn timers(&self) -> String {
+        format!("{}:timers", self.ns)
+    }
+
     /// String: the id of the job enqueued with idempotency key `key`.
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}:key:{key}", self.ns)
@@ -169,10 +181,14 @@ impl Keys {
         format!("{}:ws:{ws}", self.ns)
     }
 
-    /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order
-    /// (its name is built the same way in `agentq_shared::store::park::PARK_LUA`).
+    /// Sorted set: jobs parked until workspace `ws` is free, by enqueue order.
     pub fn workspace_waiters(&self, ws: &str) -> String {
         format!("{}:wsq:{ws}", self.ns)
+    }
+
+    /// Set: the workspaces that have a line ([`Keys::workspace_waiters`]).
+    pub fn queued_workspaces(&self) -> String {
+        format!("{}:wsqueued", self.ns)
     }
 
     /// Hash: workspace (`{org}/{repo}/{name}`) → the host that last ran a job in it.

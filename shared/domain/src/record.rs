@@ -123,8 +123,10 @@ pub struct JobRecord {
     /// Fencing token of the run that holds the job now (`{worker}/{n}`), or
     /// empty: writes of any other run are refused.
     pub owner: String,
-    /// apalis task id of the job's latest delivery.
-    pub task: String,
+    /// apalis task id of the job's latest delivery (not the prompt, which is
+    /// `input.task`). Stored, and shown in JSON, as `task`, as it always was.
+    #[serde(rename = "task")]
+    pub delivery_task_id: String,
     /// While `waiting` for its workspace: the id of the job running in it (empty
     /// when an older waiter is first in line).
     pub waiting_on: String,
@@ -372,6 +374,29 @@ mod tests {
         rec.qa_status = Some(QaStatus::Passed);
         rec.admitted_ms = Some(1_767_225_600_000);
         assert_eq!(read(rec.to_fields()), rec);
+    }
+
+    /// The delivery's apalis task id keeps its stored name, `task`: records
+    /// written before the field was renamed read the same.
+    #[test]
+    fn the_delivery_task_id_is_stored_as_task() {
+        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "t0");
+        rec.delivery_task_id = "01TASK".into();
+        let fields = rec.to_fields();
+        assert!(
+            fields.contains(&("task", "01TASK".to_string())),
+            "{fields:?}"
+        );
+        let mut old: HashMap<String, String> = [("id", "01J"), ("state", "queued")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        old.insert("task".into(), "01OLD".into());
+        assert_eq!(
+            JobRecord::from_fields(old).unwrap().delivery_task_id,
+            "01OLD"
+        );
+        assert!(!rec.fields_to_create().iter().any(|(k, _)| *k == "task"));
     }
 
     #[test]

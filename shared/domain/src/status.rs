@@ -366,6 +366,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Unserved,
     WaitReason::Stopped,
     WaitReason::Quota,
+    WaitReason::NoRoom,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -407,6 +408,10 @@ pub enum WaitReason {
     /// paused on every host until the record's `resume_at`, and the job,
     /// having spent no attempt, runs first in its lane then.
     Quota,
+    /// The worker that fetched it had no free place by then (the affinity
+    /// claimer took the last one): handed back to `queued`, first in line,
+    /// spending no attempt, for a worker with room.
+    NoRoom,
 }
 
 impl WaitReason {
@@ -427,6 +432,7 @@ impl WaitReason {
             Self::Unserved => "unserved",
             Self::Stopped => "stopped",
             Self::Quota => "quota",
+            Self::NoRoom => "no_room",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::{sync::LazyLock, time::Duration};
 pub use crate::admission::{AdmissionConfig, BackoffConfig, LimitSpec};
 use crate::{
     agent::AgentSpec,
-    store::{lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN},
+    store::{lua, now_rfc3339, script_args, JobStore, StoreError, EVENTS_MAX_LEN},
 };
 
 /// A pool's numbers for `agentq stats`.
@@ -159,17 +159,17 @@ impl JobStore {
     ) -> Result<bool, StoreError> {
         let fast_failure = failed && ran_for < cfg.window();
         let until = crate::clock::rfc3339_after(cfg.pause());
-        let paused: i64 = OUTCOME_SCRIPT
-            .key(self.keys().fails(pool))
-            .key(self.keys().backoff(pool))
-            .key(self.keys().events())
-            .arg(if fast_failure { "1" } else { "0" })
-            .arg(cfg.failures_to_pause())
-            .arg(cfg.pause().as_millis() as u64)
-            .arg(until)
-            .arg(pool)
-            .arg(EVENTS_MAX_LEN)
-            .arg(now_rfc3339())
+        let args = script_args::PoolOutcomeArgs {
+            keys: self.keys(),
+            pool,
+            fast_failure,
+            failures_to_pause: cfg.failures_to_pause(),
+            pause_ms: cfg.pause().as_millis() as u64,
+            until,
+            now: now_rfc3339(),
+        };
+        let paused: i64 = args
+            .invocation(&OUTCOME_SCRIPT)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(paused == 1)

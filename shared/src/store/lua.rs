@@ -6,7 +6,10 @@
 //! BullMQ's commands). [`source`] puts the included files in, each once per
 //! script, at its first include; an include inside an included file is put in
 //! too. The include `enums` is not a file: it is made from the Rust enums
-//! ([`enums`]), so no script spells a state out.
+//! ([`enums`]), so no script spells a state out; nor is `keys`: it is made
+//! from [`Keys`](crate::keys::Keys) ([`keys_lua`]), so a script builds key
+//! names with the same definitions as Rust (`local K = keys_for(NS)`, then
+//! `K.lane(pool, model)`).
 //!
 //! A script is a file that some Rust code runs; a snippet is a file that
 //! scripts include (`push`, `open`, `park`, `redis_now`, `bulk`).
@@ -62,6 +65,9 @@ pub const SNIPPETS: &[&str] = &["bulk", "notify_hand", "open", "park", "push", "
 /// The name of the include made from the Rust enums.
 pub const ENUMS: &str = "enums";
 
+/// The name of the include made from [`Keys`](crate::keys::Keys).
+pub const KEYS: &str = "keys";
+
 /// What starts an include line.
 const INCLUDE: &str = "--- @include \"";
 
@@ -114,6 +120,10 @@ fn expand(name: &str, out: &mut String, seen: &mut HashSet<String>) -> Result<()
         out.push_str(&ENUMS_LUA);
         return Ok(());
     }
+    if name == KEYS {
+        out.push_str(&KEYS_LUA);
+        return Ok(());
+    }
     let text = file(name).ok_or_else(|| format!("no file lua/{name}.lua"))?;
     for line in text.lines() {
         match line.strip_prefix(INCLUDE) {
@@ -133,6 +143,170 @@ fn expand(name: &str, out: &mut String, seen: &mut HashSet<String>) -> Result<()
 }
 
 static ENUMS_LUA: LazyLock<String> = LazyLock::new(enums);
+static KEYS_LUA: LazyLock<String> = LazyLock::new(keys_lua);
+
+/// A key name the scripts build: its name in the Lua table `K`, how many
+/// arguments it takes, and the Rust that builds it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFn {
+    /// Its name in `K`.
+    pub name: &'static str,
+    /// How many arguments (strings) it takes: 0, 1 or 2.
+    pub arity: usize,
+    /// The key, as Rust builds it.
+    pub build: fn(&crate::keys::Keys, &[&str]) -> String,
+}
+
+/// Stands for a number argument while a key is turned into Lua (see
+/// [`keys_lua`]): no key has it otherwise.
+const NUMBER_ARG: i64 = 7_007_007_007_007;
+
+/// Every key name the scripts build, one definition each ([`crate::keys::Keys`]).
+pub const KEY_FNS: &[KeyFn] = &[
+    KeyFn {
+        name: "backoff",
+        arity: 1,
+        build: |k, a| k.backoff(a[0]),
+    },
+    KeyFn {
+        name: "deliver",
+        arity: 0,
+        build: |k, _| k.deliver(),
+    },
+    KeyFn {
+        name: "fleet_paused",
+        arity: 0,
+        build: |k, _| k.fleet_paused(),
+    },
+    KeyFn {
+        name: "fleet_paused_all",
+        arity: 0,
+        build: |k, _| k.fleet_paused_all(),
+    },
+    KeyFn {
+        name: "lane",
+        arity: 2,
+        build: |k, a| k.lane(a[0], a[1]),
+    },
+    KeyFn {
+        name: "lanes",
+        arity: 1,
+        build: |k, a| k.lanes(a[0]),
+    },
+    KeyFn {
+        name: "limit",
+        arity: 1,
+        build: |k, a| k.limit(a[0]),
+    },
+    KeyFn {
+        name: "limit_model",
+        arity: 2,
+        build: |k, a| k.limit_model(a[0], a[1]),
+    },
+    KeyFn {
+        name: "pools",
+        arity: 0,
+        build: |k, _| k.pools(),
+    },
+    KeyFn {
+        name: "rate",
+        arity: 1,
+        build: |k, a| k.rate(a[0]),
+    },
+    KeyFn {
+        name: "servers",
+        arity: 0,
+        build: |k, _| k.servers(),
+    },
+    KeyFn {
+        name: "serves",
+        arity: 1,
+        build: |k, a| k.serves(a[0]),
+    },
+    // The day is a number on Redis's clock: the Lua takes it as a string.
+    KeyFn {
+        name: "starts",
+        arity: 2,
+        build: |k, a| {
+            k.starts(a[0], NUMBER_ARG)
+                .replace(&NUMBER_ARG.to_string(), a[1])
+        },
+    },
+    KeyFn {
+        name: "timers",
+        arity: 0,
+        build: |k, _| k.timers(),
+    },
+    KeyFn {
+        name: "transit",
+        arity: 0,
+        build: |k, _| k.transit(),
+    },
+    KeyFn {
+        name: "queued_workspaces",
+        arity: 0,
+        build: |k, _| k.queued_workspaces(),
+    },
+    KeyFn {
+        name: "wake",
+        arity: 0,
+        build: |k, _| k.wake(),
+    },
+    KeyFn {
+        name: "workspace_lease",
+        arity: 1,
+        build: |k, a| k.workspace_lease(a[0]),
+    },
+    KeyFn {
+        name: "workspace_waiters",
+        arity: 1,
+        build: |k, a| k.workspace_waiters(a[0]),
+    },
+];
+
+/// The `keys` include: `keys_for(ns)` returns a table `K` of functions, one
+/// per [`KEY_FNS`] entry, each building its key name as Rust does: each is
+/// made by building the key in Rust with markers for the namespace and the
+/// arguments, then turning the markers into Lua variables.
+pub fn keys_lua() -> String {
+    const NS: &str = "\u{1}";
+    const ARGS: [&str; 2] = ["\u{2}", "\u{3}"];
+    let keys = crate::keys::Keys::new(NS);
+    let mut out = String::from("local function keys_for(ns)\n  local K = {}\n");
+    for f in KEY_FNS {
+        let params = ["a", "b"][..f.arity].join(", ");
+        let built = (f.build)(&keys, &ARGS[..f.arity]);
+        let mut parts: Vec<String> = Vec::new();
+        let mut lit = String::new();
+        for c in built.chars() {
+            let var = match c {
+                '\u{1}' => Some("ns"),
+                '\u{2}' => Some("a"),
+                '\u{3}' => Some("b"),
+                _ => None,
+            };
+            match var {
+                Some(v) => {
+                    if !lit.is_empty() {
+                        parts.push(format!("'{}'", std::mem::take(&mut lit)));
+                    }
+                    parts.push(v.to_string());
+                }
+                None => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(format!("'{lit}'"));
+        }
+        out.push_str(&format!(
+            "  K.{} = function({params}) return {} end\n",
+            f.name,
+            parts.join(" .. ")
+        ));
+    }
+    out.push_str("  return K\nend\n");
+    out
+}
 
 /// The `enums` include: the tables `ST` and `WR` (states and wait reasons by
 /// their Rust names), `FINAL`, `ACTIVE` and `PARKED` (sets of states), and

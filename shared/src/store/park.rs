@@ -293,5 +293,5 @@ pub fn wake_channel(ns: &str) -> String {
 
 /// The pub/sub channel on which "deliveries were pushed" is published.
 pub fn deliver_channel(ns: &str) -> String {
-    format!("{ns}:deliver")
+    crate::keys::Keys::new(ns).deliver()
 }

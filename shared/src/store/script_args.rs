@@ -285,3 +285,77 @@ impl BulkArgs<'_> {
         inv
     }
 }
+
+/// The `purge_many` script's arguments (`lua/purge_many.lua`): one chunk of
+/// the jobs a purge selected.
+pub struct PurgeArgs<'a> {
+    /// The namespace's keys.
+    pub keys: &'a Keys,
+    /// The state purged.
+    pub state: JobState,
+    /// Only jobs in `state` since before this (ms).
+    pub before_ms: i64,
+    /// The jobs.
+    pub ids: &'a [String],
+}
+
+impl PurgeArgs<'_> {
+    /// The call of `script` with these arguments.
+    pub fn invocation<'s>(&self, script: &'s redis::Script) -> ScriptInvocation<'s> {
+        let k = self.keys;
+        let state = self.state.as_str();
+        let mut inv = script.prepare_invoke();
+        inv.key(k.jobs()) // KEYS[1]
+            .key(k.state(state)) // KEYS[2]
+            .arg(k.job_prefix()) // ARGV[1]
+            .arg(k.history("")) // ARGV[2]
+            .arg(k.log_tail("")) // ARGV[3]
+            .arg(k.cancel("")) // ARGV[4]
+            .arg(k.idempotency("")) // ARGV[5]
+            .arg(state) // ARGV[6]
+            .arg(self.before_ms); // ARGV[7]
+        for id in self.ids {
+            inv.arg(id); // ARGV[8..]
+        }
+        inv
+    }
+}
+
+/// The `pool_outcome` script's arguments (`lua/pool_outcome.lua`): how one run
+/// of a pool went, for its backoff.
+pub struct PoolOutcomeArgs<'a> {
+    /// The namespace's keys.
+    pub keys: &'a Keys,
+    /// The pool.
+    pub pool: &'a str,
+    /// The run failed fast (counts towards a pause); else the count starts
+    /// over.
+    pub fast_failure: bool,
+    /// Fast failures in a row that pause the pool.
+    pub failures_to_pause: u32,
+    /// How long a pause lasts (ms).
+    pub pause_ms: u64,
+    /// When a pause begun now ends (RFC 3339).
+    pub until: String,
+    /// Now (RFC 3339).
+    pub now: String,
+}
+
+impl PoolOutcomeArgs<'_> {
+    /// The call of `script` with these arguments.
+    pub fn invocation<'s>(&self, script: &'s redis::Script) -> ScriptInvocation<'s> {
+        let k = self.keys;
+        let mut inv = script.prepare_invoke();
+        inv.key(k.fails(self.pool)) // KEYS[1]
+            .key(k.backoff(self.pool)) // KEYS[2]
+            .key(k.events()) // KEYS[3]
+            .arg(if self.fast_failure { "1" } else { "0" }) // ARGV[1]
+            .arg(self.failures_to_pause) // ARGV[2]
+            .arg(self.pause_ms) // ARGV[3]
+            .arg(&self.until) // ARGV[4]
+            .arg(self.pool) // ARGV[5]
+            .arg(EVENTS_MAX_LEN) // ARGV[6]
+            .arg(&self.now); // ARGV[7]
+        inv
+    }
+}

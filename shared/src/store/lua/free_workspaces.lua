@@ -7,9 +7,9 @@
 local NS, JOB_PREFIX = ARGV[1], ARGV[2]
 --- @include "park"
 local moved = 0
-for _, ws in ipairs(redis.call('SMEMBERS', NS .. ':wsqueued')) do
-  if redis.call('EXISTS', NS .. ':ws:' .. ws) == 0 then
-    local line = NS .. ':wsq:' .. ws
+for _, ws in ipairs(redis.call('SMEMBERS', K.queued_workspaces())) do
+  if redis.call('EXISTS', K.workspace_lease(ws)) == 0 then
+    local line = K.workspace_waiters(ws)
     local head = redis.call('ZRANGE', line, 0, 0)[1]
     if head then
       redis.call('ZREM', line, head)
@@ -17,6 +17,6 @@ for _, ws in ipairs(redis.call('SMEMBERS', NS .. ':wsqueued')) do
       moved = moved + 1
     end
   end
-  if redis.call('EXISTS', NS .. ':wsq:' .. ws) == 0 then redis.call('SREM', NS .. ':wsqueued', ws) end
+  if redis.call('EXISTS', K.workspace_waiters(ws)) == 0 then redis.call('SREM', K.queued_workspaces(), ws) end
 end
 return moved

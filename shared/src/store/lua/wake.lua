@@ -19,7 +19,10 @@
 --- @include "open"
 --- @include "enums"
 --- @include "redis_now"
+--- @include "keys"
 local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
+-- Key names as Rust builds them (agentq_domain::keys::Keys, lua::KEY_FNS).
+local K = keys_for(NS)
 local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local ntasks = tonumber(ARGV[9])
 -- Pacing as upstream's delayForAgent (dappco.re/go/agent pkg/runner): the
@@ -41,7 +44,7 @@ if ARGV[4] ~= '' then
     rate = pace.sustained
     if pace.bwin > 0 and pace.next_reset - now <= pace.bwin then rate = pace.burst end
   end
-  pace.starts = NS .. ':starts:' .. pool .. ':' .. string.format('%d', pace.day)
+  pace.starts = K.starts(pool, string.format('%d', pace.day))
 end
 -- When the pool may start again after a start at `last` (see Pacing::next_start_ms).
 local function next_start(last)
@@ -54,32 +57,32 @@ local function next_start(last)
 end
 local mlimit = {}
 for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local slots = NS .. ':limit:' .. pool
-local lanes = NS .. ':lanes:' .. pool
+local slots = K.limit(pool)
+local lanes = K.lanes(pool)
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
 local models = redis.call('SMEMBERS', lanes)
 if #models == 0 then
-  redis.call('SREM', NS .. ':pools', pool)
+  redis.call('SREM', K.pools(), pool)
   return 0
 end
 for _, m in ipairs(models) do
-  if m ~= '-' then redis.call('ZREMRANGEBYSCORE', slots .. ':' .. m, '-inf', now) end
+  if m ~= '-' then redis.call('ZREMRANGEBYSCORE', K.limit_model(pool, m), '-inf', now) end
 end
 -- An operator's pause (`agentq pause`, `stop --now`, `start_paused`) has no
 -- end: no timer; `agentq unpause` wakes the pool.
-if redis.call('EXISTS', NS .. ':fleet:paused_all') == 1
-    or redis.call('SISMEMBER', NS .. ':fleet:paused', pool) == 1 then
+if redis.call('EXISTS', K.fleet_paused_all()) == 1
+    or redis.call('SISMEMBER', K.fleet_paused(), pool) == 1 then
   return 0
 end
 -- While workers are live but none can run this pool (its image is missing
 -- on every one), its jobs stay parked: a delivery would only come back.
-if redis.call('ZCOUNT', NS .. ':servers', now, '+inf') > 0
-    and redis.call('ZCOUNT', NS .. ':serves:' .. pool, now, '+inf') == 0 then
+if redis.call('ZCOUNT', K.servers(), now, '+inf') > 0
+    and redis.call('ZCOUNT', K.serves(pool), now, '+inf') == 0 then
   return 0
 end
-local pttl = redis.call('PTTL', NS .. ':backoff:' .. pool)
+local pttl = redis.call('PTTL', K.backoff(pool))
 if pttl > 0 then
-  redis.call('ZADD', NS .. ':timers', now + pttl, pool)
+  redis.call('ZADD', K.timers(), now + pttl, pool)
   return 0
 end
 local cap = window
@@ -93,11 +96,11 @@ while running < cap and granted < ntasks do
     local lim = mlimit[m] or 0
     local room = true
     if lim > 0 and m ~= '-' then
-      if mcount[m] == nil then mcount[m] = redis.call('ZCARD', slots .. ':' .. m) end
+      if mcount[m] == nil then mcount[m] = redis.call('ZCARD', K.limit_model(pool, m)) end
       room = mcount[m] < lim
     end
     if room then
-      local lane = NS .. ':lane:' .. pool .. ':' .. m
+      local lane = K.lane(pool, m)
       while true do
         local h = redis.call('ZRANGE', lane, 0, 0, 'WITHSCORES')
         if #h == 0 then
@@ -129,30 +132,30 @@ while running < cap and granted < ntasks do
     if redis.call('HGET', JOB_PREFIX .. best, 'paced_day') == day_tag then
       day_tag = nil
     elseif tonumber(redis.call('GET', pace.starts) or '0') >= pace.daily then
-      redis.call('ZADD', NS .. ':timers', pace.next_reset, pool)
+      redis.call('ZADD', K.timers(), pace.next_reset, pool)
       break
     end
   end
   if rate > 0 then
-    local last = tonumber(redis.call('GET', NS .. ':rate:' .. pool) or '0')
+    local last = tonumber(redis.call('GET', K.rate(pool)) or '0')
     local after = next_start(last)
     if now < after then
-      redis.call('ZADD', NS .. ':timers', after, pool)
+      redis.call('ZADD', K.timers(), after, pool)
       break
     end
     local keep = rate
     if pace then keep = math.max(pace.sustained, pace.burst) end
-    redis.call('SET', NS .. ':rate:' .. pool, now, 'PX', keep * 2 + 1000)
+    redis.call('SET', K.rate(pool), now, 'PX', keep * 2 + 1000)
   end
   if day_tag then
     redis.call('INCR', pace.starts)
     redis.call('PEXPIREAT', pace.starts, pace.next_reset + 60000)
     redis.call('HSET', JOB_PREFIX .. best, 'paced_day', day_tag)
   end
-  redis.call('ZREM', NS .. ':lane:' .. pool .. ':' .. best_m, best)
+  redis.call('ZREM', K.lane(pool, best_m), best)
   redis.call('ZADD', slots, now + lease, best)
   if best_m ~= '-' then
-    redis.call('ZADD', slots .. ':' .. best_m, now + lease, best)
+    redis.call('ZADD', K.limit_model(pool, best_m), now + lease, best)
     if mcount[best_m] then mcount[best_m] = mcount[best_m] + 1 end
   end
   running = running + 1
@@ -161,9 +164,9 @@ while running < cap and granted < ntasks do
   local task = ARGV[9 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
-  redis.call('ZADD', NS .. ':transit', now, best)
+  redis.call('ZADD', K.transit(), now, best)
   push_delivery(task, best, seq, 0, now, false)
 end
 wake()
-if granted > 0 then redis.call('PUBLISH', NS .. ':deliver', granted) end
+if granted > 0 then redis.call('PUBLISH', K.deliver(), granted) end
 return granted

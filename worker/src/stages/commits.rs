@@ -1,0 +1,111 @@
+//! The agent's commits, taken as data into the worker repository and saved to
+//! the shared remote.
+
+use agentq_shared::{
+    agent::AgentSpec,
+    outcome::{settle, Finding},
+    status::JobState,
+    transition::{Note, Outcome},
+};
+use tokio::sync::watch;
+
+use crate::{
+    guard::StopReason,
+    import::{import_commits, ImportError},
+    prep::Prepared,
+    report::ForgeErrors,
+    run::Run,
+    save::{save_branch, SaveError, Saved},
+};
+
+use super::{AgentRun, StageError};
+
+/// The agent's commits, taken as data into the worker repository and saved to
+/// the shared remote (so any host can carry on from them); the pool's backoff
+/// told how the run went. Nothing leaves from a run that lost its job.
+pub(super) async fn keep_commits(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    ran: AgentRun,
+    stop: &watch::Receiver<StopReason>,
+    forge: &mut ForgeErrors,
+) -> Result<(Outcome, Saved), StageError> {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let AgentRun {
+        mut outcome,
+        take_commits,
+        ran_for,
+        tree_over,
+        quota,
+        ..
+    } = ran;
+    let ws = &prepared.workspace;
+    // Fast failures of a pool are a sign of rate limits: pause it on every host.
+    // Only the agent's own run counts: commits refused afterwards (a history
+    // rewrite, a bad object, a tree that stalls the export) say nothing of the
+    // pool's health, and an agent could pause a pool fleet-wide with them.
+    // Nor does a tree over its bounds: the agent made it, whatever it exited.
+    let failed = outcome.state() == JobState::Failed && !tree_over;
+    if take_commits {
+        let imported = match import_commits(run, agent, prepared).await {
+            Ok(imported) => {
+                tracing::debug!(job = %rec.id, ?imported, "agent commits imported");
+                true
+            }
+            Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
+            Err(e @ ImportError::Refused(_)) => {
+                tracing::warn!(job = %rec.id, error = %e, "agent commits refused");
+                outcome = settle(outcome, Finding::CommitsRefused(e.to_string()));
+                false
+            }
+        };
+        // What the agent did not commit is kept as a patch and said so (not
+        // from a tree whose commits were refused: the job fails for that).
+        if imported {
+            match crate::leftovers::keep_leftovers(run, agent, prepared).await {
+                Ok(line) => {
+                    run.hold.note(&Note::leftovers(&line)).await?;
+                }
+                Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
+            }
+        }
+    }
+    // A run stopped by its provider's limit is not a fast failure: its
+    // pause is the limit's own (see `crate::quota`), and the count stays.
+    let counted = match quota {
+        Some(_) => Ok(false),
+        None => {
+            ctx.store
+                .record_outcome(&ctx.cfg.admission.backoff, agent.pool(), failed, ran_for)
+                .await
+        }
+    };
+    match counted {
+        Ok(true) => tracing::warn!(
+            pool = agent.pool(),
+            "fast failures: pool paused on every host"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot record the outcome for pool backoff"),
+    }
+    if *stop.borrow() == StopReason::Fenced {
+        return Err(StageError::SelfFenced);
+    }
+    if !take_commits {
+        return Ok((outcome, Saved::Nothing));
+    }
+    let saved = match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host).await {
+        Ok(s) => s,
+        Err(e @ SaveError::Moved { .. }) => {
+            tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");
+            outcome = settle(outcome, Finding::BranchMoved(e.to_string()));
+            Saved::Nothing
+        }
+        Err(e @ SaveError::Failed(_)) => {
+            forge.add("save branch", e);
+            Saved::Nothing
+        }
+    };
+    Ok((outcome, saved))
+}
