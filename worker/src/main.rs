@@ -43,6 +43,7 @@ mod stop;
 mod summary;
 mod sweeper;
 mod task;
+mod verify;
 mod waker;
 mod writeback;
 
@@ -221,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     janitor::spawn_janitor(ctx.clone());
     housekeeping::spawn(ctx.clone());
     writeback::spawn(ctx.clone());
+    verify::again::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;

@@ -130,6 +130,7 @@ pub(crate) async fn stages(
     )
     .await?;
     timer.done("qa");
+    let verify = crate::verify::after_pull(run, &prepared, &outcome, pr_url.as_deref(), &mut forge).await?;
     report_stage(
         run,
         &prepared,
@@ -145,6 +146,7 @@ pub(crate) async fn stages(
         qa: qa.as_ref().map(QaResult::summary),
         pr_url,
         forge_error: forge.text(),
+        verify,
     };
     timer.done("report");
     record(run, &prepared, runs, &outcome, &report, &summary).await?;

@@ -16,6 +16,7 @@ pub mod retry;
 pub mod select;
 pub mod stats;
 pub mod status;
+pub mod verify;
 pub mod wait;
 pub mod web;
 pub mod workers;

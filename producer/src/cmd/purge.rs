@@ -11,7 +11,7 @@ use crate::{output, when, Failure};
 /// state meanwhile (retried or resumed at the same time) is skipped and said so.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which finished state (completed, failed, blocked, cancelled, timed_out).
+    /// Which finished state (completed, failed, blocked, cancelled, timed_out, merged).
     #[arg(long)]
     pub state: JobState,
     /// Age, like 7d, 12h, 30m.

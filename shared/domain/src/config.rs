@@ -128,6 +128,12 @@ pub struct Config {
     /// nothing until an operator runs `agentq unpause --all`; later starts
     /// (restarts included) pause nothing.
     pub start_paused: bool,
+    /// The web console's address as people reach it (`https://agentq.example`):
+    /// pull requests link the job's page there. Empty: no link.
+    pub web_url: String,
+    /// The verify stage after the pull request, and harvest's limits
+    /// (`[verify]`, see [`crate::verify::VerifyConfig`]).
+    pub verify: crate::verify::VerifyConfig,
 }
 
 /// Container settings.
@@ -289,6 +295,8 @@ impl Default for Config {
             workspace_sweep_secs: 300,
             agent_history_depth: 200,
             start_paused: false,
+            web_url: String::new(),
+            verify: Default::default(),
         }
     }
 }

@@ -62,6 +62,12 @@ impl Keys {
         format!("{}:events", self.ns)
     }
 
+    /// Sorted set: jobs whose verify stage `agentq verify` asked to run
+    /// again, scored by when it asked (ms).
+    pub fn verify_requests(&self) -> String {
+        format!("{}:verify", self.ns)
+    }
+
     /// Hash: job id → a forge write-back to do again (JSON, the worker's), for
     /// jobs whose write-back ran out of budget (`forge.timeout_secs`).
     pub fn writebacks(&self) -> String {

@@ -34,6 +34,8 @@ pub enum JobState {
     Cancelled,
     /// The agent ran past its timeout and was killed.
     TimedOut,
+    /// Completed, and its pull request was merged by the verify stage.
+    Merged,
 }
 
 /// States in which a job is under a run (the rest wait or are final).
@@ -61,6 +63,7 @@ pub const ALL_STATES: &[JobState] = &[
     JobState::Blocked,
     JobState::Cancelled,
     JobState::TimedOut,
+    JobState::Merged,
 ];
 
 impl JobState {
@@ -78,6 +81,7 @@ impl JobState {
             Self::Blocked => "blocked",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
+            Self::Merged => "merged",
         }
     }
 
@@ -85,7 +89,12 @@ impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Failed | Self::Blocked | Self::Cancelled | Self::TimedOut
+            Self::Completed
+                | Self::Failed
+                | Self::Blocked
+                | Self::Cancelled
+                | Self::TimedOut
+                | Self::Merged
         )
     }
 }

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod park;
 pub mod script_args;
 pub mod sweep;
+pub mod verify;
 pub mod writeback;
 pub mod wslease;
 

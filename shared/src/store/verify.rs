@@ -1,0 +1,55 @@
+//! The verify stage's part of the store: its events in `{ns}:events` (the
+//! notifier reads `event=needs_review`) and `agentq verify`'s requests to run
+//! it again (`{ns}:verify`, taken by a worker).
+
+use redis::AsyncCommands;
+
+use crate::store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN};
+
+impl JobStore {
+    /// Adds `event=needs_review job=ID reason=…` to the events stream.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn add_needs_review_event(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys().events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_MAX_LEN)
+            .arg("*")
+            .arg("event")
+            .arg("needs_review")
+            .arg("job")
+            .arg(id)
+            .arg("reason")
+            .arg(reason)
+            .arg("at")
+            .arg(now_rfc3339())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Asks a worker to run job `id`'s verify stage again (`agentq verify`).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn request_verify(&self, id: &str) -> Result<(), StoreError> {
+        let now = self.redis_now_ms().await?;
+        let _: () = self.conn().zadd(self.keys().verify_requests(), id, now).await?;
+        Ok(())
+    }
+
+    /// Takes up to `most` verify requests (oldest first).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn take_verify_requests(&self, most: usize) -> Result<Vec<String>, StoreError> {
+        let taken: Vec<(String, f64)> = self
+            .conn()
+            .zpopmin(self.keys().verify_requests(), most as isize)
+            .await?;
+        Ok(taken.into_iter().map(|(id, _)| id).collect())
+    }
+}
