@@ -21,7 +21,8 @@ async fn world() -> (TestEnv, ForgeSim, WorkerProc) {
         "[forge]\ntoken_env = \"AGENTQ_TEST_FORGE_TOKEN\"\nmax_retries = 2\nretry_base_ms = 50\n\n[verify]\nverify_timeout_secs = 60\npoll_ms = 100\n\n[verify.pools.codex]\nauto_merge = true\n",
     );
     let sim = env.start_forge(TOKEN).await;
-    env.remotes.create("core", "demo", &[("README.md", "demo\n")]);
+    env.remotes
+        .create("core", "demo", &[("README.md", "demo\n")]);
     sim.add_repo("core", "demo", "main");
     sim.add_issue("core", "demo", 9, "Change it", "Please change it.");
     let w = env.worker("w1", 1);
@@ -29,7 +30,22 @@ async fn world() -> (TestEnv, ForgeSim, WorkerProc) {
 }
 
 fn enqueue(env: &TestEnv, task: &str) -> String {
-    env.enqueue(&["--agent", "codex", "--repo", "demo", "--issue", "9", "--task", task])
+    env.enqueue(&[
+        "--agent", "codex", "--repo", "demo", "--issue", "9", "--task", task,
+    ])
+}
+
+fn bare_of(env: &TestEnv) -> std::path::PathBuf {
+    env.remotes.base.path().join("core/demo.git")
+}
+
+/// The statuses the forge answered merge requests with, in order.
+fn merge_answers(sim: &ForgeSim) -> Vec<u16> {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/merge"))
+        .map(|r| r.status)
+        .collect()
 }
 
 fn needs_review_events(env: &TestEnv, id: &str) -> Vec<String> {
@@ -54,16 +70,37 @@ async fn a_pull_request_whose_checks_pass_is_merged_and_its_branch_deleted() {
     sim.set_ci("core", "demo", "ci/build", "success");
     let id = enqueue(&env, "Change it @agentq-test commit");
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Merged, "{rec:#?}\n{}", env.worker_logs());
+    assert_eq!(
+        rec.state,
+        JobState::Merged,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
     assert_eq!(rec.verify, Some(Verify::Merged));
     let pulls = sim.pulls("core", "demo");
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert!(pulls[0].merged && pulls[0].state == "closed", "{pulls:?}");
     // Upstream's body, plus the job.
-    assert!(pulls[0].body.starts_with("## Task\n\n"), "{}", pulls[0].body);
-    assert!(pulls[0].body.contains("**Commits:** 1\n"), "{}", pulls[0].body);
-    assert!(pulls[0].body.contains(&format!("**Job:** `{id}`")), "{}", pulls[0].body);
-    assert!(pulls[0].body.contains("Co-Authored-By: "), "{}", pulls[0].body);
+    assert!(
+        pulls[0].body.starts_with("## Task\n\n"),
+        "{}",
+        pulls[0].body
+    );
+    assert!(
+        pulls[0].body.contains("**Commits:** 1\n"),
+        "{}",
+        pulls[0].body
+    );
+    assert!(
+        pulls[0].body.contains(&format!("**Job:** `{id}`")),
+        "{}",
+        pulls[0].body
+    );
+    assert!(
+        pulls[0].body.contains("Co-Authored-By: "),
+        "{}",
+        pulls[0].body
+    );
     // The agent branch is gone from the forge; the change is on main.
     assert!(!sim.branch_exists("core", "demo", &rec.branch));
     let bare = env.remotes.base.path().join("core/demo.git");
@@ -86,7 +123,12 @@ async fn failing_checks_need_review_and_agentq_verify_merges_once_they_are_fixed
     sim.set_ci("core", "demo", "ci/build", "failure");
     let id = enqueue(&env, "Change it @agentq-test commit");
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Completed, "{rec:#?}\n{}", env.worker_logs());
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
     assert_eq!(rec.verify, Some(Verify::NeedsReview), "{rec:#?}");
     assert_eq!(rec.verify_reason, "checks failed: ci/build (failure)");
     let pulls = sim.pulls("core", "demo");
@@ -96,7 +138,8 @@ async fn failing_checks_need_review_and_agentq_verify_merges_once_they_are_fixed
     let comments = sim.comments("core", "demo", pulls[0].number);
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(
-        comments[0].body.contains("## Needs review") && comments[0].body.contains("`ci/build (failure)`"),
+        comments[0].body.contains("## Needs review")
+            && comments[0].body.contains("`ci/build (failure)`"),
         "{}",
         comments[0].body
     );
@@ -111,7 +154,10 @@ async fn failing_checks_need_review_and_agentq_verify_merges_once_they_are_fixed
     let out = env.cli(&["verify", &id, "--wait"], None);
     assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", env.worker_logs());
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!((rec.state, rec.verify), (JobState::Merged, Some(Verify::Merged)));
+    assert_eq!(
+        (rec.state, rec.verify),
+        (JobState::Merged, Some(Verify::Merged))
+    );
     assert!(sim.pulls("core", "demo")[0].merged);
     assert!(!sim.branch_exists("core", "demo", &rec.branch));
     // Asked again: nothing more happens (merged already).
@@ -127,13 +173,26 @@ async fn a_merge_refused_because_the_base_moved_is_rebased_once_and_merged() {
     sim.advance_base_on_next_merge("core", "demo", "someone-else.txt", "theirs\n");
     let id = enqueue(&env, "Change it @agentq-test commit");
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Merged, "{rec:#?}\n{}", env.worker_logs());
-    // Two merge requests: the refused one and the one after the rebase.
-    let merges = sim.accepted_bodies("MergePullRequestOption");
-    assert_eq!(merges.len(), 2, "{merges:?}");
-    assert_ne!(merges[0]["head_commit_id"], merges[1]["head_commit_id"]);
-    let bare = env.remotes.base.path().join("core/demo.git");
+    assert_eq!(
+        rec.state,
+        JobState::Merged,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    // Two merge requests: the refused one (405: behind the base) and the
+    // one after the rebase, for the rebased head.
+    assert_eq!(merge_answers(&sim), [405, 200]);
+    let merged = sim.accepted_bodies("MergePullRequestOption");
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    let head = git(&bare_of(&env), &["rev-parse", "main^2"]);
+    assert_eq!(merged[0]["head_commit_id"], head.as_str());
+    let bare = bare_of(&env);
     assert_eq!(git(&bare, &["show", "main:someone-else.txt"]), "theirs");
+    // The rebased head sits on the moved base.
+    assert_eq!(
+        git(&bare, &["rev-parse", "main^2^"]),
+        git(&bare, &["rev-parse", "main^1"])
+    );
     assert!(git(&bare, &["show", "main:agentq-change.txt"]).contains("change by codex"));
     // The rebased head was pushed over the old one (the compare-and-swap), and
     // the agent's tree was never touched: its branch is still the old head.
@@ -147,7 +206,12 @@ async fn a_rebase_that_conflicts_needs_review() {
     sim.advance_base_on_next_merge("core", "demo", "agentq-change.txt", "theirs\n");
     let id = enqueue(&env, "Change it @agentq-test commit");
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Completed, "{rec:#?}\n{}", env.worker_logs());
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
     assert_eq!(rec.verify, Some(Verify::NeedsReview));
     assert!(
         rec.verify_reason.starts_with("conflict after one rebase"),
@@ -158,18 +222,29 @@ async fn a_rebase_that_conflicts_needs_review() {
     assert_eq!(pulls[0].labels, ["needs-review"], "{pulls:?}");
     let comments = sim.comments("core", "demo", pulls[0].number);
     assert!(
-        comments.iter().any(|c| c.body.contains("conflict after one rebase")),
+        comments
+            .iter()
+            .any(|c| c.body.contains("conflict after one rebase")),
         "{comments:?}"
     );
-    assert_eq!(sim.accepted_bodies("MergePullRequestOption").len(), 1);
+    // One merge request (refused: not mergeable), one rebase, no second try.
+    assert_eq!(merge_answers(&sim), [405]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn harvest_refuses_a_branch_that_adds_a_binary_file() {
     let (env, sim, _w) = world().await;
-    let id = enqueue(&env, "Change it @agentq-test make-mess @agentq-test add-all");
+    let id = enqueue(
+        &env,
+        "Change it @agentq-test make-mess @agentq-test add-all",
+    );
     let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(rec.state, JobState::Completed, "{rec:#?}\n{}", env.worker_logs());
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
     assert_eq!(rec.verify, Some(Verify::NeedsReview));
     assert_eq!(
         rec.verify_reason,

@@ -261,7 +261,8 @@ pub async fn git_bounded(
     let mut out = child.stdout.take().expect("piped");
     let read = async {
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 64 * 1024];
+        // On the heap: a run's future must stay small (worker stacks).
+        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             let n = out.read(&mut chunk).await?;
             if n == 0 {
@@ -288,7 +289,10 @@ pub async fn git_bounded(
         .map_err(|_| anyhow::anyhow!("git {} timed out after {within:?}", args.join(" ")))?
         .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
     if !status.success() {
-        anyhow::bail!("git {} failed ({status})", args.first().copied().unwrap_or(""));
+        anyhow::bail!(
+            "git {} failed ({status})",
+            args.first().copied().unwrap_or("")
+        );
     }
     Ok((buf, false))
 }

@@ -130,7 +130,8 @@ pub(crate) async fn stages(
     )
     .await?;
     timer.done("qa");
-    let verify = crate::verify::after_pull(run, &prepared, &outcome, pr_url.as_deref(), &mut forge).await?;
+    let verify =
+        crate::verify::after_pull(run, &prepared, &outcome, pr_url.as_deref(), &mut forge).await?;
     report_stage(
         run,
         &prepared,

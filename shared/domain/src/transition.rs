@@ -377,7 +377,10 @@ impl Transition {
             _ => outcome.state(),
         };
         let mut t = Self::new(state, Next::End)
-            .set("verify", verify.map(|v| v.0.to_string()).unwrap_or_default())
+            .set(
+                "verify",
+                verify.map(|v| v.0.to_string()).unwrap_or_default(),
+            )
             .set(
                 "verify_reason",
                 verify.map(|v| v.1.clone()).unwrap_or_default(),
@@ -563,7 +566,10 @@ mod tests {
             ..Default::default()
         };
         let t = Transition::finished(&Outcome::Completed, &merged);
-        assert_eq!((t.state, t.field("verify")), (JobState::Merged, Some("merged")));
+        assert_eq!(
+            (t.state, t.field("verify")),
+            (JobState::Merged, Some("merged"))
+        );
         // Never a failed one.
         let t = Transition::finished(&Outcome::fail("x"), &merged);
         assert_eq!(t.state, JobState::Failed);
@@ -574,7 +580,11 @@ mod tests {
         let t = Transition::finished(&Outcome::Completed, &review);
         assert_eq!(
             (t.state, t.field("verify"), t.field("verify_reason")),
-            (JobState::Completed, Some("needs_review"), Some("checks failed: ci/build"))
+            (
+                JobState::Completed,
+                Some("needs_review"),
+                Some("checks failed: ci/build")
+            )
         );
     }
 

@@ -135,7 +135,10 @@ impl VerifyConfig {
         VerifyFor {
             auto_merge: p.auto_merge.unwrap_or(self.auto_merge),
             merge_style: p.merge_style.unwrap_or(self.merge_style),
-            max_file_bytes: p.max_file_mb.unwrap_or(self.max_file_mb).saturating_mul(1 << 20),
+            max_file_bytes: p
+                .max_file_mb
+                .unwrap_or(self.max_file_mb)
+                .saturating_mul(1 << 20),
             max_changed_files: p.max_changed_files.unwrap_or(self.max_changed_files),
         }
     }

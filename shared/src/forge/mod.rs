@@ -56,8 +56,8 @@ pub use retry::{parse_retry_after, RetryPolicy};
 pub use scopes::{is_scope_refusal, MissingScope, NEEDED_SCOPES, PROBE_OWNER};
 pub use types::{
     find_marked, job_marker, with_marker, AddTime, CombinedStatus, Comment, CommitState,
-    CommitStatus, CreatePull, CreateStatus, Issue, IssueState, Label, MergePull, MergeStyle, PrBranch,
-    PullRequest, Repository, TrackedTime, User,
+    CommitStatus, CreatePull, CreateStatus, Issue, IssueState, Label, MergePull, MergeStyle,
+    PrBranch, PullRequest, Repository, TrackedTime, User,
 };
 
 /// The `User-Agent` sent with every request.

@@ -37,7 +37,10 @@ impl JobStore {
     /// Redis errors.
     pub async fn request_verify(&self, id: &str) -> Result<(), StoreError> {
         let now = self.redis_now_ms().await?;
-        let _: () = self.conn().zadd(self.keys().verify_requests(), id, now).await?;
+        let _: () = self
+            .conn()
+            .zadd(self.keys().verify_requests(), id, now)
+            .await?;
         Ok(())
     }
 

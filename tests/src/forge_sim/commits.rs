@@ -97,15 +97,17 @@ pub(super) async fn combined_status(
     }
     // The forge's own CI ([`ForgeSim::set_ci`]) on every commit.
     for (context, state) in &rs.ci {
-        latest.entry(context.clone()).or_insert_with(|| StatusState {
-            id: 0,
-            state: state.clone(),
-            target_url: String::new(),
-            description: "CI".into(),
-            context: context.clone(),
-            created: now_rfc3339(),
-            creator: SIM_USER_ID,
-        });
+        latest
+            .entry(context.clone())
+            .or_insert_with(|| StatusState {
+                id: 0,
+                state: state.clone(),
+                target_url: String::new(),
+                description: "CI".into(),
+                context: context.clone(),
+                created: now_rfc3339(),
+                creator: SIM_USER_ID,
+            });
     }
     if latest.is_empty() {
         return json_response(

@@ -25,7 +25,13 @@
 use super::*;
 
 /// `GET /repos/{o}/{r}/pulls/{index}`.
-pub(super) async fn get_pull(sh: &Shared, o: &str, r: &str, who: Option<u64>, index: &str) -> Response {
+pub(super) async fn get_pull(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    who: Option<u64>,
+    index: &str,
+) -> Response {
     let found = index.parse::<u64>().ok().and_then(|n| {
         let st = sh.lock();
         st.repos[&key(o, r)].pulls.get(&n).map(|p| (n, p.clone()))
@@ -41,7 +47,12 @@ pub(super) async fn get_pull(sh: &Shared, o: &str, r: &str, who: Option<u64>, in
 /// Runs git in a work tree (the sim's own temporary clone).
 async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new("git")
-        .args(["-c", "user.name=Forge Sim", "-c", "user.email=sim@forge.invalid"])
+        .args([
+            "-c",
+            "user.name=Forge Sim",
+            "-c",
+            "user.email=sim@forge.invalid",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -74,7 +85,13 @@ async fn commit_on(bare: &Path, branch: &str, path: &str, content: &str) -> Resu
 
 /// The merge in a temporary clone, fetched back into the bare repository:
 /// the new base commit, or git's complaint.
-async fn do_merge(bare: &Path, base: &str, head_sha: &str, style: &str, message: &str) -> Result<String, String> {
+async fn do_merge(
+    bare: &Path,
+    base: &str,
+    head_sha: &str,
+    style: &str,
+    message: &str,
+) -> Result<String, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = tmp.path();
     let b = bare.to_string_lossy().to_string();
@@ -94,7 +111,11 @@ async fn do_merge(bare: &Path, base: &str, head_sha: &str, style: &str, message:
             git_in(dir, &["merge", "--quiet", "--ff-only", "sim-head"]).await?;
         }
         _ => {
-            git_in(dir, &["merge", "--quiet", "--no-ff", "-m", message, head_sha]).await?;
+            git_in(
+                dir,
+                &["merge", "--quiet", "--no-ff", "-m", message, head_sha],
+            )
+            .await?;
         }
     }
     let new = git_in(dir, &["rev-parse", "HEAD"]).await?;
@@ -141,7 +162,11 @@ pub(super) async fn merge_pull(
     {
         let st = sh.lock();
         if !st.can_write(&st.repos[&key(o, r)], Some(user)) {
-            return api_error(sh, StatusCode::METHOD_NOT_ALLOWED, "User not allowed to merge PR");
+            return api_error(
+                sh,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "User not allowed to merge PR",
+            );
         }
     }
     let bare = sh.bare_repo(o, r);
@@ -158,15 +183,25 @@ pub(super) async fn merge_pull(
     let view = pull_view(sh, o, r, n, &p).await;
     let head = view.head_sha.clone();
     // The conflict checker's verdict (`services/pull/check.go`).
-    let clean = git_output(&bare, &["merge-tree", "--write-tree", &view.base_sha, &head])
-        .await
-        .is_some();
+    let clean = git_output(
+        &bare,
+        &["merge-tree", "--write-tree", &view.base_sha, &head],
+    )
+    .await
+    .is_some();
     if !clean {
-        return api_error(sh, StatusCode::METHOD_NOT_ALLOWED, "PR not in mergeable state");
+        return api_error(
+            sh,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PR not in mergeable state",
+        );
     }
-    let behind = git_output(&bare, &["merge-base", "--is-ancestor", &view.base_sha, &head])
-        .await
-        .is_none();
+    let behind = git_output(
+        &bare,
+        &["merge-base", "--is-ancestor", &view.base_sha, &head],
+    )
+    .await
+    .is_none();
     if behind && sh.lock().repos[&key(o, r)].block_on_outdated {
         return api_error(
             sh,
@@ -224,7 +259,12 @@ async fn remove_branch(sh: &Shared, o: &str, r: &str, branch: &str) -> StatusCod
         return StatusCode::NOT_FOUND;
     }
     let bare = sh.bare_repo(o, r);
-    match git_output(&bare, &["update-ref", "-d", &format!("refs/heads/{branch}")]).await {
+    match git_output(
+        &bare,
+        &["update-ref", "-d", &format!("refs/heads/{branch}")],
+    )
+    .await
+    {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -241,7 +281,13 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// `DELETE /repos/{o}/{r}/branches/{branch}`.
-pub(super) async fn delete_branch(sh: &Shared, o: &str, r: &str, user: u64, branch: &str) -> Response {
+pub(super) async fn delete_branch(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    user: u64,
+    branch: &str,
+) -> Response {
     {
         let st = sh.lock();
         if !st.can_write(&st.repos[&key(o, r)], Some(user)) {
@@ -280,13 +326,22 @@ pub(super) fn labels_json(st: &SimState, rs: &RepoState, n: u64) -> Value {
             .get(&n)
             .into_iter()
             .flatten()
-            .filter_map(|id| rs.labels.get(id).map(|l| json!({"id": id, "name": l.name, "color": l.color})))
+            .filter_map(|id| {
+                rs.labels
+                    .get(id)
+                    .map(|l| json!({"id": id, "name": l.name, "color": l.color}))
+            })
             .collect(),
     )
 }
 
 /// `GET /repos/{o}/{r}/labels`.
-pub(super) fn list_labels(sh: &Shared, o: &str, r: &str, query: &HashMap<String, String>) -> Response {
+pub(super) fn list_labels(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    query: &HashMap<String, String>,
+) -> Response {
     let (page, limit) = page_and_limit(query);
     let st = sh.lock();
     let rs = &st.repos[&key(o, r)];
@@ -304,8 +359,17 @@ pub(super) fn list_labels(sh: &Shared, o: &str, r: &str, query: &HashMap<String,
 }
 
 /// `POST /repos/{o}/{r}/labels`.
-pub(super) fn create_label(sh: &Shared, o: &str, r: &str, user: u64, body: &Map<String, Value>) -> Response {
-    let color = str_field(body, "color").trim().trim_start_matches('#').to_lowercase();
+pub(super) fn create_label(
+    sh: &Shared,
+    o: &str,
+    r: &str,
+    user: u64,
+    body: &Map<String, Value>,
+) -> Response {
+    let color = str_field(body, "color")
+        .trim()
+        .trim_start_matches('#')
+        .to_lowercase();
     if !(color.len() == 6 && color.chars().all(|c| c.is_ascii_hexdigit())) {
         return validation_error(sh, "Color: invalid color");
     }
@@ -321,7 +385,11 @@ pub(super) fn create_label(sh: &Shared, o: &str, r: &str, user: u64, body: &Map<
         description: str_field(body, "description").to_string(),
     };
     let v = label_json(sh, o, r, id, &label);
-    st.repos.get_mut(&key(o, r)).expect("checked").labels.insert(id, label);
+    st.repos
+        .get_mut(&key(o, r))
+        .expect("checked")
+        .labels
+        .insert(id, label);
     json_response(StatusCode::CREATED, v)
 }
 
@@ -356,7 +424,11 @@ pub(super) fn add_issue_labels(
             a.iter()
                 .filter_map(|v| match v {
                     Value::Number(x) => x.as_u64().filter(|id| rs.labels.contains_key(id)),
-                    Value::String(name) => rs.labels.iter().find(|(_, l)| &l.name == name).map(|(id, _)| *id),
+                    Value::String(name) => rs
+                        .labels
+                        .iter()
+                        .find(|(_, l)| &l.name == name)
+                        .map(|(id, _)| *id),
                     _ => None,
                 })
                 .collect()
@@ -407,7 +479,12 @@ impl ForgeSim {
         std::process::Command::new("git")
             .arg("--git-dir")
             .arg(&bare)
-            .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)

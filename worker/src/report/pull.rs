@@ -80,9 +80,14 @@ pub async fn pull_branch(
             // an oversized file, or changes too many files.
             let limits = crate::verify::settings_for(ctx, rec);
             let remote_base = format!("refs/remotes/origin/{base}");
-            if let Some(why) =
-                crate::verify::harvest::refusal(&git_dir, &remote_base, sha, &limits).await
-            {
+            let refused = Box::pin(crate::verify::harvest::refusal(
+                &git_dir,
+                &remote_base,
+                sha,
+                &limits,
+            ))
+            .await;
+            if let Some(why) = refused {
                 tracing::warn!(job = %rec.id, reason = %why, "harvest refused the branch: no pull request");
                 errors.harvest = Some(why);
                 return None;

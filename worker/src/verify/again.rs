@@ -22,22 +22,24 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
     if ctx.forge.is_none() {
         return;
     }
-    ctx.services.clone().spawn_loop("verify", |stop| async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while crate::services::tick(&mut tick, &stop).await {
-            let ids = match ctx.store.take_verify_requests(4).await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read verify requests");
-                    continue;
+    ctx.services
+        .clone()
+        .spawn_loop("verify", |stop| async move {
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while crate::services::tick(&mut tick, &stop).await {
+                let ids = match ctx.store.take_verify_requests(4).await {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read verify requests");
+                        continue;
+                    }
+                };
+                for id in ids {
+                    once(&ctx, &id).await;
                 }
-            };
-            for id in ids {
-                once(&ctx, &id).await;
             }
-        }
-    });
+        });
 }
 
 /// Verifies job `id` again.
@@ -74,13 +76,16 @@ async fn once(ctx: &WorkerCtx, id: &str) {
         Verify::Merged => JobState::Merged,
         Verify::NeedsReview => JobState::Completed,
     };
-    let fields = [
-        ("verify", verify.to_string()),
-        ("verify_reason", reason),
-    ];
-    match ctx.store.transition(id, state, Some(rec.seq), &fields).await {
+    let fields = [("verify", verify.to_string()), ("verify_reason", reason)];
+    match ctx
+        .store
+        .transition(id, state, Some(rec.seq), &fields)
+        .await
+    {
         Ok(true) => tracing::info!(job = %id, %state, "verified again"),
-        Ok(false) => tracing::info!(job = %id, "the job changed while it was verified; not recorded"),
+        Ok(false) => {
+            tracing::info!(job = %id, "the job changed while it was verified; not recorded")
+        }
         Err(e) => tracing::warn!(job = %id, error = %e, "cannot record the verify"),
     }
 }

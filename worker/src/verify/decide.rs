@@ -191,7 +191,10 @@ mod tests {
 
     #[test]
     fn a_failed_check_needs_review_naming_it() {
-        let c = read_checks(&combined(&[("agentq/qa", "success"), ("ci/build", "failure")]));
+        let c = read_checks(&combined(&[
+            ("agentq/qa", "success"),
+            ("ci/build", "failure"),
+        ]));
         let step = after_checks(c, true, 60);
         let Step::NeedsReview(r) = step else {
             panic!("{step:?}")
@@ -212,7 +215,12 @@ mod tests {
         let Step::NeedsReview(r) = after_checks(c, false, 60) else {
             panic!()
         };
-        assert!(r.reason().starts_with("timeout: the checks did not finish within 60s"), "{}", r.reason());
+        assert!(
+            r.reason()
+                .starts_with("timeout: the checks did not finish within 60s"),
+            "{}",
+            r.reason()
+        );
     }
 
     #[test]
@@ -252,7 +260,10 @@ mod tests {
 
     #[test]
     fn a_clean_rebase_merges_again() {
-        assert_eq!(after_rebase(Rebased::Pushed("n".into()), "behind", "main"), Step::Merge);
+        assert_eq!(
+            after_rebase(Rebased::Pushed("n".into()), "behind", "main"),
+            Step::Merge
+        );
     }
 
     #[test]
@@ -260,13 +271,21 @@ mod tests {
         let Step::NeedsReview(r) = after_rebase(Rebased::Conflict, "behind", "main") else {
             panic!()
         };
-        assert!(r.reason().starts_with("conflict after one rebase"), "{}", r.reason());
+        assert!(
+            r.reason().starts_with("conflict after one rebase"),
+            "{}",
+            r.reason()
+        );
     }
 
     #[test]
     fn a_refusal_not_about_the_base_needs_review_with_the_forges_words() {
         assert_eq!(
-            after_rebase(Rebased::BaseNotMoved, "User not allowed to merge PR", "main"),
+            after_rebase(
+                Rebased::BaseNotMoved,
+                "User not allowed to merge PR",
+                "main"
+            ),
             Step::NeedsReview(Review::Refused("User not allowed to merge PR".into()))
         );
     }
@@ -274,6 +293,9 @@ mod tests {
     #[test]
     fn a_failed_rebase_needs_review() {
         let step = after_rebase(Rebased::Failed("push refused".into()), "behind", "main");
-        assert!(matches!(step, Step::NeedsReview(Review::Trouble(_))), "{step:?}");
+        assert!(
+            matches!(step, Step::NeedsReview(Review::Trouble(_))),
+            "{step:?}"
+        );
     }
 }

@@ -48,7 +48,15 @@ async fn check(
     let range = format!("{base}...{head}");
     let (raw, cut) = git_bounded(
         git_dir,
-        &["diff", "--raw", "-z", "--no-renames", "--no-abbrev", &range, "--"],
+        &[
+            "diff",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            &range,
+            "--",
+        ],
         b"",
         MAX_LIST_BYTES,
         READ_TIME,
@@ -137,7 +145,11 @@ pub fn parse_raw(raw: &[u8]) -> Vec<Changed> {
         }
         let Some(path) = parts.next() else { break };
         let meta = String::from_utf8_lossy(meta);
-        let blob = meta.split_whitespace().nth(3).unwrap_or_default().to_string();
+        let blob = meta
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or_default()
+            .to_string();
         out.push(Changed {
             path: String::from_utf8_lossy(path).into_owned(),
             blob,
@@ -183,7 +195,10 @@ mod tests {
 
     #[test]
     fn a_binary_is_found_in_numstat() {
-        assert_eq!(first_binary(b"3\t0\ta.txt\0-\t-\tlogo.png\0"), Some("logo.png".into()));
+        assert_eq!(
+            first_binary(b"3\t0\ta.txt\0-\t-\tlogo.png\0"),
+            Some("logo.png".into())
+        );
         assert_eq!(first_binary(b"3\t0\ta.txt\0"), None);
     }
 

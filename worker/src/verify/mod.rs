@@ -28,7 +28,9 @@ use agentq_shared::{
 };
 
 use self::decide::{after_checks, after_merge, after_rebase, read_checks, Review, Step};
-use crate::{context::WorkerCtx, prep::Prepared, report::ForgeErrors, run::Run, stages::StageError};
+use crate::{
+    context::WorkerCtx, prep::Prepared, report::ForgeErrors, run::Run, stages::StageError,
+};
 
 /// What a run records of the verify stage: `None` when it did not run.
 pub type Verified = Option<(Verify, String)>;
@@ -63,7 +65,8 @@ pub(crate) async fn after_pull(
         branch: prepared.branch.clone(),
         settings,
     };
-    Ok(Some(conclude(ctx, &target).await))
+    // Boxed: a run's future stays small.
+    Ok(Some(Box::pin(conclude(ctx, &target)).await))
 }
 
 /// Verifies and merges, or flags: the record's `verify` and its reason.
@@ -90,7 +93,12 @@ pub(crate) fn settings_for(ctx: &WorkerCtx, rec: &JobRecord) -> VerifyFor {
 /// A pull request's number from its web URL (`…/pulls/7`), as upstream's
 /// `extractPRNumber`.
 pub fn pr_number(url: &str) -> Option<u64> {
-    url.trim_end_matches('/').rsplit('/').next()?.parse().ok().filter(|n| *n > 0)
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 /// What one verify is about.
@@ -177,9 +185,7 @@ async fn verify_pull(ctx: &WorkerCtx, t: &Target<'_>) -> Result<(), Review> {
                     Some(dir) if dir.is_dir() => {
                         rebase::onto_base(ctx, t.rec, dir, &t.branch, &base, &pr.head.sha).await
                     }
-                    _ => decide::Rebased::Failed(
-                        "the job's workspace is not on this host".into(),
-                    ),
+                    _ => decide::Rebased::Failed("the job's workspace is not on this host".into()),
                 };
                 match after_rebase(done, &refused, &base) {
                     Step::Merge => {
@@ -210,10 +216,13 @@ async fn cleanup(ctx: &WorkerCtx, t: &Target<'_>) {
         }
     }
     let url = crate::prep::clone_url(&ctx.cfg, &t.rec.input);
-    let on_forge = !ctx.cfg.forge.url.is_empty() && url.starts_with(ctx.cfg.forge.url.trim_end_matches('/'));
+    let on_forge =
+        !ctx.cfg.forge.url.is_empty() && url.starts_with(ctx.cfg.forge.url.trim_end_matches('/'));
     if let (false, Some(dir)) = (on_forge, &t.repo_dir) {
         let gone = format!(":refs/heads/{}", t.branch);
-        let creds = crate::git::Credentials::for_url(&ctx.cfg, &url).ok().flatten();
+        let creds = crate::git::Credentials::for_url(&ctx.cfg, &url)
+            .ok()
+            .flatten();
         if let Err(e) =
             crate::git::git_with(dir, &["push", "--quiet", "--", &url, &gone], creds.as_ref()).await
         {

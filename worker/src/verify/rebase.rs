@@ -63,12 +63,25 @@ async fn run(
     let _ = tokio::fs::remove_dir_all(&tree).await;
     let _ = git(git_dir, &["worktree", "prune"]).await;
     let tree_s = tree.to_string_lossy().to_string();
-    git(git_dir, &["worktree", "add", "--detach", "--quiet", &tree_s, head]).await?;
+    git(
+        git_dir,
+        &["worktree", "add", "--detach", "--quiet", &tree_s, head],
+    )
+    .await?;
     let name = format!("user.name={}", ctx.cfg.docker.git_user_name);
     let email = format!("user.email={}", ctx.cfg.docker.git_user_email);
     let rebased = git(
         &tree,
-        &["-c", &name, "-c", &email, "rebase", "--quiet", "--no-autostash", &base_sha],
+        &[
+            "-c",
+            &name,
+            "-c",
+            &email,
+            "rebase",
+            "--quiet",
+            "--no-autostash",
+            &base_sha,
+        ],
     )
     .await;
     let new = match rebased {

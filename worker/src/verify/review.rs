@@ -55,7 +55,9 @@ pub async fn flag(ctx: &WorkerCtx, rec: &JobRecord, index: u64, why: &Review) {
                         tracing::warn!(job = %rec.id, error = %e, "cannot label the pull request");
                     }
                 }
-                Err(e) => tracing::warn!(job = %rec.id, error = %e, "cannot make the needs-review label"),
+                Err(e) => {
+                    tracing::warn!(job = %rec.id, error = %e, "cannot make the needs-review label")
+                }
             }
             let body = comment_body(rec, why);
             if let Err(e) = forge

@@ -160,14 +160,11 @@ impl ForgeClient {
                 if let Some(l) = labels.iter().find(|l| l.name == name) {
                     return Ok(Ok(l.id));
                 }
-                Ok(self
-                    .post_once(segs, Some(payload))
-                    .await
-                    .and_then(|reply| {
-                        self.t
-                            .decode_ok::<Label>(&Method::POST, segs, reply)
-                            .map(|l| l.id)
-                    }))
+                Ok(self.post_once(segs, Some(payload)).await.and_then(|reply| {
+                    self.t
+                        .decode_ok::<Label>(&Method::POST, segs, reply)
+                        .map(|l| l.id)
+                }))
             }
         })
         .await
