@@ -258,3 +258,60 @@ async fn harvest_refuses_a_branch_that_adds_a_binary_file() {
         ["harvest refused the branch: binary file added: agentq-binary.bin"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_deletes_the_branch_of_a_pull_request_closed_without_a_merge() {
+    let (env, sim, _w) = world().await;
+    sim.add_issue("core", "demo", 10, "Two", "Two.");
+    sim.add_issue("core", "demo", 11, "Three", "Three.");
+    sim.set_ci("core", "demo", "ci/build", "failure");
+    let run = async |issue: &str| {
+        let id = env.enqueue(&[
+            "--agent",
+            "codex",
+            "--repo",
+            "demo",
+            "--issue",
+            issue,
+            "--task",
+            "Change @agentq-test commit",
+        ]);
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(rec.verify, Some(Verify::NeedsReview), "{rec:#?}");
+        let n = sim
+            .pulls("core", "demo")
+            .iter()
+            .find(|p| p.head == rec.branch)
+            .map(|p| p.number)
+            .unwrap();
+        (rec, n)
+    };
+    // `--keep-branches`: the job goes, its branch stays.
+    let (a, na) = run("9").await;
+    sim.close_pull("core", "demo", na);
+    let out = env.cli_ok(&[
+        "purge",
+        "--state",
+        "completed",
+        "--older-than",
+        "0s",
+        "--keep-branches",
+    ]);
+    assert!(
+        out.contains("purged 1 completed") && !out.contains("deleted branch"),
+        "{out}"
+    );
+    assert!(sim.branch_exists("core", "demo", &a.branch));
+    // Closed without a merge: deleted with the job; an open one's branch stays.
+    let (open, _) = run("10").await;
+    let (closed, nc) = run("11").await;
+    sim.close_pull("core", "demo", nc);
+    let out = env.cli_ok(&["purge", "--state", "completed", "--older-than", "0s"]);
+    assert!(
+        out.contains(&format!("deleted branch core/demo:{}", closed.branch)),
+        "{out}"
+    );
+    assert!(out.contains("purged 2 completed"), "{out}");
+    assert!(!sim.branch_exists("core", "demo", &closed.branch));
+    assert!(sim.branch_exists("core", "demo", &open.branch));
+}

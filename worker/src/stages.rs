@@ -130,8 +130,15 @@ pub(crate) async fn stages(
     )
     .await?;
     timer.done("qa");
-    let verify =
-        crate::verify::after_pull(run, &prepared, &outcome, pr_url.as_deref(), &mut forge).await?;
+    let verify = crate::verify::after_pull(
+        run.ctx,
+        run.rec,
+        &prepared,
+        &outcome,
+        pr_url.as_deref(),
+        forge.harvest.take(),
+    )
+    .await;
     report_stage(
         run,
         &prepared,

@@ -11,6 +11,7 @@ pub mod list;
 pub mod logs;
 pub mod pool;
 pub mod purge;
+pub mod purge_branches;
 pub mod resume;
 pub mod retry;
 pub mod select;

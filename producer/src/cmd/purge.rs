@@ -20,6 +20,10 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep the agent branches of jobs whose pull request was closed without
+    /// a merge (by default they are deleted on the forge with the job).
+    #[arg(long)]
+    pub keep_branches: bool,
 }
 
 /// Runs the command.
@@ -32,10 +36,15 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     }
     let store = crate::connect(cfg).await?;
     let before = agentq_shared::clock::now_ms() - args.older_than * 1000;
+    let branches = if args.keep_branches {
+        Vec::new()
+    } else {
+        crate::cmd::purge_branches::delete_closed(cfg, &store, args.state, before).await
+    };
     let done = store.purge(args.state, before).await?;
     if args.json {
         output::print_json(
-            &json!({"purged": done.purged, "state": args.state, "skipped": done.skipped}),
+            &json!({"purged": done.purged, "state": args.state, "skipped": done.skipped, "branches_deleted": branches}),
         );
     } else {
         for id in &done.skipped {
@@ -43,6 +52,9 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 "agentq: skipped {id}: no longer {} (changed meanwhile)",
                 args.state
             );
+        }
+        for b in &branches {
+            outln!("deleted branch {b} (pull request closed without a merge)");
         }
         outln!("purged {} {} job(s)", done.purged, args.state);
         if !done.skipped.is_empty() {

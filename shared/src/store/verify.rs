@@ -31,6 +31,22 @@ impl JobStore {
         Ok(())
     }
 
+    /// Ids of the jobs in `state` that got there before `before_ms` (what
+    /// [`JobStore::purge`] would take).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ids_in_state_before(
+        &self,
+        state: crate::status::JobState,
+        before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn()
+            .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
+            .await?)
+    }
+
     /// Asks a worker to run job `id`'s verify stage again (`agentq verify`).
     ///
     /// # Errors

@@ -219,8 +219,10 @@ mod tests {
 
     #[test]
     fn the_body_is_upstreams_with_the_job_and_its_console_link() {
-        let mut rec = JobRecord::default();
-        rec.id = "01JOB".into();
+        let mut rec = JobRecord {
+            id: "01JOB".into(),
+            ..JobRecord::default()
+        };
         rec.input.task = "Fix the bug".into();
         rec.input.issue = 5;
         rec.input.agent = "codex".into();

@@ -119,9 +119,11 @@ pub fn after_checks(checks: Checks, time_left: bool, timeout_secs: u64) -> Step 
 /// After the forge answered a merge: done, one rebase (not done yet), or flag.
 pub fn after_merge(outcome: MergeOutcome, rebased: bool) -> Step {
     match outcome {
-        MergeOutcome::Merged | MergeOutcome::AlreadyMerged => Step::Merged,
+        MergeOutcome::Merged => Step::Merged,
+        MergeOutcome::AlreadyMerged => Step::Merged,
         MergeOutcome::Closed => Step::NeedsReview(Review::Closed),
-        MergeOutcome::NotMergeable(m) | MergeOutcome::Conflict(m) if !rebased => Step::Rebase(m),
+        MergeOutcome::NotMergeable(m) if !rebased => Step::Rebase(m),
+        MergeOutcome::Conflict(m) if !rebased => Step::Rebase(m),
         MergeOutcome::NotMergeable(m) | MergeOutcome::Conflict(m) => {
             Step::NeedsReview(Review::Refused(format!("{m} (after one rebase)")))
         }

@@ -28,36 +28,32 @@ use agentq_shared::{
 };
 
 use self::decide::{after_checks, after_merge, after_rebase, read_checks, Review, Step};
-use crate::{
-    context::WorkerCtx, prep::Prepared, report::ForgeErrors, run::Run, stages::StageError,
-};
+use crate::{context::WorkerCtx, prep::Prepared};
 
 /// What a run records of the verify stage: `None` when it did not run.
 pub type Verified = Option<(Verify, String)>;
 
-/// The verify stage of a run: after harvest refused the branch, or after the
-/// pull request `pr_url` of a completed job whose pool (or job) merges
-/// automatically.
+/// The verify stage of a run: after harvest refused the branch (`harvest`:
+/// why), or after the pull request `pr_url` of a completed job whose pool
+/// merges automatically.
 pub(crate) async fn after_pull(
-    run: &Run<'_>,
+    ctx: &WorkerCtx,
+    rec: &JobRecord,
     prepared: &Prepared,
     outcome: &Outcome,
     pr_url: Option<&str>,
-    forge: &mut ForgeErrors,
-) -> Result<Verified, StageError> {
-    let (ctx, rec) = (run.ctx, run.rec);
-    if let Some(why) = forge.harvest.take() {
+    harvest: Option<String>,
+) -> Verified {
+    if let Some(why) = harvest {
         let why = Review::Harvest(why);
         review::event(ctx, &rec.id, &why).await;
-        return Ok(Some((Verify::NeedsReview, why.reason())));
+        return Some((Verify::NeedsReview, why.reason()));
     }
     let settings = settings_for(ctx, rec);
     let (Outcome::Completed, Some(url), true) = (outcome, pr_url, settings.auto_merge) else {
-        return Ok(None);
+        return None;
     };
-    let Some(index) = pr_number(url) else {
-        return Ok(None);
-    };
+    let index = pr_number(url)?;
     let target = Target {
         rec,
         index,
@@ -66,7 +62,7 @@ pub(crate) async fn after_pull(
         settings,
     };
     // Boxed: a run's future stays small.
-    Ok(Some(Box::pin(conclude(ctx, &target)).await))
+    Some(Box::pin(conclude(ctx, &target)).await)
 }
 
 /// Verifies and merges, or flags: the record's `verify` and its reason.
