@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Keep the agent branches of jobs whose pull request was closed without
-    /// a merge (by default they are deleted on the forge with the job).
+    /// a merge (by default a worker deletes them on the forge).
     #[arg(long)]
     pub keep_branches: bool,
 }
@@ -36,15 +36,15 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     }
     let store = crate::connect(cfg).await?;
     let before = agentq_shared::clock::now_ms() - args.older_than * 1000;
-    let branches = if args.keep_branches {
-        Vec::new()
+    let branches = if args.keep_branches || cfg.forge.url.is_empty() {
+        0
     } else {
-        crate::cmd::purge_branches::delete_closed(cfg, &store, args.state, before).await
+        crate::cmd::purge_branches::queue(&store, args.state, before).await
     };
     let done = store.purge(args.state, before).await?;
     if args.json {
         output::print_json(
-            &json!({"purged": done.purged, "state": args.state, "skipped": done.skipped, "branches_deleted": branches}),
+            &json!({"purged": done.purged, "state": args.state, "skipped": done.skipped, "branches_checked": branches}),
         );
     } else {
         for id in &done.skipped {
@@ -53,8 +53,8 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 args.state
             );
         }
-        for b in &branches {
-            outln!("deleted branch {b} (pull request closed without a merge)");
+        if branches > 0 {
+            outln!("{branches} agent branch(es) left to the workers: deleted on the forge if the pull request was closed without a merge");
         }
         outln!("purged {} {} job(s)", done.purged, args.state);
         if !done.skipped.is_empty() {

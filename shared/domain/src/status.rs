@@ -281,7 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_final_states_are_the_five_outcomes_and_names_round_trip() {
+    fn the_final_states_are_the_five_outcomes_and_merged_and_names_round_trip() {
         let finals: Vec<&str> = ALL_STATES
             .iter()
             .filter(|s| s.is_final())
@@ -289,7 +289,14 @@ mod tests {
             .collect();
         assert_eq!(
             finals,
-            ["completed", "failed", "blocked", "cancelled", "timed_out"]
+            [
+                "completed",
+                "failed",
+                "blocked",
+                "cancelled",
+                "timed_out",
+                "merged"
+            ]
         );
         for s in ALL_STATES {
             assert_eq!(s.to_string(), s.as_str());

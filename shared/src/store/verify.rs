@@ -47,6 +47,35 @@ impl JobStore {
             .await?)
     }
 
+    /// Leaves a purged job's branch (`entry`: JSON with org, repo, branch,
+    /// pr_url) to the workers, who delete it if its pull request was closed
+    /// without a merge.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn queue_branch_cleanup(&self, entry: &str) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .rpush(self.keys().branch_cleanups(), entry)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes up to `most` branch cleanups.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn take_branch_cleanups(&self, most: usize) -> Result<Vec<String>, StoreError> {
+        let taken: Option<Vec<String>> = self
+            .conn()
+            .lpop(
+                self.keys().branch_cleanups(),
+                std::num::NonZeroUsize::new(most.max(1)),
+            )
+            .await?;
+        Ok(taken.unwrap_or_default())
+    }
+
     /// Asks a worker to run job `id`'s verify stage again (`agentq verify`).
     ///
     /// # Errors

@@ -38,6 +38,10 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
                 for id in ids {
                     once(&ctx, &id).await;
                 }
+                let branches = ctx.store.take_branch_cleanups(8).await.unwrap_or_default();
+                for entry in branches {
+                    clean_branch(&ctx, &entry).await;
+                }
             }
         });
 }
@@ -87,5 +91,39 @@ async fn once(ctx: &WorkerCtx, id: &str) {
             tracing::info!(job = %id, "the job changed while it was verified; not recorded")
         }
         Err(e) => tracing::warn!(job = %id, error = %e, "cannot record the verify"),
+    }
+}
+
+/// Deletes a purged job's agent branch if its pull request was closed
+/// without a merge (see `agentq purge`); an open or merged one's is left.
+async fn clean_branch(ctx: &WorkerCtx, entry: &str) {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        org: String,
+        repo: String,
+        branch: String,
+        pr_url: String,
+    }
+    let Ok(e) = serde_json::from_str::<Entry>(entry) else {
+        return;
+    };
+    let (Some(forge), Some(index)) = (ctx.forge.as_ref(), pr_number(&e.pr_url)) else {
+        return;
+    };
+    match forge.get_pull(&e.org, &e.repo, index).await {
+        Ok(pr) if pr.state == agentq_shared::forge::IssueState::Closed && !pr.merged => {
+            match forge.delete_branch(&e.org, &e.repo, &e.branch).await {
+                Ok(_) => {
+                    tracing::info!(branch = %e.branch, "purged job's branch deleted (pull request closed without a merge)")
+                }
+                Err(err) => {
+                    tracing::warn!(branch = %e.branch, error = %err, "cannot delete a purged job's branch")
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(branch = %e.branch, error = %err, "cannot read a purged job's pull request")
+        }
     }
 }
