@@ -15,7 +15,8 @@ use crate::{output, Failure};
 pub struct Args {
     /// The job.
     pub id: String,
-    /// Wait until a worker did it (merged: exit 0; still needs review: 1).
+    /// Wait until a worker did it (merged: exit 0; still needs review, or no
+    /// worker within twice `verify_timeout_secs` and two minutes: 1).
     #[arg(long)]
     pub wait: bool,
     /// Print JSON.
@@ -53,7 +54,18 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         outln!("verify of {} requested", rec.id);
         return Ok(0);
     }
+    // A worker waits for the checks at most `verify_timeout_secs` (twice
+    // with the rebase); beyond that, and a margin, none took the request.
+    let within = Duration::from_secs(cfg.verify.verify_timeout_secs.saturating_mul(2) + 120);
+    let until = std::time::Instant::now() + within;
     loop {
+        if std::time::Instant::now() > until {
+            return Err(Failure::refused(format!(
+                "no worker verified {} within {}s (is a worker with the forge running?)",
+                rec.id,
+                within.as_secs()
+            )));
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
         let Some(now) = store.get(&rec.id).await? else {
             return Err(Failure::refused(format!("job {} disappeared", rec.id)));

@@ -67,8 +67,8 @@ pub enum MergeStyleConf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyConfig {
-    /// Merge the pull request once its checks pass (per pool below; a job's
-    /// `--auto-merge` wins). Off: nothing waits after the pull request.
+    /// Merge the pull request once its checks pass (per pool below). Off:
+    /// nothing waits after the pull request.
     pub auto_merge: bool,
     /// `merge`, `rebase` or `squash`.
     pub merge_style: MergeStyleConf,

@@ -68,8 +68,13 @@ pub enum Review {
 }
 
 impl Review {
-    /// One line for the record and the events stream.
+    /// One line for the record and the events stream (at most 2000
+    /// characters: check names and the forge's words are not ours).
     pub fn reason(&self) -> String {
+        agentq_shared::text::cut(&self.full_reason(), 2000)
+    }
+
+    fn full_reason(&self) -> String {
         match self {
             Self::ChecksFailed(c) => format!("checks failed: {}", c.join(", ")),
             Self::TimedOut { secs, pending } => format!(
