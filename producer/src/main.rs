@@ -74,6 +74,8 @@ enum Command {
     Logs(cmd::logs::Args),
     /// Run finished jobs again (by id, or all in a state).
     Retry(cmd::retry::Args),
+    /// Check and merge a completed job's pull request again.
+    Verify(cmd::verify::Args),
     /// Cancel jobs (queued: never run; running: agent stopped).
     Cancel(cmd::cancel::Args),
     /// Delete old records of finished jobs.
@@ -244,6 +246,7 @@ async fn main() -> ExitCode {
             Command::Inspect(a) => cmd::inspect::run(&cfg, a).await,
             Command::Logs(a) => cmd::logs::run(&cfg, a).await,
             Command::Retry(a) => cmd::retry::run(&cfg, a).await,
+            Command::Verify(a) => cmd::verify::run(&cfg, a).await,
             Command::Cancel(a) => cmd::cancel::run(&cfg, a).await,
             Command::Purge(a) => cmd::purge::run(&cfg, a).await,
             Command::Events(a) => cmd::events::run(&cfg, a).await,

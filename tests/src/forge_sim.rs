@@ -112,6 +112,7 @@ mod controls;
 mod dispatch;
 mod git_http;
 mod issues;
+mod merge;
 mod pulls;
 mod records;
 mod repos;
@@ -128,6 +129,7 @@ pub use controls::ForgeSim;
 use dispatch::*;
 use git_http::*;
 use issues::*;
+use merge::*;
 use pulls::*;
 pub use records::{
     PushRecord, RefUpdate, RequestRecord, SimComment, SimPull, SimStatus, SimTrackedTime,

@@ -10,7 +10,10 @@
 use std::{path::Path, time::Duration};
 
 use agentq_shared::{
-    forge::{AddTime, CommitState, CreatePull, CreateStatus, ForgeClient, RetryPolicy},
+    forge::{
+        AddTime, CommitState, CreatePull, CreateStatus, ForgeClient, MergeOutcome, MergePull,
+        MergeStyle, RetryPolicy,
+    },
     status::{JobState, WaitReason},
 };
 use agentq_tests::{
@@ -391,6 +394,41 @@ async fn every_endpoint_agentq_calls_answers_as_the_document_says() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // Issue 32: after the pull request.
+    let pr = fc
+        .find_open_pull("core", "demo", "main", "work")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        fc.get_pull("core", "demo", pr.number)
+            .await
+            .unwrap()
+            .head
+            .sha,
+        sha
+    );
+    let label = fc
+        .ensure_label("core", "demo", "needs-review", "#e11d48", "look")
+        .await
+        .unwrap();
+    let again = fc.ensure_label("core", "demo", "needs-review", "#e11d48", "look");
+    assert_eq!(again.await.unwrap(), label);
+    fc.add_labels("core", "demo", pr.number, &[label])
+        .await
+        .unwrap();
+    let merge = MergePull {
+        style: MergeStyle::Merge,
+        message: "Merged.".into(),
+        delete_branch_after_merge: false,
+        head_commit_id: sha.clone(),
+    };
+    let merged = fc.merge_pull("core", "demo", pr.number, &merge);
+    assert_eq!(merged.await.unwrap(), MergeOutcome::Merged);
+    let twice = fc.merge_pull("core", "demo", pr.number, &merge);
+    assert_eq!(twice.await.unwrap(), MergeOutcome::AlreadyMerged);
+    assert!(fc.delete_branch("core", "demo", "work").await.unwrap());
+    assert!(!fc.delete_branch("core", "demo", "work").await.unwrap());
 
     println!("{}", spec::coverage());
     let (served, violations) = sim.spec_report();

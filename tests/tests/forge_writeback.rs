@@ -174,7 +174,7 @@ async fn a_completed_job_is_checked_pushed_and_reported_once() {
     );
     assert!(
         pulls[0].body.starts_with(&format!(
-            "Add a change @agentq-test commit\n\nCloses #5\n\n- Agent: `codex`\n- Branch: `{}`\n- Job: `{id}`\n",
+            "## Task\n\nAdd a change @agentq-test commit\n\nCloses #5\n\n**Agent:** codex\n**Commits:** 1\n**Branch:** `{}`\n**Job:** `{id}`\n",
             rec.branch
         )),
         "{}",

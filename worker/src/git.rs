@@ -214,6 +214,89 @@ async fn run(
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Runs `git args...` in `dir` (hardened as [`git`]) for output the agent
+/// controls: `stdin` written to it, at most `max_bytes` of its stdout kept
+/// (then it is killed) and at most `within` spent. Returns the output and
+/// whether it was cut.
+///
+/// # Errors
+/// Spawn failure, timeout, or a non-zero exit of a run that was not cut.
+pub async fn git_bounded(
+    dir: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    max_bytes: usize,
+    within: Duration,
+) -> anyhow::Result<(Vec<u8>, bool)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = Command::new("git");
+    for c in HARDENING {
+        cmd.args(["-c", c]);
+    }
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(
+            PASS_ENV
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+        )
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
+    let mut input = child.stdin.take();
+    let feed = stdin.to_vec();
+    let writer = tokio::spawn(async move {
+        if let Some(w) = input.as_mut() {
+            let _ = w.write_all(&feed).await;
+        }
+        drop(input);
+    });
+    let mut out = child.stdout.take().expect("piped");
+    let read = async {
+        let mut buf = Vec::new();
+        // On the heap: a run's future must stay small (worker stacks).
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = out.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>((buf, false));
+            }
+            let room = max_bytes.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..n.min(room)]);
+            if n > room {
+                return Ok((buf, true));
+            }
+        }
+    };
+    let (buf, cut) = tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| anyhow::anyhow!("git {} timed out after {within:?}", args.join(" ")))?
+        .map_err(|e| anyhow::anyhow!("cannot read git's output: {e}"))?;
+    writer.abort();
+    if cut {
+        let _ = child.kill().await;
+        return Ok((buf, true));
+    }
+    let status = tokio::time::timeout(within, child.wait())
+        .await
+        .map_err(|_| anyhow::anyhow!("git {} timed out after {within:?}", args.join(" ")))?
+        .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
+    if !status.success() {
+        anyhow::bail!(
+            "git {} failed ({status})",
+            args.first().copied().unwrap_or("")
+        );
+    }
+    Ok((buf, false))
+}
+
 /// The commit `rev` names in the repository at `dir`, if any.
 pub async fn rev_parse(dir: &Path, rev: &str) -> Option<String> {
     git(

@@ -44,6 +44,7 @@ mod stop;
 mod summary;
 mod sweeper;
 mod task;
+mod verify;
 mod waker;
 mod writeback;
 
@@ -223,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     housekeeping::spawn(ctx.clone());
     writeback::spawn(ctx.clone());
     notify::spawn(ctx.clone());
+    verify::again::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;

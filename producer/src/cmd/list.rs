@@ -7,7 +7,7 @@ use crate::{output, when, Failure};
 /// List jobs, newest first.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only jobs in this state (queued, waiting, preparing, running, completed, failed, blocked, cancelled, timed_out).
+    /// Only jobs in this state (queued, waiting, preparing, running, completed, failed, blocked, cancelled, timed_out, merged).
     #[arg(long)]
     pub state: Option<JobState>,
     /// Only this agent pool (claude) or exact agent (claude:opus).

@@ -6,11 +6,11 @@ use agentq_shared::{status::JobState, store::JobStore};
 
 use crate::{output, Failure};
 
-/// The exit code `--wait` gives for a final state: 0 completed, 3 failed,
-/// 4 blocked, 5 cancelled, 6 timed out.
+/// The exit code `--wait` gives for a final state: 0 completed or merged,
+/// 3 failed, 4 blocked, 5 cancelled, 6 timed out.
 pub fn exit_code(state: JobState) -> u8 {
     match state {
-        JobState::Completed => 0,
+        JobState::Completed | JobState::Merged => 0,
         JobState::Blocked => 4,
         JobState::Cancelled => 5,
         JobState::TimedOut => 6,
@@ -40,4 +40,16 @@ pub async fn wait_and_print(store: &JobStore, id: &str, json: bool) -> Result<u8
         output::print_record(&rec);
     }
     Ok(exit_code(rec.state))
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_job_exits_zero_as_a_completed_one() {
+        assert_eq!(exit_code(JobState::Merged), 0);
+        assert_eq!(exit_code(JobState::Completed), 0);
+        assert_eq!(exit_code(JobState::Failed), 3);
+    }
 }

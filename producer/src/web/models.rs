@@ -74,9 +74,13 @@ async fn series(app: &AppState, bucket_secs: u64, n: usize) -> Result<Series, Ap
         .store
         .entered_per_bucket(JobState::TimedOut, ms, n)
         .await?;
+    let merged = app
+        .store
+        .entered_per_bucket(JobState::Merged, ms, n)
+        .await?;
     Ok(Series {
         bucket_secs,
-        completed,
+        completed: completed.iter().zip(&merged).map(|(a, b)| a + b).collect(),
         failed: failed.iter().zip(&timed_out).map(|(a, b)| a + b).collect(),
     })
 }

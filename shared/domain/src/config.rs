@@ -130,7 +130,7 @@ pub struct Config {
     /// (restarts included) pause nothing.
     pub start_paused: bool,
     /// The web console's address as people reach it (`https://agentq.example`):
-    /// notifications link to `{web_url}/jobs/{id}`. Empty: no link.
+    /// notifications and pull requests link to `{web_url}/jobs/{id}`. Empty: no link.
     pub web_url: String,
     /// Webhook receivers of job and pool events (`[[notify]]`, see
     /// [`crate::notify`]).
@@ -146,6 +146,9 @@ pub struct Config {
     /// Most notifications the outbox holds; at the bound the oldest is
     /// dead-lettered (and counted), never dropped silently.
     pub notify_outbox_max: u64,
+    /// The verify stage after the pull request, and harvest's limits
+    /// (`[verify]`, see [`crate::verify::VerifyConfig`]).
+    pub verify: crate::verify::VerifyConfig,
 }
 
 /// Container settings.
@@ -313,6 +316,7 @@ impl Default for Config {
             notify_backoff_ms: 1000,
             notify_timeout_secs: 10,
             notify_outbox_max: 10_000,
+            verify: Default::default(),
         }
     }
 }

@@ -62,6 +62,18 @@ impl Keys {
         format!("{}:events", self.ns)
     }
 
+    /// Sorted set: jobs whose verify stage `agentq verify` asked to run
+    /// again, scored by when it asked (ms).
+    pub fn verify_requests(&self) -> String {
+        format!("{}:verify", self.ns)
+    }
+
+    /// List: agent branches of purged jobs to delete if their pull request
+    /// was closed without a merge (JSON), taken by a worker.
+    pub fn branch_cleanups(&self) -> String {
+        format!("{}:verify:branches", self.ns)
+    }
+
     /// Hash: job id → a forge write-back to do again (JSON, the worker's), for
     /// jobs whose write-back ran out of budget (`forge.timeout_secs`).
     pub fn writebacks(&self) -> String {

@@ -39,4 +39,5 @@ pub mod text;
 pub mod transition;
 pub mod tree_bounds;
 pub mod untrusted;
+pub mod verify;
 pub mod workspace;

@@ -107,6 +107,12 @@ pub struct JobRecord {
     pub pr_url: String,
     /// Forge errors met while reporting (the job's own outcome stands).
     pub forge_error: String,
+    /// What the verify stage concluded (`merged`, `needs_review`); `None`
+    /// when it did not run.
+    #[serde(with = "name_or_empty", default)]
+    pub verify: Option<crate::verify::Verify>,
+    /// Why a person must look (`verify = needs_review`); empty otherwise.
+    pub verify_reason: String,
     /// The last agent run (see `runs`) whose time was added to the issue as a
     /// tracked time, so a repeated report never adds it twice (0: none).
     pub time_tracked: u32,
@@ -333,6 +339,8 @@ pub const RERUN_CLEARED: &[&str] = &[
     "summary",
     "summary_note",
     "resume_at",
+    "verify",
+    "verify_reason",
 ];
 
 /// Where a job waits for its turn: its pool and its model (empty: none), as the

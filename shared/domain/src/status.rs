@@ -34,6 +34,8 @@ pub enum JobState {
     Cancelled,
     /// The agent ran past its timeout and was killed.
     TimedOut,
+    /// Completed, and its pull request was merged by the verify stage.
+    Merged,
 }
 
 /// States in which a job is under a run (the rest wait or are final).
@@ -61,6 +63,7 @@ pub const ALL_STATES: &[JobState] = &[
     JobState::Blocked,
     JobState::Cancelled,
     JobState::TimedOut,
+    JobState::Merged,
 ];
 
 impl JobState {
@@ -78,6 +81,7 @@ impl JobState {
             Self::Blocked => "blocked",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
+            Self::Merged => "merged",
         }
     }
 
@@ -85,7 +89,12 @@ impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Failed | Self::Blocked | Self::Cancelled | Self::TimedOut
+            Self::Completed
+                | Self::Failed
+                | Self::Blocked
+                | Self::Cancelled
+                | Self::TimedOut
+                | Self::Merged
         )
     }
 }
@@ -272,7 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_final_states_are_the_five_outcomes_and_names_round_trip() {
+    fn the_final_states_are_the_five_outcomes_and_merged_and_names_round_trip() {
         let finals: Vec<&str> = ALL_STATES
             .iter()
             .filter(|s| s.is_final())
@@ -280,7 +289,14 @@ mod tests {
             .collect();
         assert_eq!(
             finals,
-            ["completed", "failed", "blocked", "cancelled", "timed_out"]
+            [
+                "completed",
+                "failed",
+                "blocked",
+                "cancelled",
+                "timed_out",
+                "merged"
+            ]
         );
         for s in ALL_STATES {
             assert_eq!(s.to_string(), s.as_str());

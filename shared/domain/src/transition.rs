@@ -119,6 +119,8 @@ pub struct RunReport {
     pub pr_url: Option<String>,
     /// Forge write-back errors (the job's outcome stands).
     pub forge_error: String,
+    /// What the verify stage concluded, and why (for `needs_review`).
+    pub verify: Option<(crate::verify::Verify, String)>,
 }
 
 /// One change of a job's record: the state, exactly the fields this step
@@ -368,7 +370,21 @@ impl Transition {
             Outcome::Completed | Outcome::Cancelled => ("", ""),
         };
         let qa = report.qa.as_ref();
-        let mut t = Self::new(outcome.state(), Next::End)
+        let verify = report.verify.as_ref();
+        // Only a completed job is merged.
+        let state = match (outcome, verify) {
+            (Outcome::Completed, Some((crate::verify::Verify::Merged, _))) => JobState::Merged,
+            _ => outcome.state(),
+        };
+        let mut t = Self::new(state, Next::End)
+            .set(
+                "verify",
+                verify.map(|v| v.0.to_string()).unwrap_or_default(),
+            )
+            .set(
+                "verify_reason",
+                verify.map(|v| v.1.clone()).unwrap_or_default(),
+            )
             .set("question", question)
             .set("error", error)
             .set("finished_at", now_rfc3339())
@@ -532,11 +548,44 @@ mod tests {
             }),
             pr_url: Some("http://forge/pr/1".into()),
             forge_error: String::new(),
+            verify: None,
         };
         let t = Transition::finished(&Outcome::Completed, &report);
         assert_eq!(t.field("qa_status"), Some("passed"));
         assert_eq!(t.field("qa_command"), Some("go test ./..."));
         assert_eq!(t.field("pr_url"), Some("http://forge/pr/1"));
+        assert_eq!(t.state, JobState::Completed);
+        assert_eq!(t.field("verify"), Some(""));
+    }
+
+    #[test]
+    fn a_merged_pull_request_makes_a_completed_job_merged() {
+        use crate::verify::Verify;
+        let merged = RunReport {
+            verify: Some((Verify::Merged, String::new())),
+            ..Default::default()
+        };
+        let t = Transition::finished(&Outcome::Completed, &merged);
+        assert_eq!(
+            (t.state, t.field("verify")),
+            (JobState::Merged, Some("merged"))
+        );
+        // Never a failed one.
+        let t = Transition::finished(&Outcome::fail("x"), &merged);
+        assert_eq!(t.state, JobState::Failed);
+        let review = RunReport {
+            verify: Some((Verify::NeedsReview, "checks failed: ci/build".into())),
+            ..Default::default()
+        };
+        let t = Transition::finished(&Outcome::Completed, &review);
+        assert_eq!(
+            (t.state, t.field("verify"), t.field("verify_reason")),
+            (
+                JobState::Completed,
+                Some("needs_review"),
+                Some("checks failed: ci/build")
+            )
+        );
     }
 
     #[test]

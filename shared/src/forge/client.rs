@@ -19,7 +19,10 @@ use super::{
     ForgeError, TrackingUnavailable, DEFAULT_PAGE_SIZE,
 };
 
+pub use merge::MergeOutcome;
+
 mod comments;
+mod merge;
 mod pulls;
 mod statuses;
 mod tracking;

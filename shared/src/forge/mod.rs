@@ -24,6 +24,12 @@
 //! | [`ForgeClient::create_status`] | `POST /repos/{owner}/{repo}/statuses/{sha}` | 201 `CommitStatus` | 500 for a commit the repository does not have (`status.go`) |
 //! | [`ForgeClient::commit_exists`] | `GET /repos/{owner}/{repo}/git/commits/{sha}` | 200 | 404: no such commit |
 //! | [`ForgeClient::combined_status`] | `GET /repos/{owner}/{repo}/commits/{ref}/status` | 200 `CombinedStatus` | |
+//! | [`ForgeClient::get_pull`] | `GET /repos/{owner}/{repo}/pulls/{index}` | 200 `PullRequest` | 404 |
+//! | [`ForgeClient::merge_pull`] | `POST …/pulls/{index}/merge` `MergePullRequestOption` | 200 (no body) | 405 not mergeable, 409 conflicts or head moved, 404 closed (`pull.go`, `MergePullRequest`) |
+//! | [`ForgeClient::list_labels`] | `GET /repos/{owner}/{repo}/labels` | 200 `[Label]` | |
+//! | [`ForgeClient::ensure_label`] | `POST /repos/{owner}/{repo}/labels` `CreateLabelOption` | 201 `Label` | |
+//! | [`ForgeClient::add_labels`] | `POST …/issues/{index}/labels` `IssueLabelsOption` | 200 `[Label]` | |
+//! | [`ForgeClient::delete_branch`] | `DELETE /repos/{owner}/{repo}/branches/{branch}` | 204 | 404 none, 403 default or protected (`branch.go`) |
 //! | [`ForgeClient::missing_scopes`] | `GET /user`; `POST` to a repository that cannot exist, per write scope | 200 / 404: the scope is held | 403 "token does not have at least one of required scope(s)": missing (`scopes.rs`) |
 //!
 //! Every request carries `Authorization: token <TOKEN>` (when a token is given), a
@@ -45,13 +51,13 @@ mod types;
 
 use std::time::Duration;
 
-pub use client::ForgeClient;
+pub use client::{ForgeClient, MergeOutcome};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scopes::{is_scope_refusal, MissingScope, NEEDED_SCOPES, PROBE_OWNER};
 pub use types::{
     find_marked, job_marker, with_marker, AddTime, CombinedStatus, Comment, CommitState,
-    CommitStatus, CreatePull, CreateStatus, Issue, IssueState, PrBranch, PullRequest, Repository,
-    TrackedTime, User,
+    CommitStatus, CreatePull, CreateStatus, Issue, IssueState, Label, MergePull, MergeStyle,
+    PrBranch, PullRequest, Repository, TrackedTime, User,
 };
 
 /// The `User-Agent` sent with every request.

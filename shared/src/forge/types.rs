@@ -157,6 +157,58 @@ pub struct PullRequest {
     pub head: PrBranch,
     /// The branch it merges into.
     pub base: PrBranch,
+    /// Whether it was merged (a merged one is `closed` too).
+    #[serde(default)]
+    pub merged: bool,
+}
+
+/// How a pull request is merged (`MergePullRequestOption.Do`; Forgejo also
+/// knows `rebase-merge`, `fast-forward-only` and `manually-merged`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeStyle {
+    /// A merge commit.
+    #[default]
+    Merge,
+    /// The commits rebased onto the base, no merge commit.
+    Rebase,
+    /// One commit with all the changes.
+    Squash,
+}
+
+/// What [`super::ForgeClient::merge_pull`] sends (`MergePullRequestOption`,
+/// upstream `verify.go` `forgeMergePR`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergePull {
+    /// The style (`Do`, required).
+    #[serde(rename = "Do")]
+    pub style: MergeStyle,
+    /// The merge commit's message (`MergeMessageField`: the Go field has no
+    /// JSON tag, so this is its name; upstream `verify.go` sends
+    /// `merge_message_field`, which Forgejo's decoder silently drops).
+    #[serde(
+        rename = "MergeMessageField",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
+    pub message: String,
+    /// Delete the head branch once merged.
+    pub delete_branch_after_merge: bool,
+    /// Merge only while the head is this commit (else 409 "head out of date").
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub head_commit_id: String,
+}
+
+/// A label (`Label`; the fields agentq reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Colour, `rrggbb`.
+    #[serde(default)]
+    pub color: String,
 }
 
 /// What [`super::ForgeClient::create_pull`] sends (`CreatePullRequestOption`).

@@ -23,6 +23,7 @@ pub mod records;
 pub mod script_args;
 pub mod sweep;
 pub mod workers;
+pub mod verify;
 pub mod writeback;
 pub mod wslease;
 

@@ -95,6 +95,20 @@ pub(super) async fn combined_status(
     for s in all {
         latest.insert(s.context.clone(), s);
     }
+    // The forge's own CI ([`ForgeSim::set_ci`]) on every commit.
+    for (context, state) in &rs.ci {
+        latest
+            .entry(context.clone())
+            .or_insert_with(|| StatusState {
+                id: 0,
+                state: state.clone(),
+                target_url: String::new(),
+                description: "CI".into(),
+                context: context.clone(),
+                created: now_rfc3339(),
+                creator: SIM_USER_ID,
+            });
+    }
     if latest.is_empty() {
         return json_response(
             StatusCode::OK,
@@ -102,6 +116,9 @@ pub(super) async fn combined_status(
                    "repository": null, "commit_url": "", "url": ""}),
         );
     }
+    // `models/git/commit_status.go`, `CalcCommitStatus`: the worst state
+    // wins, by `commitStatusPriorities` (error, failure, warning, pending,
+    // success).
     let rank = |s: &str| match s {
         "error" => 4,
         "failure" => 3,

@@ -275,6 +275,14 @@ impl ForgeSim {
                 base: p.base.clone(),
                 head_sha: p.head_sha.clone(),
                 state: p.state.clone(),
+                merged: !p.merge_commit.is_empty(),
+                labels: rs
+                    .issue_labels
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| rs.labels.get(id).map(|l| l.name.clone()))
+                    .collect(),
             })
             .collect()
     }

@@ -129,6 +129,12 @@ pub(super) enum Route {
     CreateStatus(String),
     CombinedStatus(String),
     GetCommit(String),
+    GetPull(String),
+    MergePull(String),
+    ListLabels,
+    CreateLabel,
+    AddIssueLabels(String),
+    DeleteBranch(String),
 }
 
 impl Route {
@@ -153,6 +159,12 @@ impl Route {
             Route::CreateStatus(_) => 15,
             Route::CombinedStatus(_) => 16,
             Route::GetCommit(_) => 17,
+            Route::GetPull(_) => 18,
+            Route::MergePull(_) => 19,
+            Route::ListLabels => 20,
+            Route::CreateLabel => 21,
+            Route::AddIssueLabels(_) => 22,
+            Route::DeleteBranch(_) => 23,
         }
     }
 
@@ -217,6 +229,17 @@ pub(super) fn parse_route(
                 ["issues", index, "stopwatch", action @ ("start" | "stop")] if post => {
                     Route::Stopwatch(index.to_string(), *action == "start")
                 }
+                ["pulls", index] if get && index.parse::<u64>().is_ok() => {
+                    Route::GetPull(index.to_string())
+                }
+                ["pulls", index, "merge"] if post => Route::MergePull(index.to_string()),
+                ["labels"] if get => Route::ListLabels,
+                ["labels"] if post => Route::CreateLabel,
+                ["issues", index, "labels"] if post => Route::AddIssueLabels(index.to_string()),
+                // `m.Delete("/*", …, repo.DeleteBranch)`: the name may contain `/`.
+                ["branches", branch @ ..] if method == Method::DELETE && !branch.is_empty() => {
+                    Route::DeleteBranch(branch.join("/"))
+                }
                 ["pulls"] if get => Route::ListPulls,
                 ["pulls"] if post => Route::CreatePull,
                 // `m.Get("/{base}/*", repo.GetPullRequestByBaseHead)`: the head may
@@ -236,6 +259,8 @@ pub(super) fn parse_route(
                 | ["issues", _, "comments" | "times"]
                 | ["issues", _, "stopwatch", "start" | "stop"]
                 | ["pulls"]
+                | ["pulls", _, "merge"]
+                | ["labels"]
                 | ["statuses", _] => return Err(StatusCode::METHOD_NOT_ALLOWED),
                 _ => return Err(StatusCode::NOT_FOUND),
             };
@@ -391,6 +416,30 @@ pub(super) async fn api(sh: &Arc<Shared>, req: Request, rest: String) -> Respons
         },
         Route::CombinedStatus(reference) => combined_status(sh, o, r, reference, who).await,
         Route::GetCommit(sha) => get_commit(sh, o, r, sha).await,
+        Route::GetPull(index) => get_pull(sh, o, r, who, index).await,
+        Route::MergePull(index) => match read_json(sh, req, &spec::MERGE_PULL_REQUEST).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                merge_pull(sh, o, r, index, user, &body).await
+            }
+            Err(resp) => resp,
+        },
+        Route::ListLabels => list_labels(sh, o, r, &query),
+        Route::CreateLabel => match read_json(sh, req, &spec::CREATE_LABEL).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                create_label(sh, o, r, user, &body)
+            }
+            Err(resp) => resp,
+        },
+        Route::AddIssueLabels(index) => match read_json(sh, req, &spec::ISSUE_LABELS).await {
+            Ok(body) => {
+                accepted = Some(Value::Object(body.clone()));
+                add_issue_labels(sh, o, r, index, user, &body)
+            }
+            Err(resp) => resp,
+        },
+        Route::DeleteBranch(branch) => delete_branch(sh, o, r, user, branch).await,
     };
     if let (Some(def), Some(body)) = (endpoint.request, accepted) {
         if resp.status().as_u16() == endpoint.answer.0 {

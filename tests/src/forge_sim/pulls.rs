@@ -202,6 +202,8 @@ pub(super) async fn create_pull(
             state: "open".into(),
             created: now_rfc3339(),
             poster: user,
+            merge_commit: String::new(),
+            merged_at: String::new(),
         };
         st.repos
             .get_mut(&key(o, r))

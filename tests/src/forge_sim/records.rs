@@ -33,6 +33,10 @@ pub struct SimPull {
     pub head_sha: String,
     /// `open` or `closed`.
     pub state: String,
+    /// Whether it was merged.
+    pub merged: bool,
+    /// The names of its labels.
+    pub labels: Vec<String>,
 }
 
 /// A commit status as the sim stores it.

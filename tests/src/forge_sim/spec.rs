@@ -152,7 +152,60 @@ pub const ADD_TIME: Def = Def {
     complete: true,
 };
 
+/// `MergePullRequestOption`: `Do` is required (`binding:"Required;In(…)"`);
+/// the message and title fields have no JSON tag in Forgejo's struct
+/// (`services/forms/repo_form.go`), so their names are the Go names.
+pub const MERGE_PULL_REQUEST: Def = Def {
+    name: "MergePullRequestOption",
+    fields: &[
+        req("Do", Ty::Str),
+        f("MergeCommitID", Ty::Str),
+        f("MergeMessageField", Ty::Str),
+        f("MergeTitleField", Ty::Str),
+        f("delete_branch_after_merge", Ty::Bool),
+        f("force_merge", Ty::Bool),
+        f("head_commit_id", Ty::Str),
+        f("merge_when_checks_succeed", Ty::Bool),
+    ],
+    complete: true,
+};
+
+/// `CreateLabelOption` (required: name, color).
+pub const CREATE_LABEL: Def = Def {
+    name: "CreateLabelOption",
+    fields: &[
+        req("color", Ty::Str),
+        f("description", Ty::Str),
+        f("exclusive", Ty::Bool),
+        f("is_archived", Ty::Bool),
+        req("name", Ty::Str),
+    ],
+    complete: true,
+};
+
+/// `IssueLabelsOption` (`labels`: ids or names).
+pub const ISSUE_LABELS: Def = Def {
+    name: "IssueLabelsOption",
+    fields: &[f("labels", Ty::List(None))],
+    complete: true,
+};
+
 // --- Answers ----------------------------------------------------------------
+
+/// `Label` (complete).
+pub const LABEL: Def = Def {
+    name: "Label",
+    fields: &[
+        f("color", Ty::Str),
+        f("description", Ty::Str),
+        f("exclusive", Ty::Bool),
+        f("id", Ty::Int),
+        f("is_archived", Ty::Bool),
+        f("name", Ty::Str),
+        f("url", Ty::Str),
+    ],
+    complete: true,
+};
 
 /// `User` (the fields checked; the definition has more).
 pub const USER: Def = Def {
@@ -525,6 +578,49 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Category::Repository,
         None,
         (200, Answer::One(&COMMIT)),
+    ),
+    ep(
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{index}",
+        Category::Repository,
+        None,
+        (200, Answer::One(&PULL_REQUEST)),
+    ),
+    ep(
+        "POST",
+        "/repos/{owner}/{repo}/pulls/{index}/merge",
+        Category::Repository,
+        Some(&MERGE_PULL_REQUEST),
+        (200, Answer::Empty),
+    ),
+    // Labels belong to the issue group (`routers/api/v1/api.go`).
+    ep(
+        "GET",
+        "/repos/{owner}/{repo}/labels",
+        Category::Issue,
+        None,
+        (200, Answer::Many(&LABEL)),
+    ),
+    ep(
+        "POST",
+        "/repos/{owner}/{repo}/labels",
+        Category::Issue,
+        Some(&CREATE_LABEL),
+        (201, Answer::One(&LABEL)),
+    ),
+    ep(
+        "POST",
+        "/repos/{owner}/{repo}/issues/{index}/labels",
+        Category::Issue,
+        Some(&ISSUE_LABELS),
+        (200, Answer::Many(&LABEL)),
+    ),
+    ep(
+        "DELETE",
+        "/repos/{owner}/{repo}/branches/{branch}",
+        Category::Repository,
+        None,
+        (204, Answer::Empty),
     ),
 ];
 

@@ -35,6 +35,25 @@ pub(super) struct RepoState {
     pub(super) issues: BTreeMap<u64, IssueState>,
     pub(super) pulls: BTreeMap<u64, PullState>,
     pub(super) statuses: HashMap<String, Vec<StatusState>>,
+    /// Labels, by id (see `merge.rs`).
+    pub(super) labels: BTreeMap<u64, LabelState>,
+    /// Label ids on each issue or pull request, by index.
+    pub(super) issue_labels: HashMap<u64, Vec<u64>>,
+    /// The base branch protection's `block_on_outdated_branch`: a pull
+    /// request whose head is behind its base is refused a merge.
+    pub(super) block_on_outdated: bool,
+    /// What the forge's CI reports on every commit: context → state.
+    pub(super) ci: BTreeMap<String, String>,
+    /// Before the next merge: a commit on the base branch (path, content),
+    /// as if someone merged meanwhile.
+    pub(super) advance_base: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct LabelState {
+    pub(super) name: String,
+    pub(super) color: String,
+    pub(super) description: String,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +79,10 @@ pub(super) struct PullState {
     pub(super) state: String,
     pub(super) created: String,
     pub(super) poster: u64,
+    /// The merge commit once merged (empty: not merged).
+    pub(super) merge_commit: String,
+    /// When it was merged.
+    pub(super) merged_at: String,
 }
 
 #[derive(Debug, Clone)]

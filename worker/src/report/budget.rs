@@ -22,6 +22,9 @@ pub struct ForgeErrors {
     again: bool,
     /// What to do again later if [`Self::again`].
     pub redo: WriteBack,
+    /// Harvest refused the branch (see [`crate::verify::harvest`]): why. No
+    /// pull request is opened; the verify stage records it.
+    pub harvest: Option<String>,
 }
 
 impl Default for ForgeErrors {
@@ -40,6 +43,7 @@ impl ForgeErrors {
             spent: false,
             again: false,
             redo: WriteBack::default(),
+            harvest: None,
         }
     }
 

@@ -75,10 +75,28 @@ pub async fn pull_branch(
     )
     .await;
     match ahead.as_deref().map(str::parse::<u64>) {
-        Ok(Ok(n)) if n > 0 => Some(Pushed {
-            sha: sha.clone(),
-            base,
-        }),
+        Ok(Ok(n)) if n > 0 => {
+            // Harvest: nothing goes on a pull request that adds a binary or
+            // an oversized file, or changes too many files.
+            let limits = crate::verify::settings_for(ctx, rec);
+            let remote_base = format!("refs/remotes/origin/{base}");
+            let refused = Box::pin(crate::verify::harvest::refusal(
+                &git_dir,
+                &remote_base,
+                sha,
+                &limits,
+            ))
+            .await;
+            if let Some(why) = refused {
+                tracing::warn!(job = %rec.id, reason = %why, "harvest refused the branch: no pull request");
+                errors.harvest = Some(why);
+                return None;
+            }
+            Some(Pushed {
+                sha: sha.clone(),
+                base,
+            })
+        }
         Ok(_) => None,
         Err(e) => {
             errors.add("count commits ahead of the base", e);
@@ -114,17 +132,16 @@ pub async fn open_pull(
     };
     let first_line = i.task.lines().next().unwrap_or("").trim();
     let short: String = first_line.chars().take(60).collect();
-    let mut body = format!("{}\n\n", i.task.trim());
-    if i.issue > 0 {
-        body.push_str(&format!("Closes #{}\n\n", i.issue));
-    }
-    body.push_str(&format!(
-        "- Agent: `{}`\n- Branch: `{}`\n- Job: `{}`\n\nCommits:\n```\n{}\n```\n",
-        i.agent,
-        prepared.branch,
-        rec.id,
-        cut(&cut_lines(commits.trim_end(), 200), 8 * 1024)
-    ));
+    let body = pull_body(&PullBody {
+        rec,
+        branch: &prepared.branch,
+        commits: &commits,
+        web_url: &ctx.cfg.web_url,
+        co_author: (
+            &ctx.cfg.docker.git_user_name,
+            &ctx.cfg.docker.git_user_email,
+        ),
+    });
     // Commit subjects are the agent's text: no control characters on the forge.
     let pull = CreatePull {
         head: prepared.branch.clone(),
@@ -151,5 +168,82 @@ pub async fn open_pull(
             None
         }
         None => None,
+    }
+}
+
+/// What a pull request's description is made of.
+pub struct PullBody<'a> {
+    /// The job.
+    pub rec: &'a JobRecord,
+    /// The agent branch.
+    pub branch: &'a str,
+    /// `git log --oneline` of the commits ahead of the base.
+    pub commits: &'a str,
+    /// The console's address (`web_url`; empty: no link).
+    pub web_url: &'a str,
+    /// The agents' git identity, for the Co-Authored-By footer.
+    pub co_author: (&'a str, &'a str),
+}
+
+/// The pull request's description as upstream `auto_pr.go`
+/// (`buildAutoPRBody`) writes it: `## Task`, `Closes #N`, agent, commit
+/// count, branch, and the Co-Authored-By footer; plus agentq's job id (a
+/// link to the console when `web_url` is set) and the commit list.
+pub fn pull_body(b: &PullBody<'_>) -> String {
+    let i = &b.rec.input;
+    let count = b.commits.lines().filter(|l| !l.trim().is_empty()).count();
+    let mut body = format!("## Task\n\n{}\n\n", i.task.trim());
+    if i.issue > 0 {
+        body.push_str(&format!("Closes #{}\n\n", i.issue));
+    }
+    let job = match b.web_url.trim_end_matches('/') {
+        "" => format!("`{}`", b.rec.id),
+        url => format!("[`{id}`]({url}/jobs/{id})", id = b.rec.id),
+    };
+    body.push_str(&format!(
+        "**Agent:** {}\n**Commits:** {count}\n**Branch:** `{}`\n**Job:** {job}\n\nCommits:\n```\n{}\n```\n",
+        i.agent,
+        b.branch,
+        cut(&cut_lines(b.commits.trim_end(), 200), 8 * 1024)
+    ));
+    body.push_str(&format!(
+        "\n---\nAuto-created by agentq.\nCo-Authored-By: {} <{}>\n",
+        b.co_author.0, b.co_author.1
+    ));
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_upstreams_with_the_job_and_its_console_link() {
+        let mut rec = JobRecord {
+            id: "01JOB".into(),
+            ..JobRecord::default()
+        };
+        rec.input.task = "Fix the bug".into();
+        rec.input.issue = 5;
+        rec.input.agent = "codex".into();
+        let mut b = PullBody {
+            rec: &rec,
+            branch: "agent/x",
+            commits: "abc one\ndef two\n",
+            web_url: "",
+            co_author: ("Virgil", "v@e"),
+        };
+        let body = pull_body(&b);
+        assert!(
+            body.starts_with("## Task\n\nFix the bug\n\nCloses #5\n\n**Agent:** codex\n**Commits:** 2\n**Branch:** `agent/x`\n**Job:** `01JOB`\n"),
+            "{body}"
+        );
+        assert!(body.ends_with("Co-Authored-By: Virgil <v@e>\n"), "{body}");
+        b.web_url = "https://agentq.example/";
+        assert!(
+            pull_body(&b).contains("**Job:** [`01JOB`](https://agentq.example/jobs/01JOB)\n"),
+            "{}",
+            pull_body(&b)
+        );
     }
 }

@@ -135,6 +135,15 @@ pub(crate) async fn stages(
     )
     .await?;
     timer.done("qa");
+    let verify = crate::verify::after_pull(
+        run.ctx,
+        run.rec,
+        &prepared,
+        &outcome,
+        pr_url.as_deref(),
+        forge.harvest.take(),
+    )
+    .await;
     report_stage(
         run,
         &prepared,
@@ -150,6 +159,7 @@ pub(crate) async fn stages(
         qa: qa.as_ref().map(QaResult::summary),
         pr_url,
         forge_error: forge.text(),
+        verify,
     };
     timer.done("report");
     record(run, &prepared, runs, &outcome, &report, &summary).await?;

@@ -80,8 +80,8 @@ pub(super) async fn qa_stage(
             pr_url = report::open_pull(ctx, rec, prepared, p, forge).await;
         }
     }
-    // The pull request is open (or was not wanted): what follows it on the
-    // write-back path goes here.
+    // The pull request is open (or was not wanted): the verify stage
+    // (`crate::verify::after_pull`) follows it in `stages`.
     Ok((qa, pr_url))
 }
 

@@ -1,0 +1,103 @@
+//! The verify stage's part of the store: its events in `{ns}:events` (the
+//! notifier reads `event=needs_review`) and `agentq verify`'s requests to run
+//! it again (`{ns}:verify`, taken by a worker).
+
+use redis::AsyncCommands;
+
+use crate::store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN};
+
+impl JobStore {
+    /// Adds `event=needs_review job=ID reason=…` to the events stream.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn add_needs_review_event(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys().events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_MAX_LEN)
+            .arg("*")
+            .arg("event")
+            .arg("needs_review")
+            .arg("job")
+            .arg(id)
+            .arg("reason")
+            .arg(reason)
+            .arg("at")
+            .arg(now_rfc3339())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of the jobs in `state` that got there before `before_ms` (what
+    /// [`JobStore::purge`] would take).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ids_in_state_before(
+        &self,
+        state: crate::status::JobState,
+        before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn()
+            .zrangebyscore(self.keys().state(state.as_str()), "-inf", before_ms)
+            .await?)
+    }
+
+    /// Leaves a purged job's branch (`entry`: JSON with org, repo, branch,
+    /// pr_url) to the workers, who delete it if its pull request was closed
+    /// without a merge.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn queue_branch_cleanup(&self, entry: &str) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .rpush(self.keys().branch_cleanups(), entry)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes up to `most` branch cleanups.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn take_branch_cleanups(&self, most: usize) -> Result<Vec<String>, StoreError> {
+        let taken: Option<Vec<String>> = self
+            .conn()
+            .lpop(
+                self.keys().branch_cleanups(),
+                std::num::NonZeroUsize::new(most.max(1)),
+            )
+            .await?;
+        Ok(taken.unwrap_or_default())
+    }
+
+    /// Asks a worker to run job `id`'s verify stage again (`agentq verify`).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn request_verify(&self, id: &str) -> Result<(), StoreError> {
+        let now = self.redis_now_ms().await?;
+        let _: () = self
+            .conn()
+            .zadd(self.keys().verify_requests(), id, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes up to `most` verify requests (oldest first).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn take_verify_requests(&self, most: usize) -> Result<Vec<String>, StoreError> {
+        let taken: Vec<(String, f64)> = self
+            .conn()
+            .zpopmin(self.keys().verify_requests(), most as isize)
+            .await?;
+        Ok(taken.into_iter().map(|(id, _)| id).collect())
+    }
+}
