@@ -283,3 +283,43 @@ async fn pools_with_work_are_those_with_queued_or_running_jobs() {
     let pools = store.pools_with_work().await.unwrap();
     assert_eq!(pools, Some(["claude".to_string()].into()));
 }
+
+/// The verify stage's `needs_review` event (`job_event`) is in the stream and
+/// handed to the outbox in one call, with the job's fields and the reason.
+#[tokio::test]
+async fn a_needs_review_event_is_handed_over_with_the_jobs_fields_and_its_reason() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    store
+        .publish_notify_routes(&[receiver(A, &[NotifyEvent::NeedsReview])], 100)
+        .await
+        .unwrap();
+    let id = enqueue(&store, "codex").await;
+    move_to(&store, &id, JobState::Completed, &[]).await;
+    assert!(store.due_notifications(10).await.unwrap().is_empty());
+    store
+        .add_needs_review_event(&id, "checks failed: ci/build")
+        .await
+        .unwrap();
+    let due = store.due_notifications(10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let n = &due[0].1;
+    assert_eq!(
+        (n.event.as_str(), n.job.as_str(), n.pool.as_str()),
+        ("needs_review", id.as_str(), "codex")
+    );
+    assert_eq!(n.reason, "checks failed: ci/build");
+    assert_eq!((n.org.as_str(), n.repo.as_str()), ("core", "demo"));
+    let stream: redis::Value = query(
+        &store,
+        redis::cmd("XRANGE")
+            .arg(store.keys().events())
+            .arg("-")
+            .arg("+"),
+    )
+    .await;
+    assert!(
+        format!("{stream:?}").contains("needs_review"),
+        "not in the stream: {stream:?}"
+    );
+}

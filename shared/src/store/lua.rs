@@ -28,6 +28,7 @@ const FILES: &[(&str, &str)] = &[
     ("finish", include_str!("lua/finish.lua")),
     ("fleet", include_str!("lua/fleet.lua")),
     ("free_workspaces", include_str!("lua/free_workspaces.lua")),
+    ("job_event", include_str!("lua/job_event.lua")),
     ("log_fenced", include_str!("lua/log_fenced.lua")),
     ("log_tail_info", include_str!("lua/log_tail_info.lua")),
     ("move", include_str!("lua/move.lua")),

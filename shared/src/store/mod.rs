@@ -22,8 +22,8 @@ pub mod park;
 pub mod records;
 pub mod script_args;
 pub mod sweep;
-pub mod workers;
 pub mod verify;
+pub mod workers;
 pub mod writeback;
 pub mod wslease;
 

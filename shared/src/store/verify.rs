@@ -4,29 +4,30 @@
 
 use redis::AsyncCommands;
 
-use crate::store::{now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN};
+use std::sync::LazyLock;
+
+use crate::store::{lua, now_rfc3339, JobStore, StoreError, EVENTS_MAX_LEN};
+
+static JOB_EVENT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("job_event"));
 
 impl JobStore {
-    /// Adds `event=needs_review job=ID reason=…` to the events stream.
+    /// Adds `event=needs_review job=ID reason=…` to the events stream and
+    /// hands it, with the job's fields, to the notification outbox in the
+    /// same call (`lua/job_event.lua`).
     ///
     /// # Errors
     /// Redis errors.
     pub async fn add_needs_review_event(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let _: String = redis::cmd("XADD")
-            .arg(self.keys().events())
-            .arg("MAXLEN")
-            .arg("~")
+        let _: String = JOB_EVENT_SCRIPT
+            .key(self.keys().events())
+            .key(self.keys().job(id))
             .arg(EVENTS_MAX_LEN)
-            .arg("*")
-            .arg("event")
             .arg("needs_review")
-            .arg("job")
             .arg(id)
+            .arg(now_rfc3339())
             .arg("reason")
             .arg(reason)
-            .arg("at")
-            .arg(now_rfc3339())
-            .query_async(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
