@@ -326,3 +326,56 @@ async fn purge_deletes_the_branch_of_a_pull_request_closed_without_a_merge() {
     assert!(sim.branch_exists("core", "demo", &open.branch));
     assert!(sim.branch_exists("core", "demo", &a.branch));
 }
+
+/// A job's `auto_merge` is over its pool's: `--auto-merge` merges a claude
+/// job (its pool does not merge), `--no-auto-merge` leaves a codex job's pull
+/// request open (its pool merges), and neither is flagged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_auto_merge_is_over_its_pools() {
+    let (env, sim, _w) = world().await;
+    sim.add_issue("core", "demo", 10, "Change more", "Please change more.");
+    sim.set_ci("core", "demo", "ci/build", "success");
+    let merged = env.enqueue(&[
+        "--agent",
+        "claude",
+        "--repo",
+        "demo",
+        "--issue",
+        "9",
+        "--auto-merge",
+        "--task",
+        "Change it @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&merged, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Merged,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    let kept = env.enqueue(&[
+        "--agent",
+        "codex",
+        "--repo",
+        "demo",
+        "--issue",
+        "10",
+        "--no-auto-merge",
+        "--task",
+        "Change more @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&kept, LONG).await;
+    assert_eq!(
+        rec.state,
+        JobState::Completed,
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert_eq!(rec.verify, None, "{rec:#?}");
+    let pulls = sim.pulls("core", "demo");
+    assert_eq!(pulls.len(), 2, "{pulls:?}");
+    let open: Vec<_> = pulls.iter().filter(|p| !p.merged).collect();
+    assert_eq!(open.len(), 1, "{pulls:?}");
+    assert!(open[0].labels.is_empty(), "{pulls:?}");
+    assert_eq!(merge_answers(&sim), [200], "one merge, the claude job's");
+}

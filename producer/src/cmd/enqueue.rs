@@ -34,7 +34,7 @@ const EXAMPLES: &str = "Examples:
 /// How a batch goes in and what it prints, shown by `--help`.
 const BATCH_HELP: &str = r#"Batch (`agentq enqueue -`): NDJSON on stdin, one job per line, with the seed's
 field names (repo, org, task, agent, template, plan_template, variables, persona,
-issue, pr, branch, tag, dry_run) plus an optional idempotency "key". Empty lines
+issue, pr, branch, tag, dry_run, auto_merge) plus an optional idempotency "key". Empty lines
 are skipped; a line that is not valid UTF-8 is refused (field json). Jobs go in
 in chunks of 500, each one atomic transaction; a line's result is printed once its
 chunk is in:
@@ -108,6 +108,13 @@ pub struct Args {
     /// Prepare the workspace and prompt only; run no agent.
     #[arg(long)]
     pub dry_run: bool,
+    /// Merge the pull request once its checks pass, whatever the pool's
+    /// `[verify]` says (see "The verify stage" in README).
+    #[arg(long, conflicts_with = "no_auto_merge")]
+    pub auto_merge: bool,
+    /// Never merge this job's pull request, whatever the pool says.
+    #[arg(long)]
+    pub no_auto_merge: bool,
     /// Wait until the job is final and print its record (the prompt, for a dry
     /// run). Exit code 0 completed, 3 failed, 4 blocked, 5 cancelled, 6 timed out.
     #[arg(long, conflicts_with = "stdin")]
@@ -142,6 +149,11 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         branch: args.branch.unwrap_or_default(),
         tag: args.tag.unwrap_or_default(),
         dry_run: args.dry_run,
+        auto_merge: match (args.auto_merge, args.no_auto_merge) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
     };
     let input = input
         .validated_for(cfg.agent_table())

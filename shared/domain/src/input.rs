@@ -75,6 +75,10 @@ pub struct DispatchInput {
     /// Prepare the workspace and prompt, but run no agent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Merge the pull request once its checks pass, whatever the pool's
+    /// `[verify]` says (`Some(false)`: never). `None`: the pool decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_merge: Option<bool>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -142,6 +142,16 @@ impl VerifyConfig {
             max_changed_files: p.max_changed_files.unwrap_or(self.max_changed_files),
         }
     }
+
+    /// The values for a job of `pool` whose input says `auto_merge` (the
+    /// job's word over the pool's).
+    pub fn for_job(&self, pool: &str, auto_merge: Option<bool>) -> VerifyFor {
+        let mut v = self.for_pool(pool);
+        if let Some(a) = auto_merge {
+            v.auto_merge = a;
+        }
+        v
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +181,25 @@ mod tests {
         assert_eq!(c.for_pool("codex").max_file_bytes, 2 << 20);
         assert!(!c.for_pool("claude").auto_merge);
         assert_eq!(c.for_pool("claude").max_file_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn a_jobs_auto_merge_is_over_its_pools() {
+        let mut c = VerifyConfig::default();
+        c.pools.insert(
+            "codex".into(),
+            VerifyPool {
+                auto_merge: Some(true),
+                ..VerifyPool::default()
+            },
+        );
+        assert!(c.for_job("codex", None).auto_merge);
+        assert!(!c.for_job("codex", Some(false)).auto_merge);
+        assert!(!c.for_job("claude", None).auto_merge);
+        assert!(c.for_job("claude", Some(true)).auto_merge);
+        assert_eq!(
+            c.for_job("claude", Some(true)).max_file_bytes,
+            c.for_pool("claude").max_file_bytes
+        );
     }
 }

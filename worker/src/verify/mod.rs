@@ -83,7 +83,7 @@ pub(crate) async fn conclude(ctx: &WorkerCtx, t: &Target<'_>) -> (Verify, String
 /// The values for the job's pool.
 pub(crate) fn settings_for(ctx: &WorkerCtx, rec: &JobRecord) -> VerifyFor {
     let pool = rec.input.agent.split(':').next().unwrap_or_default();
-    ctx.cfg.verify.for_pool(pool)
+    ctx.cfg.verify.for_job(pool, rec.input.auto_merge)
 }
 
 /// A pull request's number from its web URL (`…/pulls/7`), as upstream's

@@ -72,6 +72,12 @@ impl DispatchInput {
                         v => v.as_bool().ok_or_else(|| bad("true or false"))?,
                     }
                 }
+                "auto_merge" => {
+                    input.auto_merge = match &value {
+                        serde_json::Value::Null => None,
+                        v => Some(v.as_bool().ok_or_else(|| bad("true, false or null"))?),
+                    }
+                }
                 "variables" => {
                     input.variables = serde_json::from_value(value.clone())
                         .map_err(|_| bad("an object of string values"))?;
@@ -82,7 +88,7 @@ impl DispatchInput {
                         format!(
                             "unknown field (known: repo, org, task, agent, template, \
                              plan_template, variables, persona, issue, pr, branch, tag, \
-                             dry_run{})",
+                             dry_run, auto_merge{})",
                             if with_key { ", key" } else { "" }
                         ),
                     ))

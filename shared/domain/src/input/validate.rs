@@ -320,6 +320,15 @@ mod tests {
             ["r", "o", "t", "claude", "security", "p", "q", "b", "v1"]
         );
         assert_eq!((i.issue, i.pr, i.dry_run), (7, 0, true));
+        assert_eq!(i.auto_merge, None);
+        let merge = |v: &str| {
+            DispatchInput::from_json(&format!(r#"{{"repo":"r","task":"t","auto_merge":{v}}}"#))
+                .map(|i| i.auto_merge)
+        };
+        assert_eq!(merge("true"), Ok(Some(true)));
+        assert_eq!(merge("false"), Ok(Some(false)));
+        assert_eq!(merge("null"), Ok(None));
+        assert_eq!(merge("\"yes\"").unwrap_err().field, "auto_merge");
         let null = DispatchInput::from_json(r#"{"repo":"r","task":"t","agent":null}"#).unwrap();
         assert_eq!(null.agent, "", "null is the field's default");
         // The README's 64 KiB (task, answer) and 8 KiB (a variable's value),
