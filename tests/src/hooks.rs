@@ -48,6 +48,21 @@ impl HookRequest {
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", |s| s.as_str())
     }
+    /// The receiver's own check, by HMAC code of the tests' own (not
+    /// agentq's): `X-Agentq-Signature` is `sha256=` HMAC-SHA256(`secret`,
+    /// "{X-Agentq-Timestamp}.{body}").
+    pub fn signed_with(&self, secret: &str) -> bool {
+        use hmac::{Hmac, Mac};
+        let ts = self.header("x-agentq-timestamp");
+        let Some(hex_sig) = self.header("x-agentq-signature").strip_prefix("sha256=") else {
+            return false;
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.").as_bytes());
+        mac.update(&self.body);
+        mac.verify_slice(&hex::decode(hex_sig).unwrap_or_default())
+            .is_ok()
+    }
 }
 
 #[derive(Debug)]

@@ -379,3 +379,60 @@ async fn a_jobs_auto_merge_is_over_its_pools() {
     assert!(open[0].labels.is_empty(), "{pulls:?}");
     assert_eq!(merge_answers(&sim), [200], "one merge, the claude job's");
 }
+
+/// The verify stage's outcomes reach a `[[notify]]` receiver, signed: a
+/// `merged` event for the job merged, a `needs_review` event with the reason
+/// for the job whose checks failed (both through the outbox, as every other
+/// event).
+#[tokio::test(flavor = "multi_thread")]
+async fn merged_and_needs_review_reach_a_webhook_receiver_signed() {
+    const SECRET: &str = "verify-hook-secret";
+    let hook = HookReceiver::start(HookMode::Ok).await;
+    let (env, sim, w) = world().await;
+    drop(w);
+    env.append_config(&format!(
+        "[[notify]]\nurl = \"{}\"\nevents = [\"merged\", \"needs_review\"]\nsecret_env = \"AGENTQ_TEST_HOOK_SECRET\"\nallow_private = true\n",
+        hook.url
+    ));
+    env.set_env("AGENTQ_TEST_HOOK_SECRET", SECRET);
+    let _w = env.worker("w2", 1);
+    sim.add_issue("core", "demo", 10, "Change more", "Please change more.");
+    sim.set_ci("core", "demo", "ci/build", "success");
+    let merged = enqueue(&env, "Change it @agentq-test commit");
+    let rec = env.wait_final(&merged, LONG).await;
+    assert_eq!(rec.state, JobState::Merged, "{rec:#?}");
+    sim.set_ci("core", "demo", "ci/build", "failure");
+    let flagged = env.enqueue(&[
+        "--agent",
+        "codex",
+        "--repo",
+        "demo",
+        "--issue",
+        "10",
+        "--task",
+        "Change more @agentq-test commit",
+    ]);
+    let rec = env.wait_final(&flagged, LONG).await;
+    assert_eq!(rec.verify, Some(Verify::NeedsReview), "{rec:#?}");
+    let got = poll_until("both events at the receiver", LONG, async || {
+        let taken = hook.taken();
+        let find = |event: &str, id: &str| {
+            taken
+                .iter()
+                .find(|r| r.json()["event"] == event && r.json()["job"] == id)
+                .cloned()
+        };
+        Some((find("merged", &merged)?, find("needs_review", &flagged)?))
+    })
+    .await;
+    let (m, n) = got;
+    assert!(m.signed_with(SECRET) && n.signed_with(SECRET));
+    assert_eq!(m.json()["state"], "merged", "{}", m.json());
+    assert_eq!(
+        n.json()["reason"],
+        "checks failed: ci/build (failure)",
+        "{}",
+        n.json()
+    );
+    assert_eq!(n.json()["pool"], "codex", "{}", n.json());
+}
