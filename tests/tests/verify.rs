@@ -29,6 +29,14 @@ async fn world() -> (TestEnv, ForgeSim, WorkerProc) {
     (env, sim, w)
 }
 
+/// Job `id`'s final record, asserted to be in `state` (the worker's log
+/// when it is not).
+async fn ended_in(env: &TestEnv, id: &str, state: JobState) -> agentq_shared::record::JobRecord {
+    let rec = env.wait_final(id, LONG).await;
+    assert_eq!(rec.state, state, "{rec:#?}\n{}", env.worker_logs());
+    rec
+}
+
 fn enqueue(env: &TestEnv, task: &str) -> String {
     env.enqueue(&[
         "--agent", "codex", "--repo", "demo", "--issue", "9", "--task", task,
@@ -69,13 +77,7 @@ async fn a_pull_request_whose_checks_pass_is_merged_and_its_branch_deleted() {
     let (env, sim, _w) = world().await;
     sim.set_ci("core", "demo", "ci/build", "success");
     let id = enqueue(&env, "Change it @agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Merged,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = ended_in(&env, &id, JobState::Merged).await;
     assert_eq!(rec.verify, Some(Verify::Merged));
     let pulls = sim.pulls("core", "demo");
     assert_eq!(pulls.len(), 1, "{pulls:?}");
@@ -122,13 +124,7 @@ async fn failing_checks_need_review_and_agentq_verify_merges_once_they_are_fixed
     let (env, sim, _w) = world().await;
     sim.set_ci("core", "demo", "ci/build", "failure");
     let id = enqueue(&env, "Change it @agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = ended_in(&env, &id, JobState::Completed).await;
     assert_eq!(rec.verify, Some(Verify::NeedsReview), "{rec:#?}");
     assert_eq!(rec.verify_reason, "checks failed: ci/build (failure)");
     let pulls = sim.pulls("core", "demo");
@@ -172,13 +168,7 @@ async fn a_merge_refused_because_the_base_moved_is_rebased_once_and_merged() {
     sim.block_outdated_branches("core", "demo", true);
     sim.advance_base_on_next_merge("core", "demo", "someone-else.txt", "theirs\n");
     let id = enqueue(&env, "Change it @agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Merged,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    ended_in(&env, &id, JobState::Merged).await;
     // Two merge requests: the refused one (405: behind the base) and the
     // one after the rebase, for the rebased head.
     assert_eq!(merge_answers(&sim), [405, 200]);
@@ -205,13 +195,7 @@ async fn a_rebase_that_conflicts_needs_review() {
     let (env, sim, _w) = world().await;
     sim.advance_base_on_next_merge("core", "demo", "agentq-change.txt", "theirs\n");
     let id = enqueue(&env, "Change it @agentq-test commit");
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = ended_in(&env, &id, JobState::Completed).await;
     assert_eq!(rec.verify, Some(Verify::NeedsReview));
     assert!(
         rec.verify_reason.starts_with("conflict after one rebase"),
@@ -238,13 +222,7 @@ async fn harvest_refuses_a_branch_that_adds_a_binary_file() {
         &env,
         "Change it @agentq-test make-mess @agentq-test add-all",
     );
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = ended_in(&env, &id, JobState::Completed).await;
     assert_eq!(rec.verify, Some(Verify::NeedsReview));
     assert_eq!(
         rec.verify_reason,
@@ -346,13 +324,7 @@ async fn a_jobs_auto_merge_is_over_its_pools() {
         "--task",
         "Change it @agentq-test commit",
     ]);
-    let rec = env.wait_final(&merged, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Merged,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    ended_in(&env, &merged, JobState::Merged).await;
     let kept = env.enqueue(&[
         "--agent",
         "codex",
@@ -364,13 +336,7 @@ async fn a_jobs_auto_merge_is_over_its_pools() {
         "--task",
         "Change more @agentq-test commit",
     ]);
-    let rec = env.wait_final(&kept, LONG).await;
-    assert_eq!(
-        rec.state,
-        JobState::Completed,
-        "{rec:#?}\n{}",
-        env.worker_logs()
-    );
+    let rec = ended_in(&env, &kept, JobState::Completed).await;
     assert_eq!(rec.verify, None, "{rec:#?}");
     let pulls = sim.pulls("core", "demo");
     assert_eq!(pulls.len(), 2, "{pulls:?}");
