@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use agentq_shared::{record::JobRecord, status::JobState};
+use agentq_shared::{record::JobRecord, status::JobState, verify::Verify};
 use agentq_tests::{forge_sim::ForgeSim, *};
 
 /// How long a test waits for a job to end: longer than [`AGENT_TIMEOUT`], so
@@ -157,8 +157,9 @@ fn host_processes(argv: &[&str]) -> Vec<String> {
 }
 
 /// `git add -A` of everything: a new binary file, a file in a new directory,
-/// an edit and a deletion are committed by the agent, imported, pushed and
-/// proposed, byte for byte; nothing is left over.
+/// an edit and a deletion are committed by the agent, imported and pushed,
+/// byte for byte; nothing is left over. Not proposed: harvest (issue 32)
+/// hands no branch that adds a binary file to the forge's pull requests.
 #[tokio::test(flavor = "multi_thread")]
 async fn git_add_all_of_everything_is_committed_imported_and_pushed() {
     let (env, sim, bare) = forge_env("").await;
@@ -194,11 +195,13 @@ async fn git_add_all_of_everything_is_committed_imported_and_pushed() {
         subjects.starts_with("agentq test: everything by codex\nsecond\ninitial"),
         "{subjects}"
     );
-    let pulls = sim.pulls("core", "demo");
-    assert!(
-        pulls.iter().any(|p| &p.head == branch && p.base == "main"),
-        "{pulls:#?}"
+    assert_eq!(rec.verify, Some(Verify::NeedsReview), "{rec:#?}");
+    assert_eq!(
+        rec.verify_reason,
+        "harvest refused the branch: binary file added: agentq-binary.bin"
     );
+    let pulls = sim.pulls("core", "demo");
+    assert!(pulls.is_empty(), "{pulls:#?}");
 }
 
 /// Runs a job whose agent leaves `what` (`background` or `daemon`, the fake

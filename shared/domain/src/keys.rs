@@ -57,6 +57,13 @@ impl Keys {
         format!("{}:state:", self.ns)
     }
 
+    /// The notification outbox's keys (`store::outbox`): `{ns}:notify:{what}`
+    /// for `routes`, `items`, `due`, `age`, `sent`, `dead`, `sent_total`,
+    /// `dead_total`, `overflowed`, `lease`.
+    pub fn notify(&self, what: &str) -> String {
+        format!("{}:notify:{what}", self.ns)
+    }
+
     /// Stream: job events, trimmed to a bounded length.
     pub fn events(&self) -> String {
         format!("{}:events", self.ns)

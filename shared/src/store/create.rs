@@ -392,7 +392,7 @@ mod tests {
     fn the_open_prelude_fails_a_job_by_the_failed_state_name() {
         let failed = crate::status::JobState::Failed.as_str();
         assert!(OPEN_LUA.contains(&format!("'state', '{failed}'")));
-        assert!(OPEN_LUA.contains(&format!("'state:{failed}'")));
+        assert!(OPEN_LUA.contains(&format!("K.state('{failed}')")));
     }
 
     #[test]
@@ -413,9 +413,12 @@ mod tests {
     #[test]
     fn open_finds_new_jobs_where_enqueue_puts_them() {
         let keys = crate::keys::Keys::new("ns");
-        // The key `open` derives from a job's key is the one enqueue writes.
-        assert!(keys.job("01J").ends_with(":job:01J"));
-        assert_eq!(keys.fresh(), "ns:new");
-        assert!(OPEN_LUA.contains("#job - #id - 5) .. ':new'"));
+        // `open` takes the namespace from a job's key (`ns_of_job`, which
+        // checks it against `K.job`) and finds new jobs under `K.fresh()`,
+        // the key enqueue writes.
+        assert_eq!(keys.job("01J"), format!("ns{}01J", ":job:"));
+        assert_eq!(":job:".len(), 5);
+        assert!(OPEN_LUA.contains("#job - #id - 5)"));
+        assert!(OPEN_LUA.contains("local fresh = K.fresh()"));
     }
 }

@@ -205,6 +205,36 @@ pub const KEY_FNS: &[KeyFn] = &[
         build: |k, a| k.limit_model(a[0], a[1]),
     },
     KeyFn {
+        name: "fresh",
+        arity: 0,
+        build: |k, _| k.fresh(),
+    },
+    KeyFn {
+        name: "job",
+        arity: 1,
+        build: |k, a| k.job(a[0]),
+    },
+    KeyFn {
+        name: "events",
+        arity: 0,
+        build: |k, _| k.events(),
+    },
+    KeyFn {
+        name: "notify",
+        arity: 1,
+        build: |k, a| k.notify(a[0]),
+    },
+    KeyFn {
+        name: "order",
+        arity: 0,
+        build: |k, _| k.order(),
+    },
+    KeyFn {
+        name: "state",
+        arity: 1,
+        build: |k, a| k.state(a[0]),
+    },
+    KeyFn {
         name: "pools",
         arity: 0,
         build: |k, _| k.pools(),

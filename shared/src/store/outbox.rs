@@ -170,7 +170,7 @@ pub struct OutboxView {
 
 impl JobStore {
     fn notify_key(&self, what: &str) -> String {
-        format!("{}:notify:{what}", self.keys().namespace())
+        self.keys().notify(what)
     }
 
     /// Writes which receivers get which event (`[[notify]]`) and the outbox's

@@ -19,14 +19,14 @@ if cur then return {'held', cur} end
 local fence = redis.call('HGET', job, 'fence')
 if not tonumber(fence or '0') then
   local id = string.match(job, '[^:]*$')
-  local prefix = string.sub(job, 1, #job - #id - 4)
+  local K = keys_for(ns_of_job(job, id))
   fail_unreadable(job, id, 'fence', '`' .. fence .. '` is not a number')
   -- The slot its wake granted goes back.
   local p = redis.call('HMGET', job, 'pool', 'model')
   if (p[1] or '') ~= '' then
-    redis.call('ZREM', prefix .. 'limit:' .. p[1], id)
-    if (p[2] or '') ~= '' then redis.call('ZREM', prefix .. 'limit:' .. p[1] .. ':' .. p[2], id) end
-    redis.call('PUBLISH', prefix .. 'wake', p[1])
+    redis.call('ZREM', K.limit(p[1]), id)
+    if (p[2] or '') ~= '' then redis.call('ZREM', K.limit_model(p[1], p[2]), id) end
+    redis.call('PUBLISH', K.wake(), p[1])
   end
   return {'unreadable'}
 end

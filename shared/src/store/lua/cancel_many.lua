@@ -16,6 +16,6 @@ return each_job('cancelled', function(job, id, st)
   redis.call('DEL', RUN_PREFIX .. id)
   unpark(job, id)
   unslot(job, id)
-  redis.call('ZREM', NS .. ':transit', id)
+  redis.call('ZREM', K.transit(), id)
   return ST.Cancelled
 end)

@@ -17,8 +17,10 @@
 -- Returns per key entry the id of an existing job with the same key, or ''.
 --- @include "push"
 --- @include "enums"
+--- @include "keys"
 local events, jobs, fresh = KEYS[6], KEYS[7], KEYS[8]
 local NS, key_prefix, job_prefix = ARGV[1], ARGV[2], ARGV[3]
+local K = keys_for(NS)
 local now_ms, created, maxlen = ARGV[4], ARGV[5], ARGV[6]
 local first, last, count, nkeyed = ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local out, dropped = {}, {}
@@ -56,7 +58,7 @@ while i <= #ARGV do
   i = i + 2
   if not dropped[id] then
     push_delivery(task, id, 1, 0, now_ms, false)
-    redis.call('ZADD', NS .. ':transit', now_ms, id)
+    redis.call('ZADD', K.transit(), now_ms, id)
   end
 end
 wake()

@@ -54,7 +54,7 @@ for i = 18, #ARGV, 2 do
   if ARGV[i] == 'reason' then new_reason = ARGV[i + 1] end
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end
-if reorder then redis.call('HSET', job, 'order', redis.call('INCR', NS .. ':order')) end
+if reorder then redis.call('HSET', job, 'order', redis.call('INCR', K.order())) end
 if bump then
   redis.call('HINCRBY', job, 'attempt', 1)
   redis.call('HINCRBY', job, 'tries', 1)
@@ -63,10 +63,10 @@ local seq = tonumber(redis.call('HGET', job, 'seq') or '0')
 if push_task ~= '' then
   seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', push_task, 'task_at', now_ms)
-  redis.call('ZADD', NS .. ':transit', run_at, id)
+  redis.call('ZADD', K.transit(), run_at, id)
   push_delivery(push_task, id, seq, run_at, now_ms, front)
   wake()
-  redis.call('PUBLISH', NS .. ':deliver', 1)
+  redis.call('PUBLISH', K.deliver(), 1)
 end
 if release or FINAL[new_state] then
   redis.call('HSET', job, 'owner', '')
@@ -74,7 +74,7 @@ if release or FINAL[new_state] then
   if not keep_slot then unslot(job, id) end
 end
 if FINAL[new_state] then unpark(job, id) end
-if FINAL[new_state] or ACTIVE[new_state] then redis.call('ZREM', NS .. ':transit', id) end
+if FINAL[new_state] or ACTIVE[new_state] then redis.call('ZREM', K.transit(), id) end
 if park == 'lane' then
   unpark(job, id)
   park_job(job, id, '')

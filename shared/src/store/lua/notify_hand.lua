@@ -10,12 +10,14 @@
 -- KEYS: none (writes the {ns}:notify:* keys by name)
 -- ARGV: none
 --- @include "redis_now"
+--- @include "keys"
 local function notify_dead(ns, item, why, now)
-  local items = ns .. ':notify:items'
+  local N = keys_for(ns).notify
+  local items = N('items')
   local raw = redis.call('HGET', items, item)
   redis.call('HDEL', items, item)
-  redis.call('ZREM', ns .. ':notify:due', item)
-  redis.call('ZREM', ns .. ':notify:age', item)
+  redis.call('ZREM', N('due'), item)
+  redis.call('ZREM', N('age'), item)
   if raw then
     local ok, e = pcall(cjson.decode, raw)
     if ok and type(e) == 'table' then
@@ -23,13 +25,14 @@ local function notify_dead(ns, item, why, now)
       e.dead_ms = now
       raw = cjson.encode(e)
     end
-    redis.call('LPUSH', ns .. ':notify:dead', raw)
-    redis.call('LTRIM', ns .. ':notify:dead', 0, 999)
+    redis.call('LPUSH', N('dead'), raw)
+    redis.call('LTRIM', N('dead'), 0, 999)
   end
-  redis.call('INCR', ns .. ':notify:dead_total')
+  redis.call('INCR', N('dead_total'))
 end
 local function notify_hand(ns, name, event_id, fields)
-  local routes = ns .. ':notify:routes'
+  local N = keys_for(ns).notify
+  local routes = N('routes')
   local rids = redis.call('HGET', routes, name)
   if not rids or rids == '' then return end
   local max = tonumber(redis.call('HGET', routes, '#max') or '') or 10000
@@ -41,20 +44,25 @@ local function notify_hand(ns, name, event_id, fields)
   for rid in string.gmatch(rids, '%S+') do
     fields.receiver = rid
     local item = event_id .. '/' .. rid
-    redis.call('HSET', ns .. ':notify:items', item, cjson.encode(fields))
-    redis.call('ZADD', ns .. ':notify:due', now, item)
-    redis.call('ZADD', ns .. ':notify:age', now, item)
+    redis.call('HSET', N('items'), item, cjson.encode(fields))
+    redis.call('ZADD', N('due'), now, item)
+    redis.call('ZADD', N('age'), now, item)
   end
-  while redis.call('ZCARD', ns .. ':notify:age') > max do
-    local oldest = redis.call('ZRANGE', ns .. ':notify:age', 0, 0)[1]
+  while redis.call('ZCARD', N('age')) > max do
+    local oldest = redis.call('ZRANGE', N('age'), 0, 0)[1]
     notify_dead(ns, oldest, 'outbox full', now)
-    redis.call('INCR', ns .. ':notify:overflowed')
+    redis.call('INCR', N('overflowed'))
   end
 end
 -- The namespace of an events stream key ({ns}:events).
-local function notify_ns(events_key) return string.sub(events_key, 1, -8) end
+local function notify_ns(events_key)
+  local ns = string.sub(events_key, 1, -8)
+  assert(keys_for(ns).events() == events_key, 'not an events key: ' .. events_key)
+  return ns
+end
 local function notify_job(ns, name, event_id, job, extra)
-  local routes = ns .. ':notify:routes'
+  local N = keys_for(ns).notify
+  local routes = N('routes')
   if redis.call('HEXISTS', routes, name) == 0 then return end
   local f = redis.call('HMGET', job, 'id', 'pool', 'input', 'question', 'pr_url', 'host',
     'reason', 'error', 'attempt', 'branch', 'exit_code')

@@ -11,8 +11,9 @@
 -- Returns 1 done, 0 not the lease holder, -1 no such item.
 --- @include "notify_hand"
 local ns, item, outcome = ARGV[1], ARGV[3], ARGV[4]
+local N = keys_for(ns).notify
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
-local items = ns .. ':notify:items'
+local items = N('items')
 local raw = redis.call('HGET', items, item)
 if not raw then return -1 end
 local now = redis_now_ms()
@@ -24,15 +25,15 @@ e.last_status = ARGV[7]
 e.last_ms = now
 if outcome == 'sent' then
   redis.call('HDEL', items, item)
-  redis.call('ZREM', ns .. ':notify:due', item)
-  redis.call('ZREM', ns .. ':notify:age', item)
+  redis.call('ZREM', N('due'), item)
+  redis.call('ZREM', N('age'), item)
   e.sent_ms = now
-  redis.call('LPUSH', ns .. ':notify:sent', cjson.encode(e))
-  redis.call('LTRIM', ns .. ':notify:sent', 0, 199)
-  redis.call('INCR', ns .. ':notify:sent_total')
+  redis.call('LPUSH', N('sent'), cjson.encode(e))
+  redis.call('LTRIM', N('sent'), 0, 199)
+  redis.call('INCR', N('sent_total'))
 elseif outcome == 'retry' then
   redis.call('HSET', items, item, cjson.encode(e))
-  redis.call('ZADD', ns .. ':notify:due', ARGV[5], item)
+  redis.call('ZADD', N('due'), ARGV[5], item)
 else
   redis.call('HSET', items, item, cjson.encode(e))
   notify_dead(ns, item, ARGV[6], now)

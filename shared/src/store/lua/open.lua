@@ -4,20 +4,29 @@
 -- unit test holds it to JobState::Failed.
 -- KEYS: none
 -- ARGV: none
+--- @include "keys"
+-- The namespace of job `id`'s key `job`, checked against Rust's layout
+-- (`K.job`): a key of another shape stops the script.
+local function ns_of_job(job, id)
+  local ns = string.sub(job, 1, #job - #id - 5)
+  assert(keys_for(ns).job(id) == job, 'not a job key: ' .. job)
+  return ns
+end
 local function fail_unreadable(job, id, field, why)
-  local prefix = string.sub(job, 1, #job - #id - 4)
+  local K = keys_for(ns_of_job(job, id))
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
   local old = redis.call('HGET', job, 'state')
-  if old then redis.call('ZREM', prefix .. 'state:' .. old, id) end
+  if old then redis.call('ZREM', K.state(old), id) end
   redis.call('HSET', job, 'id', id, 'state', 'failed', 'owner', '', 'parked', '',
     'error', 'record unreadable: ' .. field .. ': ' .. why)
-  redis.call('ZADD', prefix .. 'state:failed', now, id)
-  redis.call('ZREM', prefix .. 'transit', id)
+  redis.call('ZADD', K.state('failed'), now, id)
+  redis.call('ZREM', K.transit(), id)
 end
 local function open(job)
   local id = string.match(job, '[^:]*$')
-  local fresh = string.sub(job, 1, #job - #id - 5) .. ':new'
+  local K = keys_for(ns_of_job(job, id))
+  local fresh = K.fresh()
   local packed = redis.call('HGET', fresh, id)
   if not packed then return end
   -- Everything checked before anything is written.
@@ -51,5 +60,5 @@ local function open(job)
   redis.call('HDEL', fresh, id)
   redis.call('HSET', job, unpack(args))
   -- Now in its state's index, since it was enqueued.
-  redis.call('ZADD', string.sub(fresh, 1, -4) .. 'state:' .. rec.state, tonumber(rec.task_at or '0'), id)
+  redis.call('ZADD', K.state(rec.state), tonumber(rec.task_at or '0'), id)
 end

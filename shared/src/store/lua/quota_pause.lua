@@ -22,7 +22,7 @@ if left < ms then
   left = ms
 end
 -- The pool is woken when the pause ends, whoever parks there meanwhile.
-redis.call('ZADD', ARGV[9] .. ':timers', redis_now_ms() + left, ARGV[3])
+redis.call('ZADD', keys_for(ARGV[9]).timers(), redis_now_ms() + left, ARGV[3])
 local event_id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'event', 'quota', 'pool', ARGV[3],
   'until', ARGV[4], 'resume_at', ARGV[4], 'job', ARGV[6], 'line', ARGV[5], 'at', ARGV[8])
 notify_hand(ARGV[9], 'quota', event_id, {pool = ARGV[3], ['until'] = ARGV[4], job = ARGV[6], line = ARGV[5], at = ARGV[8]})

@@ -27,7 +27,7 @@ if redis.call('EXISTS', job) == 0 then return '' end
 local id = string.match(job, '[^:]*$')
 local state = redis.call('HGET', job, 'state')
 if FINAL[state] then
-  redis.call('ZREM', NS .. ':transit', id)
+  redis.call('ZREM', K.transit(), id)
   return ''
 end
 if redis.call('EXISTS', lease) == 1 then return '' end
@@ -42,7 +42,7 @@ end
 local reason = WR.Orphaned
 if not ACTIVE[state] then
   if (redis.call('HGET', job, 'parked') or '') ~= '' then
-    redis.call('ZREM', NS .. ':transit', id)
+    redis.call('ZREM', K.transit(), id)
     return ''
   end
   local cur = redis.call('HGET', job, 'task') or ''

@@ -15,7 +15,7 @@ return each_job('retried', function(job, id, st)
   if not tonumber(redis.call('HGET', job, 'seq') or '0') then return nil end
   redis.call('DEL', CANCEL_PREFIX .. id)
   redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'tries', 0, 'owner', '', 'order', redis.call('INCR', NS .. ':order'),
+  redis.call('HSET', job, 'tries', 0, 'owner', '', 'order', redis.call('INCR', K.order()),
     unpack(RERUN_CLEARED))
   set_state(job, id, st, ST.Queued)
   park_job(job, id, '')
