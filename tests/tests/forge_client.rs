@@ -1144,7 +1144,7 @@ async fn sim_checks_requests_against_the_spec() {
     )
     .await;
     assert_eq!(status, 401);
-    let (status, body) = send(http.get(url("/labels")).header("Authorization", &auth)).await;
+    let (status, body) = send(http.get(url("/milestones")).header("Authorization", &auth)).await;
     assert_eq!(status, 404);
     assert!(body["errors"].is_array(), "{body}");
     let (status, _) = send(http.delete(url("/issues/7")).header("Authorization", &auth)).await;
