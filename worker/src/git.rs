@@ -157,12 +157,10 @@ pub async fn git_in_index(dir: &Path, index: &Path, args: &[&str]) -> anyhow::Re
     run(dir, args, None, Some(index)).await
 }
 
-async fn run(
-    dir: &Path,
-    args: &[&str],
-    creds: Option<&Credentials>,
-    index: Option<&Path>,
-) -> anyhow::Result<String> {
+/// `git args...` in `dir` with the hardening, only the passed-through
+/// environment, no prompt for credentials and no lazy fetch; killed when
+/// dropped. The one place every git the worker runs is set up.
+fn hardened(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("git");
     for c in HARDENING {
         cmd.args(["-c", c]);
@@ -178,8 +176,18 @@ async fn run(
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("GIT_NO_LAZY_FETCH", "1")
-        .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    cmd
+}
+
+async fn run(
+    dir: &Path,
+    args: &[&str],
+    creds: Option<&Credentials>,
+    index: Option<&Path>,
+) -> anyhow::Result<String> {
+    let mut cmd = hardened(dir, args);
+    cmd.stdin(std::process::Stdio::null());
     if let Some(index) = index {
         cmd.env("GIT_INDEX_FILE", index);
     }
@@ -229,24 +237,10 @@ pub async fn git_bounded(
     within: Duration,
 ) -> anyhow::Result<(Vec<u8>, bool)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut cmd = Command::new("git");
-    for c in HARDENING {
-        cmd.args(["-c", c]);
-    }
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .envs(
-            PASS_ENV
-                .iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-        )
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_NO_LAZY_FETCH", "1")
-        .stdin(std::process::Stdio::piped())
+    let mut cmd = hardened(dir, args);
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
+        .stderr(std::process::Stdio::null());
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
