@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use agentq_shared::{status::JobState, verify::Verify};
+use agentq_shared::{
+    status::{JobState, StatusFile},
+    verify::Verify,
+};
 use agentq_tests::{forge_sim::ForgeSim, *};
 
 const LONG: Duration = Duration::from_secs(180);
@@ -114,6 +117,12 @@ async fn a_pull_request_whose_checks_pass_is_merged_and_its_branch_deleted() {
     assert_eq!(merges[0]["Do"], "merge");
     assert_eq!(merges[0]["delete_branch_after_merge"], true);
     sim.assert_nothing_dropped();
+    // The workspace's status.json says so too.
+    let status = agentq_shared::status::WorkspaceStatus::read(
+        &std::path::Path::new(&rec.workspace_dir).join("status.json"),
+    )
+    .unwrap();
+    assert_eq!(status.status, JobState::Merged, "{status:?}");
     // `list --state merged`.
     let listed = env.cli_ok(&["list", "--state", "merged", "--json"]);
     assert!(listed.contains(&id), "{listed}");

@@ -123,6 +123,18 @@ pub struct RunReport {
     pub verify: Option<(crate::verify::Verify, String)>,
 }
 
+impl RunReport {
+    /// The state a run with `outcome` and this report ends the job in (the
+    /// record's and `status.json`'s): the outcome's, except that only a
+    /// completed job whose pull request was merged is `merged`.
+    pub fn final_state(&self, outcome: &Outcome) -> JobState {
+        match (outcome, &self.verify) {
+            (Outcome::Completed, Some((crate::verify::Verify::Merged, _))) => JobState::Merged,
+            _ => outcome.state(),
+        }
+    }
+}
+
 /// One change of a job's record: the state, exactly the fields this step
 /// writes, and what happens to the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,12 +383,7 @@ impl Transition {
         };
         let qa = report.qa.as_ref();
         let verify = report.verify.as_ref();
-        // Only a completed job is merged.
-        let state = match (outcome, verify) {
-            (Outcome::Completed, Some((crate::verify::Verify::Merged, _))) => JobState::Merged,
-            _ => outcome.state(),
-        };
-        let mut t = Self::new(state, Next::End)
+        let mut t = Self::new(report.final_state(outcome), Next::End)
             .set(
                 "verify",
                 verify.map(|v| v.0.to_string()).unwrap_or_default(),
@@ -570,9 +577,11 @@ mod tests {
             (t.state, t.field("verify")),
             (JobState::Merged, Some("merged"))
         );
+        assert_eq!(merged.final_state(&Outcome::Completed), JobState::Merged);
         // Never a failed one.
         let t = Transition::finished(&Outcome::fail("x"), &merged);
         assert_eq!(t.state, JobState::Failed);
+        assert_eq!(merged.final_state(&Outcome::fail("x")), JobState::Failed);
         let review = RunReport {
             verify: Some((Verify::NeedsReview, "checks failed: ci/build".into())),
             ..Default::default()

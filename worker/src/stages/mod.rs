@@ -212,7 +212,7 @@ async fn record(
         forge_error: report.forge_error.clone(),
         summary: summary.text.clone(),
         summary_note: summary.note.clone(),
-        ..run.status(outcome.state(), runs, prepared.branch.clone())
+        ..run.status(report.final_state(outcome), runs, prepared.branch.clone())
     };
     if let Err(e) = st.write_atomic(&prepared.workspace.status_file()) {
         // A disk that filled up failed the run, not the agent.
