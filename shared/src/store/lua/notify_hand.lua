@@ -79,3 +79,16 @@ local function notify_job(ns, name, event_id, job, extra)
   for k, v in pairs(extra) do fields[k] = v end
   notify_hand(ns, name, event_id, fields)
 end
+-- Adds an event to stream `events` (trimmed to `maxlen`): `args` first, then
+-- the field/value pairs of ARGV from `from` on (also put in `fields`), then
+-- `at`. Returns the entry's id.
+local function add_event(events, maxlen, args, fields, from, at)
+  for i = from, #ARGV, 2 do
+    table.insert(args, ARGV[i])
+    table.insert(args, ARGV[i + 1])
+    fields[ARGV[i]] = ARGV[i + 1]
+  end
+  table.insert(args, 'at')
+  table.insert(args, at)
+  return redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(args))
+end

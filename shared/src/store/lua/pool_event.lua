@@ -8,15 +8,7 @@
 -- ARGV[5..] more field/value pairs
 -- Returns the stream entry's id.
 --- @include "notify_hand"
-local args = {'event', ARGV[2], 'pool', ARGV[3]}
 local fields = {pool = ARGV[3], at = ARGV[4]}
-for i = 5, #ARGV, 2 do
-  table.insert(args, ARGV[i])
-  table.insert(args, ARGV[i + 1])
-  fields[ARGV[i]] = ARGV[i + 1]
-end
-table.insert(args, 'at')
-table.insert(args, ARGV[4])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(args))
+local id = add_event(KEYS[1], ARGV[1], {'event', ARGV[2], 'pool', ARGV[3]}, fields, 5, ARGV[4])
 notify_hand(notify_ns(KEYS[1]), ARGV[2], id, fields)
 return id
