@@ -191,12 +191,12 @@ pub fn waits_for(rec: &JobRecord) -> String {
         ),
         Some(WaitReason::Slot) => format!("a slot in the {pool} pool"),
         Some(WaitReason::Backoff) => format!("the {pool} pool's pause to end"),
-        Some(WaitReason::Quota) => match chrono::DateTime::parse_from_rfc3339(&rec.resume_at) {
-            Ok(at) => format!(
+        Some(WaitReason::Quota) => match rec.resume_at {
+            Some(at) => format!(
                 "the {pool} provider's usage limit to reset: {}",
                 agentq_shared::quota::describe_resume(at.to_utc(), chrono::Utc::now())
             ),
-            Err(_) => format!("the {pool} provider's usage limit to reset"),
+            None => format!("the {pool} provider's usage limit to reset"),
         },
         _ => String::new(),
     }
@@ -248,10 +248,10 @@ pub fn print_record(rec: &JobRecord) {
         ("summary note", rec.summary_note.clone()),
         ("branch", rec.branch.clone()),
         ("workspace", rec.workspace_dir.clone()),
-        ("created_at", rec.created_at.clone()),
-        ("started_at", rec.started_at.clone()),
-        ("finished_at", rec.finished_at.clone()),
-        ("updated_at", rec.updated_at.clone()),
+        ("created_at", rec.created_at.to_string()),
+        ("started_at", moment(rec.started_at)),
+        ("finished_at", moment(rec.finished_at)),
+        ("updated_at", rec.updated_at.to_string()),
     ];
     if i.issue > 0 {
         rows.push(("issue", i.issue.to_string()));
@@ -259,7 +259,7 @@ pub fn print_record(rec: &JobRecord) {
     if i.pr > 0 {
         rows.push(("pr", i.pr.to_string()));
     }
-    rows.push(("resume_at", rec.resume_at.clone()));
+    rows.push(("resume_at", moment(rec.resume_at)));
     for (k, v) in rows {
         if !v.is_empty() {
             outln!("{k:<12} {v}");
@@ -269,6 +269,11 @@ pub fn print_record(rec: &JobRecord) {
 
 /// A value of several lines for [`print_record`]: the lines after the first
 /// indented under it.
+/// A moment as `show` prints it: empty (the row is left out) for none.
+fn moment(at: Option<agentq_shared::stamp::Stamp>) -> String {
+    at.map(|t| t.to_string()).unwrap_or_default()
+}
+
 fn continued(s: &str) -> String {
     s.replace('\n', &format!("\n{:13}", ""))
 }
@@ -307,7 +312,12 @@ mod tests {
             agent: "claude:opus".into(),
             ..Default::default()
         };
-        let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let mut rec = JobRecord::new(
+            "01J".into(),
+            input,
+            3,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
         assert_eq!(waits_for(&rec), "");
         rec.state = JobState::Waiting;
         rec.reason = Some(WaitReason::Workspace);
@@ -319,8 +329,7 @@ mod tests {
         rec.waiting_on = "host-a".into();
         assert!(waits_for(&rec).starts_with("host host-a"));
         rec.reason = Some(WaitReason::Quota);
-        rec.resume_at = (chrono::Utc::now() + chrono::Duration::minutes(90))
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        rec.resume_at = Some((chrono::Utc::now() + chrono::Duration::minutes(90)).into());
         let w = waits_for(&rec);
         assert!(
             w.starts_with("the claude provider's usage limit to reset: resumes ")

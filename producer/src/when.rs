@@ -42,10 +42,15 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
 
 /// A short age for people: `5s`, `3m`, `2h`, `4d`.
 pub fn short_age(rfc3339: &str) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
-        return "-".into();
-    };
-    let secs = (agentq_shared::clock::now_ms() - t.timestamp_millis()).max(0) / 1000;
+    match rfc3339.parse() {
+        Ok(t) => age(t),
+        Err(_) => "-".into(),
+    }
+}
+
+/// How long ago `t` was, as [`short_age`] writes it.
+pub fn age(t: agentq_shared::stamp::Stamp) -> String {
+    let secs = (agentq_shared::clock::now_ms() - t.ms()).max(0) / 1000;
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

@@ -15,7 +15,7 @@
 
 pub use agentq_domain::{
     admission, agent, backoff, clock, input, keys, notify, outcome, pacing, prompt, quota,
-    readable, record, text, transition, tree_bounds, untrusted, verify, workspace,
+    readable, record, stamp, text, transition, tree_bounds, untrusted, verify, workspace,
 };
 
 pub mod config;

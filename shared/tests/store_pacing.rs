@@ -69,7 +69,11 @@ async fn the_daily_limit_is_counted_with_the_grant_and_holds_across_hosts() {
     let n: i64 = query(&a, redis::cmd("GET").arg(&key)).await;
     assert_eq!(n, 3, "counted once a day until it starts");
     // Once it started, a new grant counts again: a fourth start is refused.
-    let start = agentq_shared::transition::Transition::preparing("h", "w", "now");
+    let start = agentq_shared::transition::Transition::preparing(
+        "h",
+        "w",
+        agentq_shared::stamp::Stamp::from_ms(0),
+    );
     let m = Move::to(JobState::Preparing).fields(&start.fields);
     assert!(a.apply(&ids[0], &m).await.unwrap().done());
     let back = Move::to(JobState::Waiting).park(ParkIn::Lane);

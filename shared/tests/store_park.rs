@@ -75,7 +75,7 @@ async fn wake_grants_in_enqueue_order_up_to_the_pool_limit() {
     assert_eq!(delivered(&deliveries(&store).await), ids[..2].to_vec());
     let rec = store.get(&ids[0]).await.unwrap().unwrap();
     assert_eq!(rec.seq, 2, "a grant is a new delivery");
-    assert!(rec.admitted_ms.is_some());
+    assert!(rec.admitted_at.is_some());
     assert_eq!(store.parked("codex").await.unwrap().total(), 2);
 }
 

@@ -558,8 +558,8 @@ async fn host_cooldown_secs_is_how_long_a_degraded_host_takes_nothing() {
         .unwrap_or_else(|| panic!("{history:#?}"));
     // The breaker opened just before the failed job's record was written.
     assert!(
-        ms(&started.at) - ms(&failed.finished_at) >= 2_500,
-        "started {} after a failure at {}",
+        ms(&started.at) - failed.finished_at.expect("finished").ms() >= 2_500,
+        "started {} after a failure at {:?}",
         started.at,
         failed.finished_at
     );
@@ -730,8 +730,7 @@ async fn list_since_and_retry_state_agent_since_select_the_right_jobs() {
     let mut latest = 0;
     for id in [&old_codex, &old_claude] {
         let rec = store.get(id).await.unwrap().unwrap();
-        let at = chrono::DateTime::parse_from_rfc3339(&rec.created_at).unwrap();
-        latest = latest.max(at.timestamp_millis());
+        latest = latest.max(rec.created_at.ms());
     }
     let since_ms = (latest / 1000 + 1) * 1000;
     let since = chrono::DateTime::from_timestamp_millis(since_ms)

@@ -833,7 +833,7 @@ async fn a_new_record_is_packed_until_its_first_change_and_reads_the_same_both_w
     assert_eq!(before.input.agent, "claude:opus");
     assert_eq!(before.key, "demo#7");
     assert_eq!(before.seq, 1);
-    assert!(before.max_attempts > 0 && !before.created_at.is_empty());
+    assert!(before.max_attempts > 0 && before.created_at.ms() > 0);
     assert_eq!(store.state_of(&id).await.unwrap(), Some(JobState::Queued));
     let listed = store
         .list(&agentq_shared::store::ops::ListFilter::default())

@@ -378,15 +378,16 @@ async fn pacing_spaces_the_starts_of_a_pool() {
     let ids = enqueue_many(&env, "gemini", "paced", 1, 3);
     let _w = env.worker("w1", 4);
     // Pacing spaces admissions: compare the times the wake granted each job its
-    // slot (`admitted_ms`, written in the Lua call that grants it, on the clock
+    // slot (`admitted_at`, written in the Lua call that grants it, on the clock
     // pacing is measured on), not the agents' own start, which delivery and
     // prep's variable duration move.
     let mut admitted: Vec<i64> = finish_all(&env, &ids)
         .await
         .iter()
         .map(|r| {
-            r.admitted_ms
+            r.admitted_at
                 .unwrap_or_else(|| panic!("{} was never granted a slot: {r:#?}", r.id))
+                .ms()
         })
         .collect();
     admitted.sort_unstable();

@@ -23,7 +23,7 @@ fn enqueue_many(env: &TestEnv, agent: &str, n: u64) -> Vec<String> {
 /// A daily limit of 3, 5 jobs, two worker processes with room for all: 3
 /// start in the day that ends at the reset, the other 2 wait (parked) and
 /// start after it. The reset is a minute boundary 75 s to 135 s ahead on
-/// Redis's clock; the proof is each job's grant time (`admitted_ms`, written
+/// Redis's clock; the proof is each job's grant time (`admitted_at`, written
 /// by the wake script on the same clock), not the test's timing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daily_limit_of_three_starts_three_before_the_reset_and_two_after() {
@@ -109,7 +109,7 @@ async fn a_daily_limit_of_three_starts_three_before_the_reset_and_two_after() {
         assert_eq!(env.agent_intervals(id).len(), 1, "ran once: {id}");
         recs.push(rec);
     }
-    let granted = |r: &JobRecord| r.admitted_ms.expect("granted by a wake");
+    let granted = |r: &JobRecord| r.admitted_at.expect("granted by a wake").ms();
     let before: Vec<_> = recs.iter().filter(|r| granted(r) < reset_ms).collect();
     let after: Vec<_> = recs.iter().filter(|r| granted(r) >= reset_ms).collect();
     assert_eq!(

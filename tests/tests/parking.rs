@@ -38,7 +38,7 @@ fn record(n: u32, agent: &str) -> JobRecord {
         ulid::Ulid::new().to_string(),
         input,
         3,
-        "2026-11-25T00:00:00Z",
+        "2026-11-25T00:00:00Z".parse().expect("a time"),
     )
 }
 
@@ -170,13 +170,13 @@ async fn pacing_grants_one_start_per_interval_and_sets_a_timer_for_the_next() {
     let after = chrono::Utc::now().timestamp_millis();
     assert_eq!(store.wake_pool(&cfg, "gemini", LEASE, 8).await.unwrap(), 0);
     // The grant is recorded on the job, in the same call.
-    let admitted = store.get(&ids[0]).await.unwrap().unwrap().admitted_ms;
+    let admitted = store.get(&ids[0]).await.unwrap().unwrap().admitted_at;
     assert!(
-        admitted.is_some_and(|t| (before..=after).contains(&t)),
+        admitted.is_some_and(|t| (before..=after).contains(&t.ms())),
         "{admitted:?} not in {before}..={after}"
     );
     for id in &ids[1..] {
-        assert_eq!(store.get(id).await.unwrap().unwrap().admitted_ms, None);
+        assert_eq!(store.get(id).await.unwrap().unwrap().admitted_at, None);
     }
     let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg("park:timers")

@@ -26,6 +26,11 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// A moment of the record, which must be there.
+fn when(t: Option<agentq_shared::stamp::Stamp>) -> DateTime<Utc> {
+    t.expect("a time on the record").to_utc()
+}
+
 fn enqueue(env: &TestEnv, agent: &str, task: &str, issue: u64) -> String {
     let line = serde_json::json!({"repo": "demo", "task": task, "agent": agent, "issue": issue})
         .to_string()
@@ -106,7 +111,7 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
         "the limit spent an attempt: {rec:#?}"
     );
     assert_eq!(rec.runs, 1, "{rec:#?}");
-    let resume_at = at(&rec.resume_at);
+    let resume_at = when(rec.resume_at);
     let ahead = resume_at - Utc::now();
     assert!(
         ahead <= chrono::Duration::seconds(26),
@@ -118,7 +123,10 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     let events = quota_events(&store, &limited).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["pool"], "codex");
-    assert_eq!(events[0]["resume_at"], rec.resume_at);
+    assert_eq!(
+        events[0]["resume_at"],
+        rec.resume_at.expect("a reset").to_string()
+    );
     assert!(
         events[0]["line"].contains("hit your usage limit"),
         "{events:?}"
@@ -147,7 +155,10 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     );
     let inspect = env.cli_ok(&["inspect", &limited]);
     assert!(inspect.contains("quota"), "{inspect}");
-    assert!(inspect.contains(&rec.resume_at), "{inspect}");
+    assert!(
+        inspect.contains(&rec.resume_at.expect("a reset").to_string()),
+        "{inspect}"
+    );
     // The limit is not a fast failure: nothing counted, no backoff pause.
     let mut conn = env.redis.conn();
     let fails: Option<String> = conn.get(env.key("fails:codex")).unwrap();
@@ -169,25 +180,25 @@ async fn a_usage_limit_waits_pauses_every_host_and_resumes_by_itself() {
     assert_eq!(done.state, JobState::Completed, "{done:#?}");
     assert_eq!(done.attempt, 1, "the limit spent an attempt: {done:#?}");
     assert_eq!(done.runs, 2, "{done:#?}");
-    assert_eq!(done.resume_at, "", "{done:#?}");
+    assert_eq!(done.resume_at, None, "{done:#?}");
     assert_ne!(
         done.worker, rec.worker,
         "it ran again on the worker that was killed"
     );
     assert!(
-        at(&done.started_at) >= resume_at,
+        when(done.started_at) >= resume_at,
         "the job ran again before the reset {resume_at}: {done:#?}"
     );
     let other = env.wait_final(&second, LONG).await;
     assert_eq!((other.state, other.attempt), (JobState::Completed, 1));
     assert!(
-        at(&other.started_at) >= resume_at,
+        when(other.started_at) >= resume_at,
         "a job of the paused pool started on another worker before the reset {resume_at}: {other:#?}"
     );
     // First in its lane: with one codex slot, the job that waited for the
     // reset runs (to its end) before the one enqueued after it starts.
     assert!(
-        at(&done.finished_at) <= at(&other.started_at),
+        when(done.finished_at) <= when(other.started_at),
         "the waiting job was not first in line: {done:#?} {other:#?}"
     );
     let runs = env.agent_runs(&limited);
@@ -243,7 +254,7 @@ async fn each_built_in_agents_limit_message_is_recognised() {
         assert_eq!(events[0]["pool"], pool);
         let resume_at = at(&events[0]["resume_at"]);
         assert!(
-            at(&rec.started_at) >= resume_at,
+            when(rec.started_at) >= resume_at,
             "{pool} ran before {resume_at}"
         );
         if pool == "claude" {

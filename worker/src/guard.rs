@@ -60,7 +60,7 @@ pub(crate) fn spawn_guard(
     workspace: Option<String>,
     trees: Vec<PathBuf>,
     beat: Option<Arc<crate::deadman::Beat>>,
-    admitted_ms: Option<i64>,
+    admitted: Option<agentq_shared::stamp::Stamp>,
 ) -> (watch::Receiver<StopReason>, GuardTask, TreeArm) {
     let (tx, rx) = watch::channel(StopReason::None);
     let tx = Arc::new(tx);
@@ -79,7 +79,7 @@ pub(crate) fn spawn_guard(
         ctx.clone(),
         hold.id.clone(),
         agent.pool().to_string(),
-        admitted_ms,
+        admitted.map(agentq_shared::stamp::Stamp::ms),
         tx.clone(),
     ));
     let handle = GuardTask::spawn(async move {

@@ -11,8 +11,9 @@ use futures::FutureExt;
 
 use agentq_shared::{
     agent::{AgentError, AgentSpec},
-    clock::{now_ms, now_rfc3339},
+    clock::now_ms,
     record::{JobRecord, RecordView},
+    stamp::Stamp,
     status::{JobState, WaitReason},
     store::lease::Acquire,
     store::wslease::{workspace_key, WorkspaceTake},
@@ -215,7 +216,7 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
     if let Some((host, since)) = affinity(ctx, &rec, &ws).await {
         // The host with the workspace claims the job (and its slot) when it has
         // room; this host looks again every few seconds, in case that host died.
-        let until = since + ctx.cfg.affinity_grace_ms();
+        let until = since.ms() + ctx.cfg.affinity_grace_ms();
         let recheck = Duration::from_millis((until - now_ms()).clamp(0, 2_000) as u64);
         go(hold, Transition::left_to_host(&host, since, recheck)).await?;
         if let Err(e) = store.leave_to_host(&host, id, until).await {
@@ -243,9 +244,9 @@ async fn go(hold: &Hold, t: Transition) -> Result<(), Fenced> {
 }
 
 /// Whether to leave the job to the live host that has its workspace: that host
-/// and since when (ms), while `affinity_secs` have not passed. Redis errors
-/// mean no affinity (any host may run any job).
-async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String, i64)> {
+/// and since when, while `affinity_secs` have not passed. Redis errors mean no
+/// affinity (any host may run any job).
+async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String, Stamp)> {
     let grace = ctx.cfg.affinity_grace_ms();
     if grace == 0 {
         return None;
@@ -263,8 +264,8 @@ async fn affinity(ctx: &WorkerCtx, rec: &JobRecord, ws: &str) -> Option<(String,
     }
     // Redis's clock, as the affinity set's scores and the claim script use.
     let now = ctx.store.redis_now_ms().await.ok()?;
-    let since = rec.affinity_since.parse().unwrap_or(now);
-    (now - since < grace).then_some((owner, since))
+    let since = rec.affinity_since.unwrap_or(Stamp::from_ms(now));
+    (now - since.ms() < grace).then_some((owner, since))
 }
 
 /// The run of an admitted job: a new attempt, the guard renewing its leases,
@@ -277,9 +278,9 @@ async fn run_admitted(
     workspace: Option<&str>,
 ) -> Result<(), Fenced> {
     let id = rec.id.clone();
-    let started = now_rfc3339();
+    let started = Stamp::now();
     let Moved::Done { attempt, tries, .. } = hold
-        .go(Transition::preparing(&ctx.host, &ctx.worker_id, &started))
+        .go(Transition::preparing(&ctx.host, &ctx.worker_id, started))
         .await?
     else {
         return Err(Fenced);
@@ -316,7 +317,7 @@ async fn run_admitted(
         workspace.map(str::to_string),
         trees,
         beat.clone(),
-        rec.admitted_ms,
+        rec.admitted_at,
     );
     // Why the run was stopped, if it was: read after the stages, once the
     // guard is gone (its last word stays).
@@ -330,7 +331,7 @@ async fn run_admitted(
         hold,
         rec,
         attempt,
-        started: &started,
+        started,
         beat: beat.as_deref(),
         tree_arm: &tree_arm,
         helpers: &helpers,

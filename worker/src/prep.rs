@@ -408,7 +408,12 @@ mod tests {
             issue,
             ..Default::default()
         };
-        JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z")
+        JobRecord::new(
+            "01J".into(),
+            input,
+            3,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        )
     }
 
     /// A record that names a branch keeps it (retry, resume, whichever version

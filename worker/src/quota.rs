@@ -82,7 +82,12 @@ pub(crate) async fn wait_for_reset(
     tracing::debug!(pool = agent.pool(), ?paused, "quota pause");
     let error = format!("provider usage limit ({until}): {line}");
     run.hold
-        .go(Transition::quota_wait(&until, &error, run.attempt, tries))
+        .go(Transition::quota_wait(
+            at.into(),
+            &error,
+            run.attempt,
+            tries,
+        ))
         .await
         .map(|_| ())
 }

@@ -9,6 +9,7 @@ use agentq_shared::{
     clock::now_rfc3339,
     container::{ContainerJob, Watchdog},
     record::JobRecord,
+    stamp::Stamp,
     status::{JobState, StatusFile, WorkspaceStatus},
     workspace::Workspace,
 };
@@ -21,7 +22,7 @@ pub(crate) struct Run<'a> {
     pub(crate) hold: &'a Hold,
     pub(crate) rec: &'a JobRecord,
     pub(crate) attempt: u32,
-    pub(crate) started: &'a str,
+    pub(crate) started: Stamp,
     pub(crate) beat: Option<&'a Beat>,
     /// Starts the guard's watch of the agent's working tree.
     pub(crate) tree_arm: &'a crate::guard::TreeArm,

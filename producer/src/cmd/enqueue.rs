@@ -19,7 +19,8 @@ use agentq_shared::{
     config::Config,
     input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
-    store::{now_rfc3339, Created, JobStore, StoreError},
+    stamp::Stamp,
+    store::{Created, JobStore, StoreError},
 };
 use serde_json::json;
 
@@ -163,7 +164,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     }
     let key = args.key.unwrap_or_default();
     let store = crate::connect_for_jobs(cfg).await?;
-    let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, &now_rfc3339());
+    let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, Stamp::now());
     rec.key = key;
     let created = match store.create(std::slice::from_ref(&rec)).await {
         Ok(mut c) => c.pop().expect("one answer per record"),

@@ -93,7 +93,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             j.state.as_str(),
             j.input.agent,
             format!("{}/{}", j.input.org, j.input.repo),
-            when::short_age(&j.created_at),
+            when::age(j.created_at),
             j.attempt,
             reason
         );

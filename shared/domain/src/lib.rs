@@ -32,6 +32,7 @@ pub mod prompt;
 pub mod quota;
 pub mod readable;
 pub mod record;
+pub mod stamp;
 pub mod status;
 pub mod summary;
 pub mod templates;

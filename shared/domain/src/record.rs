@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     input::DispatchInput,
+    stamp::Stamp,
     status::{JobState, QaStatus, WaitReason},
 };
 
@@ -116,14 +117,16 @@ pub struct JobRecord {
     /// The last agent run (see `runs`) whose time was added to the issue as a
     /// tracked time, so a repeated report never adds it twice (0: none).
     pub time_tracked: u32,
-    /// Created (RFC 3339).
-    pub created_at: String,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
-    /// Current run's start (RFC 3339).
-    pub started_at: String,
-    /// Reached its final state (RFC 3339).
-    pub finished_at: String,
+    /// Created. Every moment on the record is a [`Stamp`] (written as RFC 3339).
+    pub created_at: Stamp,
+    /// Last change.
+    pub updated_at: Stamp,
+    /// Current run's start; `None` before the first run.
+    #[serde(with = "crate::stamp::or_empty")]
+    pub started_at: Option<Stamp>,
+    /// Reached its final state; `None` while it is not in one.
+    #[serde(with = "crate::stamp::or_empty")]
+    pub finished_at: Option<Stamp>,
     /// Idempotency key given at enqueue (`--key`), or empty.
     pub key: String,
     /// Fencing token of the run that holds the job now (`{worker}/{n}`), or
@@ -136,29 +139,35 @@ pub struct JobRecord {
     /// While `waiting` for its workspace: the id of the job running in it (empty
     /// when an older waiter is first in line).
     pub waiting_on: String,
-    /// When other hosts first left the job to the host that has its workspace
-    /// (ms since the epoch; empty when it never waited for that).
-    pub affinity_since: String,
-    /// When a wake last granted the job a slot (ms since the epoch, the waking
-    /// worker's clock, the clock pacing is measured on); `None` when no wake
-    /// ever did (a dry run needs no slot). Written only by the wake's Lua.
-    pub admitted_ms: Option<i64>,
+    /// When other hosts first left the job to the host that has its workspace;
+    /// `None` when it never waited for that.
+    #[serde(with = "crate::stamp::or_empty")]
+    pub affinity_since: Option<Stamp>,
+    /// When a wake last granted the job a slot (by Redis's clock, the clock
+    /// pacing is measured on); `None` when no wake ever did (a dry run needs
+    /// no slot). Written only by the wake's Lua, in milliseconds (a [`Stamp`]
+    /// reads both forms). (agentq before 2026-12-07 wrote `admitted_ms`,
+    /// ignored now: no alias, since a record admitted before and after an
+    /// upgrade holds both, and a duplicate field would make it unreadable.)
+    #[serde(with = "crate::stamp::or_empty")]
+    pub admitted_at: Option<Stamp>,
     /// While `waiting` for its provider's usage limit (reason `quota`): when
-    /// the limit resets and the pool resumes (RFC 3339); empty otherwise.
-    pub resume_at: String,
+    /// the limit resets and the pool resumes; `None` otherwise.
+    #[serde(with = "crate::stamp::or_empty")]
+    pub resume_at: Option<Stamp>,
 }
 
 impl JobRecord {
     /// A fresh record in state `queued`.
-    pub fn new(id: String, input: DispatchInput, max_attempts: u32, now: &str) -> Self {
+    pub fn new(id: String, input: DispatchInput, max_attempts: u32, now: Stamp) -> Self {
         Self {
             id,
             state: JobState::Queued,
             input,
             max_attempts,
             seq: 1,
-            created_at: now.to_string(),
-            updated_at: now.to_string(),
+            created_at: now,
+            updated_at: now,
             ..Self::default()
         }
     }
@@ -367,7 +376,12 @@ mod tests {
             issue: 1,
             ..Default::default()
         };
-        let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let mut rec = JobRecord::new(
+            "01J".into(),
+            input,
+            3,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
         let read = |fields: Vec<(&str, String)>| {
             let map = fields.into_iter().map(|(k, v)| (k.to_string(), v));
             JobRecord::from_fields(map.collect()).unwrap()
@@ -380,7 +394,7 @@ mod tests {
         rec.time_tracked = 2;
         rec.reason = Some(WaitReason::Slot);
         rec.qa_status = Some(QaStatus::Passed);
-        rec.admitted_ms = Some(1_767_225_600_000);
+        rec.admitted_at = Some(Stamp::from_ms(1_767_225_600_000));
         assert_eq!(read(rec.to_fields()), rec);
     }
 
@@ -388,7 +402,7 @@ mod tests {
     /// written before the field was renamed read the same.
     #[test]
     fn the_delivery_task_id_is_stored_as_task() {
-        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "t0");
+        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, Stamp::from_ms(0));
         rec.delivery_task_id = "01TASK".into();
         let fields = rec.to_fields();
         assert!(
@@ -415,7 +429,12 @@ mod tests {
             issue: 1,
             ..Default::default()
         };
-        let rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let rec = JobRecord::new(
+            "01J".into(),
+            input,
+            3,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
         let with = |k: &str, v: &str| {
             let mut f: HashMap<String, String> = rec
                 .to_fields()
@@ -450,7 +469,12 @@ mod tests {
             issue: 1,
             ..Default::default()
         };
-        let mut rec = JobRecord::new("01J".into(), input, 3, "2026-01-01T00:00:00Z");
+        let mut rec = JobRecord::new(
+            "01J".into(),
+            input,
+            3,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
         rec.key = "r#1".into();
         let extra = [("order", "7".to_string()), ("pool", "codex".to_string())];
         let packed = rec.packed(&extra);
@@ -468,7 +492,7 @@ mod tests {
 
     #[test]
     fn the_message_is_the_question_else_the_error_else_the_wait_reason() {
-        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "now");
+        let mut rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, Stamp::from_ms(0));
         assert_eq!(rec.message(), "");
         rec.reason = Some(WaitReason::Backoff);
         assert_eq!(rec.message(), "backoff");
@@ -480,7 +504,7 @@ mod tests {
 
     #[test]
     fn json_shows_no_reason_or_qa_status_as_empty_strings() {
-        let rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, "now");
+        let rec = JobRecord::new("01J".into(), DispatchInput::default(), 3, Stamp::from_ms(0));
         let v = serde_json::to_value(&rec).unwrap();
         assert_eq!(
             (v["reason"].as_str(), v["qa_status"].as_str()),

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::{
-    clock::now_rfc3339,
+    stamp::Stamp,
     status::{JobState, QaSummary, WaitReason},
 };
 
@@ -225,6 +225,11 @@ impl Transition {
         self
     }
 
+    /// Sets a moment: every time field of the record is a [`Stamp`].
+    fn at(self, field: &'static str, at: Stamp) -> Self {
+        self.set(field, at.to_string())
+    }
+
     /// The value this transition writes to `field`, if any.
     pub fn field(&self, field: &str) -> Option<&str> {
         self.fields
@@ -235,11 +240,11 @@ impl Transition {
 
     /// The run starts: a new attempt on `host` by `worker`; what the job
     /// waited for is cleared.
-    pub fn preparing(host: &str, worker: &str, started_at: &str) -> Self {
+    pub fn preparing(host: &str, worker: &str, started_at: Stamp) -> Self {
         let mut t = Self::new(JobState::Preparing, Next::Continue)
             .set("host", host)
             .set("worker", worker)
-            .set("started_at", started_at)
+            .at("started_at", started_at)
             .set("reason", "")
             .set("waiting_on", "")
             .set("affinity_since", "")
@@ -281,12 +286,12 @@ impl Transition {
         Self::new(JobState::Completed, Next::End)
             .set("branch", branch)
             .set("prompt", prompt)
-            .set("finished_at", now_rfc3339())
+            .at("finished_at", Stamp::now())
     }
 
     /// Cancelled before it ran.
     pub fn cancelled() -> Self {
-        Self::new(JobState::Cancelled, Next::End).set("finished_at", now_rfc3339())
+        Self::new(JobState::Cancelled, Next::End).at("finished_at", Stamp::now())
     }
 
     /// The job cannot run at all (an unknown agent, a missing persona or plan):
@@ -294,7 +299,7 @@ impl Transition {
     pub fn refused(error: &str) -> Self {
         Self::new(JobState::Failed, Next::End)
             .set("error", error)
-            .set("finished_at", now_rfc3339())
+            .at("finished_at", Stamp::now())
     }
 
     /// Waits in its pool's lane or a workspace's line for `reason`
@@ -329,10 +334,10 @@ impl Transition {
 
     /// Its agent hit the provider's usage limit: back to its pool's lane at
     /// its first place in line, waiting (reason `quota`) until `resume_at`
-    /// (RFC 3339), when its paused pool resumes. The run spends nothing:
+    /// when its paused pool resumes. The run spends nothing:
     /// `attempt` and `tries` (the run's, counted at its start) are given back.
     /// `line`: the output line that said so, as people see it.
-    pub fn quota_wait(resume_at: &str, line: &str, attempt: u32, tries: u32) -> Self {
+    pub fn quota_wait(resume_at: Stamp, line: &str, attempt: u32, tries: u32) -> Self {
         Self::handed_back(
             JobState::Waiting,
             WaitReason::Quota,
@@ -340,12 +345,12 @@ impl Transition {
             Some(line),
         )
         .set("attempt", attempt.saturating_sub(1).to_string())
-        .set("resume_at", resume_at)
+        .at("resume_at", resume_at)
     }
 
-    /// Left, with its slot, to `host`, which has its workspace (since `since`
-    /// ms); this host looks again after `recheck`.
-    pub fn left_to_host(host: &str, since: i64, recheck: Duration) -> Self {
+    /// Left, with its slot, to `host`, which has its workspace (since
+    /// `since`); this host looks again after `recheck`.
+    pub fn left_to_host(host: &str, since: Stamp, recheck: Duration) -> Self {
         let mut t = Self::new(
             JobState::Waiting,
             Next::Deliver {
@@ -355,7 +360,7 @@ impl Transition {
         )
         .set("reason", WaitReason::Affinity.as_str())
         .set("waiting_on", host)
-        .set("affinity_since", since.to_string());
+        .at("affinity_since", since);
         t.quiet = true;
         t.keep_slot = true;
         t
@@ -394,7 +399,7 @@ impl Transition {
             )
             .set("question", question)
             .set("error", error)
-            .set("finished_at", now_rfc3339())
+            .at("finished_at", Stamp::now())
             .set("forge_error", report.forge_error.clone())
             .set("pr_url", report.pr_url.clone().unwrap_or_default())
             .set(
@@ -439,17 +444,22 @@ mod tests {
 
     #[test]
     fn a_quota_wait_spends_no_attempt_and_parks_in_the_lane() {
-        let t = Transition::quota_wait("2026-12-07T15:00:00Z", "usage limit reached", 1, 1);
+        let t = Transition::quota_wait(
+            "2026-12-07T15:00:00Z".parse().unwrap(),
+            "usage limit reached",
+            1,
+            1,
+        );
         assert_eq!(t.state, JobState::Waiting);
         assert_eq!(t.next, Next::Park(ParkIn::Lane));
         assert!(!t.bump_attempt);
         assert_eq!(t.field("reason"), Some("quota"));
         assert_eq!(t.field("attempt"), Some("0"));
         assert_eq!(t.field("tries"), Some("0"));
-        assert_eq!(t.field("resume_at"), Some("2026-12-07T15:00:00Z"));
+        assert_eq!(t.field("resume_at"), Some("2026-12-07T15:00:00.000Z"));
         assert_eq!(t.field("error"), Some("usage limit reached"));
         // The next run clears it.
-        let p = Transition::preparing("h", "w", "now");
+        let p = Transition::preparing("h", "w", Stamp::from_ms(0));
         assert_eq!(p.field("resume_at"), Some(""));
     }
 
@@ -482,7 +492,7 @@ mod tests {
 
     #[test]
     fn preparing_counts_an_attempt_and_clears_what_the_job_waited_for() {
-        let t = Transition::preparing("host-a", "w1", "2026-11-28T00:00:00.000Z");
+        let t = Transition::preparing("host-a", "w1", "2026-11-28T00:00:00.000Z".parse().unwrap());
         assert_eq!(t.state, JobState::Preparing);
         assert!(t.bump_attempt && !t.ends_run());
         assert_eq!(t.field("host"), Some("host-a"));
@@ -623,7 +633,7 @@ mod tests {
 
     #[test]
     fn leaving_a_job_to_its_workspace_host_keeps_the_slot() {
-        let t = Transition::left_to_host("host-b", 42, Duration::from_secs(2));
+        let t = Transition::left_to_host("host-b", Stamp::from_ms(42), Duration::from_secs(2));
         assert!(t.keep_slot && t.quiet);
         assert_eq!(
             t.next,
@@ -632,7 +642,7 @@ mod tests {
                 front: false
             }
         );
-        assert_eq!(t.field("affinity_since"), Some("42"));
+        assert_eq!(t.field("affinity_since"), Some("1970-01-01T00:00:00.042Z"));
     }
 
     #[test]

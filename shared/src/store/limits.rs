@@ -216,7 +216,9 @@ impl JobStore {
         let ms = (resume_at - chrono::Utc::now())
             .num_milliseconds()
             .max(1000) as u64;
-        let until = resume_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        // Written as the record's `resume_at` is (a `Stamp`): the event and
+        // the record say the same moment in the same words.
+        let until = crate::stamp::Stamp::from(resume_at).to_string();
         let left: i64 = QUOTA_SCRIPT
             .key(self.keys().backoff(pool))
             .key(self.keys().events())

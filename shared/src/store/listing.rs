@@ -146,12 +146,8 @@ impl ListFilter {
     }
 
     fn since_ok(&self, rec: &JobRecord) -> bool {
-        self.since_ms.is_none_or(|since| {
-            chrono::DateTime::parse_from_rfc3339(&rec.created_at)
-                .map(|t| t.timestamp_millis())
-                .unwrap_or(0)
-                >= since
-        })
+        self.since_ms
+            .is_none_or(|since| rec.created_at.ms() >= since)
     }
 
     fn search_ok(&self, rec: &JobRecord) -> bool {

@@ -95,7 +95,7 @@ pub fn record(agent: &str) -> JobRecord {
         ulid::Ulid::new().to_string(),
         input,
         3,
-        "2026-12-01T00:00:00Z",
+        "2026-12-01T00:00:00Z".parse().expect("a time"),
     )
 }
 

@@ -168,10 +168,10 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn ms(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap()
-        .timestamp_millis()
+/// From the run's start to its end, in seconds.
+fn run_secs(rec: &agentq_shared::record::JobRecord) -> f64 {
+    let at = |t: Option<agentq_shared::stamp::Stamp>| t.expect("a finished run").ms();
+    (at(rec.finished_at) - at(rec.started_at)) as f64 / 1000.0
 }
 
 async fn wait_parked(env: &TestEnv, pool: &str, n: u64) {
@@ -250,7 +250,7 @@ async fn dispatch() -> Vec<Row> {
                     env.enqueue(&["--repo", "demo", "--task", task, "--issue", &i.to_string()]);
                 let rec = env.wait_final(&id, Duration::from_secs(300)).await;
                 assert_eq!(rec.state, JobState::Completed, "{rec:?}");
-                took.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+                took.push(run_secs(&rec));
             }
             median(&mut took)
         }
@@ -430,12 +430,7 @@ async fn main() {
             ]);
             let rec = env.wait_final(&id, Duration::from_secs(600)).await;
             assert_eq!(rec.state, JobState::Completed, "{rec:?}");
-            let ms = |s: &str| {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .unwrap()
-                    .timestamp_millis()
-            };
-            prep.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+            prep.push(run_secs(&rec));
         }
         rows.push(Row::solo(
             "prepare a workspace, 5 000-commit ~100 MB repository: first / tenth on one host",

@@ -7,7 +7,7 @@ use agentq_shared::{
     agent::AgentTable,
     input::{DispatchInput, InvalidInput},
     record::JobRecord,
-    store::now_rfc3339,
+    stamp::Stamp,
 };
 
 use super::{
@@ -77,14 +77,14 @@ pub fn spawn_reader(max_attempts: u32, agents: AgentTable, tx: tokio::sync::mpsc
             buf: Vec::new(),
             n: 0,
         };
-        let now = now_rfc3339();
+        let now = Stamp::now();
         let mut chunk = Chunk::default();
         let end = loop {
             match lines.next_line() {
                 Ok(None) => break None,
                 Ok(Some((n, line))) => match parse_line(line, &agents) {
                     Ok((input, key)) => {
-                        let mut rec = JobRecord::new(new_id(), input, max_attempts, &now);
+                        let mut rec = JobRecord::new(new_id(), input, max_attempts, now);
                         rec.key = key.unwrap_or_default();
                         chunk.lines.push(Line::Job(n, chunk.records.len()));
                         chunk.records.push(rec);

@@ -167,9 +167,9 @@ pub async fn job(
                 (field("worker", r.worker.clone()))
                 (field("container", r.container.clone()))
                 (field("exit code", r.exit_code.map(|c| c.to_string()).unwrap_or_default()))
-                (field("created", r.created_at.clone()))
-                (field("started", r.started_at.clone()))
-                (field("finished", r.finished_at.clone()))
+                (field("created", r.created_at.to_string()))
+                (field("started", r.started_at.map(|t| t.to_string()).unwrap_or_default()))
+                (field("finished", r.finished_at.map(|t| t.to_string()).unwrap_or_default()))
                 (field("workspace", r.workspace_dir.clone()))
                 @if !r.answer.is_empty() { (field("last answer", r.answer.clone())) }
             }

@@ -23,7 +23,7 @@ use crate::{
         state::AppState,
         views::{error_page, form_extras, layout, viewer},
     },
-    when::short_age,
+    when::age,
 };
 
 fn reason_of(j: &JobRecord) -> &str {
@@ -93,7 +93,7 @@ pub async fn jobs(
                         td { span.state.(j.state.as_str()) { (j.state.as_str()) } }
                         td { (j.input.agent) }
                         td { (j.input.org) "/" (j.input.repo) }
-                        td.num { (short_age(&j.created_at)) }
+                        td.num { (age(j.created_at)) }
                         td.num { (j.attempt) }
                         td.reason { (reason_of(j).chars().take(100).collect::<String>()) }
                     }

@@ -163,7 +163,7 @@ while running < cap and granted < ntasks do
   local job = JOB_PREFIX .. best
   local task = ARGV[9 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
-  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_ms', now)
+  redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_at', now)
   redis.call('ZADD', K.transit(), now, best)
   push_delivery(task, best, seq, 0, now, false)
 end
