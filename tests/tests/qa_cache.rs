@@ -177,3 +177,37 @@ fn edit_config(env: &TestEnv, f: impl FnOnce(String) -> String) {
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, f(text)).unwrap();
 }
+
+/// `cache_for_agents = true` mounts the same caches into the agent's run;
+/// without it, the agent gets none.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_for_agents_mounts_the_caches_into_agent_runs() {
+    let env = world();
+    let task = "Check @agentq-test env-check GOMODCACHE CARGO_TARGET_DIR PIP_CACHE_DIR";
+    let mut logs = Vec::new();
+    for (issue, on) in [("1", false), ("2", true)] {
+        edit_config(&env, |t| {
+            format!(
+                "cache_for_agents = {on}\n{}",
+                t.replace("cache_for_agents = false\n", "")
+            )
+        });
+        let _w = env.worker(&format!("w{issue}"), 1);
+        let id = env.enqueue(&["--repo", "demo", "--issue", issue, "--task", task]);
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+        logs.push(meta(&rec, "agent-codex.log"));
+    }
+    for var in ["GOMODCACHE", "CARGO_TARGET_DIR", "PIP_CACHE_DIR"] {
+        assert!(
+            logs[0].contains(&format!("env {var} is unset")),
+            "{}",
+            logs[0]
+        );
+        assert!(
+            logs[1].contains(&format!("env {var} is set")),
+            "{}",
+            logs[1]
+        );
+    }
+}

@@ -217,7 +217,11 @@ pub(super) async fn run_agent(
         after: after.clone(),
     };
     let (container, ended) = match held {
-        Some(HeldAgent { started, go }) => {
+        Some(HeldAgent {
+            started,
+            go,
+            caches: _caches,
+        }) => {
             let argv = encode_argv(body.cmd.as_deref().unwrap_or_default());
             if let Err(e) = agentq_shared::fsutil::write_atomic(&go, &argv) {
                 docker::remove(&ctx.docker, &started.id).await;
@@ -226,6 +230,8 @@ pub(super) async fn run_agent(
             docker::finish(&ctx.docker, started, &log, tail, timeout, grace, stop).await?
         }
         None => {
+            let mut body = body;
+            let _caches = super::prep::agent_caches(run, &ws.dir, &mut body).await;
             docker::run_container(
                 &ctx.docker,
                 &run.agent_container_name(),
