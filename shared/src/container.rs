@@ -12,13 +12,17 @@ use bollard::models::ContainerCreateBody;
 
 use self::body::{bind, container_body};
 pub use self::{
-    export::{export_container, leftovers_container, EXPORT_SCRIPT, LEFTOVERS_SCRIPT},
+    export::{
+        after_plan, export_container, leftovers_container, AFTER_LIMIT_MS, EXPORT_SCRIPT,
+        LEFTOVERS_SCRIPT,
+    },
     labels::{
         redis_label, LABEL_ATTEMPT, LABEL_JOB, LABEL_NAMESPACE, LABEL_REDIS, LABEL_STAGE,
         LABEL_TIMEOUT, LABEL_WORKER,
     },
     watchdog::{
-        encode_argv, held, Watchdog, BEAT_FILE, BEAT_MOUNT, GO_FILE, WATCHDOG_EXE, WATCHDOG_MOUNT,
+        encode_argv, held, Watchdog, AFTER_FILE, BEAT_FILE, BEAT_MOUNT, GO_FILE, WATCHDOG_EXE,
+        WATCHDOG_MOUNT,
     },
 };
 use crate::{
@@ -100,6 +104,19 @@ pub fn agent_container(
         body.env
             .get_or_insert_with(Vec::new)
             .push(format!("AGENTQ_SUMMARY_FILE={SUMMARY_FILE}"));
+    }
+    if job.watchdog.is_some() {
+        // The agent's commits and leftovers are read out by the watchdog
+        // once it is gone, on a channel the agent never holds (see
+        // `after_plan`).
+        if let Some(entrypoint) = body.entrypoint.as_mut() {
+            if let Some(dashes) = entrypoint.iter().rposition(|a| a == "--") {
+                entrypoint.splice(
+                    dashes..dashes,
+                    ["--after".to_string(), format!("{BEAT_MOUNT}/{AFTER_FILE}")],
+                );
+            }
+        }
     }
     if via == PromptVia::Stdin {
         // The watchdog opens the prompt file read-only as the agent's stdin.

@@ -1,6 +1,7 @@
 //! The Docker engine: the agent container's life (create, start, stream logs, wait,
 //! kill on timeout or cancel, remove), and reaping containers left by dead attempts.
 
+mod after;
 mod capture;
 mod errors;
 mod network;
@@ -18,7 +19,8 @@ use bollard::{
 use futures::StreamExt;
 
 pub use self::{
-    capture::{run_capture, RanPast},
+    after::{AfterSink, Section, TIMED_OUT},
+    capture::{run_capture, Captured, RanPast},
     errors::{engine_error, EngineError},
     network::ensure_network,
     reap::{reap_job, reap_stale},

@@ -18,6 +18,18 @@
 //! be slow) is refused too. Only Docker failing to run the container is an
 //! infrastructure error.
 //!
+//! Since issue 34 the export usually needs no container of its own: the
+//! agent container's watchdog, once the agent and everything it left
+//! running are gone, runs the same [`EXPORT_SCRIPT`] in the same sandbox and
+//! hands the bundle over on a channel the agent never holds (see
+//! `worker/watchdog/after.rs` for why it cannot be forged, and
+//! [`crate::docker::AfterSink`]). Its result is taken exactly as the export
+//! container's (same exit codes, same cap, same checks after); when it is
+//! missing (no watchdog, a run stopped or killed, a plan that could not be
+//! written), the export container runs as before.
+//!
+//! [`EXPORT_SCRIPT`]: agentq_shared::container::EXPORT_SCRIPT
+//!
 //! Most runs that commit nothing (reviews, questions, failures) need no export
 //! container: when the tree's plain files show `HEAD` still on the start
 //! commit, read as bytes without following a link or blocking (see
@@ -62,7 +74,13 @@ pub enum ImportError {
     Refused(String),
 }
 
+/// The largest bundle taken: the workspace's size limit, or [`MAX_BUNDLE`].
+pub(crate) fn bundle_cap(cfg: &agentq_shared::config::Config) -> u64 {
+    cfg.workspace_limit_bytes().unwrap_or(MAX_BUNDLE)
+}
+
 /// Exports, fetches and checks the agent's commits (see the module docs).
+/// `inside`: the export the watchdog made after the agent, if it did.
 ///
 /// # Errors
 /// [`ImportError`].
@@ -70,33 +88,52 @@ pub async fn import_commits(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
+    inside: Option<&docker::Section>,
 ) -> Result<Imported, ImportError> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let ws = &prepared.workspace;
+    let bundle = ws.meta_dir().join(format!("import-{attempt}.bundle"));
     if head_unmoved(&ws.dir, &prepared.branch, &prepared.start_sha) {
         tracing::debug!(job = %rec.id, "HEAD is where the run started: nothing to export");
+        let _ = std::fs::remove_file(&bundle);
         return Ok(Imported::Nothing);
     }
     if let Some(why) = head_not_a_file(&ws.repo_dir()) {
+        let _ = std::fs::remove_file(&bundle);
         return Err(ImportError::Refused(why));
     }
     let git_dir = ws.worker_repo();
-    let dirs = RunDirs::of(ws);
-    let job = run.container_job(agent, "", &dirs);
-    let body = export_container(&ctx.cfg, &job, &prepared.start_sha);
-    let name = format!("agentq-{}-{}-export", rec.id.to_lowercase(), attempt);
-    let bundle = ws.meta_dir().join(format!("import-{attempt}.bundle"));
-    let _ = std::fs::remove_file(&bundle);
-    let cap = ctx.cfg.workspace_limit_bytes().unwrap_or(MAX_BUNDLE);
-    let captured = docker::run_capture(&ctx.docker, &name, body, &bundle, cap, EXPORT_TIMEOUT)
-        .await
-        .map_err(|e| match e.downcast_ref::<docker::RanPast>() {
-            Some(past) => ImportError::Refused(format!(
-                "exporting them ran past {:?}: the working tree makes git wait (a FIFO or device in .git?)",
-                past.0
-            )),
-            None => ImportError::Infra(e.context("export container")),
-        });
+    let cap = bundle_cap(&ctx.cfg);
+    let ran_past = |past: Duration| {
+        ImportError::Refused(format!(
+            "exporting them ran past {past:?}: the working tree makes git wait (a FIFO or device in .git?)"
+        ))
+    };
+    let captured = match inside.and_then(|s| s.code.map(|code| (code, s))) {
+        Some((docker::TIMED_OUT, _)) => Err(ran_past(EXPORT_TIMEOUT)),
+        Some((code, s)) => {
+            tracing::debug!(job = %rec.id, code, "the export made after the agent, in its container");
+            Ok(docker::Captured {
+                code,
+                bytes: s.bytes,
+                over_cap: s.over_cap,
+                stderr: s.stderr.clone(),
+            })
+        }
+        None => {
+            let dirs = RunDirs::of(ws);
+            let job = run.container_job(agent, "", &dirs);
+            let body = export_container(&ctx.cfg, &job, &prepared.start_sha);
+            let name = format!("agentq-{}-{}-export", rec.id.to_lowercase(), attempt);
+            let _ = std::fs::remove_file(&bundle);
+            docker::run_capture(&ctx.docker, &name, body, &bundle, cap, EXPORT_TIMEOUT)
+                .await
+                .map_err(|e| match e.downcast_ref::<docker::RanPast>() {
+                    Some(past) => ran_past(past.0),
+                    None => ImportError::Infra(e.context("export container")),
+                })
+        }
+    };
     let result = async {
         let captured = captured?;
         tracing::debug!(job = %rec.id, code = captured.code, bytes = captured.bytes, "export container ended");

@@ -11,6 +11,11 @@
 //! worker commits it on the agent branch (in its own repository, from the
 //! patch as data) under the agents' git identity, and it is pushed with the
 //! rest.
+//!
+//! Like the export (see [`crate::import`]), the patch is usually made by the
+//! agent container's watchdog once the agent is gone, with the same script,
+//! and handed over on its channel (`inside`); the container runs only when
+//! that is missing.
 
 use std::{io::Read, time::Duration};
 
@@ -30,7 +35,8 @@ const LEFTOVERS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Looks for uncommitted work and keeps it as a patch. Returns the line the
 /// record gets (empty: nothing was left). Never fails the job: what cannot be
-/// exported is said in the line.
+/// exported is said in the line. `inside`: the patch the watchdog made after
+/// the agent, if it did.
 ///
 /// # Errors
 /// Docker failing to run the container (infrastructure).
@@ -38,34 +44,51 @@ pub(crate) async fn keep_leftovers(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
+    inside: Option<&docker::Section>,
 ) -> anyhow::Result<String> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let ws = &prepared.workspace;
-    let dirs = RunDirs::of(ws);
-    let job = run.container_job(agent, "", &dirs);
-    let body = leftovers_container(&ctx.cfg, &job);
-    let name = format!("agentq-{}-{}-leftovers", rec.id.to_lowercase(), attempt);
     let file_name = format!("leftovers-{attempt}.patch");
     let patch = ws.meta_dir().join(&file_name);
-    let _ = std::fs::remove_file(&patch);
-    let captured = match docker::run_capture(
-        &ctx.docker,
-        &name,
-        body,
-        &patch,
-        MAX_PATCH,
-        LEFTOVERS_TIMEOUT,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) if e.downcast_ref::<docker::RanPast>().is_some() => {
+    let captured = match inside.and_then(|s| s.code.map(|code| (code, s))) {
+        Some((docker::TIMED_OUT, _)) => {
             let _ = std::fs::remove_file(&patch);
             return Ok(format!(
-                    "the agent's uncommitted work could not be exported: it ran past {LEFTOVERS_TIMEOUT:?}"
-                ));
+                "the agent's uncommitted work could not be exported: it ran past {LEFTOVERS_TIMEOUT:?}"
+            ));
         }
-        Err(e) => return Err(e.context("leftovers container")),
+        Some((code, s)) => docker::Captured {
+            code,
+            bytes: s.bytes,
+            over_cap: s.over_cap,
+            stderr: s.stderr.clone(),
+        },
+        None => {
+            let dirs = RunDirs::of(ws);
+            let job = run.container_job(agent, "", &dirs);
+            let body = leftovers_container(&ctx.cfg, &job);
+            let name = format!("agentq-{}-{}-leftovers", rec.id.to_lowercase(), attempt);
+            let _ = std::fs::remove_file(&patch);
+            match docker::run_capture(
+                &ctx.docker,
+                &name,
+                body,
+                &patch,
+                MAX_PATCH,
+                LEFTOVERS_TIMEOUT,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) if e.downcast_ref::<docker::RanPast>().is_some() => {
+                    let _ = std::fs::remove_file(&patch);
+                    return Ok(format!(
+                        "the agent's uncommitted work could not be exported: it ran past {LEFTOVERS_TIMEOUT:?}"
+                    ));
+                }
+                Err(e) => return Err(e.context("leftovers container")),
+            }
+        }
     };
     let message = if captured.code != 0 {
         let detail: String = captured.stderr.trim().chars().take(300).collect();

@@ -29,6 +29,8 @@ mod orphans;
 mod preflight;
 mod prep;
 mod qa;
+mod qa_cache;
+mod qa_together;
 mod quota;
 mod redischeck;
 mod registry;

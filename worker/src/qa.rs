@@ -70,7 +70,7 @@ pub async fn target(prepared: &Prepared) -> String {
         .unwrap_or_else(|| prepared.start_sha.clone())
 }
 
-fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     if text.len() <= TAIL_BYTES {
         return text.to_string();
     }
@@ -137,6 +137,20 @@ async fn run_in(
     }
     let ws = &prepared.workspace;
     let log = ws.meta_dir().join("qa.log");
+    // One container for all the commands, with the host's build caches.
+    match crate::qa_together::run_steps(run, agent, prepared, checkout, &cmds, stop.clone()).await?
+    {
+        Some(Ok(steps)) => {
+            return Ok(Ok(crate::qa_together::judge(
+                &cmds,
+                steps,
+                ctx.cfg.qa_timeout_secs,
+                &log,
+            )))
+        }
+        Some(Err(ended)) => return Ok(Err(ended)),
+        None => {}
+    }
     let mut last_output = String::new();
     let dirs = RunDirs {
         repo: checkout.dir().to_path_buf(),
@@ -155,6 +169,7 @@ async fn run_in(
             &step_log,
             docker::LogTail {
                 hold: run.hold.clone(),
+                after: None,
             },
             Duration::from_secs(ctx.cfg.qa_timeout_secs),
             Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
@@ -188,7 +203,7 @@ async fn run_in(
     }))
 }
 
-fn append(log: &std::path::Path, command: &str, output: &str) {
+pub(crate) fn append(log: &std::path::Path, command: &str, output: &str) {
     use std::io::Write;
     if let Ok(mut f) = agentq_shared::fsutil::append_nofollow(log) {
         let _ = writeln!(f, "$ {command}\n{output}");

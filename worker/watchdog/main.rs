@@ -1,7 +1,12 @@
 //! `agentq-watchdog`: the dead-man switch an agent container runs as its PID 1,
 //! so the agent cannot outlive the worker that started it.
 //!
-//! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] -- [CMD [ARGS...]]`
+//! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] [--after FILE] -- [CMD [ARGS...]]`
+//!
+//! With `--after`, once CMD has exited on its own the watchdog kills
+//! everything else in the container and runs the worker's commands from that
+//! file, their output framed on its stdout, a channel CMD never holds (see
+//! `after.rs`: how commits leave the sandbox without a second container).
 //!
 //! With `--stdin-from`, CMD's standard input is that file, opened read-only
 //! (the prompt file, for agents that read their prompt there: no size limit,
@@ -37,6 +42,8 @@
 //!
 //! Built by `worker/build.rs` as a static executable with std only, so it runs in
 //! any image (glibc, musl or none at all) and is never taken from the image.
+
+mod after;
 
 use std::{
     ffi::OsString,
@@ -78,13 +85,16 @@ static PENDING: AtomicU32 = AtomicU32::new(0);
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Set by the main thread once the agent has been reaped.
 static EXITED: AtomicBool = AtomicBool::new(false);
+/// Set once a signal was passed on to the agent: a stopped run exports
+/// nothing (`--after`).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: CInt) {
     // Only an atomic store: async-signal-safe.
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] -- [CMD [ARGS...]]";
+const USAGE: &str = "usage: agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] [--after FILE] -- [CMD [ARGS...]]";
 
 /// Linux's limit on one argument (`MAX_ARG_STRLEN`, 32 pages).
 const MAX_ARG_BYTES: usize = 128 * 1024;
@@ -98,6 +108,8 @@ struct Args {
     argv_from: Option<PathBuf>,
     /// The command's standard input, opened read-only.
     stdin_from: Option<PathBuf>,
+    /// What to run after the command (see `after.rs`).
+    after: Option<PathBuf>,
     command: Vec<OsString>,
 }
 
@@ -106,6 +118,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
     let mut stale_ms = None;
     let mut argv_from = None;
     let mut stdin_from = None;
+    let mut after = None;
     loop {
         let Some(arg) = args.next() else {
             return Err("no command: `-- CMD [ARGS...]` is missing".into());
@@ -144,11 +157,20 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
                 }
                 stdin_from = Some(PathBuf::from(v));
             }
+            Some("--after") => {
+                let v = args.next().ok_or("--after needs a file")?;
+                if v.is_empty() {
+                    return Err("--after needs a file".into());
+                }
+                after = Some(PathBuf::from(v));
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
     let command: Vec<OsString> = args.collect();
     match (&argv_from, command.is_empty()) {
+        // `--after` alone: nothing to run first (QA's container).
+        (None, true) if after.is_some() => {}
         (None, true) => return Err("no command after `--`".into()),
         (Some(_), false) => return Err("a command after `--` and --argv-from".into()),
         _ => {}
@@ -156,6 +178,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
     Ok(Args {
         argv_from,
         stdin_from,
+        after,
         beat: beat.ok_or("--beat is required")?,
         stale: Duration::from_millis(stale_ms.ok_or("--stale-ms is required")?),
         command,
@@ -202,6 +225,9 @@ fn signal_group(pgid: u32, sig: CInt) {
 
 fn forward_pending(pgid: u32) {
     let pending = PENDING.swap(0, Ordering::SeqCst);
+    if FORWARDED.iter().any(|s| pending & (1 << s) != 0) {
+        SIGNALLED.store(true, Ordering::SeqCst);
+    }
     for sig in FORWARDED {
         if pending & (1 << sig) != 0 {
             signal_group(pgid, sig);
@@ -395,6 +421,15 @@ fn main() {
         Some(file) => wait_for_argv(file, &args.beat, args.stale),
         None => args.command.clone(),
     };
+    if command.is_empty() {
+        // `--after` with no command: only the plan, watched the same way.
+        if let Some(plan) = &args.after {
+            let (beat, limit) = (args.beat.clone(), args.stale);
+            std::thread::spawn(move || watch(0, beat, limit));
+            after::run_after(plan);
+        }
+        std::process::exit(0);
+    }
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]).process_group(0);
     if let Some(file) = &args.stdin_from {
@@ -411,7 +446,27 @@ fn main() {
             }
         }
     }
-    let child = match cmd.spawn() {
+    // `--after`: the agent's stdout and stderr are a pipe the watchdog
+    // relays to its stderr; its own stdout stays its own (see `after.rs`).
+    let relay = match &args.after {
+        Some(_) if after::is_init() => match after::Relay::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("agentq-watchdog: cannot make the agent's output pipe: {e}");
+                std::process::exit(126);
+            }
+        },
+        _ => None,
+    };
+    let relay = relay.map(|mut r| {
+        cmd.stdout(std::mem::replace(&mut r.out, std::process::Stdio::null()))
+            .stderr(std::mem::replace(&mut r.err, std::process::Stdio::null()));
+        r
+    });
+    let spawned = cmd.spawn();
+    // The pipe's write ends are the agent's only from here.
+    drop(cmd);
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
@@ -435,6 +490,18 @@ fn main() {
         // The watching thread is stopping a stale agent: its exit is 137.
         signal_group(pgid, SIGKILL);
         std::process::exit(EXIT_STALE);
+    }
+    if let Some(relay) = relay {
+        // Everyone else goes (their end of the pipe with them), then the
+        // agent's last output is copied, then the worker's commands run.
+        after::kill_all();
+        relay.drain();
+        forward_pending(pgid);
+        if !SIGNALLED.load(Ordering::SeqCst) && !STOPPING.load(Ordering::SeqCst) {
+            if let Some(plan) = &args.after {
+                after::run_after(plan);
+            }
+        }
     }
     std::process::exit(code);
 }

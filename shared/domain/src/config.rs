@@ -149,6 +149,14 @@ pub struct Config {
     /// The verify stage after the pull request, and harvest's limits
     /// (`[verify]`, see [`crate::verify::VerifyConfig`]).
     pub verify: crate::verify::VerifyConfig,
+    /// Most disk this host's build caches may use, GB (Go build and module
+    /// cache, npm, cargo registry and target directories, pip: Docker named
+    /// volumes mounted into QA, and into agents with `cache_for_agents`).
+    /// Over it, the least recently used caches are emptied after a QA run,
+    /// never one in use. 0: no caches (each QA run starts cold).
+    pub qa_cache_gb: f64,
+    /// Mount the same build caches into agent runs too (agents also build).
+    pub cache_for_agents: bool,
 }
 
 /// Container settings.
@@ -317,6 +325,8 @@ impl Default for Config {
             notify_timeout_secs: 10,
             notify_outbox_max: 10_000,
             verify: Default::default(),
+            qa_cache_gb: 10.0,
+            cache_for_agents: false,
         }
     }
 }

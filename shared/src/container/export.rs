@@ -40,6 +40,33 @@ g read-tree HEAD || exit 5
 g add -A -- . ':(exclude)BLOCKED.md' >/dev/null || exit 5
 exec git -c core.hooksPath=/dev/null -c core.fsmonitor=false diff --cached --binary --no-ext-diff --no-textconv --no-color --full-index HEAD"#;
 
+/// Time limit of each command the watchdog runs after the agent (the
+/// export containers' own, 30 s: an honest export takes seconds).
+pub const AFTER_LIMIT_MS: u64 = 30_000;
+
+/// What the agent container's watchdog runs once the agent is gone
+/// (`--after`, see `worker/watchdog/after.rs`), for the heartbeat
+/// directory's [`AFTER_FILE`](super::AFTER_FILE): section 0 the export
+/// ([`EXPORT_SCRIPT`]: the commits since `start_sha` as a bundle), section 1
+/// the leftovers ([`LEFTOVERS_SCRIPT`]), each as the containers would run
+/// them, in `/workspace`, within [`AFTER_LIMIT_MS`].
+pub fn after_plan(start_sha: &str) -> Vec<u8> {
+    let mut args: Vec<String> = vec![
+        "1".into(),
+        "/workspace".into(),
+        AFTER_LIMIT_MS.to_string(),
+        "2".into(),
+    ];
+    for cmd in [
+        vec!["sh", "-c", EXPORT_SCRIPT, "sh", start_sha],
+        vec!["sh", "-c", LEFTOVERS_SCRIPT],
+    ] {
+        args.push(cmd.len().to_string());
+        args.extend(cmd.into_iter().map(str::to_string));
+    }
+    super::encode_argv(&args)
+}
+
 /// The create-container body that prints the agent's uncommitted work as a
 /// patch (see [`LEFTOVERS_SCRIPT`]), sandboxed as [`export_container`].
 pub fn leftovers_container(cfg: &Config, job: &ContainerJob<'_>) -> ContainerCreateBody {

@@ -18,6 +18,9 @@ pub const BEAT_FILE: &str = "beat";
 /// File in the heartbeat directory that releases a held agent container (see
 /// [`held`]): the command, as [`encode_argv`] writes it.
 pub const GO_FILE: &str = "go";
+/// File in the heartbeat directory with what the watchdog runs after the
+/// agent (`--after`): see [`after_plan`](super::after_plan).
+pub const AFTER_FILE: &str = "after";
 
 /// The dead-man switch of one container run: the container's process is the
 /// watchdog (`{bin_dir}/agentq-watchdog`, from the host, never from the image),

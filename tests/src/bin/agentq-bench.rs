@@ -9,7 +9,8 @@
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
 //! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
-//! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed).
+//! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
+//! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job and QA rows.
 
 use std::{
     process::Command,
@@ -18,6 +19,10 @@ use std::{
 
 use agentq_shared::status::JobState;
 use agentq_tests::*;
+
+/// Issue 34's rows: a committing job, QA with warm caches.
+#[path = "../bench_sandbox.rs"]
+mod bench_sandbox;
 
 struct Row {
     what: String,
@@ -329,6 +334,7 @@ async fn main() {
         Ok("web") => return print_rows(web_first_page().await),
         Ok("memory") => return print_rows(vec![memory(None).await]),
         Ok("dispatch") => return print_rows(dispatch().await),
+        Ok("sandbox") => return print_rows(bench_sandbox::rows().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
         _ => {}
     }
@@ -406,6 +412,7 @@ async fn main() {
 
     // 5. Dispatch overhead: trivial jobs on a warm mirror beside `docker run --rm`.
     rows.extend(dispatch().await);
+    rows.extend(bench_sandbox::rows().await);
 
     // 6. Memory.
     rows.push(memory(rss_idle).await);

@@ -23,6 +23,9 @@ use crate::stop::StopReason;
 pub struct LogTail {
     /// The run whose output it is (writes are fenced by its token).
     pub hold: crate::hold::Hold,
+    /// With the watchdog's `--after`: the container's stdout is its frames,
+    /// not the agent's output (which comes on stderr), read into this.
+    pub after: Option<super::after::AfterSink>,
 }
 
 /// Runs one agent container to its end, streaming stdout and stderr into `log`.
@@ -187,6 +190,10 @@ async fn drive(
             tokio::select! {
                 chunk = logs.next() => {
                     let Some(Ok(chunk)) = chunk else { break };
+                    if let (Some(sink), bollard::container::LogOutput::StdOut { message }) = (&tail.after, &chunk) {
+                        sink.push(message);
+                        continue;
+                    }
                     let bytes = chunk.into_bytes();
                     if file.write(&bytes).is_err() {
                         break;

@@ -65,6 +65,10 @@ pub(super) async fn agent_stage(
     let opened = ctx.breaker.times_opened();
     let began = std::time::Instant::now();
     let ended = run_agent(run, agent, prepared, stop.clone(), held.take()).await;
+    let (ended, after) = match ended {
+        Ok((ended, after)) => (Ok(ended), after),
+        Err(e) => (Err(e), Vec::new()),
+    };
     run.tree_arm.disarm();
     let ran_for = began.elapsed();
     report::track_time(ctx, rec, runs, &clock, forge).await;
@@ -145,6 +149,7 @@ pub(super) async fn agent_stage(
             ran_for,
             tree_over,
             summary,
+            after,
         }),
         RunOutcome::Interrupted => Err(StageError::Interrupted),
         RunOutcome::SelfFenced => Err(StageError::SelfFenced),
@@ -188,14 +193,16 @@ pub(super) fn watchdog_start_error(log_head: &str) -> Option<String> {
         .map(|l| agentq_shared::text::cut(l.trim(), 600))
 }
 
-/// Runs the agent: gives a held container its command, or starts one.
+/// Runs the agent: gives a held container its command, or starts one. With
+/// a watchdog, also what the watchdog read out after it (see
+/// [`after_sink`]).
 pub(super) async fn run_agent(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
     stop: watch::Receiver<StopReason>,
     held: Option<HeldAgent>,
-) -> anyhow::Result<Ended> {
+) -> anyhow::Result<(Ended, Vec<docker::Section>)> {
     let ctx = run.ctx;
     let ws = &prepared.workspace;
     let dirs = RunDirs::of(ws);
@@ -204,11 +211,17 @@ pub(super) async fn run_agent(
     let timeout = Duration::from_secs(ctx.cfg.timeout_for(agent.pool()));
     let grace = Duration::from_secs(ctx.cfg.docker.stop_grace_secs);
     let log = ws.agent_log(agent.pool());
+    let after = after_sink(run, prepared);
     let tail = docker::LogTail {
         hold: run.hold.clone(),
+        after: after.clone(),
     };
     let (container, ended) = match held {
-        Some(HeldAgent { started, go }) => {
+        Some(HeldAgent {
+            started,
+            go,
+            caches: _caches,
+        }) => {
             let argv = encode_argv(body.cmd.as_deref().unwrap_or_default());
             if let Err(e) = agentq_shared::fsutil::write_atomic(&go, &argv) {
                 docker::remove(&ctx.docker, &started.id).await;
@@ -217,6 +230,8 @@ pub(super) async fn run_agent(
             docker::finish(&ctx.docker, started, &log, tail, timeout, grace, stop).await?
         }
         None => {
+            let mut body = body;
+            let _caches = super::prep::agent_caches(run, &ws.dir, &mut body).await;
             docker::run_container(
                 &ctx.docker,
                 &run.agent_container_name(),
@@ -232,7 +247,36 @@ pub(super) async fn run_agent(
         }
     };
     let _ = run.hold.note(&Note::container(&container)).await;
-    Ok(ended)
+    Ok((ended, after.map(|a| a.take()).unwrap_or_default()))
+}
+
+/// The watchdog's plan for after the agent (its commits since the start
+/// commit as a bundle, its uncommitted work as a patch: see
+/// [`after_plan`](agentq_shared::container::after_plan)), written to the
+/// run's heartbeat directory (read-only in the container) before the agent
+/// can start, and where its frames go: `.meta/import-{attempt}.bundle`
+/// (capped as the export container's) and `.meta/leftovers-{attempt}.patch`.
+/// `None` without a watchdog or when the plan cannot be written: the export
+/// and leftovers containers run afterwards, as before.
+fn after_sink(run: &Run<'_>, prepared: &Prepared) -> Option<docker::AfterSink> {
+    let beat = run.beat?;
+    let plan = agentq_shared::container::after_plan(&prepared.start_sha);
+    let file = beat.dir().join(agentq_shared::container::AFTER_FILE);
+    if let Err(e) = agentq_shared::fsutil::write_atomic(&file, &plan) {
+        tracing::warn!(job = %run.rec.id, error = %e, "cannot write the watchdog's plan; the export runs in its own container");
+        return None;
+    }
+    let meta = prepared.workspace.meta_dir();
+    Some(docker::AfterSink::new(vec![
+        (
+            meta.join(format!("import-{}.bundle", run.attempt)),
+            crate::import::bundle_cap(&run.ctx.cfg),
+        ),
+        (
+            meta.join(format!("leftovers-{}.patch", run.attempt)),
+            crate::leftovers::MAX_PATCH,
+        ),
+    ]))
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ pub(super) async fn keep_commits(
         ran_for,
         tree_over,
         quota,
+        after,
         ..
     } = ran;
     let ws = &prepared.workspace;
@@ -47,8 +48,9 @@ pub(super) async fn keep_commits(
     // pool's health, and an agent could pause a pool fleet-wide with them.
     // Nor does a tree over its bounds: the agent made it, whatever it exited.
     let failed = outcome.state() == JobState::Failed && !tree_over;
+    let mut kept_patch = false;
     if take_commits {
-        let imported = match import_commits(run, agent, prepared).await {
+        let imported = match import_commits(run, agent, prepared, after.first()).await {
             Ok(imported) => {
                 tracing::debug!(job = %rec.id, ?imported, "agent commits imported");
                 true
@@ -63,12 +65,22 @@ pub(super) async fn keep_commits(
         // What the agent did not commit is kept as a patch and said so (not
         // from a tree whose commits were refused: the job fails for that).
         if imported {
-            match crate::leftovers::keep_leftovers(run, agent, prepared).await {
+            kept_patch = true;
+            match crate::leftovers::keep_leftovers(run, agent, prepared, after.get(1)).await {
                 Ok(line) => {
                     run.hold.note(&Note::leftovers(&line)).await?;
                 }
                 Err(e) => return Err(StageError::Infra(e, Some(ws.clone()))),
             }
+        }
+    }
+    if !kept_patch {
+        // What the watchdog read out after a run whose work is not taken.
+        for name in [
+            format!("import-{}.bundle", run.attempt),
+            format!("leftovers-{}.patch", run.attempt),
+        ] {
+            let _ = std::fs::remove_file(ws.meta_dir().join(name));
         }
     }
     // A run stopped by its provider's limit is not a fast failure: its

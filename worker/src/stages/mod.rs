@@ -77,6 +77,9 @@ pub(super) struct AgentRun {
     pub(super) summary: Summary,
     /// The run ended on the provider's usage limit (see [`crate::quota`]).
     pub(super) quota: Option<agentq_shared::quota::LimitHit>,
+    /// What the watchdog read out after the agent (`--after`): the export
+    /// (section 0) and the leftovers (section 1); empty without a watchdog.
+    pub(super) after: Vec<crate::docker::Section>,
 }
 
 /// Runs the job's stages and records its outcome. `Ok` means the record says

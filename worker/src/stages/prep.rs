@@ -71,6 +71,9 @@ pub(super) async fn prep(run: &Run<'_>) -> Result<Option<Prepared>, StageError> 
 pub(super) struct HeldAgent {
     pub(super) started: docker::Started,
     pub(super) go: std::path::PathBuf,
+    /// The build caches it has mounted (`cache_for_agents`), in use until
+    /// the run ends.
+    pub(super) caches: Option<crate::qa_cache::CacheUse>,
 }
 
 /// Starts the run's agent container, held, so that Docker starts it while the
@@ -90,7 +93,8 @@ pub(super) async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldA
     }
     let dirs = RunDirs::of(&ws);
     let job = run.container_job(agent, "", &dirs);
-    let body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
+    let mut body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
+    let caches = agent_caches(run, &ws.dir, &mut body).await;
     match docker::start(
         &ctx.docker,
         &run.agent_container_name(),
@@ -102,12 +106,28 @@ pub(super) async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldA
         Ok(started) => Some(HeldAgent {
             started,
             go: beat.dir().join(GO_FILE),
+            caches,
         }),
         Err(e) => {
             tracing::debug!(job = %rec.id, error = %e, "cannot start the agent's container ahead of prep");
             None
         }
     }
+}
+
+/// With `cache_for_agents = true`, the host's build caches mounted into the
+/// agent's container body too (see [`crate::qa_cache`]).
+pub(super) async fn agent_caches(
+    run: &Run<'_>,
+    ws_dir: &std::path::Path,
+    body: &mut bollard::models::ContainerCreateBody,
+) -> Option<crate::qa_cache::CacheUse> {
+    if !run.ctx.cfg.cache_for_agents {
+        return None;
+    }
+    let caches = crate::qa_cache::acquire(run.ctx, ws_dir).await?;
+    caches.apply(body);
+    Some(caches)
 }
 
 /// What [`docker::start`] calls with each container it creates: the id goes on

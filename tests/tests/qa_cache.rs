@@ -1,0 +1,213 @@
+//! Issue 34: QA at cache speed. One container per QA run (each command still
+//! logged and judged on its own), with the host's build caches as named
+//! volumes: the second QA run of an unchanged Go repository finds Go's cache
+//! warm (`go test` says `(cached)`), and the QA container is as hardened as
+//! before.
+
+use std::{path::Path, time::Duration};
+
+use agentq_shared::status::{JobState, QaStatus};
+use agentq_tests::*;
+
+const LONG: Duration = Duration::from_secs(240);
+
+const GO_MOD: &str = "module example.com/demo\n\ngo 1.19\n";
+const GO_LIB: &str = "package demo\n\nfunc Add(a, b int) int { return a + b }\n";
+const GO_TEST: &str = "package demo\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(2, 2) != 4 {\n\t\tt.Fatal(\"bad\")\n\t}\n}\n";
+
+/// What the QA container is: its user, capabilities, privileges, and
+/// whether it can write outside its mounts or reach the API keys.
+const SANDBOX_CHECK: &str = "echo uid=$(id -u); grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; echo key=${OPENAI_API_KEY:-none}; echo cache=$GOCACHE";
+
+fn world() -> TestEnv {
+    require_image("agentq-test-go:latest");
+    let env = TestEnv::with_config("qa_cache_gb = 2\n");
+    env.append_config(&format!(
+        "[agents.codex]\nimage = \"agentq-test-go:latest\"\nqa = [[\"go\", \"build\", \"./...\"], [\"go\", \"vet\", \"./...\"], [\"go\", \"test\", \"./...\"], [\"sh\", \"-c\", \"{SANDBOX_CHECK}\"]]\n"
+    ));
+    let cfg_path = env.config_path().to_path_buf();
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("memory_mb = 256", "memory_mb = 1024");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    env.set_env("OPENAI_API_KEY", "sk-secret-34");
+    env.remotes.create(
+        "core",
+        "demo",
+        &[
+            ("go.mod", GO_MOD),
+            ("demo.go", GO_LIB),
+            ("demo_test.go", GO_TEST),
+        ],
+    );
+    env
+}
+
+fn meta(rec: &agentq_shared::record::JobRecord, name: &str) -> String {
+    std::fs::read_to_string(Path::new(&rec.workspace_dir).join(".meta").join(name))
+        .unwrap_or_default()
+}
+
+fn files_under(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_second_qa_run_of_a_go_repository_finds_the_cache_warm() {
+    let env = world();
+    let _w = env.worker("w1", 1);
+    let (mut recs, mut go_tests) = (Vec::new(), Vec::new());
+    // Two issues: two workspaces, two QA runs of the same commit.
+    for issue in ["1", "2"] {
+        let id = env.enqueue(&[
+            "--repo",
+            "demo",
+            "--issue",
+            issue,
+            "--task",
+            "Look @agentq-test print looking",
+        ]);
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(
+            (rec.state, rec.qa_status),
+            (JobState::Completed, Some(QaStatus::Passed)),
+            "{rec:#?}\n{}\n{}",
+            meta(&rec, "qa.log"),
+            env.worker_logs()
+        );
+        // Each command is logged on its own, in order.
+        let log = meta(&rec, "qa.log");
+        let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s} not in {log}"));
+        assert!(
+            at("$ go build ./...") < at("$ go vet ./...") && at("$ go vet") < at("$ go test ./...")
+        );
+        assert!(meta(&rec, "qa-4.log").contains("uid="), "{log}");
+        go_tests.push(meta(&rec, "qa-3.log"));
+        recs.push(rec);
+    }
+    let go_cache = env.workspace_root().join(".agentq-cache/go/build");
+    assert!(
+        files_under(&go_cache) > 0,
+        "nothing in {}",
+        go_cache.display()
+    );
+    // The first run filled the cache, the second found it warm.
+    let (first, second) = (&go_tests[0], &go_tests[1]);
+    assert!(!first.contains("(cached)"), "cold run cached: {first}");
+    assert!(
+        second.contains("(cached)"),
+        "the second run was cold: {second}"
+    );
+    // The QA container's sandbox: not root, no capabilities, no new
+    // privileges, no API key; the cache in its volume.
+    let check = meta(&recs[1], "qa-4.log");
+    assert!(!check.contains("uid=0"), "{check}");
+    assert!(check.contains("CapEff:\t0000000000000000"), "{check}");
+    assert!(check.contains("NoNewPrivs:\t1"), "{check}");
+    assert!(check.contains("key=none"), "{check}");
+    assert!(check.contains("cache=/agentq-cache/go/build"), "{check}");
+    // No container left behind.
+    assert!(env.containers_of(&recs[1].id).is_empty());
+}
+
+/// A failing command stops QA there, with its own code, and the commands
+/// after it never run; each command's time limit holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn qa_in_one_container_stops_at_the_first_failure_and_keeps_time_limits() {
+    let env = world();
+    edit_config(&env, |t| {
+        t.replace(
+            "qa = [[",
+            "qa = [[\"sh\", \"-c\", \"echo first; exit 3\"], [\"sh\", \"-c\", \"echo never\"]]\nold_qa = [[",
+        )
+        .replace("old_qa = ", "# ")
+    });
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--branch",
+        "main",
+        "--task",
+        "Look @agentq-test print looking",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed), "{rec:#?}");
+    assert_eq!(rec.qa_command, "sh -c echo first; exit 3", "{rec:#?}");
+    assert!(rec.error.contains("exited with code 3"), "{rec:#?}");
+    assert!(meta(&rec, "qa-1.log").contains("first"));
+    assert!(
+        !meta(&rec, "qa.log").contains("never"),
+        "{}",
+        meta(&rec, "qa.log")
+    );
+    // A command past `qa_timeout_secs` is stopped and said so.
+    edit_config(&env, |t| {
+        t.replace("echo first; exit 3", "sleep 30")
+            .replace("qa_cache_gb = 2", "qa_cache_gb = 2\nqa_timeout_secs = 2")
+    });
+    drop(_w);
+    let _w = env.worker("w2", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--branch",
+        "main",
+        "--task",
+        "Look again @agentq-test print looking",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.qa_status, Some(QaStatus::Failed), "{rec:#?}");
+    assert!(rec.error.contains("ran past 2s"), "{rec:#?}");
+}
+
+fn edit_config(env: &TestEnv, f: impl FnOnce(String) -> String) {
+    let p = env.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, f(text)).unwrap();
+}
+
+/// `cache_for_agents = true` mounts the same caches into the agent's run;
+/// without it, the agent gets none.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_for_agents_mounts_the_caches_into_agent_runs() {
+    let env = world();
+    let task = "Check @agentq-test env-check GOMODCACHE CARGO_TARGET_DIR PIP_CACHE_DIR";
+    let mut logs = Vec::new();
+    for (issue, on) in [("1", false), ("2", true)] {
+        edit_config(&env, |t| {
+            format!(
+                "cache_for_agents = {on}\n{}",
+                t.replace("cache_for_agents = false\n", "")
+            )
+        });
+        let _w = env.worker(&format!("w{issue}"), 1);
+        let id = env.enqueue(&["--repo", "demo", "--issue", issue, "--task", task]);
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+        logs.push(meta(&rec, "agent-codex.log"));
+    }
+    for var in ["GOMODCACHE", "CARGO_TARGET_DIR", "PIP_CACHE_DIR"] {
+        assert!(
+            logs[0].contains(&format!("env {var} is unset")),
+            "{}",
+            logs[0]
+        );
+        assert!(
+            logs[1].contains(&format!("env {var} is set")),
+            "{}",
+            logs[1]
+        );
+    }
+}

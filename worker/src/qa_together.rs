@@ -1,0 +1,199 @@
+//! QA in one container per run, not one per command (issue 34): the
+//! container's watchdog runs nothing first and then the QA commands as its
+//! `--after` plan (see `worker/watchdog/after.rs`), one after the other in
+//! the checkout, each within `qa_timeout_secs`, stopping at the first that
+//! fails; each command's output (stdout and stderr together) and exit code
+//! come back as a section of its own on the watchdog's channel, so each is
+//! still logged (`.meta/qa-N.log`) and judged on its own. The host's build
+//! caches are mounted in ([`crate::qa_cache`]).
+
+use std::time::Duration;
+
+use agentq_shared::{
+    agent::AgentSpec,
+    container::{encode_argv, qa_container, BEAT_MOUNT},
+};
+use tokio::sync::watch;
+
+use crate::{
+    checkout::Checkout,
+    docker::{self, Ended, TIMED_OUT},
+    guard::StopReason,
+    prep::Prepared,
+    qa::QaResult,
+    run::{Run, RunDirs},
+};
+
+/// The plan file in the run's heartbeat directory (read-only in the
+/// container).
+const QA_PLAN: &str = "qa-plan";
+/// Most output kept per QA command.
+const STEP_CAP: u64 = 16 * 1024 * 1024;
+
+/// How the commands went: for each command run, its output file and its
+/// exit code ([`TIMED_OUT`]: past its time limit); or how the container ended when it
+/// did not finish (cancelled, shut down, fenced). `None`: no watchdog, the
+/// caller runs one container per command.
+pub(crate) type Steps = Result<Vec<(std::path::PathBuf, i64)>, Ended>;
+
+/// The plan the watchdog runs (version 2: output merged, stop at the first
+/// failure).
+fn plan(cmds: &[Vec<String>], limit: Duration) -> Vec<u8> {
+    let mut args: Vec<String> = vec![
+        "2".into(),
+        "/workspace".into(),
+        limit.as_millis().to_string(),
+        "ms".into(),
+        cmds.len().to_string(),
+    ];
+    for c in cmds {
+        args.push(c.len().to_string());
+        args.extend(c.iter().cloned());
+    }
+    encode_argv(&args)
+}
+
+/// Runs `cmds` in one container on `checkout` (see the module docs).
+///
+/// # Errors
+/// Docker API errors, the plan that cannot be written (infrastructure).
+pub(crate) async fn run_steps(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    checkout: &Checkout,
+    cmds: &[Vec<String>],
+    stop: watch::Receiver<StopReason>,
+) -> anyhow::Result<Option<Steps>> {
+    let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
+    let Some(beat) = run.beat else {
+        return Ok(None);
+    };
+    let ws = &prepared.workspace;
+    let limit = Duration::from_secs(ctx.cfg.qa_timeout_secs);
+    agentq_shared::fsutil::write_atomic(&beat.dir().join(QA_PLAN), &plan(cmds, limit))?;
+    let dirs = RunDirs {
+        repo: checkout.dir().to_path_buf(),
+        input: ws.input_dir(),
+        out: None,
+    };
+    let job = run.container_job(agent, "", &dirs);
+    let mut body = qa_container(&ctx.cfg, &job, Vec::new());
+    if let Some(entrypoint) = body.entrypoint.as_mut() {
+        let dashes = entrypoint
+            .iter()
+            .rposition(|a| a == "--")
+            .unwrap_or(entrypoint.len());
+        entrypoint.splice(
+            dashes..dashes,
+            ["--after".to_string(), format!("{BEAT_MOUNT}/{QA_PLAN}")],
+        );
+    }
+    let caches = crate::qa_cache::acquire(ctx, &ws.dir).await;
+    if let Some(c) = &caches {
+        c.apply(&mut body);
+    }
+    let files: Vec<_> = (1..=cmds.len())
+        .map(|i| (ws.meta_dir().join(format!("qa-{i}.log")), STEP_CAP))
+        .collect();
+    let sink = docker::AfterSink::new(files.clone());
+    let name = format!("agentq-{}-{}-qa", rec.id.to_lowercase(), attempt);
+    // The watchdog bounds each command; the container as a whole gets
+    // their sum and a minute more.
+    let whole = limit * cmds.len() as u32 + Duration::from_secs(60);
+    let (_, ended) = docker::run_container(
+        &ctx.docker,
+        &name,
+        body,
+        &ws.meta_dir().join("qa-watchdog.log"),
+        docker::LogTail {
+            hold: run.hold.clone(),
+            after: Some(sink.clone()),
+        },
+        whole,
+        Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
+        stop,
+        |_| {},
+    )
+    .await?;
+    drop(caches);
+    evict_later(run);
+    let sections = sink.take();
+    let mut steps = Vec::new();
+    for ((file, _), s) in files.into_iter().zip(sections) {
+        match s.code {
+            Some(code) => steps.push((file, code)),
+            None => break,
+        }
+    }
+    match ended {
+        Ended::Exited(_) => {}
+        Ended::TimedOut => {
+            // Only a watchdog that could not stop a command gets here.
+            steps.push((ws.meta_dir().join("qa-watchdog.log"), TIMED_OUT));
+        }
+        other => return Ok(Some(Err(other))),
+    }
+    Ok(Some(Ok(steps)))
+}
+
+/// Keeps the caches under `qa_cache_gb`, off the job's path.
+fn evict_later(run: &Run<'_>) {
+    let cfg = &run.ctx.cfg;
+    if cfg.qa_cache_gb <= 0.0 {
+        return;
+    }
+    let root = crate::qa_cache::root(run.ctx);
+    let bound = (cfg.qa_cache_gb * 1e9) as u64;
+    tokio::task::spawn_blocking(move || {
+        let emptied = crate::qa_cache::evict(&root, bound);
+        if !emptied.is_empty() {
+            tracing::info!(
+                ?emptied,
+                "build caches over qa_cache_gb: least recently used emptied"
+            );
+        }
+    });
+}
+
+/// The result of the steps, as the per-command containers' loop gives it:
+/// the first command that failed, or one that never ran (the container
+/// ended before it), else passed.
+pub(crate) fn judge(
+    cmds: &[Vec<String>],
+    steps: Vec<(std::path::PathBuf, i64)>,
+    qa_timeout_secs: u64,
+    log: &std::path::Path,
+) -> QaResult {
+    let mut last_output = String::new();
+    let mut steps = steps.into_iter();
+    for argv in cmds {
+        let detail = match steps.next() {
+            Some((file, code)) => {
+                let output = std::fs::read(&file)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                crate::qa::append(log, &argv.join(" "), &output);
+                last_output = output;
+                match code {
+                    0 => continue,
+                    TIMED_OUT => format!("ran past {qa_timeout_secs}s"),
+                    code => format!("exited with code {code}"),
+                }
+            }
+            None => "did not run: the QA container ended before it".to_string(),
+        };
+        return QaResult {
+            status: agentq_shared::status::QaStatus::Failed,
+            command: argv.join(" "),
+            detail,
+            output_tail: crate::qa::tail(&last_output),
+        };
+    }
+    QaResult {
+        status: agentq_shared::status::QaStatus::Passed,
+        command: String::new(),
+        detail: String::new(),
+        output_tail: crate::qa::tail(&last_output),
+    }
+}
