@@ -14,8 +14,8 @@
 #![warn(missing_docs)]
 
 pub use agentq_domain::{
-    admission, agent, backoff, clock, input, keys, notify, outcome, pacing, prompt, quota,
-    readable, record, text, transition, tree_bounds, untrusted, verify, workspace,
+    admission, agent, backoff, clock, input, keys, notify, outcome, pacing, priority, prompt,
+    quota, readable, record, schedule, text, transition, tree_bounds, untrusted, verify, workspace,
 };
 
 pub mod config;

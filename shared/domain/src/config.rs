@@ -149,6 +149,8 @@ pub struct Config {
     /// The verify stage after the pull request, and harvest's limits
     /// (`[verify]`, see [`crate::verify::VerifyConfig`]).
     pub verify: crate::verify::VerifyConfig,
+    /// Periodic jobs (`[[schedule]]`, see [`crate::schedule`]).
+    pub schedule: Vec<crate::schedule::ScheduleConfig>,
 }
 
 /// Container settings.
@@ -317,6 +319,7 @@ impl Default for Config {
             notify_timeout_secs: 10,
             notify_outbox_max: 10_000,
             verify: Default::default(),
+            schedule: Vec::new(),
         }
     }
 }
@@ -423,6 +426,7 @@ impl Config {
         let table = crate::agent::AgentTable::from_config(&self.agents)?;
         // Pool names in [limits], [rates] and [pacing] are the table's.
         self.admission.validate(&table.names())?;
+        crate::schedule::validate(&self.schedule, &table)?;
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(

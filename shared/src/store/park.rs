@@ -122,6 +122,7 @@ impl JobStore {
                 rate_ms: cfg.rate_ms(pool),
                 tasks: (0..GRANTS_PER_CALL).map(|_| new_task_id()).collect(),
                 model_limits,
+                priority_age_ms: cfg.priority_age_secs.saturating_mul(1000),
             }
             .invocation(&WAKE_SCRIPT);
             let n: usize = inv.invoke_async(&mut self.conn()).await?;
@@ -148,12 +149,19 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn due_timers(&self) -> Result<Vec<String>, StoreError> {
-        Ok(DUE_SCRIPT
+        let mut due: Vec<String> = DUE_SCRIPT
             .prepare_invoke()
             .arg(self.keys().namespace())
             .arg(now_ms())
             .invoke_async(&mut self.conn())
-            .await?)
+            .await?;
+        // Delayed jobs' timer (not a pool): they go to their lanes, whose
+        // pools are woken by the wake-ups the move publishes.
+        if let Some(i) = due.iter().position(|p| p == crate::keys::SCHEDULED_TIMER) {
+            due.swap_remove(i);
+            self.release_scheduled().await?;
+        }
+        Ok(due)
     }
 
     /// Moves the first in line of every workspace whose holder is gone (its
