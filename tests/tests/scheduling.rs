@@ -152,6 +152,9 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
     let _w = env.worker("w1", 1);
+    let later = env.enqueue(&[
+        "--repo", "demo", "--agent", "codex", "--task", "quick", "--issue", "2", "--in", "1h",
+    ]);
     let id = env.enqueue(&[
         "--repo", "demo", "--agent", "codex", "--task", "quick", "--issue", "1", "--in", "3s",
     ]);
@@ -160,7 +163,7 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     assert_eq!(rec.state, JobState::Scheduled, "{rec:#?}");
     let due = chrono::DateTime::parse_from_rfc3339(&rec.input.at).unwrap();
     let listed = env.cli_ok(&["list", "--state", "scheduled", "--json"]);
-    assert_eq!(json_ids(&listed), vec![id.clone()]);
+    assert_eq!(json_ids(&listed), vec![id.clone(), later.clone()]);
     assert!(env
         .cli_ok(&["list"])
         .contains(&format!("due {}", rec.input.at)));
@@ -177,6 +180,14 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     assert!(queued_at >= due, "queued at {queued_at}, due {due}");
     let started = chrono::DateTime::parse_from_rfc3339(&done.started_at).unwrap();
     assert!(started >= due, "started at {started}, due {due}");
+    // The other one is not due: still scheduled, the timer set to it.
+    assert_eq!(store.state_of(&later).await.unwrap(), Some(JobState::Scheduled));
+    let later_due = store.get(&later).await.unwrap().unwrap().input.at;
+    let later_ms = chrono::DateTime::parse_from_rfc3339(&later_due)
+        .unwrap()
+        .timestamp_millis();
+    assert_eq!(store.scheduled_count().await.unwrap(), (1, Some(later_ms)));
+    env.cli_ok(&["cancel", &later]);
     assert_eq!(store.scheduled_count().await.unwrap(), (0, None));
 }
 
