@@ -145,9 +145,9 @@ async fn due_delayed_jobs_go_to_their_lanes_and_the_timer_moves_on() {
     let now = agentq_shared::clock::now_ms() / 1000 * 1000;
     let due = delayed(now - 1000);
     let later = delayed(now + 3_600_000);
-    store.create(&[later.clone()]).await.unwrap();
+    store.create(std::slice::from_ref(&later)).await.unwrap();
     assert_eq!(timer(&store).await, Some(now + 3_600_000));
-    store.create(&[due.clone()]).await.unwrap();
+    store.create(std::slice::from_ref(&due)).await.unwrap();
     assert_eq!(
         timer(&store).await,
         Some(now - 1000),
@@ -226,11 +226,11 @@ async fn a_scheduled_duplicate_key_leaves_nothing_behind() {
     let mut b = delayed(at);
     b.key = "k1".into();
     assert_eq!(
-        store.create(&[a.clone()]).await.unwrap(),
+        store.create(std::slice::from_ref(&a)).await.unwrap(),
         vec![Created::New(a.id.clone())]
     );
     assert_eq!(
-        store.create(&[b.clone()]).await.unwrap(),
+        store.create(std::slice::from_ref(&b)).await.unwrap(),
         vec![Created::Existing(a.id.clone())]
     );
     assert!(store.get(&b.id).await.unwrap().is_none());

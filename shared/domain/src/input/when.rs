@@ -14,16 +14,14 @@ const MAX_DELAY_SECS: i64 = 10 * 366 * 86_400;
 /// Anything else, naming the field `at`.
 pub fn parse_at(text: &str) -> Result<i64, InvalidInput> {
     let t = text.trim();
-    let parsed = chrono::DateTime::parse_from_rfc3339(t).or_else(|_| {
+    let parsed = chrono::DateTime::parse_from_rfc3339(t).or_else(|e| {
         // `2026-12-07T06:00Z` / `2026-12-07T06:00+01:00`: seconds left out.
-        let with_secs = match t
-            .find(|c| c == 'Z' || c == '+' || c == 'z')
-            .or_else(|| t.rfind('-').filter(|&i| i > 10))
-        {
-            Some(i) if i == 16 => format!("{}:00{}", &t[..i], &t[i..]),
-            _ => t.to_string(),
-        };
-        chrono::DateTime::parse_from_rfc3339(&with_secs)
+        match t.get(..16).zip(t.get(16..)) {
+            Some((day_hm, zone)) if !zone.is_empty() && !zone.starts_with(':') => {
+                chrono::DateTime::parse_from_rfc3339(&format!("{day_hm}:00{zone}"))
+            }
+            _ => Err(e),
+        }
     });
     parsed.map(|d| d.timestamp_millis()).map_err(|_| {
         InvalidInput::new(
