@@ -181,7 +181,10 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     let started = chrono::DateTime::parse_from_rfc3339(&done.started_at).unwrap();
     assert!(started >= due, "started at {started}, due {due}");
     // The other one is not due: still scheduled, the timer set to it.
-    assert_eq!(store.state_of(&later).await.unwrap(), Some(JobState::Scheduled));
+    assert_eq!(
+        store.state_of(&later).await.unwrap(),
+        Some(JobState::Scheduled)
+    );
     let later_due = store.get(&later).await.unwrap().unwrap().input.at;
     let later_ms = chrono::DateTime::parse_from_rfc3339(&later_due)
         .unwrap()
