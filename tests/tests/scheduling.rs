@@ -151,7 +151,8 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     require_docker();
     let env = TestEnv::new();
     env.remotes.create("core", "demo", &[]);
-    let _w = env.worker("w1", 1);
+    let port = free_port();
+    let _w = env.worker_with_args("w1", &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let later = env.enqueue(&[
         "--repo", "demo", "--agent", "codex", "--task", "quick", "--issue", "2", "--in", "1h",
     ]);
@@ -164,6 +165,17 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
     let due = chrono::DateTime::parse_from_rfc3339(&rec.input.at).unwrap();
     let listed = env.cli_ok(&["list", "--state", "scheduled", "--json"]);
     assert_eq!(json_ids(&listed), vec![id.clone(), later.clone()]);
+    let scheduled_gauge = async || {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("agentq_scheduled "))
+            .map(str::to_string)
+    };
     assert!(env
         .cli_ok(&["list"])
         .contains(&format!("due {}", rec.input.at)));
@@ -190,6 +202,10 @@ async fn a_delayed_job_is_scheduled_until_due_then_runs() {
         .unwrap()
         .timestamp_millis();
     assert_eq!(store.scheduled_count().await.unwrap(), (1, Some(later_ms)));
+    let seen = env
+        .poll_until("the metrics", LONG, async || scheduled_gauge().await)
+        .await;
+    assert_eq!(seen, "1", "agentq_scheduled");
     env.cli_ok(&["cancel", &later]);
     assert_eq!(store.scheduled_count().await.unwrap(), (0, None));
 }
