@@ -194,6 +194,10 @@ async fn due_delayed_jobs_go_to_their_lanes_and_the_timer_moves_on() {
         0,
         "nothing else due"
     );
+    // A timer lost (taken by a worker whose release failed) is set again.
+    let _: () = query(&store, redis::cmd("DEL").arg("t:timers")).await;
+    store.rearm_scheduled_timer().await.unwrap();
+    assert_eq!(timer(&store).await, Some(now + 3_600_000));
 }
 
 #[tokio::test]

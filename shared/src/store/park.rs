@@ -159,7 +159,11 @@ impl JobStore {
         // pools are woken by the wake-ups the move publishes.
         if let Some(i) = due.iter().position(|p| p == crate::keys::SCHEDULED_TIMER) {
             due.swap_remove(i);
-            self.release_scheduled().await?;
+            if let Err(e) = self.release_scheduled().await {
+                // The timer is taken: set it again, or no one looks.
+                let _ = self.rearm_scheduled_timer().await;
+                return Err(e);
+            }
         }
         Ok(due)
     }

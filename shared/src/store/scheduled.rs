@@ -83,6 +83,25 @@ impl JobStore {
         }
     }
 
+    /// Sets the timer to the earliest due time again, unless it is earlier
+    /// already (`ZADD LT`): for a timer taken by a worker whose release then
+    /// failed. Two commands, whatever the number waiting.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn rearm_scheduled_timer(&self) -> Result<(), StoreError> {
+        if let (_, Some(first)) = self.scheduled_count().await? {
+            redis::cmd("ZADD")
+                .arg(self.keys().timers())
+                .arg("LT")
+                .arg(first)
+                .arg(SCHEDULED_TIMER)
+                .exec_async(&mut self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Delayed jobs waiting, and the earliest due time (ms), if any.
     ///
     /// # Errors
