@@ -8,7 +8,9 @@
 //!
 //! - **wake** ([`JobStore::wake_pool`], one Lua call): frees expired slot leases,
 //!   then, while the pool has room and is not paused or paced, takes the oldest
-//!   job among the heads of the pool's lanes whose model has room, *grants* it a
+//!   job among the heads of the pool's lanes whose model has room (of the
+//!   highest priority waiting: a lane per model and priority, see
+//!   [`crate::priority`]), *grants* it a
 //!   slot (the slot lease is taken here, for it; the record's `admitted_ms` says
 //!   when, on the clock pacing is measured on) and pushes its delivery. So the
 //!   order is exact FIFO within a lane, and a job blocked only by its model's
