@@ -278,8 +278,8 @@ async fn ticks_enqueued(env: &TestEnv, name: &str) -> Vec<i64> {
 
 const SCHEDULES: &str = r#"
 [[schedule]]
-name = "every2"
-cron = "*/2 * * * * *"
+name = "every3"
+cron = "*/3 * * * * *"
 [schedule.job]
 repo = "demo"
 task = "periodic"
@@ -325,26 +325,26 @@ async fn three_workers_enqueue_exactly_one_job_per_tick() {
         r.get(env.key(&format!("schedule:{name}"))).unwrap()
     };
     let first = env
-        .poll_until("every2's first tick", LONG, async || tick(&mut r, "every2"))
+        .poll_until("every3's first tick", LONG, async || tick(&mut r, "every3"))
         .await;
     let last = env
         .poll_until("three more ticks", LONG, async || {
-            tick(&mut r, "every2").filter(|t| *t >= first + 6)
+            tick(&mut r, "every3").filter(|t| *t >= first + 9)
         })
         .await;
     // The job of the last tick observed is in (the compare-and-set comes first).
-    let key = env.key(&format!("key:schedule:every2:{last}"));
+    let key = env.key(&format!("key:schedule:every3:{last}"));
     env.poll_until("the last tick's job", LONG, async || {
         r.exists::<_, bool>(&key).unwrap().then_some(())
     })
     .await;
-    let ticks: Vec<i64> = ticks_enqueued(&env, "every2")
+    let ticks: Vec<i64> = ticks_enqueued(&env, "every3")
         .await
         .into_iter()
         .filter(|t| *t <= last)
         .collect();
     assert!(ticks.len() >= 3, "{ticks:?}");
-    let expected: Vec<i64> = (0..ticks.len() as i64).map(|i| ticks[0] + 2 * i).collect();
+    let expected: Vec<i64> = (0..ticks.len() as i64).map(|i| ticks[0] + 3 * i).collect();
     assert_eq!(ticks, expected, "one job per tick, none missed, none twice");
     assert_eq!(ticks.last(), Some(&last));
     // The missed ticks: once. The new schedule: its tick only recorded.
@@ -362,7 +362,7 @@ async fn three_workers_enqueue_exactly_one_job_per_tick() {
     let text = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert_eq!(views[1]["last_tick"], text(jan1(year)));
     assert_eq!(views[1]["next_tick"], text(jan1(year + 1)));
-    assert!(env.cli_ok(&["schedules"]).contains("every2"));
+    assert!(env.cli_ok(&["schedules"]).contains("every3"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
