@@ -84,6 +84,8 @@ enum Command {
     Events(cmd::events::Args),
     /// Live workers.
     Workers(cmd::workers::Args),
+    /// The periodic jobs of [[schedule]]: next tick and last tick.
+    Schedules(cmd::schedules::Args),
     /// The agent pools as the workers run them (built-in and [agents.NAME]).
     Agents(cmd::agents::Args),
     /// Serve the web console and its JSON API (read-only without --token-env).
@@ -251,6 +253,7 @@ async fn main() -> ExitCode {
             Command::Purge(a) => cmd::purge::run(&cfg, a).await,
             Command::Events(a) => cmd::events::run(&cfg, a).await,
             Command::Workers(a) => cmd::workers::run(&cfg, a).await,
+            Command::Schedules(a) => cmd::schedules::run(&cfg, a).await,
             Command::Agents(a) => cmd::agents::run(&cfg, a).await,
             Command::Web(a) => cmd::web::run(&cfg, a).await,
             Command::Doctor(a) => cmd::doctor::run(&cfg, file.as_deref(), a).await,

@@ -14,8 +14,9 @@
 #![warn(missing_docs)]
 
 pub use agentq_domain::{
-    admission, agent, backoff, clock, input, keys, notify, outcome, pacing, prompt, quota,
-    readable, record, stamp, text, transition, tree_bounds, untrusted, verify, workspace,
+    admission, agent, backoff, clock, input, keys, notify, outcome, pacing, priority, prompt,
+    quota, readable, record, schedule, stamp, text, transition, tree_bounds, untrusted, verify,
+    workspace,
 };
 
 pub mod config;

@@ -10,7 +10,7 @@ use std::{
 use agentq_shared::status::{JobState, QaStatus};
 use agentq_tests::*;
 
-use super::{ms, Row};
+use super::{run_secs, Row};
 
 /// p50 and p95 of `v` (nearest rank).
 fn p50_p95(v: &mut [f64]) -> (f64, f64) {
@@ -62,7 +62,7 @@ pub async fn committing_job() -> Vec<Row> {
         let rec = env.wait_final(&id, Duration::from_secs(300)).await;
         assert_eq!(rec.state, JobState::Completed, "{rec:?}");
         assert!(!rec.branch.is_empty());
-        took.push((ms(&rec.finished_at) - ms(&rec.started_at)) as f64 / 1000.0);
+        took.push(run_secs(&rec));
     }
     drop(w);
     drop(env);

@@ -317,6 +317,19 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
     .await;
     let at_1000 = commands_per_s(&env, 10).await;
     eprintln!("Redis commands/s with 10 jobs waiting: {at_10:.1}; with 1000: {at_1000:.1}");
+    // And 1000 delayed jobs (issue 33): `scheduled`, in no lane, one timer.
+    let scheduled_lines: String = (2000..3000)
+        .map(|i| {
+            serde_json::json!({"repo": "demo", "task": "later", "agent": "claude", "issue": i, "in": "1h"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let scheduled = env.enqueue_ndjson(&scheduled_lines);
+    let store = env.store().await;
+    assert_eq!(store.scheduled_count().await.unwrap().0, 1000);
+    let with_scheduled = commands_per_s(&env, 10).await;
+    eprintln!("... and with 1000 scheduled as well: {with_scheduled:.1}");
     // The worker's own heartbeats, polling and the running job's renewals are
     // counted, so neither is 0; the bound is the same whatever the number waiting
     // (re-checking each waiting job even once every 10 s would break it at 1000).
@@ -324,10 +337,20 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
     assert!(at_10 > 1.0 && at_1000 > 1.0, "the count is not counting");
     assert!(at_10 < BOUND, "{at_10:.0} commands/s with 10 waiting");
     assert!(at_1000 < BOUND, "{at_1000:.0} commands/s with 1000 waiting");
+    assert!(
+        with_scheduled < BOUND,
+        "{with_scheduled:.0} commands/s with 1000 scheduled"
+    );
+    let out = env.cli_ok(&["cancel", "--state", "scheduled"]);
+    assert!(out.contains("1000 cancelled"), "{out}");
+    for id in &scheduled {
+        let rec = store.get(id).await.unwrap().unwrap();
+        assert_eq!((rec.state, rec.attempt), (JobState::Cancelled, 0));
+    }
+    assert_eq!(store.scheduled_count().await.unwrap(), (0, None));
     // None of them was attempted: waiting spends nothing.
     let out = env.cli_ok(&["cancel", "--state", "queued", "--agent", "claude"]);
     assert!(out.contains("1000 cancelled"), "{out}");
-    let store = env.store().await;
     for id in &waiters {
         let rec = store.get(id).await.unwrap().unwrap();
         assert_eq!(

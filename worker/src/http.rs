@@ -47,6 +47,7 @@ async fn gauges(ctx: &WorkerCtx) -> anyhow::Result<Gauges> {
         waiting,
         paused,
         quota_resume,
+        scheduled: store.scheduled_count().await?.0,
     })
 }
 

@@ -38,6 +38,7 @@ mod report;
 mod room;
 mod run;
 mod save;
+mod schedules;
 mod services;
 mod shutdown;
 mod space;
@@ -227,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     writeback::spawn(ctx.clone());
     notify::spawn(ctx.clone());
     verify::again::spawn(ctx.clone());
+    schedules::spawn(ctx.clone());
 
     affinity::spawn_affinity_claimer(ctx.clone(), shutdown.drain.clone());
     intake::run(ctx.clone(), shutdown.drain.clone()).await;

@@ -49,6 +49,7 @@ pub struct Metrics {
     fenced: Counter,
     paused: Family<PauseLabels, Gauge>,
     quota_resume: Family<PoolLabels, Gauge>,
+    scheduled: Gauge,
 }
 
 impl Default for Metrics {
@@ -116,8 +117,15 @@ impl Default for Metrics {
             "Seconds until a pool paused for its provider's usage limit resumes, by agent pool (0: not paused for a limit; all hosts)",
             quota_resume.clone(),
         );
+        let scheduled = Gauge::default();
+        registry.register(
+            "scheduled",
+            "Delayed jobs (enqueued with --at/--in) waiting for their due time (all hosts)",
+            scheduled.clone(),
+        );
         Self {
             registry,
+            scheduled,
             fenced,
             paused,
             quota_resume,
@@ -158,6 +166,7 @@ impl Metrics {
         self.queue_depth.set(g.queue_depth as i64);
         self.rescued.set(g.rescued as i64);
         self.degraded.set(i64::from(g.degraded));
+        self.scheduled.set(g.scheduled as i64);
         for (pool, running) in &g.running {
             self.running
                 .get_or_create(&PoolLabels { pool: pool.clone() })
@@ -216,4 +225,6 @@ pub struct Gauges {
     /// Seconds until each pool paused for its provider's limit resumes (0:
     /// not paused for one), by pool.
     pub quota_resume: Vec<(String, i64)>,
+    /// Delayed jobs waiting for their due time.
+    pub scheduled: u64,
 }

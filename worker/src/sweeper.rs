@@ -40,6 +40,7 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
                 crate::waker::wake_all(&ctx).await;
                 if last_lost.elapsed() >= lost_every {
                     last_lost = std::time::Instant::now();
+                    let _ = ctx.store.rearm_scheduled_timer().await; // delayed jobs' timer, if a release failed
                     match ctx.store.sweep_lost(grace).await {
                         Ok(lost) if !lost.is_empty() => {
                             tracing::error!(

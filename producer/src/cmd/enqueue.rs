@@ -35,7 +35,8 @@ const EXAMPLES: &str = "Examples:
 /// How a batch goes in and what it prints, shown by `--help`.
 const BATCH_HELP: &str = r#"Batch (`agentq enqueue -`): NDJSON on stdin, one job per line, with the seed's
 field names (repo, org, task, agent, template, plan_template, variables, persona,
-issue, pr, branch, tag, dry_run, auto_merge) plus an optional idempotency "key". Empty lines
+issue, pr, branch, tag, dry_run, auto_merge, priority, at, in) plus an optional
+idempotency "key". Empty lines
 are skipped; a line that is not valid UTF-8 is refused (field json). Jobs go in
 in chunks of 500, each one atomic transaction; a line's result is printed once its
 chunk is in:
@@ -123,6 +124,24 @@ pub struct Args {
     /// Print JSON: one object per job.
     #[arg(long)]
     pub json: bool,
+    /// high, normal (default) or low: within its pool a higher priority job
+    /// takes the next free slot first (see "Scheduling" in README). In
+    /// NDJSON: "priority".
+    #[arg(long, conflicts_with = "stdin", allow_hyphen_values = true)]
+    pub priority: Option<String>,
+    /// Run no earlier than this time (e.g. 2026-12-07T06:00Z): the job is
+    /// `scheduled` until then. In NDJSON: "at".
+    #[arg(long, conflicts_with_all = ["stdin", "in_"], allow_hyphen_values = true)]
+    pub at: Option<String>,
+    /// Run no earlier than this long from now (e.g. 2h, 30m, 1h30m). In
+    /// NDJSON: "in".
+    #[arg(
+        long = "in",
+        id = "in_",
+        conflicts_with = "stdin",
+        allow_hyphen_values = true
+    )]
+    pub in_: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -155,7 +174,10 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             (_, true) => Some(false),
             _ => None,
         },
+        ..Default::default()
     };
+    let input = crate::cmd::enqueue_when::with_schedule(input, &args.priority, &args.at, &args.in_)
+        .map_err(|e| refused(&e, args.json))?;
     let input = input
         .validated_for(cfg.agent_table())
         .map_err(|e| refused(&e, args.json))?;

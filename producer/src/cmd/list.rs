@@ -7,7 +7,7 @@ use crate::{output, when, Failure};
 /// List jobs, newest first.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only jobs in this state (queued, waiting, preparing, running, completed, failed, blocked, cancelled, timed_out, merged).
+    /// Only jobs in this state (queued, waiting, preparing, running, completed, failed, blocked, cancelled, timed_out, merged, scheduled).
     #[arg(long)]
     pub state: Option<JobState>,
     /// Only this agent pool (claude) or exact agent (claude:opus).
@@ -29,6 +29,9 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Only jobs of this priority (high, normal, low).
+    #[arg(long)]
+    pub priority: Option<agentq_shared::priority::Priority>,
 }
 
 /// Runs the command.
@@ -42,6 +45,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             since_ms: args.since,
             limit: args.limit,
             search: args.search,
+            priority: args.priority,
         })
         .await?;
     if args.json {
@@ -54,22 +58,24 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         return Ok(0);
     }
     outln!(
-        "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  reason",
+        "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3} {:<6} reason",
         "id",
         "state",
         "agent",
         "repo",
         "age",
-        "att"
+        "att",
+        "pri"
     );
     for j in &jobs {
         let j = match j {
             RecordView::Ok(rec) => rec,
             RecordView::Unreadable { id, problem } => {
                 outln!(
-                    "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  {}",
+                    "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3} {:<6} {}",
                     id,
                     crate::corrupt::CORRUPT,
+                    "-",
                     "-",
                     "-",
                     "-",
@@ -79,8 +85,13 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 continue;
             }
         };
-        let reason: String = j
-            .message()
+        let due = format!("due {}", j.input.at);
+        let message = if j.state == JobState::Scheduled {
+            due.as_str()
+        } else {
+            j.message()
+        };
+        let reason: String = message
             .lines()
             .next()
             .unwrap_or("")
@@ -88,13 +99,14 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             .take(60)
             .collect();
         outln!(
-            "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3}  {}",
+            "{:<26} {:<10} {:<14} {:<24} {:>5} {:>3} {:<6} {}",
             j.id,
             j.state.as_str(),
             j.input.agent,
             format!("{}/{}", j.input.org, j.input.repo),
             when::age(j.created_at),
             j.attempt,
+            j.input.priority.as_str(),
             reason
         );
     }

@@ -196,6 +196,7 @@ pub fn filter_from(params: &HashMap<String, String>) -> Result<ListFilter, ApiEr
         since_ms,
         limit,
         search: text("q"),
+        ..Default::default()
     })
 }
 

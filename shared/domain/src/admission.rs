@@ -57,8 +57,11 @@ impl Default for BackoffConfig {
     }
 }
 
+/// `priority_age_secs`'s default: ten minutes.
+pub const DEFAULT_PRIORITY_AGE_SECS: u64 = 600;
+
 /// Everything admission needs to know, from the config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionConfig {
     /// Per-pool limits.
@@ -70,6 +73,22 @@ pub struct AdmissionConfig {
     /// Per-pool pacing as upstream defines it (`[pacing.POOL]`, see
     /// [`crate::pacing`]); for such a pool it replaces `[rates]`.
     pub pacing: BTreeMap<String, crate::pacing::Pacing>,
+    /// A job that waited in its lane longer than this, seconds, counts one
+    /// priority level higher (so a `low` job is not starved by a steady
+    /// stream of `normal` ones; see [`crate::priority`]). 0: never.
+    pub priority_age_secs: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            limits: BTreeMap::new(),
+            rates: BTreeMap::new(),
+            backoff: BackoffConfig::default(),
+            pacing: BTreeMap::new(),
+            priority_age_secs: DEFAULT_PRIORITY_AGE_SECS,
+        }
+    }
 }
 
 impl BackoffConfig {

@@ -157,6 +157,8 @@ pub struct Config {
     pub qa_cache_gb: f64,
     /// Mount the same build caches into agent runs too (agents also build).
     pub cache_for_agents: bool,
+    /// Periodic jobs (`[[schedule]]`, see [`crate::schedule`]).
+    pub schedule: Vec<crate::schedule::ScheduleConfig>,
 }
 
 /// Container settings.
@@ -327,6 +329,7 @@ impl Default for Config {
             verify: Default::default(),
             qa_cache_gb: 10.0,
             cache_for_agents: false,
+            schedule: Vec::new(),
         }
     }
 }
@@ -433,6 +436,7 @@ impl Config {
         let table = crate::agent::AgentTable::from_config(&self.agents)?;
         // Pool names in [limits], [rates] and [pacing] are the table's.
         self.admission.validate(&table.names())?;
+        crate::schedule::validate(&self.schedule, &table)?;
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(

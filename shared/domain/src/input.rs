@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::priority::Priority;
+
 /// Default Forge organisation (seed: `core`).
 pub const DEFAULT_ORG: &str = "core";
 /// Default agent (seed: `codex`).
@@ -25,6 +27,7 @@ mod answer;
 mod json;
 mod key;
 mod validate;
+pub mod when;
 
 pub use self::{
     answer::check_answer,
@@ -79,6 +82,14 @@ pub struct DispatchInput {
     /// `[verify]` says (`Some(false)`: never). `None`: the pool decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_merge: Option<bool>,
+    /// How soon the job takes a free slot of its pool (see
+    /// [`crate::priority`]); `normal` by default.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
+    /// When the job is due (RFC 3339 UTC, see [`when`]): until then it is
+    /// `scheduled`. Empty: at once. NDJSON `in` (a delay) is turned into it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub at: String,
 }
 
 fn is_zero(n: &u64) -> bool {

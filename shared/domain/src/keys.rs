@@ -279,7 +279,24 @@ impl Keys {
     pub fn fleet_started(&self) -> String {
         format!("{}:fleet:started", self.ns)
     }
+
+    /// Sorted set: jobs enqueued with a due time (`--at`/`--in`, state
+    /// `scheduled`), job id → when due (ms). Its earliest due time is the
+    /// member [`SCHEDULED_TIMER`] of [`Keys::timers`].
+    pub fn scheduled(&self) -> String {
+        format!("{}:scheduled", self.ns)
+    }
+
+    /// String: the last tick (Unix seconds) of periodic schedule `name`
+    /// (`[[schedule]]`) a worker enqueued a job for.
+    pub fn schedule_tick(&self, name: &str) -> String {
+        format!("{}:schedule:{name}", self.ns)
+    }
 }
+
+/// The member of [`Keys::timers`] whose score is the earliest due time in
+/// [`Keys::scheduled`]: a name no pool can have (pools are `[a-z][a-z0-9_-]*`).
+pub const SCHEDULED_TIMER: &str = "@scheduled";
 
 impl Default for Keys {
     fn default() -> Self {

@@ -158,11 +158,16 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// A fresh record in state `queued`.
+    /// A fresh record in state `queued` (`scheduled` with a due time, see
+    /// [`DispatchInput::at`]).
     pub fn new(id: String, input: DispatchInput, max_attempts: u32, now: Stamp) -> Self {
         Self {
             id,
-            state: JobState::Queued,
+            state: if input.at.is_empty() {
+                JobState::Queued
+            } else {
+                JobState::Scheduled
+            },
             input,
             max_attempts,
             seq: 1,

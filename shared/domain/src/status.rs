@@ -36,6 +36,9 @@ pub enum JobState {
     TimedOut,
     /// Completed, and its pull request was merged by the verify stage.
     Merged,
+    /// Enqueued with `--at`/`--in`: waits for its due time, in no lane (see
+    /// `agentq_shared::store::scheduled`), then `queued`.
+    Scheduled,
 }
 
 /// States in which a job is under a run (the rest wait or are final).
@@ -64,6 +67,7 @@ pub const ALL_STATES: &[JobState] = &[
     JobState::Cancelled,
     JobState::TimedOut,
     JobState::Merged,
+    JobState::Scheduled,
 ];
 
 impl JobState {
@@ -82,6 +86,7 @@ impl JobState {
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
             Self::Merged => "merged",
+            Self::Scheduled => "scheduled",
         }
     }
 

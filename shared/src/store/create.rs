@@ -98,6 +98,8 @@ struct Placed<'a> {
     lane: Option<String>,
     /// A dry run's delivery.
     task: Option<String>,
+    /// A delayed job's due time (ms): it waits in `{ns}:scheduled`, in no lane.
+    due: Option<i64>,
 }
 
 /// Places in line (enqueue `order`s) reserved for jobs not yet written, in
@@ -237,10 +239,13 @@ impl JobStore {
             .iter()
             .map(|rec| {
                 let (pool, model) = placement(&rec.input);
-                let (lane, task) = if rec.input.dry_run {
+                let due = crate::store::scheduled::due_ms(rec);
+                let (lane, task) = if due.is_some() {
+                    (None, None)
+                } else if rec.input.dry_run {
                     (None, Some(new_task_id()))
                 } else {
-                    (Some(k.lane(&pool, &model)), None)
+                    (Some(k.lane(&pool, &rec.input.priority.lane(&model))), None)
                 };
                 Placed {
                     rec,
@@ -248,6 +253,7 @@ impl JobStore {
                     model,
                     lane,
                     task,
+                    due,
                 }
             })
             .collect();
@@ -257,32 +263,51 @@ impl JobStore {
         let mut lanes: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
         let mut packed: Vec<(&str, String)> = Vec::with_capacity(placed.len());
         let mut pools: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut scheduled: Vec<(i64, &str)> = Vec::new();
         for (p, &order) in placed.iter().zip(orders) {
             let mut extra = vec![("order", order.to_string()), ("task_at", now_text.clone())];
             match (&p.lane, &p.task) {
                 (Some(lane), _) => {
                     extra.push(("parked", "lane".to_string()));
                     lanes.entry(lane).or_default().push((order, &p.rec.id));
-                    let lane_model = if p.model.is_empty() { "-" } else { &p.model };
+                    let lane_model = p.rec.input.priority.lane(&p.model);
                     let models = pools.entry(p.pool.as_str()).or_default();
-                    if !models.iter().any(|m| m == lane_model) {
-                        models.push(lane_model.to_string());
+                    if !models.contains(&lane_model) {
+                        models.push(lane_model);
                     }
                 }
                 (None, Some(task)) => extra.push(("task", task.clone())),
-                (None, None) => unreachable!("a job is parked or delivered"),
+                (None, None) => {
+                    let due = p.due.expect("a job is parked, delivered or scheduled");
+                    extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED.into()));
+                    scheduled.push((due, &p.rec.id));
+                }
+            }
+            if !p.rec.input.priority.is_normal() {
+                extra.push(("prio", p.rec.input.priority.as_str().to_string()));
             }
             extra.push(("pool", p.pool.clone()));
             extra.push(("model", p.model.clone()));
-            packed.push((&p.rec.id, p.rec.packed(&extra)));
+            if p.due.is_some() {
+                // Written opened, in its own hash: it is `scheduled`, not one
+                // of the queued jobs the hash of new jobs holds.
+                let mut fields = p.rec.fields_to_create();
+                fields.extend(extra);
+                pipe.hset_multiple(k.job(&p.rec.id), &fields).ignore();
+            } else {
+                packed.push((&p.rec.id, p.rec.packed(&extra)));
+            }
         }
-        pipe.hset_multiple(k.fresh(), &packed).ignore();
+        if !packed.is_empty() {
+            pipe.hset_multiple(k.fresh(), &packed).ignore();
+        }
         let index: Vec<(i64, &str)> = records.iter().map(|r| (now, r.id.as_str())).collect();
         pipe.zadd_multiple(k.jobs(), &index).ignore();
 
         for (lane, members) in &lanes {
             pipe.zadd_multiple(*lane, members).ignore();
         }
+        crate::store::scheduled::add_to_create(&mut pipe, k, now, &scheduled);
         for (pool, models) in &pools {
             pipe.sadd(k.lanes(pool), models).ignore();
             pipe.sadd(k.pools(), pool).ignore();
@@ -290,6 +315,7 @@ impl JobStore {
         }
 
         let keyed = records.iter().any(|r| !r.key.is_empty());
+        let scheduled_key = k.scheduled();
         FinishArgs {
             keys: k,
             now_ms: &now_text,
@@ -303,7 +329,11 @@ impl JobStore {
                     .map(|p| KeyEntry {
                         id: &p.rec.id,
                         key: &p.rec.key,
-                        lane: p.lane.as_deref().unwrap_or(""),
+                        lane: match (&p.lane, p.due) {
+                            (Some(lane), _) => lane,
+                            (None, Some(_)) => &scheduled_key,
+                            (None, None) => "",
+                        },
                     })
                     .collect()
             }),

@@ -27,6 +27,8 @@ pub struct ListFilter {
     /// case), or whose issue or PR is this number (`12`, `#12`), or whose PR
     /// URL contains it.
     pub search: Option<String>,
+    /// Only this priority.
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// One page of [`JobStore::list_page`].
@@ -143,6 +145,7 @@ impl ListFilter {
             && self.state.is_none_or(|s| rec.state == s)
             && self.since_ok(rec)
             && self.search_ok(rec)
+            && self.priority.is_none_or(|p| rec.input.priority == p)
     }
 
     fn since_ok(&self, rec: &JobRecord) -> bool {
@@ -282,12 +285,13 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn ids_matching(&self, filter: &ListFilter) -> Result<Vec<String>, StoreError> {
-        if let (Some(state), None, None, None, None) = (
+        if let (Some(state), None, None, None, None, None) = (
             filter.state,
             &filter.agent,
             &filter.repo,
             filter.since_ms,
             &filter.search,
+            filter.priority,
         ) {
             return self.ids_in_state(state).await;
         }

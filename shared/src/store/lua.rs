@@ -43,6 +43,10 @@ const FILES: &[(&str, &str)] = &[
     ("push", include_str!("lua/push.lua")),
     ("quota_pause", include_str!("lua/quota_pause.lua")),
     ("redis_now", include_str!("lua/redis_now.lua")),
+    (
+        "release_scheduled",
+        include_str!("lua/release_scheduled.lua"),
+    ),
     ("rescue", include_str!("lua/rescue.lua")),
     ("retry_many", include_str!("lua/retry_many.lua")),
     (
@@ -50,6 +54,7 @@ const FILES: &[(&str, &str)] = &[
         include_str!("lua/run_lease_release.lua"),
     ),
     ("run_lease_renew", include_str!("lua/run_lease_renew.lua")),
+    ("schedule_tick", include_str!("lua/schedule_tick.lua")),
     ("set_fenced", include_str!("lua/set_fenced.lua")),
     ("slot_holds", include_str!("lua/slot_holds.lua")),
     ("slot_renew", include_str!("lua/slot_renew.lua")),
@@ -188,6 +193,21 @@ pub const KEY_FNS: &[KeyFn] = &[
         name: "lane",
         arity: 2,
         build: |k, a| k.lane(a[0], a[1]),
+    },
+    KeyFn {
+        name: "history",
+        arity: 1,
+        build: |k, a| k.history(a[0]),
+    },
+    KeyFn {
+        name: "scheduled",
+        arity: 0,
+        build: |k, _| k.scheduled(),
+    },
+    KeyFn {
+        name: "schedule_tick",
+        arity: 1,
+        build: |k, a| k.schedule_tick(a[0]),
     },
     KeyFn {
         name: "lanes",
@@ -469,7 +489,13 @@ mod tests {
 
     #[test]
     fn park_comes_after_the_namespace_it_needs() {
-        for name in ["move", "rescue", "free_workspaces", "ws_give_back"] {
+        for name in [
+            "move",
+            "rescue",
+            "free_workspaces",
+            "ws_give_back",
+            "release_scheduled",
+        ] {
             let src = source(name);
             let ns = src.find("local NS").expect("NS");
             let park = src.find("local function park_job(").expect("park");

@@ -20,6 +20,8 @@ pub mod ops;
 pub mod outbox;
 pub mod park;
 pub mod records;
+pub mod scheduled;
+pub mod schedules;
 pub mod script_args;
 pub mod sweep;
 pub mod verify;

@@ -8,7 +8,9 @@
 //!
 //! - **wake** ([`JobStore::wake_pool`], one Lua call): frees expired slot leases,
 //!   then, while the pool has room and is not paused or paced, takes the oldest
-//!   job among the heads of the pool's lanes whose model has room, *grants* it a
+//!   job among the heads of the pool's lanes whose model has room (of the
+//!   highest priority waiting: a lane per model and priority, see
+//!   [`crate::priority`]), *grants* it a
 //!   slot (the slot lease is taken here, for it; the record's `admitted_at` says
 //!   when, on the clock pacing is measured on) and pushes its delivery. So the
 //!   order is exact FIFO within a lane, and a job blocked only by its model's
@@ -122,6 +124,7 @@ impl JobStore {
                 rate_ms: cfg.rate_ms(pool),
                 tasks: (0..GRANTS_PER_CALL).map(|_| new_task_id()).collect(),
                 model_limits,
+                priority_age_ms: cfg.priority_age_secs.saturating_mul(1000),
             }
             .invocation(&WAKE_SCRIPT);
             let n: usize = inv.invoke_async(&mut self.conn()).await?;
@@ -148,12 +151,23 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn due_timers(&self) -> Result<Vec<String>, StoreError> {
-        Ok(DUE_SCRIPT
+        let mut due: Vec<String> = DUE_SCRIPT
             .prepare_invoke()
             .arg(self.keys().namespace())
             .arg(now_ms())
             .invoke_async(&mut self.conn())
-            .await?)
+            .await?;
+        // Delayed jobs' timer (not a pool): they go to their lanes, whose
+        // pools are woken by the wake-ups the move publishes.
+        if let Some(i) = due.iter().position(|p| p == crate::keys::SCHEDULED_TIMER) {
+            due.swap_remove(i);
+            if let Err(e) = self.release_scheduled().await {
+                // The timer is taken: set it again, or no one looks.
+                let _ = self.rearm_scheduled_timer().await;
+                return Err(e);
+            }
+        }
+        Ok(due)
     }
 
     /// Moves the first in line of every workspace whose holder is gone (its

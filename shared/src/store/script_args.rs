@@ -115,6 +115,9 @@ pub struct WakeArgs<'a> {
     pub tasks: Vec<String>,
     /// Model → its limit.
     pub model_limits: Vec<(&'a str, u32)>,
+    /// A lane's head older than this counts one priority level higher (ms,
+    /// 0: never; `priority_age_secs`).
+    pub priority_age_ms: u64,
 }
 
 impl WakeArgs<'_> {
@@ -133,12 +136,13 @@ impl WakeArgs<'_> {
             .arg(self.pool_limit) // ARGV[6]
             .arg(self.window) // ARGV[7]
             .arg(self.rate_ms) // ARGV[8]
-            .arg(self.tasks.len()); // ARGV[9]
+            .arg(self.priority_age_ms) // ARGV[9]
+            .arg(self.tasks.len()); // ARGV[10]
         for t in &self.tasks {
-            inv.arg(t); // ARGV[10..9+n]
+            inv.arg(t); // ARGV[11..10+n]
         }
         for (model, n) in &self.model_limits {
-            inv.arg(*model).arg(*n); // ARGV[10+n..]
+            inv.arg(*model).arg(*n); // ARGV[11+n..]
         }
         inv
     }
@@ -356,6 +360,32 @@ impl PoolOutcomeArgs<'_> {
             .arg(self.pool) // ARGV[5]
             .arg(EVENTS_MAX_LEN) // ARGV[6]
             .arg(&self.now); // ARGV[7]
+        inv
+    }
+}
+
+/// The `release_scheduled` script's arguments (`lua/release_scheduled.lua`).
+pub struct ReleaseScheduledArgs<'a> {
+    /// The namespace's keys.
+    pub keys: &'a Keys,
+    /// Most jobs one call moves.
+    pub most: usize,
+    /// Now (RFC 3339), for the records.
+    pub now: String,
+}
+
+impl ReleaseScheduledArgs<'_> {
+    /// The call of `script` with these arguments.
+    pub fn invocation<'s>(&self, script: &'s redis::Script) -> ScriptInvocation<'s> {
+        let k = self.keys;
+        let mut inv = script.prepare_invoke();
+        inv.key(k.events()) // KEYS[1]
+            .arg(k.namespace()) // ARGV[1]
+            .arg(k.job_prefix()) // ARGV[2]
+            .arg(self.most) // ARGV[3]
+            .arg(&self.now) // ARGV[4]
+            .arg(crate::keys::SCHEDULED_TIMER) // ARGV[5]
+            .arg(EVENTS_MAX_LEN); // ARGV[6]
         inv
     }
 }

@@ -172,6 +172,8 @@ pub async fn job(
                 (field("finished", r.finished_at.map(|t| t.to_string()).unwrap_or_default()))
                 (field("workspace", r.workspace_dir.clone()))
                 @if !r.answer.is_empty() { (field("last answer", r.answer.clone())) }
+                (field("priority", i.priority.as_str().to_string()))
+                @if !i.at.is_empty() { (field("due", i.at.clone())) }
             }
             div.links {
                 h3 { "Forge" }

@@ -78,6 +78,30 @@ impl DispatchInput {
                         v => Some(v.as_bool().ok_or_else(|| bad("true, false or null"))?),
                     }
                 }
+                "priority" => {
+                    input.priority = match &value {
+                        serde_json::Value::Null => Default::default(),
+                        serde_json::Value::String(s) => {
+                            s.parse().map_err(|e| InvalidInput::new(field, e))?
+                        }
+                        _ => return Err(bad("\"high\", \"normal\" or \"low\"")),
+                    }
+                }
+                "at" | "in" => {
+                    let s = match &value {
+                        serde_json::Value::Null => continue,
+                        serde_json::Value::String(s) => s,
+                        _ => return Err(bad("a string")),
+                    };
+                    if !input.at.is_empty() {
+                        return Err(InvalidInput::new(field, "give `at` or `in`, not both"));
+                    }
+                    input.at = if field == "at" {
+                        super::when::at_text(super::when::parse_at(s)?)
+                    } else {
+                        super::when::in_to_at(super::when::parse_in(s)?)
+                    };
+                }
                 "variables" => {
                     input.variables = serde_json::from_value(value.clone())
                         .map_err(|_| bad("an object of string values"))?;
@@ -88,7 +112,7 @@ impl DispatchInput {
                         format!(
                             "unknown field (known: repo, org, task, agent, template, \
                              plan_template, variables, persona, issue, pr, branch, tag, \
-                             dry_run, auto_merge{})",
+                             dry_run, auto_merge, priority, at, in{})",
                             if with_key { ", key" } else { "" }
                         ),
                     ))
@@ -154,6 +178,30 @@ mod tests {
             .unwrap();
         assert_eq!(v.pr, 3);
         assert_eq!(v.variables["a"], "b");
+    }
+
+    #[test]
+    fn priority_and_due_time_are_read_naming_the_field() {
+        let v =
+            DispatchInput::from_json(r#"{"priority":"high","at":"2026-12-07T06:00Z"}"#).unwrap();
+        assert_eq!(v.priority, crate::priority::Priority::High);
+        assert_eq!(v.at, "2026-12-07T06:00:00Z");
+        let v = DispatchInput::from_json(r#"{"in":"2h"}"#).unwrap();
+        let due = super::super::when::parse_at(&v.at).unwrap();
+        assert!((due - crate::clock::now_ms() - 7_200_000).abs() < 5_000);
+        for (line, field) in [
+            (r#"{"priority":"urgent"}"#, "priority"),
+            (r#"{"priority":1}"#, "priority"),
+            (r#"{"at":"soon"}"#, "at"),
+            (r#"{"in":"soon"}"#, "in"),
+            (r#"{"at":"2026-12-07T06:00Z","in":"2h"}"#, "in"),
+        ] {
+            assert_eq!(
+                DispatchInput::from_json(line).unwrap_err().field,
+                field,
+                "{line}"
+            );
+        }
     }
 
     #[test]

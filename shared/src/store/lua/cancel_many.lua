@@ -10,7 +10,7 @@
 return each_job('cancelled', function(job, id, st)
   if FINAL[st] then return nil end
   redis.call('SET', CANCEL_PREFIX .. id, NOW, 'EX', 604800)
-  if not PARKED[st] then return nil end
+  if not PARKED[st] and st ~= ST.Scheduled then return nil end
   set_state(job, id, st, ST.Cancelled)
   redis.call('HSET', job, 'finished_at', NOW, 'owner', '')
   redis.call('DEL', RUN_PREFIX .. id)

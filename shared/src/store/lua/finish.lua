@@ -13,7 +13,7 @@
 -- ARGV[8] last id
 -- ARGV[9] number of jobs
 -- ARGV[10] number of key entries n
--- ARGV[11..] n x (id, key or '', lane or ''), then dry runs' (id, task id) pairs
+-- ARGV[11..] n x (id, key or '', lane (or {ns}:scheduled) or ''), then dry runs' (id, task id) pairs
 -- Returns per key entry the id of an existing job with the same key, or ''.
 --- @include "push"
 --- @include "enums"
@@ -44,6 +44,11 @@ if nkeyed > 0 then
       redis.call('HDEL', fresh, id)
       redis.call('ZREM', jobs, id)
       if lane ~= '' then redis.call('ZREM', lane, id) end
+      if lane == K.scheduled() then
+        -- A delayed job is written in its own hash (see store::scheduled).
+        redis.call('ZREM', K.state(ST.Scheduled), id)
+        redis.call('DEL', job_prefix .. id)
+      end
       dropped[id] = true
       count = count - 1
     else

@@ -11,9 +11,13 @@
 -- ARGV[6] pool limit (0: none)
 -- ARGV[7] window (room of a pool without a limit)
 -- ARGV[8] pacing (ms, 0: none)
--- ARGV[9] number of task ids n
--- ARGV[10..9+n] task ids
--- ARGV[10+n..] model/limit pairs
+-- ARGV[9] priority age (ms, 0: none): a lane's head older than this (by its
+--         id, a ULID) counts one priority level higher
+-- ARGV[10] number of task ids n
+-- ARGV[11..10+n] task ids
+-- ARGV[11+n..] model/limit pairs
+-- A pool's lanes are its models' (`-`: none), each also with `~high` and
+-- `~low` for those priorities (agentq_domain::priority::Priority::lane).
 -- Returns the number of jobs granted a slot.
 --- @include "push"
 --- @include "open"
@@ -24,7 +28,25 @@ local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
 -- Key names as Rust builds them (agentq_domain::keys::Keys, lua::KEY_FNS).
 local K = keys_for(NS)
 local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local ntasks = tonumber(ARGV[9])
+local age_ms, ntasks = tonumber(ARGV[9]), tonumber(ARGV[10])
+local LEVEL = {low = 0, normal = 1, high = 2}
+-- A lane's model and its priority level.
+local function lane_of(m)
+  local model, prio = string.match(m, '^(.-)~(%a+)$')
+  if model and LEVEL[prio] then return model, LEVEL[prio] end
+  return m, LEVEL.normal
+end
+local B32 = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+-- When job `id` (a ULID) was made (ms), nil for an id that is not one.
+local function ulid_ms(id)
+  local ms = 0
+  for i = 1, 10 do
+    local c = string.find(B32, string.sub(id, i, i), 1, true)
+    if not c then return nil end
+    ms = ms * 32 + (c - 1)
+  end
+  return ms
+end
 -- Pacing as upstream's delayForAgent (dappco.re/go/agent pkg/runner): the
 -- gap is burst_ms when the next reset is at most burst_window_ms away, else
 -- sustained_ms (none when sustained_ms is 0). The day runs from one reset to
@@ -56,7 +78,7 @@ local function next_start(last)
   return n
 end
 local mlimit = {}
-for i = 10 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 11 + ntasks, #ARGV, 2 do mlimit[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local slots = K.limit(pool)
 local lanes = K.lanes(pool)
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
@@ -66,7 +88,8 @@ if #models == 0 then
   return 0
 end
 for _, m in ipairs(models) do
-  if m ~= '-' then redis.call('ZREMRANGEBYSCORE', K.limit_model(pool, m), '-inf', now) end
+  local model = lane_of(m)
+  if model ~= '-' then redis.call('ZREMRANGEBYSCORE', K.limit_model(pool, model), '-inf', now) end
 end
 -- An operator's pause (`agentq pause`, `stop --now`, `start_paused`) has no
 -- end: no timer; `agentq unpause` wakes the pool.
@@ -91,13 +114,15 @@ local running = redis.call('ZCARD', slots)
 local mcount = {}
 local granted = 0
 while running < cap and granted < ntasks do
-  local best, best_score, best_m = nil, nil, nil
+  -- The heads of the lanes whose model has room: {id, order, lane, level}.
+  local heads, top = {}, -1
   for _, m in ipairs(models) do
-    local lim = mlimit[m] or 0
+    local model, level = lane_of(m)
+    local lim = mlimit[model] or 0
     local room = true
-    if lim > 0 and m ~= '-' then
-      if mcount[m] == nil then mcount[m] = redis.call('ZCARD', K.limit_model(pool, m)) end
-      room = mcount[m] < lim
+    if lim > 0 and model ~= '-' then
+      if mcount[model] == nil then mcount[model] = redis.call('ZCARD', K.limit_model(pool, model)) end
+      room = mcount[model] < lim
     end
     if room then
       local lane = K.lane(pool, m)
@@ -115,12 +140,26 @@ while running < cap and granted < ntasks do
           st = nil
         end
         if st and PARKED[st] then
-          local s = tonumber(h[2])
-          if best_score == nil or s < best_score then best, best_score, best_m = h[1], s, m end
+          heads[#heads + 1] = {h[1], tonumber(h[2]), m, level}
+          if level > top then top = level end
           break
         end
         redis.call('ZREM', lane, h[1])
       end
+    end
+  end
+  -- The highest level first, then the first in line. A head that waited past
+  -- the priority age counts one level higher, up to the highest level waiting
+  -- now: with one level only, the order alone decides (exact FIFO).
+  local best, best_score, best_m, best_level = nil, nil, nil, nil
+  for _, hd in ipairs(heads) do
+    local level = hd[4]
+    if level < top and age_ms > 0 then
+      local made = ulid_ms(hd[1])
+      if made and now - made >= age_ms then level = level + 1 end
+    end
+    if best == nil or level > best_level or (level == best_level and hd[2] < best_score) then
+      best, best_score, best_m, best_level = hd[1], hd[2], hd[3], level
     end
   end
   if best == nil then break end
@@ -154,14 +193,15 @@ while running < cap and granted < ntasks do
   end
   redis.call('ZREM', K.lane(pool, best_m), best)
   redis.call('ZADD', slots, now + lease, best)
-  if best_m ~= '-' then
-    redis.call('ZADD', K.limit_model(pool, best_m), now + lease, best)
-    if mcount[best_m] then mcount[best_m] = mcount[best_m] + 1 end
+  local best_model = lane_of(best_m)
+  if best_model ~= '-' then
+    redis.call('ZADD', K.limit_model(pool, best_model), now + lease, best)
+    if mcount[best_model] then mcount[best_model] = mcount[best_model] + 1 end
   end
   running = running + 1
   granted = granted + 1
   local job = JOB_PREFIX .. best
-  local task = ARGV[9 + granted]
+  local task = ARGV[10 + granted]
   local seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('HSET', job, 'task', task, 'task_at', now, 'parked', '', 'admitted_at', now)
   redis.call('ZADD', K.transit(), now, best)
