@@ -146,6 +146,13 @@ pub struct JobRecord {
     /// While `waiting` for its provider's usage limit (reason `quota`): when
     /// the limit resets and the pool resumes (RFC 3339); empty otherwise.
     pub resume_at: String,
+    /// The jobs it runs after (`--after`), comma-separated ids; empty for
+    /// none (see `crate::flow`).
+    pub after: String,
+    /// Runs once every parent is final, however it ended (`--after-any`).
+    pub after_any: bool,
+    /// The batch it belongs to (`--batch`), or empty.
+    pub batch: String,
 }
 
 impl JobRecord {

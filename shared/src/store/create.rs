@@ -237,7 +237,10 @@ impl JobStore {
             .iter()
             .map(|rec| {
                 let (pool, model) = placement(&rec.input);
-                let (lane, task) = if rec.input.dry_run {
+                let (lane, task) = if !rec.after.is_empty() {
+                    // Waits for its parents in no lane (store::flow).
+                    (None, None)
+                } else if rec.input.dry_run {
                     (None, Some(new_task_id()))
                 } else {
                     (Some(k.lane(&pool, &model)), None)
@@ -270,7 +273,7 @@ impl JobStore {
                     }
                 }
                 (None, Some(task)) => extra.push(("task", task.clone())),
-                (None, None) => unreachable!("a job is parked or delivered"),
+                (None, None) => {} // waits for its parents
             }
             extra.push(("pool", p.pool.clone()));
             extra.push(("model", p.model.clone()));
@@ -313,6 +316,7 @@ impl JobStore {
                 .collect(),
         }
         .add_eval(&mut pipe, &FINISH_SCRIPT);
+        self.add_flow_eval(&mut pipe, records);
         if reserve > 0 {
             pipe.cmd("INCRBY").arg(k.order()).arg(reserve);
         }
