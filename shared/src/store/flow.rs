@@ -85,6 +85,9 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn first_missing(&self, ids: &[String]) -> Result<Option<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hexists(self.keys().fresh(), id)
