@@ -13,11 +13,11 @@
 
 #![warn(missing_docs)]
 
+pub use agentq_domain::flow;
 pub use agentq_domain::{
     admission, agent, backoff, clock, input, keys, notify, outcome, pacing, prompt, quota,
     readable, record, text, transition, tree_bounds, untrusted, verify, workspace,
 };
-pub use agentq_domain::flow;
 
 pub mod config;
 pub mod conn;

@@ -33,7 +33,10 @@ async fn end(store: &JobStore, id: &str, state: JobState) {
 async fn events_named(store: &JobStore, name: &str) -> Vec<Vec<String>> {
     let entries: Vec<(String, Vec<String>)> = query(
         store,
-        redis::cmd("XRANGE").arg(store.keys().events()).arg("-").arg("+"),
+        redis::cmd("XRANGE")
+            .arg(store.keys().events())
+            .arg("-")
+            .arg("+"),
     )
     .await;
     entries
@@ -57,12 +60,20 @@ async fn a_chain_runs_in_order_each_job_parked_only_once_its_parent_completed() 
             (JobState::Waiting, Some(WaitReason::Dependency))
         );
     }
-    assert_eq!(store.parked("claude").await.unwrap().total(), 1, "only a in line");
+    assert_eq!(
+        store.parked("claude").await.unwrap().total(),
+        1,
+        "only a in line"
+    );
     assert_eq!(store.dependants_of(&a).await.unwrap(), vec![b.clone()]);
     end(&store, &a, JobState::Completed).await;
     assert_eq!(get(&store, &b).await.state, JobState::Queued);
     assert_eq!(get(&store, &c).await.state, JobState::Waiting);
-    assert_eq!(store.parked("claude").await.unwrap().total(), 1, "b in line");
+    assert_eq!(
+        store.parked("claude").await.unwrap().total(),
+        1,
+        "b in line"
+    );
     assert!(store.dependants_of(&a).await.unwrap().is_empty());
     end(&store, &b, JobState::Merged).await;
     assert_eq!(get(&store, &c).await.state, JobState::Queued);
@@ -89,7 +100,10 @@ async fn a_failed_parent_cancels_its_dependants_naming_it_and_that_cascades() {
     let ry = get(&store, &y).await;
     assert_eq!(
         (ry.state, ry.error.as_str()),
-        (JobState::Cancelled, format!("parent {x} cancelled").as_str())
+        (
+            JobState::Cancelled,
+            format!("parent {x} cancelled").as_str()
+        )
     );
     let hist = store.history(&y).await.unwrap();
     assert_eq!(hist.last().unwrap().state, "cancelled", "{hist:?}");
@@ -123,12 +137,26 @@ async fn a_parent_already_final_or_missing_is_settled_at_enqueue() {
     assert_eq!(store.parked("claude").await.unwrap().total(), 1);
     let cancelled = after(&store, &[&failed], false).await;
     let r = get(&store, &cancelled).await;
-    assert_eq!((r.state, r.error), (JobState::Cancelled, format!("parent {failed} failed")));
-    assert_eq!(get(&store, &after(&store, &[&failed], true).await).await.state, JobState::Queued);
+    assert_eq!(
+        (r.state, r.error),
+        (JobState::Cancelled, format!("parent {failed} failed"))
+    );
+    assert_eq!(
+        get(&store, &after(&store, &[&failed], true).await)
+            .await
+            .state,
+        JobState::Queued
+    );
     let missing = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
     let r = get(&store, &after(&store, &[missing], false).await).await;
     assert_eq!(r.error, format!("parent {missing} does not exist"));
-    assert_eq!(store.first_missing(&[done.clone(), missing.into()]).await.unwrap(), Some(missing.into()));
+    assert_eq!(
+        store
+            .first_missing(&[done.clone(), missing.into()])
+            .await
+            .unwrap(),
+        Some(missing.into())
+    );
 }
 
 #[tokio::test]
@@ -138,11 +166,18 @@ async fn a_waiting_dependant_is_cancelled_at_once_and_so_are_its_own() {
     let a = common::enqueue(&store, "claude").await;
     let b = after(&store, &[&a], false).await;
     let c = after(&store, &[&b], false).await;
-    let out = store.cancel_many(&[b.clone()], &mut |_, _| {}).await.unwrap();
+    let out = store
+        .cancel_many(std::slice::from_ref(&b), &mut |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(out, vec![BulkResult::Done(JobState::Cancelled)]);
     assert_eq!(get(&store, &c).await.error, format!("parent {b} cancelled"));
     end(&store, &a, JobState::Completed).await;
-    assert_eq!(get(&store, &b).await.state, JobState::Cancelled, "left cancelled");
+    assert_eq!(
+        get(&store, &b).await.state,
+        JobState::Cancelled,
+        "left cancelled"
+    );
 }
 
 #[tokio::test]
@@ -153,11 +188,17 @@ async fn a_parent_whose_record_the_open_prelude_fails_cancels_its_dependants() {
     let b = after(&store, &[&a], false).await;
     let _: i64 = query(
         &store,
-        redis::cmd("HSET").arg(store.keys().fresh()).arg(&a).arg("not json"),
+        redis::cmd("HSET")
+            .arg(store.keys().fresh())
+            .arg(&a)
+            .arg("not json"),
     )
     .await;
     // Any script opens it: the cancel finds it failed.
-    store.cancel_many(&[a.clone()], &mut |_, _| {}).await.unwrap();
+    store
+        .cancel_many(std::slice::from_ref(&a), &mut |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(get(&store, &b).await.error, format!("parent {a} failed"));
 }
 
@@ -167,7 +208,10 @@ async fn a_batch_of_20_completes_once_with_one_event_and_one_outbox_item() {
     let store = redis.store("t").await;
     let _: i64 = query(
         &store,
-        redis::cmd("HSET").arg(store.keys().notify("routes")).arg("batch_done").arg("r1"),
+        redis::cmd("HSET")
+            .arg(store.keys().notify("routes"))
+            .arg("batch_done")
+            .arg("r1"),
     )
     .await;
     let recs: Vec<JobRecord> = (0..20)
@@ -195,9 +239,21 @@ async fn a_batch_of_20_completes_once_with_one_event_and_one_outbox_item() {
     let fired = events_named(&store, "batch_done").await;
     assert_eq!(fired.len(), 1, "{fired:?}");
     let f = &fired[0];
-    let field = |k: &str| f.windows(2).find(|w| w[0] == k).map(|w| w[1].clone()).unwrap();
-    assert_eq!((field("batch"), field("jobs"), field("completed"), field("failed")),
-        ("b1".into(), "20".into(), "19".into(), "1".into()));
+    let field = |k: &str| {
+        f.windows(2)
+            .find(|w| w[0] == k)
+            .map(|w| w[1].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            field("batch"),
+            field("jobs"),
+            field("completed"),
+            field("failed")
+        ),
+        ("b1".into(), "20".into(), "19".into(), "1".into())
+    );
     let items: i64 = query(&store, redis::cmd("HLEN").arg(store.keys().notify("items"))).await;
     assert_eq!(items, 1);
     let s = store.batch_status("b1").await.unwrap().unwrap();
@@ -217,7 +273,12 @@ async fn a_batch_already_ended_fires_when_it_is_sealed() {
     assert!(events_named(&store, "batch_done").await.is_empty());
     store.seal_batch("b2").await.unwrap();
     assert_eq!(events_named(&store, "batch_done").await.len(), 1);
-    assert!(store.batch_status("b2").await.unwrap().unwrap().all_completed());
+    assert!(store
+        .batch_status("b2")
+        .await
+        .unwrap()
+        .unwrap()
+        .all_completed());
 }
 
 #[tokio::test]
@@ -230,15 +291,21 @@ async fn a_unique_key_holds_while_its_job_is_active_and_a_plain_key_until_purge(
         r
     };
     let first = unique();
-    assert_eq!(store.create(&[first.clone()]).await.unwrap(), vec![Created::New(first.id.clone())]);
+    assert_eq!(
+        store.create(std::slice::from_ref(&first)).await.unwrap(),
+        vec![Created::New(first.id.clone())]
+    );
     let second = unique();
     assert_eq!(
-        store.create(&[second.clone()]).await.unwrap(),
+        store.create(std::slice::from_ref(&second)).await.unwrap(),
         vec![Created::Existing(first.id.clone())]
     );
     end(&store, &first.id, JobState::Completed).await;
     let third = unique();
-    assert_eq!(store.create(&[third.clone()]).await.unwrap(), vec![Created::New(third.id.clone())]);
+    assert_eq!(
+        store.create(std::slice::from_ref(&third)).await.unwrap(),
+        vec![Created::New(third.id.clone())]
+    );
     // A plain key with the same text is another key, and holds after the end.
     let mut plain = record("claude");
     plain.key = "k1".into();
@@ -246,5 +313,8 @@ async fn a_unique_key_holds_while_its_job_is_active_and_a_plain_key_until_purge(
     end(&store, &plain.id, JobState::Completed).await;
     let mut again = record("claude");
     again.key = "k1".into();
-    assert_eq!(store.create(&[again]).await.unwrap(), vec![Created::Existing(plain.id)]);
+    assert_eq!(
+        store.create(&[again]).await.unwrap(),
+        vec![Created::Existing(plain.id)]
+    );
 }

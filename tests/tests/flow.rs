@@ -45,7 +45,11 @@ async fn a_chain_with_a_failing_middle_job_cancels_the_last_naming_the_parent() 
     let rc = env.wait_final(&c, LONG).await;
     assert_eq!(
         (rc.state, rc.attempt, rc.error.as_str()),
-        (JobState::Cancelled, 0, format!("parent {b} failed").as_str()),
+        (
+            JobState::Cancelled,
+            0,
+            format!("parent {b} failed").as_str()
+        ),
         "{rc:#?}"
     );
 }
@@ -89,13 +93,26 @@ async fn a_batch_of_20_reports_20_of_20_and_fires_its_completion_once() {
         })
         .collect();
     let out = env.cli(&["enqueue", "-", "--json", "--batch", "b20"], Some(&lines));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json_ids(&String::from_utf8_lossy(&out.stdout)).len(), 20);
     let _w = env.worker("w1", 4);
     let out = env.cli(&["batch", "status", "b20", "--wait", "--json"], None);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["total"].as_u64(), v["done"].as_u64()), (Some(20), Some(20)), "{v}");
+    assert_eq!(
+        (v["total"].as_u64(), v["done"].as_u64()),
+        (Some(20), Some(20)),
+        "{v}"
+    );
     assert_eq!(v["states"]["completed"], 20, "{v}");
     let text = env.cli_ok(&["batch", "status", "b20"]);
     assert!(text.contains("batch b20: 20/20 done"), "{text}");
@@ -119,7 +136,10 @@ async fn a_batch_of_20_reports_20_of_20_and_fires_its_completion_once() {
     let body = got[0].json();
     assert_eq!(body["event"], "batch_done");
     assert_eq!(body["batch"], "b20");
-    assert_eq!((body["jobs"].as_u64(), body["completed"].as_u64()), (Some(20), Some(20)));
+    assert_eq!(
+        (body["jobs"].as_u64(), body["completed"].as_u64()),
+        (Some(20), Some(20))
+    );
     assert_eq!(stream_events(&env, "batch_done"), 1);
 }
 
@@ -134,7 +154,10 @@ fn a_unique_job_is_refused_with_the_existing_id_while_active_and_accepted_after(
     assert_eq!(first["status"], "queued");
     let id = first["id"].as_str().unwrap().to_string();
     let again: serde_json::Value = serde_json::from_str(&env.cli_ok(&args)).unwrap();
-    assert_eq!((again["status"].as_str(), again["id"].as_str()), (Some("exists"), Some(id.as_str())));
+    assert_eq!(
+        (again["status"].as_str(), again["id"].as_str()),
+        (Some("exists"), Some(id.as_str()))
+    );
     // A different task is another key.
     let mut other = args.to_vec();
     other[6] = "weekly";
@@ -145,10 +168,16 @@ fn a_unique_job_is_refused_with_the_existing_id_while_active_and_accepted_after(
     let third: serde_json::Value = serde_json::from_str(&env.cli_ok(&args)).unwrap();
     assert_eq!(third["status"], "queued");
     assert_ne!(third["id"], id.as_str());
-    let keyed = ["enqueue", "--repo", "demo", "--issue", "8", "--task", "x", "--key", "k#1", "--unique", "--json"];
+    let keyed = [
+        "enqueue", "--repo", "demo", "--issue", "8", "--task", "x", "--key", "k#1", "--unique",
+        "--json",
+    ];
     let k1: serde_json::Value = serde_json::from_str(&env.cli_ok(&keyed)).unwrap();
     let k2: serde_json::Value = serde_json::from_str(&env.cli_ok(&keyed)).unwrap();
-    assert_eq!((k2["status"].as_str(), k2["key"].as_str()), (Some("exists"), Some("k#1")));
+    assert_eq!(
+        (k2["status"].as_str(), k2["key"].as_str()),
+        (Some("exists"), Some("k#1"))
+    );
     assert_eq!(k1["id"], k2["id"]);
 }
 
@@ -157,16 +186,31 @@ fn after_is_refused_naming_the_field_for_a_malformed_or_unknown_id() {
     let env = TestEnv::new();
     for bad in ["../x", "01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
         let out = env.cli(
-            &["enqueue", "--repo", "demo", "--issue", "1", "--task", "t", "--after", bad, "--json"],
+            &[
+                "enqueue", "--repo", "demo", "--issue", "1", "--task", "t", "--after", bad,
+                "--json",
+            ],
             None,
         );
         assert_eq!(out.status.code(), Some(1), "{bad}");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!((v["status"].as_str(), v["field"].as_str()), (Some("refused"), Some("after")), "{v}");
+        assert_eq!(
+            (v["status"].as_str(), v["field"].as_str()),
+            (Some("refused"), Some("after")),
+            "{v}"
+        );
     }
-    let out = env.cli(&["enqueue", "-", "--json"], Some("{\"repo\":\"demo\",\"issue\":1,\"task\":\"t\",\"after\":[\"x\"]}\n"));
+    let out = env.cli(
+        &["enqueue", "-", "--json"],
+        Some("{\"repo\":\"demo\",\"issue\":1,\"task\":\"t\",\"after\":[\"x\"]}\n"),
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["field"], "after", "{v}");
-    let out = env.cli(&["enqueue", "--repo", "demo", "--issue", "1", "--task", "t", "--batch", "a:b"], None);
+    let out = env.cli(
+        &[
+            "enqueue", "--repo", "demo", "--issue", "1", "--task", "t", "--batch", "a:b",
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
 }

@@ -342,7 +342,10 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
     .await;
     let with_deps = commands_per_s(&env, 10).await;
     eprintln!("Redis commands/s with 1000 more waiting for a parent: {with_deps:.1}");
-    assert!(with_deps < BOUND, "{with_deps:.0} commands/s with 1000 dependants");
+    assert!(
+        with_deps < BOUND,
+        "{with_deps:.0} commands/s with 1000 dependants"
+    );
     // None of them was attempted: waiting spends nothing.
     let out = env.cli_ok(&["cancel", "--state", "queued", "--agent", "claude"]);
     assert!(out.contains("1000 cancelled"), "{out}");

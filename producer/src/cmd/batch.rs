@@ -50,7 +50,12 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
             break status;
         }
         if !args.json && last_done != Some(status.done) {
-            errln!("agentq: batch {} {}/{} done", args.name, status.done, status.total);
+            errln!(
+                "agentq: batch {} {}/{} done",
+                args.name,
+                status.done,
+                status.total
+            );
         }
         last_done = Some(status.done);
         tokio::time::sleep(Duration::from_millis(500)).await;

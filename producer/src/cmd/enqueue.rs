@@ -127,7 +127,12 @@ pub struct Args {
     /// Run only after these jobs (ids, comma-separated or repeated) completed:
     /// the job waits (reason dependency) at no cost; a parent that fails, is
     /// cancelled or times out cancels it. In NDJSON: "after": [ids].
-    #[arg(long, value_delimiter = ',', value_name = "ID[,ID...]", conflicts_with = "stdin")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ID[,ID...]",
+        conflicts_with = "stdin"
+    )]
     pub after: Vec<String>,
     /// With --after: run once every parent is final, however it ended.
     /// In NDJSON: "after_any": true.

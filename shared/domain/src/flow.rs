@@ -30,7 +30,9 @@ pub const UNIQUE_PREFIX: &str = "unique ";
 /// assert_eq!(parse_after(["01J0000000000000000000000A"]).unwrap().len(), 1);
 /// assert_eq!(parse_after(["../x"]).unwrap_err().field, "after");
 /// ```
-pub fn parse_after<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, InvalidInput> {
+pub fn parse_after<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, InvalidInput> {
     let mut out: Vec<String> = Vec::new();
     for id in ids {
         let id = id.trim();
@@ -139,7 +141,12 @@ mod tests {
     fn after_ids_are_checked_and_deduplicated() {
         let a = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
         assert_eq!(parse_after([a, a]).unwrap(), vec![a.to_string()]);
-        for bad in ["", "x", "01ARZ3NDEKTSV4RRFFQ69G5FA/", "01ARZ3NDEKTSV4RRFFQ69G5FAVV"] {
+        for bad in [
+            "",
+            "x",
+            "01ARZ3NDEKTSV4RRFFQ69G5FA/",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAVV",
+        ] {
             assert_eq!(parse_after([bad]).unwrap_err().field, "after", "{bad}");
         }
         let many: Vec<String> = (0..=MAX_PARENTS)
@@ -166,8 +173,14 @@ mod tests {
             task: task.into(),
             ..Default::default()
         };
-        assert_eq!(derived_unique_key(&input("a")), derived_unique_key(&input("a")));
-        assert_ne!(derived_unique_key(&input("a")), derived_unique_key(&input("b")));
+        assert_eq!(
+            derived_unique_key(&input("a")),
+            derived_unique_key(&input("a"))
+        );
+        assert_ne!(
+            derived_unique_key(&input("a")),
+            derived_unique_key(&input("b"))
+        );
         assert!(derived_unique_key(&input("a")).starts_with("codex/core/go-io#15!0/"));
         let mut rec = JobRecord::new("x".into(), input("a"), 3, "now");
         rec.key = "k#1".into();

@@ -73,7 +73,14 @@ impl JobStore {
             jobs: records
                 .iter()
                 .filter(|r| in_flow(r))
-                .map(|r| (r.id.as_str(), r.after.as_str(), r.after_any, r.batch.as_str()))
+                .map(|r| {
+                    (
+                        r.id.as_str(),
+                        r.after.as_str(),
+                        r.after_any,
+                        r.batch.as_str(),
+                    )
+                })
                 .collect(),
         }
         .add_eval(pipe, &FLOW_ADD);

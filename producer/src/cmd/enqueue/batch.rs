@@ -123,7 +123,13 @@ pub async fn run_batch(cfg: &Config, json: bool, defaults: FlowDefaults) -> Resu
                         );
                     }
                 }
-                batches.extend(chunk.records.iter().filter(|r| !r.batch.is_empty()).map(|r| r.batch.clone()));
+                batches.extend(
+                    chunk
+                        .records
+                        .iter()
+                        .filter(|r| !r.batch.is_empty())
+                        .map(|r| r.batch.clone()),
+                );
                 let orders = places.take(n).expect("reserved above");
                 let tx = store.prepare_create(&chunk.records, &orders, ENQUEUE_CHUNK);
                 ready = Some((chunk, tx));

@@ -77,7 +77,11 @@ pub fn split(text: &str) -> Result<(std::borrow::Cow<'_, str>, FlowLine), Invali
     }
     match map.remove("after_any") {
         None | Some(serde_json::Value::Null) => {}
-        Some(v) => out.after_any = v.as_bool().ok_or_else(|| bad("after_any", "true or false", &v))?,
+        Some(v) => {
+            out.after_any = v
+                .as_bool()
+                .ok_or_else(|| bad("after_any", "true or false", &v))?
+        }
     }
     if out.after_any && out.after.is_empty() {
         return Err(InvalidInput {
@@ -95,7 +99,11 @@ pub fn split(text: &str) -> Result<(std::borrow::Cow<'_, str>, FlowLine), Invali
     }
     match map.remove("unique") {
         None | Some(serde_json::Value::Null) => {}
-        Some(v) => out.unique = v.as_bool().ok_or_else(|| bad("unique", "true or false", &v))?,
+        Some(v) => {
+            out.unique = v
+                .as_bool()
+                .ok_or_else(|| bad("unique", "true or false", &v))?
+        }
     }
     Ok((serde_json::Value::Object(map).to_string().into(), out))
 }
@@ -110,7 +118,9 @@ mod tests {
         assert_eq!(text, r#"{"repo":"r","task":"t"}"#);
         assert!(f.after.is_empty() && f.batch.is_none() && !f.unique);
         let a = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
-        let line = format!(r#"{{"repo":"r","after":["{a}"],"after_any":true,"batch":"b1","unique":true}}"#);
+        let line = format!(
+            r#"{{"repo":"r","after":["{a}"],"after_any":true,"batch":"b1","unique":true}}"#
+        );
         let (text, f) = split(&line).unwrap();
         assert_eq!(text, r#"{"repo":"r"}"#);
         assert_eq!(f.after, vec![a.to_string()]);
