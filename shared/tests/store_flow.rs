@@ -318,3 +318,45 @@ async fn a_unique_key_holds_while_its_job_is_active_and_a_plain_key_until_purge(
         vec![Created::Existing(plain.id)]
     );
 }
+
+#[tokio::test]
+async fn a_parent_the_wake_fails_as_unreadable_cancels_its_dependants() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let a = common::enqueue(&store, "claude").await;
+    let b = after(&store, &[&a], false).await;
+    // Opened by b's enqueue (its parent is looked at): on its own hash.
+    let _: i64 = query(
+        &store,
+        redis::cmd("HSET")
+            .arg(store.keys().job(&a))
+            .arg("seq")
+            .arg("x"),
+    )
+    .await;
+    let cfg = agentq_shared::admission::AdmissionConfig::default();
+    store
+        .wake_pool(&cfg, "claude", std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    // Its record stays unreadable (the seq): its state is read alone.
+    assert_eq!(store.state_of(&a).await.unwrap(), Some(JobState::Failed));
+    assert_eq!(get(&store, &b).await.error, format!("parent {a} failed"));
+}
+
+#[tokio::test]
+async fn the_snippets_time_is_rfc_3339_as_rust_writes_it() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let src = format!(
+        "local NS = 't'\n{}\nreturn {{flow_iso(0), flow_iso(1796623200123), flow_iso(951782400999)}}",
+        agentq_shared::store::lua::source("flow_end")
+    );
+    let got: Vec<String> = query(&store, redis::cmd("EVAL").arg(&src).arg(0)).await;
+    let rust = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    assert_eq!(got, vec![rust(0), rust(1796623200123), rust(951782400999)]);
+}
