@@ -123,6 +123,14 @@ async fn a_batch_of_20_reports_20_of_20_and_fires_its_completion_once() {
             (n >= 1).then_some(t).ok_or(n)
         })
         .await;
+    // Sealed again (an enqueue of it with no line, as a retried enqueue
+    // might): no second event.
+    let out = env.cli(&["enqueue", "-", "--batch", "b20"], Some(""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Nothing more can come: the outbox is empty and sent exactly one.
     env.poll_until("the outbox settled", LONG, async || {
         let mut conn = env.redis.conn();

@@ -70,9 +70,13 @@ pub async fn run_batch(cfg: &Config, json: bool, defaults: FlowDefaults) -> Resu
     let store = crate::connect_for_jobs(cfg).await?;
     // One chunk parsed ahead of the one built ahead of the one being written.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    spawn_reader(cfg.max_attempts, cfg.agent_table().clone(), tx, defaults);
-    // The batches named (`--batch`, "batch"): sealed once all is in.
+    // The batches named (`--batch`, "batch"): sealed once all is in (`--batch`
+    // even with no line).
     let mut batches = std::collections::BTreeSet::new();
+    if !defaults.batch.is_empty() {
+        batches.insert(defaults.batch.clone());
+    }
+    spawn_reader(cfg.max_attempts, cfg.agent_table().clone(), tx, defaults);
     let mut tally = Tally::default();
     let mut places = Places::default();
     // One write at a time, so that after a failure exactly the chunks not
