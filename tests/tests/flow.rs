@@ -222,3 +222,26 @@ fn after_is_refused_naming_the_field_for_a_malformed_or_unknown_id() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn every_job_of_a_pool_in_unique_pools_is_unique() {
+    let env = TestEnv::with_config("unique_pools = [\"codex\"]\n");
+    let args = [
+        "enqueue", "--repo", "demo", "--issue", "9", "--task", "t", "--json",
+    ];
+    let first: serde_json::Value = serde_json::from_str(&env.cli_ok(&args)).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&env.cli_ok(&args)).unwrap();
+    assert_eq!(again["status"], "exists", "{again}");
+    assert_eq!(first["id"], again["id"]);
+    // Another pool is not.
+    let mut claude = args.to_vec();
+    claude.extend(["--agent", "claude"]);
+    env.cli_ok(&claude);
+    let c2: serde_json::Value = serde_json::from_str(&env.cli_ok(&claude)).unwrap();
+    assert_eq!(c2["status"], "queued");
+    // A pool the table lacks is refused at load, naming the key.
+    let bad = TestEnv::with_config("unique_pools = [\"nope\"]\n");
+    let out = bad.cli(&args, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unique_pools"));
+}

@@ -165,6 +165,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         let defaults = read::FlowDefaults {
             batch: args.batch.clone().unwrap_or_default(),
             unique: args.unique,
+            unique_pools: cfg.unique_pools.clone(),
         };
         return batch::run_batch(cfg, args.json, defaults).await;
     }
@@ -213,7 +214,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     rec.key = key;
     flow::wait_for(&mut rec, &parents, args.after_any);
     rec.batch = args.batch.clone().unwrap_or_default();
-    if args.unique {
+    if args.unique || flow::unique_pool(&rec, &cfg.unique_pools) {
         flow::make_unique(&mut rec);
     }
     let created = match store.create(std::slice::from_ref(&rec)).await {

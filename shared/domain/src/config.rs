@@ -149,6 +149,8 @@ pub struct Config {
     /// The verify stage after the pull request, and harvest's limits
     /// (`[verify]`, see [`crate::verify::VerifyConfig`]).
     pub verify: crate::verify::VerifyConfig,
+    /// Pools whose every job is enqueued `--unique` (README: Unique jobs).
+    pub unique_pools: Vec<String>,
 }
 
 /// Container settings.
@@ -317,6 +319,7 @@ impl Default for Config {
             notify_timeout_secs: 10,
             notify_outbox_max: 10_000,
             verify: Default::default(),
+            unique_pools: Vec::new(),
         }
     }
 }
@@ -423,6 +426,10 @@ impl Config {
         let table = crate::agent::AgentTable::from_config(&self.agents)?;
         // Pool names in [limits], [rates] and [pacing] are the table's.
         self.admission.validate(&table.names())?;
+        let pools = table.names();
+        if let Some(p) = self.unique_pools.iter().find(|p| !pools.contains(p)) {
+            return Err(format!("unique_pools: no pool `{p}` in the agent table"));
+        }
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(

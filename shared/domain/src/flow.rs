@@ -128,6 +128,12 @@ pub fn make_unique(rec: &mut JobRecord) {
     rec.key = format!("{UNIQUE_PREFIX}{key}");
 }
 
+/// Whether `rec`'s pool is one of `pools` (config `unique_pools`: its every
+/// job is unique while active).
+pub fn unique_pool(rec: &JobRecord, pools: &[String]) -> bool {
+    !pools.is_empty() && pools.contains(&crate::record::placement(&rec.input).0)
+}
+
 /// A stored key as the user knows it (without [`UNIQUE_PREFIX`]).
 pub fn shown_key(key: &str) -> &str {
     key.strip_prefix(UNIQUE_PREFIX).unwrap_or(key)

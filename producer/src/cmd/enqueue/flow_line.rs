@@ -12,6 +12,8 @@ pub struct FlowDefaults {
     pub batch: String,
     /// Every line unique while active.
     pub unique: bool,
+    /// Pools whose every job is unique (`unique_pools`).
+    pub unique_pools: Vec<String>,
 }
 
 /// One line's flow fields.
@@ -28,7 +30,7 @@ impl FlowLine {
     pub fn apply(self, rec: &mut JobRecord, defaults: &FlowDefaults) {
         flow::wait_for(rec, &self.after, self.after_any);
         rec.batch = self.batch.unwrap_or_else(|| defaults.batch.clone());
-        if self.unique || defaults.unique {
+        if self.unique || defaults.unique || flow::unique_pool(rec, &defaults.unique_pools) {
             flow::make_unique(rec);
         }
     }
