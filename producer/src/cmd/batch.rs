@@ -18,8 +18,8 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum BatchCommand {
     /// Counts per state and done/total. Exit 0; with --wait, once every job
-    /// is final: 0 if all completed (or merged), else the `enqueue --wait`
-    /// code of the first other end (3 failed, 4 blocked, 5 cancelled, 6 timed out).
+    /// is final: 0 if all completed (or merged), else 3 if any failed, else 4
+    /// if any blocked, else 5 (cancelled), else 6 (timed out).
     Status(StatusArgs),
 }
 

@@ -204,3 +204,17 @@ impl JobStore {
         Ok(ids)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_preludes_hook_trims_the_events_stream_as_every_script_does() {
+        let src = lua::file("flow_end").unwrap();
+        assert!(
+            src.contains(&format!("ST.Failed, {EVENTS_MAX_LEN})")),
+            "flow_hook's events max length is EVENTS_MAX_LEN"
+        );
+    }
+}
