@@ -101,6 +101,8 @@ enum Command {
     /// `stop --now`: stop every running agent of pools (or --all) on every
     /// host, their jobs back to queued first in line, the pools paused.
     Stop(cmd::fleet::StopArgs),
+    /// Batches of jobs (`enqueue --batch NAME`): `batch status NAME [--wait]`.
+    Batch(cmd::batch::Args),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -242,6 +244,7 @@ async fn main() -> ExitCode {
             Command::Status(a) => cmd::status::run(&cfg, a).await,
             Command::Resume(a) => cmd::resume::run(&cfg, a).await,
             Command::Stats(a) => cmd::stats::run(&cfg, a).await,
+            Command::Batch(a) => cmd::batch::run(&cfg, a).await,
             Command::Pool(a) => cmd::pool::run(&cfg, a).await,
             Command::Notify(a) => cmd::notify::run(&cfg, a).await,
             Command::List(a) => cmd::list::run(&cfg, a).await,

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub use agentq_domain::flow;
 pub use agentq_domain::{
     admission, agent, backoff, clock, input, keys, notify, outcome, pacing, priority, prompt,
     quota, readable, record, schedule, stamp, text, transition, tree_bounds, untrusted, verify,

@@ -348,6 +348,28 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
         assert_eq!((rec.state, rec.attempt), (JobState::Cancelled, 0));
     }
     assert_eq!(store.scheduled_count().await.unwrap(), (0, None));
+    // Jobs waiting for a parent (`--after`, issue 33) are in no lane at all:
+    // 1000 more cost nothing either.
+    let dependent: String = (2000..3000)
+        .map(|i| {
+            serde_json::json!({"repo": "demo", "task": "quick", "agent": "claude",
+                "issue": i, "after": [blocker]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let dependants = env.enqueue_ndjson(&dependent);
+    let waiting_key = env.key("state:waiting");
+    wait_until(LONG, || {
+        env.redis.conn().zcard::<_, u64>(&waiting_key).unwrap() == 1000
+    })
+    .await;
+    let with_deps = commands_per_s(&env, 10).await;
+    eprintln!("Redis commands/s with 1000 more waiting for a parent: {with_deps:.1}");
+    assert!(
+        with_deps < BOUND,
+        "{with_deps:.0} commands/s with 1000 dependants"
+    );
     // None of them was attempted: waiting spends nothing.
     let out = env.cli_ok(&["cancel", "--state", "queued", "--agent", "claude"]);
     assert!(out.contains("1000 cancelled"), "{out}");
@@ -364,6 +386,18 @@ async fn waiting_costs_redis_nothing_per_waiting_job() {
         env.wait_final(&blocker, LONG).await.state,
         JobState::Cancelled
     );
+    // Its end cancels every job waiting for it, naming it, none attempted.
+    for id in [&dependants[0], &dependants[999]] {
+        let rec = env.wait_final(id, LONG).await;
+        assert_eq!(
+            (rec.state, rec.attempt, rec.error.as_str()),
+            (
+                JobState::Cancelled,
+                0,
+                format!("parent {blocker} cancelled").as_str()
+            ),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

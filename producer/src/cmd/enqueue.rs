@@ -10,6 +10,7 @@
 
 mod batch;
 mod chunk;
+mod flow_line;
 mod read;
 mod report;
 
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 use agentq_shared::{
     config::Config,
+    flow,
     input::{check_idempotency_key, DispatchInput, InvalidInput},
     record::JobRecord,
     stamp::Stamp,
@@ -142,6 +144,30 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub in_: Option<String>,
+    /// Run only after these jobs (ids, comma-separated or repeated) completed:
+    /// the job waits (reason dependency) at no cost; a parent that fails, is
+    /// cancelled or times out cancels it. In NDJSON: "after": [ids].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ID[,ID...]",
+        conflicts_with = "stdin"
+    )]
+    pub after: Vec<String>,
+    /// With --after: run once every parent is final, however it ended.
+    /// In NDJSON: "after_any": true.
+    #[arg(long, requires = "after")]
+    pub after_any: bool,
+    /// Put the job (with `-`: every line without its own "batch") in batch
+    /// NAME: `agentq batch status NAME`, one batch_done event when all ended.
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub batch: Option<String>,
+    /// Refuse the job (exit 0, status exists, the existing id) while a job with
+    /// the same key is queued, waiting or running; allowed again once it ended.
+    /// The key is --key, else the agent, org, repo, issue, pr and task.
+    /// In NDJSON: "unique": true.
+    #[arg(long)]
+    pub unique: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -152,9 +178,23 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// Runs the command.
 pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
-    if args.stdin.is_some() {
-        return batch::run_batch(cfg, args.json).await;
+    if let Some(b) = &args.batch {
+        flow::check_batch(b).map_err(|e| refused(&e, args.json))?;
     }
+    if args.stdin.is_some() {
+        let defaults = read::FlowDefaults {
+            batch: args.batch.clone().unwrap_or_default(),
+            unique: args.unique,
+            unique_pools: cfg.unique_pools.clone(),
+        };
+        return batch::run_batch(cfg, args.json, defaults).await;
+    }
+    let parents = if args.after.is_empty() {
+        Vec::new()
+    } else {
+        flow::parse_after(args.after.iter().map(String::as_str))
+            .map_err(|e| refused(&e, args.json))?
+    };
     let input = DispatchInput {
         repo: args.repo.unwrap_or_default(),
         org: args.org.unwrap_or_default(),
@@ -181,13 +221,26 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
     let input = input
         .validated_for(cfg.agent_table())
         .map_err(|e| refused(&e, args.json))?;
+    flow::check_not_delayed(&parents, &input).map_err(|e| refused(&e, args.json))?;
     if let Some(key) = &args.key {
         check_idempotency_key(key).map_err(|e| refused(&e, args.json))?;
     }
     let key = args.key.unwrap_or_default();
     let store = crate::connect_for_jobs(cfg).await?;
+    if let Some(missing) = store.first_missing(&parents).await? {
+        let e = InvalidInput {
+            field: "after".into(),
+            message: format!("no job {missing}"),
+        };
+        return Err(refused(&e, args.json));
+    }
     let mut rec = JobRecord::new(new_id(), input, cfg.max_attempts, Stamp::now());
     rec.key = key;
+    flow::wait_for(&mut rec, &parents, args.after_any);
+    rec.batch = args.batch.clone().unwrap_or_default();
+    if args.unique || flow::unique_pool(&rec, &cfg.unique_pools) {
+        flow::make_unique(&mut rec);
+    }
     let created = match store.create(std::slice::from_ref(&rec)).await {
         Ok(mut c) => c.pop().expect("one answer per record"),
         Err(e) => match settle_failed(&store, &e, std::slice::from_ref(&rec)).await {
@@ -218,31 +271,35 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         },
     };
     let id = created.id().to_string();
+    if !rec.batch.is_empty() {
+        store.seal_batch(&rec.batch).await?;
+    }
+    let shown = flow::shown_key(&rec.key).to_string();
     if args.wait {
         if !args.json {
             match &created {
                 Created::New(_) => errln!("agentq: enqueued {id}"),
-                Created::Existing(_) => errln!("agentq: {}", exists_note(&id, &rec.key)),
+                Created::Existing(_) => errln!("agentq: {}", exists_note(&id, &shown)),
             }
         }
         return crate::cmd::wait::wait_and_print(&store, &id, args.json).await;
     }
     match (&created, args.json) {
-        (Created::New(_), true) if rec.key.is_empty() => {
+        (Created::New(_), true) if shown.is_empty() => {
             output::print_json(&json!({"id": id, "status": "queued"}))
         }
         (Created::New(_), true) => {
-            output::print_json(&json!({"id": id, "status": "queued", "key": rec.key}))
+            output::print_json(&json!({"id": id, "status": "queued", "key": shown}))
         }
         (Created::Existing(_), true) => {
-            output::print_json(&json!({"id": id, "status": "exists", "key": rec.key}))
+            output::print_json(&json!({"id": id, "status": "exists", "key": shown}))
         }
         (Created::New(_), false) => outln!("{id}"),
         // The id alone on stdout, as for a new job (scripts capture it); the
         // note on stderr.
         (Created::Existing(_), false) => {
             outln!("{id}");
-            errln!("agentq: {}", exists_note(&id, &rec.key));
+            errln!("agentq: {}", exists_note(&id, &shown));
         }
     }
     Ok(0)

@@ -44,6 +44,13 @@ fn print(e: &Event, json: bool) {
                 f("resume_at"),
                 agentq_shared::text::visible(f("line"))
             ),
+            "batch_done" => outln!(
+                "{} batch_done batch={} {} of {} completed",
+                f("at"),
+                f("batch"),
+                f("completed"),
+                f("jobs")
+            ),
             _ => outln!("{} {} pool={} {}", f("at"), ev, f("pool"), f("until")),
         }
     } else {

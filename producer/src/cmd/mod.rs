@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agents;
+pub mod batch;
 pub mod cancel;
 pub mod doctor;
 pub mod enqueue;

@@ -159,6 +159,8 @@ pub struct Config {
     pub cache_for_agents: bool,
     /// Periodic jobs (`[[schedule]]`, see [`crate::schedule`]).
     pub schedule: Vec<crate::schedule::ScheduleConfig>,
+    /// Pools whose every job is enqueued `--unique` (README: Unique jobs).
+    pub unique_pools: Vec<String>,
 }
 
 /// Container settings.
@@ -330,6 +332,7 @@ impl Default for Config {
             qa_cache_gb: 10.0,
             cache_for_agents: false,
             schedule: Vec::new(),
+            unique_pools: Vec::new(),
         }
     }
 }
@@ -437,6 +440,10 @@ impl Config {
         // Pool names in [limits], [rates] and [pacing] are the table's.
         self.admission.validate(&table.names())?;
         crate::schedule::validate(&self.schedule, &table)?;
+        let pools = table.names();
+        if let Some(p) = self.unique_pools.iter().find(|p| !pools.contains(p)) {
+            return Err(format!("unique_pools: no pool `{p}` in the agent table"));
+        }
         for m in &self.docker.mounts {
             if !m.source.is_absolute() || !m.target.starts_with('/') {
                 return Err(format!(

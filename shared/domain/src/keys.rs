@@ -152,6 +152,28 @@ impl Keys {
         format!("{}:key:{key}", self.ns)
     }
 
+    /// Set: the ids of the jobs enqueued `--after` job `id` that still wait
+    /// for it (see `agentq_shared::store::flow`); read and deleted by the
+    /// script that ends `id`.
+    pub fn dependants(&self, id: &str) -> String {
+        format!("{}:dependants:{id}", self.ns)
+    }
+
+    /// Hash: batch `name`'s own fields (`sealed`, `fired`).
+    pub fn batch(&self, name: &str) -> String {
+        format!("{}:batch:{name}", self.ns)
+    }
+
+    /// Set: the ids of batch `name`'s jobs.
+    pub fn batch_jobs(&self, name: &str) -> String {
+        format!("{}:batchjobs:{name}", self.ns)
+    }
+
+    /// Hash: batch `name`'s jobs that reached a final state → that state.
+    pub fn batch_done(&self, name: &str) -> String {
+        format!("{}:batchdone:{name}", self.ns)
+    }
+
     /// String with TTL: held by the worker running the safety sweep now.
     pub fn sweep_lock(&self) -> String {
         format!("{}:sweep", self.ns)

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod container_paths;
 pub mod flat;
+pub mod flow;
 pub mod input;
 pub mod keys;
 pub mod language;

@@ -32,7 +32,7 @@ pub enum NotifyEvent {
     Quota,
     /// A pool's queue became empty with nothing running.
     QueueDrained,
-    /// A batch of jobs ended (fires once batches exist; accepted now).
+    /// Every job of a batch (`enqueue --batch NAME`) is final (once per batch).
     BatchDone,
 }
 

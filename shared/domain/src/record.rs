@@ -155,6 +155,13 @@ pub struct JobRecord {
     /// the limit resets and the pool resumes; `None` otherwise.
     #[serde(with = "crate::stamp::or_empty")]
     pub resume_at: Option<Stamp>,
+    /// The jobs it runs after (`--after`), comma-separated ids; empty for
+    /// none (see `crate::flow`).
+    pub after: String,
+    /// Runs once every parent is final, however it ended (`--after-any`).
+    pub after_any: bool,
+    /// The batch it belongs to (`--batch`), or empty.
+    pub batch: String,
 }
 
 impl JobRecord {

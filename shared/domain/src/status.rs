@@ -388,6 +388,7 @@ pub const WAIT_REASONS: &[WaitReason] = &[
     WaitReason::Stopped,
     WaitReason::Quota,
     WaitReason::NoRoom,
+    WaitReason::Dependency,
 ];
 
 /// Why a job is `waiting` (the record's `reason`).
@@ -433,6 +434,10 @@ pub enum WaitReason {
     /// claimer took the last one): handed back to `queued`, first in line,
     /// spending no attempt, for a worker with room.
     NoRoom,
+    /// Enqueued with `--after`: waits, in no lane and with no delivery, until
+    /// its parents end (the record's `after` names them); the script that
+    /// ends the last parent puts it in its lane (`lua/flow_end.lua`).
+    Dependency,
 }
 
 impl WaitReason {
@@ -454,6 +459,7 @@ impl WaitReason {
             Self::Stopped => "stopped",
             Self::Quota => "quota",
             Self::NoRoom => "no_room",
+            Self::Dependency => "dependency",
         }
     }
 }

@@ -239,8 +239,14 @@ impl JobStore {
             .iter()
             .map(|rec| {
                 let (pool, model) = placement(&rec.input);
-                let due = crate::store::scheduled::due_ms(rec);
-                let (lane, task) = if due.is_some() {
+                // Waits for its parents in no lane (store::flow); `--after`
+                // with `--at` is refused at enqueue, so a dependent job has no due time.
+                let due = if rec.after.is_empty() {
+                    crate::store::scheduled::due_ms(rec)
+                } else {
+                    None
+                };
+                let (lane, task) = if due.is_some() || !rec.after.is_empty() {
                     (None, None)
                 } else if rec.input.dry_run {
                     (None, Some(new_task_id()))
@@ -277,11 +283,13 @@ impl JobStore {
                     }
                 }
                 (None, Some(task)) => extra.push(("task", task.clone())),
-                (None, None) => {
-                    let due = p.due.expect("a job is parked, delivered or scheduled");
-                    extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED.into()));
-                    scheduled.push((due, &p.rec.id));
-                }
+                (None, None) => match p.due {
+                    Some(due) => {
+                        extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED.into()));
+                        scheduled.push((due, &p.rec.id));
+                    }
+                    None => {} // waits for its parents
+                },
             }
             if !p.rec.input.priority.is_normal() {
                 extra.push(("prio", p.rec.input.priority.as_str().to_string()));
@@ -343,6 +351,7 @@ impl JobStore {
                 .collect(),
         }
         .add_eval(&mut pipe, &FINISH_SCRIPT);
+        self.add_flow_eval(&mut pipe, records);
         if reserve > 0 {
             pipe.cmd("INCRBY").arg(k.order()).arg(reserve);
         }

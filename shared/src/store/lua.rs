@@ -21,12 +21,15 @@ use crate::{record::RERUN_CLEARED, status::JobState};
 /// Every Lua file, by name.
 const FILES: &[(&str, &str)] = &[
     ("acquire", include_str!("lua/acquire.lua")),
+    ("batch_seal", include_str!("lua/batch_seal.lua")),
     ("bulk", include_str!("lua/bulk.lua")),
     ("cancel_many", include_str!("lua/cancel_many.lua")),
     ("claim", include_str!("lua/claim.lua")),
     ("due", include_str!("lua/due.lua")),
     ("finish", include_str!("lua/finish.lua")),
     ("fleet", include_str!("lua/fleet.lua")),
+    ("flow_add", include_str!("lua/flow_add.lua")),
+    ("flow_end", include_str!("lua/flow_end.lua")),
     ("free_workspaces", include_str!("lua/free_workspaces.lua")),
     ("job_event", include_str!("lua/job_event.lua")),
     ("log_fenced", include_str!("lua/log_fenced.lua")),
@@ -58,6 +61,7 @@ const FILES: &[(&str, &str)] = &[
     ("set_fenced", include_str!("lua/set_fenced.lua")),
     ("slot_holds", include_str!("lua/slot_holds.lua")),
     ("slot_renew", include_str!("lua/slot_renew.lua")),
+    ("unique_key", include_str!("lua/unique_key.lua")),
     ("wake", include_str!("lua/wake.lua")),
     ("ws_give_back", include_str!("lua/ws_give_back.lua")),
     ("ws_renew", include_str!("lua/ws_renew.lua")),
@@ -66,7 +70,16 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// The files scripts include and Rust never runs on their own.
-pub const SNIPPETS: &[&str] = &["bulk", "notify_hand", "open", "park", "push", "redis_now"];
+pub const SNIPPETS: &[&str] = &[
+    "bulk",
+    "notify_hand",
+    "open",
+    "park",
+    "push",
+    "redis_now",
+    "flow_end",
+    "unique_key",
+];
 
 /// The name of the include made from the Rust enums.
 pub const ENUMS: &str = "enums";
@@ -312,6 +325,31 @@ pub const KEY_FNS: &[KeyFn] = &[
         name: "workspace_waiters",
         arity: 1,
         build: |k, a| k.workspace_waiters(a[0]),
+    },
+    KeyFn {
+        name: "history",
+        arity: 1,
+        build: |k, a| k.history(a[0]),
+    },
+    KeyFn {
+        name: "dependants",
+        arity: 1,
+        build: |k, a| k.dependants(a[0]),
+    },
+    KeyFn {
+        name: "batch",
+        arity: 1,
+        build: |k, a| k.batch(a[0]),
+    },
+    KeyFn {
+        name: "batch_jobs",
+        arity: 1,
+        build: |k, a| k.batch_jobs(a[0]),
+    },
+    KeyFn {
+        name: "batch_done",
+        arity: 1,
+        build: |k, a| k.batch_done(a[0]),
     },
 ];
 

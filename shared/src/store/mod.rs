@@ -10,6 +10,7 @@ pub mod bulk;
 pub mod create;
 pub mod events;
 pub mod fleet;
+pub mod flow;
 pub mod lease;
 pub mod limits;
 pub mod listing;

@@ -128,6 +128,17 @@ pub struct Notification {
     /// When it was dead-lettered (ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_ms: Option<i64>,
+    /// The batch (`batch_done`).
+    pub batch: String,
+    /// The batch's jobs (`batch_done`).
+    #[serde(deserialize_with = "num_or_str")]
+    pub jobs: String,
+    /// Of those, completed or merged (`batch_done`).
+    #[serde(deserialize_with = "num_or_str")]
+    pub completed: String,
+    /// Of those, ended otherwise (`batch_done`).
+    #[serde(deserialize_with = "num_or_str")]
+    pub failed: String,
 }
 
 /// Lua's cjson writes numbers as numbers, empty tables as `{}`: both read as

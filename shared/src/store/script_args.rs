@@ -389,3 +389,25 @@ impl ReleaseScheduledArgs<'_> {
         inv
     }
 }
+
+/// The `flow_add` script's arguments (`lua/flow_add.lua`): the jobs of one
+/// enqueue chunk that have parents or a batch.
+pub struct FlowAddArgs<'a> {
+    /// The namespace's keys.
+    pub keys: &'a Keys,
+    /// Per job: id, parents (comma-separated), after_any, batch.
+    pub jobs: Vec<(&'a str, &'a str, bool, &'a str)>,
+}
+
+impl FlowAddArgs<'_> {
+    /// Adds `EVAL script` with these arguments to `pipe`, its answer ignored.
+    pub fn add_eval(&self, pipe: &mut redis::Pipeline, script: &str) {
+        let eval = pipe.cmd("EVAL").arg(script).arg(0);
+        eval.arg(self.keys.namespace()) // ARGV[1]
+            .arg(EVENTS_MAX_LEN); // ARGV[2]
+        for (id, after, any, batch) in &self.jobs {
+            eval.arg(*id).arg(*after).arg(flag(*any)).arg(*batch); // ARGV[3..]
+        }
+        pipe.ignore();
+    }
+}

@@ -50,6 +50,18 @@ pub fn body(n: &Notification, format: NotifyFormat, web_url: &str) -> Vec<u8> {
 /// agentq's JSON payload (README: Notifications).
 pub fn payload(n: &Notification, web_url: &str) -> serde_json::Value {
     let num = |s: &str| s.parse::<i64>().unwrap_or(0);
+    if !n.batch.is_empty() {
+        // A batch's end (batch_done): no job.
+        return json!({
+            "id": n.id,
+            "event": n.event,
+            "at": n.at,
+            "batch": n.batch,
+            "jobs": num(&n.jobs),
+            "completed": num(&n.completed),
+            "failed": num(&n.failed),
+        });
+    }
     json!({
         "id": n.id,
         "event": n.event,
@@ -77,7 +89,12 @@ pub fn payload(n: &Notification, web_url: &str) -> serde_json::Value {
 
 /// One line of text for chat: what happened, to which job, and the link.
 pub fn slack_text(n: &Notification, web_url: &str) -> String {
-    let mut t = if n.job.is_empty() {
+    let mut t = if !n.batch.is_empty() {
+        format!(
+            "agentq: batch `{}` done: {} of {} completed",
+            n.batch, n.completed, n.jobs
+        )
+    } else if n.job.is_empty() {
         format!("agentq: pool `{}` {}", n.pool, n.event.replace('_', " "))
     } else {
         let repo = if n.repo.is_empty() {

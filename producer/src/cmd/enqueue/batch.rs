@@ -13,7 +13,7 @@ use agentq_shared::{
 
 use super::{
     chunk::{Chunk, Line},
-    read::{spawn_reader, Read},
+    read::{spawn_reader, FlowDefaults, Read},
     report::{print_not_enqueued, print_refused, Tally},
 };
 use crate::{Failure, EXIT_REDIS};
@@ -66,11 +66,17 @@ enum Step {
 }
 
 /// Reads, writes and reports a batch; the exit code as `agentq enqueue` has it.
-pub async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
+pub async fn run_batch(cfg: &Config, json: bool, defaults: FlowDefaults) -> Result<u8, Failure> {
     let store = crate::connect_for_jobs(cfg).await?;
     // One chunk parsed ahead of the one built ahead of the one being written.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    spawn_reader(cfg.max_attempts, cfg.agent_table().clone(), tx);
+    // The batches named (`--batch`, "batch"): sealed once all is in (`--batch`
+    // even with no line).
+    let mut batches = std::collections::BTreeSet::new();
+    if !defaults.batch.is_empty() {
+        batches.insert(defaults.batch.clone());
+    }
+    spawn_reader(cfg.max_attempts, cfg.agent_table().clone(), tx, defaults);
     let mut tally = Tally::default();
     let mut places = Places::default();
     // One write at a time, so that after a failure exactly the chunks not
@@ -121,6 +127,13 @@ pub async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
                         );
                     }
                 }
+                batches.extend(
+                    chunk
+                        .records
+                        .iter()
+                        .filter(|r| !r.batch.is_empty())
+                        .map(|r| r.batch.clone()),
+                );
                 let orders = places.take(n).expect("reserved above");
                 let tx = store.prepare_create(&chunk.records, &orders, ENQUEUE_CHUNK);
                 ready = Some((chunk, tx));
@@ -128,6 +141,9 @@ pub async fn run_batch(cfg: &Config, json: bool) -> Result<u8, Failure> {
             Step::Read(Some(Read::End(e))) => read_error = e,
             Step::Read(None) => reading = false,
         }
+    }
+    for b in &batches {
+        store.seal_batch(b).await?;
     }
     if let Some((n, e)) = read_error {
         return Err(Failure::refused(format!(

@@ -50,7 +50,7 @@ impl Chunk {
         for line in self.lines.drain(..) {
             match line {
                 Line::Job(n, i) => {
-                    let key = &self.records[i].key;
+                    let key = agentq_shared::flow::shown_key(&self.records[i].key);
                     match &created[i] {
                         Some(Created::New(id)) => {
                             tally.new += 1;

@@ -10,6 +10,7 @@ use agentq_shared::{
     stamp::Stamp,
 };
 
+pub use super::flow_line::{FlowDefaults, FlowLine};
 use super::{
     chunk::{Chunk, Line},
     new_id,
@@ -46,17 +47,21 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Parses and checks one line: a job input and its optional key.
+/// Parses and checks one line: a job input, its optional key and its flow
+/// fields (`after`, `after_any`, `batch`, `unique`: [`super::flow_line`]).
 fn parse_line(
     line: &[u8],
     agents: &AgentTable,
-) -> Result<(DispatchInput, Option<String>), InvalidInput> {
+) -> Result<(DispatchInput, Option<String>, FlowLine), InvalidInput> {
     let text = std::str::from_utf8(line).map_err(|e| InvalidInput {
         field: "json".into(),
         message: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
     })?;
-    let (input, key) = DispatchInput::from_json_with_key(text)?;
-    Ok((input.validated_for(agents)?, key))
+    let (text, flow) = super::flow_line::split(text)?;
+    let (input, key) = DispatchInput::from_json_with_key(&text)?;
+    let input = input.validated_for(agents)?;
+    agentq_shared::flow::check_not_delayed(flow.parents(), &input)?;
+    Ok((input, key, flow))
 }
 
 /// What the reading thread hands over, in input order.
@@ -69,7 +74,12 @@ pub enum Read {
 
 /// Reads and checks stdin's lines on a thread of its own, a chunk at a time,
 /// so the next chunk is parsed while the last one is written.
-pub fn spawn_reader(max_attempts: u32, agents: AgentTable, tx: tokio::sync::mpsc::Sender<Read>) {
+pub fn spawn_reader(
+    max_attempts: u32,
+    agents: AgentTable,
+    tx: tokio::sync::mpsc::Sender<Read>,
+    defaults: FlowDefaults,
+) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut lines = Lines {
@@ -83,9 +93,10 @@ pub fn spawn_reader(max_attempts: u32, agents: AgentTable, tx: tokio::sync::mpsc
             match lines.next_line() {
                 Ok(None) => break None,
                 Ok(Some((n, line))) => match parse_line(line, &agents) {
-                    Ok((input, key)) => {
+                    Ok((input, key, flow)) => {
                         let mut rec = JobRecord::new(new_id(), input, max_attempts, now);
                         rec.key = key.unwrap_or_default();
+                        flow.apply(&mut rec, &defaults);
                         chunk.lines.push(Line::Job(n, chunk.records.len()));
                         chunk.records.push(rec);
                     }

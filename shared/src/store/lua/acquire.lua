@@ -8,6 +8,9 @@
 -- | {'unreadable'} (its fence is not a number: the job is failed, its slot given back).
 --- @include "open"
 --- @include "enums"
+-- The namespace, for flow_end (a job failed here ends its dependants).
+local NS = ns_of_job(KEYS[1], string.match(KEYS[1], '[^:]*$'))
+--- @include "flow_end"
 local job, lease = KEYS[1], KEYS[2]
 open(job)
 if redis.call('EXISTS', job) == 0 then return {'gone'} end

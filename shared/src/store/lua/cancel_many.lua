@@ -7,6 +7,7 @@
 --- @include "bulk"
 --- @include "enums"
 --- @include "park"
+--- @include "flow_end"
 return each_job('cancelled', function(job, id, st)
   if FINAL[st] then return nil end
   redis.call('SET', CANCEL_PREFIX .. id, NOW, 'EX', 604800)
@@ -17,5 +18,6 @@ return each_job('cancelled', function(job, id, st)
   unpark(job, id)
   unslot(job, id)
   redis.call('ZREM', K.transit(), id)
+  job_ended(NS, id, ST.Cancelled, MAXLEN)
   return ST.Cancelled
 end)

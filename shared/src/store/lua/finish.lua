@@ -18,6 +18,7 @@
 --- @include "push"
 --- @include "enums"
 --- @include "keys"
+--- @include "unique_key"
 local events, jobs, fresh = KEYS[6], KEYS[7], KEYS[8]
 local NS, key_prefix, job_prefix = ARGV[1], ARGV[2], ARGV[3]
 local K = keys_for(NS)
@@ -34,7 +35,8 @@ if nkeyed > 0 then
     if key ~= '' then
       local had = redis.call('GET', key_prefix .. key)
       if had and had ~= id and (redis.call('HEXISTS', fresh, had) == 1
-          or redis.call('EXISTS', job_prefix .. had) == 1) then
+          or redis.call('EXISTS', job_prefix .. had) == 1)
+          and key_held(key, job_prefix .. had) then
         dup = had
       else
         redis.call('SET', key_prefix .. key, id)

@@ -29,6 +29,7 @@
 local NS = ARGV[14]
 --- @include "park"
 --- @include "notify_hand"
+--- @include "flow_end"
 local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
@@ -95,6 +96,7 @@ local host = f[3] or ''
 local event_id = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'state', new_state,
   'from', old or '', 'attempt', attempt, 'host', host, 'at', now)
 notify_job(NS, new_state, event_id, job, {state = new_state, from = old or '', at = now})
+if FINAL[new_state] and old ~= new_state then job_ended(NS, id, new_state, maxlen) end
 local entry = {state = new_state, from = old or '', at = now, attempt = attempt,
   host = host, worker = f[4] or '', reason = new_reason}
 if new_state == ST.Waiting or new_state == ST.Failed or new_state == ST.Queued

@@ -12,6 +12,9 @@ local function ns_of_job(job, id)
   assert(keys_for(ns).job(id) == job, 'not a job key: ' .. job)
   return ns
 end
+-- Set by the flow_end snippet when a script includes it: a job failed here
+-- ends its dependants and counts in its batch.
+local flow_hook = nil
 local function fail_unreadable(job, id, field, why)
   local K = keys_for(ns_of_job(job, id))
   local t = redis.call('TIME')
@@ -22,6 +25,7 @@ local function fail_unreadable(job, id, field, why)
     'error', 'record unreadable: ' .. field .. ': ' .. why)
   redis.call('ZADD', K.state('failed'), now, id)
   redis.call('ZREM', K.transit(), id)
+  if flow_hook then flow_hook(job, id) end
 end
 local function open(job)
   local id = string.match(job, '[^:]*$')

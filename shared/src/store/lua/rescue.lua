@@ -19,6 +19,7 @@
 --- @include "enums"
 local NS = ARGV[6]
 --- @include "park"
+--- @include "flow_end"
 local job, lease, events, history, workers, rescued = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local state_prefix, now_ms, now, maxlen, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 local inflight_prefix = ARGV[7]

@@ -27,6 +27,7 @@
 local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
 -- Key names as Rust builds them (agentq_domain::keys::Keys, lua::KEY_FNS).
 local K = keys_for(NS)
+--- @include "flow_end"
 local now, lease, plimit, window, rate = redis_now_ms(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local age_ms, ntasks = tonumber(ARGV[9]), tonumber(ARGV[10])
 local LEVEL = {low = 0, normal = 1, high = 2}
