@@ -93,7 +93,10 @@ async fn wake_of_a_paused_pool_grants_nothing_and_sets_a_timer() {
     let timer: Option<f64> =
         query(&store, redis::cmd("ZSCORE").arg("t:timers").arg("gemini")).await;
     assert!(timer.is_some(), "the pause's end is a timer");
-    assert!(store.due_timers().await.unwrap().is_empty(), "not due yet");
+    assert!(
+        store.due_timers().await.unwrap().due.is_empty(),
+        "not due yet"
+    );
 }
 
 #[tokio::test]
@@ -111,10 +114,10 @@ async fn due_takes_the_timers_that_are_due_once() {
     )
     .await;
     assert_eq!(
-        store.due_timers().await.unwrap(),
+        store.due_timers().await.unwrap().due,
         vec!["claude".to_string()]
     );
-    assert!(store.due_timers().await.unwrap().is_empty(), "taken");
+    assert!(store.due_timers().await.unwrap().due.is_empty(), "taken");
 }
 
 #[tokio::test]
@@ -150,4 +153,48 @@ async fn free_workspaces_sends_the_head_of_a_dead_holders_line_to_its_lane() {
     .await;
     assert_eq!(parked, "lane");
     assert_eq!(store.free_dead_workspaces().await.unwrap(), 0, "line empty");
+}
+
+/// Issue 34: workers wait for the first due timer only, so a script that adds
+/// a timer due before every other publishes its due time on `{ns}:timer`
+/// (one snippet, `timer_add`, for every script); a later one says nothing;
+/// `due` says when the first timer left is due.
+#[tokio::test]
+async fn a_timer_due_before_every_other_is_published_and_due_says_when_the_next_is() {
+    use futures::StreamExt;
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let cfg = AdmissionConfig::default();
+    let mut ps = store.subscribe(&["t:timer".to_string()]).await.unwrap();
+    let mut messages = ps.on_message();
+    let mut next_published = async || -> i64 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("no publish on t:timer")
+            .unwrap();
+        msg.get_payload::<String>().unwrap().parse().unwrap()
+    };
+    let score = async |pool: &str| -> i64 {
+        let s: f64 = query(&store, redis::cmd("ZSCORE").arg("t:timers").arg(pool)).await;
+        s as i64
+    };
+    for (pool, secs) in [("gemini", 60), ("codex", 120), ("claude", 30)] {
+        enqueue(&store, pool).await;
+        store
+            .pause_pool(pool, Duration::from_secs(secs))
+            .await
+            .unwrap();
+        assert_eq!(wake(&store, &cfg, pool).await, 0);
+    }
+    // gemini's was the first timer, codex's (later) was not published,
+    // claude's (sooner than gemini's) was.
+    assert_eq!(next_published().await, score("gemini").await);
+    assert_eq!(next_published().await, score("claude").await);
+    let taken = store.due_timers().await.unwrap();
+    assert!(taken.due.is_empty(), "{taken:?}");
+    let next = taken.next.expect("timers are left");
+    assert!(
+        next > Duration::from_secs(25) && next <= Duration::from_secs(30),
+        "{next:?}"
+    );
 }

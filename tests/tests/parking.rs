@@ -133,9 +133,9 @@ async fn a_paused_pool_grants_nothing_and_wakes_when_the_pause_ends() {
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 0);
     // The pause's end is a timer: not due yet, then due, and not before the
     // pause is over.
-    assert!(store.due_timers().await.unwrap().is_empty());
+    assert!(store.due_timers().await.unwrap().due.is_empty());
     let due = loop {
-        let due = store.due_timers().await.unwrap();
+        let due = store.due_timers().await.unwrap().due;
         if !due.is_empty() {
             break due;
         }

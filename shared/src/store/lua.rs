@@ -53,6 +53,7 @@ const FILES: &[(&str, &str)] = &[
     ("set_fenced", include_str!("lua/set_fenced.lua")),
     ("slot_holds", include_str!("lua/slot_holds.lua")),
     ("slot_renew", include_str!("lua/slot_renew.lua")),
+    ("timer_add", include_str!("lua/timer_add.lua")),
     ("wake", include_str!("lua/wake.lua")),
     ("ws_give_back", include_str!("lua/ws_give_back.lua")),
     ("ws_renew", include_str!("lua/ws_renew.lua")),
@@ -61,7 +62,15 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 /// The files scripts include and Rust never runs on their own.
-pub const SNIPPETS: &[&str] = &["bulk", "notify_hand", "open", "park", "push", "redis_now"];
+pub const SNIPPETS: &[&str] = &[
+    "bulk",
+    "notify_hand",
+    "open",
+    "park",
+    "push",
+    "redis_now",
+    "timer_add",
+];
 
 /// The name of the include made from the Rust enums.
 pub const ENUMS: &str = "enums";
@@ -267,6 +276,11 @@ pub const KEY_FNS: &[KeyFn] = &[
         name: "timers",
         arity: 0,
         build: |k, _| k.timers(),
+    },
+    KeyFn {
+        name: "timer_wake",
+        arity: 0,
+        build: |k, _| k.timer_wake(),
     },
     KeyFn {
         name: "transit",
