@@ -9,7 +9,8 @@
 //! Run it with `scripts/bench`, which installs the peers and builds everything.
 //! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
-//! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed).
+//! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
+//! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`).
 
 use std::{
     process::Command,
@@ -18,6 +19,9 @@ use std::{
 
 use agentq_shared::status::JobState;
 use agentq_tests::*;
+
+#[path = "bench/idle.rs"]
+mod bench_idle;
 
 struct Row {
     what: String,
@@ -330,6 +334,7 @@ async fn main() {
         Ok("memory") => return print_rows(vec![memory(None).await]),
         Ok("dispatch") => return print_rows(dispatch().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
+        Ok("idle") => return print_rows(bench_idle::rows().await),
         _ => {}
     }
     require_docker();
@@ -409,6 +414,7 @@ async fn main() {
 
     // 6. Memory.
     rows.push(memory(rss_idle).await);
+    rows.extend(bench_idle::rows().await);
 
     if std::env::var_os("AGENTQ_BENCH_QUICK").is_none() {
         // 8. Preparing workspaces of a big repository on one host (the mirror cache):
