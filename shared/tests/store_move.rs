@@ -314,3 +314,44 @@ async fn a_delayed_delivery_is_a_timer_and_due_moves_it_to_the_active_list() {
         .unwrap();
     assert_eq!(told.get_payload::<String>().unwrap(), "1");
 }
+
+/// Issue 34: `--wait` is woken by the job's moves (`{ns}:moved:{id}`), not by
+/// polling: with a re-read only every ten minutes, `wait_final` returns once
+/// the final move is written.
+#[tokio::test]
+async fn wait_final_is_woken_by_the_final_move() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let (id, token) = running(&store, "w1").await;
+    let waiter = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            store
+                .wait_final(&id, Duration::from_secs(600), |_| {})
+                .await
+        })
+    };
+    // The waiter has read the record once (running) and waits.
+    loop {
+        let subs: Vec<(String, i64)> = query(
+            &store,
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(format!("t:moved:{id}")),
+        )
+        .await;
+        if subs[0].1 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = Move::to(JobState::Failed).fenced(&token);
+    assert!(store.apply(&id, &m).await.unwrap().done());
+    let rec = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("wait_final was not woken by the move")
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.state, JobState::Failed);
+}

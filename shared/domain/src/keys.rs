@@ -299,6 +299,12 @@ impl Keys {
         format!("{}:verify-wake", self.ns)
     }
 
+    /// Pub/sub channel: job `id` moved (the new state): `--wait` wakes on it
+    /// instead of polling the record.
+    pub fn moved(&self, id: &str) -> String {
+        format!("{}:moved:{id}", self.ns)
+    }
+
     /// String with TTL: the live workers' total concurrency (the room of a
     /// pool without a limit), written by the sweep's holder each heartbeat
     /// and read by every worker with its heartbeat.

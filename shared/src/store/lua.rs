@@ -194,6 +194,11 @@ pub const KEY_FNS: &[KeyFn] = &[
         build: |k, _| k.fleet_paused_all(),
     },
     KeyFn {
+        name: "moved",
+        arity: 1,
+        build: |k, a| k.moved(a[0]),
+    },
+    KeyFn {
         name: "lane",
         arity: 2,
         build: |k, a| k.lane(a[0], a[1]),

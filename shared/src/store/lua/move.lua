@@ -112,4 +112,6 @@ if new_state == ST.Failed or new_state == ST.Blocked or new_state == ST.TimedOut
 end
 redis.call('RPUSH', history, cjson.encode(entry))
 redis.call('LTRIM', history, -200, -1)
+-- `--wait` (JobStore::wait_final) wakes on this instead of polling.
+redis.call('PUBLISH', K.moved(id), new_state)
 return {1, seq, attempt, tries}

@@ -43,6 +43,7 @@ const JOBS: usize = 50;
 pub async fn rows() -> Vec<Row> {
     require_docker();
     let mut rows = vec![one_real_worker().await];
+    rows.push(enqueue_wait().await);
     rows.extend(fleet().await);
     rows
 }
@@ -92,6 +93,69 @@ async fn one_real_worker() -> Row {
     }
 }
 
+/// p50 / p95 of `xs` (sorted here).
+fn p50_p95(xs: &mut [f64]) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let pct = |p: f64| xs[((xs.len() - 1) as f64 * p).round() as usize];
+    (pct(0.5), pct(0.95))
+}
+
+/// Milliseconds from RFC 3339 `a` to `b` (both written on this machine).
+fn ms_between(a: &str, b: &str) -> Option<f64> {
+    let a = chrono::DateTime::parse_from_rfc3339(a).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(b).ok()?;
+    Some((b - a).num_milliseconds() as f64)
+}
+
+/// `agentq enqueue --wait` on an idle worker, 50 times: from the job's final
+/// state written (its last history entry) to the command's return.
+async fn enqueue_wait() -> Row {
+    let env = TestEnv::with_config("heartbeat_secs = 10\n");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("wait", 1);
+    settled(&env.redis, &env.ns, 1).await;
+    let mut late = Vec::new();
+    for i in 0..JOBS {
+        let out = env.cli(
+            &[
+                "enqueue",
+                "--repo",
+                "demo",
+                "--org",
+                "core",
+                "--issue",
+                &(i + 1).to_string(),
+                "--task",
+                "@agentq-test print hi",
+                "--agent",
+                "codex",
+                "--wait",
+                "--json",
+            ],
+            None,
+        );
+        let returned = agentq_shared::store::now_rfc3339();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = rec["id"].as_str().unwrap_or_default().to_string();
+        let history = env.store().await.history(&id).await.unwrap();
+        if let Some(ms) = history.last().and_then(|h| ms_between(&h.at, &returned)) {
+            late.push(ms);
+        }
+    }
+    let (p50, p95) = p50_p95(&mut late);
+    Row {
+        what: format!("`agentq enqueue --wait`: final state written → the command returns, {JOBS} jobs, p50 / p95"),
+        agentq: format!("{p50:.0} ms / {p95:.0} ms"),
+        peer: "goal ≤ 30 ms; polling every 250 ms before issue 34".into(),
+        ratio: format!("{:.2}× the goal (p50)", p50 / 30.0),
+    }
+}
+
 /// 1 000 emulated idle workers; then a real worker's job starts beside them.
 async fn fleet() -> Vec<Row> {
     let env = TestEnv::with_config("heartbeat_secs = 10\n");
@@ -127,23 +191,19 @@ async fn fleet() -> Vec<Row> {
             .find(|h| h.state == "preparing")
             .map(|h| h.at.clone())
             .unwrap_or_default();
-        if let (Ok(a), Ok(b)) = (
-            chrono::DateTime::parse_from_rfc3339(&rec.created_at),
-            chrono::DateTime::parse_from_rfc3339(&taken),
-        ) {
-            took.push((b - a).num_milliseconds() as f64);
+        if let Some(ms) = ms_between(&rec.created_at, &taken) {
+            took.push(ms);
         }
     }
-    took.sort_by(f64::total_cmp);
-    let pct = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize];
+    let (p50, p95) = p50_p95(&mut took);
     rows.push(Row {
         what: format!(
             "enqueue → taken by an idle worker beside the {FLEET}-worker fleet, {} jobs, p50 / p95",
             took.len()
         ),
-        agentq: format!("{:.0} ms / {:.0} ms", pct(0.5), pct(0.95)),
+        agentq: format!("{p50:.0} ms / {p95:.0} ms"),
         peer: "goal ≤ 50 ms".into(),
-        ratio: format!("{:.2}× the goal (p50)", pct(0.5) / 50.0),
+        ratio: format!("{:.2}× the goal (p50)", p50 / 50.0),
     });
     rows
 }
