@@ -38,7 +38,7 @@ async fn an_operator_pause_grants_nothing_sets_no_timer_and_its_unpause_wakes_th
         1
     );
     assert_eq!(wake(&store, "gemini").await, 0);
-    assert!(store.due_timers().await.unwrap().is_empty(), "no timer");
+    assert!(store.due_timers().await.unwrap().due.is_empty(), "no timer");
     assert_eq!(wake(&store, "codex").await, 1, "another pool goes on");
     let fleet = store.fleet_pause().await.unwrap();
     assert!(

@@ -259,3 +259,99 @@ async fn finish_delivers_a_dry_run_at_once() {
         "{events:?}"
     );
 }
+
+/// Issue 34: a delayed delivery (a retry) is a timer (`@deliveries`, due when
+/// apalis's whole second is), published as the first one due; `due` moves
+/// the deliveries due by then to the active list, as apalis's fetch would,
+/// so no worker polls for due retries.
+#[tokio::test]
+async fn a_delayed_delivery_is_a_timer_and_due_moves_it_to_the_active_list() {
+    use futures::StreamExt;
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let (id, token) = running(&store, "w1").await;
+    // The first delivery stays in the list (this test takes it by reading).
+    let before = deliveries(&store).await.len();
+    let mut ps = store.subscribe(&["t:timer".to_string()]).await.unwrap();
+    let mut deliver = store.subscribe(&["t:deliver".to_string()]).await.unwrap();
+    let m = Move::to(JobState::Waiting)
+        .fenced(&token)
+        .deliver(Duration::from_millis(1500), false);
+    assert!(store.apply(&id, &m).await.unwrap().done());
+    let at: i64 = tokio::time::timeout(Duration::from_secs(10), ps.on_message().next())
+        .await
+        .expect("the delayed delivery's timer was not published")
+        .unwrap()
+        .get_payload::<String>()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let score: f64 = query(
+        &store,
+        redis::cmd("ZSCORE")
+            .arg("t:timers")
+            .arg(agentq_shared::store::park::DELIVERIES_TIMER),
+    )
+    .await;
+    assert_eq!((score as i64, at % 1000), (at, 0), "due on a whole second");
+    assert_eq!(deliveries(&store).await.len(), before, "not due yet");
+    let took = loop {
+        let d = store.due_timers().await.unwrap();
+        if !d.due.is_empty() {
+            break d;
+        }
+        assert!(d.next.is_some(), "the timer went away: {d:?}");
+        tokio::time::sleep(d.next.unwrap().min(Duration::from_millis(200))).await;
+    };
+    assert_eq!(took.due, vec![agentq_shared::store::park::DELIVERIES_TIMER]);
+    assert_eq!(took.next, None, "no delayed delivery is left");
+    let now = deliveries(&store).await;
+    assert_eq!(now.len(), before + 1, "{now:?}");
+    assert_eq!(now.last().unwrap().job_id, id);
+    let told = tokio::time::timeout(Duration::from_secs(10), deliver.on_message().next())
+        .await
+        .expect("the intakes were not told")
+        .unwrap();
+    assert_eq!(told.get_payload::<String>().unwrap(), "1");
+}
+
+/// Issue 34: `--wait` is woken by the job's moves (`{ns}:moved:{id}`), not by
+/// polling: with a re-read only every ten minutes, `wait_final` returns once
+/// the final move is written.
+#[tokio::test]
+async fn wait_final_is_woken_by_the_final_move() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let (id, token) = running(&store, "w1").await;
+    let waiter = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            store
+                .wait_final(&id, Duration::from_secs(600), |_| {})
+                .await
+        })
+    };
+    // The waiter has read the record once (running) and waits.
+    loop {
+        let subs: Vec<(String, i64)> = query(
+            &store,
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(format!("t:moved:{id}")),
+        )
+        .await;
+        if subs[0].1 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = Move::to(JobState::Failed).fenced(&token);
+    assert!(store.apply(&id, &m).await.unwrap().done());
+    let rec = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("wait_final was not woken by the move")
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.state, JobState::Failed);
+}

@@ -93,7 +93,10 @@ async fn wake_of_a_paused_pool_grants_nothing_and_sets_a_timer() {
     let timer: Option<f64> =
         query(&store, redis::cmd("ZSCORE").arg("t:timers").arg("gemini")).await;
     assert!(timer.is_some(), "the pause's end is a timer");
-    assert!(store.due_timers().await.unwrap().is_empty(), "not due yet");
+    assert!(
+        store.due_timers().await.unwrap().due.is_empty(),
+        "not due yet"
+    );
 }
 
 #[tokio::test]
@@ -111,10 +114,10 @@ async fn due_takes_the_timers_that_are_due_once() {
     )
     .await;
     assert_eq!(
-        store.due_timers().await.unwrap(),
+        store.due_timers().await.unwrap().due,
         vec!["claude".to_string()]
     );
-    assert!(store.due_timers().await.unwrap().is_empty(), "taken");
+    assert!(store.due_timers().await.unwrap().due.is_empty(), "taken");
 }
 
 #[tokio::test]

@@ -166,7 +166,7 @@ async fn due_delayed_jobs_go_to_their_lanes_and_the_timer_moves_on() {
     assert!(counts.contains(&(JobState::Queued, 0)), "{counts:?}");
     // The timer is due: the due job is queued in its lane, its pool woken.
     assert!(
-        store.due_timers().await.unwrap().is_empty(),
+        store.due_timers().await.unwrap().due.is_empty(),
         "no pool's timer"
     );
     assert_eq!(

@@ -347,28 +347,48 @@ async fn retry_base_secs_is_the_first_retry_delay_and_it_doubles() {
     assert_eq!(rec.attempt, 3, "{rec:#?}");
 }
 
-/// `poll_ms` is how often an idle worker looks for due retries (apalis also
-/// looks at every heartbeat: ten minutes here, so only `poll_ms` counts). With
-/// ten minutes, a retry due for seconds is still waiting (its due time on the
-/// clock the sweep uses) until new work wakes the worker at once; with 200 ms
-/// a due retry is taken with no other work.
+/// Takes the `@deliveries` timer (a due retry's wake-up) out of
+/// `{ns}:timers`, as if its publish and timer were lost.
+fn lose_the_retry_timer(env: &TestEnv) {
+    let removed: i64 = redis::cmd("ZREM")
+        .arg(env.key("timers"))
+        .arg(agentq_shared::store::park::DELIVERIES_TIMER)
+        .query(&mut env.redis.conn())
+        .unwrap();
+    assert_eq!(
+        removed, 1,
+        "the retry's timer fired before the test could lose it"
+    );
+}
+
+/// `poll_ms` is the safety poll (issue 34): how often an idle worker fetches
+/// though nothing told it to. A due retry needs no poll: its delivery is a
+/// timer (`@deliveries` in `{ns}:timers`), so with ten-minute heartbeats and
+/// polls it is taken when due, with no other work. With its timer lost, a
+/// worker polling every ten minutes leaves it (its due time on the clock the
+/// sweep uses) until new work wakes the worker at once; one polling every
+/// 200 ms takes it.
 #[tokio::test(flavor = "multi_thread")]
-async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
+async fn poll_ms_is_the_safety_poll_and_a_due_retry_needs_none() {
     require_docker();
     let env = TestEnv::with_config(
-        "heartbeat_secs = 600\npoll_ms = 600000\nretry_base_secs = 1\nmax_attempts = 3\n",
+        "heartbeat_secs = 600\npoll_ms = 600000\nretry_base_secs = 3\nmax_attempts = 4\n",
     );
     env.remotes.create("core", "demo", &[]);
     let late = enqueue_missing(&env, 1);
     let mut w = env.worker("w1", 1);
-    let (_, due) = wait_retry(&env, &late, 1).await;
+    wait_retry(&env, &late, 1).await;
+    // Taken when due, though nothing polls.
+    env.wait_for(&late, LONG, |r| r.tries >= 2).await;
+    let (_, due) = wait_retry(&env, &late, 2).await;
+    lose_the_retry_timer(&env);
     // Past its due time (apalis rounds it up to a whole second) by 8 s, the
     // retry has not been taken.
     poll(&env, "8 s past the retry's due time", LONG, || {
         let (tries, state, ..) = delivery_view(&env, &late);
         assert!(
-            tries == 1 && state == "waiting",
-            "the idle worker took a due retry before its poll_ms: tries {tries}, {state}\n{}",
+            tries == 2 && state == "waiting",
+            "the idle worker took a retry whose timer was lost before its poll_ms: tries {tries}, {state}\n{}",
             env.worker_logs()
         );
         (now_ms() > due + 9_000).then_some(())
@@ -378,7 +398,7 @@ async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
     let fresh = env.enqueue_for_issue(2, "@agentq-test print hi");
     let rec = env.wait_final(&fresh, LONG).await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    env.wait_for(&late, LONG, |r| r.tries >= 2).await;
+    env.wait_for(&late, LONG, |r| r.tries >= 3).await;
     w.signal_and_wait("TERM", LONG);
 
     let quick = config_variant(&env, "quick.toml", "poll_ms = 600000", "poll_ms = 200");
@@ -388,6 +408,7 @@ async fn poll_ms_is_how_often_an_idle_worker_looks_for_due_retries() {
     );
     let other = enqueue_missing(&env, 3);
     wait_retry(&env, &other, 1).await;
+    lose_the_retry_timer(&env);
     env.wait_for(&other, LONG, |r| r.tries >= 2).await;
 }
 

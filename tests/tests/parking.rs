@@ -133,9 +133,9 @@ async fn a_paused_pool_grants_nothing_and_wakes_when_the_pause_ends() {
     assert_eq!(store.wake_pool(&cfg, "claude", LEASE, 8).await.unwrap(), 0);
     // The pause's end is a timer: not due yet, then due, and not before the
     // pause is over.
-    assert!(store.due_timers().await.unwrap().is_empty());
+    assert!(store.due_timers().await.unwrap().due.is_empty());
     let due = loop {
-        let due = store.due_timers().await.unwrap();
+        let due = store.due_timers().await.unwrap().due;
         if !due.is_empty() {
             break due;
         }
@@ -300,4 +300,51 @@ async fn waiting_jobs_are_counted_by_reason() {
         .map(|(_, c)| c)
         .sum();
     assert_eq!(one, 1);
+}
+
+/// Issue 34: workers wait for the first due timer only, so a script that adds
+/// a timer due before every other publishes its due time on `{ns}:timer`
+/// (one snippet, `timer_add`, for every script); a later one says nothing;
+/// `due` says when the first timer left is due.
+#[tokio::test]
+async fn a_timer_due_before_every_other_is_published_and_due_says_when_the_next_is() {
+    use futures::StreamExt;
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let cfg = limits("");
+    let mut ps = store.subscribe(&["park:timer".to_string()]).await.unwrap();
+    let mut messages = ps.on_message();
+    for (pool, secs) in [("gemini", 60), ("codex", 120), ("claude", 30)] {
+        enqueue(&store, pool, 1, 1).await;
+        store
+            .pause_pool(pool, Duration::from_secs(secs))
+            .await
+            .unwrap();
+        assert_eq!(store.wake_pool(&cfg, pool, LEASE, 8).await.unwrap(), 0);
+    }
+    let score = |pool: &str| -> i64 {
+        let s: f64 = redis::cmd("ZSCORE")
+            .arg("park:timers")
+            .arg(pool)
+            .query(&mut redis.conn())
+            .unwrap();
+        s as i64
+    };
+    // gemini's was the first timer; codex's (later) was not published;
+    // claude's (sooner than gemini's) was.
+    for pool in ["gemini", "claude"] {
+        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("no publish on park:timer")
+            .unwrap();
+        let at: i64 = msg.get_payload::<String>().unwrap().parse().unwrap();
+        assert_eq!(at, score(pool), "{pool}");
+    }
+    let taken = store.due_timers().await.unwrap();
+    assert!(taken.due.is_empty(), "{taken:?}");
+    let next = taken.next.expect("timers are left");
+    assert!(
+        next > Duration::from_secs(25) && next <= Duration::from_secs(30),
+        "{next:?}"
+    );
 }

@@ -21,7 +21,6 @@ const SERVICES: &[&str] = &[
     "registry",
     "waker listener",
     "waker timers",
-    "window measure",
     "sweeper",
     "janitor reaper",
     "janitor vacuum",

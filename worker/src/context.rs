@@ -51,6 +51,9 @@ pub struct WorkerCtx {
     /// affinity): `main` waits for them at shutdown before it stops the
     /// services.
     pub jobs: tokio_util::task::TaskTracker,
+    /// Wake-ups for the loops that wait instead of polling (timers,
+    /// affinity, verify requests): see [`crate::waker`].
+    pub wakes: crate::waker::Wakes,
 }
 
 impl WorkerCtx {

@@ -39,17 +39,23 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
     // #76): run generation after generation until shutdown.
     for generation in 1u64.. {
         let apalis_cfg = apalis_config(&keys)
-            .heartbeat_interval(ctx.cfg.heartbeat_every())
+            .heartbeat_interval(ctx.cfg.apalis_heartbeat_every())
             .missed_heartbeats(ctx.cfg.apalis_missed_heartbeats())
             // One delivery per fetch: a busy worker does not sit on jobs an idle one could run.
             .batch_size(1);
         // apalis fetches only when its worker task is polled: after an empty fetch it
         // parks until woken (apalis-core 1.0, `Persisted::poll_next` in
-        // backend/persistence/mod.rs). `poll_with_stream` (its `BackendExt`) polls
-        // this channel before every fetch, so a message wakes it to fetch again.
-        // (The loop below also runs in the worker's task, `try_join!` in
-        // `Worker::run_with_ctx`, so its own wake-ups poll apalis as well; the
-        // channel does not depend on that.)
+        // backend/persistence/mod.rs), and *any* wake-up of that task fetches
+        // again (a Redis script of five commands). `poll_with_stream` (its
+        // `BackendExt`) polls this channel before every fetch, so a message
+        // wakes it to fetch again. The loop below runs in the worker's task too
+        // (`try_join!` in `Worker::run_with_ctx`), so it wakes only when there
+        // may be work: deliveries were pushed (`poke`: `{ns}:deliver`, a due
+        // timer, a reconnection) or the safety poll (`poll_ms`, long: it is a
+        // safety net for a lost publish; apalis also fetches after each of its
+        // own heartbeats). apalis cannot wait on Redis itself (no blocking
+        // fetch in apalis-redis 1.0), hence the poke. The degraded check runs
+        // on a task of its own, for the same reason: a tick here would fetch.
         let (wake, woken) = futures::channel::mpsc::channel::<()>(0);
         let backend = ctx
             .store
@@ -71,7 +77,10 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
                 let wctx_ctx = wctx_ctx.clone();
                 let mut wake = wake.clone();
                 async move {
+                    let _degraded =
+                        AbortOnDrop(tokio::spawn(watch_degraded(wctx.clone(), wctx_ctx.clone())));
                     let mut tick = tokio::time::interval(poll);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tokio::select! {
                             _ = async {
@@ -83,18 +92,8 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
                                 if wctx.is_stopped() || wctx.is_shutting_down() {
                                     return Ok(());
                                 }
-                                // A degraded host takes nothing (its breaker is open,
-                                // or its disk is under `min_free_gb`).
-                                crate::space::degrade_if_full(&wctx_ctx);
                                 if wctx_ctx.breaker.degraded().is_some() {
-                                    if wctx.is_running() {
-                                        let _ = wctx.pause();
-                                    }
                                     continue;
-                                }
-                                // A worker paused while degraded takes jobs again.
-                                if wctx.is_paused() {
-                                    let _ = wctx.resume();
                                 }
                                 // Wake apalis to look for due and newly pushed jobs
                                 // (a full channel: a wake is pending already).
@@ -119,5 +118,37 @@ pub async fn run(ctx: Arc<WorkerCtx>, drain: watch::Receiver<bool>) {
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How often the degraded check runs (local: the disk and the breaker, no
+/// Redis).
+const DEGRADED_EVERY: Duration = Duration::from_millis(500);
+
+/// Pauses the apalis worker while this host is degraded (its breaker open,
+/// or its disk under `min_free_gb`) and resumes it after. On a task of its
+/// own: a wake-up of the intake's task makes apalis fetch.
+async fn watch_degraded(wctx: WorkerContext, ctx: Arc<WorkerCtx>) {
+    let mut tick = tokio::time::interval(DEGRADED_EVERY);
+    loop {
+        tick.tick().await;
+        crate::space::degrade_if_full(&ctx);
+        if ctx.breaker.degraded().is_some() {
+            if wctx.is_running() {
+                let _ = wctx.pause();
+            }
+        } else if wctx.is_paused() {
+            // A worker paused while degraded takes jobs again.
+            let _ = wctx.resume();
+        }
+    }
+}
+
+/// Aborts the task when dropped (the intake's generation ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -210,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         room: room::Room::new(cli.concurrency),
         services: services.clone(),
         jobs: Default::default(),
+        wakes: Default::default(),
     });
 
     if let Some(addr) = cli.metrics_addr {

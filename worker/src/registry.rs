@@ -1,7 +1,12 @@
 //! This worker's entry in the live-worker registry (`agentq workers`, the web
-//! console, the admission window): refreshed every heartbeat.
+//! console, the admission window): refreshed every heartbeat, which also
+//! brings back the fleet's window (see [`crate::waker`]).
 
-use std::sync::Arc;
+use std::sync::{atomic::Ordering, Arc};
+
+/// Every this many heartbeats, the whole registry is tidied (entries of
+/// pools this worker no longer serves, expired ones).
+const TIDY_EVERY: u64 = 30;
 
 use crate::context::WorkerCtx;
 
@@ -15,7 +20,14 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
         .spawn_loop("registry", |stop| async move {
             let every = ctx.cfg.heartbeat_every();
             let mut tick = tokio::time::interval(every);
+            let mut beats = 0u64;
+            let mut served: Option<Vec<String>> = None;
             while crate::services::tick(&mut tick, &stop).await {
+                let pools = ctx.served.pools();
+                // The whole registry is tidied on the first beat, when the
+                // pools this worker serves change, and every TIDY_EVERY beats.
+                let tidy = beats.is_multiple_of(TIDY_EVERY) || served.as_ref() != Some(&pools);
+                beats += 1;
                 let mut running: Vec<String> =
                     ctx.running.lock().unwrap().iter().cloned().collect();
                 running.sort();
@@ -37,14 +49,21 @@ pub fn spawn_registry(ctx: Arc<WorkerCtx>, concurrency: u32) {
                     workspace_bytes: ctx
                         .workspace_bytes
                         .load(std::sync::atomic::Ordering::Relaxed),
-                    pools: ctx.served.pools(),
+                    pools: pools.clone(),
                 };
-                if let Err(e) = ctx
+                match ctx
                     .store
-                    .worker_heartbeat(&info, &ctx.cfg.agent_table().names())
+                    .worker_heartbeat(&info, &ctx.cfg.agent_table().names(), tidy)
                     .await
                 {
-                    tracing::warn!(error = %e, "cannot update the worker registry");
+                    Ok(window) => {
+                        served = Some(pools);
+                        if let Some(w) = window {
+                            ctx.window
+                                .store(w.max(concurrency).max(1), Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot update the worker registry"),
                 }
             }
         });

@@ -8,7 +8,8 @@ use crate::context::WorkerCtx;
 
 /// Every heartbeat, one worker of the pool (a lock) puts back jobs whose run
 /// lease expired mid-run and wakes every parked pool (for slots that expired);
-/// every `sweep_secs`, also waiting jobs whose delivery was lost. Redis errors skip a round: nothing is concluded from them.
+/// every `sweep_secs`, also waiting jobs whose delivery was lost; and writes
+/// the fleet's window. Redis errors skip a round: nothing is concluded from them.
 pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
     ctx.services
         .clone()
@@ -38,6 +39,7 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
                     Err(e) => tracing::debug!(error = %e, "workspace lines not looked at"),
                 }
                 crate::waker::wake_all(&ctx).await;
+                measure_window(&ctx, every).await;
                 if last_lost.elapsed() >= lost_every {
                     last_lost = std::time::Instant::now();
                     let _ = ctx.store.rearm_scheduled_timer().await; // delayed jobs' timer, if a release failed
@@ -64,5 +66,22 @@ pub fn spawn_sweeper(ctx: Arc<WorkerCtx>) {
 pub async fn sweep_orphans_now(ctx: &WorkerCtx) {
     if let Err(e) = ctx.store.sweep_orphans().await {
         tracing::debug!(error = %e, "orphan sweep interrupted");
+    }
+}
+
+/// Writes the fleet's window (the live workers' total concurrency, the room
+/// of a pool without a limit), which every worker reads with its heartbeat:
+/// one worker reads the registry, not all of them.
+async fn measure_window(ctx: &WorkerCtx, every: Duration) {
+    if let Ok(live) = ctx.store.live_workers().await {
+        let total: u32 = live
+            .iter()
+            .filter(|w| w.degraded.is_empty())
+            .map(|w| w.concurrency)
+            .sum();
+        // Kept for three beats: a late sweep does not drop it.
+        if let Err(e) = ctx.store.set_window(total.max(1), every * 3).await {
+            tracing::debug!(error = %e, "window not written");
+        }
     }
 }

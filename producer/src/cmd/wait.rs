@@ -25,7 +25,9 @@ pub fn exit_code(state: JobState) -> u8 {
 /// Redis errors, or the job vanishing.
 pub async fn wait_and_print(store: &JobStore, id: &str, json: bool) -> Result<u8, Failure> {
     let rec = store
-        .wait_final(id, Duration::from_millis(250), |r| {
+        // Woken by each move of the job (pub/sub); the re-read every 2 s is
+        // a safety net.
+        .wait_final(id, Duration::from_secs(2), |r| {
             if !json {
                 errln!("agentq: {id} {}", r.state);
             }

@@ -66,9 +66,10 @@ pub struct Config {
     /// Per-pool limits (`[limits]`), pacing (`[rates]`) and backoff (`[backoff]`).
     #[serde(flatten)]
     pub admission: crate::admission::AdmissionConfig,
-    /// How often an idle worker looks for due deliveries (retries after their
-    /// delay), milliseconds. New work wakes it at once (pub/sub); jobs that
-    /// wait are parked and never polled.
+    /// How often an idle worker fetches deliveries though nothing told it to,
+    /// milliseconds: a safety net for a lost publish. New work and due retries
+    /// wake it at once (pub/sub, the timer wait); jobs that wait are parked
+    /// and never polled.
     pub poll_ms: u64,
     /// Delete apalis's copies of finished deliveries this long after they finished,
     /// seconds (agentq's own records stay until `agentq purge`).
@@ -303,7 +304,7 @@ impl Default for Config {
             missed_heartbeats: 3,
             docker: DockerConfig::default(),
             admission: Default::default(),
-            poll_ms: 500,
+            poll_ms: 30_000,
             vacuum_after_secs: 600,
             auto_qa: true,
             commit_leftovers: false,

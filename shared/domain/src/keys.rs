@@ -314,6 +314,38 @@ impl Keys {
     pub fn schedule_tick(&self, name: &str) -> String {
         format!("{}:schedule:{name}", self.ns)
     }
+
+    /// Pub/sub channel: a timer was added to [`Keys::timers`] that is due
+    /// before every other (its due time, ms): the workers' timer loops, which
+    /// wait for the first due time only, look again.
+    pub fn timer_wake(&self) -> String {
+        format!("{}:timer", self.ns)
+    }
+
+    /// Pub/sub channel: a job was left to `host` ([`Keys::affinity`]): that
+    /// host's affinity claimer looks at once.
+    pub fn affinity_wake(&self, host: &str) -> String {
+        format!("{}:affinity-wake:{host}", self.ns)
+    }
+
+    /// Pub/sub channel: a verify request or a branch cleanup was queued
+    /// ([`Keys::verify_requests`], [`Keys::branch_cleanups`]).
+    pub fn verify_wake(&self) -> String {
+        format!("{}:verify-wake", self.ns)
+    }
+
+    /// Pub/sub channel: job `id` moved (the new state): `--wait` wakes on it
+    /// instead of polling the record.
+    pub fn moved(&self, id: &str) -> String {
+        format!("{}:moved:{id}", self.ns)
+    }
+
+    /// String with TTL: the live workers' total concurrency (the room of a
+    /// pool without a limit), written by the sweep's holder each heartbeat
+    /// and read by every worker with its heartbeat.
+    pub fn window(&self) -> String {
+        format!("{}:window", self.ns)
+    }
 }
 
 /// The member of [`Keys::timers`] whose score is the earliest due time in

@@ -22,6 +22,8 @@ const FILE_SYSTEM: &[&str] = &[
 /// only if it does none either.
 const DEPENDENCIES: &[&str] = &[
     "chrono",
+    // Cron expressions (`[[schedule]]`): parsing and next-tick arithmetic only.
+    "croner",
     "chrono-tz",
     "regex",
     "serde",

@@ -62,6 +62,7 @@ const FILES: &[(&str, &str)] = &[
     ("slot_holds", include_str!("lua/slot_holds.lua")),
     ("slot_renew", include_str!("lua/slot_renew.lua")),
     ("unique_key", include_str!("lua/unique_key.lua")),
+    ("timer_add", include_str!("lua/timer_add.lua")),
     ("wake", include_str!("lua/wake.lua")),
     ("ws_give_back", include_str!("lua/ws_give_back.lua")),
     ("ws_renew", include_str!("lua/ws_renew.lua")),
@@ -79,6 +80,7 @@ pub const SNIPPETS: &[&str] = &[
     "redis_now",
     "flow_end",
     "unique_key",
+    "timer_add",
 ];
 
 /// The name of the include made from the Rust enums.
@@ -203,6 +205,11 @@ pub const KEY_FNS: &[KeyFn] = &[
         build: |k, _| k.fleet_paused_all(),
     },
     KeyFn {
+        name: "moved",
+        arity: 1,
+        build: |k, a| k.moved(a[0]),
+    },
+    KeyFn {
         name: "lane",
         arity: 2,
         build: |k, a| k.lane(a[0], a[1]),
@@ -300,6 +307,11 @@ pub const KEY_FNS: &[KeyFn] = &[
         name: "timers",
         arity: 0,
         build: |k, _| k.timers(),
+    },
+    KeyFn {
+        name: "timer_wake",
+        arity: 0,
+        build: |k, _| k.timer_wake(),
     },
     KeyFn {
         name: "transit",

@@ -18,7 +18,8 @@
 //! - Every script that frees a slot, parks a job or gives a workspace back
 //!   publishes the pool's name on `{ns}:wake`; every worker listens and wakes
 //!   that pool. A pause's end and the next pacing start are *timers* (a sorted
-//!   set of pool → due time) that workers look at a few times a second; a slow
+//!   set of pool → due time) that workers wait for (one wait on the first due time, looked at again
+//!   when a script publishes on `{ns}:timer` that it added an earlier one); a slow
 //!   sweep wakes every pool with parked jobs, for the wake-ups lost with a dead
 //!   worker (its slot leases expire; nobody released them).
 //! - A delivery that reaches a worker for a job that holds no granted slot (a
@@ -58,6 +59,20 @@ pub const PARK_LUA: &str = include_str!("lua/park.lua");
 /// the oldest parked jobs that can start. Returns how many it granted.
 static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("wake"));
 /// The `due` script (`lua/due.lua`): takes the pool timers due.
+/// The member of `{ns}:timers` that stands for apalis's scheduled set: due
+/// when the first delayed delivery is (see `lua/due.lua`, `lua/timer_add.lua`).
+pub const DELIVERIES_TIMER: &str = "@deliveries";
+
+/// What [`JobStore::due_timers`] took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueTimers {
+    /// The members that were due: pools, or `@`-names ([`DELIVERIES_TIMER`]).
+    pub due: Vec<String>,
+    /// When the first timer left is due (from now, Redis's clock); `None`: no
+    /// timer.
+    pub next: Option<Duration>,
+}
+
 static DUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("due"));
 /// The `free_workspaces` script (`lua/free_workspaces.lua`): the first in
 /// line of each workspace whose holder is gone goes to its lane.
@@ -146,19 +161,30 @@ impl JobStore {
     }
 
     /// Takes the timers that are due (a pause that ended, a pacing interval that
-    /// passed) and returns their pools, to be woken.
+    /// passed: pools to wake; [`DELIVERIES_TIMER`]: delayed deliveries, moved
+    /// to the active list here) and says when the first timer left is due.
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn due_timers(&self) -> Result<Vec<String>, StoreError> {
-        let mut due: Vec<String> = DUE_SCRIPT
-            .prepare_invoke()
+    pub async fn due_timers(&self) -> Result<DueTimers, StoreError> {
+        let mut inv = DUE_SCRIPT.prepare_invoke();
+        for k in crate::delivery::queue_keys(self.keys()) {
+            inv.key(k);
+        }
+        let mut out: Vec<String> = inv
             .arg(self.keys().namespace())
             .arg(now_ms())
             .invoke_async(&mut self.conn())
             .await?;
+        let next = (!out.is_empty())
+            .then(|| out.remove(0))
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let mut due = out;
         // Delayed jobs' timer (not a pool): they go to their lanes, whose
-        // pools are woken by the wake-ups the move publishes.
+        // pools are woken by the wake-ups the move publishes. The release sets
+        // the timer again through `add_timer`, which publishes when it is the
+        // first due, so `next` needs no correction here.
         if let Some(i) = due.iter().position(|p| p == crate::keys::SCHEDULED_TIMER) {
             due.swap_remove(i);
             if let Err(e) = self.release_scheduled().await {
@@ -167,7 +193,7 @@ impl JobStore {
                 return Err(e);
             }
         }
-        Ok(due)
+        Ok(DueTimers { due, next })
     }
 
     /// Moves the first in line of every workspace whose holder is gone (its

@@ -108,8 +108,9 @@ impl JobStore {
             .transpose()
     }
 
-    /// Polls job `id` until it reaches a final state, calling `progress` on each
-    /// state change. Returns `None` if the job does not exist.
+    /// Waits until job `id` reaches a final state, woken by each of its moves
+    /// (pub/sub) and re-reading every `poll` as a safety net; calls `progress`
+    /// on each state change. Returns `None` if the job does not exist.
     ///
     /// # Errors
     /// Redis errors.
@@ -120,6 +121,11 @@ impl JobStore {
         mut progress: impl FnMut(&JobRecord),
     ) -> Result<Option<JobRecord>, StoreError> {
         let mut last = None;
+        // Told of every move (`move.lua` publishes on `{ns}:moved:{id}`),
+        // subscribed before the first read so no move falls between; `poll`
+        // is then only a safety re-read (a final state written by another
+        // script, a lost message). Without pub/sub, it polls.
+        let mut moved = self.subscribe(&[self.keys().moved(id)]).await.ok();
         loop {
             let Some(rec) = self.get(id).await? else {
                 return Ok(None);
@@ -131,7 +137,14 @@ impl JobStore {
             if rec.state.is_final() {
                 return Ok(Some(rec));
             }
-            tokio::time::sleep(poll).await;
+            match moved.as_mut() {
+                Some(ps) => {
+                    let _ =
+                        tokio::time::timeout(poll, futures::StreamExt::next(&mut ps.on_message()))
+                            .await;
+                }
+                None => tokio::time::sleep(poll).await,
+            }
         }
     }
 

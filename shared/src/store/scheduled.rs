@@ -57,6 +57,9 @@ pub fn add_to_create(pipe: &mut redis::Pipeline, k: &Keys, now: i64, due: &[(i64
         .arg(first)
         .arg(SCHEDULED_TIMER)
         .ignore();
+    // The workers wait for the first due timer only: they look again (one
+    // publish per chunk; the timer_add snippet's rule, in a transaction).
+    pipe.cmd("PUBLISH").arg(k.timer_wake()).arg(first).ignore();
 }
 
 impl JobStore {
@@ -85,17 +88,34 @@ impl JobStore {
 
     /// Sets the timer to the earliest due time again, unless it is earlier
     /// already (`ZADD LT`): for a timer taken by a worker whose release then
-    /// failed. Two commands, whatever the number waiting.
+    /// failed, and by the sweep. Three commands, whatever the number waiting;
+    /// a publish (workers look at their timers) only when it moved.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn rearm_scheduled_timer(&self) -> Result<(), StoreError> {
         if let (_, Some(first)) = self.scheduled_count().await? {
-            redis::cmd("ZADD")
+            // The sweep calls this every few seconds: publish (every worker
+            // then looks at its timers) only when the timer really moves.
+            let set: Option<f64> = redis::cmd("ZSCORE")
+                .arg(self.keys().timers())
+                .arg(SCHEDULED_TIMER)
+                .query_async(&mut self.conn())
+                .await?;
+            if set.is_some_and(|at| at as i64 <= first) {
+                return Ok(());
+            }
+            redis::pipe()
+                .cmd("ZADD")
                 .arg(self.keys().timers())
                 .arg("LT")
                 .arg(first)
                 .arg(SCHEDULED_TIMER)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(self.keys().timer_wake())
+                .arg(first)
+                .ignore()
                 .exec_async(&mut self.conn())
                 .await?;
         }

@@ -55,9 +55,12 @@ impl JobStore {
     /// # Errors
     /// Redis errors.
     pub async fn queue_branch_cleanup(&self, entry: &str) -> Result<(), StoreError> {
-        let _: () = self
-            .conn()
+        let _: () = redis::pipe()
             .rpush(self.keys().branch_cleanups(), entry)
+            .ignore()
+            .publish(self.keys().verify_wake(), "branch")
+            .ignore()
+            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
@@ -83,9 +86,13 @@ impl JobStore {
     /// Redis errors.
     pub async fn request_verify(&self, id: &str) -> Result<(), StoreError> {
         let now = self.redis_now_ms().await?;
-        let _: () = self
-            .conn()
+        // Workers wait on the channel for it (no polling).
+        let _: () = redis::pipe()
             .zadd(self.keys().verify_requests(), id, now)
+            .ignore()
+            .publish(self.keys().verify_wake(), id)
+            .ignore()
+            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }

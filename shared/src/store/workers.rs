@@ -54,11 +54,15 @@ impl JobStore {
 
     /// Records a worker's heartbeat in the registry, at Redis's time (its
     /// `heartbeat_ms` is replaced by it), so a host's skewed clock neither
-    /// drops other live workers nor keeps a dead one.
+    /// drops other live workers nor keeps a dead one. Returns the fleet's
+    /// window ([`JobStore::set_window`]) if the sweep wrote one.
     ///
-    /// # Errors
-    /// `known` is every pool of the worker's table: each it does not serve
-    /// (any more) is taken off.
+    /// With `tidy` (the first beat, a change of the pools it serves, and now
+    /// and then: see `worker/src/registry.rs`), also takes this worker off
+    /// every pool of `known` (every pool of its table) it does not serve (any
+    /// more) and drops expired entries; a beat without it writes only this
+    /// worker's own entries (an idle worker's beat is its main cost to Redis;
+    /// expired entries count for nothing where they are read).
     ///
     /// # Errors
     /// Redis errors.
@@ -66,7 +70,8 @@ impl JobStore {
         &self,
         info: &WorkerInfo,
         known: &[String],
-    ) -> Result<(), StoreError> {
+        tidy: bool,
+    ) -> Result<Option<u32>, StoreError> {
         let mut info = info.clone();
         info.heartbeat_ms = self.redis_now_ms().await?;
         let info = &info;
@@ -76,19 +81,50 @@ impl JobStore {
         pipe.hset(self.keys().workers(), &info.id, json)
             .ignore()
             .zadd(self.keys().servers(), &info.id, until)
-            .ignore()
-            .zrembyscore(self.keys().servers(), "-inf", info.heartbeat_ms)
             .ignore();
-        for pool in known.iter().chain(&info.pools) {
-            let key = self.keys().serves(pool);
-            if info.pools.contains(pool) {
-                pipe.zadd(&key, &info.id, until).ignore();
-            } else {
-                pipe.zrem(&key, &info.id).ignore();
-            }
-            pipe.zrembyscore(&key, "-inf", info.heartbeat_ms).ignore();
+        if tidy {
+            pipe.zrembyscore(self.keys().servers(), "-inf", info.heartbeat_ms)
+                .ignore();
         }
-        let _: () = pipe.query_async(&mut self.conn()).await?;
+        for pool in &info.pools {
+            pipe.zadd(self.keys().serves(pool), &info.id, until)
+                .ignore();
+        }
+        if tidy {
+            let every: std::collections::BTreeSet<&String> =
+                known.iter().chain(&info.pools).collect();
+            for pool in every {
+                let key = self.keys().serves(pool);
+                if !info.pools.contains(pool) {
+                    pipe.zrem(&key, &info.id).ignore();
+                }
+                pipe.zrembyscore(&key, "-inf", info.heartbeat_ms).ignore();
+            }
+        }
+        pipe.get(self.keys().window());
+        let (window,): (Option<u32>,) = pipe.query_async(&mut self.conn()).await?;
+        Ok(window)
+    }
+
+    /// Writes the fleet's window (the live workers' total concurrency: the
+    /// room of a pool without a limit) for `ttl`; done by the sweep's holder
+    /// each heartbeat, read by every worker with its heartbeat, so no worker
+    /// reads the whole registry to learn it.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn set_window(
+        &self,
+        window: u32,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys().window())
+            .arg(window)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 

@@ -137,7 +137,8 @@ impl JobStore {
     }
 
     /// Leaves job `id` to `host` (it has the job's workspace) until `until_ms`;
-    /// `host` claims it with [`JobStore::claim_left_jobs`] when it has room.
+    /// `host` claims it with [`JobStore::claim_left_jobs`] when it has room
+    /// (told on its channel, [`crate::keys::Keys::affinity_wake`]).
     ///
     /// # Errors
     /// Redis errors.
@@ -147,9 +148,14 @@ impl JobStore {
         id: &str,
         until_ms: i64,
     ) -> Result<(), StoreError> {
-        let _: () =
-            redis::AsyncCommands::zadd(&mut self.conn(), self.keys().affinity(host), id, until_ms)
-                .await?;
+        // The host is told at once (its claimer waits on this channel).
+        let _: () = redis::pipe()
+            .zadd(self.keys().affinity(host), id, until_ms)
+            .ignore()
+            .publish(self.keys().affinity_wake(host), id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 

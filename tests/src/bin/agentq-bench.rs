@@ -11,6 +11,7 @@
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
 //! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
 //! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job and QA rows.
+//! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`).
 
 use std::{
     process::Command,
@@ -20,6 +21,8 @@ use std::{
 use agentq_shared::status::JobState;
 use agentq_tests::*;
 
+#[path = "bench/idle.rs"]
+mod bench_idle;
 /// Issue 34's rows: a committing job, QA with warm caches.
 #[path = "../bench_sandbox.rs"]
 mod bench_sandbox;
@@ -336,6 +339,7 @@ async fn main() {
         Ok("dispatch") => return print_rows(dispatch().await),
         Ok("sandbox") => return print_rows(bench_sandbox::rows().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
+        Ok("idle") => return print_rows(bench_idle::rows().await),
         _ => {}
     }
     require_docker();
@@ -416,6 +420,7 @@ async fn main() {
 
     // 6. Memory.
     rows.push(memory(rss_idle).await);
+    rows.extend(bench_idle::rows().await);
 
     if std::env::var_os("AGENTQ_BENCH_QUICK").is_none() {
         // 8. Preparing workspaces of a big repository on one host (the mirror cache):

@@ -14,8 +14,10 @@ use agentq_shared::{status::JobState, verify::Verify, workspace::Workspace};
 use super::{conclude, pr_number, settings_for, Target};
 use crate::context::WorkerCtx;
 
-/// How often a worker looks for requests.
-const EVERY: Duration = Duration::from_secs(1);
+/// How often a worker looks for requests though none was published: a
+/// safety net for a lost publish (a request wakes the workers at once, on
+/// `{ns}:verify-wake`, see [`crate::waker`]).
+const EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the background task (with a forge configured).
 pub fn spawn(ctx: Arc<WorkerCtx>) {
@@ -27,7 +29,12 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
         .spawn_loop("verify", |stop| async move {
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while crate::services::tick(&mut tick, &stop).await {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                    _ = ctx.wakes.verify.notified() => {}
+                }
                 let ids = match ctx.store.take_verify_requests(4).await {
                     Ok(ids) => ids,
                     Err(e) => {
@@ -35,10 +42,15 @@ pub fn spawn(ctx: Arc<WorkerCtx>) {
                         continue;
                     }
                 };
+                let full = ids.len() == 4;
                 for id in ids {
                     once(&ctx, &id).await;
                 }
                 let branches = ctx.store.take_branch_cleanups(8).await.unwrap_or_default();
+                if full || branches.len() == 8 {
+                    // More may wait: the next round at once.
+                    ctx.wakes.verify.notify_one();
+                }
                 for entry in branches {
                     clean_branch(&ctx, &entry).await;
                 }

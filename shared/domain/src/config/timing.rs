@@ -47,7 +47,8 @@ impl Config {
         (Duration::from_secs(self.vacuum_after_secs) / 2).max(Duration::from_secs(1))
     }
 
-    /// How often the apalis intake looks for delayed deliveries (`poll_ms`).
+    /// How often an idle intake fetches though nothing told it to (`poll_ms`):
+    /// a safety net for a lost publish.
     pub fn poll_every(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
@@ -86,14 +87,24 @@ impl Config {
         self.lease_ttl() * 2 / 3
     }
 
-    /// apalis-redis's own orphan threshold, in heartbeats: three times the
-    /// lease's plus two, so agentq's sweep (which puts orphans first in line,
-    /// as `orphaned`, and fences the dead run) always acts first; apalis counts
-    /// in whole seconds from its own heartbeat phase, so a margin of a heartbeat
-    /// or two is not enough. apalis's recovery is left only for deliveries a
-    /// dead worker fetched but never took.
+    /// apalis-redis's own heartbeat: three of agentq's. Each costs a few
+    /// commands and a fetch, and only apalis's own orphan recovery needs it
+    /// (agentq's registry, leases and sweep beat with `heartbeat_secs`); the
+    /// fetch after it is the intake's second safety net (see `poll_ms`).
+    pub fn apalis_heartbeat_every(&self) -> Duration {
+        self.heartbeat_every() * 3
+    }
+
+    /// apalis-redis's own orphan threshold, in its heartbeats
+    /// ([`Config::apalis_heartbeat_every`]): the lease's plus two, i.e.
+    /// three times the lease and six of agentq's heartbeats, so agentq's sweep
+    /// (which puts orphans first in line, as `orphaned`, and fences the dead
+    /// run) always acts first; apalis counts in whole seconds from its own
+    /// heartbeat phase, so a margin of a heartbeat or two is not enough.
+    /// apalis's recovery is left only for deliveries a dead worker fetched but
+    /// never took.
     pub fn apalis_missed_heartbeats(&self) -> usize {
-        self.missed_heartbeats as usize * 3 + 2
+        self.missed_heartbeats as usize + 2
     }
 
     /// [`Config::min_free_gb`] in bytes (0: no check).
@@ -151,7 +162,8 @@ mod tests {
         assert_eq!(c.affinity_grace_ms(), 4_000);
         assert_eq!(c.lease_renew_every(), Duration::from_secs(35) / 3);
         assert_eq!(c.fence_after(), Duration::from_secs(70) / 3);
-        assert_eq!(c.apalis_missed_heartbeats(), 17);
+        assert_eq!(c.apalis_missed_heartbeats(), 7);
+        assert_eq!(c.apalis_heartbeat_every(), Duration::from_secs(21));
         assert_eq!(c.min_free_bytes(), 1_610_612_736);
         assert_eq!(c.workspace_limit_bytes(), Some(3 * 1024 * 1024));
         let bounds = c.tree_bounds();

@@ -30,6 +30,7 @@ local NS = ARGV[14]
 --- @include "park"
 --- @include "notify_hand"
 --- @include "flow_end"
+--- @include "timer_add"
 local job, events, history, lease = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local state_prefix, new_state, now_ms, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expect_seq, token, maxlen = ARGV[5], ARGV[6], ARGV[7]
@@ -67,7 +68,13 @@ if push_task ~= '' then
   redis.call('ZADD', K.transit(), run_at, id)
   push_delivery(push_task, id, seq, run_at, now_ms, front)
   wake()
-  redis.call('PUBLISH', K.deliver(), 1)
+  if pushed_now then
+    redis.call('PUBLISH', K.deliver(), 1)
+  else
+    -- A delayed delivery (a retry): the timer loop moves it to the active
+    -- list when due (see due.lua).
+    add_timer(NS, DELIVERIES_TIMER, math.ceil(tonumber(run_at) / 1000) * 1000, true)
+  end
 end
 if release or FINAL[new_state] then
   redis.call('HSET', job, 'owner', '')
@@ -107,4 +114,6 @@ if new_state == ST.Failed or new_state == ST.Blocked or new_state == ST.TimedOut
 end
 redis.call('RPUSH', history, cjson.encode(entry))
 redis.call('LTRIM', history, -200, -1)
+-- `--wait` (JobStore::wait_final) wakes on this instead of polling.
+redis.call('PUBLISH', K.moved(id), new_state)
 return {1, seq, attempt, tries}

@@ -15,6 +15,7 @@
 -- Returns the pause left (ms) after this call.
 --- @include "redis_now"
 --- @include "notify_hand"
+--- @include "timer_add"
 local ms = tonumber(ARGV[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < ms then
@@ -22,7 +23,7 @@ if left < ms then
   left = ms
 end
 -- The pool is woken when the pause ends, whoever parks there meanwhile.
-redis.call('ZADD', keys_for(ARGV[9]).timers(), redis_now_ms() + left, ARGV[3])
+add_timer(ARGV[9], ARGV[3], redis_now_ms() + left, false)
 local event_id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'event', 'quota', 'pool', ARGV[3],
   'until', ARGV[4], 'resume_at', ARGV[4], 'job', ARGV[6], 'line', ARGV[5], 'at', ARGV[8])
 notify_hand(ARGV[9], 'quota', event_id, {pool = ARGV[3], ['until'] = ARGV[4], job = ARGV[6], line = ARGV[5], at = ARGV[8]})

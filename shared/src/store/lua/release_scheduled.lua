@@ -14,6 +14,7 @@ local NS, JOB_PREFIX = ARGV[1], ARGV[2]
 --- @include "park"
 --- @include "enums"
 --- @include "redis_now"
+--- @include "timer_add"
 local most, now, timer, maxlen = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local now_ms = redis_now_ms()
 local sched = K.scheduled()
@@ -39,5 +40,5 @@ for _, id in ipairs(due) do
   end
 end
 local next = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-if #next > 0 then redis.call('ZADD', K.timers(), 'LT', next[2], timer) end
+if #next > 0 then add_timer(NS, timer, next[2], true) end
 return #due

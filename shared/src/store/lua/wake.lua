@@ -24,6 +24,7 @@
 --- @include "enums"
 --- @include "redis_now"
 --- @include "keys"
+--- @include "timer_add"
 local NS, JOB_PREFIX, pool = ARGV[1], ARGV[2], ARGV[3]
 -- Key names as Rust builds them (agentq_domain::keys::Keys, lua::KEY_FNS).
 local K = keys_for(NS)
@@ -106,7 +107,7 @@ if redis.call('ZCOUNT', K.servers(), now, '+inf') > 0
 end
 local pttl = redis.call('PTTL', K.backoff(pool))
 if pttl > 0 then
-  redis.call('ZADD', K.timers(), now + pttl, pool)
+  add_timer(NS, pool, now + pttl, false)
   return 0
 end
 local cap = window
@@ -172,7 +173,7 @@ while running < cap and granted < ntasks do
     if redis.call('HGET', JOB_PREFIX .. best, 'paced_day') == day_tag then
       day_tag = nil
     elseif tonumber(redis.call('GET', pace.starts) or '0') >= pace.daily then
-      redis.call('ZADD', K.timers(), pace.next_reset, pool)
+      add_timer(NS, pool, pace.next_reset, false)
       break
     end
   end
@@ -180,7 +181,7 @@ while running < cap and granted < ntasks do
     local last = tonumber(redis.call('GET', K.rate(pool)) or '0')
     local after = next_start(last)
     if now < after then
-      redis.call('ZADD', K.timers(), after, pool)
+      add_timer(NS, pool, after, false)
       break
     end
     local keep = rate
