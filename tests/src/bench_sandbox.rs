@@ -68,7 +68,10 @@ pub async fn committing_job() -> Vec<Row> {
     // Where the last job's time went (stderr): the worker's stage times.
     let log = plain(&std::fs::read_to_string(&w.log).unwrap_or_default());
     let stages: Vec<&str> = log.lines().filter(|l| l.contains("stage done")).collect();
-    eprintln!("committing job, last stages:\n{}", stages[stages.len().saturating_sub(6)..].join("\n"));
+    eprintln!(
+        "committing job, last stages:\n{}",
+        stages[stages.len().saturating_sub(6)..].join("\n")
+    );
     drop(w);
     drop(env);
     let mut docker = Vec::new();
@@ -186,8 +189,15 @@ pub async fn qa_go() -> Vec<Row> {
     let log = std::fs::read_to_string(&w.log).unwrap_or_default();
     drop(w);
     let mut qa = qa_stage_ms(&log);
-    let stages: Vec<String> = plain(&log).lines().filter(|l| l.contains("stage done")).map(str::to_string).collect();
-    eprintln!("QA job, last stages:\n{}", stages[stages.len().saturating_sub(6)..].join("\n"));
+    let stages: Vec<String> = plain(&log)
+        .lines()
+        .filter(|l| l.contains("stage done"))
+        .map(str::to_string)
+        .collect();
+    eprintln!(
+        "QA job, last stages:\n{}",
+        stages[stages.len().saturating_sub(6)..].join("\n")
+    );
     assert!(
         qa.len() >= 11,
         "QA stage times not in the worker's log ({} found)",
