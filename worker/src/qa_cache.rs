@@ -215,10 +215,13 @@ async fn make(docker: &Docker, root: &Path, (uid, gid): (u32, u32)) -> anyhow::R
                 ("o".to_string(), "bind".to_string()),
                 ("device".to_string(), dir.to_string_lossy().into_owned()),
             ])),
-            labels: Some(HashMap::from([(
-                "agentq.cache".to_string(),
-                tool.to_string(),
-            )])),
+            labels: Some(HashMap::from([
+                ("agentq.cache".to_string(), tool.to_string()),
+                (
+                    "agentq.cache.root".to_string(),
+                    root.to_string_lossy().into_owned(),
+                ),
+            ])),
             ..Default::default()
         };
         docker.create_volume(req).await?;
