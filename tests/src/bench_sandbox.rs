@@ -38,6 +38,7 @@ fn env_with(extra: &str) -> TestEnv {
 /// agents' network, p50/p95 of 20.
 pub async fn committing_job() -> Vec<Row> {
     let env = env_with("");
+    env.set_env("RUST_LOG", "info,agentq_worker=debug");
     env.remotes.create("core", "demo", &[]);
     let w = env.worker("bench", 1);
     let warm = env.enqueue(&[
@@ -64,6 +65,13 @@ pub async fn committing_job() -> Vec<Row> {
         assert!(!rec.branch.is_empty());
         took.push(run_secs(&rec));
     }
+    // Where the last job's time went (stderr): the worker's stage times.
+    let log = plain(&std::fs::read_to_string(&w.log).unwrap_or_default());
+    let stages: Vec<&str> = log.lines().filter(|l| l.contains("stage done")).collect();
+    eprintln!(
+        "committing job, last stages:\n{}",
+        stages[stages.len().saturating_sub(6)..].join("\n")
+    );
     drop(w);
     drop(env);
     let mut docker = Vec::new();
@@ -116,8 +124,27 @@ const GO_QA: [&[&str]; 3] = [
 ];
 
 /// The QA stage's time of each job, from the worker's `stage done` lines.
+/// `log` without the terminal colours it may have.
+fn plain(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 fn qa_stage_ms(log: &str) -> Vec<f64> {
-    log.lines()
+    plain(log)
+        .lines()
         .filter(|l| {
             l.contains("stage done") && l.contains("stage=\"qa\"")
                 || l.contains("stage done") && l.contains("stage=qa")
@@ -162,6 +189,15 @@ pub async fn qa_go() -> Vec<Row> {
     let log = std::fs::read_to_string(&w.log).unwrap_or_default();
     drop(w);
     let mut qa = qa_stage_ms(&log);
+    let stages: Vec<String> = plain(&log)
+        .lines()
+        .filter(|l| l.contains("stage done"))
+        .map(str::to_string)
+        .collect();
+    eprintln!(
+        "QA job, last stages:\n{}",
+        stages[stages.len().saturating_sub(6)..].join("\n")
+    );
     assert!(
         qa.len() >= 11,
         "QA stage times not in the worker's log ({} found)",

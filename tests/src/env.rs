@@ -232,6 +232,31 @@ impl Drop for TestEnv {
                 .stderr(Stdio::null())
                 .status();
         }
+        remove_cache_volumes(&self.workspace_root().join(".agentq-cache"));
+    }
+}
+
+/// Removes the build-cache volumes a worker made for `root` (labelled
+/// `agentq.cache.root`, see `worker/src/qa_cache.rs`): only this world's.
+fn remove_cache_volumes(root: &Path) {
+    let label = format!("label=agentq.cache.root={}", root.display());
+    let Ok(out) = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &label])
+        .output()
+    else {
+        return;
+    };
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !names.is_empty() {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .args(&names)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

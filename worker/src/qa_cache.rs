@@ -22,8 +22,10 @@
 //! Concurrent runs share the caches: Go's build cache is safe for
 //! concurrent use and its module cache takes file locks; cargo locks its
 //! package cache and each build directory; npm's cache (cacache) writes
-//! content-addressed entries through a temporary file and an atomic rename;
-//! pip writes its cache entries the same way. What one job's run writes, the
+//! content-addressed entries through a temporary file and an atomic rename.
+//! pip's is not safe for concurrent pips (pypa/pip#12361), so one run of
+//! this worker at a time mounts it; a run meanwhile gets none (pip's default
+//! in its scratch `HOME`). What one job's run writes, the
 //! next job's reads: the caches are shared by every job of the host (see
 //! the README on what that trusts).
 
@@ -144,16 +146,23 @@ pub async fn acquire(ctx: &WorkerCtx, ws_dir: &Path) -> Option<CacheUse> {
     }
     let key = repo_key(ws_dir);
     let target = format!("cargo/target/{key}");
-    let slots: Vec<String> = ["go", "npm", "cargo/home", &target, "pip"]
+    let mut slots: Vec<String> = ["go", "npm", "cargo/home", &target]
         .iter()
         .map(|s| s.to_string())
         .collect();
     {
         let mut m = IN_USE.lock().ok()?;
+        // pip's cache is not safe for concurrent pips (pypa/pip#12361: its
+        // HTTP cache's body and metadata are two files): one run at a time
+        // has it; another meanwhile gets pip's default, its own scratch HOME.
+        if m.get("pip").copied().unwrap_or(0) == 0 {
+            slots.push("pip".to_string());
+        }
         for s in &slots {
             *m.entry(s.clone()).or_default() += 1;
         }
     }
+    let with_pip = slots.iter().any(|s| s == "pip");
     let (uid, gid) = ctx.agent_ids();
     for s in &slots {
         let dir = root.join(s);
@@ -164,6 +173,7 @@ pub async fn acquire(ctx: &WorkerCtx, ws_dir: &Path) -> Option<CacheUse> {
     }
     let mounts = TOOLS
         .iter()
+        .filter(|tool| with_pip || **tool != "pip")
         .map(|tool| Mount {
             target: Some(format!("{MOUNT_ROOT}/{tool}")),
             source: Some(volume_name(&root, tool)),
@@ -172,14 +182,16 @@ pub async fn acquire(ctx: &WorkerCtx, ws_dir: &Path) -> Option<CacheUse> {
             ..Default::default()
         })
         .collect();
-    let env = vec![
+    let mut env = vec![
         format!("GOCACHE={MOUNT_ROOT}/go/build"),
         format!("GOMODCACHE={MOUNT_ROOT}/go/mod"),
         format!("npm_config_cache={MOUNT_ROOT}/npm"),
         format!("CARGO_HOME={MOUNT_ROOT}/cargo/home"),
         format!("CARGO_TARGET_DIR={MOUNT_ROOT}/{target}"),
-        format!("PIP_CACHE_DIR={MOUNT_ROOT}/pip"),
     ];
+    if with_pip {
+        env.push(format!("PIP_CACHE_DIR={MOUNT_ROOT}/pip"));
+    }
     Some(CacheUse { mounts, env, slots })
 }
 
@@ -203,10 +215,13 @@ async fn make(docker: &Docker, root: &Path, (uid, gid): (u32, u32)) -> anyhow::R
                 ("o".to_string(), "bind".to_string()),
                 ("device".to_string(), dir.to_string_lossy().into_owned()),
             ])),
-            labels: Some(HashMap::from([(
-                "agentq.cache".to_string(),
-                tool.to_string(),
-            )])),
+            labels: Some(HashMap::from([
+                ("agentq.cache".to_string(), tool.to_string()),
+                (
+                    "agentq.cache.root".to_string(),
+                    root.to_string_lossy().into_owned(),
+                ),
+            ])),
             ..Default::default()
         };
         docker.create_volume(req).await?;

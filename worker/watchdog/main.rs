@@ -502,6 +502,9 @@ fn main() {
                 after::run_after(plan);
             }
         }
+    } else if let Some(plan) = &args.after {
+        // Not a container's PID 1: it says so and runs nothing.
+        after::run_after(plan);
     }
     std::process::exit(code);
 }

@@ -142,11 +142,17 @@ fn watchdog_wraps_every_container() {
     let agent_body = agent_container(&cfg, &job, |_| None);
     let qa_body = qa_container(&cfg, &job, vec!["go".into(), "test".into()]);
     let export_body = export_container(&cfg, &job, "abc");
-    // codex reads its prompt on stdin: the watchdog opens the file for it.
+    // codex reads its prompt on stdin: the watchdog opens the file for it;
+    // after the agent, the watchdog runs the worker's plan (issue 34).
     let mut agent_entrypoint = entrypoint.clone();
     agent_entrypoint.splice(
         5..5,
-        ["--stdin-from".to_string(), "/agentq/prompt.md".to_string()],
+        [
+            "--after".to_string(),
+            "/agentq-beat/after".to_string(),
+            "--stdin-from".to_string(),
+            "/agentq/prompt.md".to_string(),
+        ],
     );
     assert_eq!(agent_body.entrypoint.as_ref(), Some(&agent_entrypoint));
     assert_eq!(agent_body.cmd.as_ref().unwrap().last().unwrap(), "-");

@@ -279,3 +279,40 @@ fn bad_usage_exits_125() {
         .unwrap();
     assert_eq!(code(&out), 127, "{}", stderr(&out));
 }
+
+/// `--after` anywhere but as a container's PID 1 (where `kill(-1)` would be
+/// every process of the user) exports nothing: the command keeps its stdout,
+/// the plan is never run, and the watchdog says so.
+#[test]
+fn after_outside_a_container_runs_no_plan_and_leaves_stdout_the_commands() {
+    let (root, bin, beat) = setup();
+    let file = beat.dir().join(BEAT_FILE);
+    let _keeper = Keeper::new(file.clone());
+    let marker = root.path().join("plan-ran");
+    let plan = agentq_shared::container::encode_argv(
+        &["1", "/", "5000", "1", "2", "touch"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([marker.to_string_lossy().into_owned()])
+            .collect::<Vec<_>>(),
+    );
+    let plan_file = root.path().join("after");
+    fs::write(&plan_file, plan).unwrap();
+    let mut c = Command::new(bin.join(WATCHDOG_EXE));
+    c.arg("--beat")
+        .arg(&file)
+        .args(["--stale-ms", "5000", "--after"])
+        .arg(&plan_file)
+        .args(["--", "sh", "-c", "echo out; exit 4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = bounded(c.spawn_exe());
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        stderr(&out).contains("--after needs PID 1 of a container"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists(), "the plan ran outside a container");
+}
