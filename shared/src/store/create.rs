@@ -283,13 +283,13 @@ impl JobStore {
                     }
                 }
                 (None, Some(task)) => extra.push(("task", task.clone())),
-                (None, None) => match p.due {
-                    Some(due) => {
+                // Scheduled; without a due time it waits for its parents.
+                (None, None) => {
+                    if let Some(due) = p.due {
                         extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED.into()));
                         scheduled.push((due, &p.rec.id));
                     }
-                    None => {} // waits for its parents
-                },
+                }
             }
             if !p.rec.input.priority.is_normal() {
                 extra.push(("prio", p.rec.input.priority.as_str().to_string()));
