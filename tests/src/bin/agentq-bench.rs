@@ -11,7 +11,8 @@
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
 //! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
 //! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job and QA rows.
-//! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`).
+//! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`),
+//! `AGENTQ_BENCH_ONLY=flows` scheduled and dependent jobs waiting (`bench/flows.rs`).
 
 use std::{
     process::Command,
@@ -23,6 +24,8 @@ use agentq_tests::*;
 
 #[path = "bench/idle.rs"]
 mod bench_idle;
+#[path = "bench/flows.rs"]
+mod bench_flows;
 /// Issue 34's rows: a committing job, QA with warm caches.
 #[path = "../bench_sandbox.rs"]
 mod bench_sandbox;
@@ -340,6 +343,7 @@ async fn main() {
         Ok("sandbox") => return print_rows(bench_sandbox::rows().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
         Ok("idle") => return print_rows(bench_idle::rows().await),
+        Ok("flows") => return print_rows(vec![bench_flows::row().await]),
         _ => {}
     }
     require_docker();
@@ -421,6 +425,7 @@ async fn main() {
     // 6. Memory.
     rows.push(memory(rss_idle).await);
     rows.extend(bench_idle::rows().await);
+    rows.push(bench_flows::row().await);
 
     if std::env::var_os("AGENTQ_BENCH_QUICK").is_none() {
         // 8. Preparing workspaces of a big repository on one host (the mirror cache):
