@@ -199,22 +199,32 @@ async fn a_container_the_engine_refuses_spends_no_attempt() {
         "--task",
         "@agentq-test commit",
     ]);
-    // The first delivery was handed back (or, were the try spent, put back
-    // for a retry, or failed): the first of these the record shows.
+    // Every delivery is handed back (`host_error`, its try given back) and
+    // taken again at once, until the host's breaker degrades it: then the job
+    // waits (`host_degraded`) for a host that can run it. (Were the tries
+    // spent, it would fail after `max_attempts`.) Read from the record and its
+    // history, not caught in passing: the hand-backs follow each other as fast
+    // as Redis answers.
     let rec = env
         .wait_for(&id, LONG, |r| {
             r.state.is_final()
-                || (r.state == JobState::Waiting
-                    && matches!(r.reason, Some(WaitReason::HostError | WaitReason::Retry)))
+                || (r.state == JobState::Waiting && r.reason == Some(WaitReason::HostDegraded))
         })
         .await;
     assert_eq!(
         (rec.state, rec.reason, rec.tries),
-        (JobState::Waiting, Some(WaitReason::HostError), 0),
+        (JobState::Waiting, Some(WaitReason::HostDegraded), 0),
         "handed back, no try spent: {rec:#?}\n{}",
         env.worker_logs()
     );
     assert!(rec.error.contains("gone-after-start"), "{}", rec.error);
+    let history = env.store().await.history(&id).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.state == "waiting" && h.reason == "host_error"),
+        "no host_error hand-back in {history:#?}"
+    );
     assert!(env.agent_starts(&id).is_empty(), "no agent ever ran");
     bad.kill9();
     let _good = env.worker("good", 1);

@@ -131,7 +131,10 @@ const DEGRADED_EVERY: Duration = Duration::from_millis(500);
 async fn watch_degraded(wctx: WorkerContext, ctx: Arc<WorkerCtx>) {
     let mut tick = tokio::time::interval(DEGRADED_EVERY);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.wakes.degraded.notified() => {}
+        }
         crate::space::degrade_if_full(&ctx);
         if ctx.breaker.degraded().is_some() {
             if wctx.is_running() {

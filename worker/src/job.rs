@@ -166,6 +166,7 @@ async fn decide(ctx: &Arc<WorkerCtx>, hold: &Hold, rec: JobRecord) -> Result<(),
     crate::space::degrade_if_full(ctx);
     if let Some((why, _)) = ctx.breaker.degraded() {
         tracing::info!(job = id, reason = %why, "host degraded: job handed back");
+        ctx.wakes.degraded.notify_one();
         let back = Transition::handed_back(JobState::Waiting, WaitReason::HostDegraded, None, None);
         return go(hold, back).await;
     }

@@ -44,6 +44,10 @@ pub struct Wakes {
     pub affinity: Notify,
     /// A verify request or a branch cleanup was queued.
     pub verify: Notify,
+    /// This host turned out degraded while taking a job: the intake pauses
+    /// now, not at its next check (a degraded host that keeps fetching hands
+    /// every delivery straight back, as fast as Redis answers).
+    pub degraded: Notify,
 }
 
 impl Wakes {

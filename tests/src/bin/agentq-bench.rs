@@ -22,10 +22,10 @@ use std::{
 use agentq_shared::status::JobState;
 use agentq_tests::*;
 
-#[path = "bench/idle.rs"]
-mod bench_idle;
 #[path = "bench/flows.rs"]
 mod bench_flows;
+#[path = "bench/idle.rs"]
+mod bench_idle;
 /// Issue 34's rows: a committing job, QA with warm caches.
 #[path = "../bench_sandbox.rs"]
 mod bench_sandbox;
