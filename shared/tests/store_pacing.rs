@@ -4,27 +4,18 @@
 
 mod common;
 
-use std::time::Duration;
-
 use agentq_shared::{
     admission::AdmissionConfig,
     status::JobState,
     store::{JobStore, Move, ParkIn},
 };
-use common::{deliveries, enqueue, query, Redis};
+use common::{deliveries, enqueue, query, wake, Redis};
 
 fn admission(toml_text: &str) -> AdmissionConfig {
     let cfg: AdmissionConfig = toml::from_str(toml_text).unwrap();
     cfg.validate(&["gemini", "codex", "claude"].map(String::from))
         .unwrap();
     cfg
-}
-
-async fn wake(store: &JobStore, cfg: &AdmissionConfig, pool: &str) -> usize {
-    store
-        .wake_pool(cfg, pool, Duration::from_secs(60), 10)
-        .await
-        .unwrap()
 }
 
 async fn timer(store: &JobStore, pool: &str) -> Option<i64> {

@@ -10,22 +10,7 @@ use agentq_shared::{
     status::JobState,
     store::{wslease::WorkspaceTake, JobStore, Move, ParkIn},
 };
-use common::{deliveries, enqueue, query, Redis};
-
-fn admission(toml_text: &str) -> AdmissionConfig {
-    toml::from_str(toml_text).unwrap()
-}
-
-async fn wake(store: &JobStore, cfg: &AdmissionConfig, pool: &str) -> usize {
-    store
-        .wake_pool(cfg, pool, Duration::from_secs(60), 10)
-        .await
-        .unwrap()
-}
-
-fn delivered(d: &[agentq_shared::store::Delivery]) -> Vec<String> {
-    d.iter().map(|d| d.job_id.clone()).collect()
-}
+use common::{admission, delivered, deliveries, enqueue, query, wake, Redis};
 
 #[tokio::test]
 async fn wake_with_mixed_model_limits_passes_a_full_model_by() {

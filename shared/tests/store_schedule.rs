@@ -16,22 +16,7 @@ use agentq_shared::{
     status::JobState,
     store::{Created, JobStore},
 };
-use common::{deliveries, query, record, Redis};
-
-fn admission(toml_text: &str) -> AdmissionConfig {
-    toml::from_str(toml_text).unwrap()
-}
-
-async fn wake(store: &JobStore, cfg: &AdmissionConfig, pool: &str) -> usize {
-    store
-        .wake_pool(cfg, pool, Duration::from_secs(60), 10)
-        .await
-        .unwrap()
-}
-
-fn delivered(d: &[agentq_shared::store::Delivery]) -> Vec<String> {
-    d.iter().map(|d| d.job_id.clone()).collect()
-}
+use common::{admission, delivered, deliveries, query, record, wake, Redis};
 
 /// A record of `agent` at `priority`, made `age_ms` ago (its id's time).
 fn job(agent: &str, priority: Priority, age_ms: u64) -> JobRecord {

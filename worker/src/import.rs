@@ -109,16 +109,11 @@ pub async fn import_commits(
             "exporting them ran past {past:?}: the working tree makes git wait (a FIFO or device in .git?)"
         ))
     };
-    let captured = match inside.and_then(|s| s.code.map(|code| (code, s))) {
-        Some((docker::TIMED_OUT, _)) => Err(ran_past(EXPORT_TIMEOUT)),
-        Some((code, s)) => {
-            tracing::debug!(job = %rec.id, code, "the export made after the agent, in its container");
-            Ok(docker::Captured {
-                code,
-                bytes: s.bytes,
-                over_cap: s.over_cap,
-                stderr: s.stderr.clone(),
-            })
+    let captured = match inside.and_then(docker::Section::captured) {
+        Some(c) if c.code == docker::TIMED_OUT => Err(ran_past(EXPORT_TIMEOUT)),
+        Some(c) => {
+            tracing::debug!(job = %rec.id, code = c.code, "the export made after the agent, in its container");
+            Ok(c)
         }
         None => {
             let dirs = RunDirs::of(ws);

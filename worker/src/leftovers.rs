@@ -50,19 +50,14 @@ pub(crate) async fn keep_leftovers(
     let ws = &prepared.workspace;
     let file_name = format!("leftovers-{attempt}.patch");
     let patch = ws.meta_dir().join(&file_name);
-    let captured = match inside.and_then(|s| s.code.map(|code| (code, s))) {
-        Some((docker::TIMED_OUT, _)) => {
+    let captured = match inside.and_then(docker::Section::captured) {
+        Some(c) if c.code == docker::TIMED_OUT => {
             let _ = std::fs::remove_file(&patch);
             return Ok(format!(
                 "the agent's uncommitted work could not be exported: it ran past {LEFTOVERS_TIMEOUT:?}"
             ));
         }
-        Some((code, s)) => docker::Captured {
-            code,
-            bytes: s.bytes,
-            over_cap: s.over_cap,
-            stderr: s.stderr.clone(),
-        },
+        Some(c) => c,
         None => {
             let dirs = RunDirs::of(ws);
             let job = run.container_job(agent, "", &dirs);

@@ -10,6 +10,7 @@ use std::{
 };
 
 use agentq_shared::{
+    admission::AdmissionConfig,
     input::DispatchInput,
     record::JobRecord,
     store::{Delivery, JobStore},
@@ -128,4 +129,22 @@ pub async fn deliveries(store: &JobStore) -> Vec<Delivery> {
         out.push(serde_json::from_str(&data).unwrap());
     }
     out
+}
+
+/// An admission config (`[limits]`, `[rates]`, `[pacing]`) from TOML text.
+pub fn admission(toml_text: &str) -> AdmissionConfig {
+    toml::from_str(toml_text).unwrap()
+}
+
+/// One wake of `pool` (a 60 s slot lease, at most 10 grants): the grants.
+pub async fn wake(store: &JobStore, cfg: &AdmissionConfig, pool: &str) -> usize {
+    store
+        .wake_pool(cfg, pool, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+}
+
+/// The job ids of deliveries.
+pub fn delivered(d: &[Delivery]) -> Vec<String> {
+    d.iter().map(|d| d.job_id.clone()).collect()
 }

@@ -35,6 +35,17 @@ impl Section {
     pub fn ended(&self) -> bool {
         self.code.is_some()
     }
+
+    /// What it captured, as a capture container's result would say it;
+    /// `None` when its end never came.
+    pub fn captured(&self) -> Option<super::Captured> {
+        Some(super::Captured {
+            code: self.code?,
+            bytes: self.bytes,
+            over_cap: self.over_cap,
+            stderr: self.stderr.clone(),
+        })
+    }
 }
 
 struct Out {
