@@ -8,7 +8,7 @@ use std::time::Duration;
 use agentq_shared::{
     admission::AdmissionConfig,
     status::JobState,
-    store::{wslease::WorkspaceTake, JobStore, Move, ParkIn},
+    store::{wslease::WorkspaceTake, Move, ParkIn},
 };
 use common::{admission, delivered, deliveries, enqueue, query, wake, Redis};
 

@@ -8,8 +8,6 @@ mod common;
 use std::time::Duration;
 
 use agentq_shared::{
-    admission::AdmissionConfig,
-    input::when::at_text,
     keys::SCHEDULED_TIMER,
     priority::Priority,
     record::JobRecord,
@@ -106,7 +104,7 @@ async fn with_one_priority_waiting_the_place_in_line_alone_decides() {
 
 fn delayed(at_ms: i64) -> JobRecord {
     let mut input = record("claude").input;
-    input.at = at_text(at_ms);
+    input.at = Some(agentq_shared::stamp::Stamp::from_ms(at_ms));
     JobRecord::new(
         ulid::Ulid::new().to_string(),
         input,

@@ -19,10 +19,10 @@ pub fn with_schedule(
         input.priority = DispatchInput::from_json(&line)?.priority;
     }
     if let Some(at) = at {
-        input.at = when::at_text(when::parse_at(at)?);
+        input.at = Some(when::at(at)?);
     }
     if let Some(delay) = in_ {
-        input.at = when::in_to_at(when::parse_in(delay)?);
+        input.at = Some(when::in_to_at(when::parse_in(delay)?));
     }
     Ok(input)
 }

@@ -85,7 +85,7 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
                 continue;
             }
         };
-        let due = format!("due {}", j.input.at);
+        let due = j.input.at.map(|t| format!("due {t}")).unwrap_or_default();
         let message = if j.state == JobState::Scheduled {
             due.as_str()
         } else {

@@ -90,7 +90,7 @@ pub fn check_batch(name: &str) -> Result<(), InvalidInput> {
 /// # Errors
 /// Names the field `after`.
 pub fn check_not_delayed(parents: &[String], input: &DispatchInput) -> Result<(), InvalidInput> {
-    if parents.is_empty() || input.at.is_empty() {
+    if parents.is_empty() || input.at.is_none() {
         return Ok(());
     }
     Err(InvalidInput::new(
@@ -188,7 +188,7 @@ mod tests {
     fn a_delayed_job_cannot_also_wait_for_parents() {
         let parents = vec!["01JPARENT".to_string()];
         let delayed = DispatchInput {
-            at: "2026-12-07T06:00:00Z".into(),
+            at: Some("2026-12-07T06:00:00Z".parse().unwrap()),
             ..Default::default()
         };
         assert_eq!(

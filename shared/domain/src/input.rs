@@ -86,10 +86,15 @@ pub struct DispatchInput {
     /// [`crate::priority`]); `normal` by default.
     #[serde(default, skip_serializing_if = "Priority::is_normal")]
     pub priority: Priority,
-    /// When the job is due (RFC 3339 UTC, see [`when`]): until then it is
-    /// `scheduled`. Empty: at once. NDJSON `in` (a delay) is turned into it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub at: String,
+    /// When the job is due (see [`when`]; a [`Stamp`](crate::stamp::Stamp),
+    /// as every moment on the record): until then it is `scheduled`. `None`:
+    /// at once. NDJSON `in` (a delay) is turned into it.
+    #[serde(
+        default,
+        with = "crate::stamp::or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub at: Option<crate::stamp::Stamp>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -170,7 +170,7 @@ impl JobRecord {
     pub fn new(id: String, input: DispatchInput, max_attempts: u32, now: Stamp) -> Self {
         Self {
             id,
-            state: if input.at.is_empty() {
+            state: if input.at.is_none() {
                 JobState::Queued
             } else {
                 JobState::Scheduled

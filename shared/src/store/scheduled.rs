@@ -33,11 +33,10 @@ static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| lua::script("r
 
 /// A new record's due time (ms), when it is a delayed job.
 pub fn due_ms(rec: &JobRecord) -> Option<i64> {
-    if rec.state != JobState::Scheduled || rec.input.at.is_empty() {
+    if rec.state != JobState::Scheduled {
         return None;
     }
-    // Checked at enqueue; a record built by hand with a bad time is due now.
-    Some(crate::input::when::parse_at(&rec.input.at).unwrap_or(0))
+    rec.input.at.map(|t| t.ms())
 }
 
 /// Adds to an enqueue transaction the delayed jobs `due` (due ms, id): into

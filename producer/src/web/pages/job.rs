@@ -173,7 +173,7 @@ pub async fn job(
                 (field("workspace", r.workspace_dir.clone()))
                 @if !r.answer.is_empty() { (field("last answer", r.answer.clone())) }
                 (field("priority", i.priority.as_str().to_string()))
-                @if !i.at.is_empty() { (field("due", i.at.clone())) }
+                @if let Some(at) = i.at { (field("due", at.to_string())) }
             }
             div.links {
                 h3 { "Forge" }

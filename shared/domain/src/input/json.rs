@@ -93,14 +93,14 @@ impl DispatchInput {
                         serde_json::Value::String(s) => s,
                         _ => return Err(bad("a string")),
                     };
-                    if !input.at.is_empty() {
+                    if input.at.is_some() {
                         return Err(InvalidInput::new(field, "give `at` or `in`, not both"));
                     }
-                    input.at = if field == "at" {
-                        super::when::at_text(super::when::parse_at(s)?)
+                    input.at = Some(if field == "at" {
+                        super::when::at(s)?
                     } else {
                         super::when::in_to_at(super::when::parse_in(s)?)
-                    };
+                    });
                 }
                 "variables" => {
                     input.variables = serde_json::from_value(value.clone())
@@ -185,9 +185,9 @@ mod tests {
         let v =
             DispatchInput::from_json(r#"{"priority":"high","at":"2026-12-07T06:00Z"}"#).unwrap();
         assert_eq!(v.priority, crate::priority::Priority::High);
-        assert_eq!(v.at, "2026-12-07T06:00:00Z");
+        assert_eq!(v.at, Some("2026-12-07T06:00:00Z".parse().unwrap()));
         let v = DispatchInput::from_json(r#"{"in":"2h"}"#).unwrap();
-        let due = super::super::when::parse_at(&v.at).unwrap();
+        let due = v.at.unwrap().ms();
         assert!((due - crate::clock::now_ms() - 7_200_000).abs() < 5_000);
         for (line, field) in [
             (r#"{"priority":"urgent"}"#, "priority"),

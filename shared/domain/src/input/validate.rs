@@ -48,9 +48,6 @@ impl DispatchInput {
             return Err(InvalidInput::new("repo", "is required"));
         }
         check_name("repo", &input.repo)?;
-        if !input.at.is_empty() {
-            super::when::parse_at(&input.at)?;
-        }
         check_name("org", &input.org)?;
         if input.task.trim().is_empty() {
             return Err(InvalidInput::new("task", "is required"));

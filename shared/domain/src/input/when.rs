@@ -2,6 +2,7 @@
 //! from `agentq enqueue --at/--in` or an NDJSON line's `at` / `in`.
 
 use super::InvalidInput;
+use crate::stamp::Stamp;
 
 /// Longest delay a job may be scheduled for (about 10 years).
 const MAX_DELAY_SECS: i64 = 10 * 366 * 86_400;
@@ -73,21 +74,17 @@ pub fn parse_in(text: &str) -> Result<i64, InvalidInput> {
     Ok(total)
 }
 
-/// `ms` since the epoch as the record keeps a due time: RFC 3339 UTC, whole
-/// seconds unless it has milliseconds.
-pub fn at_text(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    let fmt = if ms % 1000 == 0 {
-        chrono::SecondsFormat::Secs
-    } else {
-        chrono::SecondsFormat::Millis
-    };
-    t.to_rfc3339_opts(fmt, true)
+/// The due time of an `at` text (see [`parse_at`]).
+///
+/// # Errors
+/// As [`parse_at`].
+pub fn at(text: &str) -> Result<Stamp, InvalidInput> {
+    parse_at(text).map(Stamp::from_ms)
 }
 
-/// The due time of `in` seconds from now, as [`at_text`].
-pub fn in_to_at(secs: i64) -> String {
-    at_text(crate::clock::now_ms() + secs * 1000)
+/// The due time of `in` seconds from now.
+pub fn in_to_at(secs: i64) -> Stamp {
+    Stamp::from_ms(crate::clock::now_ms() + secs * 1000)
 }
 
 #[cfg(test)]
@@ -100,7 +97,10 @@ mod tests {
         assert_eq!(parse_at("2026-12-07T06:00Z").unwrap(), full);
         assert_eq!(parse_at("2026-12-07T07:00+01:00").unwrap(), full);
         assert_eq!(parse_at("2026-12-07T01:00-05:00").unwrap(), full);
-        assert_eq!(at_text(full), "2026-12-07T06:00:00Z");
+        assert_eq!(
+            at("2026-12-07T06:00Z").unwrap().to_string(),
+            "2026-12-07T06:00:00.000Z"
+        );
         for bad in ["", "tomorrow", "2026-12-07", "2026-12-07T06:00", "2h"] {
             assert_eq!(parse_at(bad).unwrap_err().field, "at", "{bad}");
         }
