@@ -245,3 +245,44 @@ async fn a_schedules_tick_is_taken_once_and_never_backwards() {
     // A missing key while running: taken.
     assert!(store.take_schedule_tick("m", 5, false).await.unwrap());
 }
+
+/// Workers wait for the first due timer only (issue 34), so whatever sets the
+/// delayed jobs' timer tells them: the enqueue of a delayed job, and the
+/// re-arm after a failed release or by the sweep, but the re-arm only when
+/// the timer really moved (the sweep calls it every few seconds).
+#[tokio::test]
+async fn the_delayed_jobs_timer_is_published_when_set_and_only_when_it_moves() {
+    use futures::StreamExt;
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let mut ps = store.subscribe(&["t:timer".to_string()]).await.unwrap();
+    let mut messages = ps.on_message();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.get_payload::<String>().unwrap().parse::<i64>().unwrap())
+    };
+    let at = agentq_shared::clock::now_ms() / 1000 * 1000 + 3_600_000;
+    put(&store, &delayed(at)).await;
+    assert_eq!(next().await, Some(at), "enqueue did not publish the timer");
+    // Taken (as a due worker takes it), then set again: published.
+    let _: () = query(
+        &store,
+        redis::cmd("ZREM").arg("t:timers").arg(SCHEDULED_TIMER),
+    )
+    .await;
+    store.rearm_scheduled_timer().await.unwrap();
+    assert_eq!(timer(&store).await, Some(at));
+    assert_eq!(next().await, Some(at), "the re-arm did not publish");
+    // Already right: a re-arm writes and publishes nothing; the next publish
+    // seen is the one made after it.
+    store.rearm_scheduled_timer().await.unwrap();
+    let _: () = query(&store, redis::cmd("PUBLISH").arg("t:timer").arg("0")).await;
+    assert_eq!(
+        next().await,
+        Some(0),
+        "a re-arm that moved nothing published"
+    );
+}

@@ -143,9 +143,23 @@ fn evict_later(run: &Run<'_>) {
     if cfg.qa_cache_gb <= 0.0 {
         return;
     }
+    // One walk at a time: what QA leaves in a cache (the repository's own
+    // tests write there) may be many files, and every QA run ends here.
+    static EVICTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if EVICTING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
     let root = crate::qa_cache::root(run.ctx);
     let bound = (cfg.qa_cache_gb * 1e9) as u64;
     tokio::task::spawn_blocking(move || {
+        // Let go however the walk ends (a panic included).
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                EVICTING.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _done = Done;
         let emptied = crate::qa_cache::evict(&root, bound);
         if !emptied.is_empty() {
             tracing::info!(
