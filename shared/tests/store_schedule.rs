@@ -286,3 +286,43 @@ async fn the_delayed_jobs_timer_is_published_when_set_and_only_when_it_moves() {
         "a re-arm that moved nothing published"
     );
 }
+
+/// A tick's job is enqueued before the tick is moved: when the enqueue fails
+/// (here Redis refuses the places-in-line counter), the tick stays free and
+/// the next try enqueues its job; taking the tick first would have lost it.
+#[tokio::test]
+async fn a_tick_whose_enqueue_failed_is_enqueued_on_the_next_try() {
+    use agentq_shared::store::schedules::Tick;
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let s: agentq_shared::schedule::ScheduleConfig =
+        toml::from_str("name = \"n\"\ncron = \"0 6 * * *\"\njob = { agent = \"codex\" }\n")
+            .unwrap();
+    let input = record("codex").input;
+    assert!(!store.take_schedule_tick("n", 100, true).await.unwrap());
+    // The enqueue fails: `{ns}:order` is not a number.
+    query::<()>(&store, redis::cmd("SET").arg("t:order").arg("not a number")).await;
+    assert!(store
+        .schedule_tick(&s, &input, 3, 160, false)
+        .await
+        .is_err());
+    assert_eq!(store.last_schedule_tick("n").await.unwrap(), Some(100));
+    query::<()>(&store, redis::cmd("DEL").arg("t:order")).await;
+    let Tick::Enqueued(Created::New(id)) = store
+        .schedule_tick(&s, &input, 3, 160, false)
+        .await
+        .unwrap()
+    else {
+        panic!("the tick's job is enqueued on the next try");
+    };
+    assert_eq!(store.last_schedule_tick("n").await.unwrap(), Some(160));
+    // Taken now; a racing caller that looked before the move meets the key.
+    assert_eq!(
+        store
+            .schedule_tick(&s, &input, 3, 160, false)
+            .await
+            .unwrap(),
+        Tick::Taken
+    );
+    assert_eq!(store.get(&id).await.unwrap().unwrap().key, "schedule:n:160");
+}

@@ -2,8 +2,9 @@
 //! per schedule sleeps on this host's clock until the next tick (no Redis
 //! until then), and at a tick asks Redis to take it
 //! ([`JobStore::schedule_tick`](agentq_shared::store::JobStore::schedule_tick)):
-//! of all the workers, the one that moved the schedule's last tick forward
-//! enqueues the job. At start each loop takes the latest tick that has passed:
+//! a worker that finds the tick free enqueues its job under the tick's
+//! idempotency key (one job however many workers race), then moves the
+//! schedule's last tick forward. At start each loop takes the latest tick that has passed:
 //! a tick missed while no worker ran is enqueued once (the latest one, not
 //! one per missed tick); a schedule seen for the first time only records it.
 

@@ -1,8 +1,12 @@
 //! Periodic jobs (`[[schedule]]`, see [`crate::schedule`]): the last tick
 //! each schedule enqueued is held in Redis (`{ns}:schedule:{name}`), so any
 //! number of workers, and workers that restart, enqueue exactly one job per
-//! tick: the one whose compare-and-set (`lua/schedule_tick.lua`) moved it
-//! forward enqueues the job, with idempotency key `schedule:{name}:{tick}`.
+//! tick: a caller that finds the tick not yet taken (`lua/schedule_tick.lua`)
+//! enqueues the job with idempotency key `schedule:{name}:{tick}` and only
+//! then moves the tick forward (compare-and-set). Enqueueing first means a
+//! failure between the two loses nothing: the next try finds the tick free
+//! and its job by the key; callers racing for one tick get one job, by the
+//! key, and one of them moves the tick.
 
 use std::sync::LazyLock;
 
@@ -53,19 +57,46 @@ impl JobStore {
         tick: i64,
         record_only: bool,
     ) -> Result<bool, StoreError> {
+        self.tick_script(name, tick, record_only, false).await
+    }
+
+    /// Whether [`JobStore::take_schedule_tick`] would take `tick`, without
+    /// moving it (a missing tick is still recorded when `record_only`).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn schedule_tick_is_free(
+        &self,
+        name: &str,
+        tick: i64,
+        record_only: bool,
+    ) -> Result<bool, StoreError> {
+        self.tick_script(name, tick, record_only, true).await
+    }
+
+    async fn tick_script(
+        &self,
+        name: &str,
+        tick: i64,
+        record_only: bool,
+        look: bool,
+    ) -> Result<bool, StoreError> {
         let n: i64 = TICK_SCRIPT
             .prepare_invoke()
             .arg(self.keys().namespace())
             .arg(name)
             .arg(tick)
             .arg(if record_only { "1" } else { "" })
+            .arg(if look { "1" } else { "" })
             .invoke_async(&mut self.conn())
             .await?;
         Ok(n == 1)
     }
 
-    /// Tick `tick` of schedule `s`: takes it ([`JobStore::take_schedule_tick`])
-    /// and, if this call took it, enqueues `input` as its job.
+    /// Tick `tick` of schedule `s`: if it is not taken yet, enqueues `input`
+    /// as its job (by the tick's idempotency key: one job however many
+    /// callers), then takes it ([`JobStore::take_schedule_tick`]). See the
+    /// module docs for why in this order.
     ///
     /// # Errors
     /// Redis errors.
@@ -77,7 +108,10 @@ impl JobStore {
         tick: i64,
         record_only: bool,
     ) -> Result<Tick, StoreError> {
-        if !self.take_schedule_tick(&s.name, tick, record_only).await? {
+        if !self
+            .schedule_tick_is_free(&s.name, tick, record_only)
+            .await?
+        {
             return Ok(Tick::Taken);
         }
         let mut rec = JobRecord::new(
@@ -88,6 +122,7 @@ impl JobStore {
         );
         rec.key = s.tick_key(tick);
         let mut created = self.create(std::slice::from_ref(&rec)).await?;
+        self.take_schedule_tick(&s.name, tick, false).await?;
         Ok(Tick::Enqueued(
             created.pop().expect("one answer per record"),
         ))
