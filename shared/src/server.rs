@@ -14,6 +14,11 @@ use serde::Serialize;
 /// The one `maxmemory-policy` that never deletes keys.
 pub const NOEVICTION: &str = "noeviction";
 
+/// The oldest Redis agentq runs on: its scripts use `ZADD ... LT`/`GT`
+/// (the timers, the delayed jobs, the write-back's high-water marks), new in
+/// 6.2; an older server answers them with a syntax error, mid-job.
+pub const OLDEST_REDIS: (u32, u32) = (6, 2);
+
 /// A setting read from the server, or why it could not be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "known", content = "value", rename_all = "snake_case")]
@@ -69,6 +74,25 @@ impl ServerCheck {
             return None;
         };
         self.evicts().then(|| evicting_message(policy))
+    }
+
+    /// Why this server is too old for agentq ([`OLDEST_REDIS`]), `None`
+    /// when it is not, or its version is unknown or not `MAJOR.MINOR...`
+    /// (a fork that numbers its own: the scripts will say).
+    pub fn too_old(&self) -> Option<String> {
+        let Known::Yes(v) = &self.version else {
+            return None;
+        };
+        let mut parts = v.split('.').map(str::parse::<u32>);
+        let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+            return None;
+        };
+        let (want_major, want_minor) = OLDEST_REDIS;
+        ((major, minor) < OLDEST_REDIS).then(|| {
+            format!(
+                "Redis {v} is too old: agentq needs Redis {want_major}.{want_minor} or newer (its scripts use ZADD LT/GT); upgrade the server"
+            )
+        })
     }
 
     /// [`ServerCheck::refusal`] in brief, for the error of each command
@@ -233,6 +257,35 @@ mod tests {
         let unknown = check(Known::Unknown("CONFIG refused".into()), durable);
         assert_eq!(unknown.refusal(), None);
         assert_eq!(unknown.warnings().len(), 1);
+    }
+
+    #[test]
+    fn a_redis_older_than_6_2_is_too_old() {
+        let durable = Known::Yes(Persistence {
+            aof: true,
+            rdb_save: None,
+        });
+        let mut c = check(Known::Yes(NOEVICTION.into()), durable);
+        for (v, old) in [
+            ("7.0.15", false),
+            ("6.2.0", false),
+            ("6.2", false),
+            ("10.0.1", false),
+            ("6.0.16", true),
+            ("5.0.7", true),
+            ("weird", false),
+        ] {
+            c.version = Known::Yes(v.into());
+            assert_eq!(c.too_old().is_some(), old, "{v}");
+        }
+        c.version = Known::Yes("6.0.16".into());
+        let why = c.too_old().unwrap();
+        assert!(
+            why.contains("6.0.16") && why.contains("6.2 or newer"),
+            "{why}"
+        );
+        c.version = Known::Unknown("INFO refused".into());
+        assert_eq!(c.too_old(), None);
     }
 
     #[test]

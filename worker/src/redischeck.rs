@@ -1,6 +1,6 @@
 //! The worker's start-up question to Redis: may it be trusted with jobs? An
-//! evicting `maxmemory-policy` refuses the start (exit 2, one line naming the
-//! setting and the fix); persistence off or a policy that cannot be read is
+//! evicting `maxmemory-policy` or a server older than 6.2 refuses the start
+//! (exit 2, one line naming the setting or version and the fix); persistence off or a policy that cannot be read is
 //! one warning line each. From then on the connection refuses every command
 //! to an evicting server (see `agentq_shared::conn`), so a policy changed
 //! while the worker runs stops its writes at the next reconnect or within
@@ -21,7 +21,7 @@ pub struct Refused(pub String);
 pub async fn check(store: &JobStore, url: &str) -> anyhow::Result<()> {
     let conn = store.conn();
     let check = conn.server_check().await?;
-    if let Some(why) = check.refusal() {
+    if let Some(why) = check.refusal().or_else(|| check.too_old()) {
         return Err(Refused(format!("refusing Redis at {}: {why}", redact_url(url))).into());
     }
     for w in check.warnings() {

@@ -78,9 +78,10 @@ fn server_checks(cfg: &Config, s: &ServerCheck) -> Vec<Check> {
         ),
         Known::Unknown(why) => check("role", Status::Warn, why.clone()),
     });
-    out.push(match &s.version {
-        Known::Yes(v) => check("version", Status::Ok, format!("Redis {v}")),
-        Known::Unknown(why) => check("version", Status::Warn, why.clone()),
+    out.push(match (&s.version, s.too_old()) {
+        (_, Some(why)) => check("version", Status::Fail, why),
+        (Known::Yes(v), None) => check("version", Status::Ok, format!("Redis {v}")),
+        (Known::Unknown(why), None) => check("version", Status::Warn, why.clone()),
     });
     out.push(match (&s.maxmemory_policy, s.refusal()) {
         (_, Some(why)) => check("maxmemory-policy", Status::Fail, why),
