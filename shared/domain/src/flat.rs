@@ -436,11 +436,7 @@ impl ser::Serializer for PrimitiveInto<'_> {
         serialize_u32(u32),
         serialize_u64(u64)
     );
-    write_text!(
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char)
-    );
+    write_text!(serialize_f32(f32), serialize_f64(f64), serialize_char(char));
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         self.0.push_str(v);

@@ -155,7 +155,8 @@ mod tests {
     /// field-naming one, as comparable text.
     fn both(line: &str) -> (Option<String>, Result<String, String>) {
         let agents = AgentTable::builtin();
-        let show = |(i, k, f): (DispatchInput, Option<String>, FlowLine)| format!("{i:?} {k:?} {f:?}");
+        let show =
+            |(i, k, f): (DispatchInput, Option<String>, FlowLine)| format!("{i:?} {k:?} {f:?}");
         let fast = parse_fast(line, &agents).map(show);
         let slow = parse_naming_the_field(line, &agents)
             .map(show)
@@ -183,17 +184,38 @@ mod tests {
         // Refused lines: the fast reading gives up, the field is named as before.
         for (line, field) in [
             (r#"{"repo":"r","task":"t"}"#.to_string(), "issue"),
-            (r#"{"repo":"r","task":"t","issue":"1"}"#.to_string(), "issue"),
-            (r#"{"repo":"r","task":"t","issue":1,"agent":"gpt"}"#.to_string(), "agent"),
-            (r#"{"repo":"r","task":"t","issue":1,"after":["x"]}"#.to_string(), "after"),
-            (r#"{"repo":"r","task":"t","issue":1,"after_any":true}"#.to_string(), "after_any"),
-            (r#"{"repo":"r","task":"t","issue":1,"batch":"a b"}"#.to_string(), "batch"),
-            (r#"{"repo":"r","task":"t","issue":1,"key":"a b"}"#.to_string(), "key"),
+            (
+                r#"{"repo":"r","task":"t","issue":"1"}"#.to_string(),
+                "issue",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"agent":"gpt"}"#.to_string(),
+                "agent",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"after":["x"]}"#.to_string(),
+                "after",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"after_any":true}"#.to_string(),
+                "after_any",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"batch":"a b"}"#.to_string(),
+                "batch",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"key":"a b"}"#.to_string(),
+                "key",
+            ),
             (
                 format!(r#"{{"repo":"r","task":"t","issue":1,"after":["{a}"],"in":"2h"}}"#),
                 "after",
             ),
-            (r#"{"repo":"r","task":"t","issue":1,"bogus":2}"#.to_string(), "bogus"),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"bogus":2}"#.to_string(),
+                "bogus",
+            ),
         ] {
             let (fast, slow) = both(&line);
             assert_eq!(fast, None, "{line}");

@@ -91,9 +91,7 @@ pub fn read_line(text: &str) -> Option<LineFields> {
     let at = match (b.at, b.in_) {
         (Some(_), Some(_)) => return None,
         (Some(at), None) => Some(super::when::at(&at).ok()?),
-        (None, Some(delay)) => Some(super::when::in_to_at(
-            super::when::parse_in(&delay).ok()?,
-        )),
+        (None, Some(delay)) => Some(super::when::in_to_at(super::when::parse_in(&delay).ok()?)),
         (None, None) => None,
     };
     let priority = match b.priority {
