@@ -927,3 +927,65 @@ async fn a_batch_waits_in_line_in_input_order_across_chunks_written_side_by_side
         assert_eq!(rec.state, JobState::Queued);
     }
 }
+
+/// Issue 34: a batch's lines are read in one pass into a typed struct whose
+/// strings borrow from the line; what that reading cannot take as it stands
+/// goes through the field-naming reader. Escaped strings come out exactly,
+/// every bad field is still named, and a repeated field still takes the last.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_reads_escapes_exactly_and_names_each_bad_field() {
+    let env = TestEnv::new();
+    let task = "say \"hi\" \\ then\nnewline, tab\t, é, 😀, </tag>";
+    let good = serde_json::json!({"repo": "demo", "task": task, "issue": 1,
+        "variables": {"k": "v \"q\""}, "key": "demo#esc"})
+    .to_string();
+    let input = [
+        good.as_str(),
+        // \u escapes and an escaped slash: the same task.
+        r#"{"repo":"demo","task":"say \"hi\" \\ then\u000anewline, tab\u0009, \u00e9, \ud83d\ude00, <\/tag>","issue":2}"#,
+        r#"{"repo":"demo","task":"t","issue":3,"agent":"gpt"}"#,
+        r#"{"repo":"demo","task":"t","issue":1.0}"#,
+        r#"{"repo":"demo","task":"t","issue":5,"colour":"red"}"#,
+        r#"{"repo":"demo","task":"t","issue":6,"variables":null}"#,
+        r#"{"repo":"elsewhere","repo":"demo","task":"last wins","issue":7}"#,
+        r#"{"repo":"demo","task":"t","issue":8,"priority":"urgent"}"#,
+    ]
+    .join("\n");
+    let out = run(&env, &["enqueue", "-", "--json"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let r = json_lines(&out.stdout);
+    assert_eq!(with_status(&r, "queued"), [1, 2, 7]);
+    let fields: Vec<(u64, &str)> = r
+        .iter()
+        .filter(|v| v["status"] == "refused")
+        .map(|v| (v["line"].as_u64().unwrap(), v["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (3, "agent"),
+            (4, "issue"),
+            (5, "colour"),
+            (6, "variables"),
+            (8, "priority")
+        ]
+    );
+    let store = env.store().await;
+    let id = |line: u64| {
+        r.iter().find(|v| v["line"] == line).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let one = store.get(&id(1)).await.unwrap().unwrap();
+    assert_eq!(one.input.task, task);
+    assert_eq!(one.input.variables["k"], "v \"q\"");
+    assert_eq!(one.key, "demo#esc");
+    let two = store.get(&id(2)).await.unwrap().unwrap();
+    assert_eq!(two.input.task, task);
+    let seven = store.get(&id(7)).await.unwrap().unwrap();
+    assert_eq!(
+        (seven.input.repo.as_str(), seven.input.task.as_str()),
+        ("demo", "last wins")
+    );
+}

@@ -297,6 +297,188 @@ fn json(name: &str, text: &str) -> Result<Value, Error> {
     serde_json::from_str(text).map_err(|e| de::Error::custom(format!("{name}: {e}")))
 }
 
+/// `value`'s fields as [`to_fields`] gives them, handed to `emit` one at a
+/// time with their text in one buffer reused from field to field (no string
+/// per field): what enqueue packs a record with (issue 34).
+///
+/// # Panics
+/// As [`to_fields`].
+pub fn for_each_field<T: Serialize>(value: &T, emit: impl FnMut(&'static str, &str)) {
+    value
+        .serialize(Visit {
+            text: String::with_capacity(256),
+            emit,
+        })
+        .expect("flat::for_each_field takes a struct of plain data")
+}
+
+/// Serializes a struct into `emit` calls (only a struct is accepted).
+struct Visit<F> {
+    text: String,
+    emit: F,
+}
+
+impl<F: FnMut(&'static str, &str)> ser::SerializeStruct for Visit<F> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<V: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), Error> {
+        // A primitive as its string; anything nested as JSON (as `Fields`).
+        self.text.clear();
+        if value.serialize(PrimitiveInto(&mut self.text)).is_err() {
+            self.text = serde_json::to_string(value).map_err(ser::Error::custom)?;
+        }
+        (self.emit)(key, &self.text);
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&'static str, &str)> ser::Serializer for Visit<F> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<(), Error>;
+    type SerializeTuple = ser::Impossible<(), Error>;
+    type SerializeTupleStruct = ser::Impossible<(), Error>;
+    type SerializeTupleVariant = ser::Impossible<(), Error>;
+    type SerializeMap = ser::Impossible<(), Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = ser::Impossible<(), Error>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
+        Ok(self)
+    }
+
+    refuse!("not a struct";
+        serialize_bool(bool) -> (), serialize_i8(i8) -> (),
+        serialize_i16(i16) -> (), serialize_i32(i32) -> (),
+        serialize_i64(i64) -> (), serialize_u8(u8) -> (),
+        serialize_u16(u16) -> (), serialize_u32(u32) -> (),
+        serialize_u64(u64) -> (), serialize_f32(f32) -> (),
+        serialize_f64(f64) -> (), serialize_char(char) -> (),
+        serialize_str(&str) -> (), serialize_none() -> (),
+        serialize_unit() -> (),
+        serialize_unit_variant(&'static str, u32, &'static str) -> (),
+    );
+    refuse!("not a struct"; generic serialize_some(), serialize_newtype_struct(&'static str));
+    refuse_compound!("not a struct");
+}
+
+/// [`Primitive`], written into a buffer: the same text, no string of its own.
+struct PrimitiveInto<'a>(&'a mut String);
+
+/// `v` in decimal at the end of `out` (what its `Display` writes, without
+/// the formatting machinery).
+fn push_decimal(out: &mut String, v: i128) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut digits = [0u8; 40];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
+macro_rules! write_text {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), Error> {
+            use std::fmt::Write as _;
+            write!(self.0, "{v}").map_err(ser::Error::custom)
+        }
+    )*};
+}
+
+macro_rules! write_decimal {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), Error> {
+            push_decimal(self.0, i128::from(v));
+            Ok(())
+        }
+    )*};
+}
+
+impl ser::Serializer for PrimitiveInto<'_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<(), Error>;
+    type SerializeTuple = ser::Impossible<(), Error>;
+    type SerializeTupleStruct = ser::Impossible<(), Error>;
+    type SerializeTupleVariant = ser::Impossible<(), Error>;
+    type SerializeMap = ser::Impossible<(), Error>;
+    type SerializeStruct = ser::Impossible<(), Error>;
+    type SerializeStructVariant = ser::Impossible<(), Error>;
+
+    // Integers in decimal, as their `Display` writes them.
+    write_decimal!(
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64)
+    );
+    write_text!(serialize_f32(f32), serialize_f64(f64), serialize_char(char));
+
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        self.0.push_str(v);
+        Ok(())
+    }
+    fn collect_str<T: ?Sized + std::fmt::Display>(self, v: &T) -> Result<(), Error> {
+        use std::fmt::Write as _;
+        write!(self.0, "{v}").map_err(ser::Error::custom)
+    }
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.0.push(if v { '1' } else { '0' });
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, v: &T) -> Result<(), Error> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.0.push_str(variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<(), Error> {
+        v.serialize(self)
+    }
+    refuse!("nested"; serialize_struct(&'static str, usize) -> Self::SerializeStruct);
+    refuse_compound!("nested");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +526,22 @@ mod tests {
             (get("code"), get("state")),
             ("0".into(), "timed_out".into())
         );
+        for v in [0i128, 7, -3, 10, i128::from(u64::MAX), i128::from(i64::MIN)] {
+            let mut out = String::from("x");
+            push_decimal(&mut out, v);
+            assert_eq!(out, format!("x{v}"));
+        }
+        // One field at a time, in one buffer: the very same list.
+        let mut visited = Vec::new();
+        for_each_field(&s, |k, v| visited.push((k, v.to_string())));
+        assert_eq!(visited, fields);
+        let empty = Sample {
+            code: None,
+            ..Sample::default()
+        };
+        let mut visited = Vec::new();
+        for_each_field(&empty, |k, v| visited.push((k, v.to_string())));
+        assert_eq!(visited, to_fields(&empty));
         let owned = fields.into_iter().map(|(k, v)| (k.to_string(), v));
         assert_eq!(from_fields::<Sample>(owned).unwrap(), s);
     }

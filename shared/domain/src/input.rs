@@ -26,6 +26,7 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 mod answer;
 mod json;
 mod key;
+pub mod line;
 mod validate;
 pub mod when;
 

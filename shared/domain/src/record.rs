@@ -197,25 +197,47 @@ impl JobRecord {
     pub fn fields_to_create(&self) -> Vec<(&'static str, String)> {
         self.to_fields()
             .into_iter()
-            .filter(|(k, v)| {
-                !v.is_empty() && *k != "task" && !(v == "0" && ZERO_WHEN_MISSING.contains(k))
-            })
+            .filter(|(k, v)| kept_at_create(k, v))
             .collect()
     }
 
     /// The record as enqueue writes it: [`JobRecord::fields_to_create`] and
     /// `extra` (fields only the store knows: place in line, pool, delivery),
     /// as one JSON object of strings (see `agentq_domain::keys::Keys::fresh`).
+    ///
+    /// Written in one pass (issue 34): each field's text goes straight into
+    /// the JSON, escaped once, with no list of fields or string per field in
+    /// between (the input's own JSON is text in one buffer, then escaped as
+    /// the `input` field's string: the hash field holds that text).
     pub fn packed(&self, extra: &[(&'static str, String)]) -> String {
-        use serde::ser::{SerializeMap, Serializer};
         let mut packed = Vec::with_capacity(512);
-        let mut ser = serde_json::Serializer::new(&mut packed);
-        let mut map = ser.serialize_map(None).expect("a JSON map into memory");
-        for (k, v) in self.fields_to_create().iter().chain(extra) {
-            map.serialize_entry(k, v).expect("strings into memory");
-        }
-        map.end().expect("a JSON map into memory");
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.pack_into(&mut packed, &extra);
         String::from_utf8(packed).expect("serde_json writes UTF-8")
+    }
+
+    /// [`JobRecord::packed`] written at the end of `out` (a buffer a batch
+    /// reuses from record to record), `extra` borrowed.
+    pub fn pack_into(&self, out: &mut Vec<u8>, extra: &[(&str, &str)]) {
+        let start = out.len();
+        out.push(b'{');
+        let mut entry = |k: &str, v: &str| {
+            if out.len() > start + 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, k).expect("a string into memory");
+            out.push(b':');
+            serde_json::to_writer(&mut *out, v).expect("a string into memory");
+        };
+        crate::flat::for_each_field(self, |k, v| {
+            if kept_at_create(k, v) {
+                entry(k, v);
+            }
+        });
+        for (k, v) in extra {
+            entry(k, v);
+        }
+        out.push(b'}');
     }
 
     /// Reads back a record [`JobRecord::packed`] wrote.
@@ -347,7 +369,20 @@ impl RecordView {
 }
 
 /// Numeric fields that read as 0 when missing (see [`JobRecord::from_fields`]).
-const ZERO_WHEN_MISSING: &[&str] = &["attempt", "tries", "runs", "time_tracked", "resumed"];
+const ZERO_WHEN_MISSING: &[&str] = &[
+    "attempt",
+    "tries",
+    "runs",
+    "time_tracked",
+    "resumed",
+    "after_any",
+];
+
+/// Whether a new record stores field `k` of text `v` (see
+/// [`JobRecord::fields_to_create`]).
+fn kept_at_create(k: &str, v: &str) -> bool {
+    !v.is_empty() && k != "task" && !(v == "0" && ZERO_WHEN_MISSING.contains(&k))
+}
 
 /// Fields a re-run (retry, resume) empties: what the last run concluded.
 pub const RERUN_CLEARED: &[&str] = &[
@@ -496,6 +531,37 @@ mod tests {
             ("7", "queued")
         );
         assert_eq!(JobRecord::from_packed(&packed).unwrap(), rec);
+        // Written in one pass, byte for byte what the list of fields makes
+        // as a JSON object, a fuller record included (issue 34).
+        let by_list = |rec: &JobRecord| {
+            let entries: Vec<String> = rec
+                .fields_to_create()
+                .iter()
+                .chain(&extra)
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).unwrap(),
+                        serde_json::to_string(v).unwrap()
+                    )
+                })
+                .collect();
+            format!("{{{}}}", entries.join(","))
+        };
+        assert_eq!(packed, by_list(&rec));
+        let mut full = rec.clone();
+        full.input.variables = [("k".to_string(), "v \"w\"".to_string())].into();
+        full.input.auto_merge = Some(false);
+        full.input.dry_run = true;
+        full.input.at = Some(Stamp::from_ms(1_800_000_000_123));
+        full.reason = Some(WaitReason::Backoff);
+        full.exit_code = Some(-3);
+        full.resumed = true;
+        full.attempt = 2;
+        full.after = "01A,01B".into();
+        full.after_any = true;
+        assert_eq!(full.packed(&extra), by_list(&full));
+        assert_eq!(JobRecord::from_packed(&full.packed(&[])).unwrap(), full);
         // Not JSON: a corrupt record, not a panic.
         assert!(JobRecord::from_packed("{")
             .unwrap_err()

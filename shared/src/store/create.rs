@@ -267,14 +267,22 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut lanes: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
-        let mut packed: Vec<(&str, String)> = Vec::with_capacity(placed.len());
+        // One HSET of the chunk's packed records, each written into one
+        // buffer and copied once into the command (issue 34).
+        let mut fresh = redis::cmd("HSET");
+        fresh.arg(k.fresh());
+        let mut packed = 0usize;
+        let mut buf = Vec::with_capacity(1024);
         let mut pools: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut scheduled: Vec<(i64, &str)> = Vec::new();
         for (p, &order) in placed.iter().zip(orders) {
-            let mut extra = vec![("order", order.to_string()), ("task_at", now_text.clone())];
+            let order_text = order.to_string();
+            let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(7);
+            extra.push(("order", &order_text));
+            extra.push(("task_at", &now_text));
             match (&p.lane, &p.task) {
                 (Some(lane), _) => {
-                    extra.push(("parked", "lane".to_string()));
+                    extra.push(("parked", "lane"));
                     lanes.entry(lane).or_default().push((order, &p.rec.id));
                     let lane_model = p.rec.input.priority.lane(&p.model);
                     let models = pools.entry(p.pool.as_str()).or_default();
@@ -282,32 +290,35 @@ impl JobStore {
                         models.push(lane_model);
                     }
                 }
-                (None, Some(task)) => extra.push(("task", task.clone())),
+                (None, Some(task)) => extra.push(("task", task)),
                 // Scheduled; without a due time it waits for its parents.
                 (None, None) => {
                     if let Some(due) = p.due {
-                        extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED.into()));
+                        extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED));
                         scheduled.push((due, &p.rec.id));
                     }
                 }
             }
             if !p.rec.input.priority.is_normal() {
-                extra.push(("prio", p.rec.input.priority.as_str().to_string()));
+                extra.push(("prio", p.rec.input.priority.as_str()));
             }
-            extra.push(("pool", p.pool.clone()));
-            extra.push(("model", p.model.clone()));
+            extra.push(("pool", &p.pool));
+            extra.push(("model", &p.model));
             if p.due.is_some() {
                 // Written opened, in its own hash: it is `scheduled`, not one
                 // of the queued jobs the hash of new jobs holds.
                 let mut fields = p.rec.fields_to_create();
-                fields.extend(extra);
+                fields.extend(extra.iter().map(|(f, v)| (*f, v.to_string())));
                 pipe.hset_multiple(k.job(&p.rec.id), &fields).ignore();
             } else {
-                packed.push((&p.rec.id, p.rec.packed(&extra)));
+                buf.clear();
+                p.rec.pack_into(&mut buf, &extra);
+                fresh.arg(&p.rec.id).arg(&buf[..]);
+                packed += 1;
             }
         }
-        if !packed.is_empty() {
-            pipe.hset_multiple(k.fresh(), &packed).ignore();
+        if packed > 0 {
+            pipe.add_command(fresh).ignore();
         }
         let index: Vec<(i64, &str)> = records.iter().map(|r| (now, r.id.as_str())).collect();
         pipe.zadd_multiple(k.jobs(), &index).ignore();

@@ -22,6 +22,8 @@ use std::{
 use agentq_shared::status::JobState;
 use agentq_tests::*;
 
+#[path = "bench/enqueue.rs"]
+mod bench_enqueue;
 #[path = "bench/flows.rs"]
 mod bench_flows;
 #[path = "bench/idle.rs"]
@@ -74,56 +76,13 @@ fn redis_cpu(redis: &Redis) -> f64 {
         .sum()
 }
 
-/// Batch enqueue of 50 000 jobs, agentq then Sidekiq then RQ against the same
-/// Redis (flushed between them), with what each cost the Redis server in CPU;
-/// then single enqueue, one process per job.
+/// Batch enqueue of 50 000 jobs, agentq and Sidekiq in alternating runs, then
+/// RQ, against the same Redis (flushed between them), with what each cost the
+/// Redis server in CPU (`bench/enqueue.rs`); then single enqueue, one process
+/// per job.
 fn enqueue_rows(peers: &std::path::Path) -> Vec<Row> {
-    let mut rows = Vec::new();
     let env = TestEnv::new();
-    let n = 50_000usize;
-    let lines = ndjson(n, 1, "bench", "claude");
-    flushall(&env.redis);
-    let before = env.redis.total_commands();
-    let cpu0 = redis_cpu(&env.redis);
-    let t = Instant::now();
-    let out = env.cli(&["enqueue", "-"], Some(&lines));
-    let took = t.elapsed().as_secs_f64();
-    let ours_cpu = (redis_cpu(&env.redis) - cpu0) / n as f64 * 1e6;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let per_job = (env.redis.total_commands() - before) as f64 / n as f64;
-    let ours = n as f64 / took;
-    let peer_run = |cmd: &mut Command| {
-        flushall(&env.redis);
-        let cpu0 = redis_cpu(&env.redis);
-        let p = peer(cmd.arg(env.redis.url()).arg(n.to_string()));
-        (p, (redis_cpu(&env.redis) - cpu0) / n as f64 * 1e6)
-    };
-    let sidekiq = peer_run(Command::new("ruby").arg(peers.join("sidekiq_push_bulk.rb")));
-    let rq = peer_run(
-        Command::new(peers.join(".venv/bin/python")).arg(peers.join("rq_enqueue_many.py")),
-    );
-    flushall(&env.redis);
-    for (name, call, (p, cpu)) in [
-        ("Sidekiq", "push_bulk", &sidekiq),
-        ("RQ", "enqueue_many", &rq),
-    ] {
-        let theirs = p["jobs_per_s"].as_f64().unwrap();
-        rows.push(Row {
-            what: format!("batch enqueue, {n} jobs, one process (agentq: NDJSON on stdin)"),
-            agentq: format!(
-                "{ours:.0} jobs/s, {per_job:.2} Redis commands/job, Redis CPU {ours_cpu:.1} µs/job"
-            ),
-            peer: format!(
-                "{name} {} `{call}`: {theirs:.0} jobs/s, Redis CPU {cpu:.1} µs/job",
-                p["version"].as_str().unwrap_or("?")
-            ),
-            ratio: format!("{:.2}×", ours / theirs),
-        });
-    }
+    let mut rows = bench_enqueue::rows(&env, peers);
 
     // Single enqueue: one process per job, as a script calling the CLI would.
     let mut single = Vec::new();

@@ -110,6 +110,14 @@ pub async fn run_batch(cfg: &Config, json: bool, defaults: FlowDefaults) -> Resu
             Step::Written(mut w) => {
                 writing = None;
                 places.append(std::mem::take(&mut w.places));
+                if w.result.is_ok() {
+                    // The next chunk goes out before this one's lines are
+                    // printed, so Redis does not wait on stdout (issue 34);
+                    // still one write at a time, and none after a failure.
+                    if let Some((chunk, tx)) = ready.take() {
+                        writing = Some(spawn_send(&store, chunk, tx));
+                    }
+                }
                 if let Err((chunk, e)) = w.print(json, &mut tally) {
                     let rest = ready.take().map(|(c, _)| c);
                     return Err(redis_failed(&store, chunk, rest, &mut rx, &e, json, tally).await);

@@ -38,6 +38,15 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// An empty chunk with room for a full one's jobs (a record is large:
+    /// no moving them as the list grows).
+    pub fn with_capacity() -> Self {
+        Self {
+            lines: Vec::with_capacity(ENQUEUE_CHUNK),
+            records: Vec::with_capacity(ENQUEUE_CHUNK),
+        }
+    }
+
     /// Whether it is to be written now: a chunk's worth of jobs, or of lines.
     pub fn full(&self) -> bool {
         self.records.len() >= ENQUEUE_CHUNK || self.lines.len() >= MAX_PENDING_LINES

@@ -31,6 +31,40 @@ impl FlowLine {
         &self.after
     }
 
+    /// The flow fields the fast reader
+    /// ([`read_line`](agentq_shared::input::line::read_line)) took out of a
+    /// line, checked as [`split`] checks them.
+    ///
+    /// # Errors
+    /// As [`split`] (the caller reads the line again with it, for its message).
+    pub fn from_fields(
+        after: Vec<String>,
+        after_any: bool,
+        batch: Option<String>,
+        unique: bool,
+    ) -> Result<Self, InvalidInput> {
+        let after = if after.is_empty() {
+            after
+        } else {
+            flow::parse_after(after.iter().map(String::as_str))?
+        };
+        if after_any && after.is_empty() {
+            return Err(InvalidInput {
+                field: "after_any".into(),
+                message: "needs \"after\"".into(),
+            });
+        }
+        if let Some(b) = &batch {
+            flow::check_batch(b)?;
+        }
+        Ok(Self {
+            after,
+            after_any,
+            batch,
+            unique,
+        })
+    }
+
     /// Puts these fields (and the command's defaults) on `rec`.
     pub fn apply(self, rec: &mut JobRecord, defaults: &FlowDefaults) {
         flow::wait_for(rec, &self.after, self.after_any);

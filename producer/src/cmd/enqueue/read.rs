@@ -57,11 +57,37 @@ fn parse_line(
         field: "json".into(),
         message: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
     })?;
+    match parse_fast(text, agents) {
+        Some(read) => Ok(read),
+        None => parse_naming_the_field(text, agents),
+    }
+}
+
+/// [`parse_line`] through a JSON tree, naming the field of any refusal.
+fn parse_naming_the_field(
+    text: &str,
+    agents: &AgentTable,
+) -> Result<(DispatchInput, Option<String>, FlowLine), InvalidInput> {
     let (text, flow) = super::flow_line::split(text)?;
     let (input, key) = DispatchInput::from_json_with_key(&text)?;
     let input = input.validated_for(agents)?;
     agentq_shared::flow::check_not_delayed(flow.parents(), &input)?;
     Ok((input, key, flow))
+}
+
+/// [`parse_line`] in one pass over the line (strings borrowed from it, no
+/// JSON tree: [`read_line`](agentq_shared::input::line::read_line)); `None`
+/// for a line it cannot take as it stands, which the field-naming reading
+/// then refuses (or takes: a repeated field, the last one winning).
+fn parse_fast(
+    text: &str,
+    agents: &AgentTable,
+) -> Option<(DispatchInput, Option<String>, FlowLine)> {
+    let f = agentq_shared::input::line::read_line(text)?;
+    let flow = FlowLine::from_fields(f.after, f.after_any, f.batch, f.unique).ok()?;
+    let input = f.input.validated_for(agents).ok()?;
+    agentq_shared::flow::check_not_delayed(flow.parents(), &input).ok()?;
+    Some((input, f.key, flow))
 }
 
 /// What the reading thread hands over, in input order.
@@ -88,7 +114,7 @@ pub fn spawn_reader(
             n: 0,
         };
         let now = Stamp::now();
-        let mut chunk = Chunk::default();
+        let mut chunk = Chunk::with_capacity();
         let end = loop {
             match lines.next_line() {
                 Ok(None) => break None,
@@ -106,7 +132,10 @@ pub fn spawn_reader(
             }
             if chunk.full()
                 && tx
-                    .blocking_send(Read::Chunk(std::mem::take(&mut chunk)))
+                    .blocking_send(Read::Chunk(std::mem::replace(
+                        &mut chunk,
+                        Chunk::with_capacity(),
+                    )))
                     .is_err()
             {
                 return;
@@ -116,4 +145,85 @@ pub fn spawn_reader(
             let _ = tx.blocking_send(Read::End(end));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both readings of `line`: the fast one (if it took it) and the
+    /// field-naming one, as comparable text.
+    fn both(line: &str) -> (Option<String>, Result<String, String>) {
+        let agents = AgentTable::builtin();
+        let show =
+            |(i, k, f): (DispatchInput, Option<String>, FlowLine)| format!("{i:?} {k:?} {f:?}");
+        let fast = parse_fast(line, &agents).map(show);
+        let slow = parse_naming_the_field(line, &agents)
+            .map(show)
+            .map_err(|e| e.field);
+        // What parse_line gives is what the field-naming reading gives.
+        let whole = parse_line(line.as_bytes(), &agents)
+            .map(show)
+            .map_err(|e| e.field);
+        assert_eq!(whole, slow, "{line}");
+        (fast, slow)
+    }
+
+    #[test]
+    fn the_fast_reading_gives_what_the_field_naming_one_gives() {
+        let a = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        for line in [
+            r#"{"repo":"demo","task":"bench","issue":7,"agent":"claude"}"#.to_string(),
+            r#"{"repo":"r","task":"a \"q\" \\ \u00e9\n\/","issue":1,"key":"k#1","variables":{"x":"\"y\""}}"#.to_string(),
+            format!(r#"{{"repo":"r","task":"t","issue":1,"after":["{a}"],"after_any":true,"batch":"b1","unique":true}}"#),
+            r#"{"repo":"r","task":"t","branch":"main","priority":"low","at":"2026-12-07T06:00Z","dry_run":true}"#.to_string(),
+        ] {
+            let (fast, slow) = both(&line);
+            assert_eq!(fast.as_ref(), Some(slow.as_ref().unwrap()), "{line}");
+        }
+        // Refused lines: the fast reading gives up, the field is named as before.
+        for (line, field) in [
+            (r#"{"repo":"r","task":"t"}"#.to_string(), "issue"),
+            (
+                r#"{"repo":"r","task":"t","issue":"1"}"#.to_string(),
+                "issue",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"agent":"gpt"}"#.to_string(),
+                "agent",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"after":["x"]}"#.to_string(),
+                "after",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"after_any":true}"#.to_string(),
+                "after_any",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"batch":"a b"}"#.to_string(),
+                "batch",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"key":"a b"}"#.to_string(),
+                "key",
+            ),
+            (
+                format!(r#"{{"repo":"r","task":"t","issue":1,"after":["{a}"],"in":"2h"}}"#),
+                "after",
+            ),
+            (
+                r#"{"repo":"r","task":"t","issue":1,"bogus":2}"#.to_string(),
+                "bogus",
+            ),
+        ] {
+            let (fast, slow) = both(&line);
+            assert_eq!(fast, None, "{line}");
+            assert_eq!(slow.unwrap_err(), field, "{line}");
+        }
+        // A repeated field: the fast reading gives up, the other takes the last.
+        let (fast, slow) = both(r#"{"repo":"a","repo":"r","task":"t","issue":1}"#);
+        assert_eq!(fast, None);
+        assert!(slow.unwrap().contains(r#"repo: "r""#));
+    }
 }
