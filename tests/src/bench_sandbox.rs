@@ -38,7 +38,13 @@ fn env_with(extra: &str) -> TestEnv {
 /// agents' network, p50/p95 of 20.
 pub async fn committing_job() -> Vec<Row> {
     let env = env_with("");
-    env.set_env("RUST_LOG", "info,agentq_worker=debug");
+    // `AGENTQ_BENCH_RUST_LOG=info,agentq_worker=trace` for the container
+    // and removal times too.
+    let log = std::env::var("AGENTQ_BENCH_RUST_LOG");
+    env.set_env(
+        "RUST_LOG",
+        log.as_deref().unwrap_or("info,agentq_worker=debug"),
+    );
     env.remotes.create("core", "demo", &[]);
     let w = env.worker("bench", 1);
     let warm = env.enqueue(&[
@@ -72,6 +78,9 @@ pub async fn committing_job() -> Vec<Row> {
         "committing job, last stages:\n{}",
         stages[stages.len().saturating_sub(6)..].join("\n")
     );
+    if std::env::var_os("AGENTQ_BENCH_KEEP_LOG").is_some() {
+        let _ = std::fs::write("/tmp/agentq-bench-commit.log", &log);
+    }
     drop(w);
     drop(env);
     let mut docker = Vec::new();
@@ -244,9 +253,207 @@ pub async fn qa_go() -> Vec<Row> {
     }]
 }
 
-/// Both rows.
-pub async fn rows() -> Vec<Row> {
+/// Jobs whose container start is timed on an idle worker.
+const STARTS: usize = 50;
+
+/// Docker's `create` and `start` events of containers, by name: (create,
+/// start) on the engine's clock, in ms since the epoch (fractions kept).
+type Events =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Option<f64>, Option<f64>)>>>;
+
+/// Watches the engine's container `create` and `start` events from now on,
+/// until dropped.
+fn watch_events(docker: &bollard::Docker) -> (Events, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    let events: Events = Default::default();
+    let filters = std::collections::HashMap::from([
+        ("type", vec!["container"]),
+        ("event", vec!["create", "start"]),
+    ]);
+    let opts = bollard::query_parameters::EventsOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let mut stream = docker.events(Some(opts));
+    let seen = events.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(ev)) = stream.next().await {
+            let name = ev
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|mut a| a.remove("name"));
+            let (Some(name), Some(ns)) = (name, ev.time_nano) else {
+                continue;
+            };
+            let ms = ns as f64 / 1e6;
+            let mut seen = seen.lock().unwrap();
+            let entry = seen.entry(name).or_default();
+            match ev.action.as_deref() {
+                Some("create") => entry.0 = Some(ms),
+                Some("start") => entry.1 = Some(ms),
+                _ => {}
+            }
+        }
+    });
+    (events, task)
+}
+
+/// The (create, start) event times of container `name`, waited for (5 s).
+async fn event_times(events: &Events, name: &str) -> (f64, f64) {
+    let t = Instant::now();
+    loop {
+        if let Some((Some(c), Some(s))) = events.lock().unwrap().get(name).copied() {
+            return (c, s);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no create and start events of {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// Enqueue → the agent container's start (Docker's `start` event) on an
+/// idle worker, 50 jobs, beside Docker's own create → start of a bare
+/// container of the same image (init, the agents' network) asked for by
+/// this process, 50 times, measured the same way (from just before the
+/// `create` call to the `start` event). The row is what the worker adds:
+/// the first minus the second, p50 / p95; and, to tell where it goes,
+/// enqueue → Docker's `create` event (the worker's own time before it asks
+/// Docker, plus Docker's create) beside the bare container's.
+pub async fn container_start() -> Vec<Row> {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let (events, watch) = watch_events(&docker);
+    let env = env_with("");
+    if let Ok(log) = std::env::var("AGENTQ_BENCH_RUST_LOG") {
+        env.set_env("RUST_LOG", log);
+    }
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("bench", 1);
+    let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
+    env.wait_final(&warm, Duration::from_secs(120)).await;
+    let (mut to_start, mut to_create) = (Vec::new(), Vec::new());
+    let starts = std::env::var("AGENTQ_BENCH_STARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(STARTS);
+    for i in 1..=starts {
+        // Idle: the last job's removals and acknowledgement are done.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = env.enqueue(&[
+            "--repo",
+            "demo",
+            "--task",
+            "trivial",
+            "--issue",
+            &(700 + i).to_string(),
+        ]);
+        let rec = env.wait_final(&id, Duration::from_secs(120)).await;
+        assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+        let enqueued = rec.created_at.ms() as f64;
+        let name = format!("agentq-{}-1", id.to_lowercase());
+        let (created, started) = event_times(&events, &name).await;
+        to_start.push(started - enqueued);
+        to_create.push(created - enqueued);
+    }
+    if std::env::var_os("AGENTQ_BENCH_KEEP_LOG").is_some() {
+        let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+        let _ = std::fs::write("/tmp/agentq-bench-start.log", plain(&log));
+    }
+    drop(w);
+    drop(env);
+    // Docker's own: a bare container of the same image, created and started
+    // by this process, the same measure from just before `create`.
+    let (mut own_start, mut own_create) = (Vec::new(), Vec::new());
+    for i in 0..starts {
+        let name = format!("agentq-bench-bare-{}-{i}", std::process::id());
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(TEST_IMAGE.to_string()),
+            cmd: Some(vec!["true".to_string()]),
+            host_config: Some(bollard::models::HostConfig {
+                init: Some(true),
+                network_mode: Some("agentq-agents".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+            .name(&name)
+            .build();
+        let asked = epoch_ms();
+        let id = docker.create_container(Some(opts), body).await.unwrap().id;
+        docker
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let (created, started) = event_times(&events, &name).await;
+        own_start.push(started - asked);
+        own_create.push(created - asked);
+        let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .build();
+        let _ = docker.remove_container(&id, Some(rm)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watch.abort();
+    let ((s50, s95), (d50, d95)) = (p50_p95(&mut to_start), p50_p95(&mut own_start));
+    let ((c50, c95), (o50, o95)) = (p50_p95(&mut to_create), p50_p95(&mut own_create));
+    // What the worker adds, job by job against Docker's p50.
+    let mut beyond: Vec<f64> = to_start.iter().map(|s| s - d50).collect();
+    let (b50, b95) = p50_p95(&mut beyond);
+    vec![
+        Row {
+            what: format!(
+                "enqueue → the agent container's start (Docker's `start` event), idle worker, \
+                 p50 / p95 of {starts}, beyond Docker's own create → start (each job minus the \
+                 bare container's p50)"
+            ),
+            agentq: format!(
+                "{b50:.0} ms / {b95:.0} ms beyond (enqueue → start {s50:.0} ms / {s95:.0} ms)"
+            ),
+            peer: format!(
+                "a bare container of the same image (init, the agents' network) created and \
+                 started by the bench: create call → `start` event {d50:.0} ms / {d95:.0} ms; goal \
+                 ≤ 20 ms beyond at p50"
+            ),
+            ratio: format!("{:.2}× the goal (p50)", b50 / 20.0),
+        },
+        Row {
+            what: format!(
+                "of which enqueue → Docker's `create` event (the worker before it asks Docker, \
+                 plus Docker's create), p50 / p95 of {starts}"
+            ),
+            agentq: format!("{c50:.0} ms / {c95:.0} ms"),
+            peer: format!(
+                "the bare container: create call → `create` event {o50:.0} ms / {o95:.0} ms"
+            ),
+            ratio: format!("{:+.0} ms (p50)", c50 - o50),
+        },
+    ]
+}
+
+/// The rows this task's work is measured by (`AGENTQ_BENCH_ONLY=sandbox-commit`):
+/// the committing job and the container start, without QA's.
+pub async fn commit_rows() -> Vec<Row> {
     let mut rows = committing_job().await;
+    rows.extend(container_start().await);
+    rows
+}
+
+/// Every row.
+pub async fn rows() -> Vec<Row> {
+    let mut rows = commit_rows().await;
     rows.extend(qa_go().await);
     rows
 }

@@ -90,3 +90,66 @@ async fn an_agent_that_forges_the_export_channel_gets_only_its_real_head_taken()
     let subject = git(&bare, &["log", "-1", "--format=%s", &rec.branch]);
     assert_eq!(subject, "honest");
 }
+
+/// Issue 34: the agent's container is removed beside the import of its
+/// commits and the push (off the way to the final state), yet a job said
+/// completed has no container left. Docker is made slow to remove it
+/// (`AGENTQ_TEST_SLOW_REMOVAL_MS`, debug builds only): the final state
+/// waits for the removal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completed_job_has_no_container_left_even_when_its_removal_is_slow() {
+    require_image(TEST_IMAGE);
+    let env = TestEnv::new();
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test commit",
+        "--issue",
+        "1",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert!(!rec.branch.is_empty(), "{rec:#?}");
+    assert_eq!(
+        env.containers_of(&id),
+        Vec::<String>::new(),
+        "the job was said completed before its container was removed"
+    );
+}
+
+/// The same when the stages end without recording an outcome themselves
+/// (here: the provider's usage limit, the job waiting for its reset): the
+/// job's next state is written only once its container is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_waiting_for_its_quota_has_no_container_left_even_when_its_removal_is_slow() {
+    require_directives(TEST_IMAGE, &["limit-once"]);
+    let env = TestEnv::new();
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test limit-once ■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again in 25 seconds.",
+        "--agent",
+        "codex",
+        "--issue",
+        "1",
+    ]);
+    let rec = env
+        .wait_for(&id, LONG, |r| {
+            r.state.is_final() || r.state == JobState::Waiting
+        })
+        .await;
+    assert_eq!(rec.state, JobState::Waiting, "{rec:#?}");
+    assert_eq!(
+        env.containers_of(&id),
+        Vec::<String>::new(),
+        "the job was said waiting before its container was removed"
+    );
+}

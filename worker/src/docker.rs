@@ -24,7 +24,7 @@ pub use self::{
     errors::{engine_error, EngineError},
     network::ensure_network,
     reap::{reap_job, reap_stale},
-    run::{finish, run_container, start, LogTail, Started},
+    run::{finish_kept, run_container, start, LogTail, Started},
 };
 
 pub use agentq_shared::outcome::Ended;

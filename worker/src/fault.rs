@@ -23,3 +23,25 @@ pub(crate) fn panic_at(stage: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub(crate) fn panic_at(_stage: &str) {}
+
+/// The variable that makes every removal of a stopped agent container
+/// ([`crate::run::Removals`]) wait this many milliseconds first, so the
+/// tests can check that a job's end waits for it.
+#[cfg(debug_assertions)]
+const SLOW_REMOVAL: &str = "AGENTQ_TEST_SLOW_REMOVAL_MS";
+
+/// Waits as long as the tests asked a container's removal to wait.
+#[cfg(debug_assertions)]
+pub(crate) async fn slow_removal() {
+    if let Some(ms) = std::env::var(SLOW_REMOVAL)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+/// Release builds: no hook.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub(crate) async fn slow_removal() {}

@@ -161,6 +161,11 @@ pub async fn import_commits(
                 "fetch",
                 "--quiet",
                 "--no-tags",
+                // Neither is needed here, and both are on the way to the
+                // job's end: the worker repository's upkeep runs with
+                // prep's fetches, and nothing reads FETCH_HEAD.
+                "--no-auto-maintenance",
+                "--no-write-fetch-head",
                 "--",
                 &bundle_s,
                 &format!("+HEAD:{IMPORT_REF}"),

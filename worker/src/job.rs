@@ -83,7 +83,10 @@ async fn take(ctx: &Arc<WorkerCtx>, delivery: Delivery, admit: Admit) {
     })
     .await;
     let (token, previous) = match taken {
-        Acquire::Acquired { token, previous } => (token, previous),
+        Acquire::Acquired { token, previous } => {
+            tracing::trace!(job = %id, "delivery taken");
+            (token, previous)
+        }
         Acquire::Held(holder) => {
             // A duplicate: the holder moves the job on, or the sweep does if it dies.
             tracing::debug!(job = %id, holder = %holder, "job is held by another run; duplicate delivery dropped");
@@ -327,6 +330,7 @@ async fn run_admitted(
     let began = std::time::Instant::now();
     // This run's helper tasks: aborted when this function returns or unwinds.
     let helpers = crate::run::RunTasks::default();
+    let removals = crate::run::Removals::default();
     let run = Run {
         ctx,
         hold,
@@ -336,6 +340,7 @@ async fn run_admitted(
         beat: beat.as_deref(),
         tree_arm: &tree_arm,
         helpers: &helpers,
+        removals: &removals,
     };
     let outcome = match AssertUnwindSafe(stages(&run, agent, stop))
         .catch_unwind()
@@ -344,6 +349,8 @@ async fn run_admitted(
         Ok(outcome) => outcome,
         Err(panic) => Err(StageError::Panic(panic_message(panic.as_ref()))),
     };
+    // The run's containers are gone before what its end means is written.
+    removals.wait().await;
     ctx.running.lock().unwrap().remove(&id);
     drop(guard);
     if let Err(StageError::Panic(msg)) = &outcome {

@@ -28,6 +28,8 @@ pub(crate) struct Run<'a> {
     pub(crate) tree_arm: &'a crate::guard::TreeArm,
     /// This run's small helper tasks (notes on the record): they end with it.
     pub(crate) helpers: &'a RunTasks,
+    /// This run's containers being removed beside the work that follows them.
+    pub(crate) removals: &'a Removals,
 }
 
 impl Run<'_> {
@@ -107,6 +109,47 @@ impl RunTasks {
         // Take the ones already done, so a long run does not pile them up.
         while set.try_join_next().is_some() {}
         set.spawn(task);
+    }
+}
+
+/// The removals of a run's stopped containers, started at once and run
+/// beside what follows (the agent's container: beside the import of its
+/// commits and the push), so Docker's removal is not on the way from the
+/// agent's exit to the job's final state.
+///
+/// They are still done before the run's outcome is written: the final move
+/// ([`crate::stages`]' `record`) and every other ending of the stages
+/// ([`crate::job`], before it writes what their result means) wait for
+/// them, so a job said finished has no container left. A removal is never
+/// cut short: each runs on a task of the worker's jobs (`main` waits for
+/// them at shutdown), and one whose run unwound goes on by itself; a worker
+/// that dies meanwhile leaves the container to the janitor, which removes
+/// every container whose run no longer holds its job.
+#[derive(Debug, Default)]
+pub(crate) struct Removals(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Removals {
+    /// Starts removing container `id` (force, with its anonymous volumes);
+    /// `keep` (what the container uses, e.g. its build caches) is dropped
+    /// once it is gone.
+    pub(crate) fn remove<T: Send + 'static>(&self, ctx: &WorkerCtx, id: String, keep: T) {
+        let docker = ctx.docker.clone();
+        let task = ctx.jobs.spawn(async move {
+            let began = std::time::Instant::now();
+            crate::fault::slow_removal().await;
+            crate::docker::remove(&docker, &id).await;
+            drop(keep);
+            tracing::trace!(container = %id, ms = began.elapsed().as_millis() as u64, "container removed");
+        });
+        self.0.lock().unwrap().push(task);
+    }
+
+    /// Waits until every removal started so far is done.
+    pub(crate) async fn wait(&self) {
+        let tasks = std::mem::take(&mut *self.0.lock().unwrap());
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 }
 

@@ -42,7 +42,8 @@ pub enum SaveError {
 }
 
 /// Pushes the agent branch to the job's remote if it is not there yet (see the
-/// module docs).
+/// module docs). `head`: where the branch is, when the caller has just moved
+/// it there (the import): not looked up again.
 ///
 /// # Errors
 /// [`SaveError`].
@@ -51,10 +52,15 @@ pub async fn save_branch(
     input: &DispatchInput,
     prepared: &Prepared,
     host: &str,
+    head: Option<&str>,
 ) -> Result<Saved, SaveError> {
     let git_dir = prepared.workspace.worker_repo();
     let local = format!("refs/heads/{}", prepared.branch);
-    let Some(sha) = rev_parse(&git_dir, &local).await else {
+    let sha = match head {
+        Some(h) => Some(h.to_string()),
+        None => rev_parse(&git_dir, &local).await,
+    };
+    let Some(sha) = sha else {
         return Ok(Saved::Nothing);
     };
     if prepared.remote_sha.as_deref() == Some(sha.as_str()) {
@@ -66,7 +72,8 @@ pub async fn save_branch(
         "--force-with-lease={local}:{}",
         prepared.remote_sha.as_deref().unwrap_or("")
     );
-    let refspec = format!("{local}:{local}");
+    // The commit itself, not the ref: what is pushed is what `Saved` says.
+    let refspec = format!("{sha}:{local}");
     match git_with(
         &git_dir,
         &["push", "--quiet", &lease, "--", &url, &refspec],

@@ -10,7 +10,9 @@
 //! `AGENTQ_BENCH_ONLY=web` runs the web console row alone (no peers needed),
 //! `AGENTQ_BENCH_ONLY=memory` the worker memory row, `AGENTQ_BENCH_ONLY=dispatch`
 //! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
-//! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job and QA rows.
+//! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job, container-start and
+//! QA rows (`sandbox-commit`: without QA's; `sandbox-start`: the container start
+//! alone).
 //! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`),
 //! `AGENTQ_BENCH_ONLY=flows` scheduled and dependent jobs waiting (`bench/flows.rs`).
 
@@ -300,6 +302,8 @@ async fn main() {
         Ok("memory") => return print_rows(vec![memory(None).await]),
         Ok("dispatch") => return print_rows(dispatch().await),
         Ok("sandbox") => return print_rows(bench_sandbox::rows().await),
+        Ok("sandbox-commit") => return print_rows(bench_sandbox::commit_rows().await),
+        Ok("sandbox-start") => return print_rows(bench_sandbox::container_start().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
         Ok("idle") => return print_rows(bench_idle::rows().await),
         Ok("flows") => return print_rows(vec![bench_flows::row().await]),

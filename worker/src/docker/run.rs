@@ -136,15 +136,34 @@ pub async fn finish(
     tail: LogTail,
     timeout: Duration,
     grace: Duration,
-    mut stop: watch::Receiver<StopReason>,
+    stop: watch::Receiver<StopReason>,
 ) -> anyhow::Result<(String, Ended)> {
-    let Started { id, output } = started;
     let began = std::time::Instant::now();
-    let result = drive(docker, &id, output, log, tail, timeout, grace, &mut stop).await;
+    let (id, result) = finish_kept(docker, started, log, tail, timeout, grace, stop).await;
     let ran_ms = began.elapsed().as_millis() as u64;
     remove(docker, &id).await;
     tracing::trace!(container = %id, ran_ms, remove_ms = began.elapsed().as_millis() as u64 - ran_ms, "container done");
     result.map(|ended| (id, ended))
+}
+
+/// [`finish`] without the removal: the container has stopped (exited,
+/// killed or stopped) when this returns, and the caller removes it, whatever
+/// the result (the agent stage removes it beside the work that follows: see
+/// [`crate::run::Removals`]).
+pub async fn finish_kept(
+    docker: &Docker,
+    started: Started,
+    log: &Path,
+    tail: LogTail,
+    timeout: Duration,
+    grace: Duration,
+    mut stop: watch::Receiver<StopReason>,
+) -> (String, anyhow::Result<Ended>) {
+    let Started { id, output } = started;
+    let began = std::time::Instant::now();
+    let result = drive(docker, &id, output, log, tail, timeout, grace, &mut stop).await;
+    tracing::trace!(container = %id, ran_ms = began.elapsed().as_millis() as u64, "container stopped");
+    (id, result)
 }
 
 #[allow(clippy::too_many_arguments)]

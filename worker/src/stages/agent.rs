@@ -216,36 +216,38 @@ pub(super) async fn run_agent(
         hold: run.hold.clone(),
         after: after.clone(),
     };
-    let (container, ended) = match held {
+    let (started, caches) = match held {
         Some(HeldAgent {
             started,
             go,
-            caches: _caches,
+            caches,
         }) => {
             let argv = encode_argv(body.cmd.as_deref().unwrap_or_default());
             if let Err(e) = agentq_shared::fsutil::write_atomic(&go, &argv) {
                 docker::remove(&ctx.docker, &started.id).await;
                 return Err(anyhow::Error::new(e).context("cannot give the agent its command"));
             }
-            docker::finish(&ctx.docker, started, &log, tail, timeout, grace, stop).await?
+            (started, caches)
         }
         None => {
             let mut body = body;
-            let _caches = super::prep::agent_caches(run, &ws.dir, &mut body).await;
-            docker::run_container(
+            let caches = super::prep::agent_caches(run, &ws.dir, &mut body).await;
+            let started = docker::start(
                 &ctx.docker,
                 &run.agent_container_name(),
                 body,
-                &log,
-                tail,
-                timeout,
-                grace,
-                stop,
                 note_container(run),
             )
-            .await?
+            .await?;
+            (started, caches)
         }
     };
+    let (container, ended) =
+        docker::finish_kept(&ctx.docker, started, &log, tail, timeout, grace, stop).await;
+    // Removed beside what follows, whatever the run's end (see
+    // `crate::run::Removals`); its caches stay in use until it is gone.
+    run.removals.remove(ctx, container.clone(), caches);
+    let ended = ended?;
     let _ = run.hold.note(&Note::container(&container)).await;
     Ok((ended, after.map(|a| a.take()).unwrap_or_default()))
 }

@@ -49,10 +49,15 @@ pub(super) async fn keep_commits(
     // Nor does a tree over its bounds: the agent made it, whatever it exited.
     let failed = outcome.state() == JobState::Failed && !tree_over;
     let mut kept_patch = false;
+    // The branch's head when the import just moved it there.
+    let mut head = None;
     if take_commits {
         let imported = match import_commits(run, agent, prepared, after.first()).await {
             Ok(imported) => {
                 tracing::debug!(job = %rec.id, ?imported, "agent commits imported");
+                if let crate::import::Imported::Head(h) = imported {
+                    head = Some(h);
+                }
                 true
             }
             Err(ImportError::Infra(e)) => return Err(StageError::Infra(e, Some(ws.clone()))),
@@ -107,7 +112,10 @@ pub(super) async fn keep_commits(
     if !take_commits {
         return Ok((outcome, Saved::Nothing));
     }
-    let saved = match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host).await {
+    // The leftovers, when committed, move the branch past the import.
+    let head = head.filter(|_| !ctx.cfg.commit_leftovers);
+    let saved = match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host, head.as_deref()).await
+    {
         Ok(s) => s,
         Err(e @ SaveError::Moved { .. }) => {
             tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");

@@ -228,6 +228,9 @@ async fn record(
         }
         tracing::warn!(job = %run.rec.id, error = %e, "cannot write status.json");
     }
+    // Removed beside the commits' import and push: gone before the job is
+    // said finished (see `crate::run::Removals`).
+    run.removals.wait().await;
     run.hold.go(Transition::finished(outcome, report)).await?;
     tracing::info!(job = %run.rec.id, state = %outcome.state(), "job finished");
     Ok(())

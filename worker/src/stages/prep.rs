@@ -95,6 +95,7 @@ pub(super) async fn start_held(run: &Run<'_>, agent: &AgentSpec) -> Option<HeldA
     let job = run.container_job(agent, "", &dirs);
     let mut body = held(agent_container(&ctx.cfg, &job, |k| std::env::var(k).ok()))?;
     let caches = agent_caches(run, &ws.dir, &mut body).await;
+    tracing::trace!(job = %rec.id, "creating the agent's container");
     match docker::start(
         &ctx.docker,
         &run.agent_container_name(),
