@@ -211,3 +211,80 @@ async fn cache_for_agents_mounts_the_caches_into_agent_runs() {
         );
     }
 }
+
+/// The names of the running containers of job `id` (`docker ps`).
+fn running_names(env: &TestEnv, id: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=agentq.job={id}"))
+        .arg("--filter")
+        .arg(format!("label=agentq.namespace={}", env.ns))
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to 60 s for `f` to hold.
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 34: QA's container is started while the agent runs (held, running
+/// nothing), and QA then runs in it on the commit; a run that never gets to
+/// QA (cancelled during the agent's run) removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
+    let env = world();
+    let _w = env.worker("w1", 1);
+    let qa_name = |id: &str| format!("agentq-{}-1-qa", id.to_lowercase());
+    // Used: it is there while the agent sleeps, and QA passes in it.
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "Wait @agentq-test sleep 4",
+    ]);
+    eventually("the QA container runs while the agent does", || {
+        running_names(&env, &id).contains(&qa_name(&id))
+    })
+    .await;
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        (rec.state, rec.qa_status),
+        (JobState::Completed, Some(QaStatus::Passed)),
+        "{rec:#?}\n{}",
+        meta(&rec, "qa.log")
+    );
+    assert!(meta(&rec, "qa-4.log").contains("uid="), "{}", meta(&rec, "qa.log"));
+    assert!(env.containers_of(&id).is_empty());
+    // Unused: cancelled while the agent sleeps.
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "2",
+        "--task",
+        "Wait @agentq-test sleep 60",
+    ]);
+    eventually("the QA container runs while the agent does", || {
+        running_names(&env, &id).contains(&qa_name(&id))
+    })
+    .await;
+    env.cli_ok(&["cancel", &id]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Cancelled, "{rec:#?}");
+    assert_eq!(rec.qa_status, None, "{rec:#?}");
+    eventually("the unused QA container is removed", || {
+        env.containers_of(&id).is_empty()
+    })
+    .await;
+}

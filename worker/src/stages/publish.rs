@@ -33,6 +33,7 @@ pub(super) async fn qa_stage(
     outcome: &mut Outcome,
     stop: &watch::Receiver<StopReason>,
     forge: &mut ForgeErrors,
+    held_qa: Option<crate::qa_held::HeldQa>,
 ) -> Result<(Option<QaResult>, Option<String>), StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
     if *outcome != Outcome::Completed {
@@ -49,7 +50,7 @@ pub(super) async fn qa_stage(
         if let Some(p) = status_on {
             report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
         }
-        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone())
+        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone(), held_qa)
             .await
             .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
         let result = match result {
