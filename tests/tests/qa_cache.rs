@@ -227,55 +227,67 @@ fn running_names(env: &TestEnv, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits up to 60 s for `f` to hold.
-async fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+/// Waits up to `secs` seconds for `f` to hold.
+async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(std::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Issue 34: QA's container is started while the agent runs (held, running
-/// nothing), and QA then runs in it on the commit; a run that never gets to
-/// QA (cancelled during the agent's run) removes it.
+/// nothing), and QA then runs in it on the commit; one that died while held
+/// is replaced by one started then; a run that never gets to QA (cancelled
+/// during the agent's run) removes it itself, at once (not the janitor).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
     let env = world();
     let _w = env.worker("w1", 1);
     let qa_name = |id: &str| format!("agentq-{}-1-qa", id.to_lowercase());
-    // Used: it is there while the agent sleeps, and QA passes in it.
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--issue",
-        "1",
-        "--task",
-        "Wait @agentq-test sleep 4",
-    ]);
-    eventually("the QA container runs while the agent does", || {
-        running_names(&env, &id).contains(&qa_name(&id))
-    })
-    .await;
-    let rec = env.wait_final(&id, LONG).await;
-    assert_eq!(
-        (rec.state, rec.qa_status),
-        (JobState::Completed, Some(QaStatus::Passed)),
-        "{rec:#?}\n{}",
-        meta(&rec, "qa.log")
-    );
-    assert!(meta(&rec, "qa-4.log").contains("uid="), "{}", meta(&rec, "qa.log"));
-    assert!(env.containers_of(&id).is_empty());
+    let enqueue = |issue: &str, secs: &str| {
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--issue",
+            issue,
+            "--task",
+            &format!("Wait @agentq-test sleep {secs}"),
+        ])
+    };
+    // Used: it is there while the agent sleeps, and QA passes in it; then
+    // killed while held: QA passes in another.
+    for (issue, kill) in [("1", false), ("2", true)] {
+        let id = enqueue(issue, "4");
+        within(60, "the QA container runs while the agent does", || {
+            running_names(&env, &id).contains(&qa_name(&id))
+        })
+        .await;
+        if kill {
+            let killed = std::process::Command::new("docker")
+                .args(["kill", &qa_name(&id)])
+                .output()
+                .unwrap();
+            assert!(killed.status.success(), "{killed:?}");
+        }
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(
+            (rec.state, rec.qa_status),
+            (JobState::Completed, Some(QaStatus::Passed)),
+            "{rec:#?}\n{}\n{}",
+            meta(&rec, "qa.log"),
+            env.worker_logs()
+        );
+        assert!(
+            meta(&rec, "qa-4.log").contains("uid="),
+            "{}",
+            meta(&rec, "qa.log")
+        );
+        assert!(env.containers_of(&id).is_empty());
+    }
     // Unused: cancelled while the agent sleeps.
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--issue",
-        "2",
-        "--task",
-        "Wait @agentq-test sleep 60",
-    ]);
-    eventually("the QA container runs while the agent does", || {
+    let id = enqueue("3", "60");
+    within(60, "the QA container runs while the agent does", || {
         running_names(&env, &id).contains(&qa_name(&id))
     })
     .await;
@@ -283,8 +295,15 @@ async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
     let rec = env.wait_final(&id, LONG).await;
     assert_eq!(rec.state, JobState::Cancelled, "{rec:#?}");
     assert_eq!(rec.qa_status, None, "{rec:#?}");
-    eventually("the unused QA container is removed", || {
+    within(10, "the unused QA container is removed", || {
         env.containers_of(&id).is_empty()
     })
     .await;
+    let logs = env.worker_logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("reaping stale agent container") && l.contains(&id)),
+        "the janitor removed it, not its run\n{logs}"
+    );
 }

@@ -72,10 +72,7 @@ pub(crate) fn start(run: &Run<'_>, agent: &AgentSpec, prepared: &Prepared) -> Op
     let (ctx, ws_dir, job) = (ctx.clone(), ws.dir.clone(), run.rec.id.clone());
     let docker = ctx.docker.clone();
     let task = tokio::spawn(async move {
-        let caches = crate::qa_cache::acquire(&ctx, &ws_dir).await;
-        if let Some(c) = &caches {
-            c.apply(&mut body);
-        }
+        let caches = crate::qa_together::with_caches(&ctx, &ws_dir, &mut body).await;
         match docker::start(&ctx.docker, &name, body, |_| {}).await {
             Ok(started) => Some(Ready { started, caches }),
             Err(e) => {

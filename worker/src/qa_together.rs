@@ -82,6 +82,20 @@ pub(crate) fn body(
     body
 }
 
+/// The host's build caches ([`crate::qa_cache`]) mounted into QA's `body`
+/// (`ws_dir`: the workspace's directory); in use until dropped.
+pub(crate) async fn with_caches(
+    ctx: &crate::context::WorkerCtx,
+    ws_dir: &std::path::Path,
+    body: &mut bollard::models::ContainerCreateBody,
+) -> Option<crate::qa_cache::CacheUse> {
+    let caches = crate::qa_cache::acquire(ctx, ws_dir).await;
+    if let Some(c) = &caches {
+        c.apply(body);
+    }
+    caches
+}
+
 /// The QA container's name.
 pub(crate) fn name(run: &Run<'_>) -> String {
     format!("agentq-{}-{}-qa", run.rec.id.to_lowercase(), run.attempt)
@@ -126,10 +140,7 @@ pub(crate) async fn run_steps(
             Some(h) => (h.started, h.caches),
             None => {
                 let mut body = body(run, agent, ws, checkout.dir());
-                let caches = crate::qa_cache::acquire(ctx, &ws.dir).await;
-                if let Some(c) = &caches {
-                    c.apply(&mut body);
-                }
+                let caches = with_caches(ctx, &ws.dir, &mut body).await;
                 let started = docker::start(&ctx.docker, &name(run), body, |_| {}).await?;
                 (started, caches)
             }
@@ -159,7 +170,8 @@ pub(crate) async fn run_steps(
         // A held container that ended before it ran anything (stopped by
         // someone else while it waited, its heartbeat gone stale): the
         // commands run in a container started now, once.
-        if was_held && sections.is_empty() && matches!(ended, Ended::Exited(c) if c != 0) {
+        let nothing_ran = sections.iter().all(|s| s.code.is_none() && s.bytes == 0);
+        if was_held && nothing_ran && matches!(ended, Ended::Exited(c) if c != 0) {
             tracing::warn!(job = %run.rec.id, ?ended, "the QA container started ahead ended before its plan; starting another");
             continue;
         }
