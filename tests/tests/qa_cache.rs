@@ -245,6 +245,7 @@ async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
     let env = world();
     let _w = env.worker("w1", 1);
     let qa_name = |id: &str| format!("agentq-{}-1-qa", id.to_lowercase());
+    let agent_name = |id: &str| format!("agentq-{}-1", id.to_lowercase());
     let enqueue = |issue: &str, secs: &str| {
         env.enqueue(&[
             "--repo",
@@ -260,7 +261,8 @@ async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
     for (issue, kill) in [("1", false), ("2", true)] {
         let id = enqueue(issue, "4");
         within(60, "the QA container runs while the agent does", || {
-            running_names(&env, &id).contains(&qa_name(&id))
+            let names = running_names(&env, &id);
+            names.contains(&qa_name(&id)) && names.contains(&agent_name(&id))
         })
         .await;
         if kill {
@@ -288,7 +290,8 @@ async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
     // Unused: cancelled while the agent sleeps.
     let id = enqueue("3", "60");
     within(60, "the QA container runs while the agent does", || {
-        running_names(&env, &id).contains(&qa_name(&id))
+        let names = running_names(&env, &id);
+        names.contains(&qa_name(&id)) && names.contains(&agent_name(&id))
     })
     .await;
     env.cli_ok(&["cancel", &id]);
