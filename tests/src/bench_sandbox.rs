@@ -236,7 +236,8 @@ pub async fn qa_go() -> Vec<Row> {
     drop(env);
     vec![Row {
         what: "QA of an unchanged Go repository (go build, go vet, go test -count=1), p50 / p95 of 10 \
-               after one cold run: the checkout and one QA container, caches in named volumes"
+               after one cold run: the checkout and one QA container (started ahead, while the agent \
+               runs), caches in named volumes"
             .into(),
         agentq: format!("{q50:.3} s / {q95:.3} s"),
         peer: format!("the same three commands on the host, warm Go cache: {h50:.3} s / {h95:.3} s"),

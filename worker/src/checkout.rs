@@ -351,7 +351,8 @@ mod tests {
         std::fs::write(c.dir().join("sub/deep"), "x").unwrap();
         // Held open as a mount holds it: what is written must show there.
         let held = std::fs::File::open(c.dir()).unwrap();
-        let seen = Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&held).to_string());
+        let seen =
+            Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&held).to_string());
         let c = Checkout::make(&ws, &commit, (0, 0), &bounds(None, None))
             .await
             .unwrap();

@@ -277,7 +277,11 @@ fn a_held_qa_watchdog_waits_for_its_plan() {
     drop(keeper);
     let out = bounded(held(500).spawn_exe());
     assert_eq!(code(&out), 137, "{}", stderr(&out));
-    assert!(stderr(&out).ends_with("; nothing ran\n"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with("; nothing ran\n"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
