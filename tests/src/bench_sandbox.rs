@@ -191,12 +191,16 @@ pub async fn qa_go() -> Vec<Row> {
     let mut qa = qa_stage_ms(&log);
     let stages: Vec<String> = plain(&log)
         .lines()
-        .filter(|l| l.contains("stage done"))
+        .filter(|l| {
+            l.contains("stage done")
+                || l.contains("QA checkout made")
+                || l.contains("QA container done")
+        })
         .map(str::to_string)
         .collect();
     eprintln!(
         "QA job, last stages:\n{}",
-        stages[stages.len().saturating_sub(6)..].join("\n")
+        stages[stages.len().saturating_sub(8)..].join("\n")
     );
     assert!(
         qa.len() >= 11,

@@ -99,6 +99,7 @@ pub async fn run(
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let ws = &prepared.workspace;
     let bounds = run.ctx.cfg.tree_bounds();
+    let began = std::time::Instant::now();
     let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await {
         Ok(c) => c,
         Err(e @ (CheckoutError::TooBig { .. } | CheckoutError::TooMany { .. })) => {
@@ -111,6 +112,7 @@ pub async fn run(
         }
         Err(CheckoutError::Infra(e)) => return Err(e),
     };
+    tracing::debug!(job = %run.rec.id, ms = began.elapsed().as_millis() as u64, "QA checkout made");
     append(
         &ws.meta_dir().join("qa.log"),
         &format!("# QA of commit {}", checkout.commit()),

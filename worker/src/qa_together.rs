@@ -127,10 +127,14 @@ pub(crate) async fn run_steps(
     };
     let ws = &prepared.workspace;
     let limit = Duration::from_secs(ctx.cfg.qa_timeout_secs);
+    let began = std::time::Instant::now();
     let mut held = match held {
         Some(h) => h.take().await,
         None => None,
     };
+    // Where QA's time goes (debug): the wait for a held container still
+    // starting, then the container's run and removal.
+    let waited_ms = began.elapsed().as_millis() as u64;
     // A held container waits for this file: it runs the commands once the
     // plan is there, on the checkout made in its mounted directory.
     agentq_shared::fsutil::write_atomic(&plan_file(beat), &plan(cmds, limit))?;
@@ -166,6 +170,7 @@ pub(crate) async fn run_steps(
         )
         .await?;
         drop(caches);
+        tracing::debug!(job = %run.rec.id, held = was_held, waited_ms, ran_ms = began.elapsed().as_millis() as u64 - waited_ms, "QA container done");
         let sections = sink.take();
         // A held container that ended before it ran anything (stopped by
         // someone else while it waited, its heartbeat gone stale): the
