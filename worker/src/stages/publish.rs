@@ -25,6 +25,7 @@ use super::StageError;
 
 /// QA of a completed run, with the branch pushed first so its head can carry a
 /// commit status; then the pull request. A QA failure fails the job.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn qa_stage(
     run: &Run<'_>,
     agent: &AgentSpec,
