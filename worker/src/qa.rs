@@ -100,7 +100,12 @@ pub async fn run(
     let ws = &prepared.workspace;
     let bounds = run.ctx.cfg.tree_bounds();
     let began = std::time::Instant::now();
-    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await {
+    let made = Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await;
+    if made.is_err() {
+        // The directory made empty ahead for a held container goes too.
+        let _ = std::fs::remove_dir(ws.qa_tree());
+    }
+    let checkout = match made {
         Ok(c) => c,
         Err(e @ (CheckoutError::TooBig { .. } | CheckoutError::TooMany { .. })) => {
             return Ok(Ok(QaResult {
