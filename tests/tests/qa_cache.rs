@@ -211,3 +211,102 @@ async fn cache_for_agents_mounts_the_caches_into_agent_runs() {
         );
     }
 }
+
+/// The names of the running containers of job `id` (`docker ps`).
+fn running_names(env: &TestEnv, id: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=agentq.job={id}"))
+        .arg("--filter")
+        .arg(format!("label=agentq.namespace={}", env.ns))
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to `secs` seconds for `f` to hold.
+async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 34: QA's container is started while the agent runs (held, running
+/// nothing), and QA then runs in it on the commit; one that died while held
+/// is replaced by one started then; a run that never gets to QA (cancelled
+/// during the agent's run) removes it itself, at once (not the janitor).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
+    let env = world();
+    let _w = env.worker("w1", 1);
+    let qa_name = |id: &str| format!("agentq-{}-1-qa", id.to_lowercase());
+    let agent_name = |id: &str| format!("agentq-{}-1", id.to_lowercase());
+    let enqueue = |issue: &str, secs: &str| {
+        env.enqueue(&[
+            "--repo",
+            "demo",
+            "--issue",
+            issue,
+            "--task",
+            &format!("Wait @agentq-test sleep {secs}"),
+        ])
+    };
+    // Used: it is there while the agent sleeps, and QA passes in it; then
+    // killed while held: QA passes in another.
+    for (issue, kill) in [("1", false), ("2", true)] {
+        let id = enqueue(issue, "4");
+        within(60, "the QA container runs while the agent does", || {
+            let names = running_names(&env, &id);
+            names.contains(&qa_name(&id)) && names.contains(&agent_name(&id))
+        })
+        .await;
+        if kill {
+            let killed = std::process::Command::new("docker")
+                .args(["kill", &qa_name(&id)])
+                .output()
+                .unwrap();
+            assert!(killed.status.success(), "{killed:?}");
+        }
+        let rec = env.wait_final(&id, LONG).await;
+        assert_eq!(
+            (rec.state, rec.qa_status),
+            (JobState::Completed, Some(QaStatus::Passed)),
+            "{rec:#?}\n{}\n{}",
+            meta(&rec, "qa.log"),
+            env.worker_logs()
+        );
+        assert!(
+            meta(&rec, "qa-4.log").contains("uid="),
+            "{}",
+            meta(&rec, "qa.log")
+        );
+        assert!(env.containers_of(&id).is_empty());
+    }
+    // Unused: cancelled while the agent sleeps.
+    let id = enqueue("3", "60");
+    within(60, "the QA container runs while the agent does", || {
+        let names = running_names(&env, &id);
+        names.contains(&qa_name(&id)) && names.contains(&agent_name(&id))
+    })
+    .await;
+    env.cli_ok(&["cancel", &id]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Cancelled, "{rec:#?}");
+    assert_eq!(rec.qa_status, None, "{rec:#?}");
+    within(10, "the unused QA container is removed", || {
+        env.containers_of(&id).is_empty()
+    })
+    .await;
+    let logs = env.worker_logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("reaping stale agent container") && l.contains(&id)),
+        "the janitor removed it, not its run\n{logs}"
+    );
+}

@@ -64,7 +64,9 @@ pub struct Checkout {
 
 impl Checkout {
     /// Writes the files of `commit` (in the worker repository of `ws`) into
-    /// `.meta/qa-tree`, replacing whatever an earlier run left there, and gives
+    /// `.meta/qa-tree`, replacing whatever an earlier run left there (in the
+    /// same directory: a QA container started ahead, [`crate::qa_held`], has
+    /// it mounted already), and gives
     /// them to the agents' user `(uid, gid)` when the worker runs as root.
     /// The commit's files must stay within `bounds`: at most `max_bytes`
     /// bytes and `max_entries` files (the workspace's limits; the commit is the
@@ -92,11 +94,7 @@ impl Checkout {
         }
         let dir = ws.qa_tree();
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || {
-            remove_tree(&d)?;
-            std::fs::create_dir(&d)
-        })
-        .await??;
+        tokio::task::spawn_blocking(move || empty_dir(&d)).await??;
         // The commit's `.gitattributes` are the agent's: no filter driver of
         // any configuration (a host's git-lfs, say) runs on its files, and they
         // are written byte for byte as committed (this file has the last word).
@@ -154,6 +152,39 @@ impl Checkout {
             }
             Err(e) => tracing::warn!(error = %e, "cannot remove the QA checkout"),
         }
+    }
+}
+
+/// Makes `.meta/qa-tree` of `ws` an empty directory (emptied in place when
+/// it is one already), for a QA container started before the checkout is
+/// made ([`crate::qa_held`]) to mount.
+///
+/// # Errors
+/// File system errors.
+pub fn make_empty(ws: &Workspace) -> std::io::Result<PathBuf> {
+    let dir = ws.qa_tree();
+    empty_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Makes `dir` an empty directory: its entries removed (never following a
+/// link), the directory itself kept, so that a container that has it
+/// mounted sees what is written in it next; made when missing, and in the
+/// place of a file or link.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            for e in std::fs::read_dir(dir)? {
+                remove_tree(&e?.path())?;
+            }
+            Ok(())
+        }
+        Ok(_) => {
+            std::fs::remove_file(dir)?;
+            std::fs::create_dir(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(dir),
+        Err(e) => Err(e),
     }
 }
 
@@ -313,12 +344,24 @@ mod tests {
         );
         assert!(!c.dir().join(".git").exists());
         assert!(!ws.worker_repo().join("index").exists());
-        // A second checkout replaces what the first (or a QA command) left.
+        // A second checkout replaces what the first (or a QA command) left,
+        // in the same directory (a held QA container has it mounted).
         std::fs::write(c.dir().join("leftover"), "x").unwrap();
+        std::fs::create_dir(c.dir().join("sub")).unwrap();
+        std::fs::write(c.dir().join("sub/deep"), "x").unwrap();
+        // Held open as a mount holds it: what is written must show there.
+        let held = std::fs::File::open(c.dir()).unwrap();
+        let seen =
+            Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&held).to_string());
         let c = Checkout::make(&ws, &commit, (0, 0), &bounds(None, None))
             .await
             .unwrap();
-        assert!(!c.dir().join("leftover").exists());
+        assert!(!c.dir().join("leftover").exists() && !c.dir().join("sub").exists());
+        assert!(
+            seen.join("go.mod").is_file(),
+            "the checkout's directory was replaced, not filled"
+        );
+        drop(held);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(c.dir().join("d"), std::fs::Permissions::from_mode(0o000))
             .unwrap();

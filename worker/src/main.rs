@@ -30,6 +30,7 @@ mod preflight;
 mod prep;
 mod qa;
 mod qa_cache;
+mod qa_held;
 mod qa_together;
 mod quota;
 mod redischeck;

@@ -82,7 +82,9 @@ pub(crate) fn tail(text: &str) -> String {
 }
 
 /// Runs the QA commands in order on a clean checkout of `commit`, stopping at
-/// the first failure; the checkout is removed afterwards.
+/// the first failure; the checkout is removed afterwards. `held`: the QA
+/// container started ahead ([`crate::qa_held`]), used when QA runs in one
+/// container, else removed.
 ///
 /// # Errors
 /// Docker API errors, git or file system errors making the checkout
@@ -93,10 +95,17 @@ pub async fn run(
     prepared: &Prepared,
     commit: &str,
     stop: watch::Receiver<StopReason>,
+    held: Option<crate::qa_held::HeldQa>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let ws = &prepared.workspace;
     let bounds = run.ctx.cfg.tree_bounds();
-    let checkout = match Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await {
+    let began = std::time::Instant::now();
+    let made = Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await;
+    if made.is_err() {
+        // The directory made empty ahead for a held container goes too.
+        let _ = std::fs::remove_dir(ws.qa_tree());
+    }
+    let checkout = match made {
         Ok(c) => c,
         Err(e @ (CheckoutError::TooBig { .. } | CheckoutError::TooMany { .. })) => {
             return Ok(Ok(QaResult {
@@ -108,12 +117,13 @@ pub async fn run(
         }
         Err(CheckoutError::Infra(e)) => return Err(e),
     };
+    tracing::debug!(job = %run.rec.id, ms = began.elapsed().as_millis() as u64, "QA checkout made");
     append(
         &ws.meta_dir().join("qa.log"),
         &format!("# QA of commit {}", checkout.commit()),
         "",
     );
-    let result = run_in(run, agent, prepared, &checkout, stop).await;
+    let result = run_in(run, agent, prepared, &checkout, stop, held).await;
     checkout.remove().await;
     result
 }
@@ -124,6 +134,7 @@ async fn run_in(
     prepared: &Prepared,
     checkout: &Checkout,
     stop: watch::Receiver<StopReason>,
+    held: Option<crate::qa_held::HeldQa>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
     let cmds = commands(ctx, agent, checkout.dir());
@@ -138,7 +149,8 @@ async fn run_in(
     let ws = &prepared.workspace;
     let log = ws.meta_dir().join("qa.log");
     // One container for all the commands, with the host's build caches.
-    match crate::qa_together::run_steps(run, agent, prepared, checkout, &cmds, stop.clone()).await?
+    match crate::qa_together::run_steps(run, agent, prepared, checkout, &cmds, stop.clone(), held)
+        .await?
     {
         Some(Ok(steps)) => {
             return Ok(Ok(crate::qa_together::judge(

@@ -53,32 +53,22 @@ fn plan(cmds: &[Vec<String>], limit: Duration) -> Vec<u8> {
     encode_argv(&args)
 }
 
-/// Runs `cmds` in one container on `checkout` (see the module docs).
-///
-/// # Errors
-/// Docker API errors, the plan that cannot be written (infrastructure).
-pub(crate) async fn run_steps(
+/// The QA container's body (its watchdog runs the plan, `--after`, and
+/// nothing first), without the caches: the same whether it starts now or
+/// ahead ([`crate::qa_held`]). `tree` is the checkout's directory.
+pub(crate) fn body(
     run: &Run<'_>,
     agent: &AgentSpec,
-    prepared: &Prepared,
-    checkout: &Checkout,
-    cmds: &[Vec<String>],
-    stop: watch::Receiver<StopReason>,
-) -> anyhow::Result<Option<Steps>> {
-    let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
-    let Some(beat) = run.beat else {
-        return Ok(None);
-    };
-    let ws = &prepared.workspace;
-    let limit = Duration::from_secs(ctx.cfg.qa_timeout_secs);
-    agentq_shared::fsutil::write_atomic(&beat.dir().join(QA_PLAN), &plan(cmds, limit))?;
+    ws: &agentq_shared::workspace::Workspace,
+    tree: &std::path::Path,
+) -> bollard::models::ContainerCreateBody {
     let dirs = RunDirs {
-        repo: checkout.dir().to_path_buf(),
+        repo: tree.to_path_buf(),
         input: ws.input_dir(),
         out: None,
     };
     let job = run.container_job(agent, "", &dirs);
-    let mut body = qa_container(&ctx.cfg, &job, Vec::new());
+    let mut body = qa_container(&run.ctx.cfg, &job, Vec::new());
     if let Some(entrypoint) = body.entrypoint.as_mut() {
         let dashes = entrypoint
             .iter()
@@ -89,52 +79,125 @@ pub(crate) async fn run_steps(
             ["--after".to_string(), format!("{BEAT_MOUNT}/{QA_PLAN}")],
         );
     }
-    let caches = crate::qa_cache::acquire(ctx, &ws.dir).await;
+    body
+}
+
+/// The host's build caches ([`crate::qa_cache`]) mounted into QA's `body`
+/// (`ws_dir`: the workspace's directory); in use until dropped.
+pub(crate) async fn with_caches(
+    ctx: &crate::context::WorkerCtx,
+    ws_dir: &std::path::Path,
+    body: &mut bollard::models::ContainerCreateBody,
+) -> Option<crate::qa_cache::CacheUse> {
+    let caches = crate::qa_cache::acquire(ctx, ws_dir).await;
     if let Some(c) = &caches {
-        c.apply(&mut body);
+        c.apply(body);
     }
-    let files: Vec<_> = (1..=cmds.len())
-        .map(|i| (ws.meta_dir().join(format!("qa-{i}.log")), STEP_CAP))
-        .collect();
-    let sink = docker::AfterSink::new(files.clone());
-    let name = format!("agentq-{}-{}-qa", rec.id.to_lowercase(), attempt);
-    // The watchdog bounds each command; the container as a whole gets
-    // their sum and a minute more.
-    let whole = limit * cmds.len() as u32 + Duration::from_secs(60);
-    let (_, ended) = docker::run_container(
-        &ctx.docker,
-        &name,
-        body,
-        &ws.meta_dir().join("qa-watchdog.log"),
-        docker::LogTail {
-            hold: run.hold.clone(),
-            after: Some(sink.clone()),
-        },
-        whole,
-        Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
-        stop,
-        |_| {},
-    )
-    .await?;
-    drop(caches);
-    evict_later(run);
-    let sections = sink.take();
-    let mut steps = Vec::new();
-    for ((file, _), s) in files.into_iter().zip(sections) {
-        match s.code {
-            Some(code) => steps.push((file, code)),
-            None => break,
+    caches
+}
+
+/// The QA container's name.
+pub(crate) fn name(run: &Run<'_>) -> String {
+    format!("agentq-{}-{}-qa", run.rec.id.to_lowercase(), run.attempt)
+}
+
+/// The plan's file in the run's heartbeat directory.
+pub(crate) fn plan_file(beat: &crate::deadman::Beat) -> std::path::PathBuf {
+    beat.dir().join(QA_PLAN)
+}
+
+/// Runs `cmds` in one container on `checkout` (see the module docs): the one
+/// started ahead when there is one ([`crate::qa_held`]; only the plan is
+/// written then), else one started now.
+///
+/// # Errors
+/// Docker API errors, the plan that cannot be written (infrastructure).
+pub(crate) async fn run_steps(
+    run: &Run<'_>,
+    agent: &AgentSpec,
+    prepared: &Prepared,
+    checkout: &Checkout,
+    cmds: &[Vec<String>],
+    stop: watch::Receiver<StopReason>,
+    held: Option<crate::qa_held::HeldQa>,
+) -> anyhow::Result<Option<Steps>> {
+    let ctx = run.ctx;
+    let Some(beat) = run.beat else {
+        return Ok(None);
+    };
+    let ws = &prepared.workspace;
+    let limit = Duration::from_secs(ctx.cfg.qa_timeout_secs);
+    let began = std::time::Instant::now();
+    let mut held = match held {
+        Some(h) => h.take().await,
+        None => None,
+    };
+    // Where QA's time goes (debug): the wait for a held container still
+    // starting, then the container's run and removal.
+    let waited_ms = began.elapsed().as_millis() as u64;
+    // A held container waits for this file: it runs the commands once the
+    // plan is there, on the checkout made in its mounted directory.
+    agentq_shared::fsutil::write_atomic(&plan_file(beat), &plan(cmds, limit))?;
+    loop {
+        let was_held = held.is_some();
+        let (started, caches) = match held.take() {
+            Some(h) => (h.started, h.caches),
+            None => {
+                let mut body = body(run, agent, ws, checkout.dir());
+                let caches = with_caches(ctx, &ws.dir, &mut body).await;
+                let started = docker::start(&ctx.docker, &name(run), body, |_| {}).await?;
+                (started, caches)
+            }
+        };
+        let files: Vec<_> = (1..=cmds.len())
+            .map(|i| (ws.meta_dir().join(format!("qa-{i}.log")), STEP_CAP))
+            .collect();
+        let sink = docker::AfterSink::new(files.clone());
+        // The watchdog bounds each command; the container as a whole gets
+        // their sum and a minute more.
+        let whole = limit * cmds.len() as u32 + Duration::from_secs(60);
+        let (_, ended) = docker::finish(
+            &ctx.docker,
+            started,
+            &ws.meta_dir().join("qa-watchdog.log"),
+            docker::LogTail {
+                hold: run.hold.clone(),
+                after: Some(sink.clone()),
+            },
+            whole,
+            Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
+            stop.clone(),
+        )
+        .await?;
+        drop(caches);
+        tracing::debug!(job = %run.rec.id, held = was_held, waited_ms, ran_ms = began.elapsed().as_millis() as u64 - waited_ms, "QA container done");
+        let sections = sink.take();
+        // A held container that ended before it ran anything (stopped by
+        // someone else while it waited, its heartbeat gone stale): the
+        // commands run in a container started now, once.
+        let nothing_ran = sections.iter().all(|s| s.code.is_none() && s.bytes == 0);
+        if was_held && nothing_ran && matches!(ended, Ended::Exited(c) if c != 0) {
+            tracing::warn!(job = %run.rec.id, ?ended, "the QA container started ahead ended before its plan; starting another");
+            continue;
         }
-    }
-    match ended {
-        Ended::Exited(_) => {}
-        Ended::TimedOut => {
-            // Only a watchdog that could not stop a command gets here.
-            steps.push((ws.meta_dir().join("qa-watchdog.log"), TIMED_OUT));
+        evict_later(run);
+        let mut steps = Vec::new();
+        for ((file, _), s) in files.into_iter().zip(sections) {
+            match s.code {
+                Some(code) => steps.push((file, code)),
+                None => break,
+            }
         }
-        other => return Ok(Some(Err(other))),
+        match ended {
+            Ended::Exited(_) => {}
+            Ended::TimedOut => {
+                // Only a watchdog that could not stop a command gets here.
+                steps.push((ws.meta_dir().join("qa-watchdog.log"), TIMED_OUT));
+            }
+            other => return Ok(Some(Err(other))),
+        }
+        return Ok(Some(Ok(steps)));
     }
-    Ok(Some(Ok(steps)))
 }
 
 /// Keeps the caches under `qa_cache_gb`, off the job's path.

@@ -12,6 +12,10 @@
 //! (the prompt file, for agents that read their prompt there: no size limit,
 //! no shell).
 //!
+//! With `--after` and no command (QA's container), the container may start
+//! before its plan is written: the watchdog waits, as for `--argv-from`,
+//! until that file exists.
+//!
 //! With `--argv-from`, the container starts before its command is known: the
 //! watchdog waits (checking the heartbeat, and ending on a signal) until that
 //! file exists, then runs the command it holds, each argument written as its
@@ -365,6 +369,38 @@ fn wait_for_argv(file: &std::path::Path, beat: &std::path::Path, limit: Duration
     }
 }
 
+/// Held with `--after` and no command (QA's container, started while the
+/// agent runs): waits until the plan `file` exists (the worker writes it
+/// whole, by a rename, once the checkout is made), as [`wait_for_argv`]
+/// waits: a signal ends the watchdog (128 + the signal), a stale heartbeat
+/// ends it (137). Looked for every 2 ms in the first 2 s, then every 10 ms
+/// (a hold can last the agent's whole run).
+fn wait_for_plan(file: &std::path::Path, beat: &std::path::Path, limit: Duration) {
+    let began = Instant::now();
+    let mut next_check = Instant::now();
+    loop {
+        let pending = PENDING.load(Ordering::SeqCst);
+        if let Some(sig) = FORWARDED.iter().find(|s| pending & (1 << **s) != 0) {
+            std::process::exit(128 + sig);
+        }
+        match std::fs::symlink_metadata(file) {
+            Ok(_) => return,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // Said by `run_after`, which reads it.
+            Err(_) => return,
+        }
+        if Instant::now() >= next_check {
+            if let Some(why) = stale(beat, limit) {
+                eprintln!("agentq-watchdog: {why}; nothing ran");
+                std::process::exit(EXIT_STALE);
+            }
+            next_check = Instant::now() + CHECK_EVERY;
+        }
+        let poll = if began.elapsed() < Duration::from_secs(2) { 2 } else { 10 };
+        std::thread::sleep(Duration::from_millis(poll));
+    }
+}
+
 /// Why an `execve` failed with `E2BIG`, in words: the longest argument and
 /// the kernel's limit on one; empty for other errors.
 fn too_long(command: &[OsString], e: &std::io::Error) -> String {
@@ -424,6 +460,9 @@ fn main() {
     if command.is_empty() {
         // `--after` with no command: only the plan, watched the same way.
         if let Some(plan) = &args.after {
+            // Held (QA's container, started while the agent runs): until the
+            // worker writes the plan.
+            wait_for_plan(plan, &args.beat, args.stale);
             let (beat, limit) = (args.beat.clone(), args.stale);
             std::thread::spawn(move || watch(0, beat, limit));
             after::run_after(plan);

@@ -108,6 +108,9 @@ pub(crate) async fn stages(
     timer.done("prep");
     let mut forge = ForgeErrors::with_budget(Duration::from_secs(run.ctx.cfg.forge.timeout_secs));
     let runs = run.rec.runs + 1;
+    // QA's container starts, held, while the agent runs (`crate::qa_held`);
+    // dropped unused on any way out that does not reach QA.
+    let held_qa = crate::qa_held::start(run, agent, &prepared);
     let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge, &mut held).await;
     release(run, held).await;
     let ran = ran?;
@@ -135,6 +138,7 @@ pub(crate) async fn stages(
         &mut outcome,
         &stop,
         &mut forge,
+        held_qa,
     )
     .await?;
     timer.done("qa");

@@ -25,6 +25,7 @@ use super::StageError;
 
 /// QA of a completed run, with the branch pushed first so its head can carry a
 /// commit status; then the pull request. A QA failure fails the job.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn qa_stage(
     run: &Run<'_>,
     agent: &AgentSpec,
@@ -33,6 +34,7 @@ pub(super) async fn qa_stage(
     outcome: &mut Outcome,
     stop: &watch::Receiver<StopReason>,
     forge: &mut ForgeErrors,
+    held_qa: Option<crate::qa_held::HeldQa>,
 ) -> Result<(Option<QaResult>, Option<String>), StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
     if *outcome != Outcome::Completed {
@@ -49,7 +51,7 @@ pub(super) async fn qa_stage(
         if let Some(p) = status_on {
             report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
         }
-        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone())
+        let result = crate::qa::run(run, agent, prepared, &commit, stop.clone(), held_qa)
             .await
             .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
         let result = match result {

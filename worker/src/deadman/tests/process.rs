@@ -236,6 +236,54 @@ fn a_held_watchdog_ends_on_a_stop_signal() {
     assert_eq!(code(&out), 128 + libc::SIGTERM, "{}", stderr(&out));
 }
 
+/// QA's container held (`--after PLAN` and no command): it waits until the
+/// worker writes the plan, then reads it (here, not a container's PID 1, it
+/// only says it cannot run it); with a stale heartbeat it ends, running
+/// nothing.
+#[test]
+fn a_held_qa_watchdog_waits_for_its_plan() {
+    let (root, bin, beat) = setup();
+    let file = beat.dir().join(BEAT_FILE);
+    let keeper = Keeper::new(file.clone());
+    let plan = root.path().join("qa-plan");
+    let held = |stale_ms: u64| {
+        let mut c = Command::new(bin.join(WATCHDOG_EXE));
+        c.arg("--beat")
+            .arg(&file)
+            .args(["--stale-ms", &stale_ms.to_string(), "--after"])
+            .arg(&plan)
+            .arg("--")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut child = held(5000).spawn_exe();
+    wait_catching_sigterm(child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it went on without its plan"
+    );
+    write_go(&plan, &["2"]);
+    let out = bounded(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--after needs PID 1"),
+        "{}",
+        stderr(&out)
+    );
+    // No plan and the worker gone: it ends by itself.
+    fs::remove_file(&plan).unwrap();
+    drop(keeper);
+    let out = bounded(held(500).spawn_exe());
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with("; nothing ran\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_held_watchdog_refuses_a_command_it_cannot_read_whole() {
     let (root, bin, beat) = setup();
