@@ -121,6 +121,72 @@ async fn a_completed_job_has_no_container_left_even_when_its_removal_is_slow() {
     );
 }
 
+/// The same for the QA container (started ahead while the agent runs, or
+/// at QA): removed beside the verdict and the push, gone before the job is
+/// said completed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_qa_ran_has_no_container_left_even_when_its_removal_is_slow() {
+    require_image(TEST_IMAGE);
+    let env = TestEnv::new();
+    env.append_config("[agents.codex]\nqa = [[\"sh\", \"-c\", \"test -f README.md || true\"]]\n");
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test commit",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
+    assert_eq!(
+        rec.qa_status,
+        Some(agentq_shared::status::QaStatus::Passed),
+        "{rec:#?}"
+    );
+    assert_eq!(
+        env.containers_of(&id),
+        Vec::<String>::new(),
+        "the job was said completed before its QA container was removed"
+    );
+}
+
+/// And for a QA container started ahead that the run never used (the agent
+/// failed, so there is no QA): its removal is one of the run's, waited for
+/// before the job is said failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_job_has_no_unused_qa_container_left_even_when_its_removal_is_slow() {
+    require_image(TEST_IMAGE);
+    let env = TestEnv::new();
+    env.append_config("[agents.codex]\nqa = [[\"true\"]]\n");
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create("core", "demo", &[]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--task",
+        "@agentq-test exit 5",
+        "--issue",
+        "1",
+        "--agent",
+        "codex",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
+    assert_eq!(rec.qa_status, None, "{rec:#?}");
+    assert_eq!(
+        env.containers_of(&id),
+        Vec::<String>::new(),
+        "the job was said failed before its unused QA container was removed"
+    );
+}
+
 /// The same when the stages end without recording an outcome themselves
 /// (here: the provider's usage limit, the job waiting for its reset): the
 /// job's next state is written only once its container is gone.

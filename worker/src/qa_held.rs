@@ -23,14 +23,16 @@
 //! (job, worker, namespace), as any container of a run no longer held.
 
 use agentq_shared::agent::AgentSpec;
-use bollard::Docker;
 
 use crate::{docker, prep::Prepared, qa_cache::CacheUse, run::Run};
 
 /// A QA container being started, or started, ahead of QA.
 pub(crate) struct HeldQa {
     start: Option<tokio::task::JoinHandle<Option<Ready>>>,
-    docker: Docker,
+    ctx: std::sync::Arc<crate::context::WorkerCtx>,
+    /// The run's removals: an unused container's is one of them, so the
+    /// job's end waits for it as for the run's other containers.
+    removals: crate::run::Removals,
 }
 
 /// A held QA container, started.
@@ -70,7 +72,7 @@ pub(crate) fn start(run: &Run<'_>, agent: &AgentSpec, prepared: &Prepared) -> Op
     let mut body = crate::qa_together::body(run, agent, ws, &tree);
     let name = crate::qa_together::name(run);
     let (ctx, ws_dir, job) = (ctx.clone(), ws.dir.clone(), run.rec.id.clone());
-    let docker = ctx.docker.clone();
+    let held_ctx = ctx.clone();
     let task = tokio::spawn(async move {
         let caches = crate::qa_together::with_caches(&ctx, &ws_dir, &mut body).await;
         match docker::start(&ctx.docker, &name, body, |_| {}).await {
@@ -83,7 +85,8 @@ pub(crate) fn start(run: &Run<'_>, agent: &AgentSpec, prepared: &Prepared) -> Op
     });
     Some(HeldQa {
         start: Some(task),
-        docker,
+        ctx: held_ctx,
+        removals: run.removals.clone(),
     })
 }
 
@@ -97,18 +100,19 @@ impl HeldQa {
 }
 
 impl Drop for HeldQa {
-    /// Unused: the container goes (once started), off the job's path.
+    /// Unused: the container goes (once started), beside what follows, and
+    /// before the job's end is written (one of the run's removals).
     fn drop(&mut self) {
         let Some(task) = self.start.take() else {
             return;
         };
-        let docker = self.docker.clone();
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
-        rt.spawn(async move {
+        }
+        let docker = self.ctx.docker.clone();
+        self.removals.after(&self.ctx, async move {
             if let Ok(Some(ready)) = task.await {
-                docker::remove(&docker, &ready.started.id).await;
+                crate::run::remove_now(&docker, &ready.started.id).await;
                 drop(ready.caches);
             }
         });

@@ -156,7 +156,7 @@ pub(crate) async fn run_steps(
         // The watchdog bounds each command; the container as a whole gets
         // their sum and a minute more.
         let whole = limit * cmds.len() as u32 + Duration::from_secs(60);
-        let (_, ended) = docker::finish(
+        let (id, ended) = docker::finish_kept(
             &ctx.docker,
             started,
             &ws.meta_dir().join("qa-watchdog.log"),
@@ -168,8 +168,12 @@ pub(crate) async fn run_steps(
             Duration::from_secs(ctx.cfg.docker.stop_grace_secs),
             stop.clone(),
         )
-        .await?;
-        drop(caches);
+        .await;
+        // Removed beside what follows (the verdict, the push), gone before
+        // the job's end is written (`crate::run::Removals`); its caches stay
+        // in use until then.
+        run.removals.remove(ctx, id, caches);
+        let ended = ended?;
         tracing::debug!(job = %run.rec.id, held = was_held, waited_ms, ran_ms = began.elapsed().as_millis() as u64 - waited_ms, "QA container done");
         let sections = sink.take();
         // A held container that ended before it ran anything (stopped by
@@ -178,6 +182,8 @@ pub(crate) async fn run_steps(
         let nothing_ran = sections.iter().all(|s| s.code.is_none() && s.bytes == 0);
         if was_held && nothing_ran && matches!(ended, Ended::Exited(c) if c != 0) {
             tracing::warn!(job = %run.rec.id, ?ended, "the QA container started ahead ended before its plan; starting another");
+            // The next one takes its name: the dead one must be gone first.
+            run.removals.wait().await;
             continue;
         }
         evict_later(run);

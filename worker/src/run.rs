@@ -125,8 +125,11 @@ impl RunTasks {
 /// them at shutdown), and one whose run unwound goes on by itself; a worker
 /// that dies meanwhile leaves the container to the janitor, which removes
 /// every container whose run no longer holds its job.
-#[derive(Debug, Default)]
-pub(crate) struct Removals(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+/// Clones share the list: a container removed from outside the run's
+/// borrow (an unused QA container started ahead, [`crate::qa_held`], removed
+/// when dropped) is waited for all the same.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Removals(Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
 
 impl Removals {
     /// Starts removing container `id` (force, with its anonymous volumes);
@@ -134,13 +137,20 @@ impl Removals {
     /// once it is gone.
     pub(crate) fn remove<T: Send + 'static>(&self, ctx: &WorkerCtx, id: String, keep: T) {
         let docker = ctx.docker.clone();
-        let task = ctx.jobs.spawn(async move {
-            let began = std::time::Instant::now();
-            crate::fault::slow_removal().await;
-            crate::docker::remove(&docker, &id).await;
+        self.after(ctx, async move {
+            remove_now(&docker, &id).await;
             drop(keep);
-            tracing::trace!(container = %id, ms = began.elapsed().as_millis() as u64, "container removed");
         });
+    }
+
+    /// Runs `removal` (which removes a container, e.g. once it has started)
+    /// as one of these removals.
+    pub(crate) fn after(
+        &self,
+        ctx: &WorkerCtx,
+        removal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let task = ctx.jobs.spawn(removal);
         self.0.lock().unwrap().push(task);
     }
 
@@ -151,6 +161,14 @@ impl Removals {
             let _ = task.await;
         }
     }
+}
+
+/// Removes container `id` now (the tests' slow-removal hook first).
+pub(crate) async fn remove_now(docker: &bollard::Docker, id: &str) {
+    let began = std::time::Instant::now();
+    crate::fault::slow_removal().await;
+    crate::docker::remove(docker, id).await;
+    tracing::trace!(container = %id, ms = began.elapsed().as_millis() as u64, "container removed");
 }
 
 /// A workspace's directories that containers mount.
