@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use agentq_shared::status::JobState;
+use agentq_shared::{
+    record::JobRecord,
+    status::{JobState, QaStatus},
+};
 use agentq_tests::*;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -98,26 +101,13 @@ async fn an_agent_that_forges_the_export_channel_gets_only_its_real_head_taken()
 /// waits for the removal.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_completed_job_has_no_container_left_even_when_its_removal_is_slow() {
-    require_image(TEST_IMAGE);
-    let env = TestEnv::new();
-    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
-    env.remotes.create("core", "demo", &[]);
-    let _w = env.worker("w1", 1);
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--task",
-        "@agentq-test commit",
-        "--issue",
-        "1",
-    ]);
-    let rec = env.wait_final(&id, LONG).await;
+    let (env, _w, rec) = slowly_removed("", "@agentq-test commit").await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
     assert!(!rec.branch.is_empty(), "{rec:#?}");
-    assert_eq!(
-        env.containers_of(&id),
-        Vec::<String>::new(),
-        "the job was said completed before its container was removed"
+    let left = env.containers_of(&rec.id);
+    assert!(
+        left.is_empty(),
+        "the job was said completed before its container was removed: {left:?}"
     );
 }
 
@@ -126,33 +116,14 @@ async fn a_completed_job_has_no_container_left_even_when_its_removal_is_slow() {
 /// said completed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_whose_qa_ran_has_no_container_left_even_when_its_removal_is_slow() {
-    require_image(TEST_IMAGE);
-    let env = TestEnv::new();
-    env.append_config("[agents.codex]\nqa = [[\"sh\", \"-c\", \"test -f README.md || true\"]]\n");
-    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
-    env.remotes.create("core", "demo", &[]);
-    let _w = env.worker("w1", 1);
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--task",
-        "@agentq-test commit",
-        "--issue",
-        "1",
-        "--agent",
-        "codex",
-    ]);
-    let rec = env.wait_final(&id, LONG).await;
+    let qa = "[agents.codex]\nqa = [[\"sh\", \"-c\", \"test -f README.md || true\"]]\n";
+    let (env, _w, rec) = slowly_removed(qa, "@agentq-test commit").await;
     assert_eq!(rec.state, JobState::Completed, "{rec:#?}");
-    assert_eq!(
-        rec.qa_status,
-        Some(agentq_shared::status::QaStatus::Passed),
-        "{rec:#?}"
-    );
-    assert_eq!(
-        env.containers_of(&id),
-        Vec::<String>::new(),
-        "the job was said completed before its QA container was removed"
+    assert_eq!(rec.qa_status, Some(QaStatus::Passed), "{rec:#?}");
+    let left = env.containers_of(&rec.id);
+    assert!(
+        left.is_empty(),
+        "the job was said completed before its QA container was removed: {left:?}"
     );
 }
 
@@ -161,30 +132,36 @@ async fn a_job_whose_qa_ran_has_no_container_left_even_when_its_removal_is_slow(
 /// before the job is said failed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_job_has_no_unused_qa_container_left_even_when_its_removal_is_slow() {
-    require_image(TEST_IMAGE);
-    let env = TestEnv::new();
-    env.append_config("[agents.codex]\nqa = [[\"true\"]]\n");
-    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
-    env.remotes.create("core", "demo", &[]);
-    let _w = env.worker("w1", 1);
-    let id = env.enqueue(&[
-        "--repo",
-        "demo",
-        "--task",
-        "@agentq-test exit 5",
-        "--issue",
-        "1",
-        "--agent",
-        "codex",
-    ]);
-    let rec = env.wait_final(&id, LONG).await;
+    let qa = "[agents.codex]\nqa = [[\"true\"]]\n";
+    let (env, _w, rec) = slowly_removed(qa, "@agentq-test exit 5").await;
     assert_eq!(rec.state, JobState::Failed, "{rec:#?}");
     assert_eq!(rec.qa_status, None, "{rec:#?}");
-    assert_eq!(
-        env.containers_of(&id),
-        Vec::<String>::new(),
-        "the job was said failed before its unused QA container was removed"
+    let left = env.containers_of(&rec.id);
+    assert!(
+        left.is_empty(),
+        "the job was said failed before its unused QA container was removed: {left:?}"
     );
+}
+
+/// One job of `task` (agent codex, the pool configured with `config`), on a
+/// worker whose every container removal takes 1.5 s, to its final state.
+/// The worker is still running when the caller looks at the containers (its
+/// shutdown would wait for the removals).
+async fn slowly_removed(config: &str, task: &str) -> (TestEnv, WorkerProc, JobRecord) {
+    require_image(TEST_IMAGE);
+    let env = TestEnv::new();
+    if !config.is_empty() {
+        env.append_config(config);
+    }
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create("core", "demo", &[]);
+    let w = env.worker("w1", 1);
+    let args = [
+        "--repo", "demo", "--task", task, "--issue", "1", "--agent", "codex",
+    ];
+    let id = env.enqueue(&args);
+    let rec = env.wait_final(&id, LONG).await;
+    (env, w, rec)
 }
 
 /// The same when the stages end without recording an outcome themselves
