@@ -155,15 +155,25 @@ impl Checkout {
     }
 }
 
-/// Makes `.meta/qa-tree` of `ws` an empty directory (emptied in place when
-/// it is one already), for a QA container started before the checkout is
-/// made ([`crate::qa_held`]) to mount.
+/// Makes `.meta/qa-tree` of `ws` an empty directory, for a QA container
+/// started before the checkout is made ([`crate::qa_held`]) to mount.
+/// Called on the job's async path, so it only makes one: a directory left
+/// with entries (an earlier attempt's QA, which wrote into it as the agents'
+/// uid, as many files as it liked) is refused, and emptied later by
+/// [`Checkout::make`] on a blocking thread.
 ///
 /// # Errors
-/// File system errors.
+/// File system errors; a directory that is not empty.
 pub fn make_empty(ws: &Workspace) -> std::io::Result<PathBuf> {
     let dir = ws.qa_tree();
-    empty_dir(&dir)?;
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {
+            if std::fs::read_dir(&dir)?.next().is_some() {
+                return Err(std::io::Error::other("left with entries by an earlier run"));
+            }
+        }
+        _ => empty_dir(&dir)?,
+    }
     Ok(dir)
 }
 
@@ -280,6 +290,31 @@ mod tests {
             max_entries,
             budget: std::time::Duration::from_secs(5),
         }
+    }
+
+    /// The directory for a QA container started ahead is made where it is
+    /// missing or a link (never followed), but one left with entries is
+    /// refused, not walked: that is for `Checkout::make`, off the async path.
+    #[test]
+    fn make_empty_refuses_a_directory_left_with_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let ws = Workspace {
+            dir: t.path().join("ws"),
+        };
+        std::fs::create_dir_all(ws.meta_dir()).unwrap();
+        let dir = make_empty(&ws).unwrap();
+        assert!(dir.is_dir() && std::fs::read_dir(&dir).unwrap().next().is_none());
+        assert_eq!(make_empty(&ws).unwrap(), dir);
+        std::fs::write(dir.join("left"), "x").unwrap();
+        assert!(make_empty(&ws).is_err());
+        assert!(dir.join("left").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+        let made = make_empty(&ws).unwrap();
+        assert!(!std::fs::symlink_metadata(&made).unwrap().is_symlink());
+        assert!(elsewhere.is_dir());
     }
 
     /// The checkout has the commit's files, not the working tree's, and no
