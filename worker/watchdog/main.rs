@@ -337,45 +337,43 @@ fn decode_argv(mut bytes: &[u8]) -> Result<Vec<OsString>, String> {
 /// ends the watchdog (128 + the signal) and a stale heartbeat ends it (137),
 /// as they would the agent.
 fn wait_for_argv(file: &std::path::Path, beat: &std::path::Path, limit: Duration) -> Vec<OsString> {
-    const POLL: Duration = Duration::from_millis(2);
-    let mut next_check = Instant::now();
-    loop {
-        let pending = PENDING.load(Ordering::SeqCst);
-        if let Some(sig) = FORWARDED.iter().find(|s| pending & (1 << **s) != 0) {
-            std::process::exit(128 + sig);
-        }
-        match std::fs::read(file) {
-            Ok(bytes) => match decode_argv(&bytes) {
-                Ok(argv) => return argv,
-                Err(e) => {
-                    eprintln!("agentq-watchdog: {}: {e}", file.display());
-                    std::process::exit(EXIT_USAGE);
-                }
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+    hold(beat, limit, "the agent never started", || match std::fs::read(file) {
+        Ok(bytes) => match decode_argv(&bytes) {
+            Ok(argv) => Some(argv),
             Err(e) => {
-                eprintln!("agentq-watchdog: cannot read {}: {e}", file.display());
+                eprintln!("agentq-watchdog: {}: {e}", file.display());
                 std::process::exit(EXIT_USAGE);
             }
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => {
+            eprintln!("agentq-watchdog: cannot read {}: {e}", file.display());
+            std::process::exit(EXIT_USAGE);
         }
-        if Instant::now() >= next_check {
-            if let Some(why) = stale(beat, limit) {
-                eprintln!("agentq-watchdog: {why}; the agent never started");
-                std::process::exit(EXIT_STALE);
-            }
-            next_check = Instant::now() + CHECK_EVERY;
-        }
-        std::thread::sleep(POLL);
-    }
+    })
 }
 
 /// Held with `--after` and no command (QA's container, started while the
-/// agent runs): waits until the plan `file` exists (the worker writes it
-/// whole, by a rename, once the checkout is made), as [`wait_for_argv`]
-/// waits: a signal ends the watchdog (128 + the signal), a stale heartbeat
-/// ends it (137). Looked for every 2 ms in the first 2 s, then every 10 ms
-/// (a hold can last the agent's whole run).
+/// agent runs): waits, as [`wait_for_argv`] does, until the plan `file`
+/// exists (the worker writes it whole, by a rename, once the checkout is
+/// made); an error reading it is said by `run_after`, which reads it.
 fn wait_for_plan(file: &std::path::Path, beat: &std::path::Path, limit: Duration) {
+    hold(beat, limit, "nothing ran", || match std::fs::symlink_metadata(file) {
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        _ => Some(()),
+    })
+}
+
+/// The hold of [`wait_for_argv`] and [`wait_for_plan`]: polls `ready` until
+/// it gives something; a signal ends the watchdog (128 + the signal), a stale
+/// heartbeat ends it (137, saying `never_ran`). Polled every 2 ms in the
+/// first 2 s, then every 10 ms (a QA hold lasts the agent's whole run).
+fn hold<T>(
+    beat: &std::path::Path,
+    limit: Duration,
+    never_ran: &str,
+    mut ready: impl FnMut() -> Option<T>,
+) -> T {
     let began = Instant::now();
     let mut next_check = Instant::now();
     loop {
@@ -383,15 +381,12 @@ fn wait_for_plan(file: &std::path::Path, beat: &std::path::Path, limit: Duration
         if let Some(sig) = FORWARDED.iter().find(|s| pending & (1 << **s) != 0) {
             std::process::exit(128 + sig);
         }
-        match std::fs::symlink_metadata(file) {
-            Ok(_) => return,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            // Said by `run_after`, which reads it.
-            Err(_) => return,
+        if let Some(got) = ready() {
+            return got;
         }
         if Instant::now() >= next_check {
             if let Some(why) = stale(beat, limit) {
-                eprintln!("agentq-watchdog: {why}; nothing ran");
+                eprintln!("agentq-watchdog: {why}; {never_ran}");
                 std::process::exit(EXIT_STALE);
             }
             next_check = Instant::now() + CHECK_EVERY;
