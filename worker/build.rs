@@ -7,6 +7,7 @@ use std::{env, path::PathBuf, process::Command};
 fn main() {
     println!("cargo:rerun-if-changed=watchdog/main.rs");
     println!("cargo:rerun-if-changed=watchdog/after.rs");
+    println!("cargo:rerun-if-changed=watchdog/open_root.rs");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());

@@ -35,6 +35,10 @@ pub struct WorkerCtx {
     pub breaker: crate::breaker::Breaker,
     /// Where the agents' watchdog binary is installed (mounted read-only).
     pub watchdog_dir: std::path::PathBuf,
+    /// The engine keeps containers on `fuse-overlayfs`: held containers'
+    /// root directory loses its group bits before they run (see
+    /// [`crate::fuse_root`]).
+    pub fuse_rootfs: bool,
     /// Bytes this host's workspaces and mirrors used at the last housekeeping.
     pub workspace_bytes: std::sync::atomic::AtomicU64,
     /// Room of a pool without a limit: the live workers' total concurrency

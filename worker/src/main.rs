@@ -11,6 +11,7 @@ mod deadman;
 mod docker;
 mod fault;
 mod forge;
+mod fuse_root;
 mod git;
 mod guard;
 mod hold;
@@ -188,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = shutdown::listen(Duration::from_secs(cli.shutdown_timeout), &services)?;
     let forge = forge::client(&cfg)?;
     let served = preflight::check(&cfg, &docker).await?;
+    let fuse_rootfs = fuse_root::detect(&docker).await;
     preflight::spawn_forge_check(&cfg, forge.clone(), &services);
     let ctx = Arc::new(WorkerCtx {
         cfg: cfg.clone(),
@@ -205,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Duration::from_secs(cfg.host_cooldown_secs),
         ),
         watchdog_dir: deadman::install(&cfg.workspace_root)?,
+        fuse_rootfs,
         workspace_bytes: Default::default(),
         window: Default::default(),
         poke: Default::default(),

@@ -76,7 +76,11 @@ pub(crate) fn start(run: &Run<'_>, agent: &AgentSpec, prepared: &Prepared) -> Op
     let task = tokio::spawn(async move {
         let caches = crate::qa_together::with_caches(&ctx, &ws_dir, &mut body).await;
         match docker::start(&ctx.docker, &name, body, |_| {}).await {
-            Ok(started) => Some(Ready { started, caches }),
+            Ok(started) => {
+                // Before the plan, so before anything runs in it.
+                crate::fuse_root::open(&ctx, &started.id).await;
+                Some(Ready { started, caches })
+            }
             Err(e) => {
                 tracing::debug!(job = %job, error = %e, "cannot start the QA container ahead; QA starts it then");
                 None

@@ -2,6 +2,8 @@
 //! so the agent cannot outlive the worker that started it.
 //!
 //! Usage: `agentq-watchdog --beat FILE --stale-ms N [--argv-from FILE] [--stdin-from FILE] [--after FILE] -- [CMD [ARGS...]]`
+//! or `agentq-watchdog --open-root GID` (see `open_root.rs`: run by the worker as root
+//! in a held container on a `fuse-overlayfs` host, before anything else runs in it).
 //!
 //! With `--after`, once CMD has exited on its own the watchdog kills
 //! everything else in the container and runs the worker's commands from that
@@ -48,6 +50,7 @@
 //! any image (glibc, musl or none at all) and is never taken from the image.
 
 mod after;
+mod open_root;
 
 use std::{
     ffi::OsString,
@@ -424,7 +427,11 @@ fn too_long(command: &[OsString], e: &std::io::Error) -> String {
 }
 
 fn main() {
-    let args = match parse(std::env::args_os().skip(1)) {
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "--open-root") {
+        std::process::exit(open_root::run(&argv[1..]));
+    }
+    let args = match parse(argv.into_iter()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("agentq-watchdog: {e}\n{USAGE}");
