@@ -71,6 +71,20 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
 }
 
+/// [`write_stdout`] of a text already made (not formatted into a string of
+/// its own first).
+pub fn write_stdout_text(s: &str) {
+    let shown;
+    let s = if raw() {
+        s
+    } else {
+        shown = text::visible(s);
+        shown.as_str()
+    };
+    let mut out = std::io::stdout().lock();
+    stdout_result(out.write_all(s.as_bytes()).and_then(|()| out.flush()));
+}
+
 /// Writes an agent's output to stdout made readable
 /// ([`agentq_shared::readable`]: colours dropped, a progress bar line by line,
 /// other escapes made visible, bytes that are not UTF-8 as `\xNN`), or as it

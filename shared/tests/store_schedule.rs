@@ -58,6 +58,50 @@ async fn wake_takes_the_highest_priority_first_and_fifo_within_one() {
     );
 }
 
+/// One chunk of one agent at several priorities and models, and another
+/// agent: each job in its own lane, in the lanes' and pools' sets (a chunk
+/// works out each lane once, issue 34).
+#[tokio::test]
+async fn one_chunk_of_mixed_priorities_and_models_parks_each_job_in_its_lane() {
+    let redis = Redis::start();
+    let store = redis.store("t").await;
+    let recs = [
+        job("codex", Priority::Normal, 0),
+        job("codex", Priority::High, 0),
+        job("codex:m", Priority::High, 0),
+        job("codex", Priority::Normal, 0),
+        job("claude", Priority::Low, 0),
+    ];
+    store.create(&recs).await.unwrap();
+    let lanes = [
+        "codex:-",
+        "codex:-~high",
+        "codex:m~high",
+        "codex:-",
+        "claude:-~low",
+    ];
+    for (rec, lane) in recs.iter().zip(lanes) {
+        let members: Vec<String> = query(
+            &store,
+            redis::cmd("ZRANGE")
+                .arg(format!("t:lane:{lane}"))
+                .arg(0)
+                .arg(-1),
+        )
+        .await;
+        assert!(
+            members.contains(&rec.id),
+            "{} not in {lane}: {members:?}",
+            rec.id
+        );
+    }
+    let mut codex: Vec<String> = query(&store, redis::cmd("SMEMBERS").arg("t:lanes:codex")).await;
+    codex.sort();
+    assert_eq!(codex, ["-", "-~high", "m~high"]);
+    let claude: Vec<String> = query(&store, redis::cmd("SMEMBERS").arg("t:lanes:claude")).await;
+    assert_eq!(claude, ["-~low"]);
+}
+
 #[tokio::test]
 async fn a_low_job_past_the_priority_age_counts_as_normal() {
     let redis = Redis::start();

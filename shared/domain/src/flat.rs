@@ -330,7 +330,11 @@ impl<F: FnMut(&'static str, &str)> ser::SerializeStruct for Visit<F> {
         // A primitive as its string; anything nested as JSON (as `Fields`).
         self.text.clear();
         if value.serialize(PrimitiveInto(&mut self.text)).is_err() {
-            self.text = serde_json::to_string(value).map_err(ser::Error::custom)?;
+            // Into the same buffer (it keeps its room for the next field).
+            let mut bytes = std::mem::take(&mut self.text).into_bytes();
+            bytes.clear();
+            serde_json::to_writer(&mut bytes, value).map_err(ser::Error::custom)?;
+            self.text = String::from_utf8(bytes).map_err(ser::Error::custom)?;
         }
         (self.emit)(key, &self.text);
         Ok(())
@@ -376,24 +380,37 @@ struct PrimitiveInto<'a>(&'a mut String);
 
 /// `v` in decimal at the end of `out` (what its `Display` writes, without
 /// the formatting machinery).
-fn push_decimal(out: &mut String, v: i128) {
+pub fn push_decimal(out: &mut String, v: i128) {
     if v < 0 {
         out.push('-');
     }
     let mut digits = [0u8; 40];
-    let mut n = v.unsigned_abs();
     let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    let n = v.unsigned_abs();
+    // In 64 bits when it fits (every field but an i128's): 128-bit division
+    // is a call per digit.
+    match u64::try_from(n) {
+        Ok(mut n) => loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut n = n;
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
         }
     }
-    for &d in &digits[i..] {
-        out.push(d as char);
-    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 macro_rules! write_text {
@@ -526,7 +543,18 @@ mod tests {
             (get("code"), get("state")),
             ("0".into(), "timed_out".into())
         );
-        for v in [0i128, 7, -3, 10, i128::from(u64::MAX), i128::from(i64::MIN)] {
+        for v in [
+            0i128,
+            7,
+            -3,
+            10,
+            i128::from(u64::MAX),
+            i128::from(u64::MAX) + 1,
+            -i128::from(u64::MAX) - 1,
+            i128::from(i64::MIN),
+            i128::MAX,
+            i128::MIN,
+        ] {
             let mut out = String::from("x");
             push_decimal(&mut out, v);
             assert_eq!(out, format!("x{v}"));

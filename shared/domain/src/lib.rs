@@ -24,6 +24,7 @@ pub mod container_paths;
 pub mod flat;
 pub mod flow;
 pub mod input;
+pub mod json_text;
 pub mod keys;
 pub mod language;
 pub mod notify;

@@ -225,9 +225,9 @@ impl JobRecord {
             if out.len() > start + 1 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut *out, k).expect("a string into memory");
+            crate::json_text::push_str(out, k);
             out.push(b':');
-            serde_json::to_writer(&mut *out, v).expect("a string into memory");
+            crate::json_text::push_str(out, v);
         };
         crate::flat::for_each_field(self, |k, v| {
             if kept_at_create(k, v) {
@@ -560,6 +560,10 @@ mod tests {
         full.attempt = 2;
         full.after = "01A,01B".into();
         full.after_any = true;
+        // Text with every kind of character escaping can meet (issue 34:
+        // strings with nothing to escape are copied as they are).
+        full.error = "tab\t nul\0 esc\u{1b} del\u{7f} c1\u{9b} \u{2028} 😀 </ \\ \"".into();
+        full.input.task = "\u{1f}\r\n\u{8}\u{c} é 日本".into();
         assert_eq!(full.packed(&extra), by_list(&full));
         assert_eq!(JobRecord::from_packed(&full.packed(&[])).unwrap(), full);
         // Not JSON: a corrupt record, not a panic.

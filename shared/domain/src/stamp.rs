@@ -46,12 +46,55 @@ impl From<chrono::DateTime<chrono::Utc>> for Stamp {
 impl fmt::Display for Stamp {
     /// RFC 3339, UTC, with milliseconds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &self
-                .to_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
+        match rfc3339_millis(self.0) {
+            Some(text) => f.write_str(std::str::from_utf8(&text).expect("ASCII digits")),
+            None => f.write_str(
+                &self
+                    .to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+        }
     }
+}
+
+/// `ms` as RFC 3339, UTC, with milliseconds (`2026-12-07T09:00:00.123Z`),
+/// written digit by digit: what `chrono` writes for it, without its
+/// formatting machinery or a string of its own (a batch enqueue writes two
+/// stamps per job: issue 34). `None` outside the years 0 to 9999, which
+/// `chrono` writes with a sign (or not at all).
+fn rfc3339_millis(ms: i64) -> Option<[u8; 24]> {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 3, milli);
+    Some(out)
 }
 
 /// Why a text is not a [`Stamp`].
@@ -75,8 +118,12 @@ impl FromStr for Stamp {
 }
 
 impl Serialize for Stamp {
+    /// Its text ([`fmt::Display`]), from the stack when it can (issue 34).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match rfc3339_millis(self.0) {
+            Some(text) => s.serialize_str(std::str::from_utf8(&text).expect("ASCII digits")),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -107,14 +154,14 @@ impl<'de> Deserialize<'de> for Stamp {
 /// Unlike an optional name, a text that is not a time is an error (the record
 /// is unreadable, naming the field), never quietly nothing.
 pub mod or_empty {
-    use serde::{de, Deserialize, Deserializer, Serializer};
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
     use super::Stamp;
 
     /// `None` as the empty string, else RFC 3339.
     pub fn serialize<S: Serializer>(v: &Option<Stamp>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => s.collect_str(v),
+            Some(v) => v.serialize(s),
             None => s.serialize_str(""),
         }
     }
@@ -147,6 +194,42 @@ mod tests {
         assert_eq!(t.to_string().parse::<Stamp>(), Ok(t));
         assert_eq!("1796630400123".parse::<Stamp>(), Ok(t));
         assert_eq!("2026-12-07T09:00:00.123+01:00".parse::<Stamp>(), Ok(t));
+    }
+
+    #[test]
+    fn stamps_are_written_as_chrono_writes_them() {
+        let chrono_text = |ms: i64| {
+            Stamp::from_ms(ms)
+                .to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        // Year 0's first and year 9999's last millisecond, and beyond them
+        // (written with a sign, or the epoch for what chrono cannot hold).
+        let edges = [
+            -62_167_219_200_000,
+            253_402_300_799_999,
+            -62_167_219_200_001,
+            253_402_300_800_000,
+            i64::MIN,
+            i64::MAX,
+            0,
+            -1,
+            951_782_400_000, // 2000-02-29
+            4_107_542_399_999,
+        ];
+        // A walk over the years (leap days, month ends, negative counts).
+        let mut ms = -62_167_219_200_000i64;
+        let mut walk = Vec::new();
+        while ms < 253_402_400_000_000 {
+            walk.push(ms);
+            ms += 7_919_999_997; // ~92 days less 3 ms: every month, hour, ms
+        }
+        for ms in edges.into_iter().chain(walk) {
+            assert_eq!(Stamp::from_ms(ms).to_string(), chrono_text(ms), "{ms}");
+            // Serialized, the same text.
+            let json = serde_json::to_string(&Stamp::from_ms(ms)).unwrap();
+            assert_eq!(json, format!("\"{}\"", chrono_text(ms)), "{ms}");
+        }
     }
 
     #[test]

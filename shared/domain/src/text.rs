@@ -18,7 +18,12 @@ pub fn is_hostile_control(c: char) -> bool {
 /// ESC as `\e`, other C0 as `^X` (`^M` for a carriage return), DEL as `^?`, C1
 /// as `\u{9b}`.
 pub fn visible(text: &str) -> String {
-    if !text.chars().any(is_hostile_control) {
+    // A look at the bytes first (issue 34: a batch prints 50 000 lines): a
+    // control character is a byte below 0x20, 0x7f, or C1 (0xc2 0x80-0x9f);
+    // only a text with such a byte (or another 0xc2 character) is read
+    // character by character.
+    let suspect = |b: &u8| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f || *b == 0xc2;
+    if !text.as_bytes().iter().any(suspect) || !text.chars().any(is_hostile_control) {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -180,6 +185,22 @@ mod tests {
         assert!(!v.chars().any(is_hostile_control));
         assert_eq!(visible("plain é\n"), "plain é\n");
         assert_eq!(visible("\0"), "^@");
+    }
+
+    #[test]
+    fn every_control_character_is_found_whatever_its_bytes() {
+        // Each character alone and between others: what `visible` gives is
+        // what showing it character by character gives.
+        for c in (0u32..0x300)
+            .chain([0x2028, 0xfeff, 0x1f600])
+            .filter_map(char::from_u32)
+        {
+            for text in [c.to_string(), format!("ab{c}é\n")] {
+                let mut one_by_one = String::new();
+                text.chars().for_each(|c| push_visible(&mut one_by_one, c));
+                assert_eq!(visible(&text), one_by_one, "{:x}", c as u32);
+            }
+        }
     }
 
     #[test]

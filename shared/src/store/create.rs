@@ -88,14 +88,52 @@ pub const OPEN_LUA: &str = include_str!("lua/open.lua");
 /// transaction.
 static FINISH_SCRIPT: LazyLock<String> = LazyLock::new(|| lua::source("finish"));
 
-/// One record's part of a chunk.
-struct Placed<'a> {
-    rec: &'a JobRecord,
+/// Where the jobs of one agent (with its model) and priority wait: worked out
+/// once per chunk for each such pair, not once per job (issue 34).
+struct Spot<'a> {
+    agent: &'a str,
+    priority: crate::priority::Priority,
     /// Its pool and model (see [`placement`]).
     pool: String,
     model: String,
+    /// Its lane's model (see [`Priority::lane`](crate::priority::Priority::lane)).
+    lane_model: String,
+    /// Its lane's key.
+    lane: String,
+}
+
+impl<'a> Spot<'a> {
+    /// The index in `spots` of `rec`'s spot, added if it is not there yet.
+    fn find(spots: &mut Vec<Spot<'a>>, k: &crate::keys::Keys, rec: &'a JobRecord) -> usize {
+        let (agent, priority) = (rec.input.agent.as_str(), rec.input.priority);
+        if let Some(i) = spots
+            .iter()
+            .position(|s| s.agent == agent && s.priority == priority)
+        {
+            return i;
+        }
+        let (pool, model) = placement(&rec.input);
+        let lane_model = priority.lane(&model);
+        let lane = k.lane(&pool, &lane_model);
+        spots.push(Spot {
+            agent,
+            priority,
+            pool,
+            model,
+            lane_model,
+            lane,
+        });
+        spots.len() - 1
+    }
+}
+
+/// One record's part of a chunk.
+struct Placed<'a> {
+    rec: &'a JobRecord,
+    /// Where it waits (its pool and model even when it is in no lane).
+    spot: &'a Spot<'a>,
     /// Its lane's key; `None` for a dry run (delivered at once).
-    lane: Option<String>,
+    lane: Option<&'a str>,
     /// A dry run's delivery.
     task: Option<String>,
     /// A delayed job's due time (ms): it waits in `{ns}:scheduled`, in no lane.
@@ -235,10 +273,16 @@ impl JobStore {
         let now = now_ms();
         let now_text = now.to_string();
         let created = now_rfc3339();
+        let mut spots = Vec::new();
+        let spot_of: Vec<usize> = records
+            .iter()
+            .map(|rec| Spot::find(&mut spots, k, rec))
+            .collect();
         let placed: Vec<Placed> = records
             .iter()
-            .map(|rec| {
-                let (pool, model) = placement(&rec.input);
+            .zip(spot_of)
+            .map(|(rec, spot)| {
+                let spot = &spots[spot];
                 // Waits for its parents in no lane (store::flow); `--after`
                 // with `--at` is refused at enqueue, so a dependent job has no due time.
                 let due = if rec.after.is_empty() {
@@ -251,12 +295,11 @@ impl JobStore {
                 } else if rec.input.dry_run {
                     (None, Some(new_task_id()))
                 } else {
-                    (Some(k.lane(&pool, &rec.input.priority.lane(&model))), None)
+                    (Some(spot.lane.as_str()), None)
                 };
                 Placed {
                     rec,
-                    pool,
-                    model,
+                    spot,
                     lane,
                     task,
                     due,
@@ -273,46 +316,48 @@ impl JobStore {
         fresh.arg(k.fresh());
         let mut packed = 0usize;
         let mut buf = Vec::with_capacity(1024);
-        let mut pools: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut pools: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut scheduled: Vec<(i64, &str)> = Vec::new();
+        let mut order_text = String::with_capacity(20);
         for (p, &order) in placed.iter().zip(orders) {
-            let order_text = order.to_string();
-            let mut extra: Vec<(&'static str, &str)> = Vec::with_capacity(7);
-            extra.push(("order", &order_text));
-            extra.push(("task_at", &now_text));
-            match (&p.lane, &p.task) {
+            order_text.clear();
+            agentq_domain::flat::push_decimal(&mut order_text, order.into());
+            // At most seven fields of the store's own, on the stack.
+            let mut extra = Extra::default();
+            extra.push("order", &order_text);
+            extra.push("task_at", &now_text);
+            match (p.lane, &p.task) {
                 (Some(lane), _) => {
-                    extra.push(("parked", "lane"));
+                    extra.push("parked", "lane");
                     lanes.entry(lane).or_default().push((order, &p.rec.id));
-                    let lane_model = p.rec.input.priority.lane(&p.model);
-                    let models = pools.entry(p.pool.as_str()).or_default();
-                    if !models.contains(&lane_model) {
-                        models.push(lane_model);
+                    let models = pools.entry(p.spot.pool.as_str()).or_default();
+                    if !models.contains(&p.spot.lane_model.as_str()) {
+                        models.push(&p.spot.lane_model);
                     }
                 }
-                (None, Some(task)) => extra.push(("task", task)),
+                (None, Some(task)) => extra.push("task", task),
                 // Scheduled; without a due time it waits for its parents.
                 (None, None) => {
                     if let Some(due) = p.due {
-                        extra.push(("parked", crate::store::scheduled::PARKED_SCHEDULED));
+                        extra.push("parked", crate::store::scheduled::PARKED_SCHEDULED);
                         scheduled.push((due, &p.rec.id));
                     }
                 }
             }
             if !p.rec.input.priority.is_normal() {
-                extra.push(("prio", p.rec.input.priority.as_str()));
+                extra.push("prio", p.rec.input.priority.as_str());
             }
-            extra.push(("pool", &p.pool));
-            extra.push(("model", &p.model));
+            extra.push("pool", &p.spot.pool);
+            extra.push("model", &p.spot.model);
             if p.due.is_some() {
                 // Written opened, in its own hash: it is `scheduled`, not one
                 // of the queued jobs the hash of new jobs holds.
                 let mut fields = p.rec.fields_to_create();
-                fields.extend(extra.iter().map(|(f, v)| (*f, v.to_string())));
+                fields.extend(extra.fields().iter().map(|(f, v)| (*f, v.to_string())));
                 pipe.hset_multiple(k.job(&p.rec.id), &fields).ignore();
             } else {
                 buf.clear();
-                p.rec.pack_into(&mut buf, &extra);
+                p.rec.pack_into(&mut buf, extra.fields());
                 fresh.arg(&p.rec.id).arg(&buf[..]);
                 packed += 1;
             }
@@ -348,7 +393,7 @@ impl JobStore {
                     .map(|p| KeyEntry {
                         id: &p.rec.id,
                         key: &p.rec.key,
-                        lane: match (&p.lane, p.due) {
+                        lane: match (p.lane, p.due) {
                             (Some(lane), _) => lane,
                             (None, Some(_)) => &scheduled_key,
                             (None, None) => "",
@@ -420,6 +465,28 @@ impl JobStore {
                 _ => Created::New(id),
             })
             .collect())
+    }
+}
+
+/// A record's fields that only the store knows (place in line, pool,
+/// delivery: see [`JobRecord::pack_into`]), at most [`Extra::MAX`], kept on
+/// the stack.
+#[derive(Default)]
+struct Extra<'a> {
+    fields: [(&'static str, &'a str); Extra::MAX],
+    len: usize,
+}
+
+impl<'a> Extra<'a> {
+    const MAX: usize = 7;
+
+    fn push(&mut self, field: &'static str, value: &'a str) {
+        self.fields[self.len] = (field, value);
+        self.len += 1;
+    }
+
+    fn fields(&self) -> &[(&'static str, &'a str)] {
+        &self.fields[..self.len]
     }
 }
 

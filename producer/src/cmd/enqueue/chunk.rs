@@ -73,7 +73,13 @@ impl Chunk {
                                     &json!({"line": n, "id": id, "status": "queued", "key": key}),
                                 ),
                                 (false, _) => {
-                                    let _ = writeln!(out, "line {n}: queued {id}");
+                                    // `line {n}: queued {id}`, pieces pushed
+                                    // (the line a batch prints most: issue 34).
+                                    out.push_str("line ");
+                                    let _ = write!(out, "{n}");
+                                    out.push_str(": queued ");
+                                    out.push_str(id);
+                                    out.push('\n');
                                 }
                             }
                         }
@@ -94,7 +100,7 @@ impl Chunk {
                 Line::Refused(n, e) => refused_line(&mut out, n, &e, json, tally),
             }
         }
-        out!("{out}");
+        crate::output::write_stdout_text(&out);
         self.records.clear();
     }
 
