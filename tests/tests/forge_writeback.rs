@@ -275,6 +275,80 @@ async fn a_failing_test_fails_the_job_without_a_pull_request() {
     sim.assert_nothing_dropped();
 }
 
+/// Issue 34: the branch is pushed beside QA. Here QA is done (nothing to
+/// check: skipped) while the forge still holds the `pending` status sent
+/// after the push: the final status still comes after it, on the same
+/// commit, and the pull request after both. (QA run after the push and its
+/// status would never end while the status is held: the forge's budget is
+/// ten minutes here.)
+#[tokio::test(flavor = "multi_thread")]
+async fn qa_done_before_the_pending_status_lands_still_ends_pending_then_success() {
+    let (env, sim) = world_with("timeout_secs = 600").await;
+    env.remotes
+        .create("core", "plain", &[("README.md", "# plain\n")]);
+    sim.add_repo("core", "plain", "main");
+    sim.add_issue("core", "plain", 7, "A note", "");
+    sim.hang_on("POST", "/repos/core/plain/statuses");
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "plain",
+        "--issue",
+        "7",
+        "--task",
+        "Note @agentq-test commit",
+    ]);
+    let rec = env
+        .wait_for(&id, LONG, |r| !r.workspace_dir.is_empty())
+        .await;
+    let qa_log = Path::new(&rec.workspace_dir).join(".meta/qa.log");
+    let deadline = std::time::Instant::now() + LONG;
+    while !std::fs::read_to_string(&qa_log).is_ok_and(|l| l.contains("# QA of commit")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QA did not run while the pending status was held\n{}",
+            env.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sim.pulls("core", "plain").is_empty(),
+        "a pull request before the statuses"
+    );
+    sim.stop_hanging();
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        (rec.state, rec.qa_status),
+        (JobState::Completed, Some(QaStatus::Skipped)),
+        "{rec:#?}\n{}",
+        env.worker_logs()
+    );
+    assert!(
+        rec.forge_error.is_empty(),
+        "{}\n{}",
+        rec.forge_error,
+        env.worker_logs()
+    );
+    let head = git(
+        &bare(&env, "plain"),
+        &["rev-parse", &format!("refs/heads/{}", rec.branch)],
+    );
+    let statuses = sim.statuses("core", "plain", &head);
+    let states: Vec<&str> = statuses.iter().map(|s| s.state.as_str()).collect();
+    assert_eq!(states, ["pending", "success"], "{statuses:?}");
+    assert_eq!(
+        statuses[1].description,
+        "QA skipped: nothing to build or test"
+    );
+    assert_eq!(sim.pulls("core", "plain").len(), 1);
+    // Nothing to check: no checkout was made (one leaves its attributes
+    // override in the worker repository) and no QA tree is left.
+    let meta = Path::new(&rec.workspace_dir).join(".meta");
+    assert!(!meta.join("git/info/attributes").exists());
+    assert!(!meta.join("qa-tree").exists());
+    sim.assert_nothing_dropped();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forge_trouble_is_retried_or_recorded_never_fatal() {
     let (env, sim) = world().await;

@@ -209,6 +209,9 @@ async fn a_remote_branch_that_moved_during_the_run_is_not_overwritten() {
         "{}",
         rec.error
     );
+    // QA ran beside the push that was refused: its result counts for
+    // nothing, as if it never ran.
+    assert_eq!(rec.qa_status, None, "{rec:#?}");
     let log = remote_log(&remote, &rec.branch);
     assert!(
         log[0].starts_with(theirs.trim()),

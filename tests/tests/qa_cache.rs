@@ -329,3 +329,50 @@ async fn the_qa_container_starts_during_the_agents_run_and_goes_when_unused() {
         "the janitor removed it, not its run\n{logs}"
     );
 }
+
+/// Issue 34: a QA container started ahead (the repository has a language
+/// when the run starts) that QA then has no use for (the agent's commit
+/// removed the marker: nothing to check, so QA skips without a checkout)
+/// is removed as any unused one: before the job is said completed (Docker
+/// made slow to remove it), with no QA tree left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_with_nothing_to_check_leaves_no_qa_container_started_ahead() {
+    let image = "agentq-redteam:latest";
+    require_directives(image, &["rm", "git-add-all", "sleep"]);
+    let env = TestEnv::with_config("");
+    env.append_config(&format!("[agents.codex]\nimage = \"{image}\"\n"));
+    env.set_env("AGENTQ_TEST_SLOW_REMOVAL_MS", "1500");
+    env.remotes.create(
+        "core",
+        "demo",
+        &[("requirements.txt", "\n"), ("README.md", "# demo\n")],
+    );
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--repo",
+        "demo",
+        "--issue",
+        "1",
+        "--task",
+        "Drop @redteam sleep 3 @redteam rm requirements.txt @redteam git-add-all",
+    ]);
+    let qa_name = format!("agentq-{}-1-qa", id.to_lowercase());
+    within(60, "the QA container runs while the agent does", || {
+        running_names(&env, &id).contains(&qa_name)
+    })
+    .await;
+    let rec = env.wait_final(&id, LONG).await;
+    assert_eq!(
+        (rec.state, rec.qa_status),
+        (JobState::Completed, Some(QaStatus::Skipped)),
+        "{rec:#?}\n{}\n{}",
+        meta(&rec, "qa.log"),
+        env.worker_logs()
+    );
+    let left = env.containers_of(&id);
+    assert!(
+        left.is_empty(),
+        "the job was said completed before its unused QA container was removed: {left:?}"
+    );
+    assert!(!Path::new(&rec.workspace_dir).join(".meta/qa-tree").exists());
+}

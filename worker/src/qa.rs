@@ -51,14 +51,60 @@ impl QaResult {
 }
 
 /// The commands QA runs for this job: the pool's configured ones, else those of
-/// the language detected in `tree` (the checkout); none means QA is skipped.
+/// the language detected in the working tree `tree`; none means QA is skipped.
 pub fn commands(ctx: &WorkerCtx, agent: &AgentSpec, tree: &std::path::Path) -> Vec<Vec<String>> {
-    if let Some(cmds) = ctx.cfg.agents.get(agent.pool()).and_then(|a| a.qa.clone()) {
+    if let Some(cmds) = configured(ctx, agent) {
         return cmds;
     }
     Language::detect(tree)
         .map(Language::qa_commands)
         .unwrap_or_default()
+}
+
+/// The commands QA runs on `commit` of the worker repository `git_dir`: the
+/// pool's configured ones, else those of the language of the commit's top
+/// directory, read with one `git ls-tree` (no checkout). None means QA is
+/// skipped.
+///
+/// # Errors
+/// Git errors (a commit or tree missing from the worker repository).
+pub async fn commands_at(
+    ctx: &WorkerCtx,
+    agent: &AgentSpec,
+    git_dir: &std::path::Path,
+    commit: &str,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    if let Some(cmds) = configured(ctx, agent) {
+        return Ok(cmds);
+    }
+    Ok(language_at(git_dir, commit)
+        .await?
+        .map(Language::qa_commands)
+        .unwrap_or_default())
+}
+
+/// The language of `commit` of the worker repository `git_dir`, from the
+/// marker files in its top directory: regular files only (mode `100644` or
+/// `100755`; no link, directory or submodule), as a checkout would have
+/// them ([`DetectLanguage`]).
+async fn language_at(git_dir: &std::path::Path, commit: &str) -> anyhow::Result<Option<Language>> {
+    let tree = format!("{commit}^{{tree}}");
+    let listing = crate::git::git(git_dir, &["ls-tree", "-z", "--full-tree", &tree]).await?;
+    let files: std::collections::HashSet<&str> = listing
+        .split('\0')
+        .filter_map(|entry| {
+            // `<mode> <type> <object>\t<name>`
+            let (meta, name) = entry.split_once('\t')?;
+            let mode = meta.split(' ').next()?;
+            matches!(mode, "100644" | "100755").then_some(name)
+        })
+        .collect();
+    Ok(Language::from_markers(|f| files.contains(f)))
+}
+
+/// The pool's configured QA commands, if any.
+fn configured(ctx: &WorkerCtx, agent: &AgentSpec) -> Option<Vec<Vec<String>>> {
+    ctx.cfg.agents.get(agent.pool()).and_then(|a| a.qa.clone())
 }
 
 /// The commit QA checks (see the module docs): the agent branch's head in the
@@ -82,7 +128,8 @@ pub(crate) fn tail(text: &str) -> String {
 }
 
 /// Runs the QA commands in order on a clean checkout of `commit`, stopping at
-/// the first failure; the checkout is removed afterwards. `held`: the QA
+/// the first failure; the checkout is removed afterwards. A commit with no
+/// commands to run ([`commands_at`]) is skipped without a checkout. `held`: the QA
 /// container started ahead ([`crate::qa_held`]), used when QA runs in one
 /// container, else removed.
 ///
@@ -98,8 +145,24 @@ pub async fn run(
     held: Option<crate::qa_held::HeldQa>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let ws = &prepared.workspace;
-    let bounds = run.ctx.cfg.tree_bounds();
     let began = std::time::Instant::now();
+    let cmds = commands_at(run.ctx, agent, &ws.worker_repo(), commit).await;
+    if !cmds.as_ref().is_ok_and(|c| !c.is_empty()) {
+        // Nothing to run (or no commit to read): no checkout is made, and
+        // the directory made empty ahead for a held container goes (the
+        // container itself with `held`, unused).
+        let _ = std::fs::remove_dir(ws.qa_tree());
+    }
+    let cmds = cmds?;
+    if cmds.is_empty() {
+        append(
+            &ws.meta_dir().join("qa.log"),
+            &format!("# QA of commit {commit}"),
+            "",
+        );
+        return Ok(Ok(QaResult::skipped()));
+    }
+    let bounds = run.ctx.cfg.tree_bounds();
     let made = Checkout::make(ws, commit, run.ctx.agent_ids(), &bounds).await;
     if made.is_err() {
         // The directory made empty ahead for a held container goes too.
@@ -123,9 +186,21 @@ pub async fn run(
         &format!("# QA of commit {}", checkout.commit()),
         "",
     );
-    let result = run_in(run, agent, prepared, &checkout, stop, held).await;
+    let result = run_in(run, agent, prepared, &checkout, &cmds, stop, held).await;
     checkout.remove().await;
     result
+}
+
+impl QaResult {
+    /// QA with nothing to run.
+    fn skipped() -> Self {
+        QaResult {
+            status: QaStatus::Skipped,
+            command: String::new(),
+            detail: "no build or test commands for this repository".into(),
+            output_tail: String::new(),
+        }
+    }
 }
 
 async fn run_in(
@@ -133,28 +208,20 @@ async fn run_in(
     agent: &AgentSpec,
     prepared: &Prepared,
     checkout: &Checkout,
+    cmds: &[Vec<String>],
     stop: watch::Receiver<StopReason>,
     held: Option<crate::qa_held::HeldQa>,
 ) -> anyhow::Result<Result<QaResult, Ended>> {
     let (ctx, rec, attempt) = (run.ctx, run.rec, run.attempt);
-    let cmds = commands(ctx, agent, checkout.dir());
-    if cmds.is_empty() {
-        return Ok(Ok(QaResult {
-            status: QaStatus::Skipped,
-            command: String::new(),
-            detail: "no build or test commands for this repository".into(),
-            output_tail: String::new(),
-        }));
-    }
     let ws = &prepared.workspace;
     let log = ws.meta_dir().join("qa.log");
     // One container for all the commands, with the host's build caches.
-    match crate::qa_together::run_steps(run, agent, prepared, checkout, &cmds, stop.clone(), held)
+    match crate::qa_together::run_steps(run, agent, prepared, checkout, cmds, stop.clone(), held)
         .await?
     {
         Some(Ok(steps)) => {
             return Ok(Ok(crate::qa_together::judge(
-                &cmds,
+                cmds,
                 steps,
                 ctx.cfg.qa_timeout_secs,
                 &log,
@@ -219,5 +286,62 @@ pub(crate) fn append(log: &std::path::Path, command: &str, output: &str) {
     use std::io::Write;
     if let Ok(mut f) = agentq_shared::fsutil::append_nofollow(log) {
         let _ = writeln!(f, "$ {command}\n{output}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A commit's language, read from its tree alone: a marker that is a
+    /// link, a directory or below the top directory is no marker (as in a
+    /// checkout); a regular one (executable too) is; a commit missing from
+    /// the repository is an error, not "nothing to check".
+    #[tokio::test]
+    async fn a_commits_language_comes_from_the_regular_files_at_its_top() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path();
+        sh(src, &["init", "-q"]);
+        std::fs::write(src.join("README.md"), "x").unwrap();
+        std::os::unix::fs::symlink("README.md", src.join("go.mod")).unwrap();
+        std::fs::create_dir_all(src.join("Cargo.toml")).unwrap();
+        std::fs::write(src.join("Cargo.toml/x"), "x").unwrap();
+        std::fs::create_dir(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/package.json"), "{}").unwrap();
+        sh(src, &["add", "-A"]);
+        sh(src, &["commit", "-qm", "one"]);
+        let none = sh(src, &["rev-parse", "HEAD"]);
+        std::fs::write(src.join("requirements.txt"), "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            src.join("requirements.txt"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        sh(src, &["add", "-A"]);
+        sh(src, &["commit", "-qm", "two"]);
+        let python = sh(src, &["rev-parse", "HEAD"]);
+        let git_dir = src.join(".git");
+        assert_eq!(language_at(&git_dir, &none).await.unwrap(), None);
+        assert_eq!(
+            language_at(&git_dir, &python).await.unwrap(),
+            Some(Language::Python)
+        );
+        assert!(language_at(&git_dir, &"0".repeat(40)).await.is_err());
     }
 }

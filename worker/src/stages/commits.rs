@@ -20,17 +20,29 @@ use crate::{
 
 use super::{AgentRun, StageError};
 
-/// The agent's commits, taken as data into the worker repository and saved to
-/// the shared remote (so any host can carry on from them); the pool's backoff
-/// told how the run went. Nothing leaves from a run that lost its job.
+/// What [`save`] is to push once the commits are kept: nothing (the run's
+/// work is not taken), or the agent branch.
+pub(super) enum ToSave {
+    /// The run's work is not taken: nothing is saved.
+    Nothing,
+    /// The agent branch, at `head` when the import just moved it there.
+    Branch {
+        /// The branch's head, when known without looking it up.
+        head: Option<String>,
+    },
+}
+
+/// The agent's commits, taken as data into the worker repository, and what
+/// is to be saved to the shared remote (by [`save`], beside QA, so any host
+/// can carry on from them); the pool's backoff told how the run went.
+/// Nothing leaves from a run that lost its job.
 pub(super) async fn keep_commits(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
     ran: AgentRun,
     stop: &watch::Receiver<StopReason>,
-    forge: &mut ForgeErrors,
-) -> Result<(Outcome, Saved), StageError> {
+) -> Result<(Outcome, ToSave), StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
     let AgentRun {
         mut outcome,
@@ -110,22 +122,35 @@ pub(super) async fn keep_commits(
         return Err(StageError::SelfFenced);
     }
     if !take_commits {
-        return Ok((outcome, Saved::Nothing));
+        return Ok((outcome, ToSave::Nothing));
     }
     // The leftovers, when committed, move the branch past the import.
     let head = head.filter(|_| !ctx.cfg.commit_leftovers);
-    let saved = match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host, head.as_deref()).await
-    {
-        Ok(s) => s,
+    Ok((outcome, ToSave::Branch { head }))
+}
+
+/// Saves the agent branch to the shared remote ([`save_branch`]): where it
+/// stands, and the finding when the remote branch moved (the run then fails
+/// for it). A push that fails otherwise is a forge error.
+pub(super) async fn save(
+    run: &Run<'_>,
+    prepared: &Prepared,
+    to_save: ToSave,
+    forge: &mut ForgeErrors,
+) -> (Saved, Option<Finding>) {
+    let (ctx, rec) = (run.ctx, run.rec);
+    let ToSave::Branch { head } = to_save else {
+        return (Saved::Nothing, None);
+    };
+    match save_branch(&ctx.cfg, &rec.input, prepared, &ctx.host, head.as_deref()).await {
+        Ok(s) => (s, None),
         Err(e @ SaveError::Moved { .. }) => {
             tracing::warn!(job = %rec.id, error = %e, "agent branch not saved");
-            outcome = settle(outcome, Finding::BranchMoved(e.to_string()));
-            Saved::Nothing
+            (Saved::Nothing, Some(Finding::BranchMoved(e.to_string())))
         }
         Err(e @ SaveError::Failed(_)) => {
             forge.add("save branch", e);
-            Saved::Nothing
+            (Saved::Nothing, None)
         }
-    };
-    Ok((outcome, saved))
+    }
 }

@@ -6,9 +6,9 @@
 //!
 //! One module per stage: [`prep`] (output directory, workspace, the held
 //! agent container), [`agent`] (the agent's run and what it means),
-//! [`commits`] (taken in and saved to the remote), [`publish`] (the branch
-//! pushed, QA, the pull request opened: the write-back path), and the
-//! report and record here.
+//! [`commits`] (taken in, and how they are saved to the remote), [`publish`]
+//! (the branch pushed beside QA, the pull request opened: the write-back
+//! path), and the report and record here.
 
 mod agent;
 mod commits;
@@ -118,11 +118,12 @@ pub(crate) async fn stages(
     let exit_code = ran.exit_code;
     let summary = ran.summary.clone();
     let quota = ran.quota.clone();
-    let (mut outcome, saved) = keep_commits(run, agent, &prepared, ran, &stop, &mut forge).await?;
+    let (mut outcome, to_save) = keep_commits(run, agent, &prepared, ran, &stop).await?;
     timer.done("commits");
     // A run stopped by its provider's limit is no outcome: its commits are
-    // kept (above), and the job waits for the reset.
+    // kept (above) and saved, and the job waits for the reset.
     if let Some(hit) = quota {
+        commits::save(run, &prepared, to_save, &mut forge).await;
         let ws = &prepared.workspace;
         run.write_status(
             ws,
@@ -134,7 +135,7 @@ pub(crate) async fn stages(
         run,
         agent,
         &prepared,
-        &saved,
+        to_save,
         &mut outcome,
         &stop,
         &mut forge,

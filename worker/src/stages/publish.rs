@@ -1,5 +1,5 @@
-//! The write-back path of a completed run: its branch pushed, QA on it (a
-//! commit status around it), the pull request opened ([`qa_stage`]), then
+//! The write-back path of a completed run: its branch pushed beside QA on it
+//! (a commit status around it), the pull request opened ([`qa_stage`]), then
 //! the outcome told on the issue ([`report_stage`]).
 
 use agentq_shared::{
@@ -18,42 +18,71 @@ use crate::{
     qa::QaResult,
     report::{self, ForgeErrors},
     run::Run,
-    save::Saved,
 };
 
-use super::StageError;
+use super::{
+    commits::{save, ToSave},
+    StageError,
+};
 
-/// QA of a completed run, with the branch pushed first so its head can carry a
-/// commit status; then the pull request. A QA failure fails the job.
+/// The branch saved (pushed) beside QA of a completed run, then the pull
+/// request. The push and QA go on at once: QA checks a commit of the worker
+/// repository ([`crate::qa::target`]), known before the push lands. The
+/// commit status goes on the pushed head once it is there and QA has begun
+/// (`Pending`), and its final state once both are done; the pull request
+/// after both. A QA failure fails the job; a push that fails lets QA run (a
+/// forge error); a remote branch that moved fails the run, and QA's result
+/// then counts for nothing (as if it never ran).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn qa_stage(
     run: &Run<'_>,
     agent: &AgentSpec,
     prepared: &Prepared,
-    saved: &Saved,
+    to_save: ToSave,
     outcome: &mut Outcome,
     stop: &watch::Receiver<StopReason>,
     forge: &mut ForgeErrors,
     held_qa: Option<crate::qa_held::HeldQa>,
 ) -> Result<(Option<QaResult>, Option<String>), StageError> {
     let (ctx, rec) = (run.ctx, run.rec);
-    if *outcome != Outcome::Completed {
-        return Ok((None, None));
-    }
-    let pushed = report::pull_branch(ctx, rec, prepared, saved, forge).await;
-    let mut qa = None;
-    if ctx.cfg.auto_qa {
-        run.hold.go(Transition::qa()).await?;
-        // What is pushed is what is checked: QA runs on a clean checkout of the
-        // agent branch's head, and the status goes on that commit alone.
-        let commit = crate::qa::target(prepared).await;
-        let status_on = pushed.as_ref().filter(|p| p.sha == commit);
-        if let Some(p) = status_on {
-            report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
+    let completed = *outcome == Outcome::Completed;
+    // QA's commit, once QA has begun (its transition made).
+    let (began, qa_began) = tokio::sync::oneshot::channel::<String>();
+    let push = async {
+        let (saved, moved) = save(run, prepared, to_save, forge).await;
+        if !completed || moved.is_some() {
+            return (None, moved);
         }
+        let pushed = report::pull_branch(ctx, rec, prepared, &saved, forge).await;
+        // What is pushed is what is checked: the status goes on that commit
+        // alone.
+        if let Ok(commit) = qa_began.await {
+            if let Some(p) = pushed.as_ref().filter(|p| p.sha == commit) {
+                report::set_status(ctx, rec, p, CommitState::Pending, "QA running", forge).await;
+            }
+        }
+        (pushed, moved)
+    };
+    let check = async {
+        if !completed || !ctx.cfg.auto_qa {
+            return Ok(None);
+        }
+        run.hold.go(Transition::qa()).await?;
+        // QA runs on a clean checkout of the agent branch's head.
+        let commit = crate::qa::target(prepared).await;
+        let _ = began.send(commit.clone());
         let result = crate::qa::run(run, agent, prepared, &commit, stop.clone(), held_qa)
             .await
             .map_err(|e| StageError::Infra(e, Some(prepared.workspace.clone())))?;
+        Ok::<_, StageError>(Some((commit, result)))
+    };
+    let ((pushed, moved), checked) = tokio::join!(push, check);
+    if let Some(finding) = moved {
+        *outcome = settle(outcome.clone(), finding);
+        return Ok((None, None));
+    }
+    let mut qa = None;
+    if let Some((commit, result)) = checked? {
         let result = match result {
             Ok(r) => r,
             Err(Ended::Interrupted) => return Err(StageError::Interrupted),
@@ -63,7 +92,7 @@ pub(super) async fn qa_stage(
         if result.status == QaStatus::Failed {
             *outcome = settle(outcome.clone(), Finding::QaFailed(result.failure()));
         }
-        if let Some(p) = status_on {
+        if let Some(p) = pushed.as_ref().filter(|p| p.sha == commit) {
             let (st, desc) = match result.status {
                 QaStatus::Failed => (CommitState::Failure, result.failure()),
                 QaStatus::Passed => (CommitState::Success, "QA passed".to_string()),
