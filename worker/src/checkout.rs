@@ -266,10 +266,11 @@ fn open_up(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sh(dir: &Path, args: &[&str]) -> String {
+    /// Runs git in `dir` (a test's identity), its output trimmed.
+    pub(crate) fn sh(dir: &Path, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@t"])
             .args(args)

@@ -293,20 +293,7 @@ pub(crate) fn append(log: &std::path::Path, command: &str, output: &str) {
 mod tests {
     use super::*;
 
-    fn sh(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use crate::checkout::tests::sh;
 
     /// A commit's language, read from its tree alone: a marker that is a
     /// link, a directory or below the top directory is no marker (as in a
