@@ -63,8 +63,10 @@ pub fn commands(ctx: &WorkerCtx, agent: &AgentSpec, tree: &std::path::Path) -> V
 
 /// The commands QA runs on `commit` of the worker repository `git_dir`: the
 /// pool's configured ones, else those of the language of the commit's top
-/// directory, read with one `git ls-tree` (no checkout). None means QA is
-/// skipped.
+/// directory, read with one `git ls-tree` (no checkout). Empty means QA is
+/// skipped; `None` that the top directory's listing is over
+/// [`TOP_LISTING_MAX`] (the agent's to make huge): the checkout, under its
+/// bounds, decides then.
 ///
 /// # Errors
 /// Git errors (a commit or tree missing from the worker repository).
@@ -73,23 +75,40 @@ pub async fn commands_at(
     agent: &AgentSpec,
     git_dir: &std::path::Path,
     commit: &str,
-) -> anyhow::Result<Vec<Vec<String>>> {
+) -> anyhow::Result<Option<Vec<Vec<String>>>> {
     if let Some(cmds) = configured(ctx, agent) {
-        return Ok(cmds);
+        return Ok(Some(cmds));
     }
     Ok(language_at(git_dir, commit)
         .await?
-        .map(Language::qa_commands)
-        .unwrap_or_default())
+        .map(|lang| lang.map(Language::qa_commands).unwrap_or_default()))
 }
+
+/// Bytes of a commit's top-directory listing read to find its language.
+const TOP_LISTING_MAX: usize = 1 << 20;
 
 /// The language of `commit` of the worker repository `git_dir`, from the
 /// marker files in its top directory: regular files only (mode `100644` or
 /// `100755`; no link, directory or submodule), as a checkout would have
-/// them ([`DetectLanguage`]).
-async fn language_at(git_dir: &std::path::Path, commit: &str) -> anyhow::Result<Option<Language>> {
+/// them ([`DetectLanguage`]). `None` when the listing is over
+/// [`TOP_LISTING_MAX`].
+async fn language_at(
+    git_dir: &std::path::Path,
+    commit: &str,
+) -> anyhow::Result<Option<Option<Language>>> {
     let tree = format!("{commit}^{{tree}}");
-    let listing = crate::git::git(git_dir, &["ls-tree", "-z", "--full-tree", &tree]).await?;
+    let (listing, cut) = crate::git::git_bounded(
+        git_dir,
+        &["ls-tree", "-z", "--full-tree", &tree],
+        b"",
+        TOP_LISTING_MAX,
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
+    if cut {
+        return Ok(None);
+    }
+    let listing = String::from_utf8_lossy(&listing);
     let files: std::collections::HashSet<&str> = listing
         .split('\0')
         .filter_map(|entry| {
@@ -99,7 +118,7 @@ async fn language_at(git_dir: &std::path::Path, commit: &str) -> anyhow::Result<
             matches!(mode, "100644" | "100755").then_some(name)
         })
         .collect();
-    Ok(Language::from_markers(|f| files.contains(f)))
+    Ok(Some(Language::from_markers(|f| files.contains(f))))
 }
 
 /// The pool's configured QA commands, if any.
@@ -147,14 +166,17 @@ pub async fn run(
     let ws = &prepared.workspace;
     let began = std::time::Instant::now();
     let cmds = commands_at(run.ctx, agent, &ws.worker_repo(), commit).await;
-    if !cmds.as_ref().is_ok_and(|c| !c.is_empty()) {
+    if !cmds
+        .as_ref()
+        .is_ok_and(|c| c.as_ref().is_none_or(|c| !c.is_empty()))
+    {
         // Nothing to run (or no commit to read): no checkout is made, and
         // the directory made empty ahead for a held container goes (the
         // container itself with `held`, unused).
         let _ = std::fs::remove_dir(ws.qa_tree());
     }
-    let cmds = cmds?;
-    if cmds.is_empty() {
+    let known = cmds?;
+    if known.as_ref().is_some_and(Vec::is_empty) {
         append(
             &ws.meta_dir().join("qa.log"),
             &format!("# QA of commit {commit}"),
@@ -186,6 +208,8 @@ pub async fn run(
         &format!("# QA of commit {}", checkout.commit()),
         "",
     );
+    // A top directory too long to list is read from the checkout.
+    let cmds = known.unwrap_or_else(|| commands(run.ctx, agent, checkout.dir()));
     let result = run_in(run, agent, prepared, &checkout, &cmds, stop, held).await;
     checkout.remove().await;
     result
@@ -324,11 +348,61 @@ mod tests {
         sh(src, &["commit", "-qm", "two"]);
         let python = sh(src, &["rev-parse", "HEAD"]);
         let git_dir = src.join(".git");
-        assert_eq!(language_at(&git_dir, &none).await.unwrap(), None);
+        assert_eq!(language_at(&git_dir, &none).await.unwrap(), Some(None));
         assert_eq!(
             language_at(&git_dir, &python).await.unwrap(),
-            Some(Language::Python)
+            Some(Some(Language::Python))
         );
         assert!(language_at(&git_dir, &"0".repeat(40)).await.is_err());
+    }
+
+    /// A top directory whose listing is over the bound (the agent's to
+    /// make) is not read whole: the checkout, under its bounds, decides.
+    #[tokio::test]
+    async fn a_top_directory_too_long_to_list_is_left_to_the_checkout() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path();
+        sh(src, &["init", "-q"]);
+        let blob = {
+            use std::io::Write;
+            let mut child = std::process::Command::new("git")
+                .args(["hash-object", "-w", "--stdin"])
+                .current_dir(src)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"x").unwrap();
+            let out = child.wait_with_output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        // About 90 bytes listed per entry: 20 000 entries are over 1 MiB.
+        let entries: String = (0..20_000)
+            .map(|i| format!("100644 blob {blob}\tfile-with-a-longish-name-{i:06}\n"))
+            .chain(std::iter::once(format!("100644 blob {blob}\tgo.mod\n")))
+            .collect();
+        let tree = {
+            use std::io::Write;
+            let mut child = std::process::Command::new("git")
+                .arg("mktree")
+                .current_dir(src)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(entries.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        assert_eq!(
+            language_at(&src.join(".git"), &tree).await.unwrap(),
+            None,
+            "a listing over {TOP_LISTING_MAX} bytes was read whole"
+        );
     }
 }
