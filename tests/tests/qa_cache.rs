@@ -17,7 +17,7 @@ const GO_TEST: &str = "package demo\n\nimport \"testing\"\n\nfunc TestAdd(t *tes
 
 /// What the QA container is: its user, capabilities, privileges, and
 /// whether it can write outside its mounts or reach the API keys.
-const SANDBOX_CHECK: &str = "echo uid=$(id -u); grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; echo key=${OPENAI_API_KEY:-none}; echo cache=$GOCACHE; echo root=$(stat -c %a /)";
+const SANDBOX_CHECK: &str = "echo uid=$(id -u); grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; echo key=${OPENAI_API_KEY:-none}; echo cache=$GOCACHE; echo root=$(stat -c %a /); if grep -q ' /usr [^ ]* ro[, ]' /proc/self/mounts; then echo usr=read-only-mount; else echo usr=image; fi";
 
 fn world() -> TestEnv {
     require_image("agentq-test-go:latest");
@@ -68,8 +68,14 @@ async fn the_second_qa_run_of_a_go_repository_finds_the_cache_warm() {
     let env = world();
     let _w = env.worker("w1", 1);
     let (mut recs, mut go_tests) = (Vec::new(), Vec::new());
+    let fuse = docker_storage_driver() == "fuse-overlayfs";
     // Two issues: two workspaces, two QA runs of the same commit.
     for issue in ["1", "2"] {
+        if issue == "2" && fuse {
+            // The worker copies the image's /usr into a volume in the
+            // background; the second run finds it made.
+            wait_usr_copy("agentq-test-go:latest");
+        }
         let id = env.enqueue(&[
             "--repo",
             "demo",
@@ -120,12 +126,11 @@ async fn the_second_qa_run_of_a_go_repository_finds_the_cache_warm() {
     // Started ahead on a `fuse-overlayfs` host, its root directory lost its
     // group bits (path lookups then skip a FUSE round trip); elsewhere it
     // is as Docker made it.
-    let root = if docker_storage_driver() == "fuse-overlayfs" {
-        "root=705"
-    } else {
-        "root=755"
-    };
+    let root = if fuse { "root=705" } else { "root=755" };
     assert!(check.contains(root), "{check}");
+    // And there it read its toolchain from the image's /usr copied into a
+    // volume, mounted read-only; elsewhere from the image's own.
+    assert_eq!(check.contains("usr=read-only-mount"), fuse, "{check}");
     // No container left behind.
     assert!(env.containers_of(&recs[1].id).is_empty());
 }
@@ -189,6 +194,38 @@ fn docker_storage_driver() -> String {
         .expect("docker info");
     assert!(out.status.success(), "docker info failed: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits (3 minutes at most) until the copy of `image`'s `/usr` is whole:
+/// its marker (a volume naming the copy) exists.
+fn wait_usr_copy(image: &str) {
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker");
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let id = docker(&["image", "inspect", "-f", "{{.Id}}", image]);
+    let image_filter = format!("label=agentq.usr.image={id}");
+    let marker = [
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &image_filter,
+        "--filter",
+        "label=agentq.usr.copy",
+    ];
+    let t = std::time::Instant::now();
+    while docker(&marker).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "the copy of {image}'s /usr was not made in 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn edit_config(env: &TestEnv, f: impl FnOnce(String) -> String) {

@@ -17,6 +17,7 @@ mod guard;
 mod hold;
 mod housekeeping;
 mod http;
+mod image_usr;
 mod import;
 mod intake;
 mod janitor;
@@ -222,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
     space::degrade_if_full(&ctx);
+    image_usr::prepare(&ctx);
     registry::spawn_registry(ctx.clone(), cli.concurrency);
     let reaped = janitor::reap_own(&ctx).await;
     tracing::info!(worker = %worker_id, concurrency = cli.concurrency, reaped, "agentq-worker started");

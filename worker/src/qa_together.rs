@@ -83,12 +83,15 @@ pub(crate) fn body(
 }
 
 /// The host's build caches ([`crate::qa_cache`]) mounted into QA's `body`
-/// (`ws_dir`: the workspace's directory); in use until dropped.
+/// (`ws_dir`: the workspace's directory), in use until dropped; and, on a
+/// `fuse-overlayfs` host, the image's `/usr` from its copy on a volume
+/// ([`crate::image_usr`]).
 pub(crate) async fn with_caches(
     ctx: &crate::context::WorkerCtx,
     ws_dir: &std::path::Path,
     body: &mut bollard::models::ContainerCreateBody,
 ) -> Option<crate::qa_cache::CacheUse> {
+    crate::image_usr::apply(ctx, body).await;
     let caches = crate::qa_cache::acquire(ctx, ws_dir).await;
     if let Some(c) = &caches {
         c.apply(body);
@@ -152,7 +155,8 @@ pub(crate) async fn run_steps(
         let files: Vec<_> = (1..=cmds.len())
             .map(|i| (ws.meta_dir().join(format!("qa-{i}.log")), STEP_CAP))
             .collect();
-        let sink = docker::AfterSink::new(files.clone());
+        // QA's work is all in the sections: the last one's end ends the run.
+        let sink = docker::AfterSink::new(files.clone()).ending_the_run();
         // The watchdog bounds each command; the container as a whole gets
         // their sum and a minute more.
         let whole = limit * cmds.len() as u32 + Duration::from_secs(60);

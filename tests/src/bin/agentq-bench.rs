@@ -12,7 +12,7 @@
 //! the dispatch row, `AGENTQ_BENCH_ONLY=enqueue` the enqueue rows (peers needed),
 //! `AGENTQ_BENCH_ONLY=sandbox` issue 34's committing-job, container-start and
 //! QA rows (`sandbox-commit`: without QA's; `sandbox-start`: the container start
-//! alone).
+//! alone; `sandbox-qa`: QA's alone).
 //! `AGENTQ_BENCH_ONLY=idle` the idle rows (see `bench/idle.rs`),
 //! `AGENTQ_BENCH_ONLY=flows` scheduled and dependent jobs waiting (`bench/flows.rs`).
 
@@ -304,6 +304,7 @@ async fn main() {
         Ok("sandbox") => return print_rows(bench_sandbox::rows().await),
         Ok("sandbox-commit") => return print_rows(bench_sandbox::commit_rows().await),
         Ok("sandbox-start") => return print_rows(bench_sandbox::container_start().await),
+        Ok("sandbox-qa") => return print_rows(bench_sandbox::qa_go().await),
         Ok("enqueue") => return print_rows(enqueue_rows(&repo_root().join("scripts/bench-peers"))),
         Ok("idle") => return print_rows(bench_idle::rows().await),
         Ok("flows") => return print_rows(vec![bench_flows::row().await]),

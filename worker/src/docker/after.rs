@@ -58,7 +58,13 @@ struct Out {
 /// Reads the frames into their files: see the module docs. Shared with the
 /// log task that feeds it; [`AfterSink::take`] gives the sections.
 #[derive(Clone)]
-pub struct AfterSink(Arc<Mutex<Reader>>);
+pub struct AfterSink {
+    reader: Arc<Mutex<Reader>>,
+    /// Told once every section has ended.
+    whole: Arc<tokio::sync::Notify>,
+    /// Every section ended ends the run ([`AfterSink::ending_the_run`]).
+    ends_run: bool,
+}
 
 impl std::fmt::Debug for AfterSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,25 +95,52 @@ impl AfterSink {
                 section: Section::default(),
             })
             .collect();
-        Self(Arc::new(Mutex::new(Reader {
-            outs,
-            head: Vec::new(),
-            frame: None,
-            end: Vec::new(),
-            broken: false,
-        })))
+        Self {
+            reader: Arc::new(Mutex::new(Reader {
+                outs,
+                head: Vec::new(),
+                frame: None,
+                end: Vec::new(),
+                broken: false,
+            })),
+            whole: Default::default(),
+            ends_run: false,
+        }
+    }
+
+    /// The same sink, whose last section's end ends the run: the container's
+    /// work is all in the sections (QA's plan: each command's output and exit
+    /// code), so the run need not wait for Docker to report the container's
+    /// exit (tens of ms on a `fuse-overlayfs` host with a network to tear
+    /// down); see [`AfterSink::whole`].
+    pub fn ending_the_run(mut self) -> Self {
+        self.ends_run = true;
+        self
+    }
+
+    /// Resolves once every section has ended, for a sink
+    /// [`AfterSink::ending_the_run`]; never otherwise.
+    pub async fn whole(&self) {
+        if !self.ends_run {
+            return std::future::pending().await;
+        }
+        self.whole.notified().await;
     }
 
     /// Feeds the next bytes of stdout.
     pub fn push(&self, bytes: &[u8]) {
-        if let Ok(mut r) = self.0.lock() {
+        if let Ok(mut r) = self.reader.lock() {
             r.push(bytes);
+            if !r.outs.is_empty() && r.outs.iter().all(|o| o.section.ended()) {
+                // A permit kept if nobody waits yet.
+                self.whole.notify_one();
+            }
         }
     }
 
     /// The sections as they ended (files flushed and closed).
     pub fn take(&self) -> Vec<Section> {
-        let Ok(mut r) = self.0.lock() else {
+        let Ok(mut r) = self.reader.lock() else {
             return Vec::new();
         };
         r.outs

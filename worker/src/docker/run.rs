@@ -178,6 +178,7 @@ async fn drive(
     stop: &mut watch::Receiver<StopReason>,
 ) -> anyhow::Result<Ended> {
     let mut file = crate::caplog::CappedLog::create(log)?;
+    let after = tail.after.clone();
     // Output goes to the capped host log as it comes, and to the Redis tail in
     // batches (at most every 250 ms or 4 KiB), so a flood of small lines costs
     // Redis a bounded number of writes; lines over 16 KiB reach the tail cut,
@@ -244,8 +245,22 @@ async fn drive(
         }
     };
 
+    let whole = async {
+        match &after {
+            Some(sink) => sink.whole().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut early = false;
     let ended = tokio::select! {
         code = wait => Ended::Exited(code?),
+        () = whole => {
+            // Every section of a sink that ends the run has ended: the plan
+            // is done, and the watchdog exits 0 after it (its caller removes
+            // the container, which ends it if it has not yet).
+            early = true;
+            Ended::Exited(0)
+        }
         _ = tokio::time::sleep(timeout) => {
             kill(docker, id).await;
             Ended::TimedOut
@@ -266,7 +281,13 @@ async fn drive(
         }
     };
     // Logs end when the container does: let them drain (bounded, in case the
-    // engine never closes the stream).
-    let _ = tokio::time::timeout(Duration::from_secs(60), log_task).await;
+    // engine never closes the stream); beside what follows when the run
+    // ended with its sections.
+    let drain = tokio::time::timeout(Duration::from_secs(60), log_task);
+    if early {
+        tokio::spawn(drain);
+    } else {
+        let _ = drain.await;
+    }
     Ok(ended)
 }

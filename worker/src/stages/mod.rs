@@ -94,7 +94,18 @@ pub(crate) async fn stages(
     make_out_dir(run).await?;
     // The agent's container starts, held, while the workspace is prepared:
     // Docker's start is the slow part of a run, and prep need not wait for it.
-    let (prepared, held) = tokio::join!(prep(run), start_held(run, agent));
+    // QA's container starts, held, as soon as the workspace is there, beside
+    // the agent's start and run (`crate::qa_held`); dropped unused on any
+    // way out that does not reach QA.
+    let prep_then_qa = async {
+        let prepared = prep(run).await;
+        let held_qa = match &prepared {
+            Ok(Some(p)) => crate::qa_held::start(run, agent, p),
+            _ => None,
+        };
+        (prepared, held_qa)
+    };
+    let ((prepared, held_qa), held) = tokio::join!(prep_then_qa, start_held(run, agent));
     let mut held = held;
     let prepared = match prepared {
         Ok(Some(prepared)) => prepared,
@@ -108,9 +119,6 @@ pub(crate) async fn stages(
     timer.done("prep");
     let mut forge = ForgeErrors::with_budget(Duration::from_secs(run.ctx.cfg.forge.timeout_secs));
     let runs = run.rec.runs + 1;
-    // QA's container starts, held, while the agent runs (`crate::qa_held`);
-    // dropped unused on any way out that does not reach QA.
-    let held_qa = crate::qa_held::start(run, agent, &prepared);
     let ran = agent_stage(run, agent, &prepared, runs, &stop, &mut forge, &mut held).await;
     release(run, held).await;
     let ran = ran?;
