@@ -345,9 +345,6 @@ pub async fn container_start() -> Vec<Row> {
         env.set_env("RUST_LOG", log);
     }
     env.remotes.create("core", "demo", &[]);
-    let config_dir = tempfile::tempdir().unwrap();
-    let config_path = config_dir.path().join("agentq.toml");
-    std::fs::copy(env.config_path(), &config_path).unwrap();
     let w = env.worker("bench", 1);
     let warm = env.enqueue(&["--repo", "demo", "--task", "warm", "--issue", "99999"]);
     env.wait_final(&warm, Duration::from_secs(120)).await;
@@ -380,7 +377,6 @@ pub async fn container_start() -> Vec<Row> {
         let _ = std::fs::write("/tmp/agentq-bench-start.log", plain(&log));
     }
     drop(w);
-    drop(env);
     // Docker's own: a container of the same image, created and started by
     // this process, the same measure from just before `create`; twice: a
     // bare one (init, the agents' network), and one of the very body the
@@ -401,7 +397,7 @@ pub async fn container_start() -> Vec<Row> {
     let scratch = tempfile::tempdir().unwrap();
     let same = {
         let cfg = <agentq_shared::config::Config as agentq_shared::config::ConfigFile>::load(Some(
-            config_path.clone(),
+            env.config_path().to_path_buf(),
         ))
         .unwrap();
         let dir = |d: &str| {
@@ -443,6 +439,8 @@ pub async fn container_start() -> Vec<Row> {
         }
     };
     let (same_start, same_create) = docker_own(&docker, &events, starts, "same", same).await;
+    // The body's mounts are under the test's directories.
+    drop(env);
     watch.abort();
     let (mut own_start, mut own_create) = (own_start, own_create);
     let (mut same_start, mut same_create) = (same_start, same_create);
