@@ -94,6 +94,49 @@ async fn an_agent_that_forges_the_export_channel_gets_only_its_real_head_taken()
     assert_eq!(subject, "honest");
 }
 
+/// The run's result ends with the agent's exit code, which the watchdog
+/// sends after the export on the same channel (the run then need not wait
+/// for Docker's report of the exit). An agent that writes every frame of a
+/// clean run, exit code 0 included, on its stdout and stderr, then exits 3:
+/// the job failed with 3.
+const LIAR: &str = r#"be32() { printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)))"; }
+{ for s in '\000' '\001' '\002'; do printf "E$s"; be32 4; printf '\000\000\000\000'; done; } > /tmp/frames
+cat /tmp/frames
+cat /tmp/frames >&2
+echo "liar: exits 3"
+exit 3
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_forges_its_exit_code_on_the_channel_gets_its_real_one() {
+    use base64::Engine;
+    require_image(TEST_IMAGE);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(LIAR);
+    let env = TestEnv::with_config(&format!(
+        "[agents.liar]\nimage = \"agentq-test-agent:latest\"\ncommand = [\"sh\", \"-c\", \"echo $0 | base64 -d > /tmp/liar.sh && exec sh /tmp/liar.sh\", \"{b64}\"]\n"
+    ));
+    env.remotes
+        .create("core", "demo", &[("README.md", "# demo\n")]);
+    let _w = env.worker("w1", 1);
+    let id = env.enqueue(&[
+        "--agent", "liar", "--repo", "demo", "--branch", "main", "--task", "Lie",
+    ]);
+    let rec = env.wait_final(&id, LONG).await;
+    let log = std::fs::read(std::path::Path::new(&rec.workspace_dir).join(".meta/agent-liar.log"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    assert!(
+        log.contains("liar: exits 3"),
+        "the liar did not run: {log}\n{rec:#?}"
+    );
+    assert_eq!(
+        (rec.state, rec.exit_code),
+        (JobState::Failed, Some(3)),
+        "{rec:#?}\n{log}\n{}",
+        env.worker_logs()
+    );
+}
+
 /// Issue 34: the agent's container is removed beside the import of its
 /// commits and the push (off the way to the final state), yet a job said
 /// completed has no container left. Docker is made slow to remove it

@@ -19,7 +19,7 @@ use bollard::{
 use futures::StreamExt;
 
 pub use self::{
-    after::{AfterSink, Section, TIMED_OUT},
+    after::{AfterSink, Ends, Section, TIMED_OUT},
     capture::{run_capture, Captured, RanPast},
     errors::{engine_error, EngineError},
     network::ensure_network,

@@ -156,7 +156,7 @@ pub(crate) async fn run_steps(
             .map(|i| (ws.meta_dir().join(format!("qa-{i}.log")), STEP_CAP))
             .collect();
         // QA's work is all in the sections: the last one's end ends the run.
-        let sink = docker::AfterSink::new(files.clone()).ending_the_run();
+        let sink = docker::AfterSink::new(files.clone()).ending(docker::Ends::WithSections);
         // The watchdog bounds each command; the container as a whole gets
         // their sum and a minute more.
         let whole = limit * cmds.len() as u32 + Duration::from_secs(60);

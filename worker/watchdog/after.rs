@@ -14,7 +14,11 @@
 //! `[kind u8][section u8][len u32 BE][payload]`, kind `D` (data of a
 //! section) or `E` (its end: the exit code as i32 BE, then at most 4 KiB of
 //! its stderr). The worker reads the attached stdout as frames and stderr as
-//! the log (`worker/src/docker/after.rs`).
+//! the log (`worker/src/docker/after.rs`). After the agent's run, once every
+//! command has run, one end frame more (the section after the commands')
+//! carries the agent's exit code, the code the watchdog then exits with: the
+//! worker has the run's whole result from the channel and need not wait for
+//! Docker's report of the container's exit.
 //!
 //! # Why the agent cannot forge it
 //!
@@ -252,7 +256,12 @@ fn frame(out: &mut File, kind: u8, section: u8, payload: &[&[u8]]) -> std::io::R
 /// After the agent: everyone else killed, then each of the plan's commands,
 /// its stdout framed on the channel. Errors are said on stderr (the log);
 /// the worker, missing a section's end, falls back to its own export.
-pub(crate) fn run_after(plan_file: &Path) {
+///
+/// `exit`, the agent's exit code (as the watchdog will exit with it): once
+/// every command has run, it goes on the channel too, as the end frame of
+/// the section after the commands' (code only), so the worker has the run's
+/// whole result without waiting for Docker to report the container's exit.
+pub(crate) fn run_after(plan_file: &Path, exit: Option<i32>) {
     if !is_init() {
         eprintln!("agentq-watchdog: --after needs PID 1 of a container; nothing exported");
         return;
@@ -269,15 +278,20 @@ pub(crate) fn run_after(plan_file: &Path) {
         return;
     }
     let mut out = channel();
+    let mut all_ran = true;
     for (i, cmd) in plan.commands.iter().enumerate() {
         kill_all();
         if SIGNALLED.load(Ordering::SeqCst) {
             // `docker stop`: nothing more runs.
+            all_ran = false;
             break;
         }
         match run_one(&mut out, i as u8, cmd, &plan) {
             Ok(0) => {}
-            Ok(_) if plan.stop_on_failure => break,
+            Ok(_) if plan.stop_on_failure => {
+                all_ran = false;
+                break;
+            }
             Ok(_) => {}
             Err(e) => {
                 eprintln!("agentq-watchdog: cannot write the export: {e}");
@@ -286,6 +300,14 @@ pub(crate) fn run_after(plan_file: &Path) {
         }
     }
     kill_all();
+    if let (Some(code), true) = (exit, all_ran) {
+        let section = plan.commands.len() as u8;
+        // As the kernel reports the watchdog's exit with it: its low byte.
+        let code = code & 0xff;
+        if let Err(e) = frame(&mut out, b'E', section, &[&code.to_be_bytes()]) {
+            eprintln!("agentq-watchdog: cannot write the agent's exit code: {e}");
+        }
+    }
 }
 
 /// A pipe: (read end, write end), both close-on-exec.

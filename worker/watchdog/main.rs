@@ -467,7 +467,7 @@ fn main() {
             wait_for_plan(plan, &args.beat, args.stale);
             let (beat, limit) = (args.beat.clone(), args.stale);
             std::thread::spawn(move || watch(0, beat, limit));
-            after::run_after(plan);
+            after::run_after(plan, None);
         }
         std::process::exit(0);
     }
@@ -540,12 +540,12 @@ fn main() {
         forward_pending(pgid);
         if !SIGNALLED.load(Ordering::SeqCst) && !STOPPING.load(Ordering::SeqCst) {
             if let Some(plan) = &args.after {
-                after::run_after(plan);
+                after::run_after(plan, Some(code));
             }
         }
     } else if let Some(plan) = &args.after {
         // Not a container's PID 1: it says so and runs nothing.
-        after::run_after(plan);
+        after::run_after(plan, None);
     }
     std::process::exit(code);
 }

@@ -3,6 +3,8 @@
 //! a patch), each section written to its file up to a cap. See
 //! `worker/watchdog/after.rs` for the channel and why the agent cannot
 //! write to it; here its bytes are still untrusted data, parsed with bounds.
+//! QA's held container uses the same frames for its commands. With them the
+//! run can end before Docker reports the container's exit ([`Ends`]).
 
 use std::{
     io::Write,
@@ -60,10 +62,28 @@ struct Out {
 #[derive(Clone)]
 pub struct AfterSink {
     reader: Arc<Mutex<Reader>>,
-    /// Told once every section has ended.
+    /// Told once the run's result is whole (see [`Ends`]).
     whole: Arc<tokio::sync::Notify>,
-    /// Every section ended ends the run ([`AfterSink::ending_the_run`]).
-    ends_run: bool,
+    ends: Ends,
+}
+
+/// Whether the frames end the run, before Docker reports the container's
+/// exit (tens of ms later on a `fuse-overlayfs` host with a network to tear
+/// down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ends {
+    /// No: the run ends with the container's exit.
+    Never,
+    /// With the last section's end (QA's plan: each command's output and
+    /// exit code are the whole result); the container's log drains beside
+    /// what follows.
+    WithSections,
+    /// With the last section's end and then the agent's exit code, which
+    /// the watchdog sends as the end frame of one section more (the run's
+    /// whole result); the run still waits for the container's log (the
+    /// agent's output, read after the run) to end, which it does as the
+    /// watchdog exits.
+    WithExit,
 }
 
 impl std::fmt::Debug for AfterSink {
@@ -81,6 +101,11 @@ struct Reader {
     /// A malformed stream: everything after is ignored, every unended
     /// section stays unended.
     broken: bool,
+    /// An exit code is expected after the sections ([`Ends::WithExit`]).
+    wants_exit: bool,
+    /// The agent's exit code, from the end frame of the section after the
+    /// last.
+    exit: Option<i64>,
 }
 
 impl AfterSink {
@@ -102,36 +127,45 @@ impl AfterSink {
                 frame: None,
                 end: Vec::new(),
                 broken: false,
+                wants_exit: false,
+                exit: None,
             })),
             whole: Default::default(),
-            ends_run: false,
+            ends: Ends::Never,
         }
     }
 
-    /// The same sink, whose last section's end ends the run: the container's
-    /// work is all in the sections (QA's plan: each command's output and exit
-    /// code), so the run need not wait for Docker to report the container's
-    /// exit (tens of ms on a `fuse-overlayfs` host with a network to tear
-    /// down); see [`AfterSink::whole`].
-    pub fn ending_the_run(mut self) -> Self {
-        self.ends_run = true;
+    /// The same sink, ending the run as `ends` says.
+    pub fn ending(mut self, ends: Ends) -> Self {
+        self.ends = ends;
+        if let Ok(mut r) = self.reader.lock() {
+            r.wants_exit = ends == Ends::WithExit;
+        }
         self
     }
 
-    /// Resolves once every section has ended, for a sink
-    /// [`AfterSink::ending_the_run`]; never otherwise.
-    pub async fn whole(&self) {
-        if !self.ends_run {
+    /// How it ends the run.
+    pub fn ends(&self) -> Ends {
+        self.ends
+    }
+
+    /// Resolves once the run's result is whole (see [`Ends`]), with the
+    /// container's exit code as the watchdog gives it (0 after a plan alone);
+    /// never for [`Ends::Never`].
+    pub async fn whole(&self) -> i64 {
+        if self.ends == Ends::Never {
             return std::future::pending().await;
         }
         self.whole.notified().await;
+        self.reader.lock().ok().and_then(|r| r.exit).unwrap_or(0)
     }
 
     /// Feeds the next bytes of stdout.
     pub fn push(&self, bytes: &[u8]) {
         if let Ok(mut r) = self.reader.lock() {
             r.push(bytes);
-            if !r.outs.is_empty() && r.outs.iter().all(|o| o.section.ended()) {
+            let sections = !r.outs.is_empty() && r.outs.iter().all(|o| o.section.ended());
+            if sections && (!r.wants_exit || r.exit.is_some()) {
                 // A permit kept if nobody waits yet.
                 self.whole.notify_one();
             }
@@ -172,13 +206,26 @@ impl Reader {
                     ]);
                     let (kind, section) = (self.head[0], self.head[1]);
                     self.head.clear();
-                    let ok = usize::from(section) < self.outs.len()
-                        && !self.outs[usize::from(section)].section.ended()
-                        && match kind {
-                            b'D' => true,
-                            b'E' => (4..=MAX_END).contains(&(len as usize)),
-                            _ => false,
-                        };
+                    let end_ok = (4..=MAX_END).contains(&(len as usize));
+                    let ok = match usize::from(section) {
+                        s if s < self.outs.len() => {
+                            !self.outs[s].section.ended()
+                                && match kind {
+                                    b'D' => true,
+                                    b'E' => end_ok,
+                                    _ => false,
+                                }
+                        }
+                        // The exit code: one end frame, after every section's.
+                        s if s == self.outs.len() => {
+                            self.wants_exit
+                                && self.exit.is_none()
+                                && kind == b'E'
+                                && end_ok
+                                && self.outs.iter().all(|o| o.section.ended())
+                        }
+                        _ => false,
+                    };
                     if !ok {
                         self.broken = true;
                         return;
@@ -201,8 +248,12 @@ impl Reader {
             self.frame = (left > 0).then_some((kind, section, left));
             if left == 0 && kind == b'E' {
                 let end = std::mem::take(&mut self.end);
-                let out = &mut self.outs[usize::from(section)];
                 let code = i32::from_be_bytes([end[0], end[1], end[2], end[3]]);
+                if usize::from(section) == self.outs.len() {
+                    self.exit = Some(i64::from(code));
+                    continue;
+                }
+                let out = &mut self.outs[usize::from(section)];
                 out.section.code = Some(i64::from(code));
                 out.section.stderr = String::from_utf8_lossy(&end[4..]).into_owned();
                 if out.file.is_none() && !out.section.over_cap {
@@ -308,5 +359,51 @@ mod tests {
         sink.push(&frame(b'D', 7, b"x"));
         sink.push(&frame(b'E', 0, &end(0, "")));
         assert_eq!(sink.take()[0].code, None);
+    }
+
+    /// Resolves `sink.whole()` if it is ready now.
+    fn whole_now(sink: &AfterSink) -> Option<i64> {
+        use futures::FutureExt;
+        sink.whole().now_or_never()
+    }
+
+    #[test]
+    fn the_run_ends_with_its_sections_and_the_agents_exit_code_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = || vec![(dir.path().join("a"), 100), (dir.path().join("b"), 100)];
+        // QA's: with the last section's end, exit code 0.
+        let qa = AfterSink::new(files()).ending(Ends::WithSections);
+        qa.push(&frame(b'E', 0, &end(0, "")));
+        assert_eq!(whole_now(&qa), None, "one section left");
+        qa.push(&frame(b'E', 1, &end(3, "")));
+        assert_eq!(whole_now(&qa), Some(0));
+        // The agent's: the sections, then its exit code as one end more.
+        let agent = AfterSink::new(files()).ending(Ends::WithExit);
+        agent.push(&frame(b'E', 0, &end(0, "")));
+        agent.push(&frame(b'E', 1, &end(0, "")));
+        assert_eq!(whole_now(&agent), None, "no exit code yet");
+        agent.push(&frame(b'E', 2, &end(7, "")));
+        assert_eq!(whole_now(&agent), Some(7));
+        assert_eq!(agent.take()[1].code, Some(0));
+        // Without the sections' ends first, an exit code is a broken stream;
+        // so is one where no exit code is wanted.
+        let early = AfterSink::new(files()).ending(Ends::WithExit);
+        early.push(&frame(b'E', 0, &end(0, "")));
+        early.push(&frame(b'E', 2, &end(7, "")));
+        early.push(&frame(b'E', 1, &end(0, "")));
+        assert_eq!(whole_now(&early), None);
+        assert_eq!(early.take()[1].code, None);
+        let unwanted = AfterSink::new(files());
+        unwanted.push(&frame(b'E', 0, &end(0, "")));
+        unwanted.push(&frame(b'E', 1, &end(0, "")));
+        unwanted.push(&frame(b'E', 2, &end(7, "")));
+        assert_eq!(whole_now(&unwanted), None, "never ends the run");
+        // Data for the exit's section breaks the stream too.
+        let data = AfterSink::new(files()).ending(Ends::WithExit);
+        data.push(&frame(b'E', 0, &end(0, "")));
+        data.push(&frame(b'E', 1, &end(0, "")));
+        data.push(&frame(b'D', 2, b"x"));
+        data.push(&frame(b'E', 2, &end(7, "")));
+        assert_eq!(whole_now(&data), None);
     }
 }

@@ -251,15 +251,15 @@ async fn drive(
             None => std::future::pending().await,
         }
     };
-    let mut early = false;
+    let mut early = None;
     let ended = tokio::select! {
         code = wait => Ended::Exited(code?),
-        () = whole => {
-            // Every section of a sink that ends the run has ended: the plan
-            // is done, and the watchdog exits 0 after it (its caller removes
-            // the container, which ends it if it has not yet).
-            early = true;
-            Ended::Exited(0)
+        code = whole => {
+            // The frames hold the run's whole result (`docker::Ends`): the
+            // watchdog exits with `code` right after them (the caller
+            // removes the container, which ends it if it has not yet).
+            early = after.as_ref().map(super::after::AfterSink::ends);
+            Ended::Exited(code)
         }
         _ = tokio::time::sleep(timeout) => {
             kill(docker, id).await;
@@ -284,7 +284,7 @@ async fn drive(
     // engine never closes the stream); beside what follows when the run
     // ended with its sections.
     let drain = tokio::time::timeout(Duration::from_secs(60), log_task);
-    if early {
+    if early == Some(super::Ends::WithSections) {
         tokio::spawn(drain);
     } else {
         let _ = drain.await;

@@ -269,16 +269,20 @@ fn after_sink(run: &Run<'_>, prepared: &Prepared) -> Option<docker::AfterSink> {
         return None;
     }
     let meta = prepared.workspace.meta_dir();
-    Some(docker::AfterSink::new(vec![
-        (
-            meta.join(format!("import-{}.bundle", run.attempt)),
-            crate::import::bundle_cap(&run.ctx.cfg),
-        ),
-        (
-            meta.join(format!("leftovers-{}.patch", run.attempt)),
-            crate::leftovers::MAX_PATCH,
-        ),
-    ]))
+    Some(
+        docker::AfterSink::new(vec![
+            (
+                meta.join(format!("import-{}.bundle", run.attempt)),
+                crate::import::bundle_cap(&run.ctx.cfg),
+            ),
+            (
+                meta.join(format!("leftovers-{}.patch", run.attempt)),
+                crate::leftovers::MAX_PATCH,
+            ),
+        ])
+        // The agent's exit code follows the sections: the run's whole result.
+        .ending(docker::Ends::WithExit),
+    )
 }
 
 #[cfg(test)]
