@@ -197,7 +197,7 @@ fn docker_storage_driver() -> String {
 }
 
 /// Waits (3 minutes at most) until the copy of `image`'s `/usr` is whole:
-/// its marker (a volume naming the copy) exists.
+/// its marker (a volume naming the copy) and the copy exist.
 fn wait_usr_copy(image: &str) {
     let docker = |args: &[&str]| {
         let out = std::process::Command::new("docker")
@@ -218,8 +218,25 @@ fn wait_usr_copy(image: &str) {
         "--filter",
         "label=agentq.usr.copy",
     ];
+    // A marker whose copy exists (a marker left naming a removed copy is
+    // replaced by the worker).
+    let whole = || {
+        docker(&marker).lines().any(|m| {
+            let copy = docker(&[
+                "volume",
+                "inspect",
+                "-f",
+                "{{index .Labels \"agentq.usr.copy\"}}",
+                m,
+            ]);
+            std::process::Command::new("docker")
+                .args(["volume", "inspect", &copy])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    };
     let t = std::time::Instant::now();
-    while docker(&marker).is_empty() {
+    while !whole() {
         assert!(
             t.elapsed() < Duration::from_secs(180),
             "the copy of {image}'s /usr was not made in 3 minutes"

@@ -30,7 +30,9 @@
 //! creates the image's marker (`agentq-usr-{image}`, a volume whose label
 //! names the copy). Docker makes a volume name once: the first marker made
 //! names the copy every run mounts, and a worker that lost the race removes
-//! its own. A run looks at the marker before each use. A copy half made
+//! its own. A run looks at the marker (and its copy) before each use; a
+//! marker whose copy is gone is removed, so a new copy can be named. A
+//! copy half made
 //! (its worker stopped) is named by no marker; it is removed at start, with
 //! the copies of images no longer on the host. Its disk: each image's `/usr`
 //! once more per host.
@@ -180,7 +182,14 @@ async fn whole_or_begin(docker: &Docker, image: &str) -> Option<String> {
 async fn whole(docker: &Docker, id: &str) -> Option<String> {
     let marker = docker.inspect_volume(&marker_name(id)).await.ok()?;
     let copy = marker.labels.get(LABEL_COPY)?.clone();
-    docker.inspect_volume(&copy).await.ok()?;
+    if docker.inspect_volume(&copy).await.is_err() {
+        // Its copy is gone (`docker volume rm`, or a clean-up that read the
+        // volumes before the marker was made): the marker goes, so that a
+        // new copy can be named.
+        let none = None::<bollard::query_parameters::RemoveVolumeOptions>;
+        let _ = docker.remove_volume(&marker_name(id), none).await;
+        return None;
+    }
     Some(copy)
 }
 
@@ -232,16 +241,25 @@ async fn fill(docker: &Docker, id: &str) -> anyhow::Result<String> {
     // made one). Docker returns the marker as it is when it exists.
     let mut marker_labels = labels;
     marker_labels.insert(LABEL_COPY.to_string(), copy.clone());
-    let marker = docker
-        .create_volume(VolumeCreateOptions {
-            name: Some(marker_name(id)),
-            driver: Some("local".into()),
-            labels: Some(marker_labels),
-            ..Default::default()
-        })
-        .await;
+    let marker = VolumeCreateOptions {
+        name: Some(marker_name(id)),
+        driver: Some("local".into()),
+        labels: Some(marker_labels),
+        ..Default::default()
+    };
+    let mut named = docker.create_volume(marker.clone()).await.map(|v| v.labels);
+    if let Ok(labels) = &named {
+        let other = labels.get(LABEL_COPY).filter(|c| **c != copy);
+        if let Some(other) = other {
+            if docker.inspect_volume(other).await.is_err() {
+                // A marker whose copy is gone: ours replaces it.
+                let _ = docker.remove_volume(&marker_name(id), none.clone()).await;
+                named = docker.create_volume(marker).await.map(|v| v.labels);
+            }
+        }
+    }
     let _ = docker.remove_container(&filler, Some(rm)).await;
-    let named = marker?.labels.get(LABEL_COPY).cloned().unwrap_or_default();
+    let named = named?.get(LABEL_COPY).cloned().unwrap_or_default();
     if named != copy {
         // Another worker's copy was first.
         let _ = docker.remove_volume(&copy, none).await;
@@ -314,7 +332,13 @@ async fn clean(docker: &Docker) {
         }
     }
     for v in vols.iter().filter(|v| !v.labels.contains_key(LABEL_COPY)) {
-        if !named.contains(&v.name) {
+        // Looked at again: a marker made since the list may name it.
+        let image = v.labels.get(LABEL_IMAGE).cloned().unwrap_or_default();
+        let named_now = docker
+            .inspect_volume(&marker_name(&image))
+            .await
+            .is_ok_and(|m| m.labels.get(LABEL_COPY) == Some(&v.name));
+        if !named.contains(&v.name) && !named_now {
             match docker.remove_volume(&v.name, none.clone()).await {
                 Ok(()) => tracing::info!(
                     volume = v.name,
