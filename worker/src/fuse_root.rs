@@ -36,7 +36,7 @@ pub(crate) async fn detect(docker: &Docker) -> bool {
             let fuse = info.driver.as_deref() == Some(FUSE_DRIVER);
             if fuse {
                 tracing::info!(
-                    "preflight: Docker stores containers on {FUSE_DRIVER}: QA's containers get their root directory's group bits off before QA runs (path lookups then skip a FUSE round trip)"
+                    "preflight: Docker stores containers on {FUSE_DRIVER}: QA's containers get their root directory's group bits off before QA runs (path lookups then skip a FUSE round trip), and their image's /usr from a read-only copy on a volume (made once per image, in the background)"
                 );
             }
             fuse

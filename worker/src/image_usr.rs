@@ -6,13 +6,13 @@
 //! from its image goes through the FUSE daemon; a warm `go build/vet/test`
 //! reads the whole standard library's sources and the compiler's tools, and
 //! runs about twice as long as with the same files on the host's own
-//! filesystem (BENCHMARKS.md, "QA: the toolchain on a volume"). Toolchains
+//! filesystem (BENCHMARKS.md, "QA's toolchain off FUSE"). Toolchains
 //! live under `/usr` (Debian's `/usr/lib/go-*`, the official images'
 //! `/usr/local/go`, `/usr/local/lib/python*`, `/usr/local/lib/node_modules`),
 //! so the worker copies each image's `/usr` once into a named volume
-//! (Docker itself copies an image's directory
-//! into an empty volume when a container that mounts it there is created)
-//! and mounts it read-only, at `/usr`, into QA's containers.
+//! (Docker itself copies an image's directory into an empty volume when a
+//! container that mounts it there is created) and mounts it read-only, at
+//! `/usr`, into QA's containers.
 //!
 //! What it trusts and changes: the copy is the operator's image, made by
 //! Docker from the image's own layers in a container that never starts, and
@@ -31,11 +31,10 @@
 //! names the copy). Docker makes a volume name once: the first marker made
 //! names the copy every run mounts, and a worker that lost the race removes
 //! its own. A run looks at the marker (and its copy) before each use; a
-//! marker whose copy is gone is removed, so a new copy can be named. A
-//! copy half made
-//! (its worker stopped) is named by no marker; it is removed at start, with
-//! the copies of images no longer on the host. Its disk: each image's `/usr`
-//! once more per host.
+//! marker whose copy is gone is removed, so a new copy can be named. A copy
+//! half made (its worker stopped) is named by no marker; it is removed at
+//! start, with the copies of images no longer on the host. Its disk: each
+//! image's `/usr` once more per host.
 //!
 //! Only on `fuse-overlayfs` (read at start, [`crate::fuse_root::detect`]):
 //! elsewhere the image's files are on the host's filesystem already.
