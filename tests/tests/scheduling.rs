@@ -257,6 +257,28 @@ async fn a_scheduled_job_is_cancelled_at_once_and_bad_times_are_refused() {
         (v["status"].as_str(), v["field"].as_str()),
         (Some("refused"), Some("in"))
     );
+    // What enqueue prints says the job is scheduled, not queued: one job,
+    // and a batch's lines (text and JSON).
+    let one = env.cli_ok(&[
+        "enqueue", "--repo", "demo", "--task", "t", "--issue", "2", "--in", "1h", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(v["status"], "scheduled", "{v}");
+    let batch = lines("codex", "t", 3..5, r#"{"in":"1h"}"#);
+    let text = env.cli(&["enqueue", "-"], Some(&batch));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.starts_with("line 1: scheduled "), "{text}");
+    let json = env.cli(
+        &["enqueue", "-", "--json"],
+        Some(&lines("codex", "t", 5..6, r#"{"in":"1h"}"#)),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["status"], "scheduled", "{v}");
+    let now = env.cli_ok(&[
+        "enqueue", "--repo", "demo", "--task", "t", "--issue", "6", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&now).unwrap();
+    assert_eq!(v["status"], "queued", "{v}");
 }
 
 /// The jobs whose idempotency key is `schedule:{name}:{tick}`, by tick.

@@ -43,6 +43,7 @@ are skipped; a line that is not valid UTF-8 is refused (field json). Jobs go in
 in chunks of 500, each one atomic transaction; a line's result is printed once its
 chunk is in:
   line N: queued ID                                {"id":ID,"line":N,"status":"queued"}
+  line N: scheduled ID (with at or in)             {"id":ID,"line":N,"status":"scheduled"}
   line N: exists ID (already enqueued with key K)  {"id":ID,"key":K,"line":N,"status":"exists"}
   line N: refused: FIELD: why                      {"error":E,"field":F,"line":N,"status":"refused"}
 Exit code 0 when every line is in (new or already there), 1 if any was refused.
@@ -284,12 +285,14 @@ pub async fn run(cfg: &Config, args: Args) -> Result<u8, Failure> {
         }
         return crate::cmd::wait::wait_and_print(&store, &id, args.json).await;
     }
+    // `queued`, or `scheduled` with a due time (`--at`, `--in`).
+    let status = rec.state.as_str();
     match (&created, args.json) {
         (Created::New(_), true) if shown.is_empty() => {
-            output::print_json(&json!({"id": id, "status": "queued"}))
+            output::print_json(&json!({"id": id, "status": status}))
         }
         (Created::New(_), true) => {
-            output::print_json(&json!({"id": id, "status": "queued", "key": shown}))
+            output::print_json(&json!({"id": id, "status": status, "key": shown}))
         }
         (Created::Existing(_), true) => {
             output::print_json(&json!({"id": id, "status": "exists", "key": shown}))

@@ -60,24 +60,28 @@ impl Chunk {
             match line {
                 Line::Job(n, i) => {
                     let key = agentq_shared::flow::shown_key(&self.records[i].key);
+                    // `queued`, or `scheduled` with a due time (`at`, `in`).
+                    let status = self.records[i].state.as_str();
                     match &created[i] {
                         Some(Created::New(id)) => {
                             tally.new += 1;
                             match (json, key.is_empty()) {
                                 (true, true) => json_line(
                                     &mut out,
-                                    &json!({"line": n, "id": id, "status": "queued"}),
+                                    &json!({"line": n, "id": id, "status": status}),
                                 ),
                                 (true, false) => json_line(
                                     &mut out,
-                                    &json!({"line": n, "id": id, "status": "queued", "key": key}),
+                                    &json!({"line": n, "id": id, "status": status, "key": key}),
                                 ),
                                 (false, _) => {
                                     // `line {n}: queued {id}`, pieces pushed
                                     // (the line a batch prints most: issue 34).
                                     out.push_str("line ");
                                     let _ = write!(out, "{n}");
-                                    out.push_str(": queued ");
+                                    out.push_str(": ");
+                                    out.push_str(status);
+                                    out.push(' ');
                                     out.push_str(id);
                                     out.push('\n');
                                 }
