@@ -106,11 +106,16 @@ fn copy_name(image_id: &str) -> String {
 /// (`docker volume prune`), Docker would make it again from the image
 /// rather than mount an empty `/usr`.
 fn mount_of(volume: &str) -> Mount {
+    usr_mount(volume, true)
+}
+
+/// Volume `volume` at [`TARGET`].
+fn usr_mount(volume: &str, read_only: bool) -> Mount {
     Mount {
         target: Some(TARGET.to_string()),
         source: Some(volume.to_string()),
         typ: Some(MountTypeEnum::VOLUME),
-        read_only: Some(true),
+        read_only: Some(read_only),
         ..Default::default()
     }
 }
@@ -215,13 +220,7 @@ async fn fill(docker: &Docker, id: &str) -> anyhow::Result<String> {
         network_disabled: Some(true),
         labels: Some(labels.clone()),
         host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(TARGET.to_string()),
-                source: Some(copy.clone()),
-                typ: Some(MountTypeEnum::VOLUME),
-                read_only: Some(false),
-                ..Default::default()
-            }]),
+            mounts: Some(vec![usr_mount(&copy, false)]),
             network_mode: Some("none".into()),
             ..Default::default()
         }),
