@@ -412,19 +412,37 @@ async fn an_idle_worker_costs_redis_next_to_nothing() {
     let env = TestEnv::with_config("heartbeat_secs = 10\n");
     env.remotes.create("core", "demo", &[]);
     let _w = env.worker("w1", 2);
-    // Registered, and its first rounds (heartbeat, the sweep) done.
+    // Registered, its first sweep done and its intake (the last thing a
+    // worker starts) registered with apalis.
     let keys = agentq_shared::keys::Keys::new(&env.ns);
+    let intakes = agentq_shared::store::apalis_config(&keys).workers_set();
     wait_until(LONG, || {
         let mut c = env.redis.conn();
         let workers: usize = c.hlen(keys.workers()).unwrap();
         let swept: bool = c.exists(keys.sweep_lock()).unwrap();
-        workers == 1 && swept
+        let intake: usize = c.zcard(&intakes).unwrap();
+        workers == 1 && swept && intake == 1
     })
     .await;
-    let idle = commands_per_s(&env, 10).await;
-    eprintln!("Redis commands/s of one idle worker: {idle:.2}");
-    assert!(idle > 0.0, "the count is not counting");
-    assert!(idle <= 5.0, "{idle:.1} commands/s from one idle worker");
+    // The steady state is what is bounded: the first rounds of the worker's
+    // loops (vacuum, housekeeping, writeback, ...) run once at start, and on
+    // a loaded machine some land after the intake registered. So the bound
+    // holds in one of up to three 10 s windows (start-up is over long before
+    // the third); a steady cost (a poll) is in every window.
+    let mut windows = Vec::new();
+    for _ in 0..3 {
+        let idle = commands_per_s(&env, 10).await;
+        eprintln!("Redis commands/s of one idle worker: {idle:.2}");
+        assert!(idle > 0.0, "the count is not counting");
+        windows.push(idle);
+        if idle <= 5.0 {
+            break;
+        }
+    }
+    assert!(
+        windows.iter().any(|&w| w <= 5.0),
+        "{windows:.1?} commands/s from one idle worker in three windows of 10 s"
+    );
     // Idle is not asleep: a job enqueued now starts and finishes.
     let id = env.enqueue_for_issue(1, "quick");
     let rec = env.wait_final(&id, LONG).await;
