@@ -34,8 +34,10 @@ fn env_with(extra: &str) -> TestEnv {
 
 /// A trivial job that commits one file, p50/p95 of 20 (prep start → final
 /// state: the agent's container, the export made in it, the branch pushed),
-/// beside `docker run --rm --init` of the same image and agent command on the
-/// agents' network, p50/p95 of 20.
+/// beside `docker run --rm --init` on the agents' network of the same image,
+/// agent command and prompt in a mounted clone (the agent makes the same
+/// commit), and of the same command with the prompt `trivial` (no workspace,
+/// nothing committed: the baseline of sessions 4-6), p50/p95 of 20 each.
 pub async fn committing_job() -> Vec<Row> {
     let env = env_with("");
     // `AGENTQ_BENCH_RUST_LOG=info,agentq_worker=trace` for the container
@@ -45,7 +47,7 @@ pub async fn committing_job() -> Vec<Row> {
         "RUST_LOG",
         log.as_deref().unwrap_or("info,agentq_worker=debug"),
     );
-    env.remotes.create("core", "demo", &[]);
+    let bare_repo = env.remotes.create("core", "demo", &[]);
     let w = env.worker("bench", 1);
     let warm = env.enqueue(&[
         "--repo",
@@ -82,6 +84,58 @@ pub async fn committing_job() -> Vec<Row> {
         let _ = std::fs::write("/tmp/agentq-bench-commit.log", &log);
     }
     drop(w);
+    let (uid, gid) = {
+        let cfg = <agentq_shared::config::Config as agentq_shared::config::ConfigFile>::load(Some(
+            env.config_path().to_path_buf(),
+        ))
+        .unwrap();
+        agentq_shared::config::AgentRunIds::agent_run_ids(&cfg)
+    };
+    // Like for like: `docker run` of the same agent command with the same
+    // prompt, as the agent's user, in a clone of the repository mounted at
+    // /workspace (made before the clock starts), so the agent makes the same
+    // commit; what is left over it is agentq's own work (the workspace,
+    // the sandbox's export and import, the push, the record).
+    let mut same_work = Vec::new();
+    for i in 0..20 {
+        let scratch = tempfile::tempdir().unwrap();
+        let clone = scratch.path().join("demo");
+        let ok = Command::new("git")
+            .args(["clone", "-q", bare_repo.to_str().unwrap()])
+            .arg(&clone)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git clone failed");
+        let ok = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(scratch.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown failed");
+        let t = Instant::now();
+        let out = Command::new("docker")
+            .args(["run", "--rm", "--init", "--network", "agentq-agents"])
+            .args(["--user", &format!("{uid}:{gid}"), "-w", "/workspace"])
+            .arg("-v")
+            .arg(format!("{}:/workspace", clone.display()))
+            .args(["-e", "HOME=/tmp", "-e", "GIT_AUTHOR_NAME=bench"])
+            .args(["-e", "GIT_AUTHOR_EMAIL=bench@example.invalid"])
+            .args(["-e", "GIT_COMMITTER_NAME=bench"])
+            .args(["-e", "GIT_COMMITTER_EMAIL=bench@example.invalid"])
+            .arg(TEST_IMAGE)
+            .args(["codex", "exec", &format!("trivial {i} @agentq-test commit")])
+            .output()
+            .unwrap();
+        same_work.push(t.elapsed().as_secs_f64());
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("committed"),
+            "docker run of the committing agent failed: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(env);
     let mut docker = Vec::new();
     for _ in 0..20 {
@@ -104,14 +158,32 @@ pub async fn committing_job() -> Vec<Row> {
         docker.push(t.elapsed().as_secs_f64());
     }
     let ((a50, a95), (d50, d95)) = (p50_p95(&mut took), p50_p95(&mut docker));
-    vec![Row {
+    let (s50, s95) = p50_p95(&mut same_work);
+    vec![
+        Row {
+            what: "a trivial job that commits one file, prep start → final state, p50 / p95 of 20, \
+                   beside `docker run` of the same agent command making the same commit"
+                .into(),
+            agentq: format!("{a50:.3} s / {a95:.3} s"),
+            peer: format!(
+                "`docker run --rm --init --network agentq-agents --user {uid}:{gid} -v CLONE:/workspace` \
+                 of the same image, agent command and prompt (the agent commits): {s50:.3} s / {s95:.3} s"
+            ),
+            ratio: format!(
+                "{:.2}× ({:+.0} ms) / {:+.0} ms at p95",
+                a50 / s50,
+                (a50 - s50) * 1000.0,
+                (a95 - s95) * 1000.0
+            ),
+        },
+        Row {
         what: "a trivial job that commits one file, prep start → final state, p50 / p95 of 20 \
                (1 worker, warm mirror; one container: the export made in it by its watchdog; \
                the branch pushed)"
             .into(),
         agentq: format!("{a50:.3} s / {a95:.3} s"),
         peer: format!(
-            "`docker run --rm --init --network agentq-agents` of the same image and agent command: {d50:.3} s / {d95:.3} s"
+            "`docker run --rm --init --network agentq-agents` of the same image and agent command, prompt `trivial` (no workspace, no commit: sessions 4-6's baseline): {d50:.3} s / {d95:.3} s"
         ),
         ratio: format!(
             "{:.2}× ({:+.0} ms) / {:+.0} ms at p95",
@@ -119,7 +191,8 @@ pub async fn committing_job() -> Vec<Row> {
             (a50 - d50) * 1000.0,
             (a95 - d95) * 1000.0
         ),
-    }]
+    },
+    ]
 }
 
 const GO_MOD: &str = "module example.com/demo\n\ngo 1.19\n";
