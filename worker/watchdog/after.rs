@@ -36,7 +36,17 @@
 //!   a namespace's init spares only the init) and reaps them until none is
 //!   left, daemons and `setsid` children included (a process killed by
 //!   SIGKILL cannot fork on its way out). Only then does it run the
-//!   commands. It does so again before each command.
+//!   commands. It does so again before each command, or, for a plan whose
+//!   commands run at once (the agent's export and leftovers, flag `p`),
+//!   before them all and after them all.
+//! - Commands run at once are each other's neighbours: a process one of them
+//!   starts (a filter of the agent's repository configuration, run by the
+//!   leftovers' `git add`) could write, as the same uid, into the other's
+//!   stdout pipe through `/proc`. That is no more than the agent could do
+//!   to its own work: each section is untrusted data to the worker, checked
+//!   as below, and neither reaches the channel or the exit code's frame,
+//!   which only the watchdog writes. One that outlives its command's group
+//!   goes at the plan's end, or at the time limit if it holds a pipe.
 //! - The commands are the worker's, read from FILE in the run's heartbeat
 //!   directory, which the container sees read-only (a file the agent
 //!   pre-wrote elsewhere is never read; one it tried to write there could
@@ -56,7 +66,9 @@
 //! Written by the worker, in the format of `--argv-from`: `1`, the
 //! directory to run in, the time limit of each command in milliseconds, the
 //! number of commands, then each command as its number of arguments and the
-//! arguments. A `.git/HEAD` in that directory that is not a plain file (a
+//! arguments. Version `2` has flags after the time limit: `m` each
+//! command's stderr framed with its stdout, `s` no command after one that
+//! fails, `p` the commands at once (not with `s`). A `.git/HEAD` in that directory that is not a plain file (a
 //! FIFO git would wait on) makes the watchdog export nothing.
 
 use std::{
@@ -72,7 +84,7 @@ use std::{
     process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -185,6 +197,9 @@ struct Plan {
     merge: bool,
     /// No command after the first that exits non-zero (QA stops there).
     stop_on_failure: bool,
+    /// The commands run at once, not one after the other (the agent's
+    /// export and leftovers: see the module docs).
+    parallel: bool,
     commands: Vec<Vec<OsString>>,
 }
 
@@ -219,7 +234,9 @@ fn read_plan(file: &Path) -> Result<Plan, String> {
         dir,
         limit,
         merge: flags.contains('m'),
+        // Stopping at a failure needs one command after another.
         stop_on_failure: flags.contains('s'),
+        parallel: flags.contains('p') && !flags.contains('s'),
         commands,
     })
 }
@@ -240,6 +257,18 @@ fn channel() -> ManuallyDrop<File> {
     // SAFETY: fd 1 stays open for the process's life; ManuallyDrop never
     // closes it.
     ManuallyDrop::new(unsafe { File::from_raw_fd(1) })
+}
+
+/// The channel as the commands' readers share it: each frame is written
+/// whole under the lock, so frames of commands run at once interleave but
+/// never mix.
+struct Channel(Mutex<ManuallyDrop<File>>);
+
+impl Channel {
+    fn frame(&self, kind: u8, section: u8, payload: &[&[u8]]) -> std::io::Result<()> {
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        frame(&mut out, kind, section, payload)
+    }
 }
 
 fn frame(out: &mut File, kind: u8, section: u8, payload: &[&[u8]]) -> std::io::Result<()> {
@@ -277,25 +306,53 @@ pub(crate) fn run_after(plan_file: &Path, exit: Option<i32>) {
     if !head_is_plain(&plan.dir) {
         return;
     }
-    let mut out = channel();
+    let out = Channel(Mutex::new(channel()));
     let mut all_ran = true;
-    for (i, cmd) in plan.commands.iter().enumerate() {
+    if plan.parallel {
         kill_all();
         if SIGNALLED.load(Ordering::SeqCst) {
-            // `docker stop`: nothing more runs.
             all_ran = false;
-            break;
+        } else {
+            let (out, plan) = (&out, &plan);
+            let ran: Vec<std::io::Result<i32>> = std::thread::scope(|s| {
+                let each: Vec<_> = plan
+                    .commands
+                    .iter()
+                    .enumerate()
+                    .map(|(i, cmd)| s.spawn(move || run_one(out, i as u8, cmd, plan, false)))
+                    .collect();
+                each.into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("a reader panicked")))
+                    })
+                    .collect()
+            });
+            if let Some(Err(e)) = ran.into_iter().find(Result::is_err) {
+                eprintln!("agentq-watchdog: cannot write the export: {e}");
+                kill_all();
+                return;
+            }
         }
-        match run_one(&mut out, i as u8, cmd, &plan) {
-            Ok(0) => {}
-            Ok(_) if plan.stop_on_failure => {
+    } else {
+        for (i, cmd) in plan.commands.iter().enumerate() {
+            kill_all();
+            if SIGNALLED.load(Ordering::SeqCst) {
+                // `docker stop`: nothing more runs.
                 all_ran = false;
                 break;
             }
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("agentq-watchdog: cannot write the export: {e}");
-                return;
+            match run_one(&out, i as u8, cmd, &plan, true) {
+                Ok(0) => {}
+                Ok(_) if plan.stop_on_failure => {
+                    all_ran = false;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("agentq-watchdog: cannot write the export: {e}");
+                    return;
+                }
             }
         }
     }
@@ -304,7 +361,7 @@ pub(crate) fn run_after(plan_file: &Path, exit: Option<i32>) {
         let section = plan.commands.len() as u8;
         // As the kernel reports the watchdog's exit with it: its low byte.
         let code = code & 0xff;
-        if let Err(e) = frame(&mut out, b'E', section, &[&code.to_be_bytes()]) {
+        if let Err(e) = out.frame(b'E', section, &[&code.to_be_bytes()]) {
             eprintln!("agentq-watchdog: cannot write the agent's exit code: {e}");
         }
     }
@@ -322,8 +379,18 @@ fn pipe() -> std::io::Result<(File, OwnedFd)> {
 }
 
 /// Runs one command of the plan, its output framed as `section`; returns
-/// its exit code (as written in its end frame).
-fn run_one(out: &mut File, section: u8, cmd: &[OsString], plan: &Plan) -> std::io::Result<i32> {
+/// its exit code (as written in its end frame). `alone`: nothing else runs
+/// meanwhile, so what the command leaves behind is killed with everything
+/// but the watchdog ([`kill_all`]); beside another command (a parallel
+/// plan), only its own process group is, and what left the group goes at
+/// the plan's end or at the time limit.
+fn run_one(
+    out: &Channel,
+    section: u8,
+    cmd: &[OsString],
+    plan: &Plan,
+    alone: bool,
+) -> std::io::Result<i32> {
     let (mut stdout, write) = pipe()?;
     let mut c = Command::new(&cmd[0]);
     c.args(&cmd[1..])
@@ -344,7 +411,7 @@ fn run_one(out: &mut File, section: u8, cmd: &[OsString], plan: &Plan) -> std::i
         Err(e) => {
             let code: i32 = if e.kind() == ErrorKind::NotFound { 127 } else { 126 };
             let why = format!("cannot run {:?}: {e}", cmd[0]);
-            frame(out, b'E', section, &[&code.to_be_bytes(), why.as_bytes()])?;
+            out.frame(b'E', section, &[&code.to_be_bytes(), why.as_bytes()])?;
             return Ok(code);
         }
     };
@@ -391,18 +458,29 @@ fn run_one(out: &mut File, section: u8, cmd: &[OsString], plan: &Plan) -> std::i
             Ok(0) => break,
             Ok(n) => {
                 if write_err.is_none() {
-                    write_err = frame(out, b'D', section, &[&buf[..n]]).err();
+                    write_err = out.frame(b'D', section, &[&buf[..n]]).err();
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
+    let group = child.id() as CInt;
     let status = child.wait();
-    done.store(true, Ordering::SeqCst);
     // Whatever the command left behind holding stderr goes now.
-    kill_all();
+    if alone {
+        kill_all();
+    } else {
+        // SAFETY: kill(2) of the command's own process group (it was made
+        // its leader); reaped with everything else at the plan's end.
+        unsafe {
+            kill(-group, SIGKILL);
+        }
+    }
     let kept = errs.join().unwrap_or_default();
+    // The time limit holds until stderr is read to its end: a process that
+    // left the group and holds it is killed there.
+    done.store(true, Ordering::SeqCst);
     if let Some(e) = write_err {
         return Err(e);
     }
@@ -411,7 +489,7 @@ fn run_one(out: &mut File, section: u8, cmd: &[OsString], plan: &Plan) -> std::i
     } else {
         status.map(code_of).unwrap_or(1)
     };
-    frame(out, b'E', section, &[&code.to_be_bytes(), &kept])?;
+    out.frame(b'E', section, &[&code.to_be_bytes(), &kept])?;
     Ok(code)
 }
 
