@@ -32,6 +32,14 @@ fn env_with(extra: &str) -> TestEnv {
     env
 }
 
+/// The config the env's workers load.
+fn worker_config(env: &TestEnv) -> agentq_shared::config::Config {
+    <agentq_shared::config::Config as agentq_shared::config::ConfigFile>::load(Some(
+        env.config_path().to_path_buf(),
+    ))
+    .unwrap()
+}
+
 /// A trivial job that commits one file, p50/p95 of 20 (prep start → final
 /// state: the agent's container, the export made in it, the branch pushed),
 /// beside `docker run --rm --init` on the agents' network of the same image,
@@ -84,13 +92,7 @@ pub async fn committing_job() -> Vec<Row> {
         let _ = std::fs::write("/tmp/agentq-bench-commit.log", &log);
     }
     drop(w);
-    let (uid, gid) = {
-        let cfg = <agentq_shared::config::Config as agentq_shared::config::ConfigFile>::load(Some(
-            env.config_path().to_path_buf(),
-        ))
-        .unwrap();
-        agentq_shared::config::AgentRunIds::agent_run_ids(&cfg)
-    };
+    let (uid, gid) = agentq_shared::config::AgentRunIds::agent_run_ids(&worker_config(&env));
     // Like for like: `docker run` of the same agent command with the same
     // prompt, as the agent's user, in a clone of the repository mounted at
     // /workspace (made before the clock starts), so the agent makes the same
@@ -469,10 +471,7 @@ pub async fn container_start() -> Vec<Row> {
     let (own_start, own_create) = docker_own(&docker, &events, starts, "bare", bare).await;
     let scratch = tempfile::tempdir().unwrap();
     let same = {
-        let cfg = <agentq_shared::config::Config as agentq_shared::config::ConfigFile>::load(Some(
-            env.config_path().to_path_buf(),
-        ))
-        .unwrap();
+        let cfg = worker_config(&env);
         let dir = |d: &str| {
             let p = scratch.path().join(d);
             std::fs::create_dir_all(&p).unwrap();

@@ -68,8 +68,9 @@
 //! number of commands, then each command as its number of arguments and the
 //! arguments. Version `2` has flags after the time limit: `m` each
 //! command's stderr framed with its stdout, `s` no command after one that
-//! fails, `p` the commands at once (not with `s`). A `.git/HEAD` in that directory that is not a plain file (a
-//! FIFO git would wait on) makes the watchdog export nothing.
+//! fails, `p` the commands at once (not with `s`). A `.git/HEAD` in that
+//! directory that is not a plain file (a FIFO git would wait on) makes the
+//! watchdog export nothing.
 
 use std::{
     ffi::OsString,
